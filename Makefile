@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each sets up everything it
+# needs on a fresh Debian 12 + Python 3.11 box (uv, the locked dependencies, PostgreSQL's
+# server binaries for the tests).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.synced
+
+.PHONY: help install pg-binaries run test lint unit clean
+
+help:
+	@echo "make run   - install and start clientele on the embedded default (SQLite, no servers)"
+	@echo "make test  - install, start throwaway PostgreSQL + Kafka-protocol broker, run everything"
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(STAMP)
+
+# PostgreSQL server binaries (initdb, pg_ctl) for the integration tests' throwaway cluster.
+pg-binaries:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql package for its server binaries"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+run: install
+	$(VENV)/bin/clientele serve
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: install
+	$(VENV)/bin/pytest tests/unit -q
+
+test: install pg-binaries lint
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis

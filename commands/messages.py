@@ -1,0 +1,226 @@
+"""Command messages: one type per action, the same for HTTP, Kafka, CSV import and the CLI.
+
+Fields arrive as the caller sent them (types checked, values not yet normalised); handlers
+normalise through ``domain.values`` so every edge gets identical cleaning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID
+
+import orjson
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from domain.errors import InvalidInput
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """Base: the target customer, optimistic concurrency and idempotency."""
+
+    NAME: ClassVar[str] = ""
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    customer_id: UUID | None = None
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+
+    def digest(self) -> str:
+        """Fingerprint of the request (without its idempotency key)."""
+        body = asdict(self)
+        body.pop("idempotency_key")
+        body["command"] = self.NAME
+        raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+        return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterCustomer(Command):
+    NAME = "register"
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    lifecycle_stage: str = "prospect"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateProfile(Command):
+    """Only the fields given change; ``attributes`` is a patch (null removes a key)."""
+
+    NAME = "update"
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordContact(Command):
+    NAME = "contact"
+    channel: str
+    direction: str
+    kind: str = "other"
+    subject: str | None = None
+    summary: str | None = None
+    outcome: str | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TagCustomer(Command):
+    NAME = "tag"
+    tag: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UntagCustomer(Command):
+    NAME = "untag"
+    tag: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPurchase(Command):
+    NAME = "purchase"
+    order_id: str
+    amount: Decimal | str
+    currency: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordFeedback(Command):
+    NAME = "feedback"
+    nps: int | None = None
+    csat: int | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetConsent(Command):
+    NAME = "consent"
+    purpose: str
+    granted: bool
+    source: str | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeLifecycleStage(Command):
+    NAME = "lifecycle"
+    stage: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChurnCustomer(Command):
+    NAME = "churn"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReactivateCustomer(Command):
+    NAME = "reactivate"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeCustomers(Command):
+    """``customer_id`` is the survivor; ``duplicate_id`` is merged into it."""
+
+    NAME = "merge"
+    duplicate_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnmergeCustomers(Command):
+    NAME = "unmerge"
+    duplicate_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class EraseCustomer(Command):
+    NAME = "erase"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarnPoints(Command):
+    NAME = "earn_points"
+    points: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedeemPoints(Command):
+    NAME = "redeem_points"
+    points: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpirePoints(Command):
+    NAME = "expire_points"
+    points: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeTier(Command):
+    NAME = "tier"
+    tier: str
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.NAME: cls
+    for cls in (
+        RegisterCustomer,
+        UpdateProfile,
+        RecordContact,
+        TagCustomer,
+        UntagCustomer,
+        RecordPurchase,
+        RecordFeedback,
+        SetConsent,
+        ChangeLifecycleStage,
+        ChurnCustomer,
+        ReactivateCustomer,
+        MergeCustomers,
+        UnmergeCustomers,
+        EraseCustomer,
+        EarnPoints,
+        RedeemPoints,
+        ExpirePoints,
+        ChangeTier,
+    )
+}
+_ADAPTERS = {name: TypeAdapter(cls) for name, cls in COMMAND_TYPES.items()}
+_PROFILE_FIELDS = frozenset({"name", "email", "phone", "attributes"})
+
+
+def parse_command(doc: object) -> Command:
+    """Build a command from plain data ``{"type": ..., **fields}`` (batch items, Kafka).
+
+    ``update`` takes the profile fields at the top level, like ``PATCH``. Any problem is an
+    :class:`InvalidInput` naming the offending field.
+    """
+    if not isinstance(doc, dict):
+        raise InvalidInput("command", "must be an object")
+    body = dict(doc)
+    kind = body.pop("type", None)
+    adapter = _ADAPTERS.get(kind) if isinstance(kind, str) else None
+    if adapter is None:
+        raise InvalidInput("type", f"unknown command type {kind!r}; one of {sorted(_ADAPTERS)}")
+    if kind == UpdateProfile.NAME and "changes" not in body:
+        body["changes"] = {k: body.pop(k) for k in list(body) if k in _PROFILE_FIELDS}
+    try:
+        command = adapter.validate_python(body, strict=False)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "command"
+        raise InvalidInput(where, first["msg"]) from None
+    assert isinstance(command, Command)
+    return command

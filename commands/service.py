@@ -1,0 +1,160 @@
+"""The application service: runs commands, singly or as a group-committed batch.
+
+* idempotency: a command with an ``idempotency_key`` is executed once; the same key with the
+  same request returns the first outcome, with a different request is refused;
+* optimistic concurrency: ``expected_version`` is checked against the stored version; a
+  concurrent writer that commits first makes the store refuse our transaction, and the whole
+  unit is retried against fresh state (bounded);
+* batches: all commands share one unit of work and one store transaction; a rejected command
+  is rolled back in memory and reported, the others still commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import structlog
+from eventsourcing.persistence import IntegrityError
+
+from commands.handlers import HANDLERS, Env
+from commands.messages import Command
+from commands.unit_of_work import UnitOfWork
+from domain.errors import ConcurrentWrite, DomainError
+from domain.events import CustomerEvent, Meta
+from domain.indexes import IdempotencyRecord
+from infra.store import EventStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who sends the command and which request or message it belongs to."""
+
+    actor: str
+    correlation_id: str = field(default_factory=lambda: str(uuid4()))
+    causation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of one command: accepted with (customer, version, position) or rejected."""
+
+    status: Literal["accepted", "rejected"]
+    customer_id: UUID | None = None
+    version: int | None = None
+    position: int | None = None
+    problem: DomainError | None = None
+    replayed: bool = False
+    events: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"status": self.status}
+        if self.customer_id is not None:
+            doc |= {"customer_id": str(self.customer_id), "version": self.version}
+            doc["position"] = self.position
+        if self.problem is not None:
+            doc["problem"] = self.problem.to_dict()
+        return doc
+
+
+@dataclass
+class _Planned:
+    """An accepted command waiting for its positions, which exist only after commit.
+
+    ``events`` are all events the command triggered (its customers' and index rows'); the
+    outcome's position is the newest of them, so a reader waiting for it sees all effects.
+    """
+
+    customer_id: UUID
+    version: int
+    events: list[Any]
+    replayed: bool = False
+    record_id: UUID | None = None
+
+
+class CommandService:
+    """Executes commands against an :class:`EventStore`."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        default_region: str = "US",
+        index_key: str = "clientele-dev-index-key",
+        retries: int = 5,
+    ) -> None:
+        self.store = store
+        self.default_region = default_region
+        self.index_key = index_key.encode()
+        self.retries = retries
+
+    def execute(self, command: Command, context: Context) -> Outcome:
+        """Run one command; raise its :class:`DomainError` if it is rejected."""
+        outcome = self.execute_batch([command], context)[0]
+        if outcome.problem is not None:
+            raise outcome.problem
+        return outcome
+
+    def execute_batch(self, commands: Sequence[Command], context: Context) -> list[Outcome]:
+        """Run commands in order in one store transaction; report each outcome."""
+        for attempt in range(self.retries + 1):
+            uow = UnitOfWork(self.store, self.index_key)
+            now = datetime.now(UTC)
+            meta = Meta(context.actor, context.correlation_id, context.causation_id, now)
+            plans = [
+                self._plan(command, Env(uow, meta, self.default_region)) for command in commands
+            ]
+            try:
+                recordings = uow.commit()
+            except IntegrityError:
+                log.info("command.retry", attempt=attempt + 1, commands=len(commands))
+                continue
+            positions = {id(r.domain_event): r.notification.id for r in recordings}
+            return [self._outcome(plan, positions) for plan in plans]
+        problem = ConcurrentWrite(f"gave up after {self.retries + 1} conflicting attempts")
+        return [Outcome("rejected", problem=problem) for _ in commands]
+
+    def _plan(self, command: Command, env: Env) -> _Planned | DomainError:
+        uow = env.uow
+        savepoint = uow.savepoint()
+        try:
+            record_id, record = (None, None)
+            if command.idempotency_key is not None:
+                record_id, record = uow.idempotency_record(command.idempotency_key)
+                if record is not None:
+                    record.check(command.idempotency_key, command.digest())
+                    customer_id = UUID(record.customer_id)
+                    return _Planned(customer_id, record.outcome_version, [], True, record_id)
+            customer_id = HANDLERS[type(command)](command, env)
+            version = uow.customer(customer_id).version
+            if record_id is not None:
+                uow.add(IdempotencyRecord.record(record_id, command.digest(), customer_id, version))
+        except DomainError as error:
+            uow.rollback(savepoint)
+            return error
+        return _Planned(customer_id, version, uow.events_since(savepoint), record_id=record_id)
+
+    def _outcome(self, plan: _Planned | DomainError, positions: dict[int, int]) -> Outcome:
+        if isinstance(plan, DomainError):
+            return Outcome("rejected", problem=plan)
+        own = [positions[id(e)] for e in plan.events if id(e) in positions]
+        position: int | None
+        if own:
+            position = max(own)
+        elif plan.record_id is not None:
+            position = self.store.position_of(plan.record_id, 1)
+        else:
+            position = self.store.position_of(plan.customer_id, plan.version)
+        return Outcome(
+            "accepted",
+            customer_id=plan.customer_id,
+            version=plan.version,
+            position=position,
+            replayed=plan.replayed,
+            events=tuple(e.TYPE for e in plan.events if isinstance(e, CustomerEvent)),
+        )

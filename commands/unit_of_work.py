@@ -1,0 +1,137 @@
+"""Unit of work: the aggregates one store transaction reads and writes.
+
+Every aggregate is loaded at most once per unit; everything pending is saved by one
+``EventStore.save`` call, i.e. one database transaction (group commit). A savepoint lets a
+batch undo one failed command's in-memory changes without touching the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Recording
+
+from domain.customer import Customer
+from domain.errors import CustomerNotFound
+from domain.indexes import EmailReservation, IdempotencyRecord
+from infra.store import EventStore
+
+IDEMPOTENCY_NAMESPACE = UUID("0b5f4f0e-8d8a-5c1e-8f55-7f1f0c2f3a61")
+_SAVE_ORDER = {Customer: 0, EmailReservation: 1, IdempotencyRecord: 2}
+
+
+@dataclass(frozen=True)
+class Savepoint:
+    pending: dict[UUID, int]
+
+
+class UnitOfWork:
+    """Aggregates touched by one or more commands, saved together by :meth:`commit`."""
+
+    def __init__(self, store: EventStore, index_key: bytes) -> None:
+        self.store = store
+        self._index_key = index_key
+        self._aggregates: dict[UUID, Aggregate | None] = {}
+        self._stored: set[UUID] = set()
+
+    # ----------------------------------------------------------------- loading
+
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        if aggregate_id not in self._aggregates:
+            try:
+                aggregate: Aggregate | None = self.store.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                aggregate = None
+            else:
+                self._stored.add(aggregate_id)
+            self._aggregates[aggregate_id] = aggregate
+        return self._aggregates[aggregate_id]
+
+    def customer(self, customer_id: UUID) -> Customer:
+        """The customer, loaded once per unit; :class:`CustomerNotFound` if absent."""
+        aggregate = self._load(customer_id)
+        if not isinstance(aggregate, Customer):
+            raise CustomerNotFound(customer_id)
+        return aggregate
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return self._load(aggregate_id) is not None
+
+    def email_reservation(self, email: str) -> EmailReservation:
+        """The reservation row of a normalised email (opened if it never existed)."""
+        digest = hmac.new(self._index_key, email.encode(), hashlib.sha256).digest()
+        reservation_id = UUID(bytes=digest[:16], version=4)
+        aggregate = self._load(reservation_id)
+        if aggregate is None:
+            aggregate = EmailReservation.open(reservation_id)
+            self._aggregates[reservation_id] = aggregate
+        assert isinstance(aggregate, EmailReservation)
+        return aggregate
+
+    def idempotency_record(self, key: str) -> tuple[UUID, IdempotencyRecord | None]:
+        record_id = uuid5(IDEMPOTENCY_NAMESPACE, key)
+        aggregate = self._load(record_id)
+        assert aggregate is None or isinstance(aggregate, IdempotencyRecord)
+        return record_id, aggregate
+
+    def add(self, aggregate: Aggregate) -> None:
+        """Track a newly created aggregate."""
+        self._aggregates[aggregate.id] = aggregate
+
+    # -------------------------------------------------------------- savepoints
+
+    def savepoint(self) -> Savepoint:
+        return Savepoint(
+            {i: len(a.pending_events) for i, a in self._aggregates.items() if a is not None}
+        )
+
+    def events_since(self, savepoint: Savepoint) -> list[Any]:
+        """Events triggered since ``savepoint``, in trigger order per aggregate."""
+        new: list[Any] = []
+        for aggregate_id, aggregate in self._aggregates.items():
+            if aggregate is not None:
+                new.extend(aggregate.pending_events[savepoint.pending.get(aggregate_id, 0) :])
+        return new
+
+    def rollback(self, savepoint: Savepoint) -> None:
+        """Forget in-memory changes made after ``savepoint``."""
+        for aggregate_id, aggregate in list(self._aggregates.items()):
+            if aggregate is None:
+                continue
+            keep = savepoint.pending.get(aggregate_id)
+            if keep is None:
+                if aggregate_id in self._stored:
+                    keep = 0
+                else:
+                    self._aggregates[aggregate_id] = None
+                    continue
+            if len(aggregate.pending_events) == keep:
+                continue
+            kept = aggregate.pending_events[:keep]
+            rebuilt: Any = (
+                self.store.repository.get(aggregate_id) if aggregate_id in self._stored else None
+            )
+            for event in kept:
+                rebuilt = event.mutate(rebuilt)
+            if rebuilt is not None:
+                rebuilt.pending_events[:] = kept
+            self._aggregates[aggregate_id] = rebuilt
+
+    # ------------------------------------------------------------------ commit
+
+    def commit(self) -> list[Recording[UUID]]:
+        """Save everything pending in one transaction.
+
+        Idempotency records go last, so each one's position is the newest of its command.
+        """
+        changed = [a for a in self._aggregates.values() if a is not None and a.pending_events]
+        changed.sort(key=lambda a: _SAVE_ORDER.get(type(a), 1))
+        if not changed:
+            return []
+        return self.store.save(*changed)

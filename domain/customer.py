@@ -1,0 +1,369 @@
+"""The Customer aggregate: decides which events a command produces, and folds them into state.
+
+Command methods validate first and trigger events only when everything holds, so a rejected
+command never leaves half of its events behind.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain import events as ev
+from domain.errors import (
+    CustomerErased,
+    CustomerMerged,
+    InvalidInput,
+    InvalidTransition,
+    LimitExceeded,
+    PurchaseConflict,
+)
+from domain.events import Meta
+from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status
+
+
+class Customer(Aggregate):
+    """A customer record: profile, contacts, purchases, feedback, consents, tags, lifecycle."""
+
+    name: str | None
+    email: str | None
+    phone: str | None
+    attributes: dict[str, Any]
+    source: str | None
+    tags: list[str]
+    consents: dict[str, bool]
+    lifecycle_stage: str
+    status: str
+    status_before_merge: str | None
+    churn_reason: str | None
+    purchases: dict[str, dict[str, Any]]
+    contacts_count: int
+    last_contact_at: datetime | None
+    nps: int | None
+    csat: int | None
+    merged_into: str | None
+    absorbed: dict[str, dict[str, Any]]
+    points: int
+    tier: str | None
+
+    def __init__(self) -> None:
+        """State is set by :meth:`initialise`, called from the Registered event."""
+
+    # ----------------------------------------------------------------- creation
+
+    @classmethod
+    def register(
+        cls,
+        customer_id: UUID,
+        meta: Meta,
+        *,
+        name: str,
+        email: str | None = None,
+        phone: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        source: str | None = None,
+        lifecycle_stage: LifecycleStage = LifecycleStage.PROSPECT,
+    ) -> Customer:
+        """Register a new customer (values must already be normalised)."""
+        if lifecycle_stage == LifecycleStage.CHURNED:
+            raise InvalidInput("lifecycle_stage", "a customer cannot be registered as churned")
+        return cls._create(
+            ev.Registered,
+            id=customer_id,
+            name=name,
+            email=email,
+            phone=phone,
+            attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+            source=source,
+            lifecycle_stage=lifecycle_stage.value,
+            **meta.fields(),
+        )
+
+    def initialise(self, event: ev.Registered) -> None:
+        """State right after registration (called by the Registered event)."""
+        self.name = event.name
+        self.email = event.email
+        self.phone = event.phone
+        self.attributes = dict(event.attributes)
+        self.source = event.source
+        self.tags = []
+        self.consents = {}
+        self.lifecycle_stage = event.lifecycle_stage
+        self.status = Status.ACTIVE.value
+        self.status_before_merge = None
+        self.churn_reason = None
+        self.purchases = {}
+        self.contacts_count = 0
+        self.last_contact_at = None
+        self.nps = None
+        self.csat = None
+        self.merged_into = None
+        self.absorbed = {}
+        self.points = 0
+        self.tier = None
+
+    # ------------------------------------------------------------------ guards
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in (Status.ACTIVE, Status.CHURNED)
+
+    def require_live(self) -> None:
+        """Erased and merged customers reject every further command."""
+        if self.status == Status.ERASED:
+            raise CustomerErased(self.id)
+        if self.status == Status.MERGED:
+            assert self.merged_into is not None
+            raise CustomerMerged(self.id, UUID(self.merged_into))
+
+    def _require_not_churned(self, action: str) -> None:
+        self.require_live()
+        if self.status == Status.CHURNED:
+            raise InvalidTransition(
+                f"cannot {action} churned customer {self.id}; reactivate first",
+                customer_id=str(self.id),
+            )
+
+    # ---------------------------------------------------------------- commands
+
+    def update_profile(
+        self, meta: Meta, changes: dict[str, Any], attributes: dict[str, Any]
+    ) -> bool:
+        """Change name/email/phone and patch attributes; returns False when nothing changes."""
+        self._require_not_churned("update")
+        if "name" in changes and changes["name"] is None:
+            raise InvalidInput("name", "is required")
+        real = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        patch = {k: v for k, v in attributes.items() if self.attributes.get(k) != v}
+        if not real and not patch:
+            return False
+        self.trigger_event(ev.ProfileUpdated, changes=real, attributes=patch, **meta.fields())
+        return True
+
+    def record_contact(
+        self,
+        meta: Meta,
+        *,
+        channel: str,
+        direction: str,
+        kind: str,
+        subject: str | None,
+        summary: str | None,
+        outcome: str | None,
+    ) -> None:
+        self.require_live()
+        self.trigger_event(
+            ev.Contacted,
+            channel=channel,
+            direction=direction,
+            kind=kind,
+            subject=subject,
+            summary=summary,
+            outcome=outcome,
+            **meta.fields(),
+        )
+
+    def tag(self, meta: Meta, tag: str) -> bool:
+        """Add a (normalised) tag; returns False when already present."""
+        self._require_not_churned("tag")
+        if tag in self.tags:
+            return False
+        if len(self.tags) >= MAX_TAGS_PER_CUSTOMER:
+            raise LimitExceeded(f"a customer can have at most {MAX_TAGS_PER_CUSTOMER} tags")
+        self.trigger_event(ev.Tagged, tag=tag, **meta.fields())
+        return True
+
+    def untag(self, meta: Meta, tag: str) -> bool:
+        """Remove a tag; returns False when it was not there."""
+        self._require_not_churned("untag")
+        if tag not in self.tags:
+            return False
+        self.trigger_event(ev.Untagged, tag=tag, **meta.fields())
+        return True
+
+    def record_purchase(
+        self,
+        meta: Meta,
+        *,
+        order_id: str,
+        amount: Decimal,
+        currency: str,
+        items: list[dict[str, Any]],
+    ) -> bool:
+        """Record an order once; a churned customer is reactivated by it (two events).
+
+        The same order again is a no-op (returns False); the same order id with another
+        amount or currency is a :class:`PurchaseConflict`. A prospect's first purchase makes
+        them ``new``.
+        """
+        self.require_live()
+        known = self.purchases.get(order_id)
+        if known is not None:
+            if known["amount"] == amount and known["currency"] == currency:
+                return False
+            raise PurchaseConflict(
+                f"order {order_id} was recorded as {known['amount']} {known['currency']}",
+                order_id=order_id,
+            )
+        self.trigger_event(
+            ev.PurchaseRecorded,
+            order_id=order_id,
+            amount=amount,
+            currency=currency,
+            items=items,
+            **meta.fields(),
+        )
+        if self.status == Status.CHURNED:
+            self.trigger_event(ev.Reactivated, reason="purchase", **meta.fields())
+        elif self.lifecycle_stage == LifecycleStage.PROSPECT:
+            self._change_stage(meta, LifecycleStage.NEW, "first_purchase")
+        return True
+
+    def record_feedback(
+        self, meta: Meta, *, nps: int | None, csat: int | None, comment: str | None
+    ) -> None:
+        """Record NPS and/or CSAT (churned customers too: exit surveys matter)."""
+        self.require_live()
+        if nps is None and csat is None and comment is None:
+            raise InvalidInput("feedback", "needs at least one of nps, csat, comment")
+        self.trigger_event(
+            ev.FeedbackRecorded, nps=nps, csat=csat, comment=comment, **meta.fields()
+        )
+
+    def set_consent(self, meta: Meta, purpose: str, granted: bool, source: str | None) -> bool:
+        """Grant or withdraw consent for a purpose; returns False when unchanged.
+
+        Allowed for churned customers too: withdrawing consent must always be possible.
+        """
+        self.require_live()
+        if self.consents.get(purpose) is granted:
+            return False
+        event = ev.ConsentGranted if granted else ev.ConsentWithdrawn
+        self.trigger_event(event, purpose=purpose, source=source, **meta.fields())
+        return True
+
+    def change_stage(self, meta: Meta, stage: LifecycleStage, reason: str | None) -> bool:
+        """Move to another lifecycle stage; churning goes through :meth:`churn`."""
+        self._require_not_churned("change the lifecycle stage of")
+        if stage == LifecycleStage.CHURNED:
+            raise InvalidTransition("use the churn command to churn a customer")
+        if stage == self.lifecycle_stage:
+            return False
+        self._change_stage(meta, stage, reason)
+        return True
+
+    def _change_stage(self, meta: Meta, stage: LifecycleStage, reason: str | None) -> None:
+        self.trigger_event(
+            ev.LifecycleStageChanged,
+            stage=stage.value,
+            previous_stage=self.lifecycle_stage,
+            reason=reason,
+            **meta.fields(),
+        )
+
+    def churn(self, meta: Meta, reason: str | None) -> None:
+        self._require_not_churned("churn")
+        self.trigger_event(
+            ev.Churned, reason=reason, previous_stage=self.lifecycle_stage, **meta.fields()
+        )
+
+    def reactivate(self, meta: Meta, reason: str | None) -> None:
+        self.require_live()
+        if self.status != Status.CHURNED:
+            raise InvalidTransition(f"customer {self.id} is not churned")
+        self.trigger_event(ev.Reactivated, reason=reason, **meta.fields())
+
+    def erase(self, meta: Meta, reason: str | None) -> None:
+        """Forget this customer's personal data (merged duplicates may be erased too)."""
+        if self.status == Status.ERASED:
+            raise CustomerErased(self.id)
+        self.trigger_event(ev.Erased, reason=reason, **meta.fields())
+
+    def earn_points(self, meta: Meta, points: int, reason: str | None) -> None:
+        self.require_live()
+        _check_points(points)
+        self.trigger_event(ev.PointsEarned, points=points, reason=reason, **meta.fields())
+
+    def redeem_points(self, meta: Meta, points: int, reason: str | None) -> None:
+        self._require_not_churned("redeem points of")
+        _check_points(points)
+        if points > self.points:
+            raise InvalidTransition(f"cannot redeem {points} points, balance is {self.points}")
+        self.trigger_event(ev.PointsRedeemed, points=points, reason=reason, **meta.fields())
+
+    def expire_points(self, meta: Meta, points: int, reason: str | None) -> None:
+        self.require_live()
+        _check_points(points)
+        expiring = min(points, self.points)
+        if expiring:
+            self.trigger_event(ev.PointsExpired, points=expiring, reason=reason, **meta.fields())
+
+    def change_tier(self, meta: Meta, tier: str) -> bool:
+        self.require_live()
+        if tier == self.tier:
+            return False
+        self.trigger_event(ev.TierChanged, tier=tier, previous_tier=self.tier, **meta.fields())
+        return True
+
+    # ------------------------------------------------------------------- reads
+
+    def purchase_totals(self) -> dict[str, Decimal]:
+        """Sum of purchase amounts per currency."""
+        totals: dict[str, Decimal] = {}
+        for purchase in self.purchases.values():
+            currency = purchase["currency"]
+            totals[currency] = totals.get(currency, Decimal(0)) + purchase["amount"]
+        return totals
+
+
+def _check_points(points: int) -> None:
+    if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
+        raise InvalidInput("points", "must be a positive integer")
+
+
+def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
+    """Merge ``duplicate`` into ``survivor``; the survivor's id lives on.
+
+    The survivor takes over the duplicate's tags (within the tag limit), purchases it does not
+    have, its contact count, and email/phone where it has none. Consents are not merged:
+    consent is given by a person for a record and must not be widened by deduplication.
+    """
+    if survivor.id == duplicate.id:
+        raise InvalidInput("duplicate_id", "a customer cannot be merged into itself")
+    survivor.require_live()
+    duplicate.require_live()
+    room = MAX_TAGS_PER_CUSTOMER - len(survivor.tags)
+    new_tags = [t for t in duplicate.tags if t not in survivor.tags][: max(room, 0)]
+    new_purchases = {
+        order_id: dict(p)
+        for order_id, p in duplicate.purchases.items()
+        if order_id not in survivor.purchases
+    }
+    survivor.trigger_event(
+        ev.DuplicateAbsorbed,
+        duplicate_id=str(duplicate.id),
+        tags=new_tags,
+        purchases=new_purchases,
+        contacts_count=duplicate.contacts_count,
+        email=duplicate.email if survivor.email is None else None,
+        phone=duplicate.phone if survivor.phone is None else None,
+        **meta.fields(),
+    )
+    duplicate.trigger_event(ev.MergedInto, survivor_id=str(survivor.id), **meta.fields())
+
+
+def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
+    """Undo :func:`merge`: the survivor gives back exactly what it absorbed."""
+    if duplicate.merged_into != str(survivor.id) or str(duplicate.id) not in survivor.absorbed:
+        raise InvalidTransition(f"customer {duplicate.id} is not merged into {survivor.id}")
+    survivor.require_live()
+    survivor.trigger_event(
+        ev.Unmerged, other_id=str(duplicate.id), role="survivor", **meta.fields()
+    )
+    duplicate.trigger_event(
+        ev.Unmerged, other_id=str(survivor.id), role="duplicate", **meta.fields()
+    )

@@ -1,0 +1,129 @@
+"""Domain errors: every rejection the model can give, each with a stable code.
+
+The code is what the edges (HTTP problem ``type``, Kafka command results, CLI) expose; the
+message is for people. Errors never carry stack traces across an edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+
+class DomainError(Exception):
+    """Base of every rejection decided by the domain or the command side."""
+
+    code = "domain-error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for problem documents and command results."""
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class InvalidInput(DomainError):
+    """A field failed validation or normalisation."""
+
+    code = "validation"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+        self.field = field
+
+
+class CustomerNotFound(DomainError):
+    code = "not-found"
+
+    def __init__(self, customer_id: UUID) -> None:
+        super().__init__(f"customer {customer_id} not found", customer_id=str(customer_id))
+
+
+class CustomerExists(DomainError):
+    """A registration named an id that is already taken."""
+
+    code = "customer-exists"
+
+
+class CustomerErased(DomainError):
+    """The customer was erased; nothing more can happen to them."""
+
+    code = "gone-erased"
+
+    def __init__(self, customer_id: UUID) -> None:
+        super().__init__(f"customer {customer_id} was erased", customer_id=str(customer_id))
+
+
+class CustomerMerged(DomainError):
+    """The customer was merged into a survivor; commands go to the survivor."""
+
+    code = "gone-merged"
+
+    def __init__(self, customer_id: UUID, survivor_id: UUID) -> None:
+        super().__init__(
+            f"customer {customer_id} was merged into {survivor_id}",
+            customer_id=str(customer_id),
+            survivor_id=str(survivor_id),
+        )
+        self.survivor_id = survivor_id
+
+
+class InvalidTransition(DomainError):
+    """The command is not allowed in the customer's current status or stage."""
+
+    code = "invalid-transition"
+
+
+class PurchaseConflict(DomainError):
+    """The order id was already recorded with a different amount or currency."""
+
+    code = "purchase-conflict"
+
+
+class EmailTaken(DomainError):
+    """The normalised email belongs to another live customer."""
+
+    code = "email-taken"
+
+    def __init__(self, email: str, existing_customer_id: UUID) -> None:
+        super().__init__(
+            f"email {email} already belongs to customer {existing_customer_id}",
+            existing_customer_id=str(existing_customer_id),
+        )
+        self.existing_customer_id = existing_customer_id
+
+
+class VersionConflict(DomainError):
+    """Optimistic concurrency: the expected version is not the current one."""
+
+    code = "version-conflict"
+
+    def __init__(self, customer_id: UUID, expected: int, actual: int) -> None:
+        super().__init__(
+            f"customer {customer_id} is at version {actual}, not {expected}",
+            customer_id=str(customer_id),
+            expected_version=expected,
+            actual_version=actual,
+        )
+
+
+class ConcurrentWrite(DomainError):
+    """Another writer committed first and retries ran out."""
+
+    code = "concurrent-write"
+
+
+class IdempotencyKeyReused(DomainError):
+    """The idempotency key was first used with a different request."""
+
+    code = "idempotency-key-reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used for a different request")
+
+
+class LimitExceeded(DomainError):
+    code = "limit-exceeded"

@@ -1,0 +1,346 @@
+"""Customer events: the immutable facts, and how each one changes a :class:`Customer`.
+
+Every event carries who caused it (``actor``), the ``correlation_id`` of the request that led
+to it, the ``causation_id`` of the message that directly caused it, and ``occurred_at`` (business
+time, given by the caller or now). eventsourcing adds ``timestamp`` (when it was recorded).
+Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version`` for upcasting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from eventsourcing.domain import Aggregate
+
+from domain.values import LifecycleStage, Status
+
+if TYPE_CHECKING:
+    from domain.customer import Customer
+
+META_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic"}
+    | {"actor", "correlation_id", "causation_id", "occurred_at"}
+)
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Who, why and when for the events one command produces."""
+
+    actor: str
+    correlation_id: str
+    causation_id: str | None
+    occurred_at: datetime
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "occurred_at": self.occurred_at,
+        }
+
+
+class CustomerEvent(Aggregate.Event):
+    """Base of every customer event."""
+
+    TYPE: ClassVar[str] = ""
+    actor: str
+    correlation_id: str
+    causation_id: str | None
+    occurred_at: datetime
+
+    def data(self) -> dict[str, Any]:
+        """The event-specific fields (the envelope's ``data``)."""
+        return {k: v for k, v in vars(self).items() if k not in META_FIELDS}
+
+    def apply(self, aggregate: Customer) -> None:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+
+class Registered(CustomerEvent, Aggregate.Created):
+    """Version 2 added ``source`` and ``lifecycle_stage``; v1 events are upcast on load."""
+
+    TYPE = "customer.registered"
+    class_version = 2
+    name: str
+    email: str | None
+    phone: str | None
+    attributes: dict[str, Any]
+    source: str | None
+    lifecycle_stage: str
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("source", None)
+        state.setdefault("lifecycle_stage", LifecycleStage.PROSPECT.value)
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.initialise(self)
+
+
+class ProfileUpdated(CustomerEvent):
+    """``changes`` maps name/email/phone to new values; ``attributes`` is a patch (None = drop)."""
+
+    TYPE = "customer.profile_updated"
+    changes: dict[str, Any]
+    attributes: dict[str, Any]
+
+    def apply(self, aggregate: Customer) -> None:
+        for field, value in self.changes.items():
+            setattr(aggregate, field, value)
+        for key, value in self.attributes.items():
+            if value is None:
+                aggregate.attributes.pop(key, None)
+            else:
+                aggregate.attributes[key] = value
+
+
+class Contacted(CustomerEvent):
+    TYPE = "customer.contacted"
+    channel: str
+    direction: str
+    kind: str
+    subject: str | None
+    summary: str | None
+    outcome: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.contacts_count += 1
+        if aggregate.last_contact_at is None or self.occurred_at > aggregate.last_contact_at:
+            aggregate.last_contact_at = self.occurred_at
+
+
+class Tagged(CustomerEvent):
+    TYPE = "customer.tagged"
+    tag: str
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.tags.append(self.tag)
+
+
+class Untagged(CustomerEvent):
+    TYPE = "customer.untagged"
+    tag: str
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.tags.remove(self.tag)
+
+
+class PurchaseRecorded(CustomerEvent):
+    TYPE = "customer.purchase_recorded"
+    order_id: str
+    amount: Decimal
+    currency: str
+    items: list[dict[str, Any]]
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.purchases[self.order_id] = {
+            "amount": self.amount,
+            "currency": self.currency,
+            "occurred_at": self.occurred_at,
+        }
+
+
+class FeedbackRecorded(CustomerEvent):
+    TYPE = "customer.feedback_recorded"
+    nps: int | None
+    csat: int | None
+    comment: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        if self.nps is not None:
+            aggregate.nps = self.nps
+        if self.csat is not None:
+            aggregate.csat = self.csat
+
+
+class ConsentGranted(CustomerEvent):
+    TYPE = "customer.consent_granted"
+    purpose: str
+    source: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.consents[self.purpose] = True
+
+
+class ConsentWithdrawn(CustomerEvent):
+    TYPE = "customer.consent_withdrawn"
+    purpose: str
+    source: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.consents[self.purpose] = False
+
+
+class LifecycleStageChanged(CustomerEvent):
+    TYPE = "customer.lifecycle_stage_changed"
+    stage: str
+    previous_stage: str
+    reason: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.lifecycle_stage = self.stage
+
+
+class Churned(CustomerEvent):
+    TYPE = "customer.churned"
+    reason: str | None
+    previous_stage: str
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.status = Status.CHURNED.value
+        aggregate.lifecycle_stage = LifecycleStage.CHURNED.value
+        aggregate.churn_reason = self.reason
+
+
+class Reactivated(CustomerEvent):
+    TYPE = "customer.reactivated"
+    reason: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.status = Status.ACTIVE.value
+        aggregate.lifecycle_stage = LifecycleStage.ACTIVE.value
+        aggregate.churn_reason = None
+
+
+class MergedInto(CustomerEvent):
+    """This customer was a duplicate; ``survivor_id`` lives on."""
+
+    TYPE = "customer.merged_into"
+    survivor_id: str
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.status_before_merge = aggregate.status
+        aggregate.status = Status.MERGED.value
+        aggregate.merged_into = self.survivor_id
+
+
+class DuplicateAbsorbed(CustomerEvent):
+    """What the survivor took over from the duplicate, so an unmerge can give it back."""
+
+    TYPE = "customer.duplicate_absorbed"
+    duplicate_id: str
+    tags: list[str]
+    purchases: dict[str, dict[str, Any]]
+    contacts_count: int
+    email: str | None
+    phone: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.tags.extend(self.tags)
+        aggregate.purchases.update(self.purchases)
+        aggregate.contacts_count += self.contacts_count
+        if self.email is not None:
+            aggregate.email = self.email
+        if self.phone is not None:
+            aggregate.phone = self.phone
+        aggregate.absorbed[self.duplicate_id] = self.data()
+
+
+class Unmerged(CustomerEvent):
+    """Undo of a merge, recorded on both sides (``role`` says which side this one is)."""
+
+    TYPE = "customer.unmerged"
+    other_id: str
+    role: str
+
+    def apply(self, aggregate: Customer) -> None:
+        if self.role == "duplicate":
+            aggregate.status = aggregate.status_before_merge or Status.ACTIVE.value
+            aggregate.status_before_merge = None
+            aggregate.merged_into = None
+            return
+        absorbed = aggregate.absorbed.pop(self.other_id)
+        aggregate.tags = [t for t in aggregate.tags if t not in absorbed["tags"]]
+        for order_id in absorbed["purchases"]:
+            aggregate.purchases.pop(order_id, None)
+        aggregate.contacts_count -= absorbed["contacts_count"]
+        if absorbed["email"] is not None and aggregate.email == absorbed["email"]:
+            aggregate.email = None
+        if absorbed["phone"] is not None and aggregate.phone == absorbed["phone"]:
+            aggregate.phone = None
+
+
+class Erased(CustomerEvent):
+    """Right to erasure: personal data is gone from here on; facts without PII stay."""
+
+    TYPE = "customer.erased"
+    reason: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.status = Status.ERASED.value
+        aggregate.name = None
+        aggregate.email = None
+        aggregate.phone = None
+        aggregate.attributes = {}
+
+
+class PointsEarned(CustomerEvent):
+    TYPE = "customer.points_earned"
+    points: int
+    reason: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.points += self.points
+
+
+class PointsRedeemed(CustomerEvent):
+    TYPE = "customer.points_redeemed"
+    points: int
+    reason: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.points -= self.points
+
+
+class PointsExpired(CustomerEvent):
+    TYPE = "customer.points_expired"
+    points: int
+    reason: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.points -= self.points
+
+
+class TierChanged(CustomerEvent):
+    TYPE = "customer.tier_changed"
+    tier: str
+    previous_tier: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.tier = self.tier
+
+
+EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
+    Registered,
+    ProfileUpdated,
+    Contacted,
+    Tagged,
+    Untagged,
+    PurchaseRecorded,
+    FeedbackRecorded,
+    ConsentGranted,
+    ConsentWithdrawn,
+    LifecycleStageChanged,
+    Churned,
+    Reactivated,
+    MergedInto,
+    DuplicateAbsorbed,
+    Unmerged,
+    Erased,
+    PointsEarned,
+    PointsRedeemed,
+    PointsExpired,
+    TierChanged,
+)
+EVENT_TYPES: dict[str, type[CustomerEvent]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
+
+
+def data_fields(event_class: type[CustomerEvent]) -> list[str]:
+    """Names of an event class's ``data`` fields, in declaration order."""
+    return [f.name for f in dataclasses.fields(event_class) if f.name not in META_FIELDS]

@@ -1,0 +1,100 @@
+"""Index aggregates that make cross-customer rules race-safe inside the event store itself.
+
+Both are saved in the same store transaction as the customer events they guard; two writers
+racing for the same index row collide on the store's (id, version) uniqueness, so exactly one
+wins and the other retries against the fresh state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import EmailTaken, IdempotencyKeyReused
+
+
+class EmailReservation(Aggregate):
+    """Who (if anyone) owns a normalised email. Its id is a keyed digest, never the email."""
+
+    owner: str | None
+
+    def __init__(self) -> None:
+        """State is set by the creation event's ``apply``."""
+
+    class Reserved(Aggregate.Event):
+        TYPE: ClassVar[str] = "index.email_reserved"
+        customer_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.owner = self.customer_id
+
+    class Released(Aggregate.Event):
+        TYPE: ClassVar[str] = "index.email_released"
+        customer_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.owner = None
+
+    class Opened(Aggregate.Created):
+        TYPE: ClassVar[str] = "index.email_opened"
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.owner = None
+
+    @classmethod
+    def open(cls, reservation_id: UUID) -> EmailReservation:
+        return cls._create(cls.Opened, id=reservation_id)
+
+    def reserve(self, customer_id: UUID, email: str) -> None:
+        """Give the email to ``customer_id``; a live other owner is a conflict."""
+        if self.owner == str(customer_id):
+            return
+        if self.owner is not None:
+            raise EmailTaken(email, UUID(self.owner))
+        self.trigger_event(self.Reserved, customer_id=str(customer_id))
+
+    def release(self, customer_id: UUID) -> None:
+        """Free the email if ``customer_id`` holds it."""
+        if self.owner == str(customer_id):
+            self.trigger_event(self.Released, customer_id=str(customer_id))
+
+
+class IdempotencyRecord(Aggregate):
+    """The first outcome of a command sent with an idempotency key."""
+
+    request_digest: str
+    customer_id: str
+    outcome_version: int
+
+    def __init__(self) -> None:
+        """State is set by the creation event's ``apply``."""
+
+    class Recorded(Aggregate.Created):
+        TYPE: ClassVar[str] = "index.idempotency_recorded"
+        request_digest: str
+        customer_id: str
+        outcome_version: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.request_digest = self.request_digest
+            aggregate.customer_id = self.customer_id
+            aggregate.outcome_version = self.outcome_version
+
+    @classmethod
+    def record(
+        cls, record_id: UUID, request_digest: str, customer_id: UUID, version: int
+    ) -> IdempotencyRecord:
+        return cls._create(
+            cls.Recorded,
+            id=record_id,
+            request_digest=request_digest,
+            customer_id=str(customer_id),
+            outcome_version=version,
+        )
+
+    def check(self, key: str, request_digest: str) -> None:
+        """Same key with a different request is refused."""
+        if request_digest != self.request_digest:
+            raise IdempotencyKeyReused(key)

@@ -1,0 +1,150 @@
+"""The event envelope of the Kafka contract (ARCHITECTURE.md §3), encoded with orjson.
+
+An envelope is the public, self-describing form of one stored customer event. Its ``id`` is
+derived from (customer id, version), so the same event always has the same id no matter how
+often it is published or rebuilt. Schema: ``infra/schemas/event-envelope.schema.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid5
+
+import orjson
+
+from domain.events import EVENT_TYPES, CustomerEvent
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "event-envelope.schema.json"
+EVENT_ID_NAMESPACE = UUID("6f1c1a8e-3b0e-5d5c-9a53-2f6a6c1e7d10")
+
+
+class EnvelopeError(ValueError):
+    """Bytes that are not a valid event envelope (a poison message)."""
+
+
+def event_id(customer_id: UUID, version: int) -> UUID:
+    """Deterministic event id: one (customer, version) is one event, forever."""
+    return uuid5(EVENT_ID_NAMESPACE, f"{customer_id}/{version}")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One customer event as every consumer sees it."""
+
+    id: UUID
+    type: str
+    schema_version: int
+    customer_id: UUID
+    version: int
+    position: int
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    correlation_id: str
+    causation_id: str | None
+    data: dict[str, Any]
+    prev_hash: str | None = None
+    hash: str | None = None
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_event(cls, event: CustomerEvent, position: int) -> Envelope:
+        """Wrap a domain event recorded at ``position``; data is made JSON-plain."""
+        data = orjson.loads(orjson.dumps(event.data(), default=_json_default))
+        return cls(
+            id=event_id(event.originator_id, event.originator_version),
+            type=event.TYPE,
+            schema_version=SCHEMA_VERSION,
+            customer_id=event.originator_id,
+            version=event.originator_version,
+            position=position,
+            occurred_at=event.occurred_at,
+            recorded_at=event.timestamp,
+            actor=event.actor,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+            data=data,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "customer_id": str(self.customer_id),
+            "version": self.version,
+            "position": self.position,
+            "occurred_at": self.occurred_at.isoformat(),
+            "recorded_at": self.recorded_at.isoformat(),
+            "actor": self.actor,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """Headers of the contract: type, schema_version, correlation_id."""
+        return [
+            ("type", self.type.encode()),
+            ("schema_version", str(self.schema_version).encode()),
+            ("correlation_id", self.correlation_id.encode()),
+        ]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        """Decode and check an envelope; anything malformed is an :class:`EnvelopeError`."""
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise EnvelopeError(f"not JSON: {error}") from None
+        if not isinstance(doc, dict):
+            raise EnvelopeError("envelope must be a JSON object")
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Envelope:
+        try:
+            kind = doc["type"]
+            if kind not in EVENT_TYPES:
+                raise EnvelopeError(f"unknown event type {kind!r}")
+            if not isinstance(doc["data"], dict):
+                raise EnvelopeError("data must be an object")
+            version, position = doc["version"], doc["position"]
+            if not isinstance(version, int) or not isinstance(position, int):
+                raise EnvelopeError("version and position must be integers")
+            return cls(
+                id=UUID(doc["id"]),
+                type=kind,
+                schema_version=int(doc["schema_version"]),
+                customer_id=UUID(doc["customer_id"]),
+                version=version,
+                position=position,
+                occurred_at=datetime.fromisoformat(doc["occurred_at"]),
+                recorded_at=datetime.fromisoformat(doc["recorded_at"]),
+                actor=str(doc["actor"]),
+                correlation_id=str(doc["correlation_id"]),
+                causation_id=doc.get("causation_id"),
+                data=doc["data"],
+                prev_hash=doc.get("prev_hash"),
+                hash=doc.get("hash"),
+            )
+        except EnvelopeError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise EnvelopeError(f"malformed envelope: {error!r}") from None

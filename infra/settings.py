@@ -1,0 +1,39 @@
+"""Configuration from ``CLIENTELE_*`` environment variables (see README, "Configuration")."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/clientele.db"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; defaults give the embedded mode."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIENTELE_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    kafka_bootstrap: str | None = None
+    kafka_topic_prefix: str = ""
+    api_keys_file: Path = Path("./var/api-keys.json")
+    default_phone_region: str = Field(default="US", min_length=2, max_length=2)
+    snapshot_interval: int = Field(default=50, ge=0)
+    index_key: str = "clientele-dev-index-key"
+    pool_size: int = Field(default=5, ge=1)
+    command_retries: int = Field(default=5, ge=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,150 @@
+"""The event store: eventsourcing on SQLite (embedded), PostgreSQL (full) or memory (tests).
+
+The backend is chosen by ``CLIENTELE_DATABASE_URL``:
+
+* ``sqlite:///./var/clientele.db`` (default) — embedded file, created on first use;
+* ``postgresql://user:password@host:port/dbname`` — psycopg 3 with a connection pool;
+* ``memory://`` — eventsourcing's in-process recorder, for fast unit tests.
+
+The store's notification log is the single global order of events (the outbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import Notification
+from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from domain.customer import Customer
+from domain.errors import CustomerNotFound
+from domain.events import CustomerEvent
+
+APP_NAME = "Clientele"
+
+
+def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
+    """Translate a database URL into eventsourcing's environment variables."""
+    parts = urlsplit(database_url)
+    env = {"TRANSCODER_TOPIC": "infra.transcoder:OrjsonTranscoder"}
+    if parts.scheme == "memory":
+        env["PERSISTENCE_MODULE"] = "eventsourcing.popo"
+    elif parts.scheme == "sqlite":
+        path = unquote(database_url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        env |= {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    elif parts.scheme in ("postgresql", "postgres"):
+        env |= {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.lstrip("/") or "clientele",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_POOL_SIZE": str(pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(pool_size),
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_PRE_PING": "y",
+        }
+    else:
+        msg = f"unsupported database URL scheme {parts.scheme!r} (use sqlite, postgresql, memory)"
+        raise ValueError(msg)
+    return env
+
+
+class EventStore(Application[UUID]):
+    """eventsourcing application holding customers and their index aggregates."""
+
+    name = APP_NAME
+
+    def __init__(self, database_url: str, *, snapshot_interval: int = 0, pool_size: int = 5):
+        env = store_environment(database_url, pool_size=pool_size)
+        if snapshot_interval:
+            env["IS_SNAPSHOTTING_ENABLED"] = "y"
+            # eventsourcing reads the interval from this (class-level by default) mapping.
+            self.snapshotting_intervals = {Customer: snapshot_interval}  # type: ignore[misc]
+        self.database_url = database_url
+        super().__init__(env)
+
+    # ----------------------------------------------------------------- reading
+
+    def customer(self, customer_id: UUID, *, version: int | None = None) -> Customer:
+        """Load a customer (optionally as of a version); raise :class:`CustomerNotFound`."""
+        try:
+            customer: Any = self.repository.get(customer_id, version=version)
+        except AggregateNotFoundError:
+            raise CustomerNotFound(customer_id) from None
+        if not isinstance(customer, Customer):
+            raise CustomerNotFound(customer_id)
+        return customer
+
+    def customer_as_of(self, customer_id: UUID, when: datetime) -> Customer:
+        """Fold a customer's events recorded at or before ``when`` (what we knew then)."""
+        customer: Any = None
+        for event in self.events.get(customer_id):
+            if event.timestamp > when:  # type: ignore[attr-defined]
+                break
+            customer = event.mutate(customer)  # type: ignore[attr-defined]
+        if not isinstance(customer, Customer):
+            raise CustomerNotFound(customer_id)
+        return customer
+
+    def customer_events(self, customer_id: UUID) -> Iterator[CustomerEvent]:
+        """Every stored event of a customer, oldest first."""
+        for event in self.events.get(customer_id):
+            assert isinstance(event, CustomerEvent)
+            yield event
+
+    def head(self) -> int:
+        """Position of the newest event in the notification log (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+    def notifications(self, after: int, limit: int) -> list[Notification]:
+        """Up to ``limit`` notifications with position > ``after``."""
+        return list(self.recorder.select_notifications(after, limit, inclusive_of_start=False))
+
+    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
+        """Global position of one aggregate event, or None if it is not stored."""
+        recorder = self.recorder
+        if isinstance(recorder, PostgresApplicationRecorder):
+            statement = SQL(
+                "SELECT notification_id FROM {}.{} WHERE originator_id=%s AND originator_version=%s"
+            ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, (aggregate_id, version))
+                row = cursor.fetchone()
+            return None if row is None else int(row["notification_id"])
+        if isinstance(recorder, SQLiteApplicationRecorder):
+            query = (
+                f"SELECT rowid FROM {recorder.events_table_name} "
+                "WHERE originator_id=? AND originator_version=?"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(query, (aggregate_id.hex, version))
+                row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        assert isinstance(recorder, POPOApplicationRecorder)
+        for notification in recorder.select_notifications(
+            None, recorder.max_notification_id() or 0
+        ):
+            if (
+                notification.originator_id == aggregate_id
+                and notification.originator_version == version
+            ):
+                return notification.id
+        return None
