@@ -1,0 +1,117 @@
+"""The event envelope contract: every event type encodes to a schema-valid envelope."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+import jsonschema
+import pytest
+
+from commands import messages as m
+from commands.service import CommandService, Context
+from domain.events import EVENT_CLASSES, EVENT_TYPES, data_fields
+from infra.envelope import SCHEMA_PATH, Envelope, EnvelopeError, event_id
+from infra.store import EventStore
+
+
+def all_event_types_story(service: CommandService, ctx: Context) -> list[UUID]:
+    """Commands that between them produce every event type of the contract."""
+    ann = service.execute(m.RegisterCustomer(name="Ann", email="ann@example.com"), ctx).customer_id
+    bob = service.execute(m.RegisterCustomer(name="Bob", phone="+4930901820"), ctx).customer_id
+    assert ann and bob
+    for command in [
+        m.UpdateProfile(
+            customer_id=ann, changes={"name": "Ann A", "attributes": {"city": "Berlin"}}
+        ),
+        m.RecordContact(
+            customer_id=ann, channel="chat", direction="inbound", kind="complaint", summary="late"
+        ),
+        m.TagCustomer(customer_id=ann, tag="VIP"),
+        m.UntagCustomer(customer_id=ann, tag="vip"),
+        m.RecordPurchase(
+            customer_id=ann,
+            order_id="o-1",
+            amount="19.99",
+            currency="EUR",
+            items=[{"sku": "x", "quantity": 2}],
+        ),
+        m.RecordFeedback(customer_id=ann, nps=9, csat=5, comment="great"),
+        m.SetConsent(customer_id=ann, purpose="email_marketing", granted=True, source="web"),
+        m.SetConsent(customer_id=ann, purpose="email_marketing", granted=False),
+        m.ChangeLifecycleStage(customer_id=ann, stage="loyal", reason="manual"),
+        m.EarnPoints(customer_id=ann, points=10),
+        m.RedeemPoints(customer_id=ann, points=3),
+        m.ExpirePoints(customer_id=ann, points=2),
+        m.ChangeTier(customer_id=ann, tier="gold"),
+        m.ChurnCustomer(customer_id=ann, reason="price"),
+        m.ReactivateCustomer(customer_id=ann),
+        m.MergeCustomers(customer_id=ann, duplicate_id=bob),
+        m.UnmergeCustomers(customer_id=ann, duplicate_id=bob),
+        m.EraseCustomer(customer_id=bob),
+    ]:
+        service.execute(command, ctx)
+    return [ann, bob]
+
+
+def envelopes(store: EventStore) -> list[Envelope]:
+    found = []
+    for notification in store.notifications(0, 1000):
+        event = store.mapper.to_domain_event(notification)
+        if type(event) in EVENT_CLASSES:
+            found.append(Envelope.from_event(event, notification.id))  # type: ignore[arg-type]
+    return found
+
+
+def test_every_event_type_validates_against_the_schema(
+    service: CommandService, store: EventStore, ctx: Context
+) -> None:
+    all_event_types_story(service, ctx)
+    schema = json.loads(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    seen = set()
+    for envelope in envelopes(store):
+        doc = json.loads(envelope.to_bytes())
+        validator.validate(doc)
+        assert Envelope.from_bytes(envelope.to_bytes()) == envelope
+        seen.add(envelope.type)
+    assert seen == set(EVENT_TYPES)
+
+
+def test_schema_names_exactly_the_event_fields() -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert schema["properties"]["type"]["enum"] == [cls.TYPE for cls in EVENT_CLASSES]
+    for cls in EVENT_CLASSES:
+        definition = schema["$defs"][cls.TYPE.split(".", 1)[1]]
+        assert list(definition["properties"]) == data_fields(cls)
+
+
+def test_envelope_fields_follow_the_contract(
+    service: CommandService, store: EventStore, ctx: Context
+) -> None:
+    cid = service.execute(m.RegisterCustomer(name="Ann"), ctx).customer_id
+    assert cid
+    service.execute(
+        m.RecordPurchase(customer_id=cid, order_id="o", amount="12.50", currency="EUR"), ctx
+    )
+    purchase = next(e for e in envelopes(store) if e.type == "customer.purchase_recorded")
+    doc = json.loads(purchase.to_bytes())
+    assert doc["id"] == str(event_id(cid, 2)) and doc["version"] == 2
+    assert doc["data"] == {"order_id": "o", "amount": "12.50", "currency": "EUR", "items": []}
+    assert doc["actor"] == "unit-test" and doc["correlation_id"] == "corr-1"
+    assert doc["prev_hash"] is None and doc["hash"] is None
+    assert dict(purchase.kafka_headers())["type"] == b"customer.purchase_recorded"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        b'{"type": "customer.registered"}',
+        b'{"type": "customer.exploded", "data": {}}',
+    ],
+)
+def test_malformed_envelopes_are_rejected_specifically(raw: bytes) -> None:
+    with pytest.raises(EnvelopeError):
+        Envelope.from_bytes(raw)
