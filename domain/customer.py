@@ -357,13 +357,32 @@ def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
 
 
 def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
-    """Undo :func:`merge`: the survivor gives back exactly what it absorbed."""
-    if duplicate.merged_into != str(survivor.id) or str(duplicate.id) not in survivor.absorbed:
+    """Undo :func:`merge`: the survivor gives back exactly what it absorbed and still holds."""
+    if duplicate.status == Status.ERASED:
+        raise CustomerErased(duplicate.id)
+    if duplicate.status != Status.MERGED or duplicate.merged_into != str(survivor.id):
         raise InvalidTransition(f"customer {duplicate.id} is not merged into {survivor.id}")
     survivor.require_live()
+    absorbed = survivor.absorbed[str(duplicate.id)]
     survivor.trigger_event(
-        ev.Unmerged, other_id=str(duplicate.id), role="survivor", **meta.fields()
+        ev.Unmerged,
+        other_id=str(duplicate.id),
+        role="survivor",
+        tags=[t for t in absorbed["tags"] if t in survivor.tags],
+        purchases={k: p for k, p in absorbed["purchases"].items() if k in survivor.purchases},
+        contacts_count=absorbed["contacts_count"],
+        email=absorbed["email"] if absorbed["email"] == survivor.email else None,
+        phone=absorbed["phone"] if absorbed["phone"] == survivor.phone else None,
+        **meta.fields(),
     )
     duplicate.trigger_event(
-        ev.Unmerged, other_id=str(survivor.id), role="duplicate", **meta.fields()
+        ev.Unmerged,
+        other_id=str(survivor.id),
+        role="duplicate",
+        tags=[],
+        purchases={},
+        contacts_count=0,
+        email=None,
+        phone=None,
+        **meta.fields(),
     )

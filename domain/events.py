@@ -243,11 +243,20 @@ class DuplicateAbsorbed(CustomerEvent):
 
 
 class Unmerged(CustomerEvent):
-    """Undo of a merge, recorded on both sides (``role`` says which side this one is)."""
+    """Undo of a merge, recorded on both sides (``role`` says which side this one is).
+
+    On the survivor it lists exactly what is given back, so consumers need no memory of the
+    merge: tags, purchases, contact count, and email/phone where the survivor had taken them.
+    """
 
     TYPE = "customer.unmerged"
     other_id: str
     role: str
+    tags: list[str]
+    purchases: dict[str, dict[str, Any]]
+    contacts_count: int
+    email: str | None
+    phone: str | None
 
     def apply(self, aggregate: Customer) -> None:
         if self.role == "duplicate":
@@ -255,14 +264,14 @@ class Unmerged(CustomerEvent):
             aggregate.status_before_merge = None
             aggregate.merged_into = None
             return
-        absorbed = aggregate.absorbed.pop(self.other_id)
-        aggregate.tags = [t for t in aggregate.tags if t not in absorbed["tags"]]
-        for order_id in absorbed["purchases"]:
-            aggregate.purchases.pop(order_id, None)
-        aggregate.contacts_count -= absorbed["contacts_count"]
-        if absorbed["email"] is not None and aggregate.email == absorbed["email"]:
+        del aggregate.absorbed[self.other_id]
+        aggregate.tags = [t for t in aggregate.tags if t not in self.tags]
+        for order_id in self.purchases:
+            del aggregate.purchases[order_id]
+        aggregate.contacts_count -= self.contacts_count
+        if self.email is not None:
             aggregate.email = None
-        if absorbed["phone"] is not None and aggregate.phone == absorbed["phone"]:
+        if self.phone is not None:
             aggregate.phone = None
 
 

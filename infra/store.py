@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -120,31 +120,59 @@ class EventStore(Application[UUID]):
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         """Global position of one aggregate event, or None if it is not stored."""
+        rows = self._positioned(aggregate_id, version)
+        return rows[0][0] if rows else None
+
+    def history(self, customer_id: UUID) -> list[tuple[int, CustomerEvent]]:
+        """A customer's events with their global positions, oldest first."""
+        history = []
+        for position, stored in self._positioned(customer_id):
+            event = self.mapper.to_domain_event(stored)
+            assert isinstance(event, CustomerEvent)
+            history.append((position, event))
+        return history
+
+    def _positioned(
+        self, aggregate_id: UUID, version: int | None = None
+    ) -> list[tuple[int, StoredEvent]]:
+        """(position, stored event) rows of one aggregate; eventsourcing has no such query."""
         recorder = self.recorder
+        where_version = version is not None
         if isinstance(recorder, PostgresApplicationRecorder):
             statement = SQL(
-                "SELECT notification_id FROM {}.{} WHERE originator_id=%s AND originator_version=%s"
+                "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+                "WHERE originator_id=%s"
+                + (" AND originator_version=%s" if where_version else "")
+                + " ORDER BY originator_version"
             ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+            params: tuple[Any, ...] = (aggregate_id, version) if where_version else (aggregate_id,)
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(statement, (aggregate_id, version))
-                row = cursor.fetchone()
-            return None if row is None else int(row["notification_id"])
-        if isinstance(recorder, SQLiteApplicationRecorder):
+                cursor.execute(statement, params)
+                rows = [
+                    (r["notification_id"], r["originator_version"], r["topic"], r["state"])
+                    for r in cursor.fetchall()
+                ]
+        elif isinstance(recorder, SQLiteApplicationRecorder):
             query = (
-                f"SELECT rowid FROM {recorder.events_table_name} "
-                "WHERE originator_id=? AND originator_version=?"
+                f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
+                "WHERE originator_id=?"
+                + (" AND originator_version=?" if where_version else "")
+                + " ORDER BY originator_version"
             )
+            params = (aggregate_id.hex, version) if where_version else (aggregate_id.hex,)
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, (aggregate_id.hex, version))
-                row = cursor.fetchone()
-            return None if row is None else int(row[0])
-        assert isinstance(recorder, POPOApplicationRecorder)
-        for notification in recorder.select_notifications(
-            None, recorder.max_notification_id() or 0
-        ):
-            if (
-                notification.originator_id == aggregate_id
-                and notification.originator_version == version
-            ):
-                return notification.id
-        return None
+                cursor.execute(query, params)
+                rows = [tuple(r) for r in cursor.fetchall()]
+        else:
+            assert isinstance(recorder, POPOApplicationRecorder)
+            everything = recorder.select_notifications(None, recorder.max_notification_id() or 0)
+            rows = [
+                (n.id, n.originator_version, n.topic, n.state)
+                for n in everything
+                if n.originator_id == aggregate_id
+                and (not where_version or n.originator_version == version)
+            ]
+        return [
+            (int(position), StoredEvent(aggregate_id, int(v), topic, bytes(state)))
+            for position, v, topic, state in rows
+        ]

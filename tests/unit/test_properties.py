@@ -9,99 +9,65 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from commands import messages as m
 from commands.service import CommandService, Context
 from domain.customer import Customer
 from domain.errors import DomainError
 from domain.values import MAX_TAGS_PER_CUSTOMER, Status
+from infra.envelope import Envelope
 from infra.store import EventStore
+from projections import profile
 
-SLOTS = 4
 names = st.sampled_from(["Ada", " Bob  Smith ", "Chloé", "李雷"])
 emails = st.sampled_from(["a@example.com", "B@Example.com", "c@example.org", None])
 phones = st.sampled_from(["+4930901820", "030 901821", None])
 tags = st.sampled_from(["VIP", "vip", "Gold Member", "newsletter", "数据"])
-slot = st.integers(0, SLOTS - 1)
-
-step = st.one_of(
-    st.tuples(st.just("register"), slot, names, emails, phones),
-    st.tuples(st.just("update"), slot, names, emails, phones),
-    st.tuples(st.just("tag"), slot, tags),
-    st.tuples(st.just("untag"), slot, tags),
-    st.tuples(st.just("contact"), slot, st.sampled_from(["email", "phone", "visit"])),
-    st.tuples(
-        st.just("purchase"),
-        slot,
-        st.sampled_from(["o1", "o2", "o3"]),
-        st.sampled_from(["1", "2.50"]),
-    ),
-    st.tuples(st.just("feedback"), slot, st.integers(0, 10), st.integers(1, 5)),
-    st.tuples(
-        st.just("consent"), slot, st.sampled_from(["email_marketing", "profiling"]), st.booleans()
-    ),
-    st.tuples(st.just("lifecycle"), slot, st.sampled_from(["new", "active", "loyal", "at_risk"])),
-    st.tuples(st.just("churn"), slot),
-    st.tuples(st.just("reactivate"), slot),
-    st.tuples(st.just("merge"), slot, slot),
-    st.tuples(st.just("unmerge"), slot, slot),
-    st.tuples(st.just("erase"), slot),
-    st.tuples(st.just("earn"), slot, st.integers(1, 50)),
-    st.tuples(st.just("redeem"), slot, st.integers(1, 50)),
-)
-
-
-def to_command(item: tuple[Any, ...], ids: list[UUID | None]) -> m.Command | None:
-    kind, index, *rest = item
-    target = ids[index]
-    if kind == "register":
-        ids[index] = uuid4()
-        return m.RegisterCustomer(
-            customer_id=ids[index], name=rest[0], email=rest[1], phone=rest[2]
-        )
-    if target is None:
-        return None
-    other = ids[rest[0]] if kind in ("merge", "unmerge") else None
-    build: dict[str, Any] = {
-        "update": lambda: m.UpdateProfile(
-            customer_id=target, changes={"name": rest[0], "email": rest[1], "phone": rest[2]}
-        ),
-        "tag": lambda: m.TagCustomer(customer_id=target, tag=rest[0]),
-        "untag": lambda: m.UntagCustomer(customer_id=target, tag=rest[0]),
-        "contact": lambda: m.RecordContact(
-            customer_id=target, channel=rest[0], direction="inbound"
-        ),
-        "purchase": lambda: m.RecordPurchase(
-            customer_id=target, order_id=rest[0], amount=rest[1], currency="EUR"
-        ),
-        "feedback": lambda: m.RecordFeedback(customer_id=target, nps=rest[0], csat=rest[1]),
-        "consent": lambda: m.SetConsent(customer_id=target, purpose=rest[0], granted=rest[1]),
-        "lifecycle": lambda: m.ChangeLifecycleStage(customer_id=target, stage=rest[0]),
-        "churn": lambda: m.ChurnCustomer(customer_id=target),
-        "reactivate": lambda: m.ReactivateCustomer(customer_id=target),
-        "merge": lambda: other and m.MergeCustomers(customer_id=target, duplicate_id=other),
-        "unmerge": lambda: other and m.UnmergeCustomers(customer_id=target, duplicate_id=other),
-        "erase": lambda: m.EraseCustomer(customer_id=target),
-        "earn": lambda: m.EarnPoints(customer_id=target, points=rest[0]),
-        "redeem": lambda: m.RedeemPoints(customer_id=target, points=rest[0]),
-    }
-    command: m.Command | None = build[kind]()
-    return command
 
 
 def fold(store: EventStore, customer_id: UUID, upto: int | None = None) -> Customer:
     aggregate: Any = None
-    for event in store.customer_events(customer_id):
-        if upto is not None and event.originator_version > upto:
+    for stored in store.customer_events(customer_id):
+        if upto is not None and stored.originator_version > upto:
             break
-        aggregate = event.mutate(aggregate)
+        aggregate = stored.mutate(aggregate)
     assert isinstance(aggregate, Customer)
     return aggregate
+
+
+def assert_profile_matches(store: EventStore, customer: Customer) -> None:
+    """The read-side fold of the envelopes agrees with the aggregate on every shared fact."""
+    state = profile.empty(customer.id)
+    for position, stored in store.history(customer.id):
+        profile.apply(state, Envelope.from_event(stored, position))
+    shown = profile.render(state)
+    expected = {
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "tags": customer.tags,
+        "consents": customer.consents,
+        "lifecycle_stage": customer.lifecycle_stage,
+        "status": customer.status,
+        "merged_into": customer.merged_into,
+        "points": customer.points,
+        "tier": customer.tier,
+        "version": customer.version,
+        "feedback": {"nps": customer.nps, "csat": customer.csat},
+    }
+    assert {k: shown[k] for k in expected} == expected
+    assert shown["purchases"]["count"] == len(customer.purchases)
+    totals = {k: Decimal(v) for k, v in shown["purchases"]["total"].items()}
+    assert totals == customer.purchase_totals()
+    assert shown["contacts"]["count"] == customer.contacts_count
+    assert shown["position"] == store.position_of(customer.id, customer.version)
 
 
 def check_invariants(store: EventStore, customers: list[Customer]) -> None:
@@ -112,7 +78,10 @@ def check_invariants(store: EventStore, customers: list[Customer]) -> None:
         assert len(c.tags) == len(set(c.tags)) <= MAX_TAGS_PER_CUSTOMER
         assert all(t == t.lower() and " " not in t for t in c.tags)
         assert c.points >= 0 and c.contacts_count >= 0
-        assert (c.merged_into is not None) == (c.status == Status.MERGED)
+        if c.status == Status.MERGED:
+            assert c.merged_into is not None
+        elif c.merged_into is not None:  # an erased duplicate keeps its link for the audit
+            assert c.status == Status.ERASED
         if c.status == Status.ERASED:
             assert c.name is None and c.email is None and c.phone is None
         elif c.status != Status.MERGED:
@@ -121,33 +90,126 @@ def check_invariants(store: EventStore, customers: list[Customer]) -> None:
     assert [n.id for n in store.notifications(0, head + 1)] == list(range(1, head + 1))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(step, min_size=1, max_size=40))
-def test_random_valid_sequences_fold_back_and_keep_invariants(items: list[tuple[Any, ...]]) -> None:
-    store = EventStore("memory://", snapshot_interval=4)
-    service = CommandService(store, default_region="DE", index_key="k")
-    ctx = Context(actor="hypothesis")
-    ids: list[UUID | None] = [None] * SLOTS
-    for item in items:
-        command = to_command(item, ids)
-        if command is None:
-            continue
+class CustomerLifeMachine(RuleBasedStateMachine):
+    """Random valid command sequences over a handful of customers, checked after every step."""
+
+    customers = Bundle("customers")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = EventStore("memory://", snapshot_interval=4)
+        self.service = CommandService(self.store, default_region="DE", index_key="k")
+        self.ctx = Context(actor="hypothesis")
+        self.known: set[UUID] = set()
+
+    def run(self, command: m.Command) -> bool:
         try:
-            service.execute(command, ctx)
-        except DomainError:
-            if isinstance(command, m.RegisterCustomer):
-                ids[item[1]] = None
-    customers = []
-    for customer_id in {i for i in ids if i is not None}:
-        loaded = store.customer(customer_id)
-        folded = fold(store, customer_id)
-        assert vars(loaded) == vars(folded)
-        for version in range(1, loaded.version + 1):
-            assert vars(store.customer(customer_id, version=version)) == vars(
-                fold(store, customer_id, version)
-            )
-        customers.append(loaded)
-    check_invariants(store, customers)
+            self.service.execute(command, self.ctx)
+        except DomainError as error:
+            event(f"rejected {command.NAME}: {error.code}")
+            return False
+        event(f"accepted {command.NAME}")
+        return True
+
+    @rule(target=customers, name=names, email=emails, phone=phones)
+    def register(self, name: str, email: str | None, phone: str | None) -> Any:
+        customer_id = uuid4()
+        if self.run(
+            m.RegisterCustomer(customer_id=customer_id, name=name, email=email, phone=phone)
+        ):
+            self.known.add(customer_id)
+            return customer_id
+        return multiple()
+
+    @rule(c=customers, name=names, email=emails, phone=phones)
+    def update(self, c: UUID, name: str, email: str | None, phone: str | None) -> None:
+        self.run(
+            m.UpdateProfile(customer_id=c, changes={"name": name, "email": email, "phone": phone})
+        )
+
+    @rule(c=customers, tag=tags, add=st.booleans())
+    def tag(self, c: UUID, tag: str, add: bool) -> None:
+        self.run(
+            m.TagCustomer(customer_id=c, tag=tag)
+            if add
+            else m.UntagCustomer(customer_id=c, tag=tag)
+        )
+
+    @rule(c=customers, channel=st.sampled_from(["email", "phone", "visit"]))
+    def contact(self, c: UUID, channel: str) -> None:
+        self.run(m.RecordContact(customer_id=c, channel=channel, direction="inbound"))
+
+    @rule(
+        c=customers,
+        order=st.sampled_from(["o1", "o2", "o3"]),
+        amount=st.sampled_from(["1", "2.50"]),
+    )
+    def purchase(self, c: UUID, order: str, amount: str) -> None:
+        self.run(m.RecordPurchase(customer_id=c, order_id=order, amount=amount, currency="EUR"))
+
+    @rule(c=customers, nps=st.integers(0, 10), csat=st.integers(1, 5))
+    def feedback(self, c: UUID, nps: int, csat: int) -> None:
+        self.run(m.RecordFeedback(customer_id=c, nps=nps, csat=csat))
+
+    @rule(
+        c=customers,
+        purpose=st.sampled_from(["email_marketing", "profiling"]),
+        granted=st.booleans(),
+    )
+    def consent(self, c: UUID, purpose: str, granted: bool) -> None:
+        self.run(m.SetConsent(customer_id=c, purpose=purpose, granted=granted))
+
+    @rule(c=customers, stage=st.sampled_from(["new", "active", "loyal", "at_risk"]))
+    def lifecycle(self, c: UUID, stage: str) -> None:
+        self.run(m.ChangeLifecycleStage(customer_id=c, stage=stage))
+
+    @rule(c=customers, churn=st.booleans())
+    def churn_or_reactivate(self, c: UUID, churn: bool) -> None:
+        self.run(m.ChurnCustomer(customer_id=c) if churn else m.ReactivateCustomer(customer_id=c))
+
+    @rule(survivor=customers, duplicate=customers)
+    def merge(self, survivor: UUID, duplicate: UUID) -> None:
+        self.run(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate))
+
+    @rule(survivor=customers, duplicate=customers)
+    def unmerge(self, survivor: UUID, duplicate: UUID) -> None:
+        self.run(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate))
+
+    @rule(c=customers)
+    def erase(self, c: UUID) -> None:
+        self.run(m.EraseCustomer(customer_id=c))
+
+    @rule(c=customers, points=st.integers(1, 50), earn=st.booleans())
+    def points(self, c: UUID, points: int, earn: bool) -> None:
+        kind = m.EarnPoints if earn else m.RedeemPoints
+        self.run(kind(customer_id=c, points=points))
+
+    @invariant()
+    def state_folds_back_and_invariants_hold(self) -> None:
+        customers = []
+        for customer_id in self.known:
+            loaded = self.store.customer(customer_id)
+            assert vars(loaded) == vars(fold(self.store, customer_id))
+            customers.append(loaded)
+        check_invariants(self.store, customers)
+
+    def teardown(self) -> None:
+        for customer_id in self.known:  # time travel to every version equals the prefix fold
+            assert_profile_matches(self.store, self.store.customer(customer_id))
+            latest = self.store.customer(customer_id).version
+            for version in range(1, latest + 1):
+                travelled = self.store.customer(customer_id, version=version)
+                assert vars(travelled) == vars(fold(self.store, customer_id, version))
+        self.store.close()
+
+
+CustomerLifeMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_random_valid_sequences_fold_back_and_keep_invariants = CustomerLifeMachine.TestCase
 
 
 json_values = st.recursive(

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import orjson
-from eventsourcing.utils import get_topic
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from commands import messages as m
 from commands.service import CommandService, Context

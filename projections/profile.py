@@ -1,0 +1,191 @@
+"""The customer profile: one pure fold from event envelopes to the read shape of the contract.
+
+The same two functions serve the live profile read model, rebuilds and time travel, so a
+profile "as of T" has exactly the shape and values the live profile had at T.
+
+``state`` is plain JSON data (stored as-is by read stores); ``render`` gives the public shape.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from infra.envelope import Envelope
+
+PII_FIELDS = ("name", "email", "phone")
+
+
+class ProfileGap(RuntimeError):
+    """An event arrived whose version is not the next one: an earlier event is missing."""
+
+
+def empty(customer_id: UUID) -> dict[str, Any]:
+    """State before the first event (version 0)."""
+    return {"customer_id": str(customer_id), "version": 0}
+
+
+def _summarise_orders(orders: dict[str, list[str]]) -> dict[str, Any]:
+    totals: dict[str, Decimal] = {}
+    dates = sorted(when for _, _, when in orders.values())
+    for currency, amount, _ in orders.values():
+        totals[currency] = totals.get(currency, Decimal(0)) + Decimal(amount)
+    return {
+        "count": len(orders),
+        "total": {currency: str(total) for currency, total in sorted(totals.items())},
+        "first_at": dates[0] if dates else None,
+        "last_at": dates[-1] if dates else None,
+    }
+
+
+def _add_orders(state: dict[str, Any], purchases: dict[str, dict[str, Any]]) -> None:
+    for order_id, purchase in purchases.items():
+        state["orders"][order_id] = [
+            purchase["currency"],
+            str(purchase["amount"]),
+            purchase["occurred_at"],
+        ]
+    state["purchases"] = _summarise_orders(state["orders"])
+
+
+def _registered(state: dict[str, Any], e: Envelope) -> None:
+    data = e.data
+    state.update(
+        name=data["name"],
+        email=data["email"],
+        phone=data["phone"],
+        attributes=dict(data["attributes"]),
+        source=data["source"],
+        tags=[],
+        consents={},
+        lifecycle_stage=data["lifecycle_stage"],
+        status="active",
+        merged_into=None,
+        orders={},
+        purchases=_summarise_orders({}),
+        contacts={"count": 0, "last_at": None},
+        feedback={"nps": None, "csat": None},
+        points=0,
+        tier=None,
+        created_at=e.recorded_at.isoformat(),
+    )
+
+
+def _profile_updated(state: dict[str, Any], e: Envelope) -> None:
+    state.update(e.data["changes"])
+    for key, value in e.data["attributes"].items():
+        if value is None:
+            state["attributes"].pop(key, None)
+        else:
+            state["attributes"][key] = value
+
+
+def _contacted(state: dict[str, Any], e: Envelope) -> None:
+    contacts = state["contacts"]
+    contacts["count"] += 1
+    when = e.occurred_at.isoformat()
+    if contacts["last_at"] is None or when > contacts["last_at"]:
+        contacts["last_at"] = when
+
+
+def _purchase(state: dict[str, Any], e: Envelope) -> None:
+    purchase = {**e.data, "occurred_at": e.occurred_at.isoformat()}
+    _add_orders(state, {e.data["order_id"]: purchase})
+
+
+def _feedback(state: dict[str, Any], e: Envelope) -> None:
+    for score in ("nps", "csat"):
+        if e.data[score] is not None:
+            state["feedback"][score] = e.data[score]
+
+
+def _absorbed(state: dict[str, Any], e: Envelope) -> None:
+    state["tags"].extend(e.data["tags"])
+    _add_orders(state, e.data["purchases"])
+    state["contacts"]["count"] += e.data["contacts_count"]
+    for field in ("email", "phone"):
+        if e.data[field] is not None:
+            state[field] = e.data[field]
+
+
+def _unmerged(state: dict[str, Any], e: Envelope) -> None:
+    if e.data["role"] == "duplicate":
+        state["status"], state["merged_into"] = state.pop("status_before_merge", "active"), None
+        return
+    state["tags"] = [t for t in state["tags"] if t not in e.data["tags"]]
+    for order_id in e.data["purchases"]:
+        state["orders"].pop(order_id, None)
+    state["purchases"] = _summarise_orders(state["orders"])
+    state["contacts"]["count"] -= e.data["contacts_count"]
+    for field in ("email", "phone"):
+        if e.data[field] is not None:
+            state[field] = None
+
+
+def _merged_into(state: dict[str, Any], e: Envelope) -> None:
+    state["status_before_merge"] = state["status"]
+    state["status"], state["merged_into"] = "merged", e.data["survivor_id"]
+
+
+def _erased(state: dict[str, Any], _: Envelope) -> None:
+    state.update(status="erased", attributes={}, **dict.fromkeys(PII_FIELDS))
+
+
+def _consent(granted: bool) -> Any:
+    return lambda state, e: state["consents"].update({e.data["purpose"]: granted})
+
+
+def _set(**values: Any) -> Any:
+    return lambda state, _: state.update(values)
+
+
+_APPLY: dict[str, Any] = {
+    "customer.registered": _registered,
+    "customer.profile_updated": _profile_updated,
+    "customer.contacted": _contacted,
+    "customer.tagged": lambda s, e: s["tags"].append(e.data["tag"]),
+    "customer.untagged": lambda s, e: s["tags"].remove(e.data["tag"]),
+    "customer.purchase_recorded": _purchase,
+    "customer.feedback_recorded": _feedback,
+    "customer.consent_granted": _consent(True),
+    "customer.consent_withdrawn": _consent(False),
+    "customer.lifecycle_stage_changed": lambda s, e: s.update(lifecycle_stage=e.data["stage"]),
+    "customer.churned": _set(status="churned", lifecycle_stage="churned"),
+    "customer.reactivated": _set(status="active", lifecycle_stage="active"),
+    "customer.merged_into": _merged_into,
+    "customer.duplicate_absorbed": _absorbed,
+    "customer.unmerged": _unmerged,
+    "customer.erased": _erased,
+    "customer.points_earned": lambda s, e: s.update(points=s["points"] + e.data["points"]),
+    "customer.points_redeemed": lambda s, e: s.update(points=s["points"] - e.data["points"]),
+    "customer.points_expired": lambda s, e: s.update(points=s["points"] - e.data["points"]),
+    "customer.tier_changed": lambda s, e: s.update(tier=e.data["tier"]),
+}
+
+
+def apply(state: dict[str, Any], envelope: Envelope) -> bool:
+    """Fold one envelope into ``state`` (in place). Idempotent on (customer, version).
+
+    Returns False for an already-applied version; raises :class:`ProfileGap` if a version
+    is missing in between.
+    """
+    if envelope.version <= state["version"]:
+        return False
+    if envelope.version != state["version"] + 1:
+        raise ProfileGap(
+            f"customer {envelope.customer_id}: got version {envelope.version} "
+            f"after {state['version']}"
+        )
+    _APPLY[envelope.type](state, envelope)
+    state["version"] = envelope.version
+    state["position"] = envelope.position
+    state["updated_at"] = envelope.recorded_at.isoformat()
+    return True
+
+
+def render(state: dict[str, Any]) -> dict[str, Any]:
+    """The public profile shape (ARCHITECTURE.md §4a), without internal bookkeeping."""
+    return {
+        key: value for key, value in state.items() if key not in ("orders", "status_before_merge")
+    }
