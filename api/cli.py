@@ -1,0 +1,172 @@
+"""The ``clientele`` command line (typer + rich). Every command has ``--help`` with an example."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.bootstrap import build
+from api.csv_import import ROW_BUILDERS, import_csv
+from domain.errors import DomainError
+from infra.logging import configure_logging
+from infra.settings import get_settings
+
+app = typer.Typer(
+    name="clientele",
+    help="Event-sourced customer records: commands, event store, read models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Import CSV files through the batch (group-commit) path.")
+app.add_typer(import_app, name="import")
+console = Console()
+errors = Console(stderr=True)
+
+
+@app.callback()
+def main() -> None:
+    """Configuration comes from CLIENTELE_* environment variables (see README)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Start the HTTP API.
+
+    Example: clientele serve --port 8000
+    """
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from api.app import create_app  # noqa: PLC0415
+
+    uvicorn.run(create_app(), host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the event store's tables (idempotent).
+
+    Example: CLIENTELE_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/clientele clientele migrate
+    """
+    services = build()
+    try:
+        console.print(f"event store ready at position {services.store.head()}")
+    finally:
+        services.close()
+
+
+@app.command()
+def replay(
+    customer_id: Annotated[UUID, typer.Argument(help="The customer to replay.")],
+    until: Annotated[
+        datetime | None,
+        typer.Option(help="Only events recorded at or before this time (RFC 3339)."),
+    ] = None,
+) -> None:
+    """Print a customer's timeline as an auditor reads it.
+
+    Example: clientele replay 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e --until 2026-01-31T23:59:59Z
+    """
+    if until is not None and until.tzinfo is None:
+        raise _fail("--until needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
+    services = build()
+    try:
+        table = Table("version", "recorded at", "occurred at", "type", "actor", "data")
+        shown = 0
+        for event in services.store.customer_events(customer_id):
+            if until is not None and event.timestamp > until:
+                break
+            data = ", ".join(f"{k}={v}" for k, v in event.data().items())
+            table.add_row(
+                str(event.originator_version),
+                event.timestamp.isoformat(timespec="seconds"),
+                event.occurred_at.isoformat(timespec="seconds"),
+                event.TYPE,
+                event.actor,
+                data,
+            )
+            shown += 1
+        if not shown:
+            raise _fail(f"customer {customer_id} has no events" + (" by then" if until else ""))
+        console.print(table)
+    finally:
+        services.close()
+
+
+def _import(kind: str, path: Path, batch_size: int) -> None:
+    if not path.is_file():
+        raise _fail(f"{path} is not a readable file", 2)
+    services = build()
+    try:
+        rows = max(sum(1 for _ in path.open(encoding="utf-8-sig")) - 1, 0)
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+        with Progress(*columns, TimeElapsedColumn(), console=errors) as progress:
+            task = progress.add_task(f"importing {kind}", total=rows)
+            report = import_csv(
+                services.commands,
+                kind,
+                path,
+                batch_size=batch_size,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    except DomainError as error:
+        raise _fail(error.message, 2) from None
+    except (UnicodeDecodeError, OSError) as error:
+        raise _fail(f"cannot read {path}: {error}", 2) from None
+    finally:
+        services.close()
+    console.print(
+        f"{report.accepted} imported, {report.unchanged} unchanged, {len(report.rejected)} rejected"
+    )
+    if report.rejected:
+        table = Table("line", "field", "problem", title="rejected rows")
+        for line, field, message in report.rejected[:50]:
+            table.add_row(str(line), field, message)
+        errors.print(table)
+        raise typer.Exit(1)
+
+
+@import_app.command("customers")
+def import_customers(
+    file: Annotated[Path, typer.Argument(help="CSV with a header row.")],
+    batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 500,
+) -> None:
+    """Register customers from CSV.
+
+    Columns: name (required), email, phone, source, lifecycle_stage, tags (";"-separated);
+    any other column becomes a custom attribute. Re-importing the same file changes nothing.
+
+    Example: clientele import customers customers.csv
+    """
+    _import("customers", file, batch_size)
+
+
+@import_app.command("purchases")
+def import_purchases(
+    file: Annotated[Path, typer.Argument(help="CSV with a header row.")],
+    batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 500,
+) -> None:
+    """Record purchases from CSV: customer_id, order_id, amount, currency, occurred_at.
+
+    Example: clientele import purchases orders.csv
+    """
+    _import("purchases", file, batch_size)
+
+
+assert set(ROW_BUILDERS) == {"customers", "purchases"}
