@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.bootstrap import build
-from api.csv_import import ROW_BUILDERS, import_csv
+from api.csv_import import import_csv
 from domain.errors import DomainError
+from infra.envelope import Envelope
 from infra.logging import configure_logging
 from infra.settings import get_settings
 
@@ -78,6 +79,7 @@ def replay(
         datetime | None,
         typer.Option(help="Only events recorded at or before this time (RFC 3339)."),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print envelopes as JSON lines.")] = False,
 ) -> None:
     """Print a customer's timeline as an auditor reads it.
 
@@ -87,26 +89,33 @@ def replay(
         raise _fail("--until needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
     services = build()
     try:
-        table = Table("version", "recorded at", "occurred at", "type", "actor", "data")
-        shown = 0
-        for event in services.store.customer_events(customer_id):
-            if until is not None and event.timestamp > until:
-                break
-            data = ", ".join(f"{k}={v}" for k, v in event.data().items())
-            table.add_row(
-                str(event.originator_version),
-                event.timestamp.isoformat(timespec="seconds"),
-                event.occurred_at.isoformat(timespec="seconds"),
-                event.TYPE,
-                event.actor,
-                data,
-            )
-            shown += 1
-        if not shown:
-            raise _fail(f"customer {customer_id} has no events" + (" by then" if until else ""))
-        console.print(table)
+        timeline = [
+            Envelope.from_event(event, position)
+            for position, event in services.store.history(customer_id)
+            if until is None or event.timestamp <= until
+        ]
     finally:
         services.close()
+    if not timeline:
+        raise _fail(f"customer {customer_id} has no events" + (" by then" if until else ""))
+    if as_json:
+        for envelope in timeline:
+            typer.echo(envelope.to_bytes().decode())
+        return
+    table = Table("v", "position", "recorded at", "occurred at", "type", "actor", "data")
+    for column in table.columns:
+        column.overflow = "fold"
+    for envelope in timeline:
+        table.add_row(
+            str(envelope.version),
+            str(envelope.position),
+            envelope.recorded_at.isoformat(timespec="seconds"),
+            envelope.occurred_at.isoformat(timespec="seconds"),
+            envelope.type,
+            envelope.actor,
+            ", ".join(f"{k}={v}" for k, v in envelope.data.items()),
+        )
+    console.print(table)
 
 
 def _import(kind: str, path: Path, batch_size: int) -> None:
@@ -167,6 +176,3 @@ def import_purchases(
     Example: clientele import purchases orders.csv
     """
     _import("purchases", file, batch_size)
-
-
-assert set(ROW_BUILDERS) == {"customers", "purchases"}
