@@ -1,0 +1,91 @@
+"""The embedded runner: follows the store's notification log in-process and feeds projectors.
+
+Used in embedded mode (SQLite has no LISTEN/NOTIFY): a background thread polls, and is woken
+at once after each local write. Each batch is read and applied inside one read-store
+transaction together with the projections' positions, so a crash or a concurrent rebuild
+never loses or double-applies an event.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import structlog
+
+from consumers.store_feed import StoreFeed
+from projections.framework import Binding, Projector, lock_positions, project
+from projections.readstore import ReadStore
+
+log = structlog.get_logger(__name__)
+
+
+class EmbeddedRunner:
+    """Feeds ``projectors`` from ``feed`` into ``read_store``."""
+
+    def __init__(
+        self,
+        feed: StoreFeed,
+        read_store: ReadStore,
+        projectors: Sequence[Projector],
+        *,
+        batch_size: int = 1000,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.feed = feed
+        self.read_store = read_store
+        self.bindings = [Binding.live(p) for p in projectors]
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+
+    def run_once(self) -> int:
+        """Apply the next batch; returns how many envelopes it read (0 = caught up)."""
+        names = [b.projector.name for b in self.bindings]
+        with self.read_store.transaction() as tx:
+            positions = lock_positions(tx, names)
+            envelopes = self.feed.read(min(positions.values(), default=0), self.batch_size)
+            if envelopes:
+                project(tx, self.bindings, envelopes)
+        return len(envelopes)
+
+    def catch_up(self, max_batches: int = 1_000_000) -> int:
+        """Apply batches until caught up with the store; returns envelopes read."""
+        total = 0
+        for _ in range(max_batches):
+            count = self.run_once()
+            total += count
+            if count < self.batch_size:
+                break
+        return total
+
+    def wake(self, _position: int | None = None) -> None:
+        """Called after a local write: run now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="embedded-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        backoff = self.poll_interval
+        while not self._stop.is_set():
+            self._wake.wait(backoff)
+            self._wake.clear()
+            try:
+                self.catch_up(max_batches=100)
+                backoff = self.poll_interval
+            except Exception:
+                self.errors += 1
+                log.exception("embedded_runner.batch_failed", errors=self.errors)
+                backoff = min(backoff * 2, 30.0)

@@ -1,0 +1,32 @@
+"""Reading customer envelopes straight from the event store's notification log."""
+
+from __future__ import annotations
+
+from eventsourcing.utils import get_topic
+
+from domain.events import EVENT_CLASSES, CustomerEvent
+from infra.envelope import Envelope
+from infra.store import EventStore
+
+CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]
+
+
+class StoreFeed:
+    """Customer events after a position, in global order, as envelopes."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def read(self, after: int, limit: int) -> list[Envelope]:
+        notifications = self.store.recorder.select_notifications(
+            after, limit, topics=CUSTOMER_TOPICS, inclusive_of_start=False
+        )
+        envelopes = []
+        for notification in notifications:
+            event = self.store.mapper.to_domain_event(notification)
+            assert isinstance(event, CustomerEvent)
+            envelopes.append(Envelope.from_event(event, notification.id))
+        return envelopes
+
+    def head(self) -> int:
+        return self.store.head()

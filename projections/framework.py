@@ -1,0 +1,199 @@
+"""The projector framework: one code path for live feeds, the embedded runner and rebuilds.
+
+A :class:`Projector` declares the event types it handles, the tables it owns (DDL with
+``{table}`` placeholders) and how one envelope changes them. :func:`project` applies a batch
+of envelopes to several projectors in ONE read-store transaction, together with each
+projection's position (and, for Kafka feeds, the consumer offsets), so a crash at any point
+either applied a batch completely or not at all. Each projection also keeps the last version
+it applied per customer, which makes redelivery and overlapping feeds harmless.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from infra.envelope import Envelope
+from projections.readstore import ReadStore, Tx
+
+FRAMEWORK_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS projection_state (
+        name TEXT PRIMARY KEY,
+        position BIGINT NOT NULL DEFAULT 0,
+        schema_version INTEGER NOT NULL,
+        tables TEXT NOT NULL,
+        updated_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS consumer_offsets (
+        consumer_group TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        next_offset BIGINT NOT NULL,
+        PRIMARY KEY (consumer_group, topic, partition))""",
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Projector(ABC):
+    """How events change one read model. Subclasses are stateless; all state is in tables."""
+
+    name: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]]
+    schema: ClassVar[tuple[str, ...]]
+    handles: ClassVar[frozenset[str] | None] = None  # None = every event type
+
+    @abstractmethod
+    def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        """Change this projection's tables for new envelopes (feed order, none seen before).
+
+        Batches let projectors load and write each touched row once per batch.
+        """
+
+    def all_tables(self) -> tuple[str, ...]:
+        return (*self.tables, self.versions_table)
+
+    @property
+    def versions_table(self) -> str:
+        return f"{self.name}_versions"
+
+    def create(self, tx: Tx) -> None:
+        """Create this projection's tables under the names mapped in ``tx``."""
+        tx.execute(
+            f"CREATE TABLE IF NOT EXISTS {{{self.versions_table}}} "
+            "(customer_id TEXT PRIMARY KEY, version BIGINT NOT NULL)"
+        )
+        for statement in self.schema:
+            tx.execute(statement)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A projector bound to concrete table names (live, or a rebuild's shadow tables)."""
+
+    projector: Projector
+    tables: Mapping[str, str]
+
+    @classmethod
+    def live(cls, projector: Projector) -> Binding:
+        return cls(projector, {t: t for t in projector.all_tables()})
+
+
+def ensure_schema(store: ReadStore, projectors: Iterable[Projector]) -> list[str]:
+    """Create the framework tables and any projection seen for the first time (idempotent).
+
+    Returns the names of projections whose ``schema_version`` changed since their tables were
+    built: those are migrated by a rebuild (read models are disposable, history is not).
+    """
+    stale = []
+    with store.transaction() as tx:
+        for statement in FRAMEWORK_SCHEMA:
+            tx.raw(statement)
+        for projector in projectors:
+            row = tx.fetchone(
+                "SELECT schema_version FROM projection_state WHERE name = ?", (projector.name,)
+            )
+            if row is None:
+                projector.create(tx.with_tables(Binding.live(projector).tables))
+                tx.execute(
+                    "INSERT INTO projection_state "
+                    "(name, position, schema_version, tables, updated_at) VALUES (?, 0, ?, ?, ?)",
+                    (
+                        projector.name,
+                        projector.schema_version,
+                        ",".join(projector.tables),
+                        now_iso(),
+                    ),
+                )
+            elif int(row[0]) != projector.schema_version:
+                stale.append(projector.name)
+    return stale
+
+
+def positions(store: ReadStore) -> dict[str, int]:
+    """Each projection's position (the newest store position it has applied)."""
+    with store.transaction() as tx:
+        return lock_positions(tx)
+
+
+def lock_positions(tx: Tx, names: Iterable[str] | None = None) -> dict[str, int]:
+    """Read (and on PostgreSQL lock) projection positions until ``tx`` ends.
+
+    Feeders read positions and apply the batch in one transaction, so a concurrent rebuild
+    swap can never move a position under their feet.
+    """
+    lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
+    rows = tx.fetchall(f"SELECT name, position FROM projection_state ORDER BY name{lock}")
+    wanted = None if names is None else set(names)
+    return {n: int(p) for n, p in rows if wanted is None or n in wanted}
+
+
+def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: int) -> int:
+    projector = binding.projector
+    scoped = tx.with_tables(binding.tables)
+    fresh = [e for e in envelopes if e.position > floor]
+    if not fresh:
+        return floor
+    customers = sorted({str(e.customer_id) for e in fresh})
+    seen: dict[str, int] = {}
+    versions = f"{{{projector.versions_table}}}"
+    for start in range(0, len(customers), 500):
+        chunk = customers[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = scoped.fetchall(
+            f"SELECT customer_id, version FROM {versions} WHERE customer_id IN ({marks})", chunk
+        )
+        seen.update({customer: version for customer, version in rows})
+    changed: dict[str, int] = {}
+    todo: list[Envelope] = []
+    for envelope in fresh:
+        customer = str(envelope.customer_id)
+        if envelope.version <= seen.get(customer, 0):
+            continue  # redelivered or already applied by another feed
+        if projector.handles is None or envelope.type in projector.handles:
+            todo.append(envelope)
+        seen[customer] = changed[customer] = envelope.version
+    if todo:
+        projector.apply(scoped, todo)
+    scoped.executemany(
+        f"INSERT INTO {versions} (customer_id, version) VALUES (?, ?) "
+        "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version",
+        sorted(changed.items()),
+    )
+    return max(floor, *(e.position for e in fresh))
+
+
+def project(
+    tx: Tx,
+    bindings: Sequence[Binding],
+    envelopes: Sequence[Envelope],
+    *,
+    by_position: bool = True,
+    state_names: Mapping[str, str] | None = None,
+) -> None:
+    """Apply ``envelopes`` (in feed order) to every binding inside the transaction ``tx``.
+
+    ``by_position`` skips envelopes at or below a projection's recorded position (feeds in
+    global order: the store); Kafka feeds pass False and rely on per-customer versions.
+    ``state_names`` maps projection names to the ``projection_state`` row to advance (a
+    rebuild advances its shadow row).
+    """
+    for binding in bindings:
+        name = binding.projector.name
+        row_name = (state_names or {}).get(name, name)
+        row = tx.fetchone("SELECT position FROM projection_state WHERE name = ?", (row_name,))
+        if row is None:
+            msg = f"projection {row_name!r} has no state row; run migrate"
+            raise LookupError(msg)
+        floor = int(row[0]) if by_position else 0
+        reached = _apply_one(tx, binding, envelopes, floor)
+        if reached > row[0]:
+            tx.execute(
+                "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
+                (reached, now_iso(), row_name),
+            )

@@ -1,0 +1,179 @@
+"""Profiles read model: the current profile of every customer, searchable and pageable."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from infra.envelope import Envelope
+from projections import profile
+from projections.framework import Projector
+from projections.readstore import Tx
+
+
+class ProfilesProjector(Projector):
+    """Keeps ``profiles`` (state JSON + searchable columns) and ``profile_tags``."""
+
+    name = "profiles"
+    schema_version = 1
+    tables = ("profiles", "profile_tags")
+    schema = (
+        """CREATE TABLE IF NOT EXISTS {profiles} (
+            customer_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            name_key TEXT,
+            email TEXT,
+            phone TEXT,
+            lifecycle_stage TEXT,
+            status TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            position BIGINT NOT NULL,
+            created_at TEXT,
+            updated_at TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS {profiles}_name_idx ON {profiles} (name_key, customer_id)",
+        "CREATE INDEX IF NOT EXISTS {profiles}_email_idx ON {profiles} (email)",
+        "CREATE INDEX IF NOT EXISTS {profiles}_phone_idx ON {profiles} (phone)",
+        "CREATE INDEX IF NOT EXISTS {profiles}_stage_idx ON {profiles} (lifecycle_stage, customer_id)",
+        """CREATE TABLE IF NOT EXISTS {profile_tags} (
+            tag TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            PRIMARY KEY (tag, customer_id))""",
+    )
+
+    def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        states = load_states(tx, {e.customer_id for e in envelopes})
+        before_tags = {cid: list(state.get("tags", [])) for cid, state in states.items()}
+        for envelope in envelopes:
+            state = states.setdefault(envelope.customer_id, profile.empty(envelope.customer_id))
+            profile.apply(state, envelope)
+        tx.executemany(
+            "INSERT INTO {profiles} (customer_id, state, name_key, email, phone, lifecycle_stage, "
+            "status, version, position, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
+            "state = excluded.state, name_key = excluded.name_key, email = excluded.email, "
+            "phone = excluded.phone, lifecycle_stage = excluded.lifecycle_stage, "
+            "status = excluded.status, version = excluded.version, "
+            "position = excluded.position, updated_at = excluded.updated_at",
+            [_row(cid, state) for cid, state in states.items()],
+        )
+        for customer_id, state in states.items():
+            old, new = set(before_tags.get(customer_id, [])), set(state.get("tags", []))
+            key = str(customer_id)
+            tx.executemany(
+                "DELETE FROM {profile_tags} WHERE tag = ? AND customer_id = ?",
+                [(tag, key) for tag in sorted(old - new)],
+            )
+            tx.executemany(
+                "INSERT INTO {profile_tags} (tag, customer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [(tag, key) for tag in sorted(new - old)],
+            )
+
+
+def _row(customer_id: UUID, state: dict[str, Any]) -> tuple[Any, ...]:
+    name = state.get("name")
+    return (
+        str(customer_id),
+        orjson.dumps(state).decode(),
+        name.casefold() if name else None,
+        state.get("email"),
+        state.get("phone"),
+        state.get("lifecycle_stage"),
+        state.get("status", "active"),
+        state["version"],
+        state.get("position", 0),
+        state.get("created_at"),
+        state["updated_at"],
+    )
+
+
+def load_states(tx: Tx, customer_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
+    """Current profile states of some customers (absent ones are simply missing)."""
+    states: dict[UUID, dict[str, Any]] = {}
+    ids = sorted(str(c) for c in customer_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = tx.fetchall(
+            f"SELECT customer_id, state FROM {{profiles}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        states.update({UUID(cid): orjson.loads(state) for cid, state in rows})
+    return states
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def get_profile(tx: Tx, customer_id: UUID) -> dict[str, Any] | None:
+    """The live profile of one customer, in the public shape, or None."""
+    row = tx.fetchone("SELECT state FROM {profiles} WHERE customer_id = ?", (str(customer_id),))
+    return None if row is None else profile.render(orjson.loads(row[0]))
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """Opaque cursors are base64url JSON; anything else is a ``ValueError``."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, orjson.JSONDecodeError):
+        raise ValueError("malformed cursor") from None
+    if not isinstance(value, list):
+        raise ValueError("malformed cursor")
+    return value
+
+
+def search_profiles(
+    tx: Tx,
+    *,
+    q: str | None = None,
+    tag: str | None = None,
+    stage: str | None = None,
+    status: str | None = None,
+    customer_ids: Sequence[str] | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Profiles matching all filters, ordered by customer id, ``limit`` per page.
+
+    ``q`` matches a prefix of the name (case-insensitive), email or phone. ``cursor`` is the
+    opaque ``next_cursor`` of the previous page (a malformed one raises ``ValueError``).
+    """
+    where, params = ["1 = 1"], []
+    if q:
+        text = q.strip()
+        prefix = text.casefold().replace("\\", "").replace("%", "").replace("_", "") + "%"
+        where.append("(name_key LIKE ? OR email LIKE ? OR phone LIKE ?)")
+        params += [prefix, prefix, text.replace("%", "").replace("_", "") + "%"]
+    if tag:
+        where.append("customer_id IN (SELECT customer_id FROM {profile_tags} WHERE tag = ?)")
+        params.append(tag)
+    if stage:
+        where.append("lifecycle_stage = ?")
+        params.append(stage)
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if customer_ids is not None:
+        if not customer_ids:
+            return [], None
+        where.append(f"customer_id IN ({','.join('?' * len(customer_ids))})")
+        params += list(customer_ids)
+    if cursor:
+        (after,) = decode_cursor(cursor)
+        where.append("customer_id > ?")
+        params.append(str(after))
+    rows = tx.fetchall(
+        f"SELECT customer_id, state FROM {{profiles}} WHERE {' AND '.join(where)} "
+        "ORDER BY customer_id LIMIT ?",
+        [*params, limit + 1],
+    )
+    items = [profile.render(orjson.loads(state)) for _, state in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return items, next_cursor

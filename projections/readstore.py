@@ -1,0 +1,195 @@
+"""Read stores: where projections keep their tables — SQLite (embedded) or PostgreSQL (full).
+
+Both speak one small SQL dialect: ``?`` placeholders, TEXT for JSON and timestamps (UTC ISO
+8601, so they sort as text), BIGINT for positions. Table names in SQL are written as
+``{name}`` and resolved per transaction, which is how a rebuild writes into shadow tables
+with the very same projector code.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+Row = tuple[Any, ...]
+
+
+class Tx:
+    """One read-store transaction: SQL with ``{table}`` names and ``?`` placeholders."""
+
+    def __init__(self, cursor: Any, dialect: str, tables: Mapping[str, str]) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+        self.tables = tables
+
+    def with_tables(self, tables: Mapping[str, str]) -> Tx:
+        """The same transaction, resolving table names through ``tables``."""
+        return Tx(self._cursor, self.dialect, tables)
+
+    def sql(self, statement: str) -> str:
+        return _render(statement, self.dialect, tuple(sorted(self.tables.items())))
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._cursor.execute(self.sql(statement), params)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor.executemany(self.sql(statement), rows)
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
+        self.execute(statement, params)
+        row = self._cursor.fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.execute(statement, params)
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+    def raw(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """Execute without table-name resolution (DDL that names tables itself)."""
+        self._cursor.execute(
+            statement.replace("?", "%s") if self.dialect == "postgres" else statement, params
+        )
+
+
+class _Names(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+@lru_cache(maxsize=4096)
+def _render(statement: str, dialect: str, tables: tuple[tuple[str, str], ...]) -> str:
+    rendered = statement.format_map(_Names(tables))
+    return rendered.replace("?", "%s") if dialect == "postgres" else rendered
+
+
+class ReadStore(ABC):
+    """A database for read models, with transactions and table-name mapping."""
+
+    dialect: str
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
+        """A read-write transaction; commits on success, rolls back on error."""
+
+    @abstractmethod
+    def table_names(self, tx: Tx) -> set[str]:
+        """Names of the tables that exist."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+class SQLiteReadStore(ReadStore):
+    """SQLite in WAL mode; one connection per thread; writers serialise on the file lock."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._local = threading.local()
+        self._shared: sqlite3.Connection | None = None
+        if path == ":memory:":
+            self._shared = self._connect()
+            self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=self._shared is None
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._shared is not None:
+            return self._shared
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def transaction(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
+        connection = self._connection()
+        lock = self._lock if self._shared is not None else None
+        if lock:
+            lock.acquire()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(cursor, self.dialect, tables or {})
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        finally:
+            if lock:
+                lock.release()
+
+    def table_names(self, tx: Tx) -> set[str]:
+        return {r[0] for r in tx.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
+
+
+class PostgresReadStore(ReadStore):
+    """PostgreSQL through a psycopg 3 connection pool."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=pool_size, open=True, kwargs={"autocommit": False}
+        )
+
+    @contextmanager
+    def transaction(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
+        with self.pool.connection() as connection, connection.transaction():
+            yield Tx(connection.cursor(), self.dialect, tables or {})
+
+    def table_names(self, tx: Tx) -> set[str]:
+        rows = tx.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        return {r[0] for r in rows}
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def open_read_store(database_url: str, *, pool_size: int = 5) -> ReadStore:
+    """The read store for a database URL (the same database as the event store by default)."""
+    parts = urlsplit(database_url)
+    if parts.scheme == "sqlite":
+        return SQLiteReadStore(unquote(database_url.removeprefix("sqlite:///")))
+    if parts.scheme == "memory":
+        return SQLiteReadStore(":memory:")
+    if parts.scheme in ("postgresql", "postgres"):
+        return PostgresReadStore(database_url, pool_size=pool_size)
+    msg = f"unsupported read store URL scheme {parts.scheme!r}"
+    raise ValueError(msg)
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """True for a unique-constraint violation on either backend."""
+    return isinstance(error, psycopg.errors.UniqueViolation) or (
+        isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error)
+    )

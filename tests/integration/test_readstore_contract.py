@@ -1,0 +1,208 @@
+"""One contract for read stores and the projector framework, run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from commands import messages as m
+from commands.service import CommandService, Context
+from consumers.embedded import EmbeddedRunner
+from consumers.rebuild import rebuild
+from consumers.store_feed import StoreFeed
+from infra.envelope import Envelope
+from infra.store import EventStore
+from projections import profile
+from projections.framework import Binding, ensure_schema, lock_positions, positions, project
+from projections.profiles import ProfilesProjector, get_profile, search_profiles
+from projections.readstore import ReadStore, open_read_store
+
+CTX = Context(actor="contract")
+
+
+class ReadStoreContract:
+    """Subclasses provide ``database_url`` (event store and read store share the database)."""
+
+    @pytest.fixture
+    def database_url(self) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, database_url: str) -> Iterator[EventStore]:
+        store = EventStore(database_url)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def read_store(self, database_url: str) -> Iterator[ReadStore]:
+        read_store = open_read_store(database_url)
+        ensure_schema(read_store, [ProfilesProjector()])
+        yield read_store
+        read_store.close()
+
+    @pytest.fixture
+    def service(self, store: EventStore) -> CommandService:
+        return CommandService(store, default_region="DE", index_key="k")
+
+    @pytest.fixture
+    def runner(self, store: EventStore, read_store: ReadStore) -> EmbeddedRunner:
+        return EmbeddedRunner(StoreFeed(store), read_store, [ProfilesProjector()], batch_size=50)
+
+    def populate(self, service: CommandService, count: int = 30) -> list[UUID]:
+        ids = []
+        for i in range(count):
+            outcome = service.execute(
+                m.RegisterCustomer(name=f"Person {i:03d}", email=f"p{i}@example.com"), CTX
+            )
+            assert outcome.customer_id
+            ids.append(outcome.customer_id)
+            service.execute(
+                m.TagCustomer(customer_id=outcome.customer_id, tag="even" if i % 2 == 0 else "odd"),
+                CTX,
+            )
+            if i % 3 == 0:
+                service.execute(
+                    m.RecordPurchase(
+                        customer_id=outcome.customer_id,
+                        order_id=f"o{i}",
+                        amount="10.00",
+                        currency="EUR",
+                    ),
+                    CTX,
+                )
+        return ids
+
+    def folded(self, store: EventStore, customer_id: UUID) -> dict[str, Any]:
+        state = profile.empty(customer_id)
+        for position, event in store.history(customer_id):
+            profile.apply(state, Envelope.from_event(event, position))
+        return profile.render(state)
+
+    def test_runner_builds_profiles_equal_to_the_fold(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        ids = self.populate(service)
+        assert runner.catch_up() > 0
+        with read_store.transaction() as tx:
+            for customer_id in ids:
+                assert get_profile(tx, customer_id) == self.folded(store, customer_id)
+        assert positions(read_store)["profiles"] == max(
+            e.position for e in StoreFeed(store).read(0, 10_000)
+        )
+
+    def test_redelivery_changes_nothing(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        ids = self.populate(service, 10)
+        runner.catch_up()
+        envelopes = StoreFeed(store).read(0, 10_000)
+        with read_store.transaction() as tx:
+            before = tx.fetchall("SELECT * FROM profiles ORDER BY customer_id")
+            project(tx, [Binding.live(ProfilesProjector())], envelopes, by_position=False)
+            project(tx, [Binding.live(ProfilesProjector())], envelopes[::-1], by_position=False)
+            assert tx.fetchall("SELECT * FROM profiles ORDER BY customer_id") == before
+        assert len(ids) == 10
+
+    def test_search_and_paging(
+        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    ) -> None:
+        self.populate(service, 25)
+        runner.catch_up()
+        with read_store.transaction() as tx:
+            seen, cursor = [], None
+            while True:
+                page, cursor = search_profiles(tx, tag="even", cursor=cursor, limit=5)
+                seen += [p["customer_id"] for p in page]
+                if cursor is None:
+                    break
+            assert len(seen) == len(set(seen)) == 13 and seen == sorted(seen)
+            hits, _ = search_profiles(tx, q="person 01")
+            assert sorted(p["name"] for p in hits) == [f"Person 01{i}" for i in range(10)]
+            assert [p["email"] for p in search_profiles(tx, q="P7@EX")[0]] == ["p7@example.com"]
+
+    def test_rebuild_during_writes_equals_live(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        ids = self.populate(service, 40)
+        runner.start()
+        stop = threading.Event()
+
+        def keep_writing() -> None:
+            i = 0
+            while not stop.is_set() and i < 2000:
+                service.execute(
+                    m.RecordContact(
+                        customer_id=ids[i % len(ids)], channel="email", direction="inbound"
+                    ),
+                    CTX,
+                )
+                runner.wake()
+                i += 1
+
+        writer = threading.Thread(target=keep_writing)
+        writer.start()
+        try:
+            result = rebuild(StoreFeed(store), read_store, ProfilesProjector(), batch_size=25)
+            assert result.events > 0
+        finally:
+            stop.set()
+            writer.join(60)
+            runner.stop()
+        runner.catch_up()
+        verified = rebuild(StoreFeed(store), read_store, ProfilesProjector(), verify_only=True)
+        assert verified.differences == []
+        with read_store.transaction() as tx:
+            assert (
+                lock_positions(tx) == {"profiles": store.head()}
+                or positions(read_store)["profiles"] <= store.head()
+            )
+            leftovers = [t for t in read_store.table_names(tx) if "__rb" in t]
+            assert leftovers == []
+            for customer_id in ids[:5]:
+                assert get_profile(tx, customer_id) == self.folded(store, customer_id)
+
+    def test_verify_reports_a_tampered_read_model(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        self.populate(service, 5)
+        runner.catch_up()
+        with read_store.transaction() as tx:
+            tx.execute(
+                "UPDATE profiles SET status = 'churned' WHERE customer_id IN (SELECT customer_id FROM profiles ORDER BY customer_id LIMIT 1)"
+            )
+        result = rebuild(StoreFeed(store), read_store, ProfilesProjector(), verify_only=True)
+        assert result.differences == ["profiles: 1 rows missing or different, 1 unexpected"]
+
+
+class TestSQLiteReadStore(ReadStoreContract):
+    @pytest.fixture
+    def database_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'clientele.db'}"
+
+
+@pytest.mark.integration
+class TestPostgresReadStore(ReadStoreContract):
+    @pytest.fixture
+    def database_url(self, postgres_url: str) -> str:
+        return postgres_url
