@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
@@ -30,6 +31,7 @@ from domain.errors import CustomerNotFound
 from domain.events import CustomerEvent
 
 APP_NAME = "Clientele"
+SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 
 def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
@@ -60,6 +62,7 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "POSTGRES_PRE_PING": "y",
+            "APPLICATION_RECORDER_TOPIC": "infra.pg_recorder:GaplessPostgresRecorder",
         }
     else:
         msg = f"unsupported database URL scheme {parts.scheme!r} (use sqlite, postgresql, memory)"
@@ -79,7 +82,23 @@ class EventStore(Application[UUID]):
             # eventsourcing reads the interval from this (class-level by default) mapping.
             self.snapshotting_intervals = {Customer: snapshot_interval}  # type: ignore[misc]
         self.database_url = database_url
+        if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+            env["CREATE_TABLE"] = "n"  # created below, under a lock
         super().__init__(env)
+        if env.get("CREATE_TABLE") == "n":
+            self._create_tables_exclusively()
+
+    def _create_tables_exclusively(self) -> None:
+        """CREATE … IF NOT EXISTS is not safe when several processes start at once (catalog
+        races); a transaction-level advisory lock makes table creation one-at-a-time."""
+        recorders: list[Any] = [self.recorder]
+        if self.snapshots is not None:
+            recorders.append(self.snapshots.recorder)
+        with psycopg.connect(self.database_url, autocommit=False) as connection:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            for recorder in recorders:
+                recorder.create_table()
+            connection.commit()
 
     # ----------------------------------------------------------------- reading
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
@@ -70,7 +71,7 @@ def test_import_customers_reports_bad_rows_and_is_idempotent(database: str, tmp_
         again = runner.invoke(app, ["import", "customers", str(csv_file)])
         assert "0 imported, 2 unchanged, 3 rejected" in again.output
         assert store.head() == head
-        ada = store.customer(registered[0].originator_id)
+        ada = store.customer(UUID(str(registered[0].originator_id)))
         assert (ada.email, ada.tags, ada.attributes) == (
             "ada@example.com",
             ["vip", "gold-member"],

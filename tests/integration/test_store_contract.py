@@ -1,0 +1,187 @@
+"""One contract for the event store, run against every backend (write once, run twice)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import pytest
+
+from commands import messages as m
+from commands.service import CommandService, Context, Outcome
+from domain import errors
+from infra.store import EventStore
+
+WRITERS = 8
+T = TypeVar("T")
+
+
+class StoreContract:
+    """Behaviour every event store backend must show; subclasses provide ``database_url``."""
+
+    @pytest.fixture
+    def database_url(self) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, database_url: str) -> Iterator[EventStore]:
+        store = EventStore(database_url, snapshot_interval=5)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def service(self, store: EventStore) -> CommandService:
+        return CommandService(store, default_region="DE", index_key="contract")
+
+    ctx = Context(actor="contract", correlation_id="corr")
+
+    # ------------------------------------------------------------- helpers
+
+    def race(
+        self, database_url: str, work: Callable[[CommandService, int], T]
+    ) -> list[T | BaseException]:
+        """Run ``work`` in WRITERS threads, each with its own store and connections, at once."""
+        barrier = threading.Barrier(WRITERS)
+        results: list[T | BaseException] = [RuntimeError("not run")] * WRITERS
+
+        def run(index: int) -> None:
+            store = EventStore(database_url, snapshot_interval=5)
+            service = CommandService(
+                store, default_region="DE", index_key="contract", retries=WRITERS
+            )
+            try:
+                barrier.wait(timeout=30)
+                results[index] = work(service, index)
+            except BaseException as error:
+                results[index] = error
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(WRITERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        return results
+
+    def assert_log_has_no_gaps(self, store: EventStore) -> None:
+        head = store.head()
+        assert [n.id for n in store.notifications(0, head + 10)] == list(range(1, head + 1))
+
+    # ---------------------------------------------------------------- tests
+
+    def test_round_trip_positions_and_log(self, service: CommandService, store: EventStore) -> None:
+        cid = service.execute(
+            m.RegisterCustomer(name="Ann", email="ann@example.com"), self.ctx
+        ).customer_id
+        assert cid
+        tagged = service.execute(m.TagCustomer(customer_id=cid, tag="VIP"), self.ctx)
+        assert tagged.position == store.head() == store.position_of(cid, 2)
+        assert store.position_of(cid, 99) is None
+        history = store.history(cid)
+        assert [(e.originator_version, e.TYPE) for _, e in history] == [
+            (1, "customer.registered"),
+            (2, "customer.tagged"),
+        ]
+        assert [p for p, _ in history] == [store.position_of(cid, 1), tagged.position]
+        customer = store.customer(cid)
+        assert (customer.email, customer.tags, customer.version) == ("ann@example.com", ["vip"], 2)
+        self.assert_log_has_no_gaps(store)
+
+    def test_time_travel_and_snapshots(self, service: CommandService, store: EventStore) -> None:
+        cid = service.execute(m.RegisterCustomer(name="Ann"), self.ctx).customer_id
+        assert cid
+        for i in range(11):
+            service.execute(
+                m.RecordPurchase(customer_id=cid, order_id=f"o{i}", amount="1.25", currency="EUR"),
+                self.ctx,
+            )
+        events = list(store.customer_events(cid))
+        assert len(events) == 13  # registered, 11 purchases, first purchase made them "new"
+        assert len(store.customer(cid, version=6).purchases) == 4
+        assert store.customer_as_of(cid, events[4].timestamp).version == 5
+        assert store.snapshots is not None
+        assert [s.originator_version for s in store.snapshots.get(cid)] == [5, 10]
+        reopened = EventStore(store.database_url, snapshot_interval=5)
+        try:
+            assert vars(reopened.customer(cid)) == vars(store.customer(cid))
+        finally:
+            reopened.close()
+
+    def test_batch_is_one_transaction(self, service: CommandService, store: EventStore) -> None:
+        head = store.head()
+        batch: list[m.Command] = [
+            m.RegisterCustomer(name=f"C{i}", email=f"c{i}@example.com") for i in range(50)
+        ]
+        batch.append(m.RegisterCustomer(name="dup", email="c1@example.com"))
+        outcomes = service.execute_batch(batch, self.ctx)
+        assert [o.status for o in outcomes].count("accepted") == 50
+        assert isinstance(outcomes[-1].problem, errors.EmailTaken)
+        positions = [n.id for n in store.notifications(head, 1000)]
+        assert positions == list(
+            range(head + 1, head + 1 + 150)
+        )  # customer + opened + reserved each
+        assert max(o.position or 0 for o in outcomes) == store.head()
+
+    def test_writers_racing_on_one_customer(
+        self, service: CommandService, store: EventStore, database_url: str
+    ) -> None:
+        cid = service.execute(m.RegisterCustomer(name="Contended"), self.ctx).customer_id
+        assert cid
+
+        def guarded(svc: CommandService, index: int) -> Outcome:
+            return svc.execute(
+                m.TagCustomer(customer_id=cid, tag=f"g{index}", expected_version=1), self.ctx
+            )
+
+        results = self.race(database_url, guarded)
+        winners = [r for r in results if isinstance(r, Outcome)]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, errors.VersionConflict) for r in results if r not in winners)
+
+        def unguarded(svc: CommandService, index: int) -> Outcome:
+            return svc.execute(m.TagCustomer(customer_id=cid, tag=f"u{index}"), self.ctx)
+
+        results = self.race(database_url, unguarded)
+        assert all(isinstance(r, Outcome) for r in results), results
+        versions = sorted(r.version or 0 for r in results if isinstance(r, Outcome))
+        assert versions == list(range(3, 3 + WRITERS))  # every write landed, none lost
+        assert len(store.customer(cid).tags) == 1 + WRITERS
+        self.assert_log_has_no_gaps(store)
+
+    def test_writers_racing_for_one_email(self, store: EventStore, database_url: str) -> None:
+        def claim(svc: CommandService, index: int) -> Outcome:
+            return svc.execute(
+                m.RegisterCustomer(name=f"Racer {index}", email="Prize@Example.com"), self.ctx
+            )
+
+        results = self.race(database_url, claim)
+        winners: list[Any] = [r for r in results if isinstance(r, Outcome)]
+        assert len(winners) == 1, results
+        winner: UUID = winners[0].customer_id
+        losers = [r for r in results if not isinstance(r, Outcome)]
+        assert all(
+            isinstance(r, errors.EmailTaken) and r.existing_customer_id == winner for r in losers
+        )
+        registered = {
+            n.originator_id for n in store.notifications(0, 1000) if n.topic.endswith(":Registered")
+        }
+        assert registered == {winner}
+        self.assert_log_has_no_gaps(store)
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    def database_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.mark.integration
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def database_url(self, postgres_url: str) -> str:
+        return postgres_url
