@@ -251,25 +251,22 @@ def erase(command: m.EraseCustomer, env: Env) -> UUID:
     return customer.id
 
 
-@handles(m.EarnPoints)
-def earn_points(command: m.EarnPoints, env: Env) -> UUID:
+_POINTS = {
+    m.EarnPoints: Customer.earn_points,
+    m.RedeemPoints: Customer.redeem_points,
+    m.ExpirePoints: Customer.expire_points,
+}
+
+
+def points(command: m.EarnPoints | m.RedeemPoints | m.ExpirePoints, env: Env) -> UUID:
     customer = _target(command, env)
-    customer.earn_points(env.meta, command.points, v.normalise_text("reason", command.reason))
+    change = _POINTS[type(command)]
+    change(customer, env.meta, command.points, v.normalise_text("reason", command.reason))
     return customer.id
 
 
-@handles(m.RedeemPoints)
-def redeem_points(command: m.RedeemPoints, env: Env) -> UUID:
-    customer = _target(command, env)
-    customer.redeem_points(env.meta, command.points, v.normalise_text("reason", command.reason))
-    return customer.id
-
-
-@handles(m.ExpirePoints)
-def expire_points(command: m.ExpirePoints, env: Env) -> UUID:
-    customer = _target(command, env)
-    customer.expire_points(env.meta, command.points, v.normalise_text("reason", command.reason))
-    return customer.id
+for _points_command in _POINTS:
+    HANDLERS[_points_command] = points
 
 
 @handles(m.ChangeTier)

@@ -307,13 +307,10 @@ class PointsRedeemed(CustomerEvent):
         aggregate.points -= self.points
 
 
-class PointsExpired(CustomerEvent):
-    TYPE = "customer.points_expired"
-    points: int
-    reason: str | None
+class PointsExpired(PointsRedeemed):
+    """Points lost to expiry: the balance falls exactly as for a redemption."""
 
-    def apply(self, aggregate: Customer) -> None:
-        aggregate.points -= self.points
+    TYPE = "customer.points_expired"
 
 
 class TierChanged(CustomerEvent):
