@@ -1,36 +1,75 @@
-"""Composition root: build the store and services from settings (one place, all entry points)."""
+"""Composition root: build the store, read store and services from settings (all entry points)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from commands.service import CommandService
+from consumers.embedded import EmbeddedRunner
+from consumers.rebuild import rebuild
+from consumers.store_feed import StoreFeed
 from infra.settings import Settings, get_settings
 from infra.store import EventStore
+from projections.framework import Projector, ensure_schema
+from projections.readstore import ReadStore, open_read_store
+from projections.registry import all_projectors
 
 
 @dataclass
 class Services:
     settings: Settings
     store: EventStore
+    read_store: ReadStore
     commands: CommandService
+    projectors: list[Projector]
+    runner: EmbeddedRunner | None = field(default=None)
+
+    @property
+    def feed(self) -> StoreFeed:
+        return StoreFeed(self.store)
+
+    @property
+    def embedded(self) -> bool:
+        """Embedded mode: projections are fed in-process from the store (no Kafka)."""
+        return self.settings.kafka_bootstrap is None
 
     def close(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+        self.read_store.close()
         self.store.close()
 
 
 def build(settings: Settings | None = None) -> Services:
-    """Wire the event store and the command service for the configured mode."""
+    """Wire the event store, the read store and the command service for the configured mode."""
     settings = settings or get_settings()
     store = EventStore(
         settings.database_url,
         snapshot_interval=settings.snapshot_interval,
         pool_size=settings.pool_size,
     )
+    read_store = open_read_store(settings.read_models_url, pool_size=settings.pool_size)
+    projectors = all_projectors()
     commands = CommandService(
         store,
         default_region=settings.default_phone_region,
         index_key=settings.index_key,
         retries=settings.command_retries,
     )
-    return Services(settings, store, commands)
+    services = Services(settings, store, read_store, commands, projectors)
+    if services.embedded:
+        services.runner = EmbeddedRunner(services.feed, read_store, projectors)
+        commands.on_commit = services.runner.wake
+    return services
+
+
+def migrate(services: Services) -> list[str]:
+    """Create missing tables; rebuild read models whose schema version changed.
+
+    Returns the names of the projections that were rebuilt.
+    """
+    stale = ensure_schema(services.read_store, services.projectors)
+    for projector in services.projectors:
+        if projector.name in stale:
+            rebuild(services.feed, services.read_store, projector)
+    return stale

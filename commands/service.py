@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -64,17 +64,18 @@ class Outcome:
 
 @dataclass
 class _Planned:
-    """An accepted command waiting for its positions, which exist only after commit.
+    """An accepted command waiting for its position, which exists only after commit.
 
-    ``events`` are all events the command triggered (its customers' and index rows'); the
-    outcome's position is the newest of them, so a reader waiting for it sees all effects.
+    The position is the newest of the command's *customer* events (index rows are invisible to
+    read models, so a reader waiting for the position can always reach it). A replay or a no-op
+    has no new events; ``refs`` names the (customer, version) pairs whose positions answer.
     """
 
     customer_id: UUID
     version: int
-    events: list[Any]
+    events: list[CustomerEvent]
+    refs: list[tuple[UUID, int]]
     replayed: bool = False
-    record_id: UUID | None = None
 
 
 class CommandService:
@@ -87,8 +88,10 @@ class CommandService:
         default_region: str = "US",
         index_key: str = "clientele-dev-index-key",
         retries: int = 5,
+        on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_commit = on_commit
         self.default_region = default_region
         self.index_key = index_key.encode()
         self.retries = retries
@@ -115,6 +118,8 @@ class CommandService:
                 log.info("command.retry", attempt=attempt + 1, commands=len(commands))
                 continue
             positions = {id(r.domain_event): r.notification.id for r in recordings}
+            if recordings and self.on_commit is not None:
+                self.on_commit(max(positions.values()))
             return [self._outcome(plan, positions) for plan in plans]
         problem = ConcurrentWrite(f"gave up after {self.retries + 1} conflicting attempts")
         return [Outcome("rejected", problem=problem) for _ in commands]
@@ -128,33 +133,33 @@ class CommandService:
                 record_id, record = uow.idempotency_record(command.idempotency_key)
                 if record is not None:
                     record.check(command.idempotency_key, command.digest())
+                    refs = [(UUID(cid), int(v)) for cid, v in record.events]
                     customer_id = UUID(record.customer_id)
-                    return _Planned(customer_id, record.outcome_version, [], True, record_id)
+                    return _Planned(customer_id, record.outcome_version, [], refs, replayed=True)
             customer_id = HANDLERS[type(command)](command, env)
             version = uow.customer(customer_id).version
+            events = [e for e in uow.events_since(savepoint) if isinstance(e, CustomerEvent)]
+            refs = [(e.originator_id, e.originator_version) for e in events]
             if record_id is not None:
-                uow.add(IdempotencyRecord.record(record_id, command.digest(), customer_id, version))
+                digest = command.digest()
+                uow.add(IdempotencyRecord.record(record_id, digest, customer_id, version, refs))
         except DomainError as error:
             uow.rollback(savepoint)
             return error
-        return _Planned(customer_id, version, uow.events_since(savepoint), record_id=record_id)
+        return _Planned(customer_id, version, events, refs)
 
     def _outcome(self, plan: _Planned | DomainError, positions: dict[int, int]) -> Outcome:
         if isinstance(plan, DomainError):
             return Outcome("rejected", problem=plan)
-        own = [positions[id(e)] for e in plan.events if id(e) in positions]
-        position: int | None
-        if own:
-            position = max(own)
-        elif plan.record_id is not None:
-            position = self.store.position_of(plan.record_id, 1)
-        else:
-            position = self.store.position_of(plan.customer_id, plan.version)
+        refs = plan.refs or [(plan.customer_id, plan.version)]
+        recorded = [positions[id(e)] for e in plan.events if id(e) in positions]
+        looked_up = [] if recorded else [self.store.position_of(*ref) for ref in refs]
+        found = [p for p in recorded + looked_up if p is not None]
         return Outcome(
             "accepted",
             customer_id=plan.customer_id,
             version=plan.version,
-            position=position,
+            position=max(found) if found else None,
             replayed=plan.replayed,
-            events=tuple(e.TYPE for e in plan.events if isinstance(e, CustomerEvent)),
+            events=tuple(e.TYPE for e in plan.events),
         )

@@ -62,11 +62,16 @@ class EmailReservation(Aggregate):
 
 
 class IdempotencyRecord(Aggregate):
-    """The first outcome of a command sent with an idempotency key."""
+    """The first outcome of a command sent with an idempotency key.
+
+    ``events`` lists the (customer id, version) of every customer event the command
+    recorded, so a replay can answer with exactly the same position as the first time.
+    """
 
     request_digest: str
     customer_id: str
     outcome_version: int
+    events: list[list[Any]]
 
     def __init__(self) -> None:
         """State is set by the creation event's ``apply``."""
@@ -76,15 +81,22 @@ class IdempotencyRecord(Aggregate):
         request_digest: str
         customer_id: str
         outcome_version: int
+        events: list[list[Any]]
 
         def apply(self, aggregate: Any) -> None:
             aggregate.request_digest = self.request_digest
             aggregate.customer_id = self.customer_id
             aggregate.outcome_version = self.outcome_version
+            aggregate.events = self.events
 
     @classmethod
     def record(
-        cls, record_id: UUID, request_digest: str, customer_id: UUID, version: int
+        cls,
+        record_id: UUID,
+        request_digest: str,
+        customer_id: UUID,
+        version: int,
+        events: list[tuple[UUID, int]],
     ) -> IdempotencyRecord:
         return cls._create(
             cls.Recorded,
@@ -92,6 +104,7 @@ class IdempotencyRecord(Aggregate):
             request_digest=request_digest,
             customer_id=str(customer_id),
             outcome_version=version,
+            events=[[str(aggregate_id), v] for aggregate_id, v in events],
         )
 
     def check(self, key: str, request_digest: str) -> None:

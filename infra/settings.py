@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIENTELE_", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
+    read_database_url: str | None = None
     kafka_bootstrap: str | None = None
     kafka_topic_prefix: str = ""
     api_keys_file: Path = Path("./var/api-keys.json")
@@ -31,6 +32,20 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def read_models_url(self) -> str:
+        """Where read models live: explicit, else beside the store (a sibling SQLite file,
+        so projection writes never wait on event-store writes; the same PostgreSQL database)."""
+        if self.read_database_url:
+            return self.read_database_url
+        if self.database_url.startswith("sqlite:///") and not self.database_url.endswith(
+            ":memory:"
+        ):
+            path = self.database_url.removeprefix("sqlite:///")
+            stem, dot, suffix = path.rpartition(".")
+            return f"sqlite:///{stem}-read.{suffix}" if dot else f"sqlite:///{path}-read"
+        return self.database_url
 
 
 @lru_cache(maxsize=1)

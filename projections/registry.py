@@ -1,0 +1,18 @@
+"""Every read model, in the order they are applied within one batch."""
+
+from __future__ import annotations
+
+from projections.framework import Projector
+from projections.profiles import ProfilesProjector
+
+
+def all_projectors() -> list[Projector]:
+    return [ProfilesProjector()]
+
+
+def by_name(name: str) -> Projector:
+    """The projector called ``name``; ``KeyError`` lists the known names."""
+    projectors = {p.name: p for p in all_projectors()}
+    if name not in projectors:
+        raise KeyError(f"unknown projection {name!r}; known: {', '.join(projectors)}")
+    return projectors[name]
