@@ -1,56 +1,134 @@
-"""Request and response models of the HTTP contract (ARCHITECTURE.md §4a)."""
+"""Request and response models of the HTTP contract (ARCHITECTURE.md §4a), with examples."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+EXAMPLE_ID = "3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e"
 
-class RegisterCustomerRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "Ada Lovelace",
-                    "email": "ada@example.com",
-                    "phone": "+44 20 7946 0958",
-                    "attributes": {"city": "London"},
-                    "source": "web",
-                }
-            ]
-        },
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _example(**example: Any) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
+class RegisterCustomerRequest(Body):
+    model_config = _example(
+        name="Ada Lovelace",
+        email="ada@example.com",
+        phone="+44 20 7946 0958",
+        attributes={"city": "London"},
+        source="web",
     )
     name: str = Field(max_length=1000)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     source: str | None = Field(default=None, max_length=100)
-    lifecycle_stage: str = "prospect"
+    lifecycle_stage: str = Field(default="prospect", max_length=32)
+
+
+class UpdateProfileRequest(Body):
+    model_config = _example(
+        phone="+44 20 7946 0959", attributes={"city": "Paris", "vip_since": None}
+    )
+    name: str | None = Field(default=None, max_length=1000)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+    attributes: dict[str, str | int | float | bool | None] | None = None
+
+
+class ContactRequest(Body):
+    model_config = _example(
+        channel="phone", direction="outbound", kind="care", subject="Follow-up", outcome="resolved"
+    )
+    channel: str = Field(max_length=32)
+    direction: str = Field(max_length=32)
+    kind: str = Field(default="other", max_length=32)
+    subject: str | None = Field(default=None, max_length=1000)
+    summary: str | None = Field(default=None, max_length=8000)
+    outcome: str | None = Field(default=None, max_length=1000)
+    occurred_at: datetime | None = None
+
+
+class PurchaseItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sku: str | None = Field(default=None, max_length=100)
+    quantity: int | None = Field(default=None, ge=0, le=1_000_000)
+
+
+class PurchaseRequest(Body):
+    model_config = _example(
+        order_id="A-1001", amount="12.50", currency="EUR", items=[{"sku": "tea", "quantity": 2}]
+    )
+    order_id: str = Field(max_length=200)
+    amount: str = Field(max_length=40, examples=["12.50"])
+    currency: str = Field(max_length=8)
+    occurred_at: datetime | None = None
+    items: list[PurchaseItem] = Field(default_factory=list, max_length=500)
+
+
+class FeedbackRequest(Body):
+    model_config = _example(nps=9, csat=5, comment="Quick and friendly")
+    nps: int | None = Field(default=None, ge=0, le=10)
+    csat: int | None = Field(default=None, ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=8000)
+
+
+class ConsentRequest(Body):
+    model_config = _example(granted=True, source="newsletter-form")
+    granted: bool
+    source: str | None = Field(default=None, max_length=200)
+
+
+class LifecycleRequest(Body):
+    model_config = _example(stage="loyal", reason="5th order")
+    stage: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ReasonRequest(Body):
+    model_config = _example(reason="moved abroad")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class MergeRequest(Body):
+    model_config = _example(duplicate_id=EXAMPLE_ID)
+    duplicate_id: str = Field(max_length=64)
 
 
 class WriteResult(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "customer_id": "3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e",
-                    "version": 1,
-                    "position": 42,
-                }
-            ]
-        }
+        json_schema_extra={"examples": [{"customer_id": EXAMPLE_ID, "version": 1, "position": 42}]}
     )
     customer_id: str
     version: int
     position: int | None
 
 
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BatchRequest(Body):
+    model_config = _example(commands=[{"type": "tag", "customer_id": EXAMPLE_ID, "tag": "vip"}])
     commands: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
 
 
+class BatchItemResult(BaseModel):
+    status: Literal["accepted", "rejected"]
+    customer_id: str | None = None
+    version: int | None = None
+    position: int | None = None
+    problem: dict[str, Any] | None = None
+
+
 class BatchResult(BaseModel):
-    results: list[dict[str, Any]]
+    results: list[BatchItemResult]
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None

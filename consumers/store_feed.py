@@ -29,4 +29,13 @@ class StoreFeed:
         return envelopes
 
     def head(self) -> int:
+        """Position of the newest notification (customer event or index row)."""
         return self.store.head()
+
+    def pending(self, after: int, cap: int = 10_000) -> int:
+        """How many customer events follow ``after`` (counted up to ``cap``): a projection's lag."""
+        return len(
+            self.store.recorder.select_notifications(
+                after, cap, topics=CUSTOMER_TOPICS, inclusive_of_start=False
+            )
+        )

@@ -1,0 +1,64 @@
+"""Request-scoped helpers shared by the routers: services, context, read-your-writes."""
+
+from __future__ import annotations
+
+import time
+from uuid import uuid4
+
+from fastapi import Request
+
+from api.bootstrap import Services
+from commands.service import Context
+from domain.errors import InvalidInput
+from infra.logging import bind_correlation
+from projections.framework import positions
+
+MAX_WAIT_SECONDS = 2.0
+
+
+class NotCaughtUp(Exception):
+    """The read models have not reached the position the client asked for."""
+
+    def __init__(self, wanted: int, reached: int) -> None:
+        super().__init__(f"read models are at position {reached}, not yet {wanted}")
+        self.wanted = wanted
+        self.reached = reached
+
+
+def services(request: Request) -> Services:
+    result: Services = request.app.state.services
+    return result
+
+
+def actor(request: Request) -> str:
+    """The authenticated caller's name (set by the auth layer), recorded on every event."""
+    return str(getattr(request.state, "actor", "anonymous"))
+
+
+def context(request: Request, actor: str = "anonymous") -> Context:
+    """Who is asking, and the correlation id (taken from ``X-Correlation-Id`` or made)."""
+    correlation_id = request.headers.get("x-correlation-id") or str(uuid4())
+    bind_correlation(correlation_id, path=request.url.path)
+    return Context(actor=actor, correlation_id=correlation_id)
+
+
+def wait_for_position(request: Request, names: list[str]) -> None:
+    """Read-your-writes: honour ``X-Min-Position`` (bounded wait, else :class:`NotCaughtUp`)."""
+    raw = request.headers.get("x-min-position")
+    if raw is None:
+        return
+    try:
+        wanted = int(raw)
+    except ValueError:
+        raise InvalidInput("X-Min-Position", "must be an integer position") from None
+    svc = services(request)
+    deadline = time.monotonic() + MAX_WAIT_SECONDS
+    while True:
+        reached = min(positions(svc.read_store).get(n, 0) for n in names)
+        if reached >= wanted:
+            return
+        if time.monotonic() >= deadline:
+            raise NotCaughtUp(wanted, reached)
+        if svc.runner is not None:
+            svc.runner.wake()
+        time.sleep(0.01)

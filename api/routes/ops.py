@@ -1,0 +1,52 @@
+"""Operations: liveness, readiness, projection positions and lag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from api import deps
+from api.problems import problem
+from projections.framework import positions
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+def projection_report(request: Request) -> dict[str, Any]:
+    svc = deps.services(request)
+    feed = svc.feed
+    reached = positions(svc.read_store)
+    report = []
+    for projector in svc.projectors:
+        position = reached.get(projector.name, 0)
+        report.append({"name": projector.name, "position": position, "lag": feed.pending(position)})
+    return {
+        "head": feed.head(),
+        "mode": "embedded" if svc.embedded else "kafka",
+        "projections": report,
+    }
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> Response:
+    """Ready when the event store and the read models answer."""
+    try:
+        report = projection_report(request)
+    except Exception as error:
+        return problem(503, "not-ready", f"{type(error).__name__}: {error}")
+    return Response(
+        content=f'{{"status":"ready","head":{report["head"]}}}', media_type="application/json"
+    )
+
+
+@router.get("/projections")
+def projections(request: Request) -> dict[str, Any]:
+    """Each read model's position in the store's notification log, and its lag."""
+    return projection_report(request)
