@@ -13,11 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.bootstrap import build
+from api.bootstrap import migrate as bootstrap_migrate
 from api.csv_import import import_csv
+from consumers.rebuild import RebuildResult, rebuild
 from domain.errors import DomainError
 from infra.envelope import Envelope
 from infra.logging import configure_logging
 from infra.settings import get_settings
+from projections.framework import positions
+from projections.registry import by_name
 
 app = typer.Typer(
     name="clientele",
@@ -27,6 +31,9 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Import CSV files through the batch (group-commit) path.")
 app.add_typer(import_app, name="import")
+projections_app = typer.Typer(help="Read models: status, rebuild, verify.", no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
+_BAR = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 console = Console()
 errors = Console(stderr=True)
 
@@ -61,15 +68,88 @@ def serve(
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the event store's tables (idempotent).
+    """Create or upgrade the event store and read-model tables (idempotent).
+
+    A read model whose schema version changed is rebuilt from the event store.
 
     Example: CLIENTELE_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/clientele clientele migrate
     """
     services = build()
     try:
-        console.print(f"event store ready at position {services.store.head()}")
+        rebuilt = bootstrap_migrate(services)
+        console.print(f"event store at position {services.store.head()}; read models ready")
+        for name in rebuilt:
+            console.print(f"rebuilt {name} (schema changed)")
     finally:
         services.close()
+
+
+@projections_app.command("status")
+def projections_status() -> None:
+    """Each read model's position and how many events it is behind.
+
+    Example: clientele projections status
+    """
+    services = build()
+    try:
+        bootstrap_migrate(services)
+        reached = positions(services.read_store)
+        table = Table("projection", "position", "lag (events)")
+        for projector in services.projectors:
+            position = reached.get(projector.name, 0)
+            table.add_row(projector.name, str(position), str(services.feed.pending(position)))
+        console.print(table)
+    finally:
+        services.close()
+
+
+def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
+    services = build()
+    try:
+        bootstrap_migrate(services)
+        try:
+            projector = by_name(name)
+        except KeyError as error:
+            raise _fail(str(error.args[0]), 2) from None
+        with Progress(*_BAR, console=errors) as progress:
+            task = progress.add_task(f"{'verifying' if verify_only else 'rebuilding'} {name}")
+            return rebuild(
+                services.feed,
+                services.read_store,
+                projector,
+                verify_only=verify_only,
+                progress=lambda reached, head: progress.update(task, completed=reached, total=head),
+            )
+    finally:
+        services.close()
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(name: Annotated[str, typer.Argument(help="Projection name.")]) -> None:
+    """Replay the store into a shadow copy (live copy keeps serving), then swap it in.
+
+    Example: clientele projections rebuild profiles
+    """
+    result = _rebuild(name, verify_only=False)
+    rate = result.events / result.seconds if result.seconds else 0.0
+    console.print(
+        f"{name} rebuilt to position {result.position}: {result.events} events "
+        f"in {result.seconds:.1f}s ({rate:,.0f} events/s)"
+    )
+
+
+@projections_app.command("verify")
+def projections_verify(name: Annotated[str, typer.Argument(help="Projection name.")]) -> None:
+    """Rebuild into a shadow copy and report every difference from the live copy.
+
+    Exit code 1 when they differ. Example: clientele projections verify profiles
+    """
+    result = _rebuild(name, verify_only=True)
+    if result.differences:
+        for difference in result.differences:
+            errors.print(f"[red]differs:[/] {difference}")
+        raise typer.Exit(1)
+    console.print(f"{name}: live copy equals a rebuild at position {result.position}")
 
 
 @app.command()
@@ -124,8 +204,7 @@ def _import(kind: str, path: Path, batch_size: int) -> None:
     services = build()
     try:
         rows = max(sum(1 for _ in path.open(encoding="utf-8-sig")) - 1, 0)
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
-        with Progress(*columns, TimeElapsedColumn(), console=errors) as progress:
+        with Progress(*_BAR, console=errors) as progress:
             task = progress.add_task(f"importing {kind}", total=rows)
             report = import_csv(
                 services.commands,
