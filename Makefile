@@ -32,6 +32,8 @@ pg-binaries:
 	fi
 
 run: install
+	$(VENV)/bin/clientele migrate
+	$(VENV)/bin/clientele keys dev
 	$(VENV)/bin/clientele serve
 
 lint: install

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from api import deps, problems
+from api.auth import AuthFailed
 from api.bootstrap import Services, build, migrate
 from api.routes import ops, reads, writes
 
@@ -39,6 +40,13 @@ def create_app(services: Services | None = None) -> FastAPI:
     @app.exception_handler(writes.PreconditionFailed)
     async def on_precondition(_: Request, error: writes.PreconditionFailed) -> Response:
         return problems.domain_problem(error.error, status=error.status)
+
+    @app.exception_handler(AuthFailed)
+    async def on_auth_failed(_: Request, error: AuthFailed) -> Response:
+        response = problems.problem(error.status, error.code, error.detail)
+        if error.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="clientele"'
+        return response
 
     @app.exception_handler(deps.NotCaughtUp)
     async def on_not_caught_up(_: Request, error: deps.NotCaughtUp) -> Response:

@@ -8,6 +8,7 @@ from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
+from infra.api_keys import KeyStore
 from infra.settings import Settings, get_settings
 from infra.store import EventStore
 from projections.framework import Projector, ensure_schema
@@ -22,6 +23,7 @@ class Services:
     read_store: ReadStore
     commands: CommandService
     projectors: list[Projector]
+    keys: KeyStore
     runner: EmbeddedRunner | None = field(default=None)
 
     @property
@@ -56,7 +58,8 @@ def build(settings: Settings | None = None) -> Services:
         index_key=settings.index_key,
         retries=settings.command_retries,
     )
-    services = Services(settings, store, read_store, commands, projectors)
+    keys = KeyStore(settings.api_keys_file)
+    services = Services(settings, store, read_store, commands, projectors, keys)
     if services.embedded:
         services.runner = EmbeddedRunner(services.feed, read_store, projectors)
         commands.on_commit = services.runner.wake

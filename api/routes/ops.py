@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from api import deps
+from api.auth import require
 from api.problems import problem
+from infra.api_keys import Role
 from projections.framework import positions
 
 router = APIRouter(tags=["ops"])
@@ -46,7 +48,7 @@ def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/projections")
+@router.get("/projections", dependencies=[require(Role.READER)])
 def projections(request: Request) -> dict[str, Any]:
     """Each read model's position in the store's notification log, and its lag."""
     return projection_report(request)

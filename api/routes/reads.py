@@ -11,13 +11,15 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api import deps
 from api import schemas as s
+from api.auth import privacy, require
 from domain.errors import CustomerErased, CustomerMerged, CustomerNotFound, InvalidInput
 from domain.values import check_aware
+from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile
 from projections.profiles import get_profile, search_profiles
 
-router = APIRouter(prefix="/v1", tags=["read"])
+router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
 
 
 def _json(document: Any, etag: int | None = None) -> Response:
@@ -59,7 +61,7 @@ def get_customer(
         if as_of is not None:
             check_aware("as_of", as_of)
         document = _travel(request, customer_id, as_of, version)
-        return _json(document, document["version"])
+        return _json(privacy(request)(document), document["version"])
     deps.wait_for_position(request, ["profiles"])
     with deps.services(request).read_store.transaction() as tx:
         live = get_profile(tx, customer_id)
@@ -69,7 +71,7 @@ def get_customer(
         raise CustomerErased(customer_id)
     if live["status"] == "merged":
         raise CustomerMerged(customer_id, UUID(live["merged_into"]))
-    return _json(live, live["version"])
+    return _json(privacy(request)(live), live["version"])
 
 
 @router.get("/customers", response_model=s.Page)
@@ -93,4 +95,5 @@ def list_customers(
             )
         except ValueError:
             raise InvalidInput("cursor", "is not a cursor this API issued") from None
-    return _json({"items": items, "next_cursor": next_cursor})
+    shown = privacy(request)
+    return _json({"items": [shown(item) for item in items], "next_cursor": next_cursor})

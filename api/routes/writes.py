@@ -10,10 +10,13 @@ from fastapi import APIRouter, Header, Request, Response
 
 from api import deps
 from api import schemas as s
+from api.auth import require
 from commands import messages as m
 from domain.errors import DomainError, InvalidInput, VersionConflict
+from infra.api_keys import Role
 
-router = APIRouter(prefix="/v1", tags=["write"])
+router = APIRouter(prefix="/v1", tags=["write"], dependencies=[require(Role.WRITER)])
+ADMIN = [require(Role.ADMIN)]
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Retry-safe writes")]
 IfMatch = Annotated[str | None, Header(description='Expected version, e.g. "3"')]
 ENTITY_TAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
@@ -278,7 +281,7 @@ def _uuid(field: str, value: str) -> UUID:
         raise InvalidInput(field, "must be a UUID") from None
 
 
-@router.post("/customers/{customer_id}/merge", response_model=s.WriteResult)
+@router.post("/customers/{customer_id}/merge", response_model=s.WriteResult, dependencies=ADMIN)
 def merge(
     customer_id: UUID,
     body: s.MergeRequest,
@@ -297,7 +300,7 @@ def merge(
     return run(request, response, command)
 
 
-@router.post("/customers/{customer_id}/unmerge", response_model=s.WriteResult)
+@router.post("/customers/{customer_id}/unmerge", response_model=s.WriteResult, dependencies=ADMIN)
 def unmerge(
     customer_id: UUID,
     body: s.MergeRequest,
@@ -315,7 +318,7 @@ def unmerge(
     return run(request, response, command)
 
 
-@router.delete("/customers/{customer_id}", response_model=s.WriteResult)
+@router.delete("/customers/{customer_id}", response_model=s.WriteResult, dependencies=ADMIN)
 def erase(
     customer_id: UUID,
     request: Request,

@@ -1,0 +1,77 @@
+"""Bearer API keys → roles; the ``pii`` scope decides whether personal data is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from api import deps
+from infra.api_keys import ApiKey, Role
+
+MASKED_FIELDS = ("name", "email", "phone")
+
+
+class AuthFailed(Exception):
+    """401 (no or bad credentials) or 403 (valid key, wrong role)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def _authenticate(request: Request, authorization: str | None) -> ApiKey:
+    if authorization is None:
+        raise AuthFailed(401, "unauthenticated", "send Authorization: Bearer <api key>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthFailed(401, "unauthenticated", "Authorization must be 'Bearer <api key>'")
+    key = deps.services(request).keys.authenticate(token.strip())
+    if key is None:
+        raise AuthFailed(401, "unauthenticated", "unknown or revoked API key")
+    return key
+
+
+def require(role: Role) -> Any:
+    """A dependency admitting keys with ``role`` (admin admits everything)."""
+
+    def check(
+        request: Request,
+        authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+    ) -> ApiKey:
+        key = _authenticate(request, authorization)
+        if not key.allows(role):
+            raise AuthFailed(403, "forbidden", f"this route needs the {role.value} role")
+        request.state.actor = f"key:{key.name}"
+        request.state.pii = key.pii or key.allows(Role.ADMIN)
+        return key
+
+    return Depends(check)
+
+
+def _mask_text(value: str) -> str:
+    if "@" in value:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if value.startswith("+"):
+        return value[:3] + "*" * max(len(value) - 5, 3) + value[-2:]
+    return value[:1] + "***"
+
+
+def mask(document: dict[str, Any]) -> dict[str, Any]:
+    """Personal fields masked (first character kept) for keys without the pii scope."""
+    masked = dict(document)
+    for field in MASKED_FIELDS:
+        if isinstance(masked.get(field), str):
+            masked[field] = _mask_text(masked[field])
+    if masked.get("attributes"):
+        masked["attributes"] = {k: "***" for k in masked["attributes"]}
+    return masked
+
+
+def privacy(request: Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The identity for pii-scoped callers, :func:`mask` for the rest."""
+    return (lambda d: d) if getattr(request.state, "pii", False) else mask

@@ -1,0 +1,93 @@
+"""``clientele keys``: make, list and revoke API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.api_keys import KeyStore, Role
+from infra.settings import get_settings
+
+keys_app = typer.Typer(
+    help="API keys: create (secret shown once), list, revoke.", no_args_is_help=True
+)
+console = Console()
+DEV_KEY_NAME = "local-dev"
+
+
+def _store() -> KeyStore:
+    return KeyStore(get_settings().api_keys_file)
+
+
+@keys_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Who or what uses the key.")],
+    role: Annotated[
+        list[Role], typer.Option("--role", help="writer, reader, auditor or admin (repeatable).")
+    ],
+    pii: Annotated[bool, typer.Option("--pii", help="May see unmasked personal data.")] = False,
+) -> None:
+    """Create a key and print its secret (only now; only a hash is stored).
+
+    Example: clientele keys create orders-service --role writer --role reader
+    """
+    key, token = _store().create(name, role, pii=pii)
+    console.print(f"key id {key.key_id} ({', '.join(key.roles)}{', pii' if key.pii else ''})")
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """List keys (never their secrets).
+
+    Example: clientele keys list
+    """
+    table = Table("key id", "name", "roles", "pii", "created", "revoked")
+    for key in _store().list():
+        table.add_row(
+            key.key_id,
+            key.name,
+            ",".join(key.roles),
+            "yes" if key.pii else "",
+            key.created_at[:19],
+            (key.revoked_at or "")[:19],
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(help="The key id shown by `keys list`.")]) -> None:
+    """Revoke a key at once (running servers re-read the key file).
+
+    Example: clientele keys revoke 3fa2c1d09b7e
+    """
+    try:
+        key = _store().revoke(key_id)
+    except KeyError:
+        console.print(f"[red]error:[/] no key {key_id}")
+        raise typer.Exit(1) from None
+    console.print(f"revoked {key.key_id} ({key.name})")
+
+
+@keys_app.command("dev")
+def dev_key() -> None:
+    """Print the local development key (admin + pii), making it on first use.
+
+    Its secret is kept in ./var/dev-api-key next to the key file, for local use only.
+
+    Example: clientele keys dev
+    """
+    settings = get_settings()
+    secret_file = settings.api_keys_file.parent / "dev-api-key"
+    store = KeyStore(settings.api_keys_file)
+    if secret_file.exists() and store.authenticate(secret_file.read_text().strip()):
+        token = secret_file.read_text().strip()
+    else:
+        _, token = store.create(DEV_KEY_NAME, [Role.ADMIN], pii=True)
+        secret_file.write_text(token + "\n")
+        secret_file.chmod(0o600)
+    console.print(f"local dev API key (admin, pii): [bold]{token}[/]")
+    console.print(f"  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/v1/customers")

@@ -1,0 +1,42 @@
+"""An in-process API on a throwaway SQLite database, with one key per role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.bootstrap import build
+from infra.api_keys import KeyStore, Role
+from infra.settings import Settings
+
+
+@dataclass
+class Api:
+    app: FastAPI
+    client: TestClient
+    tokens: dict[str, str]
+
+    def headers(self, who: str, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}", **extra}
+
+
+@contextmanager
+def running_api(tmp_path: Path, database_url: str | None = None) -> Iterator[Api]:
+    settings = Settings(
+        database_url=database_url or f"sqlite:///{tmp_path / 'api.db'}",
+        api_keys_file=tmp_path / "keys.json",
+        default_phone_region="DE",
+    )
+    keys = KeyStore(settings.api_keys_file)
+    tokens = {role.value: keys.create(role.value, [role])[1] for role in Role}
+    tokens["reader+pii"] = keys.create("pii-reader", [Role.READER], pii=True)[1]
+    tokens["writer+reader"] = keys.create("service", [Role.WRITER, Role.READER])[1]
+    app = create_app(build(settings))
+    with TestClient(app) as client:
+        yield Api(app, client, tokens)
