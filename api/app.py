@@ -6,11 +6,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from prometheus_client import REGISTRY
 
-from api import deps, problems
+from api import deps, middleware, problems
 from api.auth import AuthFailed
 from api.bootstrap import Services, build, migrate
 from api.routes import ops, reads, writes
+from infra.metrics import register_projection_collector
+from infra.settings import get_settings
+from projections.framework import positions
+
+
+def _projection_rows(svc: Services) -> list[tuple[str, int, int]]:
+    reached = positions(svc.read_store)
+    feed = svc.feed
+    return [
+        (p.name, reached.get(p.name, 0), feed.pending(reached.get(p.name, 0)))
+        for p in svc.projectors
+    ]
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -24,9 +37,11 @@ def create_app(services: Services | None = None) -> FastAPI:
             svc.runner.catch_up()
             svc.runner.start()
         app.state.services = svc
+        collector = register_projection_collector(lambda: _projection_rows(svc))
         try:
             yield
         finally:
+            REGISTRY.unregister(collector)
             svc.close()
 
     app = FastAPI(
@@ -36,6 +51,9 @@ def create_app(services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    middleware.install(
+        app, max_body_bytes=(services.settings if services else get_settings()).max_body_bytes
+    )
 
     @app.exception_handler(writes.PreconditionFailed)
     async def on_precondition(_: Request, error: writes.PreconditionFailed) -> Response:

@@ -10,7 +10,6 @@ from fastapi import Request
 from api.bootstrap import Services
 from commands.service import Context
 from domain.errors import InvalidInput
-from infra.logging import bind_correlation
 from projections.framework import positions
 
 MAX_WAIT_SECONDS = 2.0
@@ -36,9 +35,9 @@ def actor(request: Request) -> str:
 
 
 def context(request: Request, actor: str = "anonymous") -> Context:
-    """Who is asking, and the correlation id (taken from ``X-Correlation-Id`` or made)."""
-    correlation_id = request.headers.get("x-correlation-id") or str(uuid4())
-    bind_correlation(correlation_id, path=request.url.path)
+    """Who is asking, and the correlation id (``X-Correlation-Id``, else the request id),
+    which the events of this request will carry."""
+    correlation_id = getattr(request.state, "correlation_id", None) or str(uuid4())
     return Context(actor=actor, correlation_id=correlation_id)
 
 

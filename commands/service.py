@@ -26,6 +26,7 @@ from commands.unit_of_work import UnitOfWork
 from domain.errors import ConcurrentWrite, DomainError
 from domain.events import CustomerEvent, Meta
 from domain.indexes import IdempotencyRecord
+from infra.metrics import COMMANDS
 from infra.store import EventStore
 
 log = structlog.get_logger(__name__)
@@ -120,7 +121,11 @@ class CommandService:
             positions = {id(r.domain_event): r.notification.id for r in recordings}
             if recordings and self.on_commit is not None:
                 self.on_commit(max(positions.values()))
-            return [self._outcome(plan, positions) for plan in plans]
+            outcomes = [self._outcome(plan, positions) for plan in plans]
+            for command, outcome in zip(commands, outcomes, strict=True):
+                label = outcome.problem.code if outcome.problem else outcome.status
+                COMMANDS.labels(command.NAME, label).inc()
+            return outcomes
         problem = ConcurrentWrite(f"gave up after {self.retries + 1} conflicting attempts")
         return [Outcome("rejected", problem=problem) for _ in commands]
 

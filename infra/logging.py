@@ -32,8 +32,3 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
 
-
-def bind_correlation(correlation_id: str, **extra: str) -> None:
-    """Attach a correlation id (and more) to every log line of the current context."""
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(correlation_id=correlation_id, **extra)

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     index_key: str = "clientele-dev-index-key"
     pool_size: int = Field(default=5, ge=1)
     command_retries: int = Field(default=5, ge=0)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: str = "INFO"
     log_json: bool = True
 

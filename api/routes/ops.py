@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import deps
 from api.auth import require
@@ -46,6 +48,12 @@ def readyz(request: Request) -> Response:
     return Response(
         content=f'{{"status":"ready","head":{report["head"]}}}', media_type="application/json"
     )
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics() -> Response:
+    """Prometheus metrics: request latency, command outcomes, projection positions and lag."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/projections", dependencies=[require(Role.READER)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -152,6 +152,7 @@ ROUTE_ROLE = {
     ("GET", "/projections"): "reader",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
+    ("GET", "/metrics"): "public",
 }
 ROLES = ["reader", "writer", "auditor", "admin"]
 
@@ -186,3 +187,35 @@ def test_every_route_admits_exactly_its_roles(api: Api) -> None:
             else:
                 assert answer.status_code == 403, (method, path, role, answer.status_code)
                 assert answer.json()["type"] == "/problems/forbidden"
+
+
+def test_edge_refuses_oversized_and_non_json_bodies(api: Api) -> None:
+    writer = api.headers("writer")
+    huge = api.client.post(
+        "/v1/customers",
+        content=b"x" * 2_000_000,
+        headers={**writer, "content-type": "application/json"},
+    )
+    assert huge.status_code == 413 and huge.json()["type"] == "/problems/payload-too-large"
+    xml = api.client.post(
+        "/v1/customers",
+        content=b"<name>x</name>",
+        headers={**writer, "content-type": "application/xml"},
+    )
+    assert xml.status_code == 415 and xml.headers["content-type"] == PROBLEM
+
+
+def test_correlation_id_reaches_the_events_and_metrics_count_it(api: Api) -> None:
+    written = api.client.post(
+        "/v1/customers",
+        json={"name": "Ada"},
+        headers=api.headers("writer", **{"X-Correlation-Id": "trace-42"}),
+    )
+    assert written.headers["x-correlation-id"] == "trace-42" and written.headers["x-request-id"]
+    store = api.app.state.services.store
+    event = next(store.customer_events(UUID(written.json()["customer_id"])))
+    assert event.correlation_id == "trace-42" and event.actor == "key:writer"
+    metrics = api.client.get("/metrics").text
+    assert 'clientele_commands_total{command="register",outcome="accepted"}' in metrics
+    assert 'clientele_projection_position{projection="profiles"}' in metrics
+    assert "clientele_http_request_seconds_bucket" in metrics
