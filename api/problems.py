@@ -85,5 +85,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def on_http_error(_: Request, error: HTTPException) -> Response:
-        code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        codes = {400: "malformed-body", 404: "not-found", 405: "method-not-allowed"}
+        code = codes.get(error.status_code, "http-error")
         return problem(error.status_code, code, str(error.detail))

@@ -132,3 +132,55 @@ class BatchResult(BaseModel):
 class Page(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document; ``type`` is stable (``/problems/<code>``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request body",
+    401: "Missing, unknown or revoked API key",
+    403: "The key lacks the role this route needs",
+    404: "No such customer",
+    409: "Conflict: taken email, version, order, or state transition",
+    410: "Customer erased, or merged (survivor_id names where it went)",
+    411: "Chunked body without Content-Length",
+    412: "If-Match names another version",
+    413: "Body larger than the configured limit",
+    415: "Body is not application/json",
+    422: "Invalid input; `field` names what is wrong",
+    428: "If-Match is required",
+    503: "Read models not yet at X-Min-Position (Retry-After), or not ready",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problem documents a route can answer with."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {
+            "description": _DESCRIPTIONS[status],
+            "content": {"application/problem+json": {"schema": schema}},
+            "model": Problem,
+        }
+        for status in statuses
+    }
+
+
+AUTH = (401, 403)
+BODY = (400, 411, 413, 415, 422)
+CUSTOMER_WRITE = problems(*AUTH, *BODY, 404, 409, 410, 412)
+REGISTER = problems(*AUTH, *BODY, 409)
+BATCH = problems(*AUTH, *BODY)
+CUSTOMER_DELETE = problems(*AUTH, 404, 409, 410, 412, 422)
+TAG_PUT = problems(*AUTH, 404, 409, 410, 411, 412, 413, 415, 422)
+PATCH = problems(*AUTH, *BODY, 404, 409, 410, 412, 428)
+CUSTOMER_READ = problems(*AUTH, 404, 410, 422, 503)
+LIST_READ = problems(*AUTH, 422, 503)

@@ -31,4 +31,3 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
-

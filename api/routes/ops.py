@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api import deps
 from api.auth import require
 from api.problems import problem
+from api.schemas import problems
 from infra.api_keys import Role
 from projections.framework import positions
 
@@ -38,7 +39,7 @@ def projection_report(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=problems(503))
 def readyz(request: Request) -> Response:
     """Ready when the event store and the read models answer."""
     try:
@@ -56,7 +57,7 @@ def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/projections", dependencies=[require(Role.READER)])
+@router.get("/projections", dependencies=[require(Role.READER)], responses=problems(401, 403))
 def projections(request: Request) -> dict[str, Any]:
     """Each read model's position in the store's notification log, and its lag."""
     return projection_report(request)

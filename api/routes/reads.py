@@ -45,7 +45,7 @@ def _travel(
     return profile.render(state)
 
 
-@router.get("/customers/{customer_id}")
+@router.get("/customers/{customer_id}", responses=s.CUSTOMER_READ)
 def get_customer(
     customer_id: UUID,
     request: Request,
@@ -74,7 +74,7 @@ def get_customer(
     return _json(privacy(request)(live), live["version"])
 
 
-@router.get("/customers", response_model=s.Page)
+@router.get("/customers", response_model=s.Page, responses=s.LIST_READ)
 def list_customers(
     request: Request,
     q: Annotated[

@@ -64,7 +64,7 @@ def run(request: Request, response: Response, command: m.Command) -> s.WriteResu
     )
 
 
-@router.post("/customers", status_code=201, response_model=s.WriteResult)
+@router.post("/customers", status_code=201, response_model=s.WriteResult, responses=s.REGISTER)
 def register_customer(
     body: s.RegisterCustomerRequest,
     request: Request,
@@ -79,7 +79,7 @@ def register_customer(
     return result
 
 
-@router.patch("/customers/{customer_id}", response_model=s.WriteResult)
+@router.patch("/customers/{customer_id}", response_model=s.WriteResult, responses=s.PATCH)
 def update_customer(
     customer_id: UUID,
     body: s.UpdateProfileRequest,
@@ -99,7 +99,9 @@ def update_customer(
     return run(request, response, command)
 
 
-@router.post("/customers/{customer_id}/contacts", response_model=s.WriteResult)
+@router.post(
+    "/customers/{customer_id}/contacts", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
 def record_contact(
     customer_id: UUID,
     body: s.ContactRequest,
@@ -117,7 +119,9 @@ def record_contact(
     return run(request, response, command)
 
 
-@router.put("/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult)
+@router.put(
+    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.TAG_PUT
+)
 def tag_customer(
     customer_id: UUID,
     tag: str,
@@ -135,7 +139,9 @@ def tag_customer(
     return run(request, response, command)
 
 
-@router.delete("/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult)
+@router.delete(
+    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_DELETE
+)
 def untag_customer(
     customer_id: UUID,
     tag: str,
@@ -153,7 +159,9 @@ def untag_customer(
     return run(request, response, command)
 
 
-@router.post("/customers/{customer_id}/purchases", response_model=s.WriteResult)
+@router.post(
+    "/customers/{customer_id}/purchases", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
 def record_purchase(
     customer_id: UUID,
     body: s.PurchaseRequest,
@@ -174,7 +182,9 @@ def record_purchase(
     return run(request, response, command)
 
 
-@router.post("/customers/{customer_id}/feedback", response_model=s.WriteResult)
+@router.post(
+    "/customers/{customer_id}/feedback", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
 def record_feedback(
     customer_id: UUID,
     body: s.FeedbackRequest,
@@ -192,7 +202,11 @@ def record_feedback(
     return run(request, response, command)
 
 
-@router.put("/customers/{customer_id}/consents/{purpose}", response_model=s.WriteResult)
+@router.put(
+    "/customers/{customer_id}/consents/{purpose}",
+    response_model=s.WriteResult,
+    responses=s.CUSTOMER_WRITE,
+)
 def set_consent(
     customer_id: UUID,
     purpose: str,
@@ -212,7 +226,9 @@ def set_consent(
     return run(request, response, command)
 
 
-@router.post("/customers/{customer_id}/lifecycle", response_model=s.WriteResult)
+@router.post(
+    "/customers/{customer_id}/lifecycle", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
 def change_stage(
     customer_id: UUID,
     body: s.LifecycleRequest,
@@ -230,7 +246,9 @@ def change_stage(
     return run(request, response, command)
 
 
-@router.post("/customers/{customer_id}/churn", response_model=s.WriteResult)
+@router.post(
+    "/customers/{customer_id}/churn", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
 def churn(
     customer_id: UUID,
     request: Request,
@@ -252,7 +270,9 @@ def churn(
     )
 
 
-@router.post("/customers/{customer_id}/reactivate", response_model=s.WriteResult)
+@router.post(
+    "/customers/{customer_id}/reactivate", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
 def reactivate(
     customer_id: UUID,
     request: Request,
@@ -281,7 +301,12 @@ def _uuid(field: str, value: str) -> UUID:
         raise InvalidInput(field, "must be a UUID") from None
 
 
-@router.post("/customers/{customer_id}/merge", response_model=s.WriteResult, dependencies=ADMIN)
+@router.post(
+    "/customers/{customer_id}/merge",
+    response_model=s.WriteResult,
+    dependencies=ADMIN,
+    responses=s.CUSTOMER_WRITE,
+)
 def merge(
     customer_id: UUID,
     body: s.MergeRequest,
@@ -300,7 +325,12 @@ def merge(
     return run(request, response, command)
 
 
-@router.post("/customers/{customer_id}/unmerge", response_model=s.WriteResult, dependencies=ADMIN)
+@router.post(
+    "/customers/{customer_id}/unmerge",
+    response_model=s.WriteResult,
+    dependencies=ADMIN,
+    responses=s.CUSTOMER_WRITE,
+)
 def unmerge(
     customer_id: UUID,
     body: s.MergeRequest,
@@ -318,7 +348,12 @@ def unmerge(
     return run(request, response, command)
 
 
-@router.delete("/customers/{customer_id}", response_model=s.WriteResult, dependencies=ADMIN)
+@router.delete(
+    "/customers/{customer_id}",
+    response_model=s.WriteResult,
+    dependencies=ADMIN,
+    responses=s.CUSTOMER_DELETE,
+)
 def erase(
     customer_id: UUID,
     request: Request,
@@ -338,7 +373,7 @@ def erase(
     )
 
 
-@router.post("/commands:batch", response_model=s.BatchResult)
+@router.post("/commands:batch", response_model=s.BatchResult, responses=s.BATCH)
 def batch(body: s.BatchRequest, request: Request) -> s.BatchResult:
     """Up to 1,000 commands in one store transaction; one outcome per command, in order."""
     parsed: list[m.Command | DomainError] = []
