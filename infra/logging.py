@@ -1,4 +1,8 @@
-"""structlog configuration: JSON lines (orjson) with correlation ids bound per request/message."""
+"""structlog configuration: JSON lines (orjson) on stderr, correlation ids from contextvars.
+
+Standard-library loggers (uvicorn, eventsourcing, kafka-python) go through the same processors,
+so every line a process writes is one JSON object.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,40 @@ import orjson
 import structlog
 
 
+def _orjson_text(value: object, **_: object) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
-    """Configure structlog once per process; stdlib logs go through the same pipeline."""
-    processors: list[structlog.types.Processor] = [
+    """Configure structlog and the stdlib root logger once per process."""
+    shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
     ]
-    renderer: structlog.types.Processor
-    if json:
-        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
-        factory: structlog.types.WrappedLogger = structlog.BytesLoggerFactory(sys.stderr.buffer)
-    else:
-        renderer = structlog.dev.ConsoleRenderer()
-        factory = structlog.PrintLoggerFactory(sys.stderr)
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
+        if json
+        else structlog.dev.ConsoleRenderer()
+    )
     structlog.configure(
-        processors=[*processors, renderer],
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=factory,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
