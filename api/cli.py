@@ -14,6 +14,7 @@ from rich.table import Table
 
 from api.bootstrap import build
 from api.bootstrap import migrate as bootstrap_migrate
+from api.cli_full import consume, dev_app, relay
 from api.cli_keys import keys_app
 from api.csv_import import import_csv
 from consumers.rebuild import RebuildResult, rebuild
@@ -35,6 +36,9 @@ app.add_typer(import_app, name="import")
 projections_app = typer.Typer(help="Read models: status, rebuild, verify.", no_args_is_help=True)
 app.add_typer(projections_app, name="projections")
 app.add_typer(keys_app, name="keys")
+app.add_typer(dev_app, name="dev")
+app.command("relay")(relay)
+app.command("consume")(consume)
 _BAR = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 console = Console()
 errors = Console(stderr=True)

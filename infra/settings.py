@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     read_database_url: str | None = None
     kafka_bootstrap: str | None = None
     kafka_topic_prefix: str = ""
+    kafka_partitions: int = Field(default=12, ge=1, le=256)
     api_keys_file: Path = Path("./var/api-keys.json")
     default_phone_region: str = Field(default="US", min_length=2, max_length=2)
     snapshot_interval: int = Field(default=50, ge=0)

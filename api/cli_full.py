@@ -1,0 +1,177 @@
+"""Full mode from the command line: local services, the relay, projection consumers."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from api.bootstrap import Services, build, migrate
+from consumers.kafka_projection import ProjectionConsumer
+from consumers.relay import Relay
+from infra import kafka
+from infra.local_services import KafkaBroker, PostgresCluster, free_port, port_open
+from infra.settings import Settings, get_settings
+from projections.readstore import open_read_store
+from projections.registry import by_name
+
+dev_app = typer.Typer(
+    help="Local PostgreSQL + Kafka-protocol broker for full mode (no Docker).", no_args_is_help=True
+)
+console = Console(stderr=True)
+DEV_DIR = Path("var/dev")
+
+
+def _state_file(root: Path) -> Path:
+    return root / "services.json"
+
+
+def _services(root: Path) -> tuple[PostgresCluster, KafkaBroker] | None:
+    state = _state_file(root)
+    if not state.exists():
+        return None
+    ports = orjson.loads(state.read_bytes())
+    return PostgresCluster(root / "postgres", ports["postgres"]), KafkaBroker(
+        root / "broker", ports["broker"]
+    )
+
+
+def _exports(postgres: PostgresCluster, broker: KafkaBroker) -> str:
+    return (
+        f"export CLIENTELE_DATABASE_URL={postgres.url}\n"
+        f"export CLIENTELE_KAFKA_BOOTSTRAP={broker.bootstrap}"
+    )
+
+
+@dev_app.command("up")
+def dev_up(
+    root: Annotated[Path, typer.Option(help="Where the services keep their data.")] = DEV_DIR,
+    partitions: Annotated[int, typer.Option(min=1, max=256)] = 12,
+) -> None:
+    """Start PostgreSQL and the broker on 127.0.0.1, create topics, print the env vars.
+
+    Example: eval "$(clientele dev up)"
+    """
+    root = root.resolve()
+    known = _services(root)
+    postgres, broker = known or (
+        PostgresCluster(root / "postgres", free_port()),
+        KafkaBroker(root / "broker", free_port()),
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    _state_file(root).write_bytes(orjson.dumps({"postgres": postgres.port, "broker": broker.port}))
+    console.print(f"starting PostgreSQL on {postgres.port} and the broker on {broker.port} …")
+    postgres.start()
+    broker.start()
+    created = kafka.ensure_topics(
+        broker.bootstrap, kafka.Topics(get_settings().kafka_topic_prefix).all(), partitions
+    )
+    console.print(f"ready; topics created: {', '.join(created) or 'none (already there)'}")
+    typer.echo(_exports(postgres, broker))
+
+
+@dev_app.command("down")
+def dev_down(root: Annotated[Path, typer.Option()] = DEV_DIR) -> None:
+    """Stop the local services (their data stays under --root).
+
+    Example: clientele dev down
+    """
+    known = _services(root.resolve())
+    if known is None:
+        console.print("nothing to stop")
+        return
+    for service in known:
+        service.stop()
+    console.print("stopped")
+
+
+@dev_app.command("status")
+def dev_status(root: Annotated[Path, typer.Option()] = DEV_DIR) -> None:
+    """Say whether the local services answer, and print the env vars to use them.
+
+    Example: clientele dev status
+    """
+    known = _services(root.resolve())
+    if known is None:
+        console.print("not set up: run `clientele dev up`")
+        raise typer.Exit(1)
+    postgres, broker = known
+    up = {"postgres": port_open(postgres.port), "broker": port_open(broker.port)}
+    for name, answering in up.items():
+        console.print(f"{name}: {'up' if answering else 'down'}")
+    typer.echo(_exports(postgres, broker))
+    if not all(up.values()):
+        raise typer.Exit(1)
+
+
+def _full_mode() -> tuple[Settings, str]:
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        console.print("[red]error:[/] set CLIENTELE_KAFKA_BOOTSTRAP (see `clientele dev up`)")
+        raise typer.Exit(2)
+    return settings, settings.kafka_bootstrap
+
+
+def _until_sigterm(stop: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop())  # type: ignore[operator]
+
+
+def relay() -> None:
+    """Publish stored events to customer.events (at-least-once, per-customer order).
+
+    Example: clientele relay
+    """
+    settings, bootstrap = _full_mode()
+    topics = kafka.Topics(settings.kafka_topic_prefix)
+    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions)
+    services: Services = build()
+    checkpoints = open_read_store(settings.database_url)
+    publisher = Relay(services.feed, kafka.producer(bootstrap), topics.events, checkpoints)
+    _until_sigterm(publisher.stop)
+    console.print(f"relaying from position {publisher.position()} to {topics.events}")
+    try:
+        publisher.run()
+    finally:
+        publisher.producer.close(timeout=10)
+        checkpoints.close()
+        services.close()
+
+
+def consume(
+    projection: Annotated[
+        str | None, typer.Option(help="Only this read model (own consumer group).")
+    ] = None,
+) -> None:
+    """Feed read models from customer.events; run more processes to scale out.
+
+    Example: clientele consume --projection profiles
+    """
+    settings, bootstrap = _full_mode()
+    topics = kafka.Topics(settings.kafka_topic_prefix)
+    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions)
+    services = build()
+    migrate(services)
+    projectors = [by_name(projection)] if projection else services.projectors
+    group = f"clientele-{projection or 'projections'}"
+    worker = ProjectionConsumer(
+        kafka.consumer(bootstrap, group),
+        kafka.producer(bootstrap),
+        topic=topics.events,
+        group=group,
+        read_store=services.read_store,
+        projectors=projectors,
+    )
+    _until_sigterm(worker.stop)
+    console.print(
+        f"consuming {topics.events} as {group} into {', '.join(p.name for p in projectors)}"
+    )
+    try:
+        worker.run()
+    finally:
+        worker.dlq_producer.close(timeout=10)
+        services.close()
