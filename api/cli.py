@@ -14,7 +14,7 @@ from rich.table import Table
 
 from api.bootstrap import build
 from api.bootstrap import migrate as bootstrap_migrate
-from api.cli_full import consume, dev_app, relay
+from api.cli_full import consume, dev_app, dlq_app, ingest, relay
 from api.cli_keys import keys_app
 from api.csv_import import import_csv
 from consumers.rebuild import RebuildResult, rebuild
@@ -39,6 +39,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(dev_app, name="dev")
 app.command("relay")(relay)
 app.command("consume")(consume)
+app.command("ingest")(ingest)
+app.add_typer(dlq_app, name="dlq")
 _BAR = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 console = Console()
 errors = Console(stderr=True)

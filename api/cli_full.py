@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
+from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
+from rich.table import Table
 
 from api.bootstrap import Services, build, migrate
+from consumers.dead_letters import from_record
+from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.relay import Relay
 from infra import kafka
@@ -175,3 +179,95 @@ def consume(
     finally:
         worker.dlq_producer.close(timeout=10)
         services.close()
+
+
+def ingest() -> None:
+    """Execute commands from customer.commands; outcomes go to customer.command-results.
+
+    Example: clientele ingest
+    """
+    settings, bootstrap = _full_mode()
+    topics = kafka.Topics(settings.kafka_topic_prefix)
+    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions)
+    services = build()
+    worker = CommandIngest(
+        kafka.consumer(bootstrap, "clientele-ingest"),
+        kafka.producer(bootstrap),
+        services.commands,
+        commands_topic=topics.commands,
+        results_topic=topics.command_results,
+    )
+    _until_sigterm(worker.stop)
+    console.print(f"executing commands from {topics.commands}")
+    try:
+        worker.run()
+    finally:
+        worker.producer.close(timeout=10)
+        services.close()
+
+
+dlq_app = typer.Typer(
+    help="Dead letters: list them, re-drive them once fixed.", no_args_is_help=True
+)
+
+
+def _dlq_records(bootstrap: str, topic: str, group: str | None) -> tuple[KafkaConsumer, list[Any]]:
+    reader = kafka.consumer(bootstrap, group, consumer_timeout_ms=3000)
+    partitions = [
+        TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [])
+    ]
+    reader.assign(partitions)
+    if group is None:
+        reader.seek_to_beginning(*partitions)
+    return reader, list(reader)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str, typer.Option(help="Source topic (without .dlq).")] = kafka.EVENTS,
+) -> None:
+    """Show dead letters of a topic with the reason each was refused.
+
+    Example: clientele dlq list --topic customer.commands
+    """
+    settings, bootstrap = _full_mode()
+    source = kafka.Topics(settings.kafka_topic_prefix).name(topic)
+    reader, records = _dlq_records(bootstrap, source + kafka.DLQ_SUFFIX, None)
+    reader.close()
+    table = Table("dlq offset", "from", "key", "reason")
+    for record in records:
+        letter = from_record(record)
+        table.add_row(
+            str(record.offset),
+            f"{letter.topic}[{letter.partition}]@{letter.offset}",
+            (letter.key or b"").decode(errors="replace"),
+            letter.reason,
+        )
+    Console().print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str, typer.Option(help="Source topic (without .dlq).")] = kafka.EVENTS,
+) -> None:
+    """Re-publish dead letters not replayed before to their original topic.
+
+    Example: clientele dlq replay --topic customer.commands
+    """
+    settings, bootstrap = _full_mode()
+    source = kafka.Topics(settings.kafka_topic_prefix).name(topic)
+    reader, records = _dlq_records(
+        bootstrap, source + kafka.DLQ_SUFFIX, f"clientele-dlq-replay-{source}"
+    )
+    publisher = kafka.producer(bootstrap)
+    try:
+        for record in records:
+            letter = from_record(record)
+            publisher.send(
+                letter.topic or source, key=letter.key, value=letter.value, headers=letter.headers
+            ).get(timeout=30)
+        reader.commit()
+    finally:
+        publisher.close(timeout=10)
+        reader.close()
+    console.print(f"replayed {len(records)} dead letters to {source}")

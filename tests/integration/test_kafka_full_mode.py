@@ -17,8 +17,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -207,7 +209,7 @@ def read_topic(
     partitions = [TopicPartition(topic, p) for p in range(12)]
     reader.assign(partitions)
     reader.seek_to_beginning(*partitions)
-    records: list[object] = []
+    records: list[Any] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         batch = reader.poll(timeout_ms=1000)
@@ -224,8 +226,8 @@ def assert_topic_keeps_per_customer_order(broker: KafkaBroker, topic: str, total
 
     seen: dict[UUID, list[int]] = {}
     for record in read_topic(broker.bootstrap, topic, total):
-        envelope = Envelope.from_bytes(record.value)  # type: ignore[attr-defined]
-        assert record.key == str(envelope.customer_id).encode()  # type: ignore[attr-defined]
+        envelope = Envelope.from_bytes(record.value)
+        assert record.key == str(envelope.customer_id).encode()
         seen.setdefault(envelope.customer_id, []).append(envelope.version)
     firsts_total = 0
     for versions in seen.values():
@@ -254,6 +256,80 @@ def poison_and_continue(
     wait_until_converged(store, read_store, procs)
     dead = read_topic(broker.bootstrap, topics.dlq(topics.events), 1, timeout=30)
     assert len(dead) == 1
-    headers = dict(dead[0].headers)  # type: ignore[attr-defined]
+    headers = dict(dead[0].headers)
     assert b"undecodable envelope" in headers["dlq.reason"]
-    assert dead[0].value == b"\x00not an envelope"  # type: ignore[attr-defined]
+    assert dead[0].value == b"\x00not an envelope"
+
+
+def test_ingest_executes_commands_once_and_dead_letters_malformed_ones(
+    broker: KafkaBroker, postgres_url: str, tmp_path: Path
+) -> None:
+    prefix = f"i{uuid4().hex[:8]}."
+    topics = kafka.Topics(prefix)
+    kafka.ensure_topics(broker.bootstrap, topics.all(), partitions=12)
+    env = {
+        **os.environ,
+        "CLIENTELE_DATABASE_URL": postgres_url,
+        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
+        "CLIENTELE_LOG_LEVEL": "WARNING",
+    }
+    ingest = Proc(["ingest"], env, tmp_path / "ingest.log")
+    ingest.start()
+    try:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        register = {
+            "type": "register",
+            "name": "Kafka Kim",
+            "email": "kim@example.com",
+            "idempotency_key": "reg-1",
+        }
+        for key, value in [
+            (b"reg-1", orjson.dumps(register)),
+            (b"reg-1", orjson.dumps(register)),  # redelivered: must not register twice
+            (b"bad-1", orjson.dumps({"type": "register", "name": ""})),  # invalid: rejected result
+            (b"junk", b"{not json"),  # malformed: dead letter
+        ]:
+            producer.send(topics.commands, key=key, value=value).get(timeout=30)
+        results = read_topic(broker.bootstrap, topics.command_results, 3, timeout=120)
+        assert len(results) == 3, ingest.log.read_text()[-3000:]
+        first, again = (orjson.loads(r.value) for r in results if r.key == b"reg-1")
+        assert first == again and first["status"] == "accepted"
+        rejected = next(
+            orjson.loads(r.value) for r in results if orjson.loads(r.value)["status"] == "rejected"
+        )
+        assert (
+            rejected["problem"]["code"] == "validation" and rejected["problem"]["field"] == "name"
+        )
+        store = EventStore(postgres_url)
+        try:
+            registered = [n for n in store.notifications(0, 100) if n.topic.endswith(":Registered")]
+            assert len(registered) == 1
+        finally:
+            store.close()
+        dead = read_topic(broker.bootstrap, topics.dlq(topics.commands), 1, timeout=30)
+        assert len(dead) == 1 and b"undecodable command" in dict(dead[0].headers)["dlq.reason"]
+        listed = subprocess.run(
+            [CLIENTELE, "dlq", "list", "--topic", "customer.commands"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert "undecodable command" in listed.stdout
+        replayed = subprocess.run(
+            [CLIENTELE, "dlq", "replay", "--topic", "customer.commands"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert "replayed 1" in replayed.stderr + replayed.stdout
+        assert (
+            len(read_topic(broker.bootstrap, topics.dlq(topics.commands), 2, timeout=60)) == 2
+        )  # still junk
+        producer.close()
+    finally:
+        ingest.terminate()

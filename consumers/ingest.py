@@ -1,0 +1,127 @@
+"""Inbound commands: ``customer.commands`` → command service → ``customer.command-results``.
+
+Each polled batch runs through the group-commit batch path. Every command is idempotent: it
+carries its own ``idempotency_key`` or gets one from its Kafka coordinates, so a redelivery after
+a crash replays the recorded outcome instead of acting twice. Offsets are committed to Kafka
+only after the outcomes were acknowledged. Bytes that are not a JSON object go to the DLQ;
+well-formed but invalid commands get a ``rejected`` result with the problem.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import orjson
+import structlog
+from kafka import KafkaConsumer, KafkaProducer
+
+from commands.messages import Command, parse_command
+from commands.service import CommandService, Context, Outcome
+from consumers.dead_letters import send_to_dlq
+from domain.errors import DomainError
+
+log = structlog.get_logger(__name__)
+
+
+def _result(key: str, outcome: Outcome | DomainError) -> bytes:
+    body: dict[str, Any] = {"idempotency_key": key}
+    if isinstance(outcome, DomainError):
+        body |= {"status": "rejected", "problem": outcome.to_dict()}
+    else:
+        body |= outcome.to_dict()
+    return orjson.dumps(body)
+
+
+class CommandIngest:
+    """Consumes commands and publishes one result per command."""
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        service: CommandService,
+        *,
+        commands_topic: str,
+        results_topic: str,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.service = service
+        self.commands_topic = commands_topic
+        self.results_topic = results_topic
+        self.stopping = threading.Event()
+
+    def poll_once(self, timeout_ms: int = 500) -> int:
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        records = [record for batch in batches.values() for record in batch]
+        if not records:
+            return 0
+        try:
+            self._handle(records)
+        except Exception:
+            for partition, batch in batches.items():  # retry the same messages next time
+                self.consumer.seek(partition, batch[0].offset)
+            raise
+        self.consumer.commit()
+        return len(records)
+
+    def _handle(self, records: list[Any]) -> None:
+        parsed: list[tuple[Any, str, Command | DomainError]] = []
+        for record in records:
+            try:
+                doc = orjson.loads(record.value)
+                if not isinstance(doc, dict):
+                    raise ValueError("a command must be a JSON object")
+            except ValueError as error:
+                send_to_dlq(self.producer, record, f"undecodable command: {error}")
+                continue
+            key = str(
+                doc.get("idempotency_key")
+                or f"kafka:{record.topic}:{record.partition}:{record.offset}"
+            )
+            doc["idempotency_key"] = key
+            try:
+                parsed.append((record, key, parse_command(doc)))
+            except DomainError as error:
+                parsed.append((record, key, error))
+        runnable = [c for _, _, c in parsed if isinstance(c, Command)]
+        outcomes = iter(self.service.execute_batch(runnable, self._context(records)))
+        sent = []
+        for record, key, item in parsed:
+            outcome = item if isinstance(item, DomainError) else next(outcomes)
+            correlation = dict(record.headers or []).get("correlation_id", key.encode())
+            sent.append(
+                self.producer.send(
+                    self.results_topic,
+                    key=key.encode(),
+                    value=_result(key, outcome),
+                    headers=[("correlation_id", correlation)],
+                )
+            )
+        self.producer.flush()
+        for future in sent:
+            future.get(timeout=30)
+
+    def _context(self, records: list[Any]) -> Context:
+        first = records[0]
+        return Context(
+            actor="kafka:customer.commands",
+            correlation_id=f"kafka:{first.topic}:{first.partition}:{first.offset}",
+            causation_id=f"kafka:{first.topic}:{first.partition}:{first.offset}",
+        )
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.commands_topic])
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.poll_once()
+                except Exception:
+                    log.exception("ingest.batch_failed")
+                    self.stopping.wait(1.0)
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
