@@ -202,7 +202,7 @@ def test_burst_with_sigkills_converges_exactly(
 
 def read_topic(
     bootstrap: str, topic: str, expect_at_least: int, timeout: float = 60
-) -> list[object]:
+) -> list[Any]:
     reader = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000
     )
