@@ -25,6 +25,7 @@ class Services:
     projectors: list[Projector]
     keys: KeyStore
     runner: EmbeddedRunner | None = field(default=None)
+    outbox: ReadStore | None = field(default=None)
 
     @property
     def feed(self) -> StoreFeed:
@@ -38,6 +39,8 @@ class Services:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.stop()
+        if self.outbox is not None:
+            self.outbox.close()
         self.read_store.close()
         self.store.close()
 
@@ -63,6 +66,8 @@ def build(settings: Settings | None = None) -> Services:
     if services.embedded:
         services.runner = EmbeddedRunner(services.feed, read_store, projectors)
         commands.on_commit = services.runner.wake
+    else:  # the relay's checkpoint lives beside the event store
+        services.outbox = open_read_store(settings.database_url, pool_size=1)
     return services
 
 

@@ -25,6 +25,15 @@ CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
 
 
+def checkpoint(checkpoints: ReadStore, name: str = "customer-events") -> int:
+    """The relay's acknowledged position (0 before its first batch or table)."""
+    with checkpoints.transaction() as tx:
+        if "relay_checkpoints" not in checkpoints.table_names(tx):
+            return 0
+        row = tx.fetchone("SELECT position FROM relay_checkpoints WHERE name = ?", (name,))
+    return 0 if row is None else int(row[0])
+
+
 class Relay:
     """Publishes customer envelopes from ``feed`` to ``topic``; checkpoint in ``checkpoints``."""
 
@@ -51,9 +60,7 @@ class Relay:
             tx.raw(CHECKPOINTS)
 
     def position(self) -> int:
-        with self.checkpoints.transaction() as tx:
-            row = tx.fetchone("SELECT position FROM relay_checkpoints WHERE name = ?", (self.name,))
-        return 0 if row is None else int(row[0])
+        return checkpoint(self.checkpoints, self.name)
 
     def lag(self) -> int:
         """Customer events recorded but not yet acknowledged by the broker."""

@@ -12,6 +12,7 @@ from api import deps
 from api.auth import require
 from api.problems import problem
 from api.schemas import problems
+from consumers.relay import checkpoint
 from infra.api_keys import Role
 from projections.framework import positions
 
