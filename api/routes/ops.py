@@ -33,11 +33,12 @@ def projection_report(request: Request) -> dict[str, Any]:
     for projector in svc.projectors:
         position = reached.get(projector.name, 0)
         report.append({"name": projector.name, "position": position, "lag": feed.pending(position)})
-    return {
-        "head": feed.head(),
-        "mode": "embedded" if svc.embedded else "kafka",
-        "projections": report,
-    }
+    result: dict[str, Any] = {"head": feed.head(), "mode": "embedded" if svc.embedded else "kafka"}
+    if svc.outbox is not None:
+        published = checkpoint(svc.outbox)
+        result["relay"] = {"position": published, "lag": feed.pending(published)}
+    result["projections"] = report
+    return result
 
 
 @router.get("/readyz", responses=problems(503))
