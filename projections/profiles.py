@@ -142,7 +142,8 @@ def search_profiles(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Profiles matching all filters, ordered by customer id, ``limit`` per page.
 
-    ``q`` matches a prefix of the name (case-insensitive), email or phone. ``cursor`` is the
+    ``q`` matches a prefix of the name (case-insensitive), email or phone. Without ``status``,
+    only live customers (active or churned) are listed. ``cursor`` is the
     opaque ``next_cursor`` of the previous page (a malformed one raises ``ValueError``).
     """
     where, params = ["1 = 1"], []
@@ -160,6 +161,8 @@ def search_profiles(
     if status:
         where.append("status = ?")
         params.append(status)
+    else:  # merged and erased records are gone unless asked for by status
+        where.append("status IN ('active', 'churned')")
     if customer_ids is not None:
         if not customer_ids:
             return [], None

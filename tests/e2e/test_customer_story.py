@@ -1,0 +1,166 @@
+"""The whole customer story over HTTP against ``clientele serve`` started as a process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Server
+
+
+class Story:
+    """A tiny HTTP client that follows read-your-writes positions."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.http = httpx.Client(base_url=server.base_url, timeout=15)
+        self.position = 0
+
+    def write(
+        self, method: str, path: str, who: str = "writer", expect: int = 200, **kwargs: Any
+    ) -> dict[str, Any]:
+        response = self.http.request(
+            method, path, headers=self.server.headers(who, **kwargs.pop("headers", {})), **kwargs
+        )
+        assert response.status_code == expect, response.text
+        body: dict[str, Any] = response.json()
+        if response.is_success:
+            assert response.headers["etag"] == f'"{body["version"]}"'
+            self.position = max(self.position, body["position"])
+        return body
+
+    def read(self, path: str, who: str = "reader", expect: int = 200, **params: Any) -> Any:
+        headers = self.server.headers(who, **{"X-Min-Position": str(self.position)})
+        response = self.http.get(path, headers=headers, params=params)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+
+def test_the_whole_customer_story(server: Server) -> None:
+    story = Story(server)
+    ada = story.write(
+        "POST",
+        "/v1/customers",
+        expect=201,
+        json={
+            "name": " Ada  Lovelace ",
+            "email": "ADA@Example.com",
+            "phone": "030 901820",
+            "attributes": {"city": "London"},
+        },
+    )
+    cid = ada["customer_id"]
+    assert ada["version"] == 1
+
+    updated = story.write(
+        "PATCH",
+        f"/v1/customers/{cid}",
+        json={"attributes": {"city": "Paris"}},
+        headers={"If-Match": '"1"'},
+    )
+    assert updated["version"] == 2
+    story.write(
+        "POST",
+        f"/v1/customers/{cid}/contacts",
+        json={
+            "channel": "phone",
+            "direction": "outbound",
+            "kind": "care",
+            "subject": "Welcome call",
+        },
+    )
+    story.write("PUT", f"/v1/customers/{cid}/tags/VIP Gold")
+    story.write(
+        "POST",
+        f"/v1/customers/{cid}/purchases",
+        json={
+            "order_id": "A-1",
+            "amount": "120.50",
+            "currency": "EUR",
+            "items": [{"sku": "tea", "quantity": 3}],
+        },
+    )
+    story.write(
+        "POST", f"/v1/customers/{cid}/feedback", json={"nps": 9, "csat": 5, "comment": "lovely"}
+    )
+    consent = story.write(
+        "PUT",
+        f"/v1/customers/{cid}/consents/email_marketing",
+        json={"granted": True, "source": "web form"},
+    )
+    before_churn = story.read(f"/v1/customers/{cid}")
+    assert before_churn["name"] == "Ada Lovelace" and before_churn["email"] == "ada@example.com"
+    assert before_churn["phone"] == "+4930901820" and before_churn["attributes"] == {
+        "city": "Paris"
+    }
+    assert before_churn["tags"] == ["vip-gold"] and before_churn["consents"] == {
+        "email_marketing": True
+    }
+    assert before_churn["purchases"]["count"] == 1 and before_churn["purchases"]["total"] == {
+        "EUR": "120.50"
+    }
+    assert before_churn["contacts"]["count"] == 1 and before_churn["feedback"] == {
+        "nps": 9,
+        "csat": 5,
+    }
+    assert (
+        before_churn["lifecycle_stage"] == "new" and before_churn["version"] == consent["version"]
+    )
+
+    story.write("POST", f"/v1/customers/{cid}/churn", json={"reason": "moved away"})
+    assert story.read(f"/v1/customers/{cid}")["status"] == "churned"
+    story.write("POST", f"/v1/customers/{cid}/reactivate", json={})
+    assert story.read(f"/v1/customers/{cid}")["status"] == "active"
+
+    twin = story.write(
+        "POST", "/v1/customers", expect=201, json={"name": "Ada L.", "phone": "+4930901821"}
+    )
+    story.write("PUT", f"/v1/customers/{twin['customer_id']}/tags/newsletter")
+    story.write(
+        "POST",
+        f"/v1/customers/{twin['customer_id']}/purchases",
+        json={"order_id": "B-7", "amount": "10", "currency": "EUR"},
+    )
+    story.write(
+        "POST",
+        f"/v1/customers/{cid}/merge",
+        who="admin",
+        json={"duplicate_id": twin["customer_id"]},
+    )
+    merged = story.read(f"/v1/customers/{cid}")
+    assert merged["tags"] == ["vip-gold", "newsletter"] and merged["purchases"]["count"] == 2
+    gone = story.read(f"/v1/customers/{twin['customer_id']}", expect=410)
+    assert gone["survivor_id"] == cid and gone["type"] == "/problems/gone-merged"
+
+    story.write(
+        "POST",
+        f"/v1/customers/{cid}/merge",
+        who="writer",
+        expect=403,
+        json={"duplicate_id": twin["customer_id"]},
+    )
+    taken = story.write(
+        "POST", "/v1/customers", expect=409, json={"name": "Imposter", "email": "ada@example.com"}
+    )
+    assert taken["existing_customer_id"] == cid
+
+    search = story.read("/v1/customers", q="ada", limit=10)
+    assert [item["customer_id"] for item in search["items"]] == [cid]
+    as_v2 = story.read(f"/v1/customers/{cid}", version=2)
+    assert (
+        as_v2["attributes"] == {"city": "Paris"} and as_v2["tags"] == [] and as_v2["version"] == 2
+    )
+
+    erased = story.write("DELETE", f"/v1/customers/{cid}", who="admin")
+    assert story.read(f"/v1/customers/{cid}", expect=410)["type"] == "/problems/gone-erased"
+    after = story.read(f"/v1/customers/{cid}", version=erased["version"])
+    assert after["name"] is None and after["email"] is None and after["status"] == "erased"
+    assert after["purchases"]["total"] == {"EUR": "130.50"}  # facts without PII survive
+    reused = story.write(
+        "POST", "/v1/customers", expect=201, json={"name": "New Ada", "email": "ada@example.com"}
+    )
+    assert reused["customer_id"] != cid
+
+    status = story.read("/projections")
+    assert status["mode"] == "embedded" and all(p["lag"] == 0 for p in status["projections"])
