@@ -10,8 +10,9 @@ from prometheus_client import REGISTRY
 
 from api import deps, middleware, problems
 from api.auth import AuthFailed
-from api.bootstrap import Services, build, migrate
-from api.routes import ops, reads, writes
+from api.bootstrap import Services, build, migrate, refresh_segments
+from api.routes import ops, reads, segments, writes
+from consumers.periodic import Every
 from infra.metrics import register_projection_collector
 from infra.settings import get_settings
 from projections.framework import positions
@@ -38,9 +39,14 @@ def create_app(services: Services | None = None) -> FastAPI:
             svc.runner.start()
         app.state.services = svc
         collector = register_projection_collector(lambda: _projection_rows(svc))
+        refresher = Every(
+            svc.settings.segment_refresh_seconds, lambda: refresh_segments(svc), "segments-refresh"
+        )
+        refresher.start()
         try:
             yield
         finally:
+            refresher.stop()
             REGISTRY.unregister(collector)
             svc.close()
 
@@ -72,6 +78,6 @@ def create_app(services: Services | None = None) -> FastAPI:
         response.headers["Retry-After"] = "1"
         return response
 
-    for router in (writes.router, reads.router, ops.router):
+    for router in (writes.router, reads.router, segments.router, ops.router):
         app.include_router(router)
     return app

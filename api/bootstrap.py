@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
@@ -11,9 +12,11 @@ from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore
 from infra.settings import Settings, get_settings
 from infra.store import EventStore
+from projections import segments
 from projections.framework import Projector, ensure_schema
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
+from projections.segments import ensure_definitions
 
 
 @dataclass
@@ -71,12 +74,18 @@ def build(settings: Settings | None = None) -> Services:
     return services
 
 
+def refresh_segments(services: Services, now: datetime | None = None) -> int:
+    """Re-decide time-relative segments at ``now`` (default: this instant); returns changes."""
+    return segments.refresh(services.read_store, now or datetime.now(UTC))
+
+
 def migrate(services: Services) -> list[str]:
     """Create missing tables; rebuild read models whose schema version changed.
 
     Returns the names of the projections that were rebuilt.
     """
     stale = ensure_schema(services.read_store, services.projectors)
+    ensure_definitions(services.read_store)
     for projector in services.projectors:
         if projector.name in stale:
             rebuild(services.feed, services.read_store, projector)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.bootstrap import build
+from api.bootstrap import build, refresh_segments
 from api.bootstrap import migrate as bootstrap_migrate
 from api.cli_full import consume, dev_app, dlq_app, ingest, relay
 from api.cli_keys import keys_app
@@ -35,6 +35,8 @@ import_app = typer.Typer(help="Import CSV files through the batch (group-commit)
 app.add_typer(import_app, name="import")
 projections_app = typer.Typer(help="Read models: status, rebuild, verify.", no_args_is_help=True)
 app.add_typer(projections_app, name="projections")
+segments_app = typer.Typer(help="Segments: re-decide time-relative rules.", no_args_is_help=True)
+app.add_typer(segments_app, name="segments")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dev_app, name="dev")
 app.command("relay")(relay)
@@ -88,6 +90,28 @@ def migrate() -> None:
         console.print(f"event store at position {services.store.head()}; read models ready")
         for name in rebuilt:
             console.print(f"rebuilt {name} (schema changed)")
+    finally:
+        services.close()
+
+
+@segments_app.command("refresh")
+def segments_refresh(
+    at: Annotated[
+        datetime | None, typer.Option(help="Decide as of this instant (default: now).")
+    ] = None,
+) -> None:
+    """Re-decide time-relative segments ("no contact for 30 days") for every customer.
+
+    `serve` also does this periodically (CLIENTELE_SEGMENT_REFRESH_SECONDS).
+
+    Example: clientele segments refresh
+    """
+    if at is not None and at.tzinfo is None:
+        raise _fail("--at needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
+    services = build()
+    try:
+        bootstrap_migrate(services)
+        console.print(f"{refresh_segments(services, at)} membership changes recorded")
     finally:
         services.close()
 

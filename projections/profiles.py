@@ -136,7 +136,7 @@ def search_profiles(
     tag: str | None = None,
     stage: str | None = None,
     status: str | None = None,
-    customer_ids: Sequence[str] | None = None,
+    segment: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -155,6 +155,11 @@ def search_profiles(
     if tag:
         where.append("customer_id IN (SELECT customer_id FROM {profile_tags} WHERE tag = ?)")
         params.append(tag)
+    if segment:  # the segments read model's membership table
+        where.append(
+            "customer_id IN (SELECT customer_id FROM segment_members WHERE segment_id = ?)"
+        )
+        params.append(segment)
     if stage:
         where.append("lifecycle_stage = ?")
         params.append(stage)
@@ -163,11 +168,6 @@ def search_profiles(
         params.append(status)
     else:  # merged and erased records are gone unless asked for by status
         where.append("status IN ('active', 'churned')")
-    if customer_ids is not None:
-        if not customer_ids:
-            return [], None
-        where.append(f"customer_id IN ({','.join('?' * len(customer_ids))})")
-        params += list(customer_ids)
     if cursor:
         (after,) = decode_cursor(cursor)
         where.append("customer_id > ?")

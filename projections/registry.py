@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
+from projections.segments import SegmentsProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProfilesProjector()]
+    return [ProfilesProjector(), SegmentsProjector()]
 
 
 def by_name(name: str) -> Projector:

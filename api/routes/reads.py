@@ -22,7 +22,7 @@ from projections.profiles import get_profile, search_profiles
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
 
 
-def _json(document: Any, etag: int | None = None) -> Response:
+def json_response(document: Any, etag: int | None = None) -> Response:
     response = Response(orjson.dumps(document), media_type="application/json")
     if etag is not None:
         response.headers["ETag"] = f'"{etag}"'
@@ -61,7 +61,7 @@ def get_customer(
         if as_of is not None:
             check_aware("as_of", as_of)
         document = _travel(request, customer_id, as_of, version)
-        return _json(privacy(request)(document), document["version"])
+        return json_response(privacy(request)(document), document["version"])
     deps.wait_for_position(request, ["profiles"])
     with deps.services(request).read_store.transaction() as tx:
         live = get_profile(tx, customer_id)
@@ -71,7 +71,7 @@ def get_customer(
         raise CustomerErased(customer_id)
     if live["status"] == "merged":
         raise CustomerMerged(customer_id, UUID(live["merged_into"]))
-    return _json(privacy(request)(live), live["version"])
+    return json_response(privacy(request)(live), live["version"])
 
 
 @router.get("/customers", response_model=s.Page, responses=s.LIST_READ)
@@ -83,11 +83,14 @@ def list_customers(
     tag: Annotated[str | None, Query(max_length=64)] = None,
     stage: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
+    segment: Annotated[
+        str | None, Query(max_length=64, description="members of this segment")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     """Search profiles; stable order, opaque ``next_cursor`` for the next page."""
-    deps.wait_for_position(request, ["profiles"])
+    deps.wait_for_position(request, ["profiles", "segments"] if segment else ["profiles"])
     with deps.services(request).read_store.transaction() as tx:
         try:
             items, next_cursor = search_profiles(
@@ -96,4 +99,4 @@ def list_customers(
         except ValueError:
             raise InvalidInput("cursor", "is not a cursor this API issued") from None
     shown = privacy(request)
-    return _json({"items": [shown(item) for item in items], "next_cursor": next_cursor})
+    return json_response({"items": [shown(item) for item in items], "next_cursor": next_cursor})

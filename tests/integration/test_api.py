@@ -150,6 +150,10 @@ ROUTE_ROLE = {
     ("GET", "/v1/customers/{customer_id}"): "reader",
     ("GET", "/v1/customers"): "reader",
     ("GET", "/projections"): "reader",
+    ("GET", "/v1/segments"): "reader",
+    ("PUT", "/v1/segments/{segment_id}"): "admin",
+    ("POST", "/v1/segments/{segment_id}"): "admin",
+    ("GET", "/v1/segments/{segment_id}/members"): "reader",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
@@ -166,7 +170,7 @@ def test_every_route_admits_exactly_its_roles(api: Api) -> None:
     assert routes == set(ROUTE_ROLE), "declare the role of every new route here"
     cid = register(api)["customer_id"]
     for (method, path), needed in sorted(ROUTE_ROLE.items()):
-        url = path.format(customer_id=cid, tag="vip", purpose="email_marketing")
+        url = path.format(customer_id=cid, tag="vip", purpose="email_marketing", segment_id="vips")
         anonymous = api.client.request(method, url, json={})
         if needed == "public":
             assert anonymous.status_code == 200, (method, path)

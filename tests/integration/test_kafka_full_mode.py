@@ -200,9 +200,7 @@ def test_burst_with_sigkills_converges_exactly(
         store.close()
 
 
-def read_topic(
-    bootstrap: str, topic: str, expect_at_least: int, timeout: float = 60
-) -> list[Any]:
+def read_topic(bootstrap: str, topic: str, expect_at_least: int, timeout: float = 60) -> list[Any]:
     reader = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000
     )

@@ -1,0 +1,383 @@
+"""Segment rules: a small JSON language over the profile state (pure: no I/O, no clock).
+
+A rule is ``{"all": [rule, …]}``, ``{"any": [rule, …]}``, ``{"not": rule}`` or a condition
+``{"field", "op", "value", "within"?}``. :func:`parse` validates a rule once (errors name the
+exact path, e.g. ``rule.all[2].op``) and returns its normal form; :func:`evaluate` decides a
+parsed rule for one profile state at a given ``now``.
+
+Missing values: a condition on a missing value is false for every op except ``exists`` (so
+``ne`` needs a value too); ``not`` is plain negation. Counts and totals are never missing (0),
+and a consent never given counts as ``false``. README ("Segment rules") documents the language.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from domain.errors import InvalidInput
+from domain.values import (
+    ATTRIBUTE_KEY,
+    ConsentPurpose,
+    LifecycleStage,
+    Status,
+    normalise_currency,
+    normalise_tag,
+    parse_enum,
+)
+
+Rule = dict[str, Any]
+
+MAX_DEPTH = 8
+MAX_CONDITIONS = 100
+MAX_VALUES = 100
+MAX_TEXT = 1000
+MAX_SPAN = timedelta(days=36_525)
+MEMBER_STATUSES = frozenset({Status.ACTIVE.value, Status.CHURNED.value})
+
+_EQUALITY = frozenset({"eq", "ne", "in", "exists"})
+_ORDERS: dict[str, Callable[[int, int], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+_OPS: dict[str, frozenset[str]] = {
+    "tags": frozenset({"contains", "in"}),
+    "text": _EQUALITY,
+    "enum": _EQUALITY,
+    "consent": frozenset({"eq", "ne"}),
+    "number": _EQUALITY | _ORDERS.keys(),
+    "attribute": _EQUALITY | _ORDERS.keys(),
+    "time": frozenset({"before", "after", "exists"}),
+}
+_FIELDS = {
+    "tags": "tags",
+    **dict.fromkeys(("lifecycle_stage", "status"), "enum"),
+    **dict.fromkeys(("name", "email", "phone", "tier", "rfm.group"), "text"),
+    **dict.fromkeys(("purchases.count", "contacts.count", "points"), "number"),
+    **dict.fromkeys(("feedback.nps", "feedback.csat", "rfm.r", "rfm.f", "rfm.m"), "number"),
+    **dict.fromkeys(("created_at", "purchases.first_at", "purchases.last_at"), "time"),
+    "contacts.last_at": "time",
+}
+_ENUMS = {"lifecycle_stage": LifecycleStage, "status": Status}
+_RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
+_WINDOW = re.compile(r"^(?P<n>\d{1,6})(?P<unit>[hdw])$")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+_TOTAL = "purchases.total."
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def parse(rule: object, path: str = "rule") -> Rule:
+    """Validate ``rule`` and return its normal form, or raise :class:`InvalidInput`."""
+    return _parse(rule, path, 1, [0])
+
+
+def parse_purpose(value: object, path: str = "purpose") -> str | None:
+    """A segment's consent purpose: ``None`` or a :class:`ConsentPurpose` value."""
+    return None if value is None else parse_enum(ConsentPurpose, path, value).value
+
+
+def _parse(node: object, path: str, depth: int, count: list[int]) -> Rule:
+    if not isinstance(node, dict):
+        raise InvalidInput(path, "must be an object")
+    if depth > MAX_DEPTH:
+        raise InvalidInput(path, f"rules nest at most {MAX_DEPTH} levels deep")
+    combinators = [key for key in ("all", "any", "not") if key in node]
+    if not combinators:
+        return _condition(node, path, count)
+    key = combinators[0]
+    if len(node) != 1:
+        raise InvalidInput(path, f"{key!r} must be the only key of its object")
+    if key == "not":
+        return {"not": _parse(node["not"], f"{path}.not", depth + 1, count)}
+    items = node[key]
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(f"{path}.{key}", "must be a non-empty list of rules")
+    return {key: [_parse(r, f"{path}.{key}[{i}]", depth + 1, count) for i, r in enumerate(items)]}
+
+
+def _condition(node: dict[str, Any], path: str, count: list[int]) -> Rule:
+    unknown = sorted(set(node) - {"field", "op", "value", "within"})
+    if unknown:
+        raise InvalidInput(f"{path}.{unknown[0]}", "unknown key (a rule is all, any, not or field)")
+    count[0] += 1
+    if count[0] > MAX_CONDITIONS:
+        raise InvalidInput(path, f"a rule has at most {MAX_CONDITIONS} conditions")
+    field, kind = _field(node.get("field"), f"{path}.field")
+    op = node.get("op")
+    if op not in _OPS[kind]:
+        allowed = ", ".join(sorted(_OPS[kind]))
+        raise InvalidInput(f"{path}.op", f"{op!r} is not an op of {field}; use one of {allowed}")
+    if "value" not in node:
+        raise InvalidInput(f"{path}.value", "is required")
+    value = _value(kind, field, op, node["value"], f"{path}.value")
+    checked: Rule = {"field": field, "op": op, "value": value}
+    if "within" in node:
+        if field != "purchases.count" and not field.startswith(_TOTAL):
+            raise InvalidInput(
+                f"{path}.within", "only purchases.count and purchases.total.<CUR> take a window"
+            )
+        _span(_WINDOW, node["within"], f"{path}.within", 'a duration such as "90d", "12h", "2w"')
+        checked["within"] = node["within"]
+    return checked
+
+
+def _field(field: object, path: str) -> tuple[str, str]:
+    if not isinstance(field, str):
+        raise InvalidInput(path, "is required and must be a string")
+    if field in _FIELDS:
+        return field, _FIELDS[field]
+    head, _, tail = field.partition(".")
+    if head == "consents":
+        return f"consents.{parse_enum(ConsentPurpose, path, tail).value}", "consent"
+    if head == "attributes" and ATTRIBUTE_KEY.match(tail):
+        return field, "attribute"
+    if field.startswith(_TOTAL):
+        try:
+            return _TOTAL + normalise_currency(field.removeprefix(_TOTAL)), "number"
+        except InvalidInput as error:
+            raise InvalidInput(path, error.message) from None
+    raise InvalidInput(path, f"unknown field {field!r}")
+
+
+def _value(kind: str, field: str, op: str, value: object, path: str) -> Any:
+    if op == "exists":
+        if not isinstance(value, bool):
+            raise InvalidInput(path, "must be true or false")
+        return value
+    if op != "in":
+        return _scalar(kind, field, op, value, path)
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_VALUES:
+        raise InvalidInput(path, f"must be a list of 1 to {MAX_VALUES} values")
+    return [_scalar(kind, field, op, item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+
+def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
+    if kind == "tags":
+        try:
+            return normalise_tag(value)
+        except InvalidInput as error:
+            raise InvalidInput(path, error.message) from None
+    if kind == "enum":
+        return parse_enum(_ENUMS[field], path, value).value
+    if kind == "consent" or (kind == "attribute" and isinstance(value, bool)):
+        if not isinstance(value, bool) or op in _ORDERS:
+            raise InvalidInput(path, "must be true or false (and only with eq, ne, in)")
+        return value
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise InvalidInput(path, f"must be at most {MAX_TEXT} characters")
+    if kind == "time":
+        if isinstance(value, str) and _RELATIVE.match(value):
+            _span(_RELATIVE, value, path, 'relative like "-30d"')
+        elif not isinstance(value, str) or _absolute(value) is None:
+            raise InvalidInput(path, 'must be an RFC 3339 time with offset, or like "-30d"')
+        return value
+    if kind == "text" and isinstance(value, str):
+        return value
+    if kind == "number" and _number(value) is not None:
+        return value
+    if kind == "attribute" and (isinstance(value, str) or _number(value) is not None):
+        return value
+    expected = {"text": "a string", "number": 'a number or a decimal string like "12.50"'}
+    raise InvalidInput(path, f"must be {expected.get(kind, 'a string, number or boolean')}")
+
+
+def _span(pattern: re.Pattern[str], value: object, path: str, expected: str) -> timedelta:
+    match = pattern.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidInput(path, f"must be {expected}")
+    span = _duration(match)
+    if not timedelta(0) < span <= MAX_SPAN:
+        raise InvalidInput(path, "must be more than zero and at most 100 years")
+    return span
+
+
+def _duration(match: re.Match[str]) -> timedelta:
+    return int(match["n"]) * _UNITS[match["unit"]]
+
+
+def _absolute(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+def conditions(rule: Rule) -> Iterator[Rule]:
+    """The conditions (leaves) of a parsed rule, in order."""
+    if "field" in rule:
+        yield rule
+    elif "not" in rule:
+        yield from conditions(rule["not"])
+    else:
+        for child in rule["all"] if "all" in rule else rule["any"]:
+            yield from conditions(child)
+
+
+def is_time_relative(rule: Rule) -> bool:
+    """True if time alone can change the rule's outcome (windows, relative times)."""
+    return any(
+        "within" in c or (c["op"] in ("before", "after") and _RELATIVE.match(c["value"]))
+        for c in conditions(rule)
+    )
+
+
+def uses_rfm(rule: Rule) -> bool:
+    """True if the rule reads RFM scores (supplied to ``segments.refresh``, not by events)."""
+    return any(c["field"].startswith("rfm.") for c in conditions(rule))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def admits(state: Mapping[str, Any], purpose: str | None) -> bool:
+    """The gate before any rule: a live customer (active or churned) who consented to ``purpose``."""
+    if state.get("status") not in MEMBER_STATUSES:
+        return False
+    return purpose is None or state.get("consents", {}).get(purpose) is True
+
+
+def matches(
+    rule: Rule,
+    purpose: str | None,
+    state: Mapping[str, Any],
+    now: datetime,
+    rfm: Mapping[str, Any] | None = None,
+) -> bool:
+    """Segment membership: :func:`admits`, then :func:`evaluate`."""
+    return admits(state, purpose) and evaluate(rule, state, now, rfm)
+
+
+def evaluate(
+    rule: Rule, state: Mapping[str, Any], now: datetime, rfm: Mapping[str, Any] | None = None
+) -> bool:
+    """Decide a parsed rule for one profile state; relative times count back from ``now``."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    if "all" in rule:
+        return all(evaluate(r, state, now, rfm) for r in rule["all"])
+    if "any" in rule:
+        return any(evaluate(r, state, now, rfm) for r in rule["any"])
+    if "not" in rule:
+        return not evaluate(rule["not"], state, now, rfm)
+    return _test(rule, _lookup(rule, state, now, rfm), now)
+
+
+def _lookup(
+    condition: Rule, state: Mapping[str, Any], now: datetime, rfm: Mapping[str, Any] | None
+) -> Any:
+    field: str = condition["field"]
+    if field.startswith("rfm."):
+        score = (rfm or {}).get(field.removeprefix("rfm."))
+        return score if field == "rfm.group" else _number(score)
+    if "status" not in state:
+        return None  # not registered
+    if field.startswith("consents."):
+        return state.get("consents", {}).get(field.removeprefix("consents."), False)
+    if "within" in condition:
+        start = now - _span(_WINDOW, condition["within"], "within", "a duration")
+        return _window(state.get("orders", {}), field, start, now)
+    if field.startswith(_TOTAL):
+        totals = state.get("purchases", {}).get("total", {})
+        return _number(totals.get(field.removeprefix(_TOTAL), "0"))
+    value: Any = state
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _window(orders: Mapping[str, list[str]], field: str, start: datetime, end: datetime) -> Any:
+    """Count or total of the orders that occurred in ``(start, end]``."""
+    inside = []
+    for currency, amount, occurred_at in orders.values():
+        when = _instant(occurred_at)
+        if when is not None and start < when <= end:
+            inside.append((currency, amount))
+    if field == "purchases.count":
+        return len(inside)
+    wanted = field.removeprefix(_TOTAL)
+    return sum((_number(a) or Decimal(0) for c, a in inside if c == wanted), Decimal(0))
+
+
+def _test(condition: Rule, actual: Any, now: datetime) -> bool:
+    op, value = condition["op"], condition["value"]
+    if op == "exists":
+        return (actual is not None) is value
+    if actual is None:
+        return False
+    if op == "contains":
+        return value in actual
+    if op == "in":
+        if isinstance(actual, list):
+            return any(v in actual for v in value)
+        return any(_equal(actual, v) for v in value)
+    if op in ("eq", "ne"):
+        return _equal(actual, value) is (op == "eq")
+    if op in ("before", "after"):
+        when, limit = _instant(actual), _moment(value, now)
+        if when is None:
+            return False
+        return when < limit if op == "before" else when > limit
+    order = _compare(actual, value)
+    return order is not None and _ORDERS[op](order, 0)
+
+
+def _equal(actual: Any, value: Any) -> bool:
+    """Booleans equal only booleans; numbers by value (unless both are strings); else ==."""
+    if isinstance(actual, bool) or isinstance(value, bool):
+        return actual is value
+    if not (isinstance(actual, str) and isinstance(value, str)):
+        left, right = _number(actual), _number(value)
+        if left is not None and right is not None:
+            return left == right
+    return bool(actual == value)
+
+
+def _compare(actual: Any, value: Any) -> int | None:
+    """-1, 0 or 1 for two numbers (decimal strings included) or two strings; else None."""
+    left, right = _number(actual), _number(value)
+    if left is not None and right is not None:
+        return (left > right) - (left < right)
+    if isinstance(actual, str) and isinstance(value, str):
+        return (actual > value) - (actual < value)
+    return None
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _instant(value: Any) -> datetime | None:
+    """A stored timestamp as an aware datetime (naive ones are UTC); junk is None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _moment(value: str, now: datetime) -> datetime:
+    """A parsed rule's time: relative to ``now`` ("-30d") or absolute."""
+    relative = _RELATIVE.match(value)
+    if relative is None:
+        return datetime.fromisoformat(value)
+    return now + _duration(relative) * (1 if relative["sign"] == "+" else -1)

@@ -1,0 +1,413 @@
+"""Segments read model contract, run on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from commands import messages as m
+from commands.service import CommandService, Context, Outcome
+from consumers.embedded import EmbeddedRunner
+from consumers.rebuild import rebuild
+from consumers.store_feed import StoreFeed
+from domain.errors import DomainError, InvalidInput
+from infra.store import EventStore
+from projections.framework import Binding, ensure_schema, project
+from projections.profiles import ProfilesProjector
+from projections.readstore import ReadStore, open_read_store
+from projections.segments import (
+    SegmentsProjector,
+    changes,
+    ensure_definitions,
+    get_definition,
+    members,
+    put_definition,
+    refresh,
+)
+
+CTX = Context(actor="segments-contract")
+TABLES = ("segment_state", "segment_members", "segment_changes", "segment_applied")
+SPENDERS = {"field": "purchases.total.EUR", "op": "gte", "value": "500"}
+VIP = {"field": "tags", "op": "contains", "value": "VIP"}
+EVERYONE = {"field": "purchases.count", "op": "gte", "value": 0}
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class SegmentsContract:
+    """Subclasses provide ``database_url`` (event store and read store share the database)."""
+
+    @pytest.fixture
+    def database_url(self) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, database_url: str) -> Iterator[EventStore]:
+        store = EventStore(database_url)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def read_store(self, database_url: str) -> Iterator[ReadStore]:
+        read_store = open_read_store(database_url)
+        ensure_schema(read_store, [ProfilesProjector(), SegmentsProjector()])
+        ensure_definitions(read_store)
+        yield read_store
+        read_store.close()
+
+    @pytest.fixture
+    def service(self, store: EventStore) -> CommandService:
+        return CommandService(store, default_region="DE", index_key="k")
+
+    @pytest.fixture
+    def runner(self, store: EventStore, read_store: ReadStore) -> EmbeddedRunner:
+        projectors = [ProfilesProjector(), SegmentsProjector()]
+        return EmbeddedRunner(StoreFeed(store), read_store, projectors, batch_size=7)
+
+    # ----------------------------------------------------------------------- helpers
+
+    def run(self, service: CommandService, command: m.Command) -> Outcome:
+        return service.execute(command, CTX)
+
+    def register(self, service: CommandService, name: str = "Ada") -> UUID:
+        customer = self.run(service, m.RegisterCustomer(name=name)).customer_id
+        assert customer is not None
+        return customer
+
+    def buy(self, service: CommandService, customer: UUID, order: str, amount: str) -> Outcome:
+        purchase = m.RecordPurchase(
+            customer_id=customer, order_id=order, amount=amount, currency="EUR"
+        )
+        return self.run(service, purchase)
+
+    def history(self, read_store: ReadStore, segment: str) -> list[tuple[str, str, int | None]]:
+        with read_store.transaction() as tx:
+            rows = changes(tx, segment)
+        return [(r["customer_id"], r["change"], r["position"]) for r in rows]
+
+    def member_ids(
+        self, read_store: ReadStore, segment: str, as_of: datetime | None = None
+    ) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        with read_store.transaction() as tx:
+            while True:
+                page, cursor = members(tx, segment, cursor=cursor, limit=3, as_of=as_of)
+                seen += [item["customer_id"] for item in page]
+                if cursor is None:
+                    return seen
+
+    def snapshot(self, read_store: ReadStore) -> dict[str, list[tuple[Any, ...]]]:
+        with read_store.transaction() as tx:
+            return {t: tx.fetchall(f"SELECT * FROM {t} ORDER BY 1, 2") for t in TABLES}
+
+    # ----------------------------------------------------------------------- tests
+
+    def test_changes_are_recorded_on_the_event_that_crossed_the_rule(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        put_definition(read_store, "big-spenders", "Big spenders", SPENDERS)
+        put_definition(read_store, "vip", "VIP", VIP)
+        customer = self.register(service)
+        self.buy(service, customer, "o1", "300.00")
+        crossing = self.buy(service, customer, "o2", "250.00")
+        tagged = self.run(service, m.TagCustomer(customer_id=customer, tag="vip"))
+        untagged = self.run(service, m.UntagCustomer(customer_id=customer, tag="vip"))
+        runner.catch_up()
+        key = str(customer)
+        assert self.history(read_store, "big-spenders") == [(key, "entered", crossing.position)]
+        assert self.history(read_store, "vip") == [
+            (key, "entered", tagged.position),
+            (key, "exited", untagged.position),
+        ]
+        (envelope,) = [e for e in StoreFeed(store).read(0, 100) if e.position == crossing.position]
+        with read_store.transaction() as tx:
+            page, cursor = members(tx, "big-spenders")
+            assert changes(tx, "big-spenders")[0]["at"] == iso(envelope.recorded_at)
+        assert cursor is None
+        assert page == [
+            {"customer_id": key, "since": iso(envelope.recorded_at), "position": crossing.position}
+        ]
+        assert self.member_ids(read_store, "vip") == []
+
+    def test_redelivered_events_change_nothing(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        put_definition(read_store, "vip", "VIP", VIP)
+        for i in range(4):
+            customer = self.register(service, f"P{i}")
+            self.run(service, m.TagCustomer(customer_id=customer, tag="vip"))
+        runner.catch_up()
+        before = self.snapshot(read_store)
+        envelopes = StoreFeed(store).read(0, 1000)
+        with read_store.transaction() as tx:
+            binding = Binding.live(SegmentsProjector())
+            project(tx, [binding], envelopes, by_position=False)
+            project(tx, [binding], envelopes[::-1], by_position=False)
+        assert self.snapshot(read_store) == before
+        assert len(before["segment_members"]) == 4
+
+    def test_marketing_segments_honour_consent(
+        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    ) -> None:
+        active = {"field": "status", "op": "eq", "value": "active"}
+        put_definition(read_store, "newsletter", "Newsletter", active, "email_marketing")
+        put_definition(read_store, "all-active", "All active", active)
+        customer = self.register(service)
+        consent = m.SetConsent(customer_id=customer, purpose="email_marketing", granted=True)
+        granted = self.run(service, consent)
+        withdrawn = self.run(
+            service, m.SetConsent(customer_id=customer, purpose="email_marketing", granted=False)
+        )
+        runner.catch_up()
+        key = str(customer)
+        assert self.history(read_store, "newsletter") == [
+            (key, "entered", granted.position),
+            (key, "exited", withdrawn.position),
+        ]
+        assert self.member_ids(read_store, "all-active") == [key]
+
+    def test_time_relative_rules_change_on_refresh(
+        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    ) -> None:
+        recent = {"field": "purchases.count", "op": "gte", "value": 1, "within": "30d"}
+        dormant = {"not": {"field": "contacts.last_at", "op": "after", "value": "-30d"}}
+        put_definition(read_store, "recent-buyers", "Recent buyers", recent)
+        put_definition(read_store, "dormant", "No contact for 30 days", dormant)
+        buyer, old_buyer = self.register(service, "Buyer"), self.register(service, "Old")
+        self.buy(service, buyer, "o1", "10")
+        contacted = self.run(
+            service, m.RecordContact(customer_id=buyer, channel="email", direction="inbound")
+        )
+        old = datetime.now(UTC) - timedelta(days=40)
+        self.run(
+            service,
+            m.RecordPurchase(
+                customer_id=old_buyer, order_id="o2", amount="10", currency="EUR", occurred_at=old
+            ),
+        )
+        runner.catch_up()
+        assert self.member_ids(read_store, "recent-buyers") == [str(buyer)]
+        assert self.member_ids(read_store, "dormant") == [str(old_buyer)]
+        assert self.history(read_store, "dormant")[-1] == (str(buyer), "exited", contacted.position)
+        later = datetime.now(UTC) + timedelta(days=31)
+        assert refresh(read_store, later) == 2
+        assert refresh(read_store, later) == 0
+        assert self.member_ids(read_store, "recent-buyers") == []
+        assert sorted(self.member_ids(read_store, "dormant")) == sorted(
+            [str(buyer), str(old_buyer)]
+        )
+        with read_store.transaction() as tx:
+            latest = changes(tx)[-2:]
+        assert {(c["change"], c["at"], c["position"]) for c in latest} == {
+            ("exited", iso(later), None),
+            ("entered", iso(later), None),
+        }
+
+    def test_rfm_scores_come_from_refresh_and_hold_between_events(
+        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    ) -> None:
+        put_definition(
+            read_store,
+            "champions",
+            "Champions",
+            {"field": "rfm.group", "op": "eq", "value": "champions"},
+        )
+        customer = self.register(service)
+        runner.catch_up()
+        scores = {str(customer): {"r": 5, "f": 5, "m": 5, "group": "champions"}}
+        assert refresh(read_store, datetime.now(UTC), scores) == 1
+        self.run(service, m.TagCustomer(customer_id=customer, tag="gold"))
+        runner.catch_up()
+        assert self.member_ids(read_store, "champions") == [str(customer)]
+        assert refresh(read_store, datetime.now(UTC), {}) == 1
+        assert self.member_ids(read_store, "champions") == []
+
+    def test_definitions_backfill_on_create_and_change(
+        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    ) -> None:
+        spent = {}
+        for amount in ("50", "150", "250"):
+            customer = self.register(service, f"Spent {amount}")
+            self.buy(service, customer, f"o{amount}", amount)
+            spent[amount] = str(customer)
+        runner.catch_up()
+        rule = {"field": "purchases.total.eur", "op": "gte", "value": 100}
+        created = put_definition(read_store, "spenders", "Spenders", rule)
+        assert created["version"] == 1 and created["rule"]["field"] == "purchases.total.EUR"
+        assert sorted(self.member_ids(read_store, "spenders")) == sorted(
+            [spent["150"], spent["250"]]
+        )
+        stricter = {**rule, "value": "200"}
+        changed = put_definition(read_store, "spenders", "Spenders", stricter)
+        assert changed["version"] == 2
+        assert put_definition(read_store, "spenders", "Spenders", stricter) == changed  # no-op
+        assert self.member_ids(read_store, "spenders") == [spent["250"]]
+        assert sorted(self.history(read_store, "spenders")) == sorted(
+            [
+                (spent["150"], "entered", None),
+                (spent["250"], "entered", None),
+                (spent["150"], "exited", None),
+            ]
+        )
+        rebuild(StoreFeed(service.store), read_store, SegmentsProjector())
+        with read_store.transaction() as tx:
+            assert get_definition(tx, "spenders") == changed
+        assert self.member_ids(read_store, "spenders") == [spent["250"]]
+
+    def test_invalid_definitions_are_refused_with_the_field_path(
+        self, read_store: ReadStore
+    ) -> None:
+        bad = {"all": [VIP, {"field": "tags", "op": "gte", "value": "x"}]}
+        with pytest.raises(InvalidInput) as caught:
+            put_definition(read_store, "bad", "Bad", bad)
+        assert caught.value.field == "rule.all[1].op"
+        with pytest.raises(InvalidInput, match="segment_id"):
+            put_definition(read_store, "Not An Id", "Bad", VIP)
+        with pytest.raises(InvalidInput, match="purpose"):
+            put_definition(read_store, "ok", "Ok", VIP, "carrier_pigeon")
+
+    def test_membership_as_of_is_answered_from_history(
+        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    ) -> None:
+        put_definition(read_store, "vip", "VIP", VIP)
+        customer = self.register(service)
+        for command in (m.TagCustomer, m.UntagCustomer, m.TagCustomer):
+            self.run(service, command(customer_id=customer, tag="vip"))
+        runner.catch_up()
+        with read_store.transaction() as tx:
+            entered, exited, again = (datetime.fromisoformat(c["at"]) for c in changes(tx, "vip"))
+        key = [str(customer)]
+        assert self.member_ids(read_store, "vip", as_of=entered - timedelta(microseconds=1)) == []
+        assert self.member_ids(read_store, "vip", as_of=entered) == key
+        assert self.member_ids(read_store, "vip", as_of=exited) == []
+        assert self.member_ids(read_store, "vip", as_of=again) == key
+        assert self.member_ids(read_store, "vip", as_of=datetime.now(UTC)) == key
+
+    def test_erased_and_merged_customers_exit_every_segment(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        put_definition(read_store, "everyone", "Everyone", EVERYONE)
+        erased, survivor, duplicate = (self.register(service, n) for n in ("E", "S", "D"))
+        erase = self.run(service, m.EraseCustomer(customer_id=erased))
+        self.run(service, m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate))
+        runner.catch_up()
+        merged = [e for e in StoreFeed(store).read(0, 100) if e.type == "customer.merged_into"]
+        assert self.member_ids(read_store, "everyone") == [str(survivor)]
+        assert [h for h in self.history(read_store, "everyone") if h[1] == "exited"] == [
+            (str(erased), "exited", erase.position),
+            (str(duplicate), "exited", merged[0].position),
+        ]
+        self.run(service, m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate))
+        runner.catch_up()
+        assert sorted(self.member_ids(read_store, "everyone")) == sorted(
+            [str(survivor), str(duplicate)]
+        )
+
+    def test_rebuild_reproduces_the_live_tables(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        put_definition(read_store, "vip", "VIP", VIP)
+        put_definition(read_store, "big-spenders", "Big", SPENDERS, "email_marketing")
+        dormant = {"not": {"field": "contacts.last_at", "op": "after", "value": "-30d"}}
+        put_definition(read_store, "dormant", "Dormant", dormant)
+        for i in range(12):
+            customer = self.register(service, f"P{i}")
+            if i % 2:
+                self.run(service, m.TagCustomer(customer_id=customer, tag="vip"))
+            if i % 3 == 0:
+                self.buy(service, customer, f"o{i}", "600")
+                self.run(
+                    service,
+                    m.SetConsent(customer_id=customer, purpose="email_marketing", granted=True),
+                )
+            if i % 4 == 0:
+                self.run(
+                    service,
+                    m.RecordContact(customer_id=customer, channel="sms", direction="outbound"),
+                )
+            if i == 5:
+                self.run(service, m.UntagCustomer(customer_id=customer, tag="vip"))
+        runner.catch_up()
+        before = self.snapshot(read_store)
+        assert len(before["segment_changes"]) > 12
+        result = rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True)
+        assert result.differences == []
+        rebuild(StoreFeed(store), read_store, SegmentsProjector(), batch_size=5)
+        assert self.snapshot(read_store) == before
+
+    def test_rebuild_during_live_writes_then_verify(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        put_definition(read_store, "vip", "VIP", VIP)
+        chatty = {"field": "contacts.count", "op": "gte", "value": 3}
+        put_definition(read_store, "chatty", "Chatty", chatty)
+        ids = [self.register(service, f"P{i}") for i in range(8)]
+        runner.start()
+
+        def keep_writing() -> None:
+            for i in range(160):
+                customer = ids[i % len(ids)]
+                tagging = m.TagCustomer if i % 2 == 0 else m.UntagCustomer
+                command: m.Command = (
+                    m.RecordContact(customer_id=customer, channel="chat", direction="inbound")
+                    if i % 3
+                    else tagging(customer_id=customer, tag="vip")
+                )
+                with contextlib.suppress(DomainError):
+                    self.run(service, command)
+                runner.wake()
+
+        writer = threading.Thread(target=keep_writing)
+        writer.start()
+        try:
+            rebuild(StoreFeed(store), read_store, SegmentsProjector(), batch_size=25)
+        finally:
+            writer.join(60)
+            runner.stop()
+        runner.catch_up()
+        verified = rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True)
+        assert verified.differences == []
+        assert len(self.member_ids(read_store, "chatty")) == len(ids)
+
+
+class TestSQLiteSegments(SegmentsContract):
+    @pytest.fixture
+    def database_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'clientele.db'}"
+
+
+@pytest.mark.integration
+class TestPostgresSegments(SegmentsContract):
+    @pytest.fixture
+    def database_url(self, postgres_url: str) -> str:
+        return postgres_url
