@@ -16,7 +16,9 @@ from api.bootstrap import Services, build, migrate
 from consumers.dead_letters import from_record
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
+from consumers.periodic import Every
 from consumers.relay import Relay
+from consumers.segment_publisher import MembershipPublisher
 from infra import kafka
 from infra.local_services import KafkaBroker, PostgresCluster, free_port, port_open
 from infra.settings import Settings, get_settings
@@ -174,9 +176,18 @@ def consume(
     console.print(
         f"consuming {topics.events} as {group} into {', '.join(p.name for p in projectors)}"
     )
+    publisher = None
+    if any(p.name == "segments" for p in projectors):
+        outbox = MembershipPublisher(
+            services.read_store, worker.dlq_producer, topics.segment_membership
+        )
+        publisher = Every(1.0, outbox.publish_all, "segment-membership")
+        publisher.start()
     try:
         worker.run()
     finally:
+        if publisher is not None:
+            publisher.stop()
         worker.dlq_producer.close(timeout=10)
         services.close()
 

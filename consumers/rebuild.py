@@ -39,14 +39,23 @@ def _drop(tx: Tx, tables: dict[str, str]) -> None:
         tx.raw(f"DROP TABLE IF EXISTS {table}")
 
 
-def _rows(tx: Tx, table: str) -> list[tuple[Any, ...]]:
-    return tx.fetchall(f"SELECT * FROM {table} ORDER BY 1, 2")
+def _rows(tx: Tx, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    rows = tx.fetchall(f"SELECT {', '.join(columns)} FROM {table}")
+    return sorted(rows, key=repr)
 
 
-def _compare(tx: Tx, live: dict[str, str], shadow: dict[str, str]) -> list[str]:
+def _compare(
+    read_store: ReadStore,
+    tx: Tx,
+    projector: Projector,
+    live: dict[str, str],
+    shadow: dict[str, str],
+) -> list[str]:
     differences = []
     for logical, shadow_table in shadow.items():
-        have, want = _rows(tx, live[logical]), _rows(tx, shadow_table)
+        skip = projector.order_dependent.get(logical, ())
+        columns = [c for c in read_store.columns(tx, live[logical]) if c not in skip]
+        have, want = _rows(tx, live[logical], columns), _rows(tx, shadow_table, columns)
         if have != want:
             missing = len(set(want) - set(have))
             extra = len(set(have) - set(want))
@@ -97,7 +106,7 @@ def rebuild(
             progress(reached, reached)
             result = RebuildResult(projector.name, reached, events, 0.0)
             if verify_only:
-                result.differences = _compare(tx, live, shadow)
+                result.differences = _compare(read_store, tx, projector, live, shadow)
                 _drop(tx, shadow)
             else:
                 _swap(tx, live, shadow)

@@ -88,6 +88,10 @@ class ReadStore(ABC):
         """Names of the tables that exist."""
 
     @abstractmethod
+    def columns(self, tx: Tx, table: str) -> list[str]:
+        """Column names of ``table``, in order."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""
 
@@ -147,6 +151,9 @@ class SQLiteReadStore(ReadStore):
     def table_names(self, tx: Tx) -> set[str]:
         return {r[0] for r in tx.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
 
+    def columns(self, tx: Tx, table: str) -> list[str]:
+        return [row[1] for row in tx.fetchall(f"PRAGMA table_info({table})")]
+
     def close(self) -> None:
         if self._shared is not None:
             self._shared.close()
@@ -170,6 +177,14 @@ class PostgresReadStore(ReadStore):
     def table_names(self, tx: Tx) -> set[str]:
         rows = tx.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         return {r[0] for r in rows}
+
+    def columns(self, tx: Tx, table: str) -> list[str]:
+        rows = tx.fetchall(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [row[0] for row in rows]
 
     def close(self) -> None:
         self.pool.close()

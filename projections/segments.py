@@ -82,6 +82,7 @@ class SegmentsProjector(Projector):
     """Keeps segment membership and its history; see the module docstring."""
 
     name = "segments"
+    order_dependent = {"segment_changes": ("seq",)}  # publishing cursor: feed order
     schema_version = 1
     tables = ("segment_state", "segment_members", "segment_changes", "segment_applied")
     schema = (

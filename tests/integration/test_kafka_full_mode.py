@@ -31,8 +31,10 @@ from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.local_services import KafkaBroker, free_port
 from infra.store import EventStore
+from projections.framework import ensure_schema
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
+from projections.segments import ensure_definitions, put_definition
 
 pytestmark = pytest.mark.integration
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
@@ -166,6 +168,13 @@ def test_burst_with_sigkills_converges_exactly(
     consumer = Proc(["consume"], env, tmp_path / "consume.log")
     store = EventStore(postgres_url)
     service = CommandService(store, index_key="k")
+    read_models = open_read_store(postgres_url)
+    ensure_schema(read_models, all_projectors())
+    ensure_definitions(read_models)
+    put_definition(
+        read_models, "t1-fans", "Tagged t1", {"field": "tags", "op": "contains", "value": "t1"}
+    )
+    read_models.close()
     consumer.start()
     relay.start()
     read_store = open_read_store(postgres_url)
@@ -191,6 +200,7 @@ def test_burst_with_sigkills_converges_exactly(
                 rebuild(StoreFeed(store), read_store, projector, verify_only=True).differences == []
             )
         assert_topic_keeps_per_customer_order(broker, topics.events, customer_event_count(store))
+        assert_membership_published(broker, topics, read_store)
 
         poison_and_continue(broker, topics, service, store, read_store, ids[0], [relay, consumer])
     finally:
@@ -233,6 +243,31 @@ def assert_topic_keeps_per_customer_order(broker: KafkaBroker, topic: str, total
         assert firsts == list(range(1, len(firsts) + 1)), versions
         firsts_total += len(firsts)
     assert firsts_total == total
+
+
+def assert_membership_published(
+    broker: KafkaBroker, topics: kafka.Topics, read_store: ReadStore
+) -> None:
+    """Every recorded entered/exited change reaches customer.segment-membership (from the outbox)."""
+    with read_store.transaction() as tx:
+        recorded = {
+            (r[0], r[1], r[2], r[3])
+            for r in tx.fetchall(
+                "SELECT segment_id, customer_id, change, position FROM segment_changes"
+            )
+        }
+    assert len(recorded) > 20
+    deadline = time.monotonic() + 60
+    published: set[tuple[Any, ...]] = set()
+    while time.monotonic() < deadline and published != recorded:
+        docs = [
+            orjson.loads(r.value)
+            for r in read_topic(
+                broker.bootstrap, topics.segment_membership, len(recorded), timeout=20
+            )
+        ]
+        published = {(d["segment_id"], d["customer_id"], d["change"], d["position"]) for d in docs}
+    assert published == recorded
 
 
 def poison_and_continue(
