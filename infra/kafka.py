@@ -98,8 +98,10 @@ def consumer(bootstrap: str, group: str | None, **overrides: object) -> KafkaCon
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 2000,
-        "session_timeout_ms": 30_000,
-        "heartbeat_interval_ms": 3_000,
+        # Brokers may hold a group's first join for up to the session timeout (tansu: half
+        # of it); 10 s keeps joins and failover quick and is a common production value.
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 1_000,
         "max_poll_interval_ms": 300_000,
     }
     settings.update(overrides)

@@ -1,19 +1,27 @@
-"""End-to-end fixtures: ``clientele`` started as a process, exactly as a user would."""
+"""End-to-end fixtures: ``clientele`` started as processes, exactly as a user would.
+
+Embedded mode is one ``serve`` process on SQLite. Full mode is PostgreSQL and the Kafka-protocol
+broker on loopback plus ``relay``, ``consume`` and ``serve`` processes.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
 
-from infra.local_services import free_port
+from infra.local_services import KafkaBroker, PostgresCluster, free_port
 
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 
@@ -24,6 +32,7 @@ class Server:
     env: dict[str, str]
     tokens: dict[str, str]
     log: Path
+    mode: str
 
     def headers(self, who: str, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}", **extra}
@@ -37,51 +46,85 @@ def clientele(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``clientele serve`` on the embedded default (SQLite under a temp dir)."""
-    home = tmp_path_factory.mktemp("served")
+@contextmanager
+def process(env: dict[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as sink:
+        child = subprocess.Popen(
+            [CLIENTELE, *args], env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=log.parent
+        )
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+@contextmanager
+def served(mode: str) -> Iterator[Server]:
+    home = Path(tempfile.mkdtemp(prefix=f"clientele-e2e-{mode}-"))
+    home.chmod(0o755)  # PostgreSQL runs as its own user below it
     env = {
         **os.environ,
-        "CLIENTELE_DATABASE_URL": f"sqlite:///{home / 'var' / 'clientele.db'}",
-        "CLIENTELE_API_KEYS_FILE": str(home / "var" / "keys.json"),
+        "CLIENTELE_API_KEYS_FILE": str(home / "keys.json"),
         "CLIENTELE_DEFAULT_PHONE_REGION": "DE",
     }
     env.pop("CLIENTELE_KAFKA_BOOTSTRAP", None)
-    tokens = {}
-    for who, flags in {
-        "admin": ["--role", "admin", "--pii"],
-        "writer": ["--role", "writer"],
-        "reader": ["--role", "reader", "--pii"],
-        "auditor": ["--role", "auditor", "--pii"],
-    }.items():
-        tokens[who] = clientele(env, "keys", "create", who, *flags).strip().splitlines()[-1]
-    port = free_port()
-    log = home / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [CLIENTELE, "serve", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=home,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"clientele serve did not become ready:\n{log.read_text()}")
-    yield Server(base_url, env, tokens, log)
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, home, ignore_errors=True)
+        if mode == "full":
+            postgres = PostgresCluster(home / "pg", free_port(), fast=True)
+            broker = KafkaBroker(home / "broker", free_port())
+            postgres.start()
+            stack.callback(postgres.stop)
+            broker.start()
+            stack.callback(broker.stop)
+            env |= {
+                "CLIENTELE_DATABASE_URL": postgres.url,
+                "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "CLIENTELE_KAFKA_TOPIC_PREFIX": f"e2e{uuid4().hex[:6]}.",
+            }
+        else:
+            env["CLIENTELE_DATABASE_URL"] = f"sqlite:///{home / 'var' / 'clientele.db'}"
+        clientele(env, "migrate")
+        tokens = {}
+        for who, flags in {
+            "admin": ["--role", "admin", "--pii"],
+            "writer": ["--role", "writer"],
+            "reader": ["--role", "reader", "--pii"],
+            "auditor": ["--role", "auditor", "--pii"],
+        }.items():
+            tokens[who] = clientele(env, "keys", "create", who, *flags).strip().splitlines()[-1]
+        if mode == "full":
+            stack.enter_context(process(env, home / "relay.log", "relay"))
+            stack.enter_context(process(env, home / "consume.log", "consume"))
+        port = free_port()
+        log = home / "serve.log"
+        server = stack.enter_context(process(env, log, "serve", "--port", str(port)))
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, log.read_text()
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"clientele serve did not become ready:\n{log.read_text()}")
+        yield Server(base_url, env, tokens, log, "kafka" if mode == "full" else "embedded")
+
+
+@pytest.fixture(scope="module")
+def embedded_server() -> Iterator[Server]:
+    with served("embedded") as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["embedded", "full"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with served(request.param) as server:
+        yield server

@@ -15,18 +15,20 @@ ST = str(Path(sys.executable).parent / "st")
 EXAMPLES_PER_OPERATION = int(os.environ.get("CLIENTELE_SCHEMATHESIS_EXAMPLES", "60"))
 
 
-def test_openapi_contract_holds_under_generated_requests(server: Server, tmp_path: Path) -> None:
+def test_openapi_contract_holds_under_generated_requests(
+    embedded_server: Server, tmp_path: Path
+) -> None:
     done = subprocess.run(
         [
             ST,
             "run",
-            f"{server.base_url}/openapi.json",
+            f"{embedded_server.base_url}/openapi.json",
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
             "--max-examples",
             str(EXAMPLES_PER_OPERATION),
             "--header",
-            f"Authorization: Bearer {server.tokens['admin']}",
+            f"Authorization: Bearer {embedded_server.tokens['admin']}",
             "--seed",
             "20261123",
             "--request-timeout",
