@@ -13,6 +13,7 @@ from api.auth import AuthFailed
 from api.bootstrap import Services, build, migrate, refresh_segments
 from api.routes import ops, reads, segments, writes
 from consumers.periodic import Every
+from consumers.relay import checkpoint
 from infra.metrics import register_projection_collector
 from infra.settings import get_settings
 from projections.framework import positions
@@ -27,6 +28,10 @@ def _projection_rows(svc: Services) -> list[tuple[str, int, int]]:
     ]
 
 
+def _relay_lag(svc: Services) -> int | None:
+    return None if svc.outbox is None else svc.feed.pending(checkpoint(svc.outbox))
+
+
 def create_app(services: Services | None = None) -> FastAPI:
     """Build the ASGI app; ``services`` default to the configured ones (migrated on start)."""
 
@@ -38,7 +43,9 @@ def create_app(services: Services | None = None) -> FastAPI:
             svc.runner.catch_up()
             svc.runner.start()
         app.state.services = svc
-        collector = register_projection_collector(lambda: _projection_rows(svc))
+        collector = register_projection_collector(
+            lambda: _projection_rows(svc), lambda: _relay_lag(svc)
+        )
         refresher = Every(
             svc.settings.segment_refresh_seconds, lambda: refresh_segments(svc), "segments-refresh"
         )

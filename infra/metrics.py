@@ -16,8 +16,13 @@ COMMANDS = Counter(
 class ProjectionCollector(Collector):
     """Projection positions and lag, read when Prometheus scrapes."""
 
-    def __init__(self, report: Callable[[], list[tuple[str, int, int]]]) -> None:
+    def __init__(
+        self,
+        report: Callable[[], list[tuple[str, int, int]]],
+        relay: Callable[[], int | None] = lambda: None,
+    ) -> None:
         self.report = report
+        self.relay = relay
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         position = GaugeMetricFamily(
@@ -33,10 +38,19 @@ class ProjectionCollector(Collector):
             lag.add_metric([name], behind)
         yield position
         yield lag
+        relay = self.relay()
+        if relay is not None:
+            yield GaugeMetricFamily(
+                "clientele_relay_lag_events",
+                "Stored events not yet acknowledged by Kafka",
+                value=relay,
+            )
 
 
-def register_projection_collector(report: Callable[[], list[tuple[str, int, int]]]) -> Collector:
+def register_projection_collector(
+    report: Callable[[], list[tuple[str, int, int]]], relay: Callable[[], int | None]
+) -> Collector:
     """Register (once per app) a collector; returns it so it can be unregistered."""
-    collector = ProjectionCollector(report)
+    collector = ProjectionCollector(report, relay)
     REGISTRY.register(collector)
     return collector

@@ -166,6 +166,7 @@ def test_burst_with_sigkills_converges_exactly(
     }
     relay = Proc(["relay"], env, tmp_path / "relay.log")
     consumer = Proc(["consume"], env, tmp_path / "consume.log")
+    second = Proc(["consume"], env, tmp_path / "consume-2.log")
     store = EventStore(postgres_url)
     service = CommandService(store, index_key="k")
     read_models = open_read_store(postgres_url)
@@ -193,7 +194,8 @@ def test_burst_with_sigkills_converges_exactly(
         consumer.kill()  # mid-burst: offsets live with the read models, so nothing is lost or doubled
         burst(service, rng, ids, COMMANDS - CUSTOMERS - 2 * third)
         consumer.start()
-        wait_until_converged(store, read_store, [relay, consumer])
+        second.start()  # scale out: partitions rebalance between two members, nothing lost
+        wait_until_converged(store, read_store, [relay, consumer, second])
 
         for projector in all_projectors():
             assert (
@@ -202,10 +204,13 @@ def test_burst_with_sigkills_converges_exactly(
         assert_topic_keeps_per_customer_order(broker, topics.events, customer_event_count(store))
         assert_membership_published(broker, topics, read_store)
 
-        poison_and_continue(broker, topics, service, store, read_store, ids[0], [relay, consumer])
+        poison_and_continue(
+            broker, topics, service, store, read_store, ids[0], [relay, consumer, second]
+        )
     finally:
         relay.terminate()
         consumer.terminate()
+        second.terminate()
         read_store.close()
         store.close()
 
