@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from api import deps
 from api import schemas as s
@@ -47,251 +47,79 @@ def _expected(if_match: str | None, *, required: bool = False) -> int | None:
     return int(match.group(1))
 
 
-def run(request: Request, response: Response, command: m.Command) -> s.WriteResult:
-    """Execute one command for the caller; answer with its result and ETag."""
-    svc = deps.services(request)
-    try:
-        outcome = svc.commands.execute(command, deps.context(request, deps.actor(request)))
-    except VersionConflict as error:
-        if command.expected_version is not None:
-            raise PreconditionFailed(412, error) from None
-        raise
-    response.headers["ETag"] = f'"{outcome.version}"'
-    return s.WriteResult(
-        customer_id=str(outcome.customer_id),
-        version=outcome.version or 0,
-        position=outcome.position,
-    )
+class Write:
+    """What every write route shares: the caller, the target, If-Match and Idempotency-Key."""
+
+    def __init__(
+        self,
+        request: Request,
+        response: Response,
+        customer_id: UUID | None,
+        expected_version: int | None,
+        idempotency_key: str | None,
+    ) -> None:
+        self.request = request
+        self.response = response
+        self.customer_id = customer_id
+        self.expected_version = expected_version
+        self.idempotency_key = idempotency_key
+
+    def __call__(self, command_type: type[m.Command], **fields: Any) -> s.WriteResult:
+        """Execute one command for the caller; answer with its result and ETag."""
+        command = command_type(
+            customer_id=self.customer_id,
+            expected_version=self.expected_version,
+            idempotency_key=self.idempotency_key,
+            **fields,
+        )
+        svc = deps.services(self.request)
+        try:
+            outcome = svc.commands.execute(
+                command, deps.context(self.request, deps.actor(self.request))
+            )
+        except VersionConflict as error:
+            if command.expected_version is not None:
+                raise PreconditionFailed(412, error) from None
+            raise
+        self.response.headers["ETag"] = f'"{outcome.version}"'
+        return s.WriteResult(
+            customer_id=str(outcome.customer_id),
+            version=outcome.version or 0,
+            position=outcome.position,
+        )
 
 
-@router.post("/customers", status_code=201, response_model=s.WriteResult, responses=s.REGISTER)
-def register_customer(
-    body: s.RegisterCustomerRequest,
-    request: Request,
-    response: Response,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    """Register a customer; a taken email is a 409 naming the existing customer."""
-    result = run(
-        request, response, m.RegisterCustomer(**body.model_dump(), idempotency_key=idempotency_key)
-    )
-    response.headers["Location"] = f"/v1/customers/{result.customer_id}"
-    return result
+def _new_customer(
+    request: Request, response: Response, idempotency_key: IdempotencyKey = None
+) -> Write:
+    return Write(request, response, None, None, idempotency_key)
 
 
-@router.patch("/customers/{customer_id}", response_model=s.WriteResult, responses=s.PATCH)
-def update_customer(
+def _customer(
     customer_id: UUID,
-    body: s.UpdateProfileRequest,
     request: Request,
     response: Response,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    """Change profile fields; requires ``If-Match`` with the current version."""
-    changes = body.model_dump(exclude_unset=True)
-    command = m.UpdateProfile(
-        customer_id=customer_id,
-        changes=changes,
-        expected_version=_expected(if_match, required=True),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
+) -> Write:
+    return Write(request, response, customer_id, _expected(if_match), idempotency_key)
 
 
-@router.post(
-    "/customers/{customer_id}/contacts", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
-)
-def record_contact(
+def _customer_if_match(
     customer_id: UUID,
-    body: s.ContactRequest,
     request: Request,
     response: Response,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    command = m.RecordContact(
-        customer_id=customer_id,
-        **body.model_dump(),
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
-
-
-@router.put(
-    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.TAG_PUT
-)
-def tag_customer(
-    customer_id: UUID,
-    tag: str,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    command = m.TagCustomer(
-        customer_id=customer_id,
-        tag=tag,
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
-
-
-@router.delete(
-    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_DELETE
-)
-def untag_customer(
-    customer_id: UUID,
-    tag: str,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    command = m.UntagCustomer(
-        customer_id=customer_id,
-        tag=tag,
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
-
-
-@router.post(
-    "/customers/{customer_id}/purchases", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
-)
-def record_purchase(
-    customer_id: UUID,
-    body: s.PurchaseRequest,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    """Record an order once (same order id again is a no-op; other amount is a 409)."""
-    fields = body.model_dump()
-    fields["items"] = [item for item in fields["items"]]
-    command = m.RecordPurchase(
-        customer_id=customer_id,
-        **fields,
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
-
-
-@router.post(
-    "/customers/{customer_id}/feedback", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
-)
-def record_feedback(
-    customer_id: UUID,
-    body: s.FeedbackRequest,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    command = m.RecordFeedback(
-        customer_id=customer_id,
-        **body.model_dump(),
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
-
-
-@router.put(
-    "/customers/{customer_id}/consents/{purpose}",
-    response_model=s.WriteResult,
-    responses=s.CUSTOMER_WRITE,
-)
-def set_consent(
-    customer_id: UUID,
-    purpose: str,
-    body: s.ConsentRequest,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    command = m.SetConsent(
-        customer_id=customer_id,
-        purpose=purpose,
-        **body.model_dump(),
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
-
-
-@router.post(
-    "/customers/{customer_id}/lifecycle", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
-)
-def change_stage(
-    customer_id: UUID,
-    body: s.LifecycleRequest,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    command = m.ChangeLifecycleStage(
-        customer_id=customer_id,
-        **body.model_dump(),
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
-
-
-@router.post(
-    "/customers/{customer_id}/churn", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
-)
-def churn(
-    customer_id: UUID,
-    request: Request,
-    response: Response,
-    body: s.ReasonRequest | None = None,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    reason = body.reason if body else None
-    return run(
-        request,
-        response,
-        m.ChurnCustomer(
-            customer_id=customer_id,
-            reason=reason,
-            expected_version=_expected(if_match),
-            idempotency_key=idempotency_key,
-        ),
+) -> Write:
+    return Write(
+        request, response, customer_id, _expected(if_match, required=True), idempotency_key
     )
 
 
-@router.post(
-    "/customers/{customer_id}/reactivate", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
-)
-def reactivate(
-    customer_id: UUID,
-    request: Request,
-    response: Response,
-    body: s.ReasonRequest | None = None,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    reason = body.reason if body else None
-    return run(
-        request,
-        response,
-        m.ReactivateCustomer(
-            customer_id=customer_id,
-            reason=reason,
-            expected_version=_expected(if_match),
-            idempotency_key=idempotency_key,
-        ),
-    )
+NewCustomer = Annotated[Write, Depends(_new_customer)]
+Customer = Annotated[Write, Depends(_customer)]
+CustomerIfMatch = Annotated[Write, Depends(_customer_if_match)]
 
 
 def _uuid(field: str, value: str) -> UUID:
@@ -301,76 +129,125 @@ def _uuid(field: str, value: str) -> UUID:
         raise InvalidInput(field, "must be a UUID") from None
 
 
+@router.post("/customers", status_code=201, response_model=s.WriteResult, responses=s.REGISTER)
+def register_customer(body: s.RegisterCustomerRequest, write: NewCustomer) -> s.WriteResult:
+    """Register a customer; a taken email is a 409 naming the existing customer."""
+    result = write(m.RegisterCustomer, **body.model_dump())
+    write.response.headers["Location"] = f"/v1/customers/{result.customer_id}"
+    return result
+
+
+@router.patch("/customers/{customer_id}", response_model=s.WriteResult, responses=s.PATCH)
+def update_customer(body: s.UpdateProfileRequest, write: CustomerIfMatch) -> s.WriteResult:
+    """Change profile fields; requires ``If-Match`` with the current version."""
+    return write(m.UpdateProfile, changes=body.model_dump(exclude_unset=True))
+
+
 @router.post(
-    "/customers/{customer_id}/merge",
+    "/customers/{customer_id}/contacts", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
+def record_contact(body: s.ContactRequest, write: Customer) -> s.WriteResult:
+    """Record a contact (call, email, visit …) with the customer."""
+    return write(m.RecordContact, **body.model_dump())
+
+
+@router.put(
+    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.TAG_PUT
+)
+def tag_customer(tag: str, write: Customer) -> s.WriteResult:
+    """Tag the customer (tags are normalised to lower-case slugs)."""
+    return write(m.TagCustomer, tag=tag)
+
+
+@router.delete(
+    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_DELETE
+)
+def untag_customer(tag: str, write: Customer) -> s.WriteResult:
+    """Remove a tag."""
+    return write(m.UntagCustomer, tag=tag)
+
+
+@router.post(
+    "/customers/{customer_id}/purchases", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
+def record_purchase(body: s.PurchaseRequest, write: Customer) -> s.WriteResult:
+    """Record an order once (same order id again is a no-op; other amount is a 409)."""
+    return write(m.RecordPurchase, **body.model_dump())
+
+
+@router.post(
+    "/customers/{customer_id}/feedback", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
+def record_feedback(body: s.FeedbackRequest, write: Customer) -> s.WriteResult:
+    """Record NPS (0-10) and/or CSAT (1-5) and a comment."""
+    return write(m.RecordFeedback, **body.model_dump())
+
+
+@router.put(
+    "/customers/{customer_id}/consents/{purpose}",
     response_model=s.WriteResult,
-    dependencies=ADMIN,
     responses=s.CUSTOMER_WRITE,
 )
-def merge(
-    customer_id: UUID,
-    body: s.MergeRequest,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
+def set_consent(purpose: str, body: s.ConsentRequest, write: Customer) -> s.WriteResult:
+    """Grant or withdraw consent for one purpose."""
+    return write(m.SetConsent, purpose=purpose, **body.model_dump())
+
+
+@router.post(
+    "/customers/{customer_id}/lifecycle", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
+def change_stage(body: s.LifecycleRequest, write: Customer) -> s.WriteResult:
+    """Move the customer to another lifecycle stage."""
+    return write(m.ChangeLifecycleStage, **body.model_dump())
+
+
+@router.post(
+    "/customers/{customer_id}/churn", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
+def churn(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
+    """Mark the customer churned."""
+    return write(m.ChurnCustomer, reason=body.reason if body else None)
+
+
+@router.post(
+    "/customers/{customer_id}/reactivate", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
+def reactivate(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
+    """Bring a churned customer back."""
+    return write(m.ReactivateCustomer, reason=body.reason if body else None)
+
+
+@router.post(
+    "/customers/{customer_id}/merge",
+    dependencies=ADMIN,
+    response_model=s.WriteResult,
+    responses=s.CUSTOMER_WRITE,
+)
+def merge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     """Merge ``duplicate_id`` into this customer (this id survives)."""
-    command = m.MergeCustomers(
-        customer_id=customer_id,
-        duplicate_id=_uuid("duplicate_id", body.duplicate_id),
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
+    return write(m.MergeCustomers, duplicate_id=_uuid("duplicate_id", body.duplicate_id))
 
 
 @router.post(
     "/customers/{customer_id}/unmerge",
-    response_model=s.WriteResult,
     dependencies=ADMIN,
+    response_model=s.WriteResult,
     responses=s.CUSTOMER_WRITE,
 )
-def unmerge(
-    customer_id: UUID,
-    body: s.MergeRequest,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
-    command = m.UnmergeCustomers(
-        customer_id=customer_id,
-        duplicate_id=_uuid("duplicate_id", body.duplicate_id),
-        expected_version=_expected(if_match),
-        idempotency_key=idempotency_key,
-    )
-    return run(request, response, command)
+def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
+    """Undo a merge: the survivor gives back exactly what it took over."""
+    return write(m.UnmergeCustomers, duplicate_id=_uuid("duplicate_id", body.duplicate_id))
 
 
 @router.delete(
     "/customers/{customer_id}",
-    response_model=s.WriteResult,
     dependencies=ADMIN,
+    response_model=s.WriteResult,
     responses=s.CUSTOMER_DELETE,
 )
-def erase(
-    customer_id: UUID,
-    request: Request,
-    response: Response,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
-) -> s.WriteResult:
+def erase(write: Customer) -> s.WriteResult:
     """Erase a customer's personal data (right to erasure)."""
-    return run(
-        request,
-        response,
-        m.EraseCustomer(
-            customer_id=customer_id,
-            expected_version=_expected(if_match),
-            idempotency_key=idempotency_key,
-        ),
-    )
+    return write(m.EraseCustomer)
 
 
 @router.post("/commands:batch", response_model=s.BatchResult, responses=s.BATCH)
