@@ -10,12 +10,13 @@ from prometheus_client import REGISTRY
 
 from api import deps, middleware, problems
 from api.auth import AuthFailed
-from api.bootstrap import Services, build, migrate, refresh_segments
-from api.routes import ops, reads, segments, writes
+from api.bootstrap import Services, audit_store, build, migrate, refresh_segments
+from api.routes import audit, ops, reads, segments, writes
 from consumers.periodic import Every
 from consumers.relay import checkpoint
 from infra.metrics import register_projection_collector
 from infra.settings import get_settings
+from projections import integrity
 from projections.framework import positions
 
 
@@ -50,9 +51,19 @@ def create_app(services: Services | None = None) -> FastAPI:
             svc.settings.segment_refresh_seconds, lambda: refresh_segments(svc), "segments-refresh"
         )
         refresher.start()
+        app.state.audit_db = audit_store(svc)
+        sealer = Every(
+            svc.settings.seal_seconds,
+            lambda: integrity.seal(app.state.audit_db, svc.settings.seal_key.encode()),
+            "audit-seal",
+        )
+        sealer.start()
         try:
             yield
         finally:
+            sealer.stop()
+            if app.state.audit_db is not svc.outbox:
+                app.state.audit_db.close()
             refresher.stop()
             REGISTRY.unregister(collector)
             svc.close()
@@ -85,6 +96,6 @@ def create_app(services: Services | None = None) -> FastAPI:
         response.headers["Retry-After"] = "1"
         return response
 
-    for router in (writes.router, reads.router, segments.router, ops.router):
+    for router in (writes.router, reads.router, segments.router, audit.router, ops.router):
         app.include_router(router)
     return app

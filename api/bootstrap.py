@@ -79,6 +79,11 @@ def refresh_segments(services: Services, now: datetime | None = None) -> int:
     return segments.refresh(services.read_store, now or datetime.now(UTC))
 
 
+def audit_store(services: Services) -> ReadStore:
+    """SQL access to the event store's own database (hash links, seals)."""
+    return services.outbox or open_read_store(services.settings.database_url, pool_size=1)
+
+
 def migrate(services: Services) -> list[str]:
     """Create missing tables; rebuild read models whose schema version changed.
 

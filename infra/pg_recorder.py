@@ -18,6 +18,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from infra.hash_chain import HASHES_DDL, postgres_links
+
 
 class GaplessPostgresRecorder(PostgresApplicationRecorder):
     """Selected with ``APPLICATION_RECORDER_TOPIC=infra.pg_recorder:GaplessPostgresRecorder``."""
@@ -29,6 +31,7 @@ class GaplessPostgresRecorder(PostgresApplicationRecorder):
             "WHERE (originator_id, originator_version) IN "
             "(SELECT * FROM unnest(%s::uuid[], %s::bigint[])) LIMIT 1"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self.sql_create_statements.append(SQL(HASHES_DDL))  # type: ignore[arg-type]
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -48,6 +51,7 @@ class GaplessPostgresRecorder(PostgresApplicationRecorder):
                 "was recorded by another writer"
             )
             raise IntegrityError(msg)
+        postgres_links(curs, stored_events)  # hash links, under the same lock and transaction
         self._notify_channel(curs)
         # The plain INSERT of the aggregate recorder (the lock is already held).
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)

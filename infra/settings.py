@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     command_retries: int = Field(default=5, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     segment_refresh_seconds: float = Field(default=300.0, ge=1.0)
+    seal_key: str = "clientele-dev-seal-key"
+    seal_seconds: float = Field(default=3600.0, ge=1.0)
     log_level: str = "INFO"
     log_json: bool = True
 

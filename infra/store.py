@@ -48,6 +48,7 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": "infra.hash_chain:ChainedSQLiteRecorder",
         }
     elif parts.scheme in ("postgresql", "postgres"):
         env |= {
@@ -128,6 +129,12 @@ class EventStore(Application[UUID]):
         for event in self.events.get(customer_id):
             assert isinstance(event, CustomerEvent)
             yield event
+
+    @property
+    def events_table(self) -> str:
+        """Name of the table holding stored events (differs per backend)."""
+        name: str = getattr(self.recorder, "events_table_name", "")
+        return name
 
     def head(self) -> int:
         """Position of the newest event in the notification log (0 when empty)."""

@@ -188,6 +188,10 @@ def test_the_whole_customer_story(server: Server) -> None:
     )
     assert reused["customer_id"] != cid
 
+    audit = story.read("/v1/audit/verify", who="auditor")
+    assert audit["ok"] and audit["problems"] == [] and audit["events_checked"] > 20
+    assert story.read("/v1/audit/verify", who="reader", expect=403)["type"] == "/problems/forbidden"
+
     deadline = time.monotonic() + 30
     while (status := story.read("/projections")) and time.monotonic() < deadline:
         if all(p["lag"] == 0 for p in status["projections"]):

@@ -154,6 +154,7 @@ ROUTE_ROLE = {
     ("PUT", "/v1/segments/{segment_id}"): "admin",
     ("POST", "/v1/segments/{segment_id}"): "admin",
     ("GET", "/v1/segments/{segment_id}/members"): "reader",
+    ("GET", "/v1/audit/verify"): "auditor",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
