@@ -96,6 +96,13 @@ def create_app(services: Services | None = None) -> FastAPI:
         response.headers["Retry-After"] = "1"
         return response
 
-    for router in (writes.router, reads.router, segments.router, audit.router, ops.router):
+    for router in (
+        writes.router,
+        reads.router,
+        segments.router,
+        audit.router,
+        audit.history_router,
+        ops.router,
+    ):
         app.include_router(router)
     return app

@@ -119,9 +119,11 @@ def ensure_schema(store: ReadStore, projectors: Iterable[Projector]) -> list[str
 
 
 def positions(store: ReadStore) -> dict[str, int]:
-    """Each projection's position (the newest store position it has applied)."""
+    """Each projection's position (the newest store position it has applied). Never locks:
+    readers must not queue behind (or deadlock with) feeders that hold these rows."""
     with store.transaction() as tx:
-        return lock_positions(tx)
+        rows = tx.fetchall("SELECT name, position FROM projection_state")
+    return {name: int(position) for name, position in rows}
 
 
 def lock_positions(tx: Tx, names: Iterable[str] | None = None) -> dict[str, int]:

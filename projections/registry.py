@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from projections.audit import AuditProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
 from projections.segments import SegmentsProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProfilesProjector(), SegmentsProjector()]
+    return [ProfilesProjector(), SegmentsProjector(), AuditProjector()]
 
 
 def by_name(name: str) -> Projector:

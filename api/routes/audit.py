@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from api import deps
 from api.auth import require
+from api.routes.reads import json_response
 from api.schemas import AUTH, problems
+from domain.errors import InvalidInput
+from domain.values import check_aware
 from infra.api_keys import Role
-from projections import integrity
+from projections import audit, integrity
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[require(Role.AUDITOR)])
 
@@ -29,3 +36,70 @@ def verify(
         svc.store.events_table,
         customer_id,
     )
+
+
+From = Annotated[
+    datetime | None, Query(alias="from", description="recorded at or after (RFC 3339)")
+]
+To = Annotated[datetime | None, Query(alias="to", description="recorded before (RFC 3339)")]
+
+
+def _shown(request: Request, row: dict[str, Any]) -> dict[str, Any]:
+    return row if getattr(request.state, "pii", False) else audit.blank(row)
+
+
+def _page(request: Request, **filters: Any) -> Response:
+    for name in ("start", "end"):
+        if filters.get(name) is not None:
+            check_aware(name, filters[name])
+    deps.wait_for_position(request, ["audit"])
+    with deps.services(request).read_store.transaction() as tx:
+        try:
+            items, next_cursor = audit.search(tx, **filters)
+        except ValueError:
+            raise InvalidInput("cursor", "is not a cursor this API issued") from None
+    return json_response({"items": [_shown(request, i) for i in items], "next_cursor": next_cursor})
+
+
+@router.get("/events", responses=problems(*AUTH, 422, 503))
+def events(
+    request: Request,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    start: From = None,
+    end: To = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Who changed what: audit rows by actor, event type and time range, in store order."""
+    return _page(request, actor=actor, type=type, start=start, end=end, cursor=cursor, limit=limit)
+
+
+@router.get("/export", responses=problems(*AUTH, 422))
+def export(request: Request, start: From = None, end: To = None) -> StreamingResponse:
+    """JSONL stream of audit rows (with diffs) in store order for the time range."""
+    for value, name in ((start, "from"), (end, "to")):
+        if value is not None:
+            check_aware(name, value)
+    read_store = deps.services(request).read_store
+
+    def lines() -> Iterator[bytes]:
+        with read_store.transaction() as tx:
+            for row in audit.export(tx, start, end):
+                yield orjson.dumps(_shown(request, row)) + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+history_router = APIRouter(prefix="/v1", tags=["audit"], dependencies=[require(Role.AUDITOR)])
+
+
+@history_router.get("/customers/{customer_id}/history", responses=problems(*AUTH, 422, 503))
+def history(
+    customer_id: UUID,
+    request: Request,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """A customer's audit trail: every event with who, when, why and the field-level diff."""
+    return _page(request, customer_id=customer_id, cursor=cursor, limit=limit)

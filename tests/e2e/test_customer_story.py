@@ -24,7 +24,11 @@ class Story:
         response = self.http.request(
             method, path, headers=self.server.headers(who, **kwargs.pop("headers", {})), **kwargs
         )
-        assert response.status_code == expect, response.text
+        assert response.status_code == expect, (
+            path,
+            response.text,
+            [line for line in self.server.log.read_text().splitlines() if "rror" in line][-3:],
+        )
         body: dict[str, Any] = response.json()
         if response.is_success:
             assert response.headers["etag"] == f'"{body["version"]}"'
@@ -38,7 +42,11 @@ class Story:
         while response.status_code == 503 and time.monotonic() < deadline:
             time.sleep(float(response.headers["retry-after"]))  # what a polite client does
             response = self.http.get(path, headers=headers, params=params)
-        assert response.status_code == expect, response.text
+        assert response.status_code == expect, (
+            path,
+            response.text,
+            [line for line in self.server.log.read_text().splitlines() if "rror" in line][-3:],
+        )
         return response.json()
 
 
@@ -188,6 +196,19 @@ def test_the_whole_customer_story(server: Server) -> None:
     )
     assert reused["customer_id"] != cid
 
+    history = story.read(f"/v1/customers/{cid}/history", who="auditor")["items"]
+    types = [h["type"] for h in history]
+    assert types[:3] == ["customer.registered", "customer.profile_updated", "customer.contacted"]
+    assert history[1]["diff"] == {"attributes.city": None}  # blanked: the customer was erased
+    assert "customer.erased" in types and all(h["actor"].startswith("key:") for h in history)
+    by_admin = story.read(
+        "/v1/audit/events", who="auditor", actor="key:admin", type="customer.erased"
+    )["items"]
+    assert [e["customer_id"] for e in by_admin] == [cid]
+    exported = story.http.get(
+        "/v1/audit/export", headers=server.headers("auditor")
+    ).text.splitlines()
+    assert len(exported) >= len(history) and all(line.startswith("{") for line in exported)
     audit = story.read("/v1/audit/verify", who="auditor")
     assert audit["ok"] and audit["problems"] == [] and audit["events_checked"] > 20
     assert story.read("/v1/audit/verify", who="reader", expect=403)["type"] == "/problems/forbidden"
