@@ -75,7 +75,17 @@ def events(
     return _page(request, actor=actor, type=type, start=start, end=end, cursor=cursor, limit=limit)
 
 
-@router.get("/export", responses=problems(*AUTH, 422))
+EXPORT_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One audit row (JSON) per line",
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/export", response_class=StreamingResponse, responses={**EXPORT_DOC, **problems(*AUTH, 422)}
+)
 def export(request: Request, start: From = None, end: To = None) -> StreamingResponse:
     """JSONL stream of audit rows (with diffs) in store order for the time range."""
     for value, name in ((start, "from"), (end, "to")):
