@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from api import deps, middleware, problems
 from api.auth import AuthFailed
 from api.bootstrap import Services, audit_store, build, migrate, refresh_segments
-from api.routes import audit, ops, reads, segments, writes
+from api.routes import analytics, audit, ops, reads, segments, writes
 from consumers.periodic import Every
 from consumers.relay import checkpoint
 from infra.metrics import register_projection_collector
@@ -100,6 +100,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         writes.router,
         reads.router,
         segments.router,
+        analytics.router,
         audit.router,
         audit.history_router,
         ops.router,

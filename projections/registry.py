@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.analytics import AnalyticsProjector
 from projections.audit import AuditProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
@@ -9,7 +10,7 @@ from projections.segments import SegmentsProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProfilesProjector(), SegmentsProjector(), AuditProjector()]
+    return [ProfilesProjector(), SegmentsProjector(), AuditProjector(), AnalyticsProjector()]
 
 
 def by_name(name: str) -> Projector:
