@@ -12,7 +12,7 @@ from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore
 from infra.settings import Settings, get_settings
 from infra.store import EventStore
-from projections import segments
+from projections import analytics, segments
 from projections.framework import Projector, ensure_schema
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
@@ -75,8 +75,13 @@ def build(settings: Settings | None = None) -> Services:
 
 
 def refresh_segments(services: Services, now: datetime | None = None) -> int:
-    """Re-decide time-relative segments at ``now`` (default: this instant); returns changes."""
-    return segments.refresh(services.read_store, now or datetime.now(UTC))
+    """Re-decide time-relative and RFM segments at ``now`` (default: this instant), with fresh
+    RFM scores from the analytics read model; returns the membership changes recorded."""
+    moment = now or datetime.now(UTC)
+    with services.read_store.transaction() as tx:
+        scores = analytics.rfm(tx, moment)
+    rfm = {c: {k: row[k] for k in ("r", "f", "m", "group")} for c, row in scores.items()}
+    return segments.refresh(services.read_store, moment, rfm)
 
 
 def audit_store(services: Services) -> ReadStore:
