@@ -210,9 +210,14 @@ def test_the_whole_customer_story(server: Server) -> None:
     ).text.splitlines()
     assert len(exported) >= len(history) and all(line.startswith("{") for line in exported)
     stages = story.read("/v1/analytics/lifecycle")
-    assert sum(stages["stages"].values()) >= 1 and any(t["to"] == "churned" for t in stages["transitions"])
+    assert sum(stages["stages"].values()) >= 1 and any(
+        t["to"] == "churned" for t in stages["transitions"]
+    )
     satisfaction = story.read("/v1/analytics/satisfaction")
-    assert satisfaction["nps"] == {"score": 100.0, "responses": 1} and satisfaction["csat"]["score"] == 100.0
+    assert (
+        satisfaction["nps"] == {"score": 100.0, "responses": 1}
+        and satisfaction["csat"]["score"] == 100.0
+    )
     assert "periods" in story.read("/v1/analytics/churn", period="quarter")
     assert story.read("/v1/analytics/rfm", currency="EUR")["currency"] == "EUR"
     audit = story.read("/v1/audit/verify", who="auditor")
