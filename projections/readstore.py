@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 Row = tuple[Any, ...]
@@ -201,10 +200,3 @@ def open_read_store(database_url: str, *, pool_size: int = 5) -> ReadStore:
         return PostgresReadStore(database_url, pool_size=pool_size)
     msg = f"unsupported read store URL scheme {parts.scheme!r}"
     raise ValueError(msg)
-
-
-def is_unique_violation(error: BaseException) -> bool:
-    """True for a unique-constraint violation on either backend."""
-    return isinstance(error, psycopg.errors.UniqueViolation) or (
-        isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error)
-    )
