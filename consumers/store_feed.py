@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from eventsourcing.utils import get_topic
 
 from domain.events import EVENT_CLASSES, CustomerEvent
@@ -12,7 +14,7 @@ CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]
 
 
 class StoreFeed:
-    """Customer events after a position, in global order, as envelopes."""
+    """Customer events after a position, in global order, as envelopes with their hash links."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
@@ -26,7 +28,13 @@ class StoreFeed:
             event = self.store.mapper.to_domain_event(notification)
             assert isinstance(event, CustomerEvent)
             envelopes.append(Envelope.from_event(event, notification.id))
-        return envelopes
+        links = self.store.links({e.customer_id for e in envelopes})
+        return [
+            replace(e, prev_hash=chained[0], hash=chained[1])
+            if (chained := links.get((e.customer_id, e.version)))
+            else e
+            for e in envelopes
+        ]
 
     def head(self) -> int:
         """Position of the newest notification (customer event or index row)."""

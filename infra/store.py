@@ -158,6 +158,29 @@ class EventStore(Application[UUID]):
             history.append((position, event))
         return history
 
+    def links(self, aggregate_ids: set[UUID]) -> dict[tuple[UUID, int], tuple[str, str]]:
+        """(prev_hash, hash) of every stored event of these aggregates (empty on ``memory://``)."""
+        recorder = self.recorder
+        if not aggregate_ids or not isinstance(
+            recorder, PostgresApplicationRecorder | SQLiteApplicationRecorder
+        ):
+            return {}
+        keys = sorted(a.hex for a in aggregate_ids)
+        found: dict[tuple[UUID, int], tuple[str, str]] = {}
+        mark = "%s" if isinstance(recorder, PostgresApplicationRecorder) else "?"
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            query = (
+                "SELECT originator_id, originator_version, prev_hash, hash FROM event_hashes "
+                f"WHERE originator_id IN ({','.join([mark] * len(chunk))})"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(query, chunk)
+                for row in cursor.fetchall():
+                    values = list(row.values()) if isinstance(row, dict) else list(row)
+                    found[(UUID(hex=values[0]), int(values[1]))] = (values[2], values[3])
+        return found
+
     def _positioned(
         self, aggregate_id: UUID, version: int | None = None
     ) -> list[tuple[int, StoredEvent]]:

@@ -128,3 +128,19 @@ class TestPostgresIntegrity(IntegrityContract):
     @pytest.fixture
     def database_url(self, postgres_url: str) -> str:
         return postgres_url
+
+
+def test_envelopes_carry_the_chain(tmp_path: Path) -> None:
+    from consumers.store_feed import StoreFeed  # noqa: PLC0415
+    from infra.hash_chain import GENESIS  # noqa: PLC0415
+
+    store = EventStore(f"sqlite:///{tmp_path / 'chain.db'}")
+    try:
+        service = CommandService(store, index_key="k")
+        customer = service.execute(m.RegisterCustomer(name="Ann"), CTX).customer_id
+        service.execute(m.TagCustomer(customer_id=customer, tag="x"), CTX)
+        first, second = StoreFeed(store).read(0, 10)
+        assert first.prev_hash == GENESIS and first.hash and second.prev_hash == first.hash
+        assert second.hash and second.hash != first.hash
+    finally:
+        store.close()
