@@ -1,44 +1,73 @@
-"""Analytics read model: lifecycle, churn, satisfaction (NPS/CSAT) and RFM.
+"""Analytics read model: lifecycle, churn rate, satisfaction (NPS/CSAT) and RFM.
 
-Definitions (documented in the README):
+Tables: ``analytics_customers`` (current stage and status), ``analytics_stages`` (one row per
+event that changed a customer's stage or status, with ``kind``, business time ``at`` and the
+status after it), ``analytics_purchases`` and ``analytics_feedback``. All times are the events'
+``occurred_at`` (business time) as UTC ISO 8601 text.
 
-* **live customers** are active or churned (merged and erased ones are left out);
-* **churn rate** of a period = customers who churned during it ÷ customers active at its start
-  (registered before it, and not churned at its start by their latest stage transition);
-* **NPS** = % promoters (9-10) - % detractors (0-6) over each customer's latest NPS;
-  **CSAT** = % of 4-5 over each customer's latest CSAT;
-* **RFM** follows the transaction-summary definitions (days, one currency): frequency =
-  distinct repeat purchase days after the first, recency = last - first purchase day,
-  T = observation end - first purchase day, monetary = mean spend of the repeat days (0 if
-  none). Scores 1-5 are rank quintiles (ties broken by customer id): R on T - recency
-  (fewer days since the last purchase scores higher), F on frequency, M on monetary.
+Definitions:
+
+* **live** customers are ``active`` or ``churned``; merged and erased ones are left out of
+  current stage counts and RFM (their past transitions stay in the monthly counts).
+* **churn rate** of a calendar period ``[S, E)`` = churned ÷ active at start, where a customer is
+  *active at start* if registered (``at < S``) and, replaying in version order the customer's
+  stage/status events with ``at < S``, their status is ``active`` — not churned, merged or
+  erased; *churned* = those of them with at least one ``customer.churned`` event with
+  ``S <= at < E`` (customers registered during the period do not count; rate ``None`` when
+  nobody was active at start). Periods are whole calendar months, quarters or years (UTC)
+  overlapping ``[start, end)``.
+* **NPS** = % promoters (9-10) - % detractors (0-6) and **CSAT** = % of answers 4-5, each over
+  the *latest* answer per customer (highest version with that score present; feedback
+  carrying only the other score does not replace it). Merged duplicates are left out (the
+  survivor speaks for the person); erased customers' answers stay (anonymous facts).
+* **RFM**: see :mod:`projections.rfm`; one reporting currency (default EUR), live customers.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from infra.envelope import Envelope
+from projections import rfm as rfm_math
 from projections.framework import Projector
 from projections.readstore import Tx
 
-LIVE = ("active", "churned")
+Period = Literal["month", "quarter", "year"]
+LIVE = "status IN ('active', 'churned')"
+STAGE_KINDS = ("registered", "stage_changed", "churned", "reactivated")
 
 
-def _day(iso: str) -> date:
-    return datetime.fromisoformat(iso).astimezone(UTC).date()
-
-
-def _utc(moment: datetime) -> str:
+def utc(moment: datetime) -> str:
+    """UTC ISO 8601 with microseconds: compared and sorted as text."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+@dataclass
+class _Customer:
+    version: int
+    stage: str | None
+    status: str
+
+
+@dataclass
+class _Changes:
+    """Rows one batch writes; purchases keyed so a later change in the batch wins."""
+
+    stages: list[tuple[Any, ...]]
+    purchases: dict[tuple[str, str], tuple[str, ...] | None]
+    feedback: list[tuple[Any, ...]]
+
+
 class AnalyticsProjector(Projector):
+    """Keeps the four analytics tables from lifecycle, purchase, feedback and merge events."""
+
     name = "analytics"
+    schema_version = 2
     tables = (
         "analytics_customers",
         "analytics_stages",
@@ -46,10 +75,20 @@ class AnalyticsProjector(Projector):
         "analytics_feedback",
     )
     schema = (
-        "CREATE TABLE IF NOT EXISTS {analytics_customers} (customer_id TEXT PRIMARY KEY, stage TEXT NOT NULL, status TEXT NOT NULL, registered_at TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS {analytics_stages} (customer_id TEXT NOT NULL, version BIGINT NOT NULL, from_stage TEXT, to_stage TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (customer_id, version))",
-        "CREATE TABLE IF NOT EXISTS {analytics_purchases} (customer_id TEXT NOT NULL, order_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL, occurred_at TEXT NOT NULL, PRIMARY KEY (customer_id, order_id))",
-        "CREATE TABLE IF NOT EXISTS {analytics_feedback} (customer_id TEXT NOT NULL, version BIGINT NOT NULL, nps INTEGER, csat INTEGER, at TEXT NOT NULL, PRIMARY KEY (customer_id, version))",
+        """CREATE TABLE IF NOT EXISTS {analytics_customers} (
+            customer_id TEXT PRIMARY KEY, version BIGINT NOT NULL, stage TEXT,
+            status TEXT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS {analytics_stages} (
+            customer_id TEXT NOT NULL, version BIGINT NOT NULL, kind TEXT NOT NULL,
+            at TEXT NOT NULL, from_stage TEXT, to_stage TEXT, status TEXT NOT NULL,
+            PRIMARY KEY (customer_id, version))""",
+        """CREATE TABLE IF NOT EXISTS {analytics_purchases} (
+            customer_id TEXT NOT NULL, order_id TEXT NOT NULL, amount TEXT NOT NULL,
+            currency TEXT NOT NULL, occurred_at TEXT NOT NULL,
+            PRIMARY KEY (customer_id, order_id))""",
+        """CREATE TABLE IF NOT EXISTS {analytics_feedback} (
+            customer_id TEXT NOT NULL, version BIGINT NOT NULL, nps INTEGER, csat INTEGER,
+            at TEXT NOT NULL, PRIMARY KEY (customer_id, version))""",
     )
     handles = frozenset(
         {
@@ -67,228 +106,233 @@ class AnalyticsProjector(Projector):
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        for e in envelopes:  # few statements per event; batches keep one transaction
-            self._one(tx, e)
-
-    def _stage(self, tx: Tx, e: Envelope, to: str) -> None:
-        row = tx.fetchone(
-            "SELECT stage FROM {analytics_customers} WHERE customer_id = ?", (str(e.customer_id),)
-        )
-        tx.execute(
-            "INSERT INTO {analytics_stages} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (str(e.customer_id), e.version, row[0] if row else None, to, _utc(e.occurred_at)),
-        )
-        tx.execute(
-            "UPDATE {analytics_customers} SET stage = ? WHERE customer_id = ?",
-            (to, str(e.customer_id)),
-        )
-
-    def _status(self, tx: Tx, e: Envelope, status: str) -> None:
-        tx.execute(
-            "UPDATE {analytics_customers} SET status = ? WHERE customer_id = ?",
-            (status, str(e.customer_id)),
-        )
-
-    def _purchases(self, tx: Tx, customer: str, purchases: dict[str, dict[str, Any]]) -> None:
+        customers = _load(tx, sorted({str(e.customer_id) for e in envelopes}))
+        changes = _Changes([], {}, [])
+        for e in envelopes:
+            key = str(e.customer_id)
+            state = customers.setdefault(key, _Customer(0, None, "active"))
+            if e.version > state.version:  # older versions: already applied
+                _fold(changes, key, state, e)
+                state.version = e.version
         tx.executemany(
-            "INSERT INTO {analytics_purchases} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [
-                (
-                    customer,
-                    order,
-                    str(p["amount"]),
-                    p["currency"],
-                    _utc(datetime.fromisoformat(str(p["occurred_at"]))),
-                )
-                for order, p in purchases.items()
-            ],
+            "INSERT INTO {analytics_customers} (customer_id, version, stage, status) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
+            "version = excluded.version, stage = excluded.stage, status = excluded.status",
+            [(k, s.version, s.stage, s.status) for k, s in sorted(customers.items())],
+        )
+        tx.executemany(
+            "INSERT INTO {analytics_stages} (customer_id, version, kind, at, from_stage, "
+            "to_stage, status) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            changes.stages,
+        )
+        tx.executemany(
+            "DELETE FROM {analytics_purchases} WHERE customer_id = ? AND order_id = ?",
+            sorted(changes.purchases),
+        )
+        tx.executemany(
+            "INSERT INTO {analytics_purchases} (customer_id, order_id, amount, currency, "
+            "occurred_at) VALUES (?, ?, ?, ?, ?)",
+            [(*k, *row) for k, row in sorted(changes.purchases.items()) if row is not None],
+        )
+        tx.executemany(
+            "INSERT INTO {analytics_feedback} (customer_id, version, nps, csat, at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            changes.feedback,
         )
 
-    def _one(self, tx: Tx, e: Envelope) -> None:
-        customer, data = str(e.customer_id), e.data
-        if e.type == "customer.registered":
-            tx.execute(
-                "INSERT INTO {analytics_customers} VALUES (?, ?, 'active', ?) ON CONFLICT DO NOTHING",
-                (customer, data["lifecycle_stage"], _utc(e.occurred_at)),
-            )
-            tx.execute(
-                "INSERT INTO {analytics_stages} VALUES (?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING",
-                (customer, e.version, data["lifecycle_stage"], _utc(e.occurred_at)),
-            )
-        elif e.type == "customer.lifecycle_stage_changed":
-            self._stage(tx, e, data["stage"])
-        elif e.type == "customer.churned":
-            self._stage(tx, e, "churned")
-            self._status(tx, e, "churned")
-        elif e.type == "customer.reactivated":
-            self._stage(tx, e, "active")
-            self._status(tx, e, "active")
-        elif e.type in ("customer.merged_into", "customer.erased"):
-            self._status(tx, e, "merged" if e.type == "customer.merged_into" else "erased")
-        elif e.type == "customer.unmerged" and data["role"] == "duplicate":
-            row = tx.fetchone(
-                "SELECT stage FROM {analytics_customers} WHERE customer_id = ?", (customer,)
-            )
-            self._status(tx, e, "churned" if row and row[0] == "churned" else "active")
-        elif e.type == "customer.unmerged":
-            tx.executemany(
-                "DELETE FROM {analytics_purchases} WHERE customer_id = ? AND order_id = ?",
-                [(customer, o) for o in data["purchases"]],
-            )
-        elif e.type == "customer.purchase_recorded":
-            self._purchases(
-                tx, customer, {data["order_id"]: {**data, "occurred_at": e.occurred_at.isoformat()}}
-            )
-        elif e.type == "customer.duplicate_absorbed":
-            self._purchases(tx, customer, data["purchases"])
-        elif e.type == "customer.feedback_recorded":
-            tx.execute(
-                "INSERT INTO {analytics_feedback} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (customer, e.version, data["nps"], data["csat"], _utc(e.occurred_at)),
-            )
+
+def _load(tx: Tx, ids: list[str]) -> dict[str, _Customer]:
+    found: dict[str, _Customer] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = tx.fetchall(
+            "SELECT customer_id, version, stage, status FROM {analytics_customers} "
+            f"WHERE customer_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        found.update({c: _Customer(int(v), stage, status) for c, v, stage, status in rows})
+    return found
+
+
+_MOVES: dict[str, tuple[str, str | None, str | None]] = {  # type -> (kind, stage, status)
+    "customer.lifecycle_stage_changed": ("stage_changed", None, None),  # stage from data
+    "customer.churned": ("churned", "churned", "churned"),
+    "customer.reactivated": ("reactivated", "active", "active"),
+    "customer.merged_into": ("merged", None, "merged"),
+    "customer.erased": ("erased", None, "erased"),
+}
+
+
+def _fold(changes: _Changes, key: str, state: _Customer, e: Envelope) -> None:
+    """Record what one new event changes; ``state`` is updated in place."""
+    before = state.stage
+    if e.type == "customer.registered":
+        kind, before = "registered", None
+        state.stage, state.status = e.data["lifecycle_stage"], "active"
+    elif e.type in _MOVES:
+        kind, stage, status = _MOVES[e.type]
+        state.stage = e.data["stage"] if kind == "stage_changed" else stage or state.stage
+        state.status = status or state.status
+    elif e.type == "customer.unmerged" and e.data["role"] == "duplicate":
+        kind, state.status = "unmerged", "churned" if state.stage == "churned" else "active"
+    else:
+        _facts(changes, key, e)
+        return
+    at = utc(e.occurred_at)
+    changes.stages.append((key, e.version, kind, at, before, state.stage, state.status))
+
+
+def _facts(changes: _Changes, key: str, e: Envelope) -> None:
+    """Feedback scores; purchases recorded, absorbed by a merge or given back by an unmerge."""
+    data = e.data
+    if e.type == "customer.feedback_recorded":
+        if data["nps"] is not None or data["csat"] is not None:
+            row = (key, e.version, data["nps"], data["csat"], utc(e.occurred_at))
+            changes.feedback.append(row)
+        return
+    if e.type == "customer.purchase_recorded":
+        purchases = {data["order_id"]: {**data, "occurred_at": e.occurred_at.isoformat()}}
+    else:  # customer.duplicate_absorbed, or customer.unmerged on the survivor's side
+        purchases = data["purchases"]
+    gone = e.type == "customer.unmerged"
+    for order_id, p in purchases.items():
+        when = utc(datetime.fromisoformat(p["occurred_at"]))
+        changes.purchases[key, order_id] = None if gone else (str(p["amount"]), p["currency"], when)
 
 
 # ------------------------------------------------------------------------------ queries
 
 
 def lifecycle(tx: Tx) -> dict[str, Any]:
-    """Live customers per stage, and stage transitions per month."""
-    counts: dict[str, int] = dict(
-        tx.fetchall(
-            "SELECT stage, COUNT(*) FROM {analytics_customers} WHERE status IN ('active', 'churned') GROUP BY stage"
-        )
+    """Live customers per stage, customers per status, and stage transitions per month.
+
+    Transitions (registration included, ``from`` = None) count every customer's history.
+    """
+    stages = tx.fetchall(
+        f"SELECT stage, COUNT(*) FROM {{analytics_customers}} WHERE {LIVE} GROUP BY stage"
     )
+    statuses = tx.fetchall("SELECT status, COUNT(*) FROM {analytics_customers} GROUP BY status")
     rows = tx.fetchall(
-        "SELECT SUBSTR(at, 1, 7), from_stage, to_stage, COUNT(*) FROM {analytics_stages} WHERE from_stage IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        "SELECT SUBSTR(at, 1, 7), from_stage, to_stage, COUNT(*) FROM {analytics_stages} "
+        f"WHERE kind IN ({','.join('?' * len(STAGE_KINDS))}) GROUP BY SUBSTR(at, 1, 7), "
+        "from_stage, to_stage",
+        STAGE_KINDS,
     )
+    rows.sort(key=lambda r: (r[0], r[1] or "", r[2]))
     return {
-        "stages": {stage: int(n) for stage, n in sorted(counts.items())},
+        "stages": {stage: int(n) for stage, n in sorted(stages)},
+        "statuses": {status: int(n) for status, n in sorted(statuses)},
         "transitions": [{"month": m, "from": f, "to": t, "count": int(n)} for m, f, t, n in rows],
     }
 
 
-def _period_starts(period: str, start: date, end: date) -> list[date]:
+def period_bounds(period: Period, start: date, end: date) -> list[tuple[date, date]]:
+    """Whole calendar periods ``[first day, next period's first day)`` overlapping [start, end)."""
     months = {"month": 1, "quarter": 3, "year": 12}[period]
-    first = date(start.year, ((start.month - 1) // months) * months + 1, 1)
-    starts = []
+    first = date(start.year, (start.month - 1) // months * months + 1, 1)
+    bounds = []
     while first < end:
-        starts.append(first)
         total = first.month - 1 + months
-        first = date(first.year + total // 12, total % 12 + 1, 1)
-    return starts
+        following = date(first.year + total // 12, total % 12 + 1, 1)
+        bounds.append((first, following))
+        first = following
+    return bounds
 
 
-def _stage_at(transitions: list[tuple[str, str]], moment: str) -> str | None:
-    """The stage a customer was in just before ``moment`` (transitions in version order)."""
-    before = [to for at, to in transitions if at < moment]
-    return before[-1] if before else None
+History = Sequence[tuple[str, str, str]]  # (kind, at, status after), in version order
 
 
-def churn(tx: Tx, period: str, start: date, end: date) -> list[dict[str, Any]]:
-    """Churn rate per period in [start, end)."""
-    registered: dict[str, str] = dict(
-        tx.fetchall("SELECT customer_id, registered_at FROM {analytics_customers}")
-    )
-    transitions: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for customer, at, to in tx.fetchall(
-        "SELECT customer_id, at, to_stage FROM {analytics_stages} ORDER BY customer_id, version"
-    ):
-        transitions[customer].append((at, to))
-    bounds = _period_starts(period, start, end)
+def _active_at(history: History, moment: str) -> bool:
+    if not history or history[0][0] != "registered" or history[0][1] >= moment:
+        return False
+    return [status for _, at, status in history if at < moment][-1] == "active"
+
+
+def churn_periods(
+    histories: Mapping[str, History], period: Period, start: date, end: date
+) -> list[dict[str, Any]]:
+    """Churn per period from customers' stage/status histories (module docstring)."""
     report = []
-    for index, first in enumerate(bounds):
-        last = bounds[index + 1] if index + 1 < len(bounds) else end
-        lo, hi = f"{first.isoformat()}T", f"{last.isoformat()}T"
-        active = [
-            c
-            for c, at in registered.items()
-            if at < lo and _stage_at(transitions[c], lo) != "churned"
-        ]
-        churned = sum(
-            1 for c in active if any(lo <= at < hi and to == "churned" for at, to in transitions[c])
-        )
-        rate = float(Decimal(churned) / Decimal(len(active))) if active else 0.0
+    for first, following in period_bounds(period, start, end):
+        lo, hi = (utc(datetime.combine(d, time(), UTC)) for d in (first, following))
+        active = [h for h in histories.values() if _active_at(h, lo)]
+        churned = sum(any(k == "churned" and lo <= at < hi for k, at, _ in h) for h in active)
         report.append(
             {
                 "period": first.isoformat(),
+                "end": following.isoformat(),
                 "active_at_start": len(active),
                 "churned": churned,
-                "rate": round(rate, 6),
+                "rate": round(churned / len(active), 6) if active else None,
             }
         )
     return report
 
 
+def churn(tx: Tx, period: Period, start: date, end: date) -> list[dict[str, Any]]:
+    """Churn rate per calendar period overlapping ``[start, end)``."""
+    bounds = period_bounds(period, start, end)
+    if not bounds:
+        return []
+    limit = utc(datetime.combine(bounds[-1][1], time(), UTC))
+    histories: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for customer, kind, at, status in tx.fetchall(
+        "SELECT customer_id, kind, at, status FROM {analytics_stages} WHERE at < ? "
+        "ORDER BY customer_id, version",
+        (limit,),
+    ):
+        histories[customer].append((kind, at, status))
+    return churn_periods(histories, period, start, end)
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 4) if whole else None
+
+
+def satisfaction_summary(answers: Iterable[tuple[str, int | None, int | None]]) -> dict[str, Any]:
+    """NPS and CSAT from ``(customer, nps, csat)`` answers in version order (latest wins)."""
+    nps: dict[str, int] = {}
+    csat: dict[str, int] = {}
+    for customer, promoter_score, happiness in answers:
+        if promoter_score is not None:
+            nps[customer] = int(promoter_score)
+        if happiness is not None:
+            csat[customer] = int(happiness)
+    promoters = sum(s >= 9 for s in nps.values())
+    detractors = sum(s <= 6 for s in nps.values())
+    satisfied = sum(s >= 4 for s in csat.values())
+    return {
+        "nps": {"score": _percent(promoters - detractors, len(nps)), "responses": len(nps)},
+        "csat": {"score": _percent(satisfied, len(csat)), "responses": len(csat)},
+        "counts": {
+            "nps": {
+                "promoters": promoters,
+                "passives": len(nps) - promoters - detractors,
+                "detractors": detractors,
+            },
+            "csat": {"satisfied": satisfied, "unsatisfied": len(csat) - satisfied},
+        },
+    }
+
+
 def satisfaction(tx: Tx) -> dict[str, Any]:
-    """NPS and CSAT over each customer's latest score."""
-    result: dict[str, Any] = {}
-    for column in ("nps", "csat"):
-        latest: dict[str, int] = {}
-        for customer, value in tx.fetchall(
-            f"SELECT customer_id, {column} FROM {{analytics_feedback}} WHERE {column} IS NOT NULL ORDER BY customer_id, version"
-        ):
-            latest[customer] = int(value)
-        scores = list(latest.values())
-        if column == "nps":
-            promoters, detractors = sum(s >= 9 for s in scores), sum(s <= 6 for s in scores)
-            value = round(100 * (promoters - detractors) / len(scores), 4) if scores else None
-        else:
-            value = round(100 * sum(s >= 4 for s in scores) / len(scores), 4) if scores else None
-        result[column] = {"score": value, "responses": len(scores)}
-    return result
-
-
-GROUPS = (  # first match wins: (name, r in, f in)
-    ("lost", {1}, {1}),
-    ("champions", {4, 5}, {4, 5}),
-    ("loyal", {3, 4, 5}, {4, 5}),
-    ("potential_loyalist", {4, 5}, {2, 3}),
-    ("new", {4, 5}, {1}),
-    ("at_risk", {1, 2}, {3, 4, 5}),
-    ("hibernating", {1, 2}, {1, 2}),
-)
-
-
-def _quintiles(values: dict[str, Any]) -> dict[str, int]:
-    ranked = sorted(values, key=lambda c: (values[c], c))
-    return {c: 1 + (5 * i) // len(ranked) for i, c in enumerate(ranked)}
+    """NPS and CSAT over each customer's latest answer (merged duplicates left out), with counts."""
+    rows = tx.fetchall(
+        "SELECT f.customer_id, f.nps, f.csat FROM {analytics_feedback} f "
+        "JOIN {analytics_customers} c ON c.customer_id = f.customer_id "
+        "WHERE c.status <> 'merged' ORDER BY f.customer_id, f.version"
+    )
+    return satisfaction_summary(rows)
 
 
 def rfm(tx: Tx, observation_end: datetime, currency: str = "EUR") -> dict[str, dict[str, Any]]:
-    """RFM summary and scores per live customer with purchases in ``currency``."""
-    days: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    """RFM summary, scores and group per live customer with purchases in ``currency``."""
+    end_day = observation_end.astimezone(UTC).date()
     rows = tx.fetchall(
-        "SELECT p.customer_id, p.amount, p.occurred_at FROM {analytics_purchases} p JOIN {analytics_customers} c "
-        "ON c.customer_id = p.customer_id WHERE p.currency = ? AND p.occurred_at <= ? AND c.status IN ('active', 'churned')",
-        (currency, _utc(observation_end)),
+        "SELECT p.customer_id, p.occurred_at, p.amount FROM {analytics_purchases} p "
+        "JOIN {analytics_customers} c ON c.customer_id = p.customer_id "
+        f"WHERE p.currency = ? AND p.occurred_at < ? AND c.{LIVE}",
+        (currency, (end_day + timedelta(days=1)).isoformat()),
     )
-    for customer, amount, at in rows:
-        days[customer][_day(at)] += Decimal(amount)
-    end = observation_end.astimezone(UTC).date()
-    summary: dict[str, dict[str, Any]] = {}
-    for customer, spend in days.items():
-        first, *repeats = sorted(spend)
-        summary[customer] = {
-            "frequency": len(repeats),
-            "recency": (repeats[-1] - first).days if repeats else 0,
-            "T": (end - first).days,
-            "monetary": str(
-                (sum((spend[d] for d in repeats), Decimal(0)) / len(repeats)).quantize(
-                    Decimal("0.01")
-                )
-            )
-            if repeats
-            else "0.00",
-        }
-    if not summary:
-        return {}
-    r = _quintiles({c: -(s["T"] - s["recency"]) for c, s in summary.items()})
-    f = _quintiles({c: s["frequency"] for c, s in summary.items()})
-    m = _quintiles({c: Decimal(s["monetary"]) for c, s in summary.items()})
-    for customer, row in summary.items():
-        row |= {"r": r[customer], "f": f[customer], "m": m[customer]}
-        row["group"] = next(
-            (name for name, rs, fs in GROUPS if row["r"] in rs and row["f"] in fs),
-            "needs_attention",
-        )
-    return summary
+    purchases = ((c, date.fromisoformat(at[:10]), Decimal(amount)) for c, at, amount in rows)
+    return rfm_math.score(rfm_math.summarise(purchases, end_day))

@@ -1,9 +1,16 @@
 """Audit history: one append-only row per event, with field-level before → after diffs.
 
-The diff is computed generically from the same profile fold the live profiles use (before and
-after each event), so every change — profile fields, attributes, consents, stage, status,
-merges — appears the way an auditor reads a profile. When a customer is erased, personal data
-in that customer's earlier rows is blanked too (deterministically, so rebuilds agree).
+``audit_events`` keeps every event (position, customer, version, type, actor, correlation and
+causation ids, occurred/recorded times, data) and its ``diff``: ``{field: [before, after]}``
+for every field of the customer's profile that the event changed. Before and after come from
+the same fold the live profiles use (:mod:`projections.profile`), applied to the per-customer
+state kept in ``audit_state``, so fields read as in a profile: ``name``, ``email``, ``phone``,
+``attributes.<key>``, ``consents.<purpose>``, ``lifecycle_stage``, ``status``, ``merged_into``,
+``tags``, ``purchases.count``, ``feedback.nps``…
+
+When a customer is erased, personal values in all of that customer's rows (the erasure's own
+diff included) are replaced by null (:func:`blank`); this depends only on the events, so a
+rebuild produces the very same rows.
 """
 
 from __future__ import annotations
@@ -25,9 +32,19 @@ from projections.readstore import Tx
 IGNORED = {"version", "position", "updated_at"}
 PERSONAL = {"name", "email", "phone", "comment", "summary", "subject", "outcome"}
 COLUMNS = (
-    "position, customer_id, version, type, actor, correlation_id, causation_id, "
-    "occurred_at, recorded_at, data, diff"
+    "position",
+    "customer_id",
+    "version",
+    "type",
+    "actor",
+    "correlation_id",
+    "causation_id",
+    "occurred_at",
+    "recorded_at",
+    "data",
+    "diff",
 )
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{audit_events}}"
 
 
 def utc(moment: datetime) -> str:
@@ -35,26 +52,25 @@ def utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _flat(document: dict[str, Any]) -> dict[str, Any]:
+def _view(state: dict[str, Any]) -> dict[str, Any]:
+    """The profile's fields, one level of nesting flattened (``attributes.city``)."""
     flat: dict[str, Any] = {}
-    for key, value in document.items():
+    for key, value in profile.render(state).items():
         if key in IGNORED:
             continue
         if isinstance(value, dict):
-            for inner, item in value.items():
-                flat[f"{key}.{inner}"] = item
+            flat.update({f"{key}.{inner}": item for inner, item in value.items()})
         else:
             flat[key] = value
     return flat
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
-    """``{field: [before, after]}`` for every field that changed (one level of nesting)."""
-    old, new = _flat(profile.render(before)), _flat(profile.render(after))
+    """``{field: [before, after]}`` for every field that differs between two views."""
     return {
-        k: [old.get(k), new.get(k)]
-        for k in sorted(old.keys() | new.keys())
-        if old.get(k) != new.get(k)
+        k: [before.get(k), after.get(k)]
+        for k in sorted(before.keys() | after.keys())
+        if before.get(k) != after.get(k)
     }
 
 
@@ -68,7 +84,7 @@ def blank(document: Any) -> Any:
     for key, value in document.items():
         if key == "attributes" and isinstance(value, dict):
             shown[key] = dict.fromkeys(value)
-        elif key in PERSONAL or key.split(".")[0] in PERSONAL or key.startswith("attributes."):
+        elif key.split(".")[0] in PERSONAL or key.startswith("attributes."):
             shown[key] = None
         else:
             shown[key] = blank(value)
@@ -76,6 +92,8 @@ def blank(document: Any) -> Any:
 
 
 class AuditProjector(Projector):
+    """Appends one ``audit_events`` row per event; ``audit_state`` holds each profile fold."""
+
     name = "audit"
     tables = ("audit_events", "audit_state")
     schema = (
@@ -92,29 +110,19 @@ class AuditProjector(Projector):
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        ids = sorted({str(e.customer_id) for e in envelopes})
-        states: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = tx.fetchall(
-                f"SELECT customer_id, state FROM {{audit_state}} WHERE customer_id IN ({marks})",
-                chunk,
-            )
-            states.update({c: orjson.loads(s) for c, s in rows})
-        rows_out, erased = [], []
+        states = _load(tx, sorted({str(e.customer_id) for e in envelopes}))
+        rows, touched, erased = [], set(), []
         for e in envelopes:
             key = str(e.customer_id)
-            before = states.get(key) or profile.empty(e.customer_id)
-            after = copy.deepcopy(before)
-            profile.apply(after, e)
-            states[key] = after
-            change = diff(before, after)
-            data = e.data
+            state = states.setdefault(key, profile.empty(e.customer_id))
+            before = copy.deepcopy(_view(state))
+            if not profile.apply(state, e):
+                continue  # redelivered: already recorded
+            change = diff(before, _view(state))
             if e.type == "customer.erased":
                 erased.append(key)
-                change = blank(change)
-            rows_out.append(
+            touched.add(key)
+            rows.append(
                 (
                     e.position,
                     key,
@@ -125,45 +133,60 @@ class AuditProjector(Projector):
                     e.causation_id,
                     utc(e.occurred_at),
                     utc(e.recorded_at),
-                    orjson.dumps(data).decode(),
+                    orjson.dumps(e.data).decode(),
                     orjson.dumps(change).decode(),
                 )
             )
         tx.executemany(
-            f"INSERT INTO {{audit_events}} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            rows_out,
+            f"INSERT INTO {{audit_events}} ({', '.join(COLUMNS)}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            rows,
         )
         tx.executemany(
             "INSERT INTO {audit_state} (customer_id, state) VALUES (?, ?) "
             "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state",
-            [(k, orjson.dumps(v).decode()) for k, v in sorted(states.items())],
+            [(k, orjson.dumps(states[k]).decode()) for k in sorted(touched)],
         )
         for key in erased:
-            self._blank_history(tx, key)
+            _blank_history(tx, key)
 
-    @staticmethod
-    def _blank_history(tx: Tx, customer_id: str) -> None:
+
+def _load(tx: Tx, ids: list[str]) -> dict[str, dict[str, Any]]:
+    states: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
         rows = tx.fetchall(
-            "SELECT position, data, diff FROM {audit_events} WHERE customer_id = ?", (customer_id,)
+            f"SELECT customer_id, state FROM {{audit_state}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
+            chunk,
         )
-        tx.executemany(
-            "UPDATE {audit_events} SET data = ?, diff = ? WHERE position = ?",
-            [
-                (
-                    orjson.dumps(blank(orjson.loads(d))).decode(),
-                    orjson.dumps(blank(orjson.loads(f))).decode(),
-                    p,
-                )
-                for p, d, f in rows
-            ],
-        )
+        states.update({c: orjson.loads(s) for c, s in rows})
+    return states
 
 
-def _row(row: tuple[Any, ...]) -> dict[str, Any]:
-    keys = [c.strip() for c in COLUMNS.split(",")]
-    doc = dict(zip(keys, row, strict=True))
-    doc["data"], doc["diff"] = orjson.loads(doc["data"]), orjson.loads(doc["diff"])
-    return doc
+def _blank_history(tx: Tx, customer_id: str) -> None:
+    rows = tx.fetchall(
+        "SELECT position, data, diff FROM {audit_events} WHERE customer_id = ?", (customer_id,)
+    )
+    tx.executemany(
+        "UPDATE {audit_events} SET data = ?, diff = ? WHERE position = ?",
+        [
+            (
+                orjson.dumps(blank(orjson.loads(data))).decode(),
+                orjson.dumps(blank(orjson.loads(change))).decode(),
+                position,
+            )
+            for position, data, change in rows
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def _item(row: tuple[Any, ...]) -> dict[str, Any]:
+    item = dict(zip(COLUMNS, row, strict=True))
+    item["data"], item["diff"] = orjson.loads(item["data"]), orjson.loads(item["diff"])
+    return item
 
 
 def search(
@@ -177,7 +200,11 @@ def search(
     cursor: str | None = None,
     limit: int = 100,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Audit rows matching every filter, in store order (``start <= recorded_at < end``)."""
+    """Audit rows matching every filter given, in store order, ``limit`` per page.
+
+    ``start <= recorded_at < end``; ``cursor`` is the previous page's ``next_cursor`` (a
+    malformed one raises ``ValueError``).
+    """
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     for column, value in (
@@ -185,7 +212,7 @@ def search(
         ("actor", actor),
         ("type", type),
     ):
-        if value:
+        if value:  # an empty filter is no filter
             where.append(f"{column} = ?")
             params.append(value)
     if start is not None:
@@ -199,17 +226,23 @@ def search(
         where.append("position > ?")
         params.append(int(after))
     rows = tx.fetchall(
-        f"SELECT {COLUMNS} FROM {{audit_events}} WHERE {' AND '.join(where)} ORDER BY position LIMIT ?",
-        [*params, limit + 1],
+        f"{SELECT} WHERE {' AND '.join(where)} ORDER BY position LIMIT ?", [*params, limit + 1]
     )
-    items = [_row(r) for r in rows[:limit]]
-    return items, encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+    return [_item(r) for r in rows[:limit]], next_cursor
+
+
+def history(
+    tx: Tx, customer_id: UUID, cursor: str | None = None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One customer's audit trail in version order, ``limit`` per page."""
+    return search(tx, customer_id=customer_id, cursor=cursor, limit=limit)
 
 
 def export(
     tx: Tx, start: datetime | None, end: datetime | None, chunk: int = 1000
 ) -> Iterator[dict[str, Any]]:
-    """Every audit row in the time range, in store order, read in chunks."""
+    """Every audit row with ``start <= recorded_at < end`` in store order, read in chunks."""
     cursor: str | None = None
     while True:
         items, cursor = search(tx, start=start, end=end, cursor=cursor, limit=chunk)
