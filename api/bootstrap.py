@@ -10,6 +10,7 @@ from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore
+from infra.data_keys import MasterKeys
 from infra.settings import Settings, get_settings
 from infra.store import EventStore
 from projections import analytics, segments
@@ -55,6 +56,7 @@ def build(settings: Settings | None = None) -> Services:
         settings.database_url,
         snapshot_interval=settings.snapshot_interval,
         pool_size=settings.pool_size,
+        master_keys=MasterKeys.parse(settings.master_keys),
     )
     read_store = open_read_store(settings.read_models_url, pool_size=settings.pool_size)
     projectors = all_projectors()

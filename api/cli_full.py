@@ -171,6 +171,7 @@ def consume(
         group=group,
         read_store=services.read_store,
         projectors=projectors,
+        opener=services.store.personal.open_envelope,
     )
     _until_sigterm(worker.stop)
     console.print(

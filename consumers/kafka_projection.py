@@ -11,7 +11,7 @@ and the partition moves on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -20,6 +20,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from consumers.dead_letters import send_to_dlq
 from infra.envelope import Envelope, EnvelopeError
+from infra.personal_data import SealBroken
 from projections.framework import Binding, Projector, project
 from projections.readstore import ReadStore, Tx
 
@@ -49,14 +50,17 @@ class ProjectionConsumer:
         group: str,
         read_store: ReadStore,
         projectors: Sequence[Projector],
+        opener: Callable[[Envelope], Envelope],
         attempts: int = 3,
     ) -> None:
+        """``opener`` reveals an envelope's sealed personal data (``PersonalData.open_envelope``)."""
         self.consumer = consumer
         self.dlq_producer = dlq_producer
         self.topic = topic
         self.group = group
         self.read_store = read_store
         self.bindings = [Binding.live(p) for p in projectors]
+        self.opener = opener
         self.attempts = attempts
         self.stopping = threading.Event()
         self.applied = 0
@@ -94,8 +98,8 @@ class ProjectionConsumer:
         envelopes: list[Envelope | None] = []
         for record in records:
             try:
-                envelopes.append(Envelope.from_bytes(record.value))
-            except EnvelopeError as error:
+                envelopes.append(self.opener(Envelope.from_bytes(record.value)))
+            except (EnvelopeError, SealBroken) as error:
                 send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {error}")
                 envelopes.append(None)
         try:

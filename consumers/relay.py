@@ -69,7 +69,7 @@ class Relay:
     def publish_once(self) -> int:
         """Publish the next batch and move the checkpoint; returns how many were published."""
         after = self.position()
-        envelopes = self.feed.read(after, self.batch_size)
+        envelopes = self.feed.read_sealed(after, self.batch_size)
         if not envelopes:
             return 0
         sent = [

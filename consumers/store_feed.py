@@ -20,12 +20,17 @@ class StoreFeed:
         self.store = store
 
     def read(self, after: int, limit: int) -> list[Envelope]:
+        """Envelopes with personal data opened (for projections)."""
+        return self.store.personal.open_envelopes(self.read_sealed(after, limit))
+
+    def read_sealed(self, after: int, limit: int) -> list[Envelope]:
+        """Envelopes as published: personal data stays encrypted in ``sealed``."""
         notifications = self.store.recorder.select_notifications(
             after, limit, topics=CUSTOMER_TOPICS, inclusive_of_start=False
         )
         envelopes = []
         for notification in notifications:
-            event = self.store.mapper.to_domain_event(notification)
+            event = self.store.personal_mapper.to_sealed_event(notification)
             assert isinstance(event, CustomerEvent)
             envelopes.append(Envelope.from_event(event, notification.id))
         links = self.store.links({e.customer_id for e in envelopes})

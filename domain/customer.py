@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -28,6 +28,8 @@ from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status
 
 class Customer(Aggregate):
     """A customer record: profile, contacts, purchases, feedback, consents, tags, lifecycle."""
+
+    PERSONAL: ClassVar[tuple[str, ...]] = ("name", "email", "phone", "attributes", "absorbed")
 
     name: str | None
     email: str | None

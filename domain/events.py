@@ -25,6 +25,7 @@ META_FIELDS = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic"}
     | {"actor", "correlation_id", "causation_id", "occurred_at"}
 )
+MAP_FIELDS = frozenset({"attributes", "changes", "absorbed"})
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,20 @@ class Meta:
         }
 
 
+def redacted(field: str) -> Any:
+    """What a personal field reads as once its customer's key is shredded (erased)."""
+    return {} if field in MAP_FIELDS else None
+
+
 class CustomerEvent(Aggregate.Event):
-    """Base of every customer event."""
+    """Base of every customer event.
+
+    ``PERSONAL`` names the fields holding personal data: they are stored encrypted with the
+    customer's own key, and read as :func:`redacted` once the customer is erased.
+    """
 
     TYPE: ClassVar[str] = ""
+    PERSONAL: ClassVar[tuple[str, ...]] = ()
     actor: str
     correlation_id: str
     causation_id: str | None
@@ -66,6 +77,7 @@ class Registered(CustomerEvent, Aggregate.Created):
     """Version 2 added ``source`` and ``lifecycle_stage``; v1 events are upcast on load."""
 
     TYPE = "customer.registered"
+    PERSONAL = ("name", "email", "phone", "attributes")
     class_version = 2
     name: str
     email: str | None
@@ -87,6 +99,7 @@ class ProfileUpdated(CustomerEvent):
     """``changes`` maps name/email/phone to new values; ``attributes`` is a patch (None = drop)."""
 
     TYPE = "customer.profile_updated"
+    PERSONAL = ("changes", "attributes")
     changes: dict[str, Any]
     attributes: dict[str, Any]
 
@@ -102,6 +115,7 @@ class ProfileUpdated(CustomerEvent):
 
 class Contacted(CustomerEvent):
     TYPE = "customer.contacted"
+    PERSONAL = ("subject", "summary", "outcome")
     channel: str
     direction: str
     kind: str
@@ -148,6 +162,7 @@ class PurchaseRecorded(CustomerEvent):
 
 class FeedbackRecorded(CustomerEvent):
     TYPE = "customer.feedback_recorded"
+    PERSONAL = ("comment",)
     nps: int | None
     csat: int | None
     comment: str | None
@@ -224,6 +239,7 @@ class DuplicateAbsorbed(CustomerEvent):
     """What the survivor took over from the duplicate, so an unmerge can give it back."""
 
     TYPE = "customer.duplicate_absorbed"
+    PERSONAL = ("email", "phone")
     duplicate_id: str
     tags: list[str]
     purchases: dict[str, dict[str, Any]]
@@ -250,6 +266,7 @@ class Unmerged(CustomerEvent):
     """
 
     TYPE = "customer.unmerged"
+    PERSONAL = ("email", "phone")
     other_id: str
     role: str
     tags: list[str]
@@ -287,6 +304,7 @@ class Erased(CustomerEvent):
         aggregate.email = None
         aggregate.phone = None
         aggregate.attributes = {}
+        aggregate.absorbed = {}
 
 
 class PointsEarned(CustomerEvent):

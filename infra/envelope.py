@@ -21,6 +21,7 @@ from domain.events import EVENT_TYPES, CustomerEvent
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "event-envelope.schema.json"
 EVENT_ID_NAMESPACE = UUID("6f1c1a8e-3b0e-5d5c-9a53-2f6a6c1e7d10")
+SEALED = "_sealed"  # where a stored event keeps its encrypted personal fields
 
 
 class EnvelopeError(ValueError):
@@ -36,6 +37,12 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def plain(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as plain JSON types (decimals as strings, datetimes as RFC 3339)."""
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(values, default=_json_default))
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -56,12 +63,18 @@ class Envelope:
     data: dict[str, Any]
     prev_hash: str | None = None
     hash: str | None = None
+    sealed: str | None = None
     headers: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_event(cls, event: CustomerEvent, position: int) -> Envelope:
-        """Wrap a domain event recorded at ``position``; data is made JSON-plain."""
-        data = orjson.loads(orjson.dumps(event.data(), default=_json_default))
+        """Wrap a domain event recorded at ``position``; data is made JSON-plain.
+
+        An event read sealed (``PersonalDataMapper.to_sealed_event``) keeps its personal
+        fields out of ``data``, encrypted in ``sealed``.
+        """
+        data = plain(event.data())
+        sealed = data.pop(SEALED, None)
         return cls(
             id=event_id(event.originator_id, event.originator_version),
             type=event.TYPE,
@@ -75,6 +88,7 @@ class Envelope:
             correlation_id=event.correlation_id,
             causation_id=event.causation_id,
             data=data,
+            sealed=sealed,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +107,7 @@ class Envelope:
             "data": self.data,
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "sealed": self.sealed,
         }
 
     def to_bytes(self) -> bytes:
@@ -143,8 +158,15 @@ class Envelope:
                 data=doc["data"],
                 prev_hash=doc.get("prev_hash"),
                 hash=doc.get("hash"),
+                sealed=_optional_text(doc.get("sealed"), "sealed"),
             )
         except EnvelopeError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EnvelopeError(f"malformed envelope: {error!r}") from None
+
+
+def _optional_text(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise EnvelopeError(f"{name} must be a string or null")
+    return value

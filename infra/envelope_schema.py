@@ -30,6 +30,11 @@ _ENVELOPE_FIELDS: dict[str, Any] = {
     "data": {"type": "object"},
     "prev_hash": {"type": ["string", "null"], "description": "hash of the previous event"},
     "hash": {"type": ["string", "null"]},
+    "sealed": {
+        "type": ["string", "null"],
+        "description": "the event's personal fields, AES-256-GCM under the customer's own key "
+        "(absent from data while sealed; see README, Privacy)",
+    },
 }
 
 
@@ -60,9 +65,13 @@ def build_schema() -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         name = cls.TYPE.split(".", 1)[1]
         properties = {field: _json_type(hints[field]) for field in data_fields(cls)}
+        for field in cls.PERSONAL:  # absent while sealed, null (or {}) once erased
+            kind = properties[field]["type"]
+            nullable = kind if isinstance(kind, list) else [kind, "null"]
+            properties[field] = {**properties[field], "type": nullable, "x-personal": True}
         definitions[name] = {
             "type": "object",
-            "required": list(properties),
+            "required": [f for f in properties if f not in cls.PERSONAL],
             "properties": properties,
             "additionalProperties": False,
         }

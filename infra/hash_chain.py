@@ -17,6 +17,8 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
+from infra.data_keys import KEYS_DDL, shred_in_transaction
+
 GENESIS = "0" * 64
 DOMAIN_TAG = b"clientele.event.v1\x00"
 HASHES_DDL = (
@@ -77,10 +79,11 @@ def _in_clause(pairs: list[tuple[str, int]], mark: str) -> tuple[str, list[Any]]
 
 
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
-    """SQLite recorder that writes hash links with the events (one transaction)."""
+    """SQLite recorder that writes hash links with the events, and shreds the keys of the
+    customers they erase (one transaction)."""
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), HASHES_DDL]
+        return [*super().construct_create_table_statements(), HASHES_DDL, KEYS_DDL["sqlite"]]
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -96,6 +99,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
         positions = super()._insert_events(c, stored_events, **kwargs)  # conflicts raise here first
         for row in chain(stored_events, head):
             c.execute("INSERT INTO event_hashes VALUES (?, ?, ?, ?)", row)
+        shred_in_transaction(c, stored_events, "?", "stored_snapshots")
         return positions
 
 

@@ -18,6 +18,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from infra.data_keys import KEYS_DDL, shred_in_transaction
 from infra.hash_chain import HASHES_DDL, postgres_links
 
 
@@ -32,6 +33,8 @@ class GaplessPostgresRecorder(PostgresApplicationRecorder):
             "(SELECT * FROM unnest(%s::uuid[], %s::bigint[])) LIMIT 1"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         self.sql_create_statements.append(SQL(HASHES_DDL))  # type: ignore[arg-type]
+        self.sql_create_statements.append(SQL(KEYS_DDL["postgres"]))  # type: ignore[arg-type]
+        self._snapshots_table = self.events_table_name.removesuffix("events") + "snapshots"
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -52,6 +55,7 @@ class GaplessPostgresRecorder(PostgresApplicationRecorder):
             )
             raise IntegrityError(msg)
         postgres_links(curs, stored_events)  # hash links, under the same lock and transaction
+        shred_in_transaction(curs, stored_events, "%s", self._snapshots_table)  # erasures
         self._notify_channel(curs)
         # The plain INSERT of the aggregate recorder (the lock is already held).
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)

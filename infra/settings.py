@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.data_keys import DEV_MASTER_KEYS
+
 DEFAULT_DATABASE_URL = "sqlite:///./var/clientele.db"
 
 
@@ -30,6 +32,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     segment_refresh_seconds: float = Field(default=300.0, ge=1.0)
     seal_key: str = "clientele-dev-seal-key"
+    master_keys: str = DEV_MASTER_KEYS
     seal_seconds: float = Field(default=3600.0, ge=1.0)
     log_level: str = "INFO"
     log_json: bool = True

@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import psycopg
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import Mapper, Notification, Recording, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -28,7 +28,10 @@ from psycopg.sql import SQL, Identifier
 
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.events import CustomerEvent
+from domain.events import CustomerEvent, Erased
+from infra.data_keys import DEV_MASTER_KEYS, DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
+from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
+from infra.transcoder import OrjsonTranscoder
 
 APP_NAME = "Clientele"
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
@@ -72,22 +75,66 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
 
 
 class EventStore(Application[UUID]):
-    """eventsourcing application holding customers and their index aggregates."""
+    """eventsourcing application holding customers and their index aggregates.
+
+    Personal data is sealed with per-customer keys (:mod:`infra.personal_data`); the keys live
+    in ``customer_keys`` beside the events, wrapped by ``master_keys``.
+    """
 
     name = APP_NAME
 
-    def __init__(self, database_url: str, *, snapshot_interval: int = 0, pool_size: int = 5):
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        snapshot_interval: int = 0,
+        pool_size: int = 5,
+        master_keys: MasterKeys | None = None,
+    ):
         env = store_environment(database_url, pool_size=pool_size)
+        # The snapshot table always exists (erasure deletes from it); taking them is optional.
+        env["IS_SNAPSHOTTING_ENABLED"] = "y"
         if snapshot_interval:
-            env["IS_SNAPSHOTTING_ENABLED"] = "y"
             # eventsourcing reads the interval from this (class-level by default) mapping.
             self.snapshotting_intervals = {Customer: snapshot_interval}  # type: ignore[misc]
         self.database_url = database_url
+        self.personal = PersonalData(OrjsonTranscoder())
         if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
             env["CREATE_TABLE"] = "n"  # created below, under a lock
         super().__init__(env)
         if env.get("CREATE_TABLE") == "n":
             self._create_tables_exclusively()
+        self.personal.keys = self._data_keys(master_keys or MasterKeys.parse(DEV_MASTER_KEYS))
+
+    @property
+    def data_keys(self) -> DataKeys:
+        """Customers' data keys (create, read, shred, rotate)."""
+        return self.personal.keys
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        self.personal_mapper = PersonalDataMapper(self.construct_transcoder(), self.personal)
+        return self.personal_mapper
+
+    def _data_keys(self, master: MasterKeys) -> DataKeys:
+        recorder = self.recorder
+        if isinstance(recorder, PostgresApplicationRecorder):
+            return SqlDataKeys(master, recorder.datastore, "postgres")
+        if isinstance(recorder, SQLiteApplicationRecorder):
+            return SqlDataKeys(master, recorder.datastore, "sqlite")
+        return MemoryDataKeys(master)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """Create missing data keys for the batch in one go before the mapper needs them;
+        after an erasure, forget the shredded keys (the recorder destroyed them atomically)."""
+        events = processing_event.events
+        self.data_keys.for_writing({e.originator_id.hex for e in events if has_personal_data(e)})
+        recordings = super()._record(processing_event)
+        erased = [e.originator_id.hex for e in events if isinstance(e, Erased)]
+        if erased:
+            if isinstance(self.data_keys, MemoryDataKeys):
+                self.data_keys.shred(erased)
+            self.data_keys.forget(erased)
+        return recordings
 
     def _create_tables_exclusively(self) -> None:
         """CREATE … IF NOT EXISTS is not safe when several processes start at once (catalog

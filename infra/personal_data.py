@@ -1,0 +1,172 @@
+"""Field-level encryption of personal data, each customer with their own key (AES-256-GCM).
+
+In the stored form of an event, the personal fields (``CustomerEvent.PERSONAL``; inside
+customer snapshots, ``Customer.PERSONAL``) that hold a value are replaced by ONE token under
+``"_sealed"``: ``"v1." + base64url(nonce ‖ AES-GCM(key, transcoded {field: value}))``, with
+associated data ``clientele.pii.v1 ‖ customer id ‖ version ‖ kind`` binding it to its event
+(kind = the event type, or ``snapshot``). Everything else stays clear, so analytics survive
+erasure. Envelopes carry the token unchanged (``sealed``); trusted consumers open it with
+:meth:`PersonalData.open_envelope` through the key store. Once a customer's key is shredded,
+their personal fields read as :func:`domain.events.redacted` (null, or ``{}`` for maps).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import DomainEventProtocol, Snapshot
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic
+
+from domain.customer import Customer
+from domain.events import EVENT_TYPES, CustomerEvent, redacted
+from infra.data_keys import NONCE_BYTES, DataKeys
+from infra.envelope import SEALED, Envelope, plain
+
+TOKEN_PREFIX = "v1."
+CUSTOMER_TOPIC = get_topic(Customer)
+SNAPSHOT_KIND = "snapshot"
+
+
+class SealBroken(ValueError):
+    """A sealed token that does not decrypt under its customer's key (altered or misplaced)."""
+
+
+def _has_value(value: Any) -> bool:
+    return value not in (None, {}, [], "")
+
+
+def has_personal_data(event: object) -> bool:
+    """Whether storing ``event`` needs its customer's key."""
+    return isinstance(event, CustomerEvent) and any(
+        _has_value(getattr(event, f, None)) for f in event.PERSONAL
+    )
+
+
+def _context(customer_id: UUID, version: int, kind: str) -> bytes:
+    return f"clientele.pii.v1\x00{customer_id}\x00{version}\x00{kind}".encode()
+
+
+class PersonalData:
+    """Seals and opens personal fields with customers' data keys (``keys`` set by the store)."""
+
+    keys: DataKeys
+
+    def __init__(self, transcoder: Transcoder) -> None:
+        self.transcoder = transcoder
+
+    def seal(
+        self, doc: dict[str, Any], fields: Iterable[str], customer_id: UUID, version: int, kind: str
+    ) -> bool:
+        """Move the non-empty personal ``fields`` of ``doc`` into one sealed token."""
+        secret = {f: doc.pop(f) for f in fields if f in doc}
+        secret = {f: v for f, v in secret.items() if _has_value(v)}
+        if not secret:
+            return False
+        key = self.keys.for_writing([customer_id.hex])[customer_id.hex]
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = AESGCM(key).encrypt(
+            nonce, self.transcoder.encode(secret), _context(customer_id, version, kind)
+        )
+        doc[SEALED] = TOKEN_PREFIX + base64.urlsafe_b64encode(nonce + ciphertext).decode()
+        return True
+
+    def reveal(
+        self, token: str, fields: Sequence[str], customer_id: UUID, version: int, kind: str
+    ) -> dict[str, Any]:
+        """The personal fields inside ``token`` (all ``fields``, redacted once shredded)."""
+        values = {f: redacted(f) for f in fields}
+        key = self.keys.for_reading(customer_id.hex)
+        if key is None:
+            return values
+        try:
+            raw = base64.urlsafe_b64decode(token.removeprefix(TOKEN_PREFIX))
+            opened = AESGCM(key).decrypt(
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _context(customer_id, version, kind)
+            )
+        except (InvalidTag, ValueError) as error:
+            msg = f"sealed data of {customer_id} version {version} does not open: {error!r}"
+            raise SealBroken(msg) from None
+        values.update(self.transcoder.decode(opened))
+        return values
+
+    def open_envelope(self, envelope: Envelope) -> Envelope:
+        """The envelope with its personal fields in ``data`` (for trusted consumers)."""
+        if envelope.sealed is None:
+            return envelope
+        fields = EVENT_TYPES[envelope.type].PERSONAL
+        values = self.reveal(
+            envelope.sealed, fields, envelope.customer_id, envelope.version, envelope.type
+        )
+        return replace(envelope, data={**envelope.data, **plain(values)}, sealed=None)
+
+    def open_envelopes(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
+        return [self.open_envelope(e) for e in envelopes]
+
+
+class PersonalDataMapper(Mapper[UUID]):
+    """eventsourcing mapper that seals personal fields on the way in and opens them on the way
+    out (:meth:`to_sealed_event` leaves them sealed, for publishing and export)."""
+
+    def __init__(self, transcoder: Transcoder, personal: PersonalData) -> None:
+        super().__init__(transcoder)
+        self.personal = personal
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        doc = dict(vars(domain_event))
+        customer_id, version = domain_event.originator_id, domain_event.originator_version
+        if isinstance(domain_event, CustomerEvent):
+            sealed = self.personal.seal(
+                doc, domain_event.PERSONAL, customer_id, version, domain_event.TYPE
+            )
+        elif isinstance(domain_event, Snapshot) and domain_event.topic == CUSTOMER_TOPIC:
+            doc["state"] = dict(doc["state"])
+            sealed = self.personal.seal(
+                doc["state"], Customer.PERSONAL, customer_id, version, SNAPSHOT_KIND
+            )
+        else:
+            sealed = False
+        if not sealed:
+            return super().to_stored_event(domain_event)
+        clone = object.__new__(type(domain_event))
+        object.__setattr__(clone, "__dict__", doc)
+        return super().to_stored_event(clone)
+
+    def to_sealed_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        """The domain event with its personal fields still sealed (under ``_sealed``)."""
+        return super().to_domain_event(stored_event)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        event = super().to_domain_event(stored_event)
+        doc = vars(event)
+        if isinstance(event, CustomerEvent):
+            token = doc.pop(SEALED, None)
+            if token is not None:
+                doc.update(
+                    self.personal.reveal(
+                        token,
+                        event.PERSONAL,
+                        event.originator_id,
+                        event.originator_version,
+                        event.TYPE,
+                    )
+                )
+        elif isinstance(event, Snapshot) and SEALED in doc["state"]:
+            state = doc["state"]
+            state.update(
+                self.personal.reveal(
+                    state.pop(SEALED),
+                    Customer.PERSONAL,
+                    event.originator_id,
+                    event.originator_version,
+                    SNAPSHOT_KIND,
+                )
+            )
+        return event
