@@ -17,6 +17,7 @@ from api.bootstrap import migrate as bootstrap_migrate
 from api.cli_audit import audit_app
 from api.cli_full import consume, dev_app, dlq_app, ingest, relay
 from api.cli_keys import keys_app
+from api.cli_privacy import erase, rotate_master
 from api.csv_import import import_csv
 from consumers.rebuild import RebuildResult, rebuild
 from domain.errors import DomainError
@@ -39,6 +40,8 @@ app.add_typer(projections_app, name="projections")
 segments_app = typer.Typer(help="Segments: re-decide time-relative rules.", no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
 app.add_typer(keys_app, name="keys")
+keys_app.command("rotate-master")(rotate_master)
+app.command("erase")(erase)
 app.add_typer(dev_app, name="dev")
 app.command("relay")(relay)
 app.command("consume")(consume)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
@@ -11,11 +14,13 @@ from rich.console import Console
 
 from api.bootstrap import audit_store, build
 from projections import integrity
+from projections.audit_export import export_lines
 
 audit_app = typer.Typer(
     help="Tamper-evident history: verify chains and seals, make seals.", no_args_is_help=True
 )
 console = Console(stderr=True)
+RFC3339 = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"]
 
 
 @audit_app.command("verify")
@@ -59,3 +64,37 @@ def seal() -> None:
             db.close()
         services.close()
     typer.echo(orjson.dumps(made).decode())
+
+
+@audit_app.command("export")
+def export(
+    start: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=RFC3339, help="Recorded at or after (RFC 3339)."),
+    ] = None,
+    end: Annotated[
+        datetime | None, typer.Option("--to", formats=RFC3339, help="Recorded before (RFC 3339).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """JSONL of the events recorded in [from, to) with their hashes, stored form and every
+    seal; a third party checks it with `python3 infra/offline_verify.py FILE --seal-key KEY`.
+
+    Example: clientele audit export --from 2026-01-01T00:00:00Z --to 2026-02-01T00:00:00Z --output jan.jsonl
+    """
+    for value, name in ((start, "--from"), (end, "--to")):
+        if value is not None and value.tzinfo is None:
+            console.print(f"[red]error:[/] {name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+            raise typer.Exit(2)
+    services = build()
+    db = audit_store(services)
+    sink = output.open("wb") if output else sys.stdout.buffer
+    try:
+        for line in export_lines(services.store, db, start, end):
+            sink.write(line)
+    finally:
+        if output:
+            sink.close()
+        if db is not services.outbox:
+            db.close()
+        services.close()

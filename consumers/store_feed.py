@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from eventsourcing.utils import get_topic
-
-from domain.events import EVENT_CLASSES, CustomerEvent
+from domain.events import CustomerEvent
 from infra.envelope import Envelope
 from infra.store import EventStore
-
-CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]
 
 
 class StoreFeed:
@@ -25,9 +21,7 @@ class StoreFeed:
 
     def read_sealed(self, after: int, limit: int) -> list[Envelope]:
         """Envelopes as published: personal data stays encrypted in ``sealed``."""
-        notifications = self.store.recorder.select_notifications(
-            after, limit, topics=CUSTOMER_TOPICS, inclusive_of_start=False
-        )
+        notifications = self.store.customer_notifications(after, limit)
         envelopes = []
         for notification in notifications:
             event = self.store.personal_mapper.to_sealed_event(notification)
@@ -47,8 +41,4 @@ class StoreFeed:
 
     def pending(self, after: int, cap: int = 10_000) -> int:
         """How many customer events follow ``after`` (counted up to ``cap``): a projection's lag."""
-        return len(
-            self.store.recorder.select_notifications(
-                after, cap, topics=CUSTOMER_TOPICS, inclusive_of_start=False
-            )
-        )
+        return len(self.store.customer_notifications(after, cap))

@@ -175,6 +175,10 @@ class DataKeys(ABC):
         for customer in customer_ids:
             self._cache.pop(customer, None)
 
+    def clear_cache(self) -> None:
+        """Forget every unwrapped key (as a freshly started process)."""
+        self._cache.clear()
+
     def rotate(self, batch: int = 1000) -> int:
         """Re-wrap every data key not wrapped by the current master key; returns how many."""
         done = 0

@@ -24,16 +24,18 @@ from eventsourcing.persistence import Mapper, Notification, Recording, StoredEve
 from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.events import CustomerEvent, Erased
+from domain.events import EVENT_CLASSES, CustomerEvent, Erased
 from infra.data_keys import DEV_MASTER_KEYS, DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
 from infra.transcoder import OrjsonTranscoder
 
 APP_NAME = "Clientele"
+CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 
@@ -190,6 +192,14 @@ class EventStore(Application[UUID]):
     def notifications(self, after: int, limit: int) -> list[Notification]:
         """Up to ``limit`` notifications with position > ``after``."""
         return list(self.recorder.select_notifications(after, limit, inclusive_of_start=False))
+
+    def customer_notifications(self, after: int, limit: int) -> list[Notification]:
+        """Up to ``limit`` customer events (index aggregates left out) after ``after``."""
+        return list(
+            self.recorder.select_notifications(
+                after, limit, topics=CUSTOMER_TOPICS, inclusive_of_start=False
+            )
+        )
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         """Global position of one aggregate event, or None if it is not stored."""

@@ -16,7 +16,7 @@ rebuild produces the very same rows.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -237,15 +237,3 @@ def history(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One customer's audit trail in version order, ``limit`` per page."""
     return search(tx, customer_id=customer_id, cursor=cursor, limit=limit)
-
-
-def export(
-    tx: Tx, start: datetime | None, end: datetime | None, chunk: int = 1000
-) -> Iterator[dict[str, Any]]:
-    """Every audit row with ``start <= recorded_at < end`` in store order, read in chunks."""
-    cursor: str | None = None
-    while True:
-        items, cursor = search(tx, start=start, end=end, cursor=cursor, limit=chunk)
-        yield from items
-        if cursor is None:
-            return

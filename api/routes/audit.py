@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -19,6 +17,7 @@ from domain.errors import InvalidInput
 from domain.values import check_aware
 from infra.api_keys import Role
 from projections import audit, integrity
+from projections.audit_export import export_lines
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[require(Role.AUDITOR)])
 
@@ -77,7 +76,8 @@ def events(
 
 EXPORT_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "One audit row (JSON) per line",
+        "description": "JSONL: an export header, one line per event (envelope with hashes, and the "
+        "stored form they cover), then every seal; verify offline with infra/offline_verify.py",
         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
     }
 }
@@ -87,18 +87,14 @@ EXPORT_DOC: dict[int | str, dict[str, Any]] = {
     "/export", response_class=StreamingResponse, responses={**EXPORT_DOC, **problems(*AUTH, 422)}
 )
 def export(request: Request, start: From = None, end: To = None) -> StreamingResponse:
-    """JSONL stream of audit rows (with diffs) in store order for the time range."""
+    """Events recorded in ``[from, to)`` as published (personal data sealed), with hashes and
+    seals, for verification by a third party."""
     for value, name in ((start, "from"), (end, "to")):
         if value is not None:
             check_aware(name, value)
-    read_store = deps.services(request).read_store
-
-    def lines() -> Iterator[bytes]:
-        with read_store.transaction() as tx:
-            for row in audit.export(tx, start, end):
-                yield orjson.dumps(_shown(request, row)) + b"\n"
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    svc = deps.services(request)
+    lines = export_lines(svc.store, request.app.state.audit_db, start, end)
+    return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
 history_router = APIRouter(prefix="/v1", tags=["audit"], dependencies=[require(Role.AUDITOR)])

@@ -1,0 +1,65 @@
+"""Privacy commands: ``clientele erase`` and ``clientele keys rotate-master``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import orjson
+import typer
+from rich.console import Console
+
+from api.bootstrap import build
+from commands.messages import EraseCustomer
+from commands.service import Context
+from domain.errors import DomainError
+
+console = Console(stderr=True)
+
+
+def erase(
+    customer_id: Annotated[UUID, typer.Argument(help="The customer to erase.")],
+    reason: Annotated[
+        str | None, typer.Option(help="Why (a short code, not personal data).")
+    ] = None,
+) -> None:
+    """Erase a customer: record customer.erased and shred their data key in one transaction;
+    read models drop their personal data as they apply it.
+
+    Example: clientele erase 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e --reason gdpr-request
+    """
+    services = build()
+    try:
+        outcome = services.commands.execute(
+            EraseCustomer(customer_id=customer_id, reason=reason), Context(actor="cli:erase")
+        )
+    except DomainError as error:
+        console.print(f"[bold red]refused:[/] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        services.close()
+    typer.echo(
+        orjson.dumps(
+            {
+                "customer_id": str(customer_id),
+                "version": outcome.version,
+                "position": outcome.position,
+            }
+        ).decode()
+    )
+
+
+def rotate_master() -> None:
+    """Re-wrap every customer data key with the current (first) master key of
+    CLIENTELE_MASTER_KEYS; afterwards the older master keys can be removed from it.
+    Events are never rewritten.
+
+    Example: CLIENTELE_MASTER_KEYS=new:<base64>,old:<base64> clientele keys rotate-master
+    """
+    services = build()
+    try:
+        rewrapped = services.store.data_keys.rotate()
+        current = services.store.data_keys.master.current
+    finally:
+        services.close()
+    typer.echo(orjson.dumps({"rewrapped": rewrapped, "master_key": current}).decode())
