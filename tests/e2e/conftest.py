@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -116,6 +117,46 @@ def served(mode: str) -> Iterator[Server]:
         else:
             pytest.fail(f"clientele serve did not become ready:\n{log.read_text()}")
         yield Server(base_url, env, tokens, log, "kafka" if mode == "full" else "embedded")
+
+
+class Story:
+    """A tiny HTTP client that follows read-your-writes positions."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.http = httpx.Client(base_url=server.base_url, timeout=15)
+        self.position = 0
+
+    def write(
+        self, method: str, path: str, who: str = "writer", expect: int = 200, **kwargs: Any
+    ) -> dict[str, Any]:
+        response = self.http.request(
+            method, path, headers=self.server.headers(who, **kwargs.pop("headers", {})), **kwargs
+        )
+        assert response.status_code == expect, (
+            path,
+            response.text,
+            [line for line in self.server.log.read_text().splitlines() if "rror" in line][-3:],
+        )
+        body: dict[str, Any] = response.json()
+        if response.is_success:
+            assert response.headers["etag"] == f'"{body["version"]}"'
+            self.position = max(self.position, body["position"])
+        return body
+
+    def read(self, path: str, who: str = "reader", expect: int = 200, **params: Any) -> Any:
+        headers = self.server.headers(who, **{"X-Min-Position": str(self.position)})
+        deadline = time.monotonic() + 90  # full mode: the first consumer-group join takes ~20 s
+        response = self.http.get(path, headers=headers, params=params)
+        while response.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(float(response.headers["retry-after"]))  # what a polite client does
+            response = self.http.get(path, headers=headers, params=params)
+        assert response.status_code == expect, (
+            path,
+            response.text,
+            [line for line in self.server.log.read_text().splitlines() if "rror" in line][-3:],
+        )
+        return response.json()
 
 
 @pytest.fixture(scope="module")

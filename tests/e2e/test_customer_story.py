@@ -3,51 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-import httpx
-
-from tests.e2e.conftest import Server
-
-
-class Story:
-    """A tiny HTTP client that follows read-your-writes positions."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.http = httpx.Client(base_url=server.base_url, timeout=15)
-        self.position = 0
-
-    def write(
-        self, method: str, path: str, who: str = "writer", expect: int = 200, **kwargs: Any
-    ) -> dict[str, Any]:
-        response = self.http.request(
-            method, path, headers=self.server.headers(who, **kwargs.pop("headers", {})), **kwargs
-        )
-        assert response.status_code == expect, (
-            path,
-            response.text,
-            [line for line in self.server.log.read_text().splitlines() if "rror" in line][-3:],
-        )
-        body: dict[str, Any] = response.json()
-        if response.is_success:
-            assert response.headers["etag"] == f'"{body["version"]}"'
-            self.position = max(self.position, body["position"])
-        return body
-
-    def read(self, path: str, who: str = "reader", expect: int = 200, **params: Any) -> Any:
-        headers = self.server.headers(who, **{"X-Min-Position": str(self.position)})
-        deadline = time.monotonic() + 90  # full mode: the first consumer-group join takes ~20 s
-        response = self.http.get(path, headers=headers, params=params)
-        while response.status_code == 503 and time.monotonic() < deadline:
-            time.sleep(float(response.headers["retry-after"]))  # what a polite client does
-            response = self.http.get(path, headers=headers, params=params)
-        assert response.status_code == expect, (
-            path,
-            response.text,
-            [line for line in self.server.log.read_text().splitlines() if "rror" in line][-3:],
-        )
-        return response.json()
+from tests.e2e.conftest import Server, Story
 
 
 def test_the_whole_customer_story(server: Server) -> None:
