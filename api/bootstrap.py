@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import structlog
+
 from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore
-from infra.data_keys import MasterKeys
+from infra.data_keys import DEV_MASTER_KEYS, MasterKeys
 from infra.settings import Settings, get_settings
 from infra.store import EventStore
 from projections import analytics, segments
@@ -18,6 +20,8 @@ from projections.framework import Projector, ensure_schema
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
 from projections.segments import ensure_definitions
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -52,6 +56,8 @@ class Services:
 def build(settings: Settings | None = None) -> Services:
     """Wire the event store, the read store and the command service for the configured mode."""
     settings = settings or get_settings()
+    if settings.is_postgres and settings.master_keys == DEV_MASTER_KEYS:
+        log.warning("privacy.dev_master_key", hint="set CLIENTELE_MASTER_KEYS in production")
     store = EventStore(
         settings.database_url,
         snapshot_interval=settings.snapshot_interval,
