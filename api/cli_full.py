@@ -171,7 +171,7 @@ def consume(
         group=group,
         read_store=services.read_store,
         projectors=projectors,
-        opener=services.store.personal.open_envelope,
+        personal=services.store.personal,
     )
     _until_sigterm(worker.stop)
     console.print(

@@ -11,7 +11,7 @@ and the partition moves on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -20,7 +20,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from consumers.dead_letters import send_to_dlq
 from infra.envelope import Envelope, EnvelopeError
-from infra.personal_data import SealBroken
+from infra.personal_data import PersonalData, SealBroken
 from projections.framework import Binding, Projector, project
 from projections.readstore import ReadStore, Tx
 
@@ -50,17 +50,17 @@ class ProjectionConsumer:
         group: str,
         read_store: ReadStore,
         projectors: Sequence[Projector],
-        opener: Callable[[Envelope], Envelope],
+        personal: PersonalData,
         attempts: int = 3,
     ) -> None:
-        """``opener`` reveals an envelope's sealed personal data (``PersonalData.open_envelope``)."""
+        """``personal`` opens the envelopes' sealed personal data through the key store."""
         self.consumer = consumer
         self.dlq_producer = dlq_producer
         self.topic = topic
         self.group = group
         self.read_store = read_store
         self.bindings = [Binding.live(p) for p in projectors]
-        self.opener = opener
+        self.personal = personal
         self.attempts = attempts
         self.stopping = threading.Event()
         self.applied = 0
@@ -95,13 +95,7 @@ class ProjectionConsumer:
         records = [record for batch in batches.values() for record in batch]
         if not records:
             return 0
-        envelopes: list[Envelope | None] = []
-        for record in records:
-            try:
-                envelopes.append(self.opener(Envelope.from_bytes(record.value)))
-            except (EnvelopeError, SealBroken) as error:
-                send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {error}")
-                envelopes.append(None)
+        envelopes = self._open(records)
         try:
             with self.read_store.transaction() as tx:
                 project(
@@ -113,6 +107,30 @@ class ProjectionConsumer:
             self._one_by_one(records, envelopes)
         self.applied += len(records)
         return len(records)
+
+    def _open(self, records: list[Any]) -> list[Envelope | None]:
+        """Decode and open each record; what cannot be is dead-lettered (None in its place)."""
+        decoded: list[Envelope | Exception] = []
+        for record in records:
+            try:
+                decoded.append(Envelope.from_bytes(record.value))
+            except EnvelopeError as error:
+                decoded.append(error)
+        self.personal.keys.preload(
+            e.customer_id.hex for e in decoded if isinstance(e, Envelope) and e.sealed
+        )
+        opened: list[Envelope | None] = []
+        for record, item in zip(records, decoded, strict=True):
+            problem = item
+            if isinstance(item, Envelope):
+                try:
+                    opened.append(self.personal.open_envelope(item))
+                    continue
+                except SealBroken as error:
+                    problem = error
+            send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {problem}")
+            opened.append(None)
+        return opened
 
     def _one_by_one(self, records: list[Any], envelopes: list[Envelope | None]) -> None:
         """Isolate a failing message: retry each alone, dead-letter what keeps failing."""

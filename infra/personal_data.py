@@ -107,7 +107,9 @@ class PersonalData:
         )
         return replace(envelope, data={**envelope.data, **plain(values)}, sealed=None)
 
-    def open_envelopes(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
+    def open_envelopes(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
+        """Open a batch (the customers' keys are fetched together)."""
+        self.keys.preload(e.customer_id.hex for e in envelopes if e.sealed is not None)
         return [self.open_envelope(e) for e in envelopes]
 
 

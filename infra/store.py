@@ -21,7 +21,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import Mapper, Notification, Recording, StoredEvent
-from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
@@ -133,10 +133,19 @@ class EventStore(Application[UUID]):
         recordings = super()._record(processing_event)
         erased = [e.originator_id.hex for e in events if isinstance(e, Erased)]
         if erased:
-            if isinstance(self.data_keys, MemoryDataKeys):
+            if isinstance(self.data_keys, MemoryDataKeys):  # what SQL recorders do atomically
                 self.data_keys.shred(erased)
+                self._drop_memory_snapshots(erased)
             self.data_keys.forget(erased)
         return recordings
+
+    def _drop_memory_snapshots(self, customer_ids: list[str]) -> None:
+        """``memory://`` only: forget erased customers' snapshots (their sealed state is
+        unreadable now, and loading must replay the events instead)."""
+        recorder: Any = self.snapshots.recorder if self.snapshots else None
+        if isinstance(recorder, POPOAggregateRecorder):
+            for customer in customer_ids:
+                recorder._stored_events_index.pop(str(UUID(hex=customer)), None)
 
     def _create_tables_exclusively(self) -> None:
         """CREATE … IF NOT EXISTS is not safe when several processes start at once (catalog

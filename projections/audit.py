@@ -194,7 +194,7 @@ def search(
     *,
     customer_id: UUID | None = None,
     actor: str | None = None,
-    type: str | None = None,
+    type: str | tuple[str, ...] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     cursor: str | None = None,
@@ -210,11 +210,14 @@ def search(
     for column, value in (
         ("customer_id", customer_id and str(customer_id)),
         ("actor", actor),
-        ("type", type),
     ):
         if value:  # an empty filter is no filter
             where.append(f"{column} = ?")
             params.append(value)
+    if type:
+        types = (type,) if isinstance(type, str) else type
+        where.append(f"type IN ({', '.join('?' * len(types))})")
+        params.extend(types)
     if start is not None:
         where.append("recorded_at >= ?")
         params.append(utc(start))
@@ -237,3 +240,28 @@ def history(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One customer's audit trail in version order, ``limit`` per page."""
     return search(tx, customer_id=customer_id, cursor=cursor, limit=limit)
+
+
+CONSENT_TYPES = ("customer.consent_granted", "customer.consent_withdrawn")
+
+
+def consent_history(
+    tx: Tx, customer_id: UUID, cursor: str | None = None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Every consent decision of a customer: purpose, granted, source, who, when, why."""
+    rows, next_cursor = search(
+        tx, customer_id=customer_id, type=CONSENT_TYPES, cursor=cursor, limit=limit
+    )
+    return [
+        {
+            "purpose": row["data"]["purpose"],
+            "granted": row["type"] == CONSENT_TYPES[0],
+            "source": row["data"].get("source"),
+            "actor": row["actor"],
+            "occurred_at": row["occurred_at"],
+            "recorded_at": row["recorded_at"],
+            "correlation_id": row["correlation_id"],
+            "version": row["version"],
+        }
+        for row in rows
+    ], next_cursor

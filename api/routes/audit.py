@@ -109,3 +109,22 @@ def history(
 ) -> Response:
     """A customer's audit trail: every event with who, when, why and the field-level diff."""
     return _page(request, customer_id=customer_id, cursor=cursor, limit=limit)
+
+
+@history_router.get(
+    "/customers/{customer_id}/consents/history", responses=problems(*AUTH, 422, 503)
+)
+def consents_history(
+    customer_id: UUID,
+    request: Request,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Consent decisions in order: purpose, granted, source, actor, when (the proof of consent)."""
+    deps.wait_for_position(request, ["audit"])
+    with deps.services(request).read_store.transaction() as tx:
+        try:
+            items, next_cursor = audit.consent_history(tx, customer_id, cursor, limit)
+        except ValueError:
+            raise InvalidInput("cursor", "is not a cursor this API issued") from None
+    return json_response({"items": items, "next_cursor": next_cursor})

@@ -98,6 +98,13 @@ def test_the_whole_customer_story(server: Server) -> None:
     then = story.read("/v1/segments/vip-mail/members", as_of=entered_at)["items"]
     assert [m["customer_id"] for m in then] == [cid]  # membership as of T, from the history
     story.write("PUT", f"/v1/customers/{cid}/consents/email_marketing", json={"granted": True})
+    consents = story.read(f"/v1/customers/{cid}/consents/history", who="auditor")["items"]
+    assert [(c["purpose"], c["granted"]) for c in consents] == [
+        ("email_marketing", True),
+        ("email_marketing", False),
+        ("email_marketing", True),
+    ]
+    assert consents[0]["source"] == "web form" and consents[1]["actor"].startswith("key:")
 
     story.write("POST", f"/v1/customers/{cid}/churn", json={"reason": "moved away"})
     assert story.read(f"/v1/customers/{cid}")["status"] == "churned"

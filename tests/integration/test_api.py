@@ -162,6 +162,7 @@ ROUTE_ROLE = {
     ("GET", "/v1/audit/events"): "auditor",
     ("GET", "/v1/audit/export"): "auditor",
     ("GET", "/v1/customers/{customer_id}/history"): "auditor",
+    ("GET", "/v1/customers/{customer_id}/consents/history"): "auditor",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
