@@ -79,6 +79,7 @@ class Sizes:
     rebuild_events: int
     e2e_seconds: float
     e2e_per_s: int
+    e2e_low_per_s: int
     reads_seconds: float
     reads_per_s: int
     read_concurrency: int
