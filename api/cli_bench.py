@@ -49,6 +49,6 @@ def bench(
         sys.stdout.buffer.write(reporting.to_json(result) + b"\n")
         sys.stdout.flush()
     else:
-        Console().print(reporting.table(result))
+        Console(width=None if sys.stdout.isatty() else 160).print(reporting.table(result))
     if result["errors"]:
         raise typer.Exit(1)
