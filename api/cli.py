@@ -15,6 +15,7 @@ from rich.table import Table
 from api.bootstrap import build, refresh_segments
 from api.bootstrap import migrate as bootstrap_migrate
 from api.cli_audit import audit_app
+from api.cli_bench import bench
 from api.cli_full import consume, dev_app, dlq_app, ingest, relay
 from api.cli_keys import keys_app
 from api.cli_privacy import erase, rotate_master
@@ -48,6 +49,7 @@ app.command("consume")(consume)
 app.command("ingest")(ingest)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
+app.command("bench")(bench)
 _BAR = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 console = Console()
 errors = Console(stderr=True)

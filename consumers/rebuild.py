@@ -9,7 +9,7 @@ live tables and drops it — ``verify``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,18 +75,40 @@ def rebuild(
     progress: Progress = lambda _reached, _head: None,
 ) -> RebuildResult:
     """Replay the store into a shadow copy, then swap it in (or just compare, with ``verify_only``)."""
+    return rebuild_all(
+        feed,
+        read_store,
+        [projector],
+        verify_only=verify_only,
+        batch_size=batch_size,
+        progress=progress,
+    )[0]
+
+
+def rebuild_all(
+    feed: StoreFeed,
+    read_store: ReadStore,
+    projectors: Sequence[Projector],
+    *,
+    verify_only: bool = False,
+    batch_size: int = 2000,
+    progress: Progress = lambda _reached, _head: None,
+) -> list[RebuildResult]:
+    """:func:`rebuild` of several projections in one pass: the store is read once, each batch
+    is applied to every shadow copy in one transaction, and all are swapped in together."""
     started = time.perf_counter()
-    shadow_name, shadow = _shadow(projector)
-    live = {t: t for t in projector.all_tables()}
-    binding = Binding(projector, shadow)
-    state_names = {projector.name: shadow_name}
+    shadows = {p.name: _shadow(p) for p in projectors}
+    bindings = [Binding(p, shadows[p.name][1]) for p in projectors]
+    state_names = {p.name: shadows[p.name][0] for p in projectors}
     with read_store.transaction() as tx:
-        projector.create(tx.with_tables(shadow))
-        tx.execute(
-            "INSERT INTO projection_state (name, position, schema_version, tables, updated_at) "
-            "VALUES (?, 0, ?, ?, ?)",
-            (shadow_name, projector.schema_version, ",".join(projector.tables), now_iso()),
-        )
+        for projector in projectors:
+            shadow_name, shadow = shadows[projector.name]
+            projector.create(tx.with_tables(shadow))
+            tx.execute(
+                "INSERT INTO projection_state (name, position, schema_version, tables, updated_at) "
+                "VALUES (?, 0, ?, ?, ?)",
+                (shadow_name, projector.schema_version, ",".join(projector.tables), now_iso()),
+            )
     reached, events = 0, 0
     try:
         while True:
@@ -94,34 +116,63 @@ def rebuild(
             if len(envelopes) < batch_size:
                 break  # the rest is applied in the final transaction
             with read_store.transaction() as tx:
-                project(tx, [binding], envelopes, state_names=state_names)
+                project(tx, bindings, envelopes, state_names=state_names)
             reached, events = envelopes[-1].position, events + len(envelopes)
             progress(reached, feed.head())
         with read_store.transaction() as tx:
-            lock_positions(tx, [projector.name, shadow_name])
+            lock_positions(tx, [*state_names, *state_names.values()])
             while envelopes:
-                project(tx, [binding], envelopes, state_names=state_names)
+                project(tx, bindings, envelopes, state_names=state_names)
                 reached, events = envelopes[-1].position, events + len(envelopes)
                 envelopes = feed.read(reached, batch_size)
             progress(reached, reached)
-            result = RebuildResult(projector.name, reached, events, 0.0)
-            if verify_only:
-                result.differences = _compare(read_store, tx, projector, live, shadow)
-                _drop(tx, shadow)
-            else:
-                _swap(tx, live, shadow)
-                tx.execute(
-                    "UPDATE projection_state SET position = ?, schema_version = ?, updated_at = ? "
-                    "WHERE name = ?",
-                    (reached, projector.schema_version, now_iso(), projector.name),
+            results = [
+                _finish(
+                    read_store,
+                    tx,
+                    projector,
+                    shadows[projector.name],
+                    reached=reached,
+                    verify_only=verify_only,
                 )
-            tx.execute("DELETE FROM projection_state WHERE name = ?", (shadow_name,))
+                for projector in projectors
+            ]
     except BaseException:
         with read_store.transaction() as tx:
-            _drop(tx, shadow)
-            tx.execute("DELETE FROM projection_state WHERE name = ?", (shadow_name,))
+            for shadow_name, shadow in shadows.values():
+                _drop(tx, shadow)
+                tx.execute("DELETE FROM projection_state WHERE name = ?", (shadow_name,))
         raise
-    result.seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    for result in results:
+        result.events, result.seconds = events, seconds
+    return results
+
+
+def _finish(
+    read_store: ReadStore,
+    tx: Tx,
+    projector: Projector,
+    shadow_of: tuple[str, dict[str, str]],
+    *,
+    reached: int,
+    verify_only: bool,
+) -> RebuildResult:
+    """Compare-and-drop or swap one caught-up shadow copy (inside the final transaction)."""
+    shadow_name, shadow = shadow_of
+    live = {t: t for t in projector.all_tables()}
+    result = RebuildResult(projector.name, reached, 0, 0.0)
+    if verify_only:
+        result.differences = _compare(read_store, tx, projector, live, shadow)
+        _drop(tx, shadow)
+    else:
+        _swap(tx, live, shadow)
+        tx.execute(
+            "UPDATE projection_state SET position = ?, schema_version = ?, updated_at = ? "
+            "WHERE name = ?",
+            (reached, projector.schema_version, now_iso(), projector.name),
+        )
+    tx.execute("DELETE FROM projection_state WHERE name = ?", (shadow_name,))
     return result
 
 

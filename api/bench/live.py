@@ -1,0 +1,252 @@
+"""The live stack: ``serve``, ``relay`` and ``consume`` processes on fresh PostgreSQL + tansu.
+
+Measures end-to-end lag at a fixed offered load, GET latencies, time travel, and the RSS of the
+API and consumer processes over the whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+
+from api.bench import workload
+from api.bench.harness import RssSampler, Sizes, Stack, summary, wait_for
+from api.bench.http import Pool, closed_loop, open_loop
+from api.bench.write_side import serve
+from api.bootstrap import build, migrate
+from projections.segments import put_definition
+
+Say = Callable[[str], None]
+PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario
+SEGMENT = "bench-t1"
+
+
+@dataclass
+class Visibility:
+    """Watches the profiles read model until each acknowledged (customer, version) shows."""
+
+    database_url: str
+    pending: list[tuple[str, int, float]] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def acknowledged(self, at: float, status: int, body: bytes) -> None:
+        if status >= 400:
+            return
+        results = orjson.loads(body)["results"]
+        with self.lock:
+            self.pending += [
+                (r["customer_id"], r["version"], at) for r in results if r["status"] == "accepted"
+            ]
+
+    def watch(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not self.stopping.is_set():
+                with self.lock:
+                    waiting = list(self.pending)
+                if not waiting:
+                    time.sleep(0.001)
+                    continue
+                rows = conn.execute(
+                    "SELECT customer_id, version FROM profiles WHERE customer_id = ANY(%s)",
+                    (sorted({customer for customer, _, _ in waiting}),),
+                ).fetchall()
+                seen: dict[str, int] = dict(rows)
+                now = time.perf_counter()
+                shown = [w for w in waiting if seen.get(w[0], 0) >= w[1]]
+                with self.lock:
+                    self.lags += [now - at for _, _, at in shown]
+                    done = set(shown)
+                    self.pending = [w for w in self.pending if w not in done]
+
+
+def _profiles(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()
+    return int(row[0]) if row else 0
+
+
+def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
+    """Start the processes, then e2e lag, reads, time travel; RSS sampled throughout."""
+    settings = stack.settings(stack.database("live"), "live.")
+    stack.topics("live.", 12)
+    services = build(settings)
+    rng = random.Random(13)
+    try:
+        migrate(services)
+        ids = workload.seed(services.commands, sizes.customers, sizes.customers, rng)
+        traveller = ids[0]
+        travel = workload.contacts(traveller, sizes.travel_events - 1)
+        workload.run_batches(services.commands, travel)
+        rule = {"field": "tags", "op": "contains", "value": "t1"}
+        put_definition(services.read_store, SEGMENT, "Tagged t1", rule)
+    finally:
+        services.close()
+    relay = stack.spawn(settings, "relay", "relay")
+    consumer = stack.spawn(settings, "consume", "consume")
+    port, api = serve(stack, settings)
+    token = stack.api_key()
+    say("live: waiting for the consumer to join its group and catch up …")
+
+    def caught_up() -> bool:
+        for name, child in (("relay", relay), ("consume", consumer)):
+            if child.poll() is not None:
+                raise RuntimeError(f"clientele {name} exited:\n{stack.log_tail(name)}")
+        return _profiles(settings.database_url) >= len(ids)
+
+    wait_for(caught_up, 180, "consumer catch-up", every=0.2)
+    sampler = RssSampler({"api": api.pid, "consumer": consumer.pid, "relay": relay.pid})
+    sampler.start()
+    try:
+        result = asyncio.run(
+            _measure(settings.database_url, port=port, token=token, ids=ids, sizes=sizes, say=say)
+        )
+    finally:
+        sampler.stop()
+    memory = sampler.report()
+    memory["target_growth_pct"] = 10.0
+    result["memory"] = memory
+    say(f"memory: peak {memory['peak_rss_mb']:.0f} MB, growth {memory['growth_pct']:.1f} %")
+    return result
+
+
+async def _measure(
+    database_url: str, *, port: int, token: str, ids: list[UUID], sizes: Sizes, say: Say
+) -> dict[str, Any]:
+    rng = random.Random(17)
+    async with Pool(port, token, sizes.read_concurrency) as pool:
+        low = await _e2e(pool, database_url, ids, per_s=sizes.e2e_low_per_s, sizes=sizes, rng=rng)
+        say(f"e2e lag at {low['offered_per_s']}/s: p99 {low['p99_ms']:.1f} ms")
+        e2e = await _e2e(pool, database_url, ids, per_s=sizes.e2e_per_s, sizes=sizes, rng=rng)
+        e2e["lower_load"] = low
+        say(
+            f"e2e lag at {e2e['offered_per_s']}/s: p50 {e2e['p50_ms']:.1f} ms, p99 {e2e['p99_ms']:.1f} ms"
+        )
+        reads = await _reads(pool, ids, sizes, rng)
+        say(
+            f"reads at {sizes.reads_per_s}/s: p50 {reads['p50_ms']:.1f} ms, p99 {reads['p99_ms']:.1f} ms"
+        )
+        travel = await _time_travel(pool, ids[0], sizes)
+        say(f"time travel ({sizes.travel_events} events): p99 {travel['p99_ms']:.1f} ms")
+    return {"e2e_lag": e2e, "reads": reads, "time_travel": travel}
+
+
+async def _e2e(
+    pool: Pool,
+    database_url: str,
+    ids: list[UUID],
+    *,
+    per_s: int,
+    sizes: Sizes,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """Commands at a fixed rate (batches of ``PER_REQUEST``); lag = ack → visible in profiles."""
+    watcher = Visibility(database_url)
+    thread = threading.Thread(target=watcher.watch, name="visibility", daemon=True)
+    thread.start()
+
+    def request() -> tuple[str, str, bytes]:
+        commands = [
+            workload.as_json(workload.everyday(rng.choice(ids), rng)) for _ in range(PER_REQUEST)
+        ]
+        return "POST", "/v1/commands:batch", orjson.dumps({"commands": commands})
+
+    try:
+        acks, failures, achieved = await open_loop(
+            pool, request, per_s / PER_REQUEST, sizes.e2e_seconds, watcher.acknowledged
+        )
+        await asyncio.to_thread(wait_for, lambda: not watcher.pending, 60, "e2e visibility")
+    finally:
+        watcher.stopping.set()
+        thread.join(5)
+    lag = summary([x * 1000 for x in watcher.lags])
+    ack = summary([x * 1000 for x in acks])
+    return {
+        "offered_per_s": per_s,
+        "achieved_per_s": achieved * PER_REQUEST,
+        "commands_per_request": PER_REQUEST,
+        "p50_ms": lag["p50"],
+        "p99_ms": lag["p99"],
+        "lag_ms": lag,
+        "ack_ms": ack,
+        "failed_requests": failures,
+        "target_p99_ms": 100.0,
+    }
+
+
+async def _reads(pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random) -> dict[str, Any]:
+    """GET profile at a fixed rate; then segment-member pages at fixed concurrency."""
+
+    def profile() -> tuple[str, str, bytes]:
+        return "GET", f"/v1/customers/{rng.choice(ids)}", b""
+
+    latencies, failures, achieved = await open_loop(
+        pool, profile, sizes.reads_per_s, sizes.reads_seconds
+    )
+    result = summary([x * 1000 for x in latencies])
+    cursors = [""]
+    while len(cursors) < 20:
+        status, body = await pool.request(
+            "GET", f"/v1/segments/{SEGMENT}/members?limit=50&cursor={cursors[-1]}"
+        )
+        following = orjson.loads(body).get("next_cursor") if status == 200 else None
+        if not following:
+            break
+        cursors.append(following)
+
+    def page() -> tuple[str, str, bytes]:
+        return "GET", f"/v1/segments/{SEGMENT}/members?limit=50&cursor={rng.choice(cursors)}", b""
+
+    pages, seconds, page_failures = await closed_loop(
+        pool, page, int(sizes.reads_per_s * sizes.reads_seconds / 2), sizes.read_concurrency
+    )
+    paged = summary([x * 1000 for x in pages])
+    return {
+        "offered_per_s": sizes.reads_per_s,
+        "achieved_per_s": achieved,
+        "p50_ms": result["p50"],
+        "p99_ms": result["p99"],
+        "latency_ms": result,
+        "failures": failures,
+        "target_p99_ms": 10.0,
+        "segment_pages": {
+            "concurrency": sizes.read_concurrency,
+            "pages_per_s": len(pages) / seconds,
+            "p50_ms": paged["p50"],
+            "p99_ms": paged["p99"],
+            "latency_ms": paged,
+            "failures": page_failures,
+        },
+    }
+
+
+async def _time_travel(pool: Pool, customer: UUID, sizes: Sizes) -> dict[str, Any]:
+    """``GET /v1/customers/{id}?as_of=now`` folds every one of the customer's events."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = f"/v1/customers/{customer}?as_of={now}"
+    status, body = await pool.request("GET", path)
+    if status != 200:
+        raise RuntimeError(f"time travel answered {status}: {body[:300]!r}")
+    latencies, _, failures = await closed_loop(
+        pool, lambda: ("GET", path, b""), sizes.travel_requests, 1
+    )
+    result = summary([x * 1000 for x in latencies])
+    return {
+        "events": orjson.loads(body)["version"],
+        "p50_ms": result["p50"],
+        "p99_ms": result["p99"],
+        "latency_ms": result,
+        "failures": failures,
+        "target_p99_ms": 20.0,
+    }

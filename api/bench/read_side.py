@@ -1,0 +1,118 @@
+"""Read-side scenarios without HTTP: projections from the topic, and rebuilds from the store."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from api.bench import workload
+from api.bench.harness import Sizes, Stack, summary
+from api.bootstrap import Services, build, migrate
+from consumers.kafka_projection import ProjectionConsumer
+from consumers.rebuild import rebuild_all
+from infra import kafka
+from projections.registry import all_projectors
+
+Say = Callable[[str], None]
+DEADLINE_S = 600.0
+
+
+def _assigned(bootstrap: str, topic: str) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    """A group-less consumer assigned every partition of ``topic`` (no group join to wait for)."""
+    consumer: KafkaConsumer = kafka.consumer(bootstrap, None)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(partitions)
+    return consumer, partitions
+
+
+def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
+    """Seconds for a plain consumer to read ``expected`` records of ``topic`` from the start."""
+    consumer, partitions = _assigned(bootstrap, topic)
+    try:
+        consumer.seek_to_beginning(*partitions)
+        seen = 0
+        started = time.perf_counter()
+        while seen < expected and time.perf_counter() - started < DEADLINE_S:
+            seen += sum(len(batch) for batch in consumer.poll(timeout_ms=500).values())
+        return time.perf_counter() - started
+    finally:
+        consumer.close()
+
+
+def projections(
+    stack: Stack, services: Services, topic: str, expected: int, *, sizes: Sizes, say: Say
+) -> dict[str, Any]:
+    """Every PostgreSQL read model fed from ``topic`` vs a consumer that only reads it."""
+    assert stack.broker is not None
+    bootstrap = stack.broker.bootstrap
+    rates, raw, ratios = [], [], []
+    for repeat in range(sizes.repeats):
+        settings = services.settings.model_copy(
+            update={"read_database_url": stack.database("readmodels")}
+        )
+        target = build(settings)
+        consumer, partitions = _assigned(bootstrap, topic)
+        dlq = kafka.producer(bootstrap)
+        try:
+            migrate(target)
+            worker = ProjectionConsumer(
+                consumer,
+                dlq,
+                topic=topic,
+                group=f"bench-{repeat}",
+                read_store=target.read_store,
+                projectors=target.projectors,
+                personal=target.store.personal,
+            )
+            worker.seek(partitions)
+            started = time.perf_counter()
+            while worker.applied < expected and time.perf_counter() - started < DEADLINE_S:
+                worker.poll_once()
+            rates.append(worker.applied / (time.perf_counter() - started))
+        finally:
+            consumer.close()
+            dlq.close(timeout=10)
+            target.close()
+        raw.append(expected / _raw_consume(bootstrap, topic, expected))
+        ratios.append(rates[-1] / raw[-1])
+        say(
+            f"projections {repeat + 1}/{sizes.repeats}: {rates[-1]:,.0f} events/s, raw {raw[-1]:,.0f}"
+        )
+    return {
+        "events_per_s": summary(rates)["median"],
+        "baseline_events_per_s": summary(raw)["median"],
+        "ratio": summary(ratios)["median"],
+        "target_ratio": 0.5,
+        "events": expected,
+        "projectors": [p.name for p in all_projectors()],
+        "repeats": {"events_per_s": summary(rates), "baseline_events_per_s": summary(raw)},
+    }
+
+
+def rebuild(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
+    """Replay the store into every projection in one pass (shadow copies, then swap)."""
+    services = build(stack.settings(stack.database("rebuild")))
+    try:
+        migrate(services)
+        rng = random.Random(11)
+        say(f"rebuild: writing {sizes.rebuild_events:,} events …")
+        customers = max(sizes.customers, sizes.rebuild_events // 20)
+        workload.seed(services.commands, customers, sizes.rebuild_events, rng)
+        results = rebuild_all(services.feed, services.read_store, services.projectors)
+    finally:
+        services.close()
+    events, seconds = results[0].events, results[0].seconds
+    rate = events / seconds
+    say(f"rebuild: {events:,} events into all projections at {rate:,.0f} events/s")
+    return {
+        "events_per_s": rate,
+        "events": events,
+        "seconds": seconds,
+        "target_events_per_s": 25_000,
+        "projections": [r.name for r in results],
+        "single_pass": True,
+    }

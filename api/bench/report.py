@@ -1,0 +1,166 @@
+"""The report: targets checked, a rich table for people, one JSON object for machines."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from rich.table import Table
+
+Check = tuple[str, str, Callable[[dict[str, Any]], bool]]
+
+# scenario -> (what is compared, target as text, test)
+TARGETS: dict[str, Check] = {
+    "ingest": ("ratio", "≥ 0.5 x raw COPY", lambda s: s["ratio"] >= 0.5),
+    "relay": ("ratio", "≥ 0.7 x raw produce", lambda s: s["ratio"] >= 0.7),
+    "projections": ("ratio", "≥ 0.5 x raw consume", lambda s: s["ratio"] >= 0.5),
+    "e2e_lag": ("p99_ms", "p99 ≤ 100 ms", lambda s: s["p99_ms"] <= 100),
+    "rebuild": ("events_per_s", "≥ 25,000 events/s", lambda s: s["events_per_s"] >= 25_000),
+    "reads": ("p99_ms", "p99 ≤ 10 ms at 500/s", lambda s: s["p99_ms"] <= 10),
+    "time_travel": ("p99_ms", "p99 ≤ 20 ms", lambda s: s["p99_ms"] <= 20),
+    "memory": ("growth_pct", "growth ≤ 10 %", lambda s: s["growth_pct"] <= 10),
+}
+
+
+def mark_targets(report: dict[str, Any]) -> None:
+    """Add ``target`` and ``met`` to every scenario that has a target."""
+    for name, (_, target, test) in TARGETS.items():
+        scenario = report["scenarios"].get(name)
+        if scenario is not None:
+            scenario["target"] = target
+            try:
+                scenario["met"] = bool(test(scenario))
+            except (KeyError, TypeError):
+                scenario["met"] = False
+
+
+def to_json(report: dict[str, Any]) -> bytes:
+    """One JSON object (NaN becomes null)."""
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2)
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(scenario, measured, baseline, ratio, target) rows for whatever ran."""
+    rows = []
+    for name, label, base in (
+        ("ingest", "ingest, batch path (rows/s)", "raw COPY"),
+        ("relay", "relay store → broker (events/s)", "raw produce"),
+        ("projections", "projections topic → 4 read models (events/s)", "raw consume"),
+    ):
+        if name in s:
+            x = s[name]
+            rows.append(
+                (
+                    label,
+                    _n(x["events_per_s"]),
+                    f"{base} {_n(x['baseline_events_per_s'])}",
+                    f"{x['ratio']:.3f}",
+                    x["target"],
+                )
+            )
+        if name == "ingest" and name in s:
+            x = s["ingest"]
+            rows.append(("ingest, naive (1 tx/command)", _n(x["naive_events_per_s"]), "", "", ""))
+            h = x["http"]
+            rows.append(
+                (
+                    f"HTTP single-command writes, {h['concurrency']} clients (cmd/s)",
+                    _n(h["commands_per_s"]),
+                    f"p50 {_n(h['p50_ms'], 1)} / p99 {_n(h['p99_ms'], 1)} ms",
+                    "",
+                    "",
+                )
+            )
+    if "e2e_lag" in s:
+        x = s["e2e_lag"]
+        rows.append(
+            (
+                f"e2e lag at {x['offered_per_s']} cmd/s (achieved {_n(x['achieved_per_s'])})",
+                f"p50 {_n(x['p50_ms'], 1)} / p99 {_n(x['p99_ms'], 1)} ms",
+                f"ack p99 {_n(x['ack_ms']['p99'], 1)} ms",
+                "",
+                x["target"],
+            )
+        )
+    if "rebuild" in s:
+        x = s["rebuild"]
+        rows.append(
+            (
+                f"rebuild {x['events']:,} events (events/s)",
+                _n(x["events_per_s"]),
+                "",
+                "",
+                x["target"],
+            )
+        )
+    if "reads" in s:
+        x = s["reads"]
+        rows.append(
+            (
+                f"GET profile at {x['offered_per_s']}/s",
+                f"p50 {_n(x['p50_ms'], 1)} / p99 {_n(x['p99_ms'], 1)} ms",
+                "",
+                "",
+                x["target"],
+            )
+        )
+        p = x["segment_pages"]
+        rows.append(
+            (
+                f"segment member pages, {p['concurrency']} clients",
+                f"p50 {_n(p['p50_ms'], 1)} / p99 {_n(p['p99_ms'], 1)} ms",
+                f"{_n(p['pages_per_s'])} pages/s",
+                "",
+                "",
+            )
+        )
+    if "time_travel" in s:
+        x = s["time_travel"]
+        rows.append(
+            (
+                f"time travel, customer with {x['events']} events",
+                f"p50 {_n(x['p50_ms'], 1)} / p99 {_n(x['p99_ms'], 1)} ms",
+                "",
+                "",
+                x["target"],
+            )
+        )
+    if "memory" in s:
+        x = s["memory"]
+        detail = ", ".join(
+            f"{name} {p['peak_rss_mb']:.0f} MB / {p['growth_pct']:+.1f} %"
+            for name, p in x["processes"].items()
+        )
+        rows.append(
+            (
+                "memory: peak RSS / growth",
+                f"{x['peak_rss_mb']:.0f} MB / {x['growth_pct']:+.1f} %",
+                detail,
+                "",
+                x["target"],
+            )
+        )
+    return rows
+
+
+def table(report: dict[str, Any]) -> Table:
+    """The human-readable summary (✓/✗ against each target)."""
+    scenarios = report["scenarios"]
+    title = "clientele bench" + (" --quick" if report["quick"] else "")
+    out = Table("scenario", "measured", "baseline / detail", "ratio", "target", "", title=title)
+    by_target = {t[1]: name for name, t in TARGETS.items()}
+    for row in _rows(scenarios):
+        owner = by_target.get(row[4])
+        met = scenarios[owner].get("met") if owner else None
+        out.add_row(*row, "" if met is None else ("✓" if met else "✗"))
+    for group, error in report["errors"].items():
+        out.add_row(f"{group}: FAILED", error, "", "", "", "✗")
+    return out

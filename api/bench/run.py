@@ -1,0 +1,122 @@
+"""Runs the scenarios, each group on its own fresh services, into one JSON-ready report."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from api.bench import live, read_side, workload, write_side
+from api.bench.harness import Sizes, machine, throwaway
+from api.bootstrap import build, migrate
+
+log = structlog.get_logger(__name__)
+Say = Callable[[str], None]
+
+QUICK = Sizes(
+    repeats=1,
+    customers=300,
+    ingest_commands=3_000,
+    naive_commands=200,
+    http_writes=300,
+    http_concurrency=8,
+    relay_events=4_000,
+    rebuild_events=10_000,
+    e2e_seconds=4.0,
+    e2e_per_s=1_000,
+    e2e_low_per_s=250,
+    reads_seconds=4.0,
+    reads_per_s=500,
+    read_concurrency=16,
+    travel_events=1_000,
+    travel_requests=20,
+)
+FULL = Sizes(
+    repeats=3,
+    customers=5_000,
+    ingest_commands=30_000,
+    naive_commands=2_000,
+    http_writes=3_000,
+    http_concurrency=8,
+    relay_events=100_000,
+    rebuild_events=300_000,
+    e2e_seconds=30.0,
+    e2e_per_s=1_000,
+    e2e_low_per_s=250,
+    reads_seconds=20.0,
+    reads_per_s=500,
+    read_concurrency=16,
+    travel_events=1_000,
+    travel_requests=200,
+)
+GROUPS = ("ingest", "relay", "rebuild", "live")
+
+
+def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
+    # durable: fsync on, so "durable events" means what it says (COPY pays the same)
+    with throwaway(broker=True, durable=True) as stack:
+        return {"ingest": write_side.ingest(stack, sizes, say)}
+
+
+def _relay(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway(broker=True) as stack:
+        services = build(stack.settings(stack.database("relay")))
+        try:
+            migrate(services)
+            say(f"relay: writing {sizes.relay_events:,} events …")
+            workload.seed(services.commands, sizes.customers, sizes.relay_events, random.Random(9))
+            relayed, topic = write_side.relay(stack, services, sizes, say)
+            projected = read_side.projections(
+                stack, services, topic, relayed["events"], sizes=sizes, say=say
+            )
+        finally:
+            services.close()
+    return {"relay": relayed, "projections": projected}
+
+
+def _rebuild(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return {"rebuild": read_side.rebuild(stack, sizes, say)}
+
+
+def _live(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway(broker=True) as stack:
+        return live.run(stack, sizes, say)
+
+
+RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
+    "ingest": _ingest,
+    "relay": _relay,
+    "rebuild": _rebuild,
+    "live": _live,
+}
+
+
+def run(*, quick: bool, groups: tuple[str, ...] = GROUPS, say: Say) -> dict[str, Any]:
+    """Every requested scenario group; a failing group is reported and the others still run."""
+    sizes = QUICK if quick else FULL
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "quick": quick,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "sizes": asdict(sizes),
+        "scenarios": {},
+        "errors": {},
+    }
+    for group in groups:
+        say(f"— {group} —")
+        group_started = time.perf_counter()
+        try:
+            report["scenarios"] |= RUNNERS[group](sizes, say)
+        except Exception as error:
+            log.exception("bench.scenario_failed", group=group)
+            report["errors"][group] = repr(error)
+        say(f"{group} took {time.perf_counter() - group_started:.0f}s")
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report

@@ -1,0 +1,221 @@
+"""Write-side scenarios: ingest (batch vs raw COPY vs naive, HTTP writes) and the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from kafka import KafkaProducer
+from psycopg import sql
+
+from api.bench import workload
+from api.bench.harness import Sizes, Stack, summary, wait_for
+from api.bench.http import Pool, closed_loop
+from api.bootstrap import Services, build, migrate
+from consumers.relay import Relay
+from infra import kafka
+from infra.local_services import free_port, port_open
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+
+
+def _services(stack: Stack, prefix: str, topic_prefix: str = "") -> Services:
+    services = build(stack.settings(stack.database(prefix), topic_prefix))
+    migrate(services)
+    return services
+
+
+def raw_copy(database_url: str, table: str, rows: int, state_bytes: int, topic: str) -> float:
+    """Seconds to COPY ``rows`` rows shaped like stored events into a table like ``table``."""
+    payload = os.urandom(max(1, state_bytes))
+    copy_table = sql.Identifier(f"bench_copy_{time.time_ns()}")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING INDEXES)").format(
+                copy_table, sql.Identifier(table)
+            )
+        )
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cursor:
+            statement = sql.SQL(
+                "COPY {} (originator_id, originator_version, topic, state, notification_id) "
+                "FROM STDIN"
+            ).format(copy_table)
+            with cursor.copy(statement) as copy:
+                for n in range(rows):
+                    copy.write_row((UUID(int=n + 1, version=4), 1, topic, payload, n + 1))
+        return time.perf_counter() - started
+
+
+def _row_shape(services: Services) -> tuple[int, str]:
+    """Average ``state`` size and a typical topic of the stored event rows."""
+    with psycopg.connect(services.store.database_url) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT AVG(octet_length(state))::int, MIN(topic) FROM {}").format(
+                sql.Identifier(services.store.events_table)
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row[0] or 1), str(row[1] or "")
+
+
+def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
+    """Group commit vs raw COPY of as many equally sized rows vs one transaction per command."""
+    rng = random.Random(7)
+    batch, copy, naive, ratios = [], [], [], []
+    rows = 0
+    for repeat in range(sizes.repeats):
+        services = _services(stack, "ingest")
+        try:
+            ids = workload.seed(services.commands, sizes.customers, sizes.customers, rng)
+            commands = workload.mix(ids, sizes.ingest_commands, rng)
+            head = services.store.head()
+            started = time.perf_counter()
+            workload.run_batches(services.commands, commands)
+            seconds = time.perf_counter() - started
+            rows = services.store.head() - head
+            batch.append(rows / seconds)
+            state_bytes, topic = _row_shape(services)
+            store = services.store
+            copy.append(
+                rows / raw_copy(store.database_url, store.events_table, rows, state_bytes, topic)
+            )
+            ratios.append(batch[-1] / copy[-1])
+            singles = workload.mix(ids, sizes.naive_commands, rng)
+            head = services.store.head()
+            started = time.perf_counter()
+            for command in singles:
+                services.commands.execute(command, workload.CONTEXT)
+            naive.append((services.store.head() - head) / (time.perf_counter() - started))
+        finally:
+            services.close()
+        say(f"ingest {repeat + 1}/{sizes.repeats}: {batch[-1]:,.0f} rows/s, COPY {copy[-1]:,.0f}")
+    return {
+        "events_per_s": summary(batch)["median"],
+        "baseline_events_per_s": summary(copy)["median"],
+        "ratio": summary(ratios)["median"],
+        "target_ratio": 0.5,
+        "naive_events_per_s": summary(naive)["median"],
+        "rows_per_repeat": rows,
+        "commands_per_repeat": sizes.ingest_commands,
+        "batch_size": workload.BATCH,
+        "repeats": {
+            "events_per_s": summary(batch),
+            "baseline_events_per_s": summary(copy),
+            "naive_events_per_s": summary(naive),
+        },
+        "http": http_writes(stack, sizes, say),
+    }
+
+
+def http_writes(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
+    """Concurrent single-command HTTP writes (``POST …/contacts``) against ``clientele serve``."""
+    services = _services(stack, "http")
+    try:
+        ids = workload.seed(services.commands, sizes.customers, sizes.customers, random.Random(3))
+    finally:
+        services.close()
+    settings = stack.settings(services.settings.database_url)
+    server, _ = serve(stack, settings)
+    token = stack.api_key()
+    body = b'{"channel": "email", "direction": "inbound", "subject": "bench"}'
+    rng = random.Random(5)
+
+    def request() -> tuple[str, str, bytes]:
+        return "POST", f"/v1/customers/{rng.choice(ids)}/contacts", body
+
+    async def drive() -> tuple[list[float], float, int]:
+        async with Pool(server, token, sizes.http_concurrency) as pool:
+            return await closed_loop(pool, request, sizes.http_writes, sizes.http_concurrency)
+
+    latencies, seconds, failures = asyncio.run(drive())
+    result = summary([x * 1000 for x in latencies])
+    say(f"http writes: {len(latencies) / seconds:,.0f} commands/s, p99 {result['p99']:.1f} ms")
+    return {
+        "commands_per_s": len(latencies) / seconds,
+        "concurrency": sizes.http_concurrency,
+        "p50_ms": result["p50"],
+        "p99_ms": result["p99"],
+        "latency_ms": result,
+        "failures": failures,
+    }
+
+
+def serve(
+    stack: Stack, settings: Settings, name: str = "serve"
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start ``clientele serve`` on a free port and wait until it is ready: (port, process)."""
+    port = free_port()
+    child = stack.spawn(settings, name, "serve", "--port", str(port))
+
+    def ready() -> bool:
+        if child.poll() is not None:
+            raise RuntimeError(f"clientele serve exited:\n{stack.log_tail(name)}")
+        return port_open(port)
+
+    wait_for(ready, 60, "clientele serve")
+    return port, child
+
+
+def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dict[str, Any], str]:
+    """Relay catch-up (store → topic) vs a raw producer sending the same envelope bytes.
+
+    Returns the result and the topic the last repeat filled (for the projections scenario)."""
+    assert stack.broker is not None
+    bootstrap = stack.broker.bootstrap
+    envelopes = services.feed.read(0, 10 * sizes.relay_events + 10_000)
+    messages = [(str(e.customer_id).encode(), e.to_bytes(), e.kafka_headers()) for e in envelopes]
+    assert services.outbox is not None
+    rates, raw, ratios = [], [], []
+    for repeat in range(sizes.repeats):
+        topics = stack.topics(f"relay{repeat}.", 12)
+        producer = kafka.producer(bootstrap)
+        try:
+            publisher = Relay(
+                services.feed, producer, topics.events, services.outbox, name=f"bench-{repeat}"
+            )
+            producer.partitions_for(topics.events)  # metadata, as the raw producer gets it
+            started = time.perf_counter()
+            published = publisher.catch_up()
+            rates.append(published / (time.perf_counter() - started))
+        finally:
+            producer.close(timeout=10)
+        raw.append(len(messages) / _raw_produce(bootstrap, topics.name("raw"), messages))
+        ratios.append(rates[-1] / raw[-1])
+        say(f"relay {repeat + 1}/{sizes.repeats}: {rates[-1]:,.0f} events/s, raw {raw[-1]:,.0f}")
+    result = {
+        "events_per_s": summary(rates)["median"],
+        "baseline_events_per_s": summary(raw)["median"],
+        "ratio": summary(ratios)["median"],
+        "target_ratio": 0.7,
+        "events": len(messages),
+        "avg_envelope_bytes": sum(len(m[1]) for m in messages) / max(1, len(messages)),
+        "repeats": {"events_per_s": summary(rates), "baseline_events_per_s": summary(raw)},
+    }
+    return result, topics.events
+
+
+def _raw_produce(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+) -> float:
+    """Seconds for kafka-python (same producer settings) to send and get acks for ``messages``."""
+    kafka.ensure_topics(bootstrap, [topic], 12)
+    producer: KafkaProducer = kafka.producer(bootstrap)
+    try:
+        producer.partitions_for(topic)
+        started = time.perf_counter()
+        futures = [producer.send(topic, key=k, value=v, headers=h) for k, v, h in messages]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+        return time.perf_counter() - started
+    finally:
+        producer.close(timeout=10)

@@ -1,0 +1,44 @@
+"""``clientele bench --quick --json`` runs to the end and prints the documented JSON shape.
+
+No timing assertions: the numbers depend on the machine; only completeness is checked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.e2e
+CLIENTELE = str(Path(sys.executable).parent / "clientele")
+REQUIRED = {
+    "ingest": {"events_per_s", "baseline_events_per_s", "ratio"},
+    "relay": {"events_per_s", "baseline_events_per_s", "ratio"},
+    "projections": {"events_per_s", "baseline_events_per_s", "ratio"},
+    "e2e_lag": {"offered_per_s", "p50_ms", "p99_ms"},
+    "rebuild": {"events_per_s"},
+    "reads": {"p50_ms", "p99_ms"},
+    "time_travel": {"p99_ms"},
+    "memory": {"peak_rss_mb", "growth_pct"},
+}
+
+
+@pytest.mark.timeout(240)
+def test_quick_bench_emits_the_report(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [CLIENTELE, "bench", "--quick", "--json"],
+        capture_output=True,
+        timeout=230,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-5000:]
+    report = orjson.loads(done.stdout)
+    assert report["errors"] == {}
+    for scenario, keys in REQUIRED.items():
+        assert keys <= set(report["scenarios"][scenario]), scenario
+        for key in keys:
+            assert isinstance(report["scenarios"][scenario][key], int | float), (scenario, key)
