@@ -27,7 +27,7 @@ class StoreFeed:
             event = self.store.personal_mapper.to_sealed_event(notification)
             assert isinstance(event, CustomerEvent)
             envelopes.append(Envelope.from_event(event, notification.id))
-        links = self.store.links({e.customer_id for e in envelopes})
+        links = self.store.links({(e.customer_id, e.version) for e in envelopes})
         return [
             replace(e, prev_hash=chained[0], hash=chained[1])
             if (chained := links.get((e.customer_id, e.version)))

@@ -172,9 +172,15 @@ class EventStore(Application[UUID]):
         return customer
 
     def customer_as_of(self, customer_id: UUID, when: datetime) -> Customer:
-        """Fold a customer's events recorded at or before ``when`` (what we knew then)."""
+        """Fold a customer's events recorded at or before ``when`` (what we knew then),
+        starting from the newest snapshot whose last event was recorded by then."""
         customer: Any = None
-        for event in self.events.get(customer_id):
+        after: int | None = None
+        for snapshot in self.snapshots.get(customer_id, desc=True) if self.snapshots else ():
+            if snapshot.state.get("_modified_on", snapshot.timestamp) <= when:  # type: ignore[attr-defined]
+                customer, after = snapshot.mutate(None), snapshot.originator_version  # type: ignore[attr-defined]
+                break
+        for event in self.events.get(customer_id, gt=after):
             if event.timestamp > when:  # type: ignore[attr-defined]
                 break
             customer = event.mutate(customer)  # type: ignore[attr-defined]
@@ -224,24 +230,26 @@ class EventStore(Application[UUID]):
             history.append((position, event))
         return history
 
-    def links(self, aggregate_ids: set[UUID]) -> dict[tuple[UUID, int], tuple[str, str]]:
-        """(prev_hash, hash) of every stored event of these aggregates (empty on ``memory://``)."""
+    def links(self, events: set[tuple[UUID, int]]) -> dict[tuple[UUID, int], tuple[str, str]]:
+        """(prev_hash, hash) of these (aggregate id, version) events (empty on ``memory://``)."""
         recorder = self.recorder
-        if not aggregate_ids or not isinstance(
+        if not events or not isinstance(
             recorder, PostgresApplicationRecorder | SQLiteApplicationRecorder
         ):
             return {}
-        keys = sorted(a.hex for a in aggregate_ids)
+        pairs = sorted((a.hex, v) for a, v in events)
         found: dict[tuple[UUID, int], tuple[str, str]] = {}
         mark = "%s" if isinstance(recorder, PostgresApplicationRecorder) else "?"
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        cast = "::bigint" if mark == "%s" else ""
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start : start + 500]
+            rows = ",".join([f"({mark}, {mark}{cast})"] * len(chunk))
             query = (
                 "SELECT originator_id, originator_version, prev_hash, hash FROM event_hashes "
-                f"WHERE originator_id IN ({','.join([mark] * len(chunk))})"
+                f"WHERE (originator_id, originator_version) IN (VALUES {rows})"
             )
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, chunk)
+                cursor.execute(query, [value for pair in chunk for value in pair])
                 for row in cursor.fetchall():
                     values = list(row.values()) if isinstance(row, dict) else list(row)
                     found[(UUID(hex=values[0]), int(values[1]))] = (values[2], values[3])

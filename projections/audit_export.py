@@ -75,7 +75,7 @@ def export_lines(
             assert isinstance(event, CustomerEvent)
             if _in_range(event.timestamp, start, end):
                 chosen.append((notification, Envelope.from_event(event, notification.id)))
-        links = store.links({envelope.customer_id for _, envelope in chosen})
+        links = store.links({(e.customer_id, e.version) for _, e in chosen})
         for notification, envelope in chosen:
             previous, digest = links.get((envelope.customer_id, envelope.version), (None, None))
             published = replace(envelope, prev_hash=previous, hash=digest)
