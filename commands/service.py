@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -108,6 +108,7 @@ class CommandService:
         """Run commands in order in one store transaction; report each outcome."""
         for attempt in range(self.retries + 1):
             uow = UnitOfWork(self.store, self.index_key)
+            uow.prefetch(_targets(uow, commands))
             now = datetime.now(UTC)
             meta = Meta(context.actor, context.correlation_id, context.causation_id, now)
             plans = [
@@ -168,3 +169,15 @@ class CommandService:
             replayed=plan.replayed,
             events=tuple(e.TYPE for e in plan.events),
         )
+
+
+def _targets(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:
+    """Every stored aggregate the commands will read: customers, duplicates, idempotency."""
+    for command in commands:
+        if command.customer_id is not None:
+            yield command.customer_id
+        duplicate = getattr(command, "duplicate_id", None)
+        if isinstance(duplicate, UUID):
+            yield duplicate
+        if command.idempotency_key is not None:
+            yield uow.idempotency_id(command.idempotency_key)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -20,15 +21,19 @@ from eventsourcing.persistence import Recording
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.indexes import EmailReservation, IdempotencyRecord
+from infra.bulk_load import load_many
 from infra.store import EventStore
 
 IDEMPOTENCY_NAMESPACE = UUID("0b5f4f0e-8d8a-5c1e-8f55-7f1f0c2f3a61")
 _SAVE_ORDER = {Customer: 0, EmailReservation: 1, IdempotencyRecord: 2}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Savepoint:
-    pending: dict[UUID, int]
+    """Filled as the unit is used: for every aggregate touched after the savepoint, its
+    number of pending events at the savepoint (None: it was not in the unit then)."""
+
+    pending: dict[UUID, int | None] = field(default_factory=dict)
 
 
 class UnitOfWork:
@@ -39,10 +44,21 @@ class UnitOfWork:
         self._index_key = index_key
         self._aggregates: dict[UUID, Aggregate | None] = {}
         self._stored: set[UUID] = set()
+        self._savepoint: Savepoint | None = None
 
     # ----------------------------------------------------------------- loading
 
+    def _touch(self, aggregate_id: UUID) -> None:
+        """Remember an aggregate's state at the savepoint before it may change."""
+        savepoint = self._savepoint
+        if savepoint is not None and aggregate_id not in savepoint.pending:
+            aggregate = self._aggregates.get(aggregate_id)
+            savepoint.pending[aggregate_id] = (
+                None if aggregate is None else len(aggregate.pending_events)
+            )
+
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        self._touch(aggregate_id)
         if aggregate_id not in self._aggregates:
             try:
                 aggregate: Aggregate | None = self.store.repository.get(aggregate_id)
@@ -52,6 +68,21 @@ class UnitOfWork:
                 self._stored.add(aggregate_id)
             self._aggregates[aggregate_id] = aggregate
         return self._aggregates[aggregate_id]
+
+    def prefetch(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Load many aggregates in a few queries (absent ones are remembered as absent)."""
+        wanted = [i for i in dict.fromkeys(aggregate_ids) if i not in self._aggregates]
+        if not wanted:
+            return
+        found = load_many(self.store, wanted)
+        for aggregate_id in wanted:
+            self._aggregates[aggregate_id] = found.get(aggregate_id)
+            if aggregate_id in found:
+                self._stored.add(aggregate_id)
+
+    def idempotency_id(self, key: str) -> UUID:
+        """Id of the record that remembers an idempotency key."""
+        return uuid5(IDEMPOTENCY_NAMESPACE, key)
 
     def customer(self, customer_id: UUID) -> Customer:
         """The customer, loaded once per unit; :class:`CustomerNotFound` if absent."""
@@ -75,36 +106,39 @@ class UnitOfWork:
         return aggregate
 
     def idempotency_record(self, key: str) -> tuple[UUID, IdempotencyRecord | None]:
-        record_id = uuid5(IDEMPOTENCY_NAMESPACE, key)
+        record_id = self.idempotency_id(key)
         aggregate = self._load(record_id)
         assert aggregate is None or isinstance(aggregate, IdempotencyRecord)
         return record_id, aggregate
 
     def add(self, aggregate: Aggregate) -> None:
         """Track a newly created aggregate."""
+        self._touch(aggregate.id)
         self._aggregates[aggregate.id] = aggregate
 
     # -------------------------------------------------------------- savepoints
 
     def savepoint(self) -> Savepoint:
-        return Savepoint(
-            {i: len(a.pending_events) for i, a in self._aggregates.items() if a is not None}
-        )
+        """Start tracking what the next command touches (cost: what it touches, not the unit)."""
+        self._savepoint = Savepoint()
+        return self._savepoint
 
     def events_since(self, savepoint: Savepoint) -> list[Any]:
         """Events triggered since ``savepoint``, in trigger order per aggregate."""
         new: list[Any] = []
-        for aggregate_id, aggregate in self._aggregates.items():
+        for aggregate_id, before in savepoint.pending.items():
+            aggregate = self._aggregates.get(aggregate_id)
             if aggregate is not None:
-                new.extend(aggregate.pending_events[savepoint.pending.get(aggregate_id, 0) :])
+                new.extend(aggregate.pending_events[before or 0 :])
         return new
 
     def rollback(self, savepoint: Savepoint) -> None:
         """Forget in-memory changes made after ``savepoint``."""
-        for aggregate_id, aggregate in list(self._aggregates.items()):
+        for aggregate_id in list(savepoint.pending):
+            aggregate = self._aggregates.get(aggregate_id)
             if aggregate is None:
                 continue
-            keep = savepoint.pending.get(aggregate_id)
+            keep = savepoint.pending[aggregate_id]
             if keep is None:
                 if aggregate_id in self._stored:
                     keep = 0

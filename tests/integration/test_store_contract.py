@@ -6,13 +6,14 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
 from commands import messages as m
 from commands.service import CommandService, Context, Outcome
 from domain import errors
+from infra.bulk_load import load_many
 from infra.store import EventStore
 
 WRITERS = 8
@@ -109,6 +110,14 @@ class StoreContract:
         reopened = EventStore(store.database_url, snapshot_interval=5)
         try:
             assert vars(reopened.customer(cid)) == vars(store.customer(cid))
+            travelled = [reopened.customer_as_of(cid, e.timestamp).version for e in events]
+            assert travelled == list(range(1, 14))  # from the snapshots, then events
+            other = service.execute(m.RegisterCustomer(name="Bo"), self.ctx).customer_id
+            assert other
+            loaded = load_many(reopened, [cid, other, uuid4(), cid])
+            assert sorted(loaded) == sorted([cid, other])
+            assert vars(loaded[cid]) == vars(store.customer(cid))
+            assert vars(loaded[other]) == vars(store.customer(other))
         finally:
             reopened.close()
 
