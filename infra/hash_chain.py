@@ -74,7 +74,9 @@ def chain(
 
 
 def _in_clause(pairs: list[tuple[str, int]], mark: str) -> tuple[str, list[Any]]:
-    clause = " OR ".join([f"(originator_id = {mark} AND originator_version = {mark})"] * len(pairs))
+    cast = "::bigint" if mark == "%s" else ""
+    rows = ",".join([f"({mark}, {mark}{cast})"] * len(pairs))
+    clause = f"(originator_id, originator_version) IN (VALUES {rows})"
     return clause, [value for pair in pairs for value in pair]
 
 
