@@ -6,11 +6,14 @@
   concurrent writer that commits first makes the store refuse our transaction, and the whole
   unit is retried against fresh state (bounded);
 * batches: all commands share one unit of work and one store transaction; a rejected command
-  is rolled back in memory and reported, the others still commit.
+  is rolled back in memory and reported, the others still commit;
+* group commit: batches from concurrent callers share one store transaction (one lock, one
+  commit) instead of queueing for the store one by one.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,12 +93,17 @@ class CommandService:
         index_key: str = "clientele-dev-index-key",
         retries: int = 5,
         on_commit: Callable[[int], None] | None = None,
+        group_limit: int = 1000,
     ) -> None:
         self.store = store
         self.on_commit = on_commit
         self.default_region = default_region
         self.index_key = index_key.encode()
         self.retries = retries
+        self.group_limit = group_limit
+        self._turn = threading.Condition()
+        self._queue: list[_Submitted] = []
+        self._leading = False
 
     def execute(self, command: Command, context: Context) -> Outcome:
         """Run one command; raise its :class:`DomainError` if it is rejected."""
@@ -105,14 +113,65 @@ class CommandService:
         return outcome
 
     def execute_batch(self, commands: Sequence[Command], context: Context) -> list[Outcome]:
-        """Run commands in order in one store transaction; report each outcome."""
+        """Run commands in order in one store transaction; report each outcome.
+
+        Batches submitted concurrently (request threads) are group-committed: the first caller
+        to find no commit running leads, executing every batch queued so far in one store
+        transaction, in arrival order, as if they ran one after the other; the others wait for
+        their outcomes (or lead the next group if theirs did not fit).
+        """
+        mine = _Submitted([(command, context) for command in commands])
+        with self._turn:
+            self._queue.append(mine)
+            while mine.outcomes is None and mine.error is None:
+                if self._leading:
+                    self._turn.wait()
+                    continue
+                self._leading = True
+                group = self._take_group()
+                self._turn.release()
+                try:
+                    self._run_group(group)
+                finally:
+                    self._turn.acquire()
+                    self._leading = False
+                    self._turn.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.outcomes is not None
+        return mine.outcomes
+
+    def _take_group(self) -> list[_Submitted]:
+        """Queued batches from the oldest, up to ``group_limit`` commands (at least one batch)."""
+        taken, size = 0, 0
+        for submitted in self._queue:
+            if taken and size + len(submitted.items) > self.group_limit:
+                break
+            taken, size = taken + 1, size + len(submitted.items)
+        group, self._queue = self._queue[:taken], self._queue[taken:]
+        return group
+
+    def _run_group(self, group: list[_Submitted]) -> None:
+        try:
+            outcomes = self._execute([item for submitted in group for item in submitted.items])
+        except BaseException as error:
+            for submitted in group:
+                submitted.error = error
+            raise
+        start = 0
+        for submitted in group:
+            submitted.outcomes = outcomes[start : start + len(submitted.items)]
+            start += len(submitted.items)
+
+    def _execute(self, items: Sequence[tuple[Command, Context]]) -> list[Outcome]:
+        commands = [command for command, _ in items]
         for attempt in range(self.retries + 1):
             uow = UnitOfWork(self.store, self.index_key)
             uow.prefetch(_targets(uow, commands))
             now = datetime.now(UTC)
-            meta = Meta(context.actor, context.correlation_id, context.causation_id, now)
             plans = [
-                self._plan(command, Env(uow, meta, self.default_region)) for command in commands
+                self._plan(command, Env(uow, _meta(context, now), self.default_region))
+                for command, context in items
             ]
             try:
                 recordings = uow.commit()
@@ -169,6 +228,19 @@ class CommandService:
             replayed=plan.replayed,
             events=tuple(e.TYPE for e in plan.events),
         )
+
+
+@dataclass
+class _Submitted:
+    """One caller's batch in the group-commit queue, and what became of it."""
+
+    items: list[tuple[Command, Context]]
+    outcomes: list[Outcome] | None = None
+    error: BaseException | None = None
+
+
+def _meta(context: Context, now: datetime) -> Meta:
+    return Meta(context.actor, context.correlation_id, context.causation_id, now)
 
 
 def _targets(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:

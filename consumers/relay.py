@@ -16,8 +16,10 @@ import psycopg
 import structlog
 from eventsourcing.postgres import PostgresApplicationRecorder
 from kafka import KafkaProducer
+from kafka.producer.future import FutureRecordMetadata
 
 from consumers.store_feed import StoreFeed
+from infra.envelope import Envelope
 from projections.readstore import ReadStore
 
 log = structlog.get_logger(__name__)
@@ -56,6 +58,7 @@ class Relay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
+        self._acknowledged: int | None = None
         with checkpoints.transaction() as tx:
             tx.raw(CHECKPOINTS)
 
@@ -66,13 +69,24 @@ class Relay:
         """Customer events recorded but not yet acknowledged by the broker."""
         return self.feed.pending(self.position())
 
-    def publish_once(self) -> int:
-        """Publish the next batch and move the checkpoint; returns how many were published."""
-        after = self.position()
-        envelopes = self.feed.read_sealed(after, self.batch_size)
-        if not envelopes:
-            return 0
-        sent = [
+    def catch_up(self) -> int:
+        """Publish everything recorded so far. While the broker acknowledges one batch, the
+        next is already read from the store; each checkpoint still waits for its acks."""
+        total = 0
+        if self._acknowledged is None:  # we are the only writer of our checkpoint
+            self._acknowledged = self.position()
+        envelopes = self.feed.read_sealed(self._acknowledged, self.batch_size)
+        while envelopes and not self.stopping.is_set():
+            sent = self._send(envelopes)
+            reached = envelopes[-1].position
+            full = len(envelopes) == self.batch_size
+            envelopes = self.feed.read_sealed(reached, self.batch_size) if full else []
+            self._confirm(sent, reached)
+            total += len(sent)
+        return total
+
+    def _send(self, envelopes: list[Envelope]) -> list[FutureRecordMetadata]:
+        return [
             self.producer.send(
                 self.topic,
                 key=str(e.customer_id).encode(),
@@ -81,6 +95,9 @@ class Relay:
             )
             for e in envelopes
         ]
+
+    def _confirm(self, sent: list[FutureRecordMetadata], reached: int) -> None:
+        """Wait for the broker's acks of ``sent``, then checkpoint ``reached``."""
         self.producer.flush()
         for future in sent:
             future.get(timeout=30)  # raises if any send failed: the checkpoint stays put
@@ -89,22 +106,9 @@ class Relay:
                 "INSERT INTO relay_checkpoints (name, position, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
                 "updated_at = excluded.updated_at",
-                (
-                    self.name,
-                    envelopes[-1].position,
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                ),
+                (self.name, reached, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
             )
-        return len(envelopes)
-
-    def catch_up(self) -> int:
-        total = 0
-        while not self.stopping.is_set():
-            count = self.publish_once()
-            total += count
-            if count < self.batch_size:
-                break
-        return total
+        self._acknowledged = reached
 
     def run(self) -> None:
         """Publish until :meth:`stop`; errors back off and retry, never skip."""
@@ -115,10 +119,11 @@ class Relay:
                 try:
                     published = self.catch_up()
                     if published:
-                        log.info("relay.published", count=published, position=self.position())
+                        log.info("relay.published", count=published, position=self._acknowledged)
                     backoff = self.poll_interval
                 except Exception:
                     log.exception("relay.batch_failed")
+                    self._acknowledged = None  # re-read the checkpoint on the next attempt
                     backoff = min(backoff * 2, 30.0)
                 self._wait(listener, backoff)
         finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from domain.events import CustomerEvent
 from infra.envelope import Envelope
 from infra.store import EventStore
@@ -22,17 +20,17 @@ class StoreFeed:
     def read_sealed(self, after: int, limit: int) -> list[Envelope]:
         """Envelopes as published: personal data stays encrypted in ``sealed``."""
         notifications = self.store.customer_notifications(after, limit)
-        envelopes = []
+        events = []
         for notification in notifications:
             event = self.store.personal_mapper.to_sealed_event(notification)
             assert isinstance(event, CustomerEvent)
-            envelopes.append(Envelope.from_event(event, notification.id))
-        links = self.store.links({(e.customer_id, e.version) for e in envelopes})
+            events.append((event, notification.id))
+        links = self.store.links({(e.originator_id, e.originator_version) for e, _ in events})
         return [
-            replace(e, prev_hash=chained[0], hash=chained[1])
-            if (chained := links.get((e.customer_id, e.version)))
-            else e
-            for e in envelopes
+            Envelope.from_event(
+                event, position, links.get((event.originator_id, event.originator_version))
+            )
+            for event, position in events
         ]
 
     def head(self) -> int:

@@ -67,11 +67,13 @@ class Envelope:
     headers: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_event(cls, event: CustomerEvent, position: int) -> Envelope:
+    def from_event(
+        cls, event: CustomerEvent, position: int, chain: tuple[str, str] | None = None
+    ) -> Envelope:
         """Wrap a domain event recorded at ``position``; data is made JSON-plain.
 
         An event read sealed (``PersonalDataMapper.to_sealed_event``) keeps its personal
-        fields out of ``data``, encrypted in ``sealed``.
+        fields out of ``data``, encrypted in ``sealed``. ``chain`` is its (prev_hash, hash).
         """
         data = plain(event.data())
         sealed = data.pop(SEALED, None)
@@ -88,6 +90,8 @@ class Envelope:
             correlation_id=event.correlation_id,
             causation_id=event.causation_id,
             data=data,
+            prev_hash=chain[0] if chain else None,
+            hash=chain[1] if chain else None,
             sealed=sealed,
         )
 

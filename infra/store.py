@@ -238,18 +238,31 @@ class EventStore(Application[UUID]):
         ):
             return {}
         pairs = sorted((a.hex, v) for a, v in events)
+        select = "SELECT originator_id, originator_version, prev_hash, hash FROM event_hashes "
+        if isinstance(recorder, PostgresApplicationRecorder):  # two arrays: one cheap plan
+            ids, versions = [a for a, _ in pairs], [v for _, v in pairs]
+            batches = [
+                (
+                    select + "WHERE (originator_id, originator_version) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::bigint[]))",
+                    [ids, versions],
+                )
+            ]
+        else:
+            batches = [
+                (
+                    select
+                    + "WHERE (originator_id, originator_version) IN (VALUES "
+                    + ",".join(["(?, ?)"] * len(chunk))
+                    + ")",
+                    [value for pair in chunk for value in pair],
+                )
+                for chunk in (pairs[start : start + 400] for start in range(0, len(pairs), 400))
+            ]
         found: dict[tuple[UUID, int], tuple[str, str]] = {}
-        mark = "%s" if isinstance(recorder, PostgresApplicationRecorder) else "?"
-        cast = "::bigint" if mark == "%s" else ""
-        for start in range(0, len(pairs), 500):
-            chunk = pairs[start : start + 500]
-            rows = ",".join([f"({mark}, {mark}{cast})"] * len(chunk))
-            query = (
-                "SELECT originator_id, originator_version, prev_hash, hash FROM event_hashes "
-                f"WHERE (originator_id, originator_version) IN (VALUES {rows})"
-            )
+        for query, params in batches:
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, [value for pair in chunk for value in pair])
+                cursor.execute(query, params)
                 for row in cursor.fetchall():
                     values = list(row.values()) if isinstance(row, dict) else list(row)
                     found[(UUID(hex=values[0]), int(values[1]))] = (values[2], values[3])

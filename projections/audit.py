@@ -52,7 +52,11 @@ def utc(moment: datetime) -> str:
 
 
 def _view(state: dict[str, Any]) -> dict[str, Any]:
-    """The profile's fields, one level of nesting flattened (``attributes.city``)."""
+    """The profile's fields, one level of nesting flattened (``attributes.city``).
+
+    Lists are copied (the fold changes ``tags`` in place); nested values are only ever
+    replaced by the fold, so a view stays valid while ``state`` moves on.
+    """
     flat: dict[str, Any] = {}
     for key, value in profile.render(state).items():
         if key in IGNORED:
@@ -60,7 +64,7 @@ def _view(state: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             flat.update({f"{key}.{inner}": item for inner, item in value.items()})
         else:
-            flat[key] = value
+            flat[key] = list(value) if isinstance(value, list) else value
     return flat
 
 
@@ -111,13 +115,15 @@ class AuditProjector(Projector):
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = _load(tx, sorted({str(e.customer_id) for e in envelopes}))
         rows, touched, erased = [], set(), []
+        views: dict[str, dict[str, Any]] = {}  # each customer's view after its latest event
         for e in envelopes:
             key = str(e.customer_id)
             state = states.setdefault(key, profile.empty(e.customer_id))
-            before = orjson.loads(orjson.dumps(_view(state)))  # a cheap deep copy (JSON state)
+            before = views[key] if key in views else _view(state)
             if not profile.apply(state, e):
                 continue  # redelivered: already recorded
-            change = diff(before, _view(state))
+            views[key] = after = _view(state)
+            change = diff(before, after)
             if e.type == "customer.erased":
                 erased.append(key)
             touched.add(key)

@@ -188,16 +188,20 @@ def project(
     ``state_names`` maps projection names to the ``projection_state`` row to advance (a
     rebuild advances its shadow row).
     """
-    for binding in bindings:
-        name = binding.projector.name
-        row_name = (state_names or {}).get(name, name)
-        row = tx.fetchone("SELECT position FROM projection_state WHERE name = ?", (row_name,))
-        if row is None:
+    row_names = [(state_names or {}).get(b.projector.name, b.projector.name) for b in bindings]
+    marks = ",".join("?" * len(row_names))
+    known: dict[str, int] = dict(
+        tx.fetchall(
+            f"SELECT name, position FROM projection_state WHERE name IN ({marks})", row_names
+        )
+    )
+    for binding, row_name in zip(bindings, row_names, strict=True):
+        if row_name not in known:
             msg = f"projection {row_name!r} has no state row; run migrate"
             raise LookupError(msg)
-        floor = int(row[0]) if by_position else 0
-        reached = _apply_one(tx, binding, envelopes, floor)
-        if reached > row[0]:
+        position = int(known[row_name])
+        reached = _apply_one(tx, binding, envelopes, position if by_position else 0)
+        if reached > position:
             tx.execute(
                 "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
                 (reached, now_iso(), row_name),

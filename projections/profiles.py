@@ -60,17 +60,17 @@ class ProfilesProjector(Projector):
             "position = excluded.position, updated_at = excluded.updated_at",
             [_row(cid, state) for cid, state in states.items()],
         )
+        removed, added = [], []
         for customer_id, state in states.items():
             old, new = set(before_tags.get(customer_id, [])), set(state.get("tags", []))
             key = str(customer_id)
-            tx.executemany(
-                "DELETE FROM {profile_tags} WHERE tag = ? AND customer_id = ?",
-                [(tag, key) for tag in sorted(old - new)],
-            )
-            tx.executemany(
-                "INSERT INTO {profile_tags} (tag, customer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                [(tag, key) for tag in sorted(new - old)],
-            )
+            removed += [(tag, key) for tag in sorted(old - new)]
+            added += [(tag, key) for tag in sorted(new - old)]
+        tx.executemany("DELETE FROM {profile_tags} WHERE tag = ? AND customer_id = ?", removed)
+        tx.executemany(
+            "INSERT INTO {profile_tags} (tag, customer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            added,
+        )
 
 
 def _row(customer_id: UUID, state: dict[str, Any]) -> tuple[Any, ...]:

@@ -171,7 +171,7 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
     Returns the result and the topic the last repeat filled (for the projections scenario)."""
     assert stack.broker is not None
     bootstrap = stack.broker.bootstrap
-    envelopes = services.feed.read(0, 10 * sizes.relay_events + 10_000)
+    envelopes = services.feed.read_sealed(0, 10 * sizes.relay_events + 10_000)
     messages = [(str(e.customer_id).encode(), e.to_bytes(), e.kafka_headers()) for e in envelopes]
     assert services.outbox is not None
     rates, raw, ratios = [], [], []
