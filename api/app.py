@@ -15,6 +15,7 @@ from api.routes import analytics, audit, ops, reads, segments, writes
 from consumers.periodic import Every
 from consumers.relay import checkpoint
 from infra.metrics import register_projection_collector
+from infra.runtime import settle_heap
 from infra.settings import get_settings
 from projections import integrity
 from projections.framework import positions
@@ -58,6 +59,7 @@ def create_app(services: Services | None = None) -> FastAPI:
             "audit-seal",
         )
         sealer.start()
+        settle_heap()
         try:
             yield
         finally:

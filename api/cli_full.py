@@ -21,6 +21,7 @@ from consumers.relay import Relay
 from consumers.segment_publisher import MembershipPublisher
 from infra import kafka
 from infra.local_services import KafkaBroker, PostgresCluster, free_port, port_open
+from infra.runtime import settle_heap
 from infra.settings import Settings, get_settings
 from projections.readstore import open_read_store
 from projections.registry import by_name
@@ -141,6 +142,7 @@ def relay() -> None:
     _until_sigterm(publisher.stop)
     console.print(f"relaying from position {publisher.position()} to {topics.events}")
     try:
+        settle_heap()
         publisher.run()
     finally:
         publisher.producer.close(timeout=10)
@@ -185,6 +187,7 @@ def consume(
         publisher = Every(1.0, outbox.publish_all, "segment-membership")
         publisher.start()
     try:
+        settle_heap()
         worker.run()
     finally:
         if publisher is not None:
@@ -212,6 +215,7 @@ def ingest() -> None:
     _until_sigterm(worker.stop)
     console.print(f"executing commands from {topics.commands}")
     try:
+        settle_heap()
         worker.run()
     finally:
         worker.producer.close(timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
@@ -39,8 +40,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+_SCALARS = (str, int, bool, float, type(None))
+
+
 def plain(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` as plain JSON types (decimals as strings, datetimes as RFC 3339)."""
+    if all(type(value) in _SCALARS for value in values.values()):
+        return dict(values)  # already plain: the common case, no round trip
     loaded: dict[str, Any] = orjson.loads(orjson.dumps(values, default=_json_default))
     return loaded
 
@@ -49,7 +55,6 @@ def plain(values: dict[str, Any]) -> dict[str, Any]:
 class Envelope:
     """One customer event as every consumer sees it."""
 
-    id: UUID
     type: str
     schema_version: int
     customer_id: UUID
@@ -66,6 +71,11 @@ class Envelope:
     sealed: str | None = None
     headers: dict[str, str] = field(default_factory=dict, compare=False)
 
+    @cached_property
+    def id(self) -> UUID:
+        """The event's id, derived from (customer id, version) when first asked for."""
+        return event_id(self.customer_id, self.version)
+
     @classmethod
     def from_event(
         cls, event: CustomerEvent, position: int, chain: tuple[str, str] | None = None
@@ -78,7 +88,6 @@ class Envelope:
         data = plain(event.data())
         sealed = data.pop(SEALED, None)
         return cls(
-            id=event_id(event.originator_id, event.originator_version),
             type=event.TYPE,
             schema_version=SCHEMA_VERSION,
             customer_id=event.originator_id,
@@ -147,11 +156,12 @@ class Envelope:
             version, position = doc["version"], doc["position"]
             if not isinstance(version, int) or not isinstance(position, int):
                 raise EnvelopeError("version and position must be integers")
+            customer_id = UUID(doc["customer_id"])
+            UUID(doc["id"])  # well-formed; the value is derived from (customer_id, version)
             return cls(
-                id=UUID(doc["id"]),
                 type=kind,
                 schema_version=int(doc["schema_version"]),
-                customer_id=UUID(doc["customer_id"]),
+                customer_id=customer_id,
                 version=version,
                 position=position,
                 occurred_at=datetime.fromisoformat(doc["occurred_at"]),

@@ -31,14 +31,23 @@ def _default(value: Any) -> Any:
 
 
 def _revive(value: Any) -> Any:
-    if isinstance(value, dict):
+    """Tagged values turned back into their types, in place (fresh ``orjson.loads`` output);
+    scalars are never visited by a call of their own, which is what makes decoding cheap."""
+    if type(value) is dict:
         tag = value.get("_type_")
         if tag is not None and len(value) == 2 and "_data_" in value:
             return _DECODERS[tag](value["_data_"])
-        return {key: _revive(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_revive(item) for item in value]
+        for key, item in value.items():
+            if type(item) in _CONTAINERS:
+                value[key] = _revive(item)
+    elif type(value) is list:
+        for index, item in enumerate(value):
+            if type(item) in _CONTAINERS:
+                value[index] = _revive(item)
     return value
+
+
+_CONTAINERS = (dict, list)
 
 
 class OrjsonTranscoder(Transcoder):

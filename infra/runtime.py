@@ -1,0 +1,17 @@
+"""Tuning for long-running processes (API, relay, consumers)."""
+
+from __future__ import annotations
+
+import gc
+
+
+def settle_heap() -> None:
+    """Take everything alive after start-up out of the garbage collector's sight.
+
+    Modules, settings, schemas and pools live as long as the process; left among the tracked
+    objects they make every full collection in the API cost ~50 ms (about 108k objects
+    measured), which lands on the p99 of whichever request triggers one. Call once, when
+    start-up is done (``gc.freeze``); later garbage is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
