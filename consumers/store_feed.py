@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from eventsourcing.persistence import Notification
+
 from domain.events import CustomerEvent
+from infra.bulk_load import Resume, notifications_by_customer
 from infra.envelope import Envelope
 from infra.store import EventStore
 
@@ -19,7 +24,15 @@ class StoreFeed:
 
     def read_sealed(self, after: int, limit: int) -> list[Envelope]:
         """Envelopes as published: personal data stays encrypted in ``sealed``."""
-        notifications = self.store.customer_notifications(after, limit)
+        return self._envelopes(self.store.customer_notifications(after, limit))
+
+    def read_by_customer(self, after: Resume, limit: int, until: int) -> list[Envelope]:
+        """Opened envelopes at positions ``<= until`` grouped by customer, in version order,
+        after the (customer id, version) ``after`` (``START`` first): for rebuilds."""
+        notifications = notifications_by_customer(self.store, after, limit, until)
+        return self.store.personal.open_envelopes(self._envelopes(notifications))
+
+    def _envelopes(self, notifications: Sequence[Notification]) -> list[Envelope]:
         events = []
         for notification in notifications:
             event = self.store.personal_mapper.to_sealed_event(notification)

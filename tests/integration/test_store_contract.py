@@ -13,7 +13,7 @@ import pytest
 from commands import messages as m
 from commands.service import CommandService, Context, Outcome
 from domain import errors
-from infra.bulk_load import load_many
+from infra.bulk_load import START, load_many, notifications_by_customer
 from infra.store import EventStore
 
 WRITERS = 8
@@ -92,6 +92,33 @@ class StoreContract:
         customer = store.customer(cid)
         assert (customer.email, customer.tags, customer.version) == ("ann@example.com", ["vip"], 2)
         self.assert_log_has_no_gaps(store)
+
+    def test_events_grouped_by_customer_for_rebuilds(
+        self, service: CommandService, store: EventStore
+    ) -> None:
+        ids = [
+            service.execute(m.RegisterCustomer(name=f"C{i}", email=f"c{i}@example.com"), self.ctx)
+            for i in range(3)
+        ]
+        customers = [o.customer_id for o in ids if o.customer_id is not None]
+        for round_ in range(3):  # interleaved in the log: c0, c1, c2, c0, c1, …
+            for cid in customers:
+                service.execute(m.TagCustomer(customer_id=cid, tag=f"t{round_}"), self.ctx)
+        head = store.head()
+        service.execute(m.TagCustomer(customer_id=customers[0], tag="late"), self.ctx)
+        seen, after = [], START
+        while batch := notifications_by_customer(store, after, 2, head):  # resumes mid-customer
+            seen += batch
+            after = (UUID(str(batch[-1].originator_id)), batch[-1].originator_version)
+            assert len(seen) <= 12
+        # customer events only (no email index rows), grouped, in version order, none after head
+        assert [(n.originator_id, n.originator_version) for n in seen] == sorted(
+            (cid, version) for cid in customers for version in range(1, 5)
+        )
+        assert all(
+            n.id == store.position_of(UUID(str(n.originator_id)), n.originator_version)
+            for n in seen
+        )
 
     def test_time_travel_and_snapshots(self, service: CommandService, store: EventStore) -> None:
         cid = service.execute(m.RegisterCustomer(name="Ann"), self.ctx).customer_id

@@ -12,6 +12,7 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from domain import errors
 from domain.values import MAX_TAGS_PER_CUSTOMER
+from infra.bulk_load import START, notifications_by_customer
 from infra.store import EventStore
 
 
@@ -323,3 +324,20 @@ def test_parse_command_from_plain_data() -> None:
         m.parse_command({"type": "tag", "customer_id": str(uuid4()), "tag": "x", "colour": "red"})
     with pytest.raises(errors.InvalidInput):
         m.parse_command(["not", "an", "object"])
+
+
+def test_memory_store_groups_events_by_customer(service: CommandService, ctx: Context) -> None:
+    first, second = (register(service, ctx, name=n) for n in ("Ann", "Bob"))
+    for tag in ("a", "b"):
+        for customer in (first, second):
+            service.execute(m.TagCustomer(customer_id=customer, tag=tag), ctx)
+    store = service.store
+    logged = store.customer_notifications(0, 100)
+    grouped = notifications_by_customer(store, START, 100, store.head())
+    assert [(n.originator_id, n.originator_version) for n in grouped] == sorted(
+        (n.originator_id, n.originator_version) for n in logged
+    )
+    resumed = notifications_by_customer(
+        store, (UUID(str(grouped[2].originator_id)), 3), 100, store.head()
+    )
+    assert resumed == grouped[3:]
