@@ -69,6 +69,16 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         if name == "ingest" and name in s:
             x = s["ingest"]
             rows.append(("ingest, naive (1 tx/command)", _n(x["naive_events_per_s"]), "", "", ""))
+            ceiling = x["cpu_ceiling_events_per_s"]
+            rows.append(
+                (
+                    "ingest, rows per CPU-second of the writer",
+                    _n(ceiling),
+                    f"{ceiling / x['baseline_events_per_s']:.3f} x raw COPY: its ceiling",
+                    "",
+                    "",
+                )
+            )
             h = x["http"]
             rows.append(
                 (
