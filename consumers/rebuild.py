@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.store_feed import StoreFeed
-from infra.bulk_load import START
 from infra.envelope import Envelope
+from infra.feed_queries import START
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
 from projections.readstore import ReadStore, Tx
 

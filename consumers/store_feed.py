@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eventsourcing.persistence import Notification
-
 from domain.events import CustomerEvent
-from infra.bulk_load import Resume, notifications_by_customer
+from infra import feed_queries
 from infra.envelope import Envelope
+from infra.feed_queries import Linked, Resume
 from infra.store import EventStore
 
 
@@ -24,27 +23,21 @@ class StoreFeed:
 
     def read_sealed(self, after: int, limit: int) -> list[Envelope]:
         """Envelopes as published: personal data stays encrypted in ``sealed``."""
-        return self._envelopes(self.store.customer_notifications(after, limit))
+        return self._envelopes(feed_queries.in_log_order(self.store, after, limit))
 
     def read_by_customer(self, after: Resume, limit: int, until: int) -> list[Envelope]:
         """Opened envelopes at positions ``<= until`` grouped by customer, in version order,
         after the (customer id, version) ``after`` (``START`` first): for rebuilds."""
-        notifications = notifications_by_customer(self.store, after, limit, until)
-        return self.store.personal.open_envelopes(self._envelopes(notifications))
+        linked = feed_queries.by_customer(self.store, after, limit, until)
+        return self.store.personal.open_envelopes(self._envelopes(linked))
 
-    def _envelopes(self, notifications: Sequence[Notification]) -> list[Envelope]:
-        events = []
-        for notification in notifications:
+    def _envelopes(self, linked: Sequence[Linked]) -> list[Envelope]:
+        envelopes = []
+        for notification, chain in linked:
             event = self.store.personal_mapper.to_sealed_event(notification)
             assert isinstance(event, CustomerEvent)
-            events.append((event, notification.id))
-        links = self.store.links({(e.originator_id, e.originator_version) for e, _ in events})
-        return [
-            Envelope.from_event(
-                event, position, links.get((event.originator_id, event.originator_version))
-            )
-            for event, position in events
-        ]
+            envelopes.append(Envelope.from_event(event, notification.id, chain))
+        return envelopes
 
     def head(self) -> int:
         """Position of the newest notification (customer event or index row)."""

@@ -1,12 +1,8 @@
-"""Bulk reads eventsourcing has no query for.
+"""Loading many aggregates at once: the latest snapshot and the newer events of up to 500
+aggregates per two queries, instead of two queries per aggregate (the repository's way).
 
-* :func:`load_many`: the latest snapshot and the newer events of up to 500 aggregates per two
-  queries, instead of two queries per aggregate (the repository's way). The batch command path
-  prefetches every aggregate its commands name with this, so a batch of 500 commands costs a
-  handful of reads before its single write transaction.
-* :func:`notifications_by_customer`: customer events grouped by customer (in version order),
-  for rebuilds: a read model then loads and writes each customer's rows once, not once per
-  batch that happens to hold one of their events.
+The batch command path prefetches every aggregate its commands name with this, so a batch of
+500 commands costs a handful of reads before its single write transaction.
 """
 
 from __future__ import annotations
@@ -16,12 +12,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Notification, StoredEvent
-from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from infra.store import CUSTOMER_TOPICS, EventStore
+from infra.store import EventStore
 
 CHUNK = 500
 
@@ -68,59 +63,6 @@ def load_many(store: EventStore, aggregate_ids: Sequence[UUID]) -> dict[UUID, Ag
             aggregates[aggregate_id] = mutable.mutate(aggregates.get(aggregate_id))
         found.update({i: a for i, a in aggregates.items() if a is not None})
     return found
-
-
-Resume = tuple[UUID, int]  # (customer id, version) of the last event read
-START: Resume = (UUID(int=0), 0)
-
-
-def notifications_by_customer(
-    store: EventStore, after: Resume, limit: int, until: int
-) -> list[Notification]:
-    """Up to ``limit`` customer events at positions ``<= until``, ordered by (customer id,
-    version), starting after ``after`` (:data:`START` first, then the last one returned)."""
-    recorder = store.recorder
-    if isinstance(recorder, PostgresApplicationRecorder):
-        query = (
-            f"SELECT notification_id, originator_id, originator_version, topic, state "
-            f"FROM {recorder.events_table_name} WHERE notification_id <= %s "
-            "AND topic = ANY(%s) AND (originator_id, originator_version) > (%s::uuid, %s) "
-            "ORDER BY originator_id, originator_version LIMIT %s"
-        )
-        params: list[Any] = [until, CUSTOMER_TOPICS, str(after[0]), after[1], limit]
-    elif isinstance(recorder, SQLiteApplicationRecorder):
-        marks = ",".join("?" * len(CUSTOMER_TOPICS))
-        query = (
-            f"SELECT rowid AS notification_id, originator_id, originator_version, topic, state "
-            f"FROM {recorder.events_table_name} WHERE rowid <= ? AND topic IN ({marks}) "
-            "AND (originator_id, originator_version) > (?, ?) "
-            "ORDER BY originator_id, originator_version LIMIT ?"
-        )
-        params = [until, *CUSTOMER_TOPICS, after[0].hex, after[1], limit]
-    else:
-        assert isinstance(recorder, POPOApplicationRecorder)
-        wanted = set(CUSTOMER_TOPICS)
-        everything = recorder.select_notifications(None, until)
-        ordered = sorted(
-            (n for n in everything if n.topic in wanted and n.id <= until),
-            key=lambda n: (_uuid(n.originator_id), n.originator_version),
-        )
-        return [n for n in ordered if (_uuid(n.originator_id), n.originator_version) > after][
-            :limit
-        ]
-    with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.execute(query, params)
-        rows = cursor.fetchall()
-    return [
-        Notification(
-            id=int(row["notification_id"]),
-            originator_id=_uuid(row["originator_id"]),
-            originator_version=int(row["originator_version"]),
-            topic=row["topic"],
-            state=bytes(row["state"]),
-        )
-        for row in rows
-    ]
 
 
 def _stored(recorder: Any, query: str, params: list[Any]) -> list[StoredEvent]:

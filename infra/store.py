@@ -230,44 +230,6 @@ class EventStore(Application[UUID]):
             history.append((position, event))
         return history
 
-    def links(self, events: set[tuple[UUID, int]]) -> dict[tuple[UUID, int], tuple[str, str]]:
-        """(prev_hash, hash) of these (aggregate id, version) events (empty on ``memory://``)."""
-        recorder = self.recorder
-        if not events or not isinstance(
-            recorder, PostgresApplicationRecorder | SQLiteApplicationRecorder
-        ):
-            return {}
-        pairs = sorted((a.hex, v) for a, v in events)
-        select = "SELECT originator_id, originator_version, prev_hash, hash FROM event_hashes "
-        if isinstance(recorder, PostgresApplicationRecorder):  # two arrays: one cheap plan
-            ids, versions = [a for a, _ in pairs], [v for _, v in pairs]
-            batches = [
-                (
-                    select + "WHERE (originator_id, originator_version) IN "
-                    "(SELECT * FROM unnest(%s::text[], %s::bigint[]))",
-                    [ids, versions],
-                )
-            ]
-        else:
-            batches = [
-                (
-                    select
-                    + "WHERE (originator_id, originator_version) IN (VALUES "
-                    + ",".join(["(?, ?)"] * len(chunk))
-                    + ")",
-                    [value for pair in chunk for value in pair],
-                )
-                for chunk in (pairs[start : start + 400] for start in range(0, len(pairs), 400))
-            ]
-        found: dict[tuple[UUID, int], tuple[str, str]] = {}
-        for query, params in batches:
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, params)
-                for row in cursor.fetchall():
-                    values = list(row.values()) if isinstance(row, dict) else list(row)
-                    found[(UUID(hex=values[0]), int(values[1]))] = (values[2], values[3])
-        return found
-
     def _positioned(
         self, aggregate_id: UUID, version: int | None = None
     ) -> list[tuple[int, StoredEvent]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ import orjson
 
 from domain.events import CustomerEvent
 from infra.envelope import Envelope
+from infra.feed_queries import in_log_order
 from infra.hash_chain import DOMAIN_TAG, GENESIS
 from infra.store import EventStore
 from projections.integrity import SEALS_DDL
@@ -67,23 +67,19 @@ def export_lines(
     """JSONL lines of the export for events recorded in ``[start, end)``, then the seals."""
     yield orjson.dumps(_header(start, end)) + b"\n"
     after = 0
-    while notifications := store.customer_notifications(after, batch):
-        after = notifications[-1].id
-        chosen = []
-        for notification in notifications:
+    while linked := in_log_order(store, after, batch):
+        after = linked[-1][0].id
+        for notification, chain in linked:
             event = store.personal_mapper.to_sealed_event(notification)
             assert isinstance(event, CustomerEvent)
-            if _in_range(event.timestamp, start, end):
-                chosen.append((notification, Envelope.from_event(event, notification.id)))
-        links = store.links({(e.customer_id, e.version) for _, e in chosen})
-        for notification, envelope in chosen:
-            previous, digest = links.get((envelope.customer_id, envelope.version), (None, None))
-            published = replace(envelope, prev_hash=previous, hash=digest)
+            if not _in_range(event.timestamp, start, end):
+                continue
+            envelope = Envelope.from_event(event, notification.id, chain)
             yield (
                 orjson.dumps(
                     {
                         "record": "event",
-                        "envelope": published.to_dict(),
+                        "envelope": envelope.to_dict(),
                         "stored": {
                             "originator_id": str(notification.originator_id),
                             "version": notification.originator_version,

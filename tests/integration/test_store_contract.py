@@ -13,7 +13,8 @@ import pytest
 from commands import messages as m
 from commands.service import CommandService, Context, Outcome
 from domain import errors
-from infra.bulk_load import START, load_many, notifications_by_customer
+from infra.bulk_load import load_many
+from infra.feed_queries import START, by_customer, in_log_order
 from infra.store import EventStore
 
 WRITERS = 8
@@ -107,18 +108,22 @@ class StoreContract:
         head = store.head()
         service.execute(m.TagCustomer(customer_id=customers[0], tag="late"), self.ctx)
         seen, after = [], START
-        while batch := notifications_by_customer(store, after, 2, head):  # resumes mid-customer
+        while batch := by_customer(store, after, 2, head):  # resumes mid-customer
             seen += batch
-            after = (UUID(str(batch[-1].originator_id)), batch[-1].originator_version)
+            last = batch[-1][0]
+            after = (UUID(str(last.originator_id)), last.originator_version)
             assert len(seen) <= 12
         # customer events only (no email index rows), grouped, in version order, none after head
-        assert [(n.originator_id, n.originator_version) for n in seen] == sorted(
+        assert [(n.originator_id, n.originator_version) for n, _ in seen] == sorted(
             (cid, version) for cid in customers for version in range(1, 5)
         )
-        assert all(
-            n.id == store.position_of(UUID(str(n.originator_id)), n.originator_version)
-            for n in seen
-        )
+        logged = in_log_order(store, 0, 100)
+        assert [n.id for n, _ in logged] == sorted(n.id for n, _ in logged)
+        assert len(logged) == 13  # the late one too
+        assert sorted((n.id, chain) for n, chain in seen) == [
+            (n.id, chain) for n, chain in logged if n.id <= head
+        ]
+        assert all(chain is not None for _, chain in logged)  # each with its hash link
 
     def test_time_travel_and_snapshots(self, service: CommandService, store: EventStore) -> None:
         cid = service.execute(m.RegisterCustomer(name="Ann"), self.ctx).customer_id

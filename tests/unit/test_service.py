@@ -12,7 +12,7 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from domain import errors
 from domain.values import MAX_TAGS_PER_CUSTOMER
-from infra.bulk_load import START, notifications_by_customer
+from infra.feed_queries import START, by_customer
 from infra.store import EventStore
 
 
@@ -333,11 +333,9 @@ def test_memory_store_groups_events_by_customer(service: CommandService, ctx: Co
             service.execute(m.TagCustomer(customer_id=customer, tag=tag), ctx)
     store = service.store
     logged = store.customer_notifications(0, 100)
-    grouped = notifications_by_customer(store, START, 100, store.head())
+    grouped = [n for n, _ in by_customer(store, START, 100, store.head())]
     assert [(n.originator_id, n.originator_version) for n in grouped] == sorted(
         (n.originator_id, n.originator_version) for n in logged
     )
-    resumed = notifications_by_customer(
-        store, (UUID(str(grouped[2].originator_id)), 3), 100, store.head()
-    )
-    assert resumed == grouped[3:]
+    resume = (UUID(str(grouped[2].originator_id)), 3)
+    assert [n for n, _ in by_customer(store, resume, 100, store.head())] == grouped[3:]

@@ -1,0 +1,106 @@
+"""Customer events with their hash-chain links, read in one query per batch.
+
+eventsourcing reads the notification log without our ``event_hashes`` table; the feeds (relay,
+projections, rebuilds, audit export) need both, so these queries join them:
+
+* :func:`in_log_order`: after a position, in global order (the relay and live feeds);
+* :func:`by_customer`: up to a position, grouped by customer in version order (rebuilds: a
+  read model then loads and writes each customer's rows about once).
+
+Index aggregates (email, idempotency) are left out. ``memory://`` keeps no chain: links are
+None there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+from infra.store import CUSTOMER_TOPICS, EventStore
+
+Chain = tuple[str, str]  # (prev_hash, hash)
+Linked = tuple[Notification, Chain | None]
+Resume = tuple[UUID, int]  # (customer id, version) of the last event read
+START: Resume = (UUID(int=0), 0)
+
+_PG = (
+    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
+    "h.prev_hash, h.hash FROM {events} e LEFT JOIN event_hashes h "
+    "ON h.originator_id = replace(e.originator_id::text, '-', '') "
+    "AND h.originator_version = e.originator_version WHERE e.topic = ANY(%s) AND "
+)
+_SQLITE = (
+    "SELECT e.rowid AS notification_id, e.originator_id, e.originator_version, e.topic, "
+    "e.state, h.prev_hash, h.hash FROM {events} e LEFT JOIN event_hashes h "
+    "ON h.originator_id = e.originator_id AND h.originator_version = e.originator_version "
+    "WHERE e.topic IN ({topics}) AND "
+)
+
+
+def in_log_order(store: EventStore, after: int, limit: int) -> list[Linked]:
+    """Up to ``limit`` customer events at positions after ``after``, in log order."""
+    recorder = store.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        where = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
+        return _linked(recorder, _PG + where, [CUSTOMER_TOPICS, after, limit])
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        where = "e.rowid > ? ORDER BY e.rowid LIMIT ?"
+        return _linked(recorder, _SQLITE + where, [*CUSTOMER_TOPICS, after, limit])
+    assert isinstance(recorder, POPOApplicationRecorder)
+    return [(n, None) for n in store.customer_notifications(after, limit)]
+
+
+def by_customer(store: EventStore, after: Resume, limit: int, until: int) -> list[Linked]:
+    """Up to ``limit`` customer events at positions ``<= until``, ordered by (customer id,
+    version), starting after ``after`` (:data:`START` first, then the last one returned)."""
+    recorder = store.recorder
+    order = " ORDER BY e.originator_id, e.originator_version LIMIT "
+    if isinstance(recorder, PostgresApplicationRecorder):
+        where = (
+            "e.notification_id <= %s AND (e.originator_id, e.originator_version) > (%s::uuid, %s)"
+        )
+        params: list[Any] = [CUSTOMER_TOPICS, until, str(after[0]), after[1], limit]
+        return _linked(recorder, _PG + where + order + "%s", params)
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        where = "e.rowid <= ? AND (e.originator_id, e.originator_version) > (?, ?)"
+        params = [*CUSTOMER_TOPICS, until, after[0].hex, after[1], limit]
+        return _linked(recorder, _SQLITE + where + order + "?", params)
+    assert isinstance(recorder, POPOApplicationRecorder)
+    everything = store.customer_notifications(0, until)
+    ordered = sorted(
+        (n for n in everything if n.id <= until),
+        key=lambda n: (_uuid(n.originator_id), n.originator_version),
+    )
+    later = [n for n in ordered if (_uuid(n.originator_id), n.originator_version) > after]
+    return [(n, None) for n in later[:limit]]
+
+
+def _linked(recorder: Any, query: str, params: list[Any]) -> list[Linked]:
+    statement = query.format(
+        events=recorder.events_table_name, topics=",".join("?" * len(CUSTOMER_TOPICS))
+    )
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(statement, params)
+        rows = cursor.fetchall()
+    return [
+        (
+            Notification(
+                id=int(row["notification_id"]),
+                originator_id=_uuid(row["originator_id"]),
+                originator_version=int(row["originator_version"]),
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            ),
+            None if row["hash"] is None else (row["prev_hash"], row["hash"]),
+        )
+        for row in rows
+    ]
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
