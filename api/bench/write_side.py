@@ -179,7 +179,7 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
     envelopes = services.feed.read_sealed(0, 10 * sizes.relay_events + 10_000)
     messages = [(str(e.customer_id).encode(), e.to_bytes(), e.kafka_headers()) for e in envelopes]
     assert services.outbox is not None
-    rates, raw, ratios = [], [], []
+    rates, raw, ratios, ceiling = [], [], [], []
     for repeat in range(sizes.repeats):
         topics = stack.topics(f"relay{repeat}.", 12)
         producer = kafka.producer(bootstrap)
@@ -188,9 +188,10 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
                 services.feed, producer, topics.events, services.outbox, name=f"bench-{repeat}"
             )
             producer.partitions_for(topics.events)  # metadata, as the raw producer gets it
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             published = publisher.catch_up()
             rates.append(published / (time.perf_counter() - started))
+            ceiling.append(published / (time.process_time() - cpu))
         finally:
             producer.close(timeout=10)
         raw.append(len(messages) / _raw_produce(bootstrap, topics.name("raw"), messages))
@@ -201,6 +202,7 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
         "baseline_events_per_s": summary(raw)["median"],
         "ratio": summary(ratios)["median"],
         "target_ratio": 0.7,
+        "cpu_ceiling_events_per_s": summary(ceiling)["median"],
         "events": len(messages),
         "avg_envelope_bytes": sum(len(m[1]) for m in messages) / max(1, len(messages)),
         "repeats": {"events_per_s": summary(rates), "baseline_events_per_s": summary(raw)},
