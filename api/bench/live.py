@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+import psutil
 import psycopg
 
 from api.bench import workload
@@ -186,6 +187,7 @@ async def _e2e(
     thread.start()
 
     try:
+        psutil.cpu_percent(None)  # starts the busy-time window of the whole box
         acks, failures, achieved = await open_loop(
             pool,
             lambda: _write(ids, rng),
@@ -193,6 +195,7 @@ async def _e2e(
             sizes.e2e_seconds,
             watcher.acknowledged,
         )
+        busy = psutil.cpu_percent(None)  # both cores, every process, during the load
         await asyncio.to_thread(wait_for, lambda: not watcher.pending, 60, "e2e visibility")
     finally:
         watcher.stopping.set()
@@ -208,6 +211,7 @@ async def _e2e(
         "lag_ms": lag,
         "ack_ms": ack,
         "failed_requests": failures,
+        "cpu_busy_pct": busy,
         "target_p99_ms": 100.0,
     }
 

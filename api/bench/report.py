@@ -90,16 +90,17 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 )
             )
     if "e2e_lag" in s:
-        x = s["e2e_lag"]
-        rows.append(
-            (
-                f"e2e lag at {x['offered_per_s']} cmd/s (achieved {_n(x['achieved_per_s'])})",
-                f"p50 {_n(x['p50_ms'], 1)} / p99 {_n(x['p99_ms'], 1)} ms",
-                f"ack p99 {_n(x['ack_ms']['p99'], 1)} ms",
-                "",
-                x["target"],
+        for x, target in ((s["e2e_lag"], s["e2e_lag"]["target"]), (s["e2e_lag"]["lower_load"], "")):
+            rows.append(
+                (
+                    f"e2e lag at {x['offered_per_s']} cmd/s (achieved {_n(x['achieved_per_s'])})",
+                    f"p50 {_n(x['p50_ms'], 1)} / p99 {_n(x['p99_ms'], 1)} ms",
+                    f"ack p99 {_n(x['ack_ms']['p99'], 1)} ms; "
+                    f"CPU {_n(x.get('cpu_busy_pct'))} % busy",
+                    "",
+                    target,
+                )
             )
-        )
     if "rebuild" in s:
         x = s["rebuild"]
         rows.append(
