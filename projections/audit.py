@@ -28,7 +28,9 @@ from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 from projections.readstore import Tx
 
-IGNORED = {"version", "position", "updated_at"}
+# bookkeeping, and the fold's internals that a rendered profile leaves out
+NOT_AUDITED = {"version", "position", "updated_at", "orders", "status_before_merge"}
+_ABSENT = object()
 PERSONAL = {"name", "email", "phone", "comment", "summary", "subject", "outcome"}
 COLUMNS = (
     "position",
@@ -51,30 +53,29 @@ def utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _view(state: dict[str, Any]) -> dict[str, Any]:
-    """The profile's fields, one level of nesting flattened (``attributes.city``).
-
-    Lists are copied (the fold changes ``tags`` in place); nested values are only ever
-    replaced by the fold, so a view stays valid while ``state`` moves on.
-    """
-    flat: dict[str, Any] = {}
-    for key, value in profile.render(state).items():
-        if key in IGNORED:
-            continue
-        if isinstance(value, dict):
-            flat.update({f"{key}.{inner}": item for inner, item in value.items()})
-        else:
-            flat[key] = list(value) if isinstance(value, list) else value
-    return flat
+def _flat(key: str, value: Any) -> dict[str, Any]:
+    """One profile field as audit fields: a dict is flattened one level (``attributes.city``)."""
+    if isinstance(value, dict):
+        return {f"{key}.{inner}": item for inner, item in value.items()}
+    return {key: value}
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
-    """``{field: [before, after]}`` for every field that differs between two views."""
-    return {
-        k: [before.get(k), after.get(k)]
-        for k in sorted(before.keys() | after.keys())
-        if before.get(k) != after.get(k)
-    }
+    """``{field: [before, after]}`` for every audit field that differs between two profile
+    states, fields sorted by name. Only top-level values that differ are flattened and
+    compared field by field, so an event costs what it changed, not the profile's size."""
+    changed: dict[str, list[Any]] = {}
+    keys = [k for k, v in after.items() if before.get(k, _ABSENT) != v]
+    keys += [k for k in before if k not in after]
+    for key in keys:
+        if key in NOT_AUDITED:
+            continue
+        old = _flat(key, before[key]) if key in before else {}
+        new = _flat(key, after[key]) if key in after else {}
+        for field in old.keys() | new.keys():
+            if old.get(field) != new.get(field):
+                changed[field] = [old.get(field), new.get(field)]
+    return dict(sorted(changed.items()))
 
 
 def blank(document: Any) -> Any:
@@ -115,15 +116,13 @@ class AuditProjector(Projector):
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = _load(tx, sorted({str(e.customer_id) for e in envelopes}))
         rows, touched, erased = [], set(), []
-        views: dict[str, dict[str, Any]] = {}  # each customer's view after its latest event
         for e in envelopes:
             key = str(e.customer_id)
             state = states.setdefault(key, profile.empty(e.customer_id))
-            before = views[key] if key in views else _view(state)
+            before = orjson.loads(orjson.dumps(state))  # a deep copy: the fold works in place
             if not profile.apply(state, e):
                 continue  # redelivered: already recorded
-            views[key] = after = _view(state)
-            change = diff(before, after)
+            change = diff(before, state)
             if e.type == "customer.erased":
                 erased.append(key)
             touched.add(key)

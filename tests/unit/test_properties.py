@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
@@ -24,7 +25,7 @@ from domain.errors import DomainError
 from domain.values import MAX_TAGS_PER_CUSTOMER, Status
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import profile
+from projections import audit, profile
 
 names = st.sampled_from(["Ada", " Bob  Smith ", "Chloé", "李雷"])
 emails = st.sampled_from(["a@example.com", "B@Example.com", "c@example.org", None])
@@ -88,6 +89,32 @@ def check_invariants(store: EventStore, customers: list[Customer]) -> None:
             assert c.name
     head = store.head()
     assert [n.id for n in store.notifications(0, head + 1)] == list(range(1, head + 1))
+
+
+def _full_view(state: dict[str, Any]) -> dict[str, Any]:
+    """Reference for the audit diff: every rendered field, dicts flattened one level."""
+    flat: dict[str, Any] = {}
+    for key, value in profile.render(state).items():
+        if key not in ("version", "position", "updated_at"):
+            flat.update(
+                {f"{key}.{k}": v for k, v in value.items()}
+                if isinstance(value, dict)
+                else {key: value}
+            )
+    return flat
+
+
+def assert_audit_diffs_match_full_views(store: EventStore, customer_id: UUID) -> None:
+    """The audit's diff (which flattens only what changed) equals diffing complete views."""
+    state = profile.empty(customer_id)
+    for position, stored in store.history(customer_id):
+        before = orjson.loads(orjson.dumps(state))
+        profile.apply(state, Envelope.from_event(stored, position))
+        old, new = _full_view(before), _full_view(state)
+        expected = {
+            k: [old.get(k), new.get(k)] for k in sorted(old | new) if old.get(k) != new.get(k)
+        }
+        assert orjson.dumps(audit.diff(before, state)) == orjson.dumps(expected)
 
 
 class CustomerLifeMachine(RuleBasedStateMachine):
@@ -196,6 +223,7 @@ class CustomerLifeMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         for customer_id in self.known:  # time travel to every version equals the prefix fold
             assert_profile_matches(self.store, self.store.customer(customer_id))
+            assert_audit_diffs_match_full_views(self.store, customer_id)
             latest = self.store.customer(customer_id).version
             for version in range(1, latest + 1):
                 travelled = self.store.customer(customer_id, version=version)
