@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.store_feed import StoreFeed
-from infra.envelope import Envelope
 from infra.feed_queries import START
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
 from projections.readstore import ReadStore, Tx
@@ -112,28 +111,18 @@ def rebuild_all(
                 (shadow_name, projector.schema_version, ",".join(projector.tables), now_iso()),
             )
     head = feed.head()
-    # Projections whose rows record feed order (segments' change sequence, which the
-    # membership publisher's checkpoint counts) replay in global order; the others by customer.
-    by_customer = [b for b in bindings if not b.projector.order_dependent]
-    replayed = {"by_customer": 0, "upto_head": 0, "after_head": 0}
-
-    def count(envelopes: Sequence[Envelope]) -> None:
-        later = sum(e.position > head for e in envelopes)
-        replayed["after_head"] += later
-        replayed["upto_head"] += len(envelopes) - later
-
     try:
-        if by_customer:
-            replayed["by_customer"] = _replay_by_customer(
-                feed,
-                read_store,
-                by_customer,
-                {b.projector.name: state_names[b.projector.name] for b in by_customer},
-                head=head,
-                batch_size=batch_size,
-                progress=progress,
-            )
-        reached = head if len(by_customer) == len(bindings) else 0
+        # Up to the head customer by customer; the rest (live writes meanwhile) in feed order.
+        events = _replay_by_customer(
+            feed,
+            read_store,
+            bindings,
+            state_names,
+            head=head,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        reached = head
         while True:
             envelopes = feed.read(reached, batch_size)
             if len(envelopes) < batch_size:
@@ -141,14 +130,14 @@ def rebuild_all(
             with read_store.transaction() as tx:
                 project(tx, bindings, envelopes, state_names=state_names)
             reached = envelopes[-1].position
-            count(envelopes)
+            events += len(envelopes)
             progress(reached, feed.head())
         with read_store.transaction() as tx:
             lock_positions(tx, [*state_names, *state_names.values()])
             while envelopes:
                 project(tx, bindings, envelopes, state_names=state_names)
                 reached = envelopes[-1].position
-                count(envelopes)
+                events += len(envelopes)
                 envelopes = feed.read(reached, batch_size)
             progress(reached, reached)
             results = [
@@ -169,7 +158,6 @@ def rebuild_all(
                 tx.execute("DELETE FROM projection_state WHERE name = ?", (shadow_name,))
         raise
     seconds = time.perf_counter() - started
-    events = max(replayed["by_customer"], replayed["upto_head"]) + replayed["after_head"]
     for result in results:
         result.events, result.seconds = events, seconds
     return results
@@ -188,8 +176,9 @@ def _replay_by_customer(
     """Everything up to ``head`` into the shadows, customer by customer (each customer's rows
     are loaded and written about once, not once per batch); returns the events applied.
 
-    Projections only need each customer's events in order, which this keeps. Afterwards the
-    shadows stand at ``head``, and the store is followed in global order from there.
+    Projections only need each customer's events in order, which this keeps; columns that
+    record feed order are renumbered at the end (:meth:`Projector.restore_feed_order`).
+    Afterwards the shadows stand at ``head``, and the store is followed in feed order from there.
     """
     after, events = START, 0
     while envelopes := feed.read_by_customer(after, batch_size, head):
@@ -198,6 +187,8 @@ def _replay_by_customer(
         after, events = (envelopes[-1].customer_id, envelopes[-1].version), events + len(envelopes)
         progress(min(events, head), head)  # positions also count index rows: about right
     with read_store.transaction() as tx:
+        for binding in bindings:
+            binding.projector.restore_feed_order(tx.with_tables(binding.tables))
         tx.executemany(
             "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
             [(head, now_iso(), name) for name in state_names.values()],

@@ -58,6 +58,14 @@ class Projector(ABC):
         Batches let projectors load and write each touched row once per batch.
         """
 
+    def restore_feed_order(self, tx: Tx) -> None:  # noqa: B027 - an optional hook
+        """Renumber the ``order_dependent`` columns as if the events had arrived in feed order.
+
+        Rebuilds replay customer by customer (each customer's events in order, customers one
+        after another) and call this once at the end. Nothing to do unless a column records
+        delivery order.
+        """
+
     def all_tables(self) -> tuple[str, ...]:
         return (*self.tables, self.versions_table)
 

@@ -12,7 +12,8 @@
   wall-clock ``now`` with no position. A rebuild replays history as if today's definitions had
   always existed, so those rows (and a refresh's effects) are not reproduced by it.
 * ``segment_changes.seq`` is assigned in commit order (writers hold the projection-state
-  lock): the cursor for publishing ``customer.segment-membership``.
+  lock): the cursor for publishing ``customer.segment-membership``. A rebuild replays customer
+  by customer and then renumbers it in position order (:meth:`SegmentsProjector.restore_feed_order`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,22 @@ class SegmentsProjector(Projector):
             [(cid, orjson.dumps(state).decode()) for cid, state in sorted(states.items())],
         )
         ledger.write(tx)
+
+    def restore_feed_order(self, tx: Tx) -> None:
+        """Number ``segment_changes`` by event position, as a replay in feed order would.
+
+        Ties (one event changing several segments) keep their order. A change without a
+        position (a definition backfilled mid-rebuild) stays after the same customer's
+        earlier changes. Two steps through negative numbers, so the key never collides.
+        """
+        tx.execute(
+            "UPDATE {segment_changes} SET seq = -renumbered.new_seq FROM ("
+            " SELECT seq, ROW_NUMBER() OVER (ORDER BY at_position, seq) AS new_seq FROM ("
+            "  SELECT seq, COALESCE(MAX(position) OVER (PARTITION BY customer_id ORDER BY seq"
+            "   ROWS UNBOUNDED PRECEDING), 0) AS at_position FROM {segment_changes}) AS keyed"
+            ") AS renumbered WHERE {segment_changes}.seq = renumbered.seq"
+        )
+        tx.execute("UPDATE {segment_changes} SET seq = -seq WHERE seq < 0")
 
 
 class _Ledger:

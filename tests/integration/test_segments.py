@@ -361,6 +361,41 @@ class SegmentsContract:
         rebuild(StoreFeed(store), read_store, SegmentsProjector(), batch_size=5)
         assert self.snapshot(read_store) == before
 
+    def test_a_definition_changed_mid_rebuild_keeps_each_members_history_in_order(
+        self, service: CommandService, store: EventStore, read_store: ReadStore
+    ) -> None:
+        put_definition(read_store, "vip", "VIP", VIP)
+        for i in range(4):
+            customer = self.register(service, f"P{i}")
+            for command in (m.TagCustomer, m.UntagCustomer, m.TagCustomer):
+                self.run(service, command(customer_id=customer, tag="vip"))
+        changed: list[int] = []
+
+        def change_the_rule(_reached: int, _head: int) -> None:
+            if not changed:  # after the first batch, which ends inside a customer's history
+                changed.append(
+                    put_definition(read_store, "vip", "Not VIP", {"not": VIP})["version"]
+                )
+
+        rebuild(
+            StoreFeed(store),
+            read_store,
+            SegmentsProjector(),
+            batch_size=3,
+            progress=change_the_rule,
+        )
+        assert changed == [2]
+        with read_store.transaction() as tx:
+            history = changes(tx, "vip")
+        assert any(h["position"] is None for h in history)  # the backfill happened mid-rebuild
+        expected: dict[str, str] = {}
+        for change in history:  # in seq order, each member alternates, starting by entering
+            previous = expected.get(change["customer_id"], "exited")
+            assert change["change"] != previous, change
+            expected[change["customer_id"]] = change["change"]
+        entered = sorted(c for c, last in expected.items() if last == "entered")
+        assert sorted(self.member_ids(read_store, "vip")) == entered
+
     def test_rebuild_during_live_writes_then_verify(
         self,
         service: CommandService,
