@@ -89,7 +89,7 @@ class Relay:
         return [
             self.producer.send(
                 self.topic,
-                key=str(e.customer_id).encode(),
+                key=e.customer_key.encode(),
                 value=e.to_bytes(),
                 headers=e.kafka_headers(),
             )

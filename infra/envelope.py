@@ -76,6 +76,11 @@ class Envelope:
         """The event's id, derived from (customer id, version) when first asked for."""
         return event_id(self.customer_id, self.version)
 
+    @cached_property
+    def customer_key(self) -> str:
+        """The customer id as text (read-model keys, Kafka keys), formatted once."""
+        return str(self.customer_id)
+
     @classmethod
     def from_event(
         cls, event: CustomerEvent, position: int, chain: tuple[str, str] | None = None

@@ -106,10 +106,10 @@ class AnalyticsProjector(Projector):
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        customers = _load(tx, sorted({str(e.customer_id) for e in envelopes}))
+        customers = _load(tx, sorted({e.customer_key for e in envelopes}))
         changes = _Changes([], {}, [])
         for e in envelopes:
-            key = str(e.customer_id)
+            key = e.customer_key
             state = customers.setdefault(key, _Customer(0, None, "active"))
             if e.version > state.version:  # older versions: already applied
                 _fold(changes, key, state, e)

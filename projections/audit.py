@@ -114,11 +114,11 @@ class AuditProjector(Projector):
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        states = _load(tx, sorted({str(e.customer_id) for e in envelopes}))
+        states = _load(tx, sorted({e.customer_key for e in envelopes}))
         rows, touched, erased = [], set(), []
         for e in envelopes:
-            key = str(e.customer_id)
-            state = states.setdefault(key, profile.empty(e.customer_id))
+            key = e.customer_key
+            state = states.get(key) or states.setdefault(key, profile.empty(e.customer_id))
             before = orjson.loads(orjson.dumps(state))  # a deep copy: the fold works in place
             if not profile.apply(state, e):
                 continue  # redelivered: already recorded

@@ -152,7 +152,7 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
     fresh = [e for e in envelopes if e.position > floor]
     if not fresh:
         return floor
-    customers = sorted({str(e.customer_id) for e in fresh})
+    customers = sorted({e.customer_key for e in fresh})
     seen: dict[str, int] = {}
     versions = f"{{{projector.versions_table}}}"
     for start in range(0, len(customers), 500):
@@ -165,7 +165,7 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
     changed: dict[str, int] = {}
     todo: list[Envelope] = []
     for envelope in fresh:
-        customer = str(envelope.customer_id)
+        customer = envelope.customer_key
         if envelope.version <= seen.get(customer, 0):
             continue  # redelivered or already applied by another feed
         if projector.handles is None or envelope.type in projector.handles:

@@ -26,7 +26,8 @@ def empty(customer_id: UUID) -> dict[str, Any]:
     return {"customer_id": str(customer_id), "version": 0}
 
 
-def _summarise_orders(orders: dict[str, list[str]]) -> dict[str, Any]:
+def summarise_orders(orders: dict[str, list[str]]) -> dict[str, Any]:
+    """The purchase summary of ``orders`` (id -> [currency, amount, occurred_at]), from scratch."""
     totals: dict[str, Decimal] = {}
     dates = sorted(when for _, _, when in orders.values())
     for currency, amount, _ in orders.values():
@@ -39,14 +40,26 @@ def _summarise_orders(orders: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
+def _count_order(summary: dict[str, Any], order: list[str]) -> None:
+    """Add one new order to a summary in place: what :func:`summarise_orders` would give."""
+    currency, amount, when = order
+    totals = summary["total"]
+    totals[currency] = str(Decimal(totals.get(currency, 0)) + Decimal(amount))
+    summary["total"] = dict(sorted(totals.items()))
+    summary["count"] += 1
+    summary["first_at"] = min(summary["first_at"] or when, when)
+    summary["last_at"] = max(summary["last_at"] or when, when)
+
+
 def _add_orders(state: dict[str, Any], purchases: dict[str, dict[str, Any]]) -> None:
+    orders = state["orders"]
+    replacing = any(order_id in orders for order_id in purchases)
     for order_id, purchase in purchases.items():
-        state["orders"][order_id] = [
-            purchase["currency"],
-            str(purchase["amount"]),
-            purchase["occurred_at"],
-        ]
-    state["purchases"] = _summarise_orders(state["orders"])
+        orders[order_id] = [purchase["currency"], str(purchase["amount"]), purchase["occurred_at"]]
+        if not replacing:  # new orders only add up; a replaced one needs a recount
+            _count_order(state["purchases"], orders[order_id])
+    if replacing:
+        state["purchases"] = summarise_orders(orders)
 
 
 def _registered(state: dict[str, Any], e: Envelope) -> None:
@@ -63,7 +76,7 @@ def _registered(state: dict[str, Any], e: Envelope) -> None:
         status="active",
         merged_into=None,
         orders={},
-        purchases=_summarise_orders({}),
+        purchases=summarise_orders({}),
         contacts={"count": 0, "last_at": None},
         feedback={"nps": None, "csat": None},
         points=0,
@@ -116,7 +129,7 @@ def _unmerged(state: dict[str, Any], e: Envelope) -> None:
     state["tags"] = [t for t in state["tags"] if t not in e.data["tags"]]
     for order_id in e.data["purchases"]:
         state["orders"].pop(order_id, None)
-    state["purchases"] = _summarise_orders(state["orders"])
+    state["purchases"] = summarise_orders(state["orders"])
     state["contacts"]["count"] -= e.data["contacts_count"]
     for field in ("email", "phone"):
         if e.data[field] is not None:

@@ -110,13 +110,15 @@ class SegmentsProjector(Projector):
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         definitions = _sync(tx, datetime.now(UTC))
-        ids = sorted({str(e.customer_id) for e in envelopes})
+        ids = sorted({e.customer_key for e in envelopes})
         states = _load_states(tx, ids)
         scores = _load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
         ledger = _Ledger(_load_members(tx, ids), scores)
         for envelope in envelopes:
-            customer = str(envelope.customer_id)
-            state = states.setdefault(customer, profile.empty(envelope.customer_id))
+            customer = envelope.customer_key
+            state = states.get(customer) or states.setdefault(
+                customer, profile.empty(envelope.customer_id)
+            )
             if not profile.apply(state, envelope):
                 continue  # already folded: deciding again at an older "now" could flip back
             for definition in definitions:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -48,6 +49,8 @@ def assert_profile_matches(store: EventStore, customer: Customer) -> None:
     state = profile.empty(customer.id)
     for position, stored in store.history(customer.id):
         profile.apply(state, Envelope.from_event(stored, position))
+    assert state["purchases"] == profile.summarise_orders(state["orders"])  # running == recount
+    assert list(state["purchases"]["total"]) == sorted(state["purchases"]["total"])
     shown = profile.render(state)
     expected = {
         "name": customer.name,
@@ -170,9 +173,17 @@ class CustomerLifeMachine(RuleBasedStateMachine):
         c=customers,
         order=st.sampled_from(["o1", "o2", "o3"]),
         amount=st.sampled_from(["1", "2.50"]),
+        currency=st.sampled_from(["EUR", "USD", "CHF"]),
+        days_ago=st.sampled_from([None, 3, 400]),
     )
-    def purchase(self, c: UUID, order: str, amount: str) -> None:
-        self.run(m.RecordPurchase(customer_id=c, order_id=order, amount=amount, currency="EUR"))
+    def purchase(
+        self, c: UUID, order: str, amount: str, currency: str, days_ago: int | None
+    ) -> None:
+        when = None if days_ago is None else datetime.now(UTC) - timedelta(days=days_ago)
+        purchase = m.RecordPurchase(
+            customer_id=c, order_id=order, amount=amount, currency=currency, occurred_at=when
+        )
+        self.run(purchase)
 
     @rule(c=customers, nps=st.integers(0, 10), csat=st.integers(1, 5))
     def feedback(self, c: UUID, nps: int, csat: int) -> None:
