@@ -63,6 +63,9 @@ class _Changes:
     feedback: list[tuple[Any, ...]]
 
 
+STAGE_COLUMNS = ("customer_id", "version", "kind", "at", "from_stage", "to_stage", "status")
+
+
 class AnalyticsProjector(Projector):
     """Keeps the four analytics tables from lifecycle, purchase, feedback and merge events."""
 
@@ -120,24 +123,21 @@ class AnalyticsProjector(Projector):
             "version = excluded.version, stage = excluded.stage, status = excluded.status",
             [(k, s.version, s.stage, s.status) for k, s in sorted(customers.items())],
         )
-        tx.executemany(
-            "INSERT INTO {analytics_stages} (customer_id, version, kind, at, from_stage, "
-            "to_stage, status) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            changes.stages,
-        )
+        # stages and feedback are rows of new versions only (the framework checked)
+        tx.insert("analytics_stages", STAGE_COLUMNS, changes.stages)
         tx.executemany(
             "DELETE FROM {analytics_purchases} WHERE customer_id = ? AND order_id = ?",
-            sorted(changes.purchases),
+            sorted(k for k, row in changes.purchases.items() if row is None),
         )
         tx.executemany(
             "INSERT INTO {analytics_purchases} (customer_id, order_id, amount, currency, "
-            "occurred_at) VALUES (?, ?, ?, ?, ?)",
+            "occurred_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id, order_id) DO UPDATE "
+            "SET amount = excluded.amount, currency = excluded.currency, "
+            "occurred_at = excluded.occurred_at",
             [(*k, *row) for k, row in sorted(changes.purchases.items()) if row is not None],
         )
-        tx.executemany(
-            "INSERT INTO {analytics_feedback} (customer_id, version, nps, csat, at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            changes.feedback,
+        tx.insert(
+            "analytics_feedback", ("customer_id", "version", "nps", "csat", "at"), changes.feedback
         )
 
 

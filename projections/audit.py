@@ -141,11 +141,7 @@ class AuditProjector(Projector):
                     orjson.dumps(change).decode(),
                 )
             )
-        tx.executemany(
-            f"INSERT INTO {{audit_events}} ({', '.join(COLUMNS)}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            rows,
-        )
+        tx.insert("audit_events", COLUMNS, rows)  # new versions only: the framework checked
         tx.executemany(
             "INSERT INTO {audit_state} (customer_id, state) VALUES (?, ?) "
             "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state",

@@ -45,6 +45,22 @@ class Tx:
         if rows:
             self._cursor.executemany(self.sql(statement), rows)
 
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append ``rows`` the caller knows to be new (a key already there is an error).
+
+        PostgreSQL gets them by COPY, which costs a fraction of per-row INSERTs in the client.
+        """
+        if not rows:
+            return
+        target = f"{{{table}}} ({', '.join(columns)})"
+        if self.dialect != "postgres":
+            marks = ", ".join("?" * len(columns))
+            self._cursor.executemany(self.sql(f"INSERT INTO {target} VALUES ({marks})"), rows)
+            return
+        with self._cursor.copy(self.sql(f"COPY {target} FROM STDIN")) as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         self.execute(statement, params)
         row = self._cursor.fetchone()

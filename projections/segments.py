@@ -194,9 +194,9 @@ class _Ledger:
         if self.changes:
             row = tx.fetchone("SELECT COALESCE(MAX(seq), 0) FROM {segment_changes}")
             first = int(row[0]) + 1 if row else 1
-            tx.executemany(
-                "INSERT INTO {segment_changes} (seq, segment_id, customer_id, change, at, position) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+            tx.insert(
+                "segment_changes",
+                ("seq", "segment_id", "customer_id", "change", "at", "position"),
                 [(first + i, *change) for i, change in enumerate(self.changes)],
             )
         return len(self.changes)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 
 from commands import messages as m
@@ -115,6 +117,34 @@ class ReadStoreContract:
             project(tx, [Binding.live(ProfilesProjector())], envelopes[::-1], by_position=False)
             assert tx.fetchall("SELECT * FROM profiles ORDER BY customer_id") == before
         assert len(ids) == 10
+
+    def test_insert_appends_rows_under_mapped_names_and_refuses_a_key_twice(
+        self, read_store: ReadStore
+    ) -> None:
+        rows = [
+            (1, "plain", None),
+            (2, 'tab\tnew\nline back\\slash "quoted" 数据 \\N', "x"),
+            (2**40, "", ""),
+        ]
+        with read_store.transaction({"appended": "appended_shadow"}) as tx:
+            tx.execute(
+                "CREATE TABLE {appended} (id BIGINT PRIMARY KEY, body TEXT NOT NULL, note TEXT)"
+            )
+            tx.insert("appended", ("id", "body", "note"), rows)
+            tx.insert("appended", ("id", "body", "note"), [])
+        with read_store.transaction() as tx:
+            assert tx.fetchall("SELECT id, body, note FROM appended_shadow ORDER BY id") == rows
+        with (
+            pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)),
+            read_store.transaction({"appended": "appended_shadow"}) as tx,
+        ):
+            tx.insert("appended", ("id", "body", "note"), [(3, "new", None), (1, "again", None)])
+        with read_store.transaction() as tx:  # nothing of the refused batch is left
+            assert tx.fetchall("SELECT id FROM appended_shadow ORDER BY id") == [
+                (1,),
+                (2,),
+                (2**40,),
+            ]
 
     def test_search_and_paging(
         self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
