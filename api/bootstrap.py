@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import structlog
 
 from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
+from consumers.replay import Connect
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore
 from infra.data_keys import DEV_MASTER_KEYS, MasterKeys
@@ -58,12 +63,7 @@ def build(settings: Settings | None = None) -> Services:
     settings = settings or get_settings()
     if settings.is_postgres and settings.master_keys == DEV_MASTER_KEYS:
         log.warning("privacy.dev_master_key", hint="set CLIENTELE_MASTER_KEYS in production")
-    store = EventStore(
-        settings.database_url,
-        snapshot_interval=settings.snapshot_interval,
-        pool_size=settings.pool_size,
-        master_keys=MasterKeys.parse(settings.master_keys),
-    )
+    store = _event_store(settings, settings.pool_size)
     read_store = open_read_store(settings.read_models_url, pool_size=settings.pool_size)
     projectors = all_projectors()
     commands = CommandService(
@@ -80,6 +80,34 @@ def build(settings: Settings | None = None) -> Services:
     else:  # the relay's checkpoint lives beside the event store
         services.outbox = open_read_store(settings.database_url, pool_size=1)
     return services
+
+
+def _event_store(settings: Settings, pool_size: int) -> EventStore:
+    return EventStore(
+        settings.database_url,
+        snapshot_interval=settings.snapshot_interval,
+        pool_size=pool_size,
+        master_keys=MasterKeys.parse(settings.master_keys),
+    )
+
+
+@contextmanager
+def replay_connections(settings: Settings) -> Iterator[tuple[StoreFeed, ReadStore]]:
+    """The store feed and read store of ``settings``: how a rebuild's worker connects."""
+    store = _event_store(settings, 1)
+    read_store = open_read_store(settings.read_models_url, pool_size=1)
+    try:
+        yield StoreFeed(store), read_store
+    finally:
+        read_store.close()
+        store.close()
+
+
+def parallel_rebuild(services: Services) -> tuple[int, Connect]:
+    """(workers, connect) for rebuilds: ``CLIENTELE_REBUILD_WORKERS`` processes, one per core
+    by default, each connecting to the databases of ``services`` (used on PostgreSQL)."""
+    workers = services.settings.rebuild_workers or os.cpu_count() or 1
+    return workers, partial(replay_connections, services.settings)
 
 
 def refresh_segments(services: Services, now: datetime | None = None) -> int:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.bootstrap import build, refresh_segments
+from api.bootstrap import build, parallel_rebuild, refresh_segments
 from api.bootstrap import migrate as bootstrap_migrate
 from api.cli_audit import audit_app
 from api.cli_bench import bench
@@ -150,6 +150,7 @@ def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
             projector = by_name(name)
         except KeyError as error:
             raise _fail(str(error.args[0]), 2) from None
+        workers, connect = parallel_rebuild(services)
         with Progress(*_BAR, console=errors) as progress:
             task = progress.add_task(f"{'verifying' if verify_only else 'rebuilding'} {name}")
             return rebuild(
@@ -158,6 +159,8 @@ def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
                 projector,
                 verify_only=verify_only,
                 progress=lambda reached, head: progress.update(task, completed=reached, total=head),
+                workers=workers,
+                connect=connect,
             )
     finally:
         services.close()

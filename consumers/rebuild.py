@@ -9,16 +9,14 @@ live tables and drops it — ``verify``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumers.replay import Connect, Progress, Replay, replay_by_customer
 from consumers.store_feed import StoreFeed
-from infra.feed_queries import START
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
 from projections.readstore import ReadStore, Tx
-
-Progress = Callable[[int, int], None]  # (position reached or events replayed, store head)
 
 
 @dataclass
@@ -74,6 +72,8 @@ def rebuild(
     verify_only: bool = False,
     batch_size: int = 2000,
     progress: Progress = lambda _reached, _head: None,
+    workers: int = 1,
+    connect: Connect | None = None,
 ) -> RebuildResult:
     """Replay the store into a shadow copy, then swap it in (or just compare, with ``verify_only``)."""
     return rebuild_all(
@@ -83,6 +83,8 @@ def rebuild(
         verify_only=verify_only,
         batch_size=batch_size,
         progress=progress,
+        workers=workers,
+        connect=connect,
     )[0]
 
 
@@ -94,9 +96,14 @@ def rebuild_all(
     verify_only: bool = False,
     batch_size: int = 2000,
     progress: Progress = lambda _reached, _head: None,
+    workers: int = 1,
+    connect: Connect | None = None,
 ) -> list[RebuildResult]:
     """:func:`rebuild` of several projections in one pass: the store is read once, each batch
-    is applied to every shadow copy in one transaction, and all are swapped in together."""
+    is applied to every shadow copy in one transaction, and all are swapped in together.
+
+    ``workers`` processes (each opening its connections with ``connect``) share the replay
+    up to the store's head on PostgreSQL; see :mod:`consumers.replay`."""
     started = time.perf_counter()
     shadows = {p.name: _shadow(p) for p in projectors}
     bindings = [Binding(p, shadows[p.name][1]) for p in projectors]
@@ -113,14 +120,9 @@ def rebuild_all(
     head = feed.head()
     try:
         # Up to the head customer by customer; the rest (live writes meanwhile) in feed order.
-        events = _replay_by_customer(
-            feed,
-            read_store,
-            bindings,
-            state_names,
-            head=head,
-            batch_size=batch_size,
-            progress=progress,
+        replay = Replay(bindings, state_names, head, batch_size)
+        events = replay_by_customer(
+            feed, read_store, replay, progress, workers=workers, connect=connect
         )
         reached = head
         while True:
@@ -161,39 +163,6 @@ def rebuild_all(
     for result in results:
         result.events, result.seconds = events, seconds
     return results
-
-
-def _replay_by_customer(
-    feed: StoreFeed,
-    read_store: ReadStore,
-    bindings: list[Binding],
-    state_names: dict[str, str],
-    *,
-    head: int,
-    batch_size: int,
-    progress: Progress,
-) -> int:
-    """Everything up to ``head`` into the shadows, customer by customer (each customer's rows
-    are loaded and written about once, not once per batch); returns the events applied.
-
-    Projections only need each customer's events in order, which this keeps; columns that
-    record feed order are renumbered at the end (:meth:`Projector.restore_feed_order`).
-    Afterwards the shadows stand at ``head``, and the store is followed in feed order from there.
-    """
-    after, events = START, 0
-    while envelopes := feed.read_by_customer(after, batch_size, head):
-        with read_store.transaction() as tx:
-            project(tx, bindings, envelopes, by_position=False, state_names=state_names)
-        after, events = (envelopes[-1].customer_id, envelopes[-1].version), events + len(envelopes)
-        progress(min(events, head), head)  # positions also count index rows: about right
-    with read_store.transaction() as tx:
-        for binding in bindings:
-            binding.projector.restore_feed_order(tx.with_tables(binding.tables))
-        tx.executemany(
-            "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
-            [(head, now_iso(), name) for name in state_names.values()],
-        )
-    return events
 
 
 def _finish(

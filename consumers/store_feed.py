@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from uuid import UUID
 
 from domain.events import CustomerEvent
 from infra import feed_queries
@@ -25,10 +26,13 @@ class StoreFeed:
         """Envelopes as published: personal data stays encrypted in ``sealed``."""
         return self._envelopes(feed_queries.in_log_order(self.store, after, limit))
 
-    def read_by_customer(self, after: Resume, limit: int, until: int) -> list[Envelope]:
+    def read_by_customer(
+        self, after: Resume, limit: int, until: int, before: UUID | None = None
+    ) -> list[Envelope]:
         """Opened envelopes at positions ``<= until`` grouped by customer, in version order,
-        after the (customer id, version) ``after`` (``START`` first): for rebuilds."""
-        linked = feed_queries.by_customer(self.store, after, limit, until)
+        after the (customer id, version) ``after`` (``START`` first) and below the customer
+        id ``before``: for rebuilds."""
+        linked = feed_queries.by_customer(self.store, after, limit, until, before)
         return self.store.personal.open_envelopes(self._envelopes(linked))
 
     def _envelopes(self, linked: Sequence[Linked]) -> list[Envelope]:

@@ -55,28 +55,40 @@ def in_log_order(store: EventStore, after: int, limit: int) -> list[Linked]:
     return [(n, None) for n in store.customer_notifications(after, limit)]
 
 
-def by_customer(store: EventStore, after: Resume, limit: int, until: int) -> list[Linked]:
+def by_customer(
+    store: EventStore, after: Resume, limit: int, until: int, before: UUID | None = None
+) -> list[Linked]:
     """Up to ``limit`` customer events at positions ``<= until``, ordered by (customer id,
-    version), starting after ``after`` (:data:`START` first, then the last one returned)."""
+    version), starting after ``after`` (:data:`START` first, then the last one returned) and,
+    with ``before``, only of customers whose id sorts below it (a range of customers)."""
     recorder = store.recorder
     order = " ORDER BY e.originator_id, e.originator_version LIMIT "
     if isinstance(recorder, PostgresApplicationRecorder):
         where = (
             "e.notification_id <= %s AND (e.originator_id, e.originator_version) > (%s::uuid, %s)"
         )
-        params: list[Any] = [CUSTOMER_TOPICS, until, str(after[0]), after[1], limit]
-        return _linked(recorder, _PG + where + order + "%s", params)
+        params: list[Any] = [CUSTOMER_TOPICS, until, str(after[0]), after[1]]
+        if before is not None:
+            where, params = where + " AND e.originator_id < %s::uuid", [*params, str(before)]
+        return _linked(recorder, _PG + where + order + "%s", [*params, limit])
     if isinstance(recorder, SQLiteApplicationRecorder):
         where = "e.rowid <= ? AND (e.originator_id, e.originator_version) > (?, ?)"
-        params = [*CUSTOMER_TOPICS, until, after[0].hex, after[1], limit]
-        return _linked(recorder, _SQLITE + where + order + "?", params)
+        params = [*CUSTOMER_TOPICS, until, after[0].hex, after[1]]
+        if before is not None:
+            where, params = where + " AND e.originator_id < ?", [*params, before.hex]
+        return _linked(recorder, _SQLITE + where + order + "?", [*params, limit])
     assert isinstance(recorder, POPOApplicationRecorder)
     everything = store.customer_notifications(0, until)
     ordered = sorted(
         (n for n in everything if n.id <= until),
         key=lambda n: (_uuid(n.originator_id), n.originator_version),
     )
-    later = [n for n in ordered if (_uuid(n.originator_id), n.originator_version) > after]
+    later = [
+        n
+        for n in ordered
+        if (_uuid(n.originator_id), n.originator_version) > after
+        and (before is None or _uuid(n.originator_id) < before)
+    ]
     return [(n, None) for n in later[:limit]]
 
 

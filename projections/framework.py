@@ -187,6 +187,7 @@ def project(
     envelopes: Sequence[Envelope],
     *,
     by_position: bool = True,
+    advance: bool = True,
     state_names: Mapping[str, str] | None = None,
 ) -> None:
     """Apply ``envelopes`` (in feed order) to every binding inside the transaction ``tx``.
@@ -194,7 +195,8 @@ def project(
     ``by_position`` skips envelopes at or below a projection's recorded position (feeds in
     global order: the store); Kafka feeds pass False and rely on per-customer versions.
     ``state_names`` maps projection names to the ``projection_state`` row to advance (a
-    rebuild advances its shadow row).
+    rebuild advances its shadow row); ``advance=False`` leaves the rows alone (a rebuild's
+    replay by customer, which sets them once at the end and so never queues on them).
     """
     row_names = [(state_names or {}).get(b.projector.name, b.projector.name) for b in bindings]
     marks = ",".join("?" * len(row_names))
@@ -209,7 +211,7 @@ def project(
             raise LookupError(msg)
         position = int(known[row_name])
         reached = _apply_one(tx, binding, envelopes, position if by_position else 0)
-        if reached > position:
+        if advance and reached > position:
             tx.execute(
                 "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
                 (reached, now_iso(), row_name),

@@ -1,4 +1,7 @@
-"""Every read model, in the order they are applied within one batch."""
+"""Every read model, in the order they are applied within one batch.
+
+Segments come last: numbering their changes takes a lock held until the batch commits.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from projections.segments import SegmentsProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProfilesProjector(), SegmentsProjector(), AuditProjector(), AnalyticsProjector()]
+    return [ProfilesProjector(), AuditProjector(), AnalyticsProjector(), SegmentsProjector()]
 
 
 def by_name(name: str) -> Projector:

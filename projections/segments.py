@@ -191,7 +191,8 @@ class _Ledger:
             "VALUES (?, ?, ?, ?)",
             sorted(fresh),
         )
-        if self.changes:
+        if self.changes:  # numbers follow commit order (parallel rebuilds write concurrently)
+            tx.serialise("{segment_changes}")
             row = tx.fetchone("SELECT COALESCE(MAX(seq), 0) FROM {segment_changes}")
             first = int(row[0]) + 1 if row else 1
             tx.insert(

@@ -27,12 +27,13 @@ import commands.service
 from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
-from consumers.rebuild import rebuild
+from consumers.rebuild import rebuild, rebuild_all
 from consumers.store_feed import StoreFeed
 from infra.store import EventStore
 from projections import analytics, audit
 from projections.framework import Binding, Projector, ensure_schema, project
 from projections.readstore import ReadStore, open_read_store
+from tests.integration.workers import worker_connect
 
 CTX = Context(actor="fixture")
 T0 = datetime(2023, 1, 2, tzinfo=UTC)  # a Monday; the fixture runs 104 weeks from here
@@ -369,6 +370,22 @@ class AuditAnalyticsContract:
         for projector in projectors():
             result = rebuild(StoreFeed(store), read_store, projector, verify_only=True)
             assert result.differences == [] and result.events == len(envelopes)
+
+    def test_a_rebuild_in_worker_processes_equals_the_live_tables(
+        self, dataset: tuple[EventStore, ReadStore, list[Person]], database_url: str
+    ) -> None:
+        store, read_store, _ = dataset
+        before, events = tables(read_store), len(StoreFeed(store).read(0, 100_000))
+        results = rebuild_all(  # PostgreSQL: two processes, each a range of customers
+            StoreFeed(store),
+            read_store,
+            projectors(),
+            batch_size=40,
+            workers=2,
+            connect=worker_connect(database_url),
+        )
+        assert [r.events for r in results] == [events, events]
+        assert tables(read_store) == before
 
     def test_audit_diffs_for_update_merge_unmerge_and_erasure(
         self, world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner]

@@ -31,6 +31,7 @@ from projections.segments import (
     put_definition,
     refresh,
 )
+from tests.integration.workers import worker_connect
 
 CTX = Context(actor="segments-contract")
 TABLES = ("segment_state", "segment_members", "segment_changes", "segment_applied")
@@ -331,6 +332,7 @@ class SegmentsContract:
         store: EventStore,
         read_store: ReadStore,
         runner: EmbeddedRunner,
+        database_url: str,
     ) -> None:
         put_definition(read_store, "vip", "VIP", VIP)
         put_definition(read_store, "big-spenders", "Big", SPENDERS, "email_marketing")
@@ -359,6 +361,16 @@ class SegmentsContract:
         result = rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True)
         assert result.differences == []
         rebuild(StoreFeed(store), read_store, SegmentsProjector(), batch_size=5)
+        assert self.snapshot(read_store) == before
+        connect = worker_connect(database_url)  # PostgreSQL: ranges of customers side by side
+        rebuild(
+            StoreFeed(store),
+            read_store,
+            SegmentsProjector(),
+            batch_size=5,
+            workers=3,
+            connect=connect,
+        )
         assert self.snapshot(read_store) == before
 
     def test_a_definition_changed_mid_rebuild_keeps_each_members_history_in_order(

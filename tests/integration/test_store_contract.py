@@ -123,6 +123,11 @@ class StoreContract:
         assert sorted((n.id, chain) for n, chain in seen) == [
             (n.id, chain) for n, chain in logged if n.id <= head
         ]
+        low, high = sorted(customers)[:2]  # a range of customers: from low, below high
+        ranged = by_customer(store, (low, 0), 100, head, before=high)
+        assert [(n.originator_id, n.originator_version) for n, _ in ranged] == [
+            (low, version) for version in range(1, 5)
+        ]
         assert all(chain is not None for _, chain in logged)  # each with its hash link
 
     def test_time_travel_and_snapshots(self, service: CommandService, store: EventStore) -> None:

@@ -339,3 +339,5 @@ def test_memory_store_groups_events_by_customer(service: CommandService, ctx: Co
     )
     resume = (UUID(str(grouped[2].originator_id)), 3)
     assert [n for n, _ in by_customer(store, resume, 100, store.head())] == grouped[3:]
+    below = UUID(str(grouped[-1].originator_id))  # the second customer's id
+    assert [n for n, _ in by_customer(store, START, 100, store.head(), below)] == grouped[:3]

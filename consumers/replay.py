@@ -1,0 +1,144 @@
+"""A rebuild's replay of the store into shadow tables, customer by customer.
+
+Read models only need each customer's events in version order, so up to the store's head a
+rebuild reads them grouped by customer: each customer's rows are then loaded and written
+about once, not once per batch. Columns that record feed order are renumbered at the end
+(:meth:`Projector.restore_feed_order`).
+
+On PostgreSQL the customers can be split into ranges of ids, one per worker process, which
+replay side by side through the very same :func:`project` (its batches touch disjoint rows,
+and no batch moves a position: those are set once, at the end). The first batch always runs
+here, so whatever a projection sets up on first use is in place before workers start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from uuid import UUID
+
+from consumers.store_feed import StoreFeed
+from infra.envelope import Envelope
+from infra.feed_queries import START, Resume
+from projections.framework import Binding, now_iso, project
+from projections.readstore import ReadStore
+
+Progress = Callable[[int, int], None]  # (position reached or events replayed, store head)
+# How a worker process opens its own connections (picklable, e.g. a partial of a function).
+Connect = Callable[[], AbstractContextManager[tuple[StoreFeed, ReadStore]]]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What to replay: up to ``head`` into ``bindings``, whose state rows are ``state_names``."""
+
+    bindings: Sequence[Binding]
+    state_names: dict[str, str]
+    head: int
+    batch_size: int
+
+
+def replay_by_customer(
+    feed: StoreFeed,
+    read_store: ReadStore,
+    replay: Replay,
+    progress: Progress,
+    *,
+    workers: int = 1,
+    connect: Connect | None = None,
+) -> int:
+    """Everything up to ``replay.head`` into the shadows; returns the events applied.
+
+    With ``workers > 1`` and ``connect`` (PostgreSQL only), ranges of customers are replayed
+    by that many processes. Afterwards the shadows stand at the head.
+    """
+    first = feed.read_by_customer(START, replay.batch_size, replay.head)
+    events = _apply(read_store, replay, first)
+    progress(events, replay.head)
+    if len(first) == replay.batch_size:  # there is more
+        after = (first[-1].customer_id, first[-1].version)
+        if workers > 1 and connect is not None and read_store.dialect == "postgres":
+            events += _in_workers(connect, replay, _ranges(after, workers), progress, events)
+        else:
+            events += _replay_range(
+                feed, read_store, replay, after, None, progress=progress, done=events
+            )
+    with read_store.transaction() as tx:
+        for binding in replay.bindings:
+            binding.projector.restore_feed_order(tx.with_tables(binding.tables))
+        tx.executemany(
+            "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
+            [(replay.head, now_iso(), name) for name in replay.state_names.values()],
+        )
+    return events
+
+
+def _replay_range(
+    feed: StoreFeed,
+    read_store: ReadStore,
+    replay: Replay,
+    after: Resume,
+    before: UUID | None,
+    *,
+    progress: Progress = lambda _done, _head: None,
+    done: int = 0,
+) -> int:
+    """The customers after ``after`` and below ``before``; returns the events applied."""
+    events = 0
+    while envelopes := feed.read_by_customer(after, replay.batch_size, replay.head, before):
+        events += _apply(read_store, replay, envelopes)
+        after = (envelopes[-1].customer_id, envelopes[-1].version)
+        progress(min(done + events, replay.head), replay.head)  # positions count index rows too
+    return events
+
+
+def _apply(read_store: ReadStore, replay: Replay, envelopes: Sequence[Envelope]) -> int:
+    with read_store.transaction() as tx:
+        project(
+            tx,
+            replay.bindings,
+            envelopes,
+            by_position=False,
+            advance=False,
+            state_names=replay.state_names,
+        )
+    return len(envelopes)
+
+
+def _ranges(after: Resume, workers: int) -> list[tuple[Resume, UUID | None]]:
+    """``workers`` ranges of customer ids that together cover everything after ``after``."""
+    low = after[0].int
+    step = ((1 << 128) - low) // workers
+    bounds = [UUID(int=low + step * k) for k in range(1, workers)]
+    starts: list[Resume] = [after, *((bound, 0) for bound in bounds)]
+    return list(zip(starts, [*bounds, None], strict=True))
+
+
+def _in_workers(
+    connect: Connect,
+    replay: Replay,
+    ranges: list[tuple[Resume, UUID | None]],
+    progress: Progress,
+    done: int,
+) -> int:
+    events = 0
+    # spawn, not fork: the parent holds connection pools and threads
+    with ProcessPoolExecutor(len(ranges), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, connect, replay, *bounds) for bounds in ranges]
+        try:
+            for future in as_completed(futures):
+                events += future.result()
+                progress(min(done + events, replay.head), replay.head)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the running ranges end before shadows go
+            raise
+    return events
+
+
+def _worker(connect: Connect, replay: Replay, after: Resume, before: UUID | None) -> int:
+    """One range, in a worker process with its own connections."""
+    with connect() as (feed, read_store):
+        return _replay_range(feed, read_store, replay, after, before)

@@ -1,0 +1,16 @@
+"""Helpers for tests that rebuild in worker processes."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from api.bootstrap import replay_connections
+from consumers.replay import Connect
+from infra.settings import Settings
+
+
+def worker_connect(database_url: str) -> Connect:
+    """How a rebuild's worker processes reach a test's database (store and read models)."""
+    return partial(
+        replay_connections, Settings(database_url=database_url, read_database_url=database_url)
+    )
