@@ -95,18 +95,21 @@ def _event_store(settings: Settings, pool_size: int) -> EventStore:
 def replay_connections(settings: Settings) -> Iterator[tuple[StoreFeed, ReadStore]]:
     """The store feed and read store of ``settings``: how a rebuild's worker connects."""
     store = _event_store(settings, 1)
-    read_store = open_read_store(settings.read_models_url, pool_size=1)
     try:
-        yield StoreFeed(store), read_store
+        read_store = open_read_store(settings.read_models_url, pool_size=1)
+        try:
+            yield StoreFeed(store), read_store
+        finally:
+            read_store.close()
     finally:
-        read_store.close()
         store.close()
 
 
 def parallel_rebuild(services: Services) -> tuple[int, Connect]:
-    """(workers, connect) for rebuilds: ``CLIENTELE_REBUILD_WORKERS`` processes, one per core
-    by default, each connecting to the databases of ``services`` (used on PostgreSQL)."""
-    workers = services.settings.rebuild_workers or os.cpu_count() or 1
+    """(workers, connect) for rebuilds: ``CLIENTELE_REBUILD_WORKERS`` processes, by default
+    one per core up to 8 (each holds two connections), each connecting to the databases of
+    ``services`` (used on PostgreSQL)."""
+    workers = services.settings.rebuild_workers or min(os.cpu_count() or 1, 8)
     return workers, partial(replay_connections, services.settings)
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from multiprocessing import get_context
+from typing import Protocol
 from uuid import UUID
 
 from consumers.store_feed import StoreFeed
@@ -29,6 +30,12 @@ from projections.readstore import ReadStore
 Progress = Callable[[int, int], None]  # (position reached or events replayed, store head)
 # How a worker process opens its own connections (picklable, e.g. a partial of a function).
 Connect = Callable[[], AbstractContextManager[tuple[StoreFeed, ReadStore]]]
+
+
+class Stopping(Protocol):
+    """A flag shared with the workers (a manager's ``Event``)."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -125,20 +132,34 @@ def _in_workers(
     done: int,
 ) -> int:
     events = 0
-    # spawn, not fork: the parent holds connection pools and threads
-    with ProcessPoolExecutor(len(ranges), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, connect, replay, *bounds) for bounds in ranges]
+    context = get_context("spawn")  # not fork: the parent holds connection pools and threads
+    with context.Manager() as manager, ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
+        stop = manager.Event()
+        futures = [pool.submit(_worker, connect, replay, *bounds, stop) for bounds in ranges]
         try:
             for future in as_completed(futures):
                 events += future.result()
                 progress(min(done + events, replay.head), replay.head)
         except BaseException:
-            pool.shutdown(cancel_futures=True)  # the running ranges end before shadows go
+            with suppress(OSError, EOFError):  # the manager may be gone (Ctrl-C reaches it too)
+                stop.set()  # the other ranges stop after their current batch
             raise
     return events
 
 
-def _worker(connect: Connect, replay: Replay, after: Resume, before: UUID | None) -> int:
-    """One range, in a worker process with its own connections."""
+class ReplayStopped(RuntimeError):
+    """Another range of the same rebuild failed, so this one stopped."""
+
+
+def _worker(
+    connect: Connect, replay: Replay, after: Resume, before: UUID | None, stop: Stopping
+) -> int:
+    """One range, in a worker process with its own connections; ends early once ``stop`` is set."""
+
+    def check(_done: int, _head: int) -> None:
+        if stop.is_set():
+            raise ReplayStopped("another range of this rebuild failed")
+
+    check(0, 0)
     with connect() as (feed, read_store):
-        return _replay_range(feed, read_store, replay, after, before)
+        return _replay_range(feed, read_store, replay, after, before, progress=check)

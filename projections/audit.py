@@ -118,7 +118,8 @@ class AuditProjector(Projector):
         rows, touched, erased = [], set(), []
         for e in envelopes:
             key = e.customer_key
-            state = states.get(key) or states.setdefault(key, profile.empty(e.customer_id))
+            if (state := states.get(key)) is None:
+                state = states[key] = profile.empty(e.customer_id)
             before = orjson.loads(orjson.dumps(state))  # a deep copy: the fold works in place
             if not profile.apply(state, e):
                 continue  # redelivered: already recorded

@@ -197,12 +197,17 @@ def project(
     ``state_names`` maps projection names to the ``projection_state`` row to advance (a
     rebuild advances its shadow row); ``advance=False`` leaves the rows alone (a rebuild's
     replay by customer, which sets them once at the end and so never queues on them).
+    Rows to advance are locked first, in name order like :func:`lock_positions`, so every
+    writer takes its locks in one order (rows, then anything a projector locks).
     """
     row_names = [(state_names or {}).get(b.projector.name, b.projector.name) for b in bindings]
     marks = ",".join("?" * len(row_names))
+    lock = " FOR UPDATE" if advance and tx.dialect == "postgres" else ""
     known: dict[str, int] = dict(
         tx.fetchall(
-            f"SELECT name, position FROM projection_state WHERE name IN ({marks})", row_names
+            f"SELECT name, position FROM projection_state WHERE name IN ({marks}) "
+            f"ORDER BY name{lock}",
+            row_names,
         )
     )
     for binding, row_name in zip(bindings, row_names, strict=True):

@@ -48,9 +48,8 @@ class ProfilesProjector(Projector):
         states = load_states(tx, {e.customer_id for e in envelopes})
         before_tags = {cid: list(state.get("tags", [])) for cid, state in states.items()}
         for envelope in envelopes:
-            state = states.get(envelope.customer_id) or states.setdefault(
-                envelope.customer_id, profile.empty(envelope.customer_id)
-            )
+            if (state := states.get(envelope.customer_id)) is None:
+                state = states[envelope.customer_id] = profile.empty(envelope.customer_id)
             profile.apply(state, envelope)
         tx.executemany(
             "INSERT INTO {profiles} (customer_id, state, name_key, email, phone, lifecycle_stage, "

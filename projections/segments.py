@@ -109,6 +109,9 @@ class SegmentsProjector(Projector):
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+        # Concurrent writers (a rebuild's workers) take turns, so a definition changed
+        # meanwhile is backfilled over every customer decided before, exactly once.
+        tx.serialise("{segment_changes}")
         definitions = _sync(tx, datetime.now(UTC))
         ids = sorted({e.customer_key for e in envelopes})
         states = _load_states(tx, ids)
@@ -116,9 +119,8 @@ class SegmentsProjector(Projector):
         ledger = _Ledger(_load_members(tx, ids), scores)
         for envelope in envelopes:
             customer = envelope.customer_key
-            state = states.get(customer) or states.setdefault(
-                customer, profile.empty(envelope.customer_id)
-            )
+            if (state := states.get(customer)) is None:
+                state = states[customer] = profile.empty(envelope.customer_id)
             if not profile.apply(state, envelope):
                 continue  # already folded: deciding again at an older "now" could flip back
             for definition in definitions:
@@ -191,7 +193,7 @@ class _Ledger:
             "VALUES (?, ?, ?, ?)",
             sorted(fresh),
         )
-        if self.changes:  # numbers follow commit order (parallel rebuilds write concurrently)
+        if self.changes:  # numbers follow commit order: writers take turns from here
             tx.serialise("{segment_changes}")
             row = tx.fetchone("SELECT COALESCE(MAX(seq), 0) FROM {segment_changes}")
             first = int(row[0]) + 1 if row else 1

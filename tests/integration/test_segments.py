@@ -6,18 +6,23 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 
+from api.bootstrap import replay_connections
 from commands import messages as m
 from commands.service import CommandService, Context, Outcome
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
+from consumers.replay import Replay, ReplayStopped, _worker
 from consumers.store_feed import StoreFeed
 from domain.errors import DomainError, InvalidInput
+from infra.feed_queries import START
+from infra.settings import Settings
 from infra.store import EventStore
 from projections.framework import Binding, ensure_schema, project
 from projections.profiles import ProfilesProjector
@@ -458,3 +463,37 @@ class TestPostgresSegments(SegmentsContract):
     @pytest.fixture
     def database_url(self, postgres_url: str) -> str:
         return postgres_url
+
+    def test_a_failing_worker_fails_the_rebuild_and_leaves_no_shadow(
+        self,
+        service: CommandService,
+        store: EventStore,
+        read_store: ReadStore,
+        database_url: str,
+    ) -> None:
+        put_definition(read_store, "vip", "VIP", VIP)
+        for i in range(6):
+            self.run(service, m.TagCustomer(customer_id=self.register(service, f"P{i}"), tag="vip"))
+        misconfigured = partial(
+            replay_connections, Settings(database_url=database_url, read_database_url="mysql://x/y")
+        )
+        with pytest.raises(ValueError, match="unsupported read store URL scheme"):
+            rebuild(
+                StoreFeed(store),
+                read_store,
+                SegmentsProjector(),
+                batch_size=3,
+                workers=2,
+                connect=misconfigured,
+            )
+        with read_store.transaction() as tx:
+            left = tx.fetchall("SELECT name FROM projection_state WHERE name LIKE ?", ("%\\_rb%",))
+            assert left == [] and not [t for t in read_store.table_names(tx) if "__rb" in t]
+
+    def test_a_worker_stops_before_its_range_once_another_failed(self) -> None:
+        stop = threading.Event()
+        stop.set()
+        replay = Replay([], {}, head=10, batch_size=5)
+        never = worker_connect("postgresql://nobody@127.0.0.1:1/none")  # not even tried
+        with pytest.raises(ReplayStopped):
+            _worker(never, replay, START, None, stop)
