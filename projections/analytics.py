@@ -64,6 +64,7 @@ class _Changes:
 
 
 STAGE_COLUMNS = ("customer_id", "version", "kind", "at", "from_stage", "to_stage", "status")
+FEEDBACK_COLUMNS = ("customer_id", "version", "nps", "csat", "at")
 
 
 class AnalyticsProjector(Projector):
@@ -136,9 +137,7 @@ class AnalyticsProjector(Projector):
             "occurred_at = excluded.occurred_at",
             [(*k, *row) for k, row in sorted(changes.purchases.items()) if row is not None],
         )
-        tx.insert(
-            "analytics_feedback", ("customer_id", "version", "nps", "csat", "at"), changes.feedback
-        )
+        tx.insert("analytics_feedback", FEEDBACK_COLUMNS, changes.feedback)
 
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _Customer]:

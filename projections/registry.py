@@ -1,6 +1,6 @@
 """Every read model, in the order they are applied within one batch.
 
-Segments come last: numbering their changes takes a lock held until the batch commits.
+Segments come last: they take a lock held until the batch commits (see ``segments._sync``).
 """
 
 from __future__ import annotations

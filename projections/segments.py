@@ -11,8 +11,8 @@
   :func:`refresh` re-decides time-relative and RFM segments; both record changes at the
   wall-clock ``now`` with no position. A rebuild replays history as if today's definitions had
   always existed, so those rows (and a refresh's effects) are not reproduced by it.
-* ``segment_changes.seq`` is assigned in commit order (writers hold the projection-state
-  lock): the cursor for publishing ``customer.segment-membership``. A rebuild replays customer
+* ``segment_changes.seq`` is assigned in commit order (writers take turns, see ``_sync``):
+  the cursor for publishing ``customer.segment-membership``. A rebuild replays customer
   by customer and then renumbers it in position order (:meth:`SegmentsProjector.restore_feed_order`).
 """
 
@@ -109,9 +109,6 @@ class SegmentsProjector(Projector):
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        # Concurrent writers (a rebuild's workers) take turns, so a definition changed
-        # meanwhile is backfilled over every customer decided before, exactly once.
-        tx.serialise("{segment_changes}")
         definitions = _sync(tx, datetime.now(UTC))
         ids = sorted({e.customer_key for e in envelopes})
         states = _load_states(tx, ids)
@@ -193,8 +190,7 @@ class _Ledger:
             "VALUES (?, ?, ?, ?)",
             sorted(fresh),
         )
-        if self.changes:  # numbers follow commit order: writers take turns from here
-            tx.serialise("{segment_changes}")
+        if self.changes:
             row = tx.fetchone("SELECT COALESCE(MAX(seq), 0) FROM {segment_changes}")
             first = int(row[0]) + 1 if row else 1
             tx.insert(
@@ -244,7 +240,13 @@ def _load_definitions(tx: Tx, segment_id: str | None = None) -> list[Definition]
 
 
 def _sync(tx: Tx, now: datetime) -> list[Definition]:
-    """All definitions, after backfilling those whose version these tables have not applied."""
+    """All definitions, after backfilling those whose version these tables have not applied.
+
+    Every writer starts here and takes its turn until it commits: change numbers then follow
+    commit order, and a definition changed while a rebuild's workers run is backfilled over
+    every customer decided before it, exactly once.
+    """
+    tx.serialise("{segment_changes}")
     definitions = _load_definitions(tx)
     applied: dict[str, int] = dict(tx.fetchall("SELECT segment_id, version FROM {segment_applied}"))
     stale = [d for d in definitions if applied.get(d.segment_id) != d.version]
