@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -49,6 +49,20 @@ def has_personal_data(event: object) -> bool:
     return isinstance(event, CustomerEvent) and any(
         _has_value(getattr(event, f, None)) for f in event.PERSONAL
     )
+
+
+def shredded(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """An opened envelope's ``data`` as it reads once its customer's key is shredded.
+
+    The personal fields of an event are sealed together when any of them holds a value, and
+    then all read as :func:`domain.events.redacted`; otherwise nothing was sealed and the
+    stored values stay. Read models use this to turn what they kept from an event into what
+    a rebuild after the erasure reads.
+    """
+    fields = EVENT_TYPES[event_type].PERSONAL
+    if not any(_has_value(data.get(f)) for f in fields):
+        return dict(data)
+    return {**data, **plain({f: redacted(f) for f in fields})}
 
 
 @lru_cache(maxsize=4096)

@@ -8,9 +8,12 @@ state kept in ``audit_state``, so fields read as in a profile: ``name``, ``email
 ``attributes.<key>``, ``consents.<purpose>``, ``lifecycle_stage``, ``status``, ``merged_into``,
 ``tags``, ``purchases.count``, ``feedback.nps``…
 
-When a customer is erased, personal values in all of that customer's rows (the erasure's own
-diff included) are replaced by null (:func:`blank`); this depends only on the events, so a
-rebuild produces the very same rows.
+When a customer is erased, each of that customer's rows becomes what a rebuild after the
+erasure writes (:func:`erased_row`): the event's data as the shredded key leaves it
+(:func:`infra.personal_data.shredded`), and the diff without personal fields (a fold of the
+shredded events never sees a personal value, and nothing else in the fold depends on one).
+Live and rebuilt rows are therefore identical, whenever the erasure was applied.
+:func:`blank` masks personal values for readers without the ``pii`` permission.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from uuid import UUID
 import orjson
 
 from infra.envelope import Envelope
+from infra.personal_data import shredded
 from projections import profile
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
@@ -95,6 +99,16 @@ def blank(document: Any) -> Any:
     return shown
 
 
+def erased_row(event_type: str, data: dict[str, Any], change: dict[str, Any]) -> tuple[str, str]:
+    """``(data, diff)`` JSON of one row of an erased customer, exactly as a rebuild writes it."""
+    kept = {
+        field: values
+        for field, values in change.items()
+        if field.split(".")[0] not in PERSONAL and not field.startswith("attributes.")
+    }
+    return orjson.dumps(shredded(event_type, data)).decode(), orjson.dumps(kept).decode()
+
+
 class AuditProjector(Projector):
     """Appends one ``audit_events`` row per event; ``audit_state`` holds each profile fold."""
 
@@ -149,7 +163,7 @@ class AuditProjector(Projector):
             [(k, orjson.dumps(states[k]).decode()) for k in sorted(touched)],
         )
         for key in erased:
-            _blank_history(tx, key)
+            _erase_history(tx, key)
 
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -164,19 +178,16 @@ def _load(tx: Tx, ids: list[str]) -> dict[str, dict[str, Any]]:
     return states
 
 
-def _blank_history(tx: Tx, customer_id: str) -> None:
+def _erase_history(tx: Tx, customer_id: str) -> None:
     rows = tx.fetchall(
-        "SELECT position, data, diff FROM {audit_events} WHERE customer_id = ?", (customer_id,)
+        "SELECT position, type, data, diff FROM {audit_events} WHERE customer_id = ?",
+        (customer_id,),
     )
     tx.executemany(
         "UPDATE {audit_events} SET data = ?, diff = ? WHERE position = ?",
         [
-            (
-                orjson.dumps(blank(orjson.loads(data))).decode(),
-                orjson.dumps(blank(orjson.loads(change))).decode(),
-                position,
-            )
-            for position, data, change in rows
+            (*erased_row(kind, orjson.loads(data), orjson.loads(change)), position)
+            for position, kind, data, change in rows
         ],
     )
 

@@ -470,17 +470,71 @@ class AuditAnalyticsContract:
             erased, _ = audit.history(tx, ann)
             bobs_after, _ = audit.history(tx, bob_id)
         assert erased[-1]["type"] == "customer.erased" and erased[-1]["diff"] == {
-            "attributes.city": None,
-            "attributes.size": None,
-            "email": None,
-            "name": None,
-            "status": ["churned", "erased"],
+            "status": ["churned", "erased"]
         }
-        assert erased[1]["diff"] == {"name": None, "attributes.city": None, "attributes.size": None}
-        assert erased[0]["data"]["attributes"] == {"city": None}
+        assert erased[1]["diff"] == {}  # name and attributes only: nothing left to show
+        assert erased[0]["data"]["attributes"] == {} and erased[0]["data"]["email"] is None
         for secret in ("ann@example.com", "Ann", "Rome", "Oslo", "+4930901820"):
             assert secret not in repr(erased)
         assert bobs_after == bobs  # the other customer's history is untouched
+
+    def test_erased_histories_equal_a_rebuild_on_every_erasure_path(
+        self, world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner]
+    ) -> None:
+        """Issue 13 item 6: live blanking kept keys a rebuild leaves out ("email": null)."""
+        store, read_store, service, runner = world
+        clerk = Context(actor="clerk")
+
+        def register(name: str, email: str, **fields: Any) -> UUID:
+            command = m.RegisterCustomer(name=name, email=email, **fields)
+            customer = service.execute(command, clerk).customer_id
+            assert customer is not None
+            return customer
+
+        def everything_personal(customer: UUID, order: str) -> list[m.Command]:
+            return [
+                m.UpdateProfile(customer_id=customer, changes={"name": "New", "phone": None}),
+                m.UpdateProfile(customer_id=customer, changes={"attributes": {"size": "M"}}),
+                m.RecordContact(
+                    customer_id=customer, channel="email", direction="inbound", subject="Hi"
+                ),
+                m.RecordContact(customer_id=customer, channel="sms", direction="outbound"),
+                m.RecordFeedback(customer_id=customer, nps=3, comment="slow"),
+                m.RecordPurchase(
+                    customer_id=customer,
+                    order_id=order,
+                    amount="9.50",
+                    currency="EUR",
+                    items=[{"sku": "tea", "name": "Green tea"}],
+                ),
+            ]
+
+        fed_each_time = register("Ann", "ann@example.com", attributes={"city": "Oslo"})
+        for command in everything_personal(fed_each_time, "a-1"):
+            service.execute(command, clerk)
+            runner.catch_up()
+        in_one_batch = register("Bea", "bea@example.com", phone="+4930901820")
+        survivor = register("Cy", "cy@example.com")
+        duplicate = register("Dee", "dee@example.com", phone="+4930901821")
+        runner.catch_up()
+        service.execute_batch(everything_personal(in_one_batch, "b-1"), clerk)
+        service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), clerk)
+        runner.catch_up()
+        for customer in (fed_each_time, survivor, duplicate):
+            service.execute(m.EraseCustomer(customer_id=customer), clerk)
+            runner.catch_up()
+        service.execute(m.EraseCustomer(customer_id=in_one_batch), clerk)  # with its events
+        runner.catch_up()
+
+        for projector in projectors():
+            result = rebuild(StoreFeed(store), read_store, projector, verify_only=True)
+            assert result.differences == [], projector.name
+        with read_store.transaction() as tx:
+            history, _ = audit.history(tx, fed_each_time)
+        assert history[0]["data"]["attributes"] == {} and "email" not in history[0]["diff"]
+        assert history[-1]["diff"] == {"status": ["active", "erased"]}
+        purchase = next(r for r in history if r["type"] == "customer.purchase_recorded")
+        assert purchase["data"]["items"] == [{"sku": "tea", "name": "Green tea"}]  # not personal
 
     def test_audit_queries_by_actor_type_and_time_with_paging(
         self, world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner]

@@ -14,7 +14,7 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from infra.data_keys import CustomerKeyShredded, MasterKeyMissing, MasterKeys, new_master_key
-from infra.personal_data import SealBroken
+from infra.personal_data import SealBroken, shredded
 from infra.store import EventStore
 
 PII = ("Ada Lovelace", "ada@example.com", "+4915112345678", "12 Analytical St", "knows my secret")
@@ -144,3 +144,17 @@ def test_rotation_rewraps_every_key_without_touching_events(
 def test_master_key_configuration_is_checked(spec: str) -> None:
     with pytest.raises(ValueError, match=r"master key|names no key"):
         MasterKeys.parse(spec)
+
+
+def test_shredded_reads_exactly_what_the_store_gives_once_the_key_is_gone(
+    store: EventStore, service: CommandService, ctx: Context
+) -> None:
+    cid = _story(service, ctx)
+    service.execute(
+        m.RecordContact(customer_id=cid, channel="sms", direction="outbound"), ctx
+    )  # no personal value: nothing sealed
+    before = [e for e in StoreFeed(store).read(0, 100) if e.customer_id == cid]
+    service.execute(m.EraseCustomer(customer_id=cid), ctx)
+    after = [e for e in StoreFeed(store).read(0, 100) if e.customer_id == cid][: len(before)]
+    assert [shredded(e.type, e.data) for e in before] == [e.data for e in after]
+    assert [list(shredded(e.type, e.data)) for e in before] == [list(e.data) for e in after]
