@@ -24,14 +24,17 @@ from projections.framework import positions
 def _projection_rows(svc: Services) -> list[tuple[str, int, int]]:
     reached = positions(svc.read_store)
     feed = svc.feed
-    return [
-        (p.name, reached.get(p.name, 0), feed.pending(reached.get(p.name, 0)))
-        for p in svc.projectors
-    ]
+    rows = []
+    for projector in svc.projectors:  # lag: what the projection is fed, after its position
+        at = reached.get(projector.name, 0)
+        rows.append((projector.name, at, feed.pending(at, customers_only=not projector.log_order)))
+    return rows
 
 
 def _relay_lag(svc: Services) -> int | None:
-    return None if svc.outbox is None else svc.feed.pending(checkpoint(svc.outbox))
+    if svc.outbox is None:
+        return None
+    return svc.feed.pending(checkpoint(svc.outbox), customers_only=True)
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -48,9 +51,8 @@ def create_app(services: Services | None = None) -> FastAPI:
         collector = register_projection_collector(
             lambda: _projection_rows(svc), lambda: _relay_lag(svc)
         )
-        refresher = Every(
-            svc.settings.segment_refresh_seconds, lambda: refresh_segments(svc), "segments-refresh"
-        )
+        every = svc.settings.segment_refresh_seconds
+        refresher = Every(every, lambda: refresh_segments(svc, every=every), "segments-refresh")
         refresher.start()
         app.state.audit_db = audit_store(svc)
         sealer = Every(

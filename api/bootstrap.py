@@ -9,22 +9,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+import orjson
 import structlog
 
-from commands.service import CommandService
+from commands.segments import SegmentService
+from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.replay import Connect
 from consumers.store_feed import StoreFeed
+from domain.segment_rules import is_time_relative, uses_rfm
 from infra.api_keys import KeyStore
 from infra.data_keys import DEV_MASTER_KEYS, MasterKeys
 from infra.settings import Settings, get_settings
 from infra.store import EventStore
-from projections import analytics, segments
+from projections import segments
 from projections.framework import Projector, ensure_schema
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
-from projections.segments import ensure_definitions
+from projections.segments import SegmentsProjector
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +38,7 @@ class Services:
     store: EventStore
     read_store: ReadStore
     commands: CommandService
+    segments: SegmentService
     projectors: list[Projector]
     keys: KeyStore
     runner: EmbeddedRunner | None = field(default=None)
@@ -72,11 +76,12 @@ def build(settings: Settings | None = None) -> Services:
         index_key=settings.index_key,
         retries=settings.command_retries,
     )
+    segment_commands = SegmentService(store, retries=settings.command_retries)
     keys = KeyStore(settings.api_keys_file)
-    services = Services(settings, store, read_store, commands, projectors, keys)
+    services = Services(settings, store, read_store, commands, segment_commands, projectors, keys)
     if services.embedded:
         services.runner = EmbeddedRunner(services.feed, read_store, projectors)
-        commands.on_commit = services.runner.wake
+        commands.on_commit = segment_commands.on_commit = services.runner.wake
     else:  # the relay's checkpoint lives beside the event store
         services.outbox = open_read_store(settings.database_url, pool_size=1)
     return services
@@ -113,14 +118,24 @@ def parallel_rebuild(services: Services) -> tuple[int, Connect]:
     return workers, partial(replay_connections, services.settings)
 
 
-def refresh_segments(services: Services, now: datetime | None = None) -> int:
-    """Re-decide time-relative and RFM segments at ``now`` (default: this instant), with fresh
-    RFM scores from the analytics read model; returns the membership changes recorded."""
-    moment = now or datetime.now(UTC)
-    with services.read_store.transaction() as tx:
-        scores = analytics.rfm(tx, moment)
-    rfm = {c: {k: row[k] for k in ("r", "f", "m", "group")} for c, row in scores.items()}
-    return segments.refresh(services.read_store, moment, rfm)
+def refresh_segments(
+    services: Services, at: datetime | None = None, *, every: float | None = None
+) -> int | None:
+    """Record a refresh of time-relative and RFM segments as of ``at`` (default: now); returns
+    its position. The segments read model decides it (with RFM ranks of that moment).
+
+    ``every`` (seconds; the periodic refresh of ``serve``): the instant is rounded down to a
+    multiple of it, so the API processes of a deployment record one refresh per period, and
+    nothing is recorded (None) while no segment is time-relative or reads RFM.
+    """
+    moment = at or datetime.now(UTC)
+    if every is not None:
+        with services.read_store.transaction() as tx:
+            rules = [d["rule"] for d in segments.list_definitions(tx)]
+        if not any(is_time_relative(rule) or uses_rfm(rule) for rule in rules):
+            return None
+        moment = datetime.fromtimestamp(moment.timestamp() // every * every, UTC)
+    return services.segments.refresh(moment, Context(actor="clientele:segments-refresh"))
 
 
 def audit_store(services: Services) -> ReadStore:
@@ -134,8 +149,33 @@ def migrate(services: Services) -> list[str]:
     Returns the names of the projections that were rebuilt.
     """
     stale = ensure_schema(services.read_store, services.projectors)
-    ensure_definitions(services.read_store)
+    if SegmentsProjector.name in stale:
+        _record_legacy_segments(services)
     for projector in services.projectors:
         if projector.name in stale:
             rebuild(services.feed, services.read_store, projector)
     return stale
+
+
+LEGACY_SEGMENT_TABLES = ("segment_definitions", "segment_rfm", "segment_applied")
+
+
+def _record_legacy_segments(services: Services) -> None:
+    """Segments schema 1 kept definitions only in the read store: record them as events
+    (define is idempotent, so an interrupted migration can run again), then drop the
+    tables of that design. The rebuild that follows decides membership from the events."""
+    read_store = services.read_store
+    with read_store.transaction() as tx:
+        if "segment_definitions" not in read_store.table_names(tx) or "position" in (
+            read_store.columns(tx, "segment_definitions")
+        ):
+            return
+        rows = tx.fetchall(
+            "SELECT segment_id, name, rule, purpose FROM segment_definitions ORDER BY segment_id"
+        )
+    context = Context(actor="clientele:migrate")
+    for segment_id, name, rule, purpose in rows:
+        services.segments.define(segment_id, name, orjson.loads(rule), purpose, context)
+    with read_store.transaction() as tx:
+        for table in LEGACY_SEGMENT_TABLES:
+            tx.raw(f"DROP TABLE IF EXISTS {table}")

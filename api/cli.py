@@ -25,6 +25,7 @@ from domain.errors import DomainError
 from infra.envelope import Envelope
 from infra.logging import configure_logging
 from infra.settings import get_settings
+from projections import segments
 from projections.framework import positions
 from projections.registry import by_name
 
@@ -107,9 +108,11 @@ def segments_refresh(
         datetime | None, typer.Option(help="Decide as of this instant (default: now).")
     ] = None,
 ) -> None:
-    """Re-decide time-relative segments ("no contact for 30 days") for every customer.
+    """Record a refresh: time-relative segments ("no contact for 30 days") and RFM segments
+    are decided again for every customer, as of --at, by the segments read model.
 
-    `serve` also does this periodically (CLIENTELE_SEGMENT_REFRESH_SECONDS).
+    `serve` also does this periodically (CLIENTELE_SEGMENT_REFRESH_SECONDS). In embedded
+    mode the read model is brought up to date at once; in full mode `consume` applies it.
 
     Example: clientele segments refresh
     """
@@ -118,7 +121,13 @@ def segments_refresh(
     services = build()
     try:
         bootstrap_migrate(services)
-        console.print(f"{refresh_segments(services, at)} membership changes recorded")
+        position = refresh_segments(services, at)
+        console.print(f"refresh recorded at position {position}")
+        if services.runner is not None and position is not None:
+            services.runner.catch_up()
+            with services.read_store.transaction() as tx:
+                count = segments.changes_at(tx, position)
+            console.print(f"{count} membership changes recorded")
     finally:
         services.close()
 
@@ -136,7 +145,8 @@ def projections_status() -> None:
         table = Table("projection", "position", "lag (events)")
         for projector in services.projectors:
             position = reached.get(projector.name, 0)
-            table.add_row(projector.name, str(position), str(services.feed.pending(position)))
+            lag = services.feed.pending(position, customers_only=not projector.log_order)
+            table.add_row(projector.name, str(position), str(lag))
         console.print(table)
     finally:
         services.close()

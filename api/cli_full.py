@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from api.bootstrap import Services, build, migrate
 from consumers.dead_letters import from_record
+from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.periodic import Every
@@ -155,7 +157,8 @@ def consume(
         str | None, typer.Option(help="Only this read model (own consumer group).")
     ] = None,
 ) -> None:
-    """Feed read models from customer.events; run more processes to scale out.
+    """Feed read models: from customer.events, and (segments) from the store's log in global
+    order; run more processes to scale out.
 
     Example: clientele consume --projection profiles
     """
@@ -165,34 +168,53 @@ def consume(
     services = build()
     migrate(services)
     projectors = [by_name(projection)] if projection else services.projectors
+    from_topic = [p for p in projectors if not p.log_order]
+    from_log = [p for p in projectors if p.log_order]
     group = f"clientele-{projection or 'projections'}"
-    worker = ProjectionConsumer(
-        kafka.consumer(bootstrap, group),
-        kafka.producer(bootstrap),
-        topic=topics.events,
-        group=group,
-        read_store=services.read_store,
-        projectors=projectors,
-        personal=services.store.personal,
-    )
-    _until_sigterm(worker.stop)
+    producer = kafka.producer(bootstrap)
+    worker = None
+    if from_topic:
+        worker = ProjectionConsumer(
+            kafka.consumer(bootstrap, group),
+            producer,
+            topic=topics.events,
+            group=group,
+            read_store=services.read_store,
+            projectors=from_topic,
+            personal=services.store.personal,
+        )
+    # Cross-customer read models need the global order Kafka's partitions do not keep.
+    runner = EmbeddedRunner(services.feed, services.read_store, from_log, poll_interval=0.2)
+    stopping = threading.Event()
+
+    def stop() -> None:
+        stopping.set()
+        if worker is not None:
+            worker.stop()
+
+    _until_sigterm(stop)
     console.print(
-        f"consuming {topics.events} as {group} into {', '.join(p.name for p in projectors)}"
+        f"consuming {topics.events} as {group} into {', '.join(p.name for p in from_topic)}; "
+        f"following the store's log into {', '.join(p.name for p in from_log)}"
     )
     publisher = None
-    if any(p.name == "segments" for p in projectors):
-        outbox = MembershipPublisher(
-            services.read_store, worker.dlq_producer, topics.segment_membership
-        )
+    if any(p.name == "segments" for p in from_log):
+        outbox = MembershipPublisher(services.read_store, producer, topics.segment_membership)
         publisher = Every(1.0, outbox.publish_all, "segment-membership")
         publisher.start()
+    if from_log:
+        runner.start()
     try:
         settle_heap()
-        worker.run()
+        if worker is not None:
+            worker.run()
+        while not stopping.wait(1.0):
+            pass
     finally:
+        runner.stop()
         if publisher is not None:
             publisher.stop()
-        worker.dlq_producer.close(timeout=10)
+        producer.close(timeout=10)
         services.close()
 
 

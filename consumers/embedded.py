@@ -1,9 +1,11 @@
 """The embedded runner: follows the store's notification log in-process and feeds projectors.
 
-Used in embedded mode (SQLite has no LISTEN/NOTIFY): a background thread polls, and is woken
-at once after each local write. Each batch is read and applied inside one read-store
-transaction together with the projections' positions, so a crash or a concurrent rebuild
-never loses or double-applies an event.
+Used in embedded mode for every read model (SQLite has no LISTEN/NOTIFY): a background thread
+polls, and is woken at once after each local write. In full mode ``clientele consume`` runs
+one for the read models fed in log order (``Projector.log_order``: segments), which need the
+global order that Kafka's partitions do not keep. Each batch is read and applied inside one
+read-store transaction together with the projections' positions, so a crash or a concurrent
+rebuild never loses or double-applies an event, and several runners take turns.
 """
 
 from __future__ import annotations

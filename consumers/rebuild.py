@@ -3,7 +3,11 @@
 The projector replays the store into shadow tables (same code, other table names). At the end,
 one transaction catches the shadow up to the store's head and then either swaps it in (rename)
 and moves the live position to where the shadow ended — ``rebuild`` — or compares it with the
-live tables and drops it — ``verify``.
+live tables, every column of every row, and drops it — ``verify``.
+
+Projectors marked ``log_order`` (segments) are replayed in log order from the start, exactly as
+they are fed live; the others customer by customer up to the head (:mod:`consumers.replay`),
+then in log order.
 """
 
 from __future__ import annotations
@@ -44,16 +48,11 @@ def _rows(tx: Tx, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
 
 
 def _compare(
-    read_store: ReadStore,
-    tx: Tx,
-    projector: Projector,
-    live: dict[str, str],
-    shadow: dict[str, str],
+    read_store: ReadStore, tx: Tx, live: dict[str, str], shadow: dict[str, str]
 ) -> list[str]:
     differences = []
     for logical, shadow_table in shadow.items():
-        skip = projector.order_dependent.get(logical, ())
-        columns = [c for c in read_store.columns(tx, live[logical]) if c not in skip]
+        columns = read_store.columns(tx, live[logical])
         have, want = _rows(tx, live[logical], columns), _rows(tx, shadow_table, columns)
         if have != want:
             missing = len(set(want) - set(have))
@@ -118,13 +117,18 @@ def rebuild_all(
                 (shadow_name, projector.schema_version, ",".join(projector.tables), now_iso()),
             )
     head = feed.head()
+    by_customer = [b for b in bindings if not b.projector.log_order]
     try:
-        # Up to the head customer by customer; the rest (live writes meanwhile) in feed order.
-        replay = Replay(bindings, state_names, head, batch_size)
-        events = replay_by_customer(
-            feed, read_store, replay, progress, workers=workers, connect=connect
-        )
-        reached = head
+        # Up to the head customer by customer (unless in log order); the rest (and live
+        # writes meanwhile) in log order: a shadow skips what it has (by its position).
+        events, reached, counted = 0, 0, 0
+        if by_customer:
+            names = {b.projector.name: state_names[b.projector.name] for b in by_customer}
+            replay = Replay(by_customer, names, head, batch_size)
+            events = replay_by_customer(
+                feed, read_store, replay, progress, workers=workers, connect=connect
+            )
+            counted, reached = head, head if len(by_customer) == len(bindings) else 0
         while True:
             envelopes = feed.read(reached, batch_size)
             if len(envelopes) < batch_size:
@@ -132,14 +136,14 @@ def rebuild_all(
             with read_store.transaction() as tx:
                 project(tx, bindings, envelopes, state_names=state_names)
             reached = envelopes[-1].position
-            events += len(envelopes)
+            events += sum(e.position > counted for e in envelopes)
             progress(reached, feed.head())
         with read_store.transaction() as tx:
             lock_positions(tx, [*state_names, *state_names.values()])
             while envelopes:
                 project(tx, bindings, envelopes, state_names=state_names)
                 reached = envelopes[-1].position
-                events += len(envelopes)
+                events += sum(e.position > counted for e in envelopes)
                 envelopes = feed.read(reached, batch_size)
             progress(reached, reached)
             results = [
@@ -179,10 +183,10 @@ def _finish(
     live = {t: t for t in projector.all_tables()}
     result = RebuildResult(projector.name, reached, 0, 0.0)
     if verify_only:
-        result.differences = _compare(read_store, tx, projector, live, shadow)
+        result.differences = _compare(read_store, tx, live, shadow)
         _drop(tx, shadow)
     else:
-        _swap(tx, live, shadow)
+        _swap(tx, live, shadow, read_store.table_names(tx))
         tx.execute(
             "UPDATE projection_state SET position = ?, schema_version = ?, updated_at = ? "
             "WHERE name = ?",
@@ -192,10 +196,15 @@ def _finish(
     return result
 
 
-def _swap(tx: Tx, live: dict[str, str], shadow: dict[str, str]) -> None:
-    """Replace live tables by their shadows, atomically (inside the caller's transaction)."""
+def _swap(tx: Tx, live: dict[str, str], shadow: dict[str, str], existing: set[str]) -> None:
+    """Replace live tables by their shadows, atomically (inside the caller's transaction).
+
+    A table new in this schema version has no live copy yet (``existing`` names those that do).
+    """
     for logical, shadow_table in shadow.items():
         retired = f"{shadow_table}_old"
-        tx.raw(f"ALTER TABLE {live[logical]} RENAME TO {retired}")
+        if live[logical] in existing:
+            tx.raw(f"ALTER TABLE {live[logical]} RENAME TO {retired}")
         tx.raw(f"ALTER TABLE {shadow_table} RENAME TO {live[logical]}")
-        tx.raw(f"DROP TABLE {retired}")
+        if live[logical] in existing:
+            tx.raw(f"DROP TABLE {retired}")

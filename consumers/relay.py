@@ -67,7 +67,7 @@ class Relay:
 
     def lag(self) -> int:
         """Customer events recorded but not yet acknowledged by the broker."""
-        return self.feed.pending(self.position())
+        return self.feed.pending(self.position(), customers_only=True)
 
     def catch_up(self) -> int:
         """Publish everything recorded so far. While the broker acknowledges one batch, the

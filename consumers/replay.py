@@ -1,9 +1,9 @@
 """A rebuild's replay of the store into shadow tables, customer by customer.
 
-Read models only need each customer's events in version order, so up to the store's head a
-rebuild reads them grouped by customer: each customer's rows are then loaded and written
-about once, not once per batch. Columns that record feed order are renumbered at the end
-(:meth:`Projector.restore_feed_order`).
+Read models that only need each customer's events in version order are rebuilt, up to the
+store's head, from the events grouped by customer: each customer's rows are then loaded and
+written about once, not once per batch. (Projectors marked ``log_order`` are not: they are
+replayed in log order, see :mod:`consumers.rebuild`.)
 
 On PostgreSQL the customers can be split into ranges of ids, one per worker process, which
 replay side by side through the very same :func:`project` (its batches touch disjoint rows,
@@ -74,8 +74,6 @@ def replay_by_customer(
                 feed, read_store, replay, after, None, progress=progress, done=events
             )
     with read_store.transaction() as tx:
-        for binding in replay.bindings:
-            binding.projector.restore_feed_order(tx.with_tables(binding.tables))
         tx.executemany(
             "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
             [(replay.head, now_iso(), name) for name in replay.state_names.values()],

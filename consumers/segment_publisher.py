@@ -3,7 +3,9 @@
 The outbox is ``segment_changes`` itself (written in the same transaction as the membership it
 describes), so there is no dual write: this publisher reads changes after its checkpoint,
 sends them keyed by customer id, and moves the checkpoint only after the broker acknowledged
-them. At-least-once; per-customer order follows the change sequence.
+them. The checkpoint is a change's key (position of the event that caused it, segment,
+customer): changes are written in log order, and a rebuild reproduces the same keys, so it
+stays valid across rebuilds. At-least-once; per-customer order follows the log.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from kafka import KafkaProducer
 from projections import segments
 from projections.readstore import ReadStore
 
-CHECKPOINTS = """CREATE TABLE IF NOT EXISTS publisher_checkpoints (
-    name TEXT PRIMARY KEY, seq BIGINT NOT NULL)"""
+CHECKPOINTS = """CREATE TABLE IF NOT EXISTS membership_checkpoints (
+    name TEXT PRIMARY KEY, position BIGINT NOT NULL, segment_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL)"""
+# Before segment changes were keyed by event position, this held a sequence number that no
+# longer means anything (the membership topic is at-least-once: publishing starts over).
+RETIRED = "DROP TABLE IF EXISTS publisher_checkpoints"
 
 
 class MembershipPublisher:
@@ -29,35 +35,40 @@ class MembershipPublisher:
         self.name = f"segment-membership:{topic}"
         with read_store.transaction() as tx:
             tx.raw(CHECKPOINTS)
+            tx.raw(RETIRED)
 
-    def checkpoint(self) -> int:
+    def checkpoint(self) -> segments.Cursor:
         with self.read_store.transaction() as tx:
-            row = tx.fetchone("SELECT seq FROM publisher_checkpoints WHERE name = ?", (self.name,))
-        return 0 if row is None else int(row[0])
+            row = tx.fetchone(
+                "SELECT position, segment_id, customer_id FROM membership_checkpoints "
+                "WHERE name = ?",
+                (self.name,),
+            )
+        return segments.START if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
     def publish_once(self) -> int:
         """Send the next changes and move the checkpoint; returns how many were sent."""
-        after = self.checkpoint()
         with self.read_store.transaction() as tx:
-            pending = segments.changes(tx, after_seq=after, limit=self.batch_size)
+            pending = segments.changes(tx, after=self.checkpoint(), limit=self.batch_size)
         if not pending:
             return 0
         sent = [
             self.producer.send(
-                self.topic,
-                key=str(change["customer_id"]).encode(),
-                value=orjson.dumps({k: v for k, v in change.items() if k != "seq"}),
+                self.topic, key=str(change["customer_id"]).encode(), value=orjson.dumps(change)
             )
             for change in pending
         ]
         self.producer.flush()
         for future in sent:
             future.get(timeout=30)
+        last = pending[-1]
         with self.read_store.transaction() as tx:
             tx.execute(
-                "INSERT INTO publisher_checkpoints (name, seq) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-                (self.name, pending[-1]["seq"]),
+                "INSERT INTO membership_checkpoints (name, position, segment_id, customer_id) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET position = "
+                "excluded.position, segment_id = excluded.segment_id, "
+                "customer_id = excluded.customer_id",
+                (self.name, last["position"], last["segment_id"], last["customer_id"]),
             )
         return len(pending)
 

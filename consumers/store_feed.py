@@ -1,37 +1,43 @@
-"""Reading customer envelopes straight from the event store's notification log."""
+"""Reading envelopes straight from the event store's notification log.
+
+Two feeds share the log: read models are fed customer events AND segment events (definitions
+and refreshes, see :mod:`domain.segment`), in global order; the relay publishes customer
+events only (``customer.events`` carries nothing else).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from uuid import UUID
 
-from domain.events import CustomerEvent
+from domain.events import LoggedEvent
 from infra import feed_queries
 from infra.envelope import Envelope
 from infra.feed_queries import Linked, Resume
-from infra.store import EventStore
+from infra.store import CUSTOMER_TOPICS, FEED_TOPICS, EventStore
 
 
 class StoreFeed:
-    """Customer events after a position, in global order, as envelopes with their hash links."""
+    """Events after a position, in global order, as envelopes with their hash links."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
 
     def read(self, after: int, limit: int) -> list[Envelope]:
-        """Envelopes with personal data opened (for projections)."""
-        return self.store.personal.open_envelopes(self.read_sealed(after, limit))
+        """What read models are fed: customer and segment events, personal data opened."""
+        linked = feed_queries.in_log_order(self.store, after, limit, FEED_TOPICS)
+        return self.store.personal.open_envelopes(self._envelopes(linked))
 
     def read_sealed(self, after: int, limit: int) -> list[Envelope]:
-        """Envelopes as published: personal data stays encrypted in ``sealed``."""
+        """Customer envelopes as published: personal data stays encrypted in ``sealed``."""
         return self._envelopes(feed_queries.in_log_order(self.store, after, limit))
 
     def read_by_customer(
         self, after: Resume, limit: int, until: int, before: UUID | None = None
     ) -> list[Envelope]:
-        """Opened envelopes at positions ``<= until`` grouped by customer, in version order,
-        after the (customer id, version) ``after`` (``START`` first) and below the customer
-        id ``before``: for rebuilds."""
+        """Opened customer envelopes at positions ``<= until`` grouped by customer, in version
+        order, after the (customer id, version) ``after`` (``START`` first) and below the
+        customer id ``before``: for rebuilds."""
         linked = feed_queries.by_customer(self.store, after, limit, until, before)
         return self.store.personal.open_envelopes(self._envelopes(linked))
 
@@ -39,7 +45,7 @@ class StoreFeed:
         envelopes = []
         for notification, chain in linked:
             event = self.store.personal_mapper.to_sealed_event(notification)
-            assert isinstance(event, CustomerEvent)
+            assert isinstance(event, LoggedEvent)
             envelopes.append(Envelope.from_event(event, notification.id, chain))
         return envelopes
 
@@ -47,6 +53,9 @@ class StoreFeed:
         """Position of the newest notification (customer event or index row)."""
         return self.store.head()
 
-    def pending(self, after: int, cap: int = 10_000) -> int:
-        """How many customer events follow ``after`` (counted up to ``cap``): a projection's lag."""
-        return len(self.store.customer_notifications(after, cap))
+    def pending(self, after: int, cap: int = 10_000, *, customers_only: bool = False) -> int:
+        """How many fed events follow ``after`` (counted up to ``cap``): the lag of a projection
+        fed in log order; ``customers_only`` counts customer events (the relay's lag, and that
+        of projections fed from ``customer.events``)."""
+        topics = CUSTOMER_TOPICS if customers_only else FEED_TOPICS
+        return len(self.store.notifications_of(topics, after, cap))

@@ -51,15 +51,11 @@ def redacted(field: str) -> Any:
     return {} if field in MAP_FIELDS else None
 
 
-class CustomerEvent(Aggregate.Event):
-    """Base of every customer event.
-
-    ``PERSONAL`` names the fields holding personal data: they are stored encrypted with the
-    customer's own key, and read as :func:`redacted` once the customer is erased.
-    """
+class LoggedEvent(Aggregate.Event):
+    """Base of every event read models are fed (customers', segments'): a dotted ``TYPE``,
+    who caused it, why and when."""
 
     TYPE: ClassVar[str] = ""
-    PERSONAL: ClassVar[tuple[str, ...]] = ()
     actor: str
     correlation_id: str
     causation_id: str | None
@@ -68,6 +64,16 @@ class CustomerEvent(Aggregate.Event):
     def data(self) -> dict[str, Any]:
         """The event-specific fields (the envelope's ``data``)."""
         return {k: v for k, v in vars(self).items() if k not in META_FIELDS}
+
+
+class CustomerEvent(LoggedEvent):
+    """Base of every customer event.
+
+    ``PERSONAL`` names the fields holding personal data: they are stored encrypted with the
+    customer's own key, and read as :func:`redacted` once the customer is erased.
+    """
+
+    PERSONAL: ClassVar[tuple[str, ...]] = ()
 
     def apply(self, aggregate: Customer) -> None:  # pragma: no cover - every subclass overrides
         raise NotImplementedError

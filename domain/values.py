@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -186,6 +186,11 @@ def check_score(field: str, value: object, low: int, high: int) -> int | None:
     if not low <= value <= high:
         raise InvalidInput(field, f"must be from {low} to {high}, got {value}")
     return value
+
+
+def utc_text(moment: datetime) -> str:
+    """An instant as stored text: UTC with microseconds, so stored times sort as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def check_aware(field: str, value: datetime) -> datetime:

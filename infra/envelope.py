@@ -17,7 +17,7 @@ from uuid import UUID, uuid5
 
 import orjson
 
-from domain.events import EVENT_TYPES, CustomerEvent
+from domain.events import EVENT_TYPES, LoggedEvent
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "event-envelope.schema.json"
@@ -83,9 +83,12 @@ class Envelope:
 
     @classmethod
     def from_event(
-        cls, event: CustomerEvent, position: int, chain: tuple[str, str] | None = None
+        cls, event: LoggedEvent, position: int, chain: tuple[str, str] | None = None
     ) -> Envelope:
         """Wrap a domain event recorded at ``position``; data is made JSON-plain.
+
+        Segment events (:mod:`domain.segment`) travel in the same shape inside our processes,
+        their aggregate's id in ``customer_id``; they are never published.
 
         An event read sealed (``PersonalDataMapper.to_sealed_event``) keeps its personal
         fields out of ``data``, encrypted in ``sealed``. ``chain`` is its (prev_hash, hash).

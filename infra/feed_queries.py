@@ -3,11 +3,12 @@
 eventsourcing reads the notification log without our ``event_hashes`` table; the feeds (relay,
 projections, rebuilds, audit export) need both, so these queries join them:
 
-* :func:`in_log_order`: after a position, in global order (the relay and live feeds);
+* :func:`in_log_order`: after a position, in global order (the relay and live feeds; the
+  read models' feed adds the segment events, see ``FEED_TOPICS``);
 * :func:`by_customer`: up to a position, grouped by customer in version order (rebuilds: a
   read model then loads and writes each customer's rows about once).
 
-Index aggregates (email, idempotency) are left out. ``memory://`` keeps no chain: links are
+Index aggregates (email, idempotency) are always left out. ``memory://`` keeps no chain: links are
 None there.
 """
 
@@ -42,17 +43,20 @@ _SQLITE = (
 )
 
 
-def in_log_order(store: EventStore, after: int, limit: int) -> list[Linked]:
-    """Up to ``limit`` customer events at positions after ``after``, in log order."""
+def in_log_order(
+    store: EventStore, after: int, limit: int, topics: list[str] = CUSTOMER_TOPICS
+) -> list[Linked]:
+    """Up to ``limit`` events of ``topics`` (customer events unless told) at positions after
+    ``after``, in log order."""
     recorder = store.recorder
     if isinstance(recorder, PostgresApplicationRecorder):
         where = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
-        return _linked(recorder, _PG + where, [CUSTOMER_TOPICS, after, limit])
+        return _linked(recorder, _PG + where, [topics, after, limit])
     if isinstance(recorder, SQLiteApplicationRecorder):
         where = "e.rowid > ? ORDER BY e.rowid LIMIT ?"
-        return _linked(recorder, _SQLITE + where, [*CUSTOMER_TOPICS, after, limit])
+        return _linked(recorder, _SQLITE + where, [*topics, after, limit], len(topics))
     assert isinstance(recorder, POPOApplicationRecorder)
-    return [(n, None) for n in store.customer_notifications(after, limit)]
+    return [(n, None) for n in store.notifications_of(topics, after, limit)]
 
 
 def by_customer(
@@ -92,10 +96,10 @@ def by_customer(
     return [(n, None) for n in later[:limit]]
 
 
-def _linked(recorder: Any, query: str, params: list[Any]) -> list[Linked]:
-    statement = query.format(
-        events=recorder.events_table_name, topics=",".join("?" * len(CUSTOMER_TOPICS))
-    )
+def _linked(
+    recorder: Any, query: str, params: list[Any], topics: int = len(CUSTOMER_TOPICS)
+) -> list[Linked]:
+    statement = query.format(events=recorder.events_table_name, topics=",".join("?" * topics))
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, params)
         rows = cursor.fetchall()

@@ -27,6 +27,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
+from domain import segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.events import EVENT_CLASSES, CustomerEvent, Erased
@@ -35,7 +36,9 @@ from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_d
 from infra.transcoder import OrjsonTranscoder
 
 APP_NAME = "Clientele"
-CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]
+CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]  # published on customer.events
+SEGMENT_TOPICS = [get_topic(cls) for cls in segment.EVENT_CLASSES]  # never published
+FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS]  # what read models are fed
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 
@@ -210,9 +213,13 @@ class EventStore(Application[UUID]):
 
     def customer_notifications(self, after: int, limit: int) -> list[Notification]:
         """Up to ``limit`` customer events (index aggregates left out) after ``after``."""
+        return self.notifications_of(CUSTOMER_TOPICS, after, limit)
+
+    def notifications_of(self, topics: list[str], after: int, limit: int) -> list[Notification]:
+        """Up to ``limit`` events of the given topics after ``after``, in log order."""
         return list(
             self.recorder.select_notifications(
-                after, limit, topics=CUSTOMER_TOPICS, inclusive_of_start=False
+                after, limit, topics=topics, inclusive_of_start=False
             )
         )
 

@@ -333,5 +333,5 @@ def rfm(tx: Tx, observation_end: datetime, currency: str = "EUR") -> dict[str, d
         f"WHERE p.currency = ? AND p.occurred_at < ? AND c.{LIVE}",
         (currency, (end_day + timedelta(days=1)).isoformat()),
     )
-    purchases = ((c, date.fromisoformat(at[:10]), Decimal(amount)) for c, at, amount in rows)
-    return rfm_math.score(rfm_math.summarise(purchases, end_day))
+    purchases = ((c, datetime.fromisoformat(at), Decimal(amount)) for c, at, amount in rows)
+    return rfm_math.scores(purchases, observation_end)

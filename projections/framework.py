@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
 from projections.readstore import ReadStore, Tx
 
@@ -46,24 +47,19 @@ class Projector(ABC):
     schema_version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]]
     schema: ClassVar[tuple[str, ...]]
-    handles: ClassVar[frozenset[str] | None] = None  # None = every event type
-    # Columns that depend on delivery order rather than on the events (e.g. a publishing
-    # cursor); verify compares everything else.
-    order_dependent: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Event types ``apply`` is given; None = every customer event type. Other events of the
+    # feed (segment definitions and refreshes) reach only projectors that name them.
+    handles: ClassVar[frozenset[str] | None] = None
+    # True: the read model depends on facts across customers (segment definitions, refreshes,
+    # RFM ranks), so it is fed the store's log in global order in every mode (never Kafka's
+    # per-partition order) and rebuilt in log order (never customer by customer).
+    log_order: ClassVar[bool] = False
 
     @abstractmethod
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         """Change this projection's tables for new envelopes (feed order, none seen before).
 
         Batches let projectors load and write each touched row once per batch.
-        """
-
-    def restore_feed_order(self, tx: Tx) -> None:  # noqa: B027 - an optional hook
-        """Renumber the ``order_dependent`` columns as if the events had arrived in feed order.
-
-        Rebuilds replay customer by customer (each customer's events in order, customers one
-        after another) and call this once at the end. Nothing to do unless a column records
-        delivery order.
         """
 
     def all_tables(self) -> tuple[str, ...]:
@@ -141,9 +137,14 @@ def lock_positions(tx: Tx, names: Iterable[str] | None = None) -> dict[str, int]
     swap can never move a position under their feet.
     """
     lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
-    rows = tx.fetchall(f"SELECT name, position FROM projection_state ORDER BY name{lock}")
-    wanted = None if names is None else set(names)
-    return {n: int(p) for n, p in rows if wanted is None or n in wanted}
+    wanted = sorted(set(names)) if names is not None else []
+    where = f" WHERE name IN ({','.join('?' * len(wanted))})" if wanted else ""
+    if names is not None and not wanted:
+        return {}
+    rows = tx.fetchall(
+        f"SELECT name, position FROM projection_state{where} ORDER BY name{lock}", wanted
+    )
+    return {n: int(p) for n, p in rows}
 
 
 def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: int) -> int:
@@ -152,7 +153,9 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
     fresh = [e for e in envelopes if e.position > floor]
     if not fresh:
         return floor
-    customers = sorted({e.customer_key for e in fresh})
+    handles = projector.handles
+    offered = [e for e in fresh if e.type in EVENT_TYPES or (handles and e.type in handles)]
+    customers = sorted({e.customer_key for e in offered})
     seen: dict[str, int] = {}
     versions = f"{{{projector.versions_table}}}"
     for start in range(0, len(customers), 500):
@@ -164,11 +167,11 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
         seen.update({customer: version for customer, version in rows})
     changed: dict[str, int] = {}
     todo: list[Envelope] = []
-    for envelope in fresh:
+    for envelope in offered:
         customer = envelope.customer_key
         if envelope.version <= seen.get(customer, 0):
             continue  # redelivered or already applied by another feed
-        if projector.handles is None or envelope.type in projector.handles:
+        if handles is None or envelope.type in handles:
             todo.append(envelope)
         seen[customer] = changed[customer] = envelope.version
     if todo:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -88,3 +88,15 @@ def score(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]
         c: {**s, "r": r[c], "f": f[c], "m": m[c], "group": group(r[c], f[c])}
         for c, s in summary.items()
     }
+
+
+def scores(
+    purchases: Iterable[tuple[str, datetime, Decimal]], observation_end: datetime
+) -> dict[str, dict[str, Any]]:
+    """:func:`score` of the :func:`summarise` of ``(customer, occurred_at, amount)`` purchases,
+    times floored to their UTC day (naive ones read as UTC)."""
+
+    def day(moment: datetime) -> date:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+    return score(summarise(((c, day(at), a) for c, at, a in purchases), day(observation_end)))

@@ -25,7 +25,7 @@ from api.bench.harness import RssSampler, Sizes, Stack, summary, wait_for
 from api.bench.http import Pool, closed_loop, open_loop
 from api.bench.write_side import serve
 from api.bootstrap import build, migrate
-from projections.segments import put_definition
+from commands.service import Context
 
 Say = Callable[[str], None]
 PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario
@@ -92,7 +92,7 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         travel = workload.contacts(traveller, sizes.travel_events - 1)
         workload.run_batches(services.commands, travel)
         rule = {"field": "tags", "op": "contains", "value": "t1"}
-        put_definition(services.read_store, SEGMENT, "Tagged t1", rule)
+        services.segments.define(SEGMENT, "Tagged t1", rule, None, Context(actor="bench"))
     finally:
         services.close()
     relay = stack.spawn(settings, "relay", "relay")

@@ -52,6 +52,7 @@ class SegmentRequest(BaseModel):
 @router.get("/segments", dependencies=[require(Role.READER)], responses=problems(*AUTH))
 def list_segments(request: Request) -> Response:
     """Every segment definition."""
+    deps.wait_for_position(request, ["segments"])
     with deps.services(request).read_store.transaction() as tx:
         items = segments.list_definitions(tx)
     return json_response({"items": items, "next_cursor": None})
@@ -63,11 +64,17 @@ def list_segments(request: Request) -> Response:
     responses=problems(*AUTH, 400, 411, 413, 415, 422),
 )
 def put_segment(segment_id: SegmentId, body: SegmentRequest, request: Request) -> Response:
-    """Create or change a segment; membership is backfilled from the profiles at once."""
-    definition = segments.put_definition(
-        deps.services(request).read_store, segment_id, body.name, body.rule, body.purpose
+    """Create or change a segment (an event in the store). Membership is then decided for every
+    customer by the segments read model: read it with ``X-Min-Position`` set to the
+    ``position`` answered here. An unchanged definition records nothing."""
+    defined = deps.services(request).segments.define(
+        segment_id,
+        body.name,
+        body.rule,
+        body.purpose,
+        deps.context(request, deps.actor(request)),
     )
-    return json_response(definition, definition["version"])
+    return json_response(defined.view(), defined.version)
 
 
 @router.post(

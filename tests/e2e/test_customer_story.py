@@ -78,16 +78,17 @@ def test_the_whole_customer_story(server: Server) -> None:
         before_churn["lifecycle_stage"] == "new" and before_churn["version"] == consent["version"]
     )
 
-    segment = story.http.put(
+    segment = story.write(  # an event in the store: reads wait for its position
+        "PUT",
         "/v1/segments/vip-mail",
-        headers=server.headers("admin"),
+        who="admin",
         json={
             "name": "VIPs who accept email",
             "purpose": "email_marketing",
             "rule": {"field": "tags", "op": "contains", "value": "VIP Gold"},
         },
     )
-    assert segment.status_code == 200, segment.text
+    assert segment["version"] == 1 and segment["position"] > consent["position"]
     assert [m["customer_id"] for m in story.read("/v1/segments/vip-mail/members")["items"]] == [cid]
     assert [c["customer_id"] for c in story.read("/v1/customers", segment="vip-mail")["items"]] == [
         cid

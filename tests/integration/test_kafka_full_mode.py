@@ -25,6 +25,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from commands import messages as m
+from commands.segments import SegmentService
 from commands.service import CommandService, Context
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
@@ -34,7 +35,6 @@ from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
-from projections.segments import ensure_definitions, put_definition
 
 pytestmark = pytest.mark.integration
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
@@ -83,14 +83,16 @@ class Proc:
 
 
 def customer_event_count(store: EventStore) -> int:
-    return len(StoreFeed(store).read(0, 10_000_000))
+    return len(StoreFeed(store).read_sealed(0, 10_000_000))
 
 
 def wait_until_converged(
     store: EventStore, read_store: ReadStore, procs: list[Proc], timeout: float = 240
 ) -> None:
-    """Every projection has applied every customer event (sum of per-customer versions)."""
-    expected = customer_event_count(store)
+    """Every projection has applied every event it is fed (sum of per-aggregate versions):
+    customer events, and for segments (fed from the store's log) segment events too."""
+    customers, everything = customer_event_count(store), len(StoreFeed(store).read(0, 10**7))
+    expected = {p.name: everything if p.log_order else customers for p in all_projectors()}
     deadline = time.monotonic() + timeout
     applied: dict[str, int] = {}
     while time.monotonic() < deadline:
@@ -101,7 +103,7 @@ def wait_until_converged(
                 )
                 for p in all_projectors()
             }
-        if all(count == expected for count in applied.values()):
+        if applied == expected:
             return
         for proc in procs:
             assert proc.process is not None and proc.process.poll() is None, proc.log.read_text()[
@@ -171,11 +173,9 @@ def test_burst_with_sigkills_converges_exactly(
     service = CommandService(store, index_key="k")
     read_models = open_read_store(postgres_url)
     ensure_schema(read_models, all_projectors())
-    ensure_definitions(read_models)
-    put_definition(
-        read_models, "t1-fans", "Tagged t1", {"field": "tags", "op": "contains", "value": "t1"}
-    )
     read_models.close()
+    t1_fans = {"field": "tags", "op": "contains", "value": "t1"}
+    SegmentService(store).define("t1-fans", "Tagged t1", t1_fans, None, CTX)
     consumer.start()
     relay.start()
     read_store = open_read_store(postgres_url)

@@ -15,9 +15,10 @@ import pytest
 
 from api.bootstrap import replay_connections
 from commands import messages as m
+from commands.segments import SegmentService
 from commands.service import CommandService, Context, Outcome
 from consumers.embedded import EmbeddedRunner
-from consumers.rebuild import rebuild
+from consumers.rebuild import rebuild, rebuild_all
 from consumers.replay import Replay, ReplayStopped, _worker
 from consumers.store_feed import StoreFeed
 from domain.errors import DomainError, InvalidInput
@@ -27,19 +28,11 @@ from infra.store import EventStore
 from projections.framework import Binding, ensure_schema, project
 from projections.profiles import ProfilesProjector
 from projections.readstore import ReadStore, open_read_store
-from projections.segments import (
-    SegmentsProjector,
-    changes,
-    ensure_definitions,
-    get_definition,
-    members,
-    put_definition,
-    refresh,
-)
+from projections.segments import SegmentsProjector, changes, changes_at, get_definition, members
 from tests.integration.workers import worker_connect
 
 CTX = Context(actor="segments-contract")
-TABLES = ("segment_state", "segment_members", "segment_changes", "segment_applied")
+TABLES = SegmentsProjector.tables
 SPENDERS = {"field": "purchases.total.EUR", "op": "gte", "value": "500"}
 VIP = {"field": "tags", "op": "contains", "value": "VIP"}
 EVERYONE = {"field": "purchases.count", "op": "gte", "value": 0}
@@ -66,13 +59,16 @@ class SegmentsContract:
     def read_store(self, database_url: str) -> Iterator[ReadStore]:
         read_store = open_read_store(database_url)
         ensure_schema(read_store, [ProfilesProjector(), SegmentsProjector()])
-        ensure_definitions(read_store)
         yield read_store
         read_store.close()
 
     @pytest.fixture
     def service(self, store: EventStore) -> CommandService:
         return CommandService(store, default_region="DE", index_key="k")
+
+    @pytest.fixture
+    def segments(self, store: EventStore) -> SegmentService:
+        return SegmentService(store)
 
     @pytest.fixture
     def runner(self, store: EventStore, read_store: ReadStore) -> EmbeddedRunner:
@@ -95,7 +91,7 @@ class SegmentsContract:
         )
         return self.run(service, purchase)
 
-    def history(self, read_store: ReadStore, segment: str) -> list[tuple[str, str, int | None]]:
+    def history(self, read_store: ReadStore, segment: str) -> list[tuple[str, str, int]]:
         with read_store.transaction() as tx:
             rows = changes(tx, segment)
         return [(r["customer_id"], r["change"], r["position"]) for r in rows]
@@ -114,19 +110,20 @@ class SegmentsContract:
 
     def snapshot(self, read_store: ReadStore) -> dict[str, list[tuple[Any, ...]]]:
         with read_store.transaction() as tx:
-            return {t: tx.fetchall(f"SELECT * FROM {t} ORDER BY 1, 2") for t in TABLES}
+            return {t: sorted(tx.fetchall(f"SELECT * FROM {t}"), key=repr) for t in TABLES}
 
     # ----------------------------------------------------------------------- tests
 
     def test_changes_are_recorded_on_the_event_that_crossed_the_rule(
         self,
         service: CommandService,
+        segments: SegmentService,
         store: EventStore,
         read_store: ReadStore,
         runner: EmbeddedRunner,
     ) -> None:
-        put_definition(read_store, "big-spenders", "Big spenders", SPENDERS)
-        put_definition(read_store, "vip", "VIP", VIP)
+        segments.define("big-spenders", "Big spenders", SPENDERS, None, CTX)
+        segments.define("vip", "VIP", VIP, None, CTX)
         customer = self.register(service)
         self.buy(service, customer, "o1", "300.00")
         crossing = self.buy(service, customer, "o2", "250.00")
@@ -152,11 +149,12 @@ class SegmentsContract:
     def test_redelivered_events_change_nothing(
         self,
         service: CommandService,
+        segments: SegmentService,
         store: EventStore,
         read_store: ReadStore,
         runner: EmbeddedRunner,
     ) -> None:
-        put_definition(read_store, "vip", "VIP", VIP)
+        segments.define("vip", "VIP", VIP, None, CTX)
         for i in range(4):
             customer = self.register(service, f"P{i}")
             self.run(service, m.TagCustomer(customer_id=customer, tag="vip"))
@@ -171,11 +169,15 @@ class SegmentsContract:
         assert len(before["segment_members"]) == 4
 
     def test_marketing_segments_honour_consent(
-        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
     ) -> None:
         active = {"field": "status", "op": "eq", "value": "active"}
-        put_definition(read_store, "newsletter", "Newsletter", active, "email_marketing")
-        put_definition(read_store, "all-active", "All active", active)
+        segments.define("newsletter", "Newsletter", active, "email_marketing", CTX)
+        segments.define("all-active", "All active", active, None, CTX)
         customer = self.register(service)
         consent = m.SetConsent(customer_id=customer, purpose="email_marketing", granted=True)
         granted = self.run(service, consent)
@@ -190,13 +192,18 @@ class SegmentsContract:
         ]
         assert self.member_ids(read_store, "all-active") == [key]
 
-    def test_time_relative_rules_change_on_refresh(
-        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    def test_time_relative_rules_change_on_a_recorded_refresh(
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
     ) -> None:
         recent = {"field": "purchases.count", "op": "gte", "value": 1, "within": "30d"}
         dormant = {"not": {"field": "contacts.last_at", "op": "after", "value": "-30d"}}
-        put_definition(read_store, "recent-buyers", "Recent buyers", recent)
-        put_definition(read_store, "dormant", "No contact for 30 days", dormant)
+        segments.define("recent-buyers", "Recent buyers", recent, None, CTX)
+        segments.define("dormant", "No contact for 30 days", dormant, None, CTX)
         buyer, old_buyer = self.register(service, "Buyer"), self.register(service, "Old")
         self.buy(service, buyer, "o1", "10")
         contacted = self.run(
@@ -214,40 +221,79 @@ class SegmentsContract:
         assert self.member_ids(read_store, "dormant") == [str(old_buyer)]
         assert self.history(read_store, "dormant")[-1] == (str(buyer), "exited", contacted.position)
         later = datetime.now(UTC) + timedelta(days=31)
-        assert refresh(read_store, later) == 2
-        assert refresh(read_store, later) == 0
+        refreshed = segments.refresh(later, CTX)
+        assert segments.refresh(later, CTX) == refreshed  # the same instant is recorded once
+        runner.catch_up()
+        with read_store.transaction() as tx:
+            assert changes_at(tx, refreshed) == 2
+            latest = changes(tx)[-2:]
         assert self.member_ids(read_store, "recent-buyers") == []
         assert sorted(self.member_ids(read_store, "dormant")) == sorted(
             [str(buyer), str(old_buyer)]
         )
-        with read_store.transaction() as tx:
-            latest = changes(tx)[-2:]
         assert {(c["change"], c["at"], c["position"]) for c in latest} == {
-            ("exited", iso(later), None),
-            ("entered", iso(later), None),
+            ("exited", iso(later), refreshed),
+            ("entered", iso(later), refreshed),
         }
+        (event,) = [e for e in StoreFeed(store).read(0, 100) if e.position == refreshed]
+        assert event.type == "segments.refreshed" and event.occurred_at == later
 
-    def test_rfm_scores_come_from_refresh_and_hold_between_events(
-        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    def test_rfm_segments_are_ranked_at_refreshes_and_hold_between_them(
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
     ) -> None:
-        put_definition(
-            read_store,
-            "champions",
-            "Champions",
-            {"field": "rfm.group", "op": "eq", "value": "champions"},
-        )
-        customer = self.register(service)
+        champions = {"field": "rfm.group", "op": "eq", "value": "champions"}
+        segments.define("champions", "Champions", champions, None, CTX)
+        today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        people = [self.register(service, f"P{i}") for i in range(5)]
+        for rank, customer in enumerate(people):  # P4 buys most often and most recently
+            for day in range(rank + 1):
+                when = today - timedelta(days=30 - day - 5 * rank)
+                purchase = m.RecordPurchase(
+                    customer_id=customer,
+                    order_id=f"o{rank}-{day}",
+                    amount="10",
+                    currency="EUR",
+                    occurred_at=when,
+                )
+                self.run(service, purchase)
         runner.catch_up()
-        scores = {str(customer): {"r": 5, "f": 5, "m": 5, "group": "champions"}}
-        assert refresh(read_store, datetime.now(UTC), scores) == 1
-        self.run(service, m.TagCustomer(customer_id=customer, tag="gold"))
+        assert self.member_ids(read_store, "champions") == []  # no ranks before a refresh
+        first = segments.refresh(today, CTX)
         runner.catch_up()
-        assert self.member_ids(read_store, "champions") == [str(customer)]
-        assert refresh(read_store, datetime.now(UTC), {}) == 1
-        assert self.member_ids(read_store, "champions") == []
+        top = {str(people[3]), str(people[4])}  # R4-5 and F4-5 of five
+        assert set(self.member_ids(read_store, "champions")) == top
+        self.run(service, m.TagCustomer(customer_id=people[4], tag="gold"))
+        for day in range(6):  # P0 now buys more than anyone, but ranks only move at refreshes
+            late = datetime.now(UTC) - timedelta(days=day)
+            purchase = m.RecordPurchase(
+                customer_id=people[0],
+                order_id=f"late-{day}",
+                amount="10",
+                currency="EUR",
+                occurred_at=late,
+            )
+            self.run(service, purchase)
+        runner.catch_up()
+        assert set(self.member_ids(read_store, "champions")) == top
+        second = segments.refresh(today + timedelta(days=2), CTX)
+        runner.catch_up()
+        assert set(self.member_ids(read_store, "champions")) == {str(people[0]), str(people[4])}
+        assert sorted(self.history(read_store, "champions"), key=lambda h: (h[2], h[1])) == [
+            *sorted((c, "entered", first) for c in top),
+            (str(people[0]), "entered", second),
+            (str(people[3]), "exited", second),
+        ]
 
-    def test_definitions_backfill_on_create_and_change(
-        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+    def test_definitions_are_events_and_decide_every_customer_when_recorded(
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
     ) -> None:
         spent = {}
         for amount in ("50", "150", "250"):
@@ -256,44 +302,92 @@ class SegmentsContract:
             spent[amount] = str(customer)
         runner.catch_up()
         rule = {"field": "purchases.total.eur", "op": "gte", "value": 100}
-        created = put_definition(read_store, "spenders", "Spenders", rule)
-        assert created["version"] == 1 and created["rule"]["field"] == "purchases.total.EUR"
+        created = segments.define("spenders", "Spenders", rule, None, CTX)
+        assert created.version == 1 and created.rule["field"] == "purchases.total.EUR"
+        runner.catch_up()
         assert sorted(self.member_ids(read_store, "spenders")) == sorted(
             [spent["150"], spent["250"]]
         )
         stricter = {**rule, "value": "200"}
-        changed = put_definition(read_store, "spenders", "Spenders", stricter)
-        assert changed["version"] == 2
-        assert put_definition(read_store, "spenders", "Spenders", stricter) == changed  # no-op
+        changed = segments.define("spenders", "Spenders", stricter, None, CTX)
+        assert changed.version == 2 and changed.position > created.position
+        assert segments.define("spenders", "Spenders", stricter, None, CTX) == changed  # no-op
+        runner.catch_up()
         assert self.member_ids(read_store, "spenders") == [spent["250"]]
         assert sorted(self.history(read_store, "spenders")) == sorted(
             [
-                (spent["150"], "entered", None),
-                (spent["250"], "entered", None),
-                (spent["150"], "exited", None),
+                (spent["150"], "entered", created.position),
+                (spent["250"], "entered", created.position),
+                (spent["150"], "exited", changed.position),
             ]
         )
+        with read_store.transaction() as tx:
+            assert get_definition(tx, "spenders") == {
+                k: v for k, v in changed.view().items() if k != "position"
+            }
         rebuild(StoreFeed(service.store), read_store, SegmentsProjector())
         with read_store.transaction() as tx:
-            assert get_definition(tx, "spenders") == changed
+            assert get_definition(tx, "spenders") == {
+                k: v for k, v in changed.view().items() if k != "position"
+            }
         assert self.member_ids(read_store, "spenders") == [spent["250"]]
 
+    def test_a_definition_never_reaches_back_before_it_was_recorded(
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        """Issue 13 item 7: a rebuild used to replay history as if today's rule always held."""
+        customer = self.register(service)
+        self.run(service, m.TagCustomer(customer_id=customer, tag="vip"))
+        runner.catch_up()
+        before = datetime.now(UTC)
+        defined = segments.define("vip", "VIP", VIP, None, CTX)
+        untagged = self.run(service, m.UntagCustomer(customer_id=customer, tag="vip"))
+        again = self.run(service, m.TagCustomer(customer_id=customer, tag="vip"))
+        runner.catch_up()
+        live = self.snapshot(read_store)
+        expected = [
+            (str(customer), "entered", defined.position),
+            (str(customer), "exited", untagged.position),
+            (str(customer), "entered", again.position),
+        ]
+        assert self.history(read_store, "vip") == expected
+        assert self.member_ids(read_store, "vip", as_of=before) == []
+        assert (
+            rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True).differences
+            == []
+        )
+        rebuild(StoreFeed(store), read_store, SegmentsProjector(), batch_size=2)
+        assert self.snapshot(read_store) == live
+        assert self.member_ids(read_store, "vip", as_of=before) == []
+
     def test_invalid_definitions_are_refused_with_the_field_path(
-        self, read_store: ReadStore
+        self, segments: SegmentService, store: EventStore
     ) -> None:
         bad = {"all": [VIP, {"field": "tags", "op": "gte", "value": "x"}]}
         with pytest.raises(InvalidInput) as caught:
-            put_definition(read_store, "bad", "Bad", bad)
+            segments.define("bad", "Bad", bad, None, CTX)
         assert caught.value.field == "rule.all[1].op"
         with pytest.raises(InvalidInput, match="segment_id"):
-            put_definition(read_store, "Not An Id", "Bad", VIP)
+            segments.define("Not An Id", "Bad", VIP, None, CTX)
         with pytest.raises(InvalidInput, match="purpose"):
-            put_definition(read_store, "ok", "Ok", VIP, "carrier_pigeon")
+            segments.define("ok", "Ok", VIP, "carrier_pigeon", CTX)
+        with pytest.raises(InvalidInput, match="name"):
+            segments.define("ok", "  ", VIP, None, CTX)
+        assert store.head() == 0  # nothing recorded
 
     def test_membership_as_of_is_answered_from_history(
-        self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
     ) -> None:
-        put_definition(read_store, "vip", "VIP", VIP)
+        segments.define("vip", "VIP", VIP, None, CTX)
         customer = self.register(service)
         for command in (m.TagCustomer, m.UntagCustomer, m.TagCustomer):
             self.run(service, command(customer_id=customer, tag="vip"))
@@ -310,11 +404,12 @@ class SegmentsContract:
     def test_erased_and_merged_customers_exit_every_segment(
         self,
         service: CommandService,
+        segments: SegmentService,
         store: EventStore,
         read_store: ReadStore,
         runner: EmbeddedRunner,
     ) -> None:
-        put_definition(read_store, "everyone", "Everyone", EVERYONE)
+        segments.define("everyone", "Everyone", EVERYONE, None, CTX)
         erased, survivor, duplicate = (self.register(service, n) for n in ("E", "S", "D"))
         erase = self.run(service, m.EraseCustomer(customer_id=erased))
         self.run(service, m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate))
@@ -331,18 +426,51 @@ class SegmentsContract:
             [str(survivor), str(duplicate)]
         )
 
+    def test_an_erasure_leaves_no_history_decided_from_personal_data(
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        """Live, a rule on the email saw it; a rebuild after the erasure never can."""
+        segments.define(
+            "with-email", "Has email", {"field": "email", "op": "exists", "value": True}, None, CTX
+        )
+        segments.define("vip", "VIP", VIP, None, CTX)
+        customer = self.run(
+            service, m.RegisterCustomer(name="Eve", email="eve@example.com")
+        ).customer_id
+        assert customer is not None
+        self.run(service, m.TagCustomer(customer_id=customer, tag="vip"))
+        runner.catch_up()
+        assert self.member_ids(read_store, "with-email") == [str(customer)]
+        erase = self.run(service, m.EraseCustomer(customer_id=customer))
+        runner.catch_up()
+        with read_store.transaction() as tx:
+            left = [c for c in changes(tx) if c["customer_id"] == str(customer)]
+        assert [(c["segment_id"], c["change"], c["position"]) for c in left] == [
+            ("vip", "exited", erase.position),
+            ("with-email", "exited", erase.position),
+        ]
+        assert (
+            rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True).differences
+            == []
+        )
+
     def test_rebuild_reproduces_the_live_tables(
         self,
         service: CommandService,
+        segments: SegmentService,
         store: EventStore,
         read_store: ReadStore,
         runner: EmbeddedRunner,
         database_url: str,
     ) -> None:
-        put_definition(read_store, "vip", "VIP", VIP)
-        put_definition(read_store, "big-spenders", "Big", SPENDERS, "email_marketing")
+        segments.define("vip", "VIP", VIP, None, CTX)
+        segments.define("big-spenders", "Big", SPENDERS, "email_marketing", CTX)
         dormant = {"not": {"field": "contacts.last_at", "op": "after", "value": "-30d"}}
-        put_definition(read_store, "dormant", "Dormant", dormant)
         for i in range(12):
             customer = self.register(service, f"P{i}")
             if i % 2:
@@ -360,6 +488,10 @@ class SegmentsContract:
                 )
             if i == 5:
                 self.run(service, m.UntagCustomer(customer_id=customer, tag="vip"))
+                segments.define("dormant", "Dormant", dormant, None, CTX)
+            if i == 8:
+                runner.catch_up()
+                segments.refresh(datetime.now(UTC) + timedelta(days=40), CTX)
         runner.catch_up()
         before = self.snapshot(read_store)
         assert len(before["segment_changes"]) > 12
@@ -367,32 +499,36 @@ class SegmentsContract:
         assert result.differences == []
         rebuild(StoreFeed(store), read_store, SegmentsProjector(), batch_size=5)
         assert self.snapshot(read_store) == before
-        connect = worker_connect(database_url)  # PostgreSQL: ranges of customers side by side
-        rebuild(
+        connect = worker_connect(database_url)  # workers replay only projections by customer
+        rebuild_all(
             StoreFeed(store),
             read_store,
-            SegmentsProjector(),
+            [ProfilesProjector(), SegmentsProjector()],
             batch_size=5,
             workers=3,
             connect=connect,
         )
         assert self.snapshot(read_store) == before
 
-    def test_a_definition_changed_mid_rebuild_keeps_each_members_history_in_order(
-        self, service: CommandService, store: EventStore, read_store: ReadStore
+    def test_a_definition_changed_mid_rebuild_is_replayed_in_its_place(
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
     ) -> None:
-        put_definition(read_store, "vip", "VIP", VIP)
+        segments.define("vip", "VIP", VIP, None, CTX)
         for i in range(4):
             customer = self.register(service, f"P{i}")
             for command in (m.TagCustomer, m.UntagCustomer, m.TagCustomer):
                 self.run(service, command(customer_id=customer, tag="vip"))
+        runner.catch_up()
         changed: list[int] = []
 
         def change_the_rule(_reached: int, _head: int) -> None:
-            if not changed:  # after the first batch, which ends inside a customer's history
-                changed.append(
-                    put_definition(read_store, "vip", "Not VIP", {"not": VIP})["version"]
-                )
+            if not changed:  # after the first batch
+                changed.append(segments.define("vip", "Not VIP", {"not": VIP}, None, CTX).position)
 
         rebuild(
             StoreFeed(store),
@@ -401,28 +537,31 @@ class SegmentsContract:
             batch_size=3,
             progress=change_the_rule,
         )
-        assert changed == [2]
+        assert changed
         with read_store.transaction() as tx:
             history = changes(tx, "vip")
-        assert any(h["position"] is None for h in history)  # the backfill happened mid-rebuild
+        assert {c["position"] for c in history if c["change"] == "exited"} >= set(changed)
         expected: dict[str, str] = {}
-        for change in history:  # in seq order, each member alternates, starting by entering
+        for change in history:  # in log order, each member alternates, starting by entering
             previous = expected.get(change["customer_id"], "exited")
             assert change["change"] != previous, change
             expected[change["customer_id"]] = change["change"]
-        entered = sorted(c for c, last in expected.items() if last == "entered")
-        assert sorted(self.member_ids(read_store, "vip")) == entered
+        assert self.member_ids(read_store, "vip") == []
+        runner.catch_up()  # the live feed has nothing left to add
+        verified = rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True)
+        assert verified.differences == []
 
     def test_rebuild_during_live_writes_then_verify(
         self,
         service: CommandService,
+        segments: SegmentService,
         store: EventStore,
         read_store: ReadStore,
         runner: EmbeddedRunner,
     ) -> None:
-        put_definition(read_store, "vip", "VIP", VIP)
+        segments.define("vip", "VIP", VIP, None, CTX)
         chatty = {"field": "contacts.count", "op": "gte", "value": 3}
-        put_definition(read_store, "chatty", "Chatty", chatty)
+        segments.define("chatty", "Chatty", chatty, None, CTX)
         ids = [self.register(service, f"P{i}") for i in range(8)]
         runner.start()
 
@@ -437,6 +576,8 @@ class SegmentsContract:
                 )
                 with contextlib.suppress(DomainError):
                     self.run(service, command)
+                if i == 80:
+                    segments.define("chatty", "Chatty", {**chatty, "value": 4}, None, CTX)
                 runner.wake()
 
         writer = threading.Thread(target=keep_writing)
@@ -471,17 +612,16 @@ class TestPostgresSegments(SegmentsContract):
         read_store: ReadStore,
         database_url: str,
     ) -> None:
-        put_definition(read_store, "vip", "VIP", VIP)
         for i in range(6):
             self.run(service, m.TagCustomer(customer_id=self.register(service, f"P{i}"), tag="vip"))
         misconfigured = partial(
             replay_connections, Settings(database_url=database_url, read_database_url="mysql://x/y")
         )
         with pytest.raises(ValueError, match="unsupported read store URL scheme"):
-            rebuild(
+            rebuild_all(  # profiles replay by customer, in the workers
                 StoreFeed(store),
                 read_store,
-                SegmentsProjector(),
+                [ProfilesProjector(), SegmentsProjector()],
                 batch_size=3,
                 workers=2,
                 connect=misconfigured,

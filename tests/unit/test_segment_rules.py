@@ -13,11 +13,7 @@ from hypothesis import strategies as st
 from commands import messages as m
 from commands.service import CommandService, Context
 from domain.errors import InvalidInput
-from domain.values import ConsentPurpose, LifecycleStage, Status
-from infra.envelope import Envelope
-from infra.store import EventStore
-from projections import profile
-from projections.segment_rules import (
+from domain.segment_rules import (
     MAX_CONDITIONS,
     MAX_DEPTH,
     Rule,
@@ -29,6 +25,10 @@ from projections.segment_rules import (
     parse_purpose,
     uses_rfm,
 )
+from domain.values import ConsentPurpose, LifecycleStage, Status
+from infra.envelope import Envelope
+from infra.store import EventStore
+from projections import profile
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 VIP = {"field": "tags", "op": "contains", "value": "vip"}

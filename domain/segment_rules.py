@@ -234,7 +234,7 @@ def is_time_relative(rule: Rule) -> bool:
 
 
 def uses_rfm(rule: Rule) -> bool:
-    """True if the rule reads RFM scores (supplied to ``segments.refresh``, not by events)."""
+    """True if the rule reads RFM scores (decided at refreshes over all customers, not per event)."""
     return any(c["field"].startswith("rfm.") for c in conditions(rule))
 
 
