@@ -68,11 +68,12 @@ def _reached(svc: Services, name: str, position: int, wanted: int) -> bool:
     """Whether projection ``name`` at ``position`` has everything it is fed up to ``wanted``.
 
     A projection fed from ``customer.events`` never sees segment events (their positions come
-    from segment writes): it has reached ``wanted`` once no customer event lies in between.
+    from segment writes): it has reached a recorded ``wanted`` once no customer event lies in
+    between.
     """
     if position >= wanted:
         return True
-    if any(p.log_order for p in svc.projectors if p.name == name):
+    if any(p.log_order for p in svc.projectors if p.name == name) or wanted > svc.store.head():
         return False
     following = svc.store.customer_notifications(position, 1)
     return not following or following[0].id > wanted
