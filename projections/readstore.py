@@ -61,12 +61,6 @@ class Tx:
             for row in rows:
                 copy.write_row(row)
 
-    def serialise(self, table: str) -> None:
-        """Hold a lock on ``table`` (a ``{name}``) until this transaction ends, so concurrent
-        writers take turns from here on (PostgreSQL; SQLite writers take turns anyway)."""
-        if self.dialect == "postgres":
-            self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (self.sql(table),))
-
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         self.execute(statement, params)
         row = self._cursor.fetchone()

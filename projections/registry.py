@@ -1,6 +1,7 @@
 """Every read model, in the order they are applied within one batch.
 
-Segments come last: they take a lock held until the batch commits (see ``segments._sync``).
+Segments come last: their definition and refresh events decide every customer (the heaviest
+step of a batch), and they are fed in log order in every mode (``Projector.log_order``).
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 
-from api.bootstrap import replay_connections
+from api.bootstrap import build, migrate, replay_connections
 from commands import messages as m
 from commands.segments import SegmentService
 from commands.service import CommandService, Context, Outcome
@@ -32,6 +33,9 @@ from projections.segments import SegmentsProjector, changes, changes_at, get_def
 from tests.integration.workers import worker_connect
 
 CTX = Context(actor="segments-contract")
+LEGACY_DEFINITIONS = """CREATE TABLE segment_definitions (
+    segment_id TEXT PRIMARY KEY, name TEXT NOT NULL, rule TEXT NOT NULL, purpose TEXT,
+    version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"""
 TABLES = SegmentsProjector.tables
 SPENDERS = {"field": "purchases.total.EUR", "op": "gte", "value": "500"}
 VIP = {"field": "tags", "op": "contains", "value": "VIP"}
@@ -591,6 +595,48 @@ class SegmentsContract:
         verified = rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True)
         assert verified.differences == []
         assert len(self.member_ids(read_store, "chatty")) == len(ids)
+
+    def test_definitions_kept_only_in_the_read_store_become_events_on_migrate(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        """Schema 1 kept definitions beside the read models; migrate records them once."""
+        settings = Settings(
+            database_url=database_url,
+            read_database_url=database_url,
+            api_keys_file=tmp_path / "keys.json",
+        )
+        services = build(settings)
+        try:
+            migrate(services)
+            tagged = services.commands.execute(m.RegisterCustomer(name="Vi"), CTX).customer_id
+            assert tagged is not None
+            services.commands.execute(m.TagCustomer(customer_id=tagged, tag="vip"), CTX)
+            with services.read_store.transaction() as tx:  # back to schema 1's shape
+                for table in ("segment_definitions", "segment_rfm"):
+                    tx.raw(f"DROP TABLE {table}")
+                tx.raw(LEGACY_DEFINITIONS)
+                tx.raw(
+                    "INSERT INTO segment_definitions VALUES (?, ?, ?, NULL, 3, ?, ?)",
+                    ("vip", "VIP", orjson.dumps(VIP).decode(), "2024-01-01", "2024-02-01"),
+                )
+                tx.raw("CREATE TABLE segment_applied (segment_id TEXT PRIMARY KEY, version INT)")
+                tx.execute(
+                    "UPDATE projection_state SET schema_version = 1 WHERE name = ?", ["segments"]
+                )
+            assert migrate(services) == ["segments"]
+            (defined,) = [e for e in services.feed.read(0, 100) if e.type == "segment.defined"]
+            assert defined.data["rule"] == {**VIP, "value": "vip"}
+            assert defined.actor == "clientele:migrate"
+            assert self.member_ids(services.read_store, "vip") == [str(tagged)]
+            assert self.history(services.read_store, "vip") == [
+                (str(tagged), "entered", defined.position)
+            ]
+            with services.read_store.transaction() as tx:
+                assert "segment_applied" not in services.read_store.table_names(tx)
+            head = services.store.head()
+            assert migrate(services) == [] and services.store.head() == head
+        finally:
+            services.close()
 
 
 class TestSQLiteSegments(SegmentsContract):
