@@ -285,12 +285,15 @@ def check(databases: Databases, history: tuple[int, list[Step]]) -> None:
         run.verify()
 
 
-def examples(default: int) -> settings:
-    return settings(
+def examples(default: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Hypothesis settings for ``default`` examples times the scale, and a test timeout to match."""
+    timeout = pytest.mark.timeout(round(300 * max(1.0, SCALE)))
+    chosen = settings(
         max_examples=max(1, round(default * SCALE)),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+    return lambda test: timeout(chosen(test))
 
 
 @examples(100)
