@@ -49,7 +49,7 @@ class SegmentRequest(BaseModel):
     purpose: str | None = Field(default=None, max_length=64)
 
 
-@router.get("/segments", dependencies=[require(Role.READER)], responses=problems(*AUTH))
+@router.get("/segments", dependencies=[require(Role.READER)], responses=problems(*AUTH, 422, 503))
 def list_segments(request: Request) -> Response:
     """Every segment definition."""
     deps.wait_for_position(request, ["segments"])
@@ -61,7 +61,7 @@ def list_segments(request: Request) -> Response:
 @router.put(
     "/segments/{segment_id}",
     dependencies=[require(Role.ADMIN)],
-    responses=problems(*AUTH, 400, 411, 413, 415, 422),
+    responses=problems(*AUTH, 400, 409, 411, 413, 415, 422),
 )
 def put_segment(segment_id: SegmentId, body: SegmentRequest, request: Request) -> Response:
     """Create or change a segment (an event in the store). Membership is then decided for every
@@ -80,7 +80,7 @@ def put_segment(segment_id: SegmentId, body: SegmentRequest, request: Request) -
 @router.post(
     "/segments/{segment_id}",
     dependencies=[require(Role.ADMIN)],
-    responses=problems(*AUTH, 400, 411, 413, 415, 422),
+    responses=problems(*AUTH, 400, 409, 411, 413, 415, 422),
 )
 def post_segment(segment_id: SegmentId, body: SegmentRequest, request: Request) -> Response:
     """Same as PUT (create or change), for clients that only POST."""
