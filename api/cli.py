@@ -160,6 +160,8 @@ def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
             projector = by_name(name)
         except KeyError as error:
             raise _fail(str(error.args[0]), 2) from None
+        if verify_only and services.runner is not None:
+            services.runner.catch_up()  # embedded: compare the live copy at the store's head
         workers, connect = parallel_rebuild(services)
         with Progress(*_BAR, console=errors) as progress:
             task = progress.add_task(f"{'verifying' if verify_only else 'rebuilding'} {name}")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
 
+from api.bootstrap import build
 from api.cli import app
+from commands.service import Context
 from infra.settings import get_settings
 from infra.store import EventStore
 
@@ -137,3 +140,26 @@ def test_projections_status_rebuild_verify(database: str, tmp_path: Path) -> Non
     assert verified.exit_code == 0 and "equals a rebuild" in verified.output
     unknown = runner.invoke(app, ["projections", "rebuild", "nope"])
     assert unknown.exit_code == 2 and "known: profiles" in unknown.output
+
+
+def test_verify_holds_after_an_erasure_and_a_refresh(database: str, tmp_path: Path) -> None:
+    """Issue 13 items 6 and 7 from the command line: verify never cries wolf."""
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("name,email,tags\nAda,ada@example.com,vip\nBo,bo@example.com,\n")
+    assert runner.invoke(app, ["import", "customers", str(csv_file)]).exit_code == 0
+    services = build()
+    try:
+        new = {"field": "created_at", "op": "after", "value": "-1d"}
+        services.segments.define("new", "New", new, None, Context(actor="test"))
+        ada = next(e.customer_id for e in services.feed.read(0, 100) if e.data.get("name") == "Ada")
+    finally:
+        services.close()
+    erased = runner.invoke(app, ["erase", str(ada)])
+    assert erased.exit_code == 0, erased.output
+    later = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    refreshed = runner.invoke(app, ["segments", "refresh", "--at", later])
+    assert refreshed.exit_code == 0, refreshed.output
+    assert "1 membership changes recorded" in refreshed.output  # Bo; Ada left at her erasure
+    for name in ("audit", "segments", "profiles", "analytics"):
+        verified = runner.invoke(app, ["projections", "verify", name])
+        assert verified.exit_code == 0 and "equals a rebuild" in verified.output, verified.output
