@@ -1,0 +1,68 @@
+"""The Segment and Refresh aggregates: validated definitions, idempotent changes and refreshes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from domain.errors import InvalidInput
+from domain.events import Meta
+from domain.segment import Refresh, Segment
+
+META = Meta("unit-test", "corr-1", None, datetime(2026, 5, 1, 12, tzinfo=UTC))
+VIP = {"field": "tags", "op": "contains", "value": "VIP"}
+
+
+def test_a_definition_is_validated_and_normalised() -> None:
+    segment = Segment.define("vips", "  VIP customers ", VIP, "email_marketing", META)
+    assert (segment.segment_id, segment.name, segment.purpose) == (
+        "vips",
+        "VIP customers",
+        "email_marketing",
+    )
+    assert segment.rule == {**VIP, "value": "vip"} and segment.version == 1
+    assert segment.id == Segment.id_for("vips") != Segment.id_for("vip")
+    (event,) = segment.collect_events()
+    assert event.TYPE == "segment.defined" and event.actor == "unit-test"
+
+
+@pytest.mark.parametrize(
+    ("segment_id", "name", "rule", "purpose", "field"),
+    [
+        ("Not An Id", "x", VIP, None, "segment_id"),
+        ("ok", "   ", VIP, None, "name"),
+        ("ok", "x", {"field": "tags", "op": "gte", "value": 1}, None, "rule.op"),
+        ("ok", "x", VIP, "carrier_pigeon", "purpose"),
+    ],
+)
+def test_invalid_definitions_name_the_field(
+    segment_id: str, name: str, rule: dict[str, object], purpose: str | None, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Segment.define(segment_id, name, rule, purpose, META)
+    assert caught.value.field == field
+
+
+def test_only_a_real_change_is_recorded() -> None:
+    segment = Segment.define("vips", "VIP", VIP, None, META)
+    assert not segment.redefine("VIP", {**VIP, "value": "vip"}, None, META)
+    assert segment.redefine("VIP", VIP, "sms_marketing", META) and segment.version == 2
+    assert [e.TYPE for e in segment.collect_events()] == ["segment.defined", "segment.redefined"]
+    with pytest.raises(InvalidInput):
+        segment.redefine("VIP", {"not": "x"}, None, META)
+    assert segment.version == 2
+
+
+def test_a_refresh_is_one_event_per_instant_and_currency() -> None:
+    later = Meta("unit-test", "corr-2", None, META.occurred_at + timedelta(hours=1))
+    same_instant = Meta(
+        "other", "corr-3", None, META.occurred_at.astimezone(timezone(timedelta(hours=2)))
+    )
+    first = Refresh.request(META)
+    assert first.id == Refresh.request(same_instant).id  # same instant, other offset
+    assert first.id != Refresh.request(later).id != Refresh.request(META, "usd").id
+    assert first.currency == "EUR" and Refresh.request(META, "usd").currency == "USD"
+    naive = Meta("unit-test", "corr-4", None, datetime(2026, 5, 1, 12))
+    with pytest.raises(InvalidInput, match="time zone"):
+        Refresh.request(naive)
