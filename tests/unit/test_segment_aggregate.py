@@ -24,7 +24,7 @@ def test_a_definition_is_validated_and_normalised() -> None:
     assert segment.rule == {**VIP, "value": "vip"} and segment.version == 1
     assert segment.id == Segment.id_for("vips") != Segment.id_for("vip")
     (event,) = segment.collect_events()
-    assert event.TYPE == "segment.defined" and event.actor == "unit-test"
+    assert isinstance(event, Segment.Defined) and event.actor == "unit-test"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_only_a_real_change_is_recorded() -> None:
     segment = Segment.define("vips", "VIP", VIP, None, META)
     assert not segment.redefine("VIP", {**VIP, "value": "vip"}, None, META)
     assert segment.redefine("VIP", VIP, "sms_marketing", META) and segment.version == 2
-    assert [e.TYPE for e in segment.collect_events()] == ["segment.defined", "segment.redefined"]
+    assert [type(e) for e in segment.collect_events()] == [Segment.Defined, Segment.Redefined]
     with pytest.raises(InvalidInput):
         segment.redefine("VIP", {"not": "x"}, None, META)
     assert segment.version == 2
