@@ -16,7 +16,7 @@ Then ``rebuild_all(verify_only=True)`` — what ``clientele projections verify``
 no difference, row for row, in any read model, on SQLite and on a real PostgreSQL. One
 history also goes through a real broker (relay and projection consumer, in-process).
 
-CI runs 100 examples on SQLite and 12 on PostgreSQL (about a minute). A larger run multiplies
+CI runs 200 examples on SQLite and 25 on PostgreSQL (under a minute). A larger run multiplies
 both: ``CLIENTELE_PURITY_SCALE=20 .venv/bin/pytest tests/integration/test_live_equals_rebuild.py``
 (README, "Tests").
 """
@@ -296,7 +296,7 @@ def examples(default: int) -> Callable[[Callable[..., None]], Callable[..., None
     return lambda test: timeout(chosen(test))
 
 
-@examples(100)
+@examples(200)
 @given(history=HISTORIES)
 def test_live_equals_rebuild_on_sqlite(history: tuple[int, list[Step]]) -> None:
     home = tempfile.mkdtemp(prefix="clientele-purity-")
@@ -306,7 +306,7 @@ def test_live_equals_rebuild_on_sqlite(history: tuple[int, list[Step]]) -> None:
 
 
 @pytest.mark.integration
-@examples(12)
+@examples(25)
 @given(history=HISTORIES)
 def test_live_equals_rebuild_on_postgres(
     postgres: PostgresCluster, history: tuple[int, list[Step]]
