@@ -6,6 +6,12 @@ of envelopes to several projectors in ONE read-store transaction, together with 
 projection's position (and, for Kafka feeds, the consumer offsets), so a crash at any point
 either applied a batch completely or not at all. Each projection also keeps the last version
 it applied per customer, which makes redelivery and overlapping feeds harmless.
+
+No single customer can stall a projection: a batch is applied under a savepoint, and if the
+projector raises, customer by customer; a customer whose event cannot be applied, or whose
+next version is missing from the feed, is parked for that projection (``{name}_parked``,
+see :mod:`projections.parking`) and the others commit. Its later events wait behind it until
+:mod:`consumers.redrive` re-reads them from the event store.
 """
 
 from __future__ import annotations
@@ -14,10 +20,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import structlog
 
 from infra.envelope import Envelope
-from projections.readstore import ReadStore, Tx
+from projections.parking import VOLATILE_COLUMNS, Parked, ParkingLot, describe, table_schema
+from projections.readstore import ReadStore, Tx, transient
+
+log = structlog.get_logger(__name__)
 
 FRAMEWORK_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS projection_state (
@@ -47,9 +58,14 @@ class Projector(ABC):
     tables: ClassVar[tuple[str, ...]]
     schema: ClassVar[tuple[str, ...]]
     handles: ClassVar[frozenset[str] | None] = None  # None = every event type
-    # Columns that depend on delivery order rather than on the events (e.g. a publishing
-    # cursor); verify compares everything else.
+    # Columns that depend on delivery order or time rather than on the events (e.g. a
+    # publishing cursor, when a customer was parked); verify compares everything else.
     order_dependent: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if isinstance(getattr(cls, "name", None), str):
+            cls.order_dependent = {**cls.order_dependent, f"{cls.name}_parked": VOLATILE_COLUMNS}
 
     @abstractmethod
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -67,11 +83,20 @@ class Projector(ABC):
         """
 
     def all_tables(self) -> tuple[str, ...]:
-        return (*self.tables, self.versions_table)
+        return (*self.tables, self.versions_table, self.parked_table)
 
     @property
     def versions_table(self) -> str:
         return f"{self.name}_versions"
+
+    @property
+    def parked_table(self) -> str:
+        return f"{self.name}_parked"
+
+    @property
+    def parking(self) -> ParkingLot:
+        """This projection's parked customers (in the tables mapped by the transaction)."""
+        return ParkingLot(f"{{{self.parked_table}}}")
 
     def create(self, tx: Tx) -> None:
         """Create this projection's tables under the names mapped in ``tx``."""
@@ -79,6 +104,7 @@ class Projector(ABC):
             f"CREATE TABLE IF NOT EXISTS {{{self.versions_table}}} "
             "(customer_id TEXT PRIMARY KEY, version BIGINT NOT NULL)"
         )
+        tx.execute(table_schema(f"{{{self.parked_table}}}"))
         for statement in self.schema:
             tx.execute(statement)
 
@@ -121,8 +147,11 @@ def ensure_schema(store: ReadStore, projectors: Iterable[Projector]) -> list[str
                         now_iso(),
                     ),
                 )
-            elif int(row[0]) != projector.schema_version:
-                stale.append(projector.name)
+            else:  # tables added to every projection later on
+                scoped = tx.with_tables(Binding.live(projector).tables)
+                scoped.execute(table_schema(f"{{{projector.parked_table}}}"))
+                if int(row[0]) != projector.schema_version:
+                    stale.append(projector.name)
     return stale
 
 
@@ -146,6 +175,91 @@ def lock_positions(tx: Tx, names: Iterable[str] | None = None) -> dict[str, int]
     return {n: int(p) for n, p in rows if wanted is None or n in wanted}
 
 
+def versions(tx: Tx, projector: Projector, customers: Sequence[str]) -> dict[str, int]:
+    """The last version ``projector`` applied for each of ``customers`` (absent: none yet)."""
+    seen: dict[str, int] = {}
+    for start in range(0, len(customers), 500):
+        chunk = customers[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = tx.fetchall(
+            f"SELECT customer_id, version FROM {{{projector.versions_table}}} "
+            f"WHERE customer_id IN ({marks})",
+            chunk,
+        )
+        seen.update({customer: int(version) for customer, version in rows})
+    return seen
+
+
+def park(tx: Tx, projector: Projector, parked: Sequence[Parked]) -> None:
+    """Set customers aside for ``projector`` (``tx`` maps its tables); logged as errors."""
+    projector.parking.park(tx, parked)
+    for item in parked:
+        log.error(
+            "projection.customer_parked",
+            projection=projector.name,
+            table=tx.sql(f"{{{projector.parked_table}}}"),
+            customer_id=item.customer_id,
+            version=item.version,
+            position=item.position,
+            reason=item.reason,
+        )
+
+
+def _guarded(tx: Tx, projector: Projector, envelopes: Sequence[Envelope]) -> None:
+    todo = [e for e in envelopes if projector.handles is None or e.type in projector.handles]
+    if todo:
+        with tx.savepoint():
+            projector.apply(tx, todo)
+
+
+def _apply_run(tx: Tx, projector: Projector, run: Sequence[Envelope]) -> tuple[int, Parked | None]:
+    """Apply one customer's envelopes (in order): the last version applied (0: none) and,
+    if one of them fails, the customer parked at that one."""
+    try:
+        _guarded(tx, projector, run)
+        return run[-1].version, None
+    except Exception as error:
+        if transient(error):
+            raise
+    applied = 0
+    for envelope in run:  # find the event that fails; the ones before it stay applied
+        try:
+            _guarded(tx, projector, [envelope])
+        except Exception as error:
+            if transient(error):
+                raise
+            reason = describe(error)
+            return applied, Parked(
+                envelope.customer_key, envelope.version, envelope.position, reason
+            )
+        applied = envelope.version
+    return applied, None
+
+
+def _apply_isolated(
+    tx: Tx, projector: Projector, accepted: Sequence[Envelope]
+) -> tuple[dict[str, int], list[Parked]]:
+    """Apply ``accepted`` (each customer's next versions, feed order): all at once, or, if
+    that raises, customer by customer. Returns the versions applied and who was parked."""
+    try:
+        _guarded(tx, projector, accepted)
+        return {e.customer_key: e.version for e in accepted}, []
+    except Exception as error:
+        if transient(error):
+            raise
+    runs: dict[str, list[Envelope]] = {}
+    for envelope in accepted:
+        runs.setdefault(envelope.customer_key, []).append(envelope)
+    applied, parked = {}, []
+    for customer, run in runs.items():
+        version, failed = _apply_run(tx, projector, run)
+        if version:
+            applied[customer] = version
+        if failed is not None:
+            parked.append(failed)
+    return applied, parked
+
+
 def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: int) -> int:
     projector = binding.projector
     scoped = tx.with_tables(binding.tables)
@@ -153,31 +267,32 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
     if not fresh:
         return floor
     customers = sorted({e.customer_key for e in fresh})
-    seen: dict[str, int] = {}
-    versions = f"{{{projector.versions_table}}}"
-    for start in range(0, len(customers), 500):
-        chunk = customers[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = scoped.fetchall(
-            f"SELECT customer_id, version FROM {versions} WHERE customer_id IN ({marks})", chunk
-        )
-        seen.update({customer: version for customer, version in rows})
-    changed: dict[str, int] = {}
-    todo: list[Envelope] = []
+    seen = versions(scoped, projector, customers)
+    held = projector.parking.held(scoped, customers)
+    accepted: list[Envelope] = []
+    gaps: list[Parked] = []
     for envelope in fresh:
         customer = envelope.customer_key
-        if envelope.version <= seen.get(customer, 0):
+        if customer in held:
+            continue  # waits behind its parked event: a re-drive reads it from the store
+        expected = seen.get(customer, 0) + 1
+        if envelope.version < expected:
             continue  # redelivered or already applied by another feed
-        if projector.handles is None or envelope.type in projector.handles:
-            todo.append(envelope)
-        seen[customer] = changed[customer] = envelope.version
-    if todo:
-        projector.apply(scoped, todo)
+        if envelope.version > expected:
+            held[customer] = expected
+            reason = f"version {expected} missing from the feed (got {envelope.version})"
+            gaps.append(Parked(customer, expected, envelope.position, reason))
+            continue
+        seen[customer] = envelope.version
+        accepted.append(envelope)
+    applied, failed = _apply_isolated(scoped, projector, accepted) if accepted else ({}, [])
     scoped.executemany(
-        f"INSERT INTO {versions} (customer_id, version) VALUES (?, ?) "
+        f"INSERT INTO {{{projector.versions_table}}} (customer_id, version) VALUES (?, ?) "
         "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version",
-        sorted(changed.items()),
+        sorted(applied.items()),
     )
+    if gaps or failed:
+        park(scoped, projector, [*gaps, *failed])
     return max(floor, *(e.position for e in fresh))
 
 
@@ -191,6 +306,10 @@ def project(
     state_names: Mapping[str, str] | None = None,
 ) -> None:
     """Apply ``envelopes`` (in feed order) to every binding inside the transaction ``tx``.
+
+    A customer whose event a projector cannot apply, or whose next version is missing, is
+    parked for that projection (the rest commits); its later envelopes are skipped. Errors
+    worth retrying as they are (lost connection, deadlock, …) still raise.
 
     ``by_position`` skips envelopes at or below a projection's recorded position (feeds in
     global order: the store); Kafka feeds pass False and rely on per-customer versions.

@@ -8,6 +8,7 @@ with the very same projector code.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 Row = tuple[Any, ...]
@@ -67,6 +69,25 @@ class Tx:
         if self.dialect == "postgres":
             self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (self.sql(table),))
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo everything done inside the block if it raises (the error propagates); the
+        rest of the transaction stays usable. PostgreSQL needs this after any failed
+        statement; on SQLite it also undoes the writes that came before the failure."""
+        if self.dialect == "postgres":
+            with self._cursor.connection.transaction():
+                yield
+            return
+        name = f"sp{next(_SAVEPOINTS)}"
+        self._cursor.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self._cursor.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self._cursor.execute(f"RELEASE SAVEPOINT {name}")
+
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         self.execute(statement, params)
         row = self._cursor.fetchone()
@@ -81,6 +102,18 @@ class Tx:
         self._cursor.execute(
             statement.replace("?", "%s") if self.dialect == "postgres" else statement, params
         )
+
+
+_SAVEPOINTS = itertools.count(1)
+
+
+def transient(error: BaseException) -> bool:
+    """A database error worth retrying as it is (lost connection, lock timeout, deadlock,
+    serialisation failure, a busy SQLite file), as opposed to one caused by the data."""
+    if isinstance(error, psycopg.OperationalError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 class _Names(dict[str, str]):
