@@ -12,26 +12,12 @@ from api import deps, middleware, problems
 from api.auth import AuthFailed
 from api.bootstrap import Services, audit_store, build, migrate, refresh_segments
 from api.routes import analytics, audit, ops, reads, segments, writes
+from api.status import pipeline_report
 from consumers.periodic import Every
-from consumers.relay import checkpoint
 from infra.metrics import register_projection_collector
 from infra.runtime import settle_heap
 from infra.settings import get_settings
 from projections import integrity
-from projections.framework import positions
-
-
-def _projection_rows(svc: Services) -> list[tuple[str, int, int]]:
-    reached = positions(svc.read_store)
-    feed = svc.feed
-    return [
-        (p.name, reached.get(p.name, 0), feed.pending(reached.get(p.name, 0)))
-        for p in svc.projectors
-    ]
-
-
-def _relay_lag(svc: Services) -> int | None:
-    return None if svc.outbox is None else svc.feed.pending(checkpoint(svc.outbox))
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -45,9 +31,7 @@ def create_app(services: Services | None = None) -> FastAPI:
             svc.runner.catch_up()
             svc.runner.start()
         app.state.services = svc
-        collector = register_projection_collector(
-            lambda: _projection_rows(svc), lambda: _relay_lag(svc)
-        )
+        collector = register_projection_collector(lambda: pipeline_report(svc))
         refresher = Every(
             svc.settings.segment_refresh_seconds, lambda: refresh_segments(svc), "segments-refresh"
         )

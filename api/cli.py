@@ -16,16 +16,17 @@ from api.bootstrap import build, parallel_rebuild, refresh_segments
 from api.bootstrap import migrate as bootstrap_migrate
 from api.cli_audit import audit_app
 from api.cli_bench import bench
-from api.cli_full import consume, dev_app, dlq_app, ingest, relay
+from api.cli_full import consume, dev_app, dlq_app, ingest, relay_app
 from api.cli_keys import keys_app
 from api.cli_privacy import erase, rotate_master
 from api.csv_import import import_csv
+from api.status import pipeline_report
 from consumers.rebuild import RebuildResult, rebuild
+from consumers.redrive import redrive
 from domain.errors import DomainError
 from infra.envelope import Envelope
 from infra.logging import configure_logging
 from infra.settings import get_settings
-from projections.framework import positions
 from projections.registry import by_name
 
 app = typer.Typer(
@@ -36,7 +37,9 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Import CSV files through the batch (group-commit) path.")
 app.add_typer(import_app, name="import")
-projections_app = typer.Typer(help="Read models: status, rebuild, verify.", no_args_is_help=True)
+projections_app = typer.Typer(
+    help="Read models: status, rebuild, verify, redrive.", no_args_is_help=True
+)
 app.add_typer(projections_app, name="projections")
 segments_app = typer.Typer(help="Segments: re-decide time-relative rules.", no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
@@ -44,7 +47,7 @@ app.add_typer(keys_app, name="keys")
 keys_app.command("rotate-master")(rotate_master)
 app.command("erase")(erase)
 app.add_typer(dev_app, name="dev")
-app.command("relay")(relay)
+app.add_typer(relay_app, name="relay")
 app.command("consume")(consume)
 app.command("ingest")(ingest)
 app.add_typer(dlq_app, name="dlq")
@@ -125,21 +128,63 @@ def segments_refresh(
 
 @projections_app.command("status")
 def projections_status() -> None:
-    """Each read model's position and how many events it is behind.
+    """Each read model's position, how many events it is behind and its parked customers
+    (the relay's too, in full mode).
 
     Example: clientele projections status
     """
     services = build()
     try:
         bootstrap_migrate(services)
-        reached = positions(services.read_store)
-        table = Table("projection", "position", "lag (events)")
-        for projector in services.projectors:
-            position = reached.get(projector.name, 0)
-            table.add_row(projector.name, str(position), str(services.feed.pending(position)))
-        console.print(table)
+        report = pipeline_report(services)
     finally:
         services.close()
+    table = Table("stage", "position", "lag (events)", "parked", "oldest parked: customer, reason")
+    rows = [("relay", report["relay"])] if "relay" in report else []
+    rows += [(row["name"], row) for row in report["projections"]]
+    for name, row in rows:
+        oldest = row["parked"]["oldest"]
+        held = f"{oldest['customer_id']} v{oldest['version']}: {oldest['reason']}" if oldest else ""
+        table.add_row(
+            name, str(row["position"]), str(row["lag"]), str(row["parked"]["count"]), held
+        )
+    console.print(table)
+
+
+@projections_app.command("redrive")
+def projections_redrive(
+    name: Annotated[
+        str | None, typer.Argument(help="Projection name (default: every projection).")
+    ] = None,
+    customer: Annotated[UUID | None, typer.Option(help="Only this parked customer.")] = None,
+) -> None:
+    """Re-apply parked customers' events from the event store now (after a fix).
+
+    Consumers and the embedded runner also retry on their own, with backoff.
+    Exit code 1 while a customer is still parked.
+
+    Example: clientele projections redrive profiles --customer 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e
+    """
+    services = build()
+    try:
+        bootstrap_migrate(services)
+        try:
+            projectors = [by_name(name)] if name else services.projectors
+        except KeyError as error:
+            raise _fail(str(error.args[0]), 2) from None
+        outcomes = redrive(
+            services.feed, services.read_store, projectors, customer_id=customer, due_only=False
+        )
+    finally:
+        services.close()
+    table = Table("projection", "customer", "events applied", "outcome")
+    for outcome in outcomes:
+        still = outcome.parked
+        verdict = f"still parked at v{still.version}: {still.reason}" if still else "flows again"
+        table.add_row(outcome.projection, outcome.customer_id, str(outcome.applied), verdict)
+    console.print(table if outcomes else "no parked customers")
+    if any(o.parked for o in outcomes):
+        raise typer.Exit(1)
 
 
 def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
