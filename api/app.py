@@ -76,6 +76,20 @@ def create_app(services: Services | None = None) -> FastAPI:
             response.headers["WWW-Authenticate"] = 'Bearer realm="clientele"'
         return response
 
+    @app.exception_handler(deps.CustomerParked)
+    async def on_customer_parked(_: Request, error: deps.CustomerParked) -> Response:
+        response = problems.problem(
+            503,
+            "customer-parked",
+            str(error),
+            customer_id=error.customer_id,
+            held_by=error.stage,
+            version=error.parked.version,
+            position=error.parked.position,
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
     @app.exception_handler(deps.NotCaughtUp)
     async def on_not_caught_up(_: Request, error: deps.NotCaughtUp) -> Response:
         response = problems.problem(503, "not-caught-up", str(error), position=error.reached)

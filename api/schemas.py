@@ -157,7 +157,7 @@ _DESCRIPTIONS = {
     415: "Body is not application/json",
     422: "Invalid input; `field` names what is wrong",
     428: "If-Match is required",
-    503: "Read models not yet at X-Min-Position (Retry-After), or not ready",
+    503: "Read models not yet at X-Min-Position, or the customer is parked (Retry-After); or not ready",
 }
 
 

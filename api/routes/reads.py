@@ -62,7 +62,7 @@ def get_customer(
             check_aware("as_of", as_of)
         document = _travel(request, customer_id, as_of, version)
         return json_response(privacy(request)(document), document["version"])
-    deps.wait_for_position(request, ["profiles"])
+    deps.wait_for_position(request, ["profiles"], customer_id)
     with deps.services(request).read_store.transaction() as tx:
         live = get_profile(tx, customer_id)
     if live is None:

@@ -18,7 +18,10 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from api.bootstrap import build
 from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
@@ -27,7 +30,9 @@ from consumers.redrive import redrive
 from consumers.store_feed import StoreFeed
 from domain.customer import Customer
 from domain.events import Meta
+from infra.api_keys import KeyStore, Role
 from infra.envelope import Envelope
+from infra.settings import Settings
 from infra.store import EventStore
 from projections.analytics import AnalyticsProjector
 from projections.audit import AuditProjector
@@ -41,14 +46,15 @@ CTX = Context(actor="parking")
 
 
 class RefusingProfiles(ProfilesProjector):
-    """The profiles projector, made to fail for some customers (as a projector bug would)."""
+    """The profiles projector, made to fail for some customers, named by id or by the name
+    they registered with (as a projector bug would)."""
 
     def __init__(self, refused: set[str]) -> None:
         self.refused = refused
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         for envelope in envelopes:
-            if envelope.customer_key in self.refused:
+            if {envelope.customer_key, envelope.data.get("name")} & self.refused:
                 raise ValueError(f"cannot project customer {envelope.customer_key}")
         super().apply(tx, envelopes)
 
@@ -260,3 +266,47 @@ def test_text_postgresql_cannot_store_parks_only_that_customer(
     with read_store.transaction() as tx:
         shown = get_profile(tx, nul.id)
     assert shown is not None and shown["name"] == "NulByte" and shown["tags"] == ["after"]
+
+
+def test_the_api_shows_parked_customers_and_never_waits_on_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(database_url=database_url, api_keys_file=tmp_path / "keys.json")
+    token = KeyStore(settings.api_keys_file).create("ops", [Role.ADMIN, Role.READER])[1]
+    services = build(settings)
+    refusing = RefusingProfiles({"Bob Refused"})
+    services.projectors[0] = refusing
+    services.runner = EmbeddedRunner(
+        services.feed, services.read_store, services.projectors, redrive_interval=0.1
+    )
+    services.commands.on_commit = services.runner.wake
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(services)) as client:
+        ann = client.post("/v1/customers", json={"name": "Ann"}, headers=auth).json()
+        bob = client.post("/v1/customers", json={"name": "Bob Refused"}, headers=auth).json()
+        waiting = {**auth, "X-Min-Position": str(bob["position"])}
+        assert client.get(f"/v1/customers/{ann['customer_id']}", headers=waiting).status_code == 200
+        held = client.get(f"/v1/customers/{bob['customer_id']}", headers=waiting)
+        assert held.status_code == 503 and held.headers["retry-after"] == "5"
+        assert held.json()["type"] == "/problems/customer-parked"
+        assert held.json()["held_by"] == "profiles" and held.json()["version"] == 1
+        status = client.get("/projections", headers=auth).json()
+        profiles = next(p for p in status["projections"] if p["name"] == "profiles")
+        assert profiles["parked"]["count"] == 1
+        assert profiles["parked"]["oldest"]["customer_id"] == bob["customer_id"]
+        assert "cannot project" in profiles["parked"]["oldest"]["reason"]
+        assert all(p["parked"]["count"] == 0 for p in status["projections"][1:])
+        metrics = client.get("/metrics").text
+        assert 'clientele_projection_parked_customers{projection="profiles"} 1.0' in metrics
+        assert 'clientele_projection_parked_customers{projection="audit"} 0.0' in metrics
+
+        refusing.refused.clear()  # fixed: the runner's retry (backoff 1 s, 2 s, …) heals it
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            healed = client.get(f"/v1/customers/{bob['customer_id']}", headers=waiting)
+            if healed.status_code == 200:
+                break
+            time.sleep(0.2)
+        assert healed.status_code == 200 and healed.json()["name"] == "Bob Refused"
+        status = client.get("/projections", headers=auth).json()
+        assert all(p["parked"] == {"count": 0, "oldest": None} for p in status["projections"])
