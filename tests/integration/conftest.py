@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import pytest
 
-from infra.local_services import PostgresCluster, free_port
+from infra.local_services import KafkaBroker, PostgresCluster, free_port
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,13 @@ def postgres_url(postgres: PostgresCluster) -> str:
     """A fresh, empty database for one test."""
     url: str = postgres.create_database(f"t_{uuid4().hex[:12]}")
     return url
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[KafkaBroker]:
+    root = Path(tempfile.mkdtemp(prefix="clientele-broker-"))
+    server = KafkaBroker(root, free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
