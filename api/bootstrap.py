@@ -14,6 +14,7 @@ import structlog
 from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
+from consumers.relay import ensure_relay_tables
 from consumers.replay import Connect
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore
@@ -135,6 +136,8 @@ def migrate(services: Services) -> list[str]:
     """
     stale = ensure_schema(services.read_store, services.projectors)
     ensure_definitions(services.read_store)
+    if services.outbox is not None:
+        ensure_relay_tables(services.outbox)
     for projector in services.projectors:
         if projector.name in stale:
             rebuild(services.feed, services.read_store, projector)

@@ -19,7 +19,7 @@ from consumers.dead_letters import from_record
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.periodic import Every
-from consumers.relay import PARKED, Relay, parking_lot, wake_relay
+from consumers.relay import Relay, ensure_relay_tables, parking_lot, wake_relay
 from consumers.segment_publisher import MembershipPublisher
 from infra import kafka
 from infra.local_services import KafkaBroker, PostgresCluster, free_port, port_open
@@ -183,8 +183,8 @@ def relay_redrive(
     lot = parking_lot()
     checkpoints = open_read_store(settings.database_url, pool_size=1)
     try:
+        ensure_relay_tables(checkpoints)
         with checkpoints.transaction() as tx:
-            tx.raw(PARKED)
             before = {p.customer_id: p for p in lot.listing(tx, customer_id=wanted)}
             lot.retry_now(tx, wanted)
         wake_relay(settings.database_url)

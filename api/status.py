@@ -61,11 +61,10 @@ def held_customers(
         with svc.read_store.transaction(Binding.live(projector).tables) as tx:
             for parked in projector.parking.listing(tx, customer_id=customer_id):
                 held.setdefault(parked.customer_id, (name, parked))
-    if svc.outbox is not None:
+    if svc.outbox is not None:  # its table exists: ``migrate`` made it
         with svc.outbox.transaction() as tx:
-            if "relay_parked" in svc.outbox.table_names(tx):
-                for parked in parking_lot().listing(tx, customer_id=customer_id):
-                    held[parked.customer_id] = ("relay", parked)
+            for parked in parking_lot().listing(tx, customer_id=customer_id):
+                held[parked.customer_id] = ("relay", parked)
     return held
 
 

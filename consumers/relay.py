@@ -58,6 +58,13 @@ def checkpoint(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> int:
     return 0 if row is None else int(row[0])
 
 
+def ensure_relay_tables(checkpoints: ReadStore) -> None:
+    """Create ``relay_checkpoints`` and ``relay_parked`` (idempotent)."""
+    with checkpoints.transaction() as tx:
+        tx.raw(CHECKPOINTS)
+        tx.raw(PARKED)
+
+
 def parking_lot(name: str = DEFAULT_NAME) -> ParkingLot:
     """Customers the relay called ``name`` holds back."""
     return ParkingLot("relay_parked", ("name", name))
@@ -106,9 +113,7 @@ class Relay:
         self.stopping = threading.Event()
         self._acknowledged: int | None = None
         self._held: set[str] | None = None
-        with checkpoints.transaction() as tx:
-            tx.raw(CHECKPOINTS)
-            tx.raw(PARKED)
+        ensure_relay_tables(checkpoints)
 
     def position(self) -> int:
         return checkpoint(self.checkpoints, self.name)
@@ -243,6 +248,7 @@ class Relay:
                     if published:
                         log.info("relay.published", count=published, position=self._acknowledged)
                     if time.monotonic() >= next_redrive:
+                        self._held = None  # re-read: rows may have been removed by hand
                         self.redrive(due_only=due_only)
                         due_only, next_redrive = True, time.monotonic() + self.redrive_interval
                     backoff = self.poll_interval
