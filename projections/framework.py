@@ -20,13 +20,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar
 
 import structlog
 
 from infra.envelope import Envelope
-from projections.parking import VOLATILE_COLUMNS, Parked, ParkingLot, describe, table_schema
-from projections.readstore import ReadStore, Tx, transient
+from projections.parking import (
+    VOLATILE_COLUMNS,
+    Parked,
+    ParkingLot,
+    apply_isolated,
+    table_schema,
+)
+from projections.readstore import ReadStore, Tx
 
 log = structlog.get_logger(__name__)
 
@@ -205,59 +212,10 @@ def park(tx: Tx, projector: Projector, parked: Sequence[Parked]) -> None:
         )
 
 
-def _guarded(tx: Tx, projector: Projector, envelopes: Sequence[Envelope]) -> None:
+def _apply(projector: Projector, tx: Tx, envelopes: Sequence[Envelope]) -> None:
     todo = [e for e in envelopes if projector.handles is None or e.type in projector.handles]
     if todo:
-        with tx.savepoint():
-            projector.apply(tx, todo)
-
-
-def _apply_run(tx: Tx, projector: Projector, run: Sequence[Envelope]) -> tuple[int, Parked | None]:
-    """Apply one customer's envelopes (in order): the last version applied (0: none) and,
-    if one of them fails, the customer parked at that one."""
-    try:
-        _guarded(tx, projector, run)
-        return run[-1].version, None
-    except Exception as error:
-        if transient(error):
-            raise
-    applied = 0
-    for envelope in run:  # find the event that fails; the ones before it stay applied
-        try:
-            _guarded(tx, projector, [envelope])
-        except Exception as error:
-            if transient(error):
-                raise
-            reason = describe(error)
-            return applied, Parked(
-                envelope.customer_key, envelope.version, envelope.position, reason
-            )
-        applied = envelope.version
-    return applied, None
-
-
-def _apply_isolated(
-    tx: Tx, projector: Projector, accepted: Sequence[Envelope]
-) -> tuple[dict[str, int], list[Parked]]:
-    """Apply ``accepted`` (each customer's next versions, feed order): all at once, or, if
-    that raises, customer by customer. Returns the versions applied and who was parked."""
-    try:
-        _guarded(tx, projector, accepted)
-        return {e.customer_key: e.version for e in accepted}, []
-    except Exception as error:
-        if transient(error):
-            raise
-    runs: dict[str, list[Envelope]] = {}
-    for envelope in accepted:
-        runs.setdefault(envelope.customer_key, []).append(envelope)
-    applied, parked = {}, []
-    for customer, run in runs.items():
-        version, failed = _apply_run(tx, projector, run)
-        if version:
-            applied[customer] = version
-        if failed is not None:
-            parked.append(failed)
-    return applied, parked
+        projector.apply(tx, todo)
 
 
 def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: int) -> int:
@@ -285,7 +243,7 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
             continue
         seen[customer] = envelope.version
         accepted.append(envelope)
-    applied, failed = _apply_isolated(scoped, projector, accepted) if accepted else ({}, [])
+    applied, failed = apply_isolated(scoped, partial(_apply, projector), accepted)
     scoped.executemany(
         f"INSERT INTO {{{projector.versions_table}}} (customer_id, version) VALUES (?, ?) "
         "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version",

@@ -15,12 +15,15 @@ names the relay). Times here are wall-clock bookkeeping, not read-model content.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from projections.readstore import Tx
+from infra.envelope import Envelope
+from projections.readstore import Tx, transient
+
+Apply = Callable[[Tx, Sequence[Envelope]], None]
 
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 300.0
@@ -211,3 +214,60 @@ class ParkingLot:
             age = ((now or datetime.now(UTC)) - since).total_seconds()
             summary["oldest"] = {**oldest[0].to_dict(), "age_seconds": round(max(age, 0.0), 3)}
         return summary
+
+
+def _guarded(tx: Tx, apply: Apply, envelopes: Sequence[Envelope]) -> None:
+    with tx.savepoint():
+        apply(tx, envelopes)
+
+
+def _apply_run(tx: Tx, apply: Apply, run: Sequence[Envelope]) -> tuple[int, Parked | None]:
+    """Apply one customer's envelopes (in order): the last version applied (0: none) and,
+    if one of them fails, the customer parked at that one."""
+    try:
+        _guarded(tx, apply, run)
+        return run[-1].version, None
+    except Exception as error:
+        if transient(error):
+            raise
+    applied = 0
+    for envelope in run:  # find the event that fails; the ones before it stay applied
+        try:
+            _guarded(tx, apply, [envelope])
+        except Exception as error:
+            if transient(error):
+                raise
+            reason = describe(error)
+            return applied, Parked(
+                envelope.customer_key, envelope.version, envelope.position, reason
+            )
+        applied = envelope.version
+    return applied, None
+
+
+def apply_isolated(
+    tx: Tx, apply: Apply, envelopes: Sequence[Envelope]
+) -> tuple[dict[str, int], list[Parked]]:
+    """``apply`` (one projector) ``envelopes`` (each customer's next versions, in feed order)
+    all at once under a savepoint, or, if that raises, customer by customer: returns the
+    last version applied per customer and the customers to park. Errors worth retrying as
+    they are (:func:`~projections.readstore.transient`) propagate."""
+    if not envelopes:
+        return {}, []
+    try:
+        _guarded(tx, apply, envelopes)
+        return {e.customer_key: e.version for e in envelopes}, []
+    except Exception as error:
+        if transient(error):
+            raise
+    runs: dict[str, list[Envelope]] = {}
+    for envelope in envelopes:
+        runs.setdefault(envelope.customer_key, []).append(envelope)
+    applied, parked = {}, []
+    for customer, run in runs.items():
+        version, failed = _apply_run(tx, apply, run)
+        if version:
+            applied[customer] = version
+        if failed is not None:
+            parked.append(failed)
+    return applied, parked
