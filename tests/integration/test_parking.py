@@ -11,64 +11,39 @@ event.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import UUID, uuid4
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.bootstrap import build
-from commands import messages as m
-from commands.service import CommandService, Context
+from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.redrive import redrive
 from consumers.store_feed import StoreFeed
-from domain.customer import Customer
-from domain.events import Meta
 from infra.api_keys import KeyStore, Role
-from infra.envelope import Envelope
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.analytics import AnalyticsProjector
 from projections.audit import AuditProjector
-from projections.framework import Binding, Projector, ensure_schema, positions, project
+from projections.framework import Binding, Projector, positions, project
 from projections.profiles import ProfilesProjector, get_profile
-from projections.readstore import ReadStore, Tx, open_read_store
+from projections.readstore import ReadStore
 from projections.registry import all_projectors
-from projections.segments import ensure_definitions
-
-CTX = Context(actor="parking")
-
-
-class RefusingProfiles(ProfilesProjector):
-    """The profiles projector, made to fail for some customers, named by id or by the name
-    they registered with (as a projector bug would)."""
-
-    def __init__(self, refused: set[str]) -> None:
-        self.refused = refused
-
-    def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        for envelope in envelopes:
-            if {envelope.customer_key, envelope.data.get("name")} & self.refused:
-                raise ValueError(f"cannot project customer {envelope.customer_key}")
-        super().apply(tx, envelopes)
-
-
-class NulSafeProfiles(ProfilesProjector):
-    """A fixed profiles projector: drops NUL characters PostgreSQL cannot store."""
-
-    def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        super().apply(tx, [_without_nul(e) for e in envelopes])
-
-
-def _without_nul(envelope: Envelope) -> Envelope:
-    data = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in envelope.data.items()}
-    return replace(envelope, data=data)
+from tests.integration.parking_support import (
+    NulSafeProfiles,
+    RefusingProfiles,
+    open_read_models,
+    parked,
+    register,
+    register_with_nul,
+    tag,
+    version_of,
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -88,9 +63,7 @@ def store(database_url: str) -> Iterator[EventStore]:
 
 @pytest.fixture
 def read_store(database_url: str) -> Iterator[ReadStore]:
-    read_store = open_read_store(database_url)
-    ensure_schema(read_store, all_projectors())
-    ensure_definitions(read_store)
+    read_store = open_read_models(database_url)
     yield read_store
     read_store.close()
 
@@ -100,28 +73,8 @@ def service(store: EventStore) -> CommandService:
     return CommandService(store, default_region="DE", index_key="k")
 
 
-def register(service: CommandService, name: str) -> UUID:
-    outcome = service.execute(m.RegisterCustomer(name=name), CTX)
-    assert outcome.customer_id is not None
-    return outcome.customer_id
-
-
-def tag(service: CommandService, customer_id: UUID, value: str) -> None:
-    service.execute(m.TagCustomer(customer_id=customer_id, tag=value), CTX)
-
-
-def version_of(read_store: ReadStore, projector: Projector, customer_id: UUID) -> int:
-    with read_store.transaction() as tx:
-        row = tx.fetchone(
-            f"SELECT version FROM {projector.versions_table} WHERE customer_id = ?",
-            (str(customer_id),),
-        )
-    return 0 if row is None else int(row[0])
-
-
-def parked(read_store: ReadStore, projector: Projector) -> dict[str, tuple[int, str]]:
-    with read_store.transaction(Binding.live(projector).tables) as tx:
-        return {p.customer_id: (p.version, p.reason) for p in projector.parking.listing(tx)}
+def held(read_store: ReadStore, projector: Projector) -> dict[str, tuple[int, str]]:
+    return {p.customer_id: (p.version, p.reason) for p in parked(read_store, projector)}
 
 
 def test_a_failing_customer_is_parked_and_everyone_else_flows(
@@ -133,10 +86,10 @@ def test_a_failing_customer_is_parked_and_everyone_else_flows(
     runner = EmbeddedRunner(StoreFeed(store), read_store, [refusing, audit], batch_size=2)
     runner.catch_up()  # before: the batch holding Bob raised, and every customer stalled
 
-    assert parked(read_store, refusing) == {
+    assert held(read_store, refusing) == {
         str(bob): (1, f"ValueError: cannot project customer {bob}")
     }
-    assert parked(read_store, audit) == {}  # parked per projection: audit took Bob
+    assert held(read_store, audit) == {}  # parked per projection: audit took Bob
     assert version_of(read_store, audit, bob) == 1
     with read_store.transaction() as tx:
         assert get_profile(tx, ann) is not None and get_profile(tx, cid) is not None
@@ -147,7 +100,7 @@ def test_a_failing_customer_is_parked_and_everyone_else_flows(
     tag(service, ann, "vip")
     runner.catch_up()
     assert version_of(read_store, refusing, bob) == 0
-    assert parked(read_store, refusing)[str(bob)][0] == 1
+    assert held(read_store, refusing)[str(bob)][0] == 1
     assert version_of(read_store, refusing, ann) == 2
     assert version_of(read_store, audit, bob) == 2
 
@@ -158,7 +111,7 @@ def test_a_failing_customer_is_parked_and_everyone_else_flows(
     refusing.refused.clear()  # the fix is deployed
     healed = redrive(StoreFeed(store), read_store, [refusing], due_only=False)
     assert [(r.customer_id, r.applied, r.parked) for r in healed] == [(str(bob), 2, None)]
-    assert parked(read_store, refusing) == {}
+    assert held(read_store, refusing) == {}
     with read_store.transaction() as tx:
         healed_profile = get_profile(tx, bob)
     assert healed_profile is not None and healed_profile["tags"] == ["later"]
@@ -177,9 +130,9 @@ def test_the_runner_retries_parked_customers_with_backoff(
     runner.start()
     try:
         deadline = time.monotonic() + 20
-        while not parked(read_store, refusing) and time.monotonic() < deadline:
+        while not held(read_store, refusing) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert str(bob) in parked(read_store, refusing)
+        assert str(bob) in held(read_store, refusing)
         time.sleep(1.5)  # retried (and refused again) after 1 s; the next wait is 2 s
         with read_store.transaction(Binding.live(refusing).tables) as tx:
             (row,) = refusing.parking.listing(tx)
@@ -193,7 +146,7 @@ def test_the_runner_retries_parked_customers_with_backoff(
             time.sleep(0.1)
     finally:
         runner.stop()
-    assert version_of(read_store, refusing, bob) == 2 and parked(read_store, refusing) == {}
+    assert version_of(read_store, refusing, bob) == 2 and held(read_store, refusing) == {}
     assert version_of(read_store, refusing, ann) == 1
 
 
@@ -209,9 +162,7 @@ def test_a_version_missing_from_the_feed_heals_from_the_store(
     with read_store.transaction() as tx:  # a feed that lost version 2 (e.g. a dead letter)
         project(tx, [Binding.live(profiles)], [envelopes[0], *envelopes[2:]], by_position=False)
     assert version_of(read_store, profiles, ann) == 1
-    assert parked(read_store, profiles) == {
-        str(ann): (2, "version 2 missing from the feed (got 3)")
-    }
+    assert held(read_store, profiles) == {str(ann): (2, "version 2 missing from the feed (got 3)")}
     outcome = redrive(StoreFeed(store), read_store, [profiles])  # due at once? not yet: 1 s
     assert outcome == []
     outcome = redrive(StoreFeed(store), read_store, [profiles], customer_id=ann, due_only=False)
@@ -230,7 +181,7 @@ def test_rebuild_and_verify_carry_parked_customers(
     time.sleep(0.01)  # parked_at and retry_at differ between live and shadow: not compared
     assert rebuild(StoreFeed(store), read_store, refusing, verify_only=True).differences == []
     assert rebuild(StoreFeed(store), read_store, refusing).events == 2
-    assert list(parked(read_store, refusing)) == [str(bob)]  # the rebuild parked it too
+    assert list(held(read_store, refusing)) == [str(bob)]  # the rebuild parked it too
     assert version_of(read_store, refusing, ann) == 1
 
 
@@ -239,32 +190,25 @@ def test_text_postgresql_cannot_store_parks_only_that_customer(
 ) -> None:
     """The issue's NUL byte, written straight through the store (past any edge check)."""
     ann = register(service, "Ann")
-    meta = Meta(
-        actor="direct",
-        correlation_id=str(uuid4()),
-        causation_id=None,
-        occurred_at=datetime.now(UTC),
-    )
-    nul = Customer.register(uuid4(), meta, name="Nul\x00Byte")
-    store.save(nul)
-    tag(service, nul.id, "after")
+    nul = register_with_nul(store)
+    tag(service, nul, "after")
     projectors = all_projectors()
     EmbeddedRunner(StoreFeed(store), read_store, projectors).catch_up()
     profiles = projectors[0]
-    held = {p.name: parked(read_store, p) for p in projectors}
+    found = {p.name: held(read_store, p) for p in projectors}
     if database_url.startswith("sqlite"):
-        assert held == {p.name: {} for p in projectors}  # SQLite stores it
+        assert found == {p.name: {} for p in projectors}  # SQLite stores it
         return
-    assert list(held["profiles"]) == [str(nul.id)]
-    assert "NUL" in held["profiles"][str(nul.id)][1]
-    assert all(held[p.name] == {} for p in projectors[1:])  # the others applied it
-    assert version_of(read_store, AnalyticsProjector(), nul.id) == 2
+    assert list(found["profiles"]) == [str(nul)]
+    assert "NUL" in found["profiles"][str(nul)][1]
+    assert all(found[p.name] == {} for p in projectors[1:])  # the others applied it
+    assert version_of(read_store, AnalyticsProjector(), nul) == 2
     assert version_of(read_store, profiles, ann) == 1
 
     fixed = redrive(StoreFeed(store), read_store, [NulSafeProfiles()], due_only=False)
     assert [(o.applied, o.parked) for o in fixed] == [(2, None)]
     with read_store.transaction() as tx:
-        shown = get_profile(tx, nul.id)
+        shown = get_profile(tx, nul)
     assert shown is not None and shown["name"] == "NulByte" and shown["tags"] == ["after"]
 
 
@@ -286,10 +230,10 @@ def test_the_api_shows_parked_customers_and_never_waits_on_them(
         bob = client.post("/v1/customers", json={"name": "Bob Refused"}, headers=auth).json()
         waiting = {**auth, "X-Min-Position": str(bob["position"])}
         assert client.get(f"/v1/customers/{ann['customer_id']}", headers=waiting).status_code == 200
-        held = client.get(f"/v1/customers/{bob['customer_id']}", headers=waiting)
-        assert held.status_code == 503 and held.headers["retry-after"] == "5"
-        assert held.json()["type"] == "/problems/customer-parked"
-        assert held.json()["held_by"] == "profiles" and held.json()["version"] == 1
+        behind = client.get(f"/v1/customers/{bob['customer_id']}", headers=waiting)
+        assert behind.status_code == 503 and behind.headers["retry-after"] == "5"
+        assert behind.json()["type"] == "/problems/customer-parked"
+        assert behind.json()["held_by"] == "profiles" and behind.json()["version"] == 1
         status = client.get("/projections", headers=auth).json()
         profiles = next(p for p in status["projections"] if p["name"] == "profiles")
         assert profiles["parked"]["count"] == 1

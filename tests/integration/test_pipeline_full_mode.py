@@ -18,7 +18,6 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -31,32 +30,35 @@ from kafka.errors import MessageSizeTooLargeError
 
 from api.app import create_app
 from api.bootstrap import build
-from commands import messages as m
-from commands.service import CommandService, Context
+from commands.service import CommandService
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.rebuild import rebuild
 from consumers.redrive import redrive
 from consumers.relay import parking_lot
 from consumers.store_feed import StoreFeed
-from domain.customer import Customer
-from domain.events import Meta
 from infra import kafka
 from infra.api_keys import KeyStore, Role
 from infra.envelope import Envelope
 from infra.local_services import KafkaBroker
 from infra.settings import Settings
 from infra.store import EventStore
-from projections.framework import Binding, Projector, ensure_schema
 from projections.parking import Parked
 from projections.profiles import ProfilesProjector, get_profile
-from projections.readstore import ReadStore, open_read_store
+from projections.readstore import ReadStore
 from projections.registry import all_projectors
-from projections.segments import ensure_definitions
 from tests.integration.kafka_support import CLIENTELE, Proc, read_topic
-from tests.integration.test_parking import NulSafeProfiles, RefusingProfiles
+from tests.integration.parking_support import (
+    NulSafeProfiles,
+    RefusingProfiles,
+    open_read_models,
+    parked,
+    register,
+    register_with_nul,
+    tag,
+    version_of,
+)
 
 pytestmark = pytest.mark.integration
-CTX = Context(actor="pipeline")
 LIMIT = 24_000  # bytes: a legal registration with long attributes is larger
 
 
@@ -83,9 +85,7 @@ def store(postgres_url: str) -> Iterator[EventStore]:
 
 @pytest.fixture
 def read_store(postgres_url: str) -> Iterator[ReadStore]:
-    read_store = open_read_store(postgres_url)
-    ensure_schema(read_store, all_projectors())
-    ensure_definitions(read_store)
+    read_store = open_read_models(postgres_url)
     yield read_store
     read_store.close()
 
@@ -109,20 +109,6 @@ def eventually(
     pytest.fail(f"timed out waiting for {what}\n{logs}")
 
 
-def version_of(read_store: ReadStore, projector: Projector, customer_id: UUID) -> int:
-    with read_store.transaction() as tx:
-        row = tx.fetchone(
-            f"SELECT version FROM {projector.versions_table} WHERE customer_id = ?",
-            (str(customer_id),),
-        )
-    return 0 if row is None else int(row[0])
-
-
-def projection_parked(read_store: ReadStore, projector: Projector) -> list[Parked]:
-    with read_store.transaction(Binding.live(projector).tables) as tx:
-        return projector.parking.listing(tx)
-
-
 def relay_parked(read_store: ReadStore) -> list[Parked]:
     with read_store.transaction() as tx:
         if "relay_parked" not in read_store.table_names(tx):
@@ -136,20 +122,9 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def register(service: CommandService, name: str, **fields: Any) -> UUID:
-    outcome = service.execute(m.RegisterCustomer(name=name, **fields), CTX)
-    assert outcome.customer_id is not None
-    return outcome.customer_id
-
-
-def tag(service: CommandService, customer_id: UUID, value: str) -> int:
-    outcome = service.execute(m.TagCustomer(customer_id=customer_id, tag=value), CTX)
-    assert outcome.position is not None
-    return outcome.position
-
-
-def test_one_limit_for_producers_topics_and_fetches(broker: KafkaBroker) -> None:
-    limits = kafka.MessageLimits(LIMIT)
+@pytest.mark.parametrize("limit", [LIMIT, 3_000_000])  # below and above Kafka's 1 MiB default
+def test_one_limit_for_producers_topics_and_fetches(broker: KafkaBroker, limit: int) -> None:
+    limits = kafka.MessageLimits(limit)
     topics = kafka.Topics(f"l{uuid4().hex[:8]}.")
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:  # a topic made before, with a lower limit
@@ -160,25 +135,26 @@ def test_one_limit_for_producers_topics_and_fetches(broker: KafkaBroker) -> None
         admin.close()
     created = kafka.ensure_topics(broker.bootstrap, topics.all(), 12, limits)
     assert topics.events not in created and topics.commands in created
-    reported = kafka.topic_limits(broker.bootstrap, topics.all())
-    assert reported == {
-        name: LIMIT + (kafka.DLQ_HEADROOM_BYTES if name.endswith(".dlq") else 0)
+    assert kafka.topic_limits(broker.bootstrap, topics.all()) == {
+        name: limit + (kafka.DLQ_HEADROOM_BYTES if name.endswith(".dlq") else 0)
         for name in topics.all()
     }
     producer = kafka.producer(broker.bootstrap, limits)
     dlq = kafka.producer(broker.bootstrap, limits, dlq=True)
+    fits = limit - 200  # the record-batch overhead counts too
     try:
         with pytest.raises(MessageSizeTooLargeError):
-            producer.send(topics.events, key=b"k", value=b"x" * LIMIT)
-        producer.send(topics.events, key=b"k", value=b"y" * (LIMIT - 200)).get(timeout=30)
+            producer.send(topics.events, key=b"k", value=b"x" * limit)
+        producer.send(topics.events, key=b"k", value=b"y" * fits).get(timeout=30)
         headers = [("dlq.reason", b"r" * 2000)]
-        dlq.send(
-            topics.dlq(topics.events), key=b"k", value=b"z" * (LIMIT - 200), headers=headers
-        ).get(timeout=30)
+        dlq.send(topics.dlq(topics.events), key=b"k", value=b"z" * fits, headers=headers).get(
+            timeout=30
+        )
     finally:
         producer.close(timeout=10)
         dlq.close(timeout=10)
     reader = kafka.consumer(broker.bootstrap, None, limits)
+    assert reader.config["max_partition_fetch_bytes"] >= limits.dlq_bytes
     try:
         partitions = [TopicPartition(topics.events, p) for p in range(12)]
         reader.assign(partitions)
@@ -189,7 +165,7 @@ def test_one_limit_for_producers_topics_and_fetches(broker: KafkaBroker) -> None
             got = [r for rs in reader.poll(timeout_ms=500).values() for r in rs]
     finally:
         reader.close()
-    assert [len(r.value) for r in got] == [LIMIT - 200]
+    assert [len(r.value) for r in got] == [fits]
 
 
 def test_an_envelope_too_large_parks_its_customer_and_the_rest_flows(
@@ -311,51 +287,42 @@ def test_a_customer_a_projection_cannot_store_is_parked_for_it_alone(
     profiles, audit = ProfilesProjector(), all_projectors()[1]
     try:
         ann = register(service, "Ann")
-        meta = Meta(
-            actor="direct",
-            correlation_id=str(uuid4()),
-            causation_id=None,
-            occurred_at=datetime.now(UTC),
-        )
-        nul = Customer.register(uuid4(), meta, name="Nul\x00Byte")  # past any edge check
-        store.save(nul)
-        tag(service, nul.id, "after")
+        nul = register_with_nul(store)
+        tag(service, nul, "after")
         tag(service, ann, "flows")
         eventually(
             lambda: (
                 version_of(read_store, profiles, ann) == 2
-                and version_of(read_store, audit, nul.id) == 2
+                and version_of(read_store, audit, nul) == 2
             ),
             "Ann projected, the NUL customer audited",
             [relay, consumer],
         )
-        (held,) = projection_parked(read_store, profiles)
-        assert (held.customer_id, held.version) == (str(nul.id), 1) and "NUL" in held.reason
-        assert version_of(read_store, profiles, nul.id) == 0
-        assert all(not projection_parked(read_store, p) for p in all_projectors()[1:])
+        (held,) = parked(read_store, profiles)
+        assert (held.customer_id, held.version) == (str(nul), 1) and "NUL" in held.reason
+        assert version_of(read_store, profiles, nul) == 0
+        assert all(not parked(read_store, p) for p in all_projectors()[1:])
         eventually(  # the consumer retries on its own, with backoff
-            lambda: projection_parked(read_store, profiles)[0].attempts >= 1,
+            lambda: parked(read_store, profiles)[0].attempts >= 1,
             "an automatic retry",
             [consumer],
             timeout=30,
         )
         status = cli(env, "projections", "status")
         row = next(line for line in status.stdout.splitlines() if "│ profiles" in line)
-        assert str(nul.id) in row and "NUL" in row, status.stdout
+        assert str(nul) in row and "NUL" in row, status.stdout
         again = cli(env, "projections", "redrive", "profiles")
         assert again.returncode == 1 and "still parked" in again.stdout, again.stdout
 
         fixed = redrive(StoreFeed(store), read_store, [NulSafeProfiles()], due_only=False)
         assert [(o.applied, o.parked) for o in fixed] == [(2, None)]
-        tag(service, nul.id, "later")  # the live feed carries on behind the re-drive
-        eventually(
-            lambda: version_of(read_store, profiles, nul.id) == 3, "the next event", [consumer]
-        )
+        tag(service, nul, "later")  # the live feed carries on behind the re-drive
+        eventually(lambda: version_of(read_store, profiles, nul) == 3, "the next event", [consumer])
     finally:
         relay.terminate()
         consumer.terminate()
     with read_store.transaction() as tx:
-        shown = get_profile(tx, nul.id)
+        shown = get_profile(tx, nul)
     assert shown is not None and shown["name"] == "NulByte" and shown["tags"] == ["after", "later"]
 
 
@@ -395,16 +362,16 @@ def test_the_kafka_consumer_heals_gaps_and_refusals_from_the_store(
         deadline = time.monotonic() + 60
         while worker.applied < len(sealed) - 1 and time.monotonic() < deadline:
             worker.poll_once()
-        held = {p.customer_id: p for p in projection_parked(read_store, refusing)}
+        held = {p.customer_id: p for p in parked(read_store, refusing)}
         assert held[str(ann)].version == 2 and "missing from the feed" in held[str(ann)].reason
         assert held[str(bob)].version == 1 and "cannot project" in held[str(bob)].reason
         refusing.refused.clear()
         deadline = time.monotonic() + 30
-        while projection_parked(read_store, refusing) and time.monotonic() < deadline:
+        while parked(read_store, refusing) and time.monotonic() < deadline:
             worker.redrive_due()  # what the consumer's loop does every second
             time.sleep(0.2)
     finally:
         reader.close()
         dlq.close(timeout=10)
-    assert projection_parked(read_store, refusing) == []
+    assert parked(read_store, refusing) == []
     assert version_of(read_store, refusing, ann) == 3 and version_of(read_store, refusing, bob) == 1

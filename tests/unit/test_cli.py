@@ -22,6 +22,9 @@ COMMANDS = [
     ["import"],
     ["import", "customers"],
     ["import", "purchases"],
+    ["relay"],
+    ["relay", "redrive"],
+    ["projections", "redrive"],
 ]
 
 
@@ -137,3 +140,5 @@ def test_projections_status_rebuild_verify(database: str, tmp_path: Path) -> Non
     assert verified.exit_code == 0 and "equals a rebuild" in verified.output
     unknown = runner.invoke(app, ["projections", "rebuild", "nope"])
     assert unknown.exit_code == 2 and "known: profiles" in unknown.output
+    nothing = runner.invoke(app, ["projections", "redrive"])
+    assert nothing.exit_code == 0 and "no parked customers" in nothing.output
