@@ -24,8 +24,8 @@ import structlog
 
 from consumers.store_feed import StoreFeed
 from projections.framework import Binding, Projector, lock_positions, project, versions
-from projections.parking import Parked
-from projections.readstore import ReadStore
+from projections.parking import Parked, describe
+from projections.readstore import ReadStore, transient
 
 log = structlog.get_logger(__name__)
 CHUNK = 2000
@@ -63,8 +63,25 @@ def redrive(
                 customer_id=wanted,
                 limit=limit,
             )
-        outcomes += [_redrive_one(feed, read_store, binding, c.customer_id) for c in candidates]
+        for candidate in candidates:
+            try:
+                outcomes.append(_redrive_one(feed, read_store, binding, candidate.customer_id))
+            except Exception as error:  # e.g. the store's copy cannot be read either
+                if transient(error):
+                    raise
+                outcomes.append(_failed(read_store, binding, candidate, error))
     return outcomes
+
+
+def _failed(read_store: ReadStore, binding: Binding, row: Parked, error: Exception) -> Redriven:
+    """A re-drive that failed outside the projector: the customer stays parked, with one
+    more attempt (so retries back off) and the reason."""
+    still = replace(row, reason=describe(error), attempts=row.attempts + 1)
+    with read_store.transaction(binding.tables) as tx:
+        binding.projector.parking.park(tx, [still])
+        still = binding.projector.parking.listing(tx, customer_id=row.customer_id, limit=1)[0]
+    log.error("projection.redrive_failed", projection=binding.projector.name, **still.to_dict())
+    return Redriven(binding.projector.name, row.customer_id, 0, still)
 
 
 def _redrive_one(

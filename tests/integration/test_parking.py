@@ -30,7 +30,8 @@ from infra.settings import Settings
 from infra.store import EventStore
 from projections.analytics import AnalyticsProjector
 from projections.audit import AuditProjector
-from projections.framework import Binding, Projector, positions, project
+from projections.framework import Binding, Projector, park, positions, project
+from projections.parking import Parked
 from projections.profiles import ProfilesProjector, get_profile
 from projections.readstore import ReadStore
 from projections.registry import all_projectors
@@ -254,3 +255,22 @@ def test_the_api_shows_parked_customers_and_never_waits_on_them(
         assert healed.status_code == 200 and healed.json()["name"] == "Bob Refused"
         status = client.get("/projections", headers=auth).json()
         assert all(p["parked"] == {"count": 0, "oldest": None} for p in status["projections"])
+
+
+def test_a_redrive_that_cannot_read_the_store_backs_off_and_the_others_go_on(
+    service: CommandService, store: EventStore, read_store: ReadStore
+) -> None:
+    ann = register(service, "Ann")
+    profiles = ProfilesProjector()
+    with read_store.transaction() as tx:  # a row no store read can serve (edited by hand)
+        park(tx, profiles, [Parked("not-a-customer-id", 1, 1, "edited")])
+        park(tx, profiles, [Parked(str(ann), 1, 1, "lost on the way")])
+    outcomes = {o.customer_id: o for o in redrive(StoreFeed(store), read_store, [profiles])}
+    assert outcomes == {}  # not due yet (1 s)
+    outcomes = {
+        o.customer_id: o for o in redrive(StoreFeed(store), read_store, [profiles], due_only=False)
+    }
+    broken = outcomes["not-a-customer-id"].parked
+    assert broken is not None and broken.attempts == 1 and broken.reason.startswith("ValueError")
+    assert (outcomes[str(ann)].applied, outcomes[str(ann)].parked) == (1, None)
+    assert list(held(read_store, profiles)) == ["not-a-customer-id"]
