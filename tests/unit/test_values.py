@@ -45,14 +45,21 @@ def test_phone_is_e164_with_default_region() -> None:
         v.normalise_phone("not a number", "DE")
 
 
-def test_tags_are_slugs_and_never_truncated() -> None:
-    assert v.normalise_tag("  VIP Gold!! ") == "vip-gold"
-    assert v.normalise_tag("数据") == "shu-ju"
+def test_tags_keep_their_meaning_and_are_never_truncated() -> None:
+    assert v.normalise_tag("  VIP   Gold_member ") == "vip-gold-member"
+    assert v.normalise_tag("数据") == "数据"  # not transliterated to "shu-ju"
+    assert (v.normalise_tag("C++"), v.normalise_tag("C#")) == ("c++", "c#")  # not both "c"
+    assert v.normalise_tag("ｖｉｐ") == "vip"  # NFKC case-folded
     assert len(v.normalise_tag("a" * 64)) == 64
     with pytest.raises(InvalidInput, match="64"):
         v.normalise_tag("a" * 65)
     with pytest.raises(InvalidInput, match="letters or digits"):
         v.normalise_tag("!!!")
+    with pytest.raises(InvalidInput, match="'!' is not allowed"):
+        v.normalise_tag("VIP Gold!!")  # refused, not silently dropped
+    with pytest.raises(InvalidInput) as caught:
+        v.normalise_tag("gold!", "tier")
+    assert caught.value.field == "tier"
 
 
 def test_amounts_and_currencies() -> None:
