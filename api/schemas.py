@@ -1,11 +1,16 @@
-"""Request and response models of the HTTP contract (ARCHITECTURE.md §4a), with examples."""
+"""Request and response models of the HTTP contract (ARCHITECTURE.md §4a), with examples.
+
+Field types are the command messages' own (:mod:`commands.messages`: strict JSON integers and
+booleans, RFC 3339 times), so a value is accepted or refused alike over HTTP and in a batch.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from commands.messages import Flag, Integer, Moment
 
 EXAMPLE_ID = "3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e"
 
@@ -54,13 +59,13 @@ class ContactRequest(Body):
     subject: str | None = Field(default=None, max_length=1000)
     summary: str | None = Field(default=None, max_length=8000)
     outcome: str | None = Field(default=None, max_length=1000)
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
 
 
 class PurchaseItem(BaseModel):
     model_config = ConfigDict(extra="allow")
     sku: str | None = Field(default=None, max_length=100)
-    quantity: int | None = Field(default=None, ge=0, le=1_000_000)
+    quantity: Integer | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class PurchaseRequest(Body):
@@ -70,20 +75,20 @@ class PurchaseRequest(Body):
     order_id: str = Field(max_length=200)
     amount: str = Field(max_length=40, examples=["12.50"])
     currency: str = Field(max_length=8)
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
     items: list[PurchaseItem] = Field(default_factory=list, max_length=500)
 
 
 class FeedbackRequest(Body):
     model_config = _example(nps=9, csat=5, comment="Quick and friendly")
-    nps: int | None = Field(default=None, ge=0, le=10)
-    csat: int | None = Field(default=None, ge=1, le=5)
+    nps: Integer | None = Field(default=None, ge=0, le=10)
+    csat: Integer | None = Field(default=None, ge=1, le=5)
     comment: str | None = Field(default=None, max_length=8000)
 
 
 class ConsentRequest(Body):
     model_config = _example(granted=True, source="newsletter-form")
-    granted: bool
+    granted: Flag
     source: str | None = Field(default=None, max_length=200)
 
 

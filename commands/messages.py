@@ -17,11 +17,19 @@ from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import orjson
-from pydantic import BeforeValidator, ConfigDict, Strict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from domain.errors import InvalidInput
-from domain.values import MAX_SAFE_INTEGER, check_key, check_score, parse_amount, parse_timestamp
+from domain.values import (
+    MAX_SAFE_INTEGER,
+    check_flag,
+    check_integer,
+    check_key,
+    check_score,
+    parse_amount,
+    parse_timestamp,
+)
 
 
 def _checked(parse: Callable[[str, object], Any]) -> BeforeValidator:
@@ -36,9 +44,9 @@ def _checked(parse: Callable[[str, object], Any]) -> BeforeValidator:
     return BeforeValidator(validate)
 
 
-Integer = Annotated[int, Strict()]
+Integer = Annotated[int, _checked(check_integer)]
 """A JSON integer: ``true``, ``"7"`` and ``7.0`` are refused."""
-Flag = Annotated[bool, Strict()]
+Flag = Annotated[bool, _checked(check_flag)]
 """A JSON boolean: ``1``, ``"yes"`` and ``"false"`` are refused."""
 Moment = Annotated[datetime, _checked(parse_timestamp)]
 """An RFC 3339 date-time with offset, held in UTC (:func:`domain.values.parse_timestamp`)."""

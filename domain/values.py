@@ -350,6 +350,13 @@ def check_score(field: str, value: object, low: int, high: int) -> int | None:
     return value
 
 
+def check_integer(field: str, value: object) -> int:
+    """A JSON integer; ``true``, ``"7"`` and ``7.0`` are refused, not converted."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, "must be an integer")
+    return value
+
+
 def check_flag(field: str, value: object) -> bool:
     """A JSON boolean; ``"yes"``, ``1`` or ``"false"`` are refused, not guessed at."""
     if not isinstance(value, bool):

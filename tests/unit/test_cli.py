@@ -98,7 +98,7 @@ def test_import_rejects_unreadable_files(database: str, tmp_path: Path) -> None:
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     result = runner.invoke(app, ["import", "purchases", str(binary)])
-    assert result.exit_code == 2 and "cannot read" in result.output
+    assert result.exit_code == 2 and "not UTF-8" in result.output
 
 
 def test_replay_prints_the_timeline(database: str, tmp_path: Path) -> None:
