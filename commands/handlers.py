@@ -16,6 +16,7 @@ from domain import values as v
 from domain.customer import Customer, merge, unmerge
 from domain.errors import CustomerExists, InvalidInput, VersionConflict
 from domain.events import Meta
+from domain.payloads import normalise_attributes, normalise_items
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
@@ -80,7 +81,7 @@ def register(command: m.RegisterCustomer, env: Env) -> UUID:
     name = v.normalise_name(command.name)
     email = _optional(command.email, v.normalise_email)
     phone = _optional(command.phone, lambda p: v.normalise_phone(p, env.default_region))
-    given = v.normalise_attributes(command.attributes)
+    given = normalise_attributes(command.attributes)
     attributes = {key: value for key, value in given.items() if value is not None}
     stage = v.parse_enum(v.LifecycleStage, "lifecycle_stage", command.lifecycle_stage)
     source = _code("source", command.source, 100)
@@ -115,7 +116,7 @@ def update_profile(command: m.UpdateProfile, env: Env) -> UUID:
     if "phone" in command.changes:
         raw = command.changes["phone"]
         changes["phone"] = _optional(raw, lambda p: v.normalise_phone(p, env.default_region))
-    attributes = v.normalise_attributes(command.changes.get("attributes", {}))
+    attributes = normalise_attributes(command.changes.get("attributes", {}))
     customer = _target(command, env)
     old_email = customer.email
     if not customer.update_profile(env.meta, changes, attributes):
@@ -166,7 +167,7 @@ def untag(command: m.UntagCustomer, env: Env) -> UUID:
 @handles(m.RecordPurchase)
 def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
     order_id = v.normalise_identifier("order_id", command.order_id, max_length=100)
-    items = v.normalise_items(command.items)
+    items = normalise_items(command.items)
     amount = v.parse_amount(command.amount)
     currency = v.normalise_currency(command.currency)
     meta = env.at(command.occurred_at)

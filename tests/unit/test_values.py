@@ -4,6 +4,7 @@ import pytest
 
 from domain import values as v
 from domain.errors import InvalidInput
+from domain.payloads import normalise_attributes
 
 
 @pytest.mark.parametrize(
@@ -88,11 +89,11 @@ def test_scores_and_enums() -> None:
 
 
 def test_attributes_are_flat_scalars() -> None:
-    assert v.normalise_attributes({"tier_name": " gold ", "age": 3, "gone": None}) == {
+    assert normalise_attributes({"tier_name": " gold ", "age": 3, "gone": None}) == {
         "tier_name": "gold",
         "age": 3,
         "gone": None,
     }
     for bad in [{"Bad-Key": 1}, {"nested": {"a": 1}}, {"x": float("nan")}, []]:
         with pytest.raises(InvalidInput, match="attributes"):
-            v.normalise_attributes(bad)
+            normalise_attributes(bad)
