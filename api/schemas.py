@@ -6,13 +6,18 @@ booleans, RFC 3339 times), so a value is accepted or refused alike over HTTP and
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from commands.messages import Flag, Integer, Moment
 
 EXAMPLE_ID = "3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e"
+Attributes = Annotated[
+    dict[str, Any],
+    Field(description="snake_case keys; string, number, boolean or null (removes) values"),
+]
 
 
 class Body(BaseModel):
@@ -34,7 +39,7 @@ class RegisterCustomerRequest(Body):
     name: str = Field(max_length=1000)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
-    attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     source: str | None = Field(default=None, max_length=100)
     lifecycle_stage: str = Field(default="prospect", max_length=32)
 
@@ -46,7 +51,7 @@ class UpdateProfileRequest(Body):
     name: str | None = Field(default=None, max_length=1000)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
-    attributes: dict[str, str | int | float | bool | None] | None = None
+    attributes: Attributes | None = None
 
 
 class ContactRequest(Body):
@@ -105,7 +110,7 @@ class ReasonRequest(Body):
 
 class MergeRequest(Body):
     model_config = _example(duplicate_id=EXAMPLE_ID)
-    duplicate_id: str = Field(max_length=64)
+    duplicate_id: UUID
 
 
 class WriteResult(BaseModel):

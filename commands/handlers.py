@@ -19,6 +19,7 @@ from domain.events import Meta
 from domain.payloads import normalise_attributes, normalise_items
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_CODE_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _target(command: m.Command, env: Env) -> Customer:
     return customer
 
 
-def _code(field: str, value: object, max_length: int = v.MAX_TEXT_LENGTH) -> str | None:
+def _code(field: str, value: object, max_length: int = MAX_CODE_LENGTH) -> str | None:
     """An optional short code (sources, reasons): identifier text, stored in the clear."""
     return v.normalise_text(field, value, kind=v.Text.IDENTIFIER, max_length=max_length)
 

@@ -38,6 +38,7 @@ MAX_TEXT_LENGTH = 4000
 MAX_KEY_LENGTH = 200
 MAX_SAFE_INTEGER = 2**53 - 1  # larger integers do not survive JSON readers such as JavaScript
 MAX_AMOUNT = Decimal("1e12")
+MAX_AMOUNT_TEXT = 40
 AMOUNT_PLACES = 4
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -300,7 +301,7 @@ def normalise_currency(value: object) -> str:
     return code
 
 
-_AMOUNT = re.compile(r"^[0-9]{1,40}(?:\.([0-9]{1,40}))?$")
+_AMOUNT = re.compile(r"^[0-9]+(?:\.([0-9]+))?$")
 
 
 def parse_amount(value: object) -> Decimal:
@@ -312,6 +313,8 @@ def parse_amount(value: object) -> Decimal:
     if isinstance(value, Decimal):
         text = format(value, "f") if value.is_finite() else str(value)
     elif isinstance(value, str):
+        if len(value) > MAX_AMOUNT_TEXT:
+            raise InvalidInput("amount", f"must be at most {MAX_AMOUNT_TEXT} characters")
         text = value.strip()
     else:
         raise InvalidInput("amount", "must be a decimal string such as '12.50', not a number")
