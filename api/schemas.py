@@ -95,6 +95,7 @@ class ConsentRequest(Body):
     model_config = _example(granted=True, source="newsletter-form")
     granted: Flag
     source: str | None = Field(default=None, max_length=200)
+    occurred_at: Moment | None = None
 
 
 class LifecycleRequest(Body):
