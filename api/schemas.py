@@ -163,7 +163,7 @@ _DESCRIPTIONS = {
     409: "Conflict: taken email, version, order, or state transition",
     410: "Customer erased, or merged (survivor_id names where it went)",
     411: "Chunked body without Content-Length",
-    412: "If-Match names another version",
+    412: "If-Match matches no current version (weak tags never match; no such customer)",
     413: "Body larger than the configured limit",
     415: "Body is not application/json",
     422: "Invalid input; `field` names what is wrong",

@@ -138,7 +138,8 @@ class Write:
                 raise PreconditionFailed(412, error) from None
             raise
         except CustomerNotFound as error:
-            if self.if_match is not None:  # nothing current for any tag (or "*") to match
+            if self.if_match is not None and error.details["customer_id"] == str(self.customer_id):
+                # the target has no current version for any tag (or "*") to match
                 raise PreconditionFailed(412, NoCurrentVersion(error.message)) from None
             raise
         self.response.headers["ETag"] = f'"{outcome.version}"'

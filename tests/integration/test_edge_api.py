@@ -258,3 +258,35 @@ def test_if_match_follows_rfc_9110(api: Api) -> None:
     assert send(api, "PUT", f"{patch}/tags/x", **{"If-Match": "*"}).status_code == 200
     assert write("*", f"/v1/customers/{uuid4()}/tags/x", "PUT").status_code == 412
     assert send(api, "PUT", f"/v1/customers/{uuid4()}/tags/x").status_code == 404
+
+
+def test_segment_names_and_rules_are_held_to_the_text_policy(api: Api) -> None:
+    rule = {"field": "tags", "op": "contains", "value": "vip"}
+    for body, field in [
+        ({"name": "VIP\u0000", "rule": rule}, "name"),
+        ({"name": "VIP\nlist", "rule": rule}, "name"),
+        ({"name": "VIP", "rule": {"field": "name", "op": "eq", "value": "A\u0000"}}, "rule.value"),
+        (
+            {"name": "VIP", "rule": {"field": "attributes.n", "op": "eq", "value": 2**70}},
+            "rule.value",
+        ),
+        (
+            {"name": "VIP", "rule": {"field": "tags", "op": "contains", "value": "VIP!"}},
+            "rule.value",
+        ),
+    ]:
+        assert_refused(send(api, "PUT", "/v1/segments/vip", body), field)
+    made = send(api, "PUT", "/v1/segments/vip", {"name": "VIP 👩\u200d💻", "rule": rule})
+    assert made.status_code == 200 and made.json()["name"] == "VIP 👩\u200d💻"
+
+
+def test_if_match_on_merge_names_the_target_only(api: Api) -> None:
+    cid = register(api)["customer_id"]
+    merge = send(
+        api,
+        "POST",
+        f"/v1/customers/{cid}/merge",
+        {"duplicate_id": str(uuid4())},
+        **{"If-Match": "*"},
+    )
+    assert merge.status_code == 404 and merge.json()["type"] == "/problems/not-found"
