@@ -167,11 +167,12 @@ def test_csv_headers_match_after_trimming_and_case_folding(database: str, tmp_pa
     assert result.exit_code == 0 and "1 imported" in said(result), result.output
     store = EventStore(database)
     try:
-        bob = next(
-            store.customer(n.originator_id)
+        registered = [
+            store.customer(UUID(str(n.originator_id)))
             for n in store.notifications(0, 100)
-            if n.topic.endswith(":Registered") and store.customer(n.originator_id).name == "Bob"
-        )
+            if n.topic.endswith(":Registered")
+        ]
+        bob = next(customer for customer in registered if customer.name == "Bob")
         assert (bob.email, bob.tags, bob.attributes) == (
             "bob@example.com",
             ["vip"],
