@@ -45,6 +45,7 @@ BASE: dict[str, dict[str, Any]] = {
     "consent": {"purpose": "email_marketing", "granted": True},
     "lifecycle": {"stage": "loyal"},
     "churn": {},
+    "merge": {},
 }
 ROUTES = {  # command type -> (method, path under /v1/customers/{id}, fields in the path)
     "update": ("PATCH", "", ()),
@@ -55,6 +56,7 @@ ROUTES = {  # command type -> (method, path under /v1/customers/{id}, fields in 
     "consent": ("PUT", "/consents/{purpose}", ("purpose",)),
     "lifecycle": ("POST", "/lifecycle", ()),
     "churn": ("POST", "/churn", ()),
+    "merge": ("POST", "/merge", ()),
 }
 
 
@@ -94,7 +96,8 @@ class Surface:
             assert response.status_code == 200, response.text
             result = response.json()["results"][0]
             if result["status"] == "rejected":
-                return Decision(False, result["problem"]["code"], root(result["problem"]["field"]))
+                problem = result["problem"]
+                return Decision(False, problem["code"], root(problem.get("field")))
             return self._accepted(UUID(result["customer_id"]), before)
         response = self.http(kind, doc, target)
         assert response.status_code < 500, response.text
@@ -342,6 +345,22 @@ CASES: list[tuple[str, str, st.SearchStrategy[Any], Any]] = [
     ("lifecycle", "stage", st.sampled_from(["LOYAL", "at_risk", "gold", 2, None]), never),
     ("lifecycle", "reason", TEXT, unstorable),
     ("churn", "reason", TEXT, unstorable),
+    (
+        "merge",
+        "duplicate_id",
+        st.sampled_from(
+            [
+                "not-a-uuid",
+                123,
+                None,
+                "",
+                "3F2B8C9E-1D2A-4B5C-8D9E-0F1A2B3C4D5E",
+                "3f2b8c9e1d2a4b5c8d9e0f1a2b3c4d5e",
+                "{3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e}",
+            ]
+        ),
+        lambda v: not isinstance(v, str),
+    ),
 ]
 
 

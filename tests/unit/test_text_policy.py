@@ -310,3 +310,33 @@ def test_items_limits() -> None:
         assert caught.value.field == field
     with pytest.raises(InvalidInput, match="100000 characters"):
         normalise_items([{"t": "x" * 1000}] * 101)
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"type": "tag", "tag": "x", "expected_version": "3"}, "expected_version"),
+        ({"type": "tag", "tag": "x", "expected_version": True}, "expected_version"),
+        ({"type": "tag", "tag": "x", "expected_version": 3.0}, "expected_version"),
+        ({"type": "tag", "tag": "x", "expected_version": -1}, "expected_version"),
+        ({"type": "tag", "tag": "x", "idempotency_key": ""}, "idempotency_key"),
+        ({"type": "tag", "tag": "x", "idempotency_key": " k"}, "idempotency_key"),
+        ({"type": "tag", "tag": "x", "idempotency_key": 7}, "idempotency_key"),
+        ({"type": "tag", "tag": "x", "idempotency_key": "k\u200b"}, "idempotency_key"),
+        ({"type": "earn_points", "points": "5"}, "points"),
+        ({"type": "earn_points", "points": 5.0}, "points"),
+        ({"type": "tier", "tier": "gold!"}, "tier"),
+        ({"type": "tag", "tag": "x", "customer_id": 5}, "customer_id"),
+    ],
+)
+def test_parse_command_takes_json_types_strictly(doc: dict[str, Any], field: str) -> None:
+    from commands.messages import parse_command  # noqa: PLC0415
+
+    doc = {"customer_id": "3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e", **doc}
+    try:
+        command = parse_command(doc)
+    except InvalidInput as error:
+        assert error.field == field
+        return
+    handlers_only = {"points", "tier"}  # values checked when the handler normalises them
+    assert field in handlers_only, command
