@@ -64,7 +64,7 @@ _BREAKS = "\t\n\r\u2028\u2029"
 _REFUSED = {
     Text.MULTILINE: re.compile(f"[{_NEVER}]"),
     Text.LINE: re.compile(f"[{_NEVER}{_BREAKS}]"),
-    Text.IDENTIFIER: re.compile(f"[{_NEVER}{_BREAKS}]"),
+    Text.IDENTIFIER: re.compile(f"[{_NEVER}{_BREAKS}]"),  # and, beyond ASCII, _INVISIBLE
 }
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp", "Zs"})
 
@@ -121,7 +121,7 @@ def check_text(field: str, value: str, kind: Text) -> str:
 def normalise_text(
     field: str, value: object, *, kind: Text, max_length: int = MAX_TEXT_LENGTH
 ) -> str | None:
-    """Optional text of ``kind``: checked, NFC, trimmed, line breaks as ``\n``; empty is ``None``."""
+    """Optional text of ``kind``: checked, NFC, trimmed, line breaks as LF; empty is ``None``."""
     if value is None:
         return None
     if not isinstance(value, str):
