@@ -19,7 +19,7 @@ from api.cli_bench import bench
 from api.cli_full import consume, dev_app, dlq_app, ingest, relay_app
 from api.cli_keys import keys_app
 from api.cli_privacy import erase, rotate_master
-from api.csv_import import import_csv
+from api.csv_import import import_rows, read_csv
 from api.status import pipeline_report
 from consumers.rebuild import RebuildResult, rebuild
 from consumers.redrive import redrive
@@ -286,24 +286,26 @@ def replay(
 
 
 def _import(kind: str, path: Path, batch_size: int) -> None:
+    """Check the whole file first (exit 2 if refused: nothing imported), then import its rows
+    (exit 1 if some were rejected)."""
     if not path.is_file():
         raise _fail(f"{path} is not a readable file", 2)
+    try:
+        file = read_csv(kind, path)
+    except DomainError as error:
+        raise _fail(f"{path} refused, nothing was imported: {error.message}", 2) from None
+    except OSError as error:
+        raise _fail(f"cannot read {path}: {error}", 2) from None
     services = build()
     try:
-        rows = max(sum(1 for _ in path.open(encoding="utf-8-sig")) - 1, 0)
         with Progress(*_BAR, console=errors) as progress:
-            task = progress.add_task(f"importing {kind}", total=rows)
-            report = import_csv(
+            task = progress.add_task(f"importing {kind}", total=file.rows)
+            report = import_rows(
                 services.commands,
-                kind,
-                path,
+                file,
                 batch_size=batch_size,
                 on_progress=lambda n: progress.advance(task, n),
             )
-    except DomainError as error:
-        raise _fail(error.message, 2) from None
-    except (UnicodeDecodeError, OSError) as error:
-        raise _fail(f"cannot read {path}: {error}", 2) from None
     finally:
         services.close()
     console.print(
@@ -324,8 +326,9 @@ def import_customers(
 ) -> None:
     """Register customers from CSV.
 
-    Columns: name (required), email, phone, source, lifecycle_stage, tags (";"-separated);
-    any other column becomes a custom attribute. Re-importing the same file changes nothing.
+    Columns (header matched ignoring case and surrounding spaces): name (required), email,
+    phone, source, lifecycle_stage, tags (";"-separated); any other column (a-z, 0-9, _)
+    becomes a custom attribute. Re-importing the same file changes nothing.
 
     Example: clientele import customers customers.csv
     """
@@ -337,7 +340,8 @@ def import_purchases(
     file: Annotated[Path, typer.Argument(help="CSV with a header row.")],
     batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 500,
 ) -> None:
-    """Record purchases from CSV: customer_id, order_id, amount, currency, occurred_at.
+    """Record purchases from CSV: customer_id, order_id, amount, currency (required),
+    occurred_at (RFC 3339 with offset); header matched ignoring case and surrounding spaces.
 
     Example: clientele import purchases orders.csv
     """

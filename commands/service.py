@@ -29,6 +29,7 @@ from commands.unit_of_work import UnitOfWork
 from domain.errors import ConcurrentWrite, DomainError
 from domain.events import CustomerEvent, Meta
 from domain.indexes import IdempotencyRecord
+from domain.values import check_key
 from infra.metrics import COMMANDS
 from infra.store import EventStore
 
@@ -42,6 +43,13 @@ class Context:
     actor: str
     correlation_id: str = field(default_factory=lambda: str(uuid4()))
     causation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        """Stored on every event: clean identifier text (:func:`domain.values.check_key`)."""
+        check_key("actor", self.actor)
+        check_key("correlation_id", self.correlation_id)
+        if self.causation_id is not None:
+            check_key("causation_id", self.causation_id)
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,22 @@ class DomainError(Exception):
         return {"code": self.code, "message": self.message, **self.details}
 
 
+def displayable(text: str) -> str:
+    """``text`` safe to encode as UTF-8 (unpaired surrogates escaped), for error documents
+    that name a field taken from the input."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class InvalidInput(DomainError):
-    """A field failed validation or normalisation."""
+    """A field failed validation or normalisation; ``reason`` is the message without the field."""
 
     code = "validation"
 
     def __init__(self, field: str, message: str) -> None:
+        field, message = displayable(field), displayable(message)
         super().__init__(f"{field}: {message}", field=field)
         self.field = field
+        self.reason = message
 
 
 class CustomerNotFound(DomainError):

@@ -12,7 +12,7 @@ import orjson
 from infra.envelope import Envelope
 from projections import profile
 from projections.framework import Projector
-from projections.readstore import Tx
+from projections.readstore import LIKE_ESCAPE, Tx, like_prefix
 
 
 class ProfilesProjector(Projector):
@@ -143,16 +143,19 @@ def search_profiles(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Profiles matching all filters, ordered by customer id, ``limit`` per page.
 
-    ``q`` matches a prefix of the name (case-insensitive), email or phone. Without ``status``,
-    only live customers (active or churned) are listed. ``cursor`` is the
-    opaque ``next_cursor`` of the previous page (a malformed one raises ``ValueError``).
+    ``q`` matches a prefix of the name (case-insensitive), email or phone, literally: ``%``,
+    ``_`` and ``\\`` in it are characters to find, not wildcards. Without ``status``, only live
+    customers (active or churned) are listed. ``cursor`` is the opaque ``next_cursor`` of the
+    previous page (a malformed one raises ``ValueError``).
     """
     where, params = ["1 = 1"], []
     if q:
         text = q.strip()
-        prefix = text.casefold().replace("\\", "").replace("%", "").replace("_", "") + "%"
-        where.append("(name_key LIKE ? OR email LIKE ? OR phone LIKE ?)")
-        params += [prefix, prefix, text.replace("%", "").replace("_", "") + "%"]
+        folded = like_prefix(text.casefold())
+        where.append(
+            f"(name_key LIKE ? {LIKE_ESCAPE} OR email LIKE ? {LIKE_ESCAPE} OR phone LIKE ? {LIKE_ESCAPE})"
+        )
+        params += [folded, folded, like_prefix(text)]
     if tag:
         where.append("customer_id IN (SELECT customer_id FROM {profile_tags} WHERE tag = ?)")
         params.append(tag)

@@ -23,6 +23,15 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 Row = tuple[Any, ...]
+LIKE_ESCAPE = "ESCAPE '\\'"
+"""Follows every ``LIKE ?`` whose pattern comes from :func:`like_prefix` (both dialects)."""
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern matching values that start with ``text`` literally: its ``%``, ``_`` and
+    ``\\`` are escaped (use with :data:`LIKE_ESCAPE`; SQLite has no default escape character)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 class Tx:

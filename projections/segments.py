@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from domain.errors import InvalidInput
-from domain.values import check_aware, normalise_text
+from domain.values import Text, check_aware, normalise_text
 from infra.envelope import Envelope
 from projections import profile
 from projections.framework import Projector, lock_positions
@@ -300,7 +300,7 @@ def put_definition(
     """
     if not isinstance(segment_id, str) or not SEGMENT_ID.match(segment_id):
         raise InvalidInput("segment_id", f"must match {SEGMENT_ID.pattern}")
-    title = normalise_text("name", name, max_length=200)
+    title = normalise_text("name", name, kind=Text.LINE, max_length=200)
     if title is None:
         raise InvalidInput("name", "is required")
     checked, purpose = parse(rule), parse_purpose(purpose)

@@ -13,7 +13,7 @@ from api import deps
 from api import schemas as s
 from api.auth import privacy, require
 from domain.errors import CustomerErased, CustomerMerged, CustomerNotFound, InvalidInput
-from domain.values import check_aware
+from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile
@@ -80,7 +80,9 @@ def list_customers(
     q: Annotated[
         str | None, Query(max_length=200, description="prefix of name, email or phone")
     ] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[
+        str | None, Query(max_length=200, description="a tag (normalised like tags)")
+    ] = None,
     stage: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
     segment: Annotated[
@@ -94,7 +96,13 @@ def list_customers(
     with deps.services(request).read_store.transaction() as tx:
         try:
             items, next_cursor = search_profiles(
-                tx, q=q, tag=tag, stage=stage, status=status, cursor=cursor, limit=limit
+                tx,
+                q=q,
+                tag=normalise_tag(tag) if tag else None,
+                stage=stage,
+                status=status,
+                cursor=cursor,
+                limit=limit,
             )
         except ValueError:
             raise InvalidInput("cursor", "is not a cursor this API issued") from None

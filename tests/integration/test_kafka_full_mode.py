@@ -297,3 +297,58 @@ def test_ingest_executes_commands_once_and_dead_letters_malformed_ones(
         producer.close()
     finally:
         ingest.terminate()
+
+
+def test_ingest_refuses_unstorable_commands_and_keeps_going(
+    broker: KafkaBroker, postgres_url: str, tmp_path: Path
+) -> None:
+    """Bytes that are not a JSON object go to the DLQ, text no backend stores and unusable
+    idempotency keys get a rejected result; nothing crashes or stalls the command topic."""
+    prefix = f"t{uuid4().hex[:8]}."
+    topics = kafka.Topics(prefix)
+    kafka.ensure_topics(broker.bootstrap, topics.all(), partitions=12)
+    env = {
+        **os.environ,
+        "CLIENTELE_DATABASE_URL": postgres_url,
+        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
+        "CLIENTELE_LOG_LEVEL": "WARNING",
+    }
+    ingest = Proc(["ingest"], env, tmp_path / "ingest.log")
+    ingest.start()
+    try:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        nul = {"type": "register", "name": "Nul\u0000Byte", "email": "nul@example.com"}
+        for key, value in [
+            (b"utf8", b'{"type": "register", "name": "\xff\xfe"}'),  # not UTF-8: DLQ
+            (b"surrogate", b'{"type": "register", "name": "\\ud800"}'),  # unpaired: DLQ
+            (b"tombstone", None),  # no value at all: DLQ
+            (b"nul", orjson.dumps({**nul, "idempotency_key": "nul-1"})),
+            (b"int-key", orjson.dumps({"type": "register", "name": "A", "idempotency_key": 42})),
+            (
+                b"bidi-key",
+                orjson.dumps({"type": "register", "name": "A", "idempotency_key": "k\u202e"}),
+            ),
+            (b"fine", orjson.dumps({**nul, "name": "Nul Byte", "idempotency_key": "nul-2"})),
+        ]:
+            producer.send(topics.commands, key=key, value=value).get(timeout=30)
+        results = read_topic(broker.bootstrap, topics.command_results, 4, timeout=120)
+        assert len(results) == 4, ingest.log.read_text()[-3000:]
+        outcomes = {r.key.decode(): orjson.loads(r.value) for r in results}
+        assert outcomes["nul-1"]["problem"]["field"] == "name"
+        assert outcomes["nul-2"]["status"] == "accepted"
+        by_coordinates = [o for k, o in outcomes.items() if k.startswith("kafka:")]
+        assert sorted(o["problem"]["field"] for o in by_coordinates) == ["idempotency_key"] * 2
+        dead = read_topic(broker.bootstrap, topics.dlq(topics.commands), 3, timeout=30)
+        assert sorted(r.key for r in dead) == [b"surrogate", b"tombstone", b"utf8"]
+        assert all(b"undecodable command" in dict(r.headers)["dlq.reason"] for r in dead)
+        store = EventStore(postgres_url)
+        try:
+            registered = [n for n in store.notifications(0, 100) if n.topic.endswith(":Registered")]
+            assert len(registered) == 1
+        finally:
+            store.close()
+        assert ingest.process is not None and ingest.process.poll() is None
+        producer.close()
+    finally:
+        ingest.terminate()
