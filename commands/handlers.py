@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 from commands import messages as m
 from commands.unit_of_work import UnitOfWork
 from domain import values as v
-from domain.customer import Customer, merge, unmerge
+from domain.customer import Customer, erase, merge, unmerge
 from domain.errors import CustomerExists, InvalidInput, VersionConflict
 from domain.events import Meta
 
@@ -242,10 +242,10 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
 
 
 @handles(m.EraseCustomer)
-def erase(command: m.EraseCustomer, env: Env) -> UUID:
+def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
     customer = _target(command, env)
     email = customer.email
-    customer.erase(env.meta, v.normalise_text("reason", command.reason))
+    erase(customer, env.uow.customer, env.meta, v.normalise_text("reason", command.reason))
     if email is not None:
         env.uow.email_reservation(email).release(customer.id)
     return customer.id

@@ -6,6 +6,7 @@ command never leaves half of its events behind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -24,6 +25,9 @@ from domain.errors import (
 )
 from domain.events import Meta
 from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status
+
+MERGE_SOURCE_PREFIX = "merge:"
+"""Source of the consent changes a merge records: ``merge:<duplicate id>``."""
 
 
 class Customer(Aggregate):
@@ -279,10 +283,8 @@ class Customer(Aggregate):
             raise InvalidTransition(f"customer {self.id} is not churned")
         self.trigger_event(ev.Reactivated, reason=reason, **meta.fields())
 
-    def erase(self, meta: Meta, reason: str | None) -> None:
-        """Forget this customer's personal data (merged duplicates may be erased too)."""
-        if self.status == Status.ERASED:
-            raise CustomerErased(self.id)
+    def _forget(self, meta: Meta, reason: str | None) -> None:
+        """Record the erasure of this customer (through :func:`erase`, which decides)."""
         self.trigger_event(ev.Erased, reason=reason, **meta.fields())
 
     def earn_points(self, meta: Meta, points: int, reason: str | None) -> None:
@@ -327,12 +329,27 @@ def _check_points(points: int) -> None:
         raise InvalidInput("points", "must be a positive integer")
 
 
+PURCHASES_PER_PART = 500
+"""Purchases per ``duplicate_absorbed`` / ``unmerged`` part: even with 100-character order ids
+of 6-byte escapes a part stays far below :data:`domain.events.MAX_EVENT_BYTES`."""
+
+
+def _parts(purchases: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
+    """``purchases`` in order, cut into shares of :data:`PURCHASES_PER_PART` (at least one)."""
+    items = list(purchases.items())
+    cuts = range(0, max(len(items), 1), PURCHASES_PER_PART)
+    return [dict(items[start : start + PURCHASES_PER_PART]) for start in cuts]
+
+
 def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
     """Merge ``duplicate`` into ``survivor``; the survivor's id lives on.
 
     The survivor takes over the duplicate's tags (within the tag limit), purchases it does not
-    have, its contact count, and email/phone where it has none. Consents are not merged:
-    consent is given by a person for a record and must not be widened by deduplication.
+    have, its contact count, and email/phone where it has none. A merge never widens consent:
+    for every purpose the duplicate withdrew, the survivor withdraws too (``consent_withdrawn``
+    with source ``merge:<duplicate id>``, recorded BEFORE anything moves, so the survivor never
+    holds the duplicate's contact data with a consent the person took back); a grant of the
+    duplicate alone is not taken over. What moves is recorded in ``duplicate_absorbed`` parts.
     """
     if survivor.id == duplicate.id:
         raise InvalidInput("duplicate_id", "a customer cannot be merged into itself")
@@ -345,38 +362,60 @@ def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
         for order_id, p in duplicate.purchases.items()
         if order_id not in survivor.purchases
     }
-    survivor.trigger_event(
-        ev.DuplicateAbsorbed,
-        duplicate_id=str(duplicate.id),
-        tags=new_tags,
-        purchases=new_purchases,
-        contacts_count=duplicate.contacts_count,
-        email=duplicate.email if survivor.email is None else None,
-        phone=duplicate.phone if survivor.phone is None else None,
-        **meta.fields(),
-    )
+    source = f"{MERGE_SOURCE_PREFIX}{duplicate.id}"
+    for purpose, granted in sorted(duplicate.consents.items()):
+        if not granted and survivor.consents.get(purpose) is not False:
+            survivor.trigger_event(
+                ev.ConsentWithdrawn, purpose=purpose, source=source, **meta.fields()
+            )
+    shares = _parts(new_purchases)
+    for part, purchases in enumerate(shares, start=1):
+        first = part == 1
+        survivor.trigger_event(
+            ev.DuplicateAbsorbed,
+            duplicate_id=str(duplicate.id),
+            tags=new_tags if first else [],
+            purchases=purchases,
+            contacts_count=duplicate.contacts_count if first else 0,
+            email=duplicate.email if first and survivor.email is None else None,
+            phone=duplicate.phone if first and survivor.phone is None else None,
+            part=part,
+            parts=len(shares),
+            **meta.fields(),
+        )
     duplicate.trigger_event(ev.MergedInto, survivor_id=str(survivor.id), **meta.fields())
 
 
 def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
-    """Undo :func:`merge`: the survivor gives back exactly what it absorbed and still holds."""
+    """Undo :func:`merge`: the survivor gives back exactly what it absorbed and still holds.
+
+    Consents stay as they are on both sides: the duplicate never lost its own, and a withdrawal
+    the merge carried over stays on the survivor until the person grants again (giving back a
+    grant would widen processing without a decision of theirs).
+    """
     if duplicate.status == Status.ERASED:
         raise CustomerErased(duplicate.id)
     if duplicate.status != Status.MERGED or duplicate.merged_into != str(survivor.id):
         raise InvalidTransition(f"customer {duplicate.id} is not merged into {survivor.id}")
     survivor.require_live()
     absorbed = survivor.absorbed[str(duplicate.id)]
-    survivor.trigger_event(
-        ev.Unmerged,
-        other_id=str(duplicate.id),
-        role="survivor",
-        tags=[t for t in absorbed["tags"] if t in survivor.tags],
-        purchases={k: p for k, p in absorbed["purchases"].items() if k in survivor.purchases},
-        contacts_count=absorbed["contacts_count"],
-        email=absorbed["email"] if absorbed["email"] == survivor.email else None,
-        phone=absorbed["phone"] if absorbed["phone"] == survivor.phone else None,
-        **meta.fields(),
-    )
+    held = {k: p for k, p in absorbed["purchases"].items() if k in survivor.purchases}
+    shares = _parts(held)
+    for part, purchases in enumerate(shares, start=1):
+        first = part == 1
+        survivor.trigger_event(
+            ev.Unmerged,
+            other_id=str(duplicate.id),
+            role="survivor",
+            tags=[t for t in absorbed["tags"] if t in survivor.tags] if first else [],
+            purchases=purchases,
+            contacts_count=absorbed["contacts_count"] if first else 0,
+            email=absorbed["email"] if first and absorbed["email"] == survivor.email else None,
+            phone=absorbed["phone"] if first and absorbed["phone"] == survivor.phone else None,
+            part=part,
+            parts=len(shares),
+            **meta.fields(),
+        )
     duplicate.trigger_event(
         ev.Unmerged,
         other_id=str(survivor.id),
@@ -386,5 +425,33 @@ def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
         contacts_count=0,
         email=None,
         phone=None,
+        part=1,
+        parts=1,
         **meta.fields(),
     )
+
+
+def erase(
+    customer: Customer, load: Callable[[UUID], Customer], meta: Meta, reason: str | None
+) -> list[Customer]:
+    """Erase a person: ``customer`` and every duplicate merged into it, down merge chains.
+
+    A merged duplicate is refused (:class:`CustomerMerged`; the edges name the final
+    survivor): its data lives on in the survivor, so the person is erased there, which reaches
+    every copy. ``load`` gives the customer of an id (the absorbed duplicates). Returns the
+    customers erased, ``customer`` first; each gets its own ``customer.erased`` event (same
+    actor, correlation id and reason), so each one's key is shredded.
+    """
+    customer.require_live()
+    erased: list[Customer] = []
+    todo = [customer]
+    while todo:
+        person = todo.pop(0)
+        absorbed = sorted(person.absorbed)
+        person._forget(meta, reason)
+        erased.append(person)
+        for duplicate_id in absorbed:
+            duplicate = load(UUID(duplicate_id))
+            if duplicate.status == Status.MERGED and duplicate.merged_into == str(person.id):
+                todo.append(duplicate)
+    return erased

@@ -26,6 +26,11 @@ META_FIELDS = frozenset(
     | {"actor", "correlation_id", "causation_id", "occurred_at"}
 )
 MAP_FIELDS = frozenset({"attributes", "changes", "absorbed"})
+MAX_EVENT_BYTES = 512 * 1024
+"""Upper bound of one event's stored form (transcoded state, personal fields sealed): the
+store refuses to record a bigger event (:class:`domain.errors.EventTooLarge`). Its envelope is
+at most ``MAX_EVENT_BYTES + ENVELOPE_OVERHEAD_BYTES`` (README, "Event envelope")."""
+ENVELOPE_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -236,16 +241,30 @@ class MergedInto(CustomerEvent):
 
 
 class DuplicateAbsorbed(CustomerEvent):
-    """What the survivor took over from the duplicate, so an unmerge can give it back."""
+    """What the survivor took over from the duplicate, so an unmerge can give it back.
+
+    A merge records it in ``parts`` events (``part`` = 1…parts) so that no event outgrows
+    :data:`MAX_EVENT_BYTES`: the first carries tags, contact count and email/phone, every part
+    a share of the purchases. Parts add up, so consumers fold each one as it comes. Version 2
+    added ``part``/``parts``; v1 events (one part) are upcast on load.
+    """
 
     TYPE = "customer.duplicate_absorbed"
     PERSONAL = ("email", "phone")
+    class_version = 2
     duplicate_id: str
     tags: list[str]
     purchases: dict[str, dict[str, Any]]
     contacts_count: int
     email: str | None
     phone: str | None
+    part: int
+    parts: int
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("part", 1)
+        state.setdefault("parts", 1)
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.tags.extend(self.tags)
@@ -255,18 +274,32 @@ class DuplicateAbsorbed(CustomerEvent):
             aggregate.email = self.email
         if self.phone is not None:
             aggregate.phone = self.phone
-        aggregate.absorbed[self.duplicate_id] = self.data()
+        known = aggregate.absorbed.get(self.duplicate_id)
+        if known is None or self.part == 1:
+            known = {"duplicate_id": self.duplicate_id, "tags": [], "purchases": {}}
+            known |= {"contacts_count": 0, "email": None, "phone": None}
+        aggregate.absorbed[self.duplicate_id] = {
+            **known,
+            "tags": [*known["tags"], *self.tags],
+            "purchases": {**known["purchases"], **self.purchases},
+            "contacts_count": known["contacts_count"] + self.contacts_count,
+            "email": self.email if self.email is not None else known["email"],
+            "phone": self.phone if self.phone is not None else known["phone"],
+        }
 
 
 class Unmerged(CustomerEvent):
     """Undo of a merge, recorded on both sides (``role`` says which side this one is).
 
     On the survivor it lists exactly what is given back, so consumers need no memory of the
-    merge: tags, purchases, contact count, and email/phone where the survivor had taken them.
+    merge: tags, purchases, contact count, and email/phone where the survivor had taken them;
+    like :class:`DuplicateAbsorbed`, in ``parts`` events that add up. Consents are never given
+    back or taken (README, "The model"). Version 2 added ``part``/``parts`` (upcast: 1 of 1).
     """
 
     TYPE = "customer.unmerged"
     PERSONAL = ("email", "phone")
+    class_version = 2
     other_id: str
     role: str
     tags: list[str]
@@ -274,6 +307,13 @@ class Unmerged(CustomerEvent):
     contacts_count: int
     email: str | None
     phone: str | None
+    part: int
+    parts: int
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("part", 1)
+        state.setdefault("parts", 1)
 
     def apply(self, aggregate: Customer) -> None:
         if self.role == "duplicate":
@@ -281,7 +321,7 @@ class Unmerged(CustomerEvent):
             aggregate.status_before_merge = None
             aggregate.merged_into = None
             return
-        del aggregate.absorbed[self.other_id]
+        aggregate.absorbed.pop(self.other_id, None)
         aggregate.tags = [t for t in aggregate.tags if t not in self.tags]
         for order_id in self.purchases:
             del aggregate.purchases[order_id]

@@ -27,7 +27,8 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
 from domain.customer import Customer
-from domain.events import EVENT_TYPES, CustomerEvent, redacted
+from domain.errors import EventTooLarge
+from domain.events import EVENT_TYPES, MAX_EVENT_BYTES, CustomerEvent, redacted
 from infra.data_keys import NONCE_BYTES, DataKeys
 from infra.envelope import SEALED, Envelope, plain
 
@@ -129,6 +130,21 @@ class PersonalDataMapper(Mapper[UUID]):
         self.personal = personal
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        """The stored form; a customer event above :data:`MAX_EVENT_BYTES` is refused
+        (:class:`EventTooLarge`) before anything is written (the bytes are measured here, where
+        they are made anyway)."""
+        stored = self._to_stored_event(domain_event)
+        if isinstance(domain_event, CustomerEvent) and len(stored.state) > MAX_EVENT_BYTES:
+            raise EventTooLarge(
+                domain_event.originator_id,
+                domain_event.originator_version,
+                domain_event.TYPE,
+                len(stored.state),
+                MAX_EVENT_BYTES,
+            )
+        return stored
+
+    def _to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         doc = dict(vars(domain_event))
         customer_id, version = domain_event.originator_id, domain_event.originator_version
         if isinstance(domain_event, CustomerEvent):
