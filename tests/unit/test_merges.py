@@ -25,8 +25,8 @@ from domain.customer import MERGE_SOURCE_PREFIX
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import profile
 from projections.segment_rules import matches, parse
+from tests.unit.merge_support import folded
 from tests.unit.test_properties import assert_profile_matches
 from tests.unit.test_service import register
 
@@ -51,14 +51,6 @@ def decide(
         ),
         ctx,
     )
-
-
-def folded(store: EventStore, customer: UUID) -> dict[str, Any]:
-    state = profile.empty(customer)
-    for envelope in StoreFeed(store).read(0, 100_000):
-        if envelope.customer_id == customer:
-            profile.apply(state, envelope)
-    return state
 
 
 def in_audience(state: dict[str, Any], purpose: str) -> bool:
