@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -36,7 +37,7 @@ from tests.unit.test_service import register
 META = Meta("size-test", "corr", None, datetime(2026, 1, 2, tzinfo=UTC))
 
 
-def stored_sizes(store: EventStore, events: list[Any]) -> list[tuple[str, int, int]]:
+def stored_sizes(store: EventStore, events: Sequence[Any]) -> list[tuple[str, int, int]]:
     """(type, stored bytes, envelope bytes) of events as the store and the relay would write
     them (personal fields sealed; the envelope with the largest position and both hashes)."""
     sizes = []
