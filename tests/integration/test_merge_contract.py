@@ -122,14 +122,15 @@ class MergeContract:
             )
             pairs[purpose] = (survivor, duplicate)
         runner.catch_up()
-        for purpose, (survivor, _) in pairs.items():
-            assert self.members(read_store, purpose) == {str(survivor)}
+        for name, (survivor, _) in pairs.items():
+            assert self.members(read_store, name) == {str(survivor)}
 
         for survivor, duplicate in pairs.values():
             merge = m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate)
             service.execute(merge, Context(actor="admin"))  # a correlation id of its own
         runner.catch_up()
-        for purpose, (survivor, duplicate) in pairs.items():
+        for name, (survivor, duplicate) in pairs.items():
+            purpose = ConsentPurpose(name)
             assert self.members(read_store, purpose) == set(), purpose
             shown = self.profile(read_store, survivor)
             assert shown["email"] == f"{purpose}@example.com"
@@ -206,7 +207,9 @@ class MergeContract:
             "secret",
         )
         with read_store.transaction() as tx:
-            keys = dict(tx.fetchall("SELECT customer_id, wrapped FROM customer_keys"))
+            keys: dict[str, Any] = dict(
+                tx.fetchall("SELECT customer_id, wrapped FROM customer_keys")
+            )
             dumped = repr(
                 [
                     tx.fetchall(f"SELECT * FROM {table}")
