@@ -131,20 +131,8 @@ class PersonalDataMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         """The stored form; a customer event above :data:`MAX_EVENT_BYTES` is refused
-        (:class:`EventTooLarge`) before anything is written (the bytes are measured here, where
-        they are made anyway)."""
-        stored = self._to_stored_event(domain_event)
-        if isinstance(domain_event, CustomerEvent) and len(stored.state) > MAX_EVENT_BYTES:
-            raise EventTooLarge(
-                domain_event.originator_id,
-                domain_event.originator_version,
-                domain_event.TYPE,
-                len(stored.state),
-                MAX_EVENT_BYTES,
-            )
-        return stored
-
-    def _to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        (:class:`EventTooLarge`) before anything is written: its bytes are measured here,
+        where they are made anyway."""
         doc = dict(vars(domain_event))
         customer_id, version = domain_event.originator_id, domain_event.originator_version
         if isinstance(domain_event, CustomerEvent):
@@ -158,11 +146,15 @@ class PersonalDataMapper(Mapper[UUID]):
             )
         else:
             sealed = False
-        if not sealed:
-            return super().to_stored_event(domain_event)
-        clone = object.__new__(type(domain_event))
-        object.__setattr__(clone, "__dict__", doc)
-        return super().to_stored_event(clone)
+        storing = domain_event
+        if sealed:
+            storing = object.__new__(type(domain_event))
+            object.__setattr__(storing, "__dict__", doc)
+        stored = super().to_stored_event(storing)
+        if len(stored.state) > MAX_EVENT_BYTES and isinstance(domain_event, CustomerEvent):
+            size = len(stored.state)
+            raise EventTooLarge(customer_id, version, domain_event.TYPE, size, MAX_EVENT_BYTES)
+        return stored
 
     def to_sealed_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         """The domain event with its personal fields still sealed (under ``_sealed``)."""
