@@ -220,7 +220,8 @@ def reactivate(command: m.ReactivateCustomer, env: Env) -> UUID:
 def merge_customers(command: m.MergeCustomers, env: Env) -> UUID:
     survivor = _target(command, env)
     duplicate = env.uow.customer(command.duplicate_id)
-    merge(survivor, duplicate, env.meta)
+    for owner in merge(survivor, duplicate, env.meta):
+        env.uow.data_copies(owner).add(survivor.id)
     if duplicate.email is not None:
         env.uow.email_reservation(duplicate.email).release(duplicate.id)
         if survivor.email == duplicate.email:
@@ -233,7 +234,8 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
     survivor = _target(command, env)
     duplicate = env.uow.customer(command.duplicate_id)
     survivor_email = survivor.email
-    unmerge(survivor, duplicate, env.meta)
+    for owner in unmerge(survivor, duplicate, env.meta):
+        env.uow.data_copies(owner).add(survivor.id)
     if survivor_email is not None and survivor.email != survivor_email:
         env.uow.email_reservation(survivor_email).release(survivor.id)
     if duplicate.email is not None:
@@ -245,7 +247,8 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
 def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
     customer = _target(command, env)
     email = customer.email
-    erase(customer, env.uow.customer, env.meta, v.normalise_text("reason", command.reason))
+    reason = v.normalise_text("reason", command.reason)
+    erase(customer, env.uow.customer, env.uow.copies_of, env.meta, reason)
     if email is not None:
         env.uow.email_reservation(email).release(customer.id)
     return customer.id

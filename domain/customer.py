@@ -283,10 +283,6 @@ class Customer(Aggregate):
             raise InvalidTransition(f"customer {self.id} is not churned")
         self.trigger_event(ev.Reactivated, reason=reason, **meta.fields())
 
-    def _forget(self, meta: Meta, reason: str | None) -> None:
-        """Record the erasure of this customer (through :func:`erase`, which decides)."""
-        self.trigger_event(ev.Erased, reason=reason, **meta.fields())
-
     def earn_points(self, meta: Meta, points: int, reason: str | None) -> None:
         self.require_live()
         _check_points(points)
@@ -333,23 +329,75 @@ PURCHASES_PER_PART = 500
 """Purchases per ``duplicate_absorbed`` / ``unmerged`` part: even with 100-character order ids
 of 6-byte escapes a part stays far below :data:`domain.events.MAX_EVENT_BYTES`."""
 
+Moved = dict[str, tuple[str, str]]  # personal field -> (value, id of the person it belongs to)
 
-def _parts(purchases: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
-    """``purchases`` in order, cut into shares of :data:`PURCHASES_PER_PART` (at least one)."""
+
+def _shares(purchases: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
+    """``purchases`` in order, cut into shares of :data:`PURCHASES_PER_PART`."""
     items = list(purchases.items())
-    cuts = range(0, max(len(items), 1), PURCHASES_PER_PART)
+    cuts = range(0, len(items), PURCHASES_PER_PART)
     return [dict(items[start : start + PURCHASES_PER_PART]) for start in cuts]
 
 
-def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
+def _in_parts(
+    survivor: Customer,
+    event_class: type[ev.DuplicateAbsorbed | ev.Unmerged],
+    meta: Meta,
+    *,
+    purchases: dict[str, dict[str, Any]],
+    personal: Moved,
+    tags: list[str],
+    contacts_count: int,
+    **fields: Any,
+) -> set[UUID]:
+    """Record what moves between survivor and duplicate as ``parts`` events: shares of the
+    purchases, personal values grouped by the person they belong to (each part's are sealed
+    with one key), tags and contact count on part 1. Returns the owners of personal values."""
+    groups: dict[str, dict[str, str]] = {}
+    for field, (value, person) in personal.items():
+        groups.setdefault(person, {})[field] = value
+    owned: list[tuple[str | None, dict[str, str]]] = list(groups.items())
+    shares = _shares(purchases)
+    parts = max(len(shares), len(owned), 1)
+    for index in range(parts):
+        owner, values = owned[index] if index < len(owned) else (None, {})
+        survivor.trigger_event(
+            event_class,
+            purchases=shares[index] if index < len(shares) else {},
+            email=values.get("email"),
+            phone=values.get("phone"),
+            data_owner=owner,
+            part=index + 1,
+            parts=parts,
+            tags=tags if index == 0 else [],
+            contacts_count=contacts_count if index == 0 else 0,
+            **fields,
+            **meta.fields(),
+        )
+    return {UUID(owner) for owner in groups}
+
+
+def _origin(customer: Customer, field: str) -> str:
+    """Whom the customer's current email/phone belongs to: the person a merge took it from
+    (as recorded when it was absorbed), else the customer."""
+    value = getattr(customer, field)
+    for record in customer.absorbed.values():
+        if record.get(field) == value and record.get(f"{field}_owner"):
+            return str(record[f"{field}_owner"])
+    return str(customer.id)
+
+
+def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
     """Merge ``duplicate`` into ``survivor``; the survivor's id lives on.
 
     The survivor takes over the duplicate's tags (within the tag limit), purchases it does not
-    have, its contact count, and email/phone where it has none. A merge never widens consent:
-    for every purpose the duplicate withdrew, the survivor withdraws too (``consent_withdrawn``
-    with source ``merge:<duplicate id>``, recorded BEFORE anything moves, so the survivor never
-    holds the duplicate's contact data with a consent the person took back); a grant of the
-    duplicate alone is not taken over. What moves is recorded in ``duplicate_absorbed`` parts.
+    have, its contact count, and email/phone where it has none (sealed with the key of the
+    person they belong to: the duplicate, or whom it took them from). A merge never widens
+    consent: for every purpose the duplicate withdrew, the survivor withdraws too
+    (``consent_withdrawn`` with source ``merge:<duplicate id>``, recorded BEFORE anything moves,
+    so the survivor never holds the duplicate's contact data with a consent the person took
+    back); a grant of the duplicate alone is not taken over. What moves is recorded in
+    ``duplicate_absorbed`` parts. Returns whose personal data the survivor's stream now holds.
     """
     if survivor.id == duplicate.id:
         raise InvalidInput("duplicate_id", "a customer cannot be merged into itself")
@@ -368,30 +416,32 @@ def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
             survivor.trigger_event(
                 ev.ConsentWithdrawn, purpose=purpose, source=source, **meta.fields()
             )
-    shares = _parts(new_purchases)
-    for part, purchases in enumerate(shares, start=1):
-        first = part == 1
-        survivor.trigger_event(
-            ev.DuplicateAbsorbed,
-            duplicate_id=str(duplicate.id),
-            tags=new_tags if first else [],
-            purchases=purchases,
-            contacts_count=duplicate.contacts_count if first else 0,
-            email=duplicate.email if first and survivor.email is None else None,
-            phone=duplicate.phone if first and survivor.phone is None else None,
-            part=part,
-            parts=len(shares),
-            **meta.fields(),
-        )
+    moved: Moved = {
+        field: (getattr(duplicate, field), _origin(duplicate, field))
+        for field in ("email", "phone")
+        if getattr(survivor, field) is None and getattr(duplicate, field) is not None
+    }
+    owners = _in_parts(
+        survivor,
+        ev.DuplicateAbsorbed,
+        meta,
+        purchases=new_purchases,
+        personal=moved,
+        tags=new_tags,
+        contacts_count=duplicate.contacts_count,
+        duplicate_id=str(duplicate.id),
+    )
     duplicate.trigger_event(ev.MergedInto, survivor_id=str(survivor.id), **meta.fields())
+    return owners
 
 
-def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
+def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
     """Undo :func:`merge`: the survivor gives back exactly what it absorbed and still holds.
 
     Consents stay as they are on both sides: the duplicate never lost its own, and a withdrawal
     the merge carried over stays on the survivor until the person grants again (giving back a
-    grant would widen processing without a decision of theirs).
+    grant would widen processing without a decision of theirs). Returns whose personal data
+    the survivor's stream now holds (what it gives back, sealed with the owners' keys).
     """
     if duplicate.status == Status.ERASED:
         raise CustomerErased(duplicate.id)
@@ -399,23 +449,22 @@ def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
         raise InvalidTransition(f"customer {duplicate.id} is not merged into {survivor.id}")
     survivor.require_live()
     absorbed = survivor.absorbed[str(duplicate.id)]
-    held = {k: p for k, p in absorbed["purchases"].items() if k in survivor.purchases}
-    shares = _parts(held)
-    for part, purchases in enumerate(shares, start=1):
-        first = part == 1
-        survivor.trigger_event(
-            ev.Unmerged,
-            other_id=str(duplicate.id),
-            role="survivor",
-            tags=[t for t in absorbed["tags"] if t in survivor.tags] if first else [],
-            purchases=purchases,
-            contacts_count=absorbed["contacts_count"] if first else 0,
-            email=absorbed["email"] if first and absorbed["email"] == survivor.email else None,
-            phone=absorbed["phone"] if first and absorbed["phone"] == survivor.phone else None,
-            part=part,
-            parts=len(shares),
-            **meta.fields(),
-        )
+    given_back: Moved = {
+        field: (absorbed[field], absorbed.get(f"{field}_owner") or str(duplicate.id))
+        for field in ("email", "phone")
+        if absorbed[field] is not None and absorbed[field] == getattr(survivor, field)
+    }
+    owners = _in_parts(
+        survivor,
+        ev.Unmerged,
+        meta,
+        purchases={k: p for k, p in absorbed["purchases"].items() if k in survivor.purchases},
+        personal=given_back,
+        tags=[t for t in absorbed["tags"] if t in survivor.tags],
+        contacts_count=absorbed["contacts_count"],
+        other_id=str(duplicate.id),
+        role="survivor",
+    )
     duplicate.trigger_event(
         ev.Unmerged,
         other_id=str(survivor.id),
@@ -427,18 +476,25 @@ def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
         phone=None,
         part=1,
         parts=1,
+        data_owner=None,
         **meta.fields(),
     )
+    return owners
 
 
 def erase(
-    customer: Customer, load: Callable[[UUID], Customer], meta: Meta, reason: str | None
+    customer: Customer,
+    load: Callable[[UUID], Customer],
+    copies: Callable[[UUID], list[str]],
+    meta: Meta,
+    reason: str | None,
 ) -> list[Customer]:
     """Erase a person: ``customer`` and every duplicate merged into it, down merge chains.
 
     A merged duplicate is refused (:class:`CustomerMerged`; the edges name the final
     survivor): its data lives on in the survivor, so the person is erased there, which reaches
-    every copy. ``load`` gives the customer of an id (the absorbed duplicates). Returns the
+    every copy. ``load`` gives the customer of an id (the absorbed duplicates), ``copies`` the
+    customers whose streams hold a person's data under their key (``copies_at``). Returns the
     customers erased, ``customer`` first; each gets its own ``customer.erased`` event (same
     actor, correlation id and reason), so each one's key is shredded.
     """
@@ -448,7 +504,9 @@ def erase(
     while todo:
         person = todo.pop(0)
         absorbed = sorted(person.absorbed)
-        person._forget(meta, reason)
+        person.trigger_event(
+            ev.Erased, reason=reason, copies_at=sorted(copies(person.id)), **meta.fields()
+        )
         erased.append(person)
         for duplicate_id in absorbed:
             duplicate = load(UUID(duplicate_id))

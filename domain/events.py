@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
@@ -60,11 +61,14 @@ class CustomerEvent(Aggregate.Event):
     """Base of every customer event.
 
     ``PERSONAL`` names the fields holding personal data: they are stored encrypted with the
-    customer's own key, and read as :func:`redacted` once the customer is erased.
+    customer's own key, and read as :func:`redacted` once the customer is erased. An event
+    whose personal data belongs to another person names, in its field ``KEY_OWNER``, whose key
+    seals it (see :func:`key_owner`), so erasing that person reaches this copy too.
     """
 
     TYPE: ClassVar[str] = ""
     PERSONAL: ClassVar[tuple[str, ...]] = ()
+    KEY_OWNER: ClassVar[str | None] = None
     actor: str
     correlation_id: str
     causation_id: str | None
@@ -244,13 +248,17 @@ class DuplicateAbsorbed(CustomerEvent):
     """What the survivor took over from the duplicate, so an unmerge can give it back.
 
     A merge records it in ``parts`` events (``part`` = 1…parts) so that no event outgrows
-    :data:`MAX_EVENT_BYTES`: the first carries tags, contact count and email/phone, every part
-    a share of the purchases. Parts add up, so consumers fold each one as it comes. Version 2
-    added ``part``/``parts``; v1 events (one part) are upcast on load.
+    :data:`MAX_EVENT_BYTES`: the first carries tags and contact count, every part a share of
+    the purchases, and email/phone ride in the parts whose ``data_owner`` is the person they
+    came from (the duplicate, or whoever it had absorbed them from): they are sealed with THAT
+    person's key, so erasing that person later (after an unmerge) reaches this copy. Parts add
+    up, so consumers fold each one as it comes. Version 2 added ``part``/``parts`` and
+    ``data_owner``; v1 events (one part, sealed with the survivor's key) are upcast on load.
     """
 
     TYPE = "customer.duplicate_absorbed"
     PERSONAL = ("email", "phone")
+    KEY_OWNER = "data_owner"
     class_version = 2
     duplicate_id: str
     tags: list[str]
@@ -260,11 +268,13 @@ class DuplicateAbsorbed(CustomerEvent):
     phone: str | None
     part: int
     parts: int
+    data_owner: str | None
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state.setdefault("part", 1)
         state.setdefault("parts", 1)
+        state.setdefault("data_owner", None)
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.tags.extend(self.tags)
@@ -278,14 +288,17 @@ class DuplicateAbsorbed(CustomerEvent):
         if known is None or self.part == 1:
             known = {"duplicate_id": self.duplicate_id, "tags": [], "purchases": {}}
             known |= {"contacts_count": 0, "email": None, "phone": None}
-        aggregate.absorbed[self.duplicate_id] = {
+        record = {
             **known,
             "tags": [*known["tags"], *self.tags],
             "purchases": {**known["purchases"], **self.purchases},
             "contacts_count": known["contacts_count"] + self.contacts_count,
-            "email": self.email if self.email is not None else known["email"],
-            "phone": self.phone if self.phone is not None else known["phone"],
         }
+        for field in ("email", "phone"):
+            if getattr(self, field) is not None:
+                record[field] = getattr(self, field)
+                record[f"{field}_owner"] = self.data_owner
+        aggregate.absorbed[self.duplicate_id] = record
 
 
 class Unmerged(CustomerEvent):
@@ -293,12 +306,14 @@ class Unmerged(CustomerEvent):
 
     On the survivor it lists exactly what is given back, so consumers need no memory of the
     merge: tags, purchases, contact count, and email/phone where the survivor had taken them;
-    like :class:`DuplicateAbsorbed`, in ``parts`` events that add up. Consents are never given
-    back or taken (README, "The model"). Version 2 added ``part``/``parts`` (upcast: 1 of 1).
+    like :class:`DuplicateAbsorbed`, in ``parts`` events that add up, email/phone sealed with
+    the key of ``data_owner``. Consents are never given back or taken (README, "The model").
+    Version 2 added ``part``/``parts`` and ``data_owner`` (upcast: 1 of 1, no owner).
     """
 
     TYPE = "customer.unmerged"
     PERSONAL = ("email", "phone")
+    KEY_OWNER = "data_owner"
     class_version = 2
     other_id: str
     role: str
@@ -309,11 +324,13 @@ class Unmerged(CustomerEvent):
     phone: str | None
     part: int
     parts: int
+    data_owner: str | None
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state.setdefault("part", 1)
         state.setdefault("parts", 1)
+        state.setdefault("data_owner", None)
 
     def apply(self, aggregate: Customer) -> None:
         if self.role == "duplicate":
@@ -333,10 +350,21 @@ class Unmerged(CustomerEvent):
 
 
 class Erased(CustomerEvent):
-    """Right to erasure: personal data is gone from here on; facts without PII stay."""
+    """Right to erasure: personal data is gone from here on; facts without PII stay.
+
+    ``copies_at`` names the customers whose streams hold this person's data sealed with their
+    key (what merges moved): their snapshots and read-model copies go too. Version 2 added it
+    (upcast: none).
+    """
 
     TYPE = "customer.erased"
+    class_version = 2
     reason: str | None
+    copies_at: list[str]
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("copies_at", [])
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.status = Status.ERASED.value
@@ -403,6 +431,13 @@ EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     TierChanged,
 )
 EVENT_TYPES: dict[str, type[CustomerEvent]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
+
+
+def key_owner(event: CustomerEvent) -> UUID:
+    """Whose data key seals the event's personal fields: its ``KEY_OWNER`` field, if it names
+    someone, else the customer the event belongs to."""
+    owner = getattr(event, event.KEY_OWNER, None) if event.KEY_OWNER else None
+    return UUID(owner) if owner else event.originator_id
 
 
 def data_fields(event_class: type[CustomerEvent]) -> list[str]:

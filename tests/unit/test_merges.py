@@ -234,3 +234,60 @@ def test_every_write_to_a_chain_member_names_the_final_survivor(
         assert outcome.to_dict()["problem"]["survivor_id"] == str(c), command
         assert isinstance(outcome.problem, errors.CustomerMerged)
         assert outcome.problem.survivor_id == c
+
+
+def readable(store: EventStore, customer: UUID) -> str:
+    """Everything a reader of the customer's stream can open: events (as the feed opens
+    them for every consumer), history and time travel to every version."""
+    latest = store.customer(customer).version
+    opened = [(e.data, e.sealed) for e in StoreFeed(store).read(0, 100_000)]
+    versions = [vars(store.customer(customer, version=v)) for v in range(1, latest + 1)]
+    return repr([opened, store.history(customer), versions])
+
+
+def test_erasing_a_duplicate_after_an_unmerge_reaches_the_copies_on_the_survivor(
+    service: CommandService, store: EventStore, ctx: Context
+) -> None:
+    survivor = register(service, ctx, name="Sam")
+    duplicate = register(service, ctx, name="Dee", email="dee@example.com", phone="+4930901820")
+    service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), ctx)
+    for n in range(6):  # snapshots of the survivor while it holds the duplicate's data
+        service.execute(m.TagCustomer(customer_id=survivor, tag=f"t{n}"), ctx)
+    service.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate), ctx)
+    assert store.snapshots is not None and list(store.snapshots.get(survivor))
+    assert "dee@example.com" in readable(store, survivor)  # the duplicate's own, under its key
+
+    erased = service.execute(m.EraseCustomer(customer_id=duplicate), ctx)
+
+    assert erased.events == ("customer.erased",)
+    assert [e.copies_at for _, e in store.history(duplicate)[-1:]] == [[str(survivor)]]  # type: ignore[attr-defined]
+    assert list(store.snapshots.get(survivor)) == []
+    text = readable(store, survivor)
+    assert "dee@example.com" not in text and "+4930901820" not in text
+    kept = store.customer(survivor)
+    assert (kept.status, kept.name, kept.tags[-1]) == ("active", "Sam", "t5")
+
+
+def test_a_chain_seals_what_moves_with_the_key_of_whom_it_belongs_to(
+    service: CommandService, store: EventStore, ctx: Context
+) -> None:
+    a = register(service, ctx, name="A", email="a@example.com")
+    b = register(service, ctx, name="B", phone="+4930901820")
+    c = register(service, ctx, name="C")
+    service.execute(m.MergeCustomers(customer_id=b, duplicate_id=a), ctx)
+    outcome = service.execute(m.MergeCustomers(customer_id=c, duplicate_id=b), ctx)
+    assert outcome.events == ("customer.duplicate_absorbed",) * 2 + ("customer.merged_into",)
+    parts = [e for _, e in store.history(c) if e.TYPE == "customer.duplicate_absorbed"]
+    assert [(e.part, e.email, e.phone, e.data_owner) for e in parts] == [  # type: ignore[attr-defined]
+        (1, "a@example.com", None, str(a)),
+        (2, None, "+4930901820", str(b)),
+    ]
+    service.execute(m.UnmergeCustomers(customer_id=c, duplicate_id=b), ctx)
+    service.execute(m.UnmergeCustomers(customer_id=b, duplicate_id=a), ctx)
+    assert (store.customer(c).email, store.customer(b).email) == (None, None)
+
+    service.execute(m.EraseCustomer(customer_id=a), ctx)
+
+    for holder in (b, c):
+        assert "a@example.com" not in readable(store, holder)
+    assert "+4930901820" in readable(store, c)  # B's own phone: B is not erased
