@@ -239,6 +239,47 @@ class MergeContract:
         # the audit's live blanking vs a rebuild after an erasure is issue 13 item 6, apart
         self.assert_rebuilds_equal_live(store, read_store, leave_out="audit")
 
+    def test_erasing_a_duplicate_after_an_unmerge_reaches_every_copy_on_the_survivor(
+        self,
+        world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner],
+        database_url: str,
+    ) -> None:
+        store, read_store, service, runner = world
+        survivor = self.register(service, name="Sam")
+        duplicate = self.register(service, name="Dee", email="dee@example.com", phone="+4930901820")
+        service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), CTX)
+        for n in range(5):  # snapshots (every 4 events) while the survivor holds the copies
+            service.execute(m.TagCustomer(customer_id=survivor, tag=f"t{n}"), CTX)
+        service.execute(
+            m.UpdateProfile(customer_id=survivor, changes={"phone": "+4930901821"}), CTX
+        )  # a diff whose "before" is the duplicate's phone
+        service.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate), CTX)
+        runner.catch_up()
+        assert store.snapshots is not None and list(store.snapshots.get(survivor))
+
+        service.execute(m.EraseCustomer(customer_id=duplicate), CTX)
+        runner.catch_up()
+
+        assert list(store.snapshots.get(survivor)) == []  # dropped with the key, atomically
+        with read_store.transaction() as tx:
+            live, _ = audit.history(tx, survivor)
+        assert "dee@example.com" not in repr(live) and "+4930901820" not in repr(live)
+        phones = [r["diff"]["phone"] for r in live if "phone" in r["diff"]]
+        assert phones == [[None, "+4930901821"]]  # what folding the redacted copies gives
+        shown = self.profile(read_store, survivor)
+        assert (shown["status"], shown["phone"], shown["email"]) == ("active", "+4930901821", None)
+        other = EventStore(database_url)  # another process: nothing cached
+        try:
+            text = repr([(e.data, e.sealed) for e in StoreFeed(other).read(0, 1000)])
+            text += repr([vars(other.customer(survivor, version=v)) for v in range(1, 10)])
+        finally:
+            other.close()
+        assert "dee@example.com" not in text and "+4930901820" not in text
+        rebuild(StoreFeed(store), read_store, audit.AuditProjector())  # swaps the replay in
+        with read_store.transaction() as tx:
+            rebuilt, _ = audit.history(tx, survivor)
+        assert rebuilt == live
+
     # -------------------------------------------------------------------------- parts
 
     def test_merge_parts_fold_in_every_read_model_and_unmerge_gives_all_back(
