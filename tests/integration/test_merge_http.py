@@ -124,6 +124,12 @@ class MergeFlows:
         erased = self.ok(api, "DELETE", f"/customers/{duplicate}")
         kept = self.read(api, f"/customers/{survivor}", erased["position"], who="reader+pii")
         assert (kept.status_code, kept.json()["phone"]) == (200, None)
+        # nor do the copies the merge left in the survivor's history read any more
+        history = self.read(api, f"/customers/{survivor}/history", erased["position"])
+        merged_then = self.read(api, f"/customers/{survivor}?version=2", 0)
+        assert history.status_code == merged_then.status_code == 200
+        assert merged_then.json()["phone"] is None
+        assert all("+4930901820" not in r.text for r in (history, merged_then))
 
     # ------------------------------------------------------- item 11b: final survivor
 
