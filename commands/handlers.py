@@ -13,9 +13,10 @@ from uuid import UUID, uuid4
 from commands import messages as m
 from commands.unit_of_work import UnitOfWork
 from domain import values as v
-from domain.customer import Customer, erase, merge, unmerge
+from domain.customer import Customer
 from domain.errors import CustomerExists, InvalidInput, VersionConflict
 from domain.events import Meta
+from domain.merging import erase, merge, unmerge
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 

@@ -19,14 +19,14 @@ from uuid import UUID
 import orjson
 import pytest
 
-import domain.customer
+import domain.merging
 from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from domain import errors
-from domain.customer import MERGE_SOURCE_PREFIX
+from domain.merging import MERGE_SOURCE_PREFIX
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.store import EventStore
@@ -288,7 +288,7 @@ class MergeContract:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         store, read_store, service, runner = world
-        monkeypatch.setattr(domain.customer, "PURCHASES_PER_PART", 7)  # small parts, same code
+        monkeypatch.setattr(domain.merging, "PURCHASES_PER_PART", 7)  # small parts, same code
         put_definition(read_store, "big", "Big spenders", BIG_SPENDERS)
         survivor = self.register(service, name="Sam")
         duplicate = self.register(service, name="Dee", email="dee@example.com")

@@ -20,7 +20,7 @@ import pytest
 from commands import messages as m
 from commands.service import CommandService, Context
 from domain import errors
-from domain.customer import PURCHASES_PER_PART, Customer, merge, unmerge
+from domain.customer import Customer
 from domain.events import (
     ENVELOPE_OVERHEAD_BYTES,
     MAX_EVENT_BYTES,
@@ -28,6 +28,7 @@ from domain.events import (
     DuplicateAbsorbed,
     Meta,
 )
+from domain.merging import PURCHASES_PER_PART, merge, unmerge
 from infra.envelope import Envelope
 from infra.store import EventStore
 from tests.unit.merge_support import folded

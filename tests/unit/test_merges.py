@@ -21,7 +21,7 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from domain import errors
-from domain.customer import MERGE_SOURCE_PREFIX
+from domain.merging import MERGE_SOURCE_PREFIX
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.store import EventStore
