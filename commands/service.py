@@ -268,11 +268,14 @@ def _culprit(plans: Sequence[_Planned | DomainError], error: EventTooLarge) -> i
 
 def _final_survivor(uow: UnitOfWork, error: CustomerMerged, hops: int = 1000) -> CustomerMerged:
     """``error`` naming the last customer of the merge chain (A → B → C names C for A)."""
-    survivor = uow.customer(error.survivor_id)
-    for _ in range(hops):  # merges never form a cycle; the bound only guards bad data
-        if survivor.merged_into is None or survivor.status != Status.MERGED:
-            break
-        survivor = uow.customer(UUID(survivor.merged_into))
+    try:
+        survivor = uow.customer(error.survivor_id)
+        for _ in range(hops):  # merges never form a cycle; the bound only guards bad data
+            if survivor.merged_into is None or survivor.status != Status.MERGED:
+                break
+            survivor = uow.customer(UUID(survivor.merged_into))
+    except DomainError:  # a link to nowhere (bad data): name what the customer names
+        return error
     if survivor.id == error.survivor_id:
         return error
     return CustomerMerged(error.customer_id, survivor.id)
