@@ -222,3 +222,32 @@ def test_sealed_personal_data_counts_too_and_a_refused_registration_reserves_not
         service.execute(m.UpdateProfile(customer_id=customer, changes={"attributes": wide}), ctx)
     assert refused.value.details["event_type"] == "customer.profile_updated"
     assert store.customer(customer).version == 1
+
+
+def test_an_event_at_the_bound_has_an_envelope_within_the_documented_overhead(
+    store: EventStore,
+) -> None:
+    """The envelope adds at most ``ENVELOPE_OVERHEAD_BYTES`` to the stored bound (what
+    producer and topic limits must allow), and one byte more is refused."""
+    customer = Customer.register(uuid4(), META, name="Ada", email="ada@example.com")
+    customer.collect_events()
+
+    def purchase(padding: int) -> Any:
+        customer.record_purchase(
+            META,
+            order_id=f"o-{padding}",
+            amount=Decimal("999999999999.9999") - 1,
+            currency="EUR",
+            items=[{"note": "x" * padding}],
+        )
+        return customer.collect_events()[0]
+
+    with pytest.raises(errors.EventTooLarge) as measured:
+        stored_sizes(store, [purchase(MAX_EVENT_BYTES)])
+    fixed = measured.value.details["size"] - MAX_EVENT_BYTES  # bytes besides the padding
+    exact = MAX_EVENT_BYTES - fixed
+    ((_, size, envelope),) = stored_sizes(store, [purchase(exact)])
+    assert size == MAX_EVENT_BYTES
+    assert envelope <= MAX_EVENT_BYTES + ENVELOPE_OVERHEAD_BYTES
+    with pytest.raises(errors.EventTooLarge):
+        stored_sizes(store, [purchase(exact + 1)])
