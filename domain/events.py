@@ -9,6 +9,7 @@ Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -244,23 +245,31 @@ class MergedInto(CustomerEvent):
         aggregate.merged_into = self.survivor_id
 
 
-class DuplicateAbsorbed(CustomerEvent):
-    """What the survivor took over from the duplicate, so an unmerge can give it back.
+def moved_fields(data: Mapping[str, Any]) -> list[str]:
+    """Which of email/phone a merge part moves (or an unmerge part gives back): named in clear
+    in ``moved``, so folds never depend on values that read null once their owner is erased;
+    for v1 events, the fields that hold a value (their survivor's key sealed them)."""
+    moved = data.get("moved")
+    if moved is not None:
+        return list(moved)
+    return [field for field in ("email", "phone") if data.get(field) is not None]
 
-    A merge records it in ``parts`` events (``part`` = 1…parts) so that no event outgrows
-    :data:`MAX_EVENT_BYTES`: the first carries tags and contact count, every part a share of
-    the purchases, and email/phone ride in the parts whose ``data_owner`` is the person they
-    came from (the duplicate, or whoever it had absorbed them from): they are sealed with THAT
-    person's key, so erasing that person later (after an unmerge) reaches this copy. Parts add
-    up, so consumers fold each one as it comes. Version 2 added ``part``/``parts`` and
-    ``data_owner``; v1 events (one part, sealed with the survivor's key) are upcast on load.
+
+class _Moving(CustomerEvent):
+    """What moves between a survivor and a duplicate, in ``parts`` events (``part`` =
+    1…parts) so that no event outgrows :data:`MAX_EVENT_BYTES`: part 1 carries tags and the
+    contact count, every part a share of the purchases; the email/phone (``moved`` names which)
+    ride in parts whose ``data_owner`` is the person they belong to (the duplicate, or whom it
+    had absorbed them from) and are sealed with THAT person's key, so erasing that person
+    later (after an unmerge) reaches this copy. Parts add up: consumers fold each as it comes.
+
+    Version 2 added ``part``, ``parts``, ``data_owner`` and ``moved``; v1 events (one part,
+    sealed with the survivor's own key) are upcast on load.
     """
 
-    TYPE = "customer.duplicate_absorbed"
     PERSONAL = ("email", "phone")
     KEY_OWNER = "data_owner"
     class_version = 2
-    duplicate_id: str
     tags: list[str]
     purchases: dict[str, dict[str, Any]]
     contacts_count: int
@@ -269,21 +278,23 @@ class DuplicateAbsorbed(CustomerEvent):
     part: int
     parts: int
     data_owner: str | None
+    moved: list[str] | None
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
-        state.setdefault("part", 1)
-        state.setdefault("parts", 1)
-        state.setdefault("data_owner", None)
+        state.update({"part": 1, "parts": 1, "data_owner": None, "moved": None} | state)
+
+
+class DuplicateAbsorbed(_Moving):
+    """What the survivor took over from the duplicate, so an unmerge can give it back."""
+
+    TYPE = "customer.duplicate_absorbed"
+    duplicate_id: str
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.tags.extend(self.tags)
         aggregate.purchases.update(self.purchases)
         aggregate.contacts_count += self.contacts_count
-        if self.email is not None:
-            aggregate.email = self.email
-        if self.phone is not None:
-            aggregate.phone = self.phone
         known = aggregate.absorbed.get(self.duplicate_id)
         if known is None or self.part == 1:
             known = {"duplicate_id": self.duplicate_id, "tags": [], "purchases": {}}
@@ -294,43 +305,24 @@ class DuplicateAbsorbed(CustomerEvent):
             "purchases": {**known["purchases"], **self.purchases},
             "contacts_count": known["contacts_count"] + self.contacts_count,
         }
-        for field in ("email", "phone"):
-            if getattr(self, field) is not None:
-                record[field] = getattr(self, field)
-                record[f"{field}_owner"] = self.data_owner
+        for field in moved_fields(vars(self)):
+            setattr(aggregate, field, getattr(self, field))
+            record[field] = getattr(self, field)
+            record[f"{field}_owner"] = self.data_owner
         aggregate.absorbed[self.duplicate_id] = record
 
 
-class Unmerged(CustomerEvent):
+class Unmerged(_Moving):
     """Undo of a merge, recorded on both sides (``role`` says which side this one is).
 
     On the survivor it lists exactly what is given back, so consumers need no memory of the
-    merge: tags, purchases, contact count, and email/phone where the survivor had taken them;
-    like :class:`DuplicateAbsorbed`, in ``parts`` events that add up, email/phone sealed with
-    the key of ``data_owner``. Consents are never given back or taken (README, "The model").
-    Version 2 added ``part``/``parts`` and ``data_owner`` (upcast: 1 of 1, no owner).
+    merge: tags, purchases, contact count, and email/phone where the survivor had taken them.
+    Consents are never given back or taken (README, "The model").
     """
 
     TYPE = "customer.unmerged"
-    PERSONAL = ("email", "phone")
-    KEY_OWNER = "data_owner"
-    class_version = 2
     other_id: str
     role: str
-    tags: list[str]
-    purchases: dict[str, dict[str, Any]]
-    contacts_count: int
-    email: str | None
-    phone: str | None
-    part: int
-    parts: int
-    data_owner: str | None
-
-    @staticmethod
-    def upcast_v1_v2(state: dict[str, Any]) -> None:
-        state.setdefault("part", 1)
-        state.setdefault("parts", 1)
-        state.setdefault("data_owner", None)
 
     def apply(self, aggregate: Customer) -> None:
         if self.role == "duplicate":
@@ -343,10 +335,8 @@ class Unmerged(CustomerEvent):
         for order_id in self.purchases:
             del aggregate.purchases[order_id]
         aggregate.contacts_count -= self.contacts_count
-        if self.email is not None:
-            aggregate.email = None
-        if self.phone is not None:
-            aggregate.phone = None
+        for field in moved_fields(vars(self)):
+            setattr(aggregate, field, None)
 
 
 class Erased(CustomerEvent):

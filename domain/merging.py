@@ -62,6 +62,7 @@ def _in_parts(
             email=values.get("email"),
             phone=values.get("phone"),
             data_owner=owner,
+            moved=list(values),
             part=index + 1,
             parts=parts,
             tags=tags if index == 0 else [],
@@ -172,6 +173,7 @@ def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
         part=1,
         parts=1,
         data_owner=None,
+        moved=[],
         **meta.fields(),
     )
     return owners

@@ -25,6 +25,7 @@ from domain.merging import MERGE_SOURCE_PREFIX
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.store import EventStore
+from projections import profile
 from projections.segment_rules import matches, parse
 from tests.unit.merge_support import folded
 from tests.unit.test_properties import assert_profile_matches
@@ -291,3 +292,27 @@ def test_a_chain_seals_what_moves_with_the_key_of_whom_it_belongs_to(
     for holder in (b, c):
         assert "a@example.com" not in readable(store, holder)
     assert "+4930901820" in readable(store, c)  # B's own phone: B is not erased
+
+
+def test_a_live_fold_that_opens_the_unmerge_after_the_erasure_agrees_with_a_replay(
+    service: CommandService, store: EventStore, ctx: Context
+) -> None:
+    """A consumer that folded the merge before the duplicate was erased, and opens the unmerge
+    after (its copy of the phone reads null by then), still gives the phone back."""
+    survivor = register(service, ctx, name="Sam", email="sam@example.com")
+    duplicate = register(service, ctx, name="Dee", phone="+4930901820")
+    merged = service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), ctx)
+    service.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate), ctx)
+    live = profile.empty(survivor)
+    for envelope in StoreFeed(store).read(0, 1000):
+        if envelope.customer_id == survivor and envelope.version <= (merged.version or 0):
+            profile.apply(live, envelope)
+    assert live["phone"] == "+4930901820"
+
+    service.execute(m.EraseCustomer(customer_id=duplicate), ctx)
+    for envelope in StoreFeed(store).read(0, 1000):
+        if envelope.customer_id == survivor:
+            profile.apply(live, envelope)  # the unmerge, opened after the erasure
+
+    assert live["phone"] is None and live == folded(store, survivor)
+    assert store.customer(survivor).phone is None

@@ -104,8 +104,8 @@ def test_v1_merge_and_erasure_events_still_load_and_fold(
     old = EventStore("memory://")
     old.personal.keys = store.personal.keys  # the same customers' keys: sealed data opens
     added = {
-        get_topic(DuplicateAbsorbed): ("part", "parts", "data_owner"),
-        get_topic(Unmerged): ("part", "parts", "data_owner"),
+        get_topic(DuplicateAbsorbed): ("part", "parts", "data_owner", "moved"),
+        get_topic(Unmerged): ("part", "parts", "data_owner", "moved"),
         get_topic(Erased): ("copies_at",),
     }
     rewritten = 0
