@@ -191,10 +191,12 @@ MOVED = ("email", "phone")  # the personal fields merges move, sealed with their
 
 def _drop_copies(tx: Tx, owner: str, holder: str) -> None:
     """``owner`` was erased: in ``holder``'s rows, the email/phone a merge moved from them read
-    null (as their shredded key now opens them), and every row's email/phone diff is refolded
-    from the rows (what a rebuild gives). An erased holder's rows are blank already."""
-    state = tx.fetchone("SELECT state FROM {audit_state} WHERE customer_id = ?", (holder,))
-    if state is None or orjson.loads(state[0]).get("status") == "erased":
+    null (as their shredded key now opens them), every row's email/phone diff is refolded from
+    the rows (what a rebuild gives), and so is the holder's fold in ``audit_state`` (which later
+    rows start from). An erased holder's rows are blank already."""
+    found = tx.fetchone("SELECT state FROM {audit_state} WHERE customer_id = ?", (holder,))
+    state = orjson.loads(found[0]) if found else {}
+    if state.get("status", "erased") == "erased":
         return
     rows = tx.fetchall(f"{SELECT} WHERE customer_id = ? ORDER BY version", (holder,))
     items = [_item(row) for row in rows]
@@ -214,6 +216,11 @@ def _drop_copies(tx: Tx, owner: str, holder: str) -> None:
             row = (orjson.dumps(data).decode(), orjson.dumps(new_diff).decode(), item["position"])
             changed.append(row)
     tx.executemany("UPDATE {audit_events} SET data = ?, diff = ? WHERE position = ?", changed)
+    state |= {field: fold.get(field) for field in MOVED}
+    tx.execute(
+        "UPDATE {audit_state} SET state = ? WHERE customer_id = ?",
+        (orjson.dumps(state).decode(), holder),
+    )
 
 
 def _envelope(item: dict[str, Any], data: dict[str, Any]) -> Envelope:

@@ -33,7 +33,7 @@ from infra.store import EventStore
 from projections import audit, profile
 from projections.analytics import AnalyticsProjector
 from projections.audit_export import export_lines
-from projections.framework import Projector, ensure_schema
+from projections.framework import Binding, Projector, ensure_schema, project
 from projections.profiles import ProfilesProjector, get_profile
 from projections.readstore import ReadStore, open_read_store
 from projections.segments import SegmentsProjector, ensure_definitions, members, put_definition
@@ -279,6 +279,45 @@ class MergeContract:
         with read_store.transaction() as tx:
             rebuilt, _ = audit.history(tx, survivor)
         assert rebuilt == live
+
+    def test_a_consumer_that_sees_the_erasure_before_the_unmerge_agrees_with_a_rebuild(
+        self, world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner]
+    ) -> None:
+        """Kafka delivers each customer's events in order, not across customers: the merge
+        was folded with the phone readable, the duplicate's erasure arrives before the
+        survivor's unmerge (which opens after the key is gone)."""
+        store, read_store, service, _ = world
+        survivor = self.register(service, name="Sam", email="sam@example.com")
+        duplicate = self.register(service, name="Dee", phone="+4930901820")
+        service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), CTX)
+        early = StoreFeed(store).read(0, 1000)  # opened while the duplicate's key exists
+        service.execute(m.TagCustomer(customer_id=survivor, tag="vip"), CTX)
+        service.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate), CTX)
+        service.execute(m.EraseCustomer(customer_id=duplicate), CTX)
+        late = StoreFeed(store).read(early[-1].position, 1000)
+        first = [e for e in late if e.customer_id == duplicate]  # its unmerge and erasure
+        then = [e for e in late if e.customer_id == survivor]
+        bindings = [Binding.live(p) for p in projectors()]
+        for batch in (early, first, then):
+            with read_store.transaction() as tx:
+                project(tx, bindings, batch, by_position=False)
+        with read_store.transaction() as tx:
+            live, _ = audit.history(tx, survivor)
+            live_state = tx.fetchone(
+                "SELECT state FROM audit_state WHERE customer_id = ?", (str(survivor),)
+            )
+        assert "+4930901820" not in repr([live, live_state])
+        assert self.profile(read_store, survivor)["phone"] is None
+        rebuild(StoreFeed(store), read_store, audit.AuditProjector())
+        with read_store.transaction() as tx:
+            rebuilt, _ = audit.history(tx, survivor)
+            rebuilt_state = tx.fetchone(
+                "SELECT state FROM audit_state WHERE customer_id = ?", (str(survivor),)
+            )
+        assert (rebuilt, rebuilt_state) == (live, live_state)
+        for projector in (ProfilesProjector(), SegmentsProjector()):
+            result = rebuild(StoreFeed(store), read_store, projector, verify_only=True)
+            assert result.differences == [], projector.name
 
     # -------------------------------------------------------------------------- parts
 
