@@ -6,10 +6,10 @@ customer snapshots, ``Customer.PERSONAL``) that hold a value are replaced by ONE
 associated data ``clientele.pii.v1 ‖ customer id ‖ version ‖ kind`` binding it to its event
 (kind = the event type, or ``snapshot``). The key is the customer's, or, for data a merge
 moved from another person, that person's (:func:`domain.events.key_owner`, named in clear in
-the event), so erasing them makes every copy unreadable. Everything else stays clear, so analytics survive
-erasure. Envelopes carry the token unchanged (``sealed``); trusted consumers open it with
-:meth:`PersonalData.open_envelope` through the key store. Once a customer's key is shredded,
-their personal fields read as :func:`domain.events.redacted` (null, or ``{}`` for maps).
+the event), so erasing them makes every copy unreadable. Everything else stays clear, so
+analytics survive erasure. Envelopes carry the token unchanged (``sealed``); trusted consumers
+open it with :meth:`PersonalData.open_envelope` through the key store. Once a key is shredded,
+the personal fields it sealed read as :func:`domain.events.redacted` (null, or ``{}`` for maps).
 """
 
 from __future__ import annotations
