@@ -30,6 +30,7 @@ STATUS_BY_CODE = {
     "concurrent-write": 409,
     "idempotency-key-reused": 422,
     "limit-exceeded": 422,
+    "event-too-large": 422,
 }
 TITLES = {
     400: "Bad request",

@@ -161,12 +161,13 @@ _DESCRIPTIONS = {
     403: "The key lacks the role this route needs",
     404: "No such customer",
     409: "Conflict: taken email, version, order, or state transition",
-    410: "Customer erased, or merged (survivor_id names where it went)",
+    410: "Customer erased, or merged (survivor_id names the final survivor of its merge chain)",
     411: "Chunked body without Content-Length",
     412: "If-Match matches no current version (weak tags never match; no such customer)",
     413: "Body larger than the configured limit",
     415: "Body is not application/json",
-    422: "Invalid input; `field` names what is wrong",
+    422: "Invalid input; `field` names what is wrong (event-too-large: the event it would record "
+    "exceeds the store's bound)",
     428: "If-Match is required",
     503: "Read models not yet at X-Min-Position, or the customer is parked (Retry-After); or not ready",
 }

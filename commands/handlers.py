@@ -13,9 +13,10 @@ from uuid import UUID, uuid4
 from commands import messages as m
 from commands.unit_of_work import UnitOfWork
 from domain import values as v
-from domain.customer import Customer, merge, unmerge
+from domain.customer import Customer
 from domain.errors import CustomerExists, InvalidInput, VersionConflict
 from domain.events import Meta
+from domain.merging import erase, merge, unmerge
 from domain.payloads import normalise_attributes, normalise_items
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -224,7 +225,8 @@ def reactivate(command: m.ReactivateCustomer, env: Env) -> UUID:
 def merge_customers(command: m.MergeCustomers, env: Env) -> UUID:
     survivor = _target(command, env)
     duplicate = env.uow.customer(command.duplicate_id)
-    merge(survivor, duplicate, env.meta)
+    for owner in merge(survivor, duplicate, env.meta):
+        env.uow.data_copies(owner).add(survivor.id)
     if duplicate.email is not None:
         env.uow.email_reservation(duplicate.email).release(duplicate.id)
         if survivor.email == duplicate.email:
@@ -237,7 +239,8 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
     survivor = _target(command, env)
     duplicate = env.uow.customer(command.duplicate_id)
     survivor_email = survivor.email
-    unmerge(survivor, duplicate, env.meta)
+    for owner in unmerge(survivor, duplicate, env.meta):
+        env.uow.data_copies(owner).add(survivor.id)
     if survivor_email is not None and survivor.email != survivor_email:
         env.uow.email_reservation(survivor_email).release(survivor.id)
     if duplicate.email is not None:
@@ -246,10 +249,11 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
 
 
 @handles(m.EraseCustomer)
-def erase(command: m.EraseCustomer, env: Env) -> UUID:
+def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
     customer = _target(command, env)
     email = customer.email
-    customer.erase(env.meta, _code("reason", command.reason))
+    reason = _code("reason", command.reason)
+    erase(customer, env.uow.customer, env.uow.copies_of, env.meta, reason)
     if email is not None:
         env.uow.email_reservation(email).release(customer.id)
     return customer.id

@@ -20,11 +20,12 @@ from eventsourcing.persistence import Recording
 
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.indexes import EmailReservation, IdempotencyRecord
+from domain.indexes import DataCopies, EmailReservation, IdempotencyRecord
 from infra.bulk_load import load_many
 from infra.store import EventStore
 
 IDEMPOTENCY_NAMESPACE = UUID("0b5f4f0e-8d8a-5c1e-8f55-7f1f0c2f3a61")
+COPIES_NAMESPACE = UUID("5e0c6a1d-2b7f-5f3e-9a41-3c8d7e6f1b22")
 _SAVE_ORDER = {Customer: 0, EmailReservation: 1, IdempotencyRecord: 2}
 
 
@@ -104,6 +105,21 @@ class UnitOfWork:
             self._aggregates[reservation_id] = aggregate
         assert isinstance(aggregate, EmailReservation)
         return aggregate
+
+    def data_copies(self, owner: UUID) -> DataCopies:
+        """The index of who holds ``owner``'s data under their key (opened if new)."""
+        copies_id = uuid5(COPIES_NAMESPACE, str(owner))
+        aggregate = self._load(copies_id)
+        if aggregate is None:
+            aggregate = DataCopies.open(copies_id)
+            self._aggregates[copies_id] = aggregate
+        assert isinstance(aggregate, DataCopies)
+        return aggregate
+
+    def copies_of(self, owner: UUID) -> list[str]:
+        """Ids of the customers whose streams hold ``owner``'s data under their key."""
+        aggregate = self._load(uuid5(COPIES_NAMESPACE, str(owner)))
+        return list(aggregate.holders) if isinstance(aggregate, DataCopies) else []
 
     def idempotency_record(self, key: str) -> tuple[UUID, IdempotencyRecord | None]:
         record_id = self.idempotency_id(key)

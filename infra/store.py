@@ -29,7 +29,7 @@ from psycopg.sql import SQL, Identifier
 
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.events import EVENT_CLASSES, CustomerEvent, Erased
+from domain.events import EVENT_CLASSES, CustomerEvent, Erased, key_owner
 from infra.data_keys import DEV_MASTER_KEYS, DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
 from infra.transcoder import OrjsonTranscoder
@@ -127,15 +127,19 @@ class EventStore(Application[UUID]):
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Create missing data keys for the batch in one go before the mapper needs them;
-        after an erasure, forget the shredded keys (the recorder destroyed them atomically)."""
+        after an erasure, forget the shredded keys (the recorder destroyed them, and the
+        snapshots of the customer and of those holding copies of their data, atomically)."""
         events = processing_event.events
-        self.data_keys.for_writing({e.originator_id.hex for e in events if has_personal_data(e)})
+        owners = {key_owner(e).hex for e in events if has_personal_data(e)}
+        self.data_keys.for_writing(owners)
         recordings = super()._record(processing_event)
-        erased = [e.originator_id.hex for e in events if isinstance(e, Erased)]
-        if erased:
+        erasures = [e for e in events if isinstance(e, Erased)]
+        if erasures:
+            erased = [e.originator_id.hex for e in erasures]
             if isinstance(self.data_keys, MemoryDataKeys):  # what SQL recorders do atomically
                 self.data_keys.shred(erased)
-                self._drop_memory_snapshots(erased)
+                holders = [UUID(h).hex for e in erasures for h in e.copies_at]
+                self._drop_memory_snapshots(erased + holders)
             self.data_keys.forget(erased)
         return recordings
 

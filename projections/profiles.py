@@ -114,6 +114,18 @@ def get_profile(tx: Tx, customer_id: UUID) -> dict[str, Any] | None:
     return None if row is None else profile.render(orjson.loads(row[0]))
 
 
+def final_survivor(tx: Tx, survivor_id: UUID, hops: int = 1000) -> UUID:
+    """The end of a merge chain starting at ``survivor_id`` (A → B → C: C for B)."""
+    for _ in range(hops):  # merges never form a cycle; the bound only guards bad data
+        row = tx.fetchone(
+            "SELECT status, state FROM {profiles} WHERE customer_id = ?", (str(survivor_id),)
+        )
+        if row is None or row[0] != "merged":
+            break
+        survivor_id = UUID(orjson.loads(row[1])["merged_into"])
+    return survivor_id
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
 

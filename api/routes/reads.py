@@ -17,7 +17,7 @@ from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile
-from projections.profiles import get_profile, search_profiles
+from projections.profiles import final_survivor, get_profile, search_profiles
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
 
@@ -56,7 +56,8 @@ def get_customer(
         int | None, Query(ge=1, description="time travel: the profile at this version")
     ] = None,
 ) -> Response:
-    """A customer's profile (ETag = version). Erased → 410; merged → 410 naming the survivor."""
+    """A customer's profile (ETag = version). Erased → 410; merged → 410 naming the final
+    survivor of its merge chain."""
     if as_of is not None or version is not None:
         if as_of is not None:
             check_aware("as_of", as_of)
@@ -65,12 +66,12 @@ def get_customer(
     deps.wait_for_position(request, ["profiles"], customer_id)
     with deps.services(request).read_store.transaction() as tx:
         live = get_profile(tx, customer_id)
+        if live is not None and live["status"] == "merged":
+            raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
     if live is None:
         raise CustomerNotFound(customer_id)
     if live["status"] == "erased":
         raise CustomerErased(customer_id)
-    if live["status"] == "merged":
-        raise CustomerMerged(customer_id, UUID(live["merged_into"]))
     return json_response(privacy(request)(live), live["version"])
 
 

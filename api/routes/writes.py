@@ -300,7 +300,8 @@ def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     responses=s.CUSTOMER_DELETE,
 )
 def erase(write: Customer) -> s.WriteResult:
-    """Erase a customer's personal data (right to erasure)."""
+    """Erase a customer's personal data (right to erasure), and every duplicate merged into
+    it; a merged duplicate alone is refused (410) naming the final survivor to erase."""
     return write(m.EraseCustomer)
 
 

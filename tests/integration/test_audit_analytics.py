@@ -163,8 +163,12 @@ def specials(
     elif week == 100:
         merged = {p.index for pair in pairs for p in pair}
         live = [p for p in people if p.status in LIVE and p.index not in merged]
-        for p in [*rng.sample(live, 3), pairs[3][1]]:  # and a duplicate still merged
+        for p in rng.sample(live, 3):
             commands.append(m.EraseCustomer(customer_id=p.cid))
+            p.move("erased", tick, status="erased")
+        survivor, duplicate = pairs[3]  # erasing a survivor erases the duplicate merged into it
+        commands.append(m.EraseCustomer(customer_id=survivor.cid))
+        for p in (survivor, duplicate):
             p.move("erased", tick, status="erased")
     return commands
 

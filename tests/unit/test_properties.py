@@ -90,6 +90,13 @@ def check_invariants(store: EventStore, customers: list[Customer]) -> None:
             assert c.name is None and c.email is None and c.phone is None
         elif c.status != Status.MERGED:
             assert c.name
+    by_id = {str(c.id): c for c in customers}
+    for c in customers:  # erasure reaches every copy: no merge chain ends at an erased record
+        survivor = c
+        while survivor.status == Status.MERGED and survivor.merged_into in by_id:
+            survivor = by_id[survivor.merged_into]
+        if c.status == Status.MERGED:
+            assert survivor.is_live, f"{c.id} is merged into erased {survivor.id}"
     head = store.head()
     assert [n.id for n in store.notifications(0, head + 1)] == list(range(1, head + 1))
 
