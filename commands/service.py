@@ -23,6 +23,7 @@ from uuid import UUID, uuid4
 import structlog
 from eventsourcing.persistence import IntegrityError
 
+from commands.aggregate_cache import AggregateCache
 from commands.handlers import HANDLERS, Env
 from commands.messages import Command
 from commands.unit_of_work import UnitOfWork
@@ -94,6 +95,7 @@ class CommandService:
         retries: int = 5,
         on_commit: Callable[[int], None] | None = None,
         group_limit: int = 1000,
+        cache_bytes: int = 64 * 2**20,
     ) -> None:
         self.store = store
         self.on_commit = on_commit
@@ -101,6 +103,7 @@ class CommandService:
         self.index_key = index_key.encode()
         self.retries = retries
         self.group_limit = group_limit
+        self.cache = AggregateCache(cache_bytes)  # used by the group-commit leader only
         self._turn = threading.Condition()
         self._queue: list[_Submitted] = []
         self._leading = False
@@ -166,7 +169,7 @@ class CommandService:
     def _execute(self, items: Sequence[tuple[Command, Context]]) -> list[Outcome]:
         commands = [command for command, _ in items]
         for attempt in range(self.retries + 1):
-            uow = UnitOfWork(self.store, self.index_key)
+            uow = UnitOfWork(self.store, self.index_key, self.cache)
             uow.prefetch(_targets(uow, commands))
             now = datetime.now(UTC)
             plans = [

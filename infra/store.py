@@ -20,6 +20,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, Notification, Recording, StoredEvent
 from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -32,6 +33,7 @@ from domain.errors import CustomerNotFound
 from domain.events import EVENT_CLASSES, CustomerEvent, Erased
 from infra.data_keys import DEV_MASTER_KEYS, DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
+from infra.snapshots import Footprints
 from infra.transcoder import OrjsonTranscoder
 
 APP_NAME = "Clientele"
@@ -80,7 +82,8 @@ class EventStore(Application[UUID]):
     """eventsourcing application holding customers and their index aggregates.
 
     Personal data is sealed with per-customer keys (:mod:`infra.personal_data`); the keys live
-    in ``customer_keys`` beside the events, wrapped by ``master_keys``.
+    in ``customer_keys`` beside the events, wrapped by ``master_keys``. Customers are
+    snapshotted by the policy of :mod:`infra.snapshots` (``snapshot_interval`` 0: never).
     """
 
     name = APP_NAME
@@ -96,9 +99,7 @@ class EventStore(Application[UUID]):
         env = store_environment(database_url, pool_size=pool_size)
         # The snapshot table always exists (erasure deletes from it); taking them is optional.
         env["IS_SNAPSHOTTING_ENABLED"] = "y"
-        if snapshot_interval:
-            # eventsourcing reads the interval from this (class-level by default) mapping.
-            self.snapshotting_intervals = {Customer: snapshot_interval}  # type: ignore[misc]
+        self.footprints = Footprints(snapshot_interval)
         self.database_url = database_url
         self.personal = PersonalData(OrjsonTranscoder())
         if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
@@ -137,7 +138,55 @@ class EventStore(Application[UUID]):
                 self.data_keys.shred(erased)
                 self._drop_memory_snapshots(erased)
             self.data_keys.forget(erased)
+        self._count_footprints(recordings)
         return recordings
+
+    def _count_footprints(self, recordings: list[Recording[UUID]]) -> None:
+        """Add the customer events just stored to their customers' footprints (learnt from
+        the store when unknown); erased customers' snapshots are gone, so are their footprints."""
+        stored: dict[UUID, list[StoredEvent]] = {}
+        erased = []
+        for recording in recordings:
+            event = recording.domain_event
+            if isinstance(event, CustomerEvent):
+                stored.setdefault(event.originator_id, []).append(recording.notification)
+                if isinstance(event, Erased):
+                    erased.append(event.originator_id)
+        self.footprints.forget(erased)
+        for customer_id, rows in stored.items():
+            if customer_id in erased:
+                continue
+            rows.sort(key=lambda row: row.originator_version)
+            if rows[0].originator_version == 1:
+                self.footprints.loaded(customer_id, None, rows)
+            elif not self.footprints.extend(customer_id, rows):
+                snapshot = self.newest_snapshot(customer_id)
+                after = snapshot.originator_version if snapshot is not None else 0
+                self.footprints.loaded(
+                    customer_id, snapshot, self.stored_events(customer_id, after)
+                )
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshot the customers just saved that are due (:mod:`infra.snapshots`), from the
+        saved aggregates themselves: at most one snapshot per customer and save."""
+        if self.snapshots is None:
+            return
+        for aggregate in processing_event.aggregates.values():
+            if isinstance(aggregate, Customer) and self.footprints.due(aggregate.id):
+                stored = self.mapper.to_stored_event(Snapshot.take(aggregate))
+                self.snapshots.recorder.insert_events([stored])
+                self.footprints.snapshotted(aggregate.id, aggregate.version, len(stored.state))
+
+    def newest_snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+        """The stored form of an aggregate's newest snapshot, if it has one."""
+        if self.snapshots is None:
+            return None
+        rows = self.snapshots.recorder.select_events(aggregate_id, desc=True, limit=1)
+        return rows[0] if rows else None
+
+    def stored_events(self, aggregate_id: UUID, after: int = 0) -> list[StoredEvent]:
+        """The stored form of an aggregate's events with versions above ``after``, in order."""
+        return list(self.recorder.select_events(aggregate_id, gt=after or None))
 
     def _drop_memory_snapshots(self, customer_ids: list[str]) -> None:
         """``memory://`` only: forget erased customers' snapshots (their sealed state is
