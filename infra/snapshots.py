@@ -12,9 +12,10 @@ reload), and only when, since the newest snapshot, there are at least ``interval
 at least as many stored bytes of events as that snapshot has (the first snapshot: at
 ``interval`` events). Hence:
 
-* the snapshot bytes written never exceed the event bytes written (plus the first snapshot),
-  so a command's amortised snapshot cost is bounded by the size of its own events, whatever
-  the length of the history;
+* every snapshot is followed by at least as many bytes of events before the next one, so
+  the snapshot bytes written never exceed the event bytes written (plus the newest snapshot):
+  a command's amortised snapshot cost is bounded by the size of its own events, whatever the
+  length of the history;
 * a load from the store reads at most the snapshot and about as many bytes of newer events
   again (plus one save's worth and ``interval`` events): about twice the state's size;
 * small customers, whose state is smaller than ``interval`` events, are snapshotted every
