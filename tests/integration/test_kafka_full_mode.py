@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -29,7 +26,7 @@ from commands.service import CommandService, Context
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra import kafka
-from infra.local_services import KafkaBroker, free_port
+from infra.local_services import KafkaBroker
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.readstore import ReadStore, open_read_store
@@ -41,16 +38,6 @@ CLIENTELE = str(Path(sys.executable).parent / "clientele")
 CUSTOMERS = 1000
 COMMANDS = 10_000
 CTX = Context(actor="burst")
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[KafkaBroker]:
-    root = Path(tempfile.mkdtemp(prefix="clientele-broker-"))
-    server = KafkaBroker(root, free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 class Proc:
