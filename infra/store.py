@@ -39,6 +39,7 @@ from infra.transcoder import OrjsonTranscoder
 APP_NAME = "Clientele"
 CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
+POSTGRES_FACTORY = "infra.pg_recorder:Factory"  # eventsourcing's, with our snapshot recorder
 
 
 def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
@@ -59,7 +60,7 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
         }
     elif parts.scheme in ("postgresql", "postgres"):
         env |= {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": POSTGRES_FACTORY,
             "POSTGRES_DBNAME": parts.path.lstrip("/") or "clientele",
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
@@ -102,7 +103,7 @@ class EventStore(Application[UUID]):
         self.footprints = Footprints(snapshot_interval)
         self.database_url = database_url
         self.personal = PersonalData(OrjsonTranscoder())
-        if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        if env["PERSISTENCE_MODULE"] == POSTGRES_FACTORY:
             env["CREATE_TABLE"] = "n"  # created below, under a lock
         super().__init__(env)
         if env.get("CREATE_TABLE") == "n":
