@@ -8,7 +8,9 @@ consumes no ids and positions stay contiguous — which lets consumers treat a h
 
 Snapshots are single rows as large as a customer's state (megabytes for a big buyer). They are
 inserted as plain parameters: eventsourcing's array of a composite type is rendered as text by
-psycopg in Python, 60 ms for a 1.7 MB snapshot, against 2 ms for a parameter.
+psycopg in Python, 60 ms for a 1.7 MB snapshot, against 2 ms for a parameter. Their ``state``
+is compressed with lz4 where the server has it (PostgreSQL 14+): 4 ms instead of pglz's 16 ms
+to store a 1.7 MB snapshot, and faster to read back.
 """
 
 from __future__ import annotations
@@ -79,6 +81,12 @@ class SnapshotRecorder(PostgresAggregateRecorder):
             "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
             "VALUES (%s, %s, %s, %s)"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self.sql_create_statements.append(
+            SQL(
+                "DO $$ BEGIN ALTER TABLE {}.{} ALTER COLUMN state SET COMPRESSION lz4; "
+                "EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL; END $$"
+            ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        )
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any

@@ -19,9 +19,16 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import psycopg
+import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import Mapper, Notification, Recording, StoredEvent
+from eventsourcing.persistence import (
+    Mapper,
+    Notification,
+    PersistenceError,
+    Recording,
+    StoredEvent,
+)
 from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -36,6 +43,7 @@ from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_d
 from infra.snapshots import Footprints
 from infra.transcoder import OrjsonTranscoder
 
+log = structlog.get_logger(__name__)
 APP_NAME = "Clientele"
 CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
@@ -169,13 +177,22 @@ class EventStore(Application[UUID]):
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshot the customers just saved that are due (:mod:`infra.snapshots`), from the
-        saved aggregates themselves: at most one snapshot per customer and save."""
+        saved aggregates themselves: at most one snapshot per customer and save. A snapshot
+        that cannot be stored is logged and skipped: the save has committed, and a command
+        must not fail for a cache of its history."""
         if self.snapshots is None:
             return
         for aggregate in processing_event.aggregates.values():
             if isinstance(aggregate, Customer) and self.footprints.due(aggregate.id):
                 stored = self.mapper.to_stored_event(Snapshot.take(aggregate))
-                self.snapshots.recorder.insert_events([stored])
+                try:
+                    self.snapshots.recorder.insert_events([stored])
+                except PersistenceError as error:  # the events are committed: only a cache lost
+                    log.warning(
+                        "store.snapshot_failed", customer_id=str(aggregate.id), error=repr(error)
+                    )
+                    self.footprints.forget([aggregate.id])
+                    continue
                 self.footprints.snapshotted(aggregate.id, aggregate.version, len(stored.state))
 
     def newest_snapshot(self, aggregate_id: UUID) -> StoredEvent | None:

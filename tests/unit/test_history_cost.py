@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import OperationalError, StoredEvent
 
 from commands import messages as m
 from commands.aggregate_cache import AggregateCache
@@ -204,3 +204,23 @@ def test_a_kept_customer_is_what_a_fresh_load_gives(store: EventStore) -> None:
     fresh = store.customer(customer_id)
     assert isinstance(kept, Customer) and vars(kept) == vars(fresh)
     assert (kept.name, kept.tags, kept.consents) == ("Renamed", ["vip"], {"profiling": True})
+
+
+def test_a_snapshot_that_cannot_be_stored_does_not_fail_the_committed_command(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = CommandService(store, index_key="k")
+    customer_id = register(service)
+    assert store.snapshots is not None
+
+    def refuse(rows: list[StoredEvent], **_: Any) -> None:
+        raise OperationalError("the snapshot table is out of reach")
+
+    monkeypatch.setattr(store.snapshots.recorder, "insert_events", refuse)
+    outcomes = service.execute_batch(purchases(customer_id, 0, 100), CTX)
+    assert {o.status for o in outcomes} == {"accepted"}
+    assert store.customer(customer_id).version == 102  # registered, new, 100 purchases
+    assert store.footprints.get(customer_id) is None  # learnt again at the next save
+    monkeypatch.undo()
+    service.execute_batch(purchases(customer_id, 100, 100), CTX)
+    assert [s.originator_version for s in snapshot_rows(store, customer_id)] == [202]
