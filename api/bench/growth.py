@@ -10,9 +10,11 @@ repeat takes a new customer and, ``growth_batches`` times, sends:
 * the next batch on the growing customer.
 
 Each is timed until acknowledged (``ack``) and until the profiles read model shows its last
-event (``visible``: relay, broker, consumer and all four projections). ``ratio`` is the last
-batch's median ack over the baseline's median; ``first_to_last`` compares the growing
-customer's first and last batches; ``visible_ratio`` is the ratio for visibility.
+event (``visible``: relay, broker, consumer and all four projections). Ratios pair batches of
+the same repeat, so a host that gets busier between repeats does not move them; each is the
+median over repeats. ``ratio``: the growing customer's last batch over the fresh customer's
+batch just before it (ack); ``first_to_last``: the growing customer's last batch over its
+first; ``visible_ratio``: as ``ratio``, for visibility.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ async def _measure(
     port: int, token: str, conn: psycopg.Connection[Any], sizes: Sizes, say: Say
 ) -> dict[str, Any]:
     growing: list[list[tuple[float, float]]] = [[] for _ in range(sizes.growth_batches)]
-    fresh: list[tuple[float, float]] = []
+    fresh: list[list[tuple[float, float]]] = [[] for _ in range(sizes.growth_batches)]
 
     async def request(path: str, body: bytes) -> tuple[int, bytes]:
         # a connection per request: waiting for visibility may outlast the server's keep-alive
@@ -109,7 +111,9 @@ async def _measure(
     for repeat in range(sizes.repeats):
         customer = await register(f"Growing {repeat}")
         for number in range(sizes.growth_batches):
-            fresh.append(await batch(await register(f"Fresh {repeat}/{number}"), repeat, -1))
+            fresh[number].append(
+                await batch(await register(f"Fresh {repeat}/{number}"), repeat, -1)
+            )
             growing[number].append(await batch(customer, repeat, number))
         say(
             f"growing customer {repeat + 1}/{sizes.repeats}: batch ack "
@@ -127,12 +131,16 @@ def _version(conn: psycopg.Connection[Any], customer: str) -> int:
 
 
 def _result(
-    growing: list[list[tuple[float, float]]], fresh: list[tuple[float, float]], sizes: Sizes
+    growing: list[list[tuple[float, float]]], fresh: list[list[tuple[float, float]]], sizes: Sizes
 ) -> dict[str, Any]:
     ack = [summary([a * 1000 for a, _ in samples]) for samples in growing]
     visible = [summary([v * 1000 for _, v in samples]) for samples in growing]
-    baseline = summary([a * 1000 for a, _ in fresh])
-    baseline_visible = summary([v * 1000 for _, v in fresh])
+    baseline = summary([a * 1000 for samples in fresh for a, _ in samples])
+    baseline_visible = summary([v * 1000 for samples in fresh for _, v in samples])
+
+    def paired(over: list[tuple[float, float]], under: list[tuple[float, float]], i: int) -> float:
+        return summary([o[i] / u[i] for o, u in zip(over, under, strict=True)])["median"]
+
     return {
         "batches": sizes.growth_batches,
         "commands_per_batch": sizes.growth_batch_size,
@@ -140,14 +148,16 @@ def _result(
         "first_ack_ms": ack[0]["median"],
         "last_ack_ms": ack[-1]["median"],
         "baseline_ack_ms": baseline["median"],
-        "ratio": ack[-1]["median"] / baseline["median"],
-        "first_to_last": ack[-1]["median"] / ack[0]["median"],
-        "visible_ratio": visible[-1]["median"] / baseline_visible["median"],
+        "ratio": paired(growing[-1], fresh[-1], 0),
+        "first_to_last": paired(growing[-1], growing[0], 0),
+        "visible_ratio": paired(growing[-1], fresh[-1], 1),
         "target_ratio": TARGET_RATIO,
         "repeats": {
             "ack_ms": ack,
             "visible_ms": visible,
             "baseline_ack_ms": baseline,
             "baseline_visible_ms": baseline_visible,
+            "growing_ack_ms": [[round(a * 1000, 1) for a, _ in samples] for samples in growing],
+            "fresh_ack_ms": [[round(a * 1000, 1) for a, _ in samples] for samples in fresh],
         },
     }
