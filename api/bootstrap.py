@@ -72,6 +72,7 @@ def build(settings: Settings | None = None) -> Services:
         default_region=settings.default_phone_region,
         index_key=settings.index_key,
         retries=settings.command_retries,
+        cache_bytes=settings.aggregate_cache_mb * 2**20,
     )
     keys = KeyStore(settings.api_keys_file)
     services = Services(settings, store, read_store, commands, projectors, keys)

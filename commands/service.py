@@ -27,6 +27,7 @@ from uuid import UUID, uuid4
 import structlog
 from eventsourcing.persistence import IntegrityError
 
+from commands.aggregate_cache import AggregateCache
 from commands.handlers import HANDLERS, Env
 from commands.messages import Command
 from commands.unit_of_work import UnitOfWork
@@ -106,6 +107,7 @@ class CommandService:
         retries: int = 5,
         on_commit: Callable[[int], None] | None = None,
         group_limit: int = 1000,
+        cache_bytes: int = 64 * 2**20,
     ) -> None:
         self.store = store
         self.on_commit = on_commit
@@ -113,6 +115,7 @@ class CommandService:
         self.index_key = index_key.encode()
         self.retries = retries
         self.group_limit = group_limit
+        self.cache = AggregateCache(cache_bytes)  # used by the group-commit leader only
         self._turn = threading.Condition()
         self._queue: list[_Submitted] = []
         self._leading = False
@@ -180,7 +183,7 @@ class CommandService:
         refused: dict[int, DomainError] = {}
         attempt = 0
         while attempt <= self.retries:
-            uow = UnitOfWork(self.store, self.index_key)
+            uow = UnitOfWork(self.store, self.index_key, self.cache)
             uow.prefetch(_targets(uow, commands))
             now = datetime.now(UTC)
             plans = [

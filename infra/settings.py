@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     api_keys_file: Path = Path("./var/api-keys.json")
     default_phone_region: str = Field(default="US", min_length=2, max_length=2)
     snapshot_interval: int = Field(default=50, ge=0)
+    aggregate_cache_mb: int = Field(default=64, ge=0)  # large customers kept between commands
     index_key: str = "clientele-dev-index-key"
     pool_size: int = Field(default=5, ge=1)
     command_retries: int = Field(default=5, ge=0)

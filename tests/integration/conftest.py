@@ -1,4 +1,5 @@
-"""Integration fixtures: a real, throwaway PostgreSQL cluster for the whole test session.
+"""Integration fixtures: a real, throwaway PostgreSQL cluster for the whole test session, and
+the Kafka-protocol broker (tansu) for each module that asks for it.
 
 Started on a free loopback port with the same code as ``clientele dev up``; never skipped —
 if the server cannot start, the tests fail and say why.
