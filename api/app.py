@@ -12,29 +12,12 @@ from api import deps, middleware, problems
 from api.auth import AuthFailed
 from api.bootstrap import Services, audit_store, build, migrate, refresh_segments
 from api.routes import analytics, audit, ops, reads, segments, writes
+from api.status import pipeline_report
 from consumers.periodic import Every
-from consumers.relay import checkpoint
 from infra.metrics import register_projection_collector
 from infra.runtime import settle_heap
 from infra.settings import get_settings
 from projections import integrity
-from projections.framework import positions
-
-
-def _projection_rows(svc: Services) -> list[tuple[str, int, int]]:
-    reached = positions(svc.read_store)
-    feed = svc.feed
-    rows = []
-    for projector in svc.projectors:  # lag: what the projection is fed, after its position
-        at = reached.get(projector.name, 0)
-        rows.append((projector.name, at, feed.pending(at, customers_only=not projector.log_order)))
-    return rows
-
-
-def _relay_lag(svc: Services) -> int | None:
-    if svc.outbox is None:
-        return None
-    return svc.feed.pending(checkpoint(svc.outbox), customers_only=True)
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -48,9 +31,7 @@ def create_app(services: Services | None = None) -> FastAPI:
             svc.runner.catch_up()
             svc.runner.start()
         app.state.services = svc
-        collector = register_projection_collector(
-            lambda: _projection_rows(svc), lambda: _relay_lag(svc)
-        )
+        collector = register_projection_collector(lambda: pipeline_report(svc))
         every = svc.settings.segment_refresh_seconds
         refresher = Every(every, lambda: refresh_segments(svc, every=every), "segments-refresh")
         refresher.start()
@@ -92,6 +73,20 @@ def create_app(services: Services | None = None) -> FastAPI:
         response = problems.problem(error.status, error.code, error.detail)
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="clientele"'
+        return response
+
+    @app.exception_handler(deps.CustomerParked)
+    async def on_customer_parked(_: Request, error: deps.CustomerParked) -> Response:
+        response = problems.problem(
+            503,
+            "customer-parked",
+            str(error),
+            customer_id=error.customer_id,
+            held_by=error.stage,
+            version=error.parked.version,
+            position=error.parked.position,
+        )
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.exception_handler(deps.NotCaughtUp)

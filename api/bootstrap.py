@@ -16,6 +16,7 @@ from commands.segments import SegmentService
 from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
+from consumers.relay import ensure_relay_tables
 from consumers.replay import Connect
 from consumers.store_feed import StoreFeed
 from domain.segment_rules import is_time_relative, uses_rfm
@@ -75,6 +76,7 @@ def build(settings: Settings | None = None) -> Services:
         default_region=settings.default_phone_region,
         index_key=settings.index_key,
         retries=settings.command_retries,
+        cache_bytes=settings.aggregate_cache_mb * 2**20,
     )
     segment_commands = SegmentService(store, retries=settings.command_retries)
     keys = KeyStore(settings.api_keys_file)
@@ -151,6 +153,8 @@ def migrate(services: Services) -> list[str]:
     stale = ensure_schema(services.read_store, services.projectors)
     if SegmentsProjector.name in stale:
         _record_legacy_segments(services)
+    if services.outbox is not None:
+        ensure_relay_tables(services.outbox)
     for projector in services.projectors:
         if projector.name in stale:
             rebuild(services.feed, services.read_store, projector)

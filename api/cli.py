@@ -16,17 +16,18 @@ from api.bootstrap import build, parallel_rebuild, refresh_segments
 from api.bootstrap import migrate as bootstrap_migrate
 from api.cli_audit import audit_app
 from api.cli_bench import bench
-from api.cli_full import consume, dev_app, dlq_app, ingest, relay
+from api.cli_full import consume, dev_app, dlq_app, ingest, relay_app
 from api.cli_keys import keys_app
 from api.cli_privacy import erase, rotate_master
-from api.csv_import import import_csv
+from api.csv_import import import_rows, read_csv
+from api.status import pipeline_report
 from consumers.rebuild import RebuildResult, rebuild
+from consumers.redrive import redrive
 from domain.errors import DomainError
 from infra.envelope import Envelope
 from infra.logging import configure_logging
 from infra.settings import get_settings
 from projections import segments
-from projections.framework import positions
 from projections.registry import by_name
 
 app = typer.Typer(
@@ -37,7 +38,9 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Import CSV files through the batch (group-commit) path.")
 app.add_typer(import_app, name="import")
-projections_app = typer.Typer(help="Read models: status, rebuild, verify.", no_args_is_help=True)
+projections_app = typer.Typer(
+    help="Read models: status, rebuild, verify, redrive.", no_args_is_help=True
+)
 app.add_typer(projections_app, name="projections")
 segments_app = typer.Typer(help="Segments: re-decide time-relative rules.", no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
@@ -45,7 +48,7 @@ app.add_typer(keys_app, name="keys")
 keys_app.command("rotate-master")(rotate_master)
 app.command("erase")(erase)
 app.add_typer(dev_app, name="dev")
-app.command("relay")(relay)
+app.add_typer(relay_app, name="relay")
 app.command("consume")(consume)
 app.command("ingest")(ingest)
 app.add_typer(dlq_app, name="dlq")
@@ -134,22 +137,63 @@ def segments_refresh(
 
 @projections_app.command("status")
 def projections_status() -> None:
-    """Each read model's position and how many events it is behind.
+    """Each read model's position, how many events it is behind and its parked customers
+    (the relay's too, in full mode).
 
     Example: clientele projections status
     """
     services = build()
     try:
         bootstrap_migrate(services)
-        reached = positions(services.read_store)
-        table = Table("projection", "position", "lag (events)")
-        for projector in services.projectors:
-            position = reached.get(projector.name, 0)
-            lag = services.feed.pending(position, customers_only=not projector.log_order)
-            table.add_row(projector.name, str(position), str(lag))
-        console.print(table)
+        report = pipeline_report(services)
     finally:
         services.close()
+    table = Table("stage", "position", "lag (events)", "parked", "oldest parked: customer, reason")
+    rows = [("relay", report["relay"])] if "relay" in report else []
+    rows += [(row["name"], row) for row in report["projections"]]
+    for name, row in rows:
+        oldest = row["parked"]["oldest"]
+        held = f"{oldest['customer_id']} v{oldest['version']}: {oldest['reason']}" if oldest else ""
+        table.add_row(
+            name, str(row["position"]), str(row["lag"]), str(row["parked"]["count"]), held
+        )
+    console.print(table)
+
+
+@projections_app.command("redrive")
+def projections_redrive(
+    name: Annotated[
+        str | None, typer.Argument(help="Projection name (default: every projection).")
+    ] = None,
+    customer: Annotated[UUID | None, typer.Option(help="Only this parked customer.")] = None,
+) -> None:
+    """Re-apply parked customers' events from the event store now (after a fix).
+
+    Consumers and the embedded runner also retry on their own, with backoff.
+    Exit code 1 while a customer is still parked.
+
+    Example: clientele projections redrive profiles --customer 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e
+    """
+    services = build()
+    try:
+        bootstrap_migrate(services)
+        try:
+            projectors = [by_name(name)] if name else services.projectors
+        except KeyError as error:
+            raise _fail(str(error.args[0]), 2) from None
+        outcomes = redrive(
+            services.feed, services.read_store, projectors, customer_id=customer, due_only=False
+        )
+    finally:
+        services.close()
+    table = Table("projection", "customer", "events applied", "outcome")
+    for outcome in outcomes:
+        still = outcome.parked
+        verdict = f"still parked at v{still.version}: {still.reason}" if still else "flows again"
+        table.add_row(outcome.projection, outcome.customer_id, str(outcome.applied), verdict)
+    console.print(table if outcomes else "no parked customers")
+    if any(o.parked for o in outcomes):
+        raise typer.Exit(1)
 
 
 def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
@@ -253,24 +297,26 @@ def replay(
 
 
 def _import(kind: str, path: Path, batch_size: int) -> None:
+    """Check the whole file first (exit 2 if refused: nothing imported), then import its rows
+    (exit 1 if some were rejected)."""
     if not path.is_file():
         raise _fail(f"{path} is not a readable file", 2)
+    try:
+        file = read_csv(kind, path)
+    except DomainError as error:
+        raise _fail(f"{path} refused, nothing was imported: {error.message}", 2) from None
+    except OSError as error:
+        raise _fail(f"cannot read {path}: {error}", 2) from None
     services = build()
     try:
-        rows = max(sum(1 for _ in path.open(encoding="utf-8-sig")) - 1, 0)
         with Progress(*_BAR, console=errors) as progress:
-            task = progress.add_task(f"importing {kind}", total=rows)
-            report = import_csv(
+            task = progress.add_task(f"importing {kind}", total=file.rows)
+            report = import_rows(
                 services.commands,
-                kind,
-                path,
+                file,
                 batch_size=batch_size,
                 on_progress=lambda n: progress.advance(task, n),
             )
-    except DomainError as error:
-        raise _fail(error.message, 2) from None
-    except (UnicodeDecodeError, OSError) as error:
-        raise _fail(f"cannot read {path}: {error}", 2) from None
     finally:
         services.close()
     console.print(
@@ -291,8 +337,9 @@ def import_customers(
 ) -> None:
     """Register customers from CSV.
 
-    Columns: name (required), email, phone, source, lifecycle_stage, tags (";"-separated);
-    any other column becomes a custom attribute. Re-importing the same file changes nothing.
+    Columns (header matched ignoring case and surrounding spaces): name (required), email,
+    phone, source, lifecycle_stage, tags (";"-separated); any other column (a-z, 0-9, _)
+    becomes a custom attribute. Re-importing the same file changes nothing.
 
     Example: clientele import customers customers.csv
     """
@@ -304,7 +351,8 @@ def import_purchases(
     file: Annotated[Path, typer.Argument(help="CSV with a header row.")],
     batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 500,
 ) -> None:
-    """Record purchases from CSV: customer_id, order_id, amount, currency, occurred_at.
+    """Record purchases from CSV: customer_id, order_id, amount, currency (required),
+    occurred_at (RFC 3339 with offset); header matched ignoring case and surrounding spaces.
 
     Example: clientele import purchases orders.csv
     """

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import orjson
 import typer
@@ -19,7 +21,7 @@ from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.periodic import Every
-from consumers.relay import Relay
+from consumers.relay import Relay, ensure_relay_tables, parking_lot, wake_relay
 from consumers.segment_publisher import MembershipPublisher
 from infra import kafka
 from infra.local_services import KafkaBroker, PostgresCluster, free_port, port_open
@@ -76,8 +78,12 @@ def dev_up(
     console.print(f"starting PostgreSQL on {postgres.port} and the broker on {broker.port} …")
     postgres.start()
     broker.start()
+    settings = get_settings()
     created = kafka.ensure_topics(
-        broker.bootstrap, kafka.Topics(get_settings().kafka_topic_prefix).all(), partitions
+        broker.bootstrap,
+        kafka.Topics(settings.kafka_topic_prefix).all(),
+        partitions,
+        settings.kafka_limits,
     )
     console.print(f"ready; topics created: {', '.join(created) or 'none (already there)'}")
     typer.echo(_exports(postgres, broker))
@@ -130,17 +136,27 @@ def _until_sigterm(stop: object) -> None:
         signal.signal(sig, lambda *_: stop())  # type: ignore[operator]
 
 
-def relay() -> None:
+relay_app = typer.Typer()  # help: the callback's docstring
+
+
+@relay_app.callback(invoke_without_command=True)
+def relay(context: typer.Context) -> None:
     """Publish stored events to customer.events (at-least-once, per-customer order).
+
+    A customer whose envelope cannot be published (larger than
+    CLIENTELE_KAFKA_MAX_MESSAGE_BYTES) is parked; the others flow. See `relay redrive`.
 
     Example: clientele relay
     """
+    if context.invoked_subcommand is not None:
+        return
     settings, bootstrap = _full_mode()
     topics = kafka.Topics(settings.kafka_topic_prefix)
-    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions)
+    limits = settings.kafka_limits
+    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions, limits)
     services: Services = build()
     checkpoints = open_read_store(settings.database_url)
-    publisher = Relay(services.feed, kafka.producer(bootstrap), topics.events, checkpoints)
+    publisher = Relay(services.feed, kafka.producer(bootstrap, limits), topics.events, checkpoints)
     _until_sigterm(publisher.stop)
     console.print(f"relaying from position {publisher.position()} to {topics.events}")
     try:
@@ -150,6 +166,52 @@ def relay() -> None:
         publisher.producer.close(timeout=10)
         checkpoints.close()
         services.close()
+
+
+@relay_app.command("redrive")
+def relay_redrive(
+    customer: Annotated[UUID | None, typer.Option(help="Only this parked customer.")] = None,
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the relay.")] = 30.0,
+) -> None:
+    """Retry parked customers now: the running relay publishes their held events in order.
+
+    A limit too low stays too low: raise CLIENTELE_KAFKA_MAX_MESSAGE_BYTES and restart the
+    relay (it retries every parked customer at start). Exit code 1 while one is still parked.
+
+    Example: clientele relay redrive --customer 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e
+    """
+    settings, _ = _full_mode()
+    wanted = None if customer is None else str(customer)
+    lot = parking_lot()
+    checkpoints = open_read_store(settings.database_url, pool_size=1)
+    try:
+        ensure_relay_tables(checkpoints)
+        with checkpoints.transaction() as tx:
+            before = {p.customer_id: p for p in lot.listing(tx, customer_id=wanted)}
+            lot.retry_now(tx, wanted)
+        wake_relay(settings.database_url)
+        deadline = time.monotonic() + wait
+        while True:
+            with checkpoints.transaction() as tx:
+                now = {p.customer_id: p for p in lot.listing(tx, customer_id=wanted)}
+            waiting = [c for c in before if c in now and now[c].attempts <= before[c].attempts]
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        checkpoints.close()
+    table = Table("customer", "held at", "outcome")
+    for key, was in before.items():
+        if key not in now:
+            verdict = "published; flows again"
+        elif key in waiting:
+            verdict = "not retried yet: is `clientele relay` running?"
+        else:
+            verdict = f"still parked: {now[key].reason}"
+        table.add_row(key, f"v{was.version} @ {was.position} ({was.size} bytes)", verdict)
+    Console().print(table if before else "no parked customers")
+    if any(key in now for key in before):
+        raise typer.Exit(1)
 
 
 def consume(
@@ -164,26 +226,29 @@ def consume(
     """
     settings, bootstrap = _full_mode()
     topics = kafka.Topics(settings.kafka_topic_prefix)
-    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions)
+    limits = settings.kafka_limits
+    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions, limits)
     services = build()
     migrate(services)
     projectors = [by_name(projection)] if projection else services.projectors
     from_topic = [p for p in projectors if not p.log_order]
     from_log = [p for p in projectors if p.log_order]
     group = f"clientele-{projection or 'projections'}"
-    producer = kafka.producer(bootstrap)
+    producer = kafka.producer(bootstrap, limits, dlq=True)  # dead letters and memberships
     worker = None
     if from_topic:
         worker = ProjectionConsumer(
-            kafka.consumer(bootstrap, group),
+            kafka.consumer(bootstrap, group, limits),
             producer,
             topic=topics.events,
             group=group,
             read_store=services.read_store,
             projectors=from_topic,
             personal=services.store.personal,
+            feed=services.feed,
         )
-    # Cross-customer read models need the global order Kafka's partitions do not keep.
+    # Cross-customer read models need the global order Kafka's partitions do not keep; the
+    # runner retries their parked customers from the store too.
     runner = EmbeddedRunner(services.feed, services.read_store, from_log, poll_interval=0.2)
     stopping = threading.Event()
 
@@ -225,11 +290,12 @@ def ingest() -> None:
     """
     settings, bootstrap = _full_mode()
     topics = kafka.Topics(settings.kafka_topic_prefix)
-    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions)
+    limits = settings.kafka_limits
+    kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions, limits)
     services = build()
     worker = CommandIngest(
-        kafka.consumer(bootstrap, "clientele-ingest"),
-        kafka.producer(bootstrap),
+        kafka.consumer(bootstrap, "clientele-ingest", limits),
+        kafka.producer(bootstrap, limits, dlq=True),
         services.commands,
         commands_topic=topics.commands,
         results_topic=topics.command_results,
@@ -250,7 +316,8 @@ dlq_app = typer.Typer(
 
 
 def _dlq_records(bootstrap: str, topic: str, group: str | None) -> tuple[KafkaConsumer, list[Any]]:
-    reader = kafka.consumer(bootstrap, group, consumer_timeout_ms=3000)
+    limits = get_settings().kafka_limits
+    reader = kafka.consumer(bootstrap, group, limits, consumer_timeout_ms=3000)
     partitions = [
         TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [])
     ]
@@ -297,7 +364,7 @@ def dlq_replay(
     reader, records = _dlq_records(
         bootstrap, source + kafka.DLQ_SUFFIX, f"clientele-dlq-replay-{source}"
     )
-    publisher = kafka.producer(bootstrap)
+    publisher = kafka.producer(bootstrap, settings.kafka_limits)
     try:
         for record in records:
             letter = from_record(record)

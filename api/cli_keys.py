@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from domain.errors import InvalidInput
 from infra.api_keys import KeyStore, Role
 from infra.settings import get_settings
 
@@ -34,7 +35,11 @@ def create(
 
     Example: clientele keys create orders-service --role writer --role reader
     """
-    key, token = _store().create(name, role, pii=pii)
+    try:
+        key, token = _store().create(name, role, pii=pii)
+    except InvalidInput as error:
+        console.print(f"[red]error:[/] {error.message}")
+        raise typer.Exit(2) from None
     console.print(f"key id {key.key_id} ({', '.join(key.roles)}{', pii' if key.pii else ''})")
     typer.echo(token)
 

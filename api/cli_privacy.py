@@ -24,7 +24,9 @@ def erase(
     ] = None,
 ) -> None:
     """Erase a customer: record customer.erased and shred their data key in one transaction;
-    read models drop their personal data as they apply it.
+    read models drop their personal data as they apply it. Every duplicate merged into the
+    customer (down merge chains) is erased with it; a merged duplicate alone is refused, naming
+    the survivor to erase instead.
 
     Example: clientele erase 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e --reason gdpr-request
     """

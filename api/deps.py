@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from fastapi import Request
 
 from api.bootstrap import Services
+from api.status import held_customers, only_held_between
 from commands.service import Context
 from domain.errors import InvalidInput
 from projections.framework import positions
+from projections.parking import Parked
 
 MAX_WAIT_SECONDS = 2.0
 
@@ -22,6 +24,20 @@ class NotCaughtUp(Exception):
         super().__init__(f"read models are at position {reached}, not yet {wanted}")
         self.wanted = wanted
         self.reached = reached
+
+
+class CustomerParked(Exception):
+    """The customer asked for is held back (``stage``: the relay or a projection) at an
+    event at or before the position the client waits for: its read model is behind."""
+
+    def __init__(self, customer_id: str, stage: str, parked: Parked) -> None:
+        super().__init__(
+            f"customer {customer_id} is held back by {stage} at version {parked.version} "
+            f"(position {parked.position}) since {parked.parked_at}: {parked.reason}"
+        )
+        self.customer_id = customer_id
+        self.stage = stage
+        self.parked = parked
 
 
 def services(request: Request) -> Services:
@@ -41,8 +57,13 @@ def context(request: Request, actor: str = "anonymous") -> Context:
     return Context(actor=actor, correlation_id=correlation_id)
 
 
-def wait_for_position(request: Request, names: list[str]) -> None:
-    """Read-your-writes: honour ``X-Min-Position`` (bounded wait, else :class:`NotCaughtUp`)."""
+def wait_for_position(request: Request, names: list[str], customer_id: UUID | None = None) -> None:
+    """Read-your-writes: honour ``X-Min-Position`` (bounded wait, else :class:`NotCaughtUp`).
+
+    A parked customer never makes everybody wait: positions up to which only parked
+    customers' events are missing count as reached. Reading a parked customer itself
+    (``customer_id``) at or past its held event raises :class:`CustomerParked` at once.
+    """
     raw = request.headers.get("x-min-position")
     if raw is None:
         return
@@ -51,6 +72,10 @@ def wait_for_position(request: Request, names: list[str]) -> None:
     except ValueError:
         raise InvalidInput("X-Min-Position", "must be an integer position") from None
     svc = services(request)
+    if customer_id is not None:
+        held = held_customers(svc, names, str(customer_id)).get(str(customer_id))
+        if held is not None and held[1].position <= wanted:
+            raise CustomerParked(str(customer_id), *held)
     deadline = time.monotonic() + MAX_WAIT_SECONDS
     while True:
         at = positions(svc.read_store)
@@ -58,7 +83,10 @@ def wait_for_position(request: Request, names: list[str]) -> None:
         if not behind:
             return
         if time.monotonic() >= deadline:
-            raise NotCaughtUp(wanted, min(at.get(n, 0) for n in behind))
+            reached = min(at.get(n, 0) for n in behind)
+            if _only_held_behind(svc, behind, reached, wanted):
+                return
+            raise NotCaughtUp(wanted, reached)
         if svc.runner is not None:
             svc.runner.wake()
         time.sleep(0.01)
@@ -77,3 +105,14 @@ def _reached(svc: Services, name: str, position: int, wanted: int) -> bool:
         return False
     following = svc.store.customer_notifications(position, 1)
     return not following or following[0].id > wanted
+
+
+def _only_held_behind(svc: Services, behind: list[str], reached: int, wanted: int) -> bool:
+    """Whether the projections ``behind`` stopped short of ``wanted`` only for parked customers.
+
+    Those fed in log order (``Projector.log_order``) pass parked customers' events like any
+    other: if one of them is behind, it is only behind.
+    """
+    if any(p.log_order for p in svc.projectors if p.name in behind):
+        return False
+    return only_held_between(svc, behind, reached, wanted)

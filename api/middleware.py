@@ -1,4 +1,8 @@
-"""Edge middleware: body size and media type checks, access logs, request metrics."""
+"""Edge middleware: body size, media type and header/query text checks, access logs, metrics.
+
+``X-Correlation-Id`` is stored on every event a request causes, and query parameters reach the
+read store's SQL: both are held to the text policy (``domain.values``) before any route runs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
 from api.problems import problem
+from domain.errors import InvalidInput
+from domain.values import Text, check_key, check_text
 
 log = structlog.get_logger("clientele.access")
 REQUEST_SECONDS = Histogram(
@@ -34,11 +40,14 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     ) -> Response:
         started = time.perf_counter()
         request_id = str(uuid4())
-        correlation_id = request.headers.get("x-correlation-id") or request_id
+        refused = _refuse_text(request)
+        correlation_id = (
+            None if refused else request.headers.get("x-correlation-id")
+        ) or request_id
         request.state.correlation_id = correlation_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=correlation_id)
-        response = _refuse(request, max_body_bytes) or await call_next(request)
+        response = refused or _refuse(request, max_body_bytes) or await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         elapsed = time.perf_counter() - started
@@ -54,6 +63,21 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
             ms=round(elapsed * 1000, 2),
         )
         return response
+
+
+def _refuse_text(request: Request) -> Response | None:
+    """422 naming the header or query parameter that holds text the policy refuses."""
+    try:
+        correlation_id = request.headers.get("x-correlation-id")
+        if correlation_id:
+            check_key("X-Correlation-Id", correlation_id, ascii_only=True)
+        for name, value in request.query_params.multi_items():
+            check_text(name, name, Text.LINE)
+            check_text(name, value, Text.LINE)
+    except InvalidInput as error:
+        REQUESTS_REJECTED.labels("text").inc()
+        return problem(422, error.code, error.message, field=error.field)
+    return None
 
 
 def _refuse(request: Request, max_body_bytes: int) -> Response | None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from domain.errors import DomainError
+from domain.errors import DomainError, displayable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 STATUS_BY_CODE = {
@@ -29,6 +30,7 @@ STATUS_BY_CODE = {
     "concurrent-write": 409,
     "idempotency-key-reused": 422,
     "limit-exceeded": 422,
+    "event-too-large": 422,
 }
 TITLES = {
     400: "Bad request",
@@ -66,6 +68,11 @@ def domain_problem(error: DomainError, *, status: int | None = None) -> Response
     )
 
 
+def _field(location: Sequence[Any]) -> str:
+    """A pydantic error location as a field path (keys from the input made encodable)."""
+    return displayable(".".join(str(part) for part in location if part != "body"))
+
+
 def install(app: FastAPI) -> None:
     """Route every error the framework or the domain raises through :func:`problem`."""
 
@@ -76,11 +83,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_invalid_request(_: Request, error: RequestValidationError) -> Response:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
-            for e in error.errors()
-        ]
+        where = _field(first["loc"]) or "body"
+        errors = [{"field": _field(e["loc"]), "message": e["msg"]} for e in error.errors()]
         return problem(422, "validation", f"{where}: {first['msg']}", field=where, errors=errors)
 
     @app.exception_handler(HTTPException)

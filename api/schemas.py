@@ -1,13 +1,23 @@
-"""Request and response models of the HTTP contract (ARCHITECTURE.md §4a), with examples."""
+"""Request and response models of the HTTP contract (ARCHITECTURE.md §4a), with examples.
+
+Field types are the command messages' own (:mod:`commands.messages`: strict JSON integers and
+booleans, RFC 3339 times), so a value is accepted or refused alike over HTTP and in a batch.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from commands.messages import Flag, Integer, Moment
+
 EXAMPLE_ID = "3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e"
+Attributes = Annotated[
+    dict[str, Any],
+    Field(description="snake_case keys; string, number, boolean or null (removes) values"),
+]
 
 
 class Body(BaseModel):
@@ -29,7 +39,7 @@ class RegisterCustomerRequest(Body):
     name: str = Field(max_length=1000)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
-    attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     source: str | None = Field(default=None, max_length=100)
     lifecycle_stage: str = Field(default="prospect", max_length=32)
 
@@ -41,7 +51,7 @@ class UpdateProfileRequest(Body):
     name: str | None = Field(default=None, max_length=1000)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
-    attributes: dict[str, str | int | float | bool | None] | None = None
+    attributes: Attributes | None = None
 
 
 class ContactRequest(Body):
@@ -54,13 +64,13 @@ class ContactRequest(Body):
     subject: str | None = Field(default=None, max_length=1000)
     summary: str | None = Field(default=None, max_length=8000)
     outcome: str | None = Field(default=None, max_length=1000)
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
 
 
 class PurchaseItem(BaseModel):
     model_config = ConfigDict(extra="allow")
     sku: str | None = Field(default=None, max_length=100)
-    quantity: int | None = Field(default=None, ge=0, le=1_000_000)
+    quantity: Integer | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class PurchaseRequest(Body):
@@ -70,21 +80,22 @@ class PurchaseRequest(Body):
     order_id: str = Field(max_length=200)
     amount: str = Field(max_length=40, examples=["12.50"])
     currency: str = Field(max_length=8)
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
     items: list[PurchaseItem] = Field(default_factory=list, max_length=500)
 
 
 class FeedbackRequest(Body):
     model_config = _example(nps=9, csat=5, comment="Quick and friendly")
-    nps: int | None = Field(default=None, ge=0, le=10)
-    csat: int | None = Field(default=None, ge=1, le=5)
+    nps: Integer | None = Field(default=None, ge=0, le=10)
+    csat: Integer | None = Field(default=None, ge=1, le=5)
     comment: str | None = Field(default=None, max_length=8000)
 
 
 class ConsentRequest(Body):
     model_config = _example(granted=True, source="newsletter-form")
-    granted: bool
+    granted: Flag
     source: str | None = Field(default=None, max_length=200)
+    occurred_at: Moment | None = None
 
 
 class LifecycleRequest(Body):
@@ -100,7 +111,7 @@ class ReasonRequest(Body):
 
 class MergeRequest(Body):
     model_config = _example(duplicate_id=EXAMPLE_ID)
-    duplicate_id: str = Field(max_length=64)
+    duplicate_id: UUID
 
 
 class WriteResult(BaseModel):
@@ -150,14 +161,15 @@ _DESCRIPTIONS = {
     403: "The key lacks the role this route needs",
     404: "No such customer",
     409: "Conflict: taken email, version, order, or state transition",
-    410: "Customer erased, or merged (survivor_id names where it went)",
+    410: "Customer erased, or merged (survivor_id names the final survivor of its merge chain)",
     411: "Chunked body without Content-Length",
-    412: "If-Match names another version",
+    412: "If-Match matches no current version (weak tags never match; no such customer)",
     413: "Body larger than the configured limit",
     415: "Body is not application/json",
-    422: "Invalid input; `field` names what is wrong",
+    422: "Invalid input; `field` names what is wrong (event-too-large: the event it would record "
+    "exceeds the store's bound)",
     428: "If-Match is required",
-    503: "Read models not yet at X-Min-Position (Retry-After), or not ready",
+    503: "Read models not yet at X-Min-Position, or the customer is parked (Retry-After); or not ready",
 }
 
 

@@ -13,11 +13,14 @@ from uuid import UUID, uuid4
 from commands import messages as m
 from commands.unit_of_work import UnitOfWork
 from domain import values as v
-from domain.customer import Customer, merge, unmerge
+from domain.customer import Customer
 from domain.errors import CustomerExists, InvalidInput, VersionConflict
 from domain.events import Meta
+from domain.merging import erase, merge, unmerge
+from domain.payloads import normalise_attributes, normalise_items
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_CODE_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,10 @@ class Env:
     default_region: str
 
     def at(self, occurred_at: datetime | None) -> Meta:
-        """Meta with the caller's business time (validated) instead of now."""
+        """Meta with the caller's business time (validated, in UTC) instead of now."""
         if occurred_at is None:
             return self.meta
-        v.check_aware("occurred_at", occurred_at)
+        occurred_at = v.parse_timestamp("occurred_at", occurred_at)
         if occurred_at > self.meta.occurred_at + MAX_CLOCK_SKEW:
             raise InvalidInput("occurred_at", "is in the future")
         return Meta(self.meta.actor, self.meta.correlation_id, self.meta.causation_id, occurred_at)
@@ -63,6 +66,11 @@ def _target(command: m.Command, env: Env) -> Customer:
     return customer
 
 
+def _code(field: str, value: object, max_length: int = MAX_CODE_LENGTH) -> str | None:
+    """An optional short code (sources, reasons): identifier text, stored in the clear."""
+    return v.normalise_text(field, value, kind=v.Text.IDENTIFIER, max_length=max_length)
+
+
 def _optional(value: Any, normalise: Callable[[Any], str]) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -75,9 +83,10 @@ def register(command: m.RegisterCustomer, env: Env) -> UUID:
     name = v.normalise_name(command.name)
     email = _optional(command.email, v.normalise_email)
     phone = _optional(command.phone, lambda p: v.normalise_phone(p, env.default_region))
-    attributes = v.normalise_attributes(command.attributes)
+    given = normalise_attributes(command.attributes)
+    attributes = {key: value for key, value in given.items() if value is not None}
     stage = v.parse_enum(v.LifecycleStage, "lifecycle_stage", command.lifecycle_stage)
-    source = v.normalise_text("source", command.source, max_length=100)
+    source = _code("source", command.source, 100)
     if env.uow.exists(customer_id):
         raise CustomerExists(f"customer {customer_id} already exists", customer_id=str(customer_id))
     if email is not None:
@@ -109,7 +118,7 @@ def update_profile(command: m.UpdateProfile, env: Env) -> UUID:
     if "phone" in command.changes:
         raw = command.changes["phone"]
         changes["phone"] = _optional(raw, lambda p: v.normalise_phone(p, env.default_region))
-    attributes = v.normalise_attributes(command.changes.get("attributes") or {})
+    attributes = normalise_attributes(command.changes.get("attributes", {}))
     customer = _target(command, env)
     old_email = customer.email
     if not customer.update_profile(env.meta, changes, attributes):
@@ -134,9 +143,9 @@ def record_contact(command: m.RecordContact, env: Env) -> UUID:
         channel=channel.value,
         direction=direction.value,
         kind=kind.value,
-        subject=v.normalise_text("subject", command.subject, max_length=300),
-        summary=v.normalise_text("summary", command.summary),
-        outcome=v.normalise_text("outcome", command.outcome, max_length=300),
+        subject=v.normalise_text("subject", command.subject, kind=v.Text.LINE, max_length=300),
+        summary=v.normalise_text("summary", command.summary, kind=v.Text.MULTILINE),
+        outcome=v.normalise_text("outcome", command.outcome, kind=v.Text.LINE, max_length=300),
     )
     return customer.id
 
@@ -159,18 +168,13 @@ def untag(command: m.UntagCustomer, env: Env) -> UUID:
 
 @handles(m.RecordPurchase)
 def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
-    order_id = v.normalise_text("order_id", command.order_id, max_length=100)
-    if order_id is None:
-        raise InvalidInput("order_id", "is required")
-    if len(command.items) > v.MAX_ITEMS:
-        raise InvalidInput("items", f"at most {v.MAX_ITEMS} items")
+    order_id = v.normalise_identifier("order_id", command.order_id, max_length=100)
+    items = normalise_items(command.items)
     amount = v.parse_amount(command.amount)
     currency = v.normalise_currency(command.currency)
     meta = env.at(command.occurred_at)
     customer = _target(command, env)
-    customer.record_purchase(
-        meta, order_id=order_id, amount=amount, currency=currency, items=list(command.items)
-    )
+    customer.record_purchase(meta, order_id=order_id, amount=amount, currency=currency, items=items)
     return customer.id
 
 
@@ -178,7 +182,7 @@ def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
 def record_feedback(command: m.RecordFeedback, env: Env) -> UUID:
     nps = v.check_score("nps", command.nps, 0, 10)
     csat = v.check_score("csat", command.csat, 1, 5)
-    comment = v.normalise_text("comment", command.comment)
+    comment = v.normalise_text("comment", command.comment, kind=v.Text.MULTILINE)
     customer = _target(command, env)
     customer.record_feedback(env.meta, nps=nps, csat=csat, comment=comment)
     return customer.id
@@ -187,10 +191,11 @@ def record_feedback(command: m.RecordFeedback, env: Env) -> UUID:
 @handles(m.SetConsent)
 def set_consent(command: m.SetConsent, env: Env) -> UUID:
     purpose = v.parse_enum(v.ConsentPurpose, "purpose", command.purpose)
-    source = v.normalise_text("source", command.source, max_length=100)
+    granted = v.check_flag("granted", command.granted)
+    source = _code("source", command.source, 100)
     meta = env.at(command.occurred_at)
     customer = _target(command, env)
-    customer.set_consent(meta, purpose.value, command.granted, source)
+    customer.set_consent(meta, purpose.value, granted, source)
     return customer.id
 
 
@@ -198,21 +203,21 @@ def set_consent(command: m.SetConsent, env: Env) -> UUID:
 def change_stage(command: m.ChangeLifecycleStage, env: Env) -> UUID:
     stage = v.parse_enum(v.LifecycleStage, "stage", command.stage)
     customer = _target(command, env)
-    customer.change_stage(env.meta, stage, v.normalise_text("reason", command.reason))
+    customer.change_stage(env.meta, stage, _code("reason", command.reason))
     return customer.id
 
 
 @handles(m.ChurnCustomer)
 def churn(command: m.ChurnCustomer, env: Env) -> UUID:
     customer = _target(command, env)
-    customer.churn(env.meta, v.normalise_text("reason", command.reason))
+    customer.churn(env.meta, _code("reason", command.reason))
     return customer.id
 
 
 @handles(m.ReactivateCustomer)
 def reactivate(command: m.ReactivateCustomer, env: Env) -> UUID:
     customer = _target(command, env)
-    customer.reactivate(env.meta, v.normalise_text("reason", command.reason))
+    customer.reactivate(env.meta, _code("reason", command.reason))
     return customer.id
 
 
@@ -220,7 +225,8 @@ def reactivate(command: m.ReactivateCustomer, env: Env) -> UUID:
 def merge_customers(command: m.MergeCustomers, env: Env) -> UUID:
     survivor = _target(command, env)
     duplicate = env.uow.customer(command.duplicate_id)
-    merge(survivor, duplicate, env.meta)
+    for owner in merge(survivor, duplicate, env.meta):
+        env.uow.data_copies(owner).add(survivor.id)
     if duplicate.email is not None:
         env.uow.email_reservation(duplicate.email).release(duplicate.id)
         if survivor.email == duplicate.email:
@@ -233,7 +239,8 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
     survivor = _target(command, env)
     duplicate = env.uow.customer(command.duplicate_id)
     survivor_email = survivor.email
-    unmerge(survivor, duplicate, env.meta)
+    for owner in unmerge(survivor, duplicate, env.meta):
+        env.uow.data_copies(owner).add(survivor.id)
     if survivor_email is not None and survivor.email != survivor_email:
         env.uow.email_reservation(survivor_email).release(survivor.id)
     if duplicate.email is not None:
@@ -242,10 +249,11 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
 
 
 @handles(m.EraseCustomer)
-def erase(command: m.EraseCustomer, env: Env) -> UUID:
+def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
     customer = _target(command, env)
     email = customer.email
-    customer.erase(env.meta, v.normalise_text("reason", command.reason))
+    reason = _code("reason", command.reason)
+    erase(customer, env.uow.customer, env.uow.copies_of, env.meta, reason)
     if email is not None:
         env.uow.email_reservation(email).release(customer.id)
     return customer.id
@@ -259,9 +267,10 @@ _POINTS = {
 
 
 def points(command: m.EarnPoints | m.RedeemPoints | m.ExpirePoints, env: Env) -> UUID:
+    v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
+    reason = _code("reason", command.reason)
     customer = _target(command, env)
-    change = _POINTS[type(command)]
-    change(customer, env.meta, command.points, v.normalise_text("reason", command.reason))
+    _POINTS[type(command)](customer, env.meta, command.points, reason)
     return customer.id
 
 
@@ -271,7 +280,7 @@ for _points_command in _POINTS:
 
 @handles(m.ChangeTier)
 def change_tier(command: m.ChangeTier, env: Env) -> UUID:
-    tier = v.normalise_tag(command.tier)
+    tier = v.normalise_tag(command.tier, "tier")
     customer = _target(command, env)
     customer.change_tier(env.meta, tier)
     return customer.id

@@ -1,22 +1,57 @@
 """Command messages: one type per action, the same for HTTP, Kafka, CSV import and the CLI.
 
-Fields arrive as the caller sent them (types checked, values not yet normalised); handlers
-normalise through ``domain.values`` so every edge gets identical cleaning.
+Fields arrive as the caller sent them, with JSON types checked strictly (no ``"7"`` for 7, no
+``1`` or ``"yes"`` for true, no unix numbers for times; see :data:`Integer`, :data:`Flag`,
+:data:`Moment`, :data:`Amount`, which the HTTP request models share); handlers normalise values
+through ``domain.values`` so every edge gets identical cleaning.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 from domain.errors import InvalidInput
+from domain.values import (
+    MAX_SAFE_INTEGER,
+    check_flag,
+    check_integer,
+    check_key,
+    check_score,
+    parse_amount,
+    parse_timestamp,
+)
+
+
+def _checked(parse: Callable[[str, object], Any]) -> BeforeValidator:
+    """A pydantic validator running a ``domain.values`` parser (its refusal, as a pydantic error)."""
+
+    def validate(value: object) -> Any:
+        try:
+            return parse("value", value)
+        except InvalidInput as error:
+            raise PydanticCustomError("invalid", error.reason) from None
+
+    return BeforeValidator(validate)
+
+
+Integer = Annotated[int, _checked(check_integer)]
+"""A JSON integer: ``true``, ``"7"`` and ``7.0`` are refused."""
+Flag = Annotated[bool, _checked(check_flag)]
+"""A JSON boolean: ``1``, ``"yes"`` and ``"false"`` are refused."""
+Moment = Annotated[datetime, _checked(parse_timestamp)]
+"""An RFC 3339 date-time with offset, held in UTC (:func:`domain.values.parse_timestamp`)."""
+Amount = Annotated[Decimal | str, _checked(lambda _, value: parse_amount(value))]
+"""A decimal string such as ``"12.50"`` (:func:`domain.values.parse_amount`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,8 +61,14 @@ class Command:
     NAME: ClassVar[str] = ""
     __pydantic_config__ = ConfigDict(extra="forbid")
     customer_id: UUID | None = None
-    expected_version: int | None = None
+    expected_version: Integer | None = None
     idempotency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        """The fields every command path reads before any handler runs are checked here."""
+        if self.idempotency_key is not None:
+            check_key("idempotency_key", self.idempotency_key)
+        check_score("expected_version", self.expected_version, 0, MAX_SAFE_INTEGER)
 
     def digest(self) -> str:
         """Fingerprint of the request (without its idempotency key)."""
@@ -66,7 +107,7 @@ class RecordContact(Command):
     subject: str | None = None
     summary: str | None = None
     outcome: str | None = None
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,17 +126,17 @@ class UntagCustomer(Command):
 class RecordPurchase(Command):
     NAME = "purchase"
     order_id: str
-    amount: Decimal | str
+    amount: Amount
     currency: str
     items: list[dict[str, Any]] = field(default_factory=list)
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecordFeedback(Command):
     NAME = "feedback"
-    nps: int | None = None
-    csat: int | None = None
+    nps: Integer | None = None
+    csat: Integer | None = None
     comment: str | None = None
 
 
@@ -103,9 +144,9 @@ class RecordFeedback(Command):
 class SetConsent(Command):
     NAME = "consent"
     purpose: str
-    granted: bool
+    granted: Flag
     source: str | None = None
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,21 +191,21 @@ class EraseCustomer(Command):
 @dataclass(frozen=True, kw_only=True)
 class EarnPoints(Command):
     NAME = "earn_points"
-    points: int
+    points: Integer
     reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class RedeemPoints(Command):
     NAME = "redeem_points"
-    points: int
+    points: Integer
     reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExpirePoints(Command):
     NAME = "expire_points"
-    points: int
+    points: Integer
     reason: str | None = None
 
 
@@ -217,7 +258,7 @@ def parse_command(doc: object) -> Command:
     if kind == UpdateProfile.NAME and "changes" not in body:
         body["changes"] = {k: body.pop(k) for k in list(body) if k in _PROFILE_FIELDS}
     try:
-        command = adapter.validate_python(body, strict=False)
+        command = adapter.validate_python(body)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "command"

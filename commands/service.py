@@ -8,7 +8,11 @@
 * batches: all commands share one unit of work and one store transaction; a rejected command
   is rolled back in memory and reported, the others still commit;
 * group commit: batches from concurrent callers share one store transaction (one lock, one
-  commit) instead of queueing for the store one by one.
+  commit) instead of queueing for the store one by one;
+* bounded events: a command whose event the store refuses as too large
+  (:class:`EventTooLarge`, checked where events are encoded anyway) is rejected alone and the
+  unit is planned again without it, so nothing of it is recorded and the others commit;
+* a merged customer is answered with the FINAL survivor of its merge chain.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from uuid import UUID, uuid4
 import structlog
 from eventsourcing.persistence import IntegrityError
 
+from commands.aggregate_cache import AggregateCache
 from commands.handlers import HANDLERS, Env
 from commands.messages import Command
 from commands.unit_of_work import UnitOfWork
-from domain.errors import ConcurrentWrite, DomainError
+from domain.errors import ConcurrentWrite, CustomerMerged, DomainError, EventTooLarge
 from domain.events import CustomerEvent, Meta
 from domain.indexes import IdempotencyRecord
+from domain.values import Status, check_key
 from infra.metrics import COMMANDS
 from infra.store import EventStore
 
@@ -42,6 +48,13 @@ class Context:
     actor: str
     correlation_id: str = field(default_factory=lambda: str(uuid4()))
     causation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        """Stored on every event: clean identifier text (:func:`domain.values.check_key`)."""
+        check_key("actor", self.actor)
+        check_key("correlation_id", self.correlation_id)
+        if self.causation_id is not None:
+            check_key("causation_id", self.causation_id)
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class CommandService:
         retries: int = 5,
         on_commit: Callable[[int], None] | None = None,
         group_limit: int = 1000,
+        cache_bytes: int = 64 * 2**20,
     ) -> None:
         self.store = store
         self.on_commit = on_commit
@@ -101,6 +115,7 @@ class CommandService:
         self.index_key = index_key.encode()
         self.retries = retries
         self.group_limit = group_limit
+        self.cache = AggregateCache(cache_bytes)  # used by the group-commit leader only
         self._turn = threading.Condition()
         self._queue: list[_Submitted] = []
         self._leading = False
@@ -165,18 +180,27 @@ class CommandService:
 
     def _execute(self, items: Sequence[tuple[Command, Context]]) -> list[Outcome]:
         commands = [command for command, _ in items]
-        for attempt in range(self.retries + 1):
-            uow = UnitOfWork(self.store, self.index_key)
+        refused: dict[int, DomainError] = {}
+        attempt = 0
+        while attempt <= self.retries:
+            uow = UnitOfWork(self.store, self.index_key, self.cache)
             uow.prefetch(_targets(uow, commands))
             now = datetime.now(UTC)
             plans = [
-                self._plan(command, Env(uow, _meta(context, now), self.default_region))
-                for command, context in items
+                refused[index]
+                if index in refused
+                else self._plan(command, Env(uow, _meta(context, now), self.default_region))
+                for index, (command, context) in enumerate(items)
             ]
             try:
                 recordings = uow.commit()
             except IntegrityError:
-                log.info("command.retry", attempt=attempt + 1, commands=len(commands))
+                attempt += 1
+                log.info("command.retry", attempt=attempt, commands=len(commands))
+                continue
+            except EventTooLarge as error:  # plan again without the command that made it
+                refused[_culprit(plans, error)] = error
+                log.info("command.event_too_large", **error.details)
                 continue
             positions = {id(r.domain_event): r.notification.id for r in recordings}
             if recordings and self.on_commit is not None:
@@ -210,6 +234,8 @@ class CommandService:
                 uow.add(IdempotencyRecord.record(record_id, digest, customer_id, version, refs))
         except DomainError as error:
             uow.rollback(savepoint)
+            if isinstance(error, CustomerMerged):
+                return _final_survivor(uow, error)
             return error
         return _Planned(customer_id, version, events, refs)
 
@@ -237,6 +263,32 @@ class _Submitted:
     items: list[tuple[Command, Context]]
     outcomes: list[Outcome] | None = None
     error: BaseException | None = None
+
+
+def _culprit(plans: Sequence[_Planned | DomainError], error: EventTooLarge) -> int:
+    """Index of the plan that triggered the refused event."""
+    for index, plan in enumerate(plans):
+        if isinstance(plan, _Planned) and any(
+            e.originator_id == error.customer_id and e.originator_version == error.version
+            for e in plan.events
+        ):
+            return index
+    raise error  # pragma: no cover - every pending customer event belongs to a plan
+
+
+def _final_survivor(uow: UnitOfWork, error: CustomerMerged, hops: int = 1000) -> CustomerMerged:
+    """``error`` naming the last customer of the merge chain (A → B → C names C for A)."""
+    try:
+        survivor = uow.customer(error.survivor_id)
+        for _ in range(hops):  # merges never form a cycle; the bound only guards bad data
+            if survivor.merged_into is None or survivor.status != Status.MERGED:
+                break
+            survivor = uow.customer(UUID(survivor.merged_into))
+    except DomainError:  # a link to nowhere (bad data): name what the customer names
+        return error
+    if survivor.id == error.survivor_id:
+        return error
+    return CustomerMerged(error.customer_id, survivor.id)
 
 
 def _meta(context: Context, now: datetime) -> Meta:

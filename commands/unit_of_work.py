@@ -2,7 +2,9 @@
 
 Every aggregate is loaded at most once per unit; everything pending is saved by one
 ``EventStore.save`` call, i.e. one database transaction (group commit). A savepoint lets a
-batch undo one failed command's in-memory changes without touching the others.
+batch undo one failed command's in-memory changes without touching the others. With an
+:class:`~commands.aggregate_cache.AggregateCache`, large customers come from it (brought up to
+date) and go back to it after a successful commit.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording
 
+from commands.aggregate_cache import AggregateCache
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.indexes import EmailReservation, IdempotencyRecord
+from domain.events import Erased
+from domain.indexes import DataCopies, EmailReservation, IdempotencyRecord
 from infra.bulk_load import load_many
 from infra.store import EventStore
 
 IDEMPOTENCY_NAMESPACE = UUID("0b5f4f0e-8d8a-5c1e-8f55-7f1f0c2f3a61")
+COPIES_NAMESPACE = UUID("5e0c6a1d-2b7f-5f3e-9a41-3c8d7e6f1b22")
 _SAVE_ORDER = {Customer: 0, EmailReservation: 1, IdempotencyRecord: 2}
 
 
@@ -39,9 +43,12 @@ class Savepoint:
 class UnitOfWork:
     """Aggregates touched by one or more commands, saved together by :meth:`commit`."""
 
-    def __init__(self, store: EventStore, index_key: bytes) -> None:
+    def __init__(
+        self, store: EventStore, index_key: bytes, cache: AggregateCache | None = None
+    ) -> None:
         self.store = store
         self._index_key = index_key
+        self._cache = cache
         self._aggregates: dict[UUID, Aggregate | None] = {}
         self._stored: set[UUID] = set()
         self._savepoint: Savepoint | None = None
@@ -59,14 +66,7 @@ class UnitOfWork:
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         self._touch(aggregate_id)
-        if aggregate_id not in self._aggregates:
-            try:
-                aggregate: Aggregate | None = self.store.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                aggregate = None
-            else:
-                self._stored.add(aggregate_id)
-            self._aggregates[aggregate_id] = aggregate
+        self.prefetch([aggregate_id])
         return self._aggregates[aggregate_id]
 
     def prefetch(self, aggregate_ids: Iterable[UUID]) -> None:
@@ -74,7 +74,8 @@ class UnitOfWork:
         wanted = [i for i in dict.fromkeys(aggregate_ids) if i not in self._aggregates]
         if not wanted:
             return
-        found = load_many(self.store, wanted)
+        known = self._cache.take(wanted) if self._cache is not None else {}
+        found = load_many(self.store, wanted, known)
         for aggregate_id in wanted:
             self._aggregates[aggregate_id] = found.get(aggregate_id)
             if aggregate_id in found:
@@ -104,6 +105,21 @@ class UnitOfWork:
             self._aggregates[reservation_id] = aggregate
         assert isinstance(aggregate, EmailReservation)
         return aggregate
+
+    def data_copies(self, owner: UUID) -> DataCopies:
+        """The index of who holds ``owner``'s data under their key (opened if new)."""
+        copies_id = uuid5(COPIES_NAMESPACE, str(owner))
+        aggregate = self._load(copies_id)
+        if aggregate is None:
+            aggregate = DataCopies.open(copies_id)
+            self._aggregates[copies_id] = aggregate
+        assert isinstance(aggregate, DataCopies)
+        return aggregate
+
+    def copies_of(self, owner: UUID) -> list[str]:
+        """Ids of the customers whose streams hold ``owner``'s data under their key."""
+        aggregate = self._load(uuid5(COPIES_NAMESPACE, str(owner)))
+        return list(aggregate.holders) if isinstance(aggregate, DataCopies) else []
 
     def idempotency_record(self, key: str) -> tuple[UUID, IdempotencyRecord | None]:
         record_id = self.idempotency_id(key)
@@ -149,7 +165,9 @@ class UnitOfWork:
                 continue
             kept = aggregate.pending_events[:keep]
             rebuilt: Any = (
-                self.store.repository.get(aggregate_id) if aggregate_id in self._stored else None
+                load_many(self.store, [aggregate_id]).get(aggregate_id)
+                if aggregate_id in self._stored
+                else None
             )
             for event in kept:
                 rebuilt = event.mutate(rebuilt)
@@ -160,12 +178,17 @@ class UnitOfWork:
     # ------------------------------------------------------------------ commit
 
     def commit(self) -> list[Recording[UUID]]:
-        """Save everything pending in one transaction.
+        """Save everything pending in one transaction, then hand the customers to the cache.
 
         Idempotency records go last, so each one's position is the newest of its command.
         """
         changed = [a for a in self._aggregates.values() if a is not None and a.pending_events]
         changed.sort(key=lambda a: _SAVE_ORDER.get(type(a), 1))
-        if not changed:
-            return []
-        return self.store.save(*changed)
+        recordings = self.store.save(*changed) if changed else []
+        if self._cache is not None:
+            customers = [a for a in self._aggregates.values() if isinstance(a, Customer)]
+            self._cache.keep(customers, self.store.footprints)
+            # An erasure shreds the person's copies on other streams without an event there.
+            erased = [r.domain_event for r in recordings if isinstance(r.domain_event, Erased)]
+            self._cache.drop(UUID(c) for e in erased for c in e.copies_at)
+        return recordings

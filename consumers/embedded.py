@@ -5,16 +5,20 @@ polls, and is woken at once after each local write. In full mode ``clientele con
 one for the read models fed in log order (``Projector.log_order``: segments), which need the
 global order that Kafka's partitions do not keep. Each batch is read and applied inside one
 read-store transaction together with the projections' positions, so a crash or a concurrent
-rebuild never loses or double-applies an event, and several runners take turns.
+rebuild never loses or double-applies an event, and several runners take turns. A customer
+whose event a projection cannot apply is parked for it (the others go on, see
+:mod:`projections.framework`) and re-driven from the store when due (:mod:`consumers.redrive`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import structlog
 
+from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from projections.framework import Binding, Projector, lock_positions, project
 from projections.readstore import ReadStore
@@ -33,12 +37,15 @@ class EmbeddedRunner:
         *,
         batch_size: int = 1000,
         poll_interval: float = 0.5,
+        redrive_interval: float = 1.0,
     ) -> None:
         self.feed = feed
         self.read_store = read_store
         self.bindings = [Binding.live(p) for p in projectors]
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.redrive_interval = redrive_interval
+        self._next_redrive = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,6 +71,11 @@ class EmbeddedRunner:
                 break
         return total
 
+    def redrive_due(self) -> list[Redriven]:
+        """Retry the parked customers whose backoff has passed (from the store)."""
+        projectors = [b.projector for b in self.bindings]
+        return redrive(self.feed, self.read_store, projectors, due_only=True)
+
     def wake(self, _position: int | None = None) -> None:
         """Called after a local write: run now instead of at the next poll."""
         self._wake.set()
@@ -86,6 +98,9 @@ class EmbeddedRunner:
             self._wake.clear()
             try:
                 self.catch_up(max_batches=100)
+                if time.monotonic() >= self._next_redrive:
+                    self._next_redrive = time.monotonic() + self.redrive_interval
+                    self.redrive_due()
                 backoff = self.poll_interval
             except Exception:
                 self.errors += 1

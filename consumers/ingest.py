@@ -3,8 +3,9 @@
 Each polled batch runs through the group-commit batch path. Every command is idempotent: it
 carries its own ``idempotency_key`` or gets one from its Kafka coordinates, so a redelivery after
 a crash replays the recorded outcome instead of acting twice. Offsets are committed to Kafka
-only after the outcomes were acknowledged. Bytes that are not a JSON object go to the DLQ;
-well-formed but invalid commands get a ``rejected`` result with the problem.
+only after the outcomes were acknowledged. Bytes that are not a JSON object (invalid UTF-8,
+unpaired surrogate escapes, no value at all) go to the DLQ; well-formed but invalid commands,
+an unusable ``idempotency_key`` included, get a ``rejected`` result with the problem.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
 from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
+from domain.values import check_key
 
 log = structlog.get_logger(__name__)
 
@@ -73,17 +75,15 @@ class CommandIngest:
                 doc = orjson.loads(record.value)
                 if not isinstance(doc, dict):
                     raise ValueError("a command must be a JSON object")
-            except ValueError as error:
+            except (ValueError, TypeError) as error:  # TypeError: no value (a tombstone)
                 send_to_dlq(self.producer, record, f"undecodable command: {error}")
                 continue
-            key = str(
-                doc.get("idempotency_key")
-                or f"kafka:{record.topic}:{record.partition}:{record.offset}"
-            )
-            doc["idempotency_key"] = key
+            key = f"kafka:{record.topic}:{record.partition}:{record.offset}"
             try:
-                parsed.append((record, key, parse_command(doc)))
-            except DomainError as error:
+                if doc.get("idempotency_key") is not None:
+                    key = check_key("idempotency_key", doc["idempotency_key"])
+                parsed.append((record, key, parse_command({**doc, "idempotency_key": key})))
+            except DomainError as error:  # its result is keyed by the message's coordinates
                 parsed.append((record, key, error))
         runnable = [c for _, _, c in parsed if isinstance(c, Command)]
         outcomes = iter(self.service.execute_batch(runnable, self._context(records)))

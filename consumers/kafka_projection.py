@@ -4,13 +4,21 @@ Each batch is applied in ONE read-store transaction together with the consumer's
 (table ``consumer_offsets``); on (re)assignment the consumer seeks to the stored offsets. A
 crash therefore loses nothing and applies nothing twice, whatever Kafka's own commits say.
 Projectors are also idempotent on (customer, version), so rebuilds and redeliveries overlap
-harmlessly. A message that cannot be decoded, or whose apply keeps failing, goes to the DLQ
-and the partition moves on.
+harmlessly.
+
+A customer whose event a projector cannot apply, or whose next version is missing from the
+topic, is parked for that projection inside the batch (see :mod:`projections.framework`);
+the other customers commit. Every second the consumer re-drives the parked customers that are
+due, from the event store (:mod:`consumers.redrive`). A message that cannot be decoded goes to
+the DLQ (the customer's next event then shows the gap); one whose batch keeps failing for
+another reason is retried alone, then dead-lettered and its customer parked, and the
+partition moves on.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +27,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from consumers.dead_letters import send_to_dlq
+from consumers.redrive import Redriven, redrive
+from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope, EnvelopeError
 from infra.personal_data import PersonalData, SealBroken
-from projections.framework import Binding, Projector, project
+from projections.framework import Binding, Projector, park, project
+from projections.parking import Parked
 from projections.readstore import ReadStore, Tx
 
 log = structlog.get_logger(__name__)
@@ -51,9 +62,12 @@ class ProjectionConsumer:
         read_store: ReadStore,
         projectors: Sequence[Projector],
         personal: PersonalData,
+        feed: StoreFeed | None = None,
         attempts: int = 3,
+        redrive_interval: float = 1.0,
     ) -> None:
-        """``personal`` opens the envelopes' sealed personal data through the key store."""
+        """``personal`` opens the envelopes' sealed personal data through the key store;
+        ``feed`` (the event store) is where parked customers are re-driven from."""
         self.consumer = consumer
         self.dlq_producer = dlq_producer
         self.topic = topic
@@ -61,7 +75,9 @@ class ProjectionConsumer:
         self.read_store = read_store
         self.bindings = [Binding.live(p) for p in projectors]
         self.personal = personal
+        self.feed = feed
         self.attempts = attempts
+        self.redrive_interval = redrive_interval
         self.stopping = threading.Event()
         self.applied = 0
 
@@ -144,9 +160,26 @@ class ProjectionConsumer:
                     break
                 except Exception as error:
                     if attempt == self.attempts:
-                        send_to_dlq(self.dlq_producer, record, f"apply failed: {error!r}")
+                        reason = f"apply failed: {error!r}"
+                        send_to_dlq(self.dlq_producer, record, reason)
                         with self.read_store.transaction() as tx:
+                            if envelope is not None:
+                                self._park(tx, envelope, reason)
                             self._store_offsets(tx, [record])
+
+    def _park(self, tx: Tx, envelope: Envelope, reason: str) -> None:
+        """Hold the customer of a dead-lettered envelope back in every projection we feed,
+        so that a re-drive from the store catches it up (and nothing applies out of order)."""
+        parked = Parked(envelope.customer_key, envelope.version, envelope.position, reason)
+        for binding in self.bindings:
+            park(tx.with_tables(binding.tables), binding.projector, [parked])
+
+    def redrive_due(self) -> list[Redriven]:
+        """Retry the parked customers whose backoff has passed, from the event store."""
+        if self.feed is None:
+            return []
+        projectors = [b.projector for b in self.bindings]
+        return redrive(self.feed, self.read_store, projectors, due_only=True)
 
     def _store_offsets(self, tx: Tx, records: list[Any]) -> None:
         nexts: dict[int, int] = {}
@@ -165,9 +198,16 @@ class ProjectionConsumer:
     def run(self) -> None:
         """Consume until :meth:`stop` (SIGTERM): the batch in hand is finished, then we leave."""
         self.subscribe()
+        next_redrive = 0.0
         try:
             while not self.stopping.is_set():
                 self.poll_once()
+                if time.monotonic() >= next_redrive:
+                    next_redrive = time.monotonic() + self.redrive_interval
+                    try:
+                        self.redrive_due()
+                    except Exception:
+                        log.exception("consumer.redrive_failed", group=self.group)
         finally:
             self.consumer.close()
 

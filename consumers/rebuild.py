@@ -3,7 +3,8 @@
 The projector replays the store into shadow tables (same code, other table names). At the end,
 one transaction catches the shadow up to the store's head and then either swaps it in (rename)
 and moves the live position to where the shadow ended — ``rebuild`` — or compares it with the
-live tables, every column of every row, and drops it — ``verify``.
+live tables, every column of every row (but the parking bookkeeping of
+:meth:`Projector.unverified`), and drops it — ``verify``.
 
 Projectors marked ``log_order`` (segments) are replayed in log order from the start, exactly as
 they are fed live; the others customer by customer up to the head (:mod:`consumers.replay`),
@@ -48,11 +49,16 @@ def _rows(tx: Tx, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
 
 
 def _compare(
-    read_store: ReadStore, tx: Tx, live: dict[str, str], shadow: dict[str, str]
+    read_store: ReadStore,
+    tx: Tx,
+    projector: Projector,
+    live: dict[str, str],
+    shadow: dict[str, str],
 ) -> list[str]:
     differences = []
     for logical, shadow_table in shadow.items():
-        columns = read_store.columns(tx, live[logical])
+        skip = projector.unverified().get(logical, ())
+        columns = [c for c in read_store.columns(tx, live[logical]) if c not in skip]
         have, want = _rows(tx, live[logical], columns), _rows(tx, shadow_table, columns)
         if have != want:
             missing = len(set(want) - set(have))
@@ -183,7 +189,7 @@ def _finish(
     live = {t: t for t in projector.all_tables()}
     result = RebuildResult(projector.name, reached, 0, 0.0)
     if verify_only:
-        result.differences = _compare(read_store, tx, live, shadow)
+        result.differences = _compare(read_store, tx, projector, live, shadow)
         _drop(tx, shadow)
     else:
         _swap(tx, live, shadow, read_store.table_names(tx))

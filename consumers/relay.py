@@ -5,35 +5,85 @@ and a polling fallback), publishes each envelope keyed by customer id through an
 ``acks=all`` producer, and moves its checkpoint only after the broker acknowledged the whole
 batch. A crash replays at most one batch: at-least-once, per-customer order preserved (one key,
 one partition, ordered sends). Consumers are idempotent on (customer, version).
+
+No single envelope stops it. One the producer refuses as too large (above
+``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``), or the broker rejects as such, parks its customer in
+``relay_parked`` (beside ``relay_checkpoints``: position, version, size, reason), written in the
+same transaction as the checkpoint that passes it. That customer's later events wait behind it
+(never published out of order); every other customer flows. Parked customers are re-driven at
+start, when due (backoff 1 s doubling to 5 min) and on ``clientele relay redrive``: their events
+up to the checkpoint are published in order, and if all went through the customer flows again.
+Re-drives run in the relay's own loop between batches, so it stays the topic's only publisher.
+(If a broker refuses a record while later ones of the same customer were already in flight,
+those are published again after it on re-drive; consumers heal such a gap from the store.)
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
 import psycopg
 import structlog
 from eventsourcing.postgres import PostgresApplicationRecorder
 from kafka import KafkaProducer
+from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from kafka.producer.future import FutureRecordMetadata
 
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from projections.parking import Parked, ParkingLot, describe, table_schema
 from projections.readstore import ReadStore
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
+PARKED = table_schema("relay_parked", scope="name")
+DEFAULT_NAME = "customer-events"
+TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+CHANNEL = "clientele_relay_redrive"  # NOTIFY here: relays retry their parked customers
+Sent = list[tuple[Envelope, int, FutureRecordMetadata]]  # envelope, value bytes, ack
 
 
-def checkpoint(checkpoints: ReadStore, name: str = "customer-events") -> int:
+def checkpoint(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> int:
     """The relay's acknowledged position (0 before its first batch or table)."""
     with checkpoints.transaction() as tx:
         if "relay_checkpoints" not in checkpoints.table_names(tx):
             return 0
         row = tx.fetchone("SELECT position FROM relay_checkpoints WHERE name = ?", (name,))
     return 0 if row is None else int(row[0])
+
+
+def ensure_relay_tables(checkpoints: ReadStore) -> None:
+    """Create ``relay_checkpoints`` and ``relay_parked`` (idempotent)."""
+    with checkpoints.transaction() as tx:
+        tx.raw(CHECKPOINTS)
+        tx.raw(PARKED)
+
+
+def parking_lot(name: str = DEFAULT_NAME) -> ParkingLot:
+    """Customers the relay called ``name`` holds back."""
+    return ParkingLot("relay_parked", ("name", name))
+
+
+def parked_summary(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> dict[str, Any]:
+    """``{"count", "oldest"}`` of the relay's parked customers (none before its table)."""
+    with checkpoints.transaction() as tx:
+        if "relay_parked" not in checkpoints.table_names(tx):
+            return {"count": 0, "oldest": None}
+        return parking_lot(name).summary(tx)
+
+
+def wake_relay(database_url: str) -> None:
+    """Wake a relay waiting on PostgreSQL LISTEN (a polling one wakes by itself)."""
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        return
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f'NOTIFY "{CHANNEL}"')
 
 
 class Relay:
@@ -46,9 +96,10 @@ class Relay:
         topic: str,
         checkpoints: ReadStore,
         *,
-        name: str = "customer-events",
+        name: str = DEFAULT_NAME,
         batch_size: int = 2000,
         poll_interval: float = 1.0,
+        redrive_interval: float = 1.0,
     ) -> None:
         self.feed = feed
         self.producer = producer
@@ -57,10 +108,12 @@ class Relay:
         self.name = name
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.redrive_interval = redrive_interval
+        self.lot = parking_lot(name)
         self.stopping = threading.Event()
         self._acknowledged: int | None = None
-        with checkpoints.transaction() as tx:
-            tx.raw(CHECKPOINTS)
+        self._held: set[str] | None = None
+        ensure_relay_tables(checkpoints)
 
     def position(self) -> int:
         return checkpoint(self.checkpoints, self.name)
@@ -68,6 +121,13 @@ class Relay:
     def lag(self) -> int:
         """Customer events recorded but not yet acknowledged by the broker."""
         return self.feed.pending(self.position(), customers_only=True)
+
+    def held(self) -> set[str]:
+        """Customers parked now (their events wait)."""
+        if self._held is None:
+            with self.checkpoints.transaction() as tx:
+                self._held = {p.customer_id for p in self.lot.listing(tx, limit=1 << 62)}
+        return self._held
 
     def catch_up(self) -> int:
         """Publish everything recorded so far. While the broker acknowledges one batch, the
@@ -77,31 +137,53 @@ class Relay:
             self._acknowledged = self.position()
         envelopes = self.feed.read_sealed(self._acknowledged, self.batch_size)
         while envelopes and not self.stopping.is_set():
-            sent = self._send(envelopes)
+            sent, parked = self._send(envelopes, self.held())
             reached = envelopes[-1].position
             full = len(envelopes) == self.batch_size
             envelopes = self.feed.read_sealed(reached, self.batch_size) if full else []
-            self._confirm(sent, reached)
+            self._confirm(sent, parked, reached)
             total += len(sent)
         return total
 
-    def _send(self, envelopes: list[Envelope]) -> list[FutureRecordMetadata]:
-        return [
-            self.producer.send(
-                self.topic,
-                key=e.customer_key.encode(),
-                value=e.to_bytes(),
-                headers=e.kafka_headers(),
-            )
-            for e in envelopes
-        ]
+    def _send(self, envelopes: list[Envelope], held: set[str]) -> tuple[Sent, dict[str, Parked]]:
+        """Send in order, skipping customers in ``held``; one refused as too large joins it."""
+        sent: Sent = []
+        parked: dict[str, Parked] = {}
+        for e in envelopes:
+            key = e.customer_key
+            if key in held:
+                continue  # waits behind its parked event
+            value = e.to_bytes()
+            try:
+                future = self.producer.send(
+                    self.topic, key=key.encode(), value=value, headers=e.kafka_headers()
+                )
+            except TOO_LARGE as error:
+                parked[key] = Parked(key, e.version, e.position, describe(error), len(value))
+                held.add(key)
+                continue
+            sent.append((e, len(value), future))
+        return sent, parked
 
-    def _confirm(self, sent: list[FutureRecordMetadata], reached: int) -> None:
-        """Wait for the broker's acks of ``sent``, then checkpoint ``reached``."""
+    def _acks(self, sent: Sent, parked: dict[str, Parked], held: set[str]) -> None:
+        """Wait for the broker's acks of ``sent``; a record it refused as too large parks
+        its customer (at its earliest refused version); any other failure raises."""
         self.producer.flush()
-        for future in sent:
-            future.get(timeout=30)  # raises if any send failed: the checkpoint stays put
+        for envelope, size, future in sent:
+            try:
+                future.get(timeout=30)
+            except TOO_LARGE as error:
+                key = envelope.customer_key
+                if key not in parked or parked[key].version > envelope.version:
+                    reason = f"refused by the broker: {describe(error)}"
+                    parked[key] = Parked(key, envelope.version, envelope.position, reason, size)
+                held.add(key)
+
+    def _confirm(self, sent: Sent, parked: dict[str, Parked], reached: int) -> None:
+        """Wait for the acks of ``sent``, then record ``parked`` and checkpoint ``reached``."""
+        self._acks(sent, parked, self.held())
         with self.checkpoints.transaction() as tx:
+            self.lot.park(tx, parked.values())
             tx.execute(
                 "INSERT INTO relay_checkpoints (name, position, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
@@ -109,23 +191,73 @@ class Relay:
                 (self.name, reached, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
             )
         self._acknowledged = reached
+        for item in parked.values():
+            log.error("relay.customer_parked", relay=self.name, **item.to_dict())
+
+    def redrive(self, *, due_only: bool = True, customer_id: str | None = None) -> list[Parked]:
+        """Publish parked customers' events up to the checkpoint, in order: those due for a
+        retry, or all (or one). Returns the ones still parked."""
+        if self._acknowledged is None:
+            self._acknowledged = self.position()
+        with self.checkpoints.transaction() as tx:
+            due = self.lot.listing(
+                tx, due_at=datetime.now(UTC) if due_only else None, customer_id=customer_id
+            )
+        return [p for p in (self._redrive_one(row) for row in due) if p is not None]
+
+    def _redrive_one(self, row: Parked) -> Parked | None:
+        customer, until = row.customer_id, self._acknowledged
+        others = self.held() - {customer}
+        after, published = row.version - 1, 0
+        while True:
+            envelopes = self.feed.customer_events(
+                UUID(customer), after, self.batch_size, until=until, sealed=True
+            )
+            sent, parked = self._send(envelopes, others)
+            self._acks(sent, parked, others)
+            if customer in parked:
+                return self._still_parked(row, parked[customer], published)
+            published += len(sent)
+            if len(envelopes) < self.batch_size:
+                break
+            after = envelopes[-1].version
+        with self.checkpoints.transaction() as tx:
+            self.lot.release(tx, customer)
+        self.held().discard(customer)
+        log.info("relay.redriven", relay=self.name, customer_id=customer, published=published)
+        return None
+
+    def _still_parked(self, row: Parked, refused: Parked, published: int) -> Parked:
+        again = replace(refused, attempts=row.attempts + 1, parked_at=row.parked_at)
+        with self.checkpoints.transaction() as tx:
+            self.lot.park(tx, [again])
+            again = self.lot.listing(tx, customer_id=row.customer_id, limit=1)[0]
+        log.warning("relay.redrive_failed", relay=self.name, published=published, **again.to_dict())
+        return again
 
     def run(self) -> None:
-        """Publish until :meth:`stop`; errors back off and retry, never skip."""
+        """Publish until :meth:`stop`; errors back off and retry, never skip. Parked
+        customers are all retried at start (the limit may have been raised), then when due."""
         listener = self._listen()
         backoff = self.poll_interval
+        due_only, next_redrive = False, 0.0
         try:
             while not self.stopping.is_set():
                 try:
                     published = self.catch_up()
                     if published:
                         log.info("relay.published", count=published, position=self._acknowledged)
+                    if time.monotonic() >= next_redrive:
+                        self._held = None  # re-read: rows may have been removed by hand
+                        self.redrive(due_only=due_only)
+                        due_only, next_redrive = True, time.monotonic() + self.redrive_interval
                     backoff = self.poll_interval
                 except Exception:
                     log.exception("relay.batch_failed")
                     self._acknowledged = None  # re-read the checkpoint on the next attempt
+                    self._held = None  # and the parked customers
                     backoff = min(backoff * 2, 30.0)
-                self._wait(listener, backoff)
+                self._wait(listener, min(backoff, self.redrive_interval) if self._held else backoff)
         finally:
             if listener is not None:
                 listener.close()
@@ -139,6 +271,7 @@ class Relay:
             return None  # SQLite: polling only
         connection = psycopg.connect(self.feed.store.database_url, autocommit=True)
         connection.execute(f'LISTEN "{recorder.channel_name}"')
+        connection.execute(f'LISTEN "{CHANNEL}"')
         return connection
 
     def _wait(

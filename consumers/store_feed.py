@@ -41,6 +41,30 @@ class StoreFeed:
         linked = feed_queries.by_customer(self.store, after, limit, until, before)
         return self.store.personal.open_envelopes(self._envelopes(linked))
 
+    def customer_events(
+        self,
+        customer_id: UUID,
+        after_version: int,
+        limit: int,
+        *,
+        until: int | None = None,
+        sealed: bool = False,
+    ) -> list[Envelope]:
+        """One customer's envelopes after ``after_version``, in version order, at positions
+        ``<= until`` (default: all); opened unless ``sealed``. For re-driving a parked customer."""
+        last = (1 << 128) - 1
+        before = UUID(int=customer_id.int + 1) if customer_id.int < last else None
+        linked = feed_queries.by_customer(
+            self.store,
+            (customer_id, after_version),
+            limit,
+            self.head() if until is None else until,
+            before,
+        )
+        mine = [link for link in linked if link[0].originator_id == customer_id]
+        envelopes = self._envelopes(mine)
+        return envelopes if sealed else self.store.personal.open_envelopes(envelopes)
+
     def _envelopes(self, linked: Sequence[Linked]) -> list[Envelope]:
         envelopes = []
         for notification, chain in linked:

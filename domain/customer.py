@@ -279,12 +279,6 @@ class Customer(Aggregate):
             raise InvalidTransition(f"customer {self.id} is not churned")
         self.trigger_event(ev.Reactivated, reason=reason, **meta.fields())
 
-    def erase(self, meta: Meta, reason: str | None) -> None:
-        """Forget this customer's personal data (merged duplicates may be erased too)."""
-        if self.status == Status.ERASED:
-            raise CustomerErased(self.id)
-        self.trigger_event(ev.Erased, reason=reason, **meta.fields())
-
     def earn_points(self, meta: Meta, points: int, reason: str | None) -> None:
         self.require_live()
         _check_points(points)
@@ -325,66 +319,3 @@ class Customer(Aggregate):
 def _check_points(points: int) -> None:
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise InvalidInput("points", "must be a positive integer")
-
-
-def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
-    """Merge ``duplicate`` into ``survivor``; the survivor's id lives on.
-
-    The survivor takes over the duplicate's tags (within the tag limit), purchases it does not
-    have, its contact count, and email/phone where it has none. Consents are not merged:
-    consent is given by a person for a record and must not be widened by deduplication.
-    """
-    if survivor.id == duplicate.id:
-        raise InvalidInput("duplicate_id", "a customer cannot be merged into itself")
-    survivor.require_live()
-    duplicate.require_live()
-    room = MAX_TAGS_PER_CUSTOMER - len(survivor.tags)
-    new_tags = [t for t in duplicate.tags if t not in survivor.tags][: max(room, 0)]
-    new_purchases = {
-        order_id: dict(p)
-        for order_id, p in duplicate.purchases.items()
-        if order_id not in survivor.purchases
-    }
-    survivor.trigger_event(
-        ev.DuplicateAbsorbed,
-        duplicate_id=str(duplicate.id),
-        tags=new_tags,
-        purchases=new_purchases,
-        contacts_count=duplicate.contacts_count,
-        email=duplicate.email if survivor.email is None else None,
-        phone=duplicate.phone if survivor.phone is None else None,
-        **meta.fields(),
-    )
-    duplicate.trigger_event(ev.MergedInto, survivor_id=str(survivor.id), **meta.fields())
-
-
-def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> None:
-    """Undo :func:`merge`: the survivor gives back exactly what it absorbed and still holds."""
-    if duplicate.status == Status.ERASED:
-        raise CustomerErased(duplicate.id)
-    if duplicate.status != Status.MERGED or duplicate.merged_into != str(survivor.id):
-        raise InvalidTransition(f"customer {duplicate.id} is not merged into {survivor.id}")
-    survivor.require_live()
-    absorbed = survivor.absorbed[str(duplicate.id)]
-    survivor.trigger_event(
-        ev.Unmerged,
-        other_id=str(duplicate.id),
-        role="survivor",
-        tags=[t for t in absorbed["tags"] if t in survivor.tags],
-        purchases={k: p for k, p in absorbed["purchases"].items() if k in survivor.purchases},
-        contacts_count=absorbed["contacts_count"],
-        email=absorbed["email"] if absorbed["email"] == survivor.email else None,
-        phone=absorbed["phone"] if absorbed["phone"] == survivor.phone else None,
-        **meta.fields(),
-    )
-    duplicate.trigger_event(
-        ev.Unmerged,
-        other_id=str(survivor.id),
-        role="duplicate",
-        tags=[],
-        purchases={},
-        contacts_count=0,
-        email=None,
-        phone=None,
-        **meta.fields(),
-    )

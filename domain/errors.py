@@ -25,14 +25,22 @@ class DomainError(Exception):
         return {"code": self.code, "message": self.message, **self.details}
 
 
+def displayable(text: str) -> str:
+    """``text`` safe to encode as UTF-8 (unpaired surrogates escaped), for error documents
+    that name a field taken from the input."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class InvalidInput(DomainError):
-    """A field failed validation or normalisation."""
+    """A field failed validation or normalisation; ``reason`` is the message without the field."""
 
     code = "validation"
 
     def __init__(self, field: str, message: str) -> None:
+        field, message = displayable(field), displayable(message)
         super().__init__(f"{field}: {message}", field=field)
         self.field = field
+        self.reason = message
 
 
 class CustomerNotFound(DomainError):
@@ -68,6 +76,7 @@ class CustomerMerged(DomainError):
             customer_id=str(customer_id),
             survivor_id=str(survivor_id),
         )
+        self.customer_id = customer_id
         self.survivor_id = survivor_id
 
 
@@ -127,3 +136,23 @@ class IdempotencyKeyReused(DomainError):
 
 class LimitExceeded(DomainError):
     code = "limit-exceeded"
+
+
+class EventTooLarge(DomainError):
+    """A command would record an event above the store's bound (nothing is recorded)."""
+
+    code = "event-too-large"
+
+    def __init__(
+        self, customer_id: UUID, version: int, event_type: str, size: int, limit: int
+    ) -> None:
+        super().__init__(
+            f"{event_type} of customer {customer_id} would take {size} bytes; "
+            f"events are limited to {limit} bytes",
+            customer_id=str(customer_id),
+            event_type=event_type,
+            size=size,
+            limit=limit,
+        )
+        self.customer_id = customer_id
+        self.version = version

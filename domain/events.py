@@ -9,10 +9,12 @@ Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
@@ -26,6 +28,11 @@ META_FIELDS = frozenset(
     | {"actor", "correlation_id", "causation_id", "occurred_at"}
 )
 MAP_FIELDS = frozenset({"attributes", "changes", "absorbed"})
+MAX_EVENT_BYTES = 512 * 1024
+"""Upper bound of one event's stored form (transcoded state, personal fields sealed): the
+store refuses to record a bigger event (:class:`domain.errors.EventTooLarge`). Its envelope is
+at most ``MAX_EVENT_BYTES + ENVELOPE_OVERHEAD_BYTES`` (README, "Event envelope")."""
+ENVELOPE_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,13 @@ class CustomerEvent(LoggedEvent):
     """Base of every customer event.
 
     ``PERSONAL`` names the fields holding personal data: they are stored encrypted with the
-    customer's own key, and read as :func:`redacted` once the customer is erased.
+    customer's own key, and read as :func:`redacted` once the customer is erased. An event
+    whose personal data belongs to another person names, in its field ``KEY_OWNER``, whose key
+    seals it (see :func:`key_owner`), so erasing that person reaches this copy too.
     """
 
     PERSONAL: ClassVar[tuple[str, ...]] = ()
+    KEY_OWNER: ClassVar[str | None] = None
 
     def apply(self, aggregate: Customer) -> None:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
@@ -241,45 +251,84 @@ class MergedInto(CustomerEvent):
         aggregate.merged_into = self.survivor_id
 
 
-class DuplicateAbsorbed(CustomerEvent):
-    """What the survivor took over from the duplicate, so an unmerge can give it back."""
+def moved_fields(data: Mapping[str, Any]) -> list[str]:
+    """Which of email/phone a merge part moves (or an unmerge part gives back): named in clear
+    in ``moved``, so folds never depend on values that read null once their owner is erased;
+    for v1 events, the fields that hold a value (their survivor's key sealed them)."""
+    moved = data.get("moved")
+    if moved is not None:
+        return list(moved)
+    return [field for field in ("email", "phone") if data.get(field) is not None]
 
-    TYPE = "customer.duplicate_absorbed"
+
+class _Moving(CustomerEvent):
+    """What moves between a survivor and a duplicate, in ``parts`` events (``part`` =
+    1…parts) so that no event outgrows :data:`MAX_EVENT_BYTES`: part 1 carries tags and the
+    contact count, every part a share of the purchases; the email/phone (``moved`` names which)
+    ride in parts whose ``data_owner`` is the person they belong to (the duplicate, or whom it
+    had absorbed them from) and are sealed with THAT person's key, so erasing that person
+    later (after an unmerge) reaches this copy. Parts add up: consumers fold each as it comes.
+
+    Version 2 added ``part``, ``parts``, ``data_owner`` and ``moved``; v1 events (one part,
+    sealed with the survivor's own key) are upcast on load.
+    """
+
     PERSONAL = ("email", "phone")
-    duplicate_id: str
+    KEY_OWNER = "data_owner"
+    class_version = 2
     tags: list[str]
     purchases: dict[str, dict[str, Any]]
     contacts_count: int
     email: str | None
     phone: str | None
+    part: int
+    parts: int
+    data_owner: str | None
+    moved: list[str] | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.update({"part": 1, "parts": 1, "data_owner": None, "moved": None} | state)
+
+
+class DuplicateAbsorbed(_Moving):
+    """What the survivor took over from the duplicate, so an unmerge can give it back."""
+
+    TYPE = "customer.duplicate_absorbed"
+    duplicate_id: str
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.tags.extend(self.tags)
         aggregate.purchases.update(self.purchases)
         aggregate.contacts_count += self.contacts_count
-        if self.email is not None:
-            aggregate.email = self.email
-        if self.phone is not None:
-            aggregate.phone = self.phone
-        aggregate.absorbed[self.duplicate_id] = self.data()
+        known = aggregate.absorbed.get(self.duplicate_id)
+        if known is None or self.part == 1:
+            known = {"duplicate_id": self.duplicate_id, "tags": [], "purchases": {}}
+            known |= {"contacts_count": 0, "email": None, "phone": None}
+        record = {
+            **known,
+            "tags": [*known["tags"], *self.tags],
+            "purchases": {**known["purchases"], **self.purchases},
+            "contacts_count": known["contacts_count"] + self.contacts_count,
+        }
+        for field in moved_fields(vars(self)):
+            setattr(aggregate, field, getattr(self, field))
+            record[field] = getattr(self, field)
+            record[f"{field}_owner"] = self.data_owner
+        aggregate.absorbed[self.duplicate_id] = record
 
 
-class Unmerged(CustomerEvent):
+class Unmerged(_Moving):
     """Undo of a merge, recorded on both sides (``role`` says which side this one is).
 
     On the survivor it lists exactly what is given back, so consumers need no memory of the
     merge: tags, purchases, contact count, and email/phone where the survivor had taken them.
+    Consents are never given back or taken (README, "The model").
     """
 
     TYPE = "customer.unmerged"
-    PERSONAL = ("email", "phone")
     other_id: str
     role: str
-    tags: list[str]
-    purchases: dict[str, dict[str, Any]]
-    contacts_count: int
-    email: str | None
-    phone: str | None
 
     def apply(self, aggregate: Customer) -> None:
         if self.role == "duplicate":
@@ -287,22 +336,31 @@ class Unmerged(CustomerEvent):
             aggregate.status_before_merge = None
             aggregate.merged_into = None
             return
-        del aggregate.absorbed[self.other_id]
+        aggregate.absorbed.pop(self.other_id, None)
         aggregate.tags = [t for t in aggregate.tags if t not in self.tags]
         for order_id in self.purchases:
             del aggregate.purchases[order_id]
         aggregate.contacts_count -= self.contacts_count
-        if self.email is not None:
-            aggregate.email = None
-        if self.phone is not None:
-            aggregate.phone = None
+        for field in moved_fields(vars(self)):
+            setattr(aggregate, field, None)
 
 
 class Erased(CustomerEvent):
-    """Right to erasure: personal data is gone from here on; facts without PII stay."""
+    """Right to erasure: personal data is gone from here on; facts without PII stay.
+
+    ``copies_at`` names the customers whose streams hold this person's data sealed with their
+    key (what merges moved): their snapshots and read-model copies go too. Version 2 added it
+    (upcast: none).
+    """
 
     TYPE = "customer.erased"
+    class_version = 2
     reason: str | None
+    copies_at: list[str]
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("copies_at", [])
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.status = Status.ERASED.value
@@ -369,6 +427,13 @@ EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     TierChanged,
 )
 EVENT_TYPES: dict[str, type[CustomerEvent]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
+
+
+def key_owner(event: CustomerEvent) -> UUID:
+    """Whose data key seals the event's personal fields: its ``KEY_OWNER`` field, if it names
+    someone, else the customer the event belongs to."""
+    owner = getattr(event, event.KEY_OWNER, None) if event.KEY_OWNER else None
+    return UUID(owner) if owner else event.originator_id
 
 
 def data_fields(event_class: type[CustomerEvent]) -> list[str]:

@@ -1,6 +1,6 @@
 """Index aggregates that make cross-customer rules race-safe inside the event store itself.
 
-Both are saved in the same store transaction as the customer events they guard; two writers
+Each is saved in the same store transaction as the customer events they guard; two writers
 racing for the same index row collide on the store's (id, version) uniqueness, so exactly one
 wins and the other retries against the fresh state.
 """
@@ -111,3 +111,36 @@ class IdempotencyRecord(Aggregate):
         """Same key with a different request is refused."""
         if request_digest != self.request_digest:
             raise IdempotencyKeyReused(key)
+
+
+class DataCopies(Aggregate):
+    """Which customers' streams hold personal data of one person, sealed with that person's key
+    (what merges moved to survivors). Erasing the person names them in ``customer.erased``
+    (``copies_at``), so their snapshots and read-model copies are dropped too."""
+
+    holders: list[str]
+
+    def __init__(self) -> None:
+        """State is set by the creation event's ``apply``."""
+
+    class Opened(Aggregate.Created):
+        TYPE: ClassVar[str] = "index.data_copies_opened"
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.holders = []
+
+    class Copied(Aggregate.Event):
+        TYPE: ClassVar[str] = "index.data_copied"
+        holder: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.holders = [*aggregate.holders, self.holder]
+
+    @classmethod
+    def open(cls, copies_id: UUID) -> DataCopies:
+        return cls._create(cls.Opened, id=copies_id)
+
+    def add(self, holder: UUID) -> None:
+        """Remember that ``holder``'s stream holds data of this person (once)."""
+        if str(holder) not in self.holders:
+            self.trigger_event(self.Copied, holder=str(holder))

@@ -23,7 +23,7 @@ from eventsourcing.domain import Aggregate
 from domain.errors import InvalidInput
 from domain.events import LoggedEvent, Meta
 from domain.segment_rules import Rule, parse, parse_purpose
-from domain.values import check_aware, normalise_currency, normalise_text
+from domain.values import Text, check_aware, normalise_currency, normalise_text
 
 SEGMENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NAMESPACE = UUID("5d0c54f5-3a9e-5b86-9d55-0b2c0a6f3e41")
@@ -40,7 +40,7 @@ def checked(segment_id: object, name: object, rule: object, purpose: object) -> 
     """A definition's fields in normal form, or :class:`InvalidInput` naming the culprit
     (``segment_id``, ``name``, ``rule.…`` or ``purpose``)."""
     check_segment_id(segment_id)
-    title = normalise_text("name", name, max_length=200)
+    title = normalise_text("name", name, kind=Text.LINE, max_length=200)
     if title is None:
         raise InvalidInput("name", "is required")
     return {"name": title, "rule": parse(rule), "purpose": parse_purpose(purpose)}

@@ -25,6 +25,9 @@ from domain.values import (
     ConsentPurpose,
     LifecycleStage,
     Status,
+    Text,
+    check_number,
+    check_text,
     normalise_currency,
     normalise_tag,
     parse_enum,
@@ -143,7 +146,7 @@ def _field(field: object, path: str) -> tuple[str, str]:
         try:
             return _TOTAL + normalise_currency(field.removeprefix(_TOTAL)), "number"
         except InvalidInput as error:
-            raise InvalidInput(path, error.message) from None
+            raise InvalidInput(path, error.reason) from None
     raise InvalidInput(path, f"unknown field {field!r}")
 
 
@@ -161,10 +164,7 @@ def _value(kind: str, field: str, op: str, value: object, path: str) -> Any:
 
 def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
     if kind == "tags":
-        try:
-            return normalise_tag(value)
-        except InvalidInput as error:
-            raise InvalidInput(path, error.message) from None
+        return normalise_tag(value, path)
     if kind == "enum":
         return parse_enum(_ENUMS[field], path, value).value
     if kind == "consent" or (kind == "attribute" and isinstance(value, bool)):
@@ -173,6 +173,10 @@ def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
         return value
     if isinstance(value, str) and len(value) > MAX_TEXT:
         raise InvalidInput(path, f"must be at most {MAX_TEXT} characters")
+    if isinstance(value, str):
+        check_text(path, value, Text.MULTILINE)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        check_number(path, value)
     if kind == "time":
         if isinstance(value, str) and _RELATIVE.match(value):
             _span(_RELATIVE, value, path, 'relative like "-30d"')

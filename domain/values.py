@@ -1,6 +1,18 @@
 """Value vocabularies and normalisation: the cleaning and standardising every input goes through.
 
-All functions are pure (no network: email deliverability is never checked here).
+All functions are pure (no network: email deliverability is never checked here). Every edge
+(HTTP, the batch route, the Kafka command topic, CSV import, the CLI) reaches storage through
+them, so one input is accepted or refused alike everywhere, and what is accepted is stored in
+one canonical form. Input whose meaning would be lost or left ambiguous by that conversion is
+refused with an :class:`InvalidInput` naming the field.
+
+**Text policy** (:func:`text_problem`; README, "The model"): text must be storable by every
+backend (PostgreSQL refuses NUL; JSON encoders refuse unpaired surrogates) and must show what
+it holds. Never allowed: C0/C1 control characters (free text keeps tab and line breaks),
+unpaired surrogates, Unicode noncharacters, and the bidi embeddings/overrides U+202A-U+202E
+and deprecated format characters U+206A-U+206F. Identifiers (codes, keys, ids, sources,
+reasons) are one line without invisible characters: no format (Cf) or private-use characters
+and no space other than U+0020. Accepted text is NFC-normalised.
 """
 
 from __future__ import annotations
@@ -9,14 +21,13 @@ import math
 import re
 import unicodedata
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from enum import StrEnum
-from typing import Any, TypeVar
+from decimal import Decimal
+from enum import Enum, StrEnum
+from typing import TypeVar
 
 import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
-from slugify import slugify
 
 from domain.errors import InvalidInput
 
@@ -24,12 +35,132 @@ MAX_TAG_LENGTH = 64
 MAX_TAGS_PER_CUSTOMER = 200
 MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 4000
-MAX_ATTRIBUTES = 100
-MAX_ATTRIBUTE_KEY_LENGTH = 64
-MAX_ITEMS = 500
+MAX_KEY_LENGTH = 200
+MAX_SAFE_INTEGER = 2**53 - 1  # larger integers do not survive JSON readers such as JavaScript
+MAX_AMOUNT = Decimal("1e12")
+MAX_AMOUNT_TEXT = 40
+AMOUNT_PLACES = 4
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 E = TypeVar("E", bound=StrEnum)
+
+
+class Text(Enum):
+    """What a text field may hold (see the text policy above)."""
+
+    IDENTIFIER = "identifier"  # codes, keys, ids: one line, nothing invisible
+    LINE = "line"  # one line of human text: subjects, titles, emails, phones
+    MULTILINE = "multiline"  # free text: tabs and line breaks (stored as \n) too
+
+
+_NONCHARACTERS = r"\ufdd0-\ufdef" + "".join(
+    rf"\U{plane | 0xFFFE:08x}\U{plane | 0xFFFF:08x}" for plane in range(0, 0x110000, 0x10000)
+)
+_NEVER = (
+    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u206a-\u206f" + _NONCHARACTERS
+)
+_BREAKS = "\t\n\r\u2028\u2029"
+_REFUSED = {
+    Text.MULTILINE: re.compile(f"[{_NEVER}]"),
+    Text.LINE: re.compile(f"[{_NEVER}{_BREAKS}]"),
+    Text.IDENTIFIER: re.compile(f"[{_NEVER}{_BREAKS}]"),  # and, beyond ASCII, _INVISIBLE
+}
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp", "Zs"})
+
+
+def _describe(char: str) -> str:
+    point = ord(char)
+    category = unicodedata.category(char)
+    if char in _BREAKS:
+        what = "a tab or line break; this field holds one line"
+    elif category == "Cc":
+        what = "a control character"
+    elif category == "Cs":
+        what = "an unpaired surrogate"
+    elif 0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE:
+        what = "a Unicode noncharacter"
+    elif 0x202A <= point <= 0x202E:
+        what = "a bidirectional embedding or override"
+    elif 0x206A <= point <= 0x206F:
+        what = "a deprecated format character"
+    elif category == "Co":
+        what = "a private-use character; identifiers hold visible characters only"
+    elif category == "Cf":
+        what = "an invisible format character; identifiers hold visible characters only"
+    else:
+        what = "a space other than U+0020; identifiers hold visible characters only"
+    return f"U+{point:04X} ({what})"
+
+
+def text_problem(value: str, kind: Text) -> str | None:
+    """Why ``value`` may not be stored as ``kind`` text, or ``None`` when it may."""
+    found = _REFUSED[kind].search(value)
+    if found is None and kind is Text.IDENTIFIER and not value.isascii():
+        found = next(
+            (
+                match
+                for match in re.finditer(r"[^\x00-\x7f]", value)
+                if unicodedata.category(match.group()) in _INVISIBLE and match.group() != " "
+            ),
+            None,
+        )
+    if found is None:
+        return None
+    return f"must not contain {_describe(found.group())} at character {found.start() + 1}"
+
+
+def check_text(field: str, value: str, kind: Text) -> str:
+    """``value`` unchanged if the text policy allows it as ``kind``, else :class:`InvalidInput`."""
+    problem = text_problem(value, kind)
+    if problem is not None:
+        raise InvalidInput(field, problem)
+    return value
+
+
+def normalise_text(
+    field: str, value: object, *, kind: Text, max_length: int = MAX_TEXT_LENGTH
+) -> str | None:
+    """Optional text of ``kind``: checked, NFC, trimmed, line breaks as LF; empty is ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    check_text(field, value, kind)
+    text = unicodedata.normalize("NFC", value).strip()
+    if kind is Text.MULTILINE:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if len(text) > max_length:
+        raise InvalidInput(field, f"must be at most {max_length} characters")
+    return text or None
+
+
+def normalise_identifier(field: str, value: object, *, max_length: int) -> str:
+    """A required identifier (order id, source, reason code …): checked, NFC, trimmed."""
+    text = normalise_text(field, value, kind=Text.IDENTIFIER, max_length=max_length)
+    if text is None:
+        raise InvalidInput(field, "is required")
+    return text
+
+
+def check_key(
+    field: str, value: object, *, max_length: int = MAX_KEY_LENGTH, ascii_only: bool = False
+) -> str:
+    """An opaque key compared as sent (idempotency keys, correlation ids): never rewritten,
+    so it must already be clean — non-empty, no surrounding spaces, identifier characters.
+    ``ascii_only`` for HTTP headers, whose bytes beyond ASCII have no agreed character set."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    if not value or len(value) > max_length:
+        raise InvalidInput(field, f"must be 1 to {max_length} characters")
+    check_text(field, value, Text.IDENTIFIER)
+    if value != value.strip():
+        raise InvalidInput(field, "must not start or end with a space")
+    if ascii_only and not value.isascii():
+        raise InvalidInput(
+            field, "must be ASCII (header bytes beyond ASCII have no agreed charset)"
+        )
+    return value
 
 
 class Channel(StrEnum):
@@ -81,18 +212,21 @@ class Status(StrEnum):
 
 
 def parse_enum(enum: type[E], field: str, value: object) -> E:
-    """Parse ``value`` into ``enum`` or raise a specific :class:`InvalidInput`."""
+    """Parse ``value`` (a string, any case, surrounding spaces ignored) into ``enum``."""
+    allowed = ", ".join(member.value for member in enum)
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be one of {allowed}")
     try:
-        return enum(str(value).strip().lower())
+        return enum(value.strip().lower())
     except ValueError:
-        allowed = ", ".join(member.value for member in enum)
         raise InvalidInput(field, f"must be one of {allowed}, got {value!r}") from None
 
 
 def normalise_name(value: object) -> str:
-    """Trim, NFC-normalise and collapse inner whitespace; a name is required."""
+    """Checked as free text, NFC, whitespace runs (tabs, line breaks) collapsed to one space."""
     if not isinstance(value, str):
         raise InvalidInput("name", "must be a string")
+    check_text("name", value, Text.MULTILINE)
     name = " ".join(unicodedata.normalize("NFC", value).split())
     if not name:
         raise InvalidInput("name", "is required")
@@ -105,6 +239,7 @@ def normalise_email(value: object) -> str:
     """Validate syntax and normalise (lower-cased, IDNA domain); no DNS lookups."""
     if not isinstance(value, str):
         raise InvalidInput("email", "must be a string")
+    check_text("email", value, Text.LINE)
     try:
         checked = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as error:
@@ -112,10 +247,17 @@ def normalise_email(value: object) -> str:
     return checked.normalized.lower()
 
 
+_PHONE = re.compile(r"^\+?[0-9 ().\-/]+$")
+
+
 def normalise_phone(value: object, default_region: str) -> str:
-    """Parse a phone number and return it in E.164 form."""
+    """A phone number in E.164. Only digits, spaces and ``+ ( ) . - /`` are accepted: letters
+    (vanity numbers) and extensions have no E.164 form and would be silently lost."""
     if not isinstance(value, str):
         raise InvalidInput("phone", "must be a string")
+    check_text("phone", value, Text.LINE)
+    if not _PHONE.match(value.strip()):
+        raise InvalidInput("phone", "may hold only digits, spaces and + ( ) . - /")
     try:
         parsed = phonenumbers.parse(value, default_region.upper())
     except phonenumbers.NumberParseException as error:
@@ -125,60 +267,74 @@ def normalise_phone(value: object, default_region: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalise_tag(value: object) -> str:
-    """Lower-case slug of at most 64 characters; never silently truncated."""
-    if not isinstance(value, str):
-        raise InvalidInput("tag", "must be a string")
-    tag = slugify(value)
-    if not tag:
-        raise InvalidInput("tag", f"{value!r} has no letters or digits")
-    if len(tag) > MAX_TAG_LENGTH:
-        raise InvalidInput("tag", f"must be at most {MAX_TAG_LENGTH} characters once slugified")
-    return tag
+_TAG_SEPARATORS = re.compile(r"[\s_\-]+")
+_TAG_SYMBOLS = frozenset("+#&.")
 
 
-def normalise_text(field: str, value: object, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
-    """Optional free text: trimmed, empty becomes ``None``, bounded length."""
-    if value is None:
-        return None
+def normalise_tag(value: object, field: str = "tag") -> str:
+    """A tag (or tier) in canonical form: NFKC case-folded, runs of spaces, ``_`` and ``-``
+    as one ``-``, at most 64 characters. Letters and digits of every script, combining marks
+    and ``+ # & .`` are kept (``C++`` and ``C#`` stay apart, ``日本`` stays ``日本``); any other
+    character is refused rather than dropped. Slugs stored by older versions are canonical."""
     if not isinstance(value, str):
         raise InvalidInput(field, "must be a string")
-    text = unicodedata.normalize("NFC", value).strip()
-    if len(text) > max_length:
-        raise InvalidInput(field, f"must be at most {max_length} characters")
-    return text or None
+    check_text(field, value, Text.LINE)
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    tag = _TAG_SEPARATORS.sub("-", folded).strip("-")
+    if not any(unicodedata.category(char)[0] in "LN" for char in tag):
+        raise InvalidInput(field, f"{value!r} has no letters or digits")
+    for char in tag:
+        if char != "-" and char not in _TAG_SYMBOLS and unicodedata.category(char)[0] not in "LMN":
+            raise InvalidInput(
+                field, f"{char!r} is not allowed (letters, digits, marks, + # & . and separators)"
+            )
+    if len(tag) > MAX_TAG_LENGTH:
+        raise InvalidInput(field, f"must be at most {MAX_TAG_LENGTH} characters once normalised")
+    return tag
 
 
 def normalise_currency(value: object) -> str:
     """An ISO-4217 alphabetic code, upper-cased."""
-    code = str(value).strip().upper()
-    if len(code) != 3 or pycountry.currencies.get(alpha_3=code) is None:
+    code = value.strip().upper() if isinstance(value, str) else ""
+    if len(code) != 3 or not code.isascii() or pycountry.currencies.get(alpha_3=code) is None:
         raise InvalidInput("currency", f"{value!r} is not an ISO-4217 currency code")
     return code
 
 
+_AMOUNT = re.compile(r"^[0-9]+(?:\.([0-9]+))?$")
+
+
 def parse_amount(value: object) -> Decimal:
-    """A non-negative, finite decimal amount with at most 4 fractional digits."""
-    if isinstance(value, float | bool):
-        raise InvalidInput("amount", "must be a decimal string such as '12.50', not a float")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput("amount", f"{value!r} is not a decimal number") from None
-    if not amount.is_finite():
-        raise InvalidInput("amount", "must be finite")
-    if amount < 0:
-        raise InvalidInput("amount", "must not be negative")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -4:
-        raise InvalidInput("amount", "must have at most 4 decimal places")
-    if amount >= Decimal("1e12"):
+    """A decimal string of digits with an optional fraction of at most 4 places, below 10^12.
+
+    Numbers are refused (a JSON number may already have lost digits), and so are signs,
+    exponents (``1E+2``), bare fractions (``.5``) and grouping; surrounding spaces are ignored.
+    The result prints in the schema's form (``007.50`` becomes ``7.50``)."""
+    if isinstance(value, Decimal):
+        text = format(value, "f") if value.is_finite() else str(value)
+    elif isinstance(value, str):
+        if len(value) > MAX_AMOUNT_TEXT:
+            raise InvalidInput("amount", f"must be at most {MAX_AMOUNT_TEXT} characters")
+        text = value.strip()
+    else:
+        raise InvalidInput("amount", "must be a decimal string such as '12.50', not a number")
+    match = _AMOUNT.match(text)
+    if match is None:
+        raise InvalidInput(
+            "amount",
+            "must be digits with an optional fraction, such as '12.50' "
+            "(no sign, exponent or grouping)",
+        )
+    if match.group(1) is not None and len(match.group(1)) > AMOUNT_PLACES:
+        raise InvalidInput("amount", f"must have at most {AMOUNT_PLACES} decimal places")
+    amount = Decimal(text)
+    if amount >= MAX_AMOUNT:
         raise InvalidInput("amount", "is implausibly large")
     return amount
 
 
 def check_score(field: str, value: object, low: int, high: int) -> int | None:
-    """An optional integer score within ``[low, high]``."""
+    """An optional integer within ``[low, high]``; booleans, strings and floats are refused."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -193,6 +349,20 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def check_integer(field: str, value: object) -> int:
+    """A JSON integer; ``true``, ``"7"`` and ``7.0`` are refused, not converted."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, "must be an integer")
+    return value
+
+
+def check_flag(field: str, value: object) -> bool:
+    """A JSON boolean; ``"yes"``, ``1`` or ``"false"`` are refused, not guessed at."""
+    if not isinstance(value, bool):
+        raise InvalidInput(field, "must be true or false")
+    return value
+
+
 def check_aware(field: str, value: datetime) -> datetime:
     """Timestamps must carry a time zone so their instant is unambiguous."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -200,23 +370,49 @@ def check_aware(field: str, value: datetime) -> datetime:
     return value
 
 
-def normalise_attributes(value: object) -> dict[str, Any]:
-    """Flat custom attributes: snake_case keys, JSON scalar values (``None`` removes a key)."""
-    if not isinstance(value, dict):
-        raise InvalidInput("attributes", "must be an object")
-    if len(value) > MAX_ATTRIBUTES:
-        raise InvalidInput("attributes", f"at most {MAX_ATTRIBUTES} keys")
-    cleaned: dict[str, Any] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not ATTRIBUTE_KEY.match(key):
-            raise InvalidInput("attributes", f"key {key!r} must match {ATTRIBUTE_KEY.pattern}")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise InvalidInput(f"attributes.{key}", "must be finite")
-        if item is not None and not isinstance(item, str | int | float | bool):
-            raise InvalidInput(f"attributes.{key}", "must be a string, number, boolean or null")
-        cleaned[key] = (
-            normalise_text(f"attributes.{key}", item, max_length=1000)
-            if isinstance(item, str)
-            else item
-        )
-    return cleaned
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_TIMESTAMP = "an RFC 3339 date-time with an offset, such as 2026-05-01T12:00:00Z"
+
+
+def parse_timestamp(field: str, value: object) -> datetime:
+    """An instant, as an aware datetime in UTC (its canonical form), from 1900 on.
+
+    Strings must be RFC 3339 with seconds and an offset; unix numbers (seconds or
+    milliseconds?), dates without a time, naive times, the unknown offset ``-00:00`` and more
+    than 6 fractional digits (finer than a microsecond) are ambiguous or lossy: refused."""
+    if isinstance(value, datetime):
+        moment = check_aware(field, value)
+    elif isinstance(value, str):
+        match = _RFC3339.match(value.strip())
+        if match is None:
+            raise InvalidInput(field, f"must be {_TIMESTAMP}")
+        if match.group(2) == "-00:00":
+            raise InvalidInput(
+                field, "offset -00:00 means unknown (RFC 3339): send Z or the offset"
+            )
+        if match.group(1) is not None and len(match.group(1)) > 6:
+            raise InvalidInput(field, "must have at most 6 fractional digits (microseconds)")
+        try:
+            moment = datetime.fromisoformat(value.strip().upper())
+        except ValueError:
+            raise InvalidInput(field, f"is not a valid date-time: {value!r}") from None
+    else:
+        raise InvalidInput(field, f"must be {_TIMESTAMP}, not a number (seconds or ms?)")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(field, "is out of range") from None
+    if moment < EARLIEST:
+        raise InvalidInput(field, "must not be before 1900-01-01T00:00:00Z")
+    return moment
+
+
+def check_number(field: str, value: int | float) -> int | float:
+    """A JSON number every reader gets back exactly: finite, integers within ±(2^53 - 1)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(field, "must be finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        raise InvalidInput(field, "integers must be within ±(2^53 - 1); send larger ones as text")
+    return value

@@ -19,6 +19,10 @@ from pathlib import Path
 
 import orjson
 
+from domain.values import check_key
+
+MAX_NAME_LENGTH = 100
+
 
 class Role(StrEnum):
     READER = "reader"
@@ -76,7 +80,12 @@ class KeyStore:
         temporary.replace(self.path)
 
     def create(self, name: str, roles: list[Role], *, pii: bool = False) -> tuple[ApiKey, str]:
-        """Make a key; returns it and the token, which is never shown again."""
+        """Make a key; returns it and the token, which is never shown again.
+
+        ``name`` is recorded as the actor (``key:<name>``) of every event the key causes, so it
+        is held to the identifier text policy (:func:`domain.values.check_key`, at most 100
+        characters): :class:`domain.errors.InvalidInput` otherwise."""
+        check_key("name", name, max_length=MAX_NAME_LENGTH)
         key_id = secrets.token_hex(6)
         token = f"clt_{key_id}_{secrets.token_urlsafe(32)}"
         key = ApiKey(

@@ -22,7 +22,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import StoredEvent
@@ -327,15 +329,21 @@ def shred_in_transaction(
     cursor: Any, stored_events: Sequence[StoredEvent], mark: str, snapshots_table: str
 ) -> None:
     """Inside a recorder's insert transaction: shred the keys and drop the snapshots of every
-    customer these events erase (so the erasure and the shredding commit together)."""
+    customer these events erase, and of the customers holding copies of their data
+    (``copies_at``: snapshots seal state with the holder's own key), so the erasure and the
+    shredding commit together."""
     erased = erased_customers(stored_events)
     if not erased:
         return
     at = _now()
     cursor.executemany(_SHRED.format(m=mark), [(c, at, at) for c in erased])
+    dropped: set[UUID] = set()
     for event in stored_events:
         if event.topic == ERASED_TOPIC:
-            cursor.execute(
-                f"DELETE FROM {snapshots_table} WHERE originator_id = {mark}",
-                (event.originator_id if mark == "%s" else _hex(event.originator_id),),
-            )
+            holders = orjson.loads(event.state).get("copies_at", [])
+            dropped |= {UUID(_hex(event.originator_id)), *map(UUID, holders)}
+    for customer in sorted(dropped):
+        cursor.execute(
+            f"DELETE FROM {snapshots_table} WHERE originator_id = {mark}",
+            (customer if mark == "%s" else customer.hex,),
+        )

@@ -32,8 +32,9 @@ _ENVELOPE_FIELDS: dict[str, Any] = {
     "hash": {"type": ["string", "null"]},
     "sealed": {
         "type": ["string", "null"],
-        "description": "the event's personal fields, AES-256-GCM under the customer's own key "
-        "(absent from data while sealed; see README, Privacy)",
+        "description": "the event's personal fields, AES-256-GCM under the customer's own key, "
+        "or under data_owner's for what a merge moved (absent from data while sealed; see "
+        "README, Privacy)",
     },
 }
 

@@ -2,6 +2,12 @@
 
 Topics are created idempotently at start-up with a configured partition count — nothing relies
 on broker auto-creation. Producers are idempotent with ``acks=all``.
+
+One message-size limit (:class:`MessageLimits`, ``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``) is used
+everywhere: it is the producers' ``max_request_size`` (a record larger than it is refused
+before it is sent), every topic's ``max.message.bytes`` (set at creation, raised on existing
+topics), and consumers fetch at least that much per partition. Dead-letter records carry the
+original plus headers, so DLQ topics and producers allow :data:`DLQ_HEADROOM_BYTES` more.
 """
 
 from __future__ import annotations
@@ -9,15 +15,42 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = structlog.get_logger(__name__)
 
 EVENTS = "customer.events"
 COMMANDS = "customer.commands"
 COMMAND_RESULTS = "customer.command-results"
 SEGMENT_MEMBERSHIP = "customer.segment-membership"
 DLQ_SUFFIX = ".dlq"
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576  # Kafka's own default for producers and brokers
+DLQ_HEADROOM_BYTES = 16_384  # dlq.* headers: a reason of at most 2,000 bytes, origin, time
+TOPIC_MAX_MESSAGE_BYTES = "max.message.bytes"
+
+
+@dataclass(frozen=True)
+class MessageLimits:
+    """The largest record (bytes, as the producer measures it: key, value, headers and the
+    record-batch overhead) any topic of ours carries; dead letters get a little more."""
+
+    message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    @property
+    def dlq_bytes(self) -> int:
+        return self.message_bytes + DLQ_HEADROOM_BYTES
+
+    def topic_bytes(self, topic: str) -> int:
+        """``max.message.bytes`` for ``topic``."""
+        return self.dlq_bytes if topic.endswith(DLQ_SUFFIX) else self.message_bytes
+
+    @property
+    def fetch_bytes(self) -> int:
+        """What a consumer fetches at least, per partition: any record of any topic."""
+        return max(self.dlq_bytes, DEFAULT_MAX_MESSAGE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -53,8 +86,19 @@ class Topics:
         return main + [self.dlq(t) for t in (self.events, self.commands)]
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 12) -> list[str]:
-    """Create missing topics; returns the ones created. Safe to run from many processes."""
+def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 12,
+    limits: MessageLimits | None = None,
+) -> list[str]:
+    """Create missing topics with ``max.message.bytes`` from ``limits``, and raise it on
+    existing topics that report less; returns the topics created. Safe from many processes.
+
+    Brokers that keep the setting but do not enforce it (tansu) are still bounded: our
+    producers refuse larger records themselves.
+    """
+    limits = limits or MessageLimits()
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     try:
         existing = set(admin.list_topics())
@@ -62,26 +106,79 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 12) ->
         for name in names:
             if name in existing:
                 continue
+            config = {TOPIC_MAX_MESSAGE_BYTES: str(limits.topic_bytes(name))}
             try:
-                admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1)]
-                )
+                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
+        _raise_limits(admin, [n for n in names if n not in created], limits)
         return created
     finally:
         admin.close()
 
 
-def producer(bootstrap: str, **overrides: object) -> KafkaProducer:
-    """Idempotent, acks=all, per-key order preserved, batching under load."""
+def topic_limits(bootstrap: str, names: Iterable[str]) -> dict[str, int | None]:
+    """Each topic's ``max.message.bytes`` as the broker reports it (None: not reported)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    try:
+        return _topic_limits(admin, list(names))
+    finally:
+        admin.close()
+
+
+def _topic_limits(admin: KafkaAdminClient, names: list[str]) -> dict[str, int | None]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    described = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    found: dict[str, int | None] = {}
+    for name in names:
+        value = described.get(name, {}).get(TOPIC_MAX_MESSAGE_BYTES, {}).get("value")
+        found[name] = None if value is None else int(value)
+    return found
+
+
+def _raise_limits(admin: KafkaAdminClient, names: list[str], limits: MessageLimits) -> None:
+    """Existing topics whose limit is below ours get ours (never lowered)."""
+    try:
+        low = [
+            name
+            for name, value in _topic_limits(admin, names).items()
+            if value is None or value < limits.topic_bytes(name)
+        ]
+        if low:
+            admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC,
+                        name,
+                        configs={TOPIC_MAX_MESSAGE_BYTES: str(limits.topic_bytes(name))},
+                    )
+                    for name in low
+                ],
+                raise_on_unknown=False,
+            )
+            log.info("kafka.topic_limits_raised", topics=low, bytes=limits.message_bytes)
+    except (KafkaError, ValueError) as error:  # the broker may not allow it: say so, go on
+        log.warning("kafka.topic_limits_unchanged", topics=names, error=repr(error))
+
+
+def producer(
+    bootstrap: str, limits: MessageLimits | None = None, *, dlq: bool = False, **overrides: object
+) -> KafkaProducer:
+    """Idempotent, acks=all, per-key order preserved, batching under load; records above
+    the limit (the DLQ limit with ``dlq``) are refused with ``MessageSizeTooLargeError``."""
+    limits = limits or MessageLimits()
+    largest = limits.dlq_bytes if dlq else limits.message_bytes
     settings: dict[str, object] = {
         "bootstrap_servers": bootstrap,
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
-        "batch_size": 256 * 1024,
+        # A batch never outgrows what a topic accepts as one message.
+        "batch_size": min(256 * 1024, largest),
+        "max_request_size": largest,
         "max_in_flight_requests_per_connection": 5,
         "retries": 2_147_483_647,
         "request_timeout_ms": 30_000,
@@ -90,14 +187,20 @@ def producer(bootstrap: str, **overrides: object) -> KafkaProducer:
     return KafkaProducer(**settings)
 
 
-def consumer(bootstrap: str, group: str | None, **overrides: object) -> KafkaConsumer:
+def consumer(
+    bootstrap: str, group: str | None, limits: MessageLimits | None = None, **overrides: object
+) -> KafkaConsumer:
     """A consumer that never auto-commits: positions live with the data they produced."""
+    limits = limits or MessageLimits()
     settings: dict[str, object] = {
         "bootstrap_servers": bootstrap,
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 2000,
+        # Any record we allow fits in one fetch (brokers return at least one record anyway).
+        "max_partition_fetch_bytes": limits.fetch_bytes,
+        "fetch_max_bytes": max(52_428_800, limits.fetch_bytes),
         # How long the broker may hold an empty fetch. The 500 ms default is what a new event
         # waited for on an idle partition (tansu holds fetches the full time): p50 lag 130 ms.
         "fetch_max_wait_ms": 20,

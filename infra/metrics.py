@@ -1,8 +1,9 @@
-"""Prometheus metrics shared by the layers (command outcomes; projection gauges at scrape)."""
+"""Prometheus metrics shared by the layers (command outcomes; pipeline gauges at scrape)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -13,44 +14,64 @@ COMMANDS = Counter(
 )
 
 
-class ProjectionCollector(Collector):
-    """Projection positions and lag, read when Prometheus scrapes."""
+def _oldest_age(parked: dict[str, Any]) -> float:
+    oldest = parked.get("oldest")
+    return float(oldest["age_seconds"]) if oldest else 0.0
 
-    def __init__(
-        self,
-        report: Callable[[], list[tuple[str, int, int]]],
-        relay: Callable[[], int | None] = lambda: None,
-    ) -> None:
+
+class ProjectionCollector(Collector):
+    """Projection and relay positions, lag and parked customers, read when Prometheus
+    scrapes from ``report`` (the shape of ``api.status.pipeline_report``)."""
+
+    def __init__(self, report: Callable[[], dict[str, Any]]) -> None:
         self.report = report
-        self.relay = relay
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        report = self.report()
+        label = ["projection"]
         position = GaugeMetricFamily(
-            "clientele_projection_position", "Newest store position applied", labels=["projection"]
+            "clientele_projection_position", "Newest store position applied", labels=label
         )
         lag = GaugeMetricFamily(
-            "clientele_projection_lag_events",
-            "Customer events not yet applied",
-            labels=["projection"],
+            "clientele_projection_lag_events", "Customer events not yet applied", labels=label
         )
-        for name, reached, behind in self.report():
-            position.add_metric([name], reached)
-            lag.add_metric([name], behind)
-        yield position
-        yield lag
-        relay = self.relay()
+        parked = GaugeMetricFamily(
+            "clientele_projection_parked_customers",
+            "Customers set aside because an event of theirs could not be applied",
+            labels=label,
+        )
+        oldest = GaugeMetricFamily(
+            "clientele_projection_parked_oldest_seconds",
+            "How long the longest-parked customer has been waiting (0: none)",
+            labels=label,
+        )
+        for row in report["projections"]:
+            position.add_metric([row["name"]], row["position"])
+            lag.add_metric([row["name"]], row["lag"])
+            parked.add_metric([row["name"]], row["parked"]["count"])
+            oldest.add_metric([row["name"]], _oldest_age(row["parked"]))
+        yield from (position, lag, parked, oldest)
+        relay = report.get("relay")
         if relay is not None:
             yield GaugeMetricFamily(
                 "clientele_relay_lag_events",
                 "Stored events not yet acknowledged by Kafka",
-                value=relay,
+                value=relay["lag"],
+            )
+            yield GaugeMetricFamily(
+                "clientele_relay_parked_customers",
+                "Customers whose events the relay holds back (an envelope it cannot publish)",
+                value=relay["parked"]["count"],
+            )
+            yield GaugeMetricFamily(
+                "clientele_relay_parked_oldest_seconds",
+                "How long the longest-held relay customer has been waiting (0: none)",
+                value=_oldest_age(relay["parked"]),
             )
 
 
-def register_projection_collector(
-    report: Callable[[], list[tuple[str, int, int]]], relay: Callable[[], int | None]
-) -> Collector:
+def register_projection_collector(report: Callable[[], dict[str, Any]]) -> Collector:
     """Register (once per app) a collector; returns it so it can be unregistered."""
-    collector = ProjectionCollector(report, relay)
+    collector = ProjectionCollector(report)
     REGISTRY.register(collector)
     return collector

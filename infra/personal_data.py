@@ -4,10 +4,12 @@ In the stored form of an event, the personal fields (``CustomerEvent.PERSONAL``;
 customer snapshots, ``Customer.PERSONAL``) that hold a value are replaced by ONE token under
 ``"_sealed"``: ``"v1." + base64url(nonce ‖ AES-GCM(key, transcoded {field: value}))``, with
 associated data ``clientele.pii.v1 ‖ customer id ‖ version ‖ kind`` binding it to its event
-(kind = the event type, or ``snapshot``). Everything else stays clear, so analytics survive
-erasure. Envelopes carry the token unchanged (``sealed``); trusted consumers open it with
-:meth:`PersonalData.open_envelope` through the key store. Once a customer's key is shredded,
-their personal fields read as :func:`domain.events.redacted` (null, or ``{}`` for maps).
+(kind = the event type, or ``snapshot``). The key is the customer's, or, for data a merge
+moved from another person, that person's (:func:`domain.events.key_owner`, named in clear in
+the event), so erasing them makes every copy unreadable. Everything else stays clear, so
+analytics survive erasure. Envelopes carry the token unchanged (``sealed``); trusted consumers
+open it with :meth:`PersonalData.open_envelope` through the key store. Once a key is shredded,
+the personal fields it sealed read as :func:`domain.events.redacted` (null, or ``{}`` for maps).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -27,7 +29,8 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
 from domain.customer import Customer
-from domain.events import EVENT_TYPES, CustomerEvent, redacted
+from domain.errors import EventTooLarge
+from domain.events import EVENT_TYPES, MAX_EVENT_BYTES, CustomerEvent, key_owner, redacted
 from infra.data_keys import NONCE_BYTES, DataKeys
 from infra.envelope import SEALED, Envelope, plain
 
@@ -44,8 +47,8 @@ def _has_value(value: Any) -> bool:
     return value not in (None, {}, [], "")
 
 
-def has_personal_data(event: object) -> bool:
-    """Whether storing ``event`` needs its customer's key."""
+def has_personal_data(event: object) -> TypeGuard[CustomerEvent]:
+    """Whether storing ``event`` needs a data key (its :func:`key_owner`'s)."""
     return isinstance(event, CustomerEvent) and any(
         _has_value(getattr(event, f, None)) for f in event.PERSONAL
     )
@@ -84,14 +87,23 @@ class PersonalData:
         self.transcoder = transcoder
 
     def seal(
-        self, doc: dict[str, Any], fields: Iterable[str], customer_id: UUID, version: int, kind: str
+        self,
+        doc: dict[str, Any],
+        fields: Iterable[str],
+        customer_id: UUID,
+        version: int,
+        kind: str,
+        *,
+        owner: UUID | None = None,
     ) -> bool:
-        """Move the non-empty personal ``fields`` of ``doc`` into one sealed token."""
+        """Move the non-empty personal ``fields`` of ``doc`` into one sealed token, under the
+        key of ``owner`` (default: the customer)."""
         secret = {f: doc.pop(f) for f in fields if f in doc}
         secret = {f: v for f, v in secret.items() if _has_value(v)}
         if not secret:
             return False
-        key = self.keys.for_writing([customer_id.hex])[customer_id.hex]
+        holder = (owner or customer_id).hex
+        key = self.keys.for_writing([holder])[holder]
         nonce = os.urandom(NONCE_BYTES)
         ciphertext = _cipher(key).encrypt(
             nonce, self.transcoder.encode(secret), _context(customer_id, version, kind)
@@ -100,11 +112,19 @@ class PersonalData:
         return True
 
     def reveal(
-        self, token: str, fields: Sequence[str], customer_id: UUID, version: int, kind: str
+        self,
+        token: str,
+        fields: Sequence[str],
+        customer_id: UUID,
+        version: int,
+        kind: str,
+        *,
+        owner: UUID | None = None,
     ) -> dict[str, Any]:
-        """The personal fields inside ``token`` (all ``fields``, redacted once shredded)."""
+        """The personal fields inside ``token`` (all ``fields``, redacted once the key of
+        ``owner``, by default the customer, is shredded)."""
         values = {f: redacted(f) for f in fields}
-        key = self.keys.for_reading(customer_id.hex)
+        key = self.keys.for_reading((owner or customer_id).hex)
         if key is None:
             return values
         try:
@@ -124,14 +144,26 @@ class PersonalData:
             return envelope
         fields = EVENT_TYPES[envelope.type].PERSONAL
         values = self.reveal(
-            envelope.sealed, fields, envelope.customer_id, envelope.version, envelope.type
+            envelope.sealed,
+            fields,
+            envelope.customer_id,
+            envelope.version,
+            envelope.type,
+            owner=envelope_key_owner(envelope),
         )
         return replace(envelope, data={**envelope.data, **plain(values)}, sealed=None)
 
     def open_envelopes(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
-        """Open a batch (the customers' keys are fetched together)."""
-        self.keys.preload(e.customer_id.hex for e in envelopes if e.sealed is not None)
+        """Open a batch (the keys are fetched together)."""
+        self.keys.preload(envelope_key_owner(e).hex for e in envelopes if e.sealed is not None)
         return [self.open_envelope(e) for e in envelopes]
+
+
+def envelope_key_owner(envelope: Envelope) -> UUID:
+    """Whose key seals an envelope's personal data (see :func:`domain.events.key_owner`)."""
+    field = EVENT_TYPES[envelope.type].KEY_OWNER
+    owner = envelope.data.get(field) if field else None
+    return UUID(owner) if isinstance(owner, str) else envelope.customer_id
 
 
 class PersonalDataMapper(Mapper[UUID]):
@@ -143,11 +175,15 @@ class PersonalDataMapper(Mapper[UUID]):
         self.personal = personal
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        """The stored form; a customer event above :data:`MAX_EVENT_BYTES` is refused
+        (:class:`EventTooLarge`) before anything is written: its bytes are measured here,
+        where they are made anyway."""
         doc = dict(vars(domain_event))
         customer_id, version = domain_event.originator_id, domain_event.originator_version
         if isinstance(domain_event, CustomerEvent):
+            owner = key_owner(domain_event)
             sealed = self.personal.seal(
-                doc, domain_event.PERSONAL, customer_id, version, domain_event.TYPE
+                doc, domain_event.PERSONAL, customer_id, version, domain_event.TYPE, owner=owner
             )
         elif isinstance(domain_event, Snapshot) and domain_event.topic == CUSTOMER_TOPIC:
             doc["state"] = dict(doc["state"])
@@ -156,11 +192,15 @@ class PersonalDataMapper(Mapper[UUID]):
             )
         else:
             sealed = False
-        if not sealed:
-            return super().to_stored_event(domain_event)
-        clone = object.__new__(type(domain_event))
-        object.__setattr__(clone, "__dict__", doc)
-        return super().to_stored_event(clone)
+        storing = domain_event
+        if sealed:
+            storing = object.__new__(type(domain_event))
+            object.__setattr__(storing, "__dict__", doc)
+        stored = super().to_stored_event(storing)
+        if len(stored.state) > MAX_EVENT_BYTES and isinstance(domain_event, CustomerEvent):
+            size = len(stored.state)
+            raise EventTooLarge(customer_id, version, domain_event.TYPE, size, MAX_EVENT_BYTES)
+        return stored
 
     def to_sealed_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         """The domain event with its personal fields still sealed (under ``_sealed``)."""
@@ -179,6 +219,7 @@ class PersonalDataMapper(Mapper[UUID]):
                         event.originator_id,
                         event.originator_version,
                         event.TYPE,
+                        owner=key_owner(event),
                     )
                 )
         elif isinstance(event, Snapshot) and SEALED in doc["state"]:

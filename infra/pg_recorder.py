@@ -1,10 +1,16 @@
-"""A PostgreSQL application recorder whose notification log has no gaps.
+"""PostgreSQL recorders: events with a notification log that has no gaps, and snapshots.
 
 eventsourcing's recorder locks the events table, then INSERTs; a version conflict is detected
 by the primary key only after the ``bigserial`` has handed out ids, so every refused write
 leaves a hole in the notification ids. Here the conflict is checked after the lock and before
 the INSERT (nothing can slip in between while the table is locked), so a refused transaction
 consumes no ids and positions stay contiguous — which lets consumers treat a hole as a bug.
+
+Snapshots are single rows as large as a customer's state (megabytes for a big buyer). They are
+inserted as plain parameters: eventsourcing's array of a composite type is rendered as text by
+psycopg in Python, 60 ms for a 1.7 MB snapshot, against 2 ms for a parameter. Their ``state``
+is compressed with lz4 where the server has it (PostgreSQL 14+): 4 ms instead of pglz's 16 ms
+to store a 1.7 MB snapshot, and faster to read back.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+)
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -59,3 +70,36 @@ class GaplessPostgresRecorder(PostgresApplicationRecorder):
         self._notify_channel(curs)
         # The plain INSERT of the aggregate recorder (the lock is already held).
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+
+
+class SnapshotRecorder(PostgresAggregateRecorder):
+    """The snapshot table's recorder: one plain INSERT per snapshot (module docstring)."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self._insert_statement = SQL(
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s)"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self.sql_create_statements.append(
+            SQL(
+                "DO $$ BEGIN ALTER TABLE {}.{} ALTER COLUMN state SET COMPRESSION lz4; "
+                "EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL; END $$"
+            ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        )
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
+    ) -> None:
+        curs.executemany(
+            self._insert_statement,
+            [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events],
+        )
+
+
+class Factory(PostgresFactory):
+    """``PERSISTENCE_MODULE=infra.pg_recorder:Factory``: eventsourcing's PostgreSQL factory,
+    with :class:`SnapshotRecorder` for snapshots (events use the application recorder,
+    ``APPLICATION_RECORDER_TOPIC``)."""
+
+    aggregate_recorder_class = SnapshotRecorder  # type: ignore[assignment]

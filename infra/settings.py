@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.data_keys import DEV_MASTER_KEYS
+from infra.kafka import MessageLimits
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/clientele.db"
 
@@ -23,9 +24,12 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     kafka_topic_prefix: str = ""
     kafka_partitions: int = Field(default=12, ge=1, le=256)
+    # The largest record on our topics (producers, topic max.message.bytes, consumer fetches).
+    kafka_max_message_bytes: int = Field(default=1_048_576, ge=4096, le=104_857_600)
     api_keys_file: Path = Path("./var/api-keys.json")
     default_phone_region: str = Field(default="US", min_length=2, max_length=2)
     snapshot_interval: int = Field(default=50, ge=0)
+    aggregate_cache_mb: int = Field(default=64, ge=0)  # large customers kept between commands
     index_key: str = "clientele-dev-index-key"
     pool_size: int = Field(default=5, ge=1)
     command_retries: int = Field(default=5, ge=0)
@@ -41,6 +45,10 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def kafka_limits(self) -> MessageLimits:
+        return MessageLimits(self.kafka_max_message_bytes)
 
     @property
     def read_models_url(self) -> str:

@@ -19,8 +19,16 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import psycopg
+import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import Mapper, Notification, Recording, StoredEvent
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import (
+    Mapper,
+    Notification,
+    PersistenceError,
+    Recording,
+    StoredEvent,
+)
 from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -30,16 +38,19 @@ from psycopg.sql import SQL, Identifier
 from domain import segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.events import EVENT_CLASSES, CustomerEvent, Erased
+from domain.events import EVENT_CLASSES, CustomerEvent, Erased, key_owner
 from infra.data_keys import DEV_MASTER_KEYS, DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
+from infra.snapshots import Footprints
 from infra.transcoder import OrjsonTranscoder
 
+log = structlog.get_logger(__name__)
 APP_NAME = "Clientele"
 CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]  # published on customer.events
 SEGMENT_TOPICS = [get_topic(cls) for cls in segment.EVENT_CLASSES]  # never published
 FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS]  # what read models are fed
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
+POSTGRES_FACTORY = "infra.pg_recorder:Factory"  # eventsourcing's, with our snapshot recorder
 
 
 def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
@@ -60,7 +71,7 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
         }
     elif parts.scheme in ("postgresql", "postgres"):
         env |= {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": POSTGRES_FACTORY,
             "POSTGRES_DBNAME": parts.path.lstrip("/") or "clientele",
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
@@ -83,7 +94,8 @@ class EventStore(Application[UUID]):
     """eventsourcing application holding customers and their index aggregates.
 
     Personal data is sealed with per-customer keys (:mod:`infra.personal_data`); the keys live
-    in ``customer_keys`` beside the events, wrapped by ``master_keys``.
+    in ``customer_keys`` beside the events, wrapped by ``master_keys``. Customers are
+    snapshotted by the policy of :mod:`infra.snapshots` (``snapshot_interval`` 0: never).
     """
 
     name = APP_NAME
@@ -99,12 +111,10 @@ class EventStore(Application[UUID]):
         env = store_environment(database_url, pool_size=pool_size)
         # The snapshot table always exists (erasure deletes from it); taking them is optional.
         env["IS_SNAPSHOTTING_ENABLED"] = "y"
-        if snapshot_interval:
-            # eventsourcing reads the interval from this (class-level by default) mapping.
-            self.snapshotting_intervals = {Customer: snapshot_interval}  # type: ignore[misc]
+        self.footprints = Footprints(snapshot_interval)
         self.database_url = database_url
         self.personal = PersonalData(OrjsonTranscoder())
-        if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+        if env["PERSISTENCE_MODULE"] == POSTGRES_FACTORY:
             env["CREATE_TABLE"] = "n"  # created below, under a lock
         super().__init__(env)
         if env.get("CREATE_TABLE") == "n":
@@ -130,17 +140,78 @@ class EventStore(Application[UUID]):
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Create missing data keys for the batch in one go before the mapper needs them;
-        after an erasure, forget the shredded keys (the recorder destroyed them atomically)."""
+        after an erasure, forget the shredded keys (the recorder destroyed them, and the
+        snapshots of the customer and of those holding copies of their data, atomically)."""
         events = processing_event.events
-        self.data_keys.for_writing({e.originator_id.hex for e in events if has_personal_data(e)})
+        owners = {key_owner(e).hex for e in events if has_personal_data(e)}
+        self.data_keys.for_writing(owners)
         recordings = super()._record(processing_event)
-        erased = [e.originator_id.hex for e in events if isinstance(e, Erased)]
-        if erased:
+        erasures = [e for e in events if isinstance(e, Erased)]
+        if erasures:
+            erased = [e.originator_id.hex for e in erasures]
             if isinstance(self.data_keys, MemoryDataKeys):  # what SQL recorders do atomically
                 self.data_keys.shred(erased)
-                self._drop_memory_snapshots(erased)
+                holders = [UUID(h).hex for e in erasures for h in e.copies_at]
+                self._drop_memory_snapshots(erased + holders)
             self.data_keys.forget(erased)
+        self._count_footprints(recordings)
         return recordings
+
+    def _count_footprints(self, recordings: list[Recording[UUID]]) -> None:
+        """Add the customer events just stored to their customers' footprints (learnt from
+        the store when unknown); erased customers' snapshots are gone, so are their footprints."""
+        stored: dict[UUID, list[StoredEvent]] = {}
+        erased = []
+        for recording in recordings:
+            event = recording.domain_event
+            if isinstance(event, CustomerEvent):
+                stored.setdefault(event.originator_id, []).append(recording.notification)
+                if isinstance(event, Erased):
+                    erased.append(event.originator_id)
+        self.footprints.forget(erased)
+        for customer_id, rows in stored.items():
+            if customer_id in erased:
+                continue
+            rows.sort(key=lambda row: row.originator_version)
+            if rows[0].originator_version == 1:
+                self.footprints.loaded(customer_id, None, rows)
+            elif not self.footprints.extend(customer_id, rows):
+                snapshot = self.newest_snapshot(customer_id)
+                after = snapshot.originator_version if snapshot is not None else 0
+                self.footprints.loaded(
+                    customer_id, snapshot, self.stored_events(customer_id, after)
+                )
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshot the customers just saved that are due (:mod:`infra.snapshots`), from the
+        saved aggregates themselves: at most one snapshot per customer and save. A snapshot
+        that cannot be stored is logged and skipped: the save has committed, and a command
+        must not fail for a cache of its history."""
+        if self.snapshots is None:
+            return
+        for aggregate in processing_event.aggregates.values():
+            if isinstance(aggregate, Customer) and self.footprints.due(aggregate.id):
+                stored = self.mapper.to_stored_event(Snapshot.take(aggregate))
+                try:
+                    self.snapshots.recorder.insert_events([stored])
+                except PersistenceError as error:  # the events are committed: only a cache lost
+                    log.warning(
+                        "store.snapshot_failed", customer_id=str(aggregate.id), error=repr(error)
+                    )
+                    self.footprints.forget([aggregate.id])
+                    continue
+                self.footprints.snapshotted(aggregate.id, aggregate.version, len(stored.state))
+
+    def newest_snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
+        """The stored form of an aggregate's newest snapshot, if it has one."""
+        if self.snapshots is None:
+            return None
+        rows = self.snapshots.recorder.select_events(aggregate_id, desc=True, limit=1)
+        return rows[0] if rows else None
+
+    def stored_events(self, aggregate_id: UUID, after: int = 0) -> list[StoredEvent]:
+        """The stored form of an aggregate's events with versions above ``after``, in order."""
+        return list(self.recorder.select_events(aggregate_id, gt=after or None))
 
     def _drop_memory_snapshots(self, customer_ids: list[str]) -> None:
         """``memory://`` only: forget erased customers' snapshots (their sealed state is

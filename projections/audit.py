@@ -14,6 +14,10 @@ erasure writes (:func:`erased_row`): the event's data as the shredded key leaves
 shredded events never sees a personal value, and nothing else in the fold depends on one).
 Live and rebuilt rows are therefore identical, whenever the erasure was applied.
 :func:`blank` masks personal values for readers without the ``pii`` permission.
+
+The erasure also names the customers holding copies of the person's data (``copies_at``:
+email/phone a merge moved, sealed with the person's key); their rows read those copies as a
+rebuild now reads them (:func:`_drop_copies`).
 """
 
 from __future__ import annotations
@@ -129,17 +133,22 @@ class AuditProjector(Projector):
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = _load(tx, sorted({e.customer_key for e in envelopes}))
-        rows, touched, erased = [], set(), []
+        rows, touched, erased, copies = [], set(), [], []
         for e in envelopes:
             key = e.customer_key
             if (state := states.get(key)) is None:
                 state = states[key] = profile.empty(e.customer_id)
-            before = orjson.loads(orjson.dumps(state))  # a deep copy: the fold works in place
+            # a deep copy of what diff compares (the fold works in place): copying the order
+            # book too made every event cost the customer's whole purchase history
+            before = orjson.loads(
+                orjson.dumps({k: v for k, v in state.items() if k not in NOT_AUDITED})
+            )
             if not profile.apply(state, e):
                 continue  # redelivered: already recorded
             change = diff(before, state)
             if e.type == "customer.erased":
                 erased.append(key)
+                copies += [(key, holder) for holder in e.data.get("copies_at", [])]
             touched.add(key)
             rows.append(
                 (
@@ -164,6 +173,8 @@ class AuditProjector(Projector):
         )
         for key in erased:
             _erase_history(tx, key)
+        for owner, holder in copies:
+            _drop_copies(tx, owner, holder)
 
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -189,6 +200,60 @@ def _erase_history(tx: Tx, customer_id: str) -> None:
             (*erased_row(kind, orjson.loads(data), orjson.loads(change)), position)
             for position, kind, data, change in rows
         ],
+    )
+
+
+MOVED = ("email", "phone")  # the personal fields merges move, sealed with their owner's key
+
+
+def _drop_copies(tx: Tx, owner: str, holder: str) -> None:
+    """``owner`` was erased: in ``holder``'s rows, the email/phone a merge moved from them read
+    null (as their shredded key now opens them), every row's email/phone diff is refolded from
+    the rows (what a rebuild gives), and so is the holder's fold in ``audit_state`` (which later
+    rows start from). An erased holder's rows are blank already."""
+    found = tx.fetchone("SELECT state FROM {audit_state} WHERE customer_id = ?", (holder,))
+    state = orjson.loads(found[0]) if found else {}
+    if state.get("status", "erased") == "erased":
+        return
+    rows = tx.fetchall(f"{SELECT} WHERE customer_id = ? ORDER BY version", (holder,))
+    items = [_item(row) for row in rows]
+    if not any(item["data"].get("data_owner") == owner for item in items):
+        return
+    fold, changed = profile.empty(UUID(holder)), []
+    for item in items:
+        data = item["data"]
+        if data.get("data_owner") == owner:
+            data = {**data, **dict.fromkeys(MOVED)}
+        before = orjson.loads(orjson.dumps(fold))
+        profile.apply(fold, _envelope(item, data))
+        moved = {k: v for k, v in diff(before, fold).items() if k in MOVED}
+        kept = {k: v for k, v in item["diff"].items() if k not in MOVED}
+        new_diff = dict(sorted((kept | moved).items()))
+        if (data, new_diff) != (item["data"], item["diff"]):
+            row = (orjson.dumps(data).decode(), orjson.dumps(new_diff).decode(), item["position"])
+            changed.append(row)
+    tx.executemany("UPDATE {audit_events} SET data = ?, diff = ? WHERE position = ?", changed)
+    state |= {field: fold.get(field) for field in MOVED}
+    tx.execute(
+        "UPDATE {audit_state} SET state = ? WHERE customer_id = ?",
+        (orjson.dumps(state).decode(), holder),
+    )
+
+
+def _envelope(item: dict[str, Any], data: dict[str, Any]) -> Envelope:
+    """An audit row as the envelope it was made from (times as stored: UTC)."""
+    return Envelope(
+        type=item["type"],
+        schema_version=1,
+        customer_id=UUID(item["customer_id"]),
+        version=int(item["version"]),
+        position=int(item["position"]),
+        occurred_at=datetime.fromisoformat(item["occurred_at"]),
+        recorded_at=datetime.fromisoformat(item["recorded_at"]),
+        actor=item["actor"],
+        correlation_id=item["correlation_id"],
+        causation_id=item["causation_id"],
+        data=data,
     )
 
 

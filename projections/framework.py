@@ -6,6 +6,15 @@ of envelopes to several projectors in ONE read-store transaction, together with 
 projection's position (and, for Kafka feeds, the consumer offsets), so a crash at any point
 either applied a batch completely or not at all. Each projection also keeps the last version
 it applied per customer, which makes redelivery and overlapping feeds harmless.
+
+No single customer can stall a projection: a batch is applied under a savepoint, and if the
+projector raises, customer by customer (projections fed in log order: event by event, in
+log order); a customer whose event cannot be applied, or whose next version is missing from
+the feed, is parked for that projection (``{name}_parked``, see :mod:`projections.parking`)
+and the others commit. Its later events wait behind it until :mod:`consumers.redrive`
+re-reads them from the event store. Segment events (definitions, refreshes) concern every
+customer: they are never parked nor held back, and one that cannot be applied stops its
+projection (an error, retried) rather than be skipped.
 """
 
 from __future__ import annotations
@@ -14,11 +23,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import ClassVar
+
+import structlog
 
 from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
+from projections.parking import (
+    VOLATILE_COLUMNS,
+    Parked,
+    ParkingLot,
+    apply_isolated,
+    table_schema,
+)
 from projections.readstore import ReadStore, Tx
+
+log = structlog.get_logger(__name__)
 
 FRAMEWORK_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS projection_state (
@@ -63,11 +84,25 @@ class Projector(ABC):
         """
 
     def all_tables(self) -> tuple[str, ...]:
-        return (*self.tables, self.versions_table)
+        return (*self.tables, self.versions_table, self.parked_table)
 
     @property
     def versions_table(self) -> str:
         return f"{self.name}_versions"
+
+    @property
+    def parked_table(self) -> str:
+        return f"{self.name}_parked"
+
+    @property
+    def parking(self) -> ParkingLot:
+        """This projection's parked customers (in the tables mapped by the transaction)."""
+        return ParkingLot(f"{{{self.parked_table}}}")
+
+    def unverified(self) -> dict[str, tuple[str, ...]]:
+        """Columns ``verify`` leaves out, by logical table: when and how often a customer was
+        parked (wall-clock bookkeeping). Every other column is a function of the log."""
+        return {self.parked_table: VOLATILE_COLUMNS}
 
     def create(self, tx: Tx) -> None:
         """Create this projection's tables under the names mapped in ``tx``."""
@@ -75,6 +110,7 @@ class Projector(ABC):
             f"CREATE TABLE IF NOT EXISTS {{{self.versions_table}}} "
             "(customer_id TEXT PRIMARY KEY, version BIGINT NOT NULL)"
         )
+        tx.execute(table_schema(f"{{{self.parked_table}}}"))
         for statement in self.schema:
             tx.execute(statement)
 
@@ -117,8 +153,11 @@ def ensure_schema(store: ReadStore, projectors: Iterable[Projector]) -> list[str
                         now_iso(),
                     ),
                 )
-            elif int(row[0]) != projector.schema_version:
-                stale.append(projector.name)
+            else:  # tables added to every projection later on
+                scoped = tx.with_tables(Binding.live(projector).tables)
+                scoped.execute(table_schema(f"{{{projector.parked_table}}}"))
+                if int(row[0]) != projector.schema_version:
+                    stale.append(projector.name)
     return stale
 
 
@@ -147,6 +186,43 @@ def lock_positions(tx: Tx, names: Iterable[str] | None = None) -> dict[str, int]
     return {n: int(p) for n, p in rows}
 
 
+def versions(tx: Tx, projector: Projector, customers: Sequence[str]) -> dict[str, int]:
+    """The last version ``projector`` applied for each of ``customers`` (absent: none yet)."""
+    seen: dict[str, int] = {}
+    for start in range(0, len(customers), 500):
+        chunk = customers[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = tx.fetchall(
+            f"SELECT customer_id, version FROM {{{projector.versions_table}}} "
+            f"WHERE customer_id IN ({marks})",
+            chunk,
+        )
+        seen.update({customer: int(version) for customer, version in rows})
+    return seen
+
+
+def park(tx: Tx, projector: Projector, parked: Sequence[Parked]) -> None:
+    """Set customers aside for ``projector`` (``tx`` maps its tables); logged as errors."""
+    projector.parking.park(tx, parked)
+    for item in parked:
+        log.error(
+            "projection.customer_parked",
+            projection=projector.name,
+            table=tx.sql(f"{{{projector.parked_table}}}"),
+            customer_id=item.customer_id,
+            version=item.version,
+            position=item.position,
+            reason=item.reason,
+        )
+
+
+def apply_handled(projector: Projector, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+    """Give ``projector`` the envelopes it handles (``tx`` maps its tables)."""
+    todo = [e for e in envelopes if projector.handles is None or e.type in projector.handles]
+    if todo:
+        projector.apply(tx, todo)
+
+
 def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: int) -> int:
     projector = binding.projector
     scoped = tx.with_tables(binding.tables)
@@ -156,31 +232,34 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
     handles = projector.handles
     offered = [e for e in fresh if e.type in EVENT_TYPES or (handles and e.type in handles)]
     customers = sorted({e.customer_key for e in offered})
-    seen: dict[str, int] = {}
-    versions = f"{{{projector.versions_table}}}"
-    for start in range(0, len(customers), 500):
-        chunk = customers[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = scoped.fetchall(
-            f"SELECT customer_id, version FROM {versions} WHERE customer_id IN ({marks})", chunk
-        )
-        seen.update({customer: version for customer, version in rows})
-    changed: dict[str, int] = {}
-    todo: list[Envelope] = []
+    seen = versions(scoped, projector, customers)
+    held = projector.parking.held(scoped, customers)
+    accepted: list[Envelope] = []
+    gaps: list[Parked] = []
     for envelope in offered:
         customer = envelope.customer_key
-        if envelope.version <= seen.get(customer, 0):
+        if customer in held:
+            continue  # waits behind its parked event: a re-drive reads it from the store
+        expected = seen.get(customer, 0) + 1
+        if envelope.version < expected:
             continue  # redelivered or already applied by another feed
-        if handles is None or envelope.type in handles:
-            todo.append(envelope)
-        seen[customer] = changed[customer] = envelope.version
-    if todo:
-        projector.apply(scoped, todo)
-    scoped.executemany(
-        f"INSERT INTO {versions} (customer_id, version) VALUES (?, ?) "
-        "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version",
-        sorted(changed.items()),
+        if envelope.version > expected and envelope.type in EVENT_TYPES:
+            held[customer] = expected  # (the log holds segment events in order: no gaps)
+            reason = f"version {expected} missing from the feed (got {envelope.version})"
+            gaps.append(Parked(customer, expected, envelope.position, reason))
+            continue
+        seen[customer] = envelope.version
+        accepted.append(envelope)
+    applied, failed = apply_isolated(
+        scoped, partial(apply_handled, projector), accepted, in_order=projector.log_order
     )
+    scoped.executemany(
+        f"INSERT INTO {{{projector.versions_table}}} (customer_id, version) VALUES (?, ?) "
+        "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version",
+        sorted(applied.items()),
+    )
+    if gaps or failed:
+        park(scoped, projector, [*gaps, *failed])
     return max(floor, *(e.position for e in fresh))
 
 
@@ -194,6 +273,10 @@ def project(
     state_names: Mapping[str, str] | None = None,
 ) -> None:
     """Apply ``envelopes`` (in feed order) to every binding inside the transaction ``tx``.
+
+    A customer whose event a projector cannot apply, or whose next version is missing, is
+    parked for that projection (the rest commits); its later envelopes are skipped. Errors
+    worth retrying as they are (lost connection, deadlock, …) still raise.
 
     ``by_position`` skips envelopes at or below a projection's recorded position (feeds in
     global order: the store); Kafka feeds pass False and rely on per-customer versions.

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from domain.events import moved_fields
 from infra.envelope import Envelope
 
 PII_FIELDS = ("name", "email", "phone")
@@ -117,9 +118,8 @@ def _absorbed(state: dict[str, Any], e: Envelope) -> None:
     state["tags"].extend(e.data["tags"])
     _add_orders(state, e.data["purchases"])
     state["contacts"]["count"] += e.data["contacts_count"]
-    for field in ("email", "phone"):
-        if e.data[field] is not None:
-            state[field] = e.data[field]
+    for field in moved_fields(e.data):  # named in clear: a value may read null once erased
+        state[field] = e.data[field]
 
 
 def _unmerged(state: dict[str, Any], e: Envelope) -> None:
@@ -131,9 +131,8 @@ def _unmerged(state: dict[str, Any], e: Envelope) -> None:
         state["orders"].pop(order_id, None)
     state["purchases"] = summarise_orders(state["orders"])
     state["contacts"]["count"] -= e.data["contacts_count"]
-    for field in ("email", "phone"):
-        if e.data[field] is not None:
-            state[field] = None
+    for field in moved_fields(e.data):
+        state[field] = None
 
 
 def _merged_into(state: dict[str, Any], e: Envelope) -> None:

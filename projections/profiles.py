@@ -12,7 +12,7 @@ import orjson
 from infra.envelope import Envelope
 from projections import profile
 from projections.framework import Projector
-from projections.readstore import Tx
+from projections.readstore import LIKE_ESCAPE, Tx, like_prefix
 
 
 class ProfilesProjector(Projector):
@@ -114,6 +114,18 @@ def get_profile(tx: Tx, customer_id: UUID) -> dict[str, Any] | None:
     return None if row is None else profile.render(orjson.loads(row[0]))
 
 
+def final_survivor(tx: Tx, survivor_id: UUID, hops: int = 1000) -> UUID:
+    """The end of a merge chain starting at ``survivor_id`` (A → B → C: C for B)."""
+    for _ in range(hops):  # merges never form a cycle; the bound only guards bad data
+        row = tx.fetchone(
+            "SELECT status, state FROM {profiles} WHERE customer_id = ?", (str(survivor_id),)
+        )
+        if row is None or row[0] != "merged":
+            break
+        survivor_id = UUID(orjson.loads(row[1])["merged_into"])
+    return survivor_id
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
 
@@ -143,16 +155,19 @@ def search_profiles(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Profiles matching all filters, ordered by customer id, ``limit`` per page.
 
-    ``q`` matches a prefix of the name (case-insensitive), email or phone. Without ``status``,
-    only live customers (active or churned) are listed. ``cursor`` is the
-    opaque ``next_cursor`` of the previous page (a malformed one raises ``ValueError``).
+    ``q`` matches a prefix of the name (case-insensitive), email or phone, literally: ``%``,
+    ``_`` and ``\\`` in it are characters to find, not wildcards. Without ``status``, only live
+    customers (active or churned) are listed. ``cursor`` is the opaque ``next_cursor`` of the
+    previous page (a malformed one raises ``ValueError``).
     """
     where, params = ["1 = 1"], []
     if q:
         text = q.strip()
-        prefix = text.casefold().replace("\\", "").replace("%", "").replace("_", "") + "%"
-        where.append("(name_key LIKE ? OR email LIKE ? OR phone LIKE ?)")
-        params += [prefix, prefix, text.replace("%", "").replace("_", "") + "%"]
+        folded = like_prefix(text.casefold())
+        where.append(
+            f"(name_key LIKE ? {LIKE_ESCAPE} OR email LIKE ? {LIKE_ESCAPE} OR phone LIKE ? {LIKE_ESCAPE})"
+        )
+        params += [folded, folded, like_prefix(text)]
     if tag:
         where.append("customer_id IN (SELECT customer_id FROM {profile_tags} WHERE tag = ?)")
         params.append(tag)

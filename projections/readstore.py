@@ -8,6 +8,7 @@ with the very same projector code.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -18,9 +19,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 Row = tuple[Any, ...]
+LIKE_ESCAPE = "ESCAPE '\\'"
+"""Follows every ``LIKE ?`` whose pattern comes from :func:`like_prefix` (both dialects)."""
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern matching values that start with ``text`` literally: its ``%``, ``_`` and
+    ``\\`` are escaped (use with :data:`LIKE_ESCAPE`; SQLite has no default escape character)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 class Tx:
@@ -61,6 +72,25 @@ class Tx:
             for row in rows:
                 copy.write_row(row)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo everything done inside the block if it raises (the error propagates); the
+        rest of the transaction stays usable. PostgreSQL needs this after any failed
+        statement; on SQLite it also undoes the writes that came before the failure."""
+        if self.dialect == "postgres":
+            with self._cursor.connection.transaction():
+                yield
+            return
+        name = f"sp{next(_SAVEPOINTS)}"
+        self._cursor.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self._cursor.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self._cursor.execute(f"RELEASE SAVEPOINT {name}")
+
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         self.execute(statement, params)
         row = self._cursor.fetchone()
@@ -75,6 +105,18 @@ class Tx:
         self._cursor.execute(
             statement.replace("?", "%s") if self.dialect == "postgres" else statement, params
         )
+
+
+_SAVEPOINTS = itertools.count(1)
+
+
+def transient(error: BaseException) -> bool:
+    """A database error worth retrying as it is (lost connection, lock timeout, deadlock,
+    serialisation failure, a busy SQLite file), as opposed to one caused by the data."""
+    if isinstance(error, psycopg.OperationalError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 class _Names(dict[str, str]):

@@ -85,6 +85,8 @@ class Sizes:
     read_concurrency: int
     travel_events: int
     travel_requests: int
+    growth_batches: int
+    growth_batch_size: int
 
 
 @dataclass

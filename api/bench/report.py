@@ -21,6 +21,11 @@ TARGETS: dict[str, Check] = {
     "reads": ("p99_ms", "p99 ≤ 10 ms at 500/s", lambda s: s["p99_ms"] <= 10),
     "time_travel": ("p99_ms", "p99 ≤ 20 ms", lambda s: s["p99_ms"] <= 20),
     "memory": ("growth_pct", "growth ≤ 10 %", lambda s: s["growth_pct"] <= 10),
+    "growing_customer": (
+        "ratio",
+        "last ≤ 1.25 x fresh customer's batch",
+        lambda s: s["ratio"] <= s["target_ratio"],
+    ),
 }
 
 
@@ -156,6 +161,18 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{x['peak_rss_mb']:.0f} MB / {x['growth_pct']:+.1f} %",
                 detail,
                 "",
+                x["target"],
+            )
+        )
+    if "growing_customer" in s:
+        x = s["growing_customer"]
+        rows.append(
+            (
+                f"batch of {x['commands_per_batch']:,} purchases on one customer, "
+                f"batch 1 → {x['batches']} (ack ms)",
+                f"{_n(x['first_ack_ms'])} → {_n(x['last_ack_ms'])}",
+                f"fresh customer {_n(x['baseline_ack_ms'])}; visible {x['visible_ratio']:.2f} x",
+                f"{x['ratio']:.2f}",
                 x["target"],
             )
         )

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from api.bench import live, read_side, workload, write_side
+from api.bench import growth, live, read_side, workload, write_side
 from api.bench.harness import Sizes, machine, throwaway
 from api.bootstrap import build, migrate
 
@@ -35,6 +35,8 @@ QUICK = Sizes(
     read_concurrency=16,
     travel_events=1_000,
     travel_requests=20,
+    growth_batches=7,
+    growth_batch_size=200,
 )
 FULL = Sizes(
     repeats=3,
@@ -53,8 +55,10 @@ FULL = Sizes(
     read_concurrency=16,
     travel_events=1_000,
     travel_requests=200,
+    growth_batches=7,
+    growth_batch_size=1_000,
 )
-GROUPS = ("ingest", "relay", "rebuild", "live")
+GROUPS = ("ingest", "relay", "rebuild", "live", "growth")
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -89,11 +93,17 @@ def _live(sizes: Sizes, say: Say) -> dict[str, Any]:
         return live.run(stack, sizes, say)
 
 
+def _growth(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway(broker=True) as stack:
+        return growth.run(stack, sizes, say)
+
+
 RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "ingest": _ingest,
     "relay": _relay,
     "rebuild": _rebuild,
     "live": _live,
+    "growth": _growth,
 }
 
 

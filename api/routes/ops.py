@@ -12,9 +12,8 @@ from api import deps
 from api.auth import require
 from api.problems import problem
 from api.schemas import problems
-from consumers.relay import checkpoint
+from api.status import pipeline_report
 from infra.api_keys import Role
-from projections.framework import positions
 
 router = APIRouter(tags=["ops"])
 
@@ -26,19 +25,7 @@ def healthz() -> dict[str, str]:
 
 
 def projection_report(request: Request) -> dict[str, Any]:
-    svc = deps.services(request)
-    feed = svc.feed
-    reached = positions(svc.read_store)
-    report = []
-    for projector in svc.projectors:
-        position = reached.get(projector.name, 0)
-        report.append({"name": projector.name, "position": position, "lag": feed.pending(position)})
-    result: dict[str, Any] = {"head": feed.head(), "mode": "embedded" if svc.embedded else "kafka"}
-    if svc.outbox is not None:
-        published = checkpoint(svc.outbox)
-        result["relay"] = {"position": published, "lag": feed.pending(published)}
-    result["projections"] = report
-    return result
+    return pipeline_report(deps.services(request))
 
 
 @router.get("/readyz", responses=problems(503))
@@ -61,5 +48,6 @@ def metrics() -> Response:
 
 @router.get("/projections", dependencies=[require(Role.READER)], responses=problems(401, 403))
 def projections(request: Request) -> dict[str, Any]:
-    """Each read model's position in the store's notification log, and its lag."""
+    """Each read model's position in the store's notification log, its lag and its parked
+    customers (count, oldest with its reason); in full mode the relay's too."""
     return projection_report(request)

@@ -13,11 +13,11 @@ from api import deps
 from api import schemas as s
 from api.auth import privacy, require
 from domain.errors import CustomerErased, CustomerMerged, CustomerNotFound, InvalidInput
-from domain.values import check_aware
+from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile
-from projections.profiles import get_profile, search_profiles
+from projections.profiles import final_survivor, get_profile, search_profiles
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
 
@@ -56,21 +56,22 @@ def get_customer(
         int | None, Query(ge=1, description="time travel: the profile at this version")
     ] = None,
 ) -> Response:
-    """A customer's profile (ETag = version). Erased → 410; merged → 410 naming the survivor."""
+    """A customer's profile (ETag = version). Erased → 410; merged → 410 naming the final
+    survivor of its merge chain."""
     if as_of is not None or version is not None:
         if as_of is not None:
             check_aware("as_of", as_of)
         document = _travel(request, customer_id, as_of, version)
         return json_response(privacy(request)(document), document["version"])
-    deps.wait_for_position(request, ["profiles"])
+    deps.wait_for_position(request, ["profiles"], customer_id)
     with deps.services(request).read_store.transaction() as tx:
         live = get_profile(tx, customer_id)
+        if live is not None and live["status"] == "merged":
+            raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
     if live is None:
         raise CustomerNotFound(customer_id)
     if live["status"] == "erased":
         raise CustomerErased(customer_id)
-    if live["status"] == "merged":
-        raise CustomerMerged(customer_id, UUID(live["merged_into"]))
     return json_response(privacy(request)(live), live["version"])
 
 
@@ -80,7 +81,9 @@ def list_customers(
     q: Annotated[
         str | None, Query(max_length=200, description="prefix of name, email or phone")
     ] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[
+        str | None, Query(max_length=200, description="a tag (normalised like tags)")
+    ] = None,
     stage: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
     segment: Annotated[
@@ -94,7 +97,13 @@ def list_customers(
     with deps.services(request).read_store.transaction() as tx:
         try:
             items, next_cursor = search_profiles(
-                tx, q=q, tag=tag, stage=stage, status=status, cursor=cursor, limit=limit
+                tx,
+                q=q,
+                tag=normalise_tag(tag) if tag else None,
+                stage=stage,
+                status=status,
+                cursor=cursor,
+                limit=limit,
             )
         except ValueError:
             raise InvalidInput("cursor", "is not a cursor this API issued") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,18 +13,33 @@ from api import deps
 from api import schemas as s
 from api.auth import require
 from commands import messages as m
-from domain.errors import DomainError, InvalidInput, VersionConflict
+from domain.errors import CustomerNotFound, DomainError, InvalidInput, VersionConflict
+from domain.values import check_key
 from infra.api_keys import Role
 
 router = APIRouter(prefix="/v1", tags=["write"], dependencies=[require(Role.WRITER)])
 ADMIN = [require(Role.ADMIN)]
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Retry-safe writes")]
-IfMatch = Annotated[str | None, Header(description='Expected version, e.g. "3"')]
-ENTITY_TAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
+IfMatch = Annotated[
+    str | None,
+    Header(description='Expected version(s): "*", or entity tags such as "3" or "3", "4"'),
+]
+_ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 §8.8.3 (obs-text arrives as latin-1)
+_ENTITY_TAGS = re.compile(  # a list; empty elements are allowed (RFC 9110 §5.6.1)
+    rf"^[ \t]*(?:,[ \t]*)*{_ENTITY_TAG}(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*[ \t]*$"
+)
+_TAG_PARTS = re.compile(r'(W/)?"([!#-~\x80-\xff]*)"')
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")
 
 
 class PreconditionRequired(DomainError):
     code = "precondition-required"
+
+
+class NoCurrentVersion(DomainError):
+    """If-Match named no version the customer is at: absent customer, or only weak tags."""
+
+    code = "precondition-failed"
 
 
 class PreconditionFailed(Exception):
@@ -35,16 +51,40 @@ class PreconditionFailed(Exception):
         self.error = error
 
 
-def _expected(if_match: str | None, *, required: bool = False) -> int | None:
+@dataclass(frozen=True)
+class IfMatchHeader:
+    """A parsed ``If-Match`` (RFC 9110 §13.1.1): ``*`` or the versions its strong tags name.
+
+    Comparison is strong, so weak tags (``W/"3"``) and tags that are not one of our
+    versions (``"03"``, ``"abc"``) never match."""
+
+    any: bool
+    versions: frozenset[int]
+
+
+def parse_if_match(value: str) -> IfMatchHeader:
+    """``*`` or a comma-separated list of entity tags; other syntax is a 422 naming If-Match."""
+    if value.strip(" \t") == "*":
+        return IfMatchHeader(any=True, versions=frozenset())
+    if not _ENTITY_TAGS.match(value):
+        raise InvalidInput("If-Match", 'must be "*" or entity tags such as "3" (quoted)')
+    strong = (tag for weak, tag in _TAG_PARTS.findall(value) if not weak)
+    return IfMatchHeader(
+        any=False, versions=frozenset(int(t) for t in strong if _VERSION.fullmatch(t))
+    )
+
+
+def _if_match(if_match: str | None, *, required: bool = False) -> IfMatchHeader | None:
     if if_match is None:
         if required:
             missing = PreconditionRequired("If-Match with the current version is required here")
             raise PreconditionFailed(428, missing)
         return None
-    match = ENTITY_TAG.match(if_match.strip())
-    if match is None:
-        raise InvalidInput("If-Match", 'must be a version entity tag such as "3"')
-    return int(match.group(1))
+    return parse_if_match(if_match)
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    return None if value is None else check_key("Idempotency-Key", value, ascii_only=True)
 
 
 class Write:
@@ -55,31 +95,52 @@ class Write:
         request: Request,
         response: Response,
         customer_id: UUID | None,
-        expected_version: int | None,
+        if_match: IfMatchHeader | None,
         idempotency_key: str | None,
     ) -> None:
         self.request = request
         self.response = response
         self.customer_id = customer_id
-        self.expected_version = expected_version
-        self.idempotency_key = idempotency_key
+        self.if_match = if_match
+        self.idempotency_key = _idempotency_key(idempotency_key)
+
+    def _expected_version(self) -> int | None:
+        """The version If-Match asks for (``None``: any). Several are resolved against the
+        current version; a change in between makes the command's own check fail: 412."""
+        if self.if_match is None or self.if_match.any:
+            return None
+        versions = self.if_match.versions
+        if len(versions) == 1:
+            return next(iter(versions))
+        current = None
+        if versions and self.customer_id is not None:
+            current = deps.services(self.request).store.customer(self.customer_id).version
+        if current not in versions:
+            named = ", ".join(f'"{v}"' for v in sorted(versions)) or "no strong entity tag"
+            raise PreconditionFailed(412, NoCurrentVersion(f"If-Match names {named}"))
+        return current
 
     def __call__(self, command_type: type[m.Command], **fields: Any) -> s.WriteResult:
         """Execute one command for the caller; answer with its result and ETag."""
-        command = command_type(
-            customer_id=self.customer_id,
-            expected_version=self.expected_version,
-            idempotency_key=self.idempotency_key,
-            **fields,
-        )
         svc = deps.services(self.request)
         try:
+            command = command_type(
+                customer_id=self.customer_id,
+                expected_version=self._expected_version(),
+                idempotency_key=self.idempotency_key,
+                **fields,
+            )
             outcome = svc.commands.execute(
                 command, deps.context(self.request, deps.actor(self.request))
             )
         except VersionConflict as error:
-            if command.expected_version is not None:
+            if self.if_match is not None:
                 raise PreconditionFailed(412, error) from None
+            raise
+        except CustomerNotFound as error:
+            if self.if_match is not None and error.details["customer_id"] == str(self.customer_id):
+                # the target has no current version for any tag (or "*") to match
+                raise PreconditionFailed(412, NoCurrentVersion(error.message)) from None
             raise
         self.response.headers["ETag"] = f'"{outcome.version}"'
         return s.WriteResult(
@@ -102,7 +163,7 @@ def _customer(
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Write:
-    return Write(request, response, customer_id, _expected(if_match), idempotency_key)
+    return Write(request, response, customer_id, _if_match(if_match), idempotency_key)
 
 
 def _customer_if_match(
@@ -113,20 +174,13 @@ def _customer_if_match(
     idempotency_key: IdempotencyKey = None,
 ) -> Write:
     return Write(
-        request, response, customer_id, _expected(if_match, required=True), idempotency_key
+        request, response, customer_id, _if_match(if_match, required=True), idempotency_key
     )
 
 
 NewCustomer = Annotated[Write, Depends(_new_customer)]
 Customer = Annotated[Write, Depends(_customer)]
 CustomerIfMatch = Annotated[Write, Depends(_customer_if_match)]
-
-
-def _uuid(field: str, value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidInput(field, "must be a UUID") from None
 
 
 @router.post("/customers", status_code=201, response_model=s.WriteResult, responses=s.REGISTER)
@@ -172,7 +226,7 @@ def untag_customer(tag: str, write: Customer) -> s.WriteResult:
 )
 def record_purchase(body: s.PurchaseRequest, write: Customer) -> s.WriteResult:
     """Record an order once (same order id again is a no-op; other amount is a 409)."""
-    return write(m.RecordPurchase, **body.model_dump())
+    return write(m.RecordPurchase, **body.model_dump(exclude_unset=True))
 
 
 @router.post(
@@ -225,7 +279,7 @@ def reactivate(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteR
 )
 def merge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     """Merge ``duplicate_id`` into this customer (this id survives)."""
-    return write(m.MergeCustomers, duplicate_id=_uuid("duplicate_id", body.duplicate_id))
+    return write(m.MergeCustomers, duplicate_id=body.duplicate_id)
 
 
 @router.post(
@@ -236,7 +290,7 @@ def merge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
 )
 def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     """Undo a merge: the survivor gives back exactly what it took over."""
-    return write(m.UnmergeCustomers, duplicate_id=_uuid("duplicate_id", body.duplicate_id))
+    return write(m.UnmergeCustomers, duplicate_id=body.duplicate_id)
 
 
 @router.delete(
@@ -246,7 +300,8 @@ def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     responses=s.CUSTOMER_DELETE,
 )
 def erase(write: Customer) -> s.WriteResult:
-    """Erase a customer's personal data (right to erasure)."""
+    """Erase a customer's personal data (right to erasure), and every duplicate merged into
+    it; a merged duplicate alone is refused (410) naming the final survivor to erase."""
     return write(m.EraseCustomer)
 
 

@@ -23,6 +23,7 @@ REQUIRED = {
     "reads": {"p50_ms", "p99_ms"},
     "time_travel": {"p99_ms"},
     "memory": {"peak_rss_mb", "growth_pct"},
+    "growing_customer": {"ratio", "first_to_last", "visible_ratio", "last_ack_ms"},
 }
 
 

@@ -169,7 +169,7 @@ def test_the_whole_customer_story(server: Server) -> None:
     by_admin = story.read(
         "/v1/audit/events", who="auditor", actor="key:admin", type="customer.erased"
     )["items"]
-    assert [e["customer_id"] for e in by_admin] == [cid]
+    assert [e["customer_id"] for e in by_admin] == [cid, twin["customer_id"]]  # merged into her
     exported = story.http.get(
         "/v1/audit/export", headers=server.headers("auditor")
     ).text.splitlines()

@@ -1,4 +1,5 @@
-"""Integration fixtures: a real, throwaway PostgreSQL cluster for the whole test session.
+"""Integration fixtures: a real, throwaway PostgreSQL cluster for the whole test session, and
+the Kafka-protocol broker (tansu) for each module that asks for it.
 
 Started on a free loopback port with the same code as ``clientele dev up``; never skipped —
 if the server cannot start, the tests fail and say why.
@@ -14,7 +15,7 @@ from uuid import uuid4
 
 import pytest
 
-from infra.local_services import PostgresCluster, free_port
+from infra.local_services import KafkaBroker, PostgresCluster, free_port
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,13 @@ def postgres_url(postgres: PostgresCluster) -> str:
     """A fresh, empty database for one test."""
     url: str = postgres.create_database(f"t_{uuid4().hex[:12]}")
     return url
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[KafkaBroker]:
+    root = Path(tempfile.mkdtemp(prefix="clientele-broker-"))
+    server = KafkaBroker(root, free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -163,8 +163,12 @@ def specials(
     elif week == 100:
         merged = {p.index for pair in pairs for p in pair}
         live = [p for p in people if p.status in LIVE and p.index not in merged]
-        for p in [*rng.sample(live, 3), pairs[3][1]]:  # and a duplicate still merged
+        for p in rng.sample(live, 3):
             commands.append(m.EraseCustomer(customer_id=p.cid))
+            p.move("erased", tick, status="erased")
+        survivor, duplicate = pairs[3]  # erasing a survivor erases the duplicate merged into it
+        commands.append(m.EraseCustomer(customer_id=survivor.cid))
+        for p in (survivor, duplicate):
             p.move("erased", tick, status="erased")
     return commands
 
@@ -517,10 +521,17 @@ class AuditAnalyticsContract:
         survivor = register("Cy", "cy@example.com")
         duplicate = register("Dee", "dee@example.com", phone="+4930901821")
         runner.catch_up()
+        holder = register("Eve", "eve@example.com")
+        unmerged = register("Fay", "fay@example.com", phone="+4930901822")
+        runner.catch_up()
         service.execute_batch(everything_personal(in_one_batch, "b-1"), clerk)
         service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), clerk)
+        service.execute(m.MergeCustomers(customer_id=holder, duplicate_id=unmerged), clerk)
+        service.execute(m.UnmergeCustomers(customer_id=holder, duplicate_id=unmerged), clerk)
         runner.catch_up()
-        for customer in (fed_each_time, survivor, duplicate):
+        # erasing the survivor erases the duplicate merged into it; the unmerged duplicate's
+        # erasure reaches the copies its merge left in the holder's history
+        for customer in (fed_each_time, survivor, unmerged):
             service.execute(m.EraseCustomer(customer_id=customer), clerk)
             runner.catch_up()
         service.execute(m.EraseCustomer(customer_id=in_one_batch), clerk)  # with its events
@@ -535,6 +546,10 @@ class AuditAnalyticsContract:
         assert history[-1]["diff"] == {"status": ["active", "erased"]}
         purchase = next(r for r in history if r["type"] == "customer.purchase_recorded")
         assert purchase["data"]["items"] == [{"sku": "tea", "name": "Green tea"}]  # not personal
+        with read_store.transaction() as tx:
+            kept, _ = audit.history(tx, holder)
+        assert "eve@example.com" in repr(kept) and "fay@example.com" not in repr(kept)
+        assert "+4930901822" not in repr(kept)
 
     def test_audit_queries_by_actor_type_and_time_with_paging(
         self, world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner]

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from commands import messages as m
 from commands.segments import SegmentService
@@ -30,56 +25,22 @@ from commands.service import CommandService, Context
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra import kafka
-from infra.local_services import KafkaBroker, free_port
+from infra.local_services import KafkaBroker
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
+from tests.integration.kafka_support import (
+    CLIENTELE,
+    Proc,
+    assert_topic_keeps_per_customer_order,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
-CLIENTELE = str(Path(sys.executable).parent / "clientele")
 CUSTOMERS = 1000
 COMMANDS = 10_000
 CTX = Context(actor="burst")
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[KafkaBroker]:
-    root = Path(tempfile.mkdtemp(prefix="clientele-broker-"))
-    server = KafkaBroker(root, free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-class Proc:
-    """A clientele process we can SIGKILL and start again."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args, self.env, self.log = args, env, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [CLIENTELE, *self.args], env=self.env, stdout=sink, stderr=subprocess.STDOUT
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None and self.process.poll() is None, self.log.read_text()[
-            -3000:
-        ]
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 def customer_event_count(store: EventStore) -> int:
@@ -215,41 +176,6 @@ def test_burst_with_sigkills_converges_exactly(
         store.close()
 
 
-def read_topic(bootstrap: str, topic: str, expect_at_least: int, timeout: float = 60) -> list[Any]:
-    reader = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000
-    )
-    partitions = [TopicPartition(topic, p) for p in range(12)]
-    reader.assign(partitions)
-    reader.seek_to_beginning(*partitions)
-    records: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = reader.poll(timeout_ms=1000)
-        records += [r for rs in batch.values() for r in rs]
-        if len(records) >= expect_at_least and not batch:
-            break
-    reader.close()
-    return records
-
-
-def assert_topic_keeps_per_customer_order(broker: KafkaBroker, topic: str, total: int) -> None:
-    """Per customer, first deliveries arrive as versions 1, 2, 3, … (replays only repeat)."""
-    from infra.envelope import Envelope  # noqa: PLC0415
-
-    seen: dict[UUID, list[int]] = {}
-    for record in read_topic(broker.bootstrap, topic, total):
-        envelope = Envelope.from_bytes(record.value)
-        assert record.key == str(envelope.customer_id).encode()
-        seen.setdefault(envelope.customer_id, []).append(envelope.version)
-    firsts_total = 0
-    for versions in seen.values():
-        firsts = [v for i, v in enumerate(versions) if v not in versions[:i]]
-        assert firsts == list(range(1, len(firsts) + 1)), versions
-        firsts_total += len(firsts)
-    assert firsts_total == total
-
-
 def assert_membership_published(
     broker: KafkaBroker, topics: kafka.Topics, read_store: ReadStore
 ) -> None:
@@ -368,6 +294,61 @@ def test_ingest_executes_commands_once_and_dead_letters_malformed_ones(
         assert (
             len(read_topic(broker.bootstrap, topics.dlq(topics.commands), 2, timeout=60)) == 2
         )  # still junk
+        producer.close()
+    finally:
+        ingest.terminate()
+
+
+def test_ingest_refuses_unstorable_commands_and_keeps_going(
+    broker: KafkaBroker, postgres_url: str, tmp_path: Path
+) -> None:
+    """Bytes that are not a JSON object go to the DLQ, text no backend stores and unusable
+    idempotency keys get a rejected result; nothing crashes or stalls the command topic."""
+    prefix = f"t{uuid4().hex[:8]}."
+    topics = kafka.Topics(prefix)
+    kafka.ensure_topics(broker.bootstrap, topics.all(), partitions=12)
+    env = {
+        **os.environ,
+        "CLIENTELE_DATABASE_URL": postgres_url,
+        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
+        "CLIENTELE_LOG_LEVEL": "WARNING",
+    }
+    ingest = Proc(["ingest"], env, tmp_path / "ingest.log")
+    ingest.start()
+    try:
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        nul = {"type": "register", "name": "Nul\u0000Byte", "email": "nul@example.com"}
+        for key, value in [
+            (b"utf8", b'{"type": "register", "name": "\xff\xfe"}'),  # not UTF-8: DLQ
+            (b"surrogate", b'{"type": "register", "name": "\\ud800"}'),  # unpaired: DLQ
+            (b"tombstone", None),  # no value at all: DLQ
+            (b"nul", orjson.dumps({**nul, "idempotency_key": "nul-1"})),
+            (b"int-key", orjson.dumps({"type": "register", "name": "A", "idempotency_key": 42})),
+            (
+                b"bidi-key",
+                orjson.dumps({"type": "register", "name": "A", "idempotency_key": "k\u202e"}),
+            ),
+            (b"fine", orjson.dumps({**nul, "name": "Nul Byte", "idempotency_key": "nul-2"})),
+        ]:
+            producer.send(topics.commands, key=key, value=value).get(timeout=30)
+        results = read_topic(broker.bootstrap, topics.command_results, 4, timeout=120)
+        assert len(results) == 4, ingest.log.read_text()[-3000:]
+        outcomes = {r.key.decode(): orjson.loads(r.value) for r in results}
+        assert outcomes["nul-1"]["problem"]["field"] == "name"
+        assert outcomes["nul-2"]["status"] == "accepted"
+        by_coordinates = [o for k, o in outcomes.items() if k.startswith("kafka:")]
+        assert sorted(o["problem"]["field"] for o in by_coordinates) == ["idempotency_key"] * 2
+        dead = read_topic(broker.bootstrap, topics.dlq(topics.commands), 3, timeout=30)
+        assert sorted(r.key for r in dead) == [b"surrogate", b"tombstone", b"utf8"]
+        assert all(b"undecodable command" in dict(r.headers)["dlq.reason"] for r in dead)
+        store = EventStore(postgres_url)
+        try:
+            registered = [n for n in store.notifications(0, 100) if n.topic.endswith(":Registered")]
+            assert len(registered) == 1
+        finally:
+            store.close()
+        assert ingest.process is not None and ingest.process.poll() is None
         producer.close()
     finally:
         ingest.terminate()

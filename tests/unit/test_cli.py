@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -25,6 +26,9 @@ COMMANDS = [
     ["import"],
     ["import", "customers"],
     ["import", "purchases"],
+    ["relay"],
+    ["relay", "redrive"],
+    ["projections", "redrive"],
 ]
 
 
@@ -101,7 +105,7 @@ def test_import_rejects_unreadable_files(database: str, tmp_path: Path) -> None:
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     result = runner.invoke(app, ["import", "purchases", str(binary)])
-    assert result.exit_code == 2 and "cannot read" in result.output
+    assert result.exit_code == 2 and "not UTF-8" in result.output
 
 
 def test_replay_prints_the_timeline(database: str, tmp_path: Path) -> None:
@@ -140,6 +144,8 @@ def test_projections_status_rebuild_verify(database: str, tmp_path: Path) -> Non
     assert verified.exit_code == 0 and "equals a rebuild" in verified.output
     unknown = runner.invoke(app, ["projections", "rebuild", "nope"])
     assert unknown.exit_code == 2 and "known: profiles" in unknown.output
+    nothing = runner.invoke(app, ["projections", "redrive"])
+    assert nothing.exit_code == 0 and "no parked customers" in nothing.output
 
 
 def test_verify_holds_after_an_erasure_and_a_refresh(database: str, tmp_path: Path) -> None:
@@ -163,3 +169,129 @@ def test_verify_holds_after_an_erasure_and_a_refresh(database: str, tmp_path: Pa
     for name in ("audit", "segments", "profiles", "analytics"):
         verified = runner.invoke(app, ["projections", "verify", name])
         assert verified.exit_code == 0 and "equals a rebuild" in verified.output, verified.output
+
+
+def said(result: Any) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def imported(database: str) -> int:
+    store = EventStore(database)
+    try:
+        return store.head()
+    finally:
+        store.close()
+
+
+def test_csv_headers_match_after_trimming_and_case_folding(database: str, tmp_path: Path) -> None:
+    """Issue 13, item 8: ``name, email`` made the email an attribute (both rows imported) and
+    ``Name,Email`` was rejected as "name: Field required"."""
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("name, email\nAda,ada@example.com\nAda Twin,ada@example.com\n")
+    result = runner.invoke(app, ["import", "customers", str(spaced)])
+    assert "1 imported, 0 unchanged, 1 rejected" in said(result) and result.exit_code == 1
+    assert "email" in said(result)  # line 3: the address is taken, uniqueness applies
+    cased = tmp_path / "cased.csv"
+    cased.write_text(" Name ,EMAIL,Tags,City\nBob,bob@example.com,VIP,Rome\n")
+    result = runner.invoke(app, ["import", "customers", str(cased)])
+    assert result.exit_code == 0 and "1 imported" in said(result), result.output
+    store = EventStore(database)
+    try:
+        registered = [
+            store.customer(UUID(str(n.originator_id)))
+            for n in store.notifications(0, 100)
+            if n.topic.endswith(":Registered")
+        ]
+        bob = next(customer for customer in registered if customer.name == "Bob")
+        assert (bob.email, bob.tags, bob.attributes) == (
+            "bob@example.com",
+            ["vip"],
+            {"city": "Rome"},
+        )
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "message"),
+    [
+        ("customers", "name,Name", "columns 1 and 2 are both 'name'"),
+        ("customers", "name, email ,Email", "columns 2 and 3 are both 'email'"),
+        ("customers", "name,,email", "column 2 has no name"),
+        ("customers", "name,email,", "column 3 has no name"),
+        ("customers", "email,phone", "missing required column(s): name"),
+        ("customers", "name,home city", "unknown column 'home city'"),
+        (
+            "purchases",
+            "customer_id,order_id,amount,currency,occured_at",
+            "unknown column 'occured_at'",
+        ),
+        ("purchases", "customer_id,order_id,amount", "missing required column(s): currency"),
+        ("purchases", "Customer_ID,Order_ID", "missing required column(s): amount, currency"),
+    ],
+)
+def test_ambiguous_or_unknown_headers_refuse_the_file_before_importing(
+    database: str, tmp_path: Path, kind: str, header: str, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(f"{header}\n" + "Ada,ada@example.com,x,EUR,2024-01-01T00:00:00Z\n" * 3)
+    result = runner.invoke(app, ["import", kind, str(path)])
+    assert result.exit_code == 2, result.output
+    assert message in said(result) and "nothing was imported" in said(result)
+    assert imported(database) == 0
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        (b"Eve,eve@example.com\x00\n", "line 12 contains a NUL byte"),
+        (b"Eve,eve@example.c\xc3\n", "line 12 is not UTF-8"),
+        (b'Eve,"eve@example.com\n', "line 12 is not valid CSV"),
+    ],
+)
+def test_a_broken_file_imports_nothing_even_after_good_rows(
+    database: str, tmp_path: Path, tail: bytes, message: str
+) -> None:
+    """Good rows come first and are committed in batches of one: the file is checked whole
+    before anything is imported (a NUL once stopped the import half-way with a traceback)."""
+    path = tmp_path / "broken.csv"
+    good = b"".join(f"P{i},p{i}@example.com\n".encode() for i in range(10))
+    path.write_bytes(b"name,email\n" + good + tail)
+    result = runner.invoke(app, ["import", "customers", str(path), "--batch-size", "1"])
+    assert result.exit_code == 2, result.output
+    assert message in said(result) and "nothing was imported" in said(result)
+    assert imported(database) == 0
+
+
+def test_rows_with_too_many_or_too_few_cells_are_rejected_rows(
+    database: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("name,email\nAda,ada@example.com,extra\nBob\nChloé,chloe@example.com\n")
+    result = runner.invoke(app, ["import", "customers", str(path)])
+    assert result.exit_code == 1 and "1 imported, 0 unchanged, 2 rejected" in said(result)
+    assert "has 3 cells" in said(result) and "has 1 cells" in said(result)
+
+
+def test_cells_are_held_to_the_text_policy(database: str, tmp_path: Path) -> None:
+    path = tmp_path / "controls.csv"
+    path.write_text(
+        "name,email,note\nAda\x1b[31m,ada@example.com,x\nBob,bob@example.com,a\u202eb\n"
+    )
+    result = runner.invoke(app, ["import", "customers", str(path)])
+    assert result.exit_code == 1 and "0 imported, 0 unchanged, 2 rejected" in said(result)
+    assert "U+001B" in said(result) and "U+202E" in said(result)
+
+
+def test_key_names_are_identifiers(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLIENTELE_API_KEYS_FILE", str(tmp_path / "keys.json"))
+    get_settings.cache_clear()
+    refused = runner.invoke(app, ["keys", "create", "orders\x00svc", "--role", "writer"])
+    assert refused.exit_code == 2 and "U+0000" in said(refused)
+    refused = runner.invoke(app, ["keys", "create", "orders\u200bsvc", "--role", "writer"])
+    assert refused.exit_code == 2 and "U+200B" in said(refused)
+    made = runner.invoke(app, ["keys", "create", "orders service", "--role", "writer"])
+    assert made.exit_code == 0, made.output

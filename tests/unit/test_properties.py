@@ -2,6 +2,8 @@
 
 * folding a customer's stored events from scratch equals the (snapshot-assisted) loaded state,
   and time travel to every version equals the fold of that prefix;
+* a customer the command service keeps between commands, brought up to date after another
+  writer's commands, equals a fresh load;
 * invariants hold after every sequence (unique live emails, tag rules, points, statuses, a
   gap-free notification log);
 * random, mostly invalid input only ever yields domain errors, never a crash.
@@ -24,6 +26,7 @@ from commands.service import CommandService, Context
 from domain.customer import Customer
 from domain.errors import DomainError
 from domain.values import MAX_TAGS_PER_CUSTOMER, Status
+from infra.bulk_load import load_many
 from infra.envelope import Envelope
 from infra.store import EventStore
 from projections import audit, profile
@@ -90,6 +93,13 @@ def check_invariants(store: EventStore, customers: list[Customer]) -> None:
             assert c.name is None and c.email is None and c.phone is None
         elif c.status != Status.MERGED:
             assert c.name
+    by_id = {str(c.id): c for c in customers}
+    for c in customers:  # erasure reaches every copy: no merge chain ends at an erased record
+        survivor = c
+        while survivor.status == Status.MERGED and survivor.merged_into in by_id:
+            survivor = by_id[survivor.merged_into]
+        if c.status == Status.MERGED:
+            assert survivor.is_live, f"{c.id} is merged into erased {survivor.id}"
     head = store.head()
     assert [n.id for n in store.notifications(0, head + 1)] == list(range(1, head + 1))
 
@@ -129,12 +139,14 @@ class CustomerLifeMachine(RuleBasedStateMachine):
         super().__init__()
         self.store = EventStore("memory://", snapshot_interval=4)
         self.service = CommandService(self.store, default_region="DE", index_key="k")
+        self.service.cache.min_bytes = 0  # keep every customer between commands
+        self.elsewhere = CommandService(self.store, default_region="DE", index_key="k")
         self.ctx = Context(actor="hypothesis")
         self.known: set[UUID] = set()
 
-    def run(self, command: m.Command) -> bool:
+    def run(self, command: m.Command, service: CommandService | None = None) -> bool:
         try:
-            self.service.execute(command, self.ctx)
+            (service or self.service).execute(command, self.ctx)
         except DomainError as error:
             event(f"rejected {command.NAME}: {error.code}")
             return False
@@ -185,6 +197,12 @@ class CustomerLifeMachine(RuleBasedStateMachine):
         )
         self.run(purchase)
 
+    @rule(c=customers, tag=tags, churn=st.booleans())
+    def another_writer(self, c: UUID, tag: str, churn: bool) -> None:
+        """Another process writes: kept customers must catch up before their next command."""
+        command = m.ChurnCustomer(customer_id=c) if churn else m.TagCustomer(customer_id=c, tag=tag)
+        self.run(command, self.elsewhere)
+
     @rule(c=customers, nps=st.integers(0, 10), csat=st.integers(1, 5))
     def feedback(self, c: UUID, nps: int, csat: int) -> None:
         self.run(m.RecordFeedback(customer_id=c, nps=nps, csat=csat))
@@ -230,6 +248,10 @@ class CustomerLifeMachine(RuleBasedStateMachine):
             assert vars(loaded) == vars(fold(self.store, customer_id))
             customers.append(loaded)
         check_invariants(self.store, customers)
+        kept = self.service.cache.take(self.known)
+        for customer_id, customer in load_many(self.store, list(kept), kept).items():
+            assert vars(customer) == vars(fold(self.store, customer_id))
+        self.service.cache.keep(kept.values(), self.store.footprints)
 
     def teardown(self) -> None:
         for customer_id in self.known:  # time travel to every version equals the prefix fold

@@ -25,7 +25,7 @@ from domain.segment_rules import (
     parse_purpose,
     uses_rfm,
 )
-from domain.values import ConsentPurpose, LifecycleStage, Status
+from domain.values import ConsentPurpose, LifecycleStage, Status, Text, text_problem
 from infra.envelope import Envelope
 from infra.store import EventStore
 from projections import profile
@@ -361,12 +361,13 @@ TIMES = st.one_of(
 )
 OPTIONAL_TIMES = st.none() | TIMES
 TEXT = st.text(max_size=6)
+RULE_TEXT = TEXT.filter(lambda text: text_problem(text, Text.MULTILINE) is None)  # storable
 NUMBERS = st.integers(-5, 10**6) | st.decimals(0, 10**6, places=2).map(str) | st.floats(-1e6, 1e6)
-SCALARS = TEXT | NUMBERS | st.booleans()
+SCALARS = RULE_TEXT | NUMBERS | st.booleans()
 CURRENCIES = st.sampled_from(["EUR", "USD", "GBP"])
 VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tags": st.sampled_from(["vip", "Gold", "new-1"]),
-    "text": TEXT,
+    "text": RULE_TEXT,
     "lifecycle_stage": st.sampled_from([s.value for s in LifecycleStage]),
     "status": st.sampled_from([s.value for s in Status]),
     "consent": st.booleans(),
@@ -400,7 +401,7 @@ def conditions(draw: st.DrawFn) -> Rule:
     kind, ops = KINDS[field]
     op = draw(st.sampled_from(ops))
     ordered = kind == "attribute" and op in ("gt", "gte", "lt", "lte")
-    values = TEXT | NUMBERS if ordered else VALUES[kind]
+    values = RULE_TEXT | NUMBERS if ordered else VALUES[kind]
     value: Any
     if op == "exists":
         value = draw(st.booleans())

@@ -1,19 +1,24 @@
-"""A stored v1 ``customer.registered`` (before ``source`` and ``lifecycle_stage``) still loads."""
+"""Stored events of earlier class versions still load and fold: ``customer.registered`` v1
+(before ``source`` and ``lifecycle_stage``), merge events v1 (before ``part``/``parts``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
 import orjson
+import pytest
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from commands import messages as m
 from commands.service import CommandService, Context
+from consumers.store_feed import StoreFeed
 from domain.customer import Customer
-from domain.events import Registered
+from domain.events import DuplicateAbsorbed, Erased, Registered, Unmerged
 from infra.store import EventStore
+from tests.unit.merge_support import folded
 
 
 def test_v1_registered_event_is_upcast_on_load(store: EventStore) -> None:
@@ -51,3 +56,87 @@ def test_new_events_are_stored_with_their_class_version(store: EventStore) -> No
     assert outcome.customer_id
     stored = store.recorder.select_events(outcome.customer_id)[0]
     assert orjson.loads(stored.state)["class_version"] == 2
+
+
+def _without_owners(customer: Customer) -> dict[str, Any]:
+    state = dict(vars(customer))
+    state["absorbed"] = {
+        duplicate: {k: v for k, v in record.items() if not k.endswith("_owner")}
+        for duplicate, record in customer.absorbed.items()
+    }
+    return state
+
+
+def test_v1_merge_and_erasure_events_still_load_and_fold(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``duplicate_absorbed`` / ``unmerged`` stored before they came in parts (one event each,
+    no ``part``/``parts``/``data_owner``, sealed with the survivor's own key) and
+    ``customer.erased`` before ``copies_at`` load, fold and project as the same history today."""
+    for event_class in (DuplicateAbsorbed, Unmerged):  # v1 sealed with the survivor's key
+        monkeypatch.setattr(event_class, "KEY_OWNER", None)
+    service = CommandService(store, default_region="DE", index_key="k")
+    ctx = Context(actor="t")
+    survivor, duplicate, gone = (
+        service.execute(m.RegisterCustomer(name=name, email=email, phone=phone), ctx).customer_id
+        for name, email, phone in (
+            ("Sam", None, None),
+            ("Dee", "dee@example.com", "+4930901820"),
+            ("Gone", "gone@example.com", None),
+        )
+    )
+    assert survivor is not None and duplicate is not None and gone is not None
+    service.execute(m.TagCustomer(customer_id=duplicate, tag="vip"), ctx)
+    service.execute(
+        m.RecordPurchase(customer_id=duplicate, order_id="D-1", amount="5", currency="EUR"), ctx
+    )
+    merge = m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate)
+    service.execute(merge, ctx)
+    service.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate), ctx)
+    service.execute(merge, ctx)
+    service.execute(m.EraseCustomer(customer_id=gone), ctx)
+    expected = {
+        c: (_without_owners(store.customer(c)), folded(store, c))
+        for c in (survivor, duplicate, gone)
+    }
+    monkeypatch.undo()
+
+    old = EventStore("memory://")
+    old.personal.keys = store.personal.keys  # the same customers' keys: sealed data opens
+    added = {
+        get_topic(DuplicateAbsorbed): ("part", "parts", "data_owner", "moved"),
+        get_topic(Unmerged): ("part", "parts", "data_owner", "moved"),
+        get_topic(Erased): ("copies_at",),
+    }
+    rewritten = 0
+    for n in store.notifications(0, 1000):
+        state = orjson.loads(n.state)
+        if n.topic in added:
+            for key in ("class_version", *added[n.topic]):
+                state.pop(key)
+            rewritten += 1
+        old.recorder.insert_events(
+            [StoredEvent(n.originator_id, n.originator_version, n.topic, orjson.dumps(state))]
+        )
+    assert rewritten == 5  # absorbed, unmerged on both sides, absorbed again, erased
+    for customer, (state, profile_state) in expected.items():
+        assert _without_owners(old.customer(customer)) == state
+        assert folded(old, customer) == profile_state
+    assert old.customer(survivor).absorbed[str(duplicate)]["email"] == "dee@example.com"
+    upcast = [e for e in StoreFeed(old).read(0, 1000) if e.type == "customer.duplicate_absorbed"]
+    assert [(e.data["part"], e.data["parts"], e.data["data_owner"]) for e in upcast] == [
+        (1, 1, None),
+        (1, 1, None),
+    ]
+    assert [
+        e.data["copies_at"] for e in StoreFeed(old).read(0, 1000) if e.type == "customer.erased"
+    ] == [[]]
+    # merging on: what the survivor holds from an upcast record counts as the survivor's own
+    old_service = CommandService(old, default_region="DE", index_key="k")
+    top = old_service.execute(m.RegisterCustomer(name="Top"), ctx).customer_id
+    assert top is not None
+    old_service.execute(m.MergeCustomers(customer_id=top, duplicate_id=survivor), ctx)
+    assert old.customer(top).email == "dee@example.com"
+    moved = [e for _, e in old.history(top) if isinstance(e, DuplicateAbsorbed)]
+    assert [(e.email, e.data_owner) for e in moved] == [("dee@example.com", str(survivor))]
+    old.close()

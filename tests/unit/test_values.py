@@ -4,6 +4,7 @@ import pytest
 
 from domain import values as v
 from domain.errors import InvalidInput
+from domain.payloads import normalise_attributes
 
 
 @pytest.mark.parametrize(
@@ -45,14 +46,21 @@ def test_phone_is_e164_with_default_region() -> None:
         v.normalise_phone("not a number", "DE")
 
 
-def test_tags_are_slugs_and_never_truncated() -> None:
-    assert v.normalise_tag("  VIP Gold!! ") == "vip-gold"
-    assert v.normalise_tag("数据") == "shu-ju"
+def test_tags_keep_their_meaning_and_are_never_truncated() -> None:
+    assert v.normalise_tag("  VIP   Gold_member ") == "vip-gold-member"
+    assert v.normalise_tag("数据") == "数据"  # not transliterated to "shu-ju"
+    assert (v.normalise_tag("C++"), v.normalise_tag("C#")) == ("c++", "c#")  # not both "c"
+    assert v.normalise_tag("\uff36\uff49\uff50") == "vip"  # fullwidth letters, NFKC case-folded
     assert len(v.normalise_tag("a" * 64)) == 64
     with pytest.raises(InvalidInput, match="64"):
         v.normalise_tag("a" * 65)
     with pytest.raises(InvalidInput, match="letters or digits"):
         v.normalise_tag("!!!")
+    with pytest.raises(InvalidInput, match="'!' is not allowed"):
+        v.normalise_tag("VIP Gold!!")  # refused, not silently dropped
+    with pytest.raises(InvalidInput) as caught:
+        v.normalise_tag("gold!", "tier")
+    assert caught.value.field == "tier"
 
 
 def test_amounts_and_currencies() -> None:
@@ -81,11 +89,11 @@ def test_scores_and_enums() -> None:
 
 
 def test_attributes_are_flat_scalars() -> None:
-    assert v.normalise_attributes({"tier_name": " gold ", "age": 3, "gone": None}) == {
+    assert normalise_attributes({"tier_name": " gold ", "age": 3, "gone": None}) == {
         "tier_name": "gold",
         "age": 3,
         "gone": None,
     }
     for bad in [{"Bad-Key": 1}, {"nested": {"a": 1}}, {"x": float("nan")}, []]:
         with pytest.raises(InvalidInput, match="attributes"):
-            v.normalise_attributes(bad)
+            normalise_attributes(bad)

@@ -1,0 +1,80 @@
+"""Helpers for tests against the real broker: clientele processes, reading topics back."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from kafka import KafkaConsumer, TopicPartition
+
+from infra.envelope import Envelope
+from infra.local_services import KafkaBroker
+
+CLIENTELE = str(Path(sys.executable).parent / "clientele")
+
+
+class Proc:
+    """A clientele process we can SIGKILL and start again."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [CLIENTELE, *self.args], env=self.env, stdout=sink, stderr=subprocess.STDOUT
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None and self.process.poll() is None, self.log.read_text()[
+            -3000:
+        ]
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def read_topic(bootstrap: str, topic: str, expect_at_least: int, timeout: float = 60) -> list[Any]:
+    reader = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000
+    )
+    partitions = [TopicPartition(topic, p) for p in range(12)]
+    reader.assign(partitions)
+    reader.seek_to_beginning(*partitions)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = reader.poll(timeout_ms=1000)
+        records += [r for rs in batch.values() for r in rs]
+        if len(records) >= expect_at_least and not batch:
+            break
+    reader.close()
+    return records
+
+
+def assert_topic_keeps_per_customer_order(broker: KafkaBroker, topic: str, total: int) -> None:
+    """Per customer, first deliveries arrive as versions 1, 2, 3, … (replays only repeat)."""
+    seen: dict[UUID, list[int]] = {}
+    for record in read_topic(broker.bootstrap, topic, total):
+        envelope = Envelope.from_bytes(record.value)
+        assert record.key == str(envelope.customer_id).encode()
+        seen.setdefault(envelope.customer_id, []).append(envelope.version)
+    firsts_total = 0
+    for versions in seen.values():
+        firsts = [v for i, v in enumerate(versions) if v not in versions[:i]]
+        assert firsts == list(range(1, len(firsts) + 1)), versions
+        firsts_total += len(firsts)
+    assert firsts_total == total
