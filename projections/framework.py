@@ -243,8 +243,9 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
         expected = seen.get(customer, 0) + 1
         if envelope.version < expected:
             continue  # redelivered or already applied by another feed
+        # (segment events come from the log, in order: a gap there is never a lost message)
         if envelope.version > expected and envelope.type in EVENT_TYPES:
-            held[customer] = expected  # (the log holds segment events in order: no gaps)
+            held[customer] = expected
             reason = f"version {expected} missing from the feed (got {envelope.version})"
             gaps.append(Parked(customer, expected, envelope.position, reason))
             continue

@@ -1,0 +1,352 @@
+"""The machinery of the live-equals-rebuild property test: one generated history run against
+an event store and two live feeds (embedded; Kafka-like for the read models fed from
+``customer.events``), with faults (refusing projectors, dead letters) and re-drives, then
+every read model compared with a rebuild. See ``test_live_equals_rebuild.py``."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest.mock import patch
+from uuid import UUID, uuid4
+
+from hypothesis import event
+
+import domain.merging
+from commands import messages as m
+from commands.segments import SegmentService
+from commands.service import CommandService, Context
+from consumers.embedded import EmbeddedRunner
+from consumers.rebuild import rebuild, rebuild_all
+from consumers.redrive import redrive
+from consumers.store_feed import StoreFeed
+from infra.envelope import Envelope
+from infra.store import EventStore
+from projections.framework import Binding, Projector, ensure_schema, park, project
+from projections.parking import Parked
+from projections.readstore import ReadStore, Tx, open_read_store
+from projections.registry import all_projectors
+
+Step = tuple[Any, ...]
+CTX = Context(actor="purity")
+NAMES = ["Ada", "Bob", "Chloé", "Dan"]
+EMAILS = ["ada@example.com", "bob@example.com", "chloe@example.com", None]
+TAGS = ["vip", "gold", "newsletter"]
+PURPOSES = [None, "email_marketing", "sms_marketing"]
+RULES: list[dict[str, Any]] = [
+    {"field": "tags", "op": "contains", "value": "vip"},
+    {"field": "email", "op": "exists", "value": True},  # personal: gone after an erasure
+    {"field": "attributes.city", "op": "eq", "value": "Oslo"},
+    {"field": "purchases.count", "op": "gte", "value": 2, "within": "30d"},
+    {"not": {"field": "contacts.last_at", "op": "after", "value": "-7d"}},
+    {
+        "all": [
+            {"field": "purchases.total.EUR", "op": "gte", "value": "50"},
+            {"not": {"field": "tags", "op": "contains", "value": "gold"}},
+        ]
+    },
+    {"field": "rfm.group", "op": "in", "value": ["champions", "loyal", "potential_loyalist"]},
+    {
+        "any": [
+            {"field": "rfm.f", "op": "gte", "value": 2},
+            {"field": "status", "op": "eq", "value": "churned"},
+        ]
+    },
+]
+PARTITIONS = 3
+PURCHASES_PER_PART = 1  # a duplicate with purchases moves them in several parts
+
+
+@dataclass
+class Databases:
+    """Where one example lives: the event store, and the read stores of the two live feeds."""
+
+    store: str
+    embedded: str
+    full: str
+    cleanup: Callable[[], None] = field(default=lambda: None)
+
+
+class Refusing:
+    """Projectors that refuse the customers in ``refused`` (by projection name) — a projector
+    bug until :meth:`fix` — built from the real ones, so a rebuild compares alike."""
+
+    def __init__(self) -> None:
+        self.refused: dict[str, set[str]] = {}
+        self.projectors = [self._refusing(p) for p in all_projectors()]
+
+    def _refusing(self, projector: Projector) -> Projector:
+        base, refused = type(projector), self.refused.setdefault(projector.name, set())
+
+        def apply(this: Projector, tx: Tx, envelopes: Sequence[Envelope]) -> None:
+            if refused & {e.customer_key for e in envelopes}:
+                raise ValueError(f"{this.name} refuses one of these customers")
+            base.apply(this, tx, envelopes)
+
+        refusing: Projector = type(f"Refusing{base.__name__}", (base,), {"apply": apply})()
+        return refusing
+
+    def refuse(self, projection: int, customer: UUID) -> None:
+        self.refused[self.projectors[projection].name].add(str(customer))
+
+    def fix(self) -> None:
+        for customers in self.refused.values():
+            customers.clear()
+
+
+class KafkaLike:
+    """``customer.events`` as Kafka hands it over to ``clientele consume``: a partition per
+    customer key, in order; partitions consumed in any interleaving; after a crash, consumed
+    messages come again. Segments follow the store's log, as ``consume`` runs them."""
+
+    def __init__(
+        self,
+        feed: StoreFeed,
+        read_store: ReadStore,
+        projectors: Sequence[Projector],
+        batch_size: int,
+    ) -> None:
+        self.feed, self.read_store = feed, read_store
+        self.bindings = [Binding.live(p) for p in projectors if not p.log_order]
+        log_ordered = [p for p in projectors if p.log_order]
+        self.log = EmbeddedRunner(feed, read_store, log_ordered, batch_size=batch_size)
+        self.published = 0
+        self.partitions: list[list[Envelope]] = [[] for _ in range(PARTITIONS)]
+        self.offsets = [0] * PARTITIONS
+
+    def relay(self) -> None:
+        for envelope in self.feed.read_sealed(self.published, 1_000_000):
+            key = zlib.crc32(envelope.customer_key.encode()) % PARTITIONS
+            self.partitions[key].append(envelope)
+            self.published = envelope.position
+
+    def deliver(self, partition: int, count: int) -> None:
+        start = self.offsets[partition]
+        batch = self.partitions[partition][start : start + count]
+        opened = [self.feed.store.personal.open_envelope(e) for e in batch]
+        with self.read_store.transaction() as tx:
+            project(tx, self.bindings, opened, by_position=False)
+        self.offsets[partition] = start + len(batch)
+
+    def crash(self, partition: int, count: int) -> None:
+        self.offsets[partition] = max(0, self.offsets[partition] - count)
+
+    def lose(self, partition: int) -> None:
+        """The partition's next message is dead-lettered: the consumer parks its customer in
+        every projection it feeds (as ``ProjectionConsumer`` does) and moves on."""
+        start = self.offsets[partition]
+        for envelope in self.partitions[partition][start : start + 1]:
+            held = Parked(envelope.customer_key, envelope.version, envelope.position, "lost")
+            with self.read_store.transaction() as tx:
+                for binding in self.bindings:
+                    park(tx.with_tables(binding.tables), binding.projector, [held])
+            self.offsets[partition] = start + 1
+
+    def drain(self) -> None:
+        self.relay()
+        for partition, queue in enumerate(self.partitions):
+            self.deliver(partition, len(queue))
+        self.log.catch_up()
+
+
+class History:
+    """Runs one generated history against a store and both live feeds."""
+
+    def __init__(self, databases: Databases, batch_size: int, stack: ExitStack) -> None:
+        self.store = EventStore(databases.store)
+        stack.callback(self.store.close)
+        self.service = CommandService(self.store, default_region="DE", index_key="k")
+        self.segments = SegmentService(self.store)
+        self.feed = StoreFeed(self.store)
+        self.read_stores = [open_read_store(databases.embedded), open_read_store(databases.full)]
+        for read_store in self.read_stores:
+            stack.callback(read_store.close)
+            ensure_schema(read_store, all_projectors())
+        self.faults = Refusing()
+        projectors = self.faults.projectors
+        self.runner = EmbeddedRunner(
+            self.feed, self.read_stores[0], projectors, batch_size=batch_size
+        )
+        self.kafka = KafkaLike(self.feed, self.read_stores[1], projectors, batch_size)
+        self.ids: list[UUID] = []
+        self.merges: list[tuple[UUID, UUID]] = []
+        self.now = datetime.now(UTC)
+
+    def who(self, index: int) -> UUID:
+        return self.ids[index % len(self.ids)] if self.ids else uuid4()
+
+    def command(self, step: Step, number: int) -> m.Command | None:
+        kind, *args = step
+        if kind == "register":
+            name, email, oslo, _ = args
+            attributes = {"city": "Oslo"} if oslo else {}
+            return m.RegisterCustomer(name=NAMES[name], email=EMAILS[email], attributes=attributes)
+        customer = self.who(args[0])
+        if kind == "update":
+            updates: dict[str, dict[str, Any]] = {
+                "name": {"name": f"{NAMES[number % 4]} {number}"},
+                "email": {"email": f"u{number}@example.com"},
+                "city": {"attributes": {"city": "Oslo"}},
+                "no-city": {"attributes": {"city": None}},
+            }
+            return m.UpdateProfile(customer_id=customer, changes=updates[args[1]])
+        if kind in ("tag", "untag"):
+            tagging = m.TagCustomer if kind == "tag" else m.UntagCustomer
+            return tagging(customer_id=customer, tag=args[1])
+        if kind == "buy":
+            ago, amount, euros = args[1:]
+            return m.RecordPurchase(
+                customer_id=customer,
+                order_id=f"o{number}",
+                amount=amount,
+                currency="EUR" if euros else "USD",
+                occurred_at=self.now - timedelta(days=ago),
+            )
+        if kind == "contact":
+            when = self.now - timedelta(days=args[1])
+            return m.RecordContact(
+                customer_id=customer, channel="email", direction="inbound", occurred_at=when
+            )
+        if kind == "consent":
+            return m.SetConsent(customer_id=customer, purpose=args[1], granted=args[2])
+        if kind == "feedback":
+            return m.RecordFeedback(customer_id=customer, nps=args[1])
+        if kind in ("merge", "unmerge"):
+            pairing = m.MergeCustomers if kind == "merge" else m.UnmergeCustomers
+            return pairing(customer_id=customer, duplicate_id=self.who(args[1]))
+        simple = {"churn": m.ChurnCustomer, "reactivate": m.ReactivateCustomer}
+        return simple.get(kind, m.EraseCustomer)(customer_id=customer)
+
+    def run(self, steps: list[Step]) -> None:
+        for number, step in enumerate(steps):
+            kind = step[0]
+            if kind == "define":
+                _, segment, rule, purpose = step
+                self.segments.define(f"s{segment}", f"S{segment}", RULES[rule], purpose, CTX)
+            elif kind == "refresh":
+                self.segments.refresh(datetime.now(UTC) + timedelta(days=step[1]), CTX)
+            elif kind == "feed":
+                for _ in range(step[1]):
+                    self.runner.run_once()
+                    self.kafka.log.run_once()
+            elif kind == "relay":
+                self.kafka.relay()
+            elif kind in ("deliver", "crash"):
+                getattr(self.kafka, kind)(step[1], step[2])
+            elif kind == "rebuild":
+                projector = self.faults.projectors[step[1]]
+                rebuild(self.feed, self.read_stores[0], projector, batch_size=3)
+            elif kind == "refuse":
+                self.faults.refuse(step[2], self.who(step[1]))
+            elif kind == "lose":
+                self.kafka.lose(step[1])
+            elif kind == "redrive":
+                if step[1]:
+                    self.faults.fix()
+                self.redrive()
+            elif kind == "undo":
+                self.undo(step[1], erase=step[2])
+            else:
+                self.execute(self.command(step, number))
+                if kind == "register" and self.ids:  # with a few purchases: merged in parts
+                    self.execute_all(self.purchases(self.ids[-1], step[4], number))
+
+    def purchases(self, customer: UUID, count: int, number: int) -> list[m.Command]:
+        return [
+            m.RecordPurchase(
+                customer_id=customer,
+                order_id=f"o{number}-{n}",
+                amount="20.50",
+                currency="EUR",
+                occurred_at=self.now - timedelta(days=n),
+            )
+            for n in range(count)
+        ]
+
+    def undo(self, back: int, *, erase: bool) -> None:
+        """Unmerge the ``back``-th latest merge; then perhaps erase the duplicate."""
+        if not self.merges:
+            return
+        survivor, duplicate = self.merges[-1 - back % len(self.merges)]
+        self.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate))
+        if erase:
+            self.execute(m.EraseCustomer(customer_id=duplicate))
+
+    def execute(self, command: m.Command | None) -> None:
+        if command is not None:
+            self.execute_all([command])
+
+    def execute_all(self, commands: list[m.Command]) -> None:
+        outcomes = self.service.execute_batch(commands, CTX)
+        for command, outcome in zip(commands, outcomes, strict=True):
+            if outcome.status != "accepted":
+                continue
+            if outcome.customer_id is None:
+                continue
+            if isinstance(command, m.RegisterCustomer):
+                self.ids.append(outcome.customer_id)
+            if isinstance(command, m.MergeCustomers):
+                self.merges.append((outcome.customer_id, command.duplicate_id))
+
+    def redrive(self) -> None:
+        """What ``clientele projections redrive`` does, for both live feeds."""
+        for read_store in self.read_stores:
+            redrive(self.feed, read_store, self.faults.projectors, due_only=False)
+
+    def parked(self) -> int:
+        count = 0
+        for read_store in self.read_stores:
+            with read_store.transaction() as tx:
+                for projector in self.faults.projectors:
+                    scoped = tx.with_tables(Binding.live(projector).tables)
+                    count += len(projector.parking.listing(scoped))
+        return count
+
+    def tally(self) -> None:
+        """What the history exercised (``--hypothesis-show-statistics``)."""
+        envelopes = self.feed.read(0, 1_000_000)
+        last: dict[str, str] = {}  # each customer's latest event type
+        for e in envelopes:
+            if e.type == "customer.duplicate_absorbed" and e.data["parts"] > 1:
+                event("a merge in parts")
+            if e.type == "customer.consent_withdrawn" and str(e.data["source"]).startswith(
+                "merge:"
+            ):
+                event("a merge carried a withdrawal over")
+            if e.type == "customer.erased" and e.data["copies_at"]:
+                event("an erasure reached copies on another customer")
+            if e.type == "customer.erased" and last.get(e.customer_key) == "customer.merged_into":
+                event("an erasure cascaded to a merged duplicate")
+            last[e.customer_key] = e.type
+        parked = self.parked()
+        event(f"customers parked before the fix: {parked if parked < 3 else '3 or more'}")
+
+    def verify(self) -> None:
+        self.runner.catch_up()
+        self.kafka.drain()
+        self.tally()
+        self.faults.fix()
+        self.redrive()
+        self.runner.catch_up()
+        self.kafka.drain()
+        for read_store, feed in zip(self.read_stores, ("embedded", "full"), strict=True):
+            with read_store.transaction() as tx:
+                for projector in self.faults.projectors:
+                    scoped = tx.with_tables(Binding.live(projector).tables)
+                    assert projector.parking.listing(scoped) == [], (feed, projector.name)
+            results = rebuild_all(self.feed, read_store, all_projectors(), verify_only=True)
+            assert {r.name: r.differences for r in results if r.differences} == {}, feed
+
+
+def check(databases: Databases, history: tuple[int, list[Step]]) -> None:
+    batch_size, steps = history
+    with ExitStack() as stack:
+        stack.callback(databases.cleanup)
+        stack.enter_context(patch.object(domain.merging, "PURCHASES_PER_PART", PURCHASES_PER_PART))
+        run = History(databases, batch_size, stack)
+        run.run(steps)
+        run.verify()
