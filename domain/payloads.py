@@ -32,7 +32,8 @@ ITEM_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 def normalise_attributes(value: object) -> dict[str, Any]:
-    """Flat custom attributes: snake_case keys, JSON scalar values (``None`` removes a key).
+    """Flat custom attributes: snake_case keys (in sorted order: one canonical form whatever
+    order they came in), JSON scalar values (``None`` removes a key).
 
     Strings are free text (at most 1,000 characters, empty means ``None``); integers stay
     within ±(2^53 - 1) so every JSON reader gets them back exactly; floats must be finite."""
@@ -53,7 +54,7 @@ def normalise_attributes(value: object) -> dict[str, Any]:
             cleaned[key] = item if item is None else check_number(where, item)
         else:
             raise InvalidInput(where, "must be a string, number, boolean or null")
-    return cleaned
+    return dict(sorted(cleaned.items()))
 
 
 def normalise_items(value: object) -> list[dict[str, Any]]:
@@ -61,7 +62,8 @@ def normalise_items(value: object) -> list[dict[str, Any]]:
 
     Keys are ``[A-Za-z][A-Za-z0-9_]{0,63}`` (at most 50 per object); strings are free text of
     at most 1,000 characters (100,000 in all), NFC; numbers as in attributes. ``sku`` is an
-    identifier of at most 100 characters and ``quantity`` an integer from 0 to 1,000,000."""
+    identifier of at most 100 characters and ``quantity`` an integer from 0 to 1,000,000.
+    Object keys are stored sorted (one canonical form whatever order they came in)."""
     if not isinstance(value, list):
         raise InvalidInput("items", "must be a list of objects")
     if len(value) > MAX_ITEMS:
@@ -105,4 +107,4 @@ def _json_value(where: str, value: object, depth: int, budget: list[int]) -> Any
         if not isinstance(key, str) or not ITEM_KEY.match(key):
             raise InvalidInput(where, f"key {key!r} must match {ITEM_KEY.pattern}")
         cleaned[key] = _json_value(f"{where}.{key}", item, depth + 1, budget)
-    return cleaned
+    return dict(sorted(cleaned.items()))

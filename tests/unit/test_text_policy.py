@@ -293,6 +293,29 @@ def test_items_are_bounded_and_refused_or_canonical(raw: list[Any]) -> None:
     assert orjson.loads(orjson.dumps(items)) == items and normalise_items(items) == items
 
 
+@given(st.lists(JSON_VALUES, max_size=3))
+def test_items_and_attributes_are_stored_in_one_key_order(raw: list[Any]) -> None:
+    """Found merging issue 13's branches: an item sent as ``{"quantity": 0, "sku": "0"}``
+    was stored with its keys in the order each surface happened to keep them."""
+
+    def reversed_keys(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        if isinstance(value, list):
+            return [reversed_keys(v) for v in value]
+        return value
+
+    try:
+        items = normalise_items(raw)
+    except InvalidInput:
+        return
+    assert orjson.dumps(normalise_items(reversed_keys(raw))) == orjson.dumps(items)
+    attributes = {"plan": "gold", "city": "Oslo", "age": 3}
+    assert orjson.dumps(normalise_attributes(attributes)) == orjson.dumps(
+        normalise_attributes(reversed_keys(attributes))
+    )
+
+
 def test_items_limits() -> None:
     ok = normalise_items([{"sku": "tea", "quantity": 2, "options": {"size": ["M", "L"]}}])
     assert ok == [{"sku": "tea", "quantity": 2, "options": {"size": ["M", "L"]}}]
