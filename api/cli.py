@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
@@ -17,13 +16,12 @@ from api.bootstrap import migrate as bootstrap_migrate
 from api.cli_audit import audit_app
 from api.cli_bench import bench
 from api.cli_full import consume, dev_app, dlq_app, ingest, relay_app
+from api.cli_import import import_app
 from api.cli_keys import keys_app
 from api.cli_privacy import erase, rotate_master
-from api.csv_import import import_rows, read_csv
 from api.status import pipeline_report
 from consumers.rebuild import RebuildResult, rebuild
 from consumers.redrive import redrive
-from domain.errors import DomainError
 from infra.envelope import Envelope
 from infra.logging import configure_logging
 from infra.settings import get_settings
@@ -36,7 +34,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-import_app = typer.Typer(help="Import CSV files through the batch (group-commit) path.")
 app.add_typer(import_app, name="import")
 projections_app = typer.Typer(
     help="Read models: status, rebuild, verify, redrive.", no_args_is_help=True
@@ -294,66 +291,3 @@ def replay(
             ", ".join(f"{k}={v}" for k, v in envelope.data.items()),
         )
     console.print(table)
-
-
-def _import(kind: str, path: Path, batch_size: int) -> None:
-    """Check the whole file first (exit 2 if refused: nothing imported), then import its rows
-    (exit 1 if some were rejected)."""
-    if not path.is_file():
-        raise _fail(f"{path} is not a readable file", 2)
-    try:
-        file = read_csv(kind, path)
-    except DomainError as error:
-        raise _fail(f"{path} refused, nothing was imported: {error.message}", 2) from None
-    except OSError as error:
-        raise _fail(f"cannot read {path}: {error}", 2) from None
-    services = build()
-    try:
-        with Progress(*_BAR, console=errors) as progress:
-            task = progress.add_task(f"importing {kind}", total=file.rows)
-            report = import_rows(
-                services.commands,
-                file,
-                batch_size=batch_size,
-                on_progress=lambda n: progress.advance(task, n),
-            )
-    finally:
-        services.close()
-    console.print(
-        f"{report.accepted} imported, {report.unchanged} unchanged, {len(report.rejected)} rejected"
-    )
-    if report.rejected:
-        table = Table("line", "field", "problem", title="rejected rows")
-        for line, field, message in report.rejected[:50]:
-            table.add_row(str(line), field, message)
-        errors.print(table)
-        raise typer.Exit(1)
-
-
-@import_app.command("customers")
-def import_customers(
-    file: Annotated[Path, typer.Argument(help="CSV with a header row.")],
-    batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 500,
-) -> None:
-    """Register customers from CSV.
-
-    Columns (header matched ignoring case and surrounding spaces): name (required), email,
-    phone, source, lifecycle_stage, tags (";"-separated); any other column (a-z, 0-9, _)
-    becomes a custom attribute. Re-importing the same file changes nothing.
-
-    Example: clientele import customers customers.csv
-    """
-    _import("customers", file, batch_size)
-
-
-@import_app.command("purchases")
-def import_purchases(
-    file: Annotated[Path, typer.Argument(help="CSV with a header row.")],
-    batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 500,
-) -> None:
-    """Record purchases from CSV: customer_id, order_id, amount, currency (required),
-    occurred_at (RFC 3339 with offset); header matched ignoring case and surrounding spaces.
-
-    Example: clientele import purchases orders.csv
-    """
-    _import("purchases", file, batch_size)

@@ -1,0 +1,151 @@
+"""The result file of an import, and the checkpoint that lets an interrupted one resume.
+
+The **result file** (CSV, UTF-8) has one row per data row of the input, in input order:
+``line, outcome, customer_id, system, external_id, order_id, code, problem`` — ``outcome`` is
+``imported`` (something was recorded), ``unchanged`` (all of it was there already: a second
+import, or a row a crashed run had sent) or ``rejected`` (nothing of the row was recorded;
+``code`` and ``problem`` say why, e.g. ``validation`` / ``amount: must be …``).
+
+The **checkpoint** (``RESULT.checkpoint``, JSON) is written after every committed batch: the
+input's SHA-256, the options that shape commands, the last line done, the result file's size
+and the counts. An import of the same file with the same options and result file resumes after
+that line (the result file is cut back to that size); a finished import removes it. Nothing
+depends on it for correctness: re-sending rows changes nothing (see :mod:`api.importing.rows`),
+so a lost or stale checkpoint only costs time.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+COLUMNS = ("line", "outcome", "customer_id", "system", "external_id", "order_id", "code", "problem")
+OUTCOMES = ("imported", "unchanged", "rejected")
+
+
+@dataclass
+class Tally:
+    """How many rows had each outcome, and the rejections by code and field."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    problems: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.outcomes.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "problems": dict(self.problems)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Tally:
+        return cls(Counter(doc["outcomes"]), Counter(doc["problems"]))
+
+
+@dataclass(frozen=True)
+class Result:
+    """One line of the result file."""
+
+    line: int
+    outcome: str
+    customer_id: str = ""
+    system: str = ""
+    external_id: str = ""
+    order_id: str = ""
+    code: str = ""
+    problem: str = ""
+    field: str = ""
+
+    def cells(self) -> tuple[object, ...]:
+        return (
+            self.line,
+            self.outcome,
+            self.customer_id,
+            self.system,
+            self.external_id,
+            self.order_id,
+            self.code,
+            self.problem,
+        )
+
+
+class Journal:
+    """Writes results and checkpoints; knows where a resumed import starts."""
+
+    def __init__(self, path: Path, identity: dict[str, Any], *, resume: bool = True) -> None:
+        self.path = path
+        self.checkpoint_path = path.with_name(path.name + ".checkpoint")
+        self.identity = identity
+        self.after_line = 0
+        self.tally = Tally()
+        self.stale = False  # a checkpoint of another file or other options was found
+        saved = self._saved() if resume else None
+        if saved is not None:
+            self.after_line = int(saved["line"])
+            self.tally = Tally.from_dict(saved["tally"])
+            self._file: TextIO = path.open("r+", encoding="utf-8", newline="")
+            self._file.truncate(int(saved["result_bytes"]))
+            self._file.seek(0, os.SEEK_END)
+        else:
+            self._file = path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._file)
+        if saved is None:
+            self._writer.writerow(COLUMNS)
+
+    def _saved(self) -> dict[str, Any] | None:
+        """The checkpoint, if it belongs to this import and its result file is intact."""
+        try:
+            saved: dict[str, Any] = orjson.loads(self.checkpoint_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError):
+            self.stale = True
+            return None
+        if saved.get("identity") != self.identity:
+            self.stale = True
+            return None
+        try:
+            if self.path.stat().st_size < int(saved["result_bytes"]):
+                self.stale = True
+                return None
+        except (OSError, KeyError, TypeError, ValueError):
+            self.stale = True
+            return None
+        return saved
+
+    @property
+    def resumed(self) -> bool:
+        return self.after_line > 0
+
+    def record(self, results: list[Result], last_line: int) -> None:
+        """Write a committed batch's results, then the checkpoint after ``last_line``."""
+        for result in results:
+            self.tally.outcomes[result.outcome] += 1
+            if result.outcome == "rejected":
+                self.tally.problems[" ".join(filter(None, (result.code, result.field)))] += 1
+        self._writer.writerows(result.cells() for result in results)
+        self._file.flush()
+        document = {
+            "identity": self.identity,
+            "line": last_line,
+            "result_bytes": os.fstat(self._file.fileno()).st_size,
+            "tally": self.tally.to_dict(),
+        }
+        temporary = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        temporary.write_bytes(orjson.dumps(document))
+        temporary.replace(self.checkpoint_path)
+
+    def finish(self) -> None:
+        """The import went through: close the result file and forget the checkpoint."""
+        self._file.close()
+        self.checkpoint_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop (interrupted or failed): the checkpoint stays for the next run."""
+        self._file.close()
