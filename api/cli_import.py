@@ -31,6 +31,7 @@ from api.importing.fields import KINDS, Naming, parse_renames, zone
 from api.importing.journal import Journal, Tally
 from api.importing.rows import RowBuilder
 from api.importing.runner import Plan, default_result_path, run_import
+from api.importing.sample import write_sample
 from api.importing.source import open_source
 from domain.errors import DomainError
 
@@ -248,3 +249,26 @@ def _command(kind: str, help_text: str) -> Callable[..., None]:
 
 import_app.command("customers")(_command("customers", CUSTOMERS_HELP))
 import_app.command("purchases")(_command("purchases", PURCHASES_HELP))
+
+
+@import_app.command("sample")
+def sample(
+    directory: Annotated[Path, typer.Argument(help="Where to write the four files.")],
+    customers: Annotated[int, typer.Option(min=1, help="How many customers.")] = 200,
+    purchases: Annotated[int, typer.Option(min=1, help="How many purchases (≥ customers).")] = 1000,
+    seed: Annotated[int, typer.Option(help="The same seed writes the same files.")] = 1,
+) -> None:
+    """Write a generated shop export to try imports on: customers.csv/.jsonl (external ids,
+    registration dates) and purchases.csv/.jsonl (no order ids, dates only, some zero amounts
+    and identical same-day rows), the same data in both formats.
+
+    Example: clientele import sample ./sample && clientele import customers sample/customers.csv --system shop
+    """
+    if purchases < customers:
+        raise _fail("--purchases must be at least --customers (every customer buys)", 2)
+    made = write_sample(directory, customers, purchases, seed)
+    console.print(
+        f"wrote {made.customers} customers and {made.purchases} purchases to {directory}/"
+        "customers.{csv,jsonl} and purchases.{csv,jsonl}",
+        highlight=False,
+    )

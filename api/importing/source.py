@@ -195,6 +195,7 @@ def _check_json(path: Path, naming: Naming, lines: Iterator[tuple[int, str]]) ->
             raise InvalidInput("file", f"line {number} is not valid JSON: {error}") from None
         if not isinstance(doc, dict):
             raise InvalidInput("file", f"line {number} is not a JSON object")
+        here: dict[str, str] = {}  # field → the key of this object that gave it
         for key, value in _flatten(doc):
             if key not in keys:
                 try:
@@ -202,15 +203,17 @@ def _check_json(path: Path, naming: Naming, lines: Iterator[tuple[int, str]]) ->
                 except InvalidInput as error:
                     raise InvalidInput("file", f"line {number}: {error.reason}") from None
             placed = keys[key]
-            if placed is not None and not _blank(value):
+            if placed is None:
+                continue
+            if here.setdefault(placed, key) != key:
+                raise InvalidInput(
+                    "file", f"line {number}: keys {here[placed]!r} and {key!r} are both {placed!r}"
+                )
+            if not _blank(value):
                 provided.add(placed)
         rows += 1
     if not rows:
         raise InvalidInput("file", "has no JSON object")
-    by_field: dict[str, str] = {}
-    for key, placed in keys.items():
-        if placed is not None and by_field.setdefault(placed, key) != key:
-            raise InvalidInput("file", f"keys {by_field[placed]!r} and {key!r} are both {placed!r}")
     naming.check_renames(keys)
     naming.check_needs(provided)
     return Source(path, "jsonl", naming, "", rows, keys=keys)
