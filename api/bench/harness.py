@@ -87,6 +87,8 @@ class Sizes:
     travel_requests: int
     growth_batches: int
     growth_batch_size: int
+    import_customers: int
+    import_purchases: int
 
 
 @dataclass

@@ -14,6 +14,7 @@ Check = tuple[str, str, Callable[[dict[str, Any]], bool]]
 # scenario -> (what is compared, target as text, test)
 TARGETS: dict[str, Check] = {
     "ingest": ("ratio", "≥ 0.5 x raw COPY", lambda s: s["ratio"] >= 0.5),
+    "import": ("ratio", "≥ 0.9 x batch path, each backend", lambda s: s["ratio"] >= 0.9),
     "relay": ("ratio", "≥ 0.7 x raw produce", lambda s: s["ratio"] >= 0.7),
     "projections": ("ratio", "≥ 0.5 x raw consume", lambda s: s["ratio"] >= 0.5),
     "e2e_lag": ("p99_ms", "p99 ≤ 100 ms", lambda s: s["p99_ms"] <= 100),
@@ -92,6 +93,20 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     f"p50 {_n(h['p50_ms'], 1)} / p99 {_n(h['p99_ms'], 1)} ms",
                     "",
                     "",
+                )
+            )
+    if "import" in s:
+        x = s["import"]
+        for backend in ("postgresql", "sqlite"):
+            b = x[backend]
+            rows.append(
+                (
+                    f"import {x['customers']:,} customers + {x['purchases']:,} purchases, "
+                    f"{backend} (rows/s)",
+                    _n(b["rows_per_s"]),
+                    f"batch path, same commands {_n(b['baseline_rows_per_s'])}",
+                    f"{b['ratio']:.3f}",
+                    x["target"] if backend == "sqlite" else "",
                 )
             )
     if "e2e_lag" in s:

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from api.bench import growth, live, read_side, workload, write_side
+from api.bench import growth, imports, live, read_side, workload, write_side
 from api.bench.harness import Sizes, machine, throwaway
 from api.bootstrap import build, migrate
 
@@ -37,6 +37,8 @@ QUICK = Sizes(
     travel_requests=20,
     growth_batches=7,
     growth_batch_size=200,
+    import_customers=500,
+    import_purchases=2_500,
 )
 FULL = Sizes(
     repeats=3,
@@ -57,14 +59,21 @@ FULL = Sizes(
     travel_requests=200,
     growth_batches=7,
     growth_batch_size=1_000,
+    import_customers=20_000,
+    import_purchases=100_000,
 )
-GROUPS = ("ingest", "relay", "rebuild", "live", "growth")
+GROUPS = ("ingest", "import", "relay", "rebuild", "live", "growth")
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
     # durable: fsync on, so "durable events" means what it says (COPY pays the same)
     with throwaway(broker=True, durable=True) as stack:
         return {"ingest": write_side.ingest(stack, sizes, say)}
+
+
+def _import(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway(durable=True) as stack:  # fsync on, as ingest
+        return {"import": imports.run(stack, sizes, say)}
 
 
 def _relay(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -100,6 +109,7 @@ def _growth(sizes: Sizes, say: Say) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "ingest": _ingest,
+    "import": _import,
     "relay": _relay,
     "rebuild": _rebuild,
     "live": _live,

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.e2e
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 REQUIRED = {
     "ingest": {"events_per_s", "baseline_events_per_s", "ratio"},
+    "import": {"ratio", "rows"},
     "relay": {"events_per_s", "baseline_events_per_s", "ratio"},
     "projections": {"events_per_s", "baseline_events_per_s", "ratio"},
     "e2e_lag": {"offered_per_s", "p50_ms", "p99_ms"},

@@ -1,0 +1,146 @@
+"""Import scenario: ``clientele import`` against the batch path on the same rows, on PostgreSQL
+(fsync on, as ingest) and on SQLite.
+
+The data is the generated shop export of ``clientele import sample``: customers with external
+ids, purchases by external id without order ids (dates only, zero amounts, identical same-day
+rows). Per repeat and backend, on fresh databases:
+
+* **batch path** (the baseline): the very commands the import derives from those files, built
+  before the clock starts, sent through ``CommandService.execute_batch`` in batches of the
+  import's size — what a service that already holds its commands gets;
+* **import**: what ``clientele import customers`` then ``import purchases`` do after start-up:
+  check each file whole, stream it, build the commands, send them, write the result file and
+  the checkpoint.
+
+Rows per second count input rows (customers + purchases). The ratio import ÷ batch path is taken
+per repeat (the two run back to back, alternating which goes first) and its median reported.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from api.bench.harness import Sizes, Stack, summary
+from api.bootstrap import Services, build, migrate
+from api.importing.fields import CUSTOMERS, PURCHASES, Kind, Naming, parse_renames, zone
+from api.importing.journal import Journal
+from api.importing.rows import RowBuilder
+from api.importing.runner import Plan, rows, run_import
+from api.importing.sample import Sample, write_sample
+from api.importing.source import open_source
+from commands.messages import Command
+from commands.service import Context
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+BATCH = 500
+SYSTEM = "shop"
+FILES: tuple[tuple[Kind, str, tuple[str, ...]], ...] = (
+    (CUSTOMERS, "customers_csv", ()),
+    (PURCHASES, "purchases_csv", ("Date=occurred_at",)),
+)
+
+
+def _plans(sample: Sample) -> list[Plan]:
+    plans = []
+    for kind, attribute, pairs in FILES:
+        naming = Naming(kind, parse_renames(pairs, kind), SYSTEM)
+        plans.append(Plan(open_source(getattr(sample, attribute), naming), "UTC", BATCH))
+    return plans
+
+
+def _builder(plan: Plan) -> RowBuilder:
+    return RowBuilder(plan.naming.kind, plan.source.digest, system=SYSTEM, zone=zone("UTC"))
+
+
+def _commands(sample: Sample) -> list[list[Command]]:
+    """The import's commands, file by file, in batches of the import's size."""
+    batches: list[list[Command]] = []
+    for plan in _plans(sample):
+        pending: list[Command] = []
+        for row in rows(plan, _builder(plan)):
+            pending.extend(row.commands)
+            if len(pending) >= BATCH:
+                batches.append(pending)
+                pending = []
+        if pending:
+            batches.append(pending)
+    return batches
+
+
+@contextmanager
+def _fresh(settings: Settings) -> Iterator[Services]:
+    services = build(settings)
+    try:
+        migrate(services)
+        yield services
+    finally:
+        services.close()
+
+
+def _batch_path(settings: Settings, batches: list[list[Command]]) -> float:
+    context = Context(actor="bench")
+    with _fresh(settings) as services:
+        started = time.perf_counter()
+        for batch in batches:
+            services.commands.execute_batch(batch, context)
+        return time.perf_counter() - started
+
+
+def _import(settings: Settings, sample: Sample, results: Path) -> float:
+    with _fresh(settings) as services:
+        started = time.perf_counter()
+        for n, plan in enumerate(_plans(sample)):
+            journal = Journal(results / f"result-{n}.csv", plan.identity(), resume=False)
+            tally = run_import(services.commands, plan, _builder(plan), journal)
+            journal.finish()
+            if tally.outcomes["imported"] != plan.source.rows:
+                raise RuntimeError(f"import left rows out: {dict(tally.outcomes)}")
+        return time.perf_counter() - started
+
+
+def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
+    """The ``imports`` scenario on PostgreSQL and SQLite (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="clientele-import-bench-") as folder:
+        root = Path(folder)
+        sample = write_sample(root / "sample", sizes.import_customers, sizes.import_purchases)
+        batches = _commands(sample)
+        total = sample.customers + sample.purchases
+        backends: dict[str, Callable[[int, str], Settings]] = {
+            "postgresql": lambda n, path: stack.settings(stack.database(f"import_{path}{n}")),
+            "sqlite": lambda n, path: Settings(
+                database_url=f"sqlite:///{root / f'{path}{n}.db'}", log_json=True
+            ),
+        }
+        result: dict[str, Any] = {"rows": total, "batch_size": BATCH}
+        for backend, settings in backends.items():
+            batch, imported, ratios = [], [], []
+            for repeat in range(sizes.repeats):
+                first_batch = repeat % 2 == 0
+                for step in (first_batch, not first_batch):
+                    if step:
+                        seconds = _batch_path(settings(repeat, "batch"), batches)
+                        batch.append(total / seconds)
+                    else:
+                        seconds = _import(settings(repeat, "import"), sample, root)
+                        imported.append(total / seconds)
+                ratios.append(imported[-1] / batch[-1])
+                say(
+                    f"import {backend} {repeat + 1}/{sizes.repeats}: {imported[-1]:,.0f} rows/s, "
+                    f"batch path {batch[-1]:,.0f}"
+                )
+            result[backend] = {
+                "rows_per_s": summary(imported)["median"],
+                "baseline_rows_per_s": summary(batch)["median"],
+                "ratio": summary(ratios)["median"],
+                "repeats": {"rows_per_s": summary(imported), "baseline_rows_per_s": summary(batch)},
+            }
+        result["ratio"] = min(result[backend]["ratio"] for backend in backends)
+        result["target_ratio"] = 0.9
+        result["customers"], result["purchases"] = sample.customers, sample.purchases
+        return result
