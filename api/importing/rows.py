@@ -36,10 +36,11 @@ from domain.values import MAX_TAGS_PER_CUSTOMER, normalise_currency, normalise_t
 
 IMPORT_NAMESPACE = UUID("a4d3c1f2-6b7e-5f80-9c1d-2e3f4a5b6c7d")
 EXTERNAL_IDS, ATTRIBUTES = "external_ids.", "attributes."
+MOMENTS_KEPT = 10_000
 Ref = tuple[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Row:
     """One row's commands, or the problem that refused it before anything was sent."""
 
@@ -113,7 +114,9 @@ def derived_order_id(
     key = f"{who}\x1f{moment}\x1f{format(amount.normalize(), 'f')}\x1f{currency}".encode()
     digest = hashlib.sha256(key).digest()
     occurrence = seen.next(digest)
-    return "auto-" + hashlib.sha256(digest + occurrence.to_bytes(8, "big")).hexdigest()[:32]
+    if occurrence > 1:
+        digest = hashlib.sha256(digest + occurrence.to_bytes(8, "big")).digest()
+    return "auto-" + digest[:16].hex()
 
 
 class RowBuilder:
@@ -124,6 +127,7 @@ class RowBuilder:
         self.system = system
         self.zone = zone
         self.occurrences = Occurrences()
+        self._moments: dict[str, datetime] = {}  # exports repeat dates: read each once
         self._build: Callable[[int, Values, Ref | None], Row] = (
             self._customer if kind is CUSTOMERS else self._purchase
         )
@@ -148,7 +152,14 @@ class RowBuilder:
 
     def _moment(self, values: Values) -> datetime | None:
         text = _text(values, "occurred_at")
-        return None if text is None else read_moment(text, self.zone)
+        if text is None:
+            return None
+        moment = self._moments.get(text)
+        if moment is None:
+            if len(self._moments) >= MOMENTS_KEPT:
+                self._moments.clear()
+            moment = self._moments[text] = read_moment(text, self.zone)
+        return moment
 
     def _customer(self, line: int, values: Values, ref: Ref | None) -> Row:
         external = dict([ref]) if ref else {}
@@ -191,11 +202,12 @@ class RowBuilder:
             raise InvalidInput("customer_ref", "give customer_id or an external id, not both")
         if customer_id is None and ref is None:
             raise InvalidInput("customer_id", "is required (or external_id / customer_ref.id)")
-        amount = parse_amount(_required(values, "amount"))
-        currency = normalise_currency(_required(values, "currency"))
+        amount: Decimal | str = _required(values, "amount")
+        currency = _required(values, "currency")
         occurred_at = self._moment(values)
         order_id = _text(values, "order_id")
-        if order_id is None:
+        if order_id is None:  # derived from canonical values (the handler checks them anyway)
+            amount, currency = parse_amount(amount), normalise_currency(currency)
             who = f"id:{customer_id}" if ref is None else f"ref:{ref[0]}\x1f{ref[1]}"
             order_id = derived_order_id(who, occurred_at, amount, currency, self.occurrences)
         purchase = m.RecordPurchase(

@@ -9,10 +9,12 @@ nothing that was already recorded.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from queue import Full, Queue
+from typing import Any, TypeVar, cast
 
 from api.importing.fields import Naming
 from api.importing.journal import Journal, Result, Tally
@@ -21,6 +23,7 @@ from api.importing.source import Source
 from commands.service import CommandService, Context, Outcome
 
 ACTOR = "clientele:import"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,62 @@ def result(row: Row, outcomes: Sequence[Outcome]) -> Result:
     )
 
 
+def batches(plan: Plan, builder: RowBuilder, after_line: int) -> Iterator[list[Row]]:
+    """The rows after ``after_line`` in batches of ``plan.batch_size``. Rows up to it are still
+    read and built (cheap: derived order ids count identical rows from the top of the file)."""
+    pending: list[Row] = []
+    for row in rows(plan, builder):
+        if row.line <= after_line:
+            continue
+        pending.append(row)
+        if len(pending) >= plan.batch_size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced by a reader thread up to ``depth`` ahead of the consumer, so reading
+    and building the next batch overlaps the store's work on this one. The reader's errors
+    surface here; leaving early stops it."""
+    queue: Queue[tuple[T | None, BaseException | None, bool]] = Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[T | None, BaseException | None, bool]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put((item, None, False)):
+                    return
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            put((None, error, True))
+            return
+        put((None, None, True))
+
+    reader = threading.Thread(target=read, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error, done = queue.get()
+            if error is not None:
+                raise error
+            if done:
+                return
+            yield cast(T, item)
+    finally:
+        stop.set()
+        reader.join(5)
+
+
 def run_import(
     service: CommandService,
     plan: Plan,
@@ -93,27 +152,12 @@ def run_import(
     *,
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> Tally:
-    """Import every row after the journal's checkpoint; returns the tally of the whole file.
-
-    Rows up to the checkpoint are still read and built (cheap: derived order ids count
-    identical rows from the top of the file) but not sent."""
+    """Import every row after the journal's checkpoint; returns the tally of the whole file."""
     context = Context(actor=ACTOR, correlation_id=f"import-{plan.source.digest[:16]}")
-    pending: list[Row] = []
-
-    def flush() -> None:
-        commands = [command for row in pending for command in row.commands]
+    for batch in ahead(batches(plan, builder, journal.after_line)):
+        commands = [command for row in batch for command in row.commands]
         outcomes = iter(service.execute_batch(commands, context) if commands else ())
-        results = [result(row, [next(outcomes) for _ in row.commands]) for row in pending]
-        journal.record(results, pending[-1].line)
-        on_progress(len(pending))
-        pending.clear()
-
-    for row in rows(plan, builder):
-        if row.line <= journal.after_line:
-            continue
-        pending.append(row)
-        if len(pending) >= plan.batch_size:
-            flush()
-    if pending:
-        flush()
+        results = [result(row, [next(outcomes) for _ in row.commands]) for row in batch]
+        journal.record(results, batch[-1].line)
+        on_progress(len(batch))
     return journal.tally

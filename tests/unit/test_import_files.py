@@ -227,7 +227,7 @@ def test_times_that_are_ambiguous_or_wrong_are_refused(text: str, problem: str) 
 def test_the_journal_resumes_after_its_checkpoint_and_forgets_a_stale_one(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     identity = {"file": "abc", "kind": "purchases"}
-    first = Journal(path, identity)
+    first = Journal(path, identity, every=0)
     first.record(
         [Result(2, "imported", "c1"), Result(3, "rejected", code="validation", field="amount")], 3
     )
@@ -237,7 +237,7 @@ def test_the_journal_resumes_after_its_checkpoint_and_forgets_a_stale_one(tmp_pa
     saved = checkpoint.read_bytes()
     with path.open("a") as extra:  # a batch written after the last checkpoint: dropped
         extra.write("5,imported,c3,,,,,\n")
-    again = Journal(path, identity)
+    again = Journal(path, identity, every=0)
     assert (again.resumed, again.after_line, again.tally.rows) == (True, 4, 3)
     assert again.tally.problems == {"validation amount": 1}
     again.record([Result(5, "unchanged", "c3")], 5)
