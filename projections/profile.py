@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from domain.events import moved_fields
+from domain.events import moved_fields, patch_map
 from infra.envelope import Envelope
 
 PII_FIELDS = ("name", "email", "phone")
@@ -70,6 +70,7 @@ def _registered(state: dict[str, Any], e: Envelope) -> None:
         email=data["email"],
         phone=data["phone"],
         attributes=dict(data["attributes"]),
+        external_ids=dict(data.get("external_ids") or {}),
         source=data["source"],
         tags=[],
         consents={},
@@ -82,17 +83,15 @@ def _registered(state: dict[str, Any], e: Envelope) -> None:
         feedback={"nps": None, "csat": None},
         points=0,
         tier=None,
+        registered_at=e.occurred_at.isoformat(),
         created_at=e.recorded_at.isoformat(),
     )
 
 
 def _profile_updated(state: dict[str, Any], e: Envelope) -> None:
     state.update(e.data["changes"])
-    for key, value in e.data["attributes"].items():
-        if value is None:
-            state["attributes"].pop(key, None)
-        else:
-            state["attributes"][key] = value
+    patch_map(state["attributes"], e.data["attributes"])
+    patch_map(state.setdefault("external_ids", {}), e.data.get("external_ids") or {})
 
 
 def _contacted(state: dict[str, Any], e: Envelope) -> None:
@@ -141,7 +140,7 @@ def _merged_into(state: dict[str, Any], e: Envelope) -> None:
 
 
 def _erased(state: dict[str, Any], _: Envelope) -> None:
-    state.update(status="erased", attributes={}, **dict.fromkeys(PII_FIELDS))
+    state.update(status="erased", attributes={}, external_ids={}, **dict.fromkeys(PII_FIELDS))
 
 
 def _consent(granted: bool) -> Any:
@@ -157,7 +156,7 @@ _APPLY: dict[str, Any] = {
     "customer.profile_updated": _profile_updated,
     "customer.contacted": _contacted,
     "customer.tagged": lambda s, e: s["tags"].append(e.data["tag"]),
-    "customer.untagged": lambda s, e: s["tags"].remove(e.data["tag"]),
+    "customer.untagged": lambda s, e: s.update(tags=[t for t in s["tags"] if t != e.data["tag"]]),
     "customer.purchase_recorded": _purchase,
     "customer.feedback_recorded": _feedback,
     "customer.consent_granted": _consent(True),
@@ -189,11 +188,18 @@ def apply(state: dict[str, Any], envelope: Envelope) -> bool:
             f"customer {envelope.customer_id}: got version {envelope.version} "
             f"after {state['version']}"
         )
+    fold(state, envelope)
+    return True
+
+
+def fold(state: dict[str, Any], envelope: Envelope) -> None:
+    """Fold one envelope into ``state`` (in place), whatever came before it: what
+    :func:`apply` does after its version check, and what time travel does with the events a
+    view keeps (:func:`travel`), which need not be consecutive versions."""
     _APPLY[envelope.type](state, envelope)
     state["version"] = envelope.version
     state["position"] = envelope.position
     state["updated_at"] = envelope.recorded_at.isoformat()
-    return True
 
 
 def render(state: dict[str, Any]) -> dict[str, Any]:
