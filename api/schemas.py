@@ -202,8 +202,8 @@ _DESCRIPTIONS = {
     400: "Malformed request body",
     401: "Missing, unknown or revoked API key",
     403: "The key lacks the role this route needs",
-    404: "No such customer",
-    409: "Conflict: taken email, version, order, or state transition",
+    404: "No such customer (or nobody holds the external id named)",
+    409: "Conflict: taken email or external id, version, order, or state transition",
     410: "Customer erased, or merged (survivor_id names the final survivor of its merge chain)",
     411: "Chunked body without Content-Length",
     412: "If-Match matches no current version (weak tags never match; no such customer)",
@@ -232,7 +232,14 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTH = (401, 403)
 BODY = (400, 411, 413, 415, 422)
 CUSTOMER_WRITE = problems(*AUTH, *BODY, 404, 409, 410, 412)
-REGISTER = problems(*AUTH, *BODY, 409)
+REGISTER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A live customer already holds one of the external ids: that customer, "
+        "existing: true, nothing recorded",
+        "model": RegisterResult,
+    },
+    **problems(*AUTH, *BODY, 409, 410),
+}
 BATCH = problems(*AUTH, *BODY)
 CUSTOMER_DELETE = problems(*AUTH, 404, 409, 410, 412, 422)
 TAG_PUT = problems(*AUTH, 404, 409, 410, 411, 412, 413, 415, 422)

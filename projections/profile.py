@@ -1,13 +1,24 @@
 """The customer profile: one pure fold from event envelopes to the read shape of the contract.
 
-The same two functions serve the live profile read model, rebuilds and time travel, so a
-profile "as of T" has exactly the shape and values the live profile had at T.
+The same functions serve the live profile read model, rebuilds and time travel, so a profile
+"as of T" has exactly the shape and values the live profile has for the same events.
+
+**Time travel is bitemporal** (:func:`travel`; README, "Business time"): every event has a
+business time (``occurred_at``: when it happened) and a recorded time (``recorded_at``: when
+the store learnt it). A view ``known_at=K`` keeps the customer's events up to the first one
+recorded after K (what we knew at K: a prefix of the log); ``version=N`` keeps those up to
+version N; ``as_of=T`` then keeps, of those, the events that had happened by T. The view folds
+what it keeps in version order (the order decisions were made). No event is dated before its
+customer's registration, so a view as of T shows the customer from registration on, and
+nobody before.
 
 ``state`` is plain JSON data (stored as-is by read stores); ``render`` gives the public shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -200,6 +211,43 @@ def fold(state: dict[str, Any], envelope: Envelope) -> None:
     state["version"] = envelope.version
     state["position"] = envelope.position
     state["updated_at"] = envelope.recorded_at.isoformat()
+
+
+def in_view(
+    envelopes: Iterable[Envelope],
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    version: int | None = None,
+) -> Iterator[Envelope]:
+    """The envelopes a bitemporal view keeps of one customer's ``envelopes`` (in version
+    order), in that order; none if the registration had not happened by ``as_of``."""
+    for envelope in envelopes:
+        if (known_at is not None and envelope.recorded_at > known_at) or (
+            version is not None and envelope.version > version
+        ):
+            return
+        if as_of is not None and envelope.occurred_at > as_of:
+            if envelope.version == 1:  # registered after as_of: nobody yet
+                return
+            continue
+        yield envelope
+
+
+def travel(
+    customer_id: UUID,
+    envelopes: Iterable[Envelope],
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    version: int | None = None,
+) -> dict[str, Any] | None:
+    """The profile state of a view of ``envelopes`` (one customer's, in version order; see the
+    module docstring), or None when the view holds no registration."""
+    state = empty(customer_id)
+    for envelope in in_view(envelopes, as_of=as_of, known_at=known_at, version=version):
+        fold(state, envelope)
+    return state if state["version"] else None
 
 
 def render(state: dict[str, Any]) -> dict[str, Any]:
