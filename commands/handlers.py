@@ -12,25 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from commands import messages as m
+from commands.external_ids import move_ids, registered_before, registration_ids, resolve_ref
 from commands.unit_of_work import UnitOfWork
 from domain import values as v
 from domain.customer import Customer
 from domain.errors import (
     CustomerExists,
-    CustomerRefNotFound,
     EmailTaken,
-    ExternalIdsDisagree,
-    ExternalIdTaken,
     InvalidInput,
     VersionConflict,
 )
 from domain.events import Meta
-from domain.external_ids import normalise_external_ids, normalise_ref, ref_text
+from domain.external_ids import normalise_external_ids
 from domain.merging import erase, merge, unmerge
 from domain.payloads import normalise_attributes, normalise_items
 
@@ -89,16 +86,6 @@ def handles(
     return register
 
 
-def resolve_ref(uow: UnitOfWork, ref: m.CustomerRef) -> Customer:
-    """The customer who answers for an external id: its holder, or the final survivor of the
-    holder's merge chain; :class:`CustomerRefNotFound` if nobody holds it."""
-    system, external_id = normalise_ref(ref.system, ref.id, "customer_ref")
-    holder = uow.external_holder(system, external_id)
-    if holder is None:
-        raise CustomerRefNotFound(system, external_id)
-    return uow.final_survivor(uow.customer(holder))
-
-
 def _target(command: m.Command, env: Env) -> tuple[Customer, Meta]:
     """The addressed customer (expected version checked, if given) and the meta of the events
     the command records on it."""
@@ -127,56 +114,6 @@ def _optional(value: Any, normalise: Callable[[Any], str]) -> str | None:
     return normalise(value)
 
 
-def _registration_ids(command: m.RegisterCustomer) -> dict[str, str]:
-    """The external ids of a registration: ``external_ids`` and ``customer_ref`` together."""
-    ids = {k: i for k, i in normalise_external_ids(command.external_ids, patch=False).items() if i}
-    if command.customer_ref is not None:
-        ref = command.customer_ref
-        system, external_id = normalise_ref(ref.system, ref.id, "customer_ref")
-        if ids.setdefault(system, external_id) != external_id:
-            raise InvalidInput("customer_ref", f"names another {system} id than external_ids")
-    return dict(sorted(ids.items()))
-
-
-def _registered_before(uow: UnitOfWork, ids: dict[str, str], wanted: UUID | None) -> UUID | None:
-    """The live customer who already answers for the registration's external ids, if any;
-    ids answered for by different customers are :class:`ExternalIdsDisagree`, and one held by
-    another customer than the ``customer_id`` asked for is :class:`ExternalIdTaken`."""
-    found: dict[str, Customer] = {}
-    for system, external_id in ids.items():
-        holder = uow.external_holder(system, external_id)
-        if holder is not None:
-            found[ref_text(system, external_id)] = uow.final_survivor(uow.customer(holder))
-    if not found:
-        return None
-    answering = {customer.id for customer in found.values()}
-    if len(answering) > 1:
-        raise ExternalIdsDisagree({ref: customer.id for ref, customer in found.items()})
-    customer = next(iter(found.values()))
-    if wanted is not None and wanted != customer.id:
-        system, _, external_id = next(iter(found)).partition(":")
-        raise ExternalIdTaken(system, external_id, customer.id)
-    customer.require_live()
-    return customer.id
-
-
-def _reserve_ids(uow: UnitOfWork, customer: UUID, old: dict[str, str], new: dict[str, str]) -> None:
-    """Move the index rows from ``old`` to ``new`` external ids of ``customer``: new ones are
-    reserved first (one taken by someone else is :class:`ExternalIdTaken`), then old released."""
-    for system in sorted(old.keys() | new.keys()):
-        before, after = old.get(system), new.get(system)
-        if before == after:
-            continue
-        if after is not None:
-            row = uow.external_reservation(system, after)
-            if row.holder not in (None, customer):
-                survivor = uow.final_survivor(uow.customer(row.holder))
-                raise ExternalIdTaken(system, after, survivor.id)
-            row.reserve(customer, partial(ExternalIdTaken, system, after))
-        if before is not None:
-            uow.external_reservation(system, before).release(customer)
-
-
 @handles(m.RegisterCustomer)
 def register(command: m.RegisterCustomer, env: Env) -> UUID:
     """A new customer, or the live customer already holding one of its external ids
@@ -188,9 +125,9 @@ def register(command: m.RegisterCustomer, env: Env) -> UUID:
     attributes = {key: value for key, value in given.items() if value is not None}
     stage = v.parse_enum(v.LifecycleStage, "lifecycle_stage", command.lifecycle_stage)
     source = _code("source", command.source, 100)
-    external_ids = _registration_ids(command)
+    external_ids = registration_ids(command)
     when = env.business_time(command.occurred_at)
-    existing = _registered_before(env.uow, external_ids, command.customer_id)
+    existing = registered_before(env.uow, external_ids, command.customer_id)
     if existing is not None:
         return existing
     customer_id = command.customer_id or uuid4()
@@ -198,7 +135,7 @@ def register(command: m.RegisterCustomer, env: Env) -> UUID:
         raise CustomerExists(f"customer {customer_id} already exists", customer_id=str(customer_id))
     if email is not None:
         env.uow.email_reservation(email).reserve(customer_id, _email_taken(email))
-    _reserve_ids(env.uow, customer_id, {}, external_ids)
+    move_ids(env.uow, customer_id, {}, external_ids)
     customer = Customer.register(
         customer_id,
         env.at(when),
@@ -243,7 +180,7 @@ def update_profile(command: m.UpdateProfile, env: Env) -> UUID:
             reservation.reserve(customer.id, _email_taken(customer.email))
         if old_email is not None:
             env.uow.email_reservation(old_email).release(customer.id)
-    _reserve_ids(env.uow, customer.id, old_ids, customer.external_ids)
+    move_ids(env.uow, customer.id, old_ids, customer.external_ids)
     return customer.id
 
 
@@ -380,7 +317,7 @@ def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
     email = customer.email
     reason = _code("reason", command.reason)
     for person, held in erase(customer, env.uow.customer, env.uow.copies_of, meta, reason):
-        _reserve_ids(env.uow, person.id, held, {})
+        move_ids(env.uow, person.id, held, {})
     if email is not None:
         env.uow.email_reservation(email).release(customer.id)
     return customer.id
