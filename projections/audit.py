@@ -118,6 +118,7 @@ class AuditProjector(Projector):
     """Appends one ``audit_events`` row per event; ``audit_state`` holds each profile fold."""
 
     name = "audit"
+    schema_version = 2  # 2: diffs of external ids and registered_at (issue 14)
     tables = ("audit_events", "audit_state")
     schema = (
         """CREATE TABLE IF NOT EXISTS {audit_events} (
