@@ -69,6 +69,8 @@ def mask(document: dict[str, Any]) -> dict[str, Any]:
             masked[field] = _mask_text(masked[field])
     if masked.get("attributes"):
         masked["attributes"] = {k: "***" for k in masked["attributes"]}
+    if masked.get("external_ids"):
+        masked["external_ids"] = {k: _mask_text(v) for k, v in masked["external_ids"].items()}
     return masked
 
 

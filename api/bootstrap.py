@@ -77,6 +77,7 @@ def build(settings: Settings | None = None) -> Services:
         index_key=settings.index_key,
         retries=settings.command_retries,
         cache_bytes=settings.aggregate_cache_mb * 2**20,
+        business_time_floor=settings.business_time_floor,
     )
     segment_commands = SegmentService(store, retries=settings.command_retries)
     keys = KeyStore(settings.api_keys_file)

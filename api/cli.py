@@ -25,7 +25,7 @@ from consumers.redrive import redrive
 from infra.envelope import Envelope
 from infra.logging import configure_logging
 from infra.settings import get_settings
-from projections import segments
+from projections import profile, segments
 from projections.registry import by_name
 
 app = typer.Typer(
@@ -252,27 +252,37 @@ def replay(
     customer_id: Annotated[UUID, typer.Argument(help="The customer to replay.")],
     until: Annotated[
         datetime | None,
-        typer.Option(help="Only events recorded at or before this time (RFC 3339)."),
+        typer.Option(
+            help="What we knew then: only events RECORDED at or before this time (RFC 3339)."
+        ),
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="The customer as of then: only events that HAD HAPPENED by this business "
+            "time (occurred_at, RFC 3339); combines with --until.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print envelopes as JSON lines.")] = False,
 ) -> None:
-    """Print a customer's timeline as an auditor reads it.
+    """Print a customer's timeline as an auditor reads it, in the order it was recorded.
 
     Example: clientele replay 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e --until 2026-01-31T23:59:59Z
     """
-    if until is not None and until.tzinfo is None:
-        raise _fail("--until needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
+    for name, moment in (("--until", until), ("--as-of", as_of)):
+        if moment is not None and moment.tzinfo is None:
+            raise _fail(f"{name} needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
     services = build()
     try:
-        timeline = [
-            Envelope.from_event(event, position)
-            for position, event in services.store.history(customer_id)
-            if until is None or event.timestamp <= until
-        ]
+        history = services.store.history(customer_id)
+        envelopes = (Envelope.from_event(event, position) for position, event in history)
+        timeline = list(profile.in_view(envelopes, as_of=as_of, known_at=until))
     finally:
         services.close()
     if not timeline:
-        raise _fail(f"customer {customer_id} has no events" + (" by then" if until else ""))
+        by_then = " by then" if until or as_of else ""
+        raise _fail(f"customer {customer_id} has no events{by_then}")
     if as_json:
         for envelope in timeline:
             typer.echo(envelope.to_bytes().decode())

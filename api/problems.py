@@ -25,6 +25,8 @@ STATUS_BY_CODE = {
     "invalid-transition": 409,
     "purchase-conflict": 409,
     "email-taken": 409,
+    "external-id-taken": 409,
+    "external-id-conflict": 409,
     "customer-exists": 409,
     "version-conflict": 409,
     "concurrent-write": 409,

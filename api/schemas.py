@@ -18,6 +18,24 @@ Attributes = Annotated[
     dict[str, Any],
     Field(description="snake_case keys; string, number, boolean or null (removes) values"),
 ]
+ExternalIds = Annotated[
+    dict[str, Any],
+    Field(
+        description="{system: id}: ids of this customer in other systems, each unique per "
+        "system among live customers; system a slug (case-insensitive), id a string "
+        "(case and leading zeros kept); null removes a system (updates)",
+        examples=[{"shop": "00042", "legacy_crm": "C-17"}],
+    ),
+]
+BusinessTime = Annotated[
+    Moment | None,
+    Field(
+        description="business time of the event(s): RFC 3339 with offset; default now; not "
+        "ahead of the store's clock by more than 5 minutes, not before "
+        "CLIENTELE_BUSINESS_TIME_FLOOR, not before the customer's registration",
+        examples=["2026-05-01T12:00:00Z"],
+    ),
+]
 
 
 class Body(BaseModel):
@@ -34,14 +52,18 @@ class RegisterCustomerRequest(Body):
         email="ada@example.com",
         phone="+44 20 7946 0958",
         attributes={"city": "London"},
+        external_ids={"shop": "00042"},
         source="web",
+        occurred_at="1997-03-01T09:30:00Z",
     )
     name: str = Field(max_length=1000)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
     attributes: Attributes = Field(default_factory=dict)
+    external_ids: ExternalIds = Field(default_factory=dict)
     source: str | None = Field(default=None, max_length=100)
     lifecycle_stage: str = Field(default="prospect", max_length=32)
+    occurred_at: BusinessTime = None
 
 
 class UpdateProfileRequest(Body):
@@ -52,6 +74,8 @@ class UpdateProfileRequest(Body):
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
     attributes: Attributes | None = None
+    external_ids: ExternalIds | None = None
+    occurred_at: BusinessTime = None
 
 
 class ContactRequest(Body):
@@ -64,7 +88,7 @@ class ContactRequest(Body):
     subject: str | None = Field(default=None, max_length=1000)
     summary: str | None = Field(default=None, max_length=8000)
     outcome: str | None = Field(default=None, max_length=1000)
-    occurred_at: Moment | None = None
+    occurred_at: BusinessTime = None
 
 
 class PurchaseItem(BaseModel):
@@ -80,7 +104,7 @@ class PurchaseRequest(Body):
     order_id: str = Field(max_length=200)
     amount: str = Field(max_length=40, examples=["12.50"])
     currency: str = Field(max_length=8)
-    occurred_at: Moment | None = None
+    occurred_at: BusinessTime = None
     items: list[PurchaseItem] = Field(default_factory=list, max_length=500)
 
 
@@ -89,29 +113,40 @@ class FeedbackRequest(Body):
     nps: Integer | None = Field(default=None, ge=0, le=10)
     csat: Integer | None = Field(default=None, ge=1, le=5)
     comment: str | None = Field(default=None, max_length=8000)
+    occurred_at: BusinessTime = None
 
 
 class ConsentRequest(Body):
     model_config = _example(granted=True, source="newsletter-form")
     granted: Flag
     source: str | None = Field(default=None, max_length=200)
-    occurred_at: Moment | None = None
+    occurred_at: BusinessTime = None
 
 
 class LifecycleRequest(Body):
     model_config = _example(stage="loyal", reason="5th order")
     stage: str = Field(max_length=32)
     reason: str | None = Field(default=None, max_length=1000)
+    occurred_at: BusinessTime = None
 
 
 class ReasonRequest(Body):
     model_config = _example(reason="moved abroad")
     reason: str | None = Field(default=None, max_length=1000)
+    occurred_at: BusinessTime = None
+
+
+class TimeRequest(Body):
+    """An optional body of the routes that need nothing else: the business time."""
+
+    model_config = _example(occurred_at="2026-05-01T12:00:00Z")
+    occurred_at: BusinessTime = None
 
 
 class MergeRequest(Body):
     model_config = _example(duplicate_id=EXAMPLE_ID)
     duplicate_id: UUID
+    occurred_at: BusinessTime = None
 
 
 class WriteResult(BaseModel):
@@ -121,6 +156,13 @@ class WriteResult(BaseModel):
     customer_id: str
     version: int
     position: int | None
+
+
+class RegisterResult(WriteResult):
+    """``existing``: a live customer already held one of the external ids; it is the outcome,
+    nothing was recorded and the other fields were not applied (200 instead of 201)."""
+
+    existing: bool = False
 
 
 class BatchRequest(Body):
@@ -133,6 +175,7 @@ class BatchItemResult(BaseModel):
     customer_id: str | None = None
     version: int | None = None
     position: int | None = None
+    existing: bool = False
     problem: dict[str, Any] | None = None
 
 
@@ -159,8 +202,8 @@ _DESCRIPTIONS = {
     400: "Malformed request body",
     401: "Missing, unknown or revoked API key",
     403: "The key lacks the role this route needs",
-    404: "No such customer",
-    409: "Conflict: taken email, version, order, or state transition",
+    404: "No such customer (or nobody holds the external id named)",
+    409: "Conflict: taken email or external id, version, order, or state transition",
     410: "Customer erased, or merged (survivor_id names the final survivor of its merge chain)",
     411: "Chunked body without Content-Length",
     412: "If-Match matches no current version (weak tags never match; no such customer)",
@@ -189,7 +232,14 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTH = (401, 403)
 BODY = (400, 411, 413, 415, 422)
 CUSTOMER_WRITE = problems(*AUTH, *BODY, 404, 409, 410, 412)
-REGISTER = problems(*AUTH, *BODY, 409)
+REGISTER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A live customer already holds one of the external ids: that customer, "
+        "existing: true, nothing recorded",
+        "model": RegisterResult,
+    },
+    **problems(*AUTH, *BODY, 409, 410),
+}
 BATCH = problems(*AUTH, *BODY)
 CUSTOMER_DELETE = problems(*AUTH, 404, 409, 410, 412, 422)
 TAG_PUT = problems(*AUTH, 404, 409, 410, 411, 412, 413, 415, 422)

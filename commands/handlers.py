@@ -1,44 +1,74 @@
 """Command handlers: small functions that normalise input, load, let the domain decide, and
-keep the email index in step. Each returns the id of the customer the outcome is about.
+keep the email and external-id indexes in step. Each returns the id of the customer the
+outcome is about.
+
+A command names its customer by ``customer_id`` or by ``customer_ref`` (one of their external
+ids), resolved here against the store's index inside the unit of work, never a read model: an
+id held by a merged customer names the FINAL survivor of its merge chain, who answers for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from commands import messages as m
+from commands.external_ids import move_ids, registered_before, registration_ids, resolve_ref
 from commands.unit_of_work import UnitOfWork
 from domain import values as v
 from domain.customer import Customer
-from domain.errors import CustomerExists, InvalidInput, VersionConflict
+from domain.errors import (
+    CustomerExists,
+    EmailTaken,
+    InvalidInput,
+    VersionConflict,
+)
 from domain.events import Meta
+from domain.external_ids import normalise_external_ids
 from domain.merging import erase, merge, unmerge
 from domain.payloads import normalise_attributes, normalise_items
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_CODE_LENGTH = 1000
+DEFAULT_BUSINESS_TIME_FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class Env:
-    """What a handler needs besides the unit of work."""
+    """What a handler needs besides the unit of work: ``meta`` at the store's now, and the
+    earliest business time accepted (``CLIENTELE_BUSINESS_TIME_FLOOR``)."""
 
     uow: UnitOfWork
     meta: Meta
     default_region: str
+    floor: datetime = DEFAULT_BUSINESS_TIME_FLOOR
 
-    def at(self, occurred_at: datetime | None) -> Meta:
-        """Meta with the caller's business time (validated, in UTC) instead of now."""
+    def business_time(self, occurred_at: datetime | None) -> datetime | None:
+        """The caller's business time in UTC, or None (now): at most :data:`MAX_CLOCK_SKEW`
+        ahead of the store's clock, and not before the floor."""
         if occurred_at is None:
-            return self.meta
-        occurred_at = v.parse_timestamp("occurred_at", occurred_at)
-        if occurred_at > self.meta.occurred_at + MAX_CLOCK_SKEW:
-            raise InvalidInput("occurred_at", "is in the future")
-        return Meta(self.meta.actor, self.meta.correlation_id, self.meta.causation_id, occurred_at)
+            return None
+        when = v.parse_timestamp("occurred_at", occurred_at)
+        if when > self.meta.occurred_at + MAX_CLOCK_SKEW:
+            raise InvalidInput("occurred_at", "is in the future (beyond 5 minutes of clock skew)")
+        if when < self.floor:
+            raise InvalidInput(
+                "occurred_at",
+                f"is before {self.floor.isoformat()}, the earliest business time accepted "
+                "(CLIENTELE_BUSINESS_TIME_FLOOR)",
+            )
+        return when
+
+    def at(self, when: datetime | None, *customers: Customer) -> Meta:
+        """Meta for events at business time ``when``; without one, now — or the latest
+        registration of ``customers`` if one was dated ahead of the store's clock (within the
+        skew), since no event may precede its customer's registration."""
+        if when is None:
+            when = max([self.meta.occurred_at, *(c.registered_at for c in customers)])
+        return replace(self.meta, occurred_at=when)
 
 
 C = TypeVar("C", bound=m.Command)
@@ -56,14 +86,21 @@ def handles(
     return register
 
 
-def _target(command: m.Command, env: Env) -> Customer:
-    """Load the addressed customer and check the expected version, if one was given."""
-    if command.customer_id is None:
-        raise InvalidInput("customer_id", "is required")
-    customer = env.uow.customer(command.customer_id)
+def _target(command: m.Command, env: Env) -> tuple[Customer, Meta]:
+    """The addressed customer (expected version checked, if given) and the meta of the events
+    the command records on it."""
+    when = env.business_time(command.occurred_at)
+    if command.customer_ref is not None:
+        if command.customer_id is not None:
+            raise InvalidInput("customer_ref", "give customer_id or customer_ref, not both")
+        customer = resolve_ref(env.uow, command.customer_ref)
+    elif command.customer_id is None:
+        raise InvalidInput("customer_id", "is required (or customer_ref)")
+    else:
+        customer = env.uow.customer(command.customer_id)
     if command.expected_version is not None and command.expected_version != customer.version:
         raise VersionConflict(customer.id, command.expected_version, customer.version)
-    return customer
+    return customer, env.at(when, customer)
 
 
 def _code(field: str, value: object, max_length: int = MAX_CODE_LENGTH) -> str | None:
@@ -79,7 +116,8 @@ def _optional(value: Any, normalise: Callable[[Any], str]) -> str | None:
 
 @handles(m.RegisterCustomer)
 def register(command: m.RegisterCustomer, env: Env) -> UUID:
-    customer_id = command.customer_id or uuid4()
+    """A new customer, or the live customer already holding one of its external ids
+    (idempotent: nothing is recorded, the other fields are not applied)."""
     name = v.normalise_name(command.name)
     email = _optional(command.email, v.normalise_email)
     phone = _optional(command.phone, lambda p: v.normalise_phone(p, env.default_region))
@@ -87,27 +125,39 @@ def register(command: m.RegisterCustomer, env: Env) -> UUID:
     attributes = {key: value for key, value in given.items() if value is not None}
     stage = v.parse_enum(v.LifecycleStage, "lifecycle_stage", command.lifecycle_stage)
     source = _code("source", command.source, 100)
+    external_ids = registration_ids(command)
+    when = env.business_time(command.occurred_at)
+    existing = registered_before(env.uow, external_ids, command.customer_id)
+    if existing is not None:
+        return existing
+    customer_id = command.customer_id or uuid4()
     if env.uow.exists(customer_id):
         raise CustomerExists(f"customer {customer_id} already exists", customer_id=str(customer_id))
     if email is not None:
-        env.uow.email_reservation(email).reserve(customer_id, email)
+        env.uow.email_reservation(email).reserve(customer_id, _email_taken(email))
+    move_ids(env.uow, customer_id, {}, external_ids)
     customer = Customer.register(
         customer_id,
-        env.meta,
+        env.at(when),
         name=name,
         email=email,
         phone=phone,
         attributes=attributes,
         source=source,
         lifecycle_stage=stage,
+        external_ids=external_ids,
     )
     env.uow.add(customer)
     return customer_id
 
 
+def _email_taken(email: str) -> Callable[[UUID], EmailTaken]:
+    return lambda holder: EmailTaken(email, holder)
+
+
 @handles(m.UpdateProfile)
 def update_profile(command: m.UpdateProfile, env: Env) -> UUID:
-    unknown = set(command.changes) - {"name", "email", "phone", "attributes"}
+    unknown = set(command.changes) - m.PROFILE_FIELDS
     if unknown:
         raise InvalidInput(sorted(unknown)[0], "is not a profile field")
     changes: dict[str, Any] = {}
@@ -119,15 +169,18 @@ def update_profile(command: m.UpdateProfile, env: Env) -> UUID:
         raw = command.changes["phone"]
         changes["phone"] = _optional(raw, lambda p: v.normalise_phone(p, env.default_region))
     attributes = normalise_attributes(command.changes.get("attributes", {}))
-    customer = _target(command, env)
-    old_email = customer.email
-    if not customer.update_profile(env.meta, changes, attributes):
+    external_ids = normalise_external_ids(command.changes.get("external_ids", {}), patch=True)
+    customer, meta = _target(command, env)
+    old_email, old_ids = customer.email, dict(customer.external_ids)
+    if not customer.update_profile(meta, changes, attributes, external_ids):
         return customer.id
     if customer.email != old_email:
         if customer.email is not None:
-            env.uow.email_reservation(customer.email).reserve(customer.id, customer.email)
+            reservation = env.uow.email_reservation(customer.email)
+            reservation.reserve(customer.id, _email_taken(customer.email))
         if old_email is not None:
             env.uow.email_reservation(old_email).release(customer.id)
+    move_ids(env.uow, customer.id, old_ids, customer.external_ids)
     return customer.id
 
 
@@ -136,8 +189,7 @@ def record_contact(command: m.RecordContact, env: Env) -> UUID:
     channel = v.parse_enum(v.Channel, "channel", command.channel)
     direction = v.parse_enum(v.Direction, "direction", command.direction)
     kind = v.parse_enum(v.ContactKind, "kind", command.kind)
-    meta = env.at(command.occurred_at)
-    customer = _target(command, env)
+    customer, meta = _target(command, env)
     customer.record_contact(
         meta,
         channel=channel.value,
@@ -153,16 +205,16 @@ def record_contact(command: m.RecordContact, env: Env) -> UUID:
 @handles(m.TagCustomer)
 def tag(command: m.TagCustomer, env: Env) -> UUID:
     normalised = v.normalise_tag(command.tag)
-    customer = _target(command, env)
-    customer.tag(env.meta, normalised)
+    customer, meta = _target(command, env)
+    customer.tag(meta, normalised)
     return customer.id
 
 
 @handles(m.UntagCustomer)
 def untag(command: m.UntagCustomer, env: Env) -> UUID:
     normalised = v.normalise_tag(command.tag)
-    customer = _target(command, env)
-    customer.untag(env.meta, normalised)
+    customer, meta = _target(command, env)
+    customer.untag(meta, normalised)
     return customer.id
 
 
@@ -172,8 +224,7 @@ def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
     items = normalise_items(command.items)
     amount = v.parse_amount(command.amount)
     currency = v.normalise_currency(command.currency)
-    meta = env.at(command.occurred_at)
-    customer = _target(command, env)
+    customer, meta = _target(command, env)
     customer.record_purchase(meta, order_id=order_id, amount=amount, currency=currency, items=items)
     return customer.id
 
@@ -183,8 +234,8 @@ def record_feedback(command: m.RecordFeedback, env: Env) -> UUID:
     nps = v.check_score("nps", command.nps, 0, 10)
     csat = v.check_score("csat", command.csat, 1, 5)
     comment = v.normalise_text("comment", command.comment, kind=v.Text.MULTILINE)
-    customer = _target(command, env)
-    customer.record_feedback(env.meta, nps=nps, csat=csat, comment=comment)
+    customer, meta = _target(command, env)
+    customer.record_feedback(meta, nps=nps, csat=csat, comment=comment)
     return customer.id
 
 
@@ -193,8 +244,7 @@ def set_consent(command: m.SetConsent, env: Env) -> UUID:
     purpose = v.parse_enum(v.ConsentPurpose, "purpose", command.purpose)
     granted = v.check_flag("granted", command.granted)
     source = _code("source", command.source, 100)
-    meta = env.at(command.occurred_at)
-    customer = _target(command, env)
+    customer, meta = _target(command, env)
     customer.set_consent(meta, purpose.value, granted, source)
     return customer.id
 
@@ -202,58 +252,72 @@ def set_consent(command: m.SetConsent, env: Env) -> UUID:
 @handles(m.ChangeLifecycleStage)
 def change_stage(command: m.ChangeLifecycleStage, env: Env) -> UUID:
     stage = v.parse_enum(v.LifecycleStage, "stage", command.stage)
-    customer = _target(command, env)
-    customer.change_stage(env.meta, stage, _code("reason", command.reason))
+    customer, meta = _target(command, env)
+    customer.change_stage(meta, stage, _code("reason", command.reason))
     return customer.id
 
 
 @handles(m.ChurnCustomer)
 def churn(command: m.ChurnCustomer, env: Env) -> UUID:
-    customer = _target(command, env)
-    customer.churn(env.meta, _code("reason", command.reason))
+    customer, meta = _target(command, env)
+    customer.churn(meta, _code("reason", command.reason))
     return customer.id
 
 
 @handles(m.ReactivateCustomer)
 def reactivate(command: m.ReactivateCustomer, env: Env) -> UUID:
-    customer = _target(command, env)
-    customer.reactivate(env.meta, _code("reason", command.reason))
+    customer, meta = _target(command, env)
+    customer.reactivate(meta, _code("reason", command.reason))
     return customer.id
+
+
+def _pair(
+    command: m.MergeCustomers | m.UnmergeCustomers, env: Env
+) -> tuple[Customer, Customer, Meta]:
+    """Survivor, duplicate, and the meta of what the command records on both."""
+    survivor, _ = _target(command, env)
+    duplicate = env.uow.customer(command.duplicate_id)
+    return survivor, duplicate, env.at(env.business_time(command.occurred_at), survivor, duplicate)
 
 
 @handles(m.MergeCustomers)
 def merge_customers(command: m.MergeCustomers, env: Env) -> UUID:
-    survivor = _target(command, env)
-    duplicate = env.uow.customer(command.duplicate_id)
-    for owner in merge(survivor, duplicate, env.meta):
+    """The duplicate keeps its external ids: held by a merged customer, they answer for the
+    final survivor (and come back with an unmerge)."""
+    survivor, duplicate, meta = _pair(command, env)
+    for owner in merge(survivor, duplicate, meta):
         env.uow.data_copies(owner).add(survivor.id)
     if duplicate.email is not None:
         env.uow.email_reservation(duplicate.email).release(duplicate.id)
         if survivor.email == duplicate.email:
-            env.uow.email_reservation(survivor.email).reserve(survivor.id, survivor.email)
+            reservation = env.uow.email_reservation(survivor.email)
+            reservation.reserve(survivor.id, _email_taken(survivor.email))
     return survivor.id
 
 
 @handles(m.UnmergeCustomers)
 def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
-    survivor = _target(command, env)
-    duplicate = env.uow.customer(command.duplicate_id)
+    survivor, duplicate, meta = _pair(command, env)
     survivor_email = survivor.email
-    for owner in unmerge(survivor, duplicate, env.meta):
+    for owner in unmerge(survivor, duplicate, meta):
         env.uow.data_copies(owner).add(survivor.id)
     if survivor_email is not None and survivor.email != survivor_email:
         env.uow.email_reservation(survivor_email).release(survivor.id)
     if duplicate.email is not None:
-        env.uow.email_reservation(duplicate.email).reserve(duplicate.id, duplicate.email)
+        reservation = env.uow.email_reservation(duplicate.email)
+        reservation.reserve(duplicate.id, _email_taken(duplicate.email))
     return survivor.id
 
 
 @handles(m.EraseCustomer)
 def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
-    customer = _target(command, env)
+    """Erase the person; their email and every external id they (and the duplicates merged
+    into them) held are released."""
+    customer, meta = _target(command, env)
     email = customer.email
     reason = _code("reason", command.reason)
-    erase(customer, env.uow.customer, env.uow.copies_of, env.meta, reason)
+    for person, held in erase(customer, env.uow.customer, env.uow.copies_of, meta, reason):
+        move_ids(env.uow, person.id, held, {})
     if email is not None:
         env.uow.email_reservation(email).release(customer.id)
     return customer.id
@@ -269,8 +333,8 @@ _POINTS = {
 def points(command: m.EarnPoints | m.RedeemPoints | m.ExpirePoints, env: Env) -> UUID:
     v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
     reason = _code("reason", command.reason)
-    customer = _target(command, env)
-    _POINTS[type(command)](customer, env.meta, command.points, reason)
+    customer, meta = _target(command, env)
+    _POINTS[type(command)](customer, meta, command.points, reason)
     return customer.id
 
 
@@ -281,6 +345,6 @@ for _points_command in _POINTS:
 @handles(m.ChangeTier)
 def change_tier(command: m.ChangeTier, env: Env) -> UUID:
     tier = v.normalise_tag(command.tier, "tier")
-    customer = _target(command, env)
-    customer.change_tier(env.meta, tier)
+    customer, meta = _target(command, env)
+    customer.change_tier(meta, tier)
     return customer.id

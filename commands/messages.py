@@ -55,14 +55,29 @@ Amount = Annotated[Decimal | str, _checked(lambda _, value: parse_amount(value))
 
 
 @dataclass(frozen=True, kw_only=True)
+class CustomerRef:
+    """A customer named by one of their external ids: ``{"system": "shop", "id": "00042"}``
+    (canonical forms: :mod:`domain.external_ids`)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    system: str
+    id: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Command:
-    """Base: the target customer, optimistic concurrency and idempotency."""
+    """Base: the target customer (``customer_id``, or ``customer_ref`` naming one of their
+    external ids), optimistic concurrency, idempotency, and the business time ``occurred_at``
+    of the events it records (default: now; README, "Business time")."""
 
     NAME: ClassVar[str] = ""
+    LATER: ClassVar[frozenset[str]] = frozenset({"customer_ref", "occurred_at"})
     __pydantic_config__ = ConfigDict(extra="forbid")
     customer_id: UUID | None = None
+    customer_ref: CustomerRef | None = None
     expected_version: Integer | None = None
     idempotency_key: str | None = None
+    occurred_at: Moment | None = None
 
     def __post_init__(self) -> None:
         """The fields every command path reads before any handler runs are checked here."""
@@ -71,9 +86,15 @@ class Command:
         check_score("expected_version", self.expected_version, 0, MAX_SAFE_INTEGER)
 
     def digest(self) -> str:
-        """Fingerprint of the request (without its idempotency key)."""
+        """Fingerprint of the request (without its idempotency key). Fields a command type
+        gained after its release (:attr:`LATER`) are left out while unset, so the fingerprint
+        of a request that does not use them stays what it was: a retry across the upgrade is
+        still recognised."""
         body = asdict(self)
         body.pop("idempotency_key")
+        for name in self.LATER:
+            if body[name] in (None, {}):
+                del body[name]
         body["command"] = self.NAME
         raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
         return hashlib.sha256(raw).hexdigest()
@@ -81,18 +102,25 @@ class Command:
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterCustomer(Command):
+    """``customer_id`` (optional) is the new customer's id; ``customer_ref`` (optional) is one
+    more external id, as if in ``external_ids``. If a live customer already holds one of the
+    external ids, that customer is the outcome (``existing``) and nothing is recorded."""
+
     NAME = "register"
+    LATER = frozenset({"customer_ref", "occurred_at", "external_ids"})
     name: str
     email: str | None = None
     phone: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    external_ids: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     lifecycle_stage: str = "prospect"
 
 
 @dataclass(frozen=True, kw_only=True)
 class UpdateProfile(Command):
-    """Only the fields given change; ``attributes`` is a patch (null removes a key)."""
+    """Only the fields given change; ``attributes`` and ``external_ids`` are patches (null
+    removes a key)."""
 
     NAME = "update"
     changes: dict[str, Any] = field(default_factory=dict)
@@ -101,13 +129,13 @@ class UpdateProfile(Command):
 @dataclass(frozen=True, kw_only=True)
 class RecordContact(Command):
     NAME = "contact"
+    LATER = frozenset({"customer_ref"})  # occurred_at came with it
     channel: str
     direction: str
     kind: str = "other"
     subject: str | None = None
     summary: str | None = None
     outcome: str | None = None
-    occurred_at: Moment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,11 +153,11 @@ class UntagCustomer(Command):
 @dataclass(frozen=True, kw_only=True)
 class RecordPurchase(Command):
     NAME = "purchase"
+    LATER = frozenset({"customer_ref"})  # occurred_at came with it
     order_id: str
     amount: Amount
     currency: str
     items: list[dict[str, Any]] = field(default_factory=list)
-    occurred_at: Moment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,10 +171,10 @@ class RecordFeedback(Command):
 @dataclass(frozen=True, kw_only=True)
 class SetConsent(Command):
     NAME = "consent"
+    LATER = frozenset({"customer_ref"})  # occurred_at came with it
     purpose: str
     granted: Flag
     source: str | None = None
-    occurred_at: Moment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,7 +267,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
     )
 }
 _ADAPTERS = {name: TypeAdapter(cls) for name, cls in COMMAND_TYPES.items()}
-_PROFILE_FIELDS = frozenset({"name", "email", "phone", "attributes"})
+PROFILE_FIELDS = frozenset({"name", "email", "phone", "attributes", "external_ids"})
 
 
 def parse_command(doc: object) -> Command:
@@ -256,7 +284,7 @@ def parse_command(doc: object) -> Command:
     if adapter is None:
         raise InvalidInput("type", f"unknown command type {kind!r}; one of {sorted(_ADAPTERS)}")
     if kind == UpdateProfile.NAME and "changes" not in body:
-        body["changes"] = {k: body.pop(k) for k in list(body) if k in _PROFILE_FIELDS}
+        body["changes"] = {k: body.pop(k) for k in list(body) if k in PROFILE_FIELDS}
     try:
         command = adapter.validate_python(body)
     except ValidationError as error:

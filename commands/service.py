@@ -12,7 +12,10 @@
 * bounded events: a command whose event the store refuses as too large
   (:class:`EventTooLarge`, checked where events are encoded anyway) is rejected alone and the
   unit is planned again without it, so nothing of it is recorded and the others commit;
-* a merged customer is answered with the FINAL survivor of its merge chain.
+* a merged customer is answered with the FINAL survivor of its merge chain;
+* a registration whose external id a live customer already holds answers with that customer
+  (``existing``) and records nothing, so a retried or re-imported registration never makes a
+  twin (:func:`commands.handlers.register`).
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ import structlog
 from eventsourcing.persistence import IntegrityError
 
 from commands.aggregate_cache import AggregateCache
-from commands.handlers import HANDLERS, Env
-from commands.messages import Command
+from commands.handlers import DEFAULT_BUSINESS_TIME_FLOOR, HANDLERS, Env
+from commands.messages import Command, RegisterCustomer
 from commands.unit_of_work import UnitOfWork
 from domain.errors import ConcurrentWrite, CustomerMerged, DomainError, EventTooLarge
 from domain.events import CustomerEvent, Meta
+from domain.external_ids import normalise_ref
 from domain.indexes import IdempotencyRecord
-from domain.values import Status, check_key
+from domain.values import check_key
 from infra.metrics import COMMANDS
 from infra.store import EventStore
 
@@ -68,12 +72,15 @@ class Outcome:
     problem: DomainError | None = None
     replayed: bool = False
     events: tuple[str, ...] = ()
+    existing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"status": self.status}
         if self.customer_id is not None:
             doc |= {"customer_id": str(self.customer_id), "version": self.version}
             doc["position"] = self.position
+        if self.existing:
+            doc["existing"] = True
         if self.problem is not None:
             doc["problem"] = self.problem.to_dict()
         return doc
@@ -93,6 +100,7 @@ class _Planned:
     events: list[CustomerEvent]
     refs: list[tuple[UUID, int]]
     replayed: bool = False
+    existing: bool = False
 
 
 class CommandService:
@@ -108,8 +116,10 @@ class CommandService:
         on_commit: Callable[[int], None] | None = None,
         group_limit: int = 1000,
         cache_bytes: int = 64 * 2**20,
+        business_time_floor: datetime = DEFAULT_BUSINESS_TIME_FLOOR,
     ) -> None:
         self.store = store
+        self.business_time_floor = business_time_floor
         self.on_commit = on_commit
         self.default_region = default_region
         self.index_key = index_key.encode()
@@ -189,7 +199,7 @@ class CommandService:
             plans = [
                 refused[index]
                 if index in refused
-                else self._plan(command, Env(uow, _meta(context, now), self.default_region))
+                else self._plan(command, self._env(uow, context, now))
                 for index, (command, context) in enumerate(items)
             ]
             try:
@@ -213,6 +223,10 @@ class CommandService:
         problem = ConcurrentWrite(f"gave up after {self.retries + 1} conflicting attempts")
         return [Outcome("rejected", problem=problem) for _ in commands]
 
+    def _env(self, uow: UnitOfWork, context: Context, now: datetime) -> Env:
+        meta = Meta(context.actor, context.correlation_id, context.causation_id, now)
+        return Env(uow, meta, self.default_region, self.business_time_floor)
+
     def _plan(self, command: Command, env: Env) -> _Planned | DomainError:
         uow = env.uow
         savepoint = uow.savepoint()
@@ -224,7 +238,8 @@ class CommandService:
                     record.check(command.idempotency_key, command.digest())
                     refs = [(UUID(cid), int(v)) for cid, v in record.events]
                     customer_id = UUID(record.customer_id)
-                    return _Planned(customer_id, record.outcome_version, [], refs, replayed=True)
+                    existing = isinstance(command, RegisterCustomer) and not refs
+                    return _Planned(customer_id, record.outcome_version, [], refs, True, existing)
             customer_id = HANDLERS[type(command)](command, env)
             version = uow.customer(customer_id).version
             events = [e for e in uow.events_since(savepoint) if isinstance(e, CustomerEvent)]
@@ -237,7 +252,8 @@ class CommandService:
             if isinstance(error, CustomerMerged):
                 return _final_survivor(uow, error)
             return error
-        return _Planned(customer_id, version, events, refs)
+        existing = isinstance(command, RegisterCustomer) and not events
+        return _Planned(customer_id, version, events, refs, existing=existing)
 
     def _outcome(self, plan: _Planned | DomainError, positions: dict[int, int]) -> Outcome:
         if isinstance(plan, DomainError):
@@ -253,6 +269,7 @@ class CommandService:
             position=max(found) if found else None,
             replayed=plan.replayed,
             events=tuple(e.TYPE for e in plan.events),
+            existing=plan.existing,
         )
 
 
@@ -276,14 +293,10 @@ def _culprit(plans: Sequence[_Planned | DomainError], error: EventTooLarge) -> i
     raise error  # pragma: no cover - every pending customer event belongs to a plan
 
 
-def _final_survivor(uow: UnitOfWork, error: CustomerMerged, hops: int = 1000) -> CustomerMerged:
+def _final_survivor(uow: UnitOfWork, error: CustomerMerged) -> CustomerMerged:
     """``error`` naming the last customer of the merge chain (A → B → C names C for A)."""
     try:
-        survivor = uow.customer(error.survivor_id)
-        for _ in range(hops):  # merges never form a cycle; the bound only guards bad data
-            if survivor.merged_into is None or survivor.status != Status.MERGED:
-                break
-            survivor = uow.customer(UUID(survivor.merged_into))
+        survivor = uow.final_survivor(uow.customer(error.survivor_id))
     except DomainError:  # a link to nowhere (bad data): name what the customer names
         return error
     if survivor.id == error.survivor_id:
@@ -291,17 +304,28 @@ def _final_survivor(uow: UnitOfWork, error: CustomerMerged, hops: int = 1000) ->
     return CustomerMerged(error.customer_id, survivor.id)
 
 
-def _meta(context: Context, now: datetime) -> Meta:
-    return Meta(context.actor, context.correlation_id, context.causation_id, now)
-
-
 def _targets(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:
-    """Every stored aggregate the commands will read: customers, duplicates, idempotency."""
+    """Every stored aggregate the commands will read: customers, duplicates, the index rows
+    of the external ids they name, idempotency records."""
     for command in commands:
         if command.customer_id is not None:
             yield command.customer_id
         duplicate = getattr(command, "duplicate_id", None)
         if isinstance(duplicate, UUID):
             yield duplicate
+        for system, external_id in _named_ids(command):
+            yield uow.external_id(system, external_id)
         if command.idempotency_key is not None:
             yield uow.idempotency_id(command.idempotency_key)
+
+
+def _named_ids(command: Command) -> list[tuple[str, str]]:
+    """The external ids a command names, in canonical form (invalid ones are left to the
+    handler, which refuses them)."""
+    named = [(ref.system, ref.id)] if (ref := command.customer_ref) is not None else []
+    if isinstance(command, RegisterCustomer) and isinstance(command.external_ids, dict):
+        named += [(s, i) for s, i in command.external_ids.items() if i is not None]
+    try:
+        return [normalise_ref(system, external_id, "customer_ref") for system, external_id in named]
+    except DomainError:
+        return []

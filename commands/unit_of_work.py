@@ -23,13 +23,15 @@ from commands.aggregate_cache import AggregateCache
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.events import Erased
-from domain.indexes import DataCopies, EmailReservation, IdempotencyRecord
+from domain.indexes import DataCopies, IdempotencyRecord, Reservation
+from domain.values import Status
 from infra.bulk_load import load_many
 from infra.store import EventStore
 
 IDEMPOTENCY_NAMESPACE = UUID("0b5f4f0e-8d8a-5c1e-8f55-7f1f0c2f3a61")
 COPIES_NAMESPACE = UUID("5e0c6a1d-2b7f-5f3e-9a41-3c8d7e6f1b22")
-_SAVE_ORDER = {Customer: 0, EmailReservation: 1, IdempotencyRecord: 2}
+_SAVE_ORDER = {Customer: 0, Reservation: 1, IdempotencyRecord: 2}
+MAX_MERGE_HOPS = 1000  # merges never form a cycle; the bound only guards bad data
 
 
 @dataclass
@@ -95,16 +97,43 @@ class UnitOfWork:
     def exists(self, aggregate_id: UUID) -> bool:
         return self._load(aggregate_id) is not None
 
-    def email_reservation(self, email: str) -> EmailReservation:
-        """The reservation row of a normalised email (opened if it never existed)."""
-        digest = hmac.new(self._index_key, email.encode(), hashlib.sha256).digest()
-        reservation_id = UUID(bytes=digest[:16], version=4)
+    def _reservation_id(self, value: str) -> UUID:
+        digest = hmac.new(self._index_key, value.encode(), hashlib.sha256).digest()
+        return UUID(bytes=digest[:16], version=4)
+
+    def _reservation(self, reservation_id: UUID) -> Reservation:
         aggregate = self._load(reservation_id)
         if aggregate is None:
-            aggregate = EmailReservation.open(reservation_id)
+            aggregate = Reservation.open(reservation_id)
             self._aggregates[reservation_id] = aggregate
-        assert isinstance(aggregate, EmailReservation)
+        assert isinstance(aggregate, Reservation)
         return aggregate
+
+    def email_reservation(self, email: str) -> Reservation:
+        """The reservation row of a normalised email (opened if it never existed)."""
+        return self._reservation(self._reservation_id(email))
+
+    def external_id(self, system: str, external_id: str) -> UUID:
+        """Id of the reservation row of one external id (canonical forms). The digested text
+        has a NUL no email can hold, so it never meets an email's row."""
+        return self._reservation_id(f"external\x00{system}\x00{external_id}")
+
+    def external_reservation(self, system: str, external_id: str) -> Reservation:
+        """The reservation row of one external id (opened if it never existed)."""
+        return self._reservation(self.external_id(system, external_id))
+
+    def external_holder(self, system: str, external_id: str) -> UUID | None:
+        """Who holds an external id (a merged holder included), or None; opens nothing."""
+        aggregate = self._load(self.external_id(system, external_id))
+        return aggregate.holder if isinstance(aggregate, Reservation) else None
+
+    def final_survivor(self, customer: Customer) -> Customer:
+        """``customer``, or the last customer of its merge chain (A → B → C: C for A)."""
+        for _ in range(MAX_MERGE_HOPS):
+            if customer.status != Status.MERGED or customer.merged_into is None:
+                break
+            customer = self.customer(UUID(customer.merged_into))
+        return customer
 
     def data_copies(self, owner: UUID) -> DataCopies:
         """The index of who holds ``owner``'s data under their key (opened if new)."""

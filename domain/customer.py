@@ -23,18 +23,35 @@ from domain.errors import (
     PurchaseConflict,
 )
 from domain.events import Meta
+from domain.external_ids import MAX_EXTERNAL_IDS
 from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status
 
 
 class Customer(Aggregate):
-    """A customer record: profile, contacts, purchases, feedback, consents, tags, lifecycle."""
+    """A customer record: profile, external ids, contacts, purchases, feedback, consents, tags,
+    lifecycle.
 
-    PERSONAL: ClassVar[tuple[str, ...]] = ("name", "email", "phone", "attributes", "absorbed")
+    ``registered_at`` is the registration's business time: no event of the customer may be
+    dated before it (:meth:`trigger_event`). Version 2 (issue 14) added it and
+    ``external_ids``; snapshots of version 1 are upcast on load.
+    """
+
+    PERSONAL: ClassVar[tuple[str, ...]] = (
+        "name",
+        "email",
+        "phone",
+        "attributes",
+        "external_ids",
+        "absorbed",
+    )
+    class_version = 2
 
     name: str | None
     email: str | None
     phone: str | None
     attributes: dict[str, Any]
+    external_ids: dict[str, str]
+    registered_at: datetime
     source: str | None
     tags: list[str]
     consents: dict[str, bool]
@@ -69,8 +86,10 @@ class Customer(Aggregate):
         attributes: dict[str, Any] | None = None,
         source: str | None = None,
         lifecycle_stage: LifecycleStage = LifecycleStage.PROSPECT,
+        external_ids: dict[str, str] | None = None,
     ) -> Customer:
-        """Register a new customer (values must already be normalised)."""
+        """Register a new customer (values must already be normalised; the external ids
+        reserved by the caller)."""
         if lifecycle_stage == LifecycleStage.CHURNED:
             raise InvalidInput("lifecycle_stage", "a customer cannot be registered as churned")
         return cls._create(
@@ -80,6 +99,7 @@ class Customer(Aggregate):
             email=email,
             phone=phone,
             attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+            external_ids=dict(external_ids or {}),
             source=source,
             lifecycle_stage=lifecycle_stage.value,
             **meta.fields(),
@@ -91,6 +111,8 @@ class Customer(Aggregate):
         self.email = event.email
         self.phone = event.phone
         self.attributes = dict(event.attributes)
+        self.external_ids = dict(event.external_ids)
+        self.registered_at = event.occurred_at
         self.source = event.source
         self.tags = []
         self.consents = {}
@@ -107,6 +129,25 @@ class Customer(Aggregate):
         self.absorbed = {}
         self.points = 0
         self.tier = None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Snapshots taken before external ids and business-time registration: none held, and
+        the registration happened when it was recorded (its business time was then "now")."""
+        state.setdefault("external_ids", {})
+        state.setdefault("registered_at", state["_created_on"])
+
+    def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
+        """Every event after the registration: never dated before it (README, "Business
+        time"), so a view of the customer as of any date shows them from registration on."""
+        occurred_at = kwargs.get("occurred_at")
+        if isinstance(occurred_at, datetime) and occurred_at < self.registered_at:
+            raise InvalidInput(
+                "occurred_at",
+                f"{occurred_at.isoformat()} is before the customer's registration "
+                f"({self.registered_at.isoformat()})",
+            )
+        super().trigger_event(event_class, **kwargs)
 
     # ------------------------------------------------------------------ guards
 
@@ -133,17 +174,27 @@ class Customer(Aggregate):
     # ---------------------------------------------------------------- commands
 
     def update_profile(
-        self, meta: Meta, changes: dict[str, Any], attributes: dict[str, Any]
+        self,
+        meta: Meta,
+        changes: dict[str, Any],
+        attributes: dict[str, Any],
+        external_ids: dict[str, str | None] | None = None,
     ) -> bool:
-        """Change name/email/phone and patch attributes; returns False when nothing changes."""
+        """Change name/email/phone and patch attributes and external ids (``None`` removes);
+        returns False when nothing changes. The caller keeps the external-id index in step."""
         self._require_not_churned("update")
         if "name" in changes and changes["name"] is None:
             raise InvalidInput("name", "is required")
         real = {k: v for k, v in changes.items() if getattr(self, k) != v}
         patch = {k: v for k, v in attributes.items() if self.attributes.get(k) != v}
-        if not real and not patch:
+        ids = {k: v for k, v in (external_ids or {}).items() if self.external_ids.get(k) != v}
+        if not real and not patch and not ids:
             return False
-        self.trigger_event(ev.ProfileUpdated, changes=real, attributes=patch, **meta.fields())
+        if len(self.external_ids | ids) - list(ids.values()).count(None) > MAX_EXTERNAL_IDS:
+            raise LimitExceeded(f"a customer can have at most {MAX_EXTERNAL_IDS} external ids")
+        self.trigger_event(
+            ev.ProfileUpdated, changes=real, attributes=patch, external_ids=ids, **meta.fields()
+        )
         return True
 
     def record_contact(

@@ -105,6 +105,47 @@ class EmailTaken(DomainError):
         self.existing_customer_id = existing_customer_id
 
 
+class ExternalIdTaken(DomainError):
+    """The external id belongs to another customer (the one that answers for it: the final
+    survivor, if its holder was merged)."""
+
+    code = "external-id-taken"
+
+    def __init__(self, system: str, external_id: str, existing_customer_id: UUID) -> None:
+        super().__init__(
+            f"{system} id {external_id} already belongs to customer {existing_customer_id}",
+            field=f"external_ids.{system}",
+            existing_customer_id=str(existing_customer_id),
+        )
+        self.existing_customer_id = existing_customer_id
+
+
+class ExternalIdsDisagree(DomainError):
+    """A registration's external ids belong to different existing customers."""
+
+    code = "external-id-conflict"
+
+    def __init__(self, holders: dict[str, UUID]) -> None:
+        named = ", ".join(f"{ref} -> {customer}" for ref, customer in sorted(holders.items()))
+        super().__init__(
+            f"the external ids name different customers: {named}",
+            field="external_ids",
+            customers={ref: str(customer) for ref, customer in sorted(holders.items())},
+        )
+
+
+class CustomerRefNotFound(DomainError):
+    """No customer holds the external id a ``customer_ref`` names."""
+
+    code = "not-found"
+
+    def __init__(self, system: str, external_id: str) -> None:
+        super().__init__(
+            f"no customer has {system} id {external_id}",
+            customer_ref={"system": system, "id": external_id},
+        )
+
+
 class VersionConflict(DomainError):
     """Optimistic concurrency: the expected version is not the current one."""
 

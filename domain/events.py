@@ -27,7 +27,7 @@ META_FIELDS = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic"}
     | {"actor", "correlation_id", "causation_id", "occurred_at"}
 )
-MAP_FIELDS = frozenset({"attributes", "changes", "absorbed"})
+MAP_FIELDS = frozenset({"attributes", "changes", "absorbed", "external_ids"})
 MAX_EVENT_BYTES = 512 * 1024
 """Upper bound of one event's stored form (transcoded state, personal fields sealed): the
 store refuses to record a bigger event (:class:`domain.errors.EventTooLarge`). Its envelope is
@@ -90,43 +90,63 @@ class CustomerEvent(LoggedEvent):
 
 
 class Registered(CustomerEvent, Aggregate.Created):
-    """Version 2 added ``source`` and ``lifecycle_stage``; v1 events are upcast on load."""
+    """Version 2 added ``source`` and ``lifecycle_stage``, version 3 ``external_ids``
+    (``{system: id}``, personal: sealed like the email); older events are upcast on load.
+    Its ``occurred_at`` is the registration's business time (given by the caller, or now)."""
 
     TYPE = "customer.registered"
-    PERSONAL = ("name", "email", "phone", "attributes")
-    class_version = 2
+    PERSONAL = ("name", "email", "phone", "attributes", "external_ids")
+    class_version = 3
     name: str
     email: str | None
     phone: str | None
     attributes: dict[str, Any]
     source: str | None
     lifecycle_stage: str
+    external_ids: dict[str, str]
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state.setdefault("source", None)
         state.setdefault("lifecycle_stage", LifecycleStage.PROSPECT.value)
 
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        state.setdefault("external_ids", {})
+
     def apply(self, aggregate: Customer) -> None:
         aggregate.initialise(self)
 
 
 class ProfileUpdated(CustomerEvent):
-    """``changes`` maps name/email/phone to new values; ``attributes`` is a patch (None = drop)."""
+    """``changes`` maps name/email/phone to new values; ``attributes`` and ``external_ids``
+    are patches (None = drop). Version 2 added ``external_ids`` (upcast: none changed)."""
 
     TYPE = "customer.profile_updated"
-    PERSONAL = ("changes", "attributes")
+    PERSONAL = ("changes", "attributes", "external_ids")
+    class_version = 2
     changes: dict[str, Any]
     attributes: dict[str, Any]
+    external_ids: dict[str, str | None]
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("external_ids", {})
 
     def apply(self, aggregate: Customer) -> None:
         for field, value in self.changes.items():
             setattr(aggregate, field, value)
-        for key, value in self.attributes.items():
-            if value is None:
-                aggregate.attributes.pop(key, None)
-            else:
-                aggregate.attributes[key] = value
+        patch_map(aggregate.attributes, self.attributes)
+        patch_map(aggregate.external_ids, self.external_ids)
+
+
+def patch_map(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """Apply a map patch in place: a ``None`` value removes the key, any other sets it."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
 
 
 class Contacted(CustomerEvent):
@@ -305,6 +325,7 @@ class DuplicateAbsorbed(_Moving):
         if known is None or self.part == 1:
             known = {"duplicate_id": self.duplicate_id, "tags": [], "purchases": {}}
             known |= {"contacts_count": 0, "email": None, "phone": None}
+            known["merged_at"] = self.occurred_at
         record = {
             **known,
             "tags": [*known["tags"], *self.tags],
@@ -368,6 +389,7 @@ class Erased(CustomerEvent):
         aggregate.email = None
         aggregate.phone = None
         aggregate.attributes = {}
+        aggregate.external_ids = {}
         aggregate.absorbed = {}
 
 

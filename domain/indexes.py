@@ -7,16 +7,21 @@ wins and the other retries against the fresh state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import EmailTaken, IdempotencyKeyReused
+from domain.errors import DomainError, IdempotencyKeyReused
 
 
-class EmailReservation(Aggregate):
-    """Who (if anyone) owns a normalised email. Its id is a keyed digest, never the email."""
+class Reservation(Aggregate):
+    """Who (if anyone) holds a unique value: a normalised email, or one external id (system
+    and id). Its id is a keyed digest of the value, never the value itself.
+
+    Stored events name the class by its first name, ``EmailReservation`` (kept as an alias).
+    """
 
     owner: str | None
 
@@ -44,21 +49,28 @@ class EmailReservation(Aggregate):
             aggregate.owner = None
 
     @classmethod
-    def open(cls, reservation_id: UUID) -> EmailReservation:
+    def open(cls, reservation_id: UUID) -> Reservation:
         return cls._create(cls.Opened, id=reservation_id)
 
-    def reserve(self, customer_id: UUID, email: str) -> None:
-        """Give the email to ``customer_id``; a live other owner is a conflict."""
+    @property
+    def holder(self) -> UUID | None:
+        return None if self.owner is None else UUID(self.owner)
+
+    def reserve(self, customer_id: UUID, taken: Callable[[UUID], DomainError]) -> None:
+        """Give the value to ``customer_id``; another owner is ``taken(owner)``, raised."""
         if self.owner == str(customer_id):
             return
         if self.owner is not None:
-            raise EmailTaken(email, UUID(self.owner))
+            raise taken(UUID(self.owner))
         self.trigger_event(self.Reserved, customer_id=str(customer_id))
 
     def release(self, customer_id: UUID) -> None:
-        """Free the email if ``customer_id`` holds it."""
+        """Free the value if ``customer_id`` holds it."""
         if self.owner == str(customer_id):
             self.trigger_event(self.Released, customer_id=str(customer_id))
+
+
+EmailReservation = Reservation  # the topic of reservations stored before external ids
 
 
 class IdempotencyRecord(Aggregate):

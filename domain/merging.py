@@ -145,6 +145,12 @@ def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
         raise InvalidTransition(f"customer {duplicate.id} is not merged into {survivor.id}")
     survivor.require_live()
     absorbed = survivor.absorbed[str(duplicate.id)]
+    merged_at = absorbed.get("merged_at")  # absent in records older than business time
+    if merged_at is not None and meta.occurred_at < merged_at:
+        raise InvalidInput(
+            "occurred_at",
+            f"{meta.occurred_at.isoformat()} is before the merge it undoes ({merged_at.isoformat()})",
+        )
     given_back: Moved = {
         field: (absorbed[field], absorbed.get(f"{field}_owner") or str(duplicate.id))
         for field in ("email", "phone")
@@ -185,26 +191,28 @@ def erase(
     copies: Callable[[UUID], list[str]],
     meta: Meta,
     reason: str | None,
-) -> list[Customer]:
+) -> list[tuple[Customer, dict[str, str]]]:
     """Erase a person: ``customer`` and every duplicate merged into it, down merge chains.
 
     A merged duplicate is refused (:class:`CustomerMerged`; the edges name the final
     survivor): its data lives on in the survivor, so the person is erased there, which reaches
     every copy. ``load`` gives the customer of an id (the absorbed duplicates), ``copies`` the
     customers whose streams hold a person's data under their key (``copies_at``). Returns the
-    customers erased, ``customer`` first; each gets its own ``customer.erased`` event (same
-    actor, correlation id and reason), so each one's key is shredded.
+    customers erased, ``customer`` first, each with the external ids it held (for the caller to
+    release); each gets its own ``customer.erased`` event (same actor, correlation id and
+    reason), so each one's key is shredded.
     """
     customer.require_live()
-    erased: list[Customer] = []
+    erased: list[tuple[Customer, dict[str, str]]] = []
     todo = [customer]
     while todo:
         person = todo.pop(0)
         absorbed = sorted(person.absorbed)
+        held = dict(person.external_ids)
         person.trigger_event(
             ev.Erased, reason=reason, copies_at=sorted(copies(person.id)), **meta.fields()
         )
-        erased.append(person)
+        erased.append((person, held))
         for duplicate_id in absorbed:
             duplicate = load(UUID(duplicate_id))
             if duplicate.status == Status.MERGED and duplicate.merged_into == str(person.id):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.data_keys import DEV_MASTER_KEYS
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     snapshot_interval: int = Field(default=50, ge=0)
     aggregate_cache_mb: int = Field(default=64, ge=0)  # large customers kept between commands
     index_key: str = "clientele-dev-index-key"
+    # the earliest business time (occurred_at) a command may carry: older dates are typos
+    business_time_floor: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     pool_size: int = Field(default=5, ge=1)
     command_retries: int = Field(default=5, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -41,6 +44,13 @@ class Settings(BaseSettings):
     rebuild_workers: int = Field(default=0, ge=0)  # processes per rebuild; 0: one per core, up to 8
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("business_time_floor")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("needs a time zone offset, e.g. 1970-01-01T00:00:00Z")
+        return value.astimezone(UTC)
 
     @property
     def is_postgres(self) -> bool:

@@ -39,7 +39,8 @@ from projections.readstore import Tx
 # bookkeeping, and the fold's internals that a rendered profile leaves out
 NOT_AUDITED = {"version", "position", "updated_at", "orders", "status_before_merge"}
 _ABSENT = object()
-PERSONAL = {"name", "email", "phone", "comment", "summary", "subject", "outcome"}
+PERSONAL = {"name", "email", "phone", "comment", "summary", "subject", "outcome", "external_ids"}
+MAPS = ("attributes", "external_ids")  # personal maps: their keys are not personal
 COLUMNS = (
     "position",
     "customer_id",
@@ -94,7 +95,7 @@ def blank(document: Any) -> Any:
         return document
     shown: dict[str, Any] = {}
     for key, value in document.items():
-        if key == "attributes" and isinstance(value, dict):
+        if key in MAPS and isinstance(value, dict):
             shown[key] = dict.fromkeys(value)
         elif key.split(".")[0] in PERSONAL or key.startswith("attributes."):
             shown[key] = None
@@ -117,6 +118,7 @@ class AuditProjector(Projector):
     """Appends one ``audit_events`` row per event; ``audit_state`` holds each profile fold."""
 
     name = "audit"
+    schema_version = 2  # 2: diffs of external ids and registered_at (issue 14)
     tables = ("audit_events", "audit_state")
     schema = (
         """CREATE TABLE IF NOT EXISTS {audit_events} (

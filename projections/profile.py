@@ -1,18 +1,29 @@
 """The customer profile: one pure fold from event envelopes to the read shape of the contract.
 
-The same two functions serve the live profile read model, rebuilds and time travel, so a
-profile "as of T" has exactly the shape and values the live profile had at T.
+The same functions serve the live profile read model, rebuilds and time travel, so a profile
+"as of T" has exactly the shape and values the live profile has for the same events.
+
+**Time travel is bitemporal** (:func:`travel`; README, "Business time"): every event has a
+business time (``occurred_at``: when it happened) and a recorded time (``recorded_at``: when
+the store learnt it). A view ``known_at=K`` keeps the customer's events up to the first one
+recorded after K (what we knew at K: a prefix of the log); ``version=N`` keeps those up to
+version N; ``as_of=T`` then keeps, of those, the events that had happened by T. The view folds
+what it keeps in version order (the order decisions were made). No event is dated before its
+customer's registration, so a view as of T shows the customer from registration on, and
+nobody before.
 
 ``state`` is plain JSON data (stored as-is by read stores); ``render`` gives the public shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from domain.events import moved_fields
+from domain.events import moved_fields, patch_map
 from infra.envelope import Envelope
 
 PII_FIELDS = ("name", "email", "phone")
@@ -70,6 +81,7 @@ def _registered(state: dict[str, Any], e: Envelope) -> None:
         email=data["email"],
         phone=data["phone"],
         attributes=dict(data["attributes"]),
+        external_ids=dict(data.get("external_ids") or {}),
         source=data["source"],
         tags=[],
         consents={},
@@ -82,17 +94,15 @@ def _registered(state: dict[str, Any], e: Envelope) -> None:
         feedback={"nps": None, "csat": None},
         points=0,
         tier=None,
+        registered_at=e.occurred_at.isoformat(),
         created_at=e.recorded_at.isoformat(),
     )
 
 
 def _profile_updated(state: dict[str, Any], e: Envelope) -> None:
     state.update(e.data["changes"])
-    for key, value in e.data["attributes"].items():
-        if value is None:
-            state["attributes"].pop(key, None)
-        else:
-            state["attributes"][key] = value
+    patch_map(state["attributes"], e.data["attributes"])
+    patch_map(state.setdefault("external_ids", {}), e.data.get("external_ids") or {})
 
 
 def _contacted(state: dict[str, Any], e: Envelope) -> None:
@@ -141,7 +151,7 @@ def _merged_into(state: dict[str, Any], e: Envelope) -> None:
 
 
 def _erased(state: dict[str, Any], _: Envelope) -> None:
-    state.update(status="erased", attributes={}, **dict.fromkeys(PII_FIELDS))
+    state.update(status="erased", attributes={}, external_ids={}, **dict.fromkeys(PII_FIELDS))
 
 
 def _consent(granted: bool) -> Any:
@@ -157,7 +167,7 @@ _APPLY: dict[str, Any] = {
     "customer.profile_updated": _profile_updated,
     "customer.contacted": _contacted,
     "customer.tagged": lambda s, e: s["tags"].append(e.data["tag"]),
-    "customer.untagged": lambda s, e: s["tags"].remove(e.data["tag"]),
+    "customer.untagged": lambda s, e: s.update(tags=[t for t in s["tags"] if t != e.data["tag"]]),
     "customer.purchase_recorded": _purchase,
     "customer.feedback_recorded": _feedback,
     "customer.consent_granted": _consent(True),
@@ -189,11 +199,55 @@ def apply(state: dict[str, Any], envelope: Envelope) -> bool:
             f"customer {envelope.customer_id}: got version {envelope.version} "
             f"after {state['version']}"
         )
+    fold(state, envelope)
+    return True
+
+
+def fold(state: dict[str, Any], envelope: Envelope) -> None:
+    """Fold one envelope into ``state`` (in place), whatever came before it: what
+    :func:`apply` does after its version check, and what time travel does with the events a
+    view keeps (:func:`travel`), which need not be consecutive versions."""
     _APPLY[envelope.type](state, envelope)
     state["version"] = envelope.version
     state["position"] = envelope.position
     state["updated_at"] = envelope.recorded_at.isoformat()
-    return True
+
+
+def in_view(
+    envelopes: Iterable[Envelope],
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    version: int | None = None,
+) -> Iterator[Envelope]:
+    """The envelopes a bitemporal view keeps of one customer's ``envelopes`` (in version
+    order), in that order; none if the registration had not happened by ``as_of``."""
+    for envelope in envelopes:
+        if (known_at is not None and envelope.recorded_at > known_at) or (
+            version is not None and envelope.version > version
+        ):
+            return
+        if as_of is not None and envelope.occurred_at > as_of:
+            if envelope.version == 1:  # registered after as_of: nobody yet
+                return
+            continue
+        yield envelope
+
+
+def travel(
+    customer_id: UUID,
+    envelopes: Iterable[Envelope],
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    version: int | None = None,
+) -> dict[str, Any] | None:
+    """The profile state of a view of ``envelopes`` (one customer's, in version order; see the
+    module docstring), or None when the view holds no registration."""
+    state = empty(customer_id)
+    for envelope in in_view(envelopes, as_of=as_of, known_at=known_at, version=version):
+        fold(state, envelope)
+    return state if state["version"] else None
 
 
 def render(state: dict[str, Any]) -> dict[str, Any]:

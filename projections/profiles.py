@@ -1,4 +1,9 @@
-"""Profiles read model: the current profile of every customer, searchable and pageable."""
+"""Profiles read model: the current profile of every customer, searchable and pageable.
+
+``profile_tags`` and ``profile_external_ids`` index the tags and external ids of each profile
+(a row per customer: while a projection holds a customer back, two customers may hold one
+external id for a moment, so lookups prefer the live holder; :func:`find_by_external`).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,12 @@ from projections.readstore import LIKE_ESCAPE, Tx, like_prefix
 
 
 class ProfilesProjector(Projector):
-    """Keeps ``profiles`` (state JSON + searchable columns) and ``profile_tags``."""
+    """Keeps ``profiles`` (state JSON + searchable columns), ``profile_tags`` and
+    ``profile_external_ids``. Version 2 added external ids and ``registered_at``."""
 
     name = "profiles"
-    schema_version = 1
-    tables = ("profiles", "profile_tags")
+    schema_version = 2
+    tables = ("profiles", "profile_tags", "profile_external_ids")
     schema = (
         """CREATE TABLE IF NOT EXISTS {profiles} (
             customer_id TEXT PRIMARY KEY,
@@ -42,11 +48,16 @@ class ProfilesProjector(Projector):
             tag TEXT NOT NULL,
             customer_id TEXT NOT NULL,
             PRIMARY KEY (tag, customer_id))""",
+        """CREATE TABLE IF NOT EXISTS {profile_external_ids} (
+            system TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            PRIMARY KEY (system, external_id, customer_id))""",
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = load_states(tx, {e.customer_id for e in envelopes})
-        before_tags = {cid: list(state.get("tags", [])) for cid, state in states.items()}
+        before = {cid: (_tags(state), _external(state)) for cid, state in states.items()}
         for envelope in envelopes:
             if (state := states.get(envelope.customer_id)) is None:
                 state = states[envelope.customer_id] = profile.empty(envelope.customer_id)
@@ -61,17 +72,34 @@ class ProfilesProjector(Projector):
             "position = excluded.position, updated_at = excluded.updated_at",
             [_row(cid, state) for cid, state in states.items()],
         )
-        removed, added = [], []
-        for customer_id, state in states.items():
-            old, new = set(before_tags.get(customer_id, [])), set(state.get("tags", []))
-            key = str(customer_id)
-            removed += [(tag, key) for tag in sorted(old - new)]
-            added += [(tag, key) for tag in sorted(new - old)]
-        tx.executemany("DELETE FROM {profile_tags} WHERE tag = ? AND customer_id = ?", removed)
-        tx.executemany(
-            "INSERT INTO {profile_tags} (tag, customer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            added,
-        )
+        for index, (table, columns, rows) in enumerate(
+            (("profile_tags", ("tag",), _tags), ("profile_external_ids", _EXTERNAL, _external))
+        ):
+            removed, added = [], []
+            for customer_id, state in states.items():
+                old = before.get(customer_id, (set(), set()))[index]
+                new = rows(state)
+                key = str(customer_id)
+                removed += [(*row, key) for row in sorted(old - new)]
+                added += [(*row, key) for row in sorted(new - old)]
+            where = " AND ".join(f"{column} = ?" for column in (*columns, "customer_id"))
+            tx.executemany(f"DELETE FROM {{{table}}} WHERE {where}", removed)
+            tx.executemany(
+                f"INSERT INTO {{{table}}} ({', '.join(columns)}, customer_id) "
+                f"VALUES ({', '.join('?' * (len(columns) + 1))}) ON CONFLICT DO NOTHING",
+                added,
+            )
+
+
+_EXTERNAL = ("system", "external_id")
+
+
+def _tags(state: dict[str, Any]) -> set[tuple[str, ...]]:
+    return {(tag,) for tag in state.get("tags", [])}
+
+
+def _external(state: dict[str, Any]) -> set[tuple[str, ...]]:
+    return set(state.get("external_ids", {}).items())
 
 
 def _row(customer_id: UUID, state: dict[str, Any]) -> tuple[Any, ...]:
@@ -126,6 +154,21 @@ def final_survivor(tx: Tx, survivor_id: UUID, hops: int = 1000) -> UUID:
     return survivor_id
 
 
+def find_by_external(tx: Tx, system: str, external_id: str) -> dict[str, Any] | None:
+    """The profile of the customer holding an external id (canonical forms), live holders
+    first; None if nobody holds it. A merged holder's profile is returned as is: the caller
+    follows ``merged_into`` to the survivor who answers for it."""
+    rows = tx.fetchall(
+        "SELECT p.status, p.state FROM {profile_external_ids} x "
+        "JOIN {profiles} p ON p.customer_id = x.customer_id "
+        "WHERE x.system = ? AND x.external_id = ? ORDER BY p.customer_id",
+        (system, external_id),
+    )
+    rank = {"active": 0, "churned": 0, "merged": 1}
+    rows.sort(key=lambda row: rank.get(row[0], 2))
+    return profile.render(orjson.loads(rows[0][1])) if rows else None
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
 
@@ -150,6 +193,7 @@ def search_profiles(
     stage: str | None = None,
     status: str | None = None,
     segment: str | None = None,
+    external: tuple[str, str | None] | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -157,8 +201,10 @@ def search_profiles(
 
     ``q`` matches a prefix of the name (case-insensitive), email or phone, literally: ``%``,
     ``_`` and ``\\`` in it are characters to find, not wildcards. Without ``status``, only live
-    customers (active or churned) are listed. ``cursor`` is the opaque ``next_cursor`` of the
-    previous page (a malformed one raises ``ValueError``).
+    customers (active or churned) are listed. ``external`` is ``(system, id)``: those holding
+    that external id, or ``(system, None)``: those holding an id of that system (canonical
+    forms). ``cursor`` is the opaque ``next_cursor`` of the previous page (a malformed one
+    raises ``ValueError``).
     """
     where, params = ["1 = 1"], []
     if q:
@@ -171,6 +217,11 @@ def search_profiles(
     if tag:
         where.append("customer_id IN (SELECT customer_id FROM {profile_tags} WHERE tag = ?)")
         params.append(tag)
+    if external:
+        system, external_id = external
+        inner = "SELECT customer_id FROM {profile_external_ids} WHERE system = ?"
+        where.append(f"customer_id IN ({inner}{' AND external_id = ?' if external_id else ''})")
+        params += [system] if external_id is None else [system, external_id]
     if segment:  # the segments read model's membership table
         where.append(
             "customer_id IN (SELECT customer_id FROM segment_members WHERE segment_id = ?)"

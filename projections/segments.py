@@ -69,7 +69,7 @@ class SegmentsProjector(Projector):
     """Keeps segment definitions, membership and its history; see the module docstring."""
 
     name = "segments"
-    schema_version = 2
+    schema_version = 3  # 3: the profile fold it keeps holds external ids and registered_at
     log_order = True
     handles = frozenset(EVENT_TYPES) | SEGMENT_EVENTS
     tables = (

@@ -120,7 +120,7 @@ class Write:
             raise PreconditionFailed(412, NoCurrentVersion(f"If-Match names {named}"))
         return current
 
-    def __call__(self, command_type: type[m.Command], **fields: Any) -> s.WriteResult:
+    def __call__(self, command_type: type[m.Command], **fields: Any) -> s.RegisterResult:
         """Execute one command for the caller; answer with its result and ETag."""
         svc = deps.services(self.request)
         try:
@@ -143,10 +143,11 @@ class Write:
                 raise PreconditionFailed(412, NoCurrentVersion(error.message)) from None
             raise
         self.response.headers["ETag"] = f'"{outcome.version}"'
-        return s.WriteResult(
+        return s.RegisterResult(
             customer_id=str(outcome.customer_id),
             version=outcome.version or 0,
             position=outcome.position,
+            existing=outcome.existing,
         )
 
 
@@ -183,18 +184,26 @@ Customer = Annotated[Write, Depends(_customer)]
 CustomerIfMatch = Annotated[Write, Depends(_customer_if_match)]
 
 
-@router.post("/customers", status_code=201, response_model=s.WriteResult, responses=s.REGISTER)
-def register_customer(body: s.RegisterCustomerRequest, write: NewCustomer) -> s.WriteResult:
-    """Register a customer; a taken email is a 409 naming the existing customer."""
+@router.post("/customers", status_code=201, response_model=s.RegisterResult, responses=s.REGISTER)
+def register_customer(body: s.RegisterCustomerRequest, write: NewCustomer) -> s.RegisterResult:
+    """Register a customer (201). If a live customer already holds one of the ``external_ids``,
+    that customer is the answer (200, ``existing: true``; nothing recorded, the other fields
+    not applied): registering by external id is idempotent. A taken email is a 409 naming the
+    existing customer; external ids held by different customers are a 409
+    ``external-id-conflict``."""
     result = write(m.RegisterCustomer, **body.model_dump())
     write.response.headers["Location"] = f"/v1/customers/{result.customer_id}"
+    if result.existing:
+        write.response.status_code = 200
     return result
 
 
 @router.patch("/customers/{customer_id}", response_model=s.WriteResult, responses=s.PATCH)
 def update_customer(body: s.UpdateProfileRequest, write: CustomerIfMatch) -> s.WriteResult:
-    """Change profile fields; requires ``If-Match`` with the current version."""
-    return write(m.UpdateProfile, changes=body.model_dump(exclude_unset=True))
+    """Change profile fields; ``attributes`` and ``external_ids`` are patches (null removes);
+    requires ``If-Match`` with the current version."""
+    changes = body.model_dump(exclude_unset=True)
+    return write(m.UpdateProfile, occurred_at=changes.pop("occurred_at", None), changes=changes)
 
 
 @router.post(
@@ -208,17 +217,17 @@ def record_contact(body: s.ContactRequest, write: Customer) -> s.WriteResult:
 @router.put(
     "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.TAG_PUT
 )
-def tag_customer(tag: str, write: Customer) -> s.WriteResult:
+def tag_customer(tag: str, write: Customer, body: s.TimeRequest | None = None) -> s.WriteResult:
     """Tag the customer (tags are normalised to lower-case slugs)."""
-    return write(m.TagCustomer, tag=tag)
+    return write(m.TagCustomer, tag=tag, occurred_at=body.occurred_at if body else None)
 
 
 @router.delete(
     "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_DELETE
 )
-def untag_customer(tag: str, write: Customer) -> s.WriteResult:
+def untag_customer(tag: str, write: Customer, body: s.TimeRequest | None = None) -> s.WriteResult:
     """Remove a tag."""
-    return write(m.UntagCustomer, tag=tag)
+    return write(m.UntagCustomer, tag=tag, occurred_at=body.occurred_at if body else None)
 
 
 @router.post(
@@ -260,7 +269,7 @@ def change_stage(body: s.LifecycleRequest, write: Customer) -> s.WriteResult:
 )
 def churn(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
     """Mark the customer churned."""
-    return write(m.ChurnCustomer, reason=body.reason if body else None)
+    return write(m.ChurnCustomer, **body.model_dump() if body else {})
 
 
 @router.post(
@@ -268,7 +277,7 @@ def churn(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult
 )
 def reactivate(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
     """Bring a churned customer back."""
-    return write(m.ReactivateCustomer, reason=body.reason if body else None)
+    return write(m.ReactivateCustomer, **body.model_dump() if body else {})
 
 
 @router.post(
@@ -278,8 +287,9 @@ def reactivate(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteR
     responses=s.CUSTOMER_WRITE,
 )
 def merge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
-    """Merge ``duplicate_id`` into this customer (this id survives)."""
-    return write(m.MergeCustomers, duplicate_id=body.duplicate_id)
+    """Merge ``duplicate_id`` into this customer (this id survives). The duplicate's external
+    ids then answer for the survivor (and come back with an unmerge)."""
+    return write(m.MergeCustomers, **body.model_dump())
 
 
 @router.post(
@@ -290,7 +300,7 @@ def merge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
 )
 def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     """Undo a merge: the survivor gives back exactly what it took over."""
-    return write(m.UnmergeCustomers, duplicate_id=body.duplicate_id)
+    return write(m.UnmergeCustomers, **body.model_dump())
 
 
 @router.delete(
@@ -299,10 +309,11 @@ def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     response_model=s.WriteResult,
     responses=s.CUSTOMER_DELETE,
 )
-def erase(write: Customer) -> s.WriteResult:
+def erase(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
     """Erase a customer's personal data (right to erasure), and every duplicate merged into
-    it; a merged duplicate alone is refused (410) naming the final survivor to erase."""
-    return write(m.EraseCustomer)
+    it; a merged duplicate alone is refused (410) naming the final survivor to erase. Their
+    email and external ids are released."""
+    return write(m.EraseCustomer, **body.model_dump() if body else {})
 
 
 @router.post("/commands:batch", response_model=s.BatchResult, responses=s.BATCH)

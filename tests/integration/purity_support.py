@@ -36,6 +36,7 @@ CTX = Context(actor="purity")
 NAMES = ["Ada", "Bob", "Chloé", "Dan"]
 EMAILS = ["ada@example.com", "bob@example.com", "chloe@example.com", None]
 TAGS = ["vip", "gold", "newsletter"]
+SHOP_IDS = ["s0", "s1", "s2", "s3", "s4"]  # external ids; registering a held one finds its holder
 PURPOSES = [None, "email_marketing", "sms_marketing"]
 RULES: list[dict[str, Any]] = [
     {"field": "tags", "op": "contains", "value": "vip"},
@@ -182,10 +183,28 @@ class History:
     def command(self, step: Step, number: int) -> m.Command | None:
         kind, *args = step
         if kind == "register":
-            name, email, oslo, _ = args
+            name, email, oslo, _, shop, back = args
             attributes = {"city": "Oslo"} if oslo else {}
-            return m.RegisterCustomer(name=NAMES[name], email=EMAILS[email], attributes=attributes)
+            return m.RegisterCustomer(
+                name=NAMES[name],
+                email=EMAILS[email],
+                attributes=attributes,
+                external_ids={"shop": f"s{shop}"} if shop < len(SHOP_IDS) else {},
+                occurred_at=self.now - timedelta(days=back),  # purchases are back-dated
+            )
+        if kind == "ref-buy":  # by external id: a merged holder's survivor answers
+            shop, ago = args
+            return m.RecordPurchase(
+                customer_ref=m.CustomerRef(system="SHOP", id=SHOP_IDS[shop]),
+                order_id=f"r{number}",
+                amount="7",
+                currency="EUR",
+                occurred_at=self.now - timedelta(days=ago),
+            )
         customer = self.who(args[0])
+        if kind == "external":  # take, move or drop an external id (a taken one is refused)
+            held = {"shop": SHOP_IDS[args[1]] if args[1] < len(SHOP_IDS) else None}
+            return m.UpdateProfile(customer_id=customer, changes={"external_ids": held})
         if kind == "update":
             updates: dict[str, dict[str, Any]] = {
                 "name": {"name": f"{NAMES[number % 4]} {number}"},
@@ -213,8 +232,9 @@ class History:
             )
         if kind == "consent":
             return m.SetConsent(customer_id=customer, purpose=args[1], granted=args[2])
-        if kind == "feedback":
-            return m.RecordFeedback(customer_id=customer, nps=args[1])
+        if kind == "feedback":  # dated back, out of order
+            when = self.now - timedelta(days=args[1] * 3)
+            return m.RecordFeedback(customer_id=customer, nps=args[1], occurred_at=when)
         if kind in ("merge", "unmerge"):
             pairing = m.MergeCustomers if kind == "merge" else m.UnmergeCustomers
             return pairing(customer_id=customer, duplicate_id=self.who(args[1]))
@@ -288,7 +308,12 @@ class History:
             if outcome.customer_id is None:
                 continue
             if isinstance(command, m.RegisterCustomer):
+                if outcome.existing:
+                    event("a registration found the holder of its external id")
+                    continue
                 self.ids.append(outcome.customer_id)
+            if command.customer_ref is not None:
+                event("a command by external id reached its customer")
             if isinstance(command, m.MergeCustomers):
                 self.merges.append((outcome.customer_id, command.duplicate_id))
 

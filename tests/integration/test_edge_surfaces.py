@@ -156,7 +156,9 @@ def surfaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Surface]
 
 def _new_target(surface: Surface) -> UUID:
     surface.api.app.state.services = surface.services
-    response = surface.post("/v1/customers", {"name": "Target"})
+    response = surface.post(
+        "/v1/customers", {"name": "Target", "occurred_at": "2000-01-01T00:00:00Z"}
+    )
     assert response.status_code == 201, response.text
     return UUID(response.json()["customer_id"])
 
@@ -195,7 +197,7 @@ def check_stable(surfaces: list[Surface], kind: str, field: str, decision: Decis
         return
     _, at, data = decision.events[0]
     stored = at if field == "occurred_at" else json.loads(data).get(field)
-    if stored is None or field == "email":  # not in the event, or unique (tested in unit tests)
+    if stored is None or field in ("email", "external_ids"):  # not in the event, or unique
         return
     timed = field == "occurred_at"
     again = _comparable(decide_everywhere(surfaces[2:], kind, field, stored), timed)
@@ -223,6 +225,7 @@ AMBIGUOUS_TIMES = [
     "2024-01-01T12:00:00.1234567Z",
     "1899-12-31T23:59:59Z",
     "2999-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",  # before CLIENTELE_BUSINESS_TIME_FLOOR
     1_700_000_000,
     1_700_000_000_000,
 ]
@@ -273,6 +276,22 @@ CASES: list[tuple[str, str, st.SearchStrategy[Any], Any]] = [
     ),
     ("register", "source", TEXT, unstorable),
     ("register", "lifecycle_stage", st.sampled_from(["NEW", " loyal ", "vip", 1, None]), never),
+    ("register", "occurred_at", TIMES, one_of(AMBIGUOUS_TIMES)),
+    (
+        "register",
+        "external_ids",
+        st.dictionaries(
+            st.sampled_from(["shop", "Legacy_CRM", "1bad", "x\u0000"]),
+            TEXT | INTEGERS | st.sampled_from(["00042", " C-17 "]),
+            max_size=2,
+        )
+        | st.sampled_from([None, [], "shop"]),
+        lambda v: (
+            not isinstance(v, dict)
+            or any(not isinstance(k, str) or not k[:1].isalpha() for k in v)
+            or any(unstorable(x) or isinstance(x, int) for x in v.values())
+        ),
+    ),
     (
         "register",
         "attributes",
@@ -293,6 +312,13 @@ CASES: list[tuple[str, str, st.SearchStrategy[Any], Any]] = [
         st.sampled_from([None, [], {}, {"city": None}, {"city": "Rome"}]),
         one_of([None, []]),
     ),
+    (
+        "update",
+        "external_ids",
+        st.sampled_from([None, [], {}, {"shop": None}, {"shop": "s-1"}, {"SHOP": 7}]),
+        one_of([None, [], {"SHOP": 7}]),
+    ),
+    ("update", "occurred_at", TIMES, one_of(AMBIGUOUS_TIMES)),
     ("contact", "subject", TEXT, unstorable),
     ("contact", "summary", TEXT, unstorable),
     ("contact", "channel", st.sampled_from(["EMAIL", "fax", " chat ", 3, None]), never),
@@ -333,6 +359,8 @@ CASES: list[tuple[str, str, st.SearchStrategy[Any], Any]] = [
     ),
     ("feedback", "nps", INTEGERS, not_an_integer),
     ("feedback", "comment", TEXT, unstorable),
+    ("feedback", "occurred_at", TIMES, one_of(AMBIGUOUS_TIMES)),
+    ("tag", "occurred_at", TIMES, one_of(AMBIGUOUS_TIMES)),
     (
         "consent",
         "granted",
@@ -344,7 +372,9 @@ CASES: list[tuple[str, str, st.SearchStrategy[Any], Any]] = [
     ("consent", "occurred_at", TIMES, one_of(AMBIGUOUS_TIMES)),
     ("lifecycle", "stage", st.sampled_from(["LOYAL", "at_risk", "gold", 2, None]), never),
     ("lifecycle", "reason", TEXT, unstorable),
+    ("lifecycle", "occurred_at", TIMES, one_of(AMBIGUOUS_TIMES)),
     ("churn", "reason", TEXT, unstorable),
+    ("churn", "occurred_at", TIMES, one_of(AMBIGUOUS_TIMES)),
     (
         "merge",
         "duplicate_id",

@@ -246,19 +246,43 @@ def test_ingest_executes_commands_once_and_dead_letters_malformed_ones(
             "type": "register",
             "name": "Kafka Kim",
             "email": "kim@example.com",
+            "external_ids": {"shop": "K1"},
             "idempotency_key": "reg-1",
         }
+        ref = {"system": "shop", "id": "K1"}  # the publisher never learns our UUID
+        buy = {"type": "purchase", "order_id": "o1", "amount": "9.90", "currency": "EUR"}
         for key, value in [
-            (b"reg-1", orjson.dumps(register)),
-            (b"reg-1", orjson.dumps(register)),  # redelivered: must not register twice
+            (b"shop:K1", orjson.dumps(register)),
+            (b"shop:K1", orjson.dumps(register)),  # redelivered: must not register twice
+            (b"shop:K1", orjson.dumps(buy | {"customer_ref": ref, "idempotency_key": "buy-1"})),
+            (  # registering the external id again (another key): the same customer
+                b"shop:K1",
+                orjson.dumps(
+                    {"type": "register", "name": "Kim", "customer_ref": ref}
+                    | {"idempotency_key": "reg-2"}
+                ),
+            ),
+            (  # nobody holds shop:K9: a rejected result naming the ref
+                b"shop:K9",
+                orjson.dumps(
+                    buy
+                    | {"customer_ref": {"system": "shop", "id": "K9"}, "idempotency_key": "buy-2"}
+                ),
+            ),
             (b"bad-1", orjson.dumps({"type": "register", "name": ""})),  # invalid: rejected result
             (b"junk", b"{not json"),  # malformed: dead letter
         ]:
             producer.send(topics.commands, key=key, value=value).get(timeout=30)
-        results = read_topic(broker.bootstrap, topics.command_results, 3, timeout=120)
-        assert len(results) == 3, ingest.log.read_text()[-3000:]
+        results = read_topic(broker.bootstrap, topics.command_results, 6, timeout=120)
+        assert len(results) == 6, ingest.log.read_text()[-3000:]
         first, again = (orjson.loads(r.value) for r in results if r.key == b"reg-1")
         assert first == again and first["status"] == "accepted"
+        by_key = {r.key: orjson.loads(r.value) for r in results}
+        assert by_key[b"buy-1"]["customer_id"] == first["customer_id"]
+        assert by_key[b"reg-2"]["existing"] is True
+        assert by_key[b"reg-2"]["customer_id"] == first["customer_id"]
+        assert by_key[b"buy-2"]["problem"]["customer_ref"] == {"system": "shop", "id": "K9"}
+        assert by_key[b"buy-2"]["problem"]["code"] == "not-found"
         rejected = next(
             orjson.loads(r.value) for r in results if orjson.loads(r.value)["status"] == "rejected"
         )

@@ -1,7 +1,9 @@
 """Every read model is a pure function of the event log: what live feeds build equals a rebuild.
 
-Hypothesis writes random histories of commands — registrations, profile updates, tags,
-purchases (some back-dated), contacts, feedback, consent grants and withdrawals, churn and
+Hypothesis writes random histories of commands — registrations (back-dated, with external
+ids: registering a held one finds its holder), profile updates (external ids taken, moved,
+dropped), tags, purchases (back-dated; some addressed by external id, which a merge makes
+answer for its survivor), contacts, feedback (back-dated out of order), consent grants and withdrawals, churn and
 reactivation, erasures, merges, unmerges, segment (re)definitions with purposes and
 time-relative or RFM rules, and refreshes — and lets the live feeds run a little in between:
 
@@ -58,6 +60,7 @@ from tests.integration.purity_support import (
     PARTITIONS,
     PURPOSES,
     RULES,
+    SHOP_IDS,
     TAGS,
     Databases,
     History,
@@ -70,7 +73,13 @@ LIVE_STEPS = {"feed", "relay", "deliver", "crash", "lose", "rebuild", "refuse", 
 person = st.integers(0, 5)
 days = st.integers(0, 45)
 REGISTER = st.tuples(
-    st.just("register"), st.integers(0, 3), st.integers(0, 3), st.booleans(), st.integers(0, 3)
+    st.just("register"),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.booleans(),
+    st.integers(0, 3),
+    st.integers(0, len(SHOP_IDS)),  # an external id, or none
+    st.integers(46, 400),  # registered this many days ago
 )
 STEPS: st.SearchStrategy[Step] = st.one_of(
     REGISTER,
@@ -78,6 +87,8 @@ STEPS: st.SearchStrategy[Step] = st.one_of(
     st.tuples(st.sampled_from(["tag", "untag"]), person, st.sampled_from(TAGS)),
     st.tuples(st.just("buy"), person, days, st.sampled_from(["5", "20.50", "60"]), st.booleans()),
     st.tuples(st.just("contact"), person, days),
+    st.tuples(st.just("external"), person, st.integers(0, len(SHOP_IDS))),
+    st.tuples(st.just("ref-buy"), st.integers(0, len(SHOP_IDS) - 1), days),
     st.tuples(st.just("consent"), person, st.sampled_from(PURPOSES[1:]), st.booleans()),
     st.tuples(st.just("feedback"), person, st.integers(0, 10)),
     st.tuples(st.sampled_from(["churn", "reactivate"]), person),

@@ -222,6 +222,33 @@ class StoreContract:
         assert registered == {winner}
         self.assert_log_has_no_gaps(store)
 
+    def test_writers_racing_for_one_external_id(self, store: EventStore, database_url: str) -> None:
+        """Registration by external id is idempotent under races too: one customer, and every
+        racer is answered with it (the losers retried and found it held)."""
+
+        def claim(svc: CommandService, index: int) -> Outcome:
+            command = m.RegisterCustomer(name=f"Racer {index}", external_ids={"Shop": "00042"})
+            return svc.execute(command, self.ctx)
+
+        results = self.race(database_url, claim)
+        assert all(isinstance(r, Outcome) for r in results), results
+        outcomes = [r for r in results if isinstance(r, Outcome)]
+        assert len({o.customer_id for o in outcomes}) == 1
+        assert sorted(o.existing for o in outcomes) == [False] + [True] * (WRITERS - 1)
+        registered = [n for n in store.notifications(0, 1000) if n.topic.endswith(":Registered")]
+        assert [n.originator_id for n in registered] == [outcomes[0].customer_id]
+
+        def take(svc: CommandService, index: int) -> Outcome:  # racing updates: one holder
+            mine = svc.execute(m.RegisterCustomer(name=f"Taker {index}"), self.ctx).customer_id
+            changes = {"external_ids": {"crm": "C-1"}}
+            return svc.execute(m.UpdateProfile(customer_id=mine, changes=changes), self.ctx)
+
+        results = self.race(database_url, take)
+        holders = [r for r in results if isinstance(r, Outcome)]
+        assert len(holders) == 1, results
+        assert all(isinstance(r, errors.ExternalIdTaken) for r in results if r not in holders)
+        self.assert_log_has_no_gaps(store)
+
 
 class TestSQLiteStore(StoreContract):
     @pytest.fixture

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from api.bootstrap import build
 from api.cli import app
+from commands import messages as m
 from commands.service import Context
 from infra.settings import get_settings
 from infra.store import EventStore
@@ -129,6 +130,48 @@ def test_replay_prints_the_timeline(database: str, tmp_path: Path) -> None:
     assert early.exit_code == 1 and "no events by then" in early.output
     naive = runner.invoke(app, ["replay", str(customer_id), "--until", "2000-01-01T00:00:00"])
     assert naive.exit_code == 2
+
+
+def test_replay_shows_what_had_happened_by_a_business_time(database: str) -> None:
+    """``--as-of`` keeps the events that had happened by then (business time); ``--until``
+    those recorded by then (what we knew); both together, what we knew then about then."""
+    services = build()
+    try:
+        ctx = Context(actor="test")
+        outcome = services.commands.execute(
+            m.RegisterCustomer(name="Ada", occurred_at=datetime(1997, 1, 15, tzinfo=UTC)), ctx
+        )
+        customer_id = outcome.customer_id
+        assert customer_id is not None
+        for order, year in (("A1", 1997), ("A2", 1998)):
+            purchase = m.RecordPurchase(
+                customer_id=customer_id,
+                order_id=order,
+                amount="5",
+                currency="EUR",
+                occurred_at=datetime(year, 3, 1, tzinfo=UTC),
+            )
+            services.commands.execute(purchase, ctx)
+    finally:
+        services.close()
+
+    def types(*options: str) -> list[str]:
+        result = runner.invoke(app, ["replay", str(customer_id), "--json", *options])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["type"] for line in result.output.splitlines()]
+
+    assert types("--as-of", "1997-12-31T00:00:00Z") == [
+        "customer.registered",
+        "customer.purchase_recorded",
+        "customer.lifecycle_stage_changed",
+    ]
+    assert len(types("--as-of", "1998-12-31T00:00:00Z")) == 4
+    before = runner.invoke(app, ["replay", str(customer_id), "--as-of", "1996-01-01T00:00:00Z"])
+    assert before.exit_code == 1 and "no events by then" in before.output
+    known = ["--until", "2000-01-01T00:00:00Z", "--as-of", "1998-12-31T00:00:00Z"]
+    assert runner.invoke(app, ["replay", str(customer_id), *known]).exit_code == 1
+    table = runner.invoke(app, ["replay", str(customer_id)]).output
+    assert "recorded at" in table and "occurred at" in table and "1997-03-01" in table
 
 
 def test_projections_status_rebuild_verify(database: str, tmp_path: Path) -> None:

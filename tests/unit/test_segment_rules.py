@@ -134,10 +134,15 @@ def state() -> dict[str, Any]:
     service = CommandService(store, default_region="DE", index_key="k")
     ctx = Context(actor="unit")
     attributes = {"plan": "pro", "seats": 12, "beta": True}
-    registered = m.RegisterCustomer(name="Ada", email="ada@example.com", attributes=attributes)
+    now = datetime.now(UTC)
+    registered = m.RegisterCustomer(
+        name="Ada",
+        email="ada@example.com",
+        attributes=attributes,
+        occurred_at=now - timedelta(days=365),
+    )
     customer = service.execute(registered, ctx).customer_id
     assert customer is not None
-    now = datetime.now(UTC)
     commands: list[m.Command] = [
         m.TagCustomer(customer_id=customer, tag="VIP"),
         m.TagCustomer(customer_id=customer, tag="newsletter"),

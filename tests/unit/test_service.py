@@ -259,7 +259,7 @@ def test_time_travel_by_version_and_timestamp(
 def test_occurred_at_is_business_time_and_not_in_the_future(
     service: CommandService, store: EventStore, ctx: Context
 ) -> None:
-    cid = register(service, ctx)
+    cid = register(service, ctx, occurred_at=datetime(2020, 1, 1, tzinfo=UTC))
     when = datetime(2024, 5, 1, 12, tzinfo=UTC)
     service.execute(
         m.RecordContact(customer_id=cid, channel="email", direction="inbound", occurred_at=when),

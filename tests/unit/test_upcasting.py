@@ -1,5 +1,8 @@
 """Stored events of earlier class versions still load and fold: ``customer.registered`` v1
-(before ``source`` and ``lifecycle_stage``), merge events v1 (before ``part``/``parts``)."""
+(before ``source`` and ``lifecycle_stage``) and v2 (before ``external_ids``),
+``customer.profile_updated`` v1 (before ``external_ids``), merge events v1 (before
+``part``/``parts``), and customer snapshots v1 (before ``external_ids`` and
+``registered_at``)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from uuid import uuid4
 
 import orjson
 import pytest
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
@@ -16,7 +20,7 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from domain.customer import Customer
-from domain.events import DuplicateAbsorbed, Erased, Registered, Unmerged
+from domain.events import DuplicateAbsorbed, Erased, ProfileUpdated, Registered, Unmerged
 from infra.store import EventStore
 from tests.unit.merge_support import folded
 
@@ -55,7 +59,57 @@ def test_new_events_are_stored_with_their_class_version(store: EventStore) -> No
     outcome = CommandService(store).execute(m.RegisterCustomer(name="New"), Context(actor="t"))
     assert outcome.customer_id
     stored = store.recorder.select_events(outcome.customer_id)[0]
-    assert orjson.loads(stored.state)["class_version"] == 2
+    assert orjson.loads(stored.state)["class_version"] == 3
+
+
+def test_events_and_snapshots_from_before_external_ids_load_and_fold(store: EventStore) -> None:
+    """A v2 registration and a v1 profile update (no ``external_ids``), then a v1 snapshot
+    (no ``external_ids``, no ``registered_at``): the customer loads with none held, registered
+    when the registration was recorded, and takes new commands."""
+    service = CommandService(store, default_region="DE", index_key="k")
+    ctx = Context(actor="t")
+    customer = service.execute(m.RegisterCustomer(name="Old", email="o@example.com"), ctx)
+    assert customer.customer_id is not None
+    cid = customer.customer_id
+    service.execute(m.UpdateProfile(customer_id=cid, changes={"name": "Older"}), ctx)
+    old = EventStore("memory://", snapshot_interval=1)
+    old.personal.keys = store.personal.keys
+    for n in store.notifications(0, 1000):
+        state = orjson.loads(n.state)
+        if n.topic == get_topic(Registered):
+            state["class_version"] = 2
+            state.pop("external_ids", None)
+        if n.topic == get_topic(ProfileUpdated):
+            state.pop("class_version")
+            state.pop("external_ids", None)
+        old.recorder.insert_events(
+            [StoredEvent(n.originator_id, n.originator_version, n.topic, orjson.dumps(state))]
+        )
+    loaded = old.customer(cid)
+    assert (loaded.name, loaded.external_ids) == ("Older", {})
+    assert loaded.registered_at == next(old.customer_events(cid)).occurred_at
+    assert folded(old, cid)["external_ids"] == {}
+    snapshot = Snapshot.take(loaded)
+    state = dict(snapshot.state)
+    for key in ("class_version", "external_ids", "registered_at"):
+        state.pop(key)
+    assert old.snapshots is not None
+    v1 = Snapshot(
+        originator_id=cid,
+        originator_version=loaded.version,
+        timestamp=snapshot.timestamp,
+        topic=snapshot.topic,
+        state=state,
+    )
+    old.snapshots.recorder.insert_events([old.mapper.to_stored_event(v1)])
+    from_snapshot: object = old.repository.get(cid)
+    assert isinstance(from_snapshot, Customer)
+    assert from_snapshot.external_ids == {}
+    assert from_snapshot.registered_at == state["_created_on"]
+    again = CommandService(old, default_region="DE", index_key="k")
+    again.execute(m.UpdateProfile(customer_id=cid, changes={"external_ids": {"shop": "1"}}), ctx)
+    assert old.customer(cid).external_ids == {"shop": "1"}
+    old.close()
 
 
 def _without_owners(customer: Customer) -> dict[str, Any]:
