@@ -195,6 +195,7 @@ class CommandService:
         while attempt <= self.retries:
             uow = UnitOfWork(self.store, self.index_key, self.cache)
             uow.prefetch(_targets(uow, commands))
+            uow.prefetch(_holders(uow, commands))  # customers named by external id: one query
             now = datetime.now(UTC)
             plans = [
                 refused[index]
@@ -317,6 +318,16 @@ def _targets(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:
             yield uow.external_id(system, external_id)
         if command.idempotency_key is not None:
             yield uow.idempotency_id(command.idempotency_key)
+
+
+def _holders(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:
+    """The customers holding the external ids the commands name (their index rows are loaded
+    by then), so addressing by ``customer_ref`` loads customers in bulk, not one by one."""
+    for command in commands:
+        for system, external_id in _named_ids(command):
+            holder = uow.external_holder(system, external_id)
+            if holder is not None:
+                yield holder
 
 
 def _named_ids(command: Command) -> list[tuple[str, str]]:

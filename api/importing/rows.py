@@ -32,6 +32,7 @@ from api.importing.fields import CUSTOMERS, REF_ID, REF_SYSTEM, Kind, read_momen
 from api.importing.source import Values
 from commands import messages as m
 from domain.errors import DomainError, InvalidInput
+from domain.external_ids import normalise_ref
 from domain.values import MAX_TAGS_PER_CUSTOMER, normalise_currency, normalise_tag, parse_amount
 
 IMPORT_NAMESPACE = UUID("a4d3c1f2-6b7e-5f80-9c1d-2e3f4a5b6c7d")
@@ -142,13 +143,14 @@ class RowBuilder:
             return Row(line, (), ref=ref, problem=error)
 
     def _ref(self, values: Values) -> Ref | None:
-        external_id = _text(values, REF_ID)
+        """The row's (system, external id) in canonical form, if it names one."""
+        external_id = values.get(REF_ID)
         if external_id is None:
             return None
-        system = _text(values, REF_SYSTEM) or self.system
+        system = values.get(REF_SYSTEM, self.system)
         if system is None:
             raise InvalidInput(REF_SYSTEM, "is required with an external id (or --system)")
-        return system.strip(), external_id.strip()
+        return normalise_ref(system, external_id, "customer_ref")
 
     def _moment(self, values: Values) -> datetime | None:
         text = _text(values, "occurred_at")

@@ -102,4 +102,7 @@ def write_sample(
             for row in rows:
                 doc = {k: v for k, v in zip(columns, row, strict=True) if v}
                 stream.write(orjson.dumps(doc) + b"\n")
-    return Sample(*paths, customers=customers, purchases=len(orders))
+    customers_csv, customers_jsonl, purchases_csv, purchases_jsonl = paths
+    return Sample(
+        customers_csv, customers_jsonl, purchases_csv, purchases_jsonl, customers, len(orders)
+    )
