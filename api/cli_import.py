@@ -178,6 +178,10 @@ def _summary(tally: Tally, result_path: Path) -> None:
     if tally.problems:
         reasons = ", ".join(f"{why}: {n}" for why, n in tally.problems.most_common())
         errors.print(f"rejected rows by problem: {reasons}", highlight=False)
+        for line, problem in tally.examples:
+            errors.print(f"  line {line}: {problem}", highlight=False)
+        if counts["rejected"] > len(tally.examples):
+            errors.print(f"  … every row's outcome is in {result_path}", highlight=False)
         raise typer.Exit(1)
 
 

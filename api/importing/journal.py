@@ -29,25 +29,7 @@ import orjson
 
 COLUMNS = ("line", "outcome", "customer_id", "system", "external_id", "order_id", "code", "problem")
 WRITTEN = len(COLUMNS)
-
-
-@dataclass
-class Tally:
-    """How many rows had each outcome, and the rejections by code and field."""
-
-    outcomes: Counter[str] = field(default_factory=Counter)
-    problems: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def rows(self) -> int:
-        return sum(self.outcomes.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"outcomes": dict(self.outcomes), "problems": dict(self.problems)}
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Tally:
-        return cls(Counter(doc["outcomes"]), Counter(doc["problems"]))
+EXAMPLES = 5
 
 
 class Result(NamedTuple):
@@ -62,6 +44,38 @@ class Result(NamedTuple):
     code: str = ""
     problem: str = ""
     field: str = ""
+
+
+@dataclass
+class Tally:
+    """How many rows had each outcome, and the rejections by code and field."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    problems: Counter[str] = field(default_factory=Counter)
+    examples: list[tuple[int, str]] = field(default_factory=list)  # the first rejections
+
+    @property
+    def rows(self) -> int:
+        return sum(self.outcomes.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcomes": dict(self.outcomes),
+            "problems": dict(self.problems),
+            "examples": self.examples,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Tally:
+        examples = [(int(line), str(problem)) for line, problem in doc["examples"]]
+        return cls(Counter(doc["outcomes"]), Counter(doc["problems"]), examples)
+
+    def add(self, result: Result) -> None:
+        self.outcomes[result.outcome] += 1
+        if result.outcome == "rejected":
+            self.problems[f"{result.code} ({result.field})" if result.field else result.code] += 1
+            if len(self.examples) < EXAMPLES:
+                self.examples.append((result.line, result.problem))
 
 
 class Journal:
@@ -121,9 +135,7 @@ class Journal:
         """Write a committed batch's results; at most every ``every`` seconds (and at the end),
         flush them and write the checkpoint after ``last_line``."""
         for result in results:
-            self.tally.outcomes[result.outcome] += 1
-            if result.outcome == "rejected":
-                self.tally.problems[" ".join(filter(None, (result.code, result.field)))] += 1
+            self.tally.add(result)
         self._writer.writerows(result[:WRITTEN] for result in results)
         self._last_line = last_line
         if time.monotonic() - self._saved_at >= self.every:

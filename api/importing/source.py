@@ -58,13 +58,13 @@ def _lines(stream: BinaryIO, digest: Any = None) -> Iterator[tuple[int, str]]:
         if digest is not None:
             digest.update(raw)
         chunk = raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
-        if b"\x00" in chunk:
-            raise InvalidInput("file", f"line {number} contains a NUL byte")
         try:
             text = chunk.decode("utf-8")
         except UnicodeDecodeError as error:
             where = offset + len(raw) - len(chunk) + error.start
             raise InvalidInput("file", f"line {number} is not UTF-8 (byte {where})") from None
+        if "\x00" in text:
+            raise InvalidInput("file", f"line {number} contains a NUL byte")
         offset += len(raw)
         yield number, text
 

@@ -239,7 +239,7 @@ def test_the_journal_resumes_after_its_checkpoint_and_forgets_a_stale_one(tmp_pa
         extra.write("5,imported,c3,,,,,\n")
     again = Journal(path, identity, every=0)
     assert (again.resumed, again.after_line, again.tally.rows) == (True, 4, 3)
-    assert again.tally.problems == {"validation amount": 1}
+    assert again.tally.problems == {"validation (amount)": 1}
     again.record([Result(5, "unchanged", "c3")], 5)
     again.finish()
     assert not checkpoint.exists()
