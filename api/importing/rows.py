@@ -67,6 +67,14 @@ def _required(values: Values, name: str) -> str:
     return value
 
 
+def _present(values: Values, name: str) -> Any:
+    """A required value as given (its type is checked where it is read)."""
+    value = values.get(name)
+    if value is None:
+        raise InvalidInput(name, "is required")
+    return value
+
+
 def _uuid(values: Values) -> UUID | None:
     text = _text(values, "customer_id")
     if text is None:
@@ -204,8 +212,7 @@ class RowBuilder:
             raise InvalidInput("customer_ref", "give customer_id or an external id, not both")
         if customer_id is None and ref is None:
             raise InvalidInput("customer_id", "is required (or external_id / customer_ref.id)")
-        amount: Decimal | str = _required(values, "amount")
-        currency = _required(values, "currency")
+        amount, currency = _present(values, "amount"), _present(values, "currency")
         occurred_at = self._moment(values)
         order_id = _text(values, "order_id")
         if order_id is None:  # derived from canonical values (the handler checks them anyway)
