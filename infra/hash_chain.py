@@ -80,6 +80,20 @@ def _in_clause(pairs: list[tuple[str, int]], mark: str) -> tuple[str, list[Any]]
     return clause, [value for pair in pairs for value in pair]
 
 
+def sqlite_heads(pairs: int) -> str:
+    """SQLite query for the hashes of ``pairs`` (aggregate id, version) pairs.
+
+    SQLite scans the whole table for ``(a, b) IN (VALUES …)`` — a batch cost that grew with
+    the store (48 ms at 86k events). Joining the wanted pairs first (``CROSS JOIN`` fixes the
+    order) probes the primary key once per pair, whatever the table's size."""
+    rows = ",".join(["(?, ?)"] * pairs)
+    return (
+        f"WITH wanted(i, v) AS (VALUES {rows}) "
+        "SELECT e.originator_id, e.originator_version, e.hash FROM wanted "
+        "CROSS JOIN event_hashes e ON e.originator_id = wanted.i AND e.originator_version = wanted.v"
+    )
+
+
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
     """SQLite recorder that writes hash links with the events, and shreds the keys of the
     customers they erase (one transaction)."""
@@ -91,11 +105,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         def head(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-            clause, params = _in_clause(pairs, "?")
-            c.execute(
-                f"SELECT originator_id, originator_version, hash FROM event_hashes WHERE {clause}",
-                params,
-            )
+            c.execute(sqlite_heads(len(pairs)), [value for pair in pairs for value in pair])
             return {(row[0], int(row[1])): row[2] for row in c.fetchall()}
 
         positions = super()._insert_events(c, stored_events, **kwargs)  # conflicts raise here first
