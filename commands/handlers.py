@@ -130,8 +130,8 @@ def register(command: m.RegisterCustomer, env: Env) -> UUID:
     existing = registered_before(env.uow, external_ids, command.customer_id)
     if existing is not None:
         return existing
-    customer_id = command.customer_id or uuid4()
-    if env.uow.exists(customer_id):
+    customer_id = command.customer_id or uuid4()  # a new random id needs no look-up
+    if command.customer_id is not None and env.uow.exists(customer_id):
         raise CustomerExists(f"customer {customer_id} already exists", customer_id=str(customer_id))
     if email is not None:
         env.uow.email_reservation(email).reserve(customer_id, _email_taken(email))

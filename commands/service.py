@@ -307,7 +307,7 @@ def _final_survivor(uow: UnitOfWork, error: CustomerMerged) -> CustomerMerged:
 
 def _targets(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:
     """Every stored aggregate the commands will read: customers, duplicates, the index rows
-    of the external ids they name, idempotency records."""
+    of the external ids and emails they name, idempotency records."""
     for command in commands:
         if command.customer_id is not None:
             yield command.customer_id
@@ -316,6 +316,9 @@ def _targets(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:
             yield duplicate
         for system, external_id in _named_ids(command):
             yield uow.external_id(system, external_id)
+        if isinstance(command, RegisterCustomer) and isinstance(command.email, str):
+            # the usual normalised form (a guess: a miss is loaded by the handler, as before)
+            yield uow.email_id(command.email.strip().lower())
         if command.idempotency_key is not None:
             yield uow.idempotency_id(command.idempotency_key)
 

@@ -109,9 +109,13 @@ class UnitOfWork:
         assert isinstance(aggregate, Reservation)
         return aggregate
 
+    def email_id(self, email: str) -> UUID:
+        """Id of the reservation row of a normalised email."""
+        return self._reservation_id(email)
+
     def email_reservation(self, email: str) -> Reservation:
         """The reservation row of a normalised email (opened if it never existed)."""
-        return self._reservation(self._reservation_id(email))
+        return self._reservation(self.email_id(email))
 
     def external_id(self, system: str, external_id: str) -> UUID:
         """Id of the reservation row of one external id (canonical forms). The digested text
