@@ -11,6 +11,7 @@ import pytest
 from commands import messages as m
 from commands import unit_of_work
 from commands.service import CommandService, Context
+from infra.bulk_load import load_many
 
 CTX = Context(actor="reads")
 
@@ -45,7 +46,7 @@ def reads_per_batch(
 ) -> list[int]:
     """Store reads of a batch of 10 and of a batch of 100 commands."""
     calls = [0]
-    original = unit_of_work.load_many
+    original = load_many
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
