@@ -2,19 +2,21 @@
 
 A batch's commands share one store transaction; a rejected command is rolled back alone (the
 service's rule), so a bad row never blocks the good ones around it. Each committed batch's
-results go to the journal (result file, then checkpoint) before the next batch is sent, so an
-interruption loses at most the batch in flight — which a resumed run sends again, changing
-nothing that was already recorded.
+results go to the journal before the next batch is sent, and the checkpoint follows at least
+once a second, so a resumed run sends again at most about a second of rows — changing nothing
+that was already recorded.
+
+Rows are read and built in the same thread that sends them: a reader thread building the next
+batch meanwhile was slower (BENCHMARKS.md, "Bulk import"), as it holds the GIL whenever SQLite
+or psycopg let go of it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Full, Queue
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from api.importing.fields import Naming
 from api.importing.journal import Journal, Result, Tally
@@ -23,7 +25,6 @@ from api.importing.source import Source
 from commands.service import CommandService, Context, Outcome
 
 ACTOR = "clientele:import"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,47 +104,6 @@ def batches(plan: Plan, builder: RowBuilder, after_line: int) -> Iterator[list[R
         yield pending
 
 
-def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """``items`` produced by a reader thread up to ``depth`` ahead of the consumer, so reading
-    and building the next batch overlaps the store's work on this one. The reader's errors
-    surface here; leaving early stops it."""
-    queue: Queue[tuple[T | None, BaseException | None, bool]] = Queue(depth)
-    stop = threading.Event()
-
-    def put(item: tuple[T | None, BaseException | None, bool]) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for item in items:
-                if not put((item, None, False)):
-                    return
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            put((None, error, True))
-            return
-        put((None, None, True))
-
-    reader = threading.Thread(target=read, name="import-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item, error, done = queue.get()
-            if error is not None:
-                raise error
-            if done:
-                return
-            yield cast(T, item)
-    finally:
-        stop.set()
-        reader.join(5)
-
-
 def run_import(
     service: CommandService,
     plan: Plan,
@@ -154,7 +114,7 @@ def run_import(
 ) -> Tally:
     """Import every row after the journal's checkpoint; returns the tally of the whole file."""
     context = Context(actor=ACTOR, correlation_id=f"import-{plan.source.digest[:16]}")
-    for batch in ahead(batches(plan, builder, journal.after_line)):
+    for batch in batches(plan, builder, journal.after_line):
         commands = [command for row in batch for command in row.commands]
         outcomes = iter(service.execute_batch(commands, context) if commands else ())
         results = [result(row, [next(outcomes) for _ in row.commands]) for row in batch]
