@@ -53,7 +53,7 @@ class RateColumn(ProgressColumn):
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -127,10 +127,13 @@ def _import(
     except OSError as error:
         raise _fail(f"cannot write the result file {result_path}: {error}", 2) from None
     if journal.stale:
-        errors.print(f"a checkpoint for another file or other options was ignored ({path})")
+        errors.print(
+            f"a checkpoint for another file or other options was ignored ({path})", soft_wrap=True
+        )
     if journal.resumed:
         errors.print(
-            f"resuming after line {journal.after_line} ({journal.tally.rows:,} rows were done)"
+            f"resuming after line {journal.after_line} ({journal.tally.rows:,} rows were done)",
+            soft_wrap=True,
         )
     builder = RowBuilder(kind, source.digest, system=system, zone=where)
     services = build()
@@ -174,12 +177,13 @@ def _summary(tally: Tally, result_path: Path) -> None:
         f"{counts['imported']} imported, {counts['unchanged']} unchanged, "
         f"{counts['rejected']} rejected; result file: {result_path}",
         highlight=False,
+        soft_wrap=True,  # one line, whatever the terminal's width: scripts read it
     )
     if tally.problems:
         reasons = ", ".join(f"{why}: {n}" for why, n in tally.problems.most_common())
-        errors.print(f"rejected rows by problem: {reasons}", highlight=False)
+        errors.print(f"rejected rows by problem: {reasons}", highlight=False, soft_wrap=True)
         for line, problem in tally.examples:
-            errors.print(f"  line {line}: {problem}", highlight=False)
+            errors.print(f"  line {line}: {problem}", highlight=False, soft_wrap=True)
         if counts["rejected"] > len(tally.examples):
             errors.print(f"  … every row's outcome is in {result_path}", highlight=False)
         raise typer.Exit(1)
@@ -275,4 +279,5 @@ def sample(
         f"wrote {made.customers} customers and {made.purchases} purchases to {directory}/"
         "customers.{csv,jsonl} and purchases.{csv,jsonl}",
         highlight=False,
+        soft_wrap=True,
     )
