@@ -27,8 +27,7 @@ def create_app(services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or build()
         migrate(svc)
-        if svc.runner is not None:
-            svc.runner.catch_up()
+        if svc.runner is not None:  # a backlog is caught up in the background: serve at once
             svc.runner.start()
         app.state.services = svc
         collector = register_projection_collector(lambda: pipeline_report(svc))

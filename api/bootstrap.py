@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,6 +87,23 @@ def build(settings: Settings | None = None) -> Services:
     else:  # the relay's checkpoint lives beside the event store
         services.outbox = open_read_store(settings.database_url, pool_size=1)
     return services
+
+
+def catch_up_read_models(
+    services: Services, on_batch: Callable[[int], None] | None = None
+) -> int:
+    """Bring the embedded read models up to the store's head now, in this process; returns
+    how many events were applied (0 in full mode, where ``clientele consume`` feeds them).
+
+    For whatever writes to the store while no ``serve`` runs: call it after an import (the
+    importer does) or any offline write, so a later ``serve`` starts caught up. Safe beside a
+    running ``serve``: both take turns on the projections' positions, nothing is applied twice.
+    ``on_batch`` is told the size of each applied batch (for a progress bar; the total to
+    expect is ``services.runner.backlog()``). Progress is logged like ``serve``'s catch-up.
+    """
+    if services.runner is None:
+        return 0
+    return services.runner.catch_up(on_batch=on_batch)
 
 
 def _event_store(settings: Settings, pool_size: int) -> EventStore:
