@@ -21,8 +21,8 @@ from consumers.replay import Connect
 from consumers.store_feed import StoreFeed
 from domain.segment_rules import is_time_relative, uses_rfm
 from infra.api_keys import KeyStore
-from infra.data_keys import DEV_MASTER_KEYS, MasterKeys
-from infra.settings import Settings, get_settings
+from infra.data_keys import MasterKeys
+from infra.settings import DEV_MASTER_KEYS, STORE_NOTICE, Settings, get_settings
 from infra.store import EventStore
 from projections import segments
 from projections.framework import Projector, ensure_schema
@@ -65,7 +65,9 @@ class Services:
 
 def build(settings: Settings | None = None) -> Services:
     """Wire the event store, the read store and the command service for the configured mode."""
-    settings = settings or get_settings()
+    if settings is None:
+        settings = get_settings()
+        STORE_NOTICE(settings)
     if settings.is_postgres and settings.master_keys == DEV_MASTER_KEYS:
         log.warning("privacy.dev_master_key", hint="set CLIENTELE_MASTER_KEYS in production")
     store = _event_store(settings, settings.pool_size)
@@ -89,9 +91,7 @@ def build(settings: Settings | None = None) -> Services:
     return services
 
 
-def catch_up_read_models(
-    services: Services, on_batch: Callable[[int], None] | None = None
-) -> int:
+def catch_up_read_models(services: Services, on_batch: Callable[[int], None] | None = None) -> int:
     """Bring the embedded read models up to the store's head now, in this process; returns
     how many events were applied (0 in full mode, where ``clientele consume`` feeds them).
 

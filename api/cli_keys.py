@@ -8,9 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from domain.errors import InvalidInput
 from infra.api_keys import KeyStore, Role
-from infra.settings import get_settings
 
 keys_app = typer.Typer(
     help="API keys: create (secret shown once), list, revoke.", no_args_is_help=True
@@ -20,6 +18,8 @@ DEV_KEY_NAME = "local-dev"
 
 
 def _store() -> KeyStore:
+    from infra.settings import get_settings
+
     return KeyStore(get_settings().api_keys_file)
 
 
@@ -35,6 +35,8 @@ def create(
 
     Example: clientele keys create orders-service --role writer --role reader
     """
+    from domain.errors import InvalidInput
+
     try:
         key, token = _store().create(name, role, pii=pii)
     except InvalidInput as error:
@@ -85,6 +87,8 @@ def dev_key() -> None:
 
     Example: clientele keys dev
     """
+    from infra.settings import get_settings
+
     settings = get_settings()
     secret_file = settings.api_keys_file.parent / "dev-api-key"
     store = KeyStore(settings.api_keys_file)

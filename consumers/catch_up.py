@@ -113,7 +113,11 @@ class CatchUpTracker:
         elif now >= self._next_log:
             self._next_log = now + LOG_EVERY_SECONDS
             position, head, remaining = self.look()
-            done = self._set(replace(current, position=position, head=head, remaining=remaining), applied, seconds)
+            done = self._set(
+                replace(current, position=position, head=head, remaining=remaining),
+                applied,
+                seconds,
+            )
             log.info(
                 f"{self.name}.catch_up_progress",
                 applied=done.applied,
@@ -139,7 +143,6 @@ class CatchUpTracker:
             backlog=remaining,
             position=position,
             head=head,
-            hint="the API answers meanwhile; reads show the read models as they are",
         )
 
     def _set(self, looked: CatchUpProgress, applied: int, seconds: float) -> CatchUpProgress:

@@ -113,7 +113,8 @@ def count_after(store: EventStore, after: int, topics: list[str] = CUSTOMER_TOPI
     statement = query.format(events=recorder.events_table_name, topics=",".join("?" * len(topics)))
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, params)
-        return int(cursor.fetchone()["n"])
+        row = cursor.fetchone()
+    return int(row["n"]) if row else 0
 
 
 def _linked(

@@ -33,7 +33,9 @@ class ProjectionCollector(Collector):
             "clientele_projection_position", "Newest store position applied", labels=label
         )
         lag = GaugeMetricFamily(
-            "clientele_projection_lag_events", "Events fed but not yet applied (exact)", labels=label
+            "clientele_projection_lag_events",
+            "Events fed but not yet applied (exact)",
+            labels=label,
         )
         parked = GaugeMetricFamily(
             "clientele_projection_parked_customers",
