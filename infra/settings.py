@@ -136,7 +136,6 @@ def describe_store(settings: Settings) -> str:
     return line
 
 
-
 @dataclass
 class StoreNotice:
     """Says once per process which store the configured settings open (``say`` is set by the

@@ -83,7 +83,11 @@ def test_projections_status_reports_the_exact_backlog_then_catch_up_clears_it(
 def _rows(table: str) -> list[list[str]]:
     """(position, lag, state) of each projection in ``projections status``'s table."""
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
-    return [row[1:4] for row in cells if row and row[0] in {"profiles", "audit", "analytics", "segments"}]
+    return [
+        row[1:4]
+        for row in cells
+        if row and row[0] in {"profiles", "audit", "analytics", "segments"}
+    ]
 
 
 def test_the_api_answers_while_the_read_models_catch_up(tmp_path: Path) -> None:
