@@ -60,7 +60,7 @@ def main() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-    STORE_NOTICE.say = say_on_stderr
+    STORE_NOTICE.arm(say_on_stderr)
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -80,12 +82,15 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key id shown by `keys
 
 
 @keys_app.command("dev")
-def dev_key() -> None:
-    """Print the local development key (admin + pii), making it on first use.
+def dev_key(
+    port: Annotated[int, typer.Option(help="Port of the local API, for the printed curl.")] = 8000,
+) -> None:
+    """Print the local development key (admin + pii), making it on first use, and a curl to
+    try it (one option per line, ready to paste).
 
     Its secret is kept in ./var/dev-api-key next to the key file, for local use only.
 
-    Example: clientele keys dev
+    Example: clientele keys dev --port 8080
     """
     from infra.settings import get_settings
 
@@ -98,5 +103,18 @@ def dev_key() -> None:
         _, token = store.create(DEV_KEY_NAME, [Role.ADMIN], pii=True)
         secret_file.write_text(token + "\n")
         secret_file.chmod(0o600)
-    console.print(f"local dev API key (admin, pii): [bold]{token}[/]")
-    console.print(f"  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/v1/customers")
+    # Plain lines, never wrapped by the terminal's width: a wrapped token cannot be pasted.
+    typer.echo(f"local dev API key (admin, pii), kept in {_shown(secret_file)}:")
+    typer.echo(token)
+    typer.echo("try it:")
+    typer.echo(f"curl -s http://127.0.0.1:{port}/v1/customers \\")
+    typer.echo(f'  -H "Authorization: Bearer $(cat {_shown(secret_file)})"')
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a shell argument: relative to the working directory when inside it."""
+    resolved = path.resolve()
+    try:
+        return shlex.quote(str(resolved.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(resolved))

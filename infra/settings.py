@@ -144,6 +144,10 @@ class StoreNotice:
     say: Callable[[str], None] | None = None
     said: bool = False
 
+    def arm(self, say: Callable[[str], None]) -> None:
+        """Say the next store opened with ``say`` (once per command)."""
+        self.say, self.said = say, False
+
     def __call__(self, settings: Settings) -> None:
         if self.say is not None and not self.said:
             self.said = True

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from api.bench import growth, live, read_side, workload, write_side
+from api.bench import cli_start, growth, live, read_side, workload, write_side
 from api.bench.harness import Sizes, machine, throwaway
 from api.bootstrap import build, migrate
 
@@ -58,7 +58,7 @@ FULL = Sizes(
     growth_batches=7,
     growth_batch_size=1_000,
 )
-GROUPS = ("ingest", "relay", "rebuild", "live", "growth")
+GROUPS = ("ingest", "relay", "rebuild", "live", "growth", "cli")
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -104,6 +104,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "rebuild": _rebuild,
     "live": _live,
     "growth": _growth,
+    "cli": cli_start.run,
 }
 
 
