@@ -53,7 +53,9 @@ Moment = Annotated[datetime, _checked(parse_timestamp)]
 Amount = Annotated[
     Decimal | str,
     _checked(lambda _, value: parse_amount(value)),
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,4})?$", "examples": ["12.50"]}),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,4})?$", "examples": ["12.50"]}
+    ),
 ]
 """A decimal string such as ``"12.50"`` (:func:`domain.values.parse_amount`)."""
 

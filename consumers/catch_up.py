@@ -77,10 +77,20 @@ class CatchUpTracker:
     when a full batch arrives while live (is there a backlog?) and once per log line while
     catching up, never per batch."""
 
-    def __init__(self, name: str, look: Look, *, threshold: int = CATCH_UP_EVENTS) -> None:
+    def __init__(
+        self,
+        name: str,
+        look: Look,
+        *,
+        threshold: int = CATCH_UP_EVENTS,
+        log_every: float = LOG_EVERY_SECONDS,
+        logger: Any = log,
+    ) -> None:
         self.name = name
         self.look = look
         self.threshold = threshold
+        self.log_every = log_every
+        self.log = logger
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._next_log = 0.0
@@ -111,14 +121,14 @@ class CatchUpTracker:
         if not full:
             self._finish(applied, seconds)
         elif now >= self._next_log:
-            self._next_log = now + LOG_EVERY_SECONDS
+            self._next_log = now + self.log_every
             position, head, remaining = self.look()
             done = self._set(
                 replace(current, position=position, head=head, remaining=remaining),
                 applied,
                 seconds,
             )
-            log.info(
+            self.log.info(
                 f"{self.name}.catch_up_progress",
                 applied=done.applied,
                 position=done.position,
@@ -133,12 +143,12 @@ class CatchUpTracker:
 
     def _begin(self, position: int, head: int, remaining: int) -> None:
         self._started = time.monotonic()
-        self._next_log = self._started + LOG_EVERY_SECONDS
+        self._next_log = self._started + self.log_every
         with self._lock:
             self._progress = CatchUpProgress(
                 "catching_up", 0, position, head, remaining, 0.0, _now()
             )
-        log.info(
+        self.log.info(
             f"{self.name}.catching_up",
             backlog=remaining,
             position=position,
@@ -157,7 +167,7 @@ class CatchUpTracker:
             self._progress = CatchUpProgress(
                 "live", applied, position, head, remaining, seconds, self._progress.since
             )
-        log.info(
+        self.log.info(
             f"{self.name}.caught_up",
             applied=applied,
             position=position,

@@ -63,7 +63,7 @@ def test_every_batch_command_type_is_documented_with_an_example(api: Api) -> Non
         assert example == batch_example(name) == examples[name]["value"]["commands"][0]
         assert set(example) <= set(schema["properties"]), name
         assert set(schema["required"]) <= set(example), name
-        assert parse_command(example).NAME == name  # the one parser accepts it
+        assert name == parse_command(example).NAME  # the one parser accepts it
 
 
 def test_the_batch_route_accepts_and_rejects_as_before(api: Api) -> None:

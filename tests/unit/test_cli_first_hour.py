@@ -5,6 +5,7 @@ and ``replay --json`` with its hash links."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -143,3 +144,48 @@ def test_replay_json_carries_the_hash_chain(clean: Path) -> None:
     assert envelopes[1]["prev_hash"] == envelopes[0]["hash"]
     assert all(len(e["hash"]) == 64 for e in envelopes)
     assert envelopes[0]["data"]["name"] == "Ada"  # opened, as before
+
+
+README = Path(__file__).parents[2] / "README.md"
+REPO = Path(__file__).parents[2]
+
+
+def _blocks(text: str) -> list[list[str]]:
+    """The lines of each fenced code block."""
+    parts = text.split("```")
+    return [part.splitlines()[1:] for part in parts[1::2]]
+
+
+def test_the_readme_says_how_to_get_the_command_before_using_it() -> None:
+    """README's CLI table used a bare `clientele` that is not on PATH."""
+    text = README.read_text()
+    quick_start = text[: text.index("## HTTP API")]
+    for how in ("source .venv/bin/activate", ".venv/bin/clientele", 'make cli ARGS="'):
+        assert how in quick_start, how
+    for block in _blocks(text):
+        commands = [line for line in block if re.match(r"\s*clientele\s", line)]
+        if commands:  # a block to paste activates the environment first
+            assert block[0] == "source .venv/bin/activate", block
+        assert not any(line.lstrip().startswith(".venv/bin/clientele") for line in block)
+
+
+def test_make_run_takes_a_port_and_a_host() -> None:
+    planned = subprocess.run(
+        ["make", "-n", "run", "PORT=8081", "HOST=0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    assert "clientele serve --host 0.0.0.0 --port 8081" in planned
+    assert "clientele keys dev --port 8081" in planned
+    cli = subprocess.run(
+        ["make", "-n", "cli", "ARGS=projections status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    assert ".venv/bin/clientele projections status" in cli
