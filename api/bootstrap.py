@@ -100,9 +100,11 @@ def catch_up_read_models(services: Services, on_batch: Callable[[int], None] | N
     running ``serve``: both take turns on the projections' positions, nothing is applied twice.
     ``on_batch`` is told the size of each applied batch (for a progress bar; the total to
     expect is ``services.runner.backlog()``). Progress is logged like ``serve``'s catch-up.
+    Read-model tables are created first if missing (:func:`migrate`).
     """
     if services.runner is None:
         return 0
+    migrate(services)
     return services.runner.catch_up(on_batch=on_batch)
 
 

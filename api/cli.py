@@ -231,6 +231,7 @@ def _import(kind: str, path: Path, batch_size: int) -> None:
     if not path.is_file():
         raise fail(f"{path} is not a readable file", 2)
     from api.bootstrap import build
+    from api.cli_projections import feed_with_progress
     from api.csv_import import import_rows, read_csv
     from domain.errors import DomainError
 
@@ -250,6 +251,8 @@ def _import(kind: str, path: Path, batch_size: int) -> None:
                 batch_size=batch_size,
                 on_progress=lambda n: progress.advance(task, n),
             )
+        # embedded mode: the read models are fed now, so `serve` starts caught up
+        feed_with_progress(services, "updating read models")
     finally:
         services.close()
     console.print(

@@ -11,6 +11,7 @@ import typer
 from api.cli_support import console, errors, fail, progress_bar
 
 if TYPE_CHECKING:
+    from api.bootstrap import Services
     from consumers.rebuild import RebuildResult
 
 projections_app = typer.Typer(
@@ -65,26 +66,13 @@ def catch_up() -> None:
 
     Example: clientele projections catch-up
     """
-    from api.bootstrap import build, catch_up_read_models, migrate
+    from api.bootstrap import build
 
     services = build()
     try:
         if services.runner is None:
             raise fail("full mode: `clientele consume` feeds the read models", 2)
-        migrate(services)
-        backlog = services.runner.backlog()
-        started = time.monotonic()
-        with progress_bar(rate=True) as progress:
-            task = progress.add_task("catching up", total=backlog, rate="")
-
-            def advance(count: int) -> None:
-                done = progress.tasks[0].completed + count
-                seconds = time.monotonic() - started
-                rate = f"{done / seconds:,.0f} events/s" if seconds > 0 else ""
-                progress.update(task, completed=done, total=max(backlog, done), rate=rate)
-
-            applied = catch_up_read_models(services, on_batch=advance)
-        seconds = time.monotonic() - started
+        applied, seconds = feed_with_progress(services, "catching up")
         head = services.store.head()
     finally:
         services.close()
@@ -93,6 +81,29 @@ def catch_up() -> None:
         f"{applied:,} events applied in {seconds:.1f}s{rate}; read models at the store's "
         f"head ({head:,})"
     )
+
+
+def feed_with_progress(services: Services, label: str) -> tuple[int, float]:
+    """Bring the embedded read models to the store's head with a progress bar (events, rate,
+    time left); returns (events applied, seconds). Nothing to do in full mode: (0, 0.0)."""
+    from api.bootstrap import catch_up_read_models, migrate
+
+    if services.runner is None:
+        return 0, 0.0
+    migrate(services)
+    backlog = services.runner.backlog()
+    started = time.monotonic()
+    with progress_bar(rate=True) as progress:
+        task = progress.add_task(label, total=backlog, rate="")
+
+        def advance(count: int) -> None:
+            done = progress.tasks[0].completed + count
+            seconds = time.monotonic() - started
+            rate = f"{done / seconds:,.0f} events/s" if seconds > 0 else ""
+            progress.update(task, completed=done, total=max(backlog, done), rate=rate)
+
+        applied = catch_up_read_models(services, on_batch=advance)
+    return applied, time.monotonic() - started
 
 
 @projections_app.command("redrive")

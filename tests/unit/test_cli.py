@@ -120,7 +120,7 @@ def test_replay_prints_the_timeline(database: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["replay", str(customer_id)])
     assert result.exit_code == 0, result.output
     assert "csv-import" in result.output and "tag=vip" in result.output
-    lines = runner.invoke(app, ["replay", str(customer_id), "--json"]).output.splitlines()
+    lines = runner.invoke(app, ["replay", str(customer_id), "--json"]).stdout.splitlines()
     assert [json.loads(line)["type"] for line in lines] == [
         "customer.registered",
         "customer.tagged",
