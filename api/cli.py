@@ -76,6 +76,9 @@ def serve(
     Example: clientele serve --port 8080
     """
     listening = _bind(host, port)
+    bound = listening.getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+    say_on_stderr(f"listening on {url} (API docs: {url}/docs)")
     import uvicorn
 
     from api.app import create_app
