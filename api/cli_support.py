@@ -2,8 +2,9 @@
 
 Every CLI call pays for the modules it imports before doing anything, so the command modules
 (``api/cli*.py``) import only typer, rich and the standard library at the top; what a command
-needs (the store, FastAPI, Kafka, the domain …) is imported inside it. ``tests/unit/test_cli.py``
-checks that ``clientele --help`` loads none of the heavy dependencies.
+needs (the store, FastAPI, Kafka, the domain …) is imported inside it.
+``tests/unit/test_cli_first_hour.py`` checks that light commands load none of the heavy
+dependencies.
 """
 
 from __future__ import annotations
