@@ -1,17 +1,23 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each sets up everything it
 # needs on a fresh Debian 12 + Python 3.11 box (uv, the locked dependencies, PostgreSQL's
-# server binaries for the tests).
+# server binaries for the tests). `make run PORT=8080 HOST=0.0.0.0` picks the address;
+# `make cli ARGS="projections status"` runs any command (or use .venv/bin/clientele).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.synced
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ARGS ?= --help
 
-.PHONY: help install pg-binaries run test lint unit clean
+.PHONY: help install pg-binaries run cli test lint unit clean
 
 help:
 	@echo "make run   - install and start clientele on the embedded default (SQLite, no servers)"
+	@echo "             on http://127.0.0.1:8000; choose with: make run PORT=8080 HOST=0.0.0.0"
+	@echo "make cli ARGS=\"projections status\" - run a clientele command (= .venv/bin/clientele ...)"
 	@echo "make test  - install, start throwaway PostgreSQL + Kafka-protocol broker, run everything"
 
 .tools/bin/uv:
@@ -33,8 +39,11 @@ pg-binaries:
 
 run: install
 	$(VENV)/bin/clientele migrate
-	$(VENV)/bin/clientele keys dev
-	$(VENV)/bin/clientele serve
+	$(VENV)/bin/clientele keys dev --port $(PORT)
+	$(VENV)/bin/clientele serve --host $(HOST) --port $(PORT)
+
+cli: install
+	@$(VENV)/bin/clientele $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

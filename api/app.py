@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import REGISTRY
 
 from api import deps, middleware, problems
 from api.auth import AuthFailed
 from api.bootstrap import Services, audit_store, build, migrate, refresh_segments
 from api.routes import analytics, audit, ops, reads, segments, writes
+from api.schemas import document_batch_commands
 from api.status import pipeline_report
 from consumers.periodic import Every
 from infra.metrics import register_projection_collector
@@ -27,8 +30,7 @@ def create_app(services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or build()
         migrate(svc)
-        if svc.runner is not None:
-            svc.runner.catch_up()
+        if svc.runner is not None:  # a backlog is caught up in the background: serve at once
             svc.runner.start()
         app.state.services = svc
         collector = register_projection_collector(lambda: pipeline_report(svc))
@@ -53,12 +55,22 @@ def create_app(services: Services | None = None) -> FastAPI:
             REGISTRY.unregister(collector)
             svc.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from the package's own files: no CDN, work offline
         title="clientele",
         version="0.1.0",
         summary="Event-sourced customer records",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
     )
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The generated document, with one schema per batch command type (once)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = document_batch_commands(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     problems.install(app)
     middleware.install(
         app, max_body_bytes=(services.settings if services else get_settings()).max_body_bytes

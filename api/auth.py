@@ -52,6 +52,23 @@ def require(role: Role) -> Any:
     return Depends(check)
 
 
+def optional() -> Any:
+    """A dependency for open routes that show more to a key: None without ``Authorization``,
+    else the key (401 when it is bad: a caller who sends credentials learns they failed)."""
+
+    def check(
+        request: Request,
+        authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+    ) -> ApiKey | None:
+        if authorization is None:
+            return None
+        key = _authenticate(request, authorization)
+        request.state.actor = f"key:{key.name}"
+        return key
+
+    return Depends(check)
+
+
 def _mask_text(value: str) -> str:
     if "@" in value:
         local, _, domain = value.partition("@")

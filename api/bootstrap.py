@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,8 +21,8 @@ from consumers.replay import Connect
 from consumers.store_feed import StoreFeed
 from domain.segment_rules import is_time_relative, uses_rfm
 from infra.api_keys import KeyStore
-from infra.data_keys import DEV_MASTER_KEYS, MasterKeys
-from infra.settings import Settings, get_settings
+from infra.data_keys import MasterKeys
+from infra.settings import DEV_MASTER_KEYS, STORE_NOTICE, Settings, get_settings
 from infra.store import EventStore
 from projections import segments
 from projections.framework import Projector, ensure_schema
@@ -65,7 +65,9 @@ class Services:
 
 def build(settings: Settings | None = None) -> Services:
     """Wire the event store, the read store and the command service for the configured mode."""
-    settings = settings or get_settings()
+    if settings is None:
+        settings = get_settings()
+        STORE_NOTICE(settings)
     if settings.is_postgres and settings.master_keys == DEV_MASTER_KEYS:
         log.warning("privacy.dev_master_key", hint="set CLIENTELE_MASTER_KEYS in production")
     store = _event_store(settings, settings.pool_size)
@@ -88,6 +90,23 @@ def build(settings: Settings | None = None) -> Services:
     else:  # the relay's checkpoint lives beside the event store
         services.outbox = open_read_store(settings.database_url, pool_size=1)
     return services
+
+
+def catch_up_read_models(services: Services, on_batch: Callable[[int], None] | None = None) -> int:
+    """Bring the embedded read models up to the store's head now, in this process; returns
+    how many events were applied (0 in full mode, where ``clientele consume`` feeds them).
+
+    For whatever writes to the store while no ``serve`` runs: call it after an import (the
+    importer does) or any offline write, so a later ``serve`` starts caught up. Safe beside a
+    running ``serve``: both take turns on the projections' positions, nothing is applied twice.
+    ``on_batch`` is told the size of each applied batch (for a progress bar; the total to
+    expect is ``services.runner.backlog()``). Progress is logged like ``serve``'s catch-up.
+    Read-model tables are created first if missing (:func:`migrate`).
+    """
+    if services.runner is None:
+        return 0
+    migrate(services)
+    return services.runner.catch_up(on_batch=on_batch)
 
 
 def _event_store(settings: Settings, pool_size: int) -> EventStore:

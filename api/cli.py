@@ -1,32 +1,31 @@
-"""The ``clientele`` command line (typer + rich). Every command has ``--help`` with an example."""
+"""The ``clientele`` command line (typer + rich). Every command has ``--help`` with an example.
+
+Start-up stays short: this module and the command modules import only typer, rich and the
+standard library at the top; each command imports what it needs (see :mod:`api.cli_support`).
+"""
 
 from __future__ import annotations
 
+import errno
+import socket
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from api.bootstrap import build, parallel_rebuild, refresh_segments
-from api.bootstrap import migrate as bootstrap_migrate
+if TYPE_CHECKING:
+    from consumers.store_feed import StoreFeed
+    from infra.envelope import Envelope
+
 from api.cli_audit import audit_app
 from api.cli_bench import bench
 from api.cli_full import consume, dev_app, dlq_app, ingest, relay_app
 from api.cli_import import import_app
 from api.cli_keys import keys_app
 from api.cli_privacy import erase, rotate_master
-from api.status import pipeline_report
-from consumers.rebuild import RebuildResult, rebuild
-from consumers.redrive import redrive
-from infra.envelope import Envelope
-from infra.logging import configure_logging
-from infra.settings import get_settings
-from projections import profile, segments
-from projections.registry import by_name
+from api.cli_projections import projections_app
+from api.cli_support import console, fail, say_on_stderr
 
 app = typer.Typer(
     name="clientele",
@@ -35,9 +34,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(import_app, name="import")
-projections_app = typer.Typer(
-    help="Read models: status, rebuild, verify, redrive.", no_args_is_help=True
-)
 app.add_typer(projections_app, name="projections")
 segments_app = typer.Typer(help="Segments: re-decide time-relative rules.", no_args_is_help=True)
 app.add_typer(segments_app, name="segments")
@@ -51,37 +47,70 @@ app.command("ingest")(ingest)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
 app.command("bench")(bench)
-_BAR = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-console = Console()
-errors = Console(stderr=True)
 
 
 @app.callback()
 def main() -> None:
-    """Configuration comes from CLIENTELE_* environment variables (see README)."""
+    """Configuration: CLIENTELE_* environment variables, else ./var/dev/clientele.env (written
+    by `clientele dev up`), else the embedded defaults (see README). Commands that open a
+    store say which on stderr."""
+    from infra.logging import configure_logging
+    from infra.settings import STORE_NOTICE, get_settings
+
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
+    STORE_NOTICE.arm(say_on_stderr)
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
 ) -> None:
-    """Start the HTTP API.
+    """Start the HTTP API. It answers at once; in embedded mode the read models catch up on
+    any backlog in the background (see GET /projections).
 
-    Example: clientele serve --port 8000
+    Exit code 1 with a one-line error when the address cannot be bound (port in use, …).
+
+    Example: clientele serve --port 8080
     """
-    import uvicorn  # noqa: PLC0415 - only the server needs it
+    listening = _bind(host, port)
+    bound = listening.getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+    say_on_stderr(f"listening on {url} (API docs: {url}/docs)")
+    import uvicorn
 
-    from api.app import create_app  # noqa: PLC0415
+    from api.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(create_app(), log_config=None, access_log=False)
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port), or exit 1 saying why in one line."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.socket(family, socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise fail(f"cannot listen on {host}:{port}: {error}") from None
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(2048)
+    except OSError as error:
+        listening.close()
+        reasons = {
+            errno.EADDRINUSE: f"port {port} on {host} is already in use (another clientele "
+            f"serve?): pick another with --port, e.g. `make run PORT={port + 1}`",
+            errno.EACCES: f"no permission to listen on port {port} (ports below 1024 need "
+            "root): pick another with --port",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine: pick another "
+            "with --host (127.0.0.1, 0.0.0.0, …)",
+        }
+        raise fail(
+            reasons.get(error.errno or 0, f"cannot listen on {host}:{port}: {error}")
+        ) from None
+    return listening
 
 
 @app.command()
@@ -92,6 +121,9 @@ def migrate() -> None:
 
     Example: CLIENTELE_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/clientele clientele migrate
     """
+    from api.bootstrap import build
+    from api.bootstrap import migrate as bootstrap_migrate
+
     services = build()
     try:
         rebuilt = bootstrap_migrate(services)
@@ -117,10 +149,13 @@ def segments_refresh(
     Example: clientele segments refresh
     """
     if at is not None and at.tzinfo is None:
-        raise _fail("--at needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
+        raise fail("--at needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
+    from api.bootstrap import build, migrate, refresh_segments
+    from projections import segments
+
     services = build()
     try:
-        bootstrap_migrate(services)
+        migrate(services)
         position = refresh_segments(services, at)
         console.print(f"refresh recorded at position {position}")
         if services.runner is not None and position is not None:
@@ -130,121 +165,6 @@ def segments_refresh(
             console.print(f"{count} membership changes recorded")
     finally:
         services.close()
-
-
-@projections_app.command("status")
-def projections_status() -> None:
-    """Each read model's position, how many events it is behind and its parked customers
-    (the relay's too, in full mode).
-
-    Example: clientele projections status
-    """
-    services = build()
-    try:
-        bootstrap_migrate(services)
-        report = pipeline_report(services)
-    finally:
-        services.close()
-    table = Table("stage", "position", "lag (events)", "parked", "oldest parked: customer, reason")
-    rows = [("relay", report["relay"])] if "relay" in report else []
-    rows += [(row["name"], row) for row in report["projections"]]
-    for name, row in rows:
-        oldest = row["parked"]["oldest"]
-        held = f"{oldest['customer_id']} v{oldest['version']}: {oldest['reason']}" if oldest else ""
-        table.add_row(
-            name, str(row["position"]), str(row["lag"]), str(row["parked"]["count"]), held
-        )
-    console.print(table)
-
-
-@projections_app.command("redrive")
-def projections_redrive(
-    name: Annotated[
-        str | None, typer.Argument(help="Projection name (default: every projection).")
-    ] = None,
-    customer: Annotated[UUID | None, typer.Option(help="Only this parked customer.")] = None,
-) -> None:
-    """Re-apply parked customers' events from the event store now (after a fix).
-
-    Consumers and the embedded runner also retry on their own, with backoff.
-    Exit code 1 while a customer is still parked.
-
-    Example: clientele projections redrive profiles --customer 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e
-    """
-    services = build()
-    try:
-        bootstrap_migrate(services)
-        try:
-            projectors = [by_name(name)] if name else services.projectors
-        except KeyError as error:
-            raise _fail(str(error.args[0]), 2) from None
-        outcomes = redrive(
-            services.feed, services.read_store, projectors, customer_id=customer, due_only=False
-        )
-    finally:
-        services.close()
-    table = Table("projection", "customer", "events applied", "outcome")
-    for outcome in outcomes:
-        still = outcome.parked
-        verdict = f"still parked at v{still.version}: {still.reason}" if still else "flows again"
-        table.add_row(outcome.projection, outcome.customer_id, str(outcome.applied), verdict)
-    console.print(table if outcomes else "no parked customers")
-    if any(o.parked for o in outcomes):
-        raise typer.Exit(1)
-
-
-def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
-    services = build()
-    try:
-        bootstrap_migrate(services)
-        try:
-            projector = by_name(name)
-        except KeyError as error:
-            raise _fail(str(error.args[0]), 2) from None
-        if verify_only and services.runner is not None:
-            services.runner.catch_up()  # embedded: compare the live copy at the store's head
-        workers, connect = parallel_rebuild(services)
-        with Progress(*_BAR, console=errors) as progress:
-            task = progress.add_task(f"{'verifying' if verify_only else 'rebuilding'} {name}")
-            return rebuild(
-                services.feed,
-                services.read_store,
-                projector,
-                verify_only=verify_only,
-                progress=lambda reached, head: progress.update(task, completed=reached, total=head),
-                workers=workers,
-                connect=connect,
-            )
-    finally:
-        services.close()
-
-
-@projections_app.command("rebuild")
-def projections_rebuild(name: Annotated[str, typer.Argument(help="Projection name.")]) -> None:
-    """Replay the store into a shadow copy (live copy keeps serving), then swap it in.
-
-    Example: clientele projections rebuild profiles
-    """
-    result = _rebuild(name, verify_only=False)
-    rate = result.events / result.seconds if result.seconds else 0.0
-    console.print(
-        f"{name} rebuilt to position {result.position}: {result.events} events "
-        f"in {result.seconds:.1f}s ({rate:,.0f} events/s)"
-    )
-
-
-@projections_app.command("verify")
-def projections_verify(name: Annotated[str, typer.Argument(help="Projection name.")]) -> None:
-    """Rebuild into a shadow copy and report every difference from the live copy.
-
-    Exit code 1 when they differ. Example: clientele projections verify profiles
-    """
-    result = _rebuild(name, verify_only=True)
-    if result.differences:
-        for difference in result.differences:
-            errors.print(f"[red]differs:[/] {difference}")
-        raise typer.Exit(1)
-    console.print(f"{name}: live copy equals a rebuild at position {result.position}")
 
 
 @app.command()
@@ -272,21 +192,25 @@ def replay(
     """
     for name, moment in (("--until", until), ("--as-of", as_of)):
         if moment is not None and moment.tzinfo is None:
-            raise _fail(f"{name} needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
+            raise fail(f"{name} needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
+    from api.bootstrap import build
+    from projections import profile
+
     services = build()
     try:
-        history = services.store.history(customer_id)
-        envelopes = (Envelope.from_event(event, position) for position, event in history)
+        envelopes = _whole_history(services.feed, customer_id)
         timeline = list(profile.in_view(envelopes, as_of=as_of, known_at=until))
     finally:
         services.close()
     if not timeline:
         by_then = " by then" if until or as_of else ""
-        raise _fail(f"customer {customer_id} has no events{by_then}")
+        raise fail(f"customer {customer_id} has no events{by_then}")
     if as_json:
         for envelope in timeline:
             typer.echo(envelope.to_bytes().decode())
         return
+    from rich.table import Table
+
     table = Table("v", "position", "recorded at", "occurred at", "type", "actor", "data")
     for column in table.columns:
         column.overflow = "fold"
@@ -301,3 +225,13 @@ def replay(
             ", ".join(f"{k}={v}" for k, v in envelope.data.items()),
         )
     console.print(table)
+
+
+def _whole_history(feed: StoreFeed, customer_id: UUID, page: int = 1000) -> list[Envelope]:
+    """Every event of a customer as its envelope, with its hash-chain links, oldest first."""
+    envelopes: list[Envelope] = []
+    while batch := feed.customer_events(customer_id, len(envelopes), page):
+        envelopes += batch
+        if len(batch) < page:
+            break
+    return envelopes

@@ -8,13 +8,8 @@ from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
-import orjson
 import typer
 from rich.console import Console
-
-from api.bootstrap import audit_store, build
-from projections import integrity
-from projections.audit_export import export_lines
 
 audit_app = typer.Typer(
     help="Tamper-evident history: verify chains and seals, make seals.", no_args_is_help=True
@@ -31,6 +26,11 @@ def verify(
 
     Example: clientele audit verify --customer 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e
     """
+    import orjson
+
+    from api.bootstrap import audit_store, build
+    from projections import integrity
+
     services = build()
     db = audit_store(services)
     try:
@@ -55,6 +55,11 @@ def seal() -> None:
 
     Example: clientele audit seal
     """
+    import orjson
+
+    from api.bootstrap import audit_store, build
+    from projections import integrity
+
     services = build()
     db = audit_store(services)
     try:
@@ -86,6 +91,9 @@ def export(
         if value is not None and value.tzinfo is None:
             console.print(f"[red]error:[/] {name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
             raise typer.Exit(2)
+    from api.bootstrap import audit_store, build
+    from projections.audit_export import export_lines
+
     services = build()
     db = audit_store(services)
     sink = output.open("wb") if output else sys.stdout.buffer

@@ -9,9 +9,6 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from api.bench import report as reporting
-from api.bench.run import GROUPS, run
-
 console = Console(stderr=True)
 
 
@@ -27,7 +24,8 @@ def bench(
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help=f"Scenario groups: {', '.join(GROUPS)}.")
+        list[str] | None,
+        typer.Option("--only", help="A scenario group (repeatable); a wrong name lists them."),
     ] = None,
 ) -> None:
     """Run every benchmark scenario against fresh PostgreSQL and broker instances.
@@ -37,6 +35,9 @@ def bench(
 
     Example: clientele bench --quick --json > bench.json
     """
+    from api.bench import report as reporting
+    from api.bench.run import GROUPS, run
+
     groups = tuple(only or GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:

@@ -6,42 +6,40 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import orjson
 import typer
-from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
-from rich.table import Table
 
-from api.bootstrap import Services, build, migrate
-from consumers.dead_letters import from_record
-from consumers.embedded import EmbeddedRunner
-from consumers.ingest import CommandIngest
-from consumers.kafka_projection import ProjectionConsumer
-from consumers.periodic import Every
-from consumers.relay import Relay, ensure_relay_tables, parking_lot, wake_relay
-from consumers.segment_publisher import MembershipPublisher
-from infra import kafka
-from infra.local_services import KafkaBroker, PostgresCluster, free_port, port_open
-from infra.runtime import settle_heap
-from infra.settings import Settings, get_settings
-from projections.readstore import open_read_store
-from projections.registry import by_name
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from api.bootstrap import Services
+    from consumers.periodic import Every
+    from infra.local_services import KafkaBroker, PostgresCluster
+    from infra.settings import Settings
+    from projections.framework import Projector
 
 dev_app = typer.Typer(
     help="Local PostgreSQL + Kafka-protocol broker for full mode (no Docker).", no_args_is_help=True
 )
 console = Console(stderr=True)
-DEV_DIR = Path("var/dev")
+DEV_DIR = Path("var/dev")  # its settings file is infra.settings.DEV_SETTINGS_FILE
 
 
 def _state_file(root: Path) -> Path:
     return root / "services.json"
 
 
+def _settings_file(root: Path) -> Path:
+    return root / "clientele.env"
+
+
 def _services(root: Path) -> tuple[PostgresCluster, KafkaBroker] | None:
+    from infra.local_services import KafkaBroker, PostgresCluster
+
     state = _state_file(root)
     if not state.exists():
         return None
@@ -58,15 +56,41 @@ def _exports(postgres: PostgresCluster, broker: KafkaBroker) -> str:
     )
 
 
+def _write_settings(root: Path, postgres: PostgresCluster, broker: KafkaBroker) -> None:
+    """The settings file every later command in this directory reads (environment wins)."""
+    from infra.settings import DEV_SETTINGS_FILE
+
+    path = _settings_file(root)
+    path.write_text(
+        "# Written by `clientele dev up`, removed by `clientele dev down`. Every clientele\n"
+        "# command run here reads it; CLIENTELE_* environment variables take precedence.\n"
+        f"CLIENTELE_DATABASE_URL={postgres.url}\n"
+        f"CLIENTELE_KAFKA_BOOTSTRAP={broker.bootstrap}\n",
+        encoding="utf-8",
+    )
+    if path == DEV_SETTINGS_FILE.resolve():
+        console.print(f"settings written to ./{DEV_SETTINGS_FILE}: commands run here use them")
+    else:
+        console.print(
+            f"settings written to {path}; use them with: export CLIENTELE_ENV_FILE={path}"
+        )
+
+
 @dev_app.command("up")
 def dev_up(
     root: Annotated[Path, typer.Option(help="Where the services keep their data.")] = DEV_DIR,
     partitions: Annotated[int, typer.Option(min=1, max=256)] = 12,
 ) -> None:
-    """Start PostgreSQL and the broker on 127.0.0.1, create topics, print the env vars.
+    """Start PostgreSQL and the broker on 127.0.0.1, create topics, and write their settings
+    to ./var/dev/clientele.env, which every later command run here reads (environment
+    variables win); the same settings are printed as exports.
 
-    Example: eval "$(clientele dev up)"
+    Example: clientele dev up
     """
+    from infra import kafka
+    from infra.local_services import KafkaBroker, PostgresCluster, free_port
+    from infra.settings import get_settings
+
     root = root.resolve()
     known = _services(root)
     postgres, broker = known or (
@@ -86,12 +110,14 @@ def dev_up(
         settings.kafka_limits,
     )
     console.print(f"ready; topics created: {', '.join(created) or 'none (already there)'}")
+    _write_settings(root, postgres, broker)
     typer.echo(_exports(postgres, broker))
 
 
 @dev_app.command("down")
 def dev_down(root: Annotated[Path, typer.Option()] = DEV_DIR) -> None:
-    """Stop the local services (their data stays under --root).
+    """Stop the local services (their data stays under --root) and remove their settings
+    file: commands run here use the embedded SQLite store again.
 
     Example: clientele dev down
     """
@@ -101,7 +127,8 @@ def dev_down(root: Annotated[Path, typer.Option()] = DEV_DIR) -> None:
         return
     for service in known:
         service.stop()
-    console.print("stopped")
+    _settings_file(root.resolve()).unlink(missing_ok=True)
+    console.print("stopped; settings file removed (commands here use the embedded store)")
 
 
 @dev_app.command("status")
@@ -114,6 +141,8 @@ def dev_status(root: Annotated[Path, typer.Option()] = DEV_DIR) -> None:
     if known is None:
         console.print("not set up: run `clientele dev up`")
         raise typer.Exit(1)
+    from infra.local_services import port_open
+
     postgres, broker = known
     up = {"postgres": port_open(postgres.port), "broker": port_open(broker.port)}
     for name, answering in up.items():
@@ -124,6 +153,8 @@ def dev_status(root: Annotated[Path, typer.Option()] = DEV_DIR) -> None:
 
 
 def _full_mode() -> tuple[Settings, str]:
+    from infra.settings import get_settings
+
     settings = get_settings()
     if not settings.kafka_bootstrap:
         console.print("[red]error:[/] set CLIENTELE_KAFKA_BOOTSTRAP (see `clientele dev up`)")
@@ -150,11 +181,17 @@ def relay(context: typer.Context) -> None:
     """
     if context.invoked_subcommand is not None:
         return
+    from api.bootstrap import build
+    from consumers.relay import Relay
+    from infra import kafka
+    from infra.runtime import settle_heap
+    from projections.readstore import open_read_store
+
     settings, bootstrap = _full_mode()
     topics = kafka.Topics(settings.kafka_topic_prefix)
     limits = settings.kafka_limits
     kafka.ensure_topics(bootstrap, topics.all(), settings.kafka_partitions, limits)
-    services: Services = build()
+    services = build()
     checkpoints = open_read_store(settings.database_url)
     publisher = Relay(services.feed, kafka.producer(bootstrap, limits), topics.events, checkpoints)
     _until_sigterm(publisher.stop)
@@ -180,7 +217,14 @@ def relay_redrive(
 
     Example: clientele relay redrive --customer 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e
     """
+    from rich.table import Table
+
+    from consumers.relay import ensure_relay_tables, parking_lot, wake_relay
+    from infra.settings import STORE_NOTICE
+    from projections.readstore import open_read_store
+
     settings, _ = _full_mode()
+    STORE_NOTICE(settings)
     wanted = None if customer is None else str(customer)
     lot = parking_lot()
     checkpoints = open_read_store(settings.database_url, pool_size=1)
@@ -224,6 +268,13 @@ def consume(
 
     Example: clientele consume --projection profiles
     """
+    from api.bootstrap import build, migrate
+    from consumers.embedded import EmbeddedRunner
+    from consumers.kafka_projection import ProjectionConsumer
+    from infra import kafka
+    from infra.runtime import settle_heap
+    from projections.registry import by_name
+
     settings, bootstrap = _full_mode()
     topics = kafka.Topics(settings.kafka_topic_prefix)
     limits = settings.kafka_limits
@@ -262,11 +313,7 @@ def consume(
         f"consuming {topics.events} as {group} into {', '.join(p.name for p in from_topic)}; "
         f"following the store's log into {', '.join(p.name for p in from_log)}"
     )
-    publisher = None
-    if any(p.name == "segments" for p in from_log):
-        outbox = MembershipPublisher(services.read_store, producer, topics.segment_membership)
-        publisher = Every(1.0, outbox.publish_all, "segment-membership")
-        publisher.start()
+    publisher = _membership_publisher(services, producer, topics.segment_membership, from_log)
     if from_log:
         runner.start()
     try:
@@ -283,11 +330,31 @@ def consume(
         services.close()
 
 
+def _membership_publisher(
+    services: Services, producer: KafkaProducer, topic: str, from_log: list[Projector]
+) -> Every | None:
+    """Publishes segment membership changes every second (started) when segments are fed."""
+    from consumers.periodic import Every
+    from consumers.segment_publisher import MembershipPublisher
+
+    if not any(p.name == "segments" for p in from_log):
+        return None
+    outbox = MembershipPublisher(services.read_store, producer, topic)
+    publisher = Every(1.0, outbox.publish_all, "segment-membership")
+    publisher.start()
+    return publisher
+
+
 def ingest() -> None:
     """Execute commands from customer.commands; outcomes go to customer.command-results.
 
     Example: clientele ingest
     """
+    from api.bootstrap import build
+    from consumers.ingest import CommandIngest
+    from infra import kafka
+    from infra.runtime import settle_heap
+
     settings, bootstrap = _full_mode()
     topics = kafka.Topics(settings.kafka_topic_prefix)
     limits = settings.kafka_limits
@@ -316,6 +383,11 @@ dlq_app = typer.Typer(
 
 
 def _dlq_records(bootstrap: str, topic: str, group: str | None) -> tuple[KafkaConsumer, list[Any]]:
+    from kafka import TopicPartition
+
+    from infra import kafka
+    from infra.settings import get_settings
+
     limits = get_settings().kafka_limits
     reader = kafka.consumer(bootstrap, group, limits, consumer_timeout_ms=3000)
     partitions = [
@@ -329,14 +401,21 @@ def _dlq_records(bootstrap: str, topic: str, group: str | None) -> tuple[KafkaCo
 
 @dlq_app.command("list")
 def dlq_list(
-    topic: Annotated[str, typer.Option(help="Source topic (without .dlq).")] = kafka.EVENTS,
+    topic: Annotated[
+        str | None, typer.Option(help="Source topic (without .dlq); default customer.events.")
+    ] = None,
 ) -> None:
     """Show dead letters of a topic with the reason each was refused.
 
     Example: clientele dlq list --topic customer.commands
     """
+    from rich.table import Table
+
+    from consumers.dead_letters import from_record
+    from infra import kafka
+
     settings, bootstrap = _full_mode()
-    source = kafka.Topics(settings.kafka_topic_prefix).name(topic)
+    source = kafka.Topics(settings.kafka_topic_prefix).name(topic or kafka.EVENTS)
     reader, records = _dlq_records(bootstrap, source + kafka.DLQ_SUFFIX, None)
     reader.close()
     table = Table("dlq offset", "from", "key", "reason")
@@ -353,14 +432,19 @@ def dlq_list(
 
 @dlq_app.command("replay")
 def dlq_replay(
-    topic: Annotated[str, typer.Option(help="Source topic (without .dlq).")] = kafka.EVENTS,
+    topic: Annotated[
+        str | None, typer.Option(help="Source topic (without .dlq); default customer.events.")
+    ] = None,
 ) -> None:
     """Re-publish dead letters not replayed before to their original topic.
 
     Example: clientele dlq replay --topic customer.commands
     """
+    from consumers.dead_letters import from_record
+    from infra import kafka
+
     settings, bootstrap = _full_mode()
-    source = kafka.Topics(settings.kafka_topic_prefix).name(topic)
+    source = kafka.Topics(settings.kafka_topic_prefix).name(topic or kafka.EVENTS)
     reader, records = _dlq_records(
         bootstrap, source + kafka.DLQ_SUFFIX, f"clientele-dlq-replay-{source}"
     )

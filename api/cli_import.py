@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,15 +27,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from api.cli_support import console, errors, fail
+
 if TYPE_CHECKING:
-    from api.importing.journal import Tally
+    from api.importing.journal import Journal, Tally
 
 import_app = typer.Typer(
     help="Import customers or purchases from CSV or JSON Lines (see `import customers --help`).",
     no_args_is_help=True,
 )
-console = Console()
-errors = Console(stderr=True)
 
 
 class RateColumn(ProgressColumn):
@@ -45,11 +44,6 @@ class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         return Text(f"{speed:,.0f} rows/s" if speed else "… rows/s", style="progress.data.speed")
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 FileArg = Annotated[
@@ -107,39 +101,27 @@ def _import(
     import structlog
 
     from api.bootstrap import build
+    from api.cli_projections import feed_with_progress
     from api.importing.fields import KINDS, Naming, parse_renames, zone
-    from api.importing.journal import Journal
     from api.importing.rows import RowBuilder
     from api.importing.runner import Plan, default_result_path, run_import
     from api.importing.source import open_source
     from domain.errors import DomainError
 
     if not path.is_file():
-        raise _fail(f"{path} is not a readable file", 2)
+        raise fail(f"{path} is not a readable file", 2)
     kind = KINDS[kind_name]
     try:
         where = zone(timezone)
         naming = Naming(kind, parse_renames(pairs or [], kind), system)
         source = open_source(path, naming, given_format)
     except DomainError as error:
-        raise _fail(f"{path} refused, nothing was imported: {error.message}", 2) from None
+        raise fail(f"{path} refused, nothing was imported: {error.message}", 2) from None
     except OSError as error:
-        raise _fail(f"cannot read {path}: {error}", 2) from None
+        raise fail(f"cannot read {path}: {error}", 2) from None
     plan = Plan(source, timezone, batch_size)
     result_path = result_path or default_result_path(path)
-    try:
-        journal = Journal(result_path, plan.identity(), resume=not restart)
-    except OSError as error:
-        raise _fail(f"cannot write the result file {result_path}: {error}", 2) from None
-    if journal.stale:
-        errors.print(
-            f"a checkpoint for another file or other options was ignored ({path})", soft_wrap=True
-        )
-    if journal.resumed:
-        errors.print(
-            f"resuming after line {journal.after_line} ({journal.tally.rows:,} rows were done)",
-            soft_wrap=True,
-        )
+    journal = _open_journal(path, result_path, plan.identity(), restart=restart)
     builder = RowBuilder(kind, source.digest, system=system, zone=where)
     services = build()
     try:
@@ -165,16 +147,41 @@ def _import(
             )
     except KeyboardInterrupt:
         journal.close()
-        raise _fail("interrupted: run the same command again to resume", 130) from None
+        raise fail("interrupted: run the same command again to resume", 130) from None
     except Exception as error:
         journal.close()
         reason = f"{type(error).__name__}: {error}"
         structlog.get_logger(__name__).error("import.stopped", file=str(path), error=reason)
-        raise _fail(f"stopped by {reason}. Run the same command again to resume.", 3) from None
+        raise fail(f"stopped by {reason}. Run the same command again to resume.", 3) from None
+    else:
+        journal.finish()
+        # embedded mode: the read models are fed now, so a later `serve` starts caught up
+        feed_with_progress(services, "updating read models")
     finally:
         services.close()
-    journal.finish()
     _summary(tally, result_path)
+
+
+def _open_journal(
+    path: Path, result_path: Path, identity: dict[str, Any], *, restart: bool
+) -> Journal:
+    """The result file and checkpoint of importing ``path``; says on stderr what it resumes."""
+    from api.importing.journal import Journal
+
+    try:
+        journal = Journal(result_path, identity, resume=not restart)
+    except OSError as error:
+        raise fail(f"cannot write the result file {result_path}: {error}", 2) from None
+    if journal.stale:
+        errors.print(
+            f"a checkpoint for another file or other options was ignored ({path})", soft_wrap=True
+        )
+    if journal.resumed:
+        errors.print(
+            f"resuming after line {journal.after_line} ({journal.tally.rows:,} rows were done)",
+            soft_wrap=True,
+        )
+    return journal
 
 
 def _summary(tally: Tally, result_path: Path) -> None:
@@ -281,7 +288,7 @@ def sample(
     from api.importing.sample import write_sample
 
     if purchases < customers:
-        raise _fail("--purchases must be at least --customers (every customer buys)", 2)
+        raise fail("--purchases must be at least --customers (every customer buys)", 2)
     made = write_sample(directory, customers, purchases, seed)
     console.print(
         f"wrote {made.customers} customers and {made.purchases} purchases to {directory}/"

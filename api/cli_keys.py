@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from domain.errors import InvalidInput
 from infra.api_keys import KeyStore, Role
-from infra.settings import get_settings
 
 keys_app = typer.Typer(
     help="API keys: create (secret shown once), list, revoke.", no_args_is_help=True
@@ -20,6 +20,8 @@ DEV_KEY_NAME = "local-dev"
 
 
 def _store() -> KeyStore:
+    from infra.settings import get_settings
+
     return KeyStore(get_settings().api_keys_file)
 
 
@@ -35,6 +37,8 @@ def create(
 
     Example: clientele keys create orders-service --role writer --role reader
     """
+    from domain.errors import InvalidInput
+
     try:
         key, token = _store().create(name, role, pii=pii)
     except InvalidInput as error:
@@ -78,13 +82,18 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key id shown by `keys
 
 
 @keys_app.command("dev")
-def dev_key() -> None:
-    """Print the local development key (admin + pii), making it on first use.
+def dev_key(
+    port: Annotated[int, typer.Option(help="Port of the local API, for the printed curl.")] = 8000,
+) -> None:
+    """Print the local development key (admin + pii), making it on first use, and a curl to
+    try it (one option per line, ready to paste).
 
     Its secret is kept in ./var/dev-api-key next to the key file, for local use only.
 
-    Example: clientele keys dev
+    Example: clientele keys dev --port 8080
     """
+    from infra.settings import get_settings
+
     settings = get_settings()
     secret_file = settings.api_keys_file.parent / "dev-api-key"
     store = KeyStore(settings.api_keys_file)
@@ -94,5 +103,18 @@ def dev_key() -> None:
         _, token = store.create(DEV_KEY_NAME, [Role.ADMIN], pii=True)
         secret_file.write_text(token + "\n")
         secret_file.chmod(0o600)
-    console.print(f"local dev API key (admin, pii): [bold]{token}[/]")
-    console.print(f"  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/v1/customers")
+    # Plain lines, never wrapped by the terminal's width: a wrapped token cannot be pasted.
+    typer.echo(f"local dev API key (admin, pii), kept in {_shown(secret_file)}:")
+    typer.echo(token)
+    typer.echo("try it:")
+    typer.echo(f"curl -s http://127.0.0.1:{port}/v1/customers \\")
+    typer.echo(f'  -H "Authorization: Bearer $(cat {_shown(secret_file)})"')
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a shell argument: relative to the working directory when inside it."""
+    resolved = path.resolve()
+    try:
+        return shlex.quote(str(resolved.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(resolved))

@@ -5,14 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import orjson
 import typer
 from rich.console import Console
-
-from api.bootstrap import build
-from commands.messages import EraseCustomer
-from commands.service import Context
-from domain.errors import DomainError
 
 console = Console(stderr=True)
 
@@ -30,6 +24,13 @@ def erase(
 
     Example: clientele erase 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e --reason gdpr-request
     """
+    import orjson
+
+    from api.bootstrap import build
+    from commands.messages import EraseCustomer
+    from commands.service import Context
+    from domain.errors import DomainError
+
     services = build()
     try:
         outcome = services.commands.execute(
@@ -58,6 +59,10 @@ def rotate_master() -> None:
 
     Example: CLIENTELE_MASTER_KEYS=new:<base64>,old:<base64> clientele keys rotate-master
     """
+    import orjson
+
+    from api.bootstrap import build
+
     services = build()
     try:
         rewrapped = services.store.data_keys.rotate()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from commands.messages import Flag, Integer, Moment
+from commands.messages import COMMAND_TYPES, Flag, Integer, Moment, UpdateProfile
 
 EXAMPLE_ID = "3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e"
 Attributes = Annotated[
@@ -167,7 +167,12 @@ class RegisterResult(WriteResult):
 
 class BatchRequest(Body):
     model_config = _example(commands=[{"type": "tag", "customer_id": EXAMPLE_ID, "tag": "vip"}])
-    commands: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    # Each command is parsed by commands.messages.parse_command, so a bad one is a rejected
+    # result beside the others, never a 422 of the whole batch; the OpenAPI shows the union of
+    # command schemas (document_batch_commands).
+    commands: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1000, description="Commands, each an object with its `type`"
+    )
 
 
 class BatchItemResult(BaseModel):
@@ -246,3 +251,143 @@ TAG_PUT = problems(*AUTH, 404, 409, 410, 411, 412, 413, 415, 422)
 PATCH = problems(*AUTH, *BODY, 404, 409, 410, 412, 428)
 CUSTOMER_READ = problems(*AUTH, 404, 410, 422, 503)
 LIST_READ = problems(*AUTH, 422, 503)
+
+
+# Per batch command type: what it does, and an example (each parses, see
+# tests/integration/test_first_hour.py).
+BATCH_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "register": (
+        "Register a customer (the same idempotency_key twice: the same customer)",
+        {
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "attributes": {"city": "London"},
+            "idempotency_key": "crm-ada-17",
+        },
+    ),
+    "update": (
+        "Change profile fields, given at the top level like PATCH; attributes is a patch",
+        {"customer_id": EXAMPLE_ID, "phone": "+44 20 7946 0959", "expected_version": 3},
+    ),
+    "contact": (
+        "Record a contact (call, email, visit …)",
+        {
+            "customer_id": EXAMPLE_ID,
+            "channel": "phone",
+            "direction": "outbound",
+            "kind": "care",
+            "subject": "Follow-up",
+            "occurred_at": "2026-05-01T12:00:00Z",
+        },
+    ),
+    "tag": ("Add a tag", {"customer_id": EXAMPLE_ID, "tag": "vip"}),
+    "untag": ("Remove a tag", {"customer_id": EXAMPLE_ID, "tag": "vip"}),
+    "purchase": (
+        "Record a purchase (the same order_id twice is a no-op)",
+        {
+            "customer_id": EXAMPLE_ID,
+            "order_id": "A-1001",
+            "amount": "12.50",
+            "currency": "EUR",
+            "occurred_at": "2026-05-01T12:00:00Z",
+            "items": [{"sku": "tea", "quantity": 2}],
+        },
+    ),
+    "feedback": (
+        "Record an NPS and/or CSAT answer",
+        {"customer_id": EXAMPLE_ID, "nps": 9, "csat": 5, "comment": "Quick and friendly"},
+    ),
+    "consent": (
+        "Grant or withdraw consent for a purpose",
+        {
+            "customer_id": EXAMPLE_ID,
+            "purpose": "email_marketing",
+            "granted": True,
+            "source": "newsletter-form",
+        },
+    ),
+    "lifecycle": (
+        "Move to a lifecycle stage",
+        {"customer_id": EXAMPLE_ID, "stage": "loyal", "reason": "5th-order"},
+    ),
+    "churn": ("Mark as churned", {"customer_id": EXAMPLE_ID, "reason": "moved-abroad"}),
+    "reactivate": ("Reactivate a churned customer", {"customer_id": EXAMPLE_ID}),
+    "merge": (
+        "Merge duplicate_id into customer_id (the survivor)",
+        {"customer_id": EXAMPLE_ID, "duplicate_id": "9b1d7c4e-6f5a-4e3b-8c2d-1a0f9e8d7c6b"},
+    ),
+    "unmerge": (
+        "Undo a merge: give back exactly what moved",
+        {"customer_id": EXAMPLE_ID, "duplicate_id": "9b1d7c4e-6f5a-4e3b-8c2d-1a0f9e8d7c6b"},
+    ),
+    "erase": (
+        "Erase the customer (crypto-shredding; duplicates merged into it too)",
+        {"customer_id": EXAMPLE_ID, "reason": "gdpr-request"},
+    ),
+    "earn_points": (
+        "Add loyalty points",
+        {"customer_id": EXAMPLE_ID, "points": 120, "reason": "order-A-1001"},
+    ),
+    "redeem_points": (
+        "Spend loyalty points",
+        {"customer_id": EXAMPLE_ID, "points": 50, "reason": "voucher"},
+    ),
+    "expire_points": (
+        "Expire loyalty points",
+        {"customer_id": EXAMPLE_ID, "points": 20, "reason": "yearly-expiry"},
+    ),
+    "tier": ("Set the loyalty tier", {"customer_id": EXAMPLE_ID, "tier": "gold"}),
+}
+
+
+def batch_example(name: str) -> dict[str, Any]:
+    """The example command of type ``name`` (with its ``type``)."""
+    return {"type": name, **BATCH_COMMANDS[name][1]}
+
+
+def batch_examples() -> dict[str, dict[str, Any]]:
+    """OpenAPI ``examples`` of ``POST /v1/commands:batch``: one batch per command type."""
+    return {
+        name: {"summary": f"{name}: {text}", "value": {"commands": [batch_example(name)]}}
+        for name, (text, _) in BATCH_COMMANDS.items()
+    }
+
+
+def _component(name: str) -> str:
+    return "BatchCommand_" + name
+
+
+def batch_command_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of one batch command: ``type`` fixed to ``name`` plus the fields of
+    its message (``update`` takes the profile fields at the top level, like ``PATCH``)."""
+    cls = COMMAND_TYPES[name]
+    schema = TypeAdapter(cls).json_schema()
+    if cls is UpdateProfile:
+        profile = UpdateProfileRequest.model_json_schema()["properties"]
+        schema["properties"].pop("changes")
+        schema["properties"] |= profile
+    schema["properties"] = {
+        "type": {"type": "string", "const": name, "description": "The command type."},
+        **schema["properties"],
+    }
+    schema["required"] = ["type", *schema.get("required", [])]
+    schema["title"] = _component(name)
+    schema["description"] = BATCH_COMMANDS[name][0]
+    schema["examples"] = [batch_example(name)]
+    return schema
+
+
+def document_batch_commands(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Give ``openapi`` one schema per batch command type and make ``BatchRequest.commands``
+    their union, discriminated by ``type``. Documentation only: the route still takes any
+    objects and rejects bad ones one by one (``parse_command``)."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    refs = {name: f"#/components/schemas/{_component(name)}" for name in COMMAND_TYPES}
+    for name in COMMAND_TYPES:
+        schemas[_component(name)] = batch_command_schema(name)
+    items = {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "type", "mapping": refs},
+    }
+    schemas["BatchRequest"]["properties"]["commands"]["items"] = items
+    return openapi

@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import orjson
-from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from domain.errors import InvalidInput
@@ -50,7 +50,13 @@ Flag = Annotated[bool, _checked(check_flag)]
 """A JSON boolean: ``1``, ``"yes"`` and ``"false"`` are refused."""
 Moment = Annotated[datetime, _checked(parse_timestamp)]
 """An RFC 3339 date-time with offset, held in UTC (:func:`domain.values.parse_timestamp`)."""
-Amount = Annotated[Decimal | str, _checked(lambda _, value: parse_amount(value))]
+Amount = Annotated[
+    Decimal | str,
+    _checked(lambda _, value: parse_amount(value)),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,4})?$", "examples": ["12.50"]}
+    ),
+]
 """A decimal string such as ``"12.50"`` (:func:`domain.values.parse_amount`)."""
 
 

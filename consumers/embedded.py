@@ -8,19 +8,24 @@ read-store transaction together with the projections' positions, so a crash or a
 rebuild never loses or double-applies an event, and several runners take turns. A customer
 whose event a projection cannot apply is parked for it (the others go on, see
 :mod:`projections.framework`) and re-driven from the store when due (:mod:`consumers.redrive`).
+
+A backlog (after an import, or writes made while no runner ran) is worked through in the
+background thread while the API answers; its progress (:mod:`consumers.catch_up`) is logged and
+reported by ``GET /v1/projections``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
+from consumers.catch_up import CatchUpProgress, CatchUpTracker
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
-from projections.framework import Binding, Projector, lock_positions, project
+from projections.framework import Binding, Projector, lock_positions, positions, project
 from projections.readstore import ReadStore
 
 log = structlog.get_logger(__name__)
@@ -50,6 +55,23 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors = 0
+        self.tracker = CatchUpTracker("embedded_runner", self._look)
+
+    def _look(self) -> tuple[int, int, int]:
+        """(position, head, backlog): the slowest fed projection's position, the store's head,
+        and exactly how many fed events follow that position."""
+        names = {b.projector.name for b in self.bindings}
+        reached = positions(self.read_store)
+        position = min((reached.get(name, 0) for name in names), default=0)
+        return position, self.feed.head(), self.feed.pending(position)
+
+    def progress(self) -> CatchUpProgress:
+        """Catching up or live, with events applied, rate and ETA (see :mod:`consumers.catch_up`)."""
+        return self.tracker.progress()
+
+    def backlog(self) -> int:
+        """Exactly how many fed events the slowest projection has still to apply."""
+        return self._look()[2]
 
     def run_once(self) -> int:
         """Apply the next batch; returns how many envelopes it read (0 = caught up)."""
@@ -61,13 +83,22 @@ class EmbeddedRunner:
                 project(tx, self.bindings, envelopes)
         return len(envelopes)
 
-    def catch_up(self, max_batches: int = 1_000_000) -> int:
-        """Apply batches until caught up with the store; returns envelopes read."""
+    def catch_up(
+        self, max_batches: int = 1_000_000, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        """Apply batches until caught up with the store; returns envelopes read.
+
+        ``on_batch`` is told each batch's size (a progress bar's advance).
+        """
         total = 0
         for _ in range(max_batches):
             count = self.run_once()
             total += count
-            if count < self.batch_size:
+            full = count >= self.batch_size
+            self.tracker.batch(count, full=full)
+            if on_batch is not None:
+                on_batch(count)
+            if not full or self._stop.is_set():
                 break
         return total
 
@@ -81,7 +112,10 @@ class EmbeddedRunner:
         self._wake.set()
 
     def start(self) -> None:
+        """Follow the store in a background thread; a backlog is caught up there while the
+        caller goes on (``serve`` answers at once)."""
         self._stop.clear()
+        self.tracker.check()
         self._thread = threading.Thread(target=self._loop, name="embedded-runner", daemon=True)
         self._thread.start()
 
@@ -92,16 +126,16 @@ class EmbeddedRunner:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        backoff = self.poll_interval
+        backoff = 0.0  # a backlog found at start is worked on at once
         while not self._stop.is_set():
             self._wake.wait(backoff)
             self._wake.clear()
             try:
-                self.catch_up(max_batches=100)
+                behind = self.catch_up(max_batches=100) >= 100 * self.batch_size
                 if time.monotonic() >= self._next_redrive:
                     self._next_redrive = time.monotonic() + self.redrive_interval
                     self.redrive_due()
-                backoff = self.poll_interval
+                backoff = 0.0 if behind else self.poll_interval
             except Exception:
                 self.errors += 1
                 log.exception("embedded_runner.batch_failed", errors=self.errors)

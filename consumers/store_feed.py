@@ -77,9 +77,9 @@ class StoreFeed:
         """Position of the newest notification (customer event or index row)."""
         return self.store.head()
 
-    def pending(self, after: int, cap: int = 10_000, *, customers_only: bool = False) -> int:
-        """How many fed events follow ``after`` (counted up to ``cap``): the lag of a projection
+    def pending(self, after: int, *, customers_only: bool = False) -> int:
+        """Exactly how many fed events follow ``after`` (never capped): the lag of a projection
         fed in log order; ``customers_only`` counts customer events (the relay's lag, and that
         of projections fed from ``customer.events``)."""
         topics = CUSTOMER_TOPICS if customers_only else FEED_TOPICS
-        return len(self.store.notifications_of(topics, after, cap))
+        return feed_queries.count_after(self.store, after, topics)

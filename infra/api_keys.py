@@ -19,8 +19,6 @@ from pathlib import Path
 
 import orjson
 
-from domain.values import check_key
-
 MAX_NAME_LENGTH = 100
 
 
@@ -85,6 +83,8 @@ class KeyStore:
         ``name`` is recorded as the actor (``key:<name>``) of every event the key causes, so it
         is held to the identifier text policy (:func:`domain.values.check_key`, at most 100
         characters): :class:`domain.errors.InvalidInput` otherwise."""
+        from domain.values import check_key  # noqa: PLC0415 - the text policy only when making a key
+
         check_key("name", name, max_length=MAX_NAME_LENGTH)
         key_id = secrets.token_hex(6)
         token = f"clt_{key_id}_{secrets.token_urlsafe(32)}"

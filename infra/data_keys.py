@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -36,10 +35,6 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 WRAP_CONTEXT = b"clientele.datakey.v1\x00"
 ERASED_TOPIC = get_topic(Erased)
-# The key of `make run` and the tests, NOT for production (set CLIENTELE_MASTER_KEYS).
-DEV_MASTER_KEYS = (
-    "dev:" + base64.b64encode(hashlib.sha256(b"clientele-dev-master-key").digest()).decode()
-)
 KEYS_DDL = {
     "sqlite": (
         "CREATE TABLE IF NOT EXISTS customer_keys (customer_id TEXT PRIMARY KEY, "

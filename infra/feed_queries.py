@@ -6,7 +6,8 @@ projections, rebuilds, audit export) need both, so these queries join them:
 * :func:`in_log_order`: after a position, in global order (the relay and live feeds; the
   read models' feed adds the segment events, see ``FEED_TOPICS``);
 * :func:`by_customer`: up to a position, grouped by customer in version order (rebuilds: a
-  read model then loads and writes each customer's rows about once).
+  read model then loads and writes each customer's rows about once);
+* :func:`count_after`: how many events of some topics follow a position (lag, exactly).
 
 Index aggregates (email, idempotency) are always left out. ``memory://`` keeps no chain: links are
 None there.
@@ -94,6 +95,26 @@ def by_customer(
         and (before is None or _uuid(n.originator_id) < before)
     ]
     return [(n, None) for n in later[:limit]]
+
+
+def count_after(store: EventStore, after: int, topics: list[str] = CUSTOMER_TOPICS) -> int:
+    """Exactly how many events of ``topics`` are at positions after ``after`` (no cap: a lag
+    of 94,280 is 94,280). Counts over the position index, so it costs the backlog, not the log."""
+    recorder = store.recorder
+    if isinstance(recorder, PostgresApplicationRecorder):
+        query = "SELECT count(*) AS n FROM {events} e WHERE e.topic = ANY(%s) AND e.notification_id > %s"
+        params: list[Any] = [topics, after]
+    elif isinstance(recorder, SQLiteApplicationRecorder):
+        query = "SELECT count(*) AS n FROM {events} e WHERE e.topic IN ({topics}) AND e.rowid > ?"
+        params = [*topics, after]
+    else:
+        assert isinstance(recorder, POPOApplicationRecorder)
+        return len(store.notifications_of(topics, after, recorder.max_notification_id() or 0))
+    statement = query.format(events=recorder.events_table_name, topics=",".join("?" * len(topics)))
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    return int(row["n"]) if row else 0
 
 
 def _linked(

@@ -17,6 +17,17 @@ def _orjson_text(value: object, **_: object) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written: a progress bar that redirects it
+    (rich) then prints log lines above the bar instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     """Configure structlog and the stdlib root logger once per process."""
     shared: list[structlog.types.Processor] = [
@@ -36,7 +47,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

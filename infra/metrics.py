@@ -33,11 +33,18 @@ class ProjectionCollector(Collector):
             "clientele_projection_position", "Newest store position applied", labels=label
         )
         lag = GaugeMetricFamily(
-            "clientele_projection_lag_events", "Customer events not yet applied", labels=label
+            "clientele_projection_lag_events",
+            "Events fed but not yet applied (exact)",
+            labels=label,
         )
         parked = GaugeMetricFamily(
             "clientele_projection_parked_customers",
             "Customers set aside because an event of theirs could not be applied",
+            labels=label,
+        )
+        catching_up = GaugeMetricFamily(
+            "clientele_projection_catching_up",
+            "1 while the read model works through a backlog (lag of at least 5,000 events)",
             labels=label,
         )
         oldest = GaugeMetricFamily(
@@ -48,9 +55,10 @@ class ProjectionCollector(Collector):
         for row in report["projections"]:
             position.add_metric([row["name"]], row["position"])
             lag.add_metric([row["name"]], row["lag"])
+            catching_up.add_metric([row["name"]], 1.0 if row["state"] == "catching_up" else 0.0)
             parked.add_metric([row["name"]], row["parked"]["count"])
             oldest.add_metric([row["name"]], _oldest_age(row["parked"]))
-        yield from (position, lag, parked, oldest)
+        yield from (position, lag, catching_up, parked, oldest)
         relay = report.get("relay")
         if relay is not None:
             yield GaugeMetricFamily(

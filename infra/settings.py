@@ -1,18 +1,38 @@
-"""Configuration from ``CLIENTELE_*`` environment variables (see README, "Configuration")."""
+"""Configuration from ``CLIENTELE_*`` environment variables (see README, "Configuration").
+
+Precedence, highest first: environment variables; the settings file (``CLIENTELE_ENV_FILE``,
+default ``./var/dev/clientele.env``, which ``clientele dev up`` writes and ``dev down``
+removes; absent = skipped, empty = none); the defaults (the embedded mode).
+
+Light to import on purpose (no Kafka, no crypto): every CLI call reads it first.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from infra.data_keys import DEV_MASTER_KEYS
-from infra.kafka import MessageLimits
+if TYPE_CHECKING:
+    from infra.kafka import MessageLimits
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/clientele.db"
+DEV_SETTINGS_FILE = Path("var/dev/clientele.env")
+ENV_FILE_VARIABLE = "CLIENTELE_ENV_FILE"
+# The key of `make run` and the tests, NOT for production (set CLIENTELE_MASTER_KEYS).
+DEV_MASTER_KEYS = (
+    "dev:" + base64.b64encode(hashlib.sha256(b"clientele-dev-master-key").digest()).decode()
+)
 
 
 class Settings(BaseSettings):
@@ -58,6 +78,8 @@ class Settings(BaseSettings):
 
     @property
     def kafka_limits(self) -> MessageLimits:
+        from infra.kafka import MessageLimits  # noqa: PLC0415 - Kafka only when used
+
         return MessageLimits(self.kafka_max_message_bytes)
 
     @property
@@ -75,7 +97,71 @@ class Settings(BaseSettings):
         return self.database_url
 
 
+def settings_file() -> Path | None:
+    """The settings file to read: ``CLIENTELE_ENV_FILE`` (empty: none), else the one
+    ``clientele dev up`` writes; None when there is none."""
+    chosen = os.environ.get(ENV_FILE_VARIABLE)
+    if chosen is not None and not chosen.strip():
+        return None
+    path = Path(chosen) if chosen else DEV_SETTINGS_FILE
+    return path if path.is_file() else None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once (environment, then the settings file)."""
+    return Settings(_env_file=settings_file())
+
+
+def origin(variable: str) -> str:
+    """Where the configured value of ``variable`` (``CLIENTELE_…``) comes from: the variable
+    itself, the settings file (its path), or ``"default"``."""
+    if variable in os.environ:
+        return variable
+    found = settings_file()
+    if found is not None:
+        for line in found.read_text(encoding="utf-8").splitlines():
+            name = line.strip().removeprefix("export ").partition("=")[0].strip()
+            if name == variable:
+                return f"./{found}" if not found.is_absolute() else str(found)
+    return "default"
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password shown as ``***`` (user, host, port and path kept)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe_store(settings: Settings) -> str:
+    """One line naming the store (and broker) a command uses and where each was configured,
+    e.g. ``store: postgresql://postgres@127.0.0.1:5433/clientele (from ./var/dev/clientele.env)``."""
+    line = f"store: {redacted(settings.database_url)} (from {origin('CLIENTELE_DATABASE_URL')})"
+    if settings.kafka_bootstrap:
+        line += f"; Kafka: {settings.kafka_bootstrap} (from {origin('CLIENTELE_KAFKA_BOOTSTRAP')})"
+    return line
+
+
+@dataclass
+class StoreNotice:
+    """Says once per process which store the configured settings open (``say`` is set by the
+    CLI: one line on stderr); :func:`api.bootstrap.build` calls it when it reads them."""
+
+    say: Callable[[str], None] | None = None
+    said: bool = False
+
+    def arm(self, say: Callable[[str], None]) -> None:
+        """Say the next store opened with ``say`` (once per command)."""
+        self.say, self.said = say, False
+
+    def __call__(self, settings: Settings) -> None:
+        if self.say is not None and not self.said:
+            self.said = True
+            self.say(describe_store(settings))
+
+
+STORE_NOTICE = StoreNotice()

@@ -39,8 +39,9 @@ from domain import segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.events import EVENT_CLASSES, CustomerEvent, Erased, key_owner
-from infra.data_keys import DEV_MASTER_KEYS, DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
+from infra.data_keys import DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
+from infra.settings import DEV_MASTER_KEYS
 from infra.snapshots import Footprints
 from infra.transcoder import OrjsonTranscoder
 

@@ -164,7 +164,7 @@ def ensure_schema(store: ReadStore, projectors: Iterable[Projector]) -> list[str
 def positions(store: ReadStore) -> dict[str, int]:
     """Each projection's position (the newest store position it has applied). Never locks:
     readers must not queue behind (or deadlock with) feeders that hold these rows."""
-    with store.transaction() as tx:
+    with store.snapshot() as tx:
         rows = tx.fetchall("SELECT name, position FROM projection_state")
     return {name: int(position) for name, position in rows}
 

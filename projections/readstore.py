@@ -140,6 +140,13 @@ class ReadStore(ABC):
     def transaction(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
         """A read-write transaction; commits on success, rolls back on error."""
 
+    @contextmanager
+    def snapshot(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
+        """A transaction that only reads: what the API's reads use. It never waits for a
+        writer (a feed applying a batch), and sees the read models as of one moment."""
+        with self.transaction(tables) as tx:
+            yield tx
+
     @abstractmethod
     def table_names(self, tx: Tx) -> set[str]:
         """Names of the tables that exist."""
@@ -188,13 +195,25 @@ class SQLiteReadStore(ReadStore):
 
     @contextmanager
     def transaction(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
+        with self._begin("BEGIN IMMEDIATE", tables) as tx:
+            yield tx
+
+    @contextmanager
+    def snapshot(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
+        """A deferred transaction: in WAL mode it reads a consistent snapshot without taking
+        the write lock, so a read never queues behind the batches of a catch-up."""
+        with self._begin("BEGIN DEFERRED", tables) as tx:
+            yield tx
+
+    @contextmanager
+    def _begin(self, begin: str, tables: Mapping[str, str] | None) -> Iterator[Tx]:
         connection = self._connection()
         lock = self._lock if self._shared is not None else None
         if lock:
             lock.acquire()
         try:
             cursor = connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(begin)
             try:
                 yield Tx(cursor, self.dialect, tables or {})
             except BaseException:

@@ -191,6 +191,17 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 x["target"],
             )
         )
+    if "cli_start" in s:
+        x = s["cli_start"]
+        rows.append(
+            (
+                f"CLI start, median of {x['runs']} fresh processes (ms)",
+                f"--help {_n(x['help_ms'])} / keys list {_n(x['trivial_ms'])}",
+                f"fastest {_n(x['help_min_ms'])} / {_n(x['trivial_min_ms'])}",
+                "",
+                "",
+            )
+        )
     return rows
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from api.bench import growth, imports, live, read_side, workload, write_side
+from api.bench import cli_start, growth, imports, live, read_side, workload, write_side
 from api.bench.harness import Sizes, machine, throwaway
 from api.bootstrap import build, migrate
 
@@ -62,7 +62,7 @@ FULL = Sizes(
     import_customers=20_000,
     import_purchases=100_000,
 )
-GROUPS = ("ingest", "import", "relay", "rebuild", "live", "growth")
+GROUPS = ("ingest", "import", "relay", "rebuild", "live", "growth", "cli")
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -114,6 +114,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "rebuild": _rebuild,
     "live": _live,
     "growth": _growth,
+    "cli": cli_start.run,
 }
 
 

@@ -29,7 +29,7 @@ def _read(request: Request) -> Services:
 @router.get("/lifecycle", responses=ERRORS)
 def lifecycle(request: Request) -> Response:
     """Live customers per lifecycle stage, and transitions per month."""
-    with _read(request).read_store.transaction() as tx:
+    with _read(request).read_store.snapshot() as tx:
         return json_response(analytics.lifecycle(tx))
 
 
@@ -41,7 +41,7 @@ def rfm(
 ) -> Response:
     """Recency/frequency/monetary per customer, quintile scores and named groups."""
     end = check_aware("at", at) if at is not None else datetime.now(UTC)
-    with _read(request).read_store.transaction() as tx:
+    with _read(request).read_store.snapshot() as tx:
         rows = analytics.rfm(tx, end, currency)
     return json_response(
         {"observation_end": end.isoformat(), "currency": currency, "customers": rows}
@@ -60,7 +60,7 @@ def churn(
     first, last = start or today - timedelta(days=365), end or today + timedelta(days=1)
     if not first < last or (last - first).days > 3660:
         raise InvalidInput("to", "must be after from, within ten years")
-    with _read(request).read_store.transaction() as tx:
+    with _read(request).read_store.snapshot() as tx:
         return json_response(
             {"period": period, "periods": analytics.churn(tx, period, first, last)}
         )
@@ -69,5 +69,5 @@ def churn(
 @router.get("/satisfaction", responses=ERRORS)
 def satisfaction(request: Request) -> Response:
     """NPS and CSAT over each customer's latest answer."""
-    with _read(request).read_store.transaction() as tx:
+    with _read(request).read_store.snapshot() as tx:
         return json_response(analytics.satisfaction(tx))

@@ -52,7 +52,7 @@ def _page(request: Request, **filters: Any) -> Response:
         if filters.get(name) is not None:
             check_aware(name, filters[name])
     deps.wait_for_position(request, ["audit"])
-    with deps.services(request).read_store.transaction() as tx:
+    with deps.services(request).read_store.snapshot() as tx:
         try:
             items, next_cursor = audit.search(tx, **filters)
         except ValueError:
@@ -122,7 +122,7 @@ def consents_history(
 ) -> Response:
     """Consent decisions in order: purpose, granted, source, actor, when (the proof of consent)."""
     deps.wait_for_position(request, ["audit"])
-    with deps.services(request).read_store.transaction() as tx:
+    with deps.services(request).read_store.snapshot() as tx:
         try:
             items, next_cursor = audit.consent_history(tx, customer_id, cursor, limit)
         except ValueError:

@@ -90,7 +90,7 @@ def get_customer(
         document = _travel(request, customer_id, as_of, known_at, version)
         return json_response(privacy(request)(document), document["version"])
     deps.wait_for_position(request, ["profiles"], customer_id)
-    with deps.services(request).read_store.transaction() as tx:
+    with deps.services(request).read_store.snapshot() as tx:
         live = get_profile(tx, customer_id)
         if live is not None and live["status"] == "merged":
             raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
@@ -154,7 +154,7 @@ def list_customers(
     """Search profiles; stable order, opaque ``next_cursor`` for the next page."""
     external = _external_filter(external_system, external_id)
     deps.wait_for_position(request, ["profiles", "segments"] if segment else ["profiles"])
-    with deps.services(request).read_store.transaction() as tx:
+    with deps.services(request).read_store.snapshot() as tx:
         try:
             items, next_cursor = search_profiles(
                 tx,

@@ -53,7 +53,7 @@ class SegmentRequest(BaseModel):
 def list_segments(request: Request) -> Response:
     """Every segment definition."""
     deps.wait_for_position(request, ["segments"])
-    with deps.services(request).read_store.transaction() as tx:
+    with deps.services(request).read_store.snapshot() as tx:
         items = segments.list_definitions(tx)
     return json_response({"items": items, "next_cursor": None})
 
@@ -103,7 +103,7 @@ def segment_members(
 ) -> Response:
     """Customer ids in the segment (paged), now or as of a past instant."""
     deps.wait_for_position(request, ["segments"])
-    with deps.services(request).read_store.transaction() as tx:
+    with deps.services(request).read_store.snapshot() as tx:
         if segments.get_definition(tx, segment_id) is None:
             raise SegmentNotFound(f"no segment {segment_id!r}", segment_id=segment_id)
         try:

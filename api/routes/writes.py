@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
 
 from api import deps
 from api import schemas as s
@@ -317,8 +317,16 @@ def erase(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult
 
 
 @router.post("/commands:batch", response_model=s.BatchResult, responses=s.BATCH)
-def batch(body: s.BatchRequest, request: Request) -> s.BatchResult:
-    """Up to 1,000 commands in one store transaction; one outcome per command, in order."""
+def batch(
+    body: Annotated[s.BatchRequest, Body(openapi_examples=s.batch_examples())],
+    request: Request,
+) -> s.BatchResult:
+    """Up to 1,000 commands in one store transaction; one outcome per command, in order.
+
+    Each command is an object with a `type` and that type's fields: one `BatchCommand_<type>`
+    schema per type below, and an example of each. A command that is not valid is rejected in
+    its result (a `problem` naming the `field`); the others still run.
+    """
     parsed: list[m.Command | DomainError] = []
     for doc in body.commands:
         try:

@@ -149,7 +149,7 @@ ROUTE_ROLE = {
     ("POST", "/v1/commands:batch"): "writer",
     ("GET", "/v1/customers/{customer_id}"): "reader",
     ("GET", "/v1/customers"): "reader",
-    ("GET", "/projections"): "reader",
+    ("GET", "/projections"): "public",
     ("GET", "/v1/segments"): "reader",
     ("PUT", "/v1/segments/{segment_id}"): "admin",
     ("POST", "/v1/segments/{segment_id}"): "admin",

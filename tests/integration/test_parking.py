@@ -244,6 +244,9 @@ def test_the_api_shows_parked_customers_and_never_waits_on_them(
         assert profiles["parked"]["count"] == 1
         assert profiles["parked"]["oldest"]["customer_id"] == bob["customer_id"]
         assert "cannot project" in profiles["parked"]["oldest"]["reason"]
+        public = client.get("/projections").json()["projections"][0]["parked"]  # no key
+        assert public["count"] == 1 and public["oldest"]["age_seconds"] >= 0
+        assert not {"customer_id", "reason"} & set(public["oldest"])
         assert all(p["parked"]["count"] == 0 for p in status["projections"][1:])
         metrics = client.get("/metrics").text
         assert 'clientele_projection_parked_customers{projection="profiles"} 1.0' in metrics

@@ -131,7 +131,9 @@ def test_replay_prints_the_timeline(database: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["replay", str(customer_id)])
     assert result.exit_code == 0, result.output
     assert "tag=vip" in result.output
-    lines = runner.invoke(app, ["replay", str(customer_id), "--json"]).output.splitlines()
+    lines = runner.invoke(app, ["replay", str(customer_id), "--json"]).stdout.splitlines()
+    first, second = (json.loads(line) for line in lines)
+    assert first["hash"] and second["prev_hash"] == first["hash"]
     assert [(json.loads(line)["type"], json.loads(line)["actor"]) for line in lines] == [
         ("customer.registered", "clientele:import"),
         ("customer.tagged", "clientele:import"),
@@ -168,7 +170,7 @@ def test_replay_shows_what_had_happened_by_a_business_time(database: str) -> Non
     def types(*options: str) -> list[str]:
         result = runner.invoke(app, ["replay", str(customer_id), "--json", *options])
         assert result.exit_code == 0, result.output
-        return [json.loads(line)["type"] for line in result.output.splitlines()]
+        return [json.loads(line)["type"] for line in result.stdout.splitlines()]
 
     assert types("--as-of", "1997-12-31T00:00:00Z") == [
         "customer.registered",
