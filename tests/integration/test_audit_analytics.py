@@ -9,7 +9,6 @@ code under test.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -225,10 +224,12 @@ def expected_churn(people: list[Person], months: int) -> list[tuple[int, int]]:
 
 
 def quintile(values: dict[str, Any]) -> dict[str, int]:
-    """Scores 1-5: boundaries at ceil(k * n / 5) of the (value, id) order."""
-    order = sorted(values.items(), key=lambda item: (item[1], item[0]))
-    bounds = [math.ceil(k * len(order) / 5) for k in range(1, 5)]
-    return {c: 1 + sum(i >= b for b in bounds) for i, (c, _) in enumerate(order)}
+    """Scores 1-5 from the strict percentile rank: 1 + floor(5 x (customers with a strictly
+    lower value) / n), so equal values score alike."""
+    return {
+        c: 1 + 5 * sum(other < v for other in values.values()) // len(values)
+        for c, v in values.items()
+    }
 
 
 def expected_rfm(people: list[Person], end: date) -> dict[str, dict[str, Any]]:
