@@ -20,7 +20,8 @@ Definitions:
   the *latest* answer per customer (highest version with that score present; feedback
   carrying only the other score does not replace it). Merged duplicates are left out (the
   survivor speaks for the person); erased customers' answers stay (anonymous facts).
-* **RFM**: see :mod:`projections.rfm`; one reporting currency (default EUR), live customers.
+* **RFM**: definitions in :mod:`projections.rfm`, kept per customer and purchase day by
+  :mod:`projections.rfm_model` (``analytics_rfm``); one currency at a time, live customers.
 """
 
 from __future__ import annotations
@@ -28,17 +29,18 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
 from infra.envelope import Envelope
 from projections import rfm as rfm_math
+from projections import rfm_model
 from projections.framework import Projector
 from projections.readstore import Tx
 
 Period = Literal["month", "quarter", "year"]
-LIVE = "status IN ('active', 'churned')"
+LIVE_STATUSES = ("active", "churned")
+LIVE = f"status IN {LIVE_STATUSES}"
 STAGE_KINDS = ("registered", "stage_changed", "churned", "reactivated")
 
 
@@ -71,12 +73,13 @@ class AnalyticsProjector(Projector):
     """Keeps the four analytics tables from lifecycle, purchase, feedback and merge events."""
 
     name = "analytics"
-    schema_version = 2
+    schema_version = 3
     tables = (
         "analytics_customers",
         "analytics_stages",
         "analytics_purchases",
         "analytics_feedback",
+        *rfm_model.TABLES,
     )
     schema = (
         """CREATE TABLE IF NOT EXISTS {analytics_customers} (
@@ -93,6 +96,7 @@ class AnalyticsProjector(Projector):
         """CREATE TABLE IF NOT EXISTS {analytics_feedback} (
             customer_id TEXT NOT NULL, version BIGINT NOT NULL, nps INTEGER, csat INTEGER,
             at TEXT NOT NULL, PRIMARY KEY (customer_id, version))""",
+        *rfm_model.SCHEMA,
     )
     handles = frozenset(
         {
@@ -112,12 +116,15 @@ class AnalyticsProjector(Projector):
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         customers = _load(tx, sorted({e.customer_key for e in envelopes}))
         changes = _Changes([], {}, [])
+        rfm_events = []
         for e in envelopes:
             key = e.customer_key
             state = customers.setdefault(key, _Customer(0, None, "active"))
             if e.version > state.version:  # older versions: already applied
                 _fold(changes, key, state, e)
                 state.version = e.version
+                if e.type in rfm_model.CHANGES:
+                    rfm_events.append(e)
         tx.executemany(
             "INSERT INTO {analytics_customers} (customer_id, version, stage, status) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
@@ -138,6 +145,8 @@ class AnalyticsProjector(Projector):
             [(*k, *row) for k, row in sorted(changes.purchases.items()) if row is not None],
         )
         tx.insert("analytics_feedback", FEEDBACK_COLUMNS, changes.feedback)
+        live = {k: s.status in LIVE_STATUSES for k, s in customers.items()}
+        rfm_model.update(tx, rfm_events, live)
 
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _Customer]:
@@ -325,13 +334,10 @@ def satisfaction(tx: Tx) -> dict[str, Any]:
 
 
 def rfm(tx: Tx, observation_end: datetime, currency: str = "EUR") -> dict[str, dict[str, Any]]:
-    """RFM summary, scores and group per live customer with purchases in ``currency``."""
-    end_day = observation_end.astimezone(UTC).date()
-    rows = tx.fetchall(
-        "SELECT p.customer_id, p.occurred_at, p.amount FROM {analytics_purchases} p "
-        "JOIN {analytics_customers} c ON c.customer_id = p.customer_id "
-        f"WHERE p.currency = ? AND p.occurred_at < ? AND c.{LIVE}",
-        (currency, (end_day + timedelta(days=1)).isoformat()),
-    )
-    purchases = ((c, datetime.fromisoformat(at), Decimal(amount)) for c, at, amount in rows)
-    return rfm_math.scores(purchases, observation_end)
+    """RFM summary, scores and group per live customer with purchases in ``currency``, all
+    at once (the API pages through :mod:`projections.rfm_model` instead)."""
+    day = rfm_math.utc_day(observation_end)
+    population = rfm_model.populations(tx, day).get(currency)
+    if population is None:
+        return {}
+    return {row.pop("customer_id"): row for row in rfm_model.page(tx, population, day)}

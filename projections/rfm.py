@@ -128,7 +128,7 @@ def cuts(values: Iterable[Any]) -> tuple[Any, ...]:
 
 def score_of(value: Any, limits: Iterable[Any]) -> int:
     """The score 1-5 of ``value``: 1 + the number of cuts strictly below it."""
-    return 1 + sum(value > cut for cut in limits)
+    return 1 + sum(1 for cut in limits if value > cut)
 
 
 def quintiles(keys: Mapping[str, Any]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile
 from projections.profiles import final_survivor, get_profile, search_profiles
+from projections.readstore import Tx
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
 
@@ -65,14 +66,21 @@ def get_customer(
         return json_response(privacy(request)(document), document["version"])
     deps.wait_for_position(request, ["profiles"], customer_id)
     with deps.services(request).read_store.transaction() as tx:
-        live = get_profile(tx, customer_id)
-        if live is not None and live["status"] == "merged":
-            raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
+        live = live_profile(tx, customer_id)
+    return json_response(privacy(request)(live), live["version"])
+
+
+def live_profile(tx: Tx, customer_id: UUID) -> dict[str, Any]:
+    """The customer's profile; :class:`CustomerNotFound` (404), :class:`CustomerErased` or
+    :class:`CustomerMerged` naming the final survivor (410)."""
+    live = get_profile(tx, customer_id)
     if live is None:
         raise CustomerNotFound(customer_id)
+    if live["status"] == "merged":
+        raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
     if live["status"] == "erased":
         raise CustomerErased(customer_id)
-    return json_response(privacy(request)(live), live["version"])
+    return live
 
 
 @router.get("/customers", response_model=s.Page, responses=s.LIST_READ)
