@@ -45,7 +45,7 @@ def histories() -> st.SearchStrategy[History]:
 
 
 def direct(
-    histories: dict[str, History], period: str, start: date, end: date
+    histories: dict[str, History], period: Period, start: date, end: date
 ) -> list[tuple[int, int]]:
     """(active at start, churned) per period, by replaying each history at each period start."""
     result = []
