@@ -208,8 +208,9 @@ def _add(tx: Tx, table: str, keys: Sequence[str], value: str, deltas: Mapping[An
         rows,
     )
     where = " AND ".join(f"{k} = ?" for k in keys)
-    tx.executemany(
-        f"DELETE FROM {{{table}}} WHERE {where} AND {value} = 0", [row[:-1] for row in rows]
+    tx.executemany(  # only a decrease can reach zero
+        f"DELETE FROM {{{table}}} WHERE {where} AND {value} = 0",
+        [row[:-1] for row in rows if row[-1] < 0],
     )
 
 
