@@ -178,7 +178,8 @@ def update(
     _add(
         tx, "analytics_transitions", ("month", "from_stage", "to_stage"), "transitions", transitions
     )
-    _add(tx, "analytics_active_months", ("month",), "delta", {(m,): d for m, d in months.items()})
+    deltas = {(month,): delta for month, delta in months.items()}
+    _add(tx, "analytics_active_months", ("month",), "delta", deltas, signed=True)
     _add(tx, "analytics_churned", ("period", "start"), "customers", churned)
 
 
@@ -195,8 +196,18 @@ def _histories(tx: Tx, customers: Sequence[str]) -> dict[str, list[tuple[str, st
     return found
 
 
-def _add(tx: Tx, table: str, keys: Sequence[str], value: str, deltas: Mapping[Any, int]) -> None:
-    """Add ``deltas`` (key tuple -> change) to ``table``; rows falling to zero go."""
+def _add(
+    tx: Tx,
+    table: str,
+    keys: Sequence[str],
+    value: str,
+    deltas: Mapping[Any, int],
+    *,
+    signed: bool = False,
+) -> None:
+    """Add ``deltas`` (key tuple -> change) to ``table``; rows reaching zero go. Counts never
+    fall below zero, so only a decrease makes them zero; ``signed`` values can also rise to
+    it (-1, then +1 from another customer)."""
     rows = sorted((*key, delta) for key, delta in deltas.items() if delta)
     if not rows:
         return
@@ -208,9 +219,9 @@ def _add(tx: Tx, table: str, keys: Sequence[str], value: str, deltas: Mapping[An
         rows,
     )
     where = " AND ".join(f"{k} = ?" for k in keys)
-    tx.executemany(  # only a decrease can reach zero
+    tx.executemany(
         f"DELETE FROM {{{table}}} WHERE {where} AND {value} = 0",
-        [row[:-1] for row in rows if row[-1] < 0],
+        [row[:-1] for row in rows if signed or row[-1] < 0],
     )
 
 
