@@ -15,19 +15,19 @@ from projections.analytics import AnalyticsProjector
 from projections.framework import ensure_schema
 from projections.readstore import open_read_store
 
-# (customer, version, kind, at, from, to, status): analytics_stages rows
-A = [
+Rows = list[tuple[Any, ...]]  # (customer, version, kind, at, from, to, status): analytics_stages
+A: Rows = [
     ("a", 1, "registered", "2024-01-15T10:00:00.000000+00:00", None, "new", "active"),
     ("a", 2, "churned", "2024-03-10T10:00:00.000000+00:00", "new", "churned", "churned"),
 ]
-B = [("b", 1, "registered", "2024-03-20T10:00:00.000000+00:00", None, "new", "active")]
-C = [
+B: Rows = [("b", 1, "registered", "2024-03-20T10:00:00.000000+00:00", None, "new", "active")]
+C: Rows = [
     ("c", 1, "registered", "2023-12-01T10:00:00.000000+00:00", None, "active", "active"),
     ("c", 2, "churned", "2024-02-01T00:00:00.000000+00:00", "active", "churned", "churned"),
 ]
 
 
-def counts(order: tuple[list[tuple[Any, ...]], ...]) -> dict[str, list[tuple[Any, ...]]]:
+def counts(order: tuple[Rows, ...]) -> dict[str, list[tuple[Any, ...]]]:
     store = open_read_store("memory://")
     ensure_schema(store, [AnalyticsProjector()])
     for rows in order:  # one batch per customer, each in its own transaction
