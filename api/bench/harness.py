@@ -87,6 +87,8 @@ class Sizes:
     travel_requests: int
     growth_batches: int
     growth_batch_size: int
+    analytics_customers: int
+    analytics_requests: int  # per kind of read and repeat
 
 
 @dataclass

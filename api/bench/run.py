@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from api.bench import growth, live, read_side, workload, write_side
+from api.bench import analytics, growth, live, read_side, workload, write_side
 from api.bench.harness import Sizes, machine, throwaway
 from api.bootstrap import build, migrate
 
@@ -37,6 +37,8 @@ QUICK = Sizes(
     travel_requests=20,
     growth_batches=7,
     growth_batch_size=200,
+    analytics_customers=1_000,
+    analytics_requests=60,
 )
 FULL = Sizes(
     repeats=3,
@@ -57,8 +59,10 @@ FULL = Sizes(
     travel_requests=200,
     growth_batches=7,
     growth_batch_size=1_000,
+    analytics_customers=25_000,
+    analytics_requests=400,
 )
-GROUPS = ("ingest", "relay", "rebuild", "live", "growth")
+GROUPS = ("ingest", "relay", "rebuild", "live", "growth", "analytics")
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -98,12 +102,18 @@ def _growth(sizes: Sizes, say: Say) -> dict[str, Any]:
         return growth.run(stack, sizes, say)
 
 
+def _analytics(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return {"analytics": analytics.run(stack, sizes, say)}
+
+
 RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "ingest": _ingest,
     "relay": _relay,
     "rebuild": _rebuild,
     "live": _live,
     "growth": _growth,
+    "analytics": _analytics,
 }
 
 

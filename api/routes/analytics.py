@@ -111,7 +111,7 @@ def _resume(
 ) -> tuple[str, datetime, str | None]:
     """(customer id to start after, observation end, currency) of a first or later page."""
     end = parse_timestamp("at", at) if at is not None else None
-    if cursor is None:
+    if not cursor:  # absent or empty: the first page, as in the other lists
         return "", end or datetime.now(UTC), currency
     try:
         when, code, after = decode_cursor(cursor)

@@ -24,6 +24,7 @@ REQUIRED = {
     "time_travel": {"p99_ms"},
     "memory": {"peak_rss_mb", "growth_pct"},
     "growing_customer": {"ratio", "first_to_last", "visible_ratio", "last_ack_ms"},
+    "analytics": {"p99_ms", "customers", "target_p99_ms"},
 }
 
 
