@@ -3,9 +3,7 @@
 Definitions are those of :mod:`projections.analytics`. Every count here is a sum over
 customers of what each customer's own history contributes; a batch adds the difference
 between its customers' contributions after and before it. Sums do not depend on the order in
-which customers are applied, so live and rebuilt tables agree; a count that falls to zero is
-deleted (a rebuild never writes it). Rows are written in key order, table by table, so feeds
-that write side by side (a rebuild's workers) wait for each other but never deadlock.
+which customers are applied, so live and rebuilt tables agree (:func:`counts.add_counts`).
 
 Tables:
 
@@ -29,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from projections.counts import add_counts
 from projections.readstore import Tx
 
 Period = Literal["month", "quarter", "year"]
@@ -174,13 +173,13 @@ def update(
         months.subtract(lost_months)
         churned.update(gained_churn)
         churned.subtract(lost_churn)
-    _add(tx, "analytics_stage_counts", ("stage", "status"), "customers", stages)
-    _add(
+    add_counts(tx, "analytics_stage_counts", ("stage", "status"), "customers", stages)
+    add_counts(
         tx, "analytics_transitions", ("month", "from_stage", "to_stage"), "transitions", transitions
     )
     deltas = {(month,): delta for month, delta in months.items()}
-    _add(tx, "analytics_active_months", ("month",), "delta", deltas, signed=True)
-    _add(tx, "analytics_churned", ("period", "start"), "customers", churned)
+    add_counts(tx, "analytics_active_months", ("month",), "delta", deltas, signed=True)
+    add_counts(tx, "analytics_churned", ("period", "start"), "customers", churned)
 
 
 def _histories(tx: Tx, customers: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
@@ -194,35 +193,6 @@ def _histories(tx: Tx, customers: Sequence[str]) -> dict[str, list[tuple[str, st
         ):
             found[customer].append((kind, at, status))
     return found
-
-
-def _add(
-    tx: Tx,
-    table: str,
-    keys: Sequence[str],
-    value: str,
-    deltas: Mapping[Any, int],
-    *,
-    signed: bool = False,
-) -> None:
-    """Add ``deltas`` (key tuple -> change) to ``table``; rows reaching zero go. Counts never
-    fall below zero, so only a decrease makes them zero; ``signed`` values can also rise to
-    it (-1, then +1 from another customer)."""
-    rows = sorted((*key, delta) for key, delta in deltas.items() if delta)
-    if not rows:
-        return
-    columns = ", ".join(keys)
-    tx.executemany(
-        f"INSERT INTO {{{table}}} AS t ({columns}, {value}) "
-        f"VALUES ({', '.join('?' * (len(keys) + 1))}) ON CONFLICT ({columns}) "
-        f"DO UPDATE SET {value} = t.{value} + excluded.{value}",
-        rows,
-    )
-    where = " AND ".join(f"{k} = ?" for k in keys)
-    tx.executemany(
-        f"DELETE FROM {{{table}}} WHERE {where} AND {value} = 0",
-        [row[:-1] for row in rows if signed or row[-1] < 0],
-    )
 
 
 # ------------------------------------------------------------------------------ reading

@@ -126,6 +126,20 @@ def cuts(values: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(ordered[(k * n + 4) // 5 - 1] for k in range(1, 5)) if n else ()
 
 
+def cuts_of_counts(counts: Iterable[tuple[Any, int]]) -> tuple[Any, ...]:
+    """:func:`cuts` of the values given as ``(value, how many)`` pairs in ascending order."""
+    pairs = list(counts)
+    n = sum(count for _, count in pairs)
+    positions = [(k * n + 4) // 5 for k in range(1, 5)] if n else []
+    found: list[Any] = []
+    seen = 0
+    for value, count in pairs:
+        seen += count
+        while len(found) < len(positions) and positions[len(found)] <= seen:
+            found.append(value)
+    return tuple(found)
+
+
 def score_of(value: Any, limits: Iterable[Any]) -> int:
     """The score 1-5 of ``value``: 1 + the number of cuts strictly below it."""
     return 1 + sum(1 for cut in limits if value > cut)

@@ -13,6 +13,10 @@ Tables:
   ``live`` is 1 while the customer is active or churned (merged and erased customers are no
   part of RFM). A customer's rows are written again from ``analytics_purchases`` whenever an
   event changes their purchases or liveness: reads never fold purchases.
+* ``analytics_rfm_values`` — per currency, how many live customers' latest rows hold each
+  value of R (the day as an ordinal), F and M (cents): while an observation end is on or
+  after everyone's last purchase day — the usual case — the cuts are read from these few
+  rows (:func:`rfm.cuts_of_counts`). A count table (:mod:`projections.counts`).
 * ``analytics_rfm_changes`` — how many events changed ``analytics_rfm`` and the sum of their
   store positions. Both are sums over the log's events, whatever order they are applied in,
   so they are the same live and rebuilt; queries key their cache on them.
@@ -27,7 +31,7 @@ become conditions on the rows' values).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -37,11 +41,12 @@ from weakref import WeakKeyDictionary
 
 from infra.envelope import Envelope
 from projections import rfm
+from projections.counts import add_counts
 from projections.readstore import ReadStore, Tx
 
 OPEN = "9999-12-31"  # ``until`` of a customer's latest purchase day
 CHUNK = 500
-TABLES = ("analytics_rfm", "analytics_rfm_changes")
+TABLES = ("analytics_rfm", "analytics_rfm_values", "analytics_rfm_changes")
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {analytics_rfm} (
         customer_id TEXT NOT NULL, currency TEXT NOT NULL, day TEXT NOT NULL,
@@ -49,6 +54,9 @@ SCHEMA = (
         repeat_spend TEXT NOT NULL, monetary_cents BIGINT NOT NULL, live INTEGER NOT NULL,
         PRIMARY KEY (customer_id, currency, day))""",
     "CREATE INDEX IF NOT EXISTS {analytics_rfm}_as_of_idx ON {analytics_rfm} (live, until, day)",
+    """CREATE TABLE IF NOT EXISTS {analytics_rfm_values} (
+        currency TEXT NOT NULL, score TEXT NOT NULL, value BIGINT NOT NULL,
+        customers BIGINT NOT NULL, PRIMARY KEY (currency, score, value))""",
     """CREATE TABLE IF NOT EXISTS {analytics_rfm_changes} (
         scope TEXT PRIMARY KEY, events BIGINT NOT NULL, positions BIGINT NOT NULL)""",
 )
@@ -80,9 +88,16 @@ def update(tx: Tx, events: Sequence[Envelope], live: Mapping[str, bool]) -> None
         return
     customers = sorted({e.customer_key for e in events})
     spend: dict[tuple[str, str], dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    values: Counter[tuple[str, str, int]] = Counter()
     for start in range(0, len(customers), CHUNK):
         chunk = customers[start : start + CHUNK]
         marks = ",".join("?" * len(chunk))
+        for currency, last, frequency, cents in tx.fetchall(
+            "SELECT currency, day, frequency, monetary_cents FROM {analytics_rfm} "
+            f"WHERE customer_id IN ({marks}) AND until = '{OPEN}' AND live = 1",
+            chunk,
+        ):
+            values.subtract(_values(currency, last, int(frequency), int(cents)))
         tx.execute(f"DELETE FROM {{analytics_rfm}} WHERE customer_id IN ({marks})", chunk)
         for customer, currency, at, amount in tx.fetchall(
             "SELECT customer_id, currency, occurred_at, amount FROM {analytics_purchases} "
@@ -96,15 +111,30 @@ def update(tx: Tx, events: Sequence[Envelope], live: Mapping[str, bool]) -> None
         ends = [d.day.isoformat() for d in summary[1:]] + [OPEN]
         for d, until in zip(summary, ends, strict=True):
             row = (customer, currency, d.day.isoformat(), until, d.first_day.isoformat())
-            cents = int(Decimal(d.monetary).scaleb(2))
-            rows.append((*row, d.frequency, str(d.repeat_spend), cents, int(live[customer])))
+            rows.append((*row, d.frequency, str(d.repeat_spend), _cents(d), int(live[customer])))
+        if live[customer]:
+            latest = summary[-1]
+            values.update(
+                _values(currency, latest.day.isoformat(), latest.frequency, _cents(latest))
+            )
     tx.insert("analytics_rfm", COLUMNS, rows)
+    add_counts(tx, "analytics_rfm_values", ("currency", "score", "value"), "customers", values)
     tx.execute(
         "INSERT INTO {analytics_rfm_changes} AS c (scope, events, positions) VALUES ('all', ?, ?) "
         "ON CONFLICT (scope) DO UPDATE SET events = c.events + excluded.events, "
         "positions = c.positions + excluded.positions",
         (len(events), sum(e.position for e in events)),
     )
+
+
+def _cents(day: rfm.Day) -> int:
+    return int(Decimal(day.monetary).scaleb(2))
+
+
+def _values(currency: str, last: str, frequency: int, cents: int) -> list[tuple[str, str, int]]:
+    """The ``analytics_rfm_values`` keys a live customer's latest row counts in."""
+    ordinal = date.fromisoformat(last).toordinal()
+    return [(currency, "r", ordinal), (currency, "f", frequency), (currency, "m", cents)]
 
 
 # ------------------------------------------------------------------------------ reading
@@ -129,11 +159,43 @@ Populations = dict[str, Population]
 
 
 def populations(tx: Tx, day: date) -> Populations:
-    """Every currency's population as of ``day`` (uncached: reads all of its rows)."""
+    """Every currency's population as of ``day`` (uncached).
+
+    While no live customer's last purchase in a currency is after ``day``, everyone's latest
+    row is their row as of ``day``: the cuts come from ``analytics_rfm_values`` (a few rows
+    per distinct value). Otherwise that currency's rows as of ``day`` are all read.
+    """
+    counted: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for currency, score, value, customers in tx.fetchall(
+        "SELECT currency, score, value, customers FROM {analytics_rfm_values} "
+        "ORDER BY currency, score, value"
+    ):
+        counted[currency][score].append((int(value), int(customers)))
+    found: Populations = {}
+    for currency, scores in counted.items():
+        if date.fromordinal(scores["r"][-1][0]) > day:
+            continue  # read below
+        r = [(date.fromordinal(ordinal).isoformat(), n) for ordinal, n in scores["r"]]
+        size = sum(n for _, n in r)
+        cuts = (
+            rfm.cuts_of_counts(r),
+            rfm.cuts_of_counts(scores["f"]),
+            rfm.cuts_of_counts(scores["m"]),
+        )
+        found[currency] = Population(currency, size, *cuts)
+    later = sorted(set(counted) - set(found))
+    if later:
+        found |= read_as_of(tx, day, later)
+    return dict(sorted(found.items()))
+
+
+def read_as_of(tx: Tx, day: date, currencies: Sequence[str]) -> Populations:
+    """The populations of ``currencies`` as of ``day``, from all of their rows."""
     values: dict[str, tuple[list[str], list[int], list[int]]] = defaultdict(lambda: ([], [], []))
     for currency, last, frequency, cents in tx.fetchall(
-        f"SELECT currency, day, frequency, monetary_cents FROM {{analytics_rfm}} WHERE {AS_OF}",
-        (day.isoformat(), day.isoformat()),
+        f"SELECT currency, day, frequency, monetary_cents FROM {{analytics_rfm}} WHERE {AS_OF} "
+        f"AND currency IN ({','.join('?' * len(currencies))})",
+        (day.isoformat(), day.isoformat(), *currencies),
     ):
         r, f, m = values[currency]
         r.append(last)
@@ -141,7 +203,7 @@ def populations(tx: Tx, day: date) -> Populations:
         m.append(int(cents))
     return {
         c: Population(c, len(r), rfm.cuts(r), rfm.cuts(f), rfm.cuts(m))
-        for c, (r, f, m) in sorted(values.items())
+        for c, (r, f, m) in values.items()
     }
 
 

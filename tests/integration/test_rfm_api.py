@@ -17,6 +17,7 @@ from uuid import UUID
 
 import pytest
 
+from projections import rfm_model
 from tests.api_support import Api, running_api
 from tests.rfm_support import Purchase, heavy_ties, independent
 
@@ -210,3 +211,13 @@ def test_one_customer_answers_like_their_row_on_the_page(base: Base) -> None:
     gone = base.get(f"/v1/customers/{base.merged}/rfm")
     assert gone.status_code == 410 and gone.json()["survivor_id"] == base.survivor
     assert base.get(f"/v1/customers/{UUID(int=7)}/rfm").status_code == 404
+
+
+def test_the_kept_value_counts_give_the_cuts_of_all_rows(base: Base) -> None:
+    assert base.get("/v1/analytics/lifecycle").status_code == 200  # caught up
+    with base.api.app.state.services.read_store.transaction() as tx:
+        counted = rfm_model.populations(tx, END.date())  # from analytics_rfm_values
+        read = rfm_model.read_as_of(tx, END.date(), ["EUR", "USD"])  # from every row
+        later = rfm_model.populations(tx, END.date() + timedelta(days=400))
+    assert counted == read and set(counted) == {"EUR", "USD"}
+    assert {c: p.size for c, p in later.items()} == {c: p.size for c, p in counted.items()}

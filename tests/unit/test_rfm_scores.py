@@ -8,6 +8,7 @@ worse value (the strict percentile rank) — by counting, never through :func:`r
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,15 @@ def test_quintiles_follow_the_strict_percentile_rank(values: list[int]) -> None:
 
 
 POOL = [str(UUID(int=random.Random(i).getrandbits(128), version=4)) for i in range(40)]
+
+
+@given(Values)
+def test_cuts_from_counted_values_equal_the_cuts_of_the_values(values: list[int]) -> None:
+    counted = sorted(Counter(values).items())
+    assert rfm.cuts_of_counts(counted) == rfm.cuts(values)
+    assert rfm.cuts_of_counts([]) == ()
+
+
 Purchases = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=12),  # who
