@@ -53,7 +53,6 @@ SCHEMA = (
         until TEXT NOT NULL, first_day TEXT NOT NULL, frequency INTEGER NOT NULL,
         repeat_spend TEXT NOT NULL, monetary_cents BIGINT NOT NULL, live INTEGER NOT NULL,
         PRIMARY KEY (customer_id, currency, day))""",
-    "CREATE INDEX IF NOT EXISTS {analytics_rfm}_as_of_idx ON {analytics_rfm} (live, until, day)",
     """CREATE TABLE IF NOT EXISTS {analytics_rfm_values} (
         currency TEXT NOT NULL, score TEXT NOT NULL, value BIGINT NOT NULL,
         customers BIGINT NOT NULL, PRIMARY KEY (currency, score, value))""",
