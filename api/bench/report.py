@@ -188,6 +188,7 @@ def _analytics_rows(x: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for kind, label in (
         ("rfm_page", f"RFM page of {x['page_size']}, {x['customers']:,} customers"),
+        ("rfm_page_year_ago", "RFM page observed a year ago"),
         ("customer_rfm", "one customer's RFM"),
         ("lifecycle", "lifecycle"),
         ("churn", "churn, 12 months"),
