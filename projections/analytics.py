@@ -36,7 +36,6 @@ from typing import Any, Literal
 
 from infra.envelope import Envelope
 from projections import lifecycle_model, rfm_model
-from projections import rfm as rfm_math
 from projections.framework import Projector
 from projections.readstore import Tx
 
@@ -299,13 +298,3 @@ def satisfaction(tx: Tx) -> dict[str, Any]:
         "WHERE c.status <> 'merged' ORDER BY f.customer_id, f.version"
     )
     return satisfaction_summary(rows)
-
-
-def rfm(tx: Tx, observation_end: datetime, currency: str = "EUR") -> dict[str, dict[str, Any]]:
-    """RFM summary, scores and group per live customer with purchases in ``currency``, all
-    at once (the API pages through :mod:`projections.rfm_model` instead)."""
-    day = rfm_math.utc_day(observation_end)
-    population = rfm_model.populations(tx, day).get(currency)
-    if population is None:
-        return {}
-    return {row.pop("customer_id"): row for row in rfm_model.page(tx, population, day)}

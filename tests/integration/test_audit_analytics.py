@@ -29,9 +29,9 @@ from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild, rebuild_all
 from consumers.store_feed import StoreFeed
 from infra.store import EventStore
-from projections import analytics, audit
+from projections import analytics, audit, rfm_model
 from projections.framework import Binding, Projector, ensure_schema, project
-from projections.readstore import ReadStore, open_read_store
+from projections.readstore import ReadStore, Tx, open_read_store
 from tests.integration.workers import worker_connect
 
 CTX = Context(actor="fixture")
@@ -258,6 +258,12 @@ def expected_rfm(people: list[Person], end: date) -> dict[str, dict[str, Any]]:
     return result
 
 
+def everyone_scored(tx: Tx, day: date) -> dict[str, dict[str, Any]]:
+    """Every live customer's RFM in EUR as of ``day``, as the paged API reads it."""
+    population = rfm_model.populations(tx, day)["EUR"]
+    return {row.pop("customer_id"): row for row in rfm_model.page(tx, population, day)}
+
+
 def tables(read_store: ReadStore) -> dict[str, list[tuple[Any, ...]]]:
     with read_store.transaction() as tx:
         return {
@@ -319,8 +325,8 @@ class AuditAnalyticsContract:
                 for months, period in periods
             }
             satisfaction = analytics.satisfaction(tx)
-            rfm_end = analytics.rfm(tx, datetime(2024, 12, 30, 12, tzinfo=UTC))
-            rfm_mid = analytics.rfm(tx, datetime(2024, 6, 15, 8, tzinfo=UTC), "EUR")
+            rfm_end = everyone_scored(tx, date(2024, 12, 30))
+            rfm_mid = everyone_scored(tx, date(2024, 6, 15))
 
         assert stages["stages"] == dict(Counter(p.stage for p in live))
         assert stages["statuses"] == dict(Counter(p.status for p in people))
