@@ -112,6 +112,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         reads.router,
         segments.router,
         analytics.router,
+        analytics.customers_router,
         audit.router,
         audit.history_router,
         ops.router,

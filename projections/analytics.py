@@ -3,7 +3,9 @@
 Tables: ``analytics_customers`` (current stage and status), ``analytics_stages`` (one row per
 event that changed a customer's stage or status, with ``kind``, business time ``at`` and the
 status after it), ``analytics_purchases`` and ``analytics_feedback``. All times are the events'
-``occurred_at`` (business time) as UTC ISO 8601 text.
+``occurred_at`` (business time) as UTC ISO 8601 text. Answers over the whole base read counts
+and summaries kept beside them, never every customer's rows: lifecycle and churn counts
+(:mod:`projections.lifecycle_model`), RFM per purchase day (:mod:`projections.rfm_model`).
 
 Definitions:
 
@@ -20,26 +22,24 @@ Definitions:
   the *latest* answer per customer (highest version with that score present; feedback
   carrying only the other score does not replace it). Merged duplicates are left out (the
   survivor speaks for the person); erased customers' answers stay (anonymous facts).
-* **RFM**: see :mod:`projections.rfm`; one reporting currency (default EUR), live customers.
+* **RFM**: definitions in :mod:`projections.rfm`, kept per customer and purchase day by
+  :mod:`projections.rfm_model` (``analytics_rfm``); one currency at a time, live customers.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from infra.envelope import Envelope
-from projections import rfm as rfm_math
+from projections import lifecycle_model, rfm_model
 from projections.framework import Projector
 from projections.readstore import Tx
 
 Period = Literal["month", "quarter", "year"]
-LIVE = "status IN ('active', 'churned')"
-STAGE_KINDS = ("registered", "stage_changed", "churned", "reactivated")
 
 
 def utc(moment: datetime) -> str:
@@ -71,12 +71,14 @@ class AnalyticsProjector(Projector):
     """Keeps the four analytics tables from lifecycle, purchase, feedback and merge events."""
 
     name = "analytics"
-    schema_version = 2
+    schema_version = 3
     tables = (
         "analytics_customers",
         "analytics_stages",
         "analytics_purchases",
         "analytics_feedback",
+        *rfm_model.TABLES,
+        *lifecycle_model.TABLES,
     )
     schema = (
         """CREATE TABLE IF NOT EXISTS {analytics_customers} (
@@ -93,6 +95,8 @@ class AnalyticsProjector(Projector):
         """CREATE TABLE IF NOT EXISTS {analytics_feedback} (
             customer_id TEXT NOT NULL, version BIGINT NOT NULL, nps INTEGER, csat INTEGER,
             at TEXT NOT NULL, PRIMARY KEY (customer_id, version))""",
+        *rfm_model.SCHEMA,
+        *lifecycle_model.SCHEMA,
     )
     handles = frozenset(
         {
@@ -111,19 +115,25 @@ class AnalyticsProjector(Projector):
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         customers = _load(tx, sorted({e.customer_key for e in envelopes}))
+        before = {k: (s.stage, s.status) for k, s in customers.items()}
         changes = _Changes([], {}, [])
+        rfm_events = []
         for e in envelopes:
             key = e.customer_key
             state = customers.setdefault(key, _Customer(0, None, "active"))
             if e.version > state.version:  # older versions: already applied
                 _fold(changes, key, state, e)
                 state.version = e.version
+                if e.type in rfm_model.CHANGES:
+                    rfm_events.append(e)
         tx.executemany(
             "INSERT INTO {analytics_customers} (customer_id, version, stage, status) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
             "version = excluded.version, stage = excluded.stage, status = excluded.status",
             [(k, s.version, s.stage, s.status) for k, s in sorted(customers.items())],
         )
+        after = {k: (s.stage, s.status) for k, s in customers.items()}
+        lifecycle_model.update(tx, before, after, changes.stages)
         # stages and feedback are rows of new versions only (the framework checked)
         tx.insert("analytics_stages", STAGE_COLUMNS, changes.stages)
         tx.executemany(
@@ -138,6 +148,8 @@ class AnalyticsProjector(Projector):
             [(*k, *row) for k, row in sorted(changes.purchases.items()) if row is not None],
         )
         tx.insert("analytics_feedback", FEEDBACK_COLUMNS, changes.feedback)
+        live = {k: s.status in lifecycle_model.LIVE_STATUSES for k, s in customers.items()}
+        rfm_model.update(tx, rfm_events, live)
 
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _Customer]:
@@ -207,22 +219,7 @@ def lifecycle(tx: Tx) -> dict[str, Any]:
 
     Transitions (registration included, ``from`` = None) count every customer's history.
     """
-    stages = tx.fetchall(
-        f"SELECT stage, COUNT(*) FROM {{analytics_customers}} WHERE {LIVE} GROUP BY stage"
-    )
-    statuses = tx.fetchall("SELECT status, COUNT(*) FROM {analytics_customers} GROUP BY status")
-    rows = tx.fetchall(
-        "SELECT SUBSTR(at, 1, 7), from_stage, to_stage, COUNT(*) FROM {analytics_stages} "
-        f"WHERE kind IN ({','.join('?' * len(STAGE_KINDS))}) GROUP BY SUBSTR(at, 1, 7), "
-        "from_stage, to_stage",
-        STAGE_KINDS,
-    )
-    rows.sort(key=lambda r: (r[0], r[1] or "", r[2]))
-    return {
-        "stages": {stage: int(n) for stage, n in sorted(stages)},
-        "statuses": {status: int(n) for status, n in sorted(statuses)},
-        "transitions": [{"month": m, "from": f, "to": t, "count": int(n)} for m, f, t, n in rows],
-    }
+    return lifecycle_model.lifecycle(tx)
 
 
 def period_bounds(period: Period, start: date, end: date) -> list[tuple[date, date]]:
@@ -238,50 +235,29 @@ def period_bounds(period: Period, start: date, end: date) -> list[tuple[date, da
     return bounds
 
 
-History = Sequence[tuple[str, str, str]]  # (kind, at, status after), in version order
-
-
-def _active_at(history: History, moment: str) -> bool:
-    if not history or history[0][0] != "registered" or history[0][1] >= moment:
-        return False
-    return [status for _, at, status in history if at < moment][-1] == "active"
+def _months(bounds: Sequence[tuple[date, date]]) -> list[tuple[str, str]]:
+    return [(first.isoformat()[:7], following.isoformat()[:7]) for first, following in bounds]
 
 
 def churn_periods(
-    histories: Mapping[str, History], period: Period, start: date, end: date
+    histories: Mapping[str, lifecycle_model.History], period: Period, start: date, end: date
 ) -> list[dict[str, Any]]:
-    """Churn per period from customers' stage/status histories (module docstring)."""
-    report = []
-    for first, following in period_bounds(period, start, end):
-        lo, hi = (utc(datetime.combine(d, time(), UTC)) for d in (first, following))
-        active = [h for h in histories.values() if _active_at(h, lo)]
-        churned = sum(any(k == "churned" and lo <= at < hi for k, at, _ in h) for h in active)
-        report.append(
-            {
-                "period": first.isoformat(),
-                "end": following.isoformat(),
-                "active_at_start": len(active),
-                "churned": churned,
-                "rate": round(churned / len(active), 6) if active else None,
-            }
-        )
-    return report
+    """Churn per period from customers' stage/status histories (module docstring): what the
+    read model's counts give for the same histories."""
+    deltas: Counter[str] = Counter()
+    churned: Counter[tuple[str, str]] = Counter()
+    for history in histories.values():
+        months, lost = lifecycle_model.contribution(history)
+        deltas.update(months)
+        churned.update(lost)
+    return lifecycle_model.report(
+        _months(period_bounds(period, start, end)), period, deltas, churned
+    )
 
 
 def churn(tx: Tx, period: Period, start: date, end: date) -> list[dict[str, Any]]:
     """Churn rate per calendar period overlapping ``[start, end)``."""
-    bounds = period_bounds(period, start, end)
-    if not bounds:
-        return []
-    limit = utc(datetime.combine(bounds[-1][1], time(), UTC))
-    histories: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for customer, kind, at, status in tx.fetchall(
-        "SELECT customer_id, kind, at, status FROM {analytics_stages} WHERE at < ? "
-        "ORDER BY customer_id, version",
-        (limit,),
-    ):
-        histories[customer].append((kind, at, status))
-    return churn_periods(histories, period, start, end)
+    return lifecycle_model.churn(tx, period, _months(period_bounds(period, start, end)))
 
 
 def _percent(part: int, whole: int) -> float | None:
@@ -322,16 +298,3 @@ def satisfaction(tx: Tx) -> dict[str, Any]:
         "WHERE c.status <> 'merged' ORDER BY f.customer_id, f.version"
     )
     return satisfaction_summary(rows)
-
-
-def rfm(tx: Tx, observation_end: datetime, currency: str = "EUR") -> dict[str, dict[str, Any]]:
-    """RFM summary, scores and group per live customer with purchases in ``currency``."""
-    end_day = observation_end.astimezone(UTC).date()
-    rows = tx.fetchall(
-        "SELECT p.customer_id, p.occurred_at, p.amount FROM {analytics_purchases} p "
-        "JOIN {analytics_customers} c ON c.customer_id = p.customer_id "
-        f"WHERE p.currency = ? AND p.occurred_at < ? AND c.{LIVE}",
-        (currency, (end_day + timedelta(days=1)).isoformat()),
-    )
-    purchases = ((c, datetime.fromisoformat(at), Decimal(amount)) for c, at, amount in rows)
-    return rfm_math.scores(purchases, observation_end)

@@ -89,6 +89,8 @@ class Sizes:
     growth_batch_size: int
     import_customers: int
     import_purchases: int
+    analytics_customers: int
+    analytics_requests: int  # per kind of read and repeat
 
 
 @dataclass

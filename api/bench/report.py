@@ -22,6 +22,7 @@ TARGETS: dict[str, Check] = {
     "reads": ("p99_ms", "p99 ≤ 10 ms at 500/s", lambda s: s["p99_ms"] <= 10),
     "time_travel": ("p99_ms", "p99 ≤ 20 ms", lambda s: s["p99_ms"] <= 20),
     "memory": ("growth_pct", "growth ≤ 10 %", lambda s: s["growth_pct"] <= 10),
+    "analytics": ("p99_ms", "p99 ≤ 50 ms", lambda s: s["p99_ms"] <= s["target_p99_ms"]),
     "growing_customer": (
         "ratio",
         "last ≤ 1.25 x fresh customer's batch",
@@ -202,6 +203,42 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
             )
         )
+    if "analytics" in s:
+        rows += _analytics_rows(s["analytics"])
+    return rows
+
+
+def _analytics_rows(x: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    base = x["baseline_list_page"]
+    raw = x["baseline_raw_select"]
+    rows = []
+    for kind, label in (
+        ("rfm_page", f"RFM page of {x['page_size']}, {x['customers']:,} customers"),
+        ("rfm_page_year_ago", "RFM page observed a year ago"),
+        ("customer_rfm", "one customer's RFM"),
+        ("lifecycle", "lifecycle"),
+        ("churn", "churn, 12 months"),
+    ):
+        rows.append(
+            (
+                f"{label} ({x['concurrency']} clients)",
+                f"p50 {_n(x[kind]['p50_ms'], 1)} / p99 {_n(x[kind]['p99_ms'], 1)} ms",
+                f"plain list page p99 {_n(base['p99_ms'], 1)} ms; "
+                f"raw SELECT p99 {_n(raw['p99_ms'], 2)} ms",
+                f"{x[kind]['p99_ms'] / base['p99_ms']:.2f}",
+                x["target"],
+            )
+        )
+    cold = x["rfm_page_after_a_purchase"]
+    rows.append(
+        (
+            "RFM page right after a purchase (cuts recomputed)",
+            f"p50 {_n(cold['p50_ms'], 1)} / p99 {_n(cold['p99_ms'], 1)} ms",
+            "",
+            "",
+            "",
+        )
+    )
     return rows
 
 

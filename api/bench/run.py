@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from api.bench import cli_start, growth, imports, live, read_side, workload, write_side
+from api.bench import analytics, cli_start, growth, imports, live, read_side, workload, write_side
 from api.bench.harness import Sizes, machine, throwaway
 from api.bootstrap import build, migrate
 
@@ -39,6 +39,8 @@ QUICK = Sizes(
     growth_batch_size=200,
     import_customers=500,
     import_purchases=2_500,
+    analytics_customers=1_000,
+    analytics_requests=60,
 )
 FULL = Sizes(
     repeats=3,
@@ -61,8 +63,10 @@ FULL = Sizes(
     growth_batch_size=1_000,
     import_customers=20_000,
     import_purchases=100_000,
+    analytics_customers=25_000,
+    analytics_requests=400,
 )
-GROUPS = ("ingest", "import", "relay", "rebuild", "live", "growth", "cli")
+GROUPS = ("ingest", "import", "relay", "rebuild", "live", "growth", "cli", "analytics")
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -107,6 +111,11 @@ def _growth(sizes: Sizes, say: Say) -> dict[str, Any]:
         return growth.run(stack, sizes, say)
 
 
+def _analytics(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return {"analytics": analytics.run(stack, sizes, say)}
+
+
 RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "ingest": _ingest,
     "import": _import,
@@ -115,6 +124,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "live": _live,
     "growth": _growth,
     "cli": cli_start.run,
+    "analytics": _analytics,
 }
 
 

@@ -25,6 +25,7 @@ from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile
 from projections.profiles import final_survivor, find_by_external, get_profile, search_profiles
+from projections.readstore import Tx
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
 
@@ -91,18 +92,21 @@ def get_customer(
         return json_response(privacy(request)(document), document["version"])
     deps.wait_for_position(request, ["profiles"], customer_id)
     with deps.services(request).read_store.snapshot() as tx:
-        live = get_profile(tx, customer_id)
-        if live is not None and live["status"] == "merged":
-            raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
-    return _live(request, customer_id, live)
+        live = live_profile(tx, customer_id)
+    return json_response(privacy(request)(live), live["version"])
 
 
-def _live(request: Request, customer_id: UUID, live: dict[str, Any] | None) -> Response:
+def live_profile(tx: Tx, customer_id: UUID) -> dict[str, Any]:
+    """The customer's profile; :class:`CustomerNotFound` (404), :class:`CustomerErased` or
+    :class:`CustomerMerged` naming the final survivor (410)."""
+    live = get_profile(tx, customer_id)
     if live is None:
         raise CustomerNotFound(customer_id)
+    if live["status"] == "merged":
+        raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
     if live["status"] == "erased":
         raise CustomerErased(customer_id)
-    return json_response(privacy(request)(live), live["version"])
+    return live
 
 
 @router.get("/customers/by-external/{system}/{external_id:path}", responses=s.CUSTOMER_READ)
@@ -113,15 +117,15 @@ def get_customer_by_external_id(system: str, external_id: str, request: Request)
     (an erasure releases the ids, so that is only while the read model catches up)."""
     ref_system, ref_id = normalise_ref(system, external_id, "customer_ref")
     deps.wait_for_position(request, ["profiles"])
-    with deps.services(request).read_store.transaction() as tx:
+    with deps.services(request).read_store.snapshot() as tx:
         found = find_by_external(tx, ref_system, ref_id)
         if found is None:
             raise CustomerRefNotFound(ref_system, ref_id)
         customer_id = UUID(found["customer_id"])
         if found["status"] == "merged":
             customer_id = final_survivor(tx, UUID(found["merged_into"]))
-            found = get_profile(tx, customer_id)
-    response = _live(request, customer_id, found)
+        live = live_profile(tx, customer_id)
+    response = json_response(privacy(request)(live), live["version"])
     response.headers["Content-Location"] = f"/v1/customers/{customer_id}"
     return response
 

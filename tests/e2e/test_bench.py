@@ -26,6 +26,7 @@ REQUIRED = {
     "memory": {"peak_rss_mb", "growth_pct"},
     "growing_customer": {"ratio", "first_to_last", "visible_ratio", "last_ack_ms"},
     "cli_start": {"help_ms", "trivial_ms"},
+    "analytics": {"p99_ms", "customers", "target_p99_ms"},
 }
 
 

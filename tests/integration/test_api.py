@@ -156,6 +156,7 @@ ROUTE_ROLE = {
     ("GET", "/v1/segments/{segment_id}/members"): "reader",
     ("GET", "/v1/analytics/lifecycle"): "reader",
     ("GET", "/v1/analytics/rfm"): "reader",
+    ("GET", "/v1/customers/{customer_id}/rfm"): "reader",
     ("GET", "/v1/analytics/churn"): "reader",
     ("GET", "/v1/analytics/satisfaction"): "reader",
     ("GET", "/v1/audit/verify"): "auditor",

@@ -9,7 +9,6 @@ code under test.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -30,9 +29,9 @@ from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild, rebuild_all
 from consumers.store_feed import StoreFeed
 from infra.store import EventStore
-from projections import analytics, audit
+from projections import analytics, audit, rfm_model
 from projections.framework import Binding, Projector, ensure_schema, project
-from projections.readstore import ReadStore, open_read_store
+from projections.readstore import ReadStore, Tx, open_read_store
 from tests.integration.workers import worker_connect
 
 CTX = Context(actor="fixture")
@@ -225,10 +224,12 @@ def expected_churn(people: list[Person], months: int) -> list[tuple[int, int]]:
 
 
 def quintile(values: dict[str, Any]) -> dict[str, int]:
-    """Scores 1-5: boundaries at ceil(k * n / 5) of the (value, id) order."""
-    order = sorted(values.items(), key=lambda item: (item[1], item[0]))
-    bounds = [math.ceil(k * len(order) / 5) for k in range(1, 5)]
-    return {c: 1 + sum(i >= b for b in bounds) for i, (c, _) in enumerate(order)}
+    """Scores 1-5 from the strict percentile rank: 1 + floor(5 x (customers with a strictly
+    lower value) / n), so equal values score alike."""
+    return {
+        c: 1 + 5 * sum(other < v for other in values.values()) // len(values)
+        for c, v in values.items()
+    }
 
 
 def expected_rfm(people: list[Person], end: date) -> dict[str, dict[str, Any]]:
@@ -255,6 +256,12 @@ def expected_rfm(people: list[Person], end: date) -> dict[str, dict[str, Any]]:
     for c, s in result.items():
         s.update(r=r[c], f=f[c], m=money[c], group=GRID[r[c]][f[c] - 1])
     return result
+
+
+def everyone_scored(tx: Tx, day: date) -> dict[str, dict[str, Any]]:
+    """Every live customer's RFM in EUR as of ``day``, as the paged API reads it."""
+    population = rfm_model.populations(tx, day)["EUR"]
+    return {row.pop("customer_id"): row for row in rfm_model.page(tx, population, day)}
 
 
 def tables(read_store: ReadStore) -> dict[str, list[tuple[Any, ...]]]:
@@ -318,8 +325,8 @@ class AuditAnalyticsContract:
                 for months, period in periods
             }
             satisfaction = analytics.satisfaction(tx)
-            rfm_end = analytics.rfm(tx, datetime(2024, 12, 30, 12, tzinfo=UTC))
-            rfm_mid = analytics.rfm(tx, datetime(2024, 6, 15, 8, tzinfo=UTC), "EUR")
+            rfm_end = everyone_scored(tx, date(2024, 12, 30))
+            rfm_mid = everyone_scored(tx, date(2024, 6, 15))
 
         assert stages["stages"] == dict(Counter(p.stage for p in live))
         assert stages["statuses"] == dict(Counter(p.status for p in people))

@@ -35,15 +35,20 @@ def test_rfm_summary_follows_the_transaction_summary_definitions() -> None:
     }
 
 
-def test_quintiles_are_rank_based_with_ties_broken_by_customer_id() -> None:
+def test_quintiles_are_rank_based_and_ties_share_the_lowest_rank() -> None:
     assert rfm.quintiles({f"c{i}": i for i in range(10)}) == {
         f"c{i}": score for i, score in enumerate([1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
     }
-    # all tied: the order is the customer ids'; 7 ranks -> 1 + 5i // 7
-    assert rfm.quintiles(dict.fromkeys("gfedcba", 0)) == dict(
-        zip("abcdefg", [1, 1, 2, 3, 3, 4, 5], strict=True)
-    )
-    assert rfm.quintiles({}) == {}
+    assert rfm.quintiles(dict.fromkeys("gfedcba", 0)) == dict.fromkeys("abcdefg", 1)
+    # 0 x4, 1 x3, 2 x2, 3 x1 of 10: strictly below 1: 4 -> 1 + 20 // 10 = 3; below 2: 7 -> 4;
+    # below 3: 9 -> 5
+    values = [0, 0, 0, 0, 1, 1, 1, 2, 2, 3]
+    assert rfm.quintiles({f"c{i}": v for i, v in enumerate(values)}) == {
+        f"c{i}": {0: 1, 1: 3, 2: 4, 3: 5}[v] for i, v in enumerate(values)
+    }
+    assert rfm.cuts(values) == (0, 0, 1, 2)  # the values at positions 2, 4, 6, 8
+    assert rfm.quintiles({"a": 7, "b": 7, "c": 9}) == {"a": 1, "b": 1, "c": 4}
+    assert rfm.quintiles({}) == {} and rfm.cuts([]) == ()
 
 
 def test_groups_cover_every_score_pair() -> None:
