@@ -1,7 +1,8 @@
 """Bringing a customer base in, as a user does it (issue 14, item 3): ``clientele import`` of a
 generated shop export — 20,000 customers with external ids, 100,000 purchases without order ids,
 dates only, zero amounts, identical same-day rows — into SQLite and into PostgreSQL, checked
-customer by customer through the API against figures this test computes from the file itself.
+customer by customer through the API against figures this test computes from the file itself,
+RFM included (:func:`tests.rfm_support.independent`, the documented method computed the plain way).
 
 On each backend one format creates everything and the other is imported again afterwards
 (SQLite: JSON Lines, then CSV; PostgreSQL: CSV, then JSON Lines): the second import of the same
@@ -33,11 +34,13 @@ import pytest
 
 from infra.local_services import PostgresCluster, free_port
 from tests.e2e.conftest import CLIENTELE, clientele, process
+from tests.rfm_support import Purchase, independent
 
 pytestmark = pytest.mark.e2e
 CUSTOMERS, PURCHASES = 20_000, 100_000
 IMPORT_SECONDS = 900  # one import on a busy 2-core box
 FORMATS = {"sqlite": ("jsonl", "csv"), "postgresql": ("csv", "jsonl")}
+RFM_END = datetime(1999, 1, 1, tzinfo=UTC)  # after the sample's last purchase
 
 
 @dataclass
@@ -65,9 +68,10 @@ def sample() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def expected(sample: Path) -> dict[str, Figures]:
-    """Per external id: registration date, purchase count, total, first and last day — and
-    a check that the file has what the issue asks for."""
+def expected(sample: Path) -> tuple[dict[str, Figures], list[Purchase]]:
+    """Per external id: registration date, purchase count, total, first and last day; every
+    purchase as (external id, instant, amount) — and a check that the file has what the
+    issue asks for."""
     with (sample / "customers.csv").open(encoding="utf-8", newline="") as f:
         figures = {
             row["external_id"]: Figures(date.fromisoformat(row["occurred_at"]))
@@ -89,7 +93,11 @@ def expected(sample: Path) -> dict[str, Figures]:
     assert len(figures) == CUSTOMERS and len(rows) == PURCHASES
     assert len(rows) - len(set(rows)) >= 100  # identical same-day rows: separate purchases
     assert sum(1 for row in rows if Decimal(row[2]) == 0) >= 100
-    return figures
+    purchases = [
+        (who, datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC), Decimal(amount))
+        for who, day, amount, _currency in rows
+    ]
+    return figures, purchases
 
 
 @contextmanager
@@ -177,11 +185,14 @@ class Api:
             time.sleep(0.5)
         pytest.fail("the profiles did not catch up with the store")
 
-    def profiles(self) -> Iterator[dict[str, Any]]:
+    def pages(
+        self, path: str, params: dict[str, Any] | None = None, head: int = 0
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list, following ``next_cursor``; read at ``head`` or later."""
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
-            page = self.http.get("/v1/customers", params=params)
+            query = {"limit": 500, **(params or {}), **({"cursor": cursor} if cursor else {})}
+            page = self.http.get(path, params=query, headers={"X-Min-Position": str(head)})
             assert page.status_code == 200, page.text
             body = page.json()
             yield from body["items"]
@@ -201,7 +212,7 @@ def day_of(moment: str | None) -> date | None:
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_shop_export_comes_in_whole_once_crash_or_not(kind: str, sample: Path) -> None:
-    want = expected(sample)
+    want, bought = expected(sample)
     first, again = FORMATS[kind]
     with backend(kind) as (env, home):
         done = import_file(env, "customers", sample / f"customers.{first}")
@@ -232,7 +243,7 @@ def test_a_shop_export_comes_in_whole_once_crash_or_not(kind: str, sample: Path)
                 assert f"0 imported, {count} unchanged, 0 rejected" in done.stdout
             assert api.head() == head  # the second import recorded nothing
             seen = 0
-            for profile in api.profiles():
+            for profile in api.pages("/v1/customers"):
                 external_id = profile["external_ids"]["shop"]
                 figures = want[external_id]
                 summary = profile["purchases"]
@@ -246,3 +257,10 @@ def test_a_shop_export_comes_in_whole_once_crash_or_not(kind: str, sample: Path)
                 assert day_of(summary["last_at"]) == figures.last, external_id
                 seen += 1
             assert seen == CUSTOMERS
+            at = {"at": RFM_END.isoformat(), "currency": "USD"}
+            rfm = {row["customer_id"]: row for row in api.pages("/v1/analytics/rfm", at, head)}
+        # the same scores whatever ids and order the customers got (no tie-break by id)
+        scored = independent([(ids[who], at, amount) for who, at, amount in bought], RFM_END)
+        assert rfm == {
+            customer_id: {**row, "customer_id": customer_id} for customer_id, row in scored.items()
+        }
