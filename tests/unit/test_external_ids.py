@@ -259,8 +259,10 @@ def test_a_reused_key_with_a_body_orjson_cannot_encode_is_refused_not_a_crash(
     """Found by schemathesis: the fingerprint of an unvalidated request (integers beyond 64
     bits, unpaired surrogates) raised, a 500, when its idempotency key was already recorded."""
     register(service, ctx, idempotency_key="k")
-    for odd in ({"shop": 2**70}, {"\ud800": "1"}, {"shop": "\udfff"}):
-        for fields in ({"external_ids": odd}, {"attributes": odd}):
+    odd_maps: list[dict[str, Any]] = [{"shop": 2**70}, {"\ud800": "1"}, {"shop": "\udfff"}]
+    for odd in odd_maps:
+        for field in ("external_ids", "attributes"):
+            fields: dict[str, Any] = {field: odd}
             again = m.RegisterCustomer(name="Ada Lovelace", idempotency_key="k", **fields)
             assert again.digest() != m.RegisterCustomer(name="Ada Lovelace").digest()
             with pytest.raises(errors.IdempotencyKeyReused):
