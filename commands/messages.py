@@ -9,6 +9,7 @@ through ``domain.values`` so every edge gets identical cleaning.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -95,14 +96,18 @@ class Command:
         """Fingerprint of the request (without its idempotency key). Fields a command type
         gained after its release (:attr:`LATER`) are left out while unset, so the fingerprint
         of a request that does not use them stays what it was: a retry across the upgrade is
-        still recognised."""
+        still recognised. A request not yet validated may hold what orjson cannot encode
+        (it is refused later, so it was never recorded): it gets a fingerprint of its own."""
         body = asdict(self)
         body.pop("idempotency_key")
         for name in self.LATER:
             if body[name] in (None, {}):
                 del body[name]
         body["command"] = self.NAME
-        raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+        try:
+            raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+        except TypeError:  # not yet validated: unpaired surrogates, integers beyond 64 bits
+            raw = b"unencodable:" + json.dumps(body, sort_keys=True, default=str).encode()
         return hashlib.sha256(raw).hexdigest()
 
 

@@ -148,6 +148,7 @@ ROUTE_ROLE = {
     ("DELETE", "/v1/customers/{customer_id}"): "admin",
     ("POST", "/v1/commands:batch"): "writer",
     ("GET", "/v1/customers/{customer_id}"): "reader",
+    ("GET", "/v1/customers/by-external/{system}/{external_id}"): "reader",
     ("GET", "/v1/customers"): "reader",
     ("GET", "/projections"): "public",
     ("GET", "/v1/segments"): "reader",
@@ -180,7 +181,14 @@ def test_every_route_admits_exactly_its_roles(api: Api) -> None:
     assert routes == set(ROUTE_ROLE), "declare the role of every new route here"
     cid = register(api)["customer_id"]
     for (method, path), needed in sorted(ROUTE_ROLE.items()):
-        url = path.format(customer_id=cid, tag="vip", purpose="email_marketing", segment_id="vips")
+        url = path.format(
+            customer_id=cid,
+            tag="vip",
+            purpose="email_marketing",
+            segment_id="vips",
+            system="shop",
+            external_id="00042",
+        )
         anonymous = api.client.request(method, url, json={})
         if needed == "public":
             assert anonymous.status_code == 200, (method, path)

@@ -251,3 +251,19 @@ def test_the_fingerprint_of_a_request_without_the_new_fields_is_unchanged() -> N
     new = m.RegisterCustomer(name="Ada")
     assert new.digest() == before(new, {"customer_ref", "occurred_at", "external_ids"})
     assert m.RegisterCustomer(name="Ada", customer_ref=SHOP).digest() != new.digest()
+
+
+def test_a_reused_key_with_a_body_orjson_cannot_encode_is_refused_not_a_crash(
+    service: CommandService, ctx: Context
+) -> None:
+    """Found by schemathesis: the fingerprint of an unvalidated request (integers beyond 64
+    bits, unpaired surrogates) raised, a 500, when its idempotency key was already recorded."""
+    register(service, ctx, idempotency_key="k")
+    odd_maps: list[dict[str, Any]] = [{"shop": 2**70}, {"\ud800": "1"}, {"shop": "\udfff"}]
+    for odd in odd_maps:
+        for field in ("external_ids", "attributes"):
+            fields: dict[str, Any] = {field: odd}
+            again = m.RegisterCustomer(name="Ada Lovelace", idempotency_key="k", **fields)
+            assert again.digest() != m.RegisterCustomer(name="Ada Lovelace").digest()
+            with pytest.raises(errors.IdempotencyKeyReused):
+                service.execute(again, ctx)
