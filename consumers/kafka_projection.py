@@ -31,9 +31,9 @@ from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope, EnvelopeError
 from infra.personal_data import PersonalData, SealBroken
+from infra.readstore import ReadStore, Tx
 from projections.framework import Binding, Projector, park, project
 from projections.parking import Parked
-from projections.readstore import ReadStore, Tx
 
 log = structlog.get_logger(__name__)
 

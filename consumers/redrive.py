@@ -34,6 +34,7 @@ import structlog
 
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
+from infra.readstore import ReadStore, transient
 from projections.framework import (
     Binding,
     Projector,
@@ -43,7 +44,6 @@ from projections.framework import (
     versions,
 )
 from projections.parking import Parked, describe
-from projections.readstore import ReadStore, transient
 
 log = structlog.get_logger(__name__)
 CHUNK = 2000

@@ -36,8 +36,8 @@ from kafka.producer.future import FutureRecordMetadata
 
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from infra.readstore import ReadStore
 from projections.parking import Parked, ParkingLot, describe, table_schema
-from projections.readstore import ReadStore
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (

@@ -31,10 +31,10 @@ import orjson
 
 from infra.envelope import Envelope
 from infra.personal_data import shredded
+from infra.readstore import Tx
 from projections import profile
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
-from projections.readstore import Tx
 
 # bookkeeping, and the fold's internals that a rendered profile leaves out
 NOT_AUDITED = {"version", "position", "updated_at", "orders", "status_before_merge"}

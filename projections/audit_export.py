@@ -25,9 +25,9 @@ from domain.events import CustomerEvent
 from infra.envelope import Envelope
 from infra.feed_queries import in_log_order
 from infra.hash_chain import DOMAIN_TAG, GENESIS
+from infra.readstore import ReadStore
 from infra.store import EventStore
 from projections.integrity import SEALS_DDL
-from projections.readstore import ReadStore
 
 FORMAT = "clientele.audit-export.v1"
 

@@ -30,6 +30,7 @@ import structlog
 
 from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
+from infra.readstore import ReadStore, Tx
 from projections.parking import (
     VOLATILE_COLUMNS,
     Parked,
@@ -37,7 +38,6 @@ from projections.parking import (
     apply_isolated,
     table_schema,
 )
-from projections.readstore import ReadStore, Tx
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from uuid import UUID
 import orjson
 
 from infra.hash_chain import GENESIS, link
-from projections.readstore import ReadStore, Tx
+from infra.readstore import ReadStore, Tx
 
 SEALS_DDL = (
     "CREATE TABLE IF NOT EXISTS audit_seals (seq BIGINT PRIMARY KEY, sealed_at TEXT NOT NULL, "

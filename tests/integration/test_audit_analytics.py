@@ -28,10 +28,10 @@ from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild, rebuild_all
 from consumers.store_feed import StoreFeed
+from infra.readstore import ReadStore, Tx, open_read_store
 from infra.store import EventStore
 from projections import analytics, audit, rfm_model
 from projections.framework import Binding, Projector, ensure_schema, project
-from projections.readstore import ReadStore, Tx, open_read_store
 from tests.integration.workers import worker_connect
 
 CTX = Context(actor="fixture")

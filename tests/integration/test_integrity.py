@@ -11,9 +11,9 @@ import pytest
 
 from commands import messages as m
 from commands.service import CommandService, Context
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.integrity import seal, verify
-from projections.readstore import ReadStore, open_read_store
 
 KEY = b"seal-key-for-tests"
 CTX = Context(actor="auditor-test")

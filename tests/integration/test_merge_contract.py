@@ -30,13 +30,13 @@ from domain import errors
 from domain.merging import MERGE_SOURCE_PREFIX
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections import audit, profile
 from projections.analytics import AnalyticsProjector
 from projections.audit_export import export_lines
 from projections.framework import Binding, Projector, ensure_schema, project
 from projections.profiles import ProfilesProjector, get_profile
-from projections.readstore import ReadStore, open_read_store
 from projections.segments import SegmentsProjector, members
 
 CTX = Context(actor="merge-contract")

@@ -27,6 +27,7 @@ from consumers.rebuild import rebuild
 from consumers.redrive import redrive
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore, Role
+from infra.readstore import ReadStore
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.analytics import AnalyticsProjector
@@ -34,7 +35,6 @@ from projections.audit import AuditProjector
 from projections.framework import Binding, Projector, park, positions, project
 from projections.parking import Parked
 from projections.profiles import ProfilesProjector, get_profile
-from projections.readstore import ReadStore
 from projections.registry import all_projectors
 from projections.segments import SegmentsProjector, changes
 from tests.integration.parking_support import (

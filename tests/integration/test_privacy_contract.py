@@ -17,10 +17,10 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from infra.data_keys import MasterKeyMissing, MasterKeys, new_master_key
+from infra.readstore import open_read_store
 from infra.store import EventStore
 from projections import integrity
 from projections.audit_export import export_lines
-from projections.readstore import open_read_store
 
 CTX = Context(actor="privacy-test")
 OLD = f"old:{new_master_key()}"
