@@ -30,7 +30,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from infra.data_keys import KEYS_DDL, shred_in_transaction
-from infra.hash_chain import HASHES_DDL, postgres_links
+from infra.tamper_evidence.chain import HASHES_DDL, postgres_links
 
 
 class GaplessPostgresRecorder(PostgresApplicationRecorder):

@@ -68,7 +68,7 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
-            "APPLICATION_RECORDER_TOPIC": "infra.hash_chain:ChainedSQLiteRecorder",
+            "APPLICATION_RECORDER_TOPIC": "infra.tamper_evidence.chain:ChainedSQLiteRecorder",
         }
     elif parts.scheme in ("postgresql", "postgres"):
         env |= {

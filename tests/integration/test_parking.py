@@ -31,7 +31,7 @@ from infra.readstore import ReadStore
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.analytics import AnalyticsProjector
-from projections.audit import AuditProjector
+from projections.audit_history import AuditHistoryProjector
 from projections.framework import Binding, Projector, park, positions, project
 from projections.parking import Parked
 from projections.profiles import ProfilesProjector, get_profile
@@ -87,7 +87,7 @@ def test_a_failing_customer_is_parked_and_everyone_else_flows(
 ) -> None:
     ann, bob, cid = (register(service, n) for n in ("Ann", "Bob", "Cid"))
     refusing = RefusingProfiles({str(bob)})
-    audit = AuditProjector()
+    audit = AuditHistoryProjector()
     runner = EmbeddedRunner(StoreFeed(store), read_store, [refusing, audit], batch_size=2)
     runner.catch_up()  # before: the batch holding Bob raised, and every customer stalled
 

@@ -1,6 +1,6 @@
-"""Audit of the event store itself: hash chains and signed seals of the chain heads.
+"""Tamper evidence: signed seals of the chain heads, and verification of chains and seals.
 
-* :func:`verify` recomputes every link (``infra.hash_chain``) from the stored bytes and reports
+* :func:`verify` recomputes every link (``infra.tamper_evidence.chain``) from the stored bytes and reports
   exactly which aggregate/version is edited, reordered or missing;
 * :func:`seal` signs (HMAC-SHA256, configured key) the head of every chain, so deleting the
   newest events of a customer — which leaves a shorter but self-consistent chain — is caught,
@@ -18,8 +18,8 @@ from uuid import UUID
 
 import orjson
 
-from infra.hash_chain import GENESIS, link
 from infra.readstore import ReadStore, Tx
+from infra.tamper_evidence.chain import GENESIS, link
 
 SEALS_DDL = (
     "CREATE TABLE IF NOT EXISTS audit_seals (seq BIGINT PRIMARY KEY, sealed_at TEXT NOT NULL, "

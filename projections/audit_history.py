@@ -1,4 +1,4 @@
-"""Audit history: one append-only row per event, with field-level before → after diffs.
+"""Audit history read model: one append-only row per event, with field-level before → after diffs.
 
 ``audit_events`` keeps every event (position, customer, version, type, actor, correlation and
 causation ids, occurred/recorded times, data) and its ``diff``: ``{field: [before, after]}``
@@ -114,7 +114,7 @@ def erased_row(event_type: str, data: dict[str, Any], change: dict[str, Any]) ->
     return orjson.dumps(shredded(event_type, data)).decode(), orjson.dumps(kept).decode()
 
 
-class AuditProjector(Projector):
+class AuditHistoryProjector(Projector):
     """Appends one ``audit_events`` row per event; ``audit_state`` holds each profile fold."""
 
     name = "audit"
