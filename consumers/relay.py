@@ -29,7 +29,6 @@ from uuid import UUID
 
 import psycopg
 import structlog
-from eventsourcing.postgres import PostgresApplicationRecorder
 from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from kafka.producer.future import FutureRecordMetadata
@@ -266,11 +265,11 @@ class Relay:
         self.stopping.set()
 
     def _listen(self) -> psycopg.Connection[tuple[object, ...]] | None:
-        recorder = self.feed.store.recorder
-        if not isinstance(recorder, PostgresApplicationRecorder):
+        channel = self.feed.store.backend.notify_channel
+        if channel is None:
             return None  # SQLite: polling only
         connection = psycopg.connect(self.feed.store.database_url, autocommit=True)
-        connection.execute(f'LISTEN "{recorder.channel_name}"')
+        connection.execute(f'LISTEN "{channel}"')
         connection.execute(f'LISTEN "{CHANNEL}"')
         return connection
 
