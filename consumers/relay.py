@@ -35,8 +35,8 @@ from kafka.producer.future import FutureRecordMetadata
 
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from infra.parking import Parked, ParkingLot, describe, table_schema
 from infra.readstore import ReadStore
-from projections.parking import Parked, ParkingLot, describe, table_schema
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (

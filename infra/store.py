@@ -1,10 +1,10 @@
 """The event store: eventsourcing on SQLite (embedded), PostgreSQL (full) or memory (tests).
 
-The backend is chosen by ``CLIENTELE_DATABASE_URL``:
+The backend is chosen once, by ``CLIENTELE_DATABASE_URL`` (:mod:`infra.backends`):
 
 * ``sqlite:///./var/clientele.db`` (default) — embedded file, created on first use;
 * ``postgresql://user:password@host:port/dbname`` — psycopg 3 with a connection pool;
-* ``memory://`` — eventsourcing's in-process recorder, for fast unit tests.
+* ``memory://`` — in process, for fast unit tests (the same store contract).
 
 The store's notification log is the single global order of events (the outbox).
 """
@@ -226,13 +226,9 @@ class EventStore(Application[UUID]):
 
     def customer_notifications(self, after: int, limit: int) -> list[Notification]:
         """Up to ``limit`` customer events (index aggregates left out) after ``after``."""
-        return self.notifications_of(CUSTOMER_TOPICS, after, limit)
-
-    def notifications_of(self, topics: list[str], after: int, limit: int) -> list[Notification]:
-        """Up to ``limit`` events of the given topics after ``after``, in log order."""
         return list(
             self.recorder.select_notifications(
-                after, limit, topics=topics, inclusive_of_start=False
+                after, limit, topics=CUSTOMER_TOPICS, inclusive_of_start=False
             )
         )
 

@@ -27,13 +27,13 @@ from consumers.rebuild import rebuild
 from consumers.redrive import redrive
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore, Role
+from infra.parking import Parked
 from infra.readstore import ReadStore
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.analytics import AnalyticsProjector
 from projections.audit_history import AuditHistoryProjector
 from projections.framework import Binding, Projector, park, positions, project
-from projections.parking import Parked
 from projections.profiles import ProfilesProjector, get_profile
 from projections.registry import all_projectors
 from projections.segments import SegmentsProjector, changes
