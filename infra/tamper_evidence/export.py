@@ -27,7 +27,7 @@ from infra.feed_queries import in_log_order
 from infra.readstore import ReadStore
 from infra.store import EventStore
 from infra.tamper_evidence.chain import DOMAIN_TAG, GENESIS
-from infra.tamper_evidence.seals import SEALS_DDL
+from infra.tamper_evidence.seals import stored_seals
 
 FORMAT = "clientele.audit-export.v1"
 
@@ -91,8 +91,7 @@ def export_lines(
                 + b"\n"
             )
     with seals.transaction() as tx:
-        tx.raw(SEALS_DDL)
-        rows = tx.fetchall("SELECT seq, sealed_at, heads, mac FROM audit_seals ORDER BY seq")
+        rows = stored_seals(tx)
     for seq, sealed_at, heads, mac in rows:
         yield (
             orjson.dumps(

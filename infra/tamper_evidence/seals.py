@@ -105,6 +105,12 @@ def _chain_problems(
     return problems
 
 
+def stored_seals(tx: Tx) -> list[tuple[Any, ...]]:
+    """Every seal (seq, sealed_at, heads, mac) in order; creates ``audit_seals`` if missing."""
+    tx.raw(SEALS_DDL)
+    return tx.fetchall("SELECT seq, sealed_at, heads, mac FROM audit_seals ORDER BY seq")
+
+
 def seal(store: ReadStore, key: bytes) -> dict[str, Any]:
     """Sign the head (version, hash) of every chain; returns the seal."""
     with store.transaction() as tx:
@@ -129,9 +135,7 @@ def _seal_problems(
     tx: Tx, key: bytes, links: dict[str, dict[int, tuple[str, str]]], aggregate: str | None
 ) -> list[str]:
     problems = []
-    for seq, sealed_at, heads, mac in tx.fetchall(
-        "SELECT seq, sealed_at, heads, mac FROM audit_seals ORDER BY seq"
-    ):
+    for seq, sealed_at, heads, mac in stored_seals(tx):
         if not hmac.compare_digest(_mac(key, sealed_at, heads), mac):
             problems.append(
                 f"seal {seq} ({sealed_at}): signature does not match its content (altered)"
@@ -156,7 +160,6 @@ def verify(
     """
     aggregate = None if customer_id is None else customer_id.hex
     with store.transaction() as tx:
-        tx.raw(SEALS_DDL)
         links = _links(tx, aggregate)
         problems = _chain_problems(_events(tx, events_table, aggregate), links)
         problems += _seal_problems(tx, key, links, aggregate)
