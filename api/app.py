@@ -20,7 +20,7 @@ from consumers.periodic import Every
 from infra.metrics import register_projection_collector
 from infra.runtime import settle_heap
 from infra.settings import get_settings
-from projections import integrity
+from infra.tamper_evidence import seals
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -40,7 +40,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         app.state.audit_db = audit_store(svc)
         sealer = Every(
             svc.settings.seal_seconds,
-            lambda: integrity.seal(app.state.audit_db, svc.settings.seal_key.encode()),
+            lambda: seals.seal(app.state.audit_db, svc.settings.seal_key.encode()),
             "audit-seal",
         )
         sealer.start()

@@ -22,11 +22,11 @@ from consumers.store_feed import StoreFeed
 from domain.segment_rules import is_time_relative, uses_rfm
 from infra.api_keys import KeyStore
 from infra.data_keys import MasterKeys
+from infra.readstore import ReadStore, open_read_store
 from infra.settings import DEV_MASTER_KEYS, STORE_NOTICE, Settings, get_settings
 from infra.store import EventStore
 from projections import segments
 from projections.framework import Projector, ensure_schema
-from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
 from projections.segments import SegmentsProjector
 

@@ -29,12 +29,12 @@ def verify(
     import orjson
 
     from api.bootstrap import audit_store, build
-    from projections import integrity
+    from infra.tamper_evidence import seals
 
     services = build()
     db = audit_store(services)
     try:
-        report = integrity.verify(
+        report = seals.verify(
             db, services.settings.seal_key.encode(), services.store.events_table, customer
         )
     finally:
@@ -58,12 +58,12 @@ def seal() -> None:
     import orjson
 
     from api.bootstrap import audit_store, build
-    from projections import integrity
+    from infra.tamper_evidence import seals
 
     services = build()
     db = audit_store(services)
     try:
-        made = integrity.seal(db, services.settings.seal_key.encode())
+        made = seals.seal(db, services.settings.seal_key.encode())
     finally:
         if db is not services.outbox:
             db.close()
@@ -83,7 +83,7 @@ def export(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
     """JSONL of the events recorded in [from, to) with their hashes, stored form and every
-    seal; a third party checks it with `python3 infra/offline_verify.py FILE --seal-key KEY`.
+    seal; a third party checks it with `python3 infra/tamper_evidence/offline_verify.py FILE --seal-key KEY`.
 
     Example: clientele audit export --from 2026-01-01T00:00:00Z --to 2026-02-01T00:00:00Z --output jan.jsonl
     """
@@ -92,7 +92,7 @@ def export(
             console.print(f"[red]error:[/] {name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
             raise typer.Exit(2)
     from api.bootstrap import audit_store, build
-    from projections.audit_export import export_lines
+    from infra.tamper_evidence.export import export_lines
 
     services = build()
     db = audit_store(services)

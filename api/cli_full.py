@@ -184,8 +184,8 @@ def relay(context: typer.Context) -> None:
     from api.bootstrap import build
     from consumers.relay import Relay
     from infra import kafka
+    from infra.readstore import open_read_store
     from infra.runtime import settle_heap
-    from projections.readstore import open_read_store
 
     settings, bootstrap = _full_mode()
     topics = kafka.Topics(settings.kafka_topic_prefix)
@@ -220,8 +220,8 @@ def relay_redrive(
     from rich.table import Table
 
     from consumers.relay import ensure_relay_tables, parking_lot, wake_relay
+    from infra.readstore import open_read_store
     from infra.settings import STORE_NOTICE
-    from projections.readstore import open_read_store
 
     settings, _ = _full_mode()
     STORE_NOTICE(settings)

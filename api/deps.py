@@ -11,8 +11,8 @@ from api.bootstrap import Services
 from api.status import held_customers, only_held_between
 from commands.service import Context
 from domain.errors import InvalidInput
+from infra.parking import Parked
 from projections.framework import positions
-from projections.parking import Parked
 
 MAX_WAIT_SECONDS = 2.0
 

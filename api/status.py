@@ -10,8 +10,8 @@ from typing import Any
 from api.bootstrap import Services
 from consumers.catch_up import CATCH_UP_EVENTS
 from consumers.relay import checkpoint, parked_summary, parking_lot
+from infra.parking import Parked
 from projections.framework import Binding, positions
-from projections.parking import Parked
 from projections.registry import by_name
 
 # At most this many events are looked at to see whether only parked customers lie between

@@ -25,8 +25,8 @@ import structlog
 from consumers.catch_up import CatchUpProgress, CatchUpTracker
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
+from infra.readstore import ReadStore
 from projections.framework import Binding, Projector, lock_positions, positions, project
-from projections.readstore import ReadStore
 
 log = structlog.get_logger(__name__)
 

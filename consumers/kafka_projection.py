@@ -30,10 +30,10 @@ from consumers.dead_letters import send_to_dlq
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope, EnvelopeError
+from infra.parking import Parked
 from infra.personal_data import PersonalData, SealBroken
+from infra.readstore import ReadStore, Tx
 from projections.framework import Binding, Projector, park, project
-from projections.parking import Parked
-from projections.readstore import ReadStore, Tx
 
 log = structlog.get_logger(__name__)
 

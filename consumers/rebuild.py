@@ -20,8 +20,8 @@ from typing import Any
 
 from consumers.replay import Connect, Progress, Replay, replay_by_customer
 from consumers.store_feed import StoreFeed
+from infra.readstore import ReadStore, Tx
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
-from projections.readstore import ReadStore, Tx
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Re-driving parked customers of projections from the event store (the source of truth).
 
-A customer parked by a projection (see :mod:`projections.parking`) is healed by reading its
+A customer parked by a projection (see :mod:`infra.parking`) is healed by reading its
 events from the store after the version the projection holds and applying them in order,
 through the same :func:`projections.framework.project` as every feed. One transaction per
 customer and projection, which first locks that projection's position row: feeders hold the
@@ -34,6 +34,8 @@ import structlog
 
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
+from infra.parking import Parked, describe
+from infra.readstore import ReadStore, transient
 from projections.framework import (
     Binding,
     Projector,
@@ -42,8 +44,6 @@ from projections.framework import (
     project,
     versions,
 )
-from projections.parking import Parked, describe
-from projections.readstore import ReadStore, transient
 
 log = structlog.get_logger(__name__)
 CHUNK = 2000

@@ -29,15 +29,14 @@ from uuid import UUID
 
 import psycopg
 import structlog
-from eventsourcing.postgres import PostgresApplicationRecorder
 from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from kafka.producer.future import FutureRecordMetadata
 
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
-from projections.parking import Parked, ParkingLot, describe, table_schema
-from projections.readstore import ReadStore
+from infra.parking import Parked, ParkingLot, describe, table_schema
+from infra.readstore import ReadStore
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
@@ -266,11 +265,11 @@ class Relay:
         self.stopping.set()
 
     def _listen(self) -> psycopg.Connection[tuple[object, ...]] | None:
-        recorder = self.feed.store.recorder
-        if not isinstance(recorder, PostgresApplicationRecorder):
+        channel = self.feed.store.backend.notify_channel
+        if channel is None:
             return None  # SQLite: polling only
         connection = psycopg.connect(self.feed.store.database_url, autocommit=True)
-        connection.execute(f'LISTEN "{recorder.channel_name}"')
+        connection.execute(f'LISTEN "{channel}"')
         connection.execute(f'LISTEN "{CHANNEL}"')
         return connection
 

@@ -24,8 +24,8 @@ from uuid import UUID
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.feed_queries import START, Resume
+from infra.readstore import ReadStore
 from projections.framework import Binding, now_iso, project
-from projections.readstore import ReadStore
 
 Progress = Callable[[int, int], None]  # (position reached or events replayed, store head)
 # How a worker process opens its own connections (picklable, e.g. a partial of a function).

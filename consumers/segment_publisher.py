@@ -13,8 +13,8 @@ from __future__ import annotations
 import orjson
 from kafka import KafkaProducer
 
+from infra.readstore import ReadStore
 from projections import segments
-from projections.readstore import ReadStore
 
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS membership_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL, segment_id TEXT NOT NULL,

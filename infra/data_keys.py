@@ -222,11 +222,12 @@ class DataKeys(ABC):
 
 
 class MemoryDataKeys(DataKeys):
-    """In-process keys for ``memory://`` stores (unit tests)."""
+    """In-process keys for ``memory://`` stores (unit tests): ``rows`` are the recorder's, which
+    shreds them with the erasure (:mod:`infra.backends.memory`)."""
 
-    def __init__(self, master: MasterKeys) -> None:
+    def __init__(self, master: MasterKeys, rows: dict[str, Row]) -> None:
         super().__init__(master)
-        self.rows: dict[str, Row] = {}
+        self.rows = rows
 
     def _load(self, customer_ids: Sequence[str]) -> dict[str, Row]:
         return {c: self.rows[c] for c in customer_ids if c in self.rows}
@@ -320,24 +321,30 @@ def _hex(originator_id: Any) -> str:
     return str(originator_id.hex) if hasattr(originator_id, "hex") else str(originator_id)
 
 
-def shred_in_transaction(
-    cursor: Any, stored_events: Sequence[StoredEvent], mark: str, snapshots_table: str
-) -> None:
-    """Inside a recorder's insert transaction: shred the keys and drop the snapshots of every
-    customer these events erase, and of the customers holding copies of their data
-    (``copies_at``: snapshots seal state with the holder's own key), so the erasure and the
-    shredding commit together."""
-    erased = erased_customers(stored_events)
-    if not erased:
-        return
-    at = _now()
-    cursor.executemany(_SHRED.format(m=mark), [(c, at, at) for c in erased])
+def erasure_targets(stored_events: Sequence[StoredEvent]) -> tuple[list[str], list[UUID]]:
+    """What a batch of stored events erases: the customers whose keys to shred (hex ids), and
+    those whose snapshots to drop — the erased, and the holders of copies of their data
+    (``copies_at``: snapshots seal state with the holder's own key)."""
     dropped: set[UUID] = set()
     for event in stored_events:
         if event.topic == ERASED_TOPIC:
             holders = orjson.loads(event.state).get("copies_at", [])
             dropped |= {UUID(_hex(event.originator_id)), *map(UUID, holders)}
-    for customer in sorted(dropped):
+    return erased_customers(stored_events), sorted(dropped)
+
+
+def shred_in_transaction(
+    cursor: Any, stored_events: Sequence[StoredEvent], mark: str, snapshots_table: str
+) -> None:
+    """Inside a recorder's insert transaction: shred the keys and drop the snapshots of every
+    customer these events erase, and of the holders of copies of their data
+    (:func:`erasure_targets`), so the erasure and the shredding commit together."""
+    erased, dropped = erasure_targets(stored_events)
+    if not erased:
+        return
+    at = _now()
+    cursor.executemany(_SHRED.format(m=mark), [(c, at, at) for c in erased])
+    for customer in dropped:
         cursor.execute(
             f"DELETE FROM {snapshots_table} WHERE originator_id = {mark}",
             (customer if mark == "%s" else customer.hex,),

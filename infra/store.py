@@ -1,10 +1,10 @@
 """The event store: eventsourcing on SQLite (embedded), PostgreSQL (full) or memory (tests).
 
-The backend is chosen by ``CLIENTELE_DATABASE_URL``:
+The backend is chosen once, by ``CLIENTELE_DATABASE_URL`` (:mod:`infra.backends`):
 
 * ``sqlite:///./var/clientele.db`` (default) — embedded file, created on first use;
 * ``postgresql://user:password@host:port/dbname`` — psycopg 3 with a connection pool;
-* ``memory://`` — eventsourcing's in-process recorder, for fast unit tests.
+* ``memory://`` — in process, for fast unit tests (the same store contract).
 
 The store's notification log is the single global order of events (the outbox).
 """
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import psycopg
@@ -29,17 +27,15 @@ from eventsourcing.persistence import (
     Recording,
     StoredEvent,
 )
-from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
-from psycopg.sql import SQL, Identifier
 
 from domain import segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.events import EVENT_CLASSES, CustomerEvent, Erased, key_owner
-from infra.data_keys import DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
+from infra.backends import POSTGRES_FACTORY, store_environment
+from infra.backends.base import StoreBackend
+from infra.data_keys import DataKeys, MasterKeys
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
 from infra.settings import DEV_MASTER_KEYS
 from infra.snapshots import Footprints
@@ -51,44 +47,6 @@ CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]  # published on cust
 SEGMENT_TOPICS = [get_topic(cls) for cls in segment.EVENT_CLASSES]  # never published
 FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS]  # what read models are fed
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
-POSTGRES_FACTORY = "infra.pg_recorder:Factory"  # eventsourcing's, with our snapshot recorder
-
-
-def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
-    """Translate a database URL into eventsourcing's environment variables."""
-    parts = urlsplit(database_url)
-    env = {"TRANSCODER_TOPIC": "infra.transcoder:OrjsonTranscoder"}
-    if parts.scheme == "memory":
-        env["PERSISTENCE_MODULE"] = "eventsourcing.popo"
-    elif parts.scheme == "sqlite":
-        path = unquote(database_url.removeprefix("sqlite:///").removeprefix("sqlite://"))
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        env |= {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": path,
-            "SQLITE_LOCK_TIMEOUT": "30",
-            "APPLICATION_RECORDER_TOPIC": "infra.hash_chain:ChainedSQLiteRecorder",
-        }
-    elif parts.scheme in ("postgresql", "postgres"):
-        env |= {
-            "PERSISTENCE_MODULE": POSTGRES_FACTORY,
-            "POSTGRES_DBNAME": parts.path.lstrip("/") or "clientele",
-            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(parts.port or 5432),
-            "POSTGRES_USER": unquote(parts.username or "postgres"),
-            "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_POOL_SIZE": str(pool_size),
-            "POSTGRES_MAX_OVERFLOW": str(pool_size),
-            "POSTGRES_LOCK_TIMEOUT": "10",
-            "POSTGRES_CONNECT_TIMEOUT": "10",
-            "POSTGRES_PRE_PING": "y",
-            "APPLICATION_RECORDER_TOPIC": "infra.pg_recorder:GaplessPostgresRecorder",
-        }
-    else:
-        msg = f"unsupported database URL scheme {parts.scheme!r} (use sqlite, postgresql, memory)"
-        raise ValueError(msg)
-    return env
 
 
 class EventStore(Application[UUID]):
@@ -118,9 +76,15 @@ class EventStore(Application[UUID]):
         if env["PERSISTENCE_MODULE"] == POSTGRES_FACTORY:
             env["CREATE_TABLE"] = "n"  # created below, under a lock
         super().__init__(env)
+        if not isinstance(self.recorder, StoreBackend):  # the one place that names the type
+            msg = f"{type(self.recorder).__name__} is not a clientele backend (infra.backends)"
+            raise TypeError(msg)
+        self.backend: StoreBackend = self.recorder
         if env.get("CREATE_TABLE") == "n":
             self._create_tables_exclusively()
-        self.personal.keys = self._data_keys(master_keys or MasterKeys.parse(DEV_MASTER_KEYS))
+        self.personal.keys = self.backend.data_keys(
+            master_keys or MasterKeys.parse(DEV_MASTER_KEYS)
+        )
 
     @property
     def data_keys(self) -> DataKeys:
@@ -131,14 +95,6 @@ class EventStore(Application[UUID]):
         self.personal_mapper = PersonalDataMapper(self.construct_transcoder(), self.personal)
         return self.personal_mapper
 
-    def _data_keys(self, master: MasterKeys) -> DataKeys:
-        recorder = self.recorder
-        if isinstance(recorder, PostgresApplicationRecorder):
-            return SqlDataKeys(master, recorder.datastore, "postgres")
-        if isinstance(recorder, SQLiteApplicationRecorder):
-            return SqlDataKeys(master, recorder.datastore, "sqlite")
-        return MemoryDataKeys(master)
-
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Create missing data keys for the batch in one go before the mapper needs them;
         after an erasure, forget the shredded keys (the recorder destroyed them, and the
@@ -147,14 +103,7 @@ class EventStore(Application[UUID]):
         owners = {key_owner(e).hex for e in events if has_personal_data(e)}
         self.data_keys.for_writing(owners)
         recordings = super()._record(processing_event)
-        erasures = [e for e in events if isinstance(e, Erased)]
-        if erasures:
-            erased = [e.originator_id.hex for e in erasures]
-            if isinstance(self.data_keys, MemoryDataKeys):  # what SQL recorders do atomically
-                self.data_keys.shred(erased)
-                holders = [UUID(h).hex for e in erasures for h in e.copies_at]
-                self._drop_memory_snapshots(erased + holders)
-            self.data_keys.forget(erased)
+        self.data_keys.forget(e.originator_id.hex for e in events if isinstance(e, Erased))
         self._count_footprints(recordings)
         return recordings
 
@@ -213,14 +162,6 @@ class EventStore(Application[UUID]):
     def stored_events(self, aggregate_id: UUID, after: int = 0) -> list[StoredEvent]:
         """The stored form of an aggregate's events with versions above ``after``, in order."""
         return list(self.recorder.select_events(aggregate_id, gt=after or None))
-
-    def _drop_memory_snapshots(self, customer_ids: list[str]) -> None:
-        """``memory://`` only: forget erased customers' snapshots (their sealed state is
-        unreadable now, and loading must replay the events instead)."""
-        recorder: Any = self.snapshots.recorder if self.snapshots else None
-        if isinstance(recorder, POPOAggregateRecorder):
-            for customer in customer_ids:
-                recorder._stored_events_index.pop(str(UUID(hex=customer)), None)
 
     def _create_tables_exclusively(self) -> None:
         """CREATE … IF NOT EXISTS is not safe when several processes start at once (catalog
@@ -285,71 +226,22 @@ class EventStore(Application[UUID]):
 
     def customer_notifications(self, after: int, limit: int) -> list[Notification]:
         """Up to ``limit`` customer events (index aggregates left out) after ``after``."""
-        return self.notifications_of(CUSTOMER_TOPICS, after, limit)
-
-    def notifications_of(self, topics: list[str], after: int, limit: int) -> list[Notification]:
-        """Up to ``limit`` events of the given topics after ``after``, in log order."""
         return list(
             self.recorder.select_notifications(
-                after, limit, topics=topics, inclusive_of_start=False
+                after, limit, topics=CUSTOMER_TOPICS, inclusive_of_start=False
             )
         )
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         """Global position of one aggregate event, or None if it is not stored."""
-        rows = self._positioned(aggregate_id, version)
+        rows = self.backend.positioned(aggregate_id, version)
         return rows[0][0] if rows else None
 
     def history(self, customer_id: UUID) -> list[tuple[int, CustomerEvent]]:
         """A customer's events with their global positions, oldest first."""
         history = []
-        for position, stored in self._positioned(customer_id):
+        for position, stored in self.backend.positioned(customer_id, None):
             event = self.mapper.to_domain_event(stored)
             assert isinstance(event, CustomerEvent)
             history.append((position, event))
         return history
-
-    def _positioned(
-        self, aggregate_id: UUID, version: int | None = None
-    ) -> list[tuple[int, StoredEvent]]:
-        """(position, stored event) rows of one aggregate; eventsourcing has no such query."""
-        recorder = self.recorder
-        where_version = version is not None
-        if isinstance(recorder, PostgresApplicationRecorder):
-            statement = SQL(
-                "SELECT notification_id, originator_version, topic, state FROM {}.{} "
-                "WHERE originator_id=%s"
-                + (" AND originator_version=%s" if where_version else "")
-                + " ORDER BY originator_version"
-            ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
-            params: tuple[Any, ...] = (aggregate_id, version) if where_version else (aggregate_id,)
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(statement, params)
-                rows = [
-                    (r["notification_id"], r["originator_version"], r["topic"], r["state"])
-                    for r in cursor.fetchall()
-                ]
-        elif isinstance(recorder, SQLiteApplicationRecorder):
-            query = (
-                f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
-                "WHERE originator_id=?"
-                + (" AND originator_version=?" if where_version else "")
-                + " ORDER BY originator_version"
-            )
-            params = (aggregate_id.hex, version) if where_version else (aggregate_id.hex,)
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, params)
-                rows = [tuple(r) for r in cursor.fetchall()]
-        else:
-            assert isinstance(recorder, POPOApplicationRecorder)
-            everything = recorder.select_notifications(None, recorder.max_notification_id() or 0)
-            rows = [
-                (n.id, n.originator_version, n.topic, n.state)
-                for n in everything
-                if n.originator_id == aggregate_id
-                and (not where_version or n.originator_version == version)
-            ]
-        return [
-            (int(position), StoredEvent(aggregate_id, int(v), topic, bytes(state)))
-            for position, v, topic, state in rows
-        ]

@@ -35,9 +35,9 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from infra.envelope import Envelope
+from infra.readstore import Tx
 from projections import lifecycle_model, rfm_model
 from projections.framework import Projector
-from projections.readstore import Tx
 
 Period = Literal["month", "quarter", "year"]
 

@@ -10,7 +10,7 @@ it applied per customer, which makes redelivery and overlapping feeds harmless.
 No single customer can stall a projection: a batch is applied under a savepoint, and if the
 projector raises, customer by customer (projections fed in log order: event by event, in
 log order); a customer whose event cannot be applied, or whose next version is missing from
-the feed, is parked for that projection (``{name}_parked``, see :mod:`projections.parking`)
+the feed, is parked for that projection (``{name}_parked``, see :mod:`infra.parking`)
 and the others commit. Its later events wait behind it until :mod:`consumers.redrive`
 re-reads them from the event store. Segment events (definitions, refreshes) concern every
 customer: they are never parked nor held back, and one that cannot be applied stops its
@@ -30,14 +30,14 @@ import structlog
 
 from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
-from projections.parking import (
+from infra.parking import (
     VOLATILE_COLUMNS,
     Parked,
     ParkingLot,
     apply_isolated,
     table_schema,
 )
-from projections.readstore import ReadStore, Tx
+from infra.readstore import ReadStore, Tx
 
 log = structlog.get_logger(__name__)
 

@@ -27,8 +27,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from infra.readstore import Tx
 from projections.counts import add_counts
-from projections.readstore import Tx
 
 Period = Literal["month", "quarter", "year"]
 PERIOD_MONTHS: dict[str, int] = {"month": 1, "quarter": 3, "year": 12}

@@ -15,9 +15,9 @@ from uuid import UUID
 import orjson
 
 from infra.envelope import Envelope
+from infra.readstore import LIKE_ESCAPE, Tx, like_prefix
 from projections import profile
 from projections.framework import Projector
-from projections.readstore import LIKE_ESCAPE, Tx, like_prefix
 
 
 class ProfilesProjector(Projector):

@@ -7,14 +7,14 @@ step of a batch), and they are fed in log order in every mode (``Projector.log_o
 from __future__ import annotations
 
 from projections.analytics import AnalyticsProjector
-from projections.audit import AuditProjector
+from projections.audit_history import AuditHistoryProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
 from projections.segments import SegmentsProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProfilesProjector(), AuditProjector(), AnalyticsProjector(), SegmentsProjector()]
+    return [ProfilesProjector(), AuditHistoryProjector(), AnalyticsProjector(), SegmentsProjector()]
 
 
 def by_name(name: str) -> Projector:

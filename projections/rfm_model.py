@@ -40,9 +40,9 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from infra.envelope import Envelope
+from infra.readstore import ReadStore, Tx
 from projections import rfm
 from projections.counts import add_counts
-from projections.readstore import ReadStore, Tx
 
 OPEN = "9999-12-31"  # ``until`` of a customer's latest purchase day
 CHUNK = 500

@@ -37,10 +37,10 @@ from domain.events import EVENT_TYPES
 from domain.segment_rules import MEMBER_STATUSES, Rule, is_time_relative, matches, uses_rfm
 from domain.values import check_aware, utc_text
 from infra.envelope import Envelope
+from infra.readstore import Tx
 from projections import profile, rfm
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
-from projections.readstore import Tx
 
 CHUNK = 500
 Member = tuple[str, str]  # (segment id, customer id)

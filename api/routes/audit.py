@@ -16,8 +16,9 @@ from api.schemas import AUTH, problems
 from domain.errors import InvalidInput
 from domain.values import check_aware
 from infra.api_keys import Role
-from projections import audit, integrity
-from projections.audit_export import export_lines
+from infra.tamper_evidence import seals
+from infra.tamper_evidence.export import export_lines
+from projections import audit_history
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[require(Role.AUDITOR)])
 
@@ -29,7 +30,7 @@ def verify(
 ) -> dict[str, Any]:
     """Recompute hash links and check seals: ``ok``, or exactly which customer/version broke."""
     svc = deps.services(request)
-    return integrity.verify(
+    return seals.verify(
         request.app.state.audit_db,
         svc.settings.seal_key.encode(),
         svc.store.events_table,
@@ -44,7 +45,7 @@ To = Annotated[datetime | None, Query(alias="to", description="recorded before (
 
 
 def _shown(request: Request, row: dict[str, Any]) -> dict[str, Any]:
-    return row if getattr(request.state, "pii", False) else audit.blank(row)
+    return row if getattr(request.state, "pii", False) else audit_history.blank(row)
 
 
 def _page(request: Request, **filters: Any) -> Response:
@@ -54,7 +55,7 @@ def _page(request: Request, **filters: Any) -> Response:
     deps.wait_for_position(request, ["audit"])
     with deps.services(request).read_store.snapshot() as tx:
         try:
-            items, next_cursor = audit.search(tx, **filters)
+            items, next_cursor = audit_history.search(tx, **filters)
         except ValueError:
             raise InvalidInput("cursor", "is not a cursor this API issued") from None
     return json_response({"items": [_shown(request, i) for i in items], "next_cursor": next_cursor})
@@ -77,7 +78,7 @@ def events(
 EXPORT_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "JSONL: an export header, one line per event (envelope with hashes, and the "
-        "stored form they cover), then every seal; verify offline with infra/offline_verify.py",
+        "stored form they cover), then every seal; verify offline with infra/tamper_evidence/offline_verify.py",
         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
     }
 }
@@ -124,7 +125,7 @@ def consents_history(
     deps.wait_for_position(request, ["audit"])
     with deps.services(request).read_store.snapshot() as tx:
         try:
-            items, next_cursor = audit.consent_history(tx, customer_id, cursor, limit)
+            items, next_cursor = audit_history.consent_history(tx, customer_id, cursor, limit)
         except ValueError:
             raise InvalidInput("cursor", "is not a cursor this API issued") from None
     return json_response({"items": items, "next_cursor": next_cursor})

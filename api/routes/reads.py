@@ -23,9 +23,9 @@ from domain.external_ids import normalise_external_id, normalise_ref, normalise_
 from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
+from infra.readstore import Tx
 from projections import profile
 from projections.profiles import final_survivor, find_by_external, get_profile, search_profiles
-from projections.readstore import Tx
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
 

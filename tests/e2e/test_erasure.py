@@ -158,7 +158,7 @@ def test_erased_customers_leave_no_personal_data_anywhere(
         [
             "python3",
             "-I",
-            "infra/offline_verify.py",
+            "infra/tamper_evidence/offline_verify.py",
             str(export),
             "--seal-key",
             "clientele-dev-seal-key",

@@ -14,11 +14,11 @@ from commands.service import CommandService, Context
 from domain.customer import Customer
 from domain.events import Meta
 from infra.envelope import Envelope
+from infra.parking import Parked
+from infra.readstore import ReadStore, Tx, open_read_store
 from infra.store import EventStore
 from projections.framework import Binding, Projector, ensure_schema
-from projections.parking import Parked
 from projections.profiles import ProfilesProjector
-from projections.readstore import ReadStore, Tx, open_read_store
 from projections.registry import all_projectors
 from projections.segments import SegmentsProjector
 

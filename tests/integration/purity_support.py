@@ -25,10 +25,10 @@ from consumers.rebuild import rebuild, rebuild_all
 from consumers.redrive import redrive
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from infra.parking import Parked
+from infra.readstore import ReadStore, Tx, open_read_store
 from infra.store import EventStore
 from projections.framework import Binding, Projector, ensure_schema, park, project
-from projections.parking import Parked
-from projections.readstore import ReadStore, Tx, open_read_store
 from projections.registry import all_projectors
 
 Step = tuple[Any, ...]

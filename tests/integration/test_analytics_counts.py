@@ -10,10 +10,10 @@ from __future__ import annotations
 from itertools import permutations
 from typing import Any
 
+from infra.readstore import open_read_store
 from projections import lifecycle_model
 from projections.analytics import AnalyticsProjector
 from projections.framework import ensure_schema
-from projections.readstore import open_read_store
 
 Rows = list[tuple[Any, ...]]  # (customer, version, kind, at, from, to, status): analytics_stages
 A: Rows = [

@@ -28,10 +28,10 @@ from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild, rebuild_all
 from consumers.store_feed import StoreFeed
+from infra.readstore import ReadStore, Tx, open_read_store
 from infra.store import EventStore
-from projections import analytics, audit, rfm_model
+from projections import analytics, audit_history, rfm_model
 from projections.framework import Binding, Projector, ensure_schema, project
-from projections.readstore import ReadStore, Tx, open_read_store
 from tests.integration.workers import worker_connect
 
 CTX = Context(actor="fixture")
@@ -50,7 +50,7 @@ GRID = {
 
 
 def projectors() -> list[Projector]:
-    return [audit.AuditProjector(), analytics.AnalyticsProjector()]
+    return [audit_history.AuditHistoryProjector(), analytics.AnalyticsProjector()]
 
 
 class Clock:
@@ -431,8 +431,8 @@ class AuditAnalyticsContract:
         service.execute(m.UnmergeCustomers(customer_id=ann, duplicate_id=bob_id), admin)
         runner.catch_up()
         with read_store.transaction() as tx:
-            rows, _ = audit.history(tx, ann)
-            bobs, _ = audit.history(tx, bob_id)
+            rows, _ = audit_history.history(tx, ann)
+            bobs, _ = audit_history.history(tx, bob_id)
         diffs = {r["type"]: r["diff"] for r in rows[1:]}
         assert rows[0]["type"] == "customer.registered" and rows[0]["diff"]["name"] == [None, "Ann"]
         assert diffs["customer.profile_updated"] == {
@@ -478,8 +478,8 @@ class AuditAnalyticsContract:
         service.execute(m.EraseCustomer(customer_id=ann), admin)
         runner.catch_up()
         with read_store.transaction() as tx:
-            erased, _ = audit.history(tx, ann)
-            bobs_after, _ = audit.history(tx, bob_id)
+            erased, _ = audit_history.history(tx, ann)
+            bobs_after, _ = audit_history.history(tx, bob_id)
         assert erased[-1]["type"] == "customer.erased" and erased[-1]["diff"] == {
             "status": ["churned", "erased"]
         }
@@ -548,13 +548,13 @@ class AuditAnalyticsContract:
             result = rebuild(StoreFeed(store), read_store, projector, verify_only=True)
             assert result.differences == [], projector.name
         with read_store.transaction() as tx:
-            history, _ = audit.history(tx, fed_each_time)
+            history, _ = audit_history.history(tx, fed_each_time)
         assert history[0]["data"]["attributes"] == {} and "email" not in history[0]["diff"]
         assert history[-1]["diff"] == {"status": ["active", "erased"]}
         purchase = next(r for r in history if r["type"] == "customer.purchase_recorded")
         assert purchase["data"]["items"] == [{"sku": "tea", "name": "Green tea"}]  # not personal
         with read_store.transaction() as tx:
-            kept, _ = audit.history(tx, holder)
+            kept, _ = audit_history.history(tx, holder)
         assert "eve@example.com" in repr(kept) and "fay@example.com" not in repr(kept)
         assert "+4930901822" not in repr(kept)
 
@@ -574,20 +574,20 @@ class AuditAnalyticsContract:
         service.execute(m.UpdateProfile(customer_id=ids[0], changes={"name": "Q0"}), admin)
         runner.catch_up()
         with read_store.transaction() as tx:
-            everything, none_left = audit.search(tx, limit=1000)
+            everything, none_left = audit_history.search(tx, limit=1000)
             pages, cursor = [], None
             while True:
-                page, cursor = audit.search(tx, actor="admin", cursor=cursor, limit=2)
+                page, cursor = audit_history.search(tx, actor="admin", cursor=cursor, limit=2)
                 pages.append(page)
                 if cursor is None:
                     break
-            tagged, _ = audit.search(tx, type="customer.tagged", actor="admin")
-            before, _ = audit.search(tx, end=middle)
-            after, _ = audit.search(tx, start=middle)
-            first, more = audit.history(tx, ids[0], limit=2)
-            rest, _ = audit.history(tx, ids[0], cursor=more, limit=2)
+            tagged, _ = audit_history.search(tx, type="customer.tagged", actor="admin")
+            before, _ = audit_history.search(tx, end=middle)
+            after, _ = audit_history.search(tx, start=middle)
+            first, more = audit_history.history(tx, ids[0], limit=2)
+            rest, _ = audit_history.history(tx, ids[0], cursor=more, limit=2)
             with pytest.raises(ValueError, match="cursor"):
-                audit.search(tx, cursor="not-a-cursor!")
+                audit_history.search(tx, cursor="not-a-cursor!")
         assert none_left is None and len(everything) == 11
         assert [p["position"] for p in everything] == sorted(p["position"] for p in everything)
         assert [len(p) for p in pages] == [2, 2, 2] and all(
@@ -597,7 +597,7 @@ class AuditAnalyticsContract:
         assert {r["type"] for r in before} == {"customer.registered"} and len(before) == 5
         assert after == [r for page in pages for r in page]
         assert [r["version"] for r in first + rest] == [1, 2, 3] and more is not None
-        assert first[0]["recorded_at"] < audit.utc(middle) <= after[0]["recorded_at"]
+        assert first[0]["recorded_at"] < audit_history.utc(middle) <= after[0]["recorded_at"]
 
 
 class TestSQLiteAuditAnalytics(AuditAnalyticsContract):

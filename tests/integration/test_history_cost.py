@@ -31,13 +31,13 @@ from infra import kafka
 from infra.api_keys import KeyStore, Role
 from infra.local_services import KafkaBroker
 from infra.settings import Settings
-from projections import audit, profiles, segments
+from projections import audit_history, profiles, segments
 from projections.framework import Binding, project
 
 pytestmark = pytest.mark.integration
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 BATCHES, PER_BATCH = 7, 300
-PROJECTOR_MODULES = (audit, profiles, segments)  # those that serialise customers' states
+PROJECTOR_MODULES = (audit_history, profiles, segments)  # those that serialise customers' states
 CTX = Context(actor="history")
 
 

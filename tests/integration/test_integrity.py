@@ -11,9 +11,9 @@ import pytest
 
 from commands import messages as m
 from commands.service import CommandService, Context
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
-from projections.integrity import seal, verify
-from projections.readstore import ReadStore, open_read_store
+from infra.tamper_evidence.seals import seal, verify
 
 KEY = b"seal-key-for-tests"
 CTX = Context(actor="auditor-test")
@@ -132,7 +132,7 @@ class TestPostgresIntegrity(IntegrityContract):
 
 def test_envelopes_carry_the_chain(tmp_path: Path) -> None:
     from consumers.store_feed import StoreFeed  # noqa: PLC0415
-    from infra.hash_chain import GENESIS  # noqa: PLC0415
+    from infra.tamper_evidence.chain import GENESIS  # noqa: PLC0415
 
     store = EventStore(f"sqlite:///{tmp_path / 'chain.db'}")
     try:

@@ -26,9 +26,9 @@ from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.local_services import KafkaBroker
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.framework import ensure_schema
-from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
 from tests.integration.kafka_support import (
     CLIENTELE,

@@ -30,13 +30,13 @@ from domain import errors
 from domain.merging import MERGE_SOURCE_PREFIX
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
-from projections import audit, profile
+from infra.tamper_evidence.export import export_lines
+from projections import audit_history, profile
 from projections.analytics import AnalyticsProjector
-from projections.audit_export import export_lines
 from projections.framework import Binding, Projector, ensure_schema, project
 from projections.profiles import ProfilesProjector, get_profile
-from projections.readstore import ReadStore, open_read_store
 from projections.segments import SegmentsProjector, members
 
 CTX = Context(actor="merge-contract")
@@ -49,7 +49,7 @@ def projectors() -> list[Projector]:
     return [
         ProfilesProjector(),
         SegmentsProjector(),
-        audit.AuditProjector(),
+        audit_history.AuditHistoryProjector(),
         AnalyticsProjector(),
     ]
 
@@ -134,8 +134,8 @@ class MergeContract:
             assert shown["email"] == f"{purpose}@example.com"
             assert shown["consents"][purpose] is False
             with read_store.transaction() as tx:
-                rows, _ = audit.history(tx, survivor)
-                decisions, _ = audit.consent_history(tx, survivor)
+                rows, _ = audit_history.history(tx, survivor)
+                decisions, _ = audit_history.consent_history(tx, survivor)
             merge_rows = [
                 r["type"] for r in rows if r["correlation_id"] == rows[-1]["correlation_id"]
             ]
@@ -255,7 +255,7 @@ class MergeContract:
 
         assert list(store.snapshots.get(survivor)) == []  # dropped with the key, atomically
         with read_store.transaction() as tx:
-            live, _ = audit.history(tx, survivor)
+            live, _ = audit_history.history(tx, survivor)
         assert "dee@example.com" not in repr(live) and "+4930901820" not in repr(live)
         phones = [r["diff"]["phone"] for r in live if "phone" in r["diff"]]
         assert phones == [[None, "+4930901821"]]  # what folding the redacted copies gives
@@ -268,9 +268,11 @@ class MergeContract:
         finally:
             other.close()
         assert "dee@example.com" not in text and "+4930901820" not in text
-        rebuild(StoreFeed(store), read_store, audit.AuditProjector())  # swaps the replay in
+        rebuild(
+            StoreFeed(store), read_store, audit_history.AuditHistoryProjector()
+        )  # swaps the replay in
         with read_store.transaction() as tx:
-            rebuilt, _ = audit.history(tx, survivor)
+            rebuilt, _ = audit_history.history(tx, survivor)
         assert rebuilt == live
 
     def test_a_consumer_that_sees_the_erasure_before_the_unmerge_agrees_with_a_rebuild(
@@ -295,15 +297,15 @@ class MergeContract:
             with read_store.transaction() as tx:
                 project(tx, bindings, batch, by_position=False)
         with read_store.transaction() as tx:
-            live, _ = audit.history(tx, survivor)
+            live, _ = audit_history.history(tx, survivor)
             live_state = tx.fetchone(
                 "SELECT state FROM audit_state WHERE customer_id = ?", (str(survivor),)
             )
         assert "+4930901820" not in repr([live, live_state])
         assert self.profile(read_store, survivor)["phone"] is None
-        rebuild(StoreFeed(store), read_store, audit.AuditProjector())
+        rebuild(StoreFeed(store), read_store, audit_history.AuditHistoryProjector())
         with read_store.transaction() as tx:
-            rebuilt, _ = audit.history(tx, survivor)
+            rebuilt, _ = audit_history.history(tx, survivor)
             rebuilt_state = tx.fetchone(
                 "SELECT state FROM audit_state WHERE customer_id = ?", (str(survivor),)
             )
@@ -363,7 +365,7 @@ class MergeContract:
         assert self.purchases(read_store) == {**analytics_before, **taken_over}
         assert self.members(read_store, "big") == {str(survivor)}
         with read_store.transaction() as tx:
-            rows, _ = audit.history(tx, survivor)
+            rows, _ = audit_history.history(tx, survivor)
         parts = [r["data"]["part"] for r in rows if r["type"] == "customer.duplicate_absorbed"]
         assert parts == [1, 2, 3]
 

@@ -27,14 +27,14 @@ from consumers.rebuild import rebuild
 from consumers.redrive import redrive
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore, Role
+from infra.parking import Parked
+from infra.readstore import ReadStore
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.analytics import AnalyticsProjector
-from projections.audit import AuditProjector
+from projections.audit_history import AuditHistoryProjector
 from projections.framework import Binding, Projector, park, positions, project
-from projections.parking import Parked
 from projections.profiles import ProfilesProjector, get_profile
-from projections.readstore import ReadStore
 from projections.registry import all_projectors
 from projections.segments import SegmentsProjector, changes
 from tests.integration.parking_support import (
@@ -87,7 +87,7 @@ def test_a_failing_customer_is_parked_and_everyone_else_flows(
 ) -> None:
     ann, bob, cid = (register(service, n) for n in ("Ann", "Bob", "Cid"))
     refusing = RefusingProfiles({str(bob)})
-    audit = AuditProjector()
+    audit = AuditHistoryProjector()
     runner = EmbeddedRunner(StoreFeed(store), read_store, [refusing, audit], batch_size=2)
     runner.catch_up()  # before: the batch holding Bob raised, and every customer stalled
 

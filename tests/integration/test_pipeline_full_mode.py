@@ -40,11 +40,11 @@ from infra import kafka
 from infra.api_keys import KeyStore, Role
 from infra.envelope import Envelope
 from infra.local_services import KafkaBroker
+from infra.parking import Parked
+from infra.readstore import ReadStore
 from infra.settings import Settings
 from infra.store import EventStore
-from projections.parking import Parked
 from projections.profiles import ProfilesProjector, get_profile
-from projections.readstore import ReadStore
 from projections.registry import all_projectors
 from tests.integration.kafka_support import CLIENTELE, Proc, read_topic
 from tests.integration.parking_support import (

@@ -17,15 +17,15 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from infra.data_keys import MasterKeyMissing, MasterKeys, new_master_key
+from infra.readstore import open_read_store
 from infra.store import EventStore
-from projections import integrity
-from projections.audit_export import export_lines
-from projections.readstore import open_read_store
+from infra.tamper_evidence import seals
+from infra.tamper_evidence.export import export_lines
 
 CTX = Context(actor="privacy-test")
 OLD = f"old:{new_master_key()}"
 NEW = f"new:{new_master_key()}"
-VERIFIER = Path(__file__).parents[2] / "infra" / "offline_verify.py"
+VERIFIER = Path(__file__).parents[2] / "infra" / "tamper_evidence" / "offline_verify.py"
 SEAL_KEY = b"test-seal-key"
 
 
@@ -131,7 +131,7 @@ class PrivacyContract:
         )
         db = open_read_store(store.database_url, pool_size=1)
         try:
-            integrity.seal(db, SEAL_KEY)
+            seals.seal(db, SEAL_KEY)
             lines = list(export_lines(store, db))
         finally:
             db.close()

@@ -18,11 +18,11 @@ from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections import profile
 from projections.framework import Binding, ensure_schema, lock_positions, positions, project
 from projections.profiles import ProfilesProjector, get_profile, search_profiles
-from projections.readstore import ReadStore, open_read_store
 
 CTX = Context(actor="contract")
 

@@ -24,11 +24,11 @@ from consumers.replay import Replay, ReplayStopped, _worker
 from consumers.store_feed import StoreFeed
 from domain.errors import DomainError, InvalidInput
 from infra.feed_queries import START
+from infra.readstore import ReadStore, open_read_store
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.framework import Binding, ensure_schema, project
 from projections.profiles import ProfilesProjector
-from projections.readstore import ReadStore, open_read_store
 from projections.segments import SegmentsProjector, changes, changes_at, get_definition, members
 from tests.integration.workers import worker_connect
 

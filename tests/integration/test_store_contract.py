@@ -1,4 +1,6 @@
-"""One contract for the event store, run against every backend (write once, run twice)."""
+"""One contract for the event store, run against every backend: PostgreSQL, SQLite and the
+in-memory one the unit tests use (it skips, explicitly, only what needs a second store on the
+same database: each ``memory://`` store is its own)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ T = TypeVar("T")
 
 class StoreContract:
     """Behaviour every event store backend must show; subclasses provide ``database_url``."""
+
+    shared = True  # a second EventStore on the same URL sees the same database
+
+    def needs_a_shared_database(self) -> None:
+        if not self.shared:
+            pytest.skip("memory:// is one store's own database: no second store can share it")
 
     @pytest.fixture
     def database_url(self) -> str:
@@ -130,7 +138,8 @@ class StoreContract:
         ]
         assert all(chain is not None for _, chain in logged)  # each with its hash link
 
-    def test_time_travel_and_snapshots(self, service: CommandService, store: EventStore) -> None:
+    def buyer(self, service: CommandService) -> UUID:
+        """A customer with 11 purchases: 13 events, snapshots at versions 5 and 10."""
         cid = service.execute(m.RegisterCustomer(name="Ann"), self.ctx).customer_id
         assert cid
         for i in range(11):
@@ -138,12 +147,30 @@ class StoreContract:
                 m.RecordPurchase(customer_id=cid, order_id=f"o{i}", amount="1.25", currency="EUR"),
                 self.ctx,
             )
+        return cid
+
+    def test_time_travel_and_snapshots(self, service: CommandService, store: EventStore) -> None:
+        cid = self.buyer(service)
         events = list(store.customer_events(cid))
         assert len(events) == 13  # registered, 11 purchases, first purchase made them "new"
         assert len(store.customer(cid, version=6).purchases) == 4
         assert store.customer_as_of(cid, events[4].timestamp).version == 5
         assert store.snapshots is not None
         assert [s.originator_version for s in store.snapshots.get(cid)] == [5, 10]
+        travelled = [store.customer_as_of(cid, e.timestamp).version for e in events]
+        assert travelled == list(range(1, 14))
+        other = service.execute(m.RegisterCustomer(name="Bo"), self.ctx).customer_id
+        assert other
+        loaded = load_many(store, [cid, other, uuid4(), cid])
+        assert sorted(loaded) == sorted([cid, other])
+        assert vars(loaded[other]) == vars(store.customer(other))
+
+    def test_a_reopened_store_reads_from_the_snapshots(
+        self, service: CommandService, store: EventStore
+    ) -> None:
+        self.needs_a_shared_database()
+        cid = self.buyer(service)
+        events = list(store.customer_events(cid))
         reopened = EventStore(store.database_url, snapshot_interval=5)
         try:
             assert vars(reopened.customer(cid)) == vars(store.customer(cid))
@@ -157,6 +184,20 @@ class StoreContract:
             assert vars(loaded[other]) == vars(store.customer(other))
         finally:
             reopened.close()
+
+    def test_erasure_shreds_the_key_and_drops_snapshots_with_it(
+        self, service: CommandService, store: EventStore
+    ) -> None:
+        cid = self.buyer(service)
+        assert store.snapshots is not None and list(store.snapshots.get(cid))
+        assert store.data_keys.for_reading(cid.hex) is not None
+        erased = service.execute(m.EraseCustomer(customer_id=cid), self.ctx)
+        assert list(store.snapshots.get(cid)) == []  # sealed state no one can open: gone
+        store.data_keys.clear_cache()  # as a fresh process
+        assert store.data_keys.for_reading(cid.hex) is None
+        assert store.customer(cid).version == erased.version  # folded from the events
+        links = [chain for _, chain in by_customer(store, START, 100, store.head())]
+        assert len(links) == 14 and all(chain is not None for chain in links)
 
     def test_batch_is_one_transaction(self, service: CommandService, store: EventStore) -> None:
         head = store.head()
@@ -179,6 +220,7 @@ class StoreContract:
     def test_writers_racing_on_one_customer(
         self, service: CommandService, store: EventStore, database_url: str
     ) -> None:
+        self.needs_a_shared_database()
         cid = service.execute(m.RegisterCustomer(name="Contended"), self.ctx).customer_id
         assert cid
 
@@ -203,6 +245,8 @@ class StoreContract:
         self.assert_log_has_no_gaps(store)
 
     def test_writers_racing_for_one_email(self, store: EventStore, database_url: str) -> None:
+        self.needs_a_shared_database()
+
         def claim(svc: CommandService, index: int) -> Outcome:
             return svc.execute(
                 m.RegisterCustomer(name=f"Racer {index}", email="Prize@Example.com"), self.ctx
@@ -225,6 +269,7 @@ class StoreContract:
     def test_writers_racing_for_one_external_id(self, store: EventStore, database_url: str) -> None:
         """Registration by external id is idempotent under races too: one customer, and every
         racer is answered with it (the losers retried and found it held)."""
+        self.needs_a_shared_database()
 
         def claim(svc: CommandService, index: int) -> Outcome:
             command = m.RegisterCustomer(name=f"Racer {index}", external_ids={"Shop": "00042"})
@@ -248,6 +293,14 @@ class StoreContract:
         assert len(holders) == 1, results
         assert all(isinstance(r, errors.ExternalIdTaken) for r in results if r not in holders)
         self.assert_log_has_no_gaps(store)
+
+
+class TestMemoryStore(StoreContract):
+    shared = False
+
+    @pytest.fixture
+    def database_url(self) -> str:
+        return "memory://"
 
 
 class TestSQLiteStore(StoreContract):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from infra.hash_chain import HASHES_DDL, sqlite_heads
+from infra.tamper_evidence.chain import HASHES_DDL, sqlite_heads
 
 
 def test_heads_are_probed_by_primary_key_not_scanned() -> None:

@@ -29,7 +29,7 @@ from domain.values import MAX_TAGS_PER_CUSTOMER, Status
 from infra.bulk_load import load_many
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import audit, profile
+from projections import audit_history, profile
 
 names = st.sampled_from(["Ada", " Bob  Smith ", "Chloé", "李雷"])
 emails = st.sampled_from(["a@example.com", "B@Example.com", "c@example.org", None])
@@ -127,7 +127,7 @@ def assert_audit_diffs_match_full_views(store: EventStore, customer_id: UUID) ->
         expected = {
             k: [old.get(k), new.get(k)] for k in sorted(old | new) if old.get(k) != new.get(k)
         }
-        assert orjson.dumps(audit.diff(before, state)) == orjson.dumps(expected)
+        assert orjson.dumps(audit_history.diff(before, state)) == orjson.dumps(expected)
 
 
 class CustomerLifeMachine(RuleBasedStateMachine):

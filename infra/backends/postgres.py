@@ -1,4 +1,4 @@
-"""PostgreSQL recorders: events with a notification log that has no gaps, and snapshots.
+"""The PostgreSQL backend: events with a notification log that has no gaps, and snapshots.
 
 eventsourcing's recorder locks the events table, then INSERTs; a version conflict is detected
 by the primary key only after the ``bigserial`` has handed out ids, so every refused write
@@ -11,12 +11,17 @@ inserted as plain parameters: eventsourcing's array of a composite type is rende
 psycopg in Python, 60 ms for a 1.7 MB snapshot, against 2 ms for a parameter. Their ``state``
 is compressed with lz4 where the server has it (PostgreSQL 14+): 4 ms instead of pglz's 16 ms
 to store a 1.7 MB snapshot, and faster to read back.
+
+The events recorder carries clientele's extensions (:class:`infra.backends.base.StoreBackend`):
+hash links, shredded keys and dropped snapshots written under the same lock, and the feed
+reads that join the links.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import (
@@ -29,12 +34,23 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from infra.backends.base import Linked, Positioned, Resume, positioned_rows
+from infra.backends.sql import SqlBackend
 from infra.data_keys import KEYS_DDL, shred_in_transaction
-from infra.hash_chain import HASHES_DDL, postgres_links
+from infra.tamper_evidence.chain import HASHES_DDL, postgres_links
+
+_LINKED = (
+    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
+    "h.prev_hash, h.hash FROM {events} e LEFT JOIN event_hashes h "
+    "ON h.originator_id = replace(e.originator_id::text, '-', '') "
+    "AND h.originator_version = e.originator_version WHERE e.topic = ANY(%s) AND "
+)
 
 
-class GaplessPostgresRecorder(PostgresApplicationRecorder):
-    """Selected with ``APPLICATION_RECORDER_TOPIC=infra.pg_recorder:GaplessPostgresRecorder``."""
+class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
+    """Selected by :func:`infra.backends.store_environment` for ``postgresql://`` URLs."""
+
+    dialect, mark, uuid_cast = "postgres", "%s", "::uuid"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,7 +61,14 @@ class GaplessPostgresRecorder(PostgresApplicationRecorder):
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         self.sql_create_statements.append(SQL(HASHES_DDL))  # type: ignore[arg-type]
         self.sql_create_statements.append(SQL(KEYS_DDL["postgres"]))  # type: ignore[arg-type]
-        self._snapshots_table = self.events_table_name.removesuffix("events") + "snapshots"
+        self._positioned = SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id=%s ORDER BY originator_version"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self._positioned_version = SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id=%s AND originator_version=%s ORDER BY originator_version"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -66,10 +89,49 @@ class GaplessPostgresRecorder(PostgresApplicationRecorder):
             )
             raise IntegrityError(msg)
         postgres_links(curs, stored_events)  # hash links, under the same lock and transaction
-        shred_in_transaction(curs, stored_events, "%s", self._snapshots_table)  # erasures
+        shred_in_transaction(curs, stored_events, "%s", self.snapshots_table)  # erasures
         self._notify_channel(curs)
         # The plain INSERT of the aggregate recorder (the lock is already held).
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+
+    @property
+    def notify_channel(self) -> str | None:
+        return self.channel_name
+
+    def id_param(self, value: UUID) -> str:
+        return str(value)
+
+    def in_log_order(self, topics: Sequence[str], after: int, limit: int) -> list[Linked]:
+        where = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
+        return self._linked(_LINKED + where, [list(topics), after, limit], len(topics))
+
+    def by_customer(
+        self, topics: Sequence[str], after: Resume, limit: int, until: int, before: UUID | None
+    ) -> list[Linked]:
+        where = (
+            "e.notification_id <= %s AND (e.originator_id, e.originator_version) > (%s::uuid, %s)"
+        )
+        params: list[Any] = [list(topics), until, str(after[0]), after[1]]
+        if before is not None:
+            where, params = where + " AND e.originator_id < %s::uuid", [*params, str(before)]
+        order = " ORDER BY e.originator_id, e.originator_version LIMIT %s"
+        return self._linked(_LINKED + where + order, [*params, limit], len(topics))
+
+    def count_after(self, topics: Sequence[str], after: int) -> int:
+        query = "SELECT count(*) AS n FROM {events} e WHERE e.topic = ANY(%s) AND e.notification_id > %s"
+        return self._count(query, [list(topics), after], len(topics))
+
+    def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
+        with self.datastore.transaction(commit=False) as cursor:
+            if version is None:
+                cursor.execute(self._positioned, (aggregate_id,))
+            else:
+                cursor.execute(self._positioned_version, (aggregate_id, version))
+            rows = [
+                (r["notification_id"], r["originator_version"], r["topic"], r["state"])
+                for r in cursor.fetchall()
+            ]
+        return positioned_rows(aggregate_id, rows)
 
 
 class SnapshotRecorder(PostgresAggregateRecorder):
@@ -98,7 +160,7 @@ class SnapshotRecorder(PostgresAggregateRecorder):
 
 
 class Factory(PostgresFactory):
-    """``PERSISTENCE_MODULE=infra.pg_recorder:Factory``: eventsourcing's PostgreSQL factory,
+    """``PERSISTENCE_MODULE=infra.backends.postgres:Factory``: eventsourcing's PostgreSQL factory,
     with :class:`SnapshotRecorder` for snapshots (events use the application recorder,
     ``APPLICATION_RECORDER_TOPIC``)."""
 

@@ -7,8 +7,8 @@ JSONL, one object per line, ``record`` telling which:
   and the ``stored`` form the hash covers (aggregate id, version, topic, base64 state bytes);
 * ``seal``: every seal (HMAC-SHA256 over the chain heads; verifiable with the seal key).
 
-A third party verifies a file with ``infra/offline_verify.py`` (standard library only; see
-README, "Verifying an audit export offline"), without access to our systems. Personal data is
+A third party verifies a file with :mod:`.offline_verify` (standard library only; see README,
+"Verifying an audit export offline"), without access to our systems. Personal data is
 only ever present as ciphertext, so exports of erased customers hold none that can be read.
 """
 
@@ -24,10 +24,10 @@ import orjson
 from domain.events import CustomerEvent
 from infra.envelope import Envelope
 from infra.feed_queries import in_log_order
-from infra.hash_chain import DOMAIN_TAG, GENESIS
+from infra.readstore import ReadStore
 from infra.store import EventStore
-from projections.integrity import SEALS_DDL
-from projections.readstore import ReadStore
+from infra.tamper_evidence.chain import DOMAIN_TAG, GENESIS
+from infra.tamper_evidence.seals import stored_seals
 
 FORMAT = "clientele.audit-export.v1"
 
@@ -91,8 +91,7 @@ def export_lines(
                 + b"\n"
             )
     with seals.transaction() as tx:
-        tx.raw(SEALS_DDL)
-        rows = tx.fetchall("SELECT seq, sealed_at, heads, mac FROM audit_seals ORDER BY seq")
+        rows = stored_seals(tx)
     for seq, sealed_at, heads, mac in rows:
         yield (
             orjson.dumps(

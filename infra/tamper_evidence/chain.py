@@ -1,9 +1,9 @@
 """Tamper-evident history: every stored event is linked to the previous one of its aggregate.
 
 ``hash(vN) = SHA-256(domain tag ‖ aggregate id ‖ version ‖ topic ‖ stored bytes ‖ hash(vN-1))``,
-with ``hash(v0)`` = 64 zeros. The links are written by the recorders below in the SAME
-transaction as the events (after the table lock, so links and positions agree), into
-``event_hashes``. The stored bytes are hashed exactly as stored, so ciphertext is covered and
+with ``hash(v0)`` = 64 zeros. The links are written by the recorders (:mod:`infra.backends`) in
+the SAME transaction as the events (after the table lock, so links and positions agree), into
+``event_hashes`` (in memory for ``memory://``). The stored bytes are hashed exactly as stored, so ciphertext is covered and
 crypto-shredding (destroying a key, not bytes) never breaks a chain.
 """
 
@@ -15,9 +15,6 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-
-from infra.data_keys import KEYS_DDL, shred_in_transaction
 
 GENESIS = "0" * 64
 DOMAIN_TAG = b"clientele.event.v1\x00"
@@ -94,25 +91,15 @@ def sqlite_heads(pairs: int) -> str:
     )
 
 
-class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
-    """SQLite recorder that writes hash links with the events, and shreds the keys of the
-    customers they erase (one transaction)."""
+def sqlite_links(cursor: Any, stored_events: Sequence[StoredEvent]) -> None:
+    """Write hash links for SQLite (called by the recorder inside its insert transaction)."""
 
-    def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), HASHES_DDL, KEYS_DDL["sqlite"]]
+    def head(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        cursor.execute(sqlite_heads(len(pairs)), [value for pair in pairs for value in pair])
+        return {(row[0], int(row[1])): row[2] for row in cursor.fetchall()}
 
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        def head(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-            c.execute(sqlite_heads(len(pairs)), [value for pair in pairs for value in pair])
-            return {(row[0], int(row[1])): row[2] for row in c.fetchall()}
-
-        positions = super()._insert_events(c, stored_events, **kwargs)  # conflicts raise here first
-        for row in chain(stored_events, head):
-            c.execute("INSERT INTO event_hashes VALUES (?, ?, ?, ?)", row)
-        shred_in_transaction(c, stored_events, "?", "stored_snapshots")
-        return positions
+    for row in chain(stored_events, head):
+        cursor.execute("INSERT INTO event_hashes VALUES (?, ?, ?, ?)", row)
 
 
 def postgres_links(cursor: Any, stored_events: Sequence[StoredEvent]) -> None:

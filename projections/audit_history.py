@@ -1,4 +1,4 @@
-"""Audit history: one append-only row per event, with field-level before → after diffs.
+"""Audit history read model: one append-only row per event, with field-level before → after diffs.
 
 ``audit_events`` keeps every event (position, customer, version, type, actor, correlation and
 causation ids, occurred/recorded times, data) and its ``diff``: ``{field: [before, after]}``
@@ -31,10 +31,10 @@ import orjson
 
 from infra.envelope import Envelope
 from infra.personal_data import shredded
+from infra.readstore import Tx
 from projections import profile
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
-from projections.readstore import Tx
 
 # bookkeeping, and the fold's internals that a rendered profile leaves out
 NOT_AUDITED = {"version", "position", "updated_at", "orders", "status_before_merge"}
@@ -114,7 +114,7 @@ def erased_row(event_type: str, data: dict[str, Any], change: dict[str, Any]) ->
     return orjson.dumps(shredded(event_type, data)).decode(), orjson.dumps(kept).decode()
 
 
-class AuditProjector(Projector):
+class AuditHistoryProjector(Projector):
     """Appends one ``audit_events`` row per event; ``audit_state`` holds each profile fold."""
 
     name = "audit"

@@ -1,6 +1,6 @@
-"""Audit of the event store itself: hash chains and signed seals of the chain heads.
+"""Tamper evidence: signed seals of the chain heads, and verification of chains and seals.
 
-* :func:`verify` recomputes every link (``infra.hash_chain``) from the stored bytes and reports
+* :func:`verify` recomputes every link (``infra.tamper_evidence.chain``) from the stored bytes and reports
   exactly which aggregate/version is edited, reordered or missing;
 * :func:`seal` signs (HMAC-SHA256, configured key) the head of every chain, so deleting the
   newest events of a customer — which leaves a shorter but self-consistent chain — is caught,
@@ -18,8 +18,8 @@ from uuid import UUID
 
 import orjson
 
-from infra.hash_chain import GENESIS, link
-from projections.readstore import ReadStore, Tx
+from infra.readstore import ReadStore, Tx
+from infra.tamper_evidence.chain import GENESIS, link
 
 SEALS_DDL = (
     "CREATE TABLE IF NOT EXISTS audit_seals (seq BIGINT PRIMARY KEY, sealed_at TEXT NOT NULL, "
@@ -105,6 +105,12 @@ def _chain_problems(
     return problems
 
 
+def stored_seals(tx: Tx) -> list[tuple[Any, ...]]:
+    """Every seal (seq, sealed_at, heads, mac) in order; creates ``audit_seals`` if missing."""
+    tx.raw(SEALS_DDL)
+    return tx.fetchall("SELECT seq, sealed_at, heads, mac FROM audit_seals ORDER BY seq")
+
+
 def seal(store: ReadStore, key: bytes) -> dict[str, Any]:
     """Sign the head (version, hash) of every chain; returns the seal."""
     with store.transaction() as tx:
@@ -129,9 +135,7 @@ def _seal_problems(
     tx: Tx, key: bytes, links: dict[str, dict[int, tuple[str, str]]], aggregate: str | None
 ) -> list[str]:
     problems = []
-    for seq, sealed_at, heads, mac in tx.fetchall(
-        "SELECT seq, sealed_at, heads, mac FROM audit_seals ORDER BY seq"
-    ):
+    for seq, sealed_at, heads, mac in stored_seals(tx):
         if not hmac.compare_digest(_mac(key, sealed_at, heads), mac):
             problems.append(
                 f"seal {seq} ({sealed_at}): signature does not match its content (altered)"
@@ -156,7 +160,6 @@ def verify(
     """
     aggregate = None if customer_id is None else customer_id.hex
     with store.transaction() as tx:
-        tx.raw(SEALS_DDL)
         links = _links(tx, aggregate)
         problems = _chain_problems(_events(tx, events_table, aggregate), links)
         problems += _seal_problems(tx, key, links, aggregate)

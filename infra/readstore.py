@@ -1,4 +1,4 @@
-"""Read stores: where projections keep their tables — SQLite (embedded) or PostgreSQL (full).
+"""Generic SQL access for read models and the audit tables: SQLite (embedded) or PostgreSQL (full).
 
 Both speak one small SQL dialect: ``?`` placeholders, TEXT for JSON and timestamps (UTC ISO
 8601, so they sort as text), BIGINT for positions. Table names in SQL are written as

@@ -1,0 +1,92 @@
+"""What clientele needs of an event-store backend beyond eventsourcing's recorders.
+
+Each backend module (:mod:`.postgres`, :mod:`.sqlite`, :mod:`.memory`) defines an application
+recorder that subclasses eventsourcing's recorder of that backend AND :class:`StoreBackend`:
+the extra tables are written in its insert (hash links, shredded keys, dropped snapshots, in the
+events' transaction) and the extra reads are its methods. The backend is chosen once, from the
+database URL (:func:`infra.backends.store_environment`); callers use ``EventStore.backend`` and
+never test which one it is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+
+from infra.data_keys import DataKeys, MasterKeys
+
+Chain = tuple[str, str]  # (prev_hash, hash)
+Linked = tuple[Notification, Chain | None]
+Resume = tuple[UUID, int]  # (customer id, version) of the last event read
+START: Resume = (UUID(int=0), 0)
+Latest = tuple[dict[UUID, StoredEvent], dict[UUID, list[StoredEvent]]]  # snapshots, newer events
+Positioned = list[tuple[int, StoredEvent]]  # (position, stored event)
+
+
+class StoreBackend(ABC):
+    """clientele's extensions of an application recorder (the store contract's port)."""
+
+    @property
+    def notify_channel(self) -> str | None:
+        """The channel a listener is woken on after each write (PostgreSQL ``LISTEN``), or
+        None where there is none and followers poll."""
+        return None
+
+    @abstractmethod
+    def data_keys(self, master: MasterKeys) -> DataKeys:
+        """The customers' data keys, kept beside the events (the recorder shreds them)."""
+
+    @abstractmethod
+    def in_log_order(self, topics: Sequence[str], after: int, limit: int) -> list[Linked]:
+        """Up to ``limit`` events of ``topics`` at positions after ``after``, in log order,
+        each with its hash link."""
+
+    @abstractmethod
+    def by_customer(
+        self, topics: Sequence[str], after: Resume, limit: int, until: int, before: UUID | None
+    ) -> list[Linked]:
+        """Up to ``limit`` events of ``topics`` at positions ``<= until``, ordered by (customer
+        id, version), after ``after``, and with ``before`` only of ids that sort below it."""
+
+    @abstractmethod
+    def count_after(self, topics: Sequence[str], after: int) -> int:
+        """Exactly how many events of ``topics`` are at positions after ``after``."""
+
+    @abstractmethod
+    def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
+        """(position, stored event) of one aggregate's events (or of one version), in order."""
+
+    @abstractmethod
+    def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
+        """Newest snapshots of the aggregates not in ``versions``, then each aggregate's events
+        after its snapshot (or after its version in ``versions``)."""
+
+
+def as_uuid(value: Any) -> UUID:
+    """An originator id as read from any backend (UUID, dashed or hex text)."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def stored_rows(rows: Iterable[Any]) -> list[StoredEvent]:
+    """Stored events from rows with ``originator_id, originator_version, topic, state``."""
+    return [
+        StoredEvent(
+            originator_id=as_uuid(row["originator_id"]),
+            originator_version=int(row["originator_version"]),
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+        for row in rows
+    ]
+
+
+def positioned_rows(aggregate_id: UUID, rows: Iterable[Sequence[Any]]) -> Positioned:
+    """(position, stored event) from ``(position, version, topic, state)`` rows."""
+    return [
+        (int(position), StoredEvent(aggregate_id, int(version), topic, bytes(state)))
+        for position, version, topic, state in rows
+    ]
