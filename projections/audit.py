@@ -29,6 +29,8 @@ from uuid import UUID
 
 import orjson
 
+from domain import personal
+from domain.events import PERSONAL_FIELDS, DuplicateAbsorbed
 from infra.envelope import Envelope
 from infra.personal_data import shredded
 from projections import profile
@@ -39,8 +41,6 @@ from projections.readstore import Tx
 # bookkeeping, and the fold's internals that a rendered profile leaves out
 NOT_AUDITED = {"version", "position", "updated_at", "orders", "status_before_merge"}
 _ABSENT = object()
-PERSONAL = {"name", "email", "phone", "comment", "summary", "subject", "outcome", "external_ids"}
-MAPS = ("attributes", "external_ids")  # personal maps: their keys are not personal
 COLUMNS = (
     "position",
     "customer_id",
@@ -88,20 +88,9 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def blank(document: Any) -> Any:
-    """Personal values replaced by null, recursively (keys and structure stay)."""
-    if isinstance(document, list):
-        return [blank(item) for item in document]
-    if not isinstance(document, dict):
-        return document
-    shown: dict[str, Any] = {}
-    for key, value in document.items():
-        if key in MAPS and isinstance(value, dict):
-            shown[key] = dict.fromkeys(value)
-        elif key.split(".")[0] in PERSONAL or key.startswith("attributes."):
-            shown[key] = None
-        else:
-            shown[key] = blank(value)
-    return shown
+    """Personal values (of every event's personal fields, and of the profile fields of the
+    same names) replaced by null, recursively (keys and structure stay)."""
+    return personal.blank(PERSONAL_FIELDS, document)
 
 
 def erased_row(event_type: str, data: dict[str, Any], change: dict[str, Any]) -> tuple[str, str]:
@@ -109,7 +98,7 @@ def erased_row(event_type: str, data: dict[str, Any], change: dict[str, Any]) ->
     kept = {
         field: values
         for field, values in change.items()
-        if field.split(".")[0] not in PERSONAL and not field.startswith("attributes.")
+        if field.split(".")[0] not in PERSONAL_FIELDS
     }
     return orjson.dumps(shredded(event_type, data)).decode(), orjson.dumps(kept).decode()
 
@@ -205,7 +194,7 @@ def _erase_history(tx: Tx, customer_id: str) -> None:
     )
 
 
-MOVED = ("email", "phone")  # the personal fields merges move, sealed with their owner's key
+MOVED = tuple(DuplicateAbsorbed.PERSONAL)  # what merges move, sealed with their owner's key
 
 
 def _drop_copies(tx: Tx, owner: str, holder: str) -> None:

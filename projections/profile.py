@@ -23,10 +23,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from domain.events import moved_fields, patch_map
+from domain.events import Registered, moved_fields, patch_map
+from domain.personal import Personal, redacted
 from infra.envelope import Envelope
 
-PII_FIELDS = ("name", "email", "phone")
+PERSONAL: dict[str, Personal] = Registered.PERSONAL
+"""The personal fields of a profile: those its registration gives (merges move some of them)."""
 
 
 class ProfileGap(RuntimeError):
@@ -151,7 +153,7 @@ def _merged_into(state: dict[str, Any], e: Envelope) -> None:
 
 
 def _erased(state: dict[str, Any], _: Envelope) -> None:
-    state.update(status="erased", attributes={}, external_ids={}, **dict.fromkeys(PII_FIELDS))
+    state.update(status="erased", **{field: redacted(s) for field, s in PERSONAL.items()})
 
 
 def _consent(granted: bool) -> Any:
