@@ -22,7 +22,7 @@ from domain.errors import (
     LimitExceeded,
     PurchaseConflict,
 )
-from domain.events import Meta
+from domain.event_base import Meta
 from domain.external_ids import MAX_EXTERNAL_IDS
 from domain.personal import Personal
 from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status

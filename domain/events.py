@@ -1,71 +1,25 @@
 """Customer events: the immutable facts, and how each one changes a :class:`Customer`.
 
-Every event carries who caused it (``actor``), the ``correlation_id`` of the request that led
-to it, the ``causation_id`` of the message that directly caused it, and ``occurred_at`` (business
-time, given by the caller or now). eventsourcing adds ``timestamp`` (when it was recorded).
-Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version`` for upcasting.
+Every event carries who caused it, why and when (:class:`domain.event_base.LoggedEvent`).
+Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version`` for upcasting;
+its personal fields carry a :class:`domain.personal.Personal` marker. The classes stay in this
+module: their topics (``domain.events:Registered``…) are stored with every event.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
-from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.event_base import LoggedEvent
 from domain.personal import Personal, personal_fields, redacted
 from domain.values import LifecycleStage, Status
 
 if TYPE_CHECKING:
     from domain.customer import Customer
-
-META_FIELDS = frozenset(
-    {"originator_id", "originator_version", "timestamp", "originator_topic"}
-    | {"actor", "correlation_id", "causation_id", "occurred_at"}
-)
-MAX_EVENT_BYTES = 512 * 1024
-"""Upper bound of one event's stored form (transcoded state, personal fields sealed): the
-store refuses to record a bigger event (:class:`domain.errors.EventTooLarge`). Its envelope is
-at most ``MAX_EVENT_BYTES + ENVELOPE_OVERHEAD_BYTES`` (README, "Event envelope")."""
-ENVELOPE_OVERHEAD_BYTES = 1024
-
-
-@dataclass(frozen=True)
-class Meta:
-    """Who, why and when for the events one command produces."""
-
-    actor: str
-    correlation_id: str
-    causation_id: str | None
-    occurred_at: datetime
-
-    def fields(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
-            "occurred_at": self.occurred_at,
-        }
-
-
-class LoggedEvent(Aggregate.Event):
-    """Base of every event read models are fed (customers', segments'): a dotted ``TYPE``,
-    who caused it, why and when."""
-
-    TYPE: ClassVar[str] = ""
-    actor: str
-    correlation_id: str
-    causation_id: str | None
-    occurred_at: datetime
-
-    def data(self) -> dict[str, Any]:
-        """The event-specific fields (the envelope's ``data``)."""
-        return {k: v for k, v in vars(self).items() if k not in META_FIELDS}
 
 
 class CustomerEvent(LoggedEvent):
@@ -443,15 +397,3 @@ PERSONAL_FIELDS: dict[str, Personal] = {
     field: shape for cls in EVENT_CLASSES for field, shape in cls.PERSONAL.items()
 }
 """Every personal field of every customer event, by name (a name has one shape everywhere)."""
-
-
-def key_owner(event: CustomerEvent) -> UUID:
-    """Whose data key seals the event's personal fields: its ``KEY_OWNER`` field, if it names
-    someone, else the customer the event belongs to."""
-    owner = getattr(event, event.KEY_OWNER, None) if event.KEY_OWNER else None
-    return UUID(owner) if owner else event.originator_id
-
-
-def data_fields(event_class: type[CustomerEvent]) -> list[str]:
-    """Names of an event class's ``data`` fields, in declaration order."""
-    return [f.name for f in dataclasses.fields(event_class) if f.name not in META_FIELDS]

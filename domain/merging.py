@@ -15,14 +15,14 @@ from uuid import UUID
 from domain import events as ev
 from domain.customer import Customer
 from domain.errors import CustomerErased, InvalidInput, InvalidTransition
-from domain.events import Meta
+from domain.event_base import Meta
 from domain.values import MAX_TAGS_PER_CUSTOMER, Status
 
 MERGE_SOURCE_PREFIX = "merge:"
 """Source of the consent changes a merge records: ``merge:<duplicate id>``."""
 PURCHASES_PER_PART = 500
 """Purchases per ``duplicate_absorbed`` / ``unmerged`` part: even with 100-character order ids
-of 6-byte escapes a part stays far below :data:`domain.events.MAX_EVENT_BYTES`."""
+of 6-byte escapes a part stays far below :data:`domain.event_base.MAX_EVENT_BYTES`."""
 
 Moved = dict[str, tuple[str, str]]  # personal field -> (value, id of the person it belongs to)
 

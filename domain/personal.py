@@ -15,7 +15,11 @@ import dataclasses
 import typing
 from enum import Enum
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from domain.events import CustomerEvent
 
 
 class Personal(Enum):
@@ -50,6 +54,13 @@ def personal_fields(cls: type) -> dict[str, Personal]:
             if isinstance(marker, Personal):
                 shapes[field.name] = marker
     return shapes
+
+
+def key_owner(event: CustomerEvent) -> UUID:
+    """Whose data key seals the event's personal fields: its ``KEY_OWNER`` field, if it names
+    someone (data a merge moved from another person), else the customer the event belongs to."""
+    owner = getattr(event, event.KEY_OWNER, None) if event.KEY_OWNER else None
+    return UUID(owner) if owner else event.originator_id
 
 
 def blank(shapes: dict[str, Personal], document: Any) -> Any:

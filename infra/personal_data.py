@@ -6,7 +6,7 @@ snapshots, ``Customer.PERSONAL``) that hold a value are replaced by ONE token un
 ``"_sealed"``: ``"v1." + base64url(nonce ‖ AES-GCM(key, transcoded {field: value}))``, with
 associated data ``clientele.pii.v1 ‖ customer id ‖ version ‖ kind`` binding it to its event
 (kind = the event type, or ``snapshot``). The key is the customer's, or, for data a merge
-moved from another person, that person's (:func:`domain.events.key_owner`, named in clear in
+moved from another person, that person's (:func:`domain.personal.key_owner`, named in clear in
 the event), so erasing them makes every copy unreadable. Everything else stays clear, so
 analytics survive erasure. Envelopes carry the token unchanged (``sealed``); trusted consumers
 open it with :meth:`PersonalData.open_envelope` through the key store. Once a key is shredded,
@@ -31,8 +31,9 @@ from eventsourcing.utils import get_topic
 
 from domain.customer import Customer
 from domain.errors import EventTooLarge
-from domain.events import EVENT_TYPES, MAX_EVENT_BYTES, CustomerEvent, key_owner
-from domain.personal import Personal, redacted
+from domain.event_base import MAX_EVENT_BYTES
+from domain.events import EVENT_TYPES, CustomerEvent
+from domain.personal import Personal, key_owner, redacted
 from infra.data_keys import NONCE_BYTES, DataKeys
 from infra.envelope import SEALED, Envelope, plain
 
@@ -162,7 +163,7 @@ class PersonalData:
 
 
 def envelope_key_owner(envelope: Envelope) -> UUID:
-    """Whose key seals an envelope's personal data (see :func:`domain.events.key_owner`)."""
+    """Whose key seals an envelope's personal data (see :func:`domain.personal.key_owner`)."""
     field = EVENT_TYPES[envelope.type].KEY_OWNER
     owner = envelope.data.get(field) if field else None
     return UUID(owner) if isinstance(owner, str) else envelope.customer_id

@@ -38,7 +38,8 @@ from psycopg.sql import SQL, Identifier
 from domain import segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.events import EVENT_CLASSES, CustomerEvent, Erased, key_owner
+from domain.events import EVENT_CLASSES, CustomerEvent, Erased
+from domain.personal import key_owner
 from infra.data_keys import DataKeys, MasterKeys, MemoryDataKeys, SqlDataKeys
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
 from infra.settings import DEV_MASTER_KEYS

@@ -25,7 +25,8 @@ from domain.segment_rules import (
     parse_purpose,
     uses_rfm,
 )
-from domain.values import ConsentPurpose, LifecycleStage, Status, Text, text_problem
+from domain.text_policy import Text, text_problem
+from domain.values import ConsentPurpose, LifecycleStage, Status
 from infra.envelope import Envelope
 from infra.store import EventStore
 from projections import profile
