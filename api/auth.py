@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from api import deps
 from domain.personal import masked
 from infra.api_keys import ApiKey, Role
-from projections.profile import PERSONAL
+from projections.profile_fold import PERSONAL
 
 
 class AuthFailed(Exception):

@@ -3,7 +3,7 @@
 ``audit_events`` keeps every event (position, customer, version, type, actor, correlation and
 causation ids, occurred/recorded times, data) and its ``diff``: ``{field: [before, after]}``
 for every field of the customer's profile that the event changed. Before and after come from
-the same fold the live profiles use (:mod:`projections.profile`), applied to the per-customer
+the same fold the live profiles use (:mod:`projections.profile_fold`), applied to the per-customer
 state kept in ``audit_state``, so fields read as in a profile: ``name``, ``email``, ``phone``,
 ``attributes.<key>``, ``consents.<purpose>``, ``lifecycle_stage``, ``status``, ``merged_into``,
 ``tags``, ``purchases.count``, ``feedback.nps``…
@@ -33,7 +33,7 @@ from domain import personal
 from domain.events import PERSONAL_FIELDS, DuplicateAbsorbed
 from infra.envelope import Envelope
 from infra.personal_data import shredded
-from projections import profile
+from projections import profile_fold
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 from projections.readstore import Tx
@@ -128,13 +128,13 @@ class AuditProjector(Projector):
         for e in envelopes:
             key = e.customer_key
             if (state := states.get(key)) is None:
-                state = states[key] = profile.empty(e.customer_id)
+                state = states[key] = profile_fold.empty(e.customer_id)
             # a deep copy of what diff compares (the fold works in place): copying the order
             # book too made every event cost the customer's whole purchase history
             before = orjson.loads(
                 orjson.dumps({k: v for k, v in state.items() if k not in NOT_AUDITED})
             )
-            if not profile.apply(state, e):
+            if not profile_fold.apply(state, e):
                 continue  # redelivered: already recorded
             change = diff(before, state)
             if e.type == "customer.erased":
@@ -210,13 +210,13 @@ def _drop_copies(tx: Tx, owner: str, holder: str) -> None:
     items = [_item(row) for row in rows]
     if not any(item["data"].get("data_owner") == owner for item in items):
         return
-    fold, changed = profile.empty(UUID(holder)), []
+    fold, changed = profile_fold.empty(UUID(holder)), []
     for item in items:
         data = item["data"]
         if data.get("data_owner") == owner:
             data = {**data, **dict.fromkeys(MOVED)}
         before = orjson.loads(orjson.dumps(fold))
-        profile.apply(fold, _envelope(item, data))
+        profile_fold.apply(fold, _envelope(item, data))
         moved = {k: v for k, v in diff(before, fold).items() if k in MOVED}
         kept = {k: v for k, v in item["diff"].items() if k not in MOVED}
         new_diff = dict(sorted((kept | moved).items()))

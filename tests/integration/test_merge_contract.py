@@ -31,7 +31,7 @@ from domain.merging import MERGE_SOURCE_PREFIX
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import audit, profile
+from projections import audit, profile_fold
 from projections.analytics import AnalyticsProjector
 from projections.audit_export import export_lines
 from projections.framework import Binding, Projector, ensure_schema, project
@@ -220,10 +220,10 @@ class MergeContract:
         try:
             travelled = []
             for customer in (a, b, c):
-                state = profile.empty(customer)
+                state = profile_fold.empty(customer)
                 for position, event in other.history(customer):  # what time travel folds
-                    profile.apply(state, Envelope.from_event(event, position))
-                    travelled.append(orjson.dumps(profile.render(state)))
+                    profile_fold.apply(state, Envelope.from_event(event, position))
+                    travelled.append(orjson.dumps(profile_fold.render(state)))
             opened = [(e.data, e.sealed) for e in StoreFeed(other).read(0, 1000)]
             exported = b"".join(export_lines(other, read_store))
         finally:

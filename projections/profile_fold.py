@@ -1,7 +1,8 @@
-"""The customer profile: one pure fold from event envelopes to the read shape of the contract.
+"""The profile fold: one pure fold from a customer's event envelopes to the profile's read shape.
 
-The same functions serve the live profile read model, rebuilds and time travel, so a profile
-"as of T" has exactly the shape and values the live profile has for the same events.
+No table of its own: the ``profiles`` read model (:mod:`projections.profiles`), the audit
+diffs, segment decisions, rebuilds and time travel all fold with it, so a profile "as of T"
+has exactly the shape and values the live profile has for the same events.
 
 **Time travel is bitemporal** (:func:`travel`; README, "Business time"): every event has a
 business time (``occurred_at``: when it happened) and a recorded time (``recorded_at``: when
