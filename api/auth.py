@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from api import deps
+from domain.personal import masked
 from infra.api_keys import ApiKey, Role
-
-MASKED_FIELDS = ("name", "email", "phone")
+from projections.profile_fold import PERSONAL
 
 
 class AuthFailed(Exception):
@@ -69,26 +69,10 @@ def optional() -> Any:
     return Depends(check)
 
 
-def _mask_text(value: str) -> str:
-    if "@" in value:
-        local, _, domain = value.partition("@")
-        return f"{local[:1]}***@{domain}"
-    if value.startswith("+"):
-        return value[:3] + "*" * max(len(value) - 5, 3) + value[-2:]
-    return value[:1] + "***"
-
-
 def mask(document: dict[str, Any]) -> dict[str, Any]:
-    """Personal fields masked (first character kept) for keys without the pii scope."""
-    masked = dict(document)
-    for field in MASKED_FIELDS:
-        if isinstance(masked.get(field), str):
-            masked[field] = _mask_text(masked[field])
-    if masked.get("attributes"):
-        masked["attributes"] = {k: "***" for k in masked["attributes"]}
-    if masked.get("external_ids"):
-        masked["external_ids"] = {k: _mask_text(v) for k, v in masked["external_ids"].items()}
-    return masked
+    """A profile's personal fields masked as their shape says (text: a hint such as the first
+    character; attribute values: ``***``) for keys without the pii scope."""
+    return masked(PERSONAL, document)
 
 
 def privacy(request: Request) -> Callable[[dict[str, Any]], dict[str, Any]]:

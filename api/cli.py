@@ -194,12 +194,12 @@ def replay(
         if moment is not None and moment.tzinfo is None:
             raise fail(f"{name} needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
     from api.bootstrap import build
-    from projections import profile
+    from projections import profile_fold
 
     services = build()
     try:
         envelopes = _whole_history(services.feed, customer_id)
-        timeline = list(profile.in_view(envelopes, as_of=as_of, known_at=until))
+        timeline = list(profile_fold.in_view(envelopes, as_of=as_of, known_at=until))
     finally:
         services.close()
     if not timeline:

@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram
 
 from api.problems import problem
 from domain.errors import InvalidInput
-from domain.values import Text, check_key, check_text
+from domain.text_policy import Text, check_key, check_text
 
 log = structlog.get_logger("clientele.access")
 REQUEST_SECONDS = Histogram(

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 from commands import messages as m
 from commands.external_ids import move_ids, registered_before, registration_ids, resolve_ref
 from commands.unit_of_work import UnitOfWork
+from domain import text_policy as tp
 from domain import values as v
 from domain.customer import Customer
 from domain.errors import (
@@ -26,7 +27,7 @@ from domain.errors import (
     InvalidInput,
     VersionConflict,
 )
-from domain.events import Meta
+from domain.event_base import Meta
 from domain.external_ids import normalise_external_ids
 from domain.merging import erase, merge, unmerge
 from domain.payloads import normalise_attributes, normalise_items
@@ -105,7 +106,7 @@ def _target(command: m.Command, env: Env) -> tuple[Customer, Meta]:
 
 def _code(field: str, value: object, max_length: int = MAX_CODE_LENGTH) -> str | None:
     """An optional short code (sources, reasons): identifier text, stored in the clear."""
-    return v.normalise_text(field, value, kind=v.Text.IDENTIFIER, max_length=max_length)
+    return tp.normalise_text(field, value, kind=tp.Text.IDENTIFIER, max_length=max_length)
 
 
 def _optional(value: Any, normalise: Callable[[Any], str]) -> str | None:
@@ -195,9 +196,9 @@ def record_contact(command: m.RecordContact, env: Env) -> UUID:
         channel=channel.value,
         direction=direction.value,
         kind=kind.value,
-        subject=v.normalise_text("subject", command.subject, kind=v.Text.LINE, max_length=300),
-        summary=v.normalise_text("summary", command.summary, kind=v.Text.MULTILINE),
-        outcome=v.normalise_text("outcome", command.outcome, kind=v.Text.LINE, max_length=300),
+        subject=tp.normalise_text("subject", command.subject, kind=tp.Text.LINE, max_length=300),
+        summary=tp.normalise_text("summary", command.summary, kind=tp.Text.MULTILINE),
+        outcome=tp.normalise_text("outcome", command.outcome, kind=tp.Text.LINE, max_length=300),
     )
     return customer.id
 
@@ -220,7 +221,7 @@ def untag(command: m.UntagCustomer, env: Env) -> UUID:
 
 @handles(m.RecordPurchase)
 def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
-    order_id = v.normalise_identifier("order_id", command.order_id, max_length=100)
+    order_id = tp.normalise_identifier("order_id", command.order_id, max_length=100)
     items = normalise_items(command.items)
     amount = v.parse_amount(command.amount)
     currency = v.normalise_currency(command.currency)
@@ -233,7 +234,7 @@ def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
 def record_feedback(command: m.RecordFeedback, env: Env) -> UUID:
     nps = v.check_score("nps", command.nps, 0, 10)
     csat = v.check_score("csat", command.csat, 1, 5)
-    comment = v.normalise_text("comment", command.comment, kind=v.Text.MULTILINE)
+    comment = tp.normalise_text("comment", command.comment, kind=tp.Text.MULTILINE)
     customer, meta = _target(command, env)
     customer.record_feedback(meta, nps=nps, csat=csat, comment=comment)
     return customer.id

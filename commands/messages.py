@@ -22,11 +22,11 @@ from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError, 
 from pydantic_core import PydanticCustomError
 
 from domain.errors import InvalidInput
+from domain.text_policy import check_key
 from domain.values import (
     MAX_SAFE_INTEGER,
     check_flag,
     check_integer,
-    check_key,
     check_score,
     parse_amount,
     parse_timestamp,

@@ -19,7 +19,7 @@ from eventsourcing.persistence import IntegrityError
 
 from commands.service import Context
 from domain.errors import ConcurrentWrite
-from domain.events import Meta
+from domain.event_base import Meta
 from domain.segment import Refresh, Segment
 from domain.values import check_aware, utc_text
 from infra.store import EventStore

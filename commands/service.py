@@ -35,10 +35,11 @@ from commands.handlers import DEFAULT_BUSINESS_TIME_FLOOR, HANDLERS, Env
 from commands.messages import Command, RegisterCustomer
 from commands.unit_of_work import UnitOfWork
 from domain.errors import ConcurrentWrite, CustomerMerged, DomainError, EventTooLarge
-from domain.events import CustomerEvent, Meta
+from domain.event_base import Meta
+from domain.events import CustomerEvent
 from domain.external_ids import normalise_ref
 from domain.indexes import IdempotencyRecord
-from domain.values import check_key
+from domain.text_policy import check_key
 from infra.metrics import COMMANDS
 from infra.store import EventStore
 
@@ -54,7 +55,7 @@ class Context:
     causation_id: str | None = None
 
     def __post_init__(self) -> None:
-        """Stored on every event: clean identifier text (:func:`domain.values.check_key`)."""
+        """Stored on every event: clean identifier text (:func:`domain.text_policy.check_key`)."""
         check_key("actor", self.actor)
         check_key("correlation_id", self.correlation_id)
         if self.causation_id is not None:

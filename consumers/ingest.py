@@ -21,7 +21,7 @@ from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
 from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
-from domain.values import check_key
+from domain.text_policy import check_key
 
 log = structlog.get_logger(__name__)
 

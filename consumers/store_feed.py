@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from domain.events import LoggedEvent
+from domain.event_base import LoggedEvent
 from infra import feed_queries
 from infra.envelope import Envelope
 from infra.feed_queries import Linked, Resume

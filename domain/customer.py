@@ -22,8 +22,9 @@ from domain.errors import (
     LimitExceeded,
     PurchaseConflict,
 )
-from domain.events import Meta
+from domain.event_base import Meta
 from domain.external_ids import MAX_EXTERNAL_IDS
+from domain.personal import Personal
 from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status
 
 
@@ -36,14 +37,9 @@ class Customer(Aggregate):
     ``external_ids``; snapshots of version 1 are upcast on load.
     """
 
-    PERSONAL: ClassVar[tuple[str, ...]] = (
-        "name",
-        "email",
-        "phone",
-        "attributes",
-        "external_ids",
-        "absorbed",
-    )
+    PERSONAL: ClassVar[dict[str, Personal]] = {**ev.Registered.PERSONAL, "absorbed": Personal.MAP}
+    """What a snapshot seals: the profile's personal fields (as registered) and, per absorbed
+    duplicate, the email/phone a merge moved (:class:`domain.events.DuplicateAbsorbed`)."""
     class_version = 2
 
     name: str | None

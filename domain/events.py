@@ -1,88 +1,39 @@
 """Customer events: the immutable facts, and how each one changes a :class:`Customer`.
 
-Every event carries who caused it (``actor``), the ``correlation_id`` of the request that led
-to it, the ``causation_id`` of the message that directly caused it, and ``occurred_at`` (business
-time, given by the caller or now). eventsourcing adds ``timestamp`` (when it was recorded).
-Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version`` for upcasting.
+Every event carries who caused it, why and when (:class:`domain.event_base.LoggedEvent`).
+Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version`` for upcasting;
+its personal fields carry a :class:`domain.personal.Personal` marker. The classes stay in this
+module: their topics (``domain.events:Registered``…) are stored with every event.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
-from uuid import UUID
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
+from domain.event_base import LoggedEvent
+from domain.personal import Personal, personal_fields, redacted
 from domain.values import LifecycleStage, Status
 
 if TYPE_CHECKING:
     from domain.customer import Customer
 
-META_FIELDS = frozenset(
-    {"originator_id", "originator_version", "timestamp", "originator_topic"}
-    | {"actor", "correlation_id", "causation_id", "occurred_at"}
-)
-MAP_FIELDS = frozenset({"attributes", "changes", "absorbed", "external_ids"})
-MAX_EVENT_BYTES = 512 * 1024
-"""Upper bound of one event's stored form (transcoded state, personal fields sealed): the
-store refuses to record a bigger event (:class:`domain.errors.EventTooLarge`). Its envelope is
-at most ``MAX_EVENT_BYTES + ENVELOPE_OVERHEAD_BYTES`` (README, "Event envelope")."""
-ENVELOPE_OVERHEAD_BYTES = 1024
-
-
-@dataclass(frozen=True)
-class Meta:
-    """Who, why and when for the events one command produces."""
-
-    actor: str
-    correlation_id: str
-    causation_id: str | None
-    occurred_at: datetime
-
-    def fields(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
-            "occurred_at": self.occurred_at,
-        }
-
-
-def redacted(field: str) -> Any:
-    """What a personal field reads as once its customer's key is shredded (erased)."""
-    return {} if field in MAP_FIELDS else None
-
-
-class LoggedEvent(Aggregate.Event):
-    """Base of every event read models are fed (customers', segments'): a dotted ``TYPE``,
-    who caused it, why and when."""
-
-    TYPE: ClassVar[str] = ""
-    actor: str
-    correlation_id: str
-    causation_id: str | None
-    occurred_at: datetime
-
-    def data(self) -> dict[str, Any]:
-        """The event-specific fields (the envelope's ``data``)."""
-        return {k: v for k, v in vars(self).items() if k not in META_FIELDS}
-
 
 class CustomerEvent(LoggedEvent):
     """Base of every customer event.
 
-    ``PERSONAL`` names the fields holding personal data: they are stored encrypted with the
-    customer's own key, and read as :func:`redacted` once the customer is erased. An event
-    whose personal data belongs to another person names, in its field ``KEY_OWNER``, whose key
-    seals it (see :func:`key_owner`), so erasing that person reaches this copy too.
+    Fields holding personal data are annotated with their :class:`domain.personal.Personal`
+    shape; ``PERSONAL`` (``{field: shape}``) is derived from those markers: the fields are
+    stored encrypted with the customer's own key, and read as
+    :func:`domain.personal.redacted` once the customer is erased. An event whose personal data
+    belongs to another person names, in its field ``KEY_OWNER``, whose key seals it (see
+    :func:`key_owner`), so erasing that person reaches this copy too.
     """
 
-    PERSONAL: ClassVar[tuple[str, ...]] = ()
+    PERSONAL: ClassVar[dict[str, Personal]] = {}
     KEY_OWNER: ClassVar[str | None] = None
 
     def apply(self, aggregate: Customer) -> None:  # pragma: no cover - every subclass overrides
@@ -95,15 +46,14 @@ class Registered(CustomerEvent, Aggregate.Created):
     Its ``occurred_at`` is the registration's business time (given by the caller, or now)."""
 
     TYPE = "customer.registered"
-    PERSONAL = ("name", "email", "phone", "attributes", "external_ids")
     class_version = 3
-    name: str
-    email: str | None
-    phone: str | None
-    attributes: dict[str, Any]
+    name: Annotated[str, Personal.TEXT]
+    email: Annotated[str | None, Personal.TEXT]
+    phone: Annotated[str | None, Personal.TEXT]
+    attributes: Annotated[dict[str, Any], Personal.MAP]
     source: str | None
     lifecycle_stage: str
-    external_ids: dict[str, str]
+    external_ids: Annotated[dict[str, str], Personal.IDS]
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -123,11 +73,10 @@ class ProfileUpdated(CustomerEvent):
     are patches (None = drop). Version 2 added ``external_ids`` (upcast: none changed)."""
 
     TYPE = "customer.profile_updated"
-    PERSONAL = ("changes", "attributes", "external_ids")
     class_version = 2
-    changes: dict[str, Any]
-    attributes: dict[str, Any]
-    external_ids: dict[str, str | None]
+    changes: Annotated[dict[str, Any], Personal.MAP]
+    attributes: Annotated[dict[str, Any], Personal.MAP]
+    external_ids: Annotated[dict[str, str | None], Personal.IDS]
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -151,13 +100,12 @@ def patch_map(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
 
 class Contacted(CustomerEvent):
     TYPE = "customer.contacted"
-    PERSONAL = ("subject", "summary", "outcome")
     channel: str
     direction: str
     kind: str
-    subject: str | None
-    summary: str | None
-    outcome: str | None
+    subject: Annotated[str | None, Personal.TEXT]
+    summary: Annotated[str | None, Personal.TEXT]
+    outcome: Annotated[str | None, Personal.TEXT]
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.contacts_count += 1
@@ -198,10 +146,9 @@ class PurchaseRecorded(CustomerEvent):
 
 class FeedbackRecorded(CustomerEvent):
     TYPE = "customer.feedback_recorded"
-    PERSONAL = ("comment",)
     nps: int | None
     csat: int | None
-    comment: str | None
+    comment: Annotated[str | None, Personal.TEXT]
 
     def apply(self, aggregate: Customer) -> None:
         if self.nps is not None:
@@ -278,7 +225,7 @@ def moved_fields(data: Mapping[str, Any]) -> list[str]:
     moved = data.get("moved")
     if moved is not None:
         return list(moved)
-    return [field for field in ("email", "phone") if data.get(field) is not None]
+    return [field for field in DuplicateAbsorbed.PERSONAL if data.get(field) is not None]
 
 
 class _Moving(CustomerEvent):
@@ -293,14 +240,13 @@ class _Moving(CustomerEvent):
     sealed with the survivor's own key) are upcast on load.
     """
 
-    PERSONAL = ("email", "phone")
     KEY_OWNER = "data_owner"
     class_version = 2
     tags: list[str]
     purchases: dict[str, dict[str, Any]]
     contacts_count: int
-    email: str | None
-    phone: str | None
+    email: Annotated[str | None, Personal.TEXT]
+    phone: Annotated[str | None, Personal.TEXT]
     part: int
     parts: int
     data_owner: str | None
@@ -324,7 +270,7 @@ class DuplicateAbsorbed(_Moving):
         known = aggregate.absorbed.get(self.duplicate_id)
         if known is None or self.part == 1:
             known = {"duplicate_id": self.duplicate_id, "tags": [], "purchases": {}}
-            known |= {"contacts_count": 0, "email": None, "phone": None}
+            known |= {"contacts_count": 0, **dict.fromkeys(self.PERSONAL)}
             known["merged_at"] = self.occurred_at
         record = {
             **known,
@@ -385,12 +331,8 @@ class Erased(CustomerEvent):
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.status = Status.ERASED.value
-        aggregate.name = None
-        aggregate.email = None
-        aggregate.phone = None
-        aggregate.attributes = {}
-        aggregate.external_ids = {}
-        aggregate.absorbed = {}
+        for field, shape in aggregate.PERSONAL.items():
+            setattr(aggregate, field, redacted(shape))
 
 
 class PointsEarned(CustomerEvent):
@@ -449,15 +391,9 @@ EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     TierChanged,
 )
 EVENT_TYPES: dict[str, type[CustomerEvent]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
-
-
-def key_owner(event: CustomerEvent) -> UUID:
-    """Whose data key seals the event's personal fields: its ``KEY_OWNER`` field, if it names
-    someone, else the customer the event belongs to."""
-    owner = getattr(event, event.KEY_OWNER, None) if event.KEY_OWNER else None
-    return UUID(owner) if owner else event.originator_id
-
-
-def data_fields(event_class: type[CustomerEvent]) -> list[str]:
-    """Names of an event class's ``data`` fields, in declaration order."""
-    return [f.name for f in dataclasses.fields(event_class) if f.name not in META_FIELDS]
+for _cls in EVENT_CLASSES:
+    _cls.PERSONAL = personal_fields(_cls)
+PERSONAL_FIELDS: dict[str, Personal] = {
+    field: shape for cls in EVENT_CLASSES for field, shape in cls.PERSONAL.items()
+}
+"""Every personal field of every customer event, by name (a name has one shape everywhere)."""

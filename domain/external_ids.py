@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from domain.errors import InvalidInput
-from domain.values import normalise_identifier
+from domain.text_policy import normalise_identifier
 
 MAX_EXTERNAL_IDS = 20
 MAX_SYSTEM_LENGTH = 64

@@ -15,14 +15,14 @@ from uuid import UUID
 from domain import events as ev
 from domain.customer import Customer
 from domain.errors import CustomerErased, InvalidInput, InvalidTransition
-from domain.events import Meta
+from domain.event_base import Meta
 from domain.values import MAX_TAGS_PER_CUSTOMER, Status
 
 MERGE_SOURCE_PREFIX = "merge:"
 """Source of the consent changes a merge records: ``merge:<duplicate id>``."""
 PURCHASES_PER_PART = 500
 """Purchases per ``duplicate_absorbed`` / ``unmerged`` part: even with 100-character order ids
-of 6-byte escapes a part stays far below :data:`domain.events.MAX_EVENT_BYTES`."""
+of 6-byte escapes a part stays far below :data:`domain.event_base.MAX_EVENT_BYTES`."""
 
 Moved = dict[str, tuple[str, str]]  # personal field -> (value, id of the person it belongs to)
 
@@ -59,8 +59,7 @@ def _in_parts(
         survivor.trigger_event(
             event_class,
             purchases=shares[index] if index < len(shares) else {},
-            email=values.get("email"),
-            phone=values.get("phone"),
+            **{field: values.get(field) for field in event_class.PERSONAL},
             data_owner=owner,
             moved=list(values),
             part=index + 1,
@@ -114,7 +113,7 @@ def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
             )
     moved: Moved = {
         field: (getattr(duplicate, field), _origin(duplicate, field))
-        for field in ("email", "phone")
+        for field in ev.DuplicateAbsorbed.PERSONAL
         if getattr(survivor, field) is None and getattr(duplicate, field) is not None
     }
     owners = _in_parts(
@@ -153,7 +152,7 @@ def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
         )
     given_back: Moved = {
         field: (absorbed[field], absorbed.get(f"{field}_owner") or str(duplicate.id))
-        for field in ("email", "phone")
+        for field in ev.Unmerged.PERSONAL
         if absorbed[field] is not None and absorbed[field] == getattr(survivor, field)
     }
     owners = _in_parts(

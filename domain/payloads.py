@@ -11,15 +11,8 @@ import unicodedata
 from typing import Any
 
 from domain.errors import InvalidInput
-from domain.values import (
-    ATTRIBUTE_KEY,
-    Text,
-    check_number,
-    check_score,
-    check_text,
-    normalise_identifier,
-    normalise_text,
-)
+from domain.text_policy import Text, check_text, normalise_identifier, normalise_text
+from domain.values import ATTRIBUTE_KEY, check_number, check_score
 
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTE_TEXT = 1000

@@ -21,9 +21,10 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.errors import InvalidInput
-from domain.events import LoggedEvent, Meta
+from domain.event_base import LoggedEvent, Meta
 from domain.segment_rules import Rule, parse, parse_purpose
-from domain.values import Text, check_aware, normalise_currency, normalise_text
+from domain.text_policy import Text, normalise_text
+from domain.values import check_aware, normalise_currency
 
 SEGMENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NAMESPACE = UUID("5d0c54f5-3a9e-5b86-9d55-0b2c0a6f3e41")

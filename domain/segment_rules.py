@@ -20,14 +20,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from domain.errors import InvalidInput
+from domain.text_policy import Text, check_text
 from domain.values import (
     ATTRIBUTE_KEY,
     ConsentPurpose,
     LifecycleStage,
     Status,
-    Text,
     check_number,
-    check_text,
     normalise_currency,
     normalise_tag,
     parse_enum,

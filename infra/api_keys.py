@@ -81,9 +81,9 @@ class KeyStore:
         """Make a key; returns it and the token, which is never shown again.
 
         ``name`` is recorded as the actor (``key:<name>``) of every event the key causes, so it
-        is held to the identifier text policy (:func:`domain.values.check_key`, at most 100
+        is held to the identifier text policy (:func:`domain.text_policy.check_key`, at most 100
         characters): :class:`domain.errors.InvalidInput` otherwise."""
-        from domain.values import check_key  # noqa: PLC0415 - the text policy only when making a key
+        from domain.text_policy import check_key  # noqa: PLC0415 - the text policy only when making a key
 
         check_key("name", name, max_length=MAX_NAME_LENGTH)
         key_id = secrets.token_hex(6)

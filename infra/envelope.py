@@ -17,7 +17,8 @@ from uuid import UUID, uuid5
 
 import orjson
 
-from domain.events import EVENT_TYPES, LoggedEvent
+from domain.event_base import LoggedEvent
+from domain.events import EVENT_TYPES
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "event-envelope.schema.json"

@@ -12,7 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from domain.events import EVENT_CLASSES, data_fields
+from domain.event_base import data_fields
+from domain.events import EVENT_CLASSES
 from infra.envelope import SCHEMA_PATH
 
 _ENVELOPE_FIELDS: dict[str, Any] = {

@@ -1,15 +1,16 @@
 """Field-level encryption of personal data, each customer with their own key (AES-256-GCM).
 
-In the stored form of an event, the personal fields (``CustomerEvent.PERSONAL``; inside
-customer snapshots, ``Customer.PERSONAL``) that hold a value are replaced by ONE token under
+In the stored form of an event, the personal fields (``CustomerEvent.PERSONAL``, derived from
+the :class:`domain.personal.Personal` markers on the event's fields; inside customer
+snapshots, ``Customer.PERSONAL``) that hold a value are replaced by ONE token under
 ``"_sealed"``: ``"v1." + base64url(nonce ‖ AES-GCM(key, transcoded {field: value}))``, with
 associated data ``clientele.pii.v1 ‖ customer id ‖ version ‖ kind`` binding it to its event
 (kind = the event type, or ``snapshot``). The key is the customer's, or, for data a merge
-moved from another person, that person's (:func:`domain.events.key_owner`, named in clear in
+moved from another person, that person's (:func:`domain.personal.key_owner`, named in clear in
 the event), so erasing them makes every copy unreadable. Everything else stays clear, so
 analytics survive erasure. Envelopes carry the token unchanged (``sealed``); trusted consumers
 open it with :meth:`PersonalData.open_envelope` through the key store. Once a key is shredded,
-the personal fields it sealed read as :func:`domain.events.redacted` (null, or ``{}`` for maps).
+the personal fields it sealed read as :func:`domain.personal.redacted` (null, or ``{}`` for maps).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from eventsourcing.utils import get_topic
 
 from domain.customer import Customer
 from domain.errors import EventTooLarge
-from domain.events import EVENT_TYPES, MAX_EVENT_BYTES, CustomerEvent, key_owner, redacted
+from domain.event_base import MAX_EVENT_BYTES
+from domain.events import EVENT_TYPES, CustomerEvent
+from domain.personal import Personal, key_owner, redacted
 from infra.data_keys import NONCE_BYTES, DataKeys
 from infra.envelope import SEALED, Envelope, plain
 
@@ -58,14 +61,14 @@ def shredded(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """An opened envelope's ``data`` as it reads once its customer's key is shredded.
 
     The personal fields of an event are sealed together when any of them holds a value, and
-    then all read as :func:`domain.events.redacted`; otherwise nothing was sealed and the
+    then all read as :func:`domain.personal.redacted`; otherwise nothing was sealed and the
     stored values stay. Read models use this to turn what they kept from an event into what
     a rebuild after the erasure reads.
     """
     fields = EVENT_TYPES[event_type].PERSONAL
     if not any(_has_value(data.get(f)) for f in fields):
         return dict(data)
-    return {**data, **plain({f: redacted(f) for f in fields})}
+    return {**data, **plain({f: redacted(shape) for f, shape in fields.items()})}
 
 
 @lru_cache(maxsize=4096)
@@ -114,7 +117,7 @@ class PersonalData:
     def reveal(
         self,
         token: str,
-        fields: Sequence[str],
+        fields: Mapping[str, Personal],
         customer_id: UUID,
         version: int,
         kind: str,
@@ -123,7 +126,7 @@ class PersonalData:
     ) -> dict[str, Any]:
         """The personal fields inside ``token`` (all ``fields``, redacted once the key of
         ``owner``, by default the customer, is shredded)."""
-        values = {f: redacted(f) for f in fields}
+        values = {f: redacted(shape) for f, shape in fields.items()}
         key = self.keys.for_reading((owner or customer_id).hex)
         if key is None:
             return values
@@ -160,7 +163,7 @@ class PersonalData:
 
 
 def envelope_key_owner(envelope: Envelope) -> UUID:
-    """Whose key seals an envelope's personal data (see :func:`domain.events.key_owner`)."""
+    """Whose key seals an envelope's personal data (see :func:`domain.personal.key_owner`)."""
     field = EVENT_TYPES[envelope.type].KEY_OWNER
     owner = envelope.data.get(field) if field else None
     return UUID(owner) if isinstance(owner, str) else envelope.customer_id

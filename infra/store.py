@@ -32,7 +32,8 @@ from eventsourcing.utils import get_topic
 from domain import segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
-from domain.events import EVENT_CLASSES, CustomerEvent, Erased, key_owner
+from domain.events import EVENT_CLASSES, CustomerEvent, Erased
+from domain.personal import key_owner
 from infra.backends import POSTGRES_FACTORY, store_environment
 from infra.backends.base import StoreBackend
 from infra.data_keys import DataKeys, MasterKeys

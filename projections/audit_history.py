@@ -3,7 +3,7 @@
 ``audit_events`` keeps every event (position, customer, version, type, actor, correlation and
 causation ids, occurred/recorded times, data) and its ``diff``: ``{field: [before, after]}``
 for every field of the customer's profile that the event changed. Before and after come from
-the same fold the live profiles use (:mod:`projections.profile`), applied to the per-customer
+the same fold the live profiles use (:mod:`projections.profile_fold`), applied to the per-customer
 state kept in ``audit_state``, so fields read as in a profile: ``name``, ``email``, ``phone``,
 ``attributes.<key>``, ``consents.<purpose>``, ``lifecycle_stage``, ``status``, ``merged_into``,
 ``tags``, ``purchases.count``, ``feedback.nps``…
@@ -29,18 +29,18 @@ from uuid import UUID
 
 import orjson
 
+from domain import personal
+from domain.events import PERSONAL_FIELDS, DuplicateAbsorbed
 from infra.envelope import Envelope
 from infra.personal_data import shredded
 from infra.readstore import Tx
-from projections import profile
+from projections import profile_fold
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 
 # bookkeeping, and the fold's internals that a rendered profile leaves out
 NOT_AUDITED = {"version", "position", "updated_at", "orders", "status_before_merge"}
 _ABSENT = object()
-PERSONAL = {"name", "email", "phone", "comment", "summary", "subject", "outcome", "external_ids"}
-MAPS = ("attributes", "external_ids")  # personal maps: their keys are not personal
 COLUMNS = (
     "position",
     "customer_id",
@@ -88,20 +88,9 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def blank(document: Any) -> Any:
-    """Personal values replaced by null, recursively (keys and structure stay)."""
-    if isinstance(document, list):
-        return [blank(item) for item in document]
-    if not isinstance(document, dict):
-        return document
-    shown: dict[str, Any] = {}
-    for key, value in document.items():
-        if key in MAPS and isinstance(value, dict):
-            shown[key] = dict.fromkeys(value)
-        elif key.split(".")[0] in PERSONAL or key.startswith("attributes."):
-            shown[key] = None
-        else:
-            shown[key] = blank(value)
-    return shown
+    """Personal values (of every event's personal fields, and of the profile fields of the
+    same names) replaced by null, recursively (keys and structure stay)."""
+    return personal.blank(PERSONAL_FIELDS, document)
 
 
 def erased_row(event_type: str, data: dict[str, Any], change: dict[str, Any]) -> tuple[str, str]:
@@ -109,7 +98,7 @@ def erased_row(event_type: str, data: dict[str, Any], change: dict[str, Any]) ->
     kept = {
         field: values
         for field, values in change.items()
-        if field.split(".")[0] not in PERSONAL and not field.startswith("attributes.")
+        if field.split(".")[0] not in PERSONAL_FIELDS
     }
     return orjson.dumps(shredded(event_type, data)).decode(), orjson.dumps(kept).decode()
 
@@ -139,13 +128,13 @@ class AuditHistoryProjector(Projector):
         for e in envelopes:
             key = e.customer_key
             if (state := states.get(key)) is None:
-                state = states[key] = profile.empty(e.customer_id)
+                state = states[key] = profile_fold.empty(e.customer_id)
             # a deep copy of what diff compares (the fold works in place): copying the order
             # book too made every event cost the customer's whole purchase history
             before = orjson.loads(
                 orjson.dumps({k: v for k, v in state.items() if k not in NOT_AUDITED})
             )
-            if not profile.apply(state, e):
+            if not profile_fold.apply(state, e):
                 continue  # redelivered: already recorded
             change = diff(before, state)
             if e.type == "customer.erased":
@@ -205,7 +194,7 @@ def _erase_history(tx: Tx, customer_id: str) -> None:
     )
 
 
-MOVED = ("email", "phone")  # the personal fields merges move, sealed with their owner's key
+MOVED = tuple(DuplicateAbsorbed.PERSONAL)  # what merges move, sealed with their owner's key
 
 
 def _drop_copies(tx: Tx, owner: str, holder: str) -> None:
@@ -221,13 +210,13 @@ def _drop_copies(tx: Tx, owner: str, holder: str) -> None:
     items = [_item(row) for row in rows]
     if not any(item["data"].get("data_owner") == owner for item in items):
         return
-    fold, changed = profile.empty(UUID(holder)), []
+    fold, changed = profile_fold.empty(UUID(holder)), []
     for item in items:
         data = item["data"]
         if data.get("data_owner") == owner:
             data = {**data, **dict.fromkeys(MOVED)}
         before = orjson.loads(orjson.dumps(fold))
-        profile.apply(fold, _envelope(item, data))
+        profile_fold.apply(fold, _envelope(item, data))
         moved = {k: v for k, v in diff(before, fold).items() if k in MOVED}
         kept = {k: v for k, v in item["diff"].items() if k not in MOVED}
         new_diff = dict(sorted((kept | moved).items()))

@@ -16,7 +16,7 @@ import orjson
 
 from infra.envelope import Envelope
 from infra.readstore import LIKE_ESCAPE, Tx, like_prefix
-from projections import profile
+from projections import profile_fold
 from projections.framework import Projector
 
 
@@ -60,8 +60,8 @@ class ProfilesProjector(Projector):
         before = {cid: (_tags(state), _external(state)) for cid, state in states.items()}
         for envelope in envelopes:
             if (state := states.get(envelope.customer_id)) is None:
-                state = states[envelope.customer_id] = profile.empty(envelope.customer_id)
-            profile.apply(state, envelope)
+                state = states[envelope.customer_id] = profile_fold.empty(envelope.customer_id)
+            profile_fold.apply(state, envelope)
         tx.executemany(
             "INSERT INTO {profiles} (customer_id, state, name_key, email, phone, lifecycle_stage, "
             "status, version, position, created_at, updated_at) "
@@ -139,7 +139,7 @@ def load_states(tx: Tx, customer_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
 def get_profile(tx: Tx, customer_id: UUID) -> dict[str, Any] | None:
     """The live profile of one customer, in the public shape, or None."""
     row = tx.fetchone("SELECT state FROM {profiles} WHERE customer_id = ?", (str(customer_id),))
-    return None if row is None else profile.render(orjson.loads(row[0]))
+    return None if row is None else profile_fold.render(orjson.loads(row[0]))
 
 
 def final_survivor(tx: Tx, survivor_id: UUID, hops: int = 1000) -> UUID:
@@ -166,7 +166,7 @@ def find_by_external(tx: Tx, system: str, external_id: str) -> dict[str, Any] | 
     )
     rank = {"active": 0, "churned": 0, "merged": 1}
     rows.sort(key=lambda row: rank.get(row[0], 2))
-    return profile.render(orjson.loads(rows[0][1])) if rows else None
+    return profile_fold.render(orjson.loads(rows[0][1])) if rows else None
 
 
 def encode_cursor(*parts: Any) -> str:
@@ -244,6 +244,6 @@ def search_profiles(
         "ORDER BY customer_id LIMIT ?",
         [*params, limit + 1],
     )
-    items = [profile.render(orjson.loads(state)) for _, state in rows[:limit]]
+    items = [profile_fold.render(orjson.loads(state)) for _, state in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
     return items, next_cursor

@@ -38,7 +38,7 @@ from domain.segment_rules import MEMBER_STATUSES, Rule, is_time_relative, matche
 from domain.values import check_aware, utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
-from projections import profile, rfm
+from projections import profile_fold, rfm
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 
@@ -127,8 +127,8 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     for envelope in envelopes:
         customer = envelope.customer_key
         if (state := states.get(customer)) is None:
-            state = states[customer] = profile.empty(envelope.customer_id)
-        if not profile.apply(state, envelope):
+            state = states[customer] = profile_fold.empty(envelope.customer_id)
+        if not profile_fold.apply(state, envelope):
             continue  # already folded: deciding again at an older "now" could flip back
         if envelope.type == "customer.erased":
             ledger.erase(definitions, customer, envelope.recorded_at, envelope.position)

@@ -24,7 +24,7 @@ from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from infra.readstore import Tx
-from projections import profile
+from projections import profile_fold
 from projections.profiles import final_survivor, find_by_external, get_profile, search_profiles
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
@@ -44,14 +44,16 @@ def _travel(
     known_at: datetime | None,
     version: int | None,
 ) -> dict[str, Any]:
-    """The profile in a bitemporal view (:func:`projections.profile.travel`), folded from the
+    """The profile in a bitemporal view (:func:`projections.profile_fold.travel`), folded from the
     store with the same code as the live one."""
     history = deps.services(request).store.history(customer_id)
     envelopes = (Envelope.from_event(event, position) for position, event in history)
-    state = profile.travel(customer_id, envelopes, as_of=as_of, known_at=known_at, version=version)
+    state = profile_fold.travel(
+        customer_id, envelopes, as_of=as_of, known_at=known_at, version=version
+    )
     if state is None:
         raise CustomerNotFound(customer_id)
-    return profile.render(state)
+    return profile_fold.render(state)
 
 
 AsOf = Annotated[

@@ -14,7 +14,7 @@ from api import schemas as s
 from api.auth import require
 from commands import messages as m
 from domain.errors import CustomerNotFound, DomainError, InvalidInput, VersionConflict
-from domain.values import check_key
+from domain.text_policy import check_key
 from infra.api_keys import Role
 
 router = APIRouter(prefix="/v1", tags=["write"], dependencies=[require(Role.WRITER)])

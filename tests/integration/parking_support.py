@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 from commands import messages as m
 from commands.service import CommandService, Context
 from domain.customer import Customer
-from domain.events import Meta
+from domain.event_base import Meta
 from infra.envelope import Envelope
 from infra.parking import Parked
 from infra.readstore import ReadStore, Tx, open_read_store

@@ -28,7 +28,7 @@ from api.bootstrap import Services, build, migrate
 from commands.messages import parse_command
 from commands.service import Context
 from domain.errors import DomainError
-from domain.values import Text, text_problem
+from domain.text_policy import Text, text_problem
 from infra.envelope import SCHEMA_PATH, Envelope
 from tests.api_support import Api, running_api
 

@@ -33,7 +33,7 @@ from infra.envelope import Envelope
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from infra.tamper_evidence.export import export_lines
-from projections import audit_history, profile
+from projections import audit_history, profile_fold
 from projections.analytics import AnalyticsProjector
 from projections.framework import Binding, Projector, ensure_schema, project
 from projections.profiles import ProfilesProjector, get_profile
@@ -220,10 +220,10 @@ class MergeContract:
         try:
             travelled = []
             for customer in (a, b, c):
-                state = profile.empty(customer)
+                state = profile_fold.empty(customer)
                 for position, event in other.history(customer):  # what time travel folds
-                    profile.apply(state, Envelope.from_event(event, position))
-                    travelled.append(orjson.dumps(profile.render(state)))
+                    profile_fold.apply(state, Envelope.from_event(event, position))
+                    travelled.append(orjson.dumps(profile_fold.render(state)))
             opened = [(e.data, e.sealed) for e in StoreFeed(other).read(0, 1000)]
             exported = b"".join(export_lines(other, read_store))
         finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from domain.events import MAX_EVENT_BYTES
+from domain.event_base import MAX_EVENT_BYTES
 from domain.values import ConsentPurpose
 from infra.api_keys import KeyStore, Role
 from tests.api_support import Api, running_api

@@ -20,7 +20,7 @@ from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
-from projections import profile
+from projections import profile_fold
 from projections.framework import Binding, ensure_schema, lock_positions, positions, project
 from projections.profiles import ProfilesProjector, get_profile, search_profiles
 
@@ -80,10 +80,10 @@ class ReadStoreContract:
         return ids
 
     def folded(self, store: EventStore, customer_id: UUID) -> dict[str, Any]:
-        state = profile.empty(customer_id)
+        state = profile_fold.empty(customer_id)
         for position, event in store.history(customer_id):
-            profile.apply(state, Envelope.from_event(event, position))
-        return profile.render(state)
+            profile_fold.apply(state, Envelope.from_event(event, position))
+        return profile_fold.render(state)
 
     def test_runner_builds_profiles_equal_to_the_fold(
         self,

@@ -21,13 +21,8 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from domain import errors
 from domain.customer import Customer
-from domain.events import (
-    ENVELOPE_OVERHEAD_BYTES,
-    MAX_EVENT_BYTES,
-    CustomerEvent,
-    DuplicateAbsorbed,
-    Meta,
-)
+from domain.event_base import ENVELOPE_OVERHEAD_BYTES, MAX_EVENT_BYTES, Meta
+from domain.events import CustomerEvent, DuplicateAbsorbed
 from domain.merging import PURCHASES_PER_PART, merge, unmerge
 from infra.envelope import Envelope
 from infra.store import EventStore

@@ -27,7 +27,7 @@ from domain.segment_rules import matches, parse
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import profile
+from projections import profile_fold
 from tests.unit.merge_support import folded
 from tests.unit.test_properties import assert_profile_matches
 from tests.unit.test_service import register
@@ -305,16 +305,16 @@ def test_a_live_fold_that_opens_the_unmerge_after_the_erasure_agrees_with_a_repl
     duplicate = register(service, ctx, name="Dee", phone="+4930901820")
     merged = service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), ctx)
     service.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate), ctx)
-    live = profile.empty(survivor)
+    live = profile_fold.empty(survivor)
     for envelope in StoreFeed(store).read(0, 1000):
         if envelope.customer_id == survivor and envelope.version <= (merged.version or 0):
-            profile.apply(live, envelope)
+            profile_fold.apply(live, envelope)
     assert live["phone"] == "+4930901820"
 
     service.execute(m.EraseCustomer(customer_id=duplicate), ctx)
     for envelope in StoreFeed(store).read(0, 1000):
         if envelope.customer_id == survivor:
-            profile.apply(live, envelope)  # the unmerge, opened after the erasure
+            profile_fold.apply(live, envelope)  # the unmerge, opened after the erasure
 
     assert live["phone"] is None and live == folded(store, survivor)
     assert store.customer(survivor).phone is None

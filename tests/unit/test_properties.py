@@ -29,7 +29,7 @@ from domain.values import MAX_TAGS_PER_CUSTOMER, Status
 from infra.bulk_load import load_many
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import audit_history, profile
+from projections import audit_history, profile_fold
 
 names = st.sampled_from(["Ada", " Bob  Smith ", "Chloé", "李雷"])
 emails = st.sampled_from(["a@example.com", "B@Example.com", "c@example.org", None])
@@ -49,12 +49,14 @@ def fold(store: EventStore, customer_id: UUID, upto: int | None = None) -> Custo
 
 def assert_profile_matches(store: EventStore, customer: Customer) -> None:
     """The read-side fold of the envelopes agrees with the aggregate on every shared fact."""
-    state = profile.empty(customer.id)
+    state = profile_fold.empty(customer.id)
     for position, stored in store.history(customer.id):
-        profile.apply(state, Envelope.from_event(stored, position))
-    assert state["purchases"] == profile.summarise_orders(state["orders"])  # running == recount
+        profile_fold.apply(state, Envelope.from_event(stored, position))
+    assert state["purchases"] == profile_fold.summarise_orders(
+        state["orders"]
+    )  # running == recount
     assert list(state["purchases"]["total"]) == sorted(state["purchases"]["total"])
-    shown = profile.render(state)
+    shown = profile_fold.render(state)
     expected = {
         "name": customer.name,
         "email": customer.email,
@@ -107,7 +109,7 @@ def check_invariants(store: EventStore, customers: list[Customer]) -> None:
 def _full_view(state: dict[str, Any]) -> dict[str, Any]:
     """Reference for the audit diff: every rendered field, dicts flattened one level."""
     flat: dict[str, Any] = {}
-    for key, value in profile.render(state).items():
+    for key, value in profile_fold.render(state).items():
         if key not in ("version", "position", "updated_at"):
             flat.update(
                 {f"{key}.{k}": v for k, v in value.items()}
@@ -119,10 +121,10 @@ def _full_view(state: dict[str, Any]) -> dict[str, Any]:
 
 def assert_audit_diffs_match_full_views(store: EventStore, customer_id: UUID) -> None:
     """The audit's diff (which flattens only what changed) equals diffing complete views."""
-    state = profile.empty(customer_id)
+    state = profile_fold.empty(customer_id)
     for position, stored in store.history(customer_id):
         before = orjson.loads(orjson.dumps(state))
-        profile.apply(state, Envelope.from_event(stored, position))
+        profile_fold.apply(state, Envelope.from_event(stored, position))
         old, new = _full_view(before), _full_view(state)
         expected = {
             k: [old.get(k), new.get(k)] for k in sorted(old | new) if old.get(k) != new.get(k)

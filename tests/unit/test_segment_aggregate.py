@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from domain.errors import InvalidInput
-from domain.events import Meta
+from domain.event_base import Meta
 from domain.segment import Refresh, Segment
 
 META = Meta("unit-test", "corr-1", None, datetime(2026, 5, 1, 12, tzinfo=UTC))

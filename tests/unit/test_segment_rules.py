@@ -25,10 +25,11 @@ from domain.segment_rules import (
     parse_purpose,
     uses_rfm,
 )
-from domain.values import ConsentPurpose, LifecycleStage, Status, Text, text_problem
+from domain.text_policy import Text, text_problem
+from domain.values import ConsentPurpose, LifecycleStage, Status
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import profile
+from projections import profile_fold
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 VIP = {"field": "tags", "op": "contains", "value": "vip"}
@@ -182,9 +183,9 @@ def state() -> dict[str, Any]:
     ]
     for command in commands:
         service.execute(command, ctx)
-    folded = profile.empty(customer)
+    folded = profile_fold.empty(customer)
     for position, event in store.history(customer):
-        profile.apply(folded, Envelope.from_event(event, position))
+        profile_fold.apply(folded, Envelope.from_event(event, position))
     store.close()
     return folded
 
@@ -264,7 +265,7 @@ def test_rfm_fields_read_the_given_scores(state: dict[str, Any]) -> None:
 
 
 def test_an_unregistered_state_matches_nothing_but_absence() -> None:
-    empty = profile.empty(uuid4())
+    empty = profile_fold.empty(uuid4())
     assert not evaluate(parse(cond("purchases.count", "gte", 0)), empty, NOW)
     assert not evaluate(parse(cond("consents.email_marketing", "eq", False)), empty, NOW)
     assert evaluate(parse(cond("status", "exists", False)), empty, NOW)
@@ -458,7 +459,7 @@ PROFILES: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
     }
 )
 STATES: st.SearchStrategy[dict[str, Any]] = (
-    PROFILES | st.just({}) | st.builds(lambda: profile.empty(uuid4()))
+    PROFILES | st.just({}) | st.builds(lambda: profile_fold.empty(uuid4()))
 )
 SCORES = st.none() | st.dictionaries(
     st.sampled_from(["r", "f", "m", "group"]), st.none() | st.integers(1, 5) | TEXT

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain import text_policy as tp
 from domain import values as v
 from domain.errors import InvalidInput
 from domain.payloads import normalise_attributes, normalise_items
@@ -50,12 +51,12 @@ def storable(text: str) -> bool:
 
 
 @pytest.mark.parametrize("char", REFUSED_EVERYWHERE)
-@pytest.mark.parametrize("kind", list(v.Text))
+@pytest.mark.parametrize("kind", list(tp.Text))
 def test_characters_refused_in_every_kind_name_the_field_and_code_point(
-    char: str, kind: v.Text
+    char: str, kind: tp.Text
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        v.normalise_text("summary", f"ok{char}ok", kind=kind)
+        tp.normalise_text("summary", f"ok{char}ok", kind=kind)
     assert caught.value.field == "summary"
     assert f"U+{ord(char):04X}" in caught.value.message and "character 3" in caught.value.message
     orjson.dumps(caught.value.to_dict())  # the problem document itself is encodable
@@ -64,42 +65,42 @@ def test_characters_refused_in_every_kind_name_the_field_and_code_point(
 @pytest.mark.parametrize("char", REFUSED_IN_IDENTIFIERS)
 def test_invisible_characters_are_refused_in_identifiers_only(char: str) -> None:
     with pytest.raises(InvalidInput, match="order_id"):
-        v.normalise_identifier("order_id", f"A{char}1", max_length=100)
-    assert v.normalise_text("comment", f"A{char}1", kind=v.Text.MULTILINE) == f"A{char}1"
+        tp.normalise_identifier("order_id", f"A{char}1", max_length=100)
+    assert tp.normalise_text("comment", f"A{char}1", kind=tp.Text.MULTILINE) == f"A{char}1"
 
 
 def test_line_breaks_belong_to_free_text_only() -> None:
-    assert v.normalise_text("summary", " a\r\nb\rc\td ", kind=v.Text.MULTILINE) == "a\nb\nc\td"
-    for kind in (v.Text.LINE, v.Text.IDENTIFIER):
+    assert tp.normalise_text("summary", " a\r\nb\rc\td ", kind=tp.Text.MULTILINE) == "a\nb\nc\td"
+    for kind in (tp.Text.LINE, tp.Text.IDENTIFIER):
         for char in "\t\n\r\u2028\u2029":
             with pytest.raises(InvalidInput, match="one line"):
-                v.normalise_text("subject", f"a{char}b", kind=kind)
+                tp.normalise_text("subject", f"a{char}b", kind=kind)
     assert v.normalise_name("Ada\n\tLovelace") == "Ada Lovelace"
 
 
 def test_scripts_emoji_and_joiners_are_kept() -> None:
     for text in ["李 小龙", "مرحبا", "नमस्ते", "👩‍💻", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "Zoë", "\U0001f600"]:
-        assert v.normalise_text("comment", text, kind=v.Text.MULTILINE) == text
+        assert tp.normalise_text("comment", text, kind=tp.Text.MULTILINE) == text
         assert v.normalise_name(text) == text
 
 
-@given(ANY_TEXT, st.sampled_from(list(v.Text)))
-def test_text_is_either_refused_or_storable_canonical_and_stable(text: str, kind: v.Text) -> None:
+@given(ANY_TEXT, st.sampled_from(list(tp.Text)))
+def test_text_is_either_refused_or_storable_canonical_and_stable(text: str, kind: tp.Text) -> None:
     try:
-        stored = v.normalise_text("field", text, kind=kind)
+        stored = tp.normalise_text("field", text, kind=kind)
     except InvalidInput as error:
-        assert error.field == "field" and v.text_problem(text, kind) is not None
+        assert error.field == "field" and tp.text_problem(text, kind) is not None
         return
-    assert v.text_problem(text, kind) is None
+    assert tp.text_problem(text, kind) is None
     if stored is not None:
         assert storable(stored) and unicodedata.is_normalized("NFC", stored)
-        assert v.normalise_text("field", stored, kind=kind) == stored
+        assert tp.normalise_text("field", stored, kind=kind) == stored
 
 
 @given(ANY_TEXT)
 def test_keys_are_clean_as_sent_or_refused(text: str) -> None:
     try:
-        assert v.check_key("idempotency_key", text) == text
+        assert tp.check_key("idempotency_key", text) == text
     except InvalidInput as error:
         assert error.field == "idempotency_key"
         return

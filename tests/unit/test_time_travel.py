@@ -1,4 +1,4 @@
-"""Bitemporal time travel (:func:`projections.profile.travel`) against independent
+"""Bitemporal time travel (:func:`projections.profile_fold.travel`) against independent
 computations, on random back-dated histories written through the command service."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.store import EventStore
-from projections import profile
+from projections import profile_fold
 
 START = datetime(1997, 1, 1, tzinfo=UTC)
 CTX = Context(actor="travel")
@@ -74,14 +74,14 @@ def test_a_view_as_of_a_business_time_folds_what_had_happened_by_then(
     for number, step in enumerate(steps):
         service.execute_batch([_command(step, customer, number)], CTX)  # refusals are fine
     envelopes = _envelopes(store, customer)
-    live = profile.empty(customer)
+    live = profile_fold.empty(customer)
     for envelope in envelopes:
-        profile.apply(live, envelope)
-    assert profile.travel(customer, envelopes) == live
-    assert profile.travel(customer, envelopes, as_of=datetime(2999, 1, 1, tzinfo=UTC)) == live
+        profile_fold.apply(live, envelope)
+    assert profile_fold.travel(customer, envelopes) == live
+    assert profile_fold.travel(customer, envelopes, as_of=datetime(2999, 1, 1, tzinfo=UTC)) == live
 
     moment = START + timedelta(days=probe)
-    view = profile.travel(customer, envelopes, as_of=moment)
+    view = profile_fold.travel(customer, envelopes, as_of=moment)
     if since > moment:
         assert view is None  # not registered yet
         return
@@ -111,11 +111,11 @@ def test_a_view_known_at_a_recorded_time_is_the_log_up_to_then(
         service.execute_batch([_command(step, customer, number)], CTX)
     envelopes = _envelopes(store, customer)
     known = envelopes[: 1 + cut % len(envelopes)]
-    expected = profile.empty(customer)
+    expected = profile_fold.empty(customer)
     for envelope in known:
-        profile.apply(expected, envelope)
+        profile_fold.apply(expected, envelope)
     at = known[-1].recorded_at
-    assert profile.travel(customer, envelopes, known_at=at) == expected
-    assert profile.travel(customer, envelopes, version=known[-1].version) == expected
+    assert profile_fold.travel(customer, envelopes, known_at=at) == expected
+    assert profile_fold.travel(customer, envelopes, version=known[-1].version) == expected
     before = envelopes[0].recorded_at - timedelta(microseconds=1)
-    assert profile.travel(customer, envelopes, known_at=before) is None
+    assert profile_fold.travel(customer, envelopes, known_at=before) is None

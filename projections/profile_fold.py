@@ -1,7 +1,8 @@
-"""The customer profile: one pure fold from event envelopes to the read shape of the contract.
+"""The profile fold: one pure fold from a customer's event envelopes to the profile's read shape.
 
-The same functions serve the live profile read model, rebuilds and time travel, so a profile
-"as of T" has exactly the shape and values the live profile has for the same events.
+No table of its own: the ``profiles`` read model (:mod:`projections.profiles`), the audit
+diffs, segment decisions, rebuilds and time travel all fold with it, so a profile "as of T"
+has exactly the shape and values the live profile has for the same events.
 
 **Time travel is bitemporal** (:func:`travel`; README, "Business time"): every event has a
 business time (``occurred_at``: when it happened) and a recorded time (``recorded_at``: when
@@ -23,10 +24,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from domain.events import moved_fields, patch_map
+from domain.events import Registered, moved_fields, patch_map
+from domain.personal import Personal, redacted
 from infra.envelope import Envelope
 
-PII_FIELDS = ("name", "email", "phone")
+PERSONAL: dict[str, Personal] = Registered.PERSONAL
+"""The personal fields of a profile: those its registration gives (merges move some of them)."""
 
 
 class ProfileGap(RuntimeError):
@@ -151,7 +154,7 @@ def _merged_into(state: dict[str, Any], e: Envelope) -> None:
 
 
 def _erased(state: dict[str, Any], _: Envelope) -> None:
-    state.update(status="erased", attributes={}, external_ids={}, **dict.fromkeys(PII_FIELDS))
+    state.update(status="erased", **{field: redacted(s) for field, s in PERSONAL.items()})
 
 
 def _consent(granted: bool) -> Any:
