@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -27,12 +26,8 @@ from projections.readstore import ReadStore, open_read_store
 CTX = Context(actor="contract")
 
 
-class ReadStoreContract:
-    """Subclasses provide ``database_url`` (event store and read store share the database)."""
-
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
+class TestReadStore:
+    """Runs on every backend; event store and read store share the database."""
 
     @pytest.fixture
     def store(self, database_url: str) -> Iterator[EventStore]:
@@ -223,16 +218,3 @@ class ReadStoreContract:
             )
         result = rebuild(StoreFeed(store), read_store, ProfilesProjector(), verify_only=True)
         assert result.differences == ["profiles: 1 rows missing or different, 1 unexpected"]
-
-
-class TestSQLiteReadStore(ReadStoreContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'clientele.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresReadStore(ReadStoreContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url

@@ -51,10 +51,9 @@ class Base:
         return self.api.client.get(path, params=params, headers=headers)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def base(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Base]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    with running_api(tmp_path, url) as api:
+@pytest.fixture
+def base(tmp_path: Path, database_url: str) -> Iterator[Base]:
+    with running_api(tmp_path, database_url) as api:
         yield _load(api)
 
 

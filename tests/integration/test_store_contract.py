@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -21,12 +20,8 @@ WRITERS = 8
 T = TypeVar("T")
 
 
-class StoreContract:
-    """Behaviour every event store backend must show; subclasses provide ``database_url``."""
-
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
+class TestStore:
+    """Behaviour every event store backend must show (runs once per ``backend``)."""
 
     @pytest.fixture
     def store(self, database_url: str) -> Iterator[EventStore]:
@@ -248,16 +243,3 @@ class StoreContract:
         assert len(holders) == 1, results
         assert all(isinstance(r, errors.ExternalIdTaken) for r in results if r not in holders)
         self.assert_log_has_no_gaps(store)
-
-
-class TestSQLiteStore(StoreContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'store.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresStore(StoreContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url
