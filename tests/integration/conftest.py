@@ -8,7 +8,8 @@ if a server cannot start, the tests fail and say why.
 One contract, every backend: a test (or a class of them) that uses ``database_url`` runs once per
 backend, ``[sqlite]`` and ``[postgres]`` by default. ``@pytest.mark.backends("memory", "sqlite",
 "postgres")`` chooses others (``memory`` is eventsourcing's in-memory recorder, for the store only).
-The PostgreSQL server starts only when a ``[postgres]`` test runs.
+The PostgreSQL server starts only when a ``[postgres]`` test runs. ``store`` and ``service`` on
+that database come with it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from uuid import uuid4
 
 import pytest
 
+from commands.service import CommandService
 from infra.local_services import KafkaBroker, PostgresCluster, free_port
+from infra.store import EventStore
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +89,19 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
         return f"sqlite:///{tmp_path / 'clientele.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[EventStore]:
+    """The event store on ``database_url`` (suites that need other options override it)."""
+    store = EventStore(database_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def service(store: EventStore) -> CommandService:
+    return CommandService(store, default_region="DE", index_key="k")
 
 
 @pytest.fixture(scope="module")

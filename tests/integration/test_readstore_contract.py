@@ -30,21 +30,11 @@ class TestReadStore:
     """Runs on every backend; event store and read store share the database."""
 
     @pytest.fixture
-    def store(self, database_url: str) -> Iterator[EventStore]:
-        store = EventStore(database_url)
-        yield store
-        store.close()
-
-    @pytest.fixture
     def read_store(self, database_url: str) -> Iterator[ReadStore]:
         read_store = open_read_store(database_url)
         ensure_schema(read_store, [ProfilesProjector()])
         yield read_store
         read_store.close()
-
-    @pytest.fixture
-    def service(self, store: EventStore) -> CommandService:
-        return CommandService(store, default_region="DE", index_key="k")
 
     @pytest.fixture
     def runner(self, store: EventStore, read_store: ReadStore) -> EmbeddedRunner:

@@ -50,21 +50,11 @@ class TestSegments:
     """Runs on every backend; event store and read store share the database."""
 
     @pytest.fixture
-    def store(self, database_url: str) -> Iterator[EventStore]:
-        store = EventStore(database_url)
-        yield store
-        store.close()
-
-    @pytest.fixture
     def read_store(self, database_url: str) -> Iterator[ReadStore]:
         read_store = open_read_store(database_url)
         ensure_schema(read_store, [ProfilesProjector(), SegmentsProjector()])
         yield read_store
         read_store.close()
-
-    @pytest.fixture
-    def service(self, store: EventStore) -> CommandService:
-        return CommandService(store, default_region="DE", index_key="k")
 
     @pytest.fixture
     def segments(self, store: EventStore) -> SegmentService:
