@@ -1,8 +1,15 @@
-"""Integration fixtures: a real, throwaway PostgreSQL cluster for the whole test session, and
-the Kafka-protocol broker (tansu) for each module that asks for it.
+"""Integration fixtures: a real, throwaway PostgreSQL cluster for the whole test session, the
+Kafka-protocol broker (tansu) for each module that asks for it, and one ``backend`` parameter that
+runs a contract on every store backend.
 
-Started on a free loopback port with the same code as ``clientele dev up``; never skipped —
-if the server cannot start, the tests fail and say why.
+Servers start on a free loopback port with the same code as ``clientele dev up``; never skipped —
+if a server cannot start, the tests fail and say why.
+
+One contract, every backend: a test (or a class of them) that uses ``database_url`` runs once per
+backend, ``[sqlite]`` and ``[postgres]`` by default. ``@pytest.mark.backends("memory", "sqlite",
+"postgres")`` chooses others (``memory`` is eventsourcing's in-memory recorder, for the store only).
+The PostgreSQL server starts only when a ``[postgres]`` test runs. ``store`` and ``service`` on
+that database come with it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from uuid import uuid4
 
 import pytest
 
+from commands.service import CommandService
 from infra.local_services import KafkaBroker, PostgresCluster, free_port
+from infra.store import EventStore
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +45,63 @@ def postgres_url(postgres: PostgresCluster) -> str:
     """A fresh, empty database for one test."""
     url: str = postgres.create_database(f"t_{uuid4().hex[:12]}")
     return url
+
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): the store backends a test runs on (memory, sqlite, postgres); "
+        f"default {', '.join(BACKENDS)}",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    names = marker.args if marker else BACKENDS
+    metafunc.parametrize(
+        "backend",
+        [
+            pytest.param(name, marks=[pytest.mark.integration] if name == "postgres" else [])
+            for name in names
+        ],
+        indirect=True,
+    )
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend this run of the test uses: ``memory``, ``sqlite`` or ``postgres``."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on ``backend`` (``CLIENTELE_DATABASE_URL`` form)."""
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'clientele.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[EventStore]:
+    """The event store on ``database_url`` (suites that need other options override it)."""
+    store = EventStore(database_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def service(store: EventStore) -> CommandService:
+    return CommandService(store, default_region="DE", index_key="k")
 
 
 @pytest.fixture(scope="module")

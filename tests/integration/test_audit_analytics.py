@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -276,11 +275,7 @@ def tables(read_store: ReadStore) -> dict[str, list[tuple[Any, ...]]]:
 # ------------------------------------------------------------------------ the contract
 
 
-class AuditAnalyticsContract:
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
-
+class TestAuditAnalytics:
     @pytest.fixture
     def world(
         self, database_url: str
@@ -598,16 +593,3 @@ class AuditAnalyticsContract:
         assert after == [r for page in pages for r in page]
         assert [r["version"] for r in first + rest] == [1, 2, 3] and more is not None
         assert first[0]["recorded_at"] < audit_history.utc(middle) <= after[0]["recorded_at"]
-
-
-class TestSQLiteAuditAnalytics(AuditAnalyticsContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'aa.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresAuditAnalytics(AuditAnalyticsContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url

@@ -17,10 +17,9 @@ from tests.api_support import Api, running_api
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    with running_api(tmp_path, url) as running:
+@pytest.fixture
+def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
+    with running_api(tmp_path, database_url) as running:
         yield running
 
 

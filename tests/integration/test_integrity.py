@@ -19,12 +19,8 @@ KEY = b"seal-key-for-tests"
 CTX = Context(actor="auditor-test")
 
 
-class IntegrityContract:
+class TestIntegrity:
     table: str
-
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
 
     @pytest.fixture
     def world(self, database_url: str) -> Iterator[tuple[EventStore, ReadStore, list[UUID]]]:
@@ -115,19 +111,6 @@ class IntegrityContract:
             "seal 1" in p and "altered" in p for p in verify(db, KEY, self.table)["problems"]
         )
         assert not verify(db, b"wrong key", self.table)["ok"]
-
-
-class TestSQLiteIntegrity(IntegrityContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'store.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresIntegrity(IntegrityContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url
 
 
 def test_envelopes_carry_the_chain(tmp_path: Path) -> None:

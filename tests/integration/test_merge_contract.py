@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -54,11 +53,7 @@ def projectors() -> list[Projector]:
     ]
 
 
-class MergeContract:
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
-
+class TestMerges:
     @pytest.fixture
     def world(
         self, database_url: str
@@ -387,16 +382,3 @@ class MergeContract:
         with read_store.transaction() as tx:
             rows = tx.fetchall("SELECT * FROM analytics_purchases")
         return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
-class TestSQLiteMerges(MergeContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'store.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresMerges(MergeContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url

@@ -15,13 +15,9 @@ from infra.api_keys import KeyStore, Role
 from tests.api_support import Api, running_api
 
 
-class MergeFlows:
+class TestMergeFlows:
     @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str | None:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def api(self, tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    def api(self, tmp_path: Path, database_url: str) -> Iterator[Api]:
         with running_api(tmp_path, database_url) as running:
             keys = KeyStore(tmp_path / "keys.json")
             running.tokens["auditor+pii"] = keys.create(
@@ -207,16 +203,3 @@ class MergeFlows:
         assert refused.json()["limit"] == MAX_EVENT_BYTES
         after = self.read(api, f"/customers/{survivor}", 0).json()
         assert after["version"] == shown["version"]  # nothing of it recorded
-
-
-class TestSQLiteMergeFlows(MergeFlows):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str | None:
-        return None  # the API's own SQLite files
-
-
-@pytest.mark.integration
-class TestPostgresMergeFlows(MergeFlows):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str | None:
-        return postgres_url

@@ -51,31 +51,11 @@ from tests.integration.parking_support import (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[EventStore]:
-    store = EventStore(database_url)
-    yield store
-    store.close()
-
-
 @pytest.fixture
 def read_store(database_url: str) -> Iterator[ReadStore]:
     read_store = open_read_models(database_url)
     yield read_store
     read_store.close()
-
-
-@pytest.fixture
-def service(store: EventStore) -> CommandService:
-    return CommandService(store, default_region="DE", index_key="k")
 
 
 def held(read_store: ReadStore, projector: Projector) -> dict[str, tuple[int, str]]:

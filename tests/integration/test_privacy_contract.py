@@ -33,11 +33,7 @@ def keys(spec: str) -> MasterKeys:
     return MasterKeys.parse(spec)
 
 
-class PrivacyContract:
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
-
+class TestPrivacy:
     def open(self, database_url: str, spec: str, snapshots: int = 0) -> EventStore:
         return EventStore(database_url, master_keys=keys(spec), snapshot_interval=snapshots)
 
@@ -180,16 +176,3 @@ class PrivacyContract:
             check=False,
         )
         return done.returncode, done.stdout.strip()
-
-
-class TestSQLitePrivacy(PrivacyContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'store.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresPrivacy(PrivacyContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -27,18 +26,8 @@ from projections.profiles import ProfilesProjector, get_profile, search_profiles
 CTX = Context(actor="contract")
 
 
-class ReadStoreContract:
-    """Subclasses provide ``database_url`` (event store and read store share the database)."""
-
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def store(self, database_url: str) -> Iterator[EventStore]:
-        store = EventStore(database_url)
-        yield store
-        store.close()
+class TestReadStore:
+    """Runs on every backend; event store and read store share the database."""
 
     @pytest.fixture
     def read_store(self, database_url: str) -> Iterator[ReadStore]:
@@ -46,10 +35,6 @@ class ReadStoreContract:
         ensure_schema(read_store, [ProfilesProjector()])
         yield read_store
         read_store.close()
-
-    @pytest.fixture
-    def service(self, store: EventStore) -> CommandService:
-        return CommandService(store, default_region="DE", index_key="k")
 
     @pytest.fixture
     def runner(self, store: EventStore, read_store: ReadStore) -> EmbeddedRunner:
@@ -223,16 +208,3 @@ class ReadStoreContract:
             )
         result = rebuild(StoreFeed(store), read_store, ProfilesProjector(), verify_only=True)
         assert result.differences == ["profiles: 1 rows missing or different, 1 unexpected"]
-
-
-class TestSQLiteReadStore(ReadStoreContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'clientele.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresReadStore(ReadStoreContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url

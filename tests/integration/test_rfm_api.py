@@ -51,10 +51,9 @@ class Base:
         return self.api.client.get(path, params=params, headers=headers)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def base(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Base]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    with running_api(tmp_path, url) as api:
+@pytest.fixture
+def base(tmp_path: Path, database_url: str) -> Iterator[Base]:
+    with running_api(tmp_path, database_url) as api:
         yield _load(api)
 
 
@@ -82,7 +81,11 @@ def _load(api: Api) -> Base:
     people = sorted({c for c, _, _ in eur})
     usd = [(c, USD_FROM + timedelta(hours=rng.randrange(200)), Decimal("5")) for c in people[:9]]
     erased, merged, survivor = people[-1], people[-2], people[-3]
-    commands = [{"type": "register", "customer_id": c, "name": f"P {c[:4]}"} for c in people]
+    since = min(at for _, at, _ in eur + usd).isoformat()  # no purchase before registration
+    commands = [
+        {"type": "register", "customer_id": c, "name": f"P {c[:4]}", "occurred_at": since}
+        for c in people
+    ]
     for n, (customer, at, amount) in enumerate(eur + usd):
         currency = "USD" if n >= len(eur) else "EUR"
         commands.append(

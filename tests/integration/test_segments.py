@@ -46,18 +46,8 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-class SegmentsContract:
-    """Subclasses provide ``database_url`` (event store and read store share the database)."""
-
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
-
-    @pytest.fixture
-    def store(self, database_url: str) -> Iterator[EventStore]:
-        store = EventStore(database_url)
-        yield store
-        store.close()
+class TestSegments:
+    """Runs on every backend; event store and read store share the database."""
 
     @pytest.fixture
     def read_store(self, database_url: str) -> Iterator[ReadStore]:
@@ -65,10 +55,6 @@ class SegmentsContract:
         ensure_schema(read_store, [ProfilesProjector(), SegmentsProjector()])
         yield read_store
         read_store.close()
-
-    @pytest.fixture
-    def service(self, store: EventStore) -> CommandService:
-        return CommandService(store, default_region="DE", index_key="k")
 
     @pytest.fixture
     def segments(self, store: EventStore) -> SegmentService:
@@ -639,19 +625,7 @@ class SegmentsContract:
         finally:
             services.close()
 
-
-class TestSQLiteSegments(SegmentsContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'clientele.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresSegments(SegmentsContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url
-
+    @pytest.mark.backends("postgres")  # parallel rebuild workers are a PostgreSQL tool
     def test_a_failing_worker_fails_the_rebuild_and_leaves_no_shadow(
         self,
         service: CommandService,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -23,18 +22,16 @@ WRITERS = 8
 T = TypeVar("T")
 
 
-class StoreContract:
-    """Behaviour every event store backend must show; subclasses provide ``database_url``."""
+@pytest.mark.backends("memory", "sqlite", "postgres")
+class TestStore:
+    """Behaviour every event store backend must show (runs once per ``backend``, the
+    in-memory one included)."""
 
-    shared = True  # a second EventStore on the same URL sees the same database
-
-    def needs_a_shared_database(self) -> None:
-        if not self.shared:
+    @staticmethod
+    def needs_a_shared_database(url: str) -> None:
+        """Skip what memory:// does not claim: a second store sharing the database."""
+        if url.startswith("memory"):
             pytest.skip("memory:// is one store's own database: no second store can share it")
-
-    @pytest.fixture
-    def database_url(self) -> str:
-        raise NotImplementedError
 
     @pytest.fixture
     def store(self, database_url: str) -> Iterator[EventStore]:
@@ -168,7 +165,7 @@ class StoreContract:
     def test_a_reopened_store_reads_from_the_snapshots(
         self, service: CommandService, store: EventStore
     ) -> None:
-        self.needs_a_shared_database()
+        self.needs_a_shared_database(store.database_url)
         cid = self.buyer(service)
         events = list(store.customer_events(cid))
         reopened = EventStore(store.database_url, snapshot_interval=5)
@@ -220,7 +217,7 @@ class StoreContract:
     def test_writers_racing_on_one_customer(
         self, service: CommandService, store: EventStore, database_url: str
     ) -> None:
-        self.needs_a_shared_database()
+        self.needs_a_shared_database(store.database_url)
         cid = service.execute(m.RegisterCustomer(name="Contended"), self.ctx).customer_id
         assert cid
 
@@ -245,7 +242,7 @@ class StoreContract:
         self.assert_log_has_no_gaps(store)
 
     def test_writers_racing_for_one_email(self, store: EventStore, database_url: str) -> None:
-        self.needs_a_shared_database()
+        self.needs_a_shared_database(store.database_url)
 
         def claim(svc: CommandService, index: int) -> Outcome:
             return svc.execute(
@@ -269,7 +266,7 @@ class StoreContract:
     def test_writers_racing_for_one_external_id(self, store: EventStore, database_url: str) -> None:
         """Registration by external id is idempotent under races too: one customer, and every
         racer is answered with it (the losers retried and found it held)."""
-        self.needs_a_shared_database()
+        self.needs_a_shared_database(store.database_url)
 
         def claim(svc: CommandService, index: int) -> Outcome:
             command = m.RegisterCustomer(name=f"Racer {index}", external_ids={"Shop": "00042"})
@@ -293,24 +290,3 @@ class StoreContract:
         assert len(holders) == 1, results
         assert all(isinstance(r, errors.ExternalIdTaken) for r in results if r not in holders)
         self.assert_log_has_no_gaps(store)
-
-
-class TestMemoryStore(StoreContract):
-    shared = False
-
-    @pytest.fixture
-    def database_url(self) -> str:
-        return "memory://"
-
-
-class TestSQLiteStore(StoreContract):
-    @pytest.fixture
-    def database_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'store.db'}"
-
-
-@pytest.mark.integration
-class TestPostgresStore(StoreContract):
-    @pytest.fixture
-    def database_url(self, postgres_url: str) -> str:
-        return postgres_url
