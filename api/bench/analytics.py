@@ -44,9 +44,16 @@ def seed(stack: Stack, customers: int, rng: random.Random) -> tuple[str, list[UU
         if services.runner is not None:
             services.runner.stop()  # caught up by the rebuild below, in worker processes
         ids = [UUID(int=rng.getrandbits(128), version=4) for _ in range(customers)]
-        names = [m.RegisterCustomer(customer_id=c, name=f"Customer {c.hex[:6]}") for c in ids]
-        workload.run_batches(services.commands, list(names))
-        workload.run_batches(services.commands, _history(ids, rng))
+        since = datetime.now(UTC) - timedelta(days=HISTORY_DAYS + 1)  # before every purchase
+        names: list[m.Command] = [
+            m.RegisterCustomer(customer_id=c, name=f"Customer {c.hex[:6]}", occurred_at=since)
+            for c in ids
+        ]
+        history = _history(ids, rng)
+        for commands in (names, history):
+            accepted = workload.run_batches(services.commands, commands)
+            if accepted != len(commands):  # measuring a thinner base than announced
+                raise RuntimeError(f"seed: {len(commands) - accepted} commands rejected")
         workers, connect = parallel_rebuild(services)
         rebuild_all(
             services.feed,
@@ -60,9 +67,12 @@ def seed(stack: Stack, customers: int, rng: random.Random) -> tuple[str, list[UU
     return settings.database_url, ids
 
 
+HISTORY_DAYS = 730  # purchases over the last two years
+
+
 def _history(ids: list[UUID], rng: random.Random) -> list[m.Command]:
     today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    days = [today - timedelta(days=rng.randrange(1, 730)) for _ in range(120)]
+    days = [today - timedelta(days=rng.randrange(1, HISTORY_DAYS)) for _ in range(120)]
     commands: list[m.Command] = []
     for number, customer in enumerate(ids):
         bought = 1 if rng.random() < 0.5 else rng.randint(2, 8)

@@ -176,7 +176,7 @@ class Api:
                 ready = self.http.get("/readyz")
                 if ready.status_code == 200:
                     head = int(ready.json()["head"])
-                    report = self.http.get("/v1/projections").json()
+                    report = self.http.get("/projections").json()
                     (profiles,) = [p for p in report["projections"] if p["name"] == "profiles"]
                     if profiles["position"] >= head:
                         return head
