@@ -20,7 +20,7 @@ from commands.segments import SegmentService
 from commands.service import CommandService, Context, Outcome
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild, rebuild_all
-from consumers.replay import Replay, ReplayStopped, _worker
+from consumers.rebuild_by_customer import CustomerPass, RebuildStopped, _worker
 from consumers.store_feed import StoreFeed
 from domain.errors import DomainError, InvalidInput
 from infra.feed_queries import START
@@ -680,7 +680,7 @@ class TestPostgresSegments(SegmentsContract):
     def test_a_worker_stops_before_its_range_once_another_failed(self) -> None:
         stop = threading.Event()
         stop.set()
-        replay = Replay([], {}, head=10, batch_size=5)
+        work = CustomerPass([], {}, head=10, batch_size=5)
         never = worker_connect("postgresql://nobody@127.0.0.1:1/none")  # not even tried
-        with pytest.raises(ReplayStopped):
-            _worker(never, replay, START, None, stop)
+        with pytest.raises(RebuildStopped):
+            _worker(never, work, START, None, stop)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from api.bootstrap import replay_connections
-from consumers.replay import Connect
+from consumers.rebuild_by_customer import Connect
 from infra.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""A rebuild's replay of the store into shadow tables, customer by customer.
+"""A rebuild by customer: the store into shadow tables, customer by customer (in workers).
 
 Read models that only need each customer's events in version order are rebuilt, up to the
 store's head, from the events grouped by customer: each customer's rows are then loaded and
@@ -39,8 +39,8 @@ class Stopping(Protocol):
 
 
 @dataclass(frozen=True)
-class Replay:
-    """What to replay: up to ``head`` into ``bindings``, whose state rows are ``state_names``."""
+class CustomerPass:
+    """One pass of a rebuild by customer: up to ``head`` into ``bindings``, whose state rows are ``state_names``."""
 
     bindings: Sequence[Binding]
     state_names: dict[str, str]
@@ -48,43 +48,43 @@ class Replay:
     batch_size: int
 
 
-def replay_by_customer(
+def rebuild_by_customer(
     feed: StoreFeed,
     read_store: ReadStore,
-    replay: Replay,
+    work: CustomerPass,
     progress: Progress,
     *,
     workers: int = 1,
     connect: Connect | None = None,
 ) -> int:
-    """Everything up to ``replay.head`` into the shadows; returns the events applied.
+    """Everything up to ``work.head`` into the shadows; returns the events applied.
 
     With ``workers > 1`` and ``connect`` (PostgreSQL only), ranges of customers are replayed
     by that many processes. Afterwards the shadows stand at the head.
     """
-    first = feed.read_by_customer(START, replay.batch_size, replay.head)
-    events = _apply(read_store, replay, first)
-    progress(events, replay.head)
-    if len(first) == replay.batch_size:  # there is more
+    first = feed.read_by_customer(START, work.batch_size, work.head)
+    events = _apply(read_store, work, first)
+    progress(events, work.head)
+    if len(first) == work.batch_size:  # there is more
         after = (first[-1].customer_id, first[-1].version)
         if workers > 1 and connect is not None and read_store.dialect == "postgres":
-            events += _in_workers(connect, replay, _ranges(after, workers), progress, events)
+            events += _in_workers(connect, work, _ranges(after, workers), progress, events)
         else:
-            events += _replay_range(
-                feed, read_store, replay, after, None, progress=progress, done=events
+            events += _rebuild_range(
+                feed, read_store, work, after, None, progress=progress, done=events
             )
     with read_store.transaction() as tx:
         tx.executemany(
             "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
-            [(replay.head, now_iso(), name) for name in replay.state_names.values()],
+            [(work.head, now_iso(), name) for name in work.state_names.values()],
         )
     return events
 
 
-def _replay_range(
+def _rebuild_range(
     feed: StoreFeed,
     read_store: ReadStore,
-    replay: Replay,
+    work: CustomerPass,
     after: Resume,
     before: UUID | None,
     *,
@@ -93,22 +93,22 @@ def _replay_range(
 ) -> int:
     """The customers after ``after`` and below ``before``; returns the events applied."""
     events = 0
-    while envelopes := feed.read_by_customer(after, replay.batch_size, replay.head, before):
-        events += _apply(read_store, replay, envelopes)
+    while envelopes := feed.read_by_customer(after, work.batch_size, work.head, before):
+        events += _apply(read_store, work, envelopes)
         after = (envelopes[-1].customer_id, envelopes[-1].version)
-        progress(min(done + events, replay.head), replay.head)  # positions count index rows too
+        progress(min(done + events, work.head), work.head)  # positions count index rows too
     return events
 
 
-def _apply(read_store: ReadStore, replay: Replay, envelopes: Sequence[Envelope]) -> int:
+def _apply(read_store: ReadStore, work: CustomerPass, envelopes: Sequence[Envelope]) -> int:
     with read_store.transaction() as tx:
         project(
             tx,
-            replay.bindings,
+            work.bindings,
             envelopes,
             by_position=False,
             advance=False,
-            state_names=replay.state_names,
+            state_names=work.state_names,
         )
     return len(envelopes)
 
@@ -124,7 +124,7 @@ def _ranges(after: Resume, workers: int) -> list[tuple[Resume, UUID | None]]:
 
 def _in_workers(
     connect: Connect,
-    replay: Replay,
+    work: CustomerPass,
     ranges: list[tuple[Resume, UUID | None]],
     progress: Progress,
     done: int,
@@ -133,11 +133,11 @@ def _in_workers(
     context = get_context("spawn")  # not fork: the parent holds connection pools and threads
     with context.Manager() as manager, ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
         stop = manager.Event()
-        futures = [pool.submit(_worker, connect, replay, *bounds, stop) for bounds in ranges]
+        futures = [pool.submit(_worker, connect, work, *bounds, stop) for bounds in ranges]
         try:
             for future in as_completed(futures):
                 events += future.result()
-                progress(min(done + events, replay.head), replay.head)
+                progress(min(done + events, work.head), work.head)
         except BaseException:
             with suppress(OSError, EOFError):  # the manager may be gone (Ctrl-C reaches it too)
                 stop.set()  # the other ranges stop after their current batch
@@ -145,19 +145,19 @@ def _in_workers(
     return events
 
 
-class ReplayStopped(RuntimeError):
+class RebuildStopped(RuntimeError):
     """Another range of the same rebuild failed, so this one stopped."""
 
 
 def _worker(
-    connect: Connect, replay: Replay, after: Resume, before: UUID | None, stop: Stopping
+    connect: Connect, work: CustomerPass, after: Resume, before: UUID | None, stop: Stopping
 ) -> int:
     """One range, in a worker process with its own connections; ends early once ``stop`` is set."""
 
     def check(_done: int, _head: int) -> None:
         if stop.is_set():
-            raise ReplayStopped("another range of this rebuild failed")
+            raise RebuildStopped("another range of this rebuild failed")
 
     check(0, 0)
     with connect() as (feed, read_store):
-        return _replay_range(feed, read_store, replay, after, before, progress=check)
+        return _rebuild_range(feed, read_store, work, after, before, progress=check)
