@@ -1,40 +1,47 @@
-"""Composition root: build the store, read store and services from settings (all entry points)."""
+"""The services of one process: event store, read store, command services and the embedded
+runner, wired from settings. Every entry point (HTTP, CLI, benchmarks, tests) gets them here,
+as a context manager that closes what it opened::
+
+    with build() as services:
+        services.commands.execute(...)
+
+Operations on them live in the room of their concern: ``consumers.migrate`` (tables and
+schema upgrades), ``consumers.rebuild`` (rebuilds and their workers),
+``consumers.segment_refresh``, ``consumers.status`` (projection status). Long-running
+processes are built in :mod:`bootstrap.processes`.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
+from types import TracebackType
 
-import orjson
 import structlog
 
 from commands.segments import SegmentService
-from commands.service import CommandService, Context
+from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
-from consumers.rebuild import rebuild
-from consumers.relay import ensure_relay_tables
-from consumers.replay import Connect
+from consumers.rebuild_by_customer import Connect
 from consumers.store_feed import StoreFeed
-from domain.segment_rules import is_time_relative, uses_rfm
 from infra.api_keys import KeyStore
 from infra.data_keys import MasterKeys
 from infra.settings import DEV_MASTER_KEYS, STORE_NOTICE, Settings, get_settings
 from infra.store import EventStore
-from projections import segments
-from projections.framework import Projector, ensure_schema
+from projections.framework import Projector
 from projections.readstore import ReadStore, open_read_store
 from projections.registry import all_projectors
-from projections.segments import SegmentsProjector
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass
 class Services:
+    """What a process works with. ``runner`` (embedded mode only) feeds the read models from
+    the store in-process; it is woken after every local write."""
+
     settings: Settings
     store: EventStore
     read_store: ReadStore
@@ -42,8 +49,8 @@ class Services:
     segments: SegmentService
     projectors: list[Projector]
     keys: KeyStore
-    runner: EmbeddedRunner | None = field(default=None)
-    outbox: ReadStore | None = field(default=None)
+    runner: EmbeddedRunner | None = None
+    _store_db: ReadStore | None = field(default=None, repr=False)
 
     @property
     def feed(self) -> StoreFeed:
@@ -54,17 +61,44 @@ class Services:
         """Embedded mode: projections are fed in-process from the store (no Kafka)."""
         return self.settings.kafka_bootstrap is None
 
+    @property
+    def store_db(self) -> ReadStore:
+        """SQL access to the event store's own database (one connection, opened on first
+        use): the relay's checkpoints and parked customers, hash links and seals."""
+        if self._store_db is None:
+            self._store_db = open_read_store(self.settings.database_url, pool_size=1)
+        return self._store_db
+
+    @property
+    def connect_worker(self) -> Connect:
+        """How a rebuild's worker process opens its own connections (picklable)."""
+        return partial(worker_connections, self.settings)
+
     def close(self) -> None:
+        """Stop the runner and close every connection (idempotent)."""
         if self.runner is not None:
             self.runner.stop()
-        if self.outbox is not None:
-            self.outbox.close()
+        if self._store_db is not None:
+            self._store_db.close()
+            self._store_db = None
         self.read_store.close()
         self.store.close()
 
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
 
 def build(settings: Settings | None = None) -> Services:
-    """Wire the event store, the read store and the command service for the configured mode."""
+    """Wire the event store, the read store and the command services for the configured mode
+    (``settings`` default to the environment's, and the store used is said on stderr)."""
     if settings is None:
         settings = get_settings()
         STORE_NOTICE(settings)
@@ -72,7 +106,6 @@ def build(settings: Settings | None = None) -> Services:
         log.warning("privacy.dev_master_key", hint="set CLIENTELE_MASTER_KEYS in production")
     store = _event_store(settings, settings.pool_size)
     read_store = open_read_store(settings.read_models_url, pool_size=settings.pool_size)
-    projectors = all_projectors()
     commands = CommandService(
         store,
         default_region=settings.default_phone_region,
@@ -83,30 +116,13 @@ def build(settings: Settings | None = None) -> Services:
     )
     segment_commands = SegmentService(store, retries=settings.command_retries)
     keys = KeyStore(settings.api_keys_file)
-    services = Services(settings, store, read_store, commands, segment_commands, projectors, keys)
+    services = Services(
+        settings, store, read_store, commands, segment_commands, all_projectors(), keys
+    )
     if services.embedded:
-        services.runner = EmbeddedRunner(services.feed, read_store, projectors)
+        services.runner = EmbeddedRunner(services.feed, read_store, services.projectors)
         commands.on_commit = segment_commands.on_commit = services.runner.wake
-    else:  # the relay's checkpoint lives beside the event store
-        services.outbox = open_read_store(settings.database_url, pool_size=1)
     return services
-
-
-def catch_up_read_models(services: Services, on_batch: Callable[[int], None] | None = None) -> int:
-    """Bring the embedded read models up to the store's head now, in this process; returns
-    how many events were applied (0 in full mode, where ``clientele consume`` feeds them).
-
-    For whatever writes to the store while no ``serve`` runs: call it after an import (the
-    importer does) or any offline write, so a later ``serve`` starts caught up. Safe beside a
-    running ``serve``: both take turns on the projections' positions, nothing is applied twice.
-    ``on_batch`` is told the size of each applied batch (for a progress bar; the total to
-    expect is ``services.runner.backlog()``). Progress is logged like ``serve``'s catch-up.
-    Read-model tables are created first if missing (:func:`migrate`).
-    """
-    if services.runner is None:
-        return 0
-    migrate(services)
-    return services.runner.catch_up(on_batch=on_batch)
 
 
 def _event_store(settings: Settings, pool_size: int) -> EventStore:
@@ -119,7 +135,7 @@ def _event_store(settings: Settings, pool_size: int) -> EventStore:
 
 
 @contextmanager
-def replay_connections(settings: Settings) -> Iterator[tuple[StoreFeed, ReadStore]]:
+def worker_connections(settings: Settings) -> Iterator[tuple[StoreFeed, ReadStore]]:
     """The store feed and read store of ``settings``: how a rebuild's worker connects."""
     store = _event_store(settings, 1)
     try:
@@ -130,76 +146,3 @@ def replay_connections(settings: Settings) -> Iterator[tuple[StoreFeed, ReadStor
             read_store.close()
     finally:
         store.close()
-
-
-def parallel_rebuild(services: Services) -> tuple[int, Connect]:
-    """(workers, connect) for rebuilds: ``CLIENTELE_REBUILD_WORKERS`` processes, by default
-    one per core up to 8 (each holds two connections), each connecting to the databases of
-    ``services`` (used on PostgreSQL)."""
-    workers = services.settings.rebuild_workers or min(os.cpu_count() or 1, 8)
-    return workers, partial(replay_connections, services.settings)
-
-
-def refresh_segments(
-    services: Services, at: datetime | None = None, *, every: float | None = None
-) -> int | None:
-    """Record a refresh of time-relative and RFM segments as of ``at`` (default: now); returns
-    its position. The segments read model decides it (with RFM ranks of that moment).
-
-    ``every`` (seconds; the periodic refresh of ``serve``): the instant is rounded down to a
-    multiple of it, so the API processes of a deployment record one refresh per period, and
-    nothing is recorded (None) while no segment is time-relative or reads RFM.
-    """
-    moment = at or datetime.now(UTC)
-    if every is not None:
-        with services.read_store.transaction() as tx:
-            rules = [d["rule"] for d in segments.list_definitions(tx)]
-        if not any(is_time_relative(rule) or uses_rfm(rule) for rule in rules):
-            return None
-        moment = datetime.fromtimestamp(moment.timestamp() // every * every, UTC)
-    return services.segments.refresh(moment, Context(actor="clientele:segments-refresh"))
-
-
-def audit_store(services: Services) -> ReadStore:
-    """SQL access to the event store's own database (hash links, seals)."""
-    return services.outbox or open_read_store(services.settings.database_url, pool_size=1)
-
-
-def migrate(services: Services) -> list[str]:
-    """Create missing tables; rebuild read models whose schema version changed.
-
-    Returns the names of the projections that were rebuilt.
-    """
-    stale = ensure_schema(services.read_store, services.projectors)
-    if SegmentsProjector.name in stale:
-        _record_legacy_segments(services)
-    if services.outbox is not None:
-        ensure_relay_tables(services.outbox)
-    for projector in services.projectors:
-        if projector.name in stale:
-            rebuild(services.feed, services.read_store, projector)
-    return stale
-
-
-LEGACY_SEGMENT_TABLES = ("segment_definitions", "segment_rfm", "segment_applied")
-
-
-def _record_legacy_segments(services: Services) -> None:
-    """Segments schema 1 kept definitions only in the read store: record them as events
-    (define is idempotent, so an interrupted migration can run again), then drop the
-    tables of that design. The rebuild that follows decides membership from the events."""
-    read_store = services.read_store
-    with read_store.transaction() as tx:
-        if "segment_definitions" not in read_store.table_names(tx) or "position" in (
-            read_store.columns(tx, "segment_definitions")
-        ):
-            return
-        rows = tx.fetchall(
-            "SELECT segment_id, name, rule, purpose FROM segment_definitions ORDER BY segment_id"
-        )
-    context = Context(actor="clientele:migrate")
-    for segment_id, name, rule, purpose in rows:
-        services.segments.define(segment_id, name, orjson.loads(rule), purpose, context)
-    with read_store.transaction() as tx:
-        for table in LEGACY_SEGMENT_TABLES:
-            tx.raw(f"DROP TABLE IF EXISTS {table}")

@@ -13,6 +13,7 @@ then in log order.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,15 @@ from consumers.rebuild_by_customer import Connect, CustomerPass, Progress, rebui
 from consumers.store_feed import StoreFeed
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
 from projections.readstore import ReadStore, Tx
+
+MAX_DEFAULT_WORKERS = 8
+
+
+def worker_count(configured: int | None) -> int:
+    """Worker processes of a rebuild on PostgreSQL: ``configured``
+    (``CLIENTELE_REBUILD_WORKERS``), by default one per core up to 8 (each holds two
+    connections)."""
+    return configured or min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS)
 
 
 @dataclass

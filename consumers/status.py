@@ -1,17 +1,20 @@
 """Where the pipeline stands: positions, lag and parked customers of the relay and every
-projection — one report for ``GET /v1/projections``, ``clientele projections status`` and
-the Prometheus gauges."""
+projection — computed here only, for ``GET /v1/projections``, ``GET /readyz``, ``clientele
+projections status``, the Prometheus gauges and read-your-writes (``X-Min-Position``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from api.bootstrap import Services
 from consumers.catch_up import CATCH_UP_EVENTS
+from consumers.embedded import EmbeddedRunner
 from consumers.relay import checkpoint, parked_summary, parking_lot
-from projections.framework import Binding, positions
+from consumers.store_feed import StoreFeed
+from infra.store import EventStore
+from projections.framework import Binding, Projector, positions
 from projections.parking import Parked
+from projections.readstore import ReadStore
 from projections.registry import by_name
 
 # At most this many events are looked at to see whether only parked customers lie between
@@ -19,7 +22,26 @@ from projections.registry import by_name
 MAX_HELD_SCAN = 1000
 
 
-def pipeline_report(svc: Services) -> dict[str, Any]:
+class Pipeline(Protocol):
+    """What the status is read from (``bootstrap.Services``)."""
+
+    @property
+    def store(self) -> EventStore: ...
+    @property
+    def feed(self) -> StoreFeed: ...
+    @property
+    def read_store(self) -> ReadStore: ...
+    @property
+    def projectors(self) -> list[Projector]: ...
+    @property
+    def runner(self) -> EmbeddedRunner | None: ...
+    @property
+    def embedded(self) -> bool: ...
+    @property
+    def store_db(self) -> ReadStore: ...
+
+
+def pipeline_report(svc: Pipeline) -> dict[str, Any]:
     """``{"head", "mode", "state", "catch_up"?, "relay"?: {"position", "lag", "parked"},
     "projections": [{"name", "position", "lag", "state", "parked"}]}``.
 
@@ -45,12 +67,12 @@ def pipeline_report(svc: Services) -> dict[str, Any]:
     report: dict[str, Any] = {"head": feed.head(), "mode": "embedded" if svc.embedded else "kafka"}
     if svc.runner is not None:
         report["catch_up"] = svc.runner.progress().to_dict()
-    if svc.outbox is not None:
-        published = checkpoint(svc.outbox)
+    if not svc.embedded:
+        published = checkpoint(svc.store_db)
         report["relay"] = {
             "position": published,
             "lag": lag(published, True),
-            "parked": parked_summary(svc.outbox),
+            "parked": parked_summary(svc.store_db),
         }
     rows = []
     for projector in svc.projectors:
@@ -74,8 +96,31 @@ def pipeline_report(svc: Services) -> dict[str, Any]:
     return report
 
 
+def behind(svc: Pipeline, names: Iterable[str], wanted: int) -> dict[str, int]:
+    """The projections among ``names`` that have not yet everything they are fed up to
+    position ``wanted``: name -> position reached.
+
+    A projection fed from ``customer.events`` never sees segment events (their positions come
+    from segment writes): it has reached a recorded ``wanted`` once no customer event lies in
+    between.
+    """
+    at = positions(svc.read_store)
+    in_log_order = {p.name for p in svc.projectors if p.log_order}
+    result: dict[str, int] = {}
+    for name in names:
+        position = at.get(name, 0)
+        if position >= wanted:
+            continue
+        if name not in in_log_order and wanted <= svc.store.head():
+            following = svc.store.customer_notifications(position, 1)
+            if not following or following[0].id > wanted:
+                continue
+        result[name] = position
+    return result
+
+
 def held_customers(
-    svc: Services, names: Iterable[str], customer_id: str | None = None
+    svc: Pipeline, names: Iterable[str], customer_id: str | None = None
 ) -> dict[str, tuple[str, Parked]]:
     """Customers (or only ``customer_id``) held back by the relay or by the projections
     ``names``: customer id -> (``"relay"`` or the projection, where it is held)."""
@@ -85,16 +130,24 @@ def held_customers(
         with svc.read_store.snapshot(Binding.live(projector).tables) as tx:
             for parked in projector.parking.listing(tx, customer_id=customer_id):
                 held.setdefault(parked.customer_id, (name, parked))
-    if svc.outbox is not None:  # its table exists: ``migrate`` made it
-        with svc.outbox.transaction() as tx:
+    if not svc.embedded:  # its table exists: ``migrate`` made it
+        with svc.store_db.transaction() as tx:
             for parked in parking_lot().listing(tx, customer_id=customer_id):
                 held[parked.customer_id] = ("relay", parked)
     return held
 
 
-def only_held_between(svc: Services, names: Iterable[str], after: int, until: int) -> bool:
-    """Whether every customer event at positions ``after < p <= until`` belongs to a held
-    customer: read models that stopped short of ``until`` only for them count as there."""
+def only_held_behind(svc: Pipeline, names: Iterable[str], after: int, until: int) -> bool:
+    """Whether the projections ``names`` stopped short of ``until`` (at ``after``) only for
+    held customers: every customer event at positions ``after < p <= until`` belongs to a
+    customer held by the relay or by one of them.
+
+    Those fed in log order (``Projector.log_order``) pass parked customers' events like any
+    other: if one of them is behind, it is only behind.
+    """
+    names = list(names)
+    if any(p.log_order for p in svc.projectors if p.name in names):
+        return False
     held = held_customers(svc, names)
     if not held:
         return False

@@ -24,9 +24,10 @@ from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary
 from api.bench.http import Pool, closed_loop
 from api.bench.write_side import serve
-from api.bootstrap import build, migrate, parallel_rebuild
+from bootstrap import build
 from commands import messages as m
-from consumers.rebuild import rebuild_all
+from consumers.migrate import migrate
+from consumers.rebuild import rebuild_all, worker_count
 
 Say = Callable[[str], None]
 CONCURRENCY = 4  # analysts at once
@@ -47,13 +48,13 @@ def seed(stack: Stack, customers: int, rng: random.Random) -> tuple[str, list[UU
         names = [m.RegisterCustomer(customer_id=c, name=f"Customer {c.hex[:6]}") for c in ids]
         workload.run_batches(services.commands, list(names))
         workload.run_batches(services.commands, _history(ids, rng))
-        workers, connect = parallel_rebuild(services)
+        workers = worker_count(services.settings.rebuild_workers)
         rebuild_all(
             services.feed,
             services.read_store,
             services.projectors,
             workers=workers,
-            connect=connect,
+            connect=services.connect_worker,
         )
     finally:
         services.close()

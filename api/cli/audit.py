@@ -28,19 +28,16 @@ def verify(
     """
     import orjson
 
-    from api.bootstrap import audit_store, build
+    from bootstrap import build
     from projections import integrity
 
-    services = build()
-    db = audit_store(services)
-    try:
+    with build() as services:
         report = integrity.verify(
-            db, services.settings.seal_key.encode(), services.store.events_table, customer
+            services.store_db,
+            services.settings.seal_key.encode(),
+            services.store.events_table,
+            customer,
         )
-    finally:
-        if db is not services.outbox:
-            db.close()
-        services.close()
     typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     if not report["ok"]:
         for problem in report["problems"]:
@@ -57,17 +54,11 @@ def seal() -> None:
     """
     import orjson
 
-    from api.bootstrap import audit_store, build
+    from bootstrap import build
     from projections import integrity
 
-    services = build()
-    db = audit_store(services)
-    try:
-        made = integrity.seal(db, services.settings.seal_key.encode())
-    finally:
-        if db is not services.outbox:
-            db.close()
-        services.close()
+    with build() as services:
+        made = integrity.seal(services.store_db, services.settings.seal_key.encode())
     typer.echo(orjson.dumps(made).decode())
 
 
@@ -91,18 +82,14 @@ def export(
         if value is not None and value.tzinfo is None:
             console.print(f"[red]error:[/] {name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
             raise typer.Exit(2)
-    from api.bootstrap import audit_store, build
+    from bootstrap import build
     from projections.audit_export import export_lines
 
-    services = build()
-    db = audit_store(services)
-    sink = output.open("wb") if output else sys.stdout.buffer
-    try:
-        for line in export_lines(services.store, db, start, end):
-            sink.write(line)
-    finally:
-        if output:
-            sink.close()
-        if db is not services.outbox:
-            db.close()
-        services.close()
+    with build() as services:
+        sink = output.open("wb") if output else sys.stdout.buffer
+        try:
+            for line in export_lines(services.store, services.store_db, start, end):
+                sink.write(line)
+        finally:
+            if output:
+                sink.close()

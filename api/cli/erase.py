@@ -1,4 +1,4 @@
-"""Privacy commands: ``clientele erase`` and ``clientele keys rotate-master``."""
+"""``clientele erase``: erase a customer (crypto-shredding their data key)."""
 
 from __future__ import annotations
 
@@ -26,21 +26,19 @@ def erase(
     """
     import orjson
 
-    from api.bootstrap import build
+    from bootstrap import build
     from commands.messages import EraseCustomer
     from commands.service import Context
     from domain.errors import DomainError
 
-    services = build()
-    try:
-        outcome = services.commands.execute(
-            EraseCustomer(customer_id=customer_id, reason=reason), Context(actor="cli:erase")
-        )
-    except DomainError as error:
-        console.print(f"[bold red]refused:[/] {error}")
-        raise typer.Exit(1) from None
-    finally:
-        services.close()
+    with build() as services:
+        try:
+            outcome = services.commands.execute(
+                EraseCustomer(customer_id=customer_id, reason=reason), Context(actor="cli:erase")
+            )
+        except DomainError as error:
+            console.print(f"[bold red]refused:[/] {error}")
+            raise typer.Exit(1) from None
     typer.echo(
         orjson.dumps(
             {
@@ -50,23 +48,3 @@ def erase(
             }
         ).decode()
     )
-
-
-def rotate_master() -> None:
-    """Re-wrap every customer data key with the current (first) master key of
-    CLIENTELE_MASTER_KEYS; afterwards the older master keys can be removed from it.
-    Events are never rewritten.
-
-    Example: CLIENTELE_MASTER_KEYS=new:<base64>,old:<base64> clientele keys rotate-master
-    """
-    import orjson
-
-    from api.bootstrap import build
-
-    services = build()
-    try:
-        rewrapped = services.store.data_keys.rotate()
-        current = services.store.data_keys.master.current
-    finally:
-        services.close()
-    typer.echo(orjson.dumps({"rewrapped": rewrapped, "master_key": current}).decode())

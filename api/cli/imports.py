@@ -27,10 +27,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from api.cli_support import console, errors, fail
+from api.cli.support import console, errors, fail
 
 if TYPE_CHECKING:
-    from api.importing.journal import Journal, Tally
+    from api.cli.importing.journal import Journal, Tally
 
 import_app = typer.Typer(
     help="Import customers or purchases from CSV or JSON Lines (see `import customers --help`).",
@@ -100,12 +100,12 @@ def _import(
 ) -> None:
     import structlog
 
-    from api.bootstrap import build
-    from api.cli_projections import feed_with_progress
-    from api.importing.fields import KINDS, Naming, parse_renames, zone
-    from api.importing.rows import RowBuilder
-    from api.importing.runner import Plan, default_result_path, run_import
-    from api.importing.source import open_source
+    from api.cli.importing.fields import KINDS, Naming, parse_renames, zone
+    from api.cli.importing.rows import RowBuilder
+    from api.cli.importing.runner import Plan, default_result_path, run_import
+    from api.cli.importing.source import open_source
+    from api.cli.projections import feed_with_progress
+    from bootstrap import build
     from domain.errors import DomainError
 
     if not path.is_file():
@@ -123,42 +123,40 @@ def _import(
     result_path = result_path or default_result_path(path)
     journal = _open_journal(path, result_path, plan.identity(), restart=restart)
     builder = RowBuilder(kind, source.digest, system=system, zone=where)
-    services = build()
-    try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=errors,
-        ) as progress:
-            task = progress.add_task(
-                f"importing {kind.name}", total=source.rows, completed=journal.tally.rows
-            )
-            tally = run_import(
-                services.commands,
-                plan,
-                builder,
-                journal,
-                on_progress=lambda n: progress.advance(task, n),
-            )
-    except KeyboardInterrupt:
-        journal.close()
-        raise fail("interrupted: run the same command again to resume", 130) from None
-    except Exception as error:
-        journal.close()
-        reason = f"{type(error).__name__}: {error}"
-        structlog.get_logger(__name__).error("import.stopped", file=str(path), error=reason)
-        raise fail(f"stopped by {reason}. Run the same command again to resume.", 3) from None
-    else:
-        journal.finish()
-        # embedded mode: the read models are fed now, so a later `serve` starts caught up
-        feed_with_progress(services, "updating read models")
-    finally:
-        services.close()
+    with build() as services:
+        try:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=errors,
+            ) as progress:
+                task = progress.add_task(
+                    f"importing {kind.name}", total=source.rows, completed=journal.tally.rows
+                )
+                tally = run_import(
+                    services.commands,
+                    plan,
+                    builder,
+                    journal,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+        except KeyboardInterrupt:
+            journal.close()
+            raise fail("interrupted: run the same command again to resume", 130) from None
+        except Exception as error:
+            journal.close()
+            reason = f"{type(error).__name__}: {error}"
+            structlog.get_logger(__name__).error("import.stopped", file=str(path), error=reason)
+            raise fail(f"stopped by {reason}. Run the same command again to resume.", 3) from None
+        else:
+            journal.finish()
+            # embedded mode: the read models are fed now, so a later `serve` starts caught up
+            feed_with_progress(services, "updating read models")
     _summary(tally, result_path)
 
 
@@ -166,7 +164,7 @@ def _open_journal(
     path: Path, result_path: Path, identity: dict[str, Any], *, restart: bool
 ) -> Journal:
     """The result file and checkpoint of importing ``path``; says on stderr what it resumes."""
-    from api.importing.journal import Journal
+    from api.cli.importing.journal import Journal
 
     try:
         journal = Journal(result_path, identity, resume=not restart)
@@ -285,7 +283,7 @@ def sample(
 
     Example: clientele import sample ./sample && clientele import customers sample/customers.csv --system shop
     """
-    from api.importing.sample import write_sample
+    from api.cli.importing.sample import write_sample
 
     if purchases < customers:
         raise fail("--purchases must be at least --customers (every customer buys)", 2)

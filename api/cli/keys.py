@@ -1,4 +1,4 @@
-"""``clientele keys``: make, list and revoke API keys."""
+"""``clientele keys``: make, list and revoke API keys; re-wrap data keys with a new master key."""
 
 from __future__ import annotations
 
@@ -109,6 +109,24 @@ def dev_key(
     typer.echo("try it:")
     typer.echo(f"curl -s http://127.0.0.1:{port}/v1/customers \\")
     typer.echo(f'  -H "Authorization: Bearer $(cat {_shown(secret_file)})"')
+
+
+@keys_app.command("rotate-master")
+def rotate_master() -> None:
+    """Re-wrap every customer data key with the current (first) master key of
+    CLIENTELE_MASTER_KEYS; afterwards the older master keys can be removed from it.
+    Events are never rewritten.
+
+    Example: CLIENTELE_MASTER_KEYS=new:<base64>,old:<base64> clientele keys rotate-master
+    """
+    import orjson
+
+    from bootstrap import build
+
+    with build() as services:
+        rewrapped = services.store.data_keys.rotate()
+        current = services.store.data_keys.master.current
+    typer.echo(orjson.dumps({"rewrapped": rewrapped, "master_key": current}).decode())
 
 
 def _shown(path: Path) -> str:

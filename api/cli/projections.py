@@ -8,10 +8,10 @@ from uuid import UUID
 
 import typer
 
-from api.cli_support import console, errors, fail, progress_bar
+from api.cli.support import console, errors, fail, progress_bar
 
 if TYPE_CHECKING:
-    from api.bootstrap import Services
+    from bootstrap import Services
     from consumers.rebuild import RebuildResult
 
 projections_app = typer.Typer(
@@ -28,15 +28,13 @@ def status() -> None:
     """
     from rich.table import Table
 
-    from api.bootstrap import build, migrate
-    from api.status import pipeline_report
+    from bootstrap import build
+    from consumers.migrate import migrate
+    from consumers.status import pipeline_report
 
-    services = build()
-    try:
+    with build() as services:
         migrate(services)
         report = pipeline_report(services)
-    finally:
-        services.close()
     table = Table(
         "stage", "position", "lag (events)", "state", "parked", "oldest parked: customer, reason"
     )
@@ -66,16 +64,13 @@ def catch_up() -> None:
 
     Example: clientele projections catch-up
     """
-    from api.bootstrap import build
+    from bootstrap import build
 
-    services = build()
-    try:
+    with build() as services:
         if services.runner is None:
             raise fail("full mode: `clientele consume` feeds the read models", 2)
         applied, seconds = feed_with_progress(services, "catching up")
         head = services.store.head()
-    finally:
-        services.close()
     rate = f" ({applied / seconds:,.0f} events/s)" if applied and seconds > 0 else ""
     console.print(
         f"{applied:,} events applied in {seconds:.1f}s{rate}; read models at the store's "
@@ -86,7 +81,8 @@ def catch_up() -> None:
 def feed_with_progress(services: Services, label: str) -> tuple[int, float]:
     """Bring the embedded read models to the store's head with a progress bar (events, rate,
     time left); returns (events applied, seconds). Nothing to do in full mode: (0, 0.0)."""
-    from api.bootstrap import catch_up_read_models, migrate
+    from consumers.embedded import catch_up_read_models
+    from consumers.migrate import migrate
 
     if services.runner is None:
         return 0, 0.0
@@ -122,12 +118,12 @@ def redrive(
     """
     from rich.table import Table
 
-    from api.bootstrap import build, migrate
+    from bootstrap import build
+    from consumers.migrate import migrate
     from consumers.redrive import redrive as redrive_parked
     from projections.registry import by_name
 
-    services = build()
-    try:
+    with build() as services:
         migrate(services)
         try:
             projectors = [by_name(name)] if name else services.projectors
@@ -136,8 +132,6 @@ def redrive(
         outcomes = redrive_parked(
             services.feed, services.read_store, projectors, customer_id=customer, due_only=False
         )
-    finally:
-        services.close()
     table = Table("projection", "customer", "events applied", "outcome")
     for outcome in outcomes:
         still = outcome.parked
@@ -149,12 +143,12 @@ def redrive(
 
 
 def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
-    from api.bootstrap import build, migrate, parallel_rebuild
-    from consumers.rebuild import rebuild
+    from bootstrap import build
+    from consumers.migrate import migrate
+    from consumers.rebuild import rebuild, worker_count
     from projections.registry import by_name
 
-    services = build()
-    try:
+    with build() as services:
         migrate(services)
         try:
             projector = by_name(name)
@@ -162,7 +156,6 @@ def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
             raise fail(str(error.args[0]), 2) from None
         if verify_only and services.runner is not None:
             services.runner.catch_up()  # embedded: compare the live copy at the store's head
-        workers, connect = parallel_rebuild(services)
         with progress_bar() as progress:
             task = progress.add_task(f"{'verifying' if verify_only else 'rebuilding'} {name}")
             return rebuild(
@@ -171,11 +164,9 @@ def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
                 projector,
                 verify_only=verify_only,
                 progress=lambda reached, head: progress.update(task, completed=reached, total=head),
-                workers=workers,
-                connect=connect,
+                workers=worker_count(services.settings.rebuild_workers),
+                connect=services.connect_worker,
             )
-    finally:
-        services.close()
 
 
 @projections_app.command("rebuild")

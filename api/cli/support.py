@@ -1,7 +1,7 @@
 """What the ``clientele`` command modules share: consoles, errors, progress bars.
 
 Every CLI call pays for the modules it imports before doing anything, so the command modules
-(``api/cli*.py``) import only typer, rich and the standard library at the top; what a command
+(``api/cli/*.py``) import only typer, rich and the standard library at the top; what a command
 needs (the store, FastAPI, Kafka, the domain …) is imported inside it.
 ``tests/unit/test_cli_first_hour.py`` checks that light commands load none of the heavy
 dependencies.
@@ -17,6 +17,8 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+
+    from infra.settings import Settings
 
 console = Console()
 errors = Console(stderr=True)
@@ -56,3 +58,14 @@ def progress_bar(*, rate: bool = False) -> Progress:
     if rate:
         columns += [TextColumn("{task.fields[rate]}"), "left", TimeRemainingColumn()]
     return Progress(*columns, console=errors)
+
+
+def full_mode() -> tuple[Settings, str]:
+    """(settings, Kafka bootstrap servers) of full mode, or exit 2 saying how to set it up."""
+    from infra.settings import get_settings
+
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        errors.print("[red]error:[/] set CLIENTELE_KAFKA_BOOTSTRAP (see `clientele dev up`)")
+        raise typer.Exit(2)
+    return settings, settings.kafka_bootstrap

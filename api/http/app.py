@@ -8,19 +8,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
-from prometheus_client import REGISTRY
 
-from api import deps, middleware, problems
-from api.auth import AuthFailed
-from api.bootstrap import Services, audit_store, build, migrate, refresh_segments
-from api.routes import analytics, audit, ops, reads, segments, writes
-from api.schemas import document_batch_commands
-from api.status import pipeline_report
-from consumers.periodic import Every
-from infra.metrics import register_projection_collector
-from infra.runtime import settle_heap
+from api.http import deps, middleware, problems
+from api.http.auth import AuthFailed
+from api.http.routes import analytics, audit, ops, reads, segments, writes
+from api.http.schemas import document_batch_commands
+from bootstrap import Services, build
+from bootstrap.processes import api_background
 from infra.settings import get_settings
-from projections import integrity
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -28,32 +23,9 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or build()
-        migrate(svc)
-        if svc.runner is not None:  # a backlog is caught up in the background: serve at once
-            svc.runner.start()
-        app.state.services = svc
-        collector = register_projection_collector(lambda: pipeline_report(svc))
-        every = svc.settings.segment_refresh_seconds
-        refresher = Every(every, lambda: refresh_segments(svc, every=every), "segments-refresh")
-        refresher.start()
-        app.state.audit_db = audit_store(svc)
-        sealer = Every(
-            svc.settings.seal_seconds,
-            lambda: integrity.seal(app.state.audit_db, svc.settings.seal_key.encode()),
-            "audit-seal",
-        )
-        sealer.start()
-        settle_heap()
-        try:
+        with services or build() as svc, api_background(svc):
+            app.state.services = svc
             yield
-        finally:
-            sealer.stop()
-            if app.state.audit_db is not svc.outbox:
-                app.state.audit_db.close()
-            refresher.stop()
-            REGISTRY.unregister(collector)
-            svc.close()
 
     app = FastAPIOffline(  # /docs and /redoc from the package's own files: no CDN, work offline
         title="clientele",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
-from api import deps
+from api.http import deps
 from infra.api_keys import ApiKey, Role
 
 MASKED_FIELDS = ("name", "email", "phone")

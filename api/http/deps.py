@@ -7,11 +7,10 @@ from uuid import UUID, uuid4
 
 from fastapi import Request
 
-from api.bootstrap import Services
-from api.status import held_customers, only_held_between
+from bootstrap import Services
 from commands.service import Context
+from consumers.status import behind, held_customers, only_held_behind
 from domain.errors import InvalidInput
-from projections.framework import positions
 from projections.parking import Parked
 
 MAX_WAIT_SECONDS = 2.0
@@ -78,41 +77,14 @@ def wait_for_position(request: Request, names: list[str], customer_id: UUID | No
             raise CustomerParked(str(customer_id), *held)
     deadline = time.monotonic() + MAX_WAIT_SECONDS
     while True:
-        at = positions(svc.read_store)
-        behind = [n for n in names if not _reached(svc, n, at.get(n, 0), wanted)]
-        if not behind:
+        short = behind(svc, names, wanted)
+        if not short:
             return
         if time.monotonic() >= deadline:
-            reached = min(at.get(n, 0) for n in behind)
-            if _only_held_behind(svc, behind, reached, wanted):
+            reached = min(short.values())
+            if only_held_behind(svc, short, reached, wanted):
                 return
             raise NotCaughtUp(wanted, reached)
         if svc.runner is not None:
             svc.runner.wake()
         time.sleep(0.01)
-
-
-def _reached(svc: Services, name: str, position: int, wanted: int) -> bool:
-    """Whether projection ``name`` at ``position`` has everything it is fed up to ``wanted``.
-
-    A projection fed from ``customer.events`` never sees segment events (their positions come
-    from segment writes): it has reached a recorded ``wanted`` once no customer event lies in
-    between.
-    """
-    if position >= wanted:
-        return True
-    if any(p.log_order for p in svc.projectors if p.name == name) or wanted > svc.store.head():
-        return False
-    following = svc.store.customer_notifications(position, 1)
-    return not following or following[0].id > wanted
-
-
-def _only_held_behind(svc: Services, behind: list[str], reached: int, wanted: int) -> bool:
-    """Whether the projections ``behind`` stopped short of ``wanted`` only for parked customers.
-
-    Those fed in log order (``Projector.log_order``) pass parked customers' events like any
-    other: if one of them is behind, it is only behind.
-    """
-    if any(p.log_order for p in svc.projectors if p.name in behind):
-        return False
-    return only_held_between(svc, behind, reached, wanted)

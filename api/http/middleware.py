@@ -14,7 +14,7 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
-from api.problems import problem
+from api.http.problems import problem
 from domain.errors import InvalidInput
 from domain.values import Text, check_key, check_text
 

@@ -14,11 +14,13 @@ from uuid import UUID
 import orjson
 import pytest
 
-from api.bootstrap import build, migrate, replay_connections
+from bootstrap import build
+from bootstrap.services import worker_connections
 from commands import messages as m
 from commands.segments import SegmentService
 from commands.service import CommandService, Context, Outcome
 from consumers.embedded import EmbeddedRunner
+from consumers.migrate import migrate
 from consumers.rebuild import rebuild, rebuild_all
 from consumers.rebuild_by_customer import CustomerPass, RebuildStopped, _worker
 from consumers.store_feed import StoreFeed
@@ -662,7 +664,7 @@ class TestPostgresSegments(SegmentsContract):
         for i in range(6):
             self.run(service, m.TagCustomer(customer_id=self.register(service, f"P{i}"), tag="vip"))
         misconfigured = partial(
-            replay_connections, Settings(database_url=database_url, read_database_url="mysql://x/y")
+            worker_connections, Settings(database_url=database_url, read_database_url="mysql://x/y")
         )
         with pytest.raises(ValueError, match="unsupported read store URL scheme"):
             rebuild_all(  # profiles replay by customer, in the workers

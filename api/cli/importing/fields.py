@@ -11,7 +11,7 @@ A source name is matched after trimming, case-folding and turning runs of spaces
   other name (``a-z``, ``0-9``, ``_``) or ``attributes.<key>`` as a custom attribute;
 * purchases: the customer (``customer_id``, or ``external_id`` with ``--system S``, or
   ``customer_ref.system`` + ``customer_ref.id``), ``amount`` and ``currency`` (required),
-  ``order_id`` (derived when absent, see :mod:`api.importing.rows`), ``occurred_at``.
+  ``order_id`` (derived when absent, see :mod:`api.cli.importing.rows`), ``occurred_at``.
 
 ``external_id`` is another name for ``customer_ref.id``; a ref's system is its row's
 ``customer_ref.system`` when given, else ``--system``.

@@ -11,7 +11,7 @@ once a second (a file replaced per batch cost as much as 5 µs a row), and when 
 stops: the input's SHA-256, the options that shape commands, the last line done, the result
 file's size and the counts. An import of the same file with the same options and result file resumes after
 that line (the result file is cut back to that size); a finished import removes it. Nothing
-depends on it for correctness: re-sending rows changes nothing (see :mod:`api.importing.rows`),
+depends on it for correctness: re-sending rows changes nothing (see :mod:`api.cli.importing.rows`),
 so a lost or stale checkpoint only costs time.
 """
 

@@ -28,8 +28,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid5
 
-from api.importing.fields import CUSTOMERS, REF_ID, REF_SYSTEM, Kind, read_moment
-from api.importing.source import Values
+from api.cli.importing.fields import CUSTOMERS, REF_ID, REF_SYSTEM, Kind, read_moment
+from api.cli.importing.source import Values
 from commands import messages as m
 from domain.errors import DomainError, InvalidInput
 from domain.external_ids import normalise_ref

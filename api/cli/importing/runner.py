@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.importing.fields import Naming
-from api.importing.journal import Journal, Result, Tally
-from api.importing.rows import Row, RowBuilder
-from api.importing.source import Source
+from api.cli.importing.fields import Naming
+from api.cli.importing.journal import Journal, Result, Tally
+from api.cli.importing.rows import Row, RowBuilder
+from api.cli.importing.source import Source
 from commands.service import CommandService, Context, Outcome
 
 ACTOR = "clientele:import"

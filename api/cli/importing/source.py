@@ -5,7 +5,7 @@ it (:class:`InvalidInput` on ``file``, ``header`` or ``--map``: nothing is impor
 is UTF-8 (a BOM is fine) without NUL bytes and
 
 * CSV: parses as CSV, and its header names each field of the kind once (see
-  :mod:`api.importing.fields`), with the kind's required fields;
+  :mod:`api.cli.importing.fields`), with the kind's required fields;
 * JSON Lines: every non-blank line is one JSON object whose keys are fields of the kind
   (``customer_ref``, ``external_ids`` and ``attributes`` may be objects: their keys become
   ``customer_ref.id`` and so on), and the keys of the file together provide what CSV's header
@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Literal
 
 import orjson
 
-from api.importing.fields import Naming
+from api.cli.importing.fields import Naming
 from domain.errors import InvalidInput
 
 Format = Literal["csv", "jsonl"]

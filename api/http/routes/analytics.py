@@ -9,11 +9,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api import deps
-from api.auth import require
-from api.bootstrap import Services
-from api.routes.reads import json_response, live_profile
-from api.schemas import AUTH, problems
+from api.http import deps
+from api.http.auth import require
+from api.http.responses import json_response, live_profile
+from api.http.schemas import AUTH, problems
+from bootstrap import Services
 from domain.errors import InvalidInput
 from domain.values import parse_timestamp
 from infra.api_keys import Role

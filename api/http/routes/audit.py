@@ -9,10 +9,10 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api import deps
-from api.auth import require
-from api.routes.reads import json_response
-from api.schemas import AUTH, problems
+from api.http import deps
+from api.http.auth import require
+from api.http.responses import json_response
+from api.http.schemas import AUTH, problems
 from domain.errors import InvalidInput
 from domain.values import check_aware
 from infra.api_keys import Role
@@ -30,7 +30,7 @@ def verify(
     """Recompute hash links and check seals: ``ok``, or exactly which customer/version broke."""
     svc = deps.services(request)
     return integrity.verify(
-        request.app.state.audit_db,
+        svc.store_db,
         svc.settings.seal_key.encode(),
         svc.store.events_table,
         customer_id,
@@ -93,7 +93,7 @@ def export(request: Request, start: From = None, end: To = None) -> StreamingRes
         if value is not None:
             check_aware(name, value)
     svc = deps.services(request)
-    lines = export_lines(svc.store, request.app.state.audit_db, start, end)
+    lines = export_lines(svc.store, svc.store_db, start, end)
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import deps
-from api.auth import optional
-from api.problems import problem
-from api.schemas import problems
-from api.status import pipeline_report
+from api.http import deps
+from api.http.auth import optional
+from api.http.problems import problem
+from api.http.schemas import problems
+from consumers.status import pipeline_report
 from infra.api_keys import ApiKey, Role
 
 router = APIRouter(tags=["ops"])

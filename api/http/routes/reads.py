@@ -6,15 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from api import deps
-from api import schemas as s
-from api.auth import privacy, require
+from api.http import deps
+from api.http import schemas as s
+from api.http.auth import privacy, require
+from api.http.responses import json_response, live_profile
 from domain.errors import (
-    CustomerErased,
-    CustomerMerged,
     CustomerNotFound,
     CustomerRefNotFound,
     InvalidInput,
@@ -24,17 +22,9 @@ from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile
-from projections.profiles import final_survivor, find_by_external, get_profile, search_profiles
-from projections.readstore import Tx
+from projections.profiles import final_survivor, find_by_external, search_profiles
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
-
-
-def json_response(document: Any, etag: int | None = None) -> Response:
-    response = Response(orjson.dumps(document), media_type="application/json")
-    if etag is not None:
-        response.headers["ETag"] = f'"{etag}"'
-    return response
 
 
 def _travel(
@@ -94,19 +84,6 @@ def get_customer(
     with deps.services(request).read_store.snapshot() as tx:
         live = live_profile(tx, customer_id)
     return json_response(privacy(request)(live), live["version"])
-
-
-def live_profile(tx: Tx, customer_id: UUID) -> dict[str, Any]:
-    """The customer's profile; :class:`CustomerNotFound` (404), :class:`CustomerErased` or
-    :class:`CustomerMerged` naming the final survivor (410)."""
-    live = get_profile(tx, customer_id)
-    if live is None:
-        raise CustomerNotFound(customer_id)
-    if live["status"] == "merged":
-        raise CustomerMerged(customer_id, final_survivor(tx, UUID(live["merged_into"])))
-    if live["status"] == "erased":
-        raise CustomerErased(customer_id)
-    return live
 
 
 @router.get("/customers/by-external/{system}/{external_id:path}", responses=s.CUSTOMER_READ)

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import deps
-from api.auth import require
-from api.routes.reads import json_response
-from api.schemas import AUTH, problems
+from api.http import deps
+from api.http.auth import require
+from api.http.responses import json_response
+from api.http.schemas import AUTH, problems
 from domain.errors import DomainError, InvalidInput
 from infra.api_keys import Role
 from projections import segments

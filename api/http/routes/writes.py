@@ -9,9 +9,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
 
-from api import deps
-from api import schemas as s
-from api.auth import require
+from api.http import deps
+from api.http import schemas as s
+from api.http.auth import require
 from commands import messages as m
 from domain.errors import CustomerNotFound, DomainError, InvalidInput, VersionConflict
 from domain.values import check_key
@@ -179,13 +179,13 @@ def _customer_if_match(
     )
 
 
-NewCustomer = Annotated[Write, Depends(_new_customer)]
-Customer = Annotated[Write, Depends(_customer)]
-CustomerIfMatch = Annotated[Write, Depends(_customer_if_match)]
+NewCustomerWrite = Annotated[Write, Depends(_new_customer)]
+CustomerWrite = Annotated[Write, Depends(_customer)]
+CustomerWriteIfMatch = Annotated[Write, Depends(_customer_if_match)]
 
 
 @router.post("/customers", status_code=201, response_model=s.RegisterResult, responses=s.REGISTER)
-def register_customer(body: s.RegisterCustomerRequest, write: NewCustomer) -> s.RegisterResult:
+def register_customer(body: s.RegisterCustomerRequest, write: NewCustomerWrite) -> s.RegisterResult:
     """Register a customer (201). If a live customer already holds one of the ``external_ids``,
     that customer is the answer (200, ``existing: true``; nothing recorded, the other fields
     not applied): registering by external id is idempotent. A taken email is a 409 naming the
@@ -199,7 +199,7 @@ def register_customer(body: s.RegisterCustomerRequest, write: NewCustomer) -> s.
 
 
 @router.patch("/customers/{customer_id}", response_model=s.WriteResult, responses=s.PATCH)
-def update_customer(body: s.UpdateProfileRequest, write: CustomerIfMatch) -> s.WriteResult:
+def update_customer(body: s.UpdateProfileRequest, write: CustomerWriteIfMatch) -> s.WriteResult:
     """Change profile fields; ``attributes`` and ``external_ids`` are patches (null removes);
     requires ``If-Match`` with the current version."""
     changes = body.model_dump(exclude_unset=True)
@@ -209,7 +209,7 @@ def update_customer(body: s.UpdateProfileRequest, write: CustomerIfMatch) -> s.W
 @router.post(
     "/customers/{customer_id}/contacts", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
-def record_contact(body: s.ContactRequest, write: Customer) -> s.WriteResult:
+def record_contact(body: s.ContactRequest, write: CustomerWrite) -> s.WriteResult:
     """Record a contact (call, email, visit …) with the customer."""
     return write(m.RecordContact, **body.model_dump())
 
@@ -217,7 +217,9 @@ def record_contact(body: s.ContactRequest, write: Customer) -> s.WriteResult:
 @router.put(
     "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.TAG_PUT
 )
-def tag_customer(tag: str, write: Customer, body: s.TimeRequest | None = None) -> s.WriteResult:
+def tag_customer(
+    tag: str, write: CustomerWrite, body: s.TimeRequest | None = None
+) -> s.WriteResult:
     """Tag the customer (tags are normalised to lower-case slugs)."""
     return write(m.TagCustomer, tag=tag, occurred_at=body.occurred_at if body else None)
 
@@ -225,7 +227,9 @@ def tag_customer(tag: str, write: Customer, body: s.TimeRequest | None = None) -
 @router.delete(
     "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_DELETE
 )
-def untag_customer(tag: str, write: Customer, body: s.TimeRequest | None = None) -> s.WriteResult:
+def untag_customer(
+    tag: str, write: CustomerWrite, body: s.TimeRequest | None = None
+) -> s.WriteResult:
     """Remove a tag."""
     return write(m.UntagCustomer, tag=tag, occurred_at=body.occurred_at if body else None)
 
@@ -233,7 +237,7 @@ def untag_customer(tag: str, write: Customer, body: s.TimeRequest | None = None)
 @router.post(
     "/customers/{customer_id}/purchases", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
-def record_purchase(body: s.PurchaseRequest, write: Customer) -> s.WriteResult:
+def record_purchase(body: s.PurchaseRequest, write: CustomerWrite) -> s.WriteResult:
     """Record an order once (same order id again is a no-op; other amount is a 409)."""
     return write(m.RecordPurchase, **body.model_dump(exclude_unset=True))
 
@@ -241,7 +245,7 @@ def record_purchase(body: s.PurchaseRequest, write: Customer) -> s.WriteResult:
 @router.post(
     "/customers/{customer_id}/feedback", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
-def record_feedback(body: s.FeedbackRequest, write: Customer) -> s.WriteResult:
+def record_feedback(body: s.FeedbackRequest, write: CustomerWrite) -> s.WriteResult:
     """Record NPS (0-10) and/or CSAT (1-5) and a comment."""
     return write(m.RecordFeedback, **body.model_dump())
 
@@ -251,7 +255,7 @@ def record_feedback(body: s.FeedbackRequest, write: Customer) -> s.WriteResult:
     response_model=s.WriteResult,
     responses=s.CUSTOMER_WRITE,
 )
-def set_consent(purpose: str, body: s.ConsentRequest, write: Customer) -> s.WriteResult:
+def set_consent(purpose: str, body: s.ConsentRequest, write: CustomerWrite) -> s.WriteResult:
     """Grant or withdraw consent for one purpose."""
     return write(m.SetConsent, purpose=purpose, **body.model_dump())
 
@@ -259,7 +263,7 @@ def set_consent(purpose: str, body: s.ConsentRequest, write: Customer) -> s.Writ
 @router.post(
     "/customers/{customer_id}/lifecycle", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
-def change_stage(body: s.LifecycleRequest, write: Customer) -> s.WriteResult:
+def change_stage(body: s.LifecycleRequest, write: CustomerWrite) -> s.WriteResult:
     """Move the customer to another lifecycle stage."""
     return write(m.ChangeLifecycleStage, **body.model_dump())
 
@@ -267,7 +271,7 @@ def change_stage(body: s.LifecycleRequest, write: Customer) -> s.WriteResult:
 @router.post(
     "/customers/{customer_id}/churn", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
-def churn(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
+def churn(write: CustomerWrite, body: s.ReasonRequest | None = None) -> s.WriteResult:
     """Mark the customer churned."""
     return write(m.ChurnCustomer, **body.model_dump() if body else {})
 
@@ -275,7 +279,7 @@ def churn(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult
 @router.post(
     "/customers/{customer_id}/reactivate", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
-def reactivate(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
+def reactivate(write: CustomerWrite, body: s.ReasonRequest | None = None) -> s.WriteResult:
     """Bring a churned customer back."""
     return write(m.ReactivateCustomer, **body.model_dump() if body else {})
 
@@ -286,7 +290,7 @@ def reactivate(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteR
     response_model=s.WriteResult,
     responses=s.CUSTOMER_WRITE,
 )
-def merge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
+def merge(body: s.MergeRequest, write: CustomerWrite) -> s.WriteResult:
     """Merge ``duplicate_id`` into this customer (this id survives). The duplicate's external
     ids then answer for the survivor (and come back with an unmerge)."""
     return write(m.MergeCustomers, **body.model_dump())
@@ -298,7 +302,7 @@ def merge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     response_model=s.WriteResult,
     responses=s.CUSTOMER_WRITE,
 )
-def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
+def unmerge(body: s.MergeRequest, write: CustomerWrite) -> s.WriteResult:
     """Undo a merge: the survivor gives back exactly what it took over."""
     return write(m.UnmergeCustomers, **body.model_dump())
 
@@ -309,7 +313,7 @@ def unmerge(body: s.MergeRequest, write: Customer) -> s.WriteResult:
     response_model=s.WriteResult,
     responses=s.CUSTOMER_DELETE,
 )
-def erase(write: Customer, body: s.ReasonRequest | None = None) -> s.WriteResult:
+def erase(write: CustomerWrite, body: s.ReasonRequest | None = None) -> s.WriteResult:
     """Erase a customer's personal data (right to erasure), and every duplicate merged into
     it; a merged duplicate alone is refused (410) naming the final survivor to erase. Their
     email and external ids are released."""
