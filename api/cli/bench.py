@@ -1,4 +1,7 @@
-"""``clientele bench``: throughput and latency of every stage on throwaway local services."""
+"""``clientele bench``: throughput and latency of every stage on throwaway local services.
+
+The suite (:mod:`api.bench`) is loaded only when the command runs, with its own optional
+dependencies (the ``bench`` extra); without them the command says how to get them."""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from api.cli.support import fail
+
 console = Console(stderr=True)
+OPTIONAL = ("psutil",)  # the `bench` extra of pyproject.toml; the runtime never needs them
 
 
 def _interrupt(*_: object) -> NoReturn:
@@ -35,8 +41,17 @@ def bench(
 
     Example: clientele bench --quick --json > bench.json
     """
-    from api.bench import report as reporting
-    from api.bench.run import GROUPS, run
+    try:
+        from api.bench import report as reporting
+        from api.bench.run import GROUPS, run
+    except ModuleNotFoundError as error:
+        if error.name not in OPTIONAL:
+            raise
+        raise fail(
+            f"clientele bench needs its optional dependencies ({error.name} is missing): "
+            "pip install 'clientele\\[bench]', or in a checkout: uv sync --extra bench",
+            2,
+        ) from None
 
     groups = tuple(only or GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
