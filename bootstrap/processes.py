@@ -30,7 +30,7 @@ from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.migrate import migrate
 from consumers.periodic import Every
-from consumers.relay import Relay
+from consumers.relay import DEFAULT_NAME, Relay
 from consumers.segment_publisher import MembershipPublisher
 from consumers.segment_refresh import refresh_segments
 from consumers.status import pipeline_report
@@ -42,7 +42,9 @@ from projections.registry import by_name
 from projections.segments import SegmentsProjector
 
 if TYPE_CHECKING:
-    from kafka import KafkaProducer
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from projections.framework import Projector
 
 MEMBERSHIP_EVERY_SECONDS = 1.0
 LOG_ORDER_POLL_SECONDS = 0.2
@@ -120,7 +122,7 @@ def relay(services: Services) -> Iterator[Process]:
     bootstrap, topics = _topics(services)
     producer = kafka.producer(bootstrap, services.settings.kafka_limits)
     try:
-        publisher = Relay(services.feed, producer, topics.events, services.store_db)
+        publisher = relay_publisher(services, producer, topics.events)
         yield Process(
             f"relaying from position {publisher.position()} to {topics.events}", publisher
         )
@@ -145,15 +147,9 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
     try:
         worker = None
         if from_topic:
-            worker = ProjectionConsumer(
-                kafka.consumer(bootstrap, group, limits),
-                producer,
-                topic=topics.events,
-                group=group,
-                read_store=services.read_store,
-                projectors=from_topic,
-                personal=services.store.personal,
-                feed=services.feed,
+            consumer = kafka.consumer(bootstrap, group, limits)
+            worker = projection_worker(
+                services, consumer, producer, topics.events, group, from_topic
             )
         background: list[Worker] = []
         if from_log:  # the runner retries their parked customers from the store too
@@ -176,6 +172,37 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
         )
     finally:
         producer.close(timeout=10)
+
+
+def relay_publisher(
+    services: Services, producer: KafkaProducer, topic: str, name: str = DEFAULT_NAME
+) -> Relay:
+    """The relay's publisher: the store's log → ``topic``, its checkpoint (``name``) and
+    parked customers beside the event store."""
+    return Relay(services.feed, producer, topic, services.store_db, name=name)
+
+
+def projection_worker(
+    services: Services,
+    consumer: KafkaConsumer,
+    producer: KafkaProducer,
+    *,
+    topic: str,
+    group: str,
+    projectors: list[Projector],
+) -> ProjectionConsumer:
+    """Feeds ``projectors`` from ``topic`` through ``consumer`` (dead letters and healing
+    from the store included); offsets are kept with the read models under ``group``."""
+    return ProjectionConsumer(
+        consumer,
+        producer,
+        topic=topic,
+        group=group,
+        read_store=services.read_store,
+        projectors=projectors,
+        personal=services.store.personal,
+        feed=services.feed,
+    )
 
 
 def membership_publisher(services: Services, producer: KafkaProducer, topic: str) -> Every:

@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary
 from bootstrap import Services, build
-from consumers.kafka_projection import ProjectionConsumer
+from bootstrap.processes import projection_worker
 from consumers.migrate import migrate
 from consumers.rebuild import rebuild_all, worker_count
 from infra import kafka
@@ -61,14 +61,13 @@ def projections(
         dlq = kafka.producer(bootstrap)
         try:
             migrate(target)
-            worker = ProjectionConsumer(
+            worker = projection_worker(
+                target,
                 consumer,
                 dlq,
                 topic=topic,
                 group=f"bench-{repeat}",
-                read_store=target.read_store,
                 projectors=target.projectors,
-                personal=target.store.personal,
             )
             worker.seek(partitions)
             started, cpu = time.perf_counter(), time.process_time()

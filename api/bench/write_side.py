@@ -19,8 +19,8 @@ from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary, wait_for
 from api.bench.http import Pool, closed_loop
 from bootstrap import Services, build
+from bootstrap.processes import relay_publisher
 from consumers.migrate import migrate
-from consumers.relay import Relay
 from infra import kafka
 from infra.local_services import free_port, port_open
 from infra.settings import Settings
@@ -184,9 +184,7 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
         topics = stack.topics(f"relay{repeat}.", 12)
         producer = kafka.producer(bootstrap)
         try:
-            publisher = Relay(
-                services.feed, producer, topics.events, services.store_db, name=f"bench-{repeat}"
-            )
+            publisher = relay_publisher(services, producer, topics.events, f"bench-{repeat}")
             producer.partitions_for(topics.events)  # metadata, as the raw producer gets it
             started, cpu = time.perf_counter(), time.process_time()
             published = publisher.catch_up()
