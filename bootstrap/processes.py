@@ -149,7 +149,12 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
         if from_topic:
             consumer = kafka.consumer(bootstrap, group, limits)
             worker = projection_worker(
-                services, consumer, producer, topics.events, group, from_topic
+                services,
+                consumer,
+                producer,
+                topic=topics.events,
+                group=group,
+                projectors=from_topic,
             )
         background: list[Worker] = []
         if from_log:  # the runner retries their parked customers from the store too
