@@ -1,7 +1,7 @@
 """Progress of a feed working through a backlog: state, events applied, rate, ETA, log lines.
 
 The embedded runner (``serve`` in embedded mode, ``clientele projections catch-up``, the
-importer through :func:`api.bootstrap.catch_up_read_models`) reports with it. A feed is
+importer through :func:`consumers.embedded.catch_up_read_models`) reports with it. A feed is
 *catching up* while its slowest read model is at least :data:`CATCH_UP_EVENTS` events behind
 the store (about a second of work or more), and *live* again once it has read up to the
 store's head. Only the start, a progress line every :data:`LOG_EVERY_SECONDS` and the end of

@@ -19,10 +19,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import structlog
 
 from consumers.catch_up import CatchUpProgress, CatchUpTracker
+from consumers.migrate import Wired, migrate
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from infra.readstore import ReadStore
@@ -140,3 +142,29 @@ class EmbeddedRunner:
                 self.errors += 1
                 log.exception("embedded_runner.batch_failed", errors=self.errors)
                 backoff = min(backoff * 2, 30.0)
+
+
+class WithRunner(Wired, Protocol):
+    """Services that may have an embedded runner (``bootstrap.Services``)."""
+
+    @property
+    def runner(self) -> EmbeddedRunner | None: ...
+
+
+def catch_up_read_models(
+    services: WithRunner, on_batch: Callable[[int], None] | None = None
+) -> int:
+    """Bring the embedded read models up to the store's head now, in this process; returns
+    how many events were applied (0 in full mode, where ``clientele consume`` feeds them).
+
+    For whatever writes to the store while no ``serve`` runs: call it after an import (the
+    importer does) or any offline write, so a later ``serve`` starts caught up. Safe beside a
+    running ``serve``: both take turns on the projections' positions, nothing is applied twice.
+    ``on_batch`` is told the size of each applied batch (for a progress bar; the total to
+    expect is ``services.runner.backlog()``). Progress is logged like ``serve``'s catch-up.
+    Read-model tables are created first if missing (:func:`~consumers.migrate.migrate`).
+    """
+    if services.runner is None:
+        return 0
+    migrate(services)
+    return services.runner.catch_up(on_batch=on_batch)

@@ -7,21 +7,31 @@ live tables, every column of every row (but the parking bookkeeping of
 :meth:`Projector.unverified`), and drops it — ``verify``.
 
 Projectors marked ``log_order`` (segments) are replayed in log order from the start, exactly as
-they are fed live; the others customer by customer up to the head (:mod:`consumers.replay`),
+they are fed live; the others customer by customer up to the head (:mod:`consumers.rebuild_by_customer`),
 then in log order.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.replay import Connect, Progress, Replay, replay_by_customer
+from consumers.rebuild_by_customer import Connect, CustomerPass, Progress, rebuild_by_customer
 from consumers.store_feed import StoreFeed
 from infra.readstore import ReadStore, Tx
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
+
+MAX_DEFAULT_WORKERS = 8
+
+
+def worker_count(configured: int | None) -> int:
+    """Worker processes of a rebuild on PostgreSQL: ``configured``
+    (``CLIENTELE_REBUILD_WORKERS``), by default one per core up to 8 (each holds two
+    connections)."""
+    return configured or min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS)
 
 
 @dataclass
@@ -80,7 +90,7 @@ def rebuild(
     workers: int = 1,
     connect: Connect | None = None,
 ) -> RebuildResult:
-    """Replay the store into a shadow copy, then swap it in (or just compare, with ``verify_only``)."""
+    """CustomerPass the store into a shadow copy, then swap it in (or just compare, with ``verify_only``)."""
     return rebuild_all(
         feed,
         read_store,
@@ -108,7 +118,7 @@ def rebuild_all(
     is applied to every shadow copy in one transaction, and all are swapped in together.
 
     ``workers`` processes (each opening its connections with ``connect``) share the replay
-    up to the store's head on PostgreSQL; see :mod:`consumers.replay`."""
+    up to the store's head on PostgreSQL; see :mod:`consumers.rebuild_by_customer`."""
     started = time.perf_counter()
     shadows = {p.name: _shadow(p) for p in projectors}
     bindings = [Binding(p, shadows[p.name][1]) for p in projectors]
@@ -130,9 +140,9 @@ def rebuild_all(
         events, reached, counted = 0, 0, 0
         if by_customer:
             names = {b.projector.name: state_names[b.projector.name] for b in by_customer}
-            replay = Replay(by_customer, names, head, batch_size)
-            events = replay_by_customer(
-                feed, read_store, replay, progress, workers=workers, connect=connect
+            work = CustomerPass(by_customer, names, head, batch_size)
+            events = rebuild_by_customer(
+                feed, read_store, work, progress, workers=workers, connect=connect
             )
             counted, reached = head, head if len(by_customer) == len(bindings) else 0
         while True:

@@ -21,7 +21,7 @@ def _oldest_age(parked: dict[str, Any]) -> float:
 
 class ProjectionCollector(Collector):
     """Projection and relay positions, lag and parked customers, read when Prometheus
-    scrapes from ``report`` (the shape of ``api.status.pipeline_report``)."""
+    scrapes from ``report`` (the shape of ``consumers.status.pipeline_report``)."""
 
     def __init__(self, report: Callable[[], dict[str, Any]]) -> None:
         self.report = report

@@ -149,7 +149,7 @@ def describe_store(settings: Settings) -> str:
 @dataclass
 class StoreNotice:
     """Says once per process which store the configured settings open (``say`` is set by the
-    CLI: one line on stderr); :func:`api.bootstrap.build` calls it when it reads them."""
+    CLI: one line on stderr); :func:`bootstrap.build` calls it when it reads them."""
 
     say: Callable[[str], None] | None = None
     said: bool = False

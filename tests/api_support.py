@@ -10,8 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.bootstrap import build
+from api.http.app import create_app
+from bootstrap import build
 from infra.api_keys import KeyStore, Role
 from infra.settings import Settings
 

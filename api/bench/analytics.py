@@ -24,9 +24,10 @@ from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary
 from api.bench.http import Pool, closed_loop
 from api.bench.write_side import serve
-from api.bootstrap import build, migrate, parallel_rebuild
+from bootstrap import build
 from commands import messages as m
-from consumers.rebuild import rebuild_all
+from consumers.migrate import migrate
+from consumers.rebuild import rebuild_all, worker_count
 
 Say = Callable[[str], None]
 CONCURRENCY = 4  # analysts at once
@@ -54,13 +55,13 @@ def seed(stack: Stack, customers: int, rng: random.Random) -> tuple[str, list[UU
             accepted = workload.run_batches(services.commands, commands)
             if accepted != len(commands):  # measuring a thinner base than announced
                 raise RuntimeError(f"seed: {len(commands) - accepted} commands rejected")
-        workers, connect = parallel_rebuild(services)
+        workers = worker_count(services.settings.rebuild_workers)
         rebuild_all(
             services.feed,
             services.read_store,
             services.projectors,
             workers=workers,
-            connect=connect,
+            connect=services.connect_worker,
         )
     finally:
         services.close()

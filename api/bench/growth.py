@@ -30,7 +30,8 @@ import psycopg
 from api.bench.harness import Sizes, Stack, summary, wait_for
 from api.bench.http import Pool
 from api.bench.write_side import serve
-from api.bootstrap import build, migrate
+from bootstrap import build
+from consumers.migrate import migrate
 
 Say = Callable[[str], None]
 TARGET_RATIO = 1.25

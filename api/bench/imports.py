@@ -26,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from api.bench.harness import Sizes, Stack, summary
-from api.bootstrap import Services, build, migrate
-from api.importing.fields import CUSTOMERS, PURCHASES, Kind, Naming, parse_renames, zone
-from api.importing.journal import Journal
-from api.importing.rows import RowBuilder
-from api.importing.runner import Plan, rows, run_import
-from api.importing.sample import Sample, write_sample
-from api.importing.source import open_source
+from api.cli.importing.fields import CUSTOMERS, PURCHASES, Kind, Naming, parse_renames, zone
+from api.cli.importing.journal import Journal
+from api.cli.importing.rows import RowBuilder
+from api.cli.importing.runner import Plan, rows, run_import
+from api.cli.importing.sample import Sample, write_sample
+from api.cli.importing.source import open_source
+from bootstrap import Services, build
 from commands.messages import Command
 from commands.service import Context
+from consumers.migrate import migrate
 from infra.settings import Settings
 
 Say = Callable[[str], None]

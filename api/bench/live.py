@@ -24,8 +24,9 @@ from api.bench import workload
 from api.bench.harness import RssSampler, Sizes, Stack, summary, wait_for
 from api.bench.http import Pool, closed_loop, open_loop
 from api.bench.write_side import serve
-from api.bootstrap import build, migrate
+from bootstrap import build
 from commands.service import Context
+from consumers.migrate import migrate
 
 Say = Callable[[str], None]
 PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario

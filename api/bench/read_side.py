@@ -12,9 +12,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary
-from api.bootstrap import Services, build, migrate, parallel_rebuild
-from consumers.kafka_projection import ProjectionConsumer
-from consumers.rebuild import rebuild_all
+from bootstrap import Services, build
+from bootstrap.processes import projection_worker
+from consumers.migrate import migrate
+from consumers.rebuild import rebuild_all, worker_count
 from infra import kafka
 from projections.registry import all_projectors
 
@@ -60,14 +61,13 @@ def projections(
         dlq = kafka.producer(bootstrap)
         try:
             migrate(target)
-            worker = ProjectionConsumer(
+            worker = projection_worker(
+                target,
                 consumer,
                 dlq,
                 topic=topic,
                 group=f"bench-{repeat}",
-                read_store=target.read_store,
                 projectors=target.projectors,
-                personal=target.store.personal,
             )
             worker.seek(partitions)
             started, cpu = time.perf_counter(), time.process_time()
@@ -111,14 +111,14 @@ def rebuild(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         say(f"rebuild: writing {sizes.rebuild_events:,} events …")
         customers = max(sizes.customers, sizes.rebuild_events // 20)
         workload.seed(services.commands, customers, sizes.rebuild_events, rng)
-        workers, connect = parallel_rebuild(services)
+        workers = worker_count(services.settings.rebuild_workers)
         cpu = _cpu_seconds()
         results = rebuild_all(
             services.feed,
             services.read_store,
             services.projectors,
             workers=workers,
-            connect=connect,
+            connect=services.connect_worker,
         )
         cpu = _cpu_seconds() - cpu
     finally:

@@ -13,7 +13,8 @@ import structlog
 
 from api.bench import analytics, cli_start, growth, imports, live, read_side, workload, write_side
 from api.bench.harness import Sizes, machine, throwaway
-from api.bootstrap import build, migrate
+from bootstrap import build
+from consumers.migrate import migrate
 
 log = structlog.get_logger(__name__)
 Say = Callable[[str], None]

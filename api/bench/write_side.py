@@ -18,8 +18,9 @@ from psycopg import sql
 from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary, wait_for
 from api.bench.http import Pool, closed_loop
-from api.bootstrap import Services, build, migrate
-from consumers.relay import Relay
+from bootstrap import Services, build
+from bootstrap.processes import relay_publisher
+from consumers.migrate import migrate
 from infra import kafka
 from infra.local_services import free_port, port_open
 from infra.settings import Settings
@@ -178,15 +179,12 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
     bootstrap = stack.broker.bootstrap
     envelopes = services.feed.read_sealed(0, 10 * sizes.relay_events + 10_000)
     messages = [(str(e.customer_id).encode(), e.to_bytes(), e.kafka_headers()) for e in envelopes]
-    assert services.outbox is not None
     rates, raw, ratios, ceiling = [], [], [], []
     for repeat in range(sizes.repeats):
         topics = stack.topics(f"relay{repeat}.", 12)
         producer = kafka.producer(bootstrap)
         try:
-            publisher = Relay(
-                services.feed, producer, topics.events, services.outbox, name=f"bench-{repeat}"
-            )
+            publisher = relay_publisher(services, producer, topics.events, f"bench-{repeat}")
             producer.partitions_for(topics.events)  # metadata, as the raw producer gets it
             started, cpu = time.perf_counter(), time.process_time()
             published = publisher.catch_up()

@@ -16,7 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from api.bootstrap import build, migrate
+from bootstrap import build
+from consumers.migrate import migrate
 from infra.local_services import free_port
 from infra.settings import Settings
 from tests.backlog_support import write_backlog

@@ -10,11 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.app import create_app
-from api.bootstrap import build, catch_up_read_models, migrate
 from api.cli import app as cli
-from api.status import pipeline_report
+from api.http.app import create_app
+from bootstrap import build
 from consumers.catch_up import CATCH_UP_EVENTS
+from consumers.embedded import catch_up_read_models
+from consumers.migrate import migrate
+from consumers.status import pipeline_report
 from infra.api_keys import KeyStore, Role
 from infra.settings import Settings, get_settings
 from tests.backlog_support import write_backlog

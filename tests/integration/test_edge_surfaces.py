@@ -24,9 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.bootstrap import Services, build, migrate
+from bootstrap import Services, build
 from commands.messages import parse_command
 from commands.service import Context
+from consumers.migrate import migrate
 from domain.errors import DomainError
 from domain.text_policy import Text, text_problem
 from infra.envelope import SCHEMA_PATH, Envelope

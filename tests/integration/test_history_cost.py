@@ -23,10 +23,11 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.bootstrap import Services, build, migrate
+from api.http.app import create_app
+from bootstrap import Services, build
 from commands import messages as m
 from commands.service import Context
+from consumers.migrate import migrate
 from infra import kafka
 from infra.api_keys import KeyStore, Role
 from infra.local_services import KafkaBroker

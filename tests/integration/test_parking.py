@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.bootstrap import build
+from api.http.app import create_app
+from bootstrap import build
 from commands.segments import SegmentService
 from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner

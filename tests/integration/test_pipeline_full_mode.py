@@ -28,8 +28,8 @@ from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import MessageSizeTooLargeError
 
-from api.app import create_app
-from api.bootstrap import build
+from api.http.app import create_app
+from bootstrap import build
 from commands.service import CommandService
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.rebuild import rebuild

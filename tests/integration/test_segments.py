@@ -14,13 +14,15 @@ from uuid import UUID
 import orjson
 import pytest
 
-from api.bootstrap import build, migrate, replay_connections
+from bootstrap import build
+from bootstrap.services import worker_connections
 from commands import messages as m
 from commands.segments import SegmentService
 from commands.service import CommandService, Context, Outcome
 from consumers.embedded import EmbeddedRunner
+from consumers.migrate import migrate
 from consumers.rebuild import rebuild, rebuild_all
-from consumers.replay import Replay, ReplayStopped, _worker
+from consumers.rebuild_by_customer import CustomerPass, RebuildStopped, _worker
 from consumers.store_feed import StoreFeed
 from domain.errors import DomainError, InvalidInput
 from infra.feed_queries import START
@@ -636,7 +638,7 @@ class TestSegments:
         for i in range(6):
             self.run(service, m.TagCustomer(customer_id=self.register(service, f"P{i}"), tag="vip"))
         misconfigured = partial(
-            replay_connections, Settings(database_url=database_url, read_database_url="mysql://x/y")
+            worker_connections, Settings(database_url=database_url, read_database_url="mysql://x/y")
         )
         with pytest.raises(ValueError, match="unsupported read store URL scheme"):
             rebuild_all(  # profiles replay by customer, in the workers
@@ -654,7 +656,7 @@ class TestSegments:
     def test_a_worker_stops_before_its_range_once_another_failed(self) -> None:
         stop = threading.Event()
         stop.set()
-        replay = Replay([], {}, head=10, batch_size=5)
+        work = CustomerPass([], {}, head=10, batch_size=5)
         never = worker_connect("postgresql://nobody@127.0.0.1:1/none")  # not even tried
-        with pytest.raises(ReplayStopped):
-            _worker(never, replay, START, None, stop)
+        with pytest.raises(RebuildStopped):
+            _worker(never, work, START, None, stop)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from functools import partial
 
-from api.bootstrap import replay_connections
-from consumers.replay import Connect
+from bootstrap.services import worker_connections
+from consumers.rebuild_by_customer import Connect
 from infra.settings import Settings
 
 
 def worker_connect(database_url: str) -> Connect:
     """How a rebuild's worker processes reach a test's database (store and read models)."""
     return partial(
-        replay_connections, Settings(database_url=database_url, read_database_url=database_url)
+        worker_connections, Settings(database_url=database_url, read_database_url=database_url)
     )

@@ -13,8 +13,8 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
-from api.bootstrap import build
 from api.cli import app
+from bootstrap import build
 from commands import messages as m
 from commands.service import Context
 from infra.settings import get_settings

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.bootstrap import build
 from api.cli import app
-from api.status import pipeline_report
+from bootstrap import build
+from consumers.status import pipeline_report
 from infra.settings import DEV_SETTINGS_FILE, get_settings, redacted
 
 runner = CliRunner()

@@ -1,13 +1,14 @@
 """The dependency rule, checked on the source (docs/architecture.md, "Dependency rule").
 
-Every ``import`` statement of the six top-level packages is read with :mod:`ast` — module level,
+Every ``import`` statement of the seven top-level packages is read with :mod:`ast` — module level,
 inside functions and under ``TYPE_CHECKING`` alike, relative imports resolved — and each import of
 another of our packages must go down the plan:
 
-    api ─> consumers ─> commands, projections ─> infra ─> domain
+    api ─> bootstrap ─> consumers ─> commands, projections ─> infra ─> domain
 
 ``domain`` imports nothing of ours and no I/O library; ``commands`` and ``projections`` do not
-know each other; nothing imports ``api``. A new top-level package fails the test until it is given
+know each other; nothing imports ``api``; only ``api`` imports ``bootstrap`` (the composition
+root, which wires everything below it). A new top-level package fails the test until it is given
 its place in ``ALLOWED``.
 """
 
@@ -28,7 +29,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "commands": frozenset({"domain", "infra"}),
     "projections": frozenset({"domain", "infra"}),
     "consumers": frozenset({"commands", "projections", "domain", "infra"}),
-    "api": frozenset({"consumers", "commands", "projections", "domain", "infra"}),
+    "bootstrap": frozenset({"consumers", "commands", "projections", "domain", "infra"}),
+    "api": frozenset({"bootstrap", "consumers", "commands", "projections", "domain", "infra"}),
 }
 
 #: Libraries that do I/O (files, network, databases, processes, threads, logs): not in ``domain``.

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from api.cli import app
-from api.importing.sample import Sample, write_sample
+from api.cli.importing.sample import Sample, write_sample
 from commands.service import CommandService, Outcome
 from infra.settings import get_settings
 from infra.store import EventStore

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.importing.fields import (
+from api.cli.importing.fields import (
     CUSTOMERS,
     PURCHASES,
     Kind,
@@ -16,8 +16,8 @@ from api.importing.fields import (
     read_moment,
     zone,
 )
-from api.importing.journal import COLUMNS, Journal, Result
-from api.importing.source import open_source
+from api.cli.importing.journal import COLUMNS, Journal, Result
+from api.cli.importing.source import open_source
 from domain.errors import InvalidInput
 
 

@@ -8,8 +8,8 @@ from uuid import UUID, uuid5
 
 import pytest
 
-from api.importing.fields import CUSTOMERS, PURCHASES, REF_ID, REF_SYSTEM, zone
-from api.importing.rows import IMPORT_NAMESPACE, Row, RowBuilder
+from api.cli.importing.fields import CUSTOMERS, PURCHASES, REF_ID, REF_SYSTEM, zone
+from api.cli.importing.rows import IMPORT_NAMESPACE, Row, RowBuilder
 from commands import messages as m
 
 DIGEST = "ab" * 32

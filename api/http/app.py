@@ -1,0 +1,93 @@
+"""The HTTP API (FastAPI): routers, problem+json errors, lifespan of the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
+
+from api.http import deps, middleware, problems
+from api.http.auth import AuthFailed
+from api.http.routes import analytics, audit, ops, reads, segments, writes
+from api.http.schemas import document_batch_commands
+from bootstrap import Services, build
+from bootstrap.processes import api_background
+from infra.settings import get_settings
+
+
+def create_app(services: Services | None = None) -> FastAPI:
+    """Build the ASGI app; ``services`` default to the configured ones (migrated on start)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with services or build() as svc, api_background(svc):
+            app.state.services = svc
+            yield
+
+    app = FastAPIOffline(  # /docs and /redoc from the package's own files: no CDN, work offline
+        title="clientele",
+        version="0.1.0",
+        summary="Event-sourced customer records",
+        lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+    )
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The generated document, with one schema per batch command type (once)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = document_batch_commands(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    problems.install(app)
+    middleware.install(
+        app, max_body_bytes=(services.settings if services else get_settings()).max_body_bytes
+    )
+
+    @app.exception_handler(writes.PreconditionFailed)
+    async def on_precondition(_: Request, error: writes.PreconditionFailed) -> Response:
+        return problems.domain_problem(error.error, status=error.status)
+
+    @app.exception_handler(AuthFailed)
+    async def on_auth_failed(_: Request, error: AuthFailed) -> Response:
+        response = problems.problem(error.status, error.code, error.detail)
+        if error.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="clientele"'
+        return response
+
+    @app.exception_handler(deps.CustomerParked)
+    async def on_customer_parked(_: Request, error: deps.CustomerParked) -> Response:
+        response = problems.problem(
+            503,
+            "customer-parked",
+            str(error),
+            customer_id=error.customer_id,
+            held_by=error.stage,
+            version=error.parked.version,
+            position=error.parked.position,
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(deps.NotCaughtUp)
+    async def on_not_caught_up(_: Request, error: deps.NotCaughtUp) -> Response:
+        response = problems.problem(503, "not-caught-up", str(error), position=error.reached)
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for router in (
+        writes.router,
+        reads.router,
+        segments.router,
+        analytics.router,
+        analytics.customers_router,
+        audit.router,
+        audit.history_router,
+        ops.router,
+    ):
+        app.include_router(router)
+    return app

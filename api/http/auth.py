@@ -1,0 +1,80 @@
+"""Bearer API keys → roles; the ``pii`` scope decides whether personal data is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from api.http import deps
+from domain.personal import masked
+from infra.api_keys import ApiKey, Role
+from projections.profile_fold import PERSONAL
+
+
+class AuthFailed(Exception):
+    """401 (no or bad credentials) or 403 (valid key, wrong role)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def _authenticate(request: Request, authorization: str | None) -> ApiKey:
+    if authorization is None:
+        raise AuthFailed(401, "unauthenticated", "send Authorization: Bearer <api key>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthFailed(401, "unauthenticated", "Authorization must be 'Bearer <api key>'")
+    key = deps.services(request).keys.authenticate(token.strip())
+    if key is None:
+        raise AuthFailed(401, "unauthenticated", "unknown or revoked API key")
+    return key
+
+
+def require(role: Role) -> Any:
+    """A dependency admitting keys with ``role`` (admin admits everything)."""
+
+    def check(
+        request: Request,
+        authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+    ) -> ApiKey:
+        key = _authenticate(request, authorization)
+        if not key.allows(role):
+            raise AuthFailed(403, "forbidden", f"this route needs the {role.value} role")
+        request.state.actor = f"key:{key.name}"
+        request.state.pii = key.pii or key.allows(Role.ADMIN)
+        return key
+
+    return Depends(check)
+
+
+def optional() -> Any:
+    """A dependency for open routes that show more to a key: None without ``Authorization``,
+    else the key (401 when it is bad: a caller who sends credentials learns they failed)."""
+
+    def check(
+        request: Request,
+        authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
+    ) -> ApiKey | None:
+        if authorization is None:
+            return None
+        key = _authenticate(request, authorization)
+        request.state.actor = f"key:{key.name}"
+        return key
+
+    return Depends(check)
+
+
+def mask(document: dict[str, Any]) -> dict[str, Any]:
+    """A profile's personal fields masked as their shape says (text: a hint such as the first
+    character; attribute values: ``***``) for keys without the pii scope."""
+    return masked(PERSONAL, document)
+
+
+def privacy(request: Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The identity for pii-scoped callers, :func:`mask` for the rest."""
+    return (lambda d: d) if getattr(request.state, "pii", False) else mask

@@ -1,0 +1,90 @@
+"""Request-scoped helpers shared by the routers: services, context, read-your-writes."""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID, uuid4
+
+from fastapi import Request
+
+from bootstrap import Services
+from commands.service import Context
+from consumers.status import behind, held_customers, only_held_behind
+from domain.errors import InvalidInput
+from infra.parking import Parked
+
+MAX_WAIT_SECONDS = 2.0
+
+
+class NotCaughtUp(Exception):
+    """The read models have not reached the position the client asked for."""
+
+    def __init__(self, wanted: int, reached: int) -> None:
+        super().__init__(f"read models are at position {reached}, not yet {wanted}")
+        self.wanted = wanted
+        self.reached = reached
+
+
+class CustomerParked(Exception):
+    """The customer asked for is held back (``stage``: the relay or a projection) at an
+    event at or before the position the client waits for: its read model is behind."""
+
+    def __init__(self, customer_id: str, stage: str, parked: Parked) -> None:
+        super().__init__(
+            f"customer {customer_id} is held back by {stage} at version {parked.version} "
+            f"(position {parked.position}) since {parked.parked_at}: {parked.reason}"
+        )
+        self.customer_id = customer_id
+        self.stage = stage
+        self.parked = parked
+
+
+def services(request: Request) -> Services:
+    result: Services = request.app.state.services
+    return result
+
+
+def actor(request: Request) -> str:
+    """The authenticated caller's name (set by the auth layer), recorded on every event."""
+    return str(getattr(request.state, "actor", "anonymous"))
+
+
+def context(request: Request, actor: str = "anonymous") -> Context:
+    """Who is asking, and the correlation id (``X-Correlation-Id``, else the request id),
+    which the events of this request will carry."""
+    correlation_id = getattr(request.state, "correlation_id", None) or str(uuid4())
+    return Context(actor=actor, correlation_id=correlation_id)
+
+
+def wait_for_position(request: Request, names: list[str], customer_id: UUID | None = None) -> None:
+    """Read-your-writes: honour ``X-Min-Position`` (bounded wait, else :class:`NotCaughtUp`).
+
+    A parked customer never makes everybody wait: positions up to which only parked
+    customers' events are missing count as reached. Reading a parked customer itself
+    (``customer_id``) at or past its held event raises :class:`CustomerParked` at once.
+    """
+    raw = request.headers.get("x-min-position")
+    if raw is None:
+        return
+    try:
+        wanted = int(raw)
+    except ValueError:
+        raise InvalidInput("X-Min-Position", "must be an integer position") from None
+    svc = services(request)
+    if customer_id is not None:
+        held = held_customers(svc, names, str(customer_id)).get(str(customer_id))
+        if held is not None and held[1].position <= wanted:
+            raise CustomerParked(str(customer_id), *held)
+    deadline = time.monotonic() + MAX_WAIT_SECONDS
+    while True:
+        short = behind(svc, names, wanted)
+        if not short:
+            return
+        if time.monotonic() >= deadline:
+            reached = min(short.values())
+            if only_held_behind(svc, short, reached, wanted):
+                return
+            raise NotCaughtUp(wanted, reached)
+        if svc.runner is not None:
+            svc.runner.wake()
+        time.sleep(0.01)

@@ -1,0 +1,102 @@
+"""Edge middleware: body size, media type and header/query text checks, access logs, metrics.
+
+``X-Correlation-Id`` is stored on every event a request causes, and query parameters reach the
+read store's SQL: both are held to the text policy (``domain.values``) before any route runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from uuid import uuid4
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from prometheus_client import Counter, Histogram
+
+from api.http.problems import problem
+from domain.errors import InvalidInput
+from domain.text_policy import Text, check_key, check_text
+
+log = structlog.get_logger("clientele.access")
+REQUEST_SECONDS = Histogram(
+    "clientele_http_request_seconds",
+    "HTTP request latency by route template",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REQUESTS_REJECTED = Counter(
+    "clientele_http_rejected_total", "Requests refused at the edge", ["reason"]
+)
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def install(app: FastAPI, *, max_body_bytes: int) -> None:
+    """Add the edge checks and the access log/metrics to ``app``."""
+
+    @app.middleware("http")
+    async def edge(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        request_id = str(uuid4())
+        refused = _refuse_text(request)
+        correlation_id = (
+            None if refused else request.headers.get("x-correlation-id")
+        ) or request_id
+        request.state.correlation_id = correlation_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=correlation_id)
+        response = refused or _refuse(request, max_body_bytes) or await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(elapsed)
+        response.headers["X-Request-Id"] = request_id
+        response.headers["X-Correlation-Id"] = correlation_id
+        log.info(
+            "http.request",
+            method=request.method,
+            path=request.url.path,
+            route=template,
+            status=response.status_code,
+            ms=round(elapsed * 1000, 2),
+        )
+        return response
+
+
+def _refuse_text(request: Request) -> Response | None:
+    """422 naming the header or query parameter that holds text the policy refuses."""
+    try:
+        correlation_id = request.headers.get("x-correlation-id")
+        if correlation_id:
+            check_key("X-Correlation-Id", correlation_id, ascii_only=True)
+        for name, value in request.query_params.multi_items():
+            check_text(name, name, Text.LINE)
+            check_text(name, value, Text.LINE)
+    except InvalidInput as error:
+        REQUESTS_REJECTED.labels("text").inc()
+        return problem(422, error.code, error.message, field=error.field)
+    return None
+
+
+def _refuse(request: Request, max_body_bytes: int) -> Response | None:
+    if request.method not in BODY_METHODS:
+        return None
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+        REQUESTS_REJECTED.labels("too_large").inc()
+        return problem(
+            413, "payload-too-large", f"request bodies are limited to {max_body_bytes} bytes"
+        )
+    if length is None and "transfer-encoding" in request.headers:
+        REQUESTS_REJECTED.labels("length_required").inc()
+        return problem(411, "length-required", "send Content-Length (chunked bodies are refused)")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    has_body = length not in (None, "0")
+    if has_body and media != "application/json":
+        REQUESTS_REJECTED.labels("media_type").inc()
+        return problem(
+            415, "unsupported-media-type", "send JSON with Content-Type: application/json"
+        )
+    return None

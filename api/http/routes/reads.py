@@ -1,0 +1,167 @@
+"""Read routes: profiles from the read model; time travel folds the event store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.http import deps
+from api.http import schemas as s
+from api.http.auth import privacy, require
+from api.http.responses import json_response, live_profile
+from domain.errors import (
+    CustomerNotFound,
+    CustomerRefNotFound,
+    InvalidInput,
+)
+from domain.external_ids import normalise_external_id, normalise_ref, normalise_system
+from domain.values import check_aware, normalise_tag
+from infra.api_keys import Role
+from infra.envelope import Envelope
+from projections import profile_fold
+from projections.profiles import final_survivor, find_by_external, search_profiles
+
+router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
+
+
+def _travel(
+    request: Request,
+    customer_id: UUID,
+    as_of: datetime | None,
+    known_at: datetime | None,
+    version: int | None,
+) -> dict[str, Any]:
+    """The profile in a bitemporal view (:func:`projections.profile_fold.travel`), folded from the
+    store with the same code as the live one."""
+    history = deps.services(request).store.history(customer_id)
+    envelopes = (Envelope.from_event(event, position) for position, event in history)
+    state = profile_fold.travel(
+        customer_id, envelopes, as_of=as_of, known_at=known_at, version=version
+    )
+    if state is None:
+        raise CustomerNotFound(customer_id)
+    return profile_fold.render(state)
+
+
+AsOf = Annotated[
+    datetime | None,
+    Query(
+        description="time travel in business time: the customer as it stood at this instant "
+        "(events that had happened by then; RFC 3339 with offset)"
+    ),
+]
+KnownAt = Annotated[
+    datetime | None,
+    Query(
+        description="time travel in recorded time: what the store knew at this instant "
+        "(events recorded by then; RFC 3339 with offset); with as_of, what we knew at "
+        "known_at about the customer as of as_of"
+    ),
+]
+
+
+@router.get("/customers/{customer_id}", responses=s.CUSTOMER_READ)
+def get_customer(
+    customer_id: UUID,
+    request: Request,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    version: Annotated[
+        int | None, Query(ge=1, description="time travel: the profile at this version")
+    ] = None,
+) -> Response:
+    """A customer's profile (ETag = version). Erased → 410; merged → 410 naming the final
+    survivor of its merge chain. ``as_of``, ``known_at`` and ``version`` fold the store
+    (README, "Business time": which events a view folds, in which order)."""
+    if as_of is not None or known_at is not None or version is not None:
+        for name, moment in (("as_of", as_of), ("known_at", known_at)):
+            if moment is not None:
+                check_aware(name, moment)
+        document = _travel(request, customer_id, as_of, known_at, version)
+        return json_response(privacy(request)(document), document["version"])
+    deps.wait_for_position(request, ["profiles"], customer_id)
+    with deps.services(request).read_store.snapshot() as tx:
+        live = live_profile(tx, customer_id)
+    return json_response(privacy(request)(live), live["version"])
+
+
+@router.get("/customers/by-external/{system}/{external_id:path}", responses=s.CUSTOMER_READ)
+def get_customer_by_external_id(system: str, external_id: str, request: Request) -> Response:
+    """The customer holding an external id (``external_id`` may contain ``/``). An id held by
+    a merged customer answers with the FINAL survivor of its merge chain, who answers for it
+    (``Content-Location`` names the profile given); nobody → 404 naming the ref; erased → 410
+    (an erasure releases the ids, so that is only while the read model catches up)."""
+    ref_system, ref_id = normalise_ref(system, external_id, "customer_ref")
+    deps.wait_for_position(request, ["profiles"])
+    with deps.services(request).read_store.snapshot() as tx:
+        found = find_by_external(tx, ref_system, ref_id)
+        if found is None:
+            raise CustomerRefNotFound(ref_system, ref_id)
+        customer_id = UUID(found["customer_id"])
+        if found["status"] == "merged":
+            customer_id = final_survivor(tx, UUID(found["merged_into"]))
+        live = live_profile(tx, customer_id)
+    response = json_response(privacy(request)(live), live["version"])
+    response.headers["Content-Location"] = f"/v1/customers/{customer_id}"
+    return response
+
+
+@router.get("/customers", response_model=s.Page, responses=s.LIST_READ)
+def list_customers(
+    request: Request,
+    q: Annotated[
+        str | None, Query(max_length=200, description="prefix of name, email or phone")
+    ] = None,
+    tag: Annotated[
+        str | None, Query(max_length=200, description="a tag (normalised like tags)")
+    ] = None,
+    stage: Annotated[str | None, Query(max_length=32)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    segment: Annotated[
+        str | None, Query(max_length=64, description="members of this segment")
+    ] = None,
+    external_system: Annotated[
+        str | None,
+        Query(max_length=64, description="holders of an external id of this system"),
+    ] = None,
+    external_id: Annotated[
+        str | None,
+        Query(max_length=200, description="with external_system: holders of this id"),
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Response:
+    """Search profiles; stable order, opaque ``next_cursor`` for the next page."""
+    external = _external_filter(external_system, external_id)
+    deps.wait_for_position(request, ["profiles", "segments"] if segment else ["profiles"])
+    with deps.services(request).read_store.snapshot() as tx:
+        try:
+            items, next_cursor = search_profiles(
+                tx,
+                q=q,
+                tag=normalise_tag(tag) if tag else None,
+                stage=stage,
+                status=status,
+                external=external,
+                cursor=cursor,
+                limit=limit,
+            )
+        except ValueError:
+            raise InvalidInput("cursor", "is not a cursor this API issued") from None
+    shown = privacy(request)
+    return json_response({"items": [shown(item) for item in items], "next_cursor": next_cursor})
+
+
+def _external_filter(system: str | None, external_id: str | None) -> tuple[str, str | None] | None:
+    """The ``external_system`` / ``external_id`` filter in canonical form."""
+    if system is None:
+        if external_id is not None:
+            raise InvalidInput("external_system", "is required with external_id")
+        return None
+    canonical = normalise_system("external_system", system)
+    if external_id is None:
+        return canonical, None
+    return canonical, normalise_external_id("external_id", external_id)

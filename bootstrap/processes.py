@@ -1,0 +1,269 @@
+"""Every long-running process, built in one place for embedded and full mode alike.
+
+A process is a :class:`Process`: an optional *foreground* loop that runs in the calling
+thread until stopped (the relay, a Kafka consumer, the command ingest) and *background*
+workers that run in threads beside it (the embedded runner, the membership publisher,
+periodic tasks). Each builder is a context manager that opens what the process needs and
+closes it on exit; the CLI command that runs it only says what it does and waits::
+
+    with build() as services, processes.relay(services) as process:
+        process.run()  # until process.stop() (SIGTERM)
+
+A new process (a policy runner, a campaign dispatcher) is one builder here and one command in
+``api.cli``. The API's own background work (embedded runner, segment refresh, seals, metrics)
+is :func:`api_background`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import REGISTRY
+
+from bootstrap.services import Services
+from consumers.embedded import EmbeddedRunner
+from consumers.ingest import CommandIngest
+from consumers.kafka_projection import ProjectionConsumer
+from consumers.migrate import migrate
+from consumers.periodic import Every
+from consumers.relay import DEFAULT_NAME, Relay
+from consumers.segment_publisher import MembershipPublisher
+from consumers.segment_refresh import refresh_segments
+from consumers.status import pipeline_report
+from infra import kafka
+from infra.metrics import register_projection_collector
+from infra.runtime import settle_heap
+from infra.tamper_evidence import seals
+from projections.registry import by_name
+from projections.segments import SegmentsProjector
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from projections.framework import Projector
+
+MEMBERSHIP_EVERY_SECONDS = 1.0
+LOG_ORDER_POLL_SECONDS = 0.2
+
+
+class Loop(Protocol):
+    """Runs in the calling thread until :meth:`stop`."""
+
+    def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Worker(Protocol):
+    """Runs in a thread of its own between :meth:`start` and :meth:`stop`."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Process:
+    """A long-running process. ``summary`` says what it does (printed at start)."""
+
+    summary: str
+    foreground: Loop | None = None
+    background: list[Worker] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def run(self) -> None:
+        """Start the background workers, run the foreground loop, then wait until
+        :meth:`stop`; the background workers are stopped in order on the way out."""
+        started: list[Worker] = []
+        try:
+            for worker in self.background:
+                worker.start()
+                started.append(worker)
+            settle_heap()
+            if self.foreground is not None:
+                self.foreground.run()
+            while not self._stopping.wait(1.0):
+                pass
+        finally:
+            for worker in started:
+                worker.stop()
+
+    def stop(self) -> None:
+        """Ask the process to finish (safe from a signal handler)."""
+        self._stopping.set()
+        if self.foreground is not None:
+            self.foreground.stop()
+
+
+class NeedsKafka(RuntimeError):
+    """A full-mode process was asked for while ``CLIENTELE_KAFKA_BOOTSTRAP`` is unset."""
+
+    def __init__(self) -> None:
+        super().__init__("set CLIENTELE_KAFKA_BOOTSTRAP (see `clientele dev up`)")
+
+
+def _topics(services: Services) -> tuple[str, kafka.Topics]:
+    """(bootstrap servers, topic names) of full mode; the topics are created if missing."""
+    settings = services.settings
+    if not settings.kafka_bootstrap:
+        raise NeedsKafka
+    topics = kafka.Topics(settings.kafka_topic_prefix)
+    kafka.ensure_topics(
+        settings.kafka_bootstrap, topics.all(), settings.kafka_partitions, settings.kafka_limits
+    )
+    return settings.kafka_bootstrap, topics
+
+
+@contextmanager
+def relay(services: Services) -> Iterator[Process]:
+    """The outbox relay: the store's log → ``customer.events`` (:mod:`consumers.relay`)."""
+    bootstrap, topics = _topics(services)
+    producer = kafka.producer(bootstrap, services.settings.kafka_limits)
+    try:
+        publisher = relay_publisher(services, producer, topics.events)
+        yield Process(
+            f"relaying from position {publisher.position()} to {topics.events}", publisher
+        )
+    finally:
+        producer.close(timeout=10)
+
+
+@contextmanager
+def projection_consumer(services: Services, projection: str | None = None) -> Iterator[Process]:
+    """Feed the read models (or only ``projection``, in its own consumer group): those of one
+    customer at a time from ``customer.events``, the cross-customer ones (segments) from the
+    store's log in global order, which Kafka's partitions do not keep; segment membership
+    changes are published to ``customer.segment-membership``. Migrates first."""
+    bootstrap, topics = _topics(services)
+    limits = services.settings.kafka_limits
+    migrate(services)
+    projectors = [by_name(projection)] if projection else services.projectors
+    from_topic = [p for p in projectors if not p.log_order]
+    from_log = [p for p in projectors if p.log_order]
+    group = f"clientele-{projection or 'projections'}"
+    producer = kafka.producer(bootstrap, limits, dlq=True)  # dead letters and memberships
+    try:
+        worker = None
+        if from_topic:
+            consumer = kafka.consumer(bootstrap, group, limits)
+            worker = projection_worker(
+                services,
+                consumer,
+                producer,
+                topic=topics.events,
+                group=group,
+                projectors=from_topic,
+            )
+        background: list[Worker] = []
+        if from_log:  # the runner retries their parked customers from the store too
+            background.append(
+                EmbeddedRunner(
+                    services.feed,
+                    services.read_store,
+                    from_log,
+                    poll_interval=LOG_ORDER_POLL_SECONDS,
+                )
+            )
+        if any(p.name == SegmentsProjector.name for p in from_log):
+            background.append(membership_publisher(services, producer, topics.segment_membership))
+        yield Process(
+            f"consuming {topics.events} as {group} into "
+            f"{', '.join(p.name for p in from_topic)}; following the store's log into "
+            f"{', '.join(p.name for p in from_log)}",
+            worker,
+            background,
+        )
+    finally:
+        producer.close(timeout=10)
+
+
+def relay_publisher(
+    services: Services, producer: KafkaProducer, topic: str, name: str = DEFAULT_NAME
+) -> Relay:
+    """The relay's publisher: the store's log → ``topic``, its checkpoint (``name``) and
+    parked customers beside the event store."""
+    return Relay(services.feed, producer, topic, services.store_db, name=name)
+
+
+def projection_worker(
+    services: Services,
+    consumer: KafkaConsumer,
+    producer: KafkaProducer,
+    *,
+    topic: str,
+    group: str,
+    projectors: list[Projector],
+) -> ProjectionConsumer:
+    """Feeds ``projectors`` from ``topic`` through ``consumer`` (dead letters and healing
+    from the store included); offsets are kept with the read models under ``group``."""
+    return ProjectionConsumer(
+        consumer,
+        producer,
+        topic=topic,
+        group=group,
+        read_store=services.read_store,
+        projectors=projectors,
+        personal=services.store.personal,
+        feed=services.feed,
+    )
+
+
+def membership_publisher(services: Services, producer: KafkaProducer, topic: str) -> Every:
+    """Publishes segment membership changes to ``topic`` every second (not started)."""
+    outbox = MembershipPublisher(services.read_store, producer, topic)
+    return Every(MEMBERSHIP_EVERY_SECONDS, outbox.publish_all, "segment-membership")
+
+
+@contextmanager
+def command_ingest(services: Services) -> Iterator[Process]:
+    """Execute commands from ``customer.commands``; outcomes to ``customer.command-results``."""
+    bootstrap, topics = _topics(services)
+    limits = services.settings.kafka_limits
+    producer = kafka.producer(bootstrap, limits, dlq=True)
+    try:
+        worker = CommandIngest(
+            kafka.consumer(bootstrap, "clientele-ingest", limits),
+            producer,
+            services.commands,
+            commands_topic=topics.commands,
+            results_topic=topics.command_results,
+        )
+        yield Process(f"executing commands from {topics.commands}", worker)
+    finally:
+        producer.close(timeout=10)
+
+
+@contextmanager
+def api_background(services: Services) -> Iterator[None]:
+    """What ``serve`` runs beside the HTTP API: migrate, the embedded runner (a backlog is
+    caught up in the background: the API answers at once), the periodic segment refresh and
+    seals, and the pipeline gauges for Prometheus."""
+    settings = services.settings
+    migrate(services)
+    if services.runner is not None:
+        services.runner.start()
+    collector = register_projection_collector(lambda: pipeline_report(services))
+    every = settings.segment_refresh_seconds
+    refresher = Every(
+        every,
+        lambda: refresh_segments(services.segments, services.read_store, every=every),
+        "segments-refresh",
+    )
+    sealer = Every(
+        settings.seal_seconds,
+        lambda: seals.seal(services.store_db, settings.seal_key.encode()),
+        "audit-seal",
+    )
+    refresher.start()
+    sealer.start()
+    settle_heap()
+    try:
+        yield
+    finally:
+        sealer.stop()
+        refresher.stop()
+        REGISTRY.unregister(collector)
+        if services.runner is not None:
+            services.runner.stop()

@@ -1,0 +1,148 @@
+"""The services of one process: event store, read store, command services and the embedded
+runner, wired from settings. Every entry point (HTTP, CLI, benchmarks, tests) gets them here,
+as a context manager that closes what it opened::
+
+    with build() as services:
+        services.commands.execute(...)
+
+Operations on them live in the room of their concern: ``consumers.migrate`` (tables and
+schema upgrades), ``consumers.rebuild`` (rebuilds and their workers),
+``consumers.segment_refresh``, ``consumers.status`` (projection status). Long-running
+processes are built in :mod:`bootstrap.processes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from types import TracebackType
+
+import structlog
+
+from commands.segments import SegmentService
+from commands.service import CommandService
+from consumers.embedded import EmbeddedRunner
+from consumers.rebuild_by_customer import Connect
+from consumers.store_feed import StoreFeed
+from infra.api_keys import KeyStore
+from infra.data_keys import MasterKeys
+from infra.readstore import ReadStore, open_read_store
+from infra.settings import DEV_MASTER_KEYS, STORE_NOTICE, Settings, get_settings
+from infra.store import EventStore
+from projections.framework import Projector
+from projections.registry import all_projectors
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Services:
+    """What a process works with. ``runner`` (embedded mode only) feeds the read models from
+    the store in-process; it is woken after every local write."""
+
+    settings: Settings
+    store: EventStore
+    read_store: ReadStore
+    commands: CommandService
+    segments: SegmentService
+    projectors: list[Projector]
+    keys: KeyStore
+    runner: EmbeddedRunner | None = None
+    _store_db: ReadStore | None = field(default=None, repr=False)
+
+    @property
+    def feed(self) -> StoreFeed:
+        return StoreFeed(self.store)
+
+    @property
+    def embedded(self) -> bool:
+        """Embedded mode: projections are fed in-process from the store (no Kafka)."""
+        return self.settings.kafka_bootstrap is None
+
+    @property
+    def store_db(self) -> ReadStore:
+        """SQL access to the event store's own database (one connection, opened on first
+        use): the relay's checkpoints and parked customers, hash links and seals."""
+        if self._store_db is None:
+            self._store_db = open_read_store(self.settings.database_url, pool_size=1)
+        return self._store_db
+
+    @property
+    def connect_worker(self) -> Connect:
+        """How a rebuild's worker process opens its own connections (picklable)."""
+        return partial(worker_connections, self.settings)
+
+    def close(self) -> None:
+        """Stop the runner and close every connection (idempotent)."""
+        if self.runner is not None:
+            self.runner.stop()
+        if self._store_db is not None:
+            self._store_db.close()
+            self._store_db = None
+        self.read_store.close()
+        self.store.close()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def build(settings: Settings | None = None) -> Services:
+    """Wire the event store, the read store and the command services for the configured mode
+    (``settings`` default to the environment's, and the store used is said on stderr)."""
+    if settings is None:
+        settings = get_settings()
+        STORE_NOTICE(settings)
+    if settings.is_postgres and settings.master_keys == DEV_MASTER_KEYS:
+        log.warning("privacy.dev_master_key", hint="set CLIENTELE_MASTER_KEYS in production")
+    store = _event_store(settings, settings.pool_size)
+    read_store = open_read_store(settings.read_models_url, pool_size=settings.pool_size)
+    commands = CommandService(
+        store,
+        default_region=settings.default_phone_region,
+        index_key=settings.index_key,
+        retries=settings.command_retries,
+        cache_bytes=settings.aggregate_cache_mb * 2**20,
+        business_time_floor=settings.business_time_floor,
+    )
+    segment_commands = SegmentService(store, retries=settings.command_retries)
+    keys = KeyStore(settings.api_keys_file)
+    services = Services(
+        settings, store, read_store, commands, segment_commands, all_projectors(), keys
+    )
+    if services.embedded:
+        services.runner = EmbeddedRunner(services.feed, read_store, services.projectors)
+        commands.on_commit = segment_commands.on_commit = services.runner.wake
+    return services
+
+
+def _event_store(settings: Settings, pool_size: int) -> EventStore:
+    return EventStore(
+        settings.database_url,
+        snapshot_interval=settings.snapshot_interval,
+        pool_size=pool_size,
+        master_keys=MasterKeys.parse(settings.master_keys),
+    )
+
+
+@contextmanager
+def worker_connections(settings: Settings) -> Iterator[tuple[StoreFeed, ReadStore]]:
+    """The store feed and read store of ``settings``: how a rebuild's worker connects."""
+    store = _event_store(settings, 1)
+    try:
+        read_store = open_read_store(settings.read_models_url, pool_size=1)
+        try:
+            yield StoreFeed(store), read_store
+        finally:
+            read_store.close()
+    finally:
+        store.close()

@@ -1,0 +1,157 @@
+"""Where the pipeline stands: positions, lag and parked customers of the relay and every
+projection — computed here only, for ``GET /v1/projections``, ``GET /readyz``, ``clientele
+projections status``, the Prometheus gauges and read-your-writes (``X-Min-Position``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from consumers.catch_up import CATCH_UP_EVENTS
+from consumers.embedded import EmbeddedRunner
+from consumers.relay import checkpoint, parked_summary, parking_lot
+from consumers.store_feed import StoreFeed
+from infra.parking import Parked
+from infra.readstore import ReadStore
+from infra.store import EventStore
+from projections.framework import Binding, Projector, positions
+from projections.registry import by_name
+
+# At most this many events are looked at to see whether only parked customers lie between
+# a read model's position and the one a client waits for.
+MAX_HELD_SCAN = 1000
+
+
+class Pipeline(Protocol):
+    """What the status is read from (``bootstrap.Services``)."""
+
+    @property
+    def store(self) -> EventStore: ...
+    @property
+    def feed(self) -> StoreFeed: ...
+    @property
+    def read_store(self) -> ReadStore: ...
+    @property
+    def projectors(self) -> list[Projector]: ...
+    @property
+    def runner(self) -> EmbeddedRunner | None: ...
+    @property
+    def embedded(self) -> bool: ...
+    @property
+    def store_db(self) -> ReadStore: ...
+
+
+def pipeline_report(svc: Pipeline) -> dict[str, Any]:
+    """``{"head", "mode", "state", "catch_up"?, "relay"?: {"position", "lag", "parked"},
+    "projections": [{"name", "position", "lag", "state", "parked"}]}``.
+
+    ``lag`` counts exactly (never capped) the events a stage is fed after its position:
+    customer events for the relay and projections fed from ``customer.events``, segment
+    events too for those fed in log order. ``state`` is ``"catching_up"`` while the lag is at
+    least :data:`~consumers.catch_up.CATCH_UP_EVENTS`, else ``"live"``; the report's ``state``
+    is ``"catching_up"`` while any projection is. ``catch_up`` (embedded mode: the in-process
+    runner) is :meth:`~consumers.catch_up.CatchUpProgress.to_dict`. ``parked`` is ``{"count",
+    "oldest": {"customer_id", "version", "position", "size", "reason", "parked_at",
+    "attempts", "retry_at", "age_seconds"} | None}``. ``relay`` only in full mode.
+    """
+    feed = svc.feed
+    reached = positions(svc.read_store)
+    counted: dict[tuple[int, bool], int] = {}
+
+    def lag(position: int, customers_only: bool) -> int:
+        key = (position, customers_only)
+        if key not in counted:
+            counted[key] = feed.pending(position, customers_only=customers_only)
+        return counted[key]
+
+    report: dict[str, Any] = {"head": feed.head(), "mode": "embedded" if svc.embedded else "kafka"}
+    if svc.runner is not None:
+        report["catch_up"] = svc.runner.progress().to_dict()
+    if not svc.embedded:
+        published = checkpoint(svc.store_db)
+        report["relay"] = {
+            "position": published,
+            "lag": lag(published, True),
+            "parked": parked_summary(svc.store_db),
+        }
+    rows = []
+    for projector in svc.projectors:
+        position = reached.get(projector.name, 0)
+        with svc.read_store.snapshot(Binding.live(projector).tables) as tx:
+            parked = projector.parking.summary(tx)
+        behind = lag(position, not projector.log_order)
+        rows.append(
+            {
+                "name": projector.name,
+                "position": position,
+                "lag": behind,
+                "state": "catching_up" if behind >= CATCH_UP_EVENTS else "live",
+                "parked": parked,
+            }
+        )
+    report["projections"] = rows
+    report["state"] = (
+        "catching_up" if any(row["state"] == "catching_up" for row in rows) else "live"
+    )
+    return report
+
+
+def behind(svc: Pipeline, names: Iterable[str], wanted: int) -> dict[str, int]:
+    """The projections among ``names`` that have not yet everything they are fed up to
+    position ``wanted``: name -> position reached.
+
+    A projection fed from ``customer.events`` never sees segment events (their positions come
+    from segment writes): it has reached a recorded ``wanted`` once no customer event lies in
+    between.
+    """
+    at = positions(svc.read_store)
+    in_log_order = {p.name for p in svc.projectors if p.log_order}
+    result: dict[str, int] = {}
+    for name in names:
+        position = at.get(name, 0)
+        if position >= wanted:
+            continue
+        if name not in in_log_order and wanted <= svc.store.head():
+            following = svc.store.customer_notifications(position, 1)
+            if not following or following[0].id > wanted:
+                continue
+        result[name] = position
+    return result
+
+
+def held_customers(
+    svc: Pipeline, names: Iterable[str], customer_id: str | None = None
+) -> dict[str, tuple[str, Parked]]:
+    """Customers (or only ``customer_id``) held back by the relay or by the projections
+    ``names``: customer id -> (``"relay"`` or the projection, where it is held)."""
+    held: dict[str, tuple[str, Parked]] = {}
+    for name in names:
+        projector = by_name(name)
+        with svc.read_store.snapshot(Binding.live(projector).tables) as tx:
+            for parked in projector.parking.listing(tx, customer_id=customer_id):
+                held.setdefault(parked.customer_id, (name, parked))
+    if not svc.embedded:  # its table exists: ``migrate`` made it
+        with svc.store_db.transaction() as tx:
+            for parked in parking_lot().listing(tx, customer_id=customer_id):
+                held[parked.customer_id] = ("relay", parked)
+    return held
+
+
+def only_held_behind(svc: Pipeline, names: Iterable[str], after: int, until: int) -> bool:
+    """Whether the projections ``names`` stopped short of ``until`` (at ``after``) only for
+    held customers: every customer event at positions ``after < p <= until`` belongs to a
+    customer held by the relay or by one of them.
+
+    Those fed in log order (``Projector.log_order``) pass parked customers' events like any
+    other: if one of them is behind, it is only behind.
+    """
+    names = list(names)
+    if any(p.log_order for p in svc.projectors if p.name in names):
+        return False
+    held = held_customers(svc, names)
+    if not held:
+        return False
+    events = svc.store.customer_notifications(after, MAX_HELD_SCAN)
+    if len(events) == MAX_HELD_SCAN and events[-1].id < until:
+        return False  # too far behind to say
+    return all(str(n.originator_id) in held for n in events if n.id <= until)
