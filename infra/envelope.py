@@ -1,4 +1,5 @@
-"""The event envelope of the Kafka contract (ARCHITECTURE.md §3), encoded with orjson.
+"""The event envelope of the Kafka contract (docs/architecture.md, "Contracts: event
+envelope"), encoded with orjson.
 
 An envelope is the public, self-describing form of one stored customer event. Its ``id`` is
 derived from (customer id, version), so the same event always has the same id no matter how

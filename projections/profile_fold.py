@@ -254,7 +254,7 @@ def travel(
 
 
 def render(state: dict[str, Any]) -> dict[str, Any]:
-    """The public profile shape (ARCHITECTURE.md §4a), without internal bookkeeping."""
+    """The public profile shape (docs/architecture.md, "Contracts: HTTP"), without internal bookkeeping."""
     return {
         key: value for key, value in state.items() if key not in ("orders", "status_before_merge")
     }

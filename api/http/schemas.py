@@ -1,4 +1,5 @@
-"""Request and response models of the HTTP contract (ARCHITECTURE.md §4a), with examples.
+"""Request and response models of the HTTP contract (docs/architecture.md, "Contracts:
+HTTP"), with examples.
 
 Field types are the command messages' own (:mod:`commands.messages`: strict JSON integers and
 booleans, RFC 3339 times), so a value is accepted or refused alike over HTTP and in a batch.

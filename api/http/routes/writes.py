@@ -1,4 +1,4 @@
-"""Write routes: each turns a request into one command (ARCHITECTURE.md §4)."""
+"""Write routes: each turns a request into one command (docs/architecture.md, "Contracts: HTTP")."""
 
 from __future__ import annotations
 
