@@ -25,6 +25,7 @@ import pytest
 from commands.service import CommandService
 from infra.local_services import KafkaBroker, PostgresCluster, free_port
 from infra.store import EventStore
+from tests.api_support import Api, running_api
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +113,10 @@ def broker() -> Iterator[KafkaBroker]:
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
+    """The HTTP API in-process on ``database_url``, with a key per role (:mod:`tests.api_support`)."""
+    with running_api(tmp_path, database_url) as running:
+        yield running

@@ -4,35 +4,15 @@ search matches literally, and If-Match follows RFC 9110."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from uuid import uuid4
 
 import pytest
 
-from tests.api_support import Api, running_api
+from tests.api_support import Api, send
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
-    with running_api(tmp_path, database_url) as running:
-        yield running
-
-
-def send(api: Api, method: str, path: str, body: Any = None, **headers: str) -> Any:
-    """JSON as a client writes it: ASCII, so an unpaired surrogate travels as ``\\ud800``."""
-    extra = {"content-type": "application/json"} if body is not None else {}
-    return api.client.request(
-        method,
-        path,
-        content=None if body is None else json.dumps(body).encode(),
-        headers=api.headers("admin", **extra, **headers),
-    )
 
 
 def register(api: Api, **body: Any) -> dict[str, Any]:

@@ -4,33 +4,12 @@ every surface addressing customers by external id."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.api_support import Api, running_api
+from tests.api_support import Api, send
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
-    with running_api(tmp_path, database_url) as running:
-        yield running
-
-
-def send(api: Api, method: str, path: str, body: Any = None, **headers: str) -> Any:
-    extra = {"content-type": "application/json"} if body is not None else {}
-    return api.client.request(
-        method,
-        path,
-        content=None if body is None else json.dumps(body).encode(),
-        headers=api.headers("admin", **extra, **headers),
-    )
 
 
 def batch(api: Api, *commands: dict[str, Any]) -> list[dict[str, Any]]:
