@@ -58,17 +58,17 @@ from tests.integration.parking_support import (
     version_of,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends("postgres")]
 LIMIT = 24_000  # bytes: a legal registration with long attributes is larger
 
 
 @pytest.fixture
-def env(broker: KafkaBroker, postgres_url: str) -> dict[str, str]:
+def env(broker: KafkaBroker, database_url: str) -> dict[str, str]:
     prefix = f"p{uuid4().hex[:8]}."
     kafka.ensure_topics(broker.bootstrap, kafka.Topics(prefix).all(), 12)
     return {
         **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
+        "CLIENTELE_DATABASE_URL": database_url,
         "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
         "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
         "CLIENTELE_LOG_LEVEL": "WARNING",
@@ -77,22 +77,10 @@ def env(broker: KafkaBroker, postgres_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def store(postgres_url: str) -> Iterator[EventStore]:
-    store = EventStore(postgres_url)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def read_store(postgres_url: str) -> Iterator[ReadStore]:
-    read_store = open_read_models(postgres_url)
+def read_store(database_url: str) -> Iterator[ReadStore]:
+    read_store = open_read_models(database_url)
     yield read_store
     read_store.close()
-
-
-@pytest.fixture
-def service(store: EventStore) -> CommandService:
-    return CommandService(store, default_region="DE", index_key="k")
 
 
 def eventually(
