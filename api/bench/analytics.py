@@ -39,8 +39,7 @@ READS = ("rfm_page", "rfm_page_year_ago", "customer_rfm", "lifecycle", "churn") 
 def seed(stack: Stack, customers: int, rng: random.Random) -> tuple[str, list[UUID]]:
     """A fresh database with ``customers`` and their purchases, read models caught up."""
     settings = stack.settings(stack.database("analytics"))
-    services = build(settings)
-    try:
+    with build(settings) as services:
         migrate(services)
         if services.runner is not None:
             services.runner.stop()  # caught up by the rebuild below, in worker processes
@@ -63,8 +62,6 @@ def seed(stack: Stack, customers: int, rng: random.Random) -> tuple[str, list[UU
             workers=workers,
             connect=services.connect_worker,
         )
-    finally:
-        services.close()
     return settings.database_url, ids
 
 

@@ -45,11 +45,8 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Start the processes, then grow one customer per repeat (module docstring)."""
     settings = stack.settings(stack.database("growth"), "growth.")
     stack.topics("growth.", 12)
-    services = build(settings)
-    try:
+    with build(settings) as services:
         migrate(services)
-    finally:
-        services.close()
     relay = stack.spawn(settings, "relay", "relay")
     consumer = stack.spawn(settings, "consume", "consume")
     port, _ = serve(stack, settings)

@@ -76,12 +76,9 @@ def _commands(sample: Sample) -> list[list[Command]]:
 
 @contextmanager
 def _fresh(settings: Settings) -> Iterator[Services]:
-    services = build(settings)
-    try:
+    with build(settings) as services:
         migrate(services)
         yield services
-    finally:
-        services.close()
 
 
 def _batch_path(settings: Settings, sample: Sample) -> float:

@@ -84,9 +84,8 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Start the processes, then e2e lag, reads, time travel; RSS sampled throughout."""
     settings = stack.settings(stack.database("live"), "live.")
     stack.topics("live.", 12)
-    services = build(settings)
     rng = random.Random(13)
-    try:
+    with build(settings) as services:
         migrate(services)
         ids = workload.seed(services.commands, sizes.customers, sizes.customers, rng)
         traveller = ids[0]
@@ -94,8 +93,6 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         workload.run_batches(services.commands, travel)
         rule = {"field": "tags", "op": "contains", "value": "t1"}
         services.segments.define(SEGMENT, "Tagged t1", rule, None, Context(actor="bench"))
-    finally:
-        services.close()
     relay = stack.spawn(settings, "relay", "relay")
     consumer = stack.spawn(settings, "consume", "consume")
     port, api = serve(stack, settings)

@@ -56,29 +56,28 @@ def projections(
         settings = services.settings.model_copy(
             update={"read_database_url": stack.database("readmodels")}
         )
-        target = build(settings)
-        consumer, partitions = _assigned(bootstrap, topic)
-        dlq = kafka.producer(bootstrap)
-        try:
-            migrate(target)
-            worker = projection_worker(
-                target,
-                consumer,
-                dlq,
-                topic=topic,
-                group=f"bench-{repeat}",
-                projectors=target.projectors,
-            )
-            worker.seek(partitions)
-            started, cpu = time.perf_counter(), time.process_time()
-            while worker.applied < expected and time.perf_counter() - started < DEADLINE_S:
-                worker.poll_once()
-            rates.append(worker.applied / (time.perf_counter() - started))
-            ceiling.append(worker.applied / (time.process_time() - cpu))
-        finally:
-            consumer.close()
-            dlq.close(timeout=10)
-            target.close()
+        with build(settings) as target:
+            consumer, partitions = _assigned(bootstrap, topic)
+            dlq = kafka.producer(bootstrap)
+            try:
+                migrate(target)
+                worker = projection_worker(
+                    target,
+                    consumer,
+                    dlq,
+                    topic=topic,
+                    group=f"bench-{repeat}",
+                    projectors=target.projectors,
+                )
+                worker.seek(partitions)
+                started, cpu = time.perf_counter(), time.process_time()
+                while worker.applied < expected and time.perf_counter() - started < DEADLINE_S:
+                    worker.poll_once()
+                rates.append(worker.applied / (time.perf_counter() - started))
+                ceiling.append(worker.applied / (time.process_time() - cpu))
+            finally:
+                consumer.close()
+                dlq.close(timeout=10)
         raw.append(expected / _raw_consume(bootstrap, topic, expected))
         ratios.append(rates[-1] / raw[-1])
         say(
@@ -104,8 +103,7 @@ def _cpu_seconds() -> float:
 
 def rebuild(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Replay the store into every projection in one pass (shadow copies, then swap)."""
-    services = build(stack.settings(stack.database("rebuild")))
-    try:
+    with build(stack.settings(stack.database("rebuild"))) as services:
         migrate(services)
         rng = random.Random(11)
         say(f"rebuild: writing {sizes.rebuild_events:,} events …")
@@ -121,8 +119,6 @@ def rebuild(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
             connect=services.connect_worker,
         )
         cpu = _cpu_seconds() - cpu
-    finally:
-        services.close()
     events, seconds = results[0].events, results[0].seconds
     rate = events / seconds
     say(f"rebuild: {events:,} events into all projections at {rate:,.0f} events/s")

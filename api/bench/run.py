@@ -82,18 +82,17 @@ def _import(sizes: Sizes, say: Say) -> dict[str, Any]:
 
 
 def _relay(sizes: Sizes, say: Say) -> dict[str, Any]:
-    with throwaway(broker=True) as stack:
-        services = build(stack.settings(stack.database("relay")))
-        try:
-            migrate(services)
-            say(f"relay: writing {sizes.relay_events:,} events …")
-            workload.seed(services.commands, sizes.customers, sizes.relay_events, random.Random(9))
-            relayed, topic = write_side.relay(stack, services, sizes, say)
-            projected = read_side.projections(
-                stack, services, topic, relayed["events"], sizes=sizes, say=say
-            )
-        finally:
-            services.close()
+    with (
+        throwaway(broker=True) as stack,
+        build(stack.settings(stack.database("relay"))) as services,
+    ):
+        migrate(services)
+        say(f"relay: writing {sizes.relay_events:,} events …")
+        workload.seed(services.commands, sizes.customers, sizes.relay_events, random.Random(9))
+        relayed, topic = write_side.relay(stack, services, sizes, say)
+        projected = read_side.projections(
+            stack, services, topic, relayed["events"], sizes=sizes, say=say
+        )
     return {"relay": relayed, "projections": projected}
 
 

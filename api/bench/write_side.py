@@ -74,8 +74,7 @@ def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     batch, copy, naive, ratios, ceiling = [], [], [], [], []
     rows = 0
     for repeat in range(sizes.repeats):
-        services = _services(stack, "ingest")
-        try:
+        with _services(stack, "ingest") as services:
             ids = workload.seed(services.commands, sizes.customers, sizes.customers, rng)
             commands = workload.mix(ids, sizes.ingest_commands, rng)
             head = services.store.head()
@@ -99,8 +98,6 @@ def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
             for command in singles:
                 services.commands.execute(command, workload.CONTEXT)
             naive.append((services.store.head() - head) / (time.perf_counter() - started))
-        finally:
-            services.close()
         say(f"ingest {repeat + 1}/{sizes.repeats}: {batch[-1]:,.0f} rows/s, COPY {copy[-1]:,.0f}")
     return {
         "events_per_s": summary(batch)["median"],
@@ -124,11 +121,8 @@ def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
 
 def http_writes(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Concurrent single-command HTTP writes (``POST …/contacts``) against ``clientele serve``."""
-    services = _services(stack, "http")
-    try:
+    with _services(stack, "http") as services:
         ids = workload.seed(services.commands, sizes.customers, sizes.customers, random.Random(3))
-    finally:
-        services.close()
     settings = stack.settings(services.settings.database_url)
     server, _ = serve(stack, settings)
     token = stack.api_key()
