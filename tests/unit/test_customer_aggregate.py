@@ -1,112 +1,36 @@
-"""The ``Customer`` aggregate on its own: given its past events, when a command, then the events.
-
-No store and no service: ``given`` builds a history with the aggregate's own commands and
-rebuilds the customer from those events alone; ``when`` runs one command on it and answers the
-new events as ``(type, data)``, checking on the way that folding history plus new events gives
-exactly the state the command left (the decided state is the fold of the log); ``rejected``
-checks a refused command raises the expected error and leaves no event behind (validate first,
-never half of a command's events).
+"""The ``Customer`` aggregate on its own, what it records: registration, profile updates, tags,
+purchases, feedback, consents, points and tiers — given its past events, when a command, then the
+events (or the refusal, with no event). Lifecycle, churn, erasure and merges are in
+``test_customer_lifecycle``; the given/when/rejected harness is in ``aggregate_support``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any, TypeVar, cast
-from uuid import UUID
+from typing import Any
 
 import pytest
 
-from domain import errors, merging
+from domain import errors
 from domain.customer import Customer
-from domain.event_base import Meta
-from domain.events import CustomerEvent
 from domain.external_ids import MAX_EXTERNAL_IDS
-from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status
-
-ADA = UUID(int=1)
-DUPLICATE = UUID(int=2)
-REGISTERED_AT = datetime(2024, 1, 1, 9, tzinfo=UTC)
-LATER = REGISTERED_AT + timedelta(days=1)
-
-Command = Callable[[Customer], object]
-E = TypeVar("E", bound=errors.DomainError)
-Emitted = list[tuple[str, dict[str, Any]]]
-
-
-def meta(at: datetime = LATER) -> Meta:
-    return Meta(actor="clerk", correlation_id="corr", causation_id=None, occurred_at=at)
-
-
-def collected(customer: Customer) -> list[CustomerEvent]:
-    """The events ``customer`` triggered since the last call (every one a customer event)."""
-    return cast(list[CustomerEvent], customer.collect_events())
-
-
-def fold(events: Sequence[CustomerEvent]) -> Customer:
-    """The customer as the store would load it: each event applied in order, from nothing."""
-    customer: Customer | None = None
-    for event in events:
-        customer = event.mutate(customer)
-    assert customer is not None
-    return customer
-
-
-@dataclass(frozen=True)
-class History:
-    events: tuple[CustomerEvent, ...]
-
-    def customer(self) -> Customer:
-        return fold(self.events)
-
-
-def given(*steps: Command, **registration: Any) -> History:
-    """Ada registered (``registration`` overrides her fields), then ``steps`` in order."""
-    customer = Customer.register(ADA, meta(REGISTERED_AT), **{"name": "Ada", **registration})
-    for step in steps:
-        step(customer)
-    return History(tuple(collected(customer)))
-
-
-def when(history: History, command: Command) -> Emitted:
-    customer = history.customer()
-    command(customer)
-    new = collected(customer)
-    assert vars(fold([*history.events, *new])) == vars(customer)
-    return [(event.TYPE, event.data()) for event in new]
-
-
-def rejected(history: History, command: Command, error: type[E]) -> E:
-    customer = history.customer()
-    with pytest.raises(error) as caught:
-        command(customer)
-    assert collected(customer) == []
-    return caught.value
-
-
-# ------------------------------------------------------------------------- helpers (steps)
-
-
-def tag(name: str) -> Command:
-    return lambda c: c.tag(meta(), name)
-
-
-def purchase(order_id: str, amount: str = "12.50", currency: str = "EUR") -> Command:
-    return lambda c: c.record_purchase(
-        meta(), order_id=order_id, amount=Decimal(amount), currency=currency, items=[]
-    )
-
-
-def churn(c: Customer) -> object:
-    c.churn(meta(), "moved away")
-    return None
-
-
-def earn(points: int) -> Command:
-    return lambda c: c.earn_points(meta(), points, "order")
-
+from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage
+from tests.unit.aggregate_support import (
+    ADA,
+    REGISTERED_AT,
+    Command,
+    churn,
+    collected,
+    earn,
+    fold,
+    given,
+    meta,
+    purchase,
+    rejected,
+    tag,
+    when,
+)
 
 # ---------------------------------------------------------------------------- registration
 
@@ -268,53 +192,6 @@ def test_consent_is_recorded_when_it_changes_and_may_always_be_withdrawn() -> No
     ]
 
 
-# ---------------------------------------------------------------- lifecycle and churn
-
-
-def test_a_stage_change_names_the_previous_stage_and_the_same_stage_is_a_no_op() -> None:
-    loyal: Command = lambda c: c.change_stage(meta(), LifecycleStage.LOYAL, "ten orders")  # noqa: E731
-    assert when(given(), loyal) == [
-        (
-            "customer.lifecycle_stage_changed",
-            {"stage": "loyal", "previous_stage": "prospect", "reason": "ten orders"},
-        )
-    ]
-    assert when(given(loyal), loyal) == []
-
-
-def test_churning_goes_through_churn_once_and_back_through_reactivate() -> None:
-    rejected(
-        given(),
-        lambda c: c.change_stage(meta(), LifecycleStage.CHURNED, None),
-        errors.InvalidTransition,
-    )
-    assert when(given(), churn) == [
-        ("customer.churned", {"reason": "moved away", "previous_stage": "prospect"})
-    ]
-    churned = given(churn)
-    assert churned.customer().status == Status.CHURNED
-    rejected(churned, churn, errors.InvalidTransition)
-    assert when(churned, lambda c: c.reactivate(meta(), "called back")) == [
-        ("customer.reactivated", {"reason": "called back"})
-    ]
-    rejected(given(), lambda c: c.reactivate(meta(), None), errors.InvalidTransition)
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        tag("vip"),
-        lambda c: c.untag(meta(), "vip"),
-        lambda c: c.update_profile(meta(), {"name": "Eve"}, {}),
-        lambda c: c.change_stage(meta(), LifecycleStage.LOYAL, None),
-        lambda c: c.redeem_points(meta(), 1, None),
-    ],
-    ids=["tag", "untag", "update", "stage", "redeem"],
-)
-def test_a_churned_customer_is_reactivated_before_other_changes(command: Command) -> None:
-    rejected(given(tag("vip"), earn(5), churn), command, errors.InvalidTransition)
-
-
 # ------------------------------------------------------------------------ points and tiers
 
 
@@ -346,71 +223,3 @@ def test_a_tier_change_names_the_previous_tier_once() -> None:
         ("customer.tier_changed", {"tier": "gold", "previous_tier": None})
     ]
     assert when(given(gold), gold) == []
-
-
-# -------------------------------------------------------------- erased and merged customers
-
-EVERY_COMMAND: dict[str, Command] = {
-    "update": lambda c: c.update_profile(meta(), {"name": "Eve"}, {}),
-    "contact": lambda c: c.record_contact(
-        meta(),
-        channel="phone",
-        direction="inbound",
-        kind="call",
-        subject=None,
-        summary=None,
-        outcome=None,
-    ),
-    "tag": tag("new"),
-    "untag": lambda c: c.untag(meta(), "vip"),
-    "purchase": purchase("o-9"),
-    "feedback": lambda c: c.record_feedback(meta(), nps=9, csat=None, comment=None),
-    "consent": lambda c: c.set_consent(meta(), "email", False, None),
-    "stage": lambda c: c.change_stage(meta(), LifecycleStage.LOYAL, None),
-    "churn": churn,
-    "reactivate": lambda c: c.reactivate(meta(), None),
-    "earn": earn(1),
-    "redeem": lambda c: c.redeem_points(meta(), 1, None),
-    "expire": lambda c: c.expire_points(meta(), 1, None),
-    "tier": lambda c: c.change_tier(meta(), "gold"),
-}
-
-
-def erased() -> History:
-    def erase(c: Customer) -> object:
-        return merging.erase(c, lambda _: c, lambda _: [], meta(), "asked")
-
-    return given(tag("vip"), earn(5), erase, email="ada@example.com")
-
-
-def merged() -> History:
-    """Ada, merged as the duplicate into another customer."""
-
-    def merge(c: Customer) -> object:
-        survivor = Customer.register(DUPLICATE, meta(REGISTERED_AT), name="Ada L.")
-        return merging.merge(survivor, c, meta())
-
-    return given(tag("vip"), earn(5), merge)
-
-
-def test_erasure_forgets_the_personal_data_and_keeps_the_facts() -> None:
-    ada = erased().customer()
-    assert (ada.status, ada.name, ada.email, ada.attributes, ada.external_ids) == (
-        "erased",
-        None,
-        None,
-        {},
-        {},
-    )
-    assert (ada.tags, ada.points) == (["vip"], 5)
-
-
-@pytest.mark.parametrize("name", sorted(EVERY_COMMAND))
-def test_an_erased_customer_refuses_every_command(name: str) -> None:
-    rejected(erased(), EVERY_COMMAND[name], errors.CustomerErased)
-
-
-@pytest.mark.parametrize("name", sorted(EVERY_COMMAND))
-def test_a_merged_customer_refuses_every_command_naming_the_survivor(name: str) -> None:
-    error = rejected(merged(), EVERY_COMMAND[name], errors.CustomerMerged)
-    assert error.details["survivor_id"] == str(DUPLICATE)
