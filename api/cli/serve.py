@@ -37,8 +37,10 @@ def serve(
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on (host, port), or exit 1 saying why in one line."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        listening = socket.socket(family, socket.SOCK_STREAM)
+        family, kind, proto, _, _ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # proto IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
+        # say they are TCP; without it every keep-alive response waited ~40 ms for a delayed ACK
+        listening = socket.socket(family, kind, proto)
     except (OSError, UnicodeError) as error:
         raise fail(f"cannot listen on {host}:{port}: {error}") from None
     try:
