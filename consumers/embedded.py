@@ -86,11 +86,18 @@ class EmbeddedRunner:
         return len(envelopes)
 
     def catch_up(
-        self, max_batches: int = 1_000_000, on_batch: Callable[[int], None] | None = None
+        self,
+        max_batches: int = 1_000_000,
+        on_batch: Callable[[int], None] | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> int:
         """Apply batches until caught up with the store; returns envelopes read.
 
-        ``on_batch`` is told each batch's size (a progress bar's advance).
+        ``on_batch`` is told each batch's size (a progress bar's advance). ``stop``: leave
+        after the batch in hand once it is set (the background thread passes its own, so
+        :meth:`stop` ends it promptly; a caller's catch-up goes on to the head even after
+        :meth:`stop`).
         """
         total = 0
         for _ in range(max_batches):
@@ -100,7 +107,7 @@ class EmbeddedRunner:
             self.tracker.batch(count, full=full)
             if on_batch is not None:
                 on_batch(count)
-            if not full or self._stop.is_set():
+            if not full or (stop is not None and stop.is_set()):
                 break
         return total
 
@@ -133,7 +140,7 @@ class EmbeddedRunner:
             self._wake.wait(backoff)
             self._wake.clear()
             try:
-                behind = self.catch_up(max_batches=100) >= 100 * self.batch_size
+                behind = self.catch_up(100, stop=self._stop) >= 100 * self.batch_size
                 if time.monotonic() >= self._next_redrive:
                     self._next_redrive = time.monotonic() + self.redrive_interval
                     self.redrive_due()

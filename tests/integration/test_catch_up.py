@@ -14,11 +14,12 @@ from api.cli import app as cli
 from api.http.app import create_app
 from bootstrap import build
 from consumers.catch_up import CATCH_UP_EVENTS
-from consumers.embedded import catch_up_read_models
+from consumers.embedded import EmbeddedRunner, catch_up_read_models
 from consumers.migrate import migrate
 from consumers.status import pipeline_report
 from infra.api_keys import KeyStore, Role
 from infra.settings import Settings, get_settings
+from projections.registry import all_projectors
 from tests.backlog_support import write_backlog
 
 pytestmark = pytest.mark.integration
@@ -47,6 +48,24 @@ def test_lag_is_exact_above_ten_thousand(database_url: str, tmp_path: Path) -> N
         services.close()
     assert applied == written
     assert [(row["lag"], row["state"]) for row in report["projections"]] == [(0, "live")] * 4
+
+
+def test_a_catch_up_after_the_runner_stopped_goes_on_to_the_head(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A stopped runner's catch-up used to leave after one batch (the stop meant for its
+    thread), so a test's (or a caller's) catch-up after ``stop`` silently fell short."""
+    services = build(_settings(database_url, tmp_path))
+    try:
+        migrate(services)
+        runner = EmbeddedRunner(services.feed, services.read_store, all_projectors(), batch_size=3)
+        runner.start()
+        runner.stop()
+        written = write_backlog(services.commands, 4, 2)
+        assert runner.catch_up() == written
+        assert runner.backlog() == 0
+    finally:
+        services.close()
 
 
 def test_projections_status_reports_the_exact_backlog_then_catch_up_clears_it(

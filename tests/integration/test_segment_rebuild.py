@@ -182,6 +182,7 @@ class TestSegmentRebuild(SegmentsContract):
         segments.define("chatty", "Chatty", chatty, None, CTX)
         ids = [self.register(service, f"P{i}") for i in range(8)]
         runner.start()
+        underway, redefined = threading.Event(), threading.Event()
 
         def keep_writing() -> None:
             for i in range(160):
@@ -196,16 +197,30 @@ class TestSegmentRebuild(SegmentsContract):
                     self.run(service, command)
                 if i == 80:
                     segments.define("chatty", "Chatty", {**chatty, "value": 4}, None, CTX)
+                    redefined.set()
+                if i == 40:
+                    underway.set()
                 runner.wake()
+
+        def after_a_batch(_reached: int, _head: int) -> None:
+            redefined.wait(30)  # the redefinition lands between the shadow's start and swap
 
         writer = threading.Thread(target=keep_writing)
         writer.start()
-        try:
-            rebuild(StoreFeed(store), read_store, SegmentsProjector(), batch_size=25)
+        try:  # the rebuild starts with more than a batch written, the writes still going on
+            assert underway.wait(30)
+            rebuild(
+                StoreFeed(store),
+                read_store,
+                SegmentsProjector(),
+                batch_size=25,
+                progress=after_a_batch,
+            )
         finally:
             writer.join(60)
             runner.stop()
-        runner.catch_up()
+        assert redefined.is_set() and not writer.is_alive()
+        runner.catch_up()  # the rest, after the runner's thread stopped
         verified = rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True)
         assert verified.differences == []
         assert len(self.member_ids(read_store, "chatty")) == len(ids)
