@@ -128,14 +128,16 @@ class Relay:
                 self._held = {p.customer_id for p in self.lot.listing(tx, limit=1 << 62)}
         return self._held
 
-    def catch_up(self) -> int:
+    def catch_up(self, *, stop: threading.Event | None = None) -> int:
         """Publish everything recorded so far. While the broker acknowledges one batch, the
-        next is already read from the store; each checkpoint still waits for its acks."""
+        next is already read from the store; each checkpoint still waits for its acks.
+        ``stop``: leave after the batch in hand once it is set (:meth:`run` passes its own; a
+        caller's catch-up goes on to the head even after :meth:`stop`)."""
         total = 0
         if self._acknowledged is None:  # we are the only writer of our checkpoint
             self._acknowledged = self.position()
         envelopes = self.feed.read_sealed(self._acknowledged, self.batch_size)
-        while envelopes and not self.stopping.is_set():
+        while envelopes and not (stop is not None and stop.is_set()):
             sent, parked = self._send(envelopes, self.held())
             reached = envelopes[-1].position
             full = len(envelopes) == self.batch_size
@@ -243,7 +245,7 @@ class Relay:
         try:
             while not self.stopping.is_set():
                 try:
-                    published = self.catch_up()
+                    published = self.catch_up(stop=self.stopping)
                     if published:
                         log.info("relay.published", count=published, position=self._acknowledged)
                     if time.monotonic() >= next_redrive:
