@@ -19,19 +19,15 @@ from infra.feed_queries import START, by_customer, in_log_order
 from infra.store import EventStore
 
 WRITERS = 8
+SHARED = pytest.mark.backends("sqlite", "postgres")  # a second store can open the same database
 T = TypeVar("T")
 
 
 @pytest.mark.backends("memory", "sqlite", "postgres")
 class TestStore:
     """Behaviour every event store backend must show (runs once per ``backend``, the
-    in-memory one included)."""
-
-    @staticmethod
-    def needs_a_shared_database(url: str) -> None:
-        """Skip what memory:// does not claim: a second store sharing the database."""
-        if url.startswith("memory"):
-            pytest.skip("memory:// is one store's own database: no second store can share it")
+    in-memory one included). Tests that need a second store on the same database run on the
+    backends that have one (``SHARED``): a ``memory://`` store is its own database."""
 
     @pytest.fixture
     def store(self, database_url: str) -> Iterator[EventStore]:
@@ -162,10 +158,10 @@ class TestStore:
         assert sorted(loaded) == sorted([cid, other])
         assert vars(loaded[other]) == vars(store.customer(other))
 
+    @SHARED
     def test_a_reopened_store_reads_from_the_snapshots(
         self, service: CommandService, store: EventStore
     ) -> None:
-        self.needs_a_shared_database(store.database_url)
         cid = self.buyer(service)
         events = list(store.customer_events(cid))
         reopened = EventStore(store.database_url, snapshot_interval=5)
@@ -214,10 +210,10 @@ class TestStore:
         ]
         assert [o.position for o in outcomes[:50]] == registered
 
+    @SHARED
     def test_writers_racing_on_one_customer(
         self, service: CommandService, store: EventStore, database_url: str
     ) -> None:
-        self.needs_a_shared_database(store.database_url)
         cid = service.execute(m.RegisterCustomer(name="Contended"), self.ctx).customer_id
         assert cid
 
@@ -241,8 +237,8 @@ class TestStore:
         assert len(store.customer(cid).tags) == 1 + WRITERS
         self.assert_log_has_no_gaps(store)
 
+    @SHARED
     def test_writers_racing_for_one_email(self, store: EventStore, database_url: str) -> None:
-        self.needs_a_shared_database(store.database_url)
 
         def claim(svc: CommandService, index: int) -> Outcome:
             return svc.execute(
@@ -263,10 +259,10 @@ class TestStore:
         assert registered == {winner}
         self.assert_log_has_no_gaps(store)
 
+    @SHARED
     def test_writers_racing_for_one_external_id(self, store: EventStore, database_url: str) -> None:
         """Registration by external id is idempotent under races too: one customer, and every
         racer is answered with it (the losers retried and found it held)."""
-        self.needs_a_shared_database(store.database_url)
 
         def claim(svc: CommandService, index: int) -> Outcome:
             command = m.RegisterCustomer(name=f"Racer {index}", external_ids={"Shop": "00042"})
