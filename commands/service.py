@@ -39,7 +39,7 @@ from domain.event_base import Meta
 from domain.events import CustomerEvent
 from domain.external_ids import normalise_ref
 from domain.indexes import IdempotencyRecord
-from domain.text_policy import check_key
+from domain.text_policy import Text, check_key, text_problem
 from infra.metrics import COMMANDS
 from infra.store import EventStore
 
@@ -317,9 +317,12 @@ def _targets(uow: UnitOfWork, commands: Sequence[Command]) -> Iterator[UUID]:
             yield duplicate
         for system, external_id in _named_ids(command):
             yield uow.external_id(system, external_id)
-        if isinstance(command, RegisterCustomer) and isinstance(command.email, str):
-            # the usual normalised form (a guess: a miss is loaded by the handler, as before)
-            yield uow.email_id(command.email.strip().lower())
+        email = command.email if isinstance(command, RegisterCustomer) else None
+        if isinstance(email, str) and text_problem(email, Text.LINE) is None:
+            # the usual normalised form (a guess: a miss is loaded by the handler, as before);
+            # text the policy refuses (an unpaired surrogate cannot even be hashed) is the
+            # handler's to refuse, so it is not guessed at
+            yield uow.email_id(email.strip().lower())
         if command.idempotency_key is not None:
             yield uow.idempotency_id(command.idempotency_key)
 
