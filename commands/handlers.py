@@ -29,7 +29,7 @@ from domain.errors import (
 )
 from domain.event_base import Meta
 from domain.external_ids import normalise_external_ids
-from domain.merging import erase, merge, unmerge
+from domain.merging import PURCHASES_PER_PART, erase, merge, unmerge
 from domain.payloads import normalise_attributes, normalise_items
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -46,6 +46,7 @@ class Env:
     meta: Meta
     default_region: str
     floor: datetime = DEFAULT_BUSINESS_TIME_FLOOR
+    merge_part_size: int = PURCHASES_PER_PART
 
     def business_time(self, occurred_at: datetime | None) -> datetime | None:
         """The caller's business time in UTC, or None (now): at most :data:`MAX_CLOCK_SKEW`
@@ -286,7 +287,7 @@ def merge_customers(command: m.MergeCustomers, env: Env) -> UUID:
     """The duplicate keeps its external ids: held by a merged customer, they answer for the
     final survivor (and come back with an unmerge)."""
     survivor, duplicate, meta = _pair(command, env)
-    for owner in merge(survivor, duplicate, meta):
+    for owner in merge(survivor, duplicate, meta, env.merge_part_size):
         env.uow.data_copies(owner).add(survivor.id)
     if duplicate.email is not None:
         env.uow.email_reservation(duplicate.email).release(duplicate.id)
@@ -300,7 +301,7 @@ def merge_customers(command: m.MergeCustomers, env: Env) -> UUID:
 def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
     survivor, duplicate, meta = _pair(command, env)
     survivor_email = survivor.email
-    for owner in unmerge(survivor, duplicate, meta):
+    for owner in unmerge(survivor, duplicate, meta, env.merge_part_size):
         env.uow.data_copies(owner).add(survivor.id)
     if survivor_email is not None and survivor.email != survivor_email:
         env.uow.email_reservation(survivor_email).release(survivor.id)

@@ -39,6 +39,7 @@ from domain.event_base import Meta
 from domain.events import CustomerEvent
 from domain.external_ids import normalise_ref
 from domain.indexes import IdempotencyRecord
+from domain.merging import PURCHASES_PER_PART
 from domain.text_policy import Text, check_key, text_problem
 from infra.metrics import COMMANDS
 from infra.store import EventStore
@@ -105,7 +106,9 @@ class _Planned:
 
 
 class CommandService:
-    """Executes commands against an :class:`EventStore`."""
+    """Executes commands against an :class:`EventStore`. ``merge_part_size``: purchases per
+    merge/unmerge part (:func:`domain.merging.merge`; smaller only to exercise parts);
+    ``clock``: the business time of commands that name none (aware UTC; default: now)."""
 
     def __init__(
         self,
@@ -118,9 +121,13 @@ class CommandService:
         group_limit: int = 1000,
         cache_bytes: int = 64 * 2**20,
         business_time_floor: datetime = DEFAULT_BUSINESS_TIME_FLOOR,
+        merge_part_size: int = PURCHASES_PER_PART,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.business_time_floor = business_time_floor
+        self.merge_part_size = merge_part_size
+        self.clock = clock
         self.on_commit = on_commit
         self.default_region = default_region
         self.index_key = index_key.encode()
@@ -197,7 +204,7 @@ class CommandService:
             uow = UnitOfWork(self.store, self.index_key, self.cache)
             uow.prefetch(_targets(uow, commands))
             uow.prefetch(_holders(uow, commands))  # customers named by external id: one query
-            now = datetime.now(UTC)
+            now = self.clock()
             plans = [
                 refused[index]
                 if index in refused
@@ -227,7 +234,7 @@ class CommandService:
 
     def _env(self, uow: UnitOfWork, context: Context, now: datetime) -> Env:
         meta = Meta(context.actor, context.correlation_id, context.causation_id, now)
-        return Env(uow, meta, self.default_region, self.business_time_floor)
+        return Env(uow, meta, self.default_region, self.business_time_floor, self.merge_part_size)
 
     def _plan(self, command: Command, env: Env) -> _Planned | DomainError:
         uow = env.uow

@@ -21,17 +21,22 @@ from domain.values import MAX_TAGS_PER_CUSTOMER, Status
 MERGE_SOURCE_PREFIX = "merge:"
 """Source of the consent changes a merge records: ``merge:<duplicate id>``."""
 PURCHASES_PER_PART = 500
-"""Purchases per ``duplicate_absorbed`` / ``unmerged`` part: even with 100-character order ids
-of 6-byte escapes a part stays far below :data:`domain.event_base.MAX_EVENT_BYTES`."""
+"""Purchases per ``duplicate_absorbed`` / ``unmerged`` part, and the most a part may hold: even
+with 100-character order ids of 6-byte escapes a part stays far below
+:data:`domain.event_base.MAX_EVENT_BYTES`."""
 
 Moved = dict[str, tuple[str, str]]  # personal field -> (value, id of the person it belongs to)
 
 
-def _shares(purchases: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
-    """``purchases`` in order, cut into shares of :data:`PURCHASES_PER_PART`."""
+def _shares(
+    purchases: dict[str, dict[str, Any]], part_size: int
+) -> list[dict[str, dict[str, Any]]]:
+    """``purchases`` in order, cut into shares of ``part_size``."""
+    if not 1 <= part_size <= PURCHASES_PER_PART:
+        raise ValueError(f"part_size {part_size} is not within 1..{PURCHASES_PER_PART}")
     items = list(purchases.items())
-    cuts = range(0, len(items), PURCHASES_PER_PART)
-    return [dict(items[start : start + PURCHASES_PER_PART]) for start in cuts]
+    cuts = range(0, len(items), part_size)
+    return [dict(items[start : start + part_size]) for start in cuts]
 
 
 def _in_parts(
@@ -43,6 +48,7 @@ def _in_parts(
     personal: Moved,
     tags: list[str],
     contacts_count: int,
+    part_size: int,
     **fields: Any,
 ) -> set[UUID]:
     """Record what moves between survivor and duplicate as ``parts`` events: shares of the
@@ -52,7 +58,7 @@ def _in_parts(
     for field, (value, person) in personal.items():
         groups.setdefault(person, {})[field] = value
     owned: list[tuple[str | None, dict[str, str]]] = list(groups.items())
-    shares = _shares(purchases)
+    shares = _shares(purchases, part_size)
     parts = max(len(shares), len(owned), 1)
     for index in range(parts):
         owner, values = owned[index] if index < len(owned) else (None, {})
@@ -82,7 +88,9 @@ def _origin(customer: Customer, field: str) -> str:
     return str(customer.id)
 
 
-def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
+def merge(
+    survivor: Customer, duplicate: Customer, meta: Meta, part_size: int = PURCHASES_PER_PART
+) -> set[UUID]:
     """Merge ``duplicate`` into ``survivor``; the survivor's id lives on.
 
     The survivor takes over the duplicate's tags (within the tag limit), purchases it does not
@@ -92,7 +100,8 @@ def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
     (``consent_withdrawn`` with source ``merge:<duplicate id>``, recorded BEFORE anything moves,
     so the survivor never holds the duplicate's contact data with a consent the person took
     back); a grant of the duplicate alone is not taken over. What moves is recorded in
-    ``duplicate_absorbed`` parts. Returns whose personal data the survivor's stream now holds.
+    ``duplicate_absorbed`` parts of at most ``part_size`` purchases (1 to
+    :data:`PURCHASES_PER_PART`). Returns whose personal data the survivor's stream now holds.
     """
     if survivor.id == duplicate.id:
         raise InvalidInput("duplicate_id", "a customer cannot be merged into itself")
@@ -124,19 +133,23 @@ def merge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
         personal=moved,
         tags=new_tags,
         contacts_count=duplicate.contacts_count,
+        part_size=part_size,
         duplicate_id=str(duplicate.id),
     )
     duplicate.trigger_event(ev.MergedInto, survivor_id=str(survivor.id), **meta.fields())
     return owners
 
 
-def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
+def unmerge(
+    survivor: Customer, duplicate: Customer, meta: Meta, part_size: int = PURCHASES_PER_PART
+) -> set[UUID]:
     """Undo :func:`merge`: the survivor gives back exactly what it absorbed and still holds.
 
     Consents stay as they are on both sides: the duplicate never lost its own, and a withdrawal
     the merge carried over stays on the survivor until the person grants again (giving back a
     grant would widen processing without a decision of theirs). Returns whose personal data
-    the survivor's stream now holds (what it gives back, sealed with the owners' keys).
+    the survivor's stream now holds (what it gives back, sealed with the owners' keys); parts
+    as in :func:`merge`.
     """
     if duplicate.status == Status.ERASED:
         raise CustomerErased(duplicate.id)
@@ -163,6 +176,7 @@ def unmerge(survivor: Customer, duplicate: Customer, meta: Meta) -> set[UUID]:
         personal=given_back,
         tags=[t for t in absorbed["tags"] if t in survivor.tags],
         contacts_count=absorbed["contacts_count"],
+        part_size=part_size,
         other_id=str(duplicate.id),
         role="survivor",
     )

@@ -11,12 +11,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from unittest.mock import patch
 from uuid import UUID, uuid4
 
 from hypothesis import event
 
-import domain.merging
 from commands import messages as m
 from commands.segments import SegmentService
 from commands.service import CommandService, Context
@@ -59,7 +57,7 @@ RULES: list[dict[str, Any]] = [
     },
 ]
 PARTITIONS = 3
-PURCHASES_PER_PART = 1  # a duplicate with purchases moves them in several parts
+MERGE_PART_SIZE = 1  # a duplicate with purchases moves them in several parts
 
 
 @dataclass
@@ -160,7 +158,9 @@ class History:
     def __init__(self, databases: Databases, batch_size: int, stack: ExitStack) -> None:
         self.store = EventStore(databases.store)
         stack.callback(self.store.close)
-        self.service = CommandService(self.store, default_region="DE", index_key="k")
+        self.service = CommandService(
+            self.store, default_region="DE", index_key="k", merge_part_size=MERGE_PART_SIZE
+        )
         self.segments = SegmentService(self.store)
         self.feed = StoreFeed(self.store)
         self.read_stores = [open_read_store(databases.embedded), open_read_store(databases.full)]
@@ -371,7 +371,6 @@ def check(databases: Databases, history: tuple[int, list[Step]]) -> None:
     batch_size, steps = history
     with ExitStack() as stack:
         stack.callback(databases.cleanup)
-        stack.enter_context(patch.object(domain.merging, "PURCHASES_PER_PART", PURCHASES_PER_PART))
         run = History(databases, batch_size, stack)
         run.run(steps)
         run.verify()

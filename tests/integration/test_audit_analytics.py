@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from itertools import pairwise
 from typing import Any
@@ -22,7 +22,6 @@ from uuid import UUID
 
 import pytest
 
-import commands.service
 from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
@@ -51,12 +50,12 @@ GRID = {
 
 
 class Clock:
-    """Stands in for ``datetime`` in :mod:`commands.service`: commands happen at ``moment``."""
+    """The command service's clock: commands happen at ``moment``."""
 
     def __init__(self, moment: datetime) -> None:
         self.moment = moment
 
-    def now(self, tz: tzinfo | None = None) -> datetime:
+    def now(self) -> datetime:
         return self.moment
 
 
@@ -269,13 +268,11 @@ class TestAuditAnalytics(AuditAnalyticsContract):
     def dataset(
         self,
         world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner],
-        monkeypatch: pytest.MonkeyPatch,
     ) -> tuple[EventStore, ReadStore, list[Person]]:
-        store, read_store, service, runner = world
+        store, read_store, _, runner = world
         clock = Clock(T0)
-        monkeypatch.setattr(commands.service, "datetime", clock)
+        service = CommandService(store, default_region="DE", index_key="k", clock=clock.now)
         people = build(service, clock)
-        monkeypatch.undo()
         runner.catch_up()
         assert len(people) >= 150 and sum(len(p.orders) - len(p.absorbed) for p in people) >= 1000
         return store, read_store, people

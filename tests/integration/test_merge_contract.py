@@ -18,7 +18,6 @@ from uuid import UUID
 import orjson
 import pytest
 
-import domain.merging
 from commands import messages as m
 from commands.segments import SegmentService
 from commands.service import CommandService, Context
@@ -312,12 +311,10 @@ class TestMerges:
     # -------------------------------------------------------------------------- parts
 
     def test_merge_parts_fold_in_every_read_model_and_unmerge_gives_all_back(
-        self,
-        world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner],
-        monkeypatch: pytest.MonkeyPatch,
+        self, world: tuple[EventStore, ReadStore, CommandService, EmbeddedRunner]
     ) -> None:
-        store, read_store, service, runner = world
-        monkeypatch.setattr(domain.merging, "PURCHASES_PER_PART", 7)  # small parts, same code
+        store, read_store, _, runner = world
+        service = CommandService(store, default_region="DE", index_key="k", merge_part_size=7)
         SegmentService(store).define("big", "Big spenders", BIG_SPENDERS, None, CTX)
         survivor = self.register(service, name="Sam")
         duplicate = self.register(service, name="Dee", email="dee@example.com")
