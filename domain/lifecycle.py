@@ -25,7 +25,7 @@ until a decision point after it: that is how a manual stage command coexists wit
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -144,6 +144,11 @@ class Facts:
     stage: str
     stage_since: datetime
     purchases: tuple[Purchase, ...]  # by business time
+
+    def after(self, decision: Decision) -> Facts:
+        """The facts once ``decision`` is recorded (what the next decision starts from)."""
+        status = Status.CHURNED.value if decision.stage == LifecycleStage.CHURNED else self.status
+        return replace(self, status=status, stage=decision.stage, stage_since=decision.at)
 
 
 @dataclass(frozen=True)
@@ -272,3 +277,15 @@ def decide(
             return None
         return Decision(str(stage), rule, when)
     return None
+
+
+def settle(
+    facts: Facts, policy: LifecyclePolicy, effective_at: datetime, at: datetime
+) -> list[Decision]:
+    """Every decision due by ``at``, in order, each applied before the next is decided (at
+    most three: the ladder, at risk, churned)."""
+    made: list[Decision] = []
+    while (decision := decide(facts, policy, effective_at, at)) is not None:
+        made.append(decision)
+        facts = facts.after(decision)
+    return made

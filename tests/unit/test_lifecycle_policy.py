@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain import lifecycle
 from domain.errors import InvalidInput
 from domain.lifecycle import (
     Decision,
@@ -41,21 +42,9 @@ def facts(stage: str, days: Sequence[float], *, since: float = -1, status: str =
     return Facts(status, stage, T0 + since * DAY, bought)
 
 
-def apply(current: Facts, decision: Decision) -> Facts:
-    status = "churned" if decision.stage == "churned" else current.status
-    return replace(current, stage=decision.stage, stage_since=decision.at, status=status)
-
-
 def settle(current: Facts, at: datetime, effective_at: datetime = T0 - 365 * DAY) -> list[Decision]:
     """Every decision a sweep at ``at`` makes, applied one after the other."""
-    made: list[Decision] = []
-    for _ in range(10):
-        decision = decide(current, POLICY, effective_at, at)
-        if decision is None:
-            return made
-        made.append(decision)
-        current = apply(current, decision)
-    raise AssertionError(f"no convergence: {made}")
+    return lifecycle.settle(current, POLICY, effective_at, at)
 
 
 # ------------------------------------------------------------------------------ the document
@@ -221,7 +210,7 @@ def test_decisions_are_due_ordered_and_converge(
         for at in (early, late):
             for decision in settle(current, at):
                 twice.append(decision)
-                current = apply(current, decision)
+                current = current.after(decision)
         assert twice == made
 
 
@@ -230,5 +219,5 @@ def test_decisions_are_due_ordered_and_converge(
 def test_a_settled_customer_gets_no_decision(bought: list[int], stage: str, at: int) -> None:
     current = facts(stage, [float(d) for d in bought])
     for decision in settle(current, T0 + at * DAY):
-        current = apply(current, decision)
+        current = current.after(decision)
     assert decide(current, POLICY, T0 - 365 * DAY, T0 + at * DAY) is None
