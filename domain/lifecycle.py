@@ -32,7 +32,7 @@ from itertools import pairwise
 from statistics import median
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.errors import InvalidInput
 from domain.values import LifecycleStage, Status, normalise_currency, parse_amount
@@ -97,6 +97,19 @@ class LifecyclePolicy(_Part):
     loyal: LoyalRule = LoyalRule()
     at_risk: InactivityRule = InactivityRule(gap_multiple=3, min_days=30, max_days=180)
     churned: InactivityRule = InactivityRule(gap_multiple=6, min_days=90, max_days=365)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_periods(cls, data: Any) -> Any:
+        """A period given in part takes the rest from its default (each period has its own)."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name in ("at_risk", "churned"):
+            given = filled.get(name)
+            if isinstance(given, dict):
+                filled[name] = cls.model_fields[name].default.model_dump() | given
+        return filled
 
     def first_problem(self) -> tuple[str, str] | None:
         """The first rule across fields that the document breaks, as (field path, message):

@@ -54,6 +54,8 @@ def test_the_empty_document_is_the_default_policy_in_canonical_form() -> None:
     doc = canonical("lifecycle", {})
     assert doc["at_risk"] == {"gap_multiple": 3.0, "min_days": 30, "max_days": 180}
     assert doc["loyal"]["min_spend"] is None and doc["loyal"]["currency"] == "EUR"
+    partial = canonical("lifecycle", {"churned": {"min_days": 100}})["churned"]
+    assert partial == {"gap_multiple": 6.0, "min_days": 100, "max_days": 365}
     assert canonical("lifecycle", {"loyal": {"min_spend": "0500.5", "currency": "usd"}})[
         "loyal"
     ] | {"window_days": 0} == {
@@ -71,7 +73,7 @@ def test_the_empty_document_is_the_default_policy_in_canonical_form() -> None:
         ({"at_risk": {"gap_multiple": True, "min_days": 3, "max_days": 9}}, "at_risk.gap_multiple"),
         ({"at_risk": {"gap_multiple": 0, "min_days": 3, "max_days": 9}}, "at_risk.gap_multiple"),
         ({"at_risk": {"gap_multiple": 2, "min_days": 30, "max_days": 20}}, "at_risk.max_days"),
-        ({"at_risk": {"gap_multiple": 2, "min_days": 30}}, "at_risk.max_days"),
+        ({"at_risk": {"min_days": 200}}, "at_risk.max_days"),  # default max 180
         ({"churned": {"gap_multiple": 2, "min_days": 90, "max_days": 365}}, "churned.gap_multiple"),
         ({"churned": {"gap_multiple": 9, "min_days": 30, "max_days": 365}}, "churned.min_days"),
         ({"churned": {"gap_multiple": 9, "min_days": 90, "max_days": 180}}, "churned.max_days"),
