@@ -6,18 +6,24 @@ change that applies from its effective time; a simulation that changes nothing."
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 
+from bootstrap import build
+from bootstrap.processes import policy_runner
 from commands import messages as m
 from commands.policies import PolicyService
 from commands.service import CommandService, Context
 from consumers.lifecycle_policy import ACTOR, LifecycleRunner
 from infra.readstore import open_read_store
+from infra.settings import Settings
 from infra.store import EventStore
 
 DAY = timedelta(days=1)
@@ -214,3 +220,43 @@ def test_a_policy_change_applies_from_its_effective_time(
         ),
         ("customer.churned", None, rule("churned_after_inactivity", 2), ACTOR, 150),
     ]
+
+
+def test_the_policy_process_sweeps_then_reacts_to_purchases_as_they_are_recorded(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(database_url=database_url, api_keys_file=tmp_path / "keys.json")
+    with build(settings) as services, policy_runner(services) as process:
+        services.policies.define("lifecycle", {}, Context(actor="ops"), effective_at=T0)
+        eve = register(services.commands, "Eve")
+        buy(services.commands, eve, 1, 3)
+        assert isinstance(process.foreground, LifecycleRunner)
+        process.foreground.poll_interval = 0.05
+
+        def wait_for(count: int) -> list[tuple[Any, ...]]:
+            deadline = time.monotonic() + 20
+            while len(stages(services.store, eve)) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return [s[1:3] for s in stages(services.store, eve)]
+
+        thread = threading.Thread(target=process.run, daemon=True)
+        thread.start()
+        try:
+            # the start-up sweep (as of now) and the reactions, in whichever order: active at
+            # day 3, at risk from day 33, churned from day 93
+            assert wait_for(4) == [
+                ("new", "first_purchase"),
+                ("active", rule("active_repeat_purchases")),
+                ("at_risk", rule("at_risk_after_inactivity")),
+                (None, rule("churned_after_inactivity")),
+            ]
+            # purchases while it runs: reactivated by the first, loyal by the fifth in a year
+            buy(services.commands, eve, 200, 201, 202)
+            assert wait_for(6)[4:] == [
+                (None, "purchase"),
+                ("loyal", rule("loyal_sustained_purchasing")),
+            ]
+        finally:
+            process.stop()
+            thread.join(10)
+        assert not thread.is_alive() and process.foreground.position() > 0
