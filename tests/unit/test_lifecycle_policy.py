@@ -189,37 +189,90 @@ def test_the_reason_names_the_rule_and_the_version() -> None:
 
 days = st.lists(st.integers(min_value=0, max_value=900), max_size=12)
 stages = st.sampled_from(["prospect", "new", "active", "loyal", "at_risk"])
+RULES = {
+    "active": {"active_repeat_purchases", "active_returning_purchase"},
+    "new": {"new_first_purchases"},
+    "loyal": {"loyal_sustained_purchasing"},
+    "at_risk": {"at_risk_after_inactivity"},
+    "churned": {"churned_after_inactivity"},
+}
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> LifecyclePolicy:
+    """Any valid policy: churn strictly after at-risk in every part."""
+    multiple = draw(st.floats(0.5, 5))
+    low = draw(st.integers(1, 100))
+    high = draw(st.integers(low, 300))
+    active = draw(st.integers(2, 4))
+    return LifecyclePolicy.model_validate(
+        {
+            "active": {"window_days": draw(st.integers(1, 200)), "min_purchases": active},
+            "loyal": {
+                "window_days": draw(st.integers(1, 500)),
+                "min_purchases": draw(st.integers(active, 8)),
+            },
+            "at_risk": {"gap_multiple": multiple, "min_days": low, "max_days": high},
+            "churned": {
+                "gap_multiple": multiple + draw(st.floats(0.1, 5)),
+                "min_days": low + draw(st.integers(1, 100)),
+                "max_days": high + draw(st.integers(1, 300)),
+            },
+        }
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    days, stages, policies(), st.integers(-1, 900), st.integers(-400, 1200), st.integers(0, 1200)
+)
+def test_decisions_are_due_ordered_named_and_converge(
+    bought: list[int], stage: str, policy: LifecyclePolicy, since: int, effective: int, at: int
+) -> None:
+    start = facts(stage, [float(d) for d in bought], since=since)
+    in_force, moment = T0 + effective * DAY, T0 + at * DAY
+    made = lifecycle.settle(start, policy, in_force, moment)
+    assert len(made) <= 3
+    points = [d.at for d in made]
+    assert points == sorted(points)
+    assert all(start.stage_since < p <= moment for p in points)
+    assert all(p >= in_force for p in points)  # never before the version took effect
+    assert all(a.stage != b.stage for a, b in pairwise(made))
+    assert all(d.rule in RULES[d.stage] for d in made)
+    assert not made or made[0].stage != stage
+    settled = start
+    for decision in made:
+        settled = settled.after(decision)
+    assert decide(settled, policy, in_force, moment) is None
+    for status in ("merged", "erased"):
+        assert decide(replace(start, status=status), policy, in_force, moment) is None
 
 
 @settings(max_examples=300, deadline=None)
-@given(days, stages, st.integers(0, 1200), st.integers(0, 1200))
-def test_decisions_are_due_ordered_and_converge(
-    bought: list[int], stage: str, first: int, second: int
+@given(days, stages, policies(), st.integers(0, 1200), st.integers(0, 1200))
+def test_the_same_decisions_however_often_the_sweep_runs(
+    bought: list[int], stage: str, policy: LifecyclePolicy, first: int, second: int
 ) -> None:
+    """With no purchase between two sweeps, sweeping at T1 then T2 decides what one sweep at T2
+    decides (decisions are dated at their decision points, not at the sweep)."""
     start = facts(stage, [float(d) for d in bought])
     early, late = T0 + min(first, second) * DAY, T0 + max(first, second) * DAY
-    made = settle(start, late)
-    assert len(made) <= 3
-    points = [d.at for d in made]
-    assert points == sorted(points) and all(start.stage_since < p <= late for p in points)
-    assert all(a.stage != b.stage for a, b in pairwise(made))
-    if made:
-        assert made[0].stage != stage
-    # the same decisions whether the sweep also ran earlier, when no purchase came between
-    if all(T0 + d * DAY <= early for d in bought):
-        current = start
-        twice = []
-        for at in (early, late):
-            for decision in settle(current, at):
-                twice.append(decision)
-                current = current.after(decision)
-        assert twice == made
+    if any(early < T0 + d * DAY <= late for d in bought):
+        return
+    in_force = T0 - 365 * DAY
+    current, twice = start, []
+    for at in (early, late):
+        for decision in lifecycle.settle(current, policy, in_force, at):
+            twice.append(decision)
+            current = current.after(decision)
+    assert twice == lifecycle.settle(start, policy, in_force, late)
 
 
-@settings(max_examples=200, deadline=None)
-@given(days, stages, st.integers(0, 1200))
-def test_a_settled_customer_gets_no_decision(bought: list[int], stage: str, at: int) -> None:
-    current = facts(stage, [float(d) for d in bought])
-    for decision in settle(current, T0 + at * DAY):
-        current = current.after(decision)
-    assert decide(current, POLICY, T0 - 365 * DAY, T0 + at * DAY) is None
+def test_a_manual_stage_is_never_undone_before_a_later_decision_point() -> None:
+    """Any stage set by hand after the last purchase holds until the at-risk period ends."""
+    for stage in ("new", "active", "loyal", "prospect"):
+        manual = facts(stage, [0, 10, 20], since=25)
+        assert decide(manual, POLICY, T0, T0 + 49 * DAY) is None  # at risk from day 50
+        assert decide(manual, POLICY, T0, T0 + 50 * DAY) == Decision(
+            "at_risk", "at_risk_after_inactivity", T0 + 50 * DAY
+        )
