@@ -14,7 +14,9 @@ the policy version in force at the decision's business time: a pure function of 
 and ``T``. Each is sent as ``lifecycle`` (or ``churn``) dated at its decision point, with the
 customer's version as expected version and an idempotency key derived from (policy version,
 customer, rule, decision point), so re-running, two runners at once or a redelivered event never
-record a change twice; the reason names the rule and the policy version.
+record a change twice; the reason names the rule and the policy version. A reaction's events
+carry the purchase's event id as ``causation_id``; a sweep's, ``policy-sweep:<T>`` as
+``correlation_id``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from domain.errors import InvalidInput
 from domain.lifecycle import POLICY_NAME, Decision, LifecyclePolicy, facts_of, settle
 from domain.policy import Policy
 from domain.values import LifecycleStage, utc_text
+from infra.envelope import event_id
 from infra.readstore import ReadStore
 from infra.store import EventStore
 
@@ -182,16 +185,17 @@ class LifecycleRunner:
         policy = self.policy()
         if policy is None:
             return report
+        context = Context(actor=ACTOR, correlation_id=f"policy-sweep:{report.at}")
         batch: list[m.Command] = []
         for customer_id in self.customers():
             report.customers += 1
             batch += self._commands(customer_id, moment, policy)
             if len(batch) >= self.batch_size:
-                self._send(batch, report)
+                self._send(batch, report, context)
                 batch = []
             if on_customer is not None:
                 on_customer(1)
-        self._send(batch, report)
+        self._send(batch, report, context)
         log.info("policy.swept", policy=POLICY_NAME, **vars(report) | {"problems": None})
         return report
 
@@ -199,10 +203,10 @@ class LifecycleRunner:
         version, planned = self.plan(customer_id, at, policy)
         return [p.command(version + index) for index, p in enumerate(planned)]
 
-    def _send(self, batch: list[m.Command], report: SweepReport) -> None:
+    def _send(self, batch: list[m.Command], report: SweepReport, context: Context) -> None:
         if not batch:
             return
-        outcomes = self.commands.execute_batch(batch, Context(actor=ACTOR))
+        outcomes = self.commands.execute_batch(batch, context)
         for outcome in outcomes:
             report.decisions += 1
             if outcome.problem is not None:
@@ -237,7 +241,10 @@ class LifecycleRunner:
             for notification, _ in rows:
                 event = self.store.mapper.to_domain_event(notification)
                 assert isinstance(event, ev.CustomerEvent)
-                self._send(self._commands(event.originator_id, event.occurred_at, policy), report)
+                cause = str(event_id(event.originator_id, event.originator_version))
+                context = Context(actor=ACTOR, causation_id=cause)
+                commands = self._commands(event.originator_id, event.occurred_at, policy)
+                self._send(commands, report, context)
         if rows:
             with self.checkpoints.transaction() as tx:
                 tx.execute(

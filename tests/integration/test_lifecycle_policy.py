@@ -22,6 +22,8 @@ from commands import messages as m
 from commands.policies import PolicyService
 from commands.service import CommandService, Context
 from consumers.lifecycle_policy import ACTOR, LifecycleRunner
+from domain.values import utc_text
+from infra.envelope import event_id
 from infra.readstore import open_read_store
 from infra.settings import Settings
 from infra.store import EventStore
@@ -127,6 +129,12 @@ def test_stages_follow_purchases_and_time_and_name_rule_and_version(
         ),
         ("customer.churned", None, rule("churned_after_inactivity"), ACTOR, 131),
     ]
+    # who caused what: a reaction names the purchase, a sweep its business time
+    history = [e for _, e in store.history(ada)]
+    purchase = next(e for e in history if getattr(e, "order_id", None) == "o-11")
+    active = next(e for e in history if getattr(e, "stage", None) == "active")
+    assert active.causation_id == str(event_id(ada, purchase.originator_version))
+    assert history[-1].correlation_id == f"policy-sweep:{utc_text(T0 + 200 * DAY)}"
     # re-running the reaction from the start and the sweep records nothing more
     with runner.checkpoints.transaction() as tx:  # type: ignore[union-attr]
         tx.execute("DELETE FROM policy_checkpoints")
