@@ -135,11 +135,13 @@ class LifecycleRunner:
         """(the customer's version, the decisions due for them by ``at``) under the version of
         ``policy`` in force at ``at`` (none before its first version)."""
         in_force = policy.in_force(at)
+        if in_force is None:
+            return 0, []
         events = list(self.store.customer_events(customer_id))
         customer: Any = None
         for event in events:
             customer = event.mutate(customer)
-        if in_force is None or not isinstance(customer, Customer):
+        if not isinstance(customer, Customer):
             return 0, []
         facts = facts_of(customer.status, customer.lifecycle_stage, customer.purchases, events)
         document = LifecyclePolicy.model_validate(in_force.document)
