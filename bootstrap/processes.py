@@ -28,6 +28,7 @@ from bootstrap.services import Services
 from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
+from consumers.lifecycle_policy import LifecycleRunner
 from consumers.migrate import migrate
 from consumers.periodic import Every
 from consumers.relay import DEFAULT_NAME, Relay
@@ -233,6 +234,30 @@ def command_ingest(services: Services) -> Iterator[Process]:
         yield Process(f"executing commands from {topics.commands}", worker)
     finally:
         producer.close(timeout=10)
+
+
+def lifecycle_runner(services: Services) -> LifecycleRunner:
+    """The lifecycle policy's process manager on ``services`` (sweeps and simulations by hand;
+    :func:`policy_runner` runs it), its checkpoint beside the event store."""
+    return LifecycleRunner(
+        services.store,
+        services.commands,
+        services.policies,
+        services.store_db,
+        sweep_seconds=services.settings.policy_sweep_seconds,
+    )
+
+
+@contextmanager
+def policy_runner(services: Services) -> Iterator[Process]:
+    """The policy runner, alike in embedded and full mode: reacts to purchases in the store's
+    log and sweeps as of now every ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008)."""
+    runner = lifecycle_runner(services)
+    yield Process(
+        f"deciding lifecycle stages from position {runner.position()}, sweeping every "
+        f"{services.settings.policy_sweep_seconds:g} s",
+        runner,
+    )
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from types import TracebackType
 
 import structlog
 
+from commands.policies import PolicyService
 from commands.segments import SegmentService
 from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
@@ -49,6 +50,7 @@ class Services:
     segments: SegmentService
     projectors: list[Projector]
     keys: KeyStore
+    policies: PolicyService
     runner: EmbeddedRunner | None = None
     _store_db: ReadStore | None = field(default=None, repr=False)
 
@@ -116,8 +118,9 @@ def build(settings: Settings | None = None) -> Services:
     )
     segment_commands = SegmentService(store, retries=settings.command_retries)
     keys = KeyStore(settings.api_keys_file)
+    policies = PolicyService(store, retries=settings.command_retries)
     services = Services(
-        settings, store, read_store, commands, segment_commands, all_projectors(), keys
+        settings, store, read_store, commands, segment_commands, all_projectors(), keys, policies
     )
     if services.embedded:
         services.runner = EmbeddedRunner(services.feed, read_store, services.projectors)

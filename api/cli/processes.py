@@ -24,11 +24,13 @@ console = Console(stderr=True)
 BuildProcess = Callable[["Services"], AbstractContextManager["Process"]]
 
 
-def _run(build_process: BuildProcess) -> None:
-    """Build the process of full mode, say what it does, run it until SIGTERM or Ctrl-C."""
+def run_process(build_process: BuildProcess, *, needs_kafka: bool = True) -> None:
+    """Build the process (of full mode, unless told it runs in both), say what it does, run it
+    until SIGTERM or Ctrl-C."""
     from bootstrap import build
 
-    full_mode()
+    if needs_kafka:
+        full_mode()
     with build() as services, build_process(services) as process:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: process.stop())
@@ -52,7 +54,7 @@ def relay(context: typer.Context) -> None:
         return
     from bootstrap import processes
 
-    _run(processes.relay)
+    run_process(processes.relay)
 
 
 @relay_app.command("redrive")
@@ -122,7 +124,7 @@ def consume(
 
     from bootstrap import processes
 
-    _run(partial(processes.projection_consumer, projection=projection))
+    run_process(partial(processes.projection_consumer, projection=projection))
 
 
 def ingest() -> None:
@@ -132,4 +134,4 @@ def ingest() -> None:
     """
     from bootstrap import processes
 
-    _run(processes.command_ingest)
+    run_process(processes.command_ingest)

@@ -11,7 +11,8 @@ from fastapi_offline import FastAPIOffline
 
 from api.http import deps, middleware, problems
 from api.http.auth import AuthFailed
-from api.http.routes import analytics, audit, ops, reads, segments, writes
+from api.http.preconditions import PreconditionFailed
+from api.http.routes import analytics, audit, ops, policies, reads, segments, writes
 from api.http.schemas import document_batch_commands
 from bootstrap import Services, build
 from bootstrap.processes import api_background
@@ -48,8 +49,8 @@ def create_app(services: Services | None = None) -> FastAPI:
         app, max_body_bytes=(services.settings if services else get_settings()).max_body_bytes
     )
 
-    @app.exception_handler(writes.PreconditionFailed)
-    async def on_precondition(_: Request, error: writes.PreconditionFailed) -> Response:
+    @app.exception_handler(PreconditionFailed)
+    async def on_precondition(_: Request, error: PreconditionFailed) -> Response:
         return problems.domain_problem(error.error, status=error.status)
 
     @app.exception_handler(AuthFailed)
@@ -83,6 +84,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         writes.router,
         reads.router,
         segments.router,
+        policies.router,
         analytics.router,
         analytics.customers_router,
         audit.router,

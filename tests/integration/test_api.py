@@ -155,6 +155,8 @@ ROUTE_ROLE = {
     ("PUT", "/v1/segments/{segment_id}"): "admin",
     ("POST", "/v1/segments/{segment_id}"): "admin",
     ("GET", "/v1/segments/{segment_id}/members"): "reader",
+    ("GET", "/v1/policies/{name}"): "admin",
+    ("PUT", "/v1/policies/{name}"): "admin",
     ("GET", "/v1/analytics/lifecycle"): "reader",
     ("GET", "/v1/analytics/rfm"): "reader",
     ("GET", "/v1/customers/{customer_id}/rfm"): "reader",
@@ -186,6 +188,7 @@ def test_every_route_admits_exactly_its_roles(api: Api) -> None:
             tag="vip",
             purpose="email_marketing",
             segment_id="vips",
+            name="lifecycle",
             system="shop",
             external_id="00042",
         )

@@ -31,6 +31,11 @@ COMMANDS = [
     ["relay"],
     ["relay", "redrive"],
     ["projections", "redrive"],
+    ["policies", "load"],
+    ["policies", "show"],
+    ["policies", "simulate"],
+    ["policies", "sweep"],
+    ["policies", "run"],
 ]
 
 

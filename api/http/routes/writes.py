@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,75 +10,21 @@ from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from api.http import deps
 from api.http import schemas as s
 from api.http.auth import require
+from api.http.preconditions import (
+    IfMatch,
+    IfMatchHeader,
+    NoCurrentVersion,
+    PreconditionFailed,
+    if_match_header,
+)
 from commands import messages as m
-from domain.errors import CustomerNotFound, DomainError, InvalidInput, VersionConflict
+from domain.errors import CustomerNotFound, DomainError, VersionConflict
 from domain.text_policy import check_key
 from infra.api_keys import Role
 
 router = APIRouter(prefix="/v1", tags=["write"], dependencies=[require(Role.WRITER)])
 ADMIN = [require(Role.ADMIN)]
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Retry-safe writes")]
-IfMatch = Annotated[
-    str | None,
-    Header(description='Expected version(s): "*", or entity tags such as "3" or "3", "4"'),
-]
-_ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 §8.8.3 (obs-text arrives as latin-1)
-_ENTITY_TAGS = re.compile(  # a list; empty elements are allowed (RFC 9110 §5.6.1)
-    rf"^[ \t]*(?:,[ \t]*)*{_ENTITY_TAG}(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*[ \t]*$"
-)
-_TAG_PARTS = re.compile(r'(W/)?"([!#-~\x80-\xff]*)"')
-_VERSION = re.compile(r"[1-9][0-9]{0,17}")
-
-
-class PreconditionRequired(DomainError):
-    code = "precondition-required"
-
-
-class NoCurrentVersion(DomainError):
-    """If-Match named no version the customer is at: absent customer, or only weak tags."""
-
-    code = "precondition-failed"
-
-
-class PreconditionFailed(Exception):
-    """If-Match named another version (412), or a required If-Match was missing (428)."""
-
-    def __init__(self, status: int, error: DomainError) -> None:
-        super().__init__(error.message)
-        self.status = status
-        self.error = error
-
-
-@dataclass(frozen=True)
-class IfMatchHeader:
-    """A parsed ``If-Match`` (RFC 9110 §13.1.1): ``*`` or the versions its strong tags name.
-
-    Comparison is strong, so weak tags (``W/"3"``) and tags that are not one of our
-    versions (``"03"``, ``"abc"``) never match."""
-
-    any: bool
-    versions: frozenset[int]
-
-
-def parse_if_match(value: str) -> IfMatchHeader:
-    """``*`` or a comma-separated list of entity tags; other syntax is a 422 naming If-Match."""
-    if value.strip(" \t") == "*":
-        return IfMatchHeader(any=True, versions=frozenset())
-    if not _ENTITY_TAGS.match(value):
-        raise InvalidInput("If-Match", 'must be "*" or entity tags such as "3" (quoted)')
-    strong = (tag for weak, tag in _TAG_PARTS.findall(value) if not weak)
-    return IfMatchHeader(
-        any=False, versions=frozenset(int(t) for t in strong if _VERSION.fullmatch(t))
-    )
-
-
-def _if_match(if_match: str | None, *, required: bool = False) -> IfMatchHeader | None:
-    if if_match is None:
-        if required:
-            missing = PreconditionRequired("If-Match with the current version is required here")
-            raise PreconditionFailed(428, missing)
-        return None
-    return parse_if_match(if_match)
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -164,7 +108,7 @@ def _customer(
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Write:
-    return Write(request, response, customer_id, _if_match(if_match), idempotency_key)
+    return Write(request, response, customer_id, if_match_header(if_match), idempotency_key)
 
 
 def _customer_if_match(
@@ -175,7 +119,7 @@ def _customer_if_match(
     idempotency_key: IdempotencyKey = None,
 ) -> Write:
     return Write(
-        request, response, customer_id, _if_match(if_match, required=True), idempotency_key
+        request, response, customer_id, if_match_header(if_match, required=True), idempotency_key
     )
 
 

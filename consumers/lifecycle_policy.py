@@ -1,0 +1,279 @@
+"""The lifecycle policy's process manager: reacts to purchases and to the passage of business
+time, and decides by sending ordinary commands through the command side.
+
+* **reacting**: it follows the store's notification log from its checkpoint
+  (``policy_checkpoints``, beside the event store), and for each purchase (or merge, unmerge,
+  reactivation) decides for that customer as of the event's business time;
+* **sweeping**: :meth:`LifecycleRunner.sweep` decides for every customer as of a business time
+  ``T`` (``clientele policies sweep --at T``, and periodically in ``clientele policies run``);
+* **simulating**: :meth:`LifecycleRunner.simulate` lists what a sweep would change, changing
+  nothing.
+
+Decisions are :func:`domain.lifecycle.settle` of facts folded from the customer's events and
+the policy version in force at the decision's business time: a pure function of the event log
+and ``T``. Each is sent as ``lifecycle`` (or ``churn``) dated at its decision point, with the
+customer's version as expected version and an idempotency key derived from (policy version,
+customer, rule, decision point), so re-running, two runners at once or a redelivered event never
+record a change twice; the reason names the rule and the policy version. A reaction's events
+carry the purchase's event id as ``causation_id``; a sweep's, ``policy-sweep:<T>`` as
+``correlation_id``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from eventsourcing.utils import get_topic
+
+from commands import messages as m
+from commands.handlers import MAX_CLOCK_SKEW
+from commands.policies import PolicyService
+from commands.service import CommandService, Context
+from domain import events as ev
+from domain.customer import Customer
+from domain.errors import InvalidInput
+from domain.lifecycle import POLICY_NAME, Decision, LifecyclePolicy, facts_of, settle
+from domain.policy import Policy
+from domain.values import LifecycleStage, utc_text
+from infra.envelope import event_id
+from infra.readstore import ReadStore
+from infra.store import EventStore
+
+log = structlog.get_logger(__name__)
+ACTOR = f"clientele:policy-{POLICY_NAME}"
+CHECKPOINTS = """CREATE TABLE IF NOT EXISTS policy_checkpoints (
+    name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
+REGISTERED = [get_topic(ev.Registered)]
+REACTS_TO = [
+    get_topic(cls)
+    for cls in (ev.PurchaseRecorded, ev.Reactivated, ev.DuplicateAbsorbed, ev.Unmerged)
+]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One decision for one customer: from which stage, under which policy version."""
+
+    customer_id: UUID
+    previous_stage: str
+    decision: Decision
+    version: int
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "customer_id": str(self.customer_id),
+            "from": self.previous_stage,
+            "to": self.decision.stage,
+            "rule": self.decision.rule,
+            "policy_version": self.version,
+            "at": utc_text(self.decision.at),
+        }
+
+    def command(self, expected_version: int) -> m.Command:
+        """The ordinary command carrying the decision."""
+        d = self.decision
+        key = f"policy:{POLICY_NAME}:v{self.version}:{self.customer_id}:{d.rule}:{utc_text(d.at)}"
+        common: dict[str, Any] = {
+            "customer_id": self.customer_id,
+            "expected_version": expected_version,
+            "idempotency_key": key,
+            "occurred_at": d.at,
+            "reason": d.reason(self.version),
+        }
+        if d.stage == LifecycleStage.CHURNED:
+            return m.ChurnCustomer(**common)
+        return m.ChangeLifecycleStage(stage=d.stage, **common)
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: customers looked at, decisions sent, of which accepted as new,
+    replayed (already recorded) and rejected (a concurrent change; decided again next time)."""
+
+    at: str
+    customers: int = 0
+    decisions: int = 0
+    recorded: int = 0
+    replayed: int = 0
+    rejected: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LifecycleRunner:
+    """Decides lifecycle stages for the customers in ``store`` by ``commands``."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        commands: CommandService,
+        policies: PolicyService,
+        checkpoints: ReadStore | None = None,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        sweep_seconds: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self.commands = commands
+        self.policies = policies
+        self.checkpoints = checkpoints
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.sweep_seconds = sweep_seconds
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ deciding
+
+    def plan(self, customer_id: UUID, at: datetime, policy: Policy) -> tuple[int, list[Planned]]:
+        """(the customer's version, the decisions due for them by ``at``) under the version of
+        ``policy`` in force at ``at`` (none before its first version)."""
+        in_force = policy.in_force(at)
+        if in_force is None:
+            return 0, []
+        events = list(self.store.customer_events(customer_id))
+        customer: Any = None
+        for event in events:
+            customer = event.mutate(customer)
+        if not isinstance(customer, Customer):
+            return 0, []
+        facts = facts_of(customer.status, customer.lifecycle_stage, customer.purchases, events)
+        document = LifecyclePolicy.model_validate(in_force.document)
+        planned = []
+        for decision in settle(facts, document, in_force.effective_at, at):
+            planned.append(Planned(customer_id, facts.stage, decision, in_force.version))
+            facts = facts.after(decision)
+        return customer.version, planned
+
+    def customers(self) -> Iterator[UUID]:
+        """Every customer ever registered, in registration order."""
+        after = 0
+        while True:
+            rows = self.store.backend.in_log_order(REGISTERED, after, self.batch_size)
+            for notification, _ in rows:
+                yield UUID(str(notification.originator_id))
+            if len(rows) < self.batch_size:
+                return
+            after = rows[-1][0].id
+
+    def policy(self) -> Policy | None:
+        return self.policies.get(POLICY_NAME)
+
+    def simulate(self, at: datetime) -> Iterator[Planned]:
+        """What a sweep at ``at`` would change; nothing is recorded."""
+        policy = self.policy()
+        if policy is None:
+            return
+        for customer_id in self.customers():
+            yield from self.plan(customer_id, at, policy)[1]
+
+    # ------------------------------------------------------------------- sending
+
+    def sweep(
+        self, at: datetime | None = None, on_customer: Callable[[int], None] | None = None
+    ) -> SweepReport:
+        """Decide for every customer as of business time ``at`` (default: now; at most the
+        accepted clock skew ahead) and send the decisions, a batch of customers at a time."""
+        moment = at or datetime.now(UTC)
+        if moment > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise InvalidInput("at", "is in the future: simulate it instead")
+        report = SweepReport(utc_text(moment))
+        policy = self.policy()
+        if policy is None:
+            return report
+        context = Context(actor=ACTOR, correlation_id=f"policy-sweep:{report.at}")
+        batch: list[m.Command] = []
+        for customer_id in self.customers():
+            report.customers += 1
+            batch += self._commands(customer_id, moment, policy)
+            if len(batch) >= self.batch_size:
+                self._send(batch, report, context)
+                batch = []
+            if on_customer is not None:
+                on_customer(1)
+        self._send(batch, report, context)
+        log.info("policy.swept", policy=POLICY_NAME, **vars(report) | {"problems": None})
+        return report
+
+    def _commands(self, customer_id: UUID, at: datetime, policy: Policy) -> list[m.Command]:
+        version, planned = self.plan(customer_id, at, policy)
+        return [p.command(version + index) for index, p in enumerate(planned)]
+
+    def _send(self, batch: list[m.Command], report: SweepReport, context: Context) -> None:
+        if not batch:
+            return
+        outcomes = self.commands.execute_batch(batch, context)
+        for outcome in outcomes:
+            report.decisions += 1
+            if outcome.problem is not None:
+                report.rejected += 1
+                report.problems.append(outcome.problem.to_dict())
+            elif outcome.replayed:
+                report.replayed += 1
+            else:
+                report.recorded += 1
+
+    # ------------------------------------------------------------------ reacting
+
+    def position(self) -> int:
+        """The checkpoint: events up to here have been reacted to."""
+        if self.checkpoints is None:
+            return 0
+        with self.checkpoints.transaction() as tx:
+            tx.raw(CHECKPOINTS)
+            row = tx.fetchone(
+                "SELECT position FROM policy_checkpoints WHERE name = ?", (POLICY_NAME,)
+            )
+        return 0 if row is None else int(row[0])
+
+    def react_once(self) -> int:
+        """React to the next batch of purchases (and merges, reactivations) after the
+        checkpoint, each as of its own business time; returns how many were read."""
+        assert self.checkpoints is not None, "reacting needs a checkpoint store"
+        rows = self.store.backend.in_log_order(REACTS_TO, self.position(), self.batch_size)
+        policy = self.policy()
+        report = SweepReport("react")
+        if policy is not None:
+            for notification, _ in rows:
+                event = self.store.mapper.to_domain_event(notification)
+                assert isinstance(event, ev.CustomerEvent)
+                cause = str(event_id(event.originator_id, event.originator_version))
+                context = Context(actor=ACTOR, causation_id=cause)
+                commands = self._commands(event.originator_id, event.occurred_at, policy)
+                self._send(commands, report, context)
+        if rows:
+            with self.checkpoints.transaction() as tx:
+                tx.execute(
+                    "INSERT INTO policy_checkpoints (name, position, updated_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "position = excluded.position, updated_at = excluded.updated_at",
+                    (POLICY_NAME, rows[-1][0].id, utc_text(datetime.now(UTC))),
+                )
+        if report.decisions:
+            log.info("policy.reacted", policy=POLICY_NAME, **vars(report) | {"problems": None})
+        return len(rows)
+
+    def run(self) -> None:
+        """React as events come (polling every ``poll_interval`` seconds) and sweep as of now
+        every ``sweep_seconds``, until :meth:`stop`."""
+        self._stop.clear()
+        next_sweep = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                while self.react_once() >= self.batch_size and not self._stop.is_set():
+                    pass
+                if time.monotonic() >= next_sweep:
+                    self.sweep()
+                    next_sweep = time.monotonic() + self.sweep_seconds
+            except Exception:
+                log.exception("policy.run_failed", policy=POLICY_NAME)
+            self._stop.wait(self.poll_interval)
+
+    def stop(self) -> None:
+        self._stop.set()
