@@ -247,8 +247,6 @@ REGISTER: dict[int | str, dict[str, Any]] = {
     **problems(*AUTH, *BODY, 409, 410),
 }
 BATCH = problems(*AUTH, *BODY)
-CUSTOMER_DELETE = problems(*AUTH, 404, 409, 410, 412, 422)
-TAG_PUT = problems(*AUTH, 404, 409, 410, 411, 412, 413, 415, 422)
 PATCH = problems(*AUTH, *BODY, 404, 409, 410, 412, 428)
 CUSTOMER_READ = problems(*AUTH, 404, 410, 422, 503)
 LIST_READ = problems(*AUTH, 422, 503)

@@ -159,7 +159,7 @@ def record_contact(body: s.ContactRequest, write: CustomerWrite) -> s.WriteResul
 
 
 @router.put(
-    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.TAG_PUT
+    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
 def tag_customer(
     tag: str, write: CustomerWrite, body: s.TimeRequest | None = None
@@ -169,7 +169,7 @@ def tag_customer(
 
 
 @router.delete(
-    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_DELETE
+    "/customers/{customer_id}/tags/{tag}", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
 def untag_customer(
     tag: str, write: CustomerWrite, body: s.TimeRequest | None = None
@@ -255,7 +255,7 @@ def unmerge(body: s.MergeRequest, write: CustomerWrite) -> s.WriteResult:
     "/customers/{customer_id}",
     dependencies=ADMIN,
     response_model=s.WriteResult,
-    responses=s.CUSTOMER_DELETE,
+    responses=s.CUSTOMER_WRITE,
 )
 def erase(write: CustomerWrite, body: s.ReasonRequest | None = None) -> s.WriteResult:
     """Erase a customer's personal data (right to erasure), and every duplicate merged into
