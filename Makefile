@@ -54,7 +54,7 @@ unit: install
 	$(VENV)/bin/pytest tests/unit -q
 
 test: install pg-binaries lint
-	$(VENV)/bin/pytest -q --durations=30
+	$(VENV)/bin/pytest -q -n 2 --durations=30
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis
