@@ -14,7 +14,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from api.cli.support import full_mode
+from api.cli.support import fail, full_mode
 
 if TYPE_CHECKING:
     from bootstrap import Services
@@ -25,15 +25,20 @@ BuildProcess = Callable[["Services"], AbstractContextManager["Process"]]
 
 
 def _run(build_process: BuildProcess) -> None:
-    """Build the process of full mode, say what it does, run it until SIGTERM or Ctrl-C."""
+    """Build the process of full mode, say what it does, run it until SIGTERM or Ctrl-C.
+    A topic with another partition count than configured ends it with exit 2, saying which."""
     from bootstrap import build
+    from infra.kafka import PartitionCountMismatch
 
     full_mode()
-    with build() as services, build_process(services) as process:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: process.stop())
-        console.print(process.summary)
-        process.run()
+    try:
+        with build() as services, build_process(services) as process:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: process.stop())
+            console.print(process.summary)
+            process.run()
+    except PartitionCountMismatch as error:
+        raise fail(str(error), 2) from None
 
 
 relay_app = typer.Typer()  # help: the callback's docstring
