@@ -34,7 +34,7 @@ from consumers.relay import DEFAULT_NAME, Relay
 from consumers.relay_topic import TopicGuard
 from consumers.segment_publisher import MembershipPublisher
 from consumers.segment_refresh import refresh_segments
-from consumers.status import pipeline_report
+from consumers.status import DEFAULT_GROUP, GROUP_PREFIX, pipeline_report
 from infra import kafka
 from infra.kafka_topics import TopicInspector
 from infra.metrics import register_projection_collector
@@ -159,7 +159,7 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
     projectors = [by_name(projection)] if projection else services.projectors
     from_topic = [p for p in projectors if not p.log_order]
     from_log = [p for p in projectors if p.log_order]
-    group = f"clientele-{projection or 'projections'}"
+    group = f"{GROUP_PREFIX}{projection}" if projection else DEFAULT_GROUP
     producer = kafka.producer(bootstrap, limits, dlq=True)  # dead letters and memberships
     inspector = TopicInspector(bootstrap)
     try:

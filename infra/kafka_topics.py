@@ -19,6 +19,7 @@ import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic, OffsetSpec
 from kafka.errors import (
+    KafkaError,
     OffsetOutOfRangeError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -131,6 +132,14 @@ class TopicInspector:
         finally:
             reader.close()
         return {tp.partition for tp in wanted} - found
+
+    def members(self, group: str) -> int | None:
+        """How many members consumer ``group`` has now (None: the broker does not say)."""
+        try:
+            described = self.admin.describe_groups([group]).get(group, {})
+        except (KafkaError, ValueError):  # ValueError: kafka-python on tansu's reply
+            return None
+        return len(described.get("members") or [])
 
     def recreate(
         self, topic: str, partitions: int, limits: MessageLimits, *, attempts: int = 10

@@ -13,8 +13,10 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 import structlog
 from kafka import KafkaAdminClient
@@ -198,3 +200,76 @@ def test_a_topic_recreated_with_another_partition_count_is_refused_or_repaired(
             store.close()
     finally:
         admin.close()
+
+
+def clientele(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLIENTELE, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def group_status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    done = clientele(env, "consumers", "status", "--json")
+    assert done.returncode in {0, 1}, done.stderr
+    (only,) = orjson.loads(done.stdout)["groups"]
+    return done.returncode, only
+
+
+def test_consumers_status_and_reset_through_the_command_line(
+    own_broker: KafkaBroker, postgres_url: str
+) -> None:
+    prefix = f"cli{uuid4().hex[:6]}."
+    topics = kafka.Topics(prefix)
+    env = full_mode_env(postgres_url, own_broker, prefix)
+    kafka.ensure_topics(own_broker.bootstrap, topics.all(), PARTITIONS)
+    store = EventStore(postgres_url)
+    read_store = open_read_store(postgres_url)
+    checkpoints = open_read_store(postgres_url)
+    producer = kafka.producer(own_broker.bootstrap)
+    try:
+        ids = register(CommandService(store, index_key="k"), 25, "c")
+        assert Relay(StoreFeed(store), producer, topics.events, checkpoints).catch_up() > 0
+        assert clientele(env, "consumers", "status").stdout.startswith("no consumer group")
+
+        # No consumer ever ran: the reset feeds the read models from the store first.
+        done = clientele(env, "consumers", "reset", "projections")
+        assert done.returncode == 0, done.stderr
+        assert "events read from the store" in done.stdout
+        assert {str(c) for c in ids} <= parked_and_profiles(read_store)[1]
+        code, group = group_status(env)
+        assert code == 0 and group["group"] == "clientele-projections"
+        assert group["stuck"] is False and group["lag"] == 0 and group["behind"] == 0
+        assert group["position"] == group["head"] == store.head()
+        assert len(group["partitions"]) == PARTITIONS and "profiles" in group["projections"]
+
+        # The broker loses the topic: the stored offsets no longer count, status says why.
+        admin = KafkaAdminClient(bootstrap_servers=own_broker.bootstrap)
+        try:
+            admin.delete_topics([topics.events])
+            admin.create_topics([NewTopic(topics.events, PARTITIONS, 1)])
+        finally:
+            admin.close()
+        code, group = group_status(env)
+        assert code == 1 and group["stuck"] is True
+        assert any("topic id changed" in reason for reason in group["reasons"])
+        table = clientele(env, "consumers", "status")
+        assert table.returncode == 1 and "stuck" in table.stdout
+
+        done = clientele(env, "consumers", "reset", "projections", "--to-store-position", "10")
+        assert done.returncode == 0, done.stderr
+        code, group = group_status(env)
+        assert code == 0 and group["stuck"] is False
+
+        for args, said in [
+            (["nonsense"], "'nonsense' is not fed from Kafka"),
+            (["segments"], "'segments' is not fed from Kafka"),
+            (["profiles", "--to-latest", "--to-store-position", "3"], "not both"),
+        ]:
+            refused = clientele(env, "consumers", "reset", *args)
+            assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+            assert "Traceback" not in refused.stderr
+    finally:
+        producer.close(timeout=5)
+        checkpoints.close()
+        read_store.close()
+        store.close()
