@@ -166,7 +166,10 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
         worker = None
         if from_topic:
             # out of range is the broker having lost records: caught up from the store
-            consumer = kafka.consumer(bootstrap, group, limits, auto_offset_reset="none")
+            # and a topic recreated with more partitions is seen (and rebalanced) within 5 s
+            consumer = kafka.consumer(
+                bootstrap, group, limits, auto_offset_reset="none", metadata_max_age_ms=5000
+            )
             worker = projection_worker(
                 services,
                 consumer,

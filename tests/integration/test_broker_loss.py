@@ -109,12 +109,19 @@ def test_broker_restart_loses_topics_and_everything_heals_from_the_store(
         service.execute_batch([m.TagCustomer(customer_id=c, tag="later") for c in before], CTX)
 
         wait_until_converged(store, read_store, [relay, consumer], timeout=150)
+        # Healed: later events flow through the recreated topic, on every partition.
+        third = register(service, 30, "third")
+        wait_until_converged(store, read_store, [relay, consumer], timeout=60)
+        code, group = group_status(env)
+        assert code == 0 and group["stuck"] is False and group["lag"] == 0, group
+        assert [p["partition"] for p in group["partitions"]] == list(range(PARTITIONS))
+        assert all(p["stored"] is not None for p in group["partitions"]), group
         for projector in all_projectors():
             result = rebuild(StoreFeed(store), read_store, projector, verify_only=True)
             assert result.differences == [], projector.name
         parked, profiles = parked_and_profiles(read_store)
         assert parked == 0  # no customer held for a "missing version" (ProfileGap)
-        assert {str(c) for c in before + after} <= profiles  # every customer readable
+        assert {str(c) for c in before + after + third} <= profiles  # every customer readable
         assert read_topic(own_broker.bootstrap, topics.dlq(topics.events), 0, timeout=3) == []
 
         inspector = TopicInspector(own_broker.bootstrap)
