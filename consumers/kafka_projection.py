@@ -107,17 +107,10 @@ class ProjectionConsumer:
         """Position every assigned partition at the offset stored with our read models, once
         those are known to count in the topic as it is (else reset from the store first)."""
         numbers = [p.partition for p in partitions]
-        if self.inspector is not None:
-            state = self.inspector.state(self.topic)
-            self._present.clear()
-            with self.read_store.transaction() as tx:
-                mine = stored(tx, self.group, self.topic)
-            reasons = losses(mine, state, numbers, missing=self._missing)
-            if reasons:
-                self._reset(numbers, state, reasons)
-            elif state.exists:
-                with self.read_store.transaction() as tx:
-                    remember(tx, self.group, state, numbers)
+        try:
+            self._check(numbers)
+        except Exception:  # never fail the rebalance: the periodic check looks again
+            log.exception("consumer.verify_failed", group=self.group)
         with self.read_store.transaction() as tx:
             offsets = stored(tx, self.group, self.topic).offsets
         for partition in partitions:
@@ -126,6 +119,22 @@ class ProjectionConsumer:
             else:
                 self.consumer.seek_to_beginning(partition)
         log.info("consumer.assigned", group=self.group, partitions=sorted(numbers))
+
+    def _check(self, partitions: list[int]) -> None:
+        """At assignment: reset ``partitions`` from the store if their stored offsets no
+        longer count in the topic; else record which topic they count in."""
+        if self.inspector is None:
+            return
+        state = self.inspector.state(self.topic)
+        self._present.clear()
+        with self.read_store.transaction() as tx:
+            mine = stored(tx, self.group, self.topic)
+        reasons = losses(mine, state, partitions, missing=self._missing)
+        if reasons:
+            self._reset(partitions, state, reasons)
+        elif state.exists:
+            with self.read_store.transaction() as tx:
+                remember(tx, self.group, state, partitions)
 
     def verify(self) -> bool:
         """Compare the assigned partitions' positions and recorded topic identity with the

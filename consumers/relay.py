@@ -48,7 +48,7 @@ from infra.envelope import Envelope
 from infra.kafka import PartitionCountMismatch
 from infra.kafka_topics import Identity
 from infra.parking import Parked, ParkingLot, describe, table_schema
-from infra.readstore import ReadStore, Tx
+from infra.readstore import ReadStore, Tx, lock_schema
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
@@ -73,6 +73,7 @@ def checkpoint(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> int:
 def ensure_relay_tables(checkpoints: ReadStore) -> None:
     """Create ``relay_checkpoints``, ``relay_topics`` and ``relay_parked`` (idempotent)."""
     with checkpoints.transaction() as tx:
+        lock_schema(tx)
         tx.raw(CHECKPOINTS)
         tx.raw(MARKS)
         tx.raw(PARKED)
