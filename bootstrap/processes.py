@@ -32,10 +32,12 @@ from consumers.lifecycle_policy import LifecycleRunner
 from consumers.migrate import migrate
 from consumers.periodic import Every
 from consumers.relay import DEFAULT_NAME, Relay
+from consumers.relay_topic import TopicGuard
 from consumers.segment_publisher import MembershipPublisher
 from consumers.segment_refresh import refresh_segments
-from consumers.status import pipeline_report
+from consumers.status import DEFAULT_GROUP, GROUP_PREFIX, pipeline_report
 from infra import kafka
+from infra.kafka_topics import TopicInspector
 from infra.metrics import register_projection_collector
 from infra.runtime import settle_heap
 from infra.tamper_evidence import seals
@@ -119,16 +121,31 @@ def _topics(services: Services) -> tuple[str, kafka.Topics]:
 
 @contextmanager
 def relay(services: Services) -> Iterator[Process]:
-    """The outbox relay: the store's log → ``customer.events`` (:mod:`consumers.relay`)."""
-    bootstrap, topics = _topics(services)
-    producer = kafka.producer(bootstrap, services.settings.kafka_limits)
+    """The outbox relay: the store's log → ``customer.events`` (:mod:`consumers.relay`).
+
+    It looks at its topic first: one the broker lost is recreated and republished from the
+    store before the other topics are checked (those refuse another partition count)."""
+    settings = services.settings
+    if not settings.kafka_bootstrap:
+        raise NeedsKafka
+    bootstrap, limits = settings.kafka_bootstrap, settings.kafka_limits
+    topics = kafka.Topics(settings.kafka_topic_prefix)
+    inspector = TopicInspector(bootstrap)
+    publisher = None
     try:
-        publisher = relay_publisher(services, producer, topics.events)
+        guard = TopicGuard(
+            inspector, settings.kafka_partitions, limits, lambda: kafka.producer(bootstrap, limits)
+        )
+        publisher = relay_publisher(services, guard.new_producer(), topics.events, guard=guard)
+        publisher.verify()
+        _topics(services)
         yield Process(
             f"relaying from position {publisher.position()} to {topics.events}", publisher
         )
     finally:
-        producer.close(timeout=10)
+        if publisher is not None:
+            publisher.producer.close(timeout=10)
+        inspector.close()
 
 
 @contextmanager
@@ -143,12 +160,17 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
     projectors = [by_name(projection)] if projection else services.projectors
     from_topic = [p for p in projectors if not p.log_order]
     from_log = [p for p in projectors if p.log_order]
-    group = f"clientele-{projection or 'projections'}"
+    group = f"{GROUP_PREFIX}{projection}" if projection else DEFAULT_GROUP
     producer = kafka.producer(bootstrap, limits, dlq=True)  # dead letters and memberships
+    inspector = TopicInspector(bootstrap)
     try:
         worker = None
         if from_topic:
-            consumer = kafka.consumer(bootstrap, group, limits)
+            # out of range is the broker having lost records: caught up from the store
+            # and a topic recreated with more partitions is seen (and rebalanced) within 5 s
+            consumer = kafka.consumer(
+                bootstrap, group, limits, auto_offset_reset="none", metadata_max_age_ms=5000
+            )
             worker = projection_worker(
                 services,
                 consumer,
@@ -156,6 +178,7 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
                 topic=topics.events,
                 group=group,
                 projectors=from_topic,
+                inspector=inspector,
             )
         background: list[Worker] = []
         if from_log:  # the runner retries their parked customers from the store too
@@ -178,14 +201,21 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
         )
     finally:
         producer.close(timeout=10)
+        inspector.close()
 
 
 def relay_publisher(
-    services: Services, producer: KafkaProducer, topic: str, name: str = DEFAULT_NAME
+    services: Services,
+    producer: KafkaProducer,
+    topic: str,
+    name: str = DEFAULT_NAME,
+    *,
+    guard: TopicGuard | None = None,
 ) -> Relay:
-    """The relay's publisher: the store's log → ``topic``, its checkpoint (``name``) and
-    parked customers beside the event store."""
-    return Relay(services.feed, producer, topic, services.store_db, name=name)
+    """The relay's publisher: the store's log → ``topic``, its checkpoint (``name``), parked
+    customers and record of the topic beside the event store; ``guard`` lets it notice and
+    repair a topic the broker lost."""
+    return Relay(services.feed, producer, topic, services.store_db, name=name, guard=guard)
 
 
 def projection_worker(
@@ -196,9 +226,11 @@ def projection_worker(
     topic: str,
     group: str,
     projectors: list[Projector],
+    inspector: TopicInspector | None = None,
 ) -> ProjectionConsumer:
     """Feeds ``projectors`` from ``topic`` through ``consumer`` (dead letters and healing
-    from the store included); offsets are kept with the read models under ``group``."""
+    from the store included); offsets are kept with the read models under ``group``;
+    ``inspector`` lets it notice that the broker lost the topic."""
     return ProjectionConsumer(
         consumer,
         producer,
@@ -208,6 +240,7 @@ def projection_worker(
         projectors=projectors,
         personal=services.store.personal,
         feed=services.feed,
+        inspector=inspector,
     )
 
 

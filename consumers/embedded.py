@@ -27,7 +27,8 @@ from consumers.catch_up import CatchUpProgress, CatchUpTracker
 from consumers.migrate import Wired, migrate
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
-from infra.readstore import ReadStore
+from infra.envelope import Envelope
+from infra.readstore import ReadStore, Tx
 from projections.framework import Binding, Projector, lock_positions, positions, project
 
 log = structlog.get_logger(__name__)
@@ -80,9 +81,8 @@ class EmbeddedRunner:
         names = [b.projector.name for b in self.bindings]
         with self.read_store.transaction() as tx:
             positions = lock_positions(tx, names)
-            envelopes = self.feed.read(min(positions.values(), default=0), self.batch_size)
-            if envelopes:
-                project(tx, self.bindings, envelopes)
+            after = min(positions.values(), default=0)
+            envelopes = apply_from_store(tx, self.feed, self.bindings, after, self.batch_size)
         return len(envelopes)
 
     def catch_up(
@@ -149,6 +149,25 @@ class EmbeddedRunner:
                 self.errors += 1
                 log.exception("embedded_runner.batch_failed", errors=self.errors)
                 backoff = min(backoff * 2, 30.0)
+
+
+def apply_from_store(
+    tx: Tx,
+    feed: StoreFeed,
+    bindings: Sequence[Binding],
+    after: int,
+    limit: int,
+    *,
+    by_position: bool = True,
+) -> list[Envelope]:
+    """Read up to ``limit`` fed envelopes after position ``after`` from the store and apply
+    them in ``tx``: how every read model is fed from the store (the embedded runner, and
+    Kafka consumers catching up after the broker lost their topic with ``by_position=False``,
+    as their positions are not watermarks). Returns the envelopes read."""
+    envelopes = feed.read(after, limit)
+    if envelopes:
+        project(tx, bindings, envelopes, by_position=by_position)
+    return envelopes
 
 
 class WithRunner(Wired, Protocol):

@@ -13,6 +13,13 @@ due, from the event store (:mod:`consumers.redrive`). A message that cannot be d
 the DLQ (the customer's next event then shows the gap); one whose batch keeps failing for
 another reason is retried alone, then dead-lettered and its customer parked, and the
 partition moves on.
+
+Kafka may lose what it delivered: on (re)assignment and every ``verify_interval`` the consumer
+compares its stored offsets and their topic identity with the topic (:mod:`infra.kafka_topics`).
+Offsets beyond a partition's end, a partition gone, another topic id or cluster id: it logs
+``consumer.topic_lost`` (a warning), catches its read models up from the store and moves its
+offsets to the topic's end (:func:`consumers.consumer_offsets.reset`) — never skips ahead,
+never reads the new topic from its beginning out of order.
 """
 
 from __future__ import annotations
@@ -25,11 +32,14 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import OffsetOutOfRangeError
 
+from consumers.consumer_offsets import ensure_tables, losses, remember, reset, stored
 from consumers.dead_letters import send_to_dlq
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope, EnvelopeError
+from infra.kafka_topics import TopicInspector, TopicState
 from infra.parking import Parked
 from infra.personal_data import PersonalData, SealBroken
 from infra.readstore import ReadStore, Tx
@@ -65,9 +75,13 @@ class ProjectionConsumer:
         feed: StoreFeed | None = None,
         attempts: int = 3,
         redrive_interval: float = 1.0,
+        inspector: TopicInspector | None = None,
+        verify_interval: float = 5.0,
     ) -> None:
         """``personal`` opens the envelopes' sealed personal data through the key store;
-        ``feed`` (the event store) is where parked customers are re-driven from."""
+        ``feed`` (the event store) is where parked customers are re-driven from and read
+        models caught up from when the broker lost the topic; ``inspector`` looks at the topic
+        (None: only end offsets are compared, at assignment)."""
         self.consumer = consumer
         self.dlq_producer = dlq_producer
         self.topic = topic
@@ -78,36 +92,133 @@ class ProjectionConsumer:
         self.feed = feed
         self.attempts = attempts
         self.redrive_interval = redrive_interval
+        self.inspector = inspector
+        self.verify_interval = verify_interval
         self.stopping = threading.Event()
         self.applied = 0
+        self._present: dict[int, int] = {}  # partition -> offset whose last record was found
+        self._ends_seen: dict[int, int] = {}  # the end offsets it was found under
+        ensure_tables(read_store)
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self))
 
     def seek(self, partitions: list[TopicPartition]) -> None:
-        """Position every assigned partition at the offset stored with our read models."""
+        """Position every assigned partition at the offset stored with our read models, once
+        those are known to count in the topic as it is (else reset from the store first)."""
+        numbers = [p.partition for p in partitions]
+        try:
+            self._check(numbers)
+        except Exception:  # never fail the rebalance: the periodic check looks again
+            log.exception("consumer.verify_failed", group=self.group)
         with self.read_store.transaction() as tx:
-            stored: dict[int, int] = dict(
-                tx.fetchall(
-                    "SELECT partition, next_offset FROM consumer_offsets "
-                    "WHERE consumer_group = ? AND topic = ?",
-                    (self.group, self.topic),
-                )
-            )
+            offsets = stored(tx, self.group, self.topic).offsets
         for partition in partitions:
-            if partition.partition in stored:
-                self.consumer.seek(partition, int(stored[partition.partition]))
+            if partition.partition in offsets:
+                self.consumer.seek(partition, offsets[partition.partition])
             else:
                 self.consumer.seek_to_beginning(partition)
-        log.info(
-            "consumer.assigned",
+        log.info("consumer.assigned", group=self.group, partitions=sorted(numbers))
+
+    def _check(self, partitions: list[int]) -> None:
+        """At assignment: reset ``partitions`` from the store if their stored offsets no
+        longer count in the topic; else record which topic they count in."""
+        if self.inspector is None:
+            return
+        state = self.inspector.state(self.topic)
+        self._present.clear()
+        with self.read_store.transaction() as tx:
+            mine = stored(tx, self.group, self.topic)
+        reasons = losses(mine, state, partitions, missing=self._missing)
+        if reasons:
+            self._reset(partitions, state, reasons)
+        elif state.exists:
+            with self.read_store.transaction() as tx:
+                remember(tx, self.group, state, partitions)
+
+    def verify(self) -> bool:
+        """Compare the assigned partitions' positions and recorded topic identity with the
+        topic now; reset from the store if the broker lost it. Returns whether it did."""
+        assigned = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
+        if not assigned or self.inspector is None:
+            return False
+        state = self.inspector.state(self.topic)
+        if state.end_offsets != self._ends_seen:  # what was found may have gone since
+            self._present.clear()
+            self._ends_seen = state.end_offsets
+        positions = {tp.partition: int(self.consumer.position(tp)) for tp in assigned}
+        with self.read_store.transaction() as tx:
+            mine = stored(tx, self.group, self.topic)
+        reasons = losses(mine, state, positions, positions, missing=self._missing)
+        if not reasons:
+            return False
+        self._reset(list(positions), state, reasons)
+        for tp in assigned:
+            self.consumer.seek(tp, state.end_offsets.get(tp.partition, 0))
+        return True
+
+    def _out_of_range(self, error: OffsetOutOfRangeError) -> None:
+        """The broker has no records where we are: whatever it lost or let expire is caught up
+        from the store, and the partitions follow the topic from its end."""
+        assigned = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
+        state = self._look(assigned)
+        self._reset([tp.partition for tp in assigned], state, [f"offsets out of range: {error}"])
+        for tp in assigned:
+            self.consumer.seek(tp, state.end_offsets.get(tp.partition, 0))
+
+    def _missing(self, offsets: dict[int, int]) -> set[int]:
+        """Of ``offsets`` beyond the reported ends, those whose last record is gone. One found
+        is not looked for again at the same offset (tansu reports ends by batch: an idle
+        consumer is often beyond them) while the topic's end offsets stay the same."""
+        assert self.inspector is not None
+        unsure = {p: o for p, o in offsets.items() if self._present.get(p) != o}
+        gone = self.inspector.missing(self.topic, unsure) if unsure else set()
+        self._present.update({p: o for p, o in unsure.items() if p not in gone})
+        return gone
+
+    def _look(self, partitions: list[TopicPartition]) -> TopicState:
+        """The topic now: from the inspector, else only the assigned partitions' end offsets."""
+        if self.inspector is not None:
+            return self.inspector.state(self.topic)
+        ends = self.consumer.end_offsets(partitions)
+        return TopicState(self.topic, None, None, {tp.partition: o for tp, o in ends.items()})
+
+    def _reset(self, partitions: list[int], state: TopicState, reasons: list[str]) -> None:
+        """The broker lost what our offsets count in: catch up from the store, move on."""
+        log.warning(
+            "consumer.topic_lost",
             group=self.group,
-            partitions=sorted(p.partition for p in partitions),
+            reasons=reasons,
+            partitions=partitions,
+            found=state.to_dict(),
+        )
+        if self.feed is None:
+            raise RuntimeError(f"{self.group}: no event store to catch up from")
+        self._present.clear()
+        projectors = [b.projector for b in self.bindings]
+        applied = reset(
+            self.feed,
+            self.read_store,
+            projectors,
+            group=self.group,
+            state=state,
+            partitions=partitions,
+        )
+        log.warning(
+            "consumer.caught_up_from_store",
+            group=self.group,
+            topic=self.topic,
+            events_read=applied,
+            offsets={str(p): state.end_offsets.get(p) for p in partitions},
         )
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         """Apply one polled batch; returns the number of records handled."""
-        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        try:
+            batches = self.consumer.poll(timeout_ms=timeout_ms)
+        except OffsetOutOfRangeError as error:  # below the log start, or beyond the end
+            self._out_of_range(error)
+            return 0
         records = [record for batch in batches.values() for record in batch]
         if not records:
             return 0
@@ -198,7 +309,7 @@ class ProjectionConsumer:
     def run(self) -> None:
         """Consume until :meth:`stop` (SIGTERM): the batch in hand is finished, then we leave."""
         self.subscribe()
-        next_redrive = 0.0
+        next_redrive, next_verify = 0.0, time.monotonic() + self.verify_interval
         try:
             while not self.stopping.is_set():
                 self.poll_once()
@@ -208,6 +319,12 @@ class ProjectionConsumer:
                         self.redrive_due()
                     except Exception:
                         log.exception("consumer.redrive_failed", group=self.group)
+                if time.monotonic() >= next_verify:
+                    next_verify = time.monotonic() + self.verify_interval
+                    try:
+                        self.verify()
+                    except Exception:
+                        log.exception("consumer.verify_failed", group=self.group)
         finally:
             self.consumer.close()
 

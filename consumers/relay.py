@@ -16,6 +16,15 @@ up to the checkpoint are published in order, and if all went through the custome
 Re-drives run in the relay's own loop between batches, so it stays the topic's only publisher.
 (If a broker refuses a record while later ones of the same customer were already in flight,
 those are published again after it on re-drive; consumers heal such a gap from the store.)
+
+The store is the source of truth, the topic a transport that may lose what it acknowledged.
+With its checkpoint the relay records the topic's identity and acknowledged end offsets
+(:mod:`consumers.relay_topic`); at start, every ``verify_interval`` and after any failed batch
+it looks at the topic (:meth:`Relay.verify`). A topic that lost what was acknowledged (missing,
+recreated, fewer partitions, offsets gone backwards, another cluster) is logged as
+``relay.topic_lost``, recreated with the configured partition count if the broker brought it
+back with another one, and republished from the store's beginning with a fresh producer.
+Consumers notice the same loss themselves and catch up from the store.
 """
 
 from __future__ import annotations
@@ -33,10 +42,13 @@ from kafka import KafkaProducer
 from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from kafka.producer.future import FutureRecordMetadata
 
+from consumers.relay_topic import MARKS, Marks, TopicGuard, losses, read_marks
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from infra.kafka import PartitionCountMismatch
+from infra.kafka_topics import Identity
 from infra.parking import Parked, ParkingLot, describe, table_schema
-from infra.readstore import ReadStore
+from infra.readstore import ReadStore, Tx, lock_schema
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
@@ -44,6 +56,7 @@ CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
 PARKED = table_schema("relay_parked", scope="name")
 DEFAULT_NAME = "customer-events"
 TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+ACK_TIMEOUT = 30.0  # seconds a batch may wait for the broker before the relay looks at it
 CHANNEL = "clientele_relay_redrive"  # NOTIFY here: relays retry their parked customers
 Sent = list[tuple[Envelope, int, FutureRecordMetadata]]  # envelope, value bytes, ack
 
@@ -58,9 +71,11 @@ def checkpoint(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> int:
 
 
 def ensure_relay_tables(checkpoints: ReadStore) -> None:
-    """Create ``relay_checkpoints`` and ``relay_parked`` (idempotent)."""
+    """Create ``relay_checkpoints``, ``relay_topics`` and ``relay_parked`` (idempotent)."""
     with checkpoints.transaction() as tx:
+        lock_schema(tx)
         tx.raw(CHECKPOINTS)
+        tx.raw(MARKS)
         tx.raw(PARKED)
 
 
@@ -99,7 +114,10 @@ class Relay:
         batch_size: int = 2000,
         poll_interval: float = 1.0,
         redrive_interval: float = 1.0,
+        guard: TopicGuard | None = None,
+        verify_interval: float = 5.0,
     ) -> None:
+        """``guard``: how to look at and repair the topic (None: the relay never looks)."""
         self.feed = feed
         self.producer = producer
         self.topic = topic
@@ -108,9 +126,12 @@ class Relay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.redrive_interval = redrive_interval
+        self.guard = guard
+        self.verify_interval = verify_interval
         self.lot = parking_lot(name)
         self.stopping = threading.Event()
         self._acknowledged: int | None = None
+        self._marks: Marks | None = None
         self._held: set[str] | None = None
         ensure_relay_tables(checkpoints)
 
@@ -169,31 +190,105 @@ class Relay:
     def _acks(self, sent: Sent, parked: dict[str, Parked], held: set[str]) -> None:
         """Wait for the broker's acks of ``sent``; a record it refused as too large parks
         its customer (at its earliest refused version); any other failure raises."""
-        self.producer.flush()
+        self.producer.flush(timeout=ACK_TIMEOUT)
+        firsts: dict[int, int] = {}  # partition -> first offset acknowledged in this flush
         for envelope, size, future in sent:
             try:
-                future.get(timeout=30)
+                metadata = future.get(timeout=ACK_TIMEOUT)
+                first = firsts.get(metadata.partition, metadata.offset)
+                firsts[metadata.partition] = min(first, metadata.offset)
             except TOO_LARGE as error:
                 key = envelope.customer_key
                 if key not in parked or parked[key].version > envelope.version:
                     reason = f"refused by the broker: {describe(error)}"
                     parked[key] = Parked(key, envelope.version, envelope.position, reason, size)
                 held.add(key)
+        marks = self.marks()
+        for partition, offset in firsts.items():
+            # a lower bound of the end: some brokers (tansu) report a partition's end as its
+            # last batch's first offset + 1, and a batch is kept or lost whole
+            marks.acknowledged(partition, offset)
 
     def _confirm(self, sent: Sent, parked: dict[str, Parked], reached: int) -> None:
         """Wait for the acks of ``sent``, then record ``parked`` and checkpoint ``reached``."""
         self._acks(sent, parked, self.held())
         with self.checkpoints.transaction() as tx:
             self.lot.park(tx, parked.values())
-            tx.execute(
-                "INSERT INTO relay_checkpoints (name, position, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
-                "updated_at = excluded.updated_at",
-                (self.name, reached, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-            )
+            self._checkpoint(tx, reached)
         self._acknowledged = reached
         for item in parked.values():
             log.error("relay.customer_parked", relay=self.name, **item.to_dict())
+
+    def _checkpoint(self, tx: Tx, position: int) -> None:
+        """Record ``position`` and what the broker acknowledged (one transaction)."""
+        tx.execute(
+            "INSERT INTO relay_checkpoints (name, position, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+            "updated_at = excluded.updated_at",
+            (self.name, position, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+        )
+        self.marks().write(tx, self.name)
+
+    def marks(self) -> Marks:
+        """What the relay recorded of its topic (read once, then kept up to date)."""
+        if self._marks is None:
+            recorded = read_marks(self.checkpoints, self.name)
+            same = recorded is not None and recorded.topic == self.topic
+            self._marks = recorded if recorded is not None and same else Marks(self.topic)
+        return self._marks
+
+    def verify(self) -> bool:
+        """Look at the topic; if it lost what was acknowledged, repair it and republish from
+        the store's beginning. Returns whether it did. Raises
+        :class:`~infra.kafka.PartitionCountMismatch` for a topic with another partition count
+        that lost nothing (a configuration error)."""
+        guard = self.guard
+        if guard is None:
+            return False
+        state = guard.inspector.state(self.topic)
+        recorded = read_marks(self.checkpoints, self.name)
+        reasons = losses(recorded, state)
+        if reasons:
+            log.warning(
+                "relay.topic_lost",
+                relay=self.name,
+                reasons=reasons,
+                recorded=recorded.to_dict() if recorded else None,
+                found=state.to_dict(),
+                expected_partitions=guard.partitions,
+            )
+        if not state.exists or (reasons and state.partitions != guard.partitions):
+            state = guard.inspector.recreate(self.topic, guard.partitions, guard.limits)
+        elif state.partitions != guard.partitions:
+            raise PartitionCountMismatch({self.topic: state.partitions}, guard.partitions)
+        identity = Identity(state.cluster_id, state.topic_id)
+        if not reasons:
+            marks = self.marks()
+            if marks.identity != identity:  # first look (or the broker began to tell)
+                marks.identity = identity
+                for partition, end in state.end_offsets.items():
+                    marks.end_offsets[partition] = max(marks.end_offsets.get(partition, 0), end)
+                position = self.position()
+                with self.checkpoints.transaction() as tx:
+                    self._checkpoint(tx, position)
+            return False
+        old, self.producer = self.producer, guard.new_producer()
+        try:
+            old.close(timeout=1)
+        except Exception:  # its unacknowledged records are republished anyway
+            log.debug("relay.old_producer_close_failed", exc_info=True)
+        self._marks = Marks(self.topic, identity, dict(state.end_offsets))
+        with self.checkpoints.transaction() as tx:
+            self._checkpoint(tx, 0)
+        self._acknowledged = 0
+        log.warning(
+            "relay.republishing",
+            relay=self.name,
+            topic=self.topic,
+            from_position=0,
+            events=self.lag(),
+        )
+        return True
 
     def redrive(self, *, due_only: bool = True, customer_id: str | None = None) -> list[Parked]:
         """Publish parked customers' events up to the checkpoint, in order: those due for a
@@ -224,6 +319,7 @@ class Relay:
             after = envelopes[-1].version
         with self.checkpoints.transaction() as tx:
             self.lot.release(tx, customer)
+            self.marks().write(tx, self.name)
         self.held().discard(customer)
         log.info("relay.redriven", relay=self.name, customer_id=customer, published=published)
         return None
@@ -241,10 +337,13 @@ class Relay:
         customers are all retried at start (the limit may have been raised), then when due."""
         listener = self._listen()
         backoff = self.poll_interval
-        due_only, next_redrive = False, 0.0
+        due_only, next_redrive, next_verify = False, 0.0, 0.0
         try:
             while not self.stopping.is_set():
                 try:
+                    if time.monotonic() >= next_verify:
+                        next_verify = time.monotonic() + self.verify_interval
+                        self.verify()
                     published = self.catch_up(stop=self.stopping)
                     if published:
                         log.info("relay.published", count=published, position=self._acknowledged)
@@ -253,10 +352,14 @@ class Relay:
                         self.redrive(due_only=due_only)
                         due_only, next_redrive = True, time.monotonic() + self.redrive_interval
                     backoff = self.poll_interval
+                except PartitionCountMismatch:
+                    raise  # a configuration error: say so and stop
                 except Exception:
                     log.exception("relay.batch_failed")
                     self._acknowledged = None  # re-read the checkpoint on the next attempt
+                    self._marks = None  # and what it recorded of the topic
                     self._held = None  # and the parked customers
+                    next_verify = 0.0  # the broker may have lost the topic: look first
                     backoff = min(backoff * 2, 30.0)
                 self._wait(listener, min(backoff, self.redrive_interval) if self._held else backoff)
         finally:

@@ -1,16 +1,20 @@
 """Where the pipeline stands: positions, lag and parked customers of the relay and every
 projection — computed here only, for ``GET /v1/projections``, ``GET /readyz``, ``clientele
-projections status``, the Prometheus gauges and read-your-writes (``X-Min-Position``)."""
+projections status``, the Prometheus gauges and read-your-writes (``X-Min-Position``) — and
+the Kafka consumer groups' offsets against the topic (``clientele consumers status``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, Protocol
 
 from consumers.catch_up import CATCH_UP_EVENTS
+from consumers.consumer_offsets import groups, losses, stored
 from consumers.embedded import EmbeddedRunner
 from consumers.relay import checkpoint, parked_summary, parking_lot
 from consumers.store_feed import StoreFeed
+from infra.kafka_topics import TopicInspector
 from infra.parking import Parked
 from infra.readstore import ReadStore
 from infra.store import EventStore
@@ -20,6 +24,8 @@ from projections.registry import by_name
 # At most this many events are looked at to see whether only parked customers lie between
 # a read model's position and the one a client waits for.
 MAX_HELD_SCAN = 1000
+GROUP_PREFIX = "clientele-"
+DEFAULT_GROUP = f"{GROUP_PREFIX}projections"  # `clientele consume` without --projection
 
 
 class Pipeline(Protocol):
@@ -155,3 +161,62 @@ def only_held_behind(svc: Pipeline, names: Iterable[str], after: int, until: int
     if len(events) == MAX_HELD_SCAN and events[-1].id < until:
         return False  # too far behind to say
     return all(str(n.originator_id) in held for n in events if n.id <= until)
+
+
+def consumer_groups(svc: Pipeline, inspector: TopicInspector, topic: str) -> list[dict[str, Any]]:
+    """Every consumer group with offsets stored for ``topic``: ``[{"group", "topic",
+    "projections", "partitions": [{"partition", "stored", "end"}], "lag", "position", "head",
+    "behind", "parked", "stuck", "reasons"}]``.
+
+    ``lag``: records between the stored offsets and the topic's ends (a partition without a
+    stored offset counts whole); ``position``: the slowest of the group's projections in the
+    store, ``behind`` exactly how many events it is fed after it, ``head`` the store's newest
+    position, ``parked`` its parked customers. ``stuck`` when the offsets no longer count in
+    the topic (``reasons`` say why: the broker lost it, or the topic is missing); the group's
+    consumers reset themselves from the store, `clientele consumers reset` does it by hand.
+    """
+    state = inspector.state(topic)
+    report = pipeline_report(svc)
+    rows = {row["name"]: row for row in report["projections"]}
+    with svc.read_store.transaction() as tx:
+        found = {group: stored(tx, group, topic) for group, t in groups(tx) if t == topic}
+    result = []
+    for group, offsets in sorted(found.items()):
+        fed = [rows[name] for name in group_projections(svc.projectors, group) if name in rows]
+        numbers = sorted(set(state.end_offsets) | set(offsets.offsets))
+        reasons = losses(
+            offsets, state, state.end_offsets, missing=partial(inspector.missing, topic)
+        )
+        if not state.exists:
+            reasons = [f"topic {topic!r} is missing (`clientele relay` creates it)"]
+        partitions = [
+            {"partition": p, "stored": offsets.offsets.get(p), "end": state.end_offsets.get(p)}
+            for p in numbers
+        ]
+        lag = sum(max((row["end"] or 0) - (row["stored"] or 0), 0) for row in partitions)
+        result.append(
+            {
+                "group": group,
+                "topic": topic,
+                "projections": [row["name"] for row in fed],
+                "partitions": partitions,
+                "lag": lag,
+                "position": min((row["position"] for row in fed), default=0),
+                "head": report["head"],
+                "behind": max((row["lag"] for row in fed), default=0),
+                "parked": sum(row["parked"]["count"] for row in fed),
+                "stuck": bool(reasons),
+                "reasons": reasons,
+            }
+        )
+    return result
+
+
+def group_projections(projectors: Iterable[Projector], group: str) -> list[str]:
+    """The projections a consumer group feeds from Kafka: ``clientele-projections`` (plain
+    ``clientele consume``) every one not fed in log order, ``clientele-NAME`` only NAME."""
+    fed = [p.name for p in projectors if not p.log_order]
+    if group == DEFAULT_GROUP:
+        return fed
+    name = group.removeprefix(GROUP_PREFIX)
+    return [name] if name in fed else []

@@ -1,7 +1,10 @@
 """Kafka plumbing that depends only on the protocol: topic names, creation, clients.
 
 Topics are created idempotently at start-up with a configured partition count — nothing relies
-on broker auto-creation. Producers are idempotent with ``acks=all``.
+on broker auto-creation, and an existing topic with another partition count is a configuration
+error (:class:`PartitionCountMismatch`), never silently used: per-customer order and the
+consumers' stored offsets depend on it. Producers are idempotent with ``acks=all``; no client of
+ours asks the broker to create topics (some brokers, tansu among them, do it anyway).
 
 One message-size limit (:class:`MessageLimits`, ``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``) is used
 everywhere: it is the producers' ``max_request_size`` (a record larger than it is refused
@@ -30,6 +33,23 @@ DLQ_SUFFIX = ".dlq"
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576  # Kafka's own default for producers and brokers
 DLQ_HEADROOM_BYTES = 16_384  # dlq.* headers: a reason of at most 2,000 bytes, origin, time
 TOPIC_MAX_MESSAGE_BYTES = "max.message.bytes"
+
+
+class PartitionCountMismatch(RuntimeError):
+    """Existing topics whose partition count is not the configured one (a configuration error).
+
+    ``found`` maps each such topic to its partition count; ``expected`` is the configured one.
+    """
+
+    def __init__(self, found: dict[str, int], expected: int) -> None:
+        self.found, self.expected = found, expected
+        listed = "; ".join(f"topic {name!r} has {count}" for name, count in sorted(found.items()))
+        super().__init__(
+            f"{listed} partitions, expected {expected} (CLIENTELE_KAFKA_PARTITIONS): "
+            "per-customer order and stored offsets depend on it. Set CLIENTELE_KAFKA_PARTITIONS "
+            "to match, or delete the topic (`clientele relay` recreates customer.events from the "
+            "store when the broker lost it)"
+        )
 
 
 @dataclass(frozen=True)
@@ -92,16 +112,23 @@ def ensure_topics(
     partitions: int = 12,
     limits: MessageLimits | None = None,
 ) -> list[str]:
-    """Create missing topics with ``max.message.bytes`` from ``limits``, and raise it on
-    existing topics that report less; returns the topics created. Safe from many processes.
+    """Create missing topics with ``partitions`` partitions and ``max.message.bytes`` from
+    ``limits``, and raise the limit on existing topics that report less; returns the topics
+    created. Safe from many processes.
 
-    Brokers that keep the setting but do not enforce it (tansu) are still bounded: our
-    producers refuse larger records themselves.
+    Raises :class:`PartitionCountMismatch` (before creating anything) if an existing topic has
+    another partition count. Brokers that keep the limit but do not enforce it (tansu) are
+    still bounded: our producers refuse larger records themselves.
     """
     limits = limits or MessageLimits()
+    names = list(names)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     try:
-        existing = set(admin.list_topics())
+        counts = partition_counts(admin)
+        wrong = {n: counts[n] for n in names if n in counts and counts[n] != partitions}
+        if wrong:
+            raise PartitionCountMismatch(wrong, partitions)
+        existing = set(counts)
         created = []
         for name in names:
             if name in existing:
@@ -116,6 +143,12 @@ def ensure_topics(
         return created
     finally:
         admin.close()
+
+
+def partition_counts(admin: KafkaAdminClient) -> dict[str, int]:
+    """Every topic's partition count. Asks for all topics at once: naming a missing topic in a
+    metadata request makes some brokers (tansu) create it."""
+    return {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
 
 
 def topic_limits(bootstrap: str, names: Iterable[str]) -> dict[str, int | None]:
@@ -182,6 +215,7 @@ def producer(
         "max_in_flight_requests_per_connection": 5,
         "retries": 2_147_483_647,
         "request_timeout_ms": 30_000,
+        "allow_auto_create_topics": False,
     }
     settings.update(overrides)
     return KafkaProducer(**settings)
@@ -209,6 +243,7 @@ def consumer(
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 1_000,
         "max_poll_interval_ms": 300_000,
+        "allow_auto_create_topics": False,
     }
     settings.update(overrides)
     return KafkaConsumer(**settings)

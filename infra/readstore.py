@@ -107,6 +107,16 @@ class Tx:
         )
 
 
+def lock_schema(tx: Tx) -> None:
+    """Make table creation one-at-a-time across processes until ``tx`` ends: on PostgreSQL,
+    concurrent CREATE … IF NOT EXISTS can collide in the catalog (the store's own tables take
+    the same lock)."""
+    if tx.dialect == "postgres":
+        from infra.store import SCHEMA_LOCK_KEY  # noqa: PLC0415 - eventsourcing: only here
+
+        tx.raw("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+
+
 _SAVEPOINTS = itertools.count(1)
 
 

@@ -13,6 +13,7 @@ import typer
 
 from api.cli.audit import audit_app
 from api.cli.bench import bench
+from api.cli.consumers import consumers_app
 from api.cli.dev import dev_app
 from api.cli.dlq import dlq_app
 from api.cli.erase import erase
@@ -41,6 +42,7 @@ app.add_typer(keys_app, name="keys")
 app.command("erase")(erase)
 app.add_typer(dev_app, name="dev")
 app.add_typer(relay_app, name="relay")
+app.add_typer(consumers_app, name="consumers")
 app.command("consume")(consume)
 app.command("ingest")(ingest)
 app.add_typer(dlq_app, name="dlq")

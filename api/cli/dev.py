@@ -9,6 +9,8 @@ import orjson
 import typer
 from rich.console import Console
 
+from api.cli.support import fail
+
 if TYPE_CHECKING:
     from infra.local_services import KafkaBroker, PostgresCluster
 
@@ -93,12 +95,15 @@ def dev_up(
     postgres.start()
     broker.start()
     settings = get_settings()
-    created = kafka.ensure_topics(
-        broker.bootstrap,
-        kafka.Topics(settings.kafka_topic_prefix).all(),
-        partitions,
-        settings.kafka_limits,
-    )
+    try:
+        created = kafka.ensure_topics(
+            broker.bootstrap,
+            kafka.Topics(settings.kafka_topic_prefix).all(),
+            partitions,
+            settings.kafka_limits,
+        )
+    except kafka.PartitionCountMismatch as error:
+        raise fail(str(error), 2) from None
     console.print(f"ready; topics created: {', '.join(created) or 'none (already there)'}")
     _write_settings(root, postgres, broker)
     typer.echo(_exports(postgres, broker))

@@ -14,7 +14,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from api.cli.support import full_mode
+from api.cli.support import fail, full_mode
 
 if TYPE_CHECKING:
     from bootstrap import Services
@@ -26,16 +26,21 @@ BuildProcess = Callable[["Services"], AbstractContextManager["Process"]]
 
 def run_process(build_process: BuildProcess, *, needs_kafka: bool = True) -> None:
     """Build the process (of full mode, unless told it runs in both), say what it does, run it
-    until SIGTERM or Ctrl-C."""
+    until SIGTERM or Ctrl-C. A topic with another partition count than configured ends it with
+    exit 2, saying which."""
     from bootstrap import build
+    from infra.kafka import PartitionCountMismatch
 
     if needs_kafka:
         full_mode()
-    with build() as services, build_process(services) as process:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: process.stop())
-        console.print(process.summary)
-        process.run()
+    try:
+        with build() as services, build_process(services) as process:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: process.stop())
+            console.print(process.summary)
+            process.run()
+    except PartitionCountMismatch as error:
+        raise fail(str(error), 2) from None
 
 
 relay_app = typer.Typer()  # help: the callback's docstring
