@@ -101,17 +101,17 @@ def test_broker_restart_loses_topics_and_everything_heals_from_the_store(
     consumer.start()
     try:
         before = register(service, 60, "before")
-        wait_until_converged(store, read_store, [relay, consumer], timeout=90)
+        wait_until_converged(store, read_store, [relay, consumer], timeout=180)
 
         own_broker.stop()  # memory storage: every topic, offset and group is gone
         own_broker.start()
         after = register(service, 40, "after")
         service.execute_batch([m.TagCustomer(customer_id=c, tag="later") for c in before], CTX)
 
-        wait_until_converged(store, read_store, [relay, consumer], timeout=150)
+        wait_until_converged(store, read_store, [relay, consumer], timeout=240)
         # Healed: later events flow through the recreated topic, on every partition.
         third = register(service, 30, "third")
-        wait_until_converged(store, read_store, [relay, consumer], timeout=60)
+        wait_until_converged(store, read_store, [relay, consumer], timeout=180)
         code, group = group_status(env)
         assert code == 0 and group["stuck"] is False and group["lag"] == 0, group
         assert [p["partition"] for p in group["partitions"]] == list(range(PARTITIONS))
