@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=5, ge=1)
     command_retries: int = Field(default=5, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Requests per API key, e.g. "100/second;2000/minute" (``limits`` notation); empty: none.
+    rate_limit: str = ""
     segment_refresh_seconds: float = Field(default=300.0, ge=1.0)
     seal_key: str = DEV_SEAL_KEY
     master_keys: str = DEV_MASTER_KEYS
@@ -82,6 +84,15 @@ class Settings(BaseSettings):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("needs a time zone offset, e.g. 1970-01-01T00:00:00Z")
         return value.astimezone(UTC)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many  # noqa: PLC0415 - only when a limit is set
+
+            parse_many(value)  # ValueError naming what it could not read
+        return value
 
     @model_validator(mode="after")
     def _no_dev_secrets_outside_dev(self) -> Settings:
