@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -35,6 +35,19 @@ DEV_MASTER_KEYS = (
 )
 DEV_INDEX_KEY = "clientele-dev-index-key"
 DEV_SEAL_KEY = "clientele-dev-seal-key"
+# kafka-python client options passed through from CLIENTELE_KAFKA_<OPTION> (unset: the client's default).
+KAFKA_CLIENT_OPTIONS = (
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_crlfile",
+    "ssl_check_hostname",
+)
 # The secrets whose defaults are public (in this file): refused outside development.
 DEV_SECRETS = {
     "master_keys": DEV_MASTER_KEYS,
@@ -55,6 +68,19 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=12, ge=1, le=256)
     # The largest record on our topics (producers, topic max.message.bytes, consumer fetches).
     kafka_max_message_bytes: int = Field(default=1_048_576, ge=4096, le=104_857_600)
+    # TLS and SASL for every Kafka client (see KAFKA_CLIENT_OPTIONS and README, Security).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    kafka_sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None
+    ) = None
+    kafka_sasl_plain_username: str | None = None
+    kafka_sasl_plain_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: SecretStr | None = None
+    kafka_ssl_crlfile: Path | None = None
+    kafka_ssl_check_hostname: bool | None = None
     api_keys_file: Path = Path("./var/api-keys.json")
     default_phone_region: str = Field(default="US", min_length=2, max_length=2)
     snapshot_interval: int = Field(default=50, ge=0)
@@ -125,6 +151,18 @@ class Settings(BaseSettings):
         from infra.kafka import MessageLimits  # noqa: PLC0415 - Kafka only when used
 
         return MessageLimits(self.kafka_max_message_bytes)
+
+    @property
+    def kafka_client_options(self) -> dict[str, object]:
+        """The TLS/SASL options every kafka-python client gets (only those set)."""
+        options: dict[str, object] = {}
+        for name in KAFKA_CLIENT_OPTIONS:
+            value = getattr(self, f"kafka_{name}")
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is not None:
+                options[name] = str(value) if isinstance(value, Path) else value
+        return options
 
     @property
     def read_models_url(self) -> str:
