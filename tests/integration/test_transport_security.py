@@ -95,6 +95,7 @@ def test_database_url_options_reach_the_event_store_connections(postgres_url: st
     try:
         service = CommandService(store, default_region="DE", index_key="k")
         outcome = service.execute(m.RegisterCustomer(name="Ada"), Context(actor="test"))
+        assert outcome.customer_id is not None
         assert store.customer(outcome.customer_id).version == 1
         assert connections_named(postgres_url, name) >= 1
     finally:
