@@ -35,7 +35,7 @@ DEV_MASTER_KEYS = (
 )
 DEV_INDEX_KEY = "clientele-dev-index-key"
 DEV_SEAL_KEY = "clientele-dev-seal-key"
-# kafka-python client options passed through from CLIENTELE_KAFKA_<OPTION> (unset: the client's default).
+# kafka-python client options, each set by CLIENTELE_KAFKA_<OPTION> (unset: the client's default).
 KAFKA_CLIENT_OPTIONS = (
     "security_protocol",
     "sasl_mechanism",
