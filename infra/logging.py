@@ -6,7 +6,8 @@ so every line a process writes is one JSON object.
 API keys and personal data are not logged: nothing logs request paths, queries, headers or
 bodies. As a second line, every rendered value (exception texts included) is scrubbed of what
 still looks like a secret or personal data (:func:`scrub`): API tokens, e-mail addresses, and
-the row values PostgreSQL puts into its error details.
+the row values PostgreSQL puts into its error details. Libraries that dump the bytes they send
+and receive at DEBUG (:data:`WIRE_LOGGERS`) stay at INFO.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ SCRUBBED = (
     (re.compile(r"(Key \([^)]*\))=\((?:[^()]|\([^()]*\))*\)"), r"\1=(***)"),
     (re.compile(r"(Failing row contains )\((?:[^()]|\([^()]*\))*\)"), r"\1(***)"),
 )
+
+
+# Libraries whose DEBUG lines dump protocol bytes (kafka-python: every request and response,
+# records included): never below INFO, whatever CLIENTELE_LOG_LEVEL says.
+WIRE_LOGGERS = ("kafka",)
 
 
 def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -102,3 +108,5 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in WIRE_LOGGERS:  # their DEBUG lines are the bytes on the wire: message contents
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

@@ -1,10 +1,11 @@
 """API keys and personal data never reach the logs (issue 17, item 5).
 
-Real processes (``serve``; in full mode also ``relay`` and ``consume``; the CLI) at DEBUG, driven
-through registration, updates, contacts, feedback, pii reads, searches, a lookup by external id,
-the batch route, validation errors that echo their input, conflicts, and authentication failures
-with wrong tokens. Then every line those processes logged is searched for each token, each
-token's stored hash, and each personal value (as sent and in its stored form).
+Real processes (``serve``; in full mode also ``relay``, ``consume`` and ``ingest``; the CLI) at
+DEBUG, driven through registration, updates, contacts, feedback, pii reads, searches, a lookup
+by external id, the batch route, validation errors that echo their input, conflicts,
+authentication failures with wrong tokens, and in full mode commands on the command topic (one
+rejected, one malformed). Then every line those processes logged is searched for each token,
+each token's stored hash, and each personal value (as sent and in its stored form).
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+from kafka import KafkaProducer
 
-from tests.e2e.conftest import CLIENTELE, Server, served
+from infra import kafka
+from tests.e2e.conftest import CLIENTELE, Server, process, served
+from tests.integration.kafka_support import read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +33,9 @@ CITY, SHOP_ID = "Quorbelstadt", "QX-88231"
 SUBJECT, SUMMARY, COMMENT = "Quorbel subject", "Quorbel said hello", "Quorbel liked it"
 INVALID = ["quorbel-not-an-email", "quorbel-phone-xx", "Quorbelbody"]
 IMPORTED = ["Importina Quorbelsdottir", "importina@example.org", "quorbel-bad-email-import"]
+INGESTED = ["Kafkina Quorbelova", "kafkina@example.org", "quorbel-bad-email-kafka", "QK-55310"]
 PERSONAL = [NAME, NEW_NAME, EMAIL, NEW_EMAIL, PHONE, PHONE_STORED, CITY, SHOP_ID]
-PERSONAL += [SUBJECT, SUMMARY, COMMENT, *INVALID, *IMPORTED]
+PERSONAL += [SUBJECT, SUMMARY, COMMENT, *INVALID, *IMPORTED, *INGESTED]
 WRONG_TOKEN = "clt_0123456789ab_quorbelWrongTokenSecretPart0000000000000"
 MALFORMED = "quorbel-malformed-credential"
 
@@ -135,6 +141,28 @@ def run_cli(server: Server, folder: Path) -> str:
     return logs
 
 
+def ingest_commands(server: Server) -> None:
+    """Full mode: personal data through the command topic, a rejected and a malformed
+    command among it (``ingest`` logs beside the others)."""
+    topics = kafka.Topics(server.env["CLIENTELE_KAFKA_TOPIC_PREFIX"])
+    bootstrap = server.env["CLIENTELE_KAFKA_BOOTSTRAP"]
+    home = server.log.parent
+    with process(server.env, home / "ingest.log", "ingest"):
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        register = {"type": "register", "name": INGESTED[0], "email": INGESTED[1]}
+        for value in (
+            register | {"external_ids": {"shop": INGESTED[3]}, "idempotency_key": "k-1"},
+            register | {"email": INGESTED[2], "idempotency_key": "k-2"},
+        ):
+            producer.send(topics.commands, key=b"k", value=orjson.dumps(value)).get(timeout=30)
+        truncated = b'{"name": "' + INGESTED[0].encode()
+        producer.send(topics.commands, key=b"junk", value=truncated).get(timeout=30)
+        producer.close(timeout=10)
+        results = read_topic(bootstrap, topics.command_results, 2, timeout=120)
+        assert len(results) == 2, (home / "ingest.log").read_text()[-3000:]
+        assert len(read_topic(bootstrap, topics.dlq(topics.commands), 1, timeout=60)) == 1
+
+
 def secrets_of(server: Server) -> list[str]:
     tokens = [*server.tokens.values(), WRONG_TOKEN, MALFORMED]
     return tokens + [hashlib.sha256(token.encode()).hexdigest() for token in tokens]
@@ -142,6 +170,8 @@ def secrets_of(server: Server) -> list[str]:
 
 def test_no_key_and_no_personal_value_is_ever_logged(debug_server: Server, tmp_path: Path) -> None:
     drive(debug_server)
+    if debug_server.mode == "kafka":
+        ingest_commands(debug_server)
     logs = run_cli(debug_server, tmp_path)
     for log in debug_server.log.parent.glob("*.log"):
         logs += log.read_text(encoding="utf-8", errors="replace")

@@ -46,3 +46,9 @@ def test_tokens_emails_and_database_row_values_are_scrubbed(
         assert secret not in written
     for kept in ("clt_0123456789ab_***", "***@example.org", "Key (email)=(***)", "contains (***)"):
         assert kept in written
+
+
+def test_wire_dumps_stay_out_even_at_debug(captured: pytest.CaptureFixture[str]) -> None:
+    logging.getLogger("kafka.protocol.parser").debug("Recv: %r", b"ada@x.org")
+    logging.getLogger("kafka.conn").info("connected")
+    assert captured.readouterr().err.count("\n") == 1
