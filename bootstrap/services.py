@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
-import structlog
-
 from commands.policies import PolicyService
 from commands.segments import SegmentService
 from commands.service import CommandService
@@ -30,12 +28,10 @@ from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore
 from infra.data_keys import MasterKeys
 from infra.readstore import ReadStore, open_read_store
-from infra.settings import DEV_MASTER_KEYS, STORE_NOTICE, Settings, get_settings
+from infra.settings import STORE_NOTICE, Settings, get_settings
 from infra.store import EventStore
 from projections.framework import Projector
 from projections.registry import all_projectors
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -104,8 +100,6 @@ def build(settings: Settings | None = None) -> Services:
     if settings is None:
         settings = get_settings()
         STORE_NOTICE(settings)
-    if settings.is_postgres and settings.master_keys == DEV_MASTER_KEYS:
-        log.warning("privacy.dev_master_key", hint="set CLIENTELE_MASTER_KEYS in production")
     store = _event_store(settings, settings.pool_size)
     read_store = open_read_store(settings.read_models_url, pool_size=settings.pool_size)
     commands = CommandService(

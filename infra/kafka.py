@@ -1,5 +1,8 @@
 """Kafka plumbing that depends only on the protocol: topic names, creation, clients.
 
+Every client (admin, producers, consumers) is made from :func:`client_config`: the bootstrap
+servers and the configured TLS/SASL options.
+
 Topics are created idempotently at start-up with a configured partition count — nothing relies
 on broker auto-creation, and an existing topic with another partition count is a configuration
 error (:class:`PartitionCountMismatch`), never silently used: per-customer order and the
@@ -22,6 +25,8 @@ import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from infra.settings import get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +111,12 @@ class Topics:
         return main + [self.dlq(t) for t in (self.events, self.commands)]
 
 
+def client_config(bootstrap: str) -> dict[str, object]:
+    """What every Kafka client of ours is made with: ``bootstrap`` and the TLS/SASL options of
+    the process's settings (``CLIENTELE_KAFKA_SECURITY_PROTOCOL``, ``…_SASL_*``, ``…_SSL_*``)."""
+    return {"bootstrap_servers": bootstrap, **get_settings().kafka_client_options}
+
+
 def ensure_topics(
     bootstrap: str,
     names: Iterable[str],
@@ -122,7 +133,7 @@ def ensure_topics(
     """
     limits = limits or MessageLimits()
     names = list(names)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = KafkaAdminClient(**client_config(bootstrap), request_timeout_ms=15_000)
     try:
         counts = partition_counts(admin)
         wrong = {n: counts[n] for n in names if n in counts and counts[n] != partitions}
@@ -153,7 +164,7 @@ def partition_counts(admin: KafkaAdminClient) -> dict[str, int]:
 
 def topic_limits(bootstrap: str, names: Iterable[str]) -> dict[str, int | None]:
     """Each topic's ``max.message.bytes`` as the broker reports it (None: not reported)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = KafkaAdminClient(**client_config(bootstrap), request_timeout_ms=15_000)
     try:
         return _topic_limits(admin, list(names))
     finally:
@@ -205,7 +216,7 @@ def producer(
     limits = limits or MessageLimits()
     largest = limits.dlq_bytes if dlq else limits.message_bytes
     settings: dict[str, object] = {
-        "bootstrap_servers": bootstrap,
+        **client_config(bootstrap),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -227,7 +238,7 @@ def consumer(
     """A consumer that never auto-commits: positions live with the data they produced."""
     limits = limits or MessageLimits()
     settings: dict[str, object] = {
-        "bootstrap_servers": bootstrap,
+        **client_config(bootstrap),
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

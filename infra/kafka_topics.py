@@ -25,7 +25,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from infra.kafka import TOPIC_MAX_MESSAGE_BYTES, MessageLimits
+from infra.kafka import TOPIC_MAX_MESSAGE_BYTES, MessageLimits, client_config
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class TopicInspector:
     def __init__(self, bootstrap: str, *, request_timeout_ms: int = 15_000) -> None:
         self.bootstrap = bootstrap
         self.admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms
+            **client_config(bootstrap), request_timeout_ms=request_timeout_ms
         )
 
     def state(self, topic: str) -> TopicState:
@@ -110,7 +110,7 @@ class TopicInspector:
         if not wanted:
             return set()
         reader = KafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **client_config(self.bootstrap),
             group_id=None,
             enable_auto_commit=False,
             allow_auto_create_topics=False,

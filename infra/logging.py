@@ -2,15 +2,61 @@
 
 Standard-library loggers (uvicorn, eventsourcing, kafka-python) go through the same processors,
 so every line a process writes is one JSON object.
+
+API keys and personal data are not logged: nothing logs request paths, queries, headers or
+bodies. As a second line, every rendered value (exception texts included) is scrubbed of what
+still looks like a secret or personal data (:func:`scrub`): API tokens, e-mail addresses, and
+the row values PostgreSQL puts into its error details. Libraries that dump the bytes they send
+and receive at DEBUG (:data:`WIRE_LOGGERS`) stay at INFO.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import orjson
 import structlog
+
+# (pattern, replacement): an API token keeps its public key id; an e-mail its domain; libpq's
+# "Key (email)=(ada@example.com)" and "Failing row contains (…)" their column names only.
+SCRUBBED = (
+    (re.compile(r"\b(clt_[0-9a-f]{12}_)[A-Za-z0-9_\-]+"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer\s+)\S+"), r"\1***"),
+    (re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@([\w-]+(?:\.[\w-]+)+)"), r"***@\1"),
+    (re.compile(r"(Key \([^)]*\))=\((?:[^()]|\([^()]*\))*\)"), r"\1=(***)"),
+    (re.compile(r"(Failing row contains )\((?:[^()]|\([^()]*\))*\)"), r"\1(***)"),
+)
+
+
+# Libraries whose DEBUG lines dump protocol bytes (kafka-python: every request and response,
+# records included): never below INFO, whatever CLIENTELE_LOG_LEVEL says.
+WIRE_LOGGERS = ("kafka",)
+
+
+def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Processor: the strings in ``event`` (nested in lists and dicts, the rendered exception
+    too) with the :data:`SCRUBBED` patterns replaced; other values kept as they are."""
+    for name, value in event.items():
+        event[name] = _scrubbed(value)
+    return event
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        for pattern, replacement in SCRUBBED:
+            value = pattern.sub(replacement, value)
+        return value
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(item) for item in value]
+    if isinstance(value, BaseException):  # rendered as its text: scrub that
+        return _scrubbed(str(value))
+    return value
 
 
 def _orjson_text(value: object, **_: object) -> str:
@@ -54,6 +100,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                scrub,
                 renderer,
             ],
         )
@@ -61,3 +108,5 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in WIRE_LOGGERS:  # their DEBUG lines are the bytes on the wire: message contents
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

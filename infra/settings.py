@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -33,6 +33,27 @@ ENV_FILE_VARIABLE = "CLIENTELE_ENV_FILE"
 DEV_MASTER_KEYS = (
     "dev:" + base64.b64encode(hashlib.sha256(b"clientele-dev-master-key").digest()).decode()
 )
+DEV_INDEX_KEY = "clientele-dev-index-key"
+DEV_SEAL_KEY = "clientele-dev-seal-key"
+# kafka-python client options, each set by CLIENTELE_KAFKA_<OPTION> (unset: the client's default).
+KAFKA_CLIENT_OPTIONS = (
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_crlfile",
+    "ssl_check_hostname",
+)
+# The secrets whose defaults are public (in this file): refused outside development.
+DEV_SECRETS = {
+    "master_keys": DEV_MASTER_KEYS,
+    "seal_key": DEV_SEAL_KEY,
+    "index_key": DEV_INDEX_KEY,
+}
 
 
 class Settings(BaseSettings):
@@ -47,24 +68,42 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=12, ge=1, le=256)
     # The largest record on our topics (producers, topic max.message.bytes, consumer fetches).
     kafka_max_message_bytes: int = Field(default=1_048_576, ge=4096, le=104_857_600)
+    # TLS and SASL for every Kafka client (see KAFKA_CLIENT_OPTIONS and README, Security).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    kafka_sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None
+    ) = None
+    kafka_sasl_plain_username: str | None = None
+    kafka_sasl_plain_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: SecretStr | None = None
+    kafka_ssl_crlfile: Path | None = None
+    kafka_ssl_check_hostname: bool | None = None
     api_keys_file: Path = Path("./var/api-keys.json")
     default_phone_region: str = Field(default="US", min_length=2, max_length=2)
     snapshot_interval: int = Field(default=50, ge=0)
     aggregate_cache_mb: int = Field(default=64, ge=0)  # large customers kept between commands
-    index_key: str = "clientele-dev-index-key"
+    index_key: str = DEV_INDEX_KEY
     # the earliest business time (occurred_at) a command may carry: older dates are typos
     business_time_floor: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     pool_size: int = Field(default=5, ge=1)
     command_retries: int = Field(default=5, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Requests per API key, e.g. "100/second;2000/minute" (``limits`` notation); empty: none.
+    rate_limit: str = ""
     segment_refresh_seconds: float = Field(default=300.0, ge=1.0)
-    seal_key: str = "clientele-dev-seal-key"
+    seal_key: str = DEV_SEAL_KEY
     master_keys: str = DEV_MASTER_KEYS
     seal_seconds: float = Field(default=3600.0, ge=1.0)
     policy_sweep_seconds: float = Field(default=3600.0, ge=1.0)
     rebuild_workers: int = Field(default=0, ge=0)  # processes per rebuild; 0: one per core, up to 8
     log_level: str = "INFO"
     log_json: bool = True
+    # "dev": the development defaults of the secrets are allowed; "production": refused.
+    # Unset: dev for the embedded configuration (SQLite, no Kafka), production otherwise.
+    env: Literal["dev", "production"] | None = None
 
     @field_validator("business_time_floor")
     @classmethod
@@ -72,6 +111,37 @@ class Settings(BaseSettings):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("needs a time zone offset, e.g. 1970-01-01T00:00:00Z")
         return value.astimezone(UTC)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many  # noqa: PLC0415 - only when a limit is set
+
+            parse_many(value)  # ValueError naming what it could not read
+        return value
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_outside_dev(self) -> Settings:
+        if self.dev_mode:
+            return self
+        defaults = [name for name, dev in DEV_SECRETS.items() if getattr(self, name) == dev]
+        if defaults:
+            names = ", ".join(f"CLIENTELE_{name.upper()}" for name in defaults)
+            raise ValueError(
+                f"{names} still hold the development default, which is public; set "
+                f"{'them' if len(defaults) > 1 else 'it'} (see README, Security), or declare "
+                "a development setup with CLIENTELE_ENV=dev"
+            )
+        return self
+
+    @property
+    def dev_mode(self) -> bool:
+        """Whether development defaults are allowed: ``CLIENTELE_ENV=dev``, or no
+        ``CLIENTELE_ENV`` and the embedded configuration (SQLite store, no Kafka)."""
+        if self.env is not None:
+            return self.env == "dev"
+        return not self.is_postgres and self.kafka_bootstrap is None
 
     @property
     def is_postgres(self) -> bool:
@@ -82,6 +152,18 @@ class Settings(BaseSettings):
         from infra.kafka import MessageLimits  # noqa: PLC0415 - Kafka only when used
 
         return MessageLimits(self.kafka_max_message_bytes)
+
+    @property
+    def kafka_client_options(self) -> dict[str, object]:
+        """The TLS/SASL options every kafka-python client gets (only those set)."""
+        options: dict[str, object] = {}
+        for name in KAFKA_CLIENT_OPTIONS:
+            value = getattr(self, f"kafka_{name}")
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is not None:
+                options[name] = str(value) if isinstance(value, Path) else value
+        return options
 
     @property
     def read_models_url(self) -> str:
@@ -108,10 +190,30 @@ def settings_file() -> Path | None:
     return path if path.is_file() else None
 
 
+class ConfigurationError(Exception):
+    """The configured settings are refused; the message names each setting and why (never
+    its value: it may be a secret)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once (environment, then the settings file)."""
-    return Settings(_env_file=settings_file())
+    """The process-wide settings, read once (environment, then the settings file).
+
+    Raises :class:`ConfigurationError` naming each refused setting."""
+    try:
+        return Settings(_env_file=settings_file())
+    except ValidationError as error:
+        raise ConfigurationError(refusals(error)) from None
+
+
+def refusals(error: ValidationError) -> str:
+    """One line per refused setting, ``CLIENTELE_NAME: reason`` (the value left out)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in problem["loc"])
+        reason = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"CLIENTELE_{where.upper()}: {reason}" if where else reason)
+    return "; ".join(lines)
 
 
 def origin(variable: str) -> str:

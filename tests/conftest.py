@@ -1,9 +1,13 @@
-"""Every test process: no settings file. A ``./var/dev/clientele.env`` left by ``clientele dev
-up`` in the working tree would otherwise point the tests' default settings at its servers
-(tests that exercise the file set ``CLIENTELE_ENV_FILE`` themselves)."""
+"""Every test process: a development setup, and no settings file. A
+``./var/dev/clientele.env`` left by ``clientele dev up`` in the working tree would otherwise
+point the tests' default settings at its servers (tests that exercise the file set
+``CLIENTELE_ENV_FILE`` themselves)."""
 
 from __future__ import annotations
 
 import os
 
 os.environ["CLIENTELE_ENV_FILE"] = ""
+# The tests run PostgreSQL and the broker as a development setup: the secrets keep their public
+# development defaults (tests of the refusal outside development unset this themselves).
+os.environ["CLIENTELE_ENV"] = "dev"

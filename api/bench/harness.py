@@ -107,8 +107,10 @@ class Stack:
         return self.postgres.create_database(f"{prefix}_{uuid4().hex[:8]}")
 
     def settings(self, database_url: str, topic_prefix: str = "") -> Settings:
-        """Settings for full mode on this stack (or PostgreSQL-only without a broker)."""
+        """Settings for full mode on this stack (or PostgreSQL-only without a broker): a
+        throwaway development setup (the secrets' development defaults)."""
         return Settings(
+            env="dev",
             database_url=database_url,
             kafka_bootstrap=self.broker.bootstrap if self.broker else None,
             kafka_topic_prefix=topic_prefix,
@@ -158,6 +160,8 @@ def env_of(settings: Settings) -> dict[str, str]:
         "CLIENTELE_API_KEYS_FILE": str(settings.api_keys_file),
         "CLIENTELE_LOG_LEVEL": "WARNING",
     }
+    if settings.env:
+        env["CLIENTELE_ENV"] = settings.env
     if settings.kafka_bootstrap:
         env["CLIENTELE_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
     return env

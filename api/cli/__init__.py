@@ -59,8 +59,12 @@ def main() -> None:
     by `clientele dev up`), else the embedded defaults (see README). Commands that open a
     store say which on stderr."""
     from infra.logging import configure_logging
-    from infra.settings import STORE_NOTICE, get_settings
+    from infra.settings import STORE_NOTICE, ConfigurationError, get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigurationError as error:
+        typer.echo(f"configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, json=settings.log_json)
     STORE_NOTICE.arm(say_on_stderr)

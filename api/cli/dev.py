@@ -43,6 +43,7 @@ def _local_services(root: Path) -> tuple[PostgresCluster, KafkaBroker] | None:
 
 def _exports(postgres: PostgresCluster, broker: KafkaBroker) -> str:
     return (
+        "export CLIENTELE_ENV=dev\n"
         f"export CLIENTELE_DATABASE_URL={postgres.url}\n"
         f"export CLIENTELE_KAFKA_BOOTSTRAP={broker.bootstrap}"
     )
@@ -56,6 +57,8 @@ def _write_settings(root: Path, postgres: PostgresCluster, broker: KafkaBroker) 
     path.write_text(
         "# Written by `clientele dev up`, removed by `clientele dev down`. Every clientele\n"
         "# command run here reads it; CLIENTELE_* environment variables take precedence.\n"
+        "# A development setup: the secrets may keep their public development defaults.\n"
+        "CLIENTELE_ENV=dev\n"
         f"CLIENTELE_DATABASE_URL={postgres.url}\n"
         f"CLIENTELE_KAFKA_BOOTSTRAP={broker.bootstrap}\n",
         encoding="utf-8",

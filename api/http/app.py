@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from api.http import deps, middleware, problems
 from api.http.auth import AuthFailed
 from api.http.preconditions import PreconditionFailed
+from api.http.rate_limit import KeyRateLimiter, RateLimited
 from api.http.routes import analytics, audit, ops, policies, reads, segments, writes
 from api.http.schemas import document_batch_commands
 from bootstrap import Services, build
@@ -48,6 +49,9 @@ def create_app(services: Services | None = None) -> FastAPI:
     middleware.install(
         app, max_body_bytes=(services.settings if services else get_settings()).max_body_bytes
     )
+    app.state.rate_limiter = KeyRateLimiter(
+        (services.settings if services else get_settings()).rate_limit
+    )
 
     @app.exception_handler(PreconditionFailed)
     async def on_precondition(_: Request, error: PreconditionFailed) -> Response:
@@ -58,6 +62,14 @@ def create_app(services: Services | None = None) -> FastAPI:
         response = problems.problem(error.status, error.code, error.detail)
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="clientele"'
+        return response
+
+    @app.exception_handler(RateLimited)
+    async def on_rate_limited(_: Request, error: RateLimited) -> Response:
+        response = problems.problem(
+            429, "rate-limited", str(error), limit=error.limit, retry_after=error.retry_after
+        )
+        response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.exception_handler(deps.CustomerParked)

@@ -1,4 +1,5 @@
-"""Bearer API keys → roles; the ``pii`` scope decides whether personal data is shown."""
+"""Bearer API keys → roles; the ``pii`` scope decides whether personal data is shown; each
+authenticated request counts against its key's rate limit (:mod:`api.http.rate_limit`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from api.http import deps
+from api.http.rate_limit import KeyRateLimiter
 from domain.personal import masked
 from infra.api_keys import ApiKey, Role
 from projections.profile_fold import PERSONAL
@@ -32,6 +34,8 @@ def _authenticate(request: Request, authorization: str | None) -> ApiKey:
     key = deps.services(request).keys.authenticate(token.strip())
     if key is None:
         raise AuthFailed(401, "unauthenticated", "unknown or revoked API key")
+    limiter: KeyRateLimiter = request.app.state.rate_limiter
+    limiter.admit(key.key_id)
     return key
 
 

@@ -1,5 +1,8 @@
 """Edge middleware: body size, media type and header/query text checks, access logs, metrics.
 
+The access log names the route template and our ids, never the path or the query (they may
+hold personal data) nor any header (the API key).
+
 ``X-Correlation-Id`` is stored on every event a request causes, and query parameters reach the
 read store's SQL: both are held to the text policy (``domain.values``) before any route runs.
 """
@@ -29,6 +32,9 @@ REQUESTS_REJECTED = Counter(
     "clientele_http_rejected_total", "Requests refused at the edge", ["reason"]
 )
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+# The path parameters the access log names: our own ids. The path itself is never logged (it
+# may hold personal data, e.g. /customers/by-external/{system}/{external_id}).
+LOGGED_PATH_PARAMS = ("customer_id", "segment_id")
 
 
 def install(app: FastAPI, *, max_body_bytes: int) -> None:
@@ -57,8 +63,8 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
         log.info(
             "http.request",
             method=request.method,
-            path=request.url.path,
             route=template,
+            **{k: v for k, v in request.path_params.items() if k in LOGGED_PATH_PARAMS},
             status=response.status_code,
             ms=round(elapsed * 1000, 2),
         )

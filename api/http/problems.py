@@ -47,6 +47,7 @@ TITLES = {
     415: "Unsupported media type",
     422: "Unprocessable content",
     428: "Precondition required",
+    429: "Too many requests",
     503: "Service unavailable",
 }
 

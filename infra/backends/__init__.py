@@ -44,6 +44,8 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "POSTGRES_PRE_PING": "y",
+            # libpq parameters of the URL's query (sslmode, sslrootcert, …): every connection
+            "POSTGRES_CONNECTION_OPTIONS": parts.query,
             "APPLICATION_RECORDER_TOPIC": "infra.backends.postgres:GaplessPostgresRecorder",
         }
     else:

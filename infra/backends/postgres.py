@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -30,6 +31,7 @@ from eventsourcing.postgres import (
     PostgresDatastore,
     PostgresFactory,
 )
+from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -165,3 +167,14 @@ class Factory(PostgresFactory):
     ``APPLICATION_RECORDER_TOPIC``)."""
 
     aggregate_recorder_class = SnapshotRecorder  # type: ignore[assignment]
+    POSTGRES_CONNECTION_OPTIONS = "POSTGRES_CONNECTION_OPTIONS"
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        """Also pass the database URL's query parameters (``?sslmode=verify-full&sslrootcert=…``,
+        any libpq parameter) to every connection: eventsourcing only takes host, port, user,
+        password and database name."""
+        super().__init__(env)
+        options = dict(parse_qsl(self.env.get(self.POSTGRES_CONNECTION_OPTIONS) or ""))
+        kwargs = self.datastore.pool.kwargs
+        if options and isinstance(kwargs, dict):
+            kwargs.update(options)

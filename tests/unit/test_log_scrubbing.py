@@ -1,0 +1,54 @@
+"""What still looks like a secret or personal data is scrubbed from every log line: structlog
+and standard-library records, messages, fields and exception texts alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from infra.logging import configure_logging
+
+TOKEN = "clt_0123456789ab_SecretPartOfTheToken-_xyz"
+EMAIL = "ada.lovelace+crm@example.org"
+DETAIL = (
+    'duplicate key value violates unique constraint "x"\nDETAIL:  Key (email)=(ada@x.org) exists.'
+)
+ROW = "new row violates check constraint\nDETAIL:  Failing row contains (42, Ada (the first), ada@x.org)."
+
+
+@pytest.fixture
+def captured(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("DEBUG", json=True)
+    yield capsys
+    root.handlers[:], root.level = handlers, level
+
+
+def test_tokens_emails_and_database_row_values_are_scrubbed(
+    captured: pytest.CaptureFixture[str],
+) -> None:
+    log = structlog.get_logger("test.scrub")
+    log.info("structlog", token=TOKEN, nested={"to": [EMAIL]}, header=f"Bearer {TOKEN}")
+    logging.getLogger("uvicorn.error").warning("stdlib %s %s", TOKEN, EMAIL)
+    for text in (DETAIL, ROW):
+        try:
+            raise RuntimeError(text)
+        except RuntimeError as error:
+            log.exception("failed", error=error)
+            logging.getLogger("eventsourcing").exception("stdlib failed")
+    written = captured.readouterr().err
+    assert written.count("\n") == 6
+    for secret in ("SecretPartOfTheToken", "ada.lovelace", "ada@x.org", "Ada (the first)"):
+        assert secret not in written
+    for kept in ("clt_0123456789ab_***", "***@example.org", "Key (email)=(***)", "contains (***)"):
+        assert kept in written
+
+
+def test_wire_dumps_stay_out_even_at_debug(captured: pytest.CaptureFixture[str]) -> None:
+    logging.getLogger("kafka.protocol.parser").debug("Recv: %r", b"ada@x.org")
+    logging.getLogger("kafka.conn").info("connected")
+    assert captured.readouterr().err.count("\n") == 1
