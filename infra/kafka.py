@@ -117,6 +117,11 @@ def client_config(bootstrap: str) -> dict[str, object]:
     return {"bootstrap_servers": bootstrap, **get_settings().kafka_client_options}
 
 
+def admin_client(bootstrap: str, request_timeout_ms: int = 15_000) -> KafkaAdminClient:
+    """An admin client (topics, offsets, cluster metadata); ``close()`` it when done."""
+    return KafkaAdminClient(**client_config(bootstrap), request_timeout_ms=request_timeout_ms)
+
+
 def ensure_topics(
     bootstrap: str,
     names: Iterable[str],
@@ -133,7 +138,7 @@ def ensure_topics(
     """
     limits = limits or MessageLimits()
     names = list(names)
-    admin = KafkaAdminClient(**client_config(bootstrap), request_timeout_ms=15_000)
+    admin = admin_client(bootstrap)
     try:
         counts = partition_counts(admin)
         wrong = {n: counts[n] for n in names if n in counts and counts[n] != partitions}
@@ -164,7 +169,7 @@ def partition_counts(admin: KafkaAdminClient) -> dict[str, int]:
 
 def topic_limits(bootstrap: str, names: Iterable[str]) -> dict[str, int | None]:
     """Each topic's ``max.message.bytes`` as the broker reports it (None: not reported)."""
-    admin = KafkaAdminClient(**client_config(bootstrap), request_timeout_ms=15_000)
+    admin = admin_client(bootstrap)
     try:
         return _topic_limits(admin, list(names))
     finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import NewTopic, OffsetSpec
 from kafka.errors import (
     KafkaError,
@@ -25,7 +25,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from infra.kafka import TOPIC_MAX_MESSAGE_BYTES, MessageLimits, client_config
+from infra.kafka import TOPIC_MAX_MESSAGE_BYTES, MessageLimits, admin_client, consumer
 
 log = structlog.get_logger(__name__)
 
@@ -80,9 +80,7 @@ class TopicInspector:
 
     def __init__(self, bootstrap: str, *, request_timeout_ms: int = 15_000) -> None:
         self.bootstrap = bootstrap
-        self.admin = KafkaAdminClient(
-            **client_config(bootstrap), request_timeout_ms=request_timeout_ms
-        )
+        self.admin = admin_client(bootstrap, request_timeout_ms)
 
     def state(self, topic: str) -> TopicState:
         """``topic`` as the broker has it now (end offsets empty if it does not exist)."""
@@ -109,14 +107,7 @@ class TopicInspector:
         wanted = {TopicPartition(topic, p): o - 1 for p, o in offsets.items() if o > 0}
         if not wanted:
             return set()
-        reader = KafkaConsumer(
-            **client_config(self.bootstrap),
-            group_id=None,
-            enable_auto_commit=False,
-            allow_auto_create_topics=False,
-            auto_offset_reset="none",
-            fetch_max_wait_ms=100,
-        )
+        reader = consumer(self.bootstrap, None, auto_offset_reset="none", fetch_max_wait_ms=100)
         found: set[int] = set()
         try:
             reader.assign(list(wanted))
