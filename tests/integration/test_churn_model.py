@@ -82,7 +82,9 @@ def test_fit_profile_segment_and_lifecycle_on_p_alive(api: Api) -> None:
     assert view["as_of"].startswith((NOW - DAY).date().isoformat())
     stored = services.store.backend.positioned(MODEL_ID, None)
     events = [(position, services.store.mapper.to_domain_event(s)) for position, s in stored]
-    assert [(position, e.TYPE) for position, e in events] == [(fitted.position, "model.fitted")]
+    assert [(position, type(e).__name__) for position, e in events] == [
+        (fitted.position, "FirstFitted")
+    ]
     services.runner.catch_up()
 
     # the profile: churn_risk under version 1, P(alive) recomputed here from the purchases

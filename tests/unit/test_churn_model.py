@@ -28,7 +28,7 @@ CDNOW = Parameters(r=0.243, alpha=4.414, a=0.793, b=2.426)
 POINTS = [(0, 0.0, 38.86), (1, 2.0, 30.0), (2, 30.43, 38.86), (5, 20.0, 39.0), (20, 38.0, 38.5)]
 
 
-def pieces(p: Parameters, x: int, t_x: float, T: float) -> tuple[float, float]:
+def pieces(p: Parameters, x: int, t_x: float, big_t: float) -> tuple[float, float]:
     """The likelihood's "alive at T" and "dropped out after t_x" parts (the paper's A1 A2 A3
     and A1 A2 A4), with scipy's log-gamma: an independent route to L and P(alive)."""
     common = (
@@ -38,7 +38,7 @@ def pieces(p: Parameters, x: int, t_x: float, T: float) -> tuple[float, float]:
         + special.betaln(p.a, p.b + x)
         - special.betaln(p.a, p.b)
     )
-    alive = math.exp(common - (p.r + x) * math.log(p.alpha + T))
+    alive = math.exp(common - (p.r + x) * math.log(p.alpha + big_t))
     if x == 0:
         return alive, 0.0
     dead = math.exp(common + math.log(p.a / (p.b + x - 1)) - (p.r + x) * math.log(p.alpha + t_x))
@@ -70,27 +70,29 @@ def test_the_published_cdnow_expected_purchases_of_a_new_customer(
     assert expected_purchases(CDNOW, Summary(0, 0, 0), t) == pytest.approx(published, abs=5e-3)
 
 
-@pytest.mark.parametrize(("x", "t_x", "T"), POINTS)
+@pytest.mark.parametrize(("x", "t_x", "big_t"), POINTS)
 def test_likelihood_and_p_alive_agree_with_an_independent_implementation(
-    x: int, t_x: float, T: float
+    x: int, t_x: float, big_t: float
 ) -> None:
-    alive, dead = pieces(CDNOW, x, t_x, T)
-    s = Summary(x, t_x, T)
+    alive, dead = pieces(CDNOW, x, t_x, big_t)
+    s = Summary(x, t_x, big_t)
     assert log_likelihood(CDNOW, s) == pytest.approx(math.log(alive + dead), rel=1e-12)
     assert p_alive(CDNOW, s) == pytest.approx(alive / (alive + dead), rel=1e-12)
 
 
-@pytest.mark.parametrize(("x", "t_x", "T"), POINTS)
+@pytest.mark.parametrize(("x", "t_x", "big_t"), POINTS)
 @pytest.mark.parametrize("t", [1.0, 39.0, 200.0])
-def test_expected_purchases_agree_with_scipy_hyp2f1(x: int, t_x: float, T: float, t: float) -> None:
+def test_expected_purchases_agree_with_scipy_hyp2f1(
+    x: int, t_x: float, big_t: float, t: float
+) -> None:
     p = CDNOW
-    z = t / (p.alpha + T + t)
+    z = t / (p.alpha + big_t + t)
     gauss = special.hyp2f1(p.r + x, p.b + x, p.a + p.b + x - 1, z)
     assert hyp2f1(p.r + x, p.b + x, p.a + p.b + x - 1, z) == pytest.approx(gauss, rel=1e-10)
-    alive, dead = pieces(p, x, t_x, T)
-    power = ((p.alpha + T) / (p.alpha + T + t)) ** (p.r + x)
+    alive, dead = pieces(p, x, t_x, big_t)
+    power = ((p.alpha + big_t) / (p.alpha + big_t + t)) ** (p.r + x)
     expected = (p.a + p.b + x - 1) / (p.a - 1) * (1 - power * gauss) * alive / (alive + dead)
-    assert expected_purchases(p, Summary(x, t_x, T), t) == pytest.approx(expected, rel=1e-9)
+    assert expected_purchases(p, Summary(x, t_x, big_t), t) == pytest.approx(expected, rel=1e-9)
 
 
 def test_the_p_alive_published_for_the_example_customer() -> None:
@@ -108,11 +110,11 @@ def test_a_customer_without_repeat_purchases_is_alive() -> None:
 def test_alive_until_is_where_p_alive_crosses_the_threshold(
     x: int, t_x: float, threshold: float
 ) -> None:
-    T = alive_until(CDNOW, x, t_x, threshold)
-    assert T is not None
-    if T > t_x:
-        assert p_alive(CDNOW, Summary(x, t_x, T)) == pytest.approx(threshold, rel=1e-9)
-        assert p_alive(CDNOW, Summary(x, t_x, T * 1.01)) < threshold
+    crossing = alive_until(CDNOW, x, t_x, threshold)
+    assert crossing is not None
+    if crossing > t_x:
+        assert p_alive(CDNOW, Summary(x, t_x, crossing)) == pytest.approx(threshold, rel=1e-9)
+        assert p_alive(CDNOW, Summary(x, t_x, crossing * 1.01)) < threshold
     else:  # already below at the last purchase
         assert p_alive(CDNOW, Summary(x, t_x, t_x)) <= threshold
 

@@ -22,7 +22,7 @@ from domain.policy import canonical, parse_document
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 PARAMS = Parameters(r=0.8, alpha=40.0, a=0.6, b=3.0)
-DOCUMENT = {
+DOCUMENT: dict[str, dict[str, Any]] = {
     "at_risk": {"gap_multiple": 20, "min_days": 200, "max_days": 400, "p_alive_below": 0.5},
     "churned": {"gap_multiple": 40, "min_days": 500, "max_days": 800},
 }
