@@ -51,6 +51,16 @@ class ModelService:
         assert isinstance(found, ChurnModel)
         return found
 
+    def latest(self) -> FittedVersion | None:
+        """The newest fitted version (its event alone is read: for every profile read), or
+        None if the model was never fitted."""
+        stored = self.store.recorder.select_events(MODEL_ID, desc=True, limit=1)
+        if not stored:
+            return None
+        event = self.store.mapper.to_domain_event(stored[0])
+        assert isinstance(event, ChurnModel.Fitted)
+        return event.fitted()
+
     def version(self, version: int | None = None) -> FittedVersion:
         """One fitted version (default: the newest), or :class:`ModelNotFitted`."""
         model = self.get()

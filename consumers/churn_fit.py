@@ -106,6 +106,6 @@ class ModelFitter:
 
     def fit_now(self) -> int:
         """The periodic fit (as of now, the latest horizon); returns the version recorded."""
-        latest = self.models.get()
-        horizon = latest.versions[-1].horizon_days if latest else DEFAULT_HORIZON_DAYS
+        latest = self.models.latest()
+        horizon = latest.horizon_days if latest else DEFAULT_HORIZON_DAYS
         return self.fit(horizon_days=horizon).version.version

@@ -110,11 +110,13 @@ class ChurnModel(Aggregate):
         def apply(self, aggregate: Any) -> None:
             if not hasattr(aggregate, "versions"):
                 aggregate.versions = []
+            aggregate.versions.append(self.fitted())
+
+        def fitted(self) -> FittedVersion:
+            """The version this event records."""
             fields = {k: getattr(self, k) for k in FITTED_FIELDS}
-            aggregate.versions.append(
-                FittedVersion.of(
-                    fields, self.originator_version, self.occurred_at, self.actor, self.timestamp
-                )
+            return FittedVersion.of(
+                fields, self.originator_version, self.occurred_at, self.actor, self.timestamp
             )
 
     class FirstFitted(Fitted, Aggregate.Created):

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.churn_model import ChurnModel, FittedVersion, risk
+from domain.churn_model import FittedVersion, risk
 from domain.segment_rules import MEMBER_STATUSES
 from infra.readstore import Tx
 
@@ -51,10 +51,10 @@ def customer_purchases(tx: Tx, customer_id: UUID) -> list[datetime]:
     return [datetime.fromisoformat(at) for (at,) in rows]
 
 
-def churn_risk(model: ChurnModel | None, purchases: list[datetime]) -> dict[str, Any] | None:
-    """The profile's ``churn_risk`` block under the newest fitted version of ``model``
-    (:func:`domain.churn_model.risk`), or None before the first fit or the first purchase."""
-    return None if model is None else risk(model.versions[-1], purchases)
+def churn_risk(model: FittedVersion | None, purchases: list[datetime]) -> dict[str, Any] | None:
+    """The profile's ``churn_risk`` block under the fitted version ``model`` (the newest;
+    :func:`domain.churn_model.risk`), or None before the first fit or the first purchase."""
+    return None if model is None else risk(model, purchases)
 
 
 def with_risk(state: Mapping[str, Any], model: FittedVersion | None) -> Mapping[str, Any]:

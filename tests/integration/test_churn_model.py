@@ -15,8 +15,10 @@ from bootstrap import Services
 from bootstrap.processes import lifecycle_runner, model_fitter
 from commands import messages as m
 from commands.service import Context
+from consumers.rebuild import rebuild
 from domain.btyd import Summary, p_alive
 from domain.churn_model import MODEL_ID, summary_of
+from projections.segments import SegmentsProjector
 from tests.api_support import Api, send
 from tests.churn_support import simulate
 
@@ -125,3 +127,8 @@ def test_fit_profile_segment_and_lifecycle_on_p_alive(api: Api) -> None:
         2,
         90,
     )
+
+    # the segments read model, fed the fits in log order, is the same rebuilt
+    services.runner.catch_up()
+    result = rebuild(services.feed, services.read_store, SegmentsProjector(), verify_only=True)
+    assert result.differences == []

@@ -85,7 +85,7 @@ def get_customer(
         return json_response(privacy(request)(document), document["version"])
     deps.wait_for_position(request, ["profiles", "analytics"], customer_id)
     services = deps.services(request)
-    model = services.models.get()
+    model = services.models.latest()
     with services.read_store.snapshot() as tx:
         live = live_profile(tx, customer_id)
         live["churn_risk"] = churn_risk(model, customer_purchases(tx, customer_id))
