@@ -13,11 +13,17 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from domain.churn_model import FittedVersion, risk
 from domain.segment_rules import MEMBER_STATUSES
+from domain.values import utc_text
+from infra.envelope import Envelope
 from infra.readstore import Tx
 
-FIELD_PREFIX = "churn_risk."
+FITS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {segment_churn_model} (scope TEXT PRIMARY KEY, fit TEXT NOT NULL)"
+)
 LIVE = tuple(sorted(MEMBER_STATUSES))
 
 
@@ -66,3 +72,24 @@ def with_risk(state: Mapping[str, Any], model: FittedVersion | None) -> Mapping[
     instants = [datetime.fromisoformat(at) for _, _, at in state["orders"].values()]
     found = risk(model, instants)
     return state if found is None else {**state, "churn_risk": found}
+
+
+def keep_fit(tx: Tx, envelope: Envelope) -> None:
+    """Keep a ``model.fitted`` event's version as the newest fit (the segments read model's
+    ``segment_churn_model``: one row)."""
+    fit = {**envelope.data, "version": envelope.version, "as_of": utc_text(envelope.occurred_at)}
+    tx.execute(
+        "INSERT INTO {segment_churn_model} (scope, fit) VALUES ('churn', ?) "
+        "ON CONFLICT (scope) DO UPDATE SET fit = excluded.fit",
+        (orjson.dumps(fit).decode(),),
+    )
+
+
+def load_fit(tx: Tx) -> FittedVersion | None:
+    """The newest fit kept by :func:`keep_fit`, or None before the first."""
+    row = tx.fetchone("SELECT fit FROM {segment_churn_model} WHERE scope = 'churn'")
+    if row is None:
+        return None
+    fit = orjson.loads(row[0])
+    at = datetime.fromisoformat(fit["as_of"])
+    return FittedVersion.of(fit, int(fit["version"]), at, "", at)

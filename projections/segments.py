@@ -47,7 +47,7 @@ from domain.values import check_aware, utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections import profile_fold, rfm
-from projections.churn import with_risk
+from projections.churn import FITS_SCHEMA, keep_fit, load_fit, with_risk
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 
@@ -108,7 +108,7 @@ class SegmentsProjector(Projector):
         "ON {segment_changes} (segment_id, customer_id, position)",
         "CREATE INDEX IF NOT EXISTS {segment_changes}_customer_idx ON {segment_changes} (customer_id)",
         "CREATE TABLE IF NOT EXISTS {segment_rfm} (customer_id TEXT PRIMARY KEY, scores TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS {segment_churn_model} (scope TEXT PRIMARY KEY, fit TEXT NOT NULL)",
+        FITS_SCHEMA,
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -137,7 +137,7 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     ids = sorted({e.customer_key for e in envelopes})
     states = _load_states(tx, ids)
     scores = _load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
-    model = _load_model(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
+    model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     ledger = _Ledger(_load_members(tx, ids), scores, model)
     for envelope in envelopes:
         customer = envelope.customer_key
@@ -200,24 +200,10 @@ def _refresh(tx: Tx, envelope: Envelope) -> None:
 def _model_fitted(tx: Tx, envelope: Envelope) -> None:
     """Keep the newest fit of the churn model, then decide the segments that read
     ``churn_risk.*`` for everyone at the fit's ``as_of``."""
-    fit = {**envelope.data, "version": envelope.version, "as_of": utc_text(envelope.occurred_at)}
-    tx.execute(
-        "INSERT INTO {segment_churn_model} (scope, fit) VALUES ('churn', ?) "
-        "ON CONFLICT (scope) DO UPDATE SET fit = excluded.fit",
-        (orjson.dumps(fit).decode(),),
-    )
+    keep_fit(tx, envelope)
     due = [d for d in _load_definitions(tx) if uses_churn_risk(d.rule)]
     if due:
         _decide_all(tx, due, envelope.occurred_at, envelope.position)
-
-
-def _load_model(tx: Tx) -> FittedVersion | None:
-    row = tx.fetchone("SELECT fit FROM {segment_churn_model} WHERE scope = 'churn'")
-    if row is None:
-        return None
-    fit = orjson.loads(row[0])
-    at = datetime.fromisoformat(fit["as_of"])
-    return FittedVersion.of(fit, int(fit["version"]), at, "", at)
 
 
 def _purchases(tx: Tx, currency: str) -> Iterator[tuple[str, datetime, Decimal]]:
@@ -351,7 +337,7 @@ def _load_definitions(tx: Tx, segment_id: str | None = None) -> list[Definition]
 def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, position: int) -> None:
     """Decide ``definitions`` for every customer at ``now``, as caused by ``position``."""
     with_scores = any(uses_rfm(d.rule) for d in definitions)
-    model = _load_model(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
+    model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     for rows in _all_states(tx):
         ids = [customer for customer, _ in rows]
         scores = _load_scores(tx, ids) if with_scores else {}
