@@ -7,17 +7,22 @@ version and the model version in their history; a second fit is version 2."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bootstrap import Services
-from bootstrap.processes import lifecycle_runner, model_fitter
+from bootstrap import Services, build
+from bootstrap.processes import lifecycle_runner, model_fitter, policy_runner
 from commands import messages as m
 from commands.service import Context
+from consumers.migrate import migrate
 from consumers.rebuild import rebuild
 from domain.btyd import Summary, p_alive
 from domain.churn_model import MODEL_ID, summary_of
+from infra.settings import Settings
 from projections.segments import SegmentsProjector
 from tests.api_support import Api, send
 from tests.churn_support import simulate
@@ -132,3 +137,33 @@ def test_fit_profile_segment_and_lifecycle_on_p_alive(api: Api) -> None:
     services.runner.catch_up()
     result = rebuild(services.feed, services.read_store, SegmentsProjector(), verify_only=True)
     assert result.differences == []
+
+
+def test_the_policy_process_fits_the_model_on_its_schedule(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=database_url, api_keys_file=tmp_path / "keys.json", model_fit_seconds=0.2
+    )
+    with build(settings) as services:
+        migrate(services)
+        for c in simulate(40, 0.8, 40.0, 0.6, 3.0, seed=9, days=(60, 300)):
+            first = NOW - timedelta(days=c.T)
+            register_with(services, [first + timedelta(days=t) for t in c.purchases])
+        assert services.runner is not None
+        services.runner.catch_up()
+        with policy_runner(services) as process:
+            assert "fitting the churn model every 0.2 s" in process.summary
+            thread = threading.Thread(target=process.run, daemon=True)
+            thread.start()
+            try:
+                deadline = time.monotonic() + 30
+                while (found := services.models.latest()) is None or found.version < 2:
+                    assert time.monotonic() < deadline, "no second periodic fit in 30 s"
+                    time.sleep(0.05)
+            finally:
+                process.stop()
+                thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert (found.customers, found.horizon_days) == (40, 90)
+    assert found.actor == "clientele:model-churn"
