@@ -13,6 +13,9 @@ live tables row for row:
 * ``segments.refreshed`` (:class:`domain.segment.Refresh`) ranks RFM scores over all live
   customers (``segment_rfm``, when a segment reads them; events use them until the next
   refresh) and decides time-relative and RFM segments for everyone at its ``occurred_at``;
+* ``model.fitted`` (:mod:`domain.churn_model`) keeps the churn model's newest fit
+  (``segment_churn_model``) and decides the segments reading ``churn_risk.*`` for everyone at
+  its ``as_of``; customer events use that fit until the next (:mod:`projections.churn`);
 * ``customer.erased`` deletes the customer's membership history and records ``exited`` for
   every segment: that history was decided partly from personal data that a rebuild can no
   longer read, so none of it may outlive the erasure.
