@@ -25,8 +25,9 @@ expectation in its section 4 / Hardie's notes):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+NEAR_ONE = 1e-7
 HYP2F1_TERMS = 200_000
 """Bound on the Gauss series' terms (its argument is < 1; near 1 it converges slowly)."""
 
@@ -115,6 +116,8 @@ def expected_purchases(p: Parameters, s: Summary, t: float) -> float:
         raise ValueError("t must be >= 0")
     if t == 0:
         return 0.0
+    if abs(p.a - 1) < NEAR_ONE:  # a removable 0/0 at a = 1: evaluate just beside it
+        p = replace(p, a=1 + NEAR_ONE)
     x = s.frequency
     c = p.a + p.b + x - 1
     z = t / (p.alpha + s.T + t)

@@ -100,6 +100,14 @@ def test_the_p_alive_published_for_the_example_customer() -> None:
     assert round(p_alive(CDNOW, Summary(2, 30.43, 38.86)), 3) == 0.727
 
 
+def test_the_expectation_is_continuous_through_a_equal_to_one() -> None:
+    """(a+b+x-1)/(a-1) [1 - …] is 0/0 at a = 1; the limit is taken from beside it."""
+    s = Summary(2, 30.43, 38.86)
+    at_one = expected_purchases(Parameters(0.243, 4.414, 1.0, 2.426), s, 39)
+    near = [expected_purchases(Parameters(0.243, 4.414, a, 2.426), s, 39) for a in (0.999, 1.001)]
+    assert min(near) <= at_one <= max(near)
+
+
 def test_a_customer_without_repeat_purchases_is_alive() -> None:
     assert p_alive(CDNOW, Summary(0, 0, 500)) == 1.0
     assert alive_until(CDNOW, 0, 0, 0.5) is None
