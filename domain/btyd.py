@@ -127,10 +127,20 @@ def expected_purchases(p: Parameters, s: Summary, t: float) -> float:
 
 
 def hyp2f1(a: float, b: float, c: float, z: float) -> float:
-    """Gauss's hypergeometric function by its series, for ``0 <= z < 1`` and ``c > 0``
-    (the only arguments the expectation needs); relative precision about 1e-13."""
+    """Gauss's hypergeometric function for ``0 <= z < 1`` and ``c > 0`` (the arguments the
+    expectation needs), relative precision about 1e-13: its series, or Euler's transformation
+    ``(1-z)^(c-a-b) 2F1(c-a, c-b; c; z)`` when that series' terms fall faster (near ``z = 1``
+    the direct terms decay like ``k^(a+b-c-1) z^k``, the transformed ones like
+    ``k^(c-a-b-1) z^k``). :class:`ArithmeticError` if neither converges in
+    :data:`HYP2F1_TERMS` terms."""
     if not 0 <= z < 1 or c <= 0:
         raise ValueError("hyp2f1 here needs 0 <= z < 1 and c > 0")
+    if c - a - b < 0:
+        return (1 - z) ** (c - a - b) * _series(c - a, c - b, c, z)
+    return _series(a, b, c, z)
+
+
+def _series(a: float, b: float, c: float, z: float) -> float:
     term = total = 1.0
     for k in range(HYP2F1_TERMS):
         term *= (a + k) * (b + k) / ((c + k) * (k + 1)) * z

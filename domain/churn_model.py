@@ -184,21 +184,24 @@ def risk(model: FittedVersion, purchases: Iterable[datetime]) -> dict[str, Any] 
     """A customer's churn risk under ``model``: ``{model_version, as_of, p_alive,
     expected_purchases, horizon_days, frequency, recency, T}``, evaluated at the later of the
     model's ``as_of`` and the customer's last purchase (a purchase after the fit counts at
-    once); probabilities and expectations as decimal strings (6 places). None without any
-    purchase."""
+    once); probabilities and expectations as decimal strings (6 places; the expectation null
+    in the rare case its series does not converge). None without any purchase."""
     bought = list(purchases)
     if not bought:
         return None
     at = max(model.as_of, *bought)
     summary = summary_of(bought, at)
     assert summary is not None
-    expected = expected_purchases(model.parameters, summary, model.horizon_days)
+    try:
+        expected: float | None = expected_purchases(model.parameters, summary, model.horizon_days)
+    except ArithmeticError:  # a series that would not converge: said as unknown, not a failure
+        expected = None
     return {
         "model": MODEL_NAME,
         "model_version": model.version,
         "as_of": utc_text(at),
         "p_alive": f"{p_alive(model.parameters, summary):.6f}",
-        "expected_purchases": f"{expected:.6f}",
+        "expected_purchases": None if expected is None else f"{expected:.6f}",
         "horizon_days": model.horizon_days,
         "frequency": summary.frequency,
         "recency": int(summary.recency),

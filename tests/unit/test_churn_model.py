@@ -100,6 +100,32 @@ def test_the_p_alive_published_for_the_example_customer() -> None:
     assert round(p_alive(CDNOW, Summary(2, 30.43, 38.86)), 3) == 0.727
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "c", "z"),
+    [
+        (30.2, 32.4, 33.2, 0.9999),
+        (0.8, 3.0, 2.6, 0.999),
+        (5.0, 1.5, 12.0, 0.999),
+        (1.0, 1.0, 3.0, 0.0),
+    ],
+)
+def test_hyp2f1_near_one_agrees_with_scipy(a: float, b: float, c: float, z: float) -> None:
+    """Many purchases (a, b large against c) and a long horizon (z near 1): Euler's
+    transformation converges where the plain series would need millions of terms."""
+    assert hyp2f1(a, b, c, z) == pytest.approx(special.hyp2f1(a, b, c, z), rel=1e-9)
+
+
+def test_an_expectation_whose_series_will_not_converge_reads_as_unknown() -> None:
+    """A purchase rate's scale of a fraction of a second (alpha tiny) and a ten-year horizon put
+    the series' argument within 1e-9 of 1: the risk says the expectation is unknown (null)
+    instead of failing the read."""
+    extreme = FittedVersion(1, Parameters(0.8, 1e-6, 0.6, 3.0), AT, 10, -1.0, 3650, "test", AT)
+    found = risk(extreme, [AT])  # a first purchase on the fit's day: T = 0
+    assert found is not None
+    assert found["expected_purchases"] is None
+    assert found["p_alive"] == "1.000000"
+
+
 def test_the_expectation_is_continuous_through_a_equal_to_one() -> None:
     """(a+b+x-1)/(a-1) [1 - …] is 0/0 at a = 1; the limit is taken from beside it."""
     s = Summary(2, 30.43, 38.86)
