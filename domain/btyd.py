@@ -136,7 +136,7 @@ def hyp2f1(a: float, b: float, c: float, z: float) -> float:
     if not 0 <= z < 1 or c <= 0:
         raise ValueError("hyp2f1 here needs 0 <= z < 1 and c > 0")
     if c - a - b < 0:
-        return (1 - z) ** (c - a - b) * _series(c - a, c - b, c, z)
+        return math.exp((c - a - b) * math.log1p(-z)) * _series(c - a, c - b, c, z)
     return _series(a, b, c, z)
 
 
