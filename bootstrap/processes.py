@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from prometheus_client import REGISTRY
 
 from bootstrap.services import Services
+from consumers.churn_fit import ModelFitter
 from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
@@ -277,19 +278,33 @@ def lifecycle_runner(services: Services) -> LifecycleRunner:
         services.commands,
         services.policies,
         services.store_db,
+        models=services.models,
         sweep_seconds=services.settings.policy_sweep_seconds,
     )
+
+
+def model_fitter(services: Services) -> ModelFitter:
+    """Fits the churn model on the analytics read model and records it in the store."""
+    wake = services.runner.wake if services.runner is not None else None
+    return ModelFitter(services.read_store, services.models, on_commit=wake)
 
 
 @contextmanager
 def policy_runner(services: Services) -> Iterator[Process]:
     """The policy runner, alike in embedded and full mode: reacts to purchases in the store's
-    log and sweeps as of now every ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008)."""
+    log and sweeps as of now every ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008); fits
+    the churn model every ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009)."""
     runner = lifecycle_runner(services)
+    every = services.settings.model_fit_seconds
+    fits: list[Worker] = (
+        [Every(every, model_fitter(services).fit_now, "churn-model-fit")] if every else []
+    )
     yield Process(
         f"deciding lifecycle stages from position {runner.position()}, sweeping every "
-        f"{services.settings.policy_sweep_seconds:g} s",
+        f"{services.settings.policy_sweep_seconds:g} s"
+        + (f", fitting the churn model every {every:g} s" if every else ""),
         runner,
+        fits,
     )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
+from commands.models import ModelService
 from commands.policies import PolicyService
 from commands.segments import SegmentService
 from commands.service import CommandService
@@ -53,6 +54,11 @@ class Services:
     @property
     def feed(self) -> StoreFeed:
         return StoreFeed(self.store)
+
+    @property
+    def models(self) -> ModelService:
+        """The churn model's fitted versions (read from and recorded in the store)."""
+        return ModelService(self.store, retries=self.settings.command_retries)
 
     @property
     def embedded(self) -> bool:

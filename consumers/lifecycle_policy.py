@@ -34,9 +34,11 @@ from eventsourcing.utils import get_topic
 
 from commands import messages as m
 from commands.handlers import MAX_CLOCK_SKEW
+from commands.models import ModelService
 from commands.policies import PolicyService
 from commands.service import CommandService, Context
 from domain import events as ev
+from domain.churn_model import ChurnModel
 from domain.customer import Customer
 from domain.errors import InvalidInput
 from domain.lifecycle import POLICY_NAME, Decision, LifecyclePolicy, facts_of, settle
@@ -116,6 +118,7 @@ class LifecycleRunner:
         policies: PolicyService,
         checkpoints: ReadStore | None = None,
         *,
+        models: ModelService | None = None,
         batch_size: int = 500,
         poll_interval: float = 1.0,
         sweep_seconds: float = 3600.0,
@@ -124,6 +127,7 @@ class LifecycleRunner:
         self.commands = commands
         self.policies = policies
         self.checkpoints = checkpoints
+        self.models = models
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.sweep_seconds = sweep_seconds
@@ -131,9 +135,12 @@ class LifecycleRunner:
 
     # ------------------------------------------------------------------ deciding
 
-    def plan(self, customer_id: UUID, at: datetime, policy: Policy) -> tuple[int, list[Planned]]:
+    def plan(
+        self, customer_id: UUID, at: datetime, policy: Policy, model: ChurnModel | None = None
+    ) -> tuple[int, list[Planned]]:
         """(the customer's version, the decisions due for them by ``at``) under the version of
-        ``policy`` in force at ``at`` (none before its first version)."""
+        ``policy`` in force at ``at`` (none before its first version) and the churn ``model``'s
+        version fitted as of ``at`` (for the p_alive at-risk rule)."""
         in_force = policy.in_force(at)
         if in_force is None:
             return 0, []
@@ -146,7 +153,8 @@ class LifecycleRunner:
         facts = facts_of(customer.status, customer.lifecycle_stage, customer.purchases, events)
         document = LifecyclePolicy.model_validate(in_force.document)
         planned = []
-        for decision in settle(facts, document, in_force.effective_at, at):
+        fitted = None if model is None else model.in_force(at)
+        for decision in settle(facts, document, in_force.effective_at, at, fitted):
             planned.append(Planned(customer_id, facts.stage, decision, in_force.version))
             facts = facts.after(decision)
         return customer.version, planned
@@ -165,13 +173,22 @@ class LifecycleRunner:
     def policy(self) -> Policy | None:
         return self.policies.get(POLICY_NAME)
 
+    def model(self, policy: Policy) -> ChurnModel | None:
+        """The churn model, when some version of ``policy`` uses ``at_risk.p_alive_below``."""
+        if self.models is None or not any(
+            v.document.get("at_risk", {}).get("p_alive_below") is not None for v in policy.versions
+        ):
+            return None
+        return self.models.get()
+
     def simulate(self, at: datetime) -> Iterator[Planned]:
         """What a sweep at ``at`` would change; nothing is recorded."""
         policy = self.policy()
         if policy is None:
             return
+        model = self.model(policy)
         for customer_id in self.customers():
-            yield from self.plan(customer_id, at, policy)[1]
+            yield from self.plan(customer_id, at, policy, model)[1]
 
     # ------------------------------------------------------------------- sending
 
@@ -189,9 +206,10 @@ class LifecycleRunner:
             return report
         context = Context(actor=ACTOR, correlation_id=f"policy-sweep:{report.at}")
         batch: list[m.Command] = []
+        model = self.model(policy)
         for customer_id in self.customers():
             report.customers += 1
-            batch += self._commands(customer_id, moment, policy)
+            batch += self._commands(customer_id, moment, policy, model)
             if len(batch) >= self.batch_size:
                 self._send(batch, report, context)
                 batch = []
@@ -201,8 +219,10 @@ class LifecycleRunner:
         log.info("policy.swept", policy=POLICY_NAME, **vars(report) | {"problems": None})
         return report
 
-    def _commands(self, customer_id: UUID, at: datetime, policy: Policy) -> list[m.Command]:
-        version, planned = self.plan(customer_id, at, policy)
+    def _commands(
+        self, customer_id: UUID, at: datetime, policy: Policy, model: ChurnModel | None
+    ) -> list[m.Command]:
+        version, planned = self.plan(customer_id, at, policy, model)
         return [p.command(version + index) for index, p in enumerate(planned)]
 
     def _send(self, batch: list[m.Command], report: SweepReport, context: Context) -> None:
@@ -240,12 +260,13 @@ class LifecycleRunner:
         policy = self.policy()
         report = SweepReport("react")
         if policy is not None:
+            model = self.model(policy)
             for notification, _ in rows:
                 event = self.store.mapper.to_domain_event(notification)
                 assert isinstance(event, ev.CustomerEvent)
                 cause = str(event_id(event.originator_id, event.originator_version))
                 context = Context(actor=ACTOR, causation_id=cause)
-                commands = self._commands(event.originator_id, event.occurred_at, policy)
+                commands = self._commands(event.originator_id, event.occurred_at, policy, model)
                 self._send(commands, report, context)
         if rows:
             with self.checkpoints.transaction() as tx:

@@ -1,7 +1,8 @@
 """Reading envelopes straight from the event store's notification log.
 
 Two feeds share the log: read models are fed customer events AND segment events (definitions
-and refreshes, see :mod:`domain.segment`), in global order; the relay publishes customer
+and refreshes, see :mod:`domain.segment`) and the churn model's fits (:mod:`domain.churn_model`),
+in global order; the relay publishes customer
 events only (``customer.events`` carries nothing else).
 """
 

@@ -26,14 +26,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from statistics import median
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
+from domain.btyd import alive_until
+from domain.churn_model import MODEL_NAME, FittedVersion, summary_of
 from domain.errors import InvalidInput
 from domain.values import LifecycleStage, Status, normalise_currency, parse_amount
 
@@ -89,13 +99,30 @@ class InactivityRule(_Part):
         return min(max(timedelta(seconds=seconds), self.min_days * DAY), self.max_days * DAY)
 
 
+class AtRiskRule(InactivityRule):
+    """The at-risk rule: the inactivity period, or, with ``p_alive_below`` set, the instant the
+    churn model's ``P(alive)`` (:mod:`domain.btyd`) falls below it (for customers with a repeat
+    purchase day while a fit is in force; the others keep the inactivity period)."""
+
+    p_alive_below: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_threshold(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Without a threshold the canonical form is the inactivity rule's, as before the
+        option existed (so an unchanged document never becomes a new version)."""
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("p_alive_below") is None:
+            dumped.pop("p_alive_below", None)
+        return dumped
+
+
 class LifecyclePolicy(_Part):
     """The lifecycle policy document (``PUT /v1/policies/lifecycle``); every part has defaults,
     so ``{}`` is the default policy. Stored in this canonical, fully expanded form."""
 
     active: ActiveRule = ActiveRule()
     loyal: LoyalRule = LoyalRule()
-    at_risk: InactivityRule = InactivityRule(gap_multiple=3, min_days=30, max_days=180)
+    at_risk: AtRiskRule = AtRiskRule(gap_multiple=3, min_days=30, max_days=180)
     churned: InactivityRule = InactivityRule(gap_multiple=6, min_days=90, max_days=365)
 
     @model_validator(mode="before")
@@ -166,19 +193,23 @@ class Facts:
 
 @dataclass(frozen=True)
 class Decision:
-    """Move to ``stage`` by ``rule``, dated ``at`` (the decision point)."""
+    """Move to ``stage`` by ``rule``, dated ``at`` (the decision point); ``model_version``:
+    the churn model's fitted version the rule used, if any."""
 
     stage: str
     rule: str
     at: datetime
+    model_version: int | None = None
 
     def reason(self, version: int) -> str:
-        """The reason recorded on the event: the rule and the policy version."""
-        return reason(self.rule, version)
+        """The reason recorded on the event: the rule and the policy version (and the
+        churn model's version for the p_alive rule)."""
+        return reason(self.rule, version, self.model_version)
 
 
-def reason(rule: str, version: int) -> str:
-    return f"policy {POLICY_NAME} v{version}, rule {rule}"
+def reason(rule: str, version: int, model_version: int | None = None) -> str:
+    used = "" if model_version is None else f", model {MODEL_NAME} v{model_version}"
+    return f"policy {POLICY_NAME} v{version}, rule {rule}{used}"
 
 
 def _is_consequence(event: Any, previous: Any) -> bool:
@@ -252,8 +283,30 @@ def _ladder(bought: tuple[Purchase, ...], stage: str, policy: LifecyclePolicy) -
     return LifecycleStage.ACTIVE, "active_returning_purchase"
 
 
+def _p_alive_point(
+    bought: tuple[Purchase, ...], rule: AtRiskRule, model: FittedVersion | None
+) -> datetime | None:
+    """When ``P(alive)`` under ``model`` falls below ``rule.p_alive_below`` if nothing more is
+    bought (never before the last purchase nor the fit's ``as_of``), or None: no threshold,
+    no model, or no repeat purchase day (P(alive) stays 1)."""
+    if rule.p_alive_below is None or model is None:
+        return None
+    summary = summary_of([p.at for p in bought], bought[-1].at)
+    assert summary is not None
+    days = alive_until(model.parameters, summary.frequency, summary.recency, rule.p_alive_below)
+    if days is None:
+        return None
+    first_day = datetime.combine(bought[0].at.astimezone(UTC).date(), time(), UTC)
+    crossing = first_day + timedelta(days=days)
+    return max(crossing, bought[-1].at, model.as_of)
+
+
 def decide(
-    facts: Facts, policy: LifecyclePolicy, effective_at: datetime, at: datetime
+    facts: Facts,
+    policy: LifecyclePolicy,
+    effective_at: datetime,
+    at: datetime,
+    model: FittedVersion | None = None,
 ) -> Decision | None:
     """The next stage change due by business time ``at`` under ``policy`` (in force since
     ``effective_at``), or None.
@@ -262,7 +315,10 @@ def decide(
     order: the last purchase (ladder), the end of the at-risk period, the end of the churn
     period; the first whose stage differs from the current one is the decision (apply it and
     ask again for the next). Merged and erased customers get none; a churned customer none but
-    churned (a purchase reactivates them in the aggregate).
+    churned (a purchase reactivates them in the aggregate). With ``at_risk.p_alive_below`` and
+    a churn ``model`` fit, the at-risk point is when P(alive) falls below the threshold
+    (:func:`_p_alive_point`; a point at or after the churn point is no at-risk point: the
+    customer goes straight to churned).
     """
     if facts.status not in (Status.ACTIVE, Status.CHURNED):
         return None
@@ -271,34 +327,48 @@ def decide(
         return None
     last = bought[-1].at
     gap = median_gap(bought)
+    churn_point = last + policy.churned.period(gap)
+    at_risk: tuple[datetime, str, str, int | None] = (
+        last + policy.at_risk.period(gap),
+        LifecycleStage.AT_RISK,
+        "at_risk_after_inactivity",
+        None,
+    )
+    if (crossing := _p_alive_point(bought, policy.at_risk, model)) is not None:
+        assert model is not None
+        at_risk = (crossing, LifecycleStage.AT_RISK, "at_risk_p_alive_below", model.version)
     candidates = [
-        (last, *_ladder(bought, facts.stage, policy)),
-        (last + policy.at_risk.period(gap), LifecycleStage.AT_RISK, "at_risk_after_inactivity"),
-        (last + policy.churned.period(gap), LifecycleStage.CHURNED, "churned_after_inactivity"),
+        (last, *_ladder(bought, facts.stage, policy), None),
+        *([at_risk] if at_risk[0] < churn_point else []),
+        (churn_point, LifecycleStage.CHURNED, "churned_after_inactivity", None),
     ]
     due = [
-        (when, stage, rule)
-        for point, stage, rule in candidates
+        (when, stage, rule, used)
+        for point, stage, rule, used in candidates
         if facts.stage_since < (when := max(point, effective_at)) <= at
     ]
     # points the effective time moved to one instant: the last (furthest) stands for them all
     due = [c for i, c in enumerate(due) if i + 1 == len(due) or due[i + 1][0] != c[0]]
-    for when, stage, rule in due:
+    for when, stage, rule, used in due:
         if stage == facts.stage:
             continue
         if facts.status == Status.CHURNED and stage != LifecycleStage.CHURNED:
             return None
-        return Decision(str(stage), rule, when)
+        return Decision(str(stage), rule, when, used)
     return None
 
 
 def settle(
-    facts: Facts, policy: LifecyclePolicy, effective_at: datetime, at: datetime
+    facts: Facts,
+    policy: LifecyclePolicy,
+    effective_at: datetime,
+    at: datetime,
+    model: FittedVersion | None = None,
 ) -> list[Decision]:
     """Every decision due by ``at``, in order, each applied before the next is decided (at
     most three: the ladder, at risk, churned)."""
     made: list[Decision] = []
-    while (decision := decide(facts, policy, effective_at, at)) is not None:
+    while (decision := decide(facts, policy, effective_at, at, model)) is not None:
         made.append(decision)
         facts = facts.after(decision)
     return made

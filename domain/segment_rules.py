@@ -65,6 +65,7 @@ _FIELDS = {
     **dict.fromkeys(("feedback.nps", "feedback.csat", "rfm.r", "rfm.f", "rfm.m"), "number"),
     **dict.fromkeys(("created_at", "purchases.first_at", "purchases.last_at"), "time"),
     "contacts.last_at": "time",
+    **dict.fromkeys(("churn_risk.p_alive", "churn_risk.expected_purchases"), "number"),
 }
 _ENUMS = {"lifecycle_stage": LifecycleStage, "status": Status}
 _RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
@@ -239,6 +240,11 @@ def is_time_relative(rule: Rule) -> bool:
 def uses_rfm(rule: Rule) -> bool:
     """True if the rule reads RFM scores (decided at refreshes over all customers, not per event)."""
     return any(c["field"].startswith("rfm.") for c in conditions(rule))
+
+
+def uses_churn_risk(rule: Rule) -> bool:
+    """True if the rule reads the churn model's ``churn_risk.*`` (decided again at each fit)."""
+    return any(c["field"].startswith("churn_risk.") for c in conditions(rule))
 
 
 # --------------------------------------------------------------------------- evaluation

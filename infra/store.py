@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from domain import segment
+from domain import churn_model, segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.events import EVENT_CLASSES, CustomerEvent, Erased
@@ -46,7 +46,8 @@ log = structlog.get_logger(__name__)
 APP_NAME = "Clientele"
 CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]  # published on customer.events
 SEGMENT_TOPICS = [get_topic(cls) for cls in segment.EVENT_CLASSES]  # never published
-FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS]  # what read models are fed
+MODEL_TOPICS = [get_topic(cls) for cls in churn_model.EVENT_CLASSES]  # never published
+FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS]  # what read models are fed
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 

@@ -13,6 +13,9 @@ live tables row for row:
 * ``segments.refreshed`` (:class:`domain.segment.Refresh`) ranks RFM scores over all live
   customers (``segment_rfm``, when a segment reads them; events use them until the next
   refresh) and decides time-relative and RFM segments for everyone at its ``occurred_at``;
+* ``model.fitted`` (:mod:`domain.churn_model`) keeps the churn model's newest fit
+  (``segment_churn_model``) and decides the segments reading ``churn_risk.*`` for everyone at
+  its ``as_of``; customer events use that fit until the next (:mod:`projections.churn`);
 * ``customer.erased`` deletes the customer's membership history and records ``exited`` for
   every segment: that history was decided partly from personal data that a rebuild can no
   longer read, so none of it may outlive the erasure.
@@ -32,13 +35,22 @@ from typing import Any
 
 import orjson
 
-from domain import segment
+from domain import churn_model, segment
+from domain.churn_model import FittedVersion
 from domain.events import EVENT_TYPES
-from domain.segment_rules import MEMBER_STATUSES, Rule, is_time_relative, matches, uses_rfm
+from domain.segment_rules import (
+    MEMBER_STATUSES,
+    Rule,
+    is_time_relative,
+    matches,
+    uses_churn_risk,
+    uses_rfm,
+)
 from domain.values import check_aware, utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections import profile_fold, rfm
+from projections.churn import FITS_SCHEMA, keep_fit, load_fit, with_risk
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 
@@ -47,6 +59,7 @@ Member = tuple[str, str]  # (segment id, customer id)
 Cursor = tuple[int, str, str]  # (position, segment id, customer id) of a change
 START: Cursor = (0, "", "")
 SEGMENT_EVENTS = frozenset(segment.EVENT_TYPES)
+OWN_EVENTS = SEGMENT_EVENTS | churn_model.EVENT_TYPES  # not customer events: applied one by one
 VIEW = ("segment_id", "name", "rule", "purpose", "version", "created_at", "updated_at")
 
 
@@ -69,15 +82,16 @@ class SegmentsProjector(Projector):
     """Keeps segment definitions, membership and its history; see the module docstring."""
 
     name = "segments"
-    schema_version = 3  # 3: the profile fold it keeps holds external ids and registered_at
+    schema_version = 4  # 4: churn_risk fields from the churn model's fits
     log_order = True
-    handles = frozenset(EVENT_TYPES) | SEGMENT_EVENTS
+    handles = frozenset(EVENT_TYPES) | OWN_EVENTS
     tables = (
         "segment_definitions",
         "segment_state",
         "segment_members",
         "segment_changes",
         "segment_rfm",
+        "segment_churn_model",
     )
     schema = (
         """CREATE TABLE IF NOT EXISTS {segment_definitions} (
@@ -97,6 +111,7 @@ class SegmentsProjector(Projector):
         "ON {segment_changes} (segment_id, customer_id, position)",
         "CREATE INDEX IF NOT EXISTS {segment_changes}_customer_idx ON {segment_changes} (customer_id)",
         "CREATE TABLE IF NOT EXISTS {segment_rfm} (customer_id TEXT PRIMARY KEY, scores TEXT NOT NULL)",
+        FITS_SCHEMA,
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -104,13 +119,15 @@ class SegmentsProjector(Projector):
         on its own, between them, as it stands in the log."""
         run: list[Envelope] = []
         for envelope in envelopes:
-            if envelope.type not in SEGMENT_EVENTS:
+            if envelope.type not in OWN_EVENTS:
                 run.append(envelope)
                 continue
             _customer_events(tx, run)
             run = []
             if envelope.type == segment.Refresh.Requested.TYPE:
                 _refresh(tx, envelope)
+            elif envelope.type in churn_model.EVENT_TYPES:
+                _model_fitted(tx, envelope)
             else:
                 _decide_all(tx, [_define(tx, envelope)], envelope.recorded_at, envelope.position)
         _customer_events(tx, run)
@@ -123,7 +140,8 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     ids = sorted({e.customer_key for e in envelopes})
     states = _load_states(tx, ids)
     scores = _load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
-    ledger = _Ledger(_load_members(tx, ids), scores)
+    model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
+    ledger = _Ledger(_load_members(tx, ids), scores, model)
     for envelope in envelopes:
         customer = envelope.customer_key
         if (state := states.get(customer)) is None:
@@ -182,6 +200,15 @@ def _refresh(tx: Tx, envelope: Envelope) -> None:
         _decide_all(tx, due, envelope.occurred_at, envelope.position)
 
 
+def _model_fitted(tx: Tx, envelope: Envelope) -> None:
+    """Keep the newest fit of the churn model, then decide the segments that read
+    ``churn_risk.*`` for everyone at the fit's ``as_of``."""
+    keep_fit(tx, envelope)
+    due = [d for d in _load_definitions(tx) if uses_churn_risk(d.rule)]
+    if due:
+        _decide_all(tx, due, envelope.occurred_at, envelope.position)
+
+
 def _purchases(tx: Tx, currency: str) -> Iterator[tuple[str, datetime, Decimal]]:
     """``(customer, occurred_at, amount)`` of live customers' purchases in ``currency``."""
     for rows in _all_states(tx):
@@ -200,10 +227,12 @@ class _Ledger:
         self,
         members: dict[Member, tuple[str, int]],
         scores: Mapping[str, Mapping[str, Any]],
+        model: FittedVersion | None = None,
     ) -> None:
         self.before = dict(members)
         self.members = members
         self.scores = scores
+        self.model = model
         self.changes: list[tuple[int, str, str, str, str]] = []
         self.erased: list[str] = []
 
@@ -216,6 +245,8 @@ class _Ledger:
         position: int,
     ) -> None:
         key = (definition.segment_id, customer)
+        if uses_churn_risk(definition.rule):
+            state = with_risk(state, self.model)
         wanted = matches(definition.rule, definition.purpose, state, now, self.scores.get(customer))
         if wanted == (key in self.members):
             return
@@ -309,9 +340,11 @@ def _load_definitions(tx: Tx, segment_id: str | None = None) -> list[Definition]
 def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, position: int) -> None:
     """Decide ``definitions`` for every customer at ``now``, as caused by ``position``."""
     with_scores = any(uses_rfm(d.rule) for d in definitions)
+    model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     for rows in _all_states(tx):
         ids = [customer for customer, _ in rows]
-        ledger = _Ledger(_load_members(tx, ids), _load_scores(tx, ids) if with_scores else {})
+        scores = _load_scores(tx, ids) if with_scores else {}
+        ledger = _Ledger(_load_members(tx, ids), scores, model)
         for customer, state in rows:
             for definition in definitions:
                 ledger.decide(definition, customer, state, now, position)

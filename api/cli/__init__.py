@@ -20,6 +20,7 @@ from api.cli.erase import erase
 from api.cli.imports import import_app
 from api.cli.keys import keys_app
 from api.cli.migrate import migrate
+from api.cli.models import models_app
 from api.cli.policies import policies_app
 from api.cli.processes import consume, ingest, relay_app
 from api.cli.projections import projections_app
@@ -38,6 +39,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(projections_app, name="projections")
 app.add_typer(segments_app, name="segments")
 app.add_typer(policies_app, name="policies")
+app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("erase")(erase)
 app.add_typer(dev_app, name="dev")

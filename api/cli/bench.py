@@ -49,7 +49,7 @@ def bench(
             raise
         raise fail(
             f"clientele bench needs its optional dependencies ({error.name} is missing): "
-            "pip install 'clientele\\[bench]', or in a checkout: uv sync --extra bench",
+            "pip install 'clientele[bench]', or in a checkout: uv sync --extra bench",
             2,
         ) from None
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -25,8 +26,9 @@ errors = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` on stderr; raise the returned exit (status ``code``)."""
-    errors.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print ``error: message`` on stderr, the message as plain text (a ``[models]`` in it is
+    not markup); raise the returned exit (status ``code``)."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -110,7 +110,7 @@ def test_load_show_simulate_then_sweep(database: str, tmp_path: Path) -> None:
             "lifecycle.churned.gap_multiple: must be greater",
         ),
         ("p.json", '{"loyalty": {}}', "name: unknown policy 'loyalty'"),
-        ("p.json", "[]", "must map policy names to documents"),
+        ("p.json", "[]", "must map policy names to documents, e.g. [lifecycle.at_risk]"),
         ("missing.json", None, "cannot read"),
     ],
 )

@@ -22,6 +22,7 @@ from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile_fold
+from projections.churn import churn_risk, customer_purchases
 from projections.profiles import final_survivor, find_by_external, search_profiles
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
@@ -82,9 +83,12 @@ def get_customer(
                 check_aware(name, moment)
         document = _travel(request, customer_id, as_of, known_at, version)
         return json_response(privacy(request)(document), document["version"])
-    deps.wait_for_position(request, ["profiles"], customer_id)
-    with deps.services(request).read_store.snapshot() as tx:
+    deps.wait_for_position(request, ["profiles", "analytics"], customer_id)
+    services = deps.services(request)
+    model = services.models.latest()
+    with services.read_store.snapshot() as tx:
         live = live_profile(tx, customer_id)
+        live["churn_risk"] = churn_risk(model, customer_purchases(tx, customer_id))
     return json_response(privacy(request)(live), live["version"])
 
 

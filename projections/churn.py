@@ -1,0 +1,95 @@
+"""Churn risk on the read side: the purchases it is computed from, and the segment fields.
+
+A customer's churn risk (:func:`domain.churn_model.risk`) is a pure function of the churn
+model's fitted version (a ``model.fitted`` event) and the customer's purchase instants, so it
+is computed when read, never stored: the profile computes it from the analytics read model's
+purchases (the same rows the fit summarises), the segments read model from its profile fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from domain.churn_model import FittedVersion, risk
+from domain.segment_rules import MEMBER_STATUSES
+from domain.values import utc_text
+from infra.envelope import Envelope
+from infra.readstore import Tx
+
+FITS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {segment_churn_model} (scope TEXT PRIMARY KEY, fit TEXT NOT NULL)"
+)
+LIVE = tuple(sorted(MEMBER_STATUSES))
+
+
+def base_purchases(tx: Tx) -> Iterator[tuple[str, list[datetime]]]:
+    """``(customer id, purchase instants)`` of every live (active or churned) customer with a
+    purchase, by customer id, from the analytics read model."""
+    marks = ",".join("?" * len(LIVE))
+    current: str | None = None
+    instants: list[datetime] = []
+    for customer, occurred_at in tx.fetchall(
+        "SELECT p.customer_id, p.occurred_at FROM {analytics_purchases} p "
+        "JOIN {analytics_customers} c ON c.customer_id = p.customer_id "
+        f"WHERE c.status IN ({marks}) ORDER BY p.customer_id",
+        LIVE,
+    ):
+        if customer != current:
+            if current is not None:
+                yield current, instants
+            current, instants = customer, []
+        instants.append(datetime.fromisoformat(occurred_at))
+    if current is not None:
+        yield current, instants
+
+
+def customer_purchases(tx: Tx, customer_id: UUID) -> list[datetime]:
+    """One customer's purchase instants, from the analytics read model."""
+    rows = tx.fetchall(
+        "SELECT occurred_at FROM {analytics_purchases} WHERE customer_id = ?",
+        (str(customer_id),),
+    )
+    return [datetime.fromisoformat(at) for (at,) in rows]
+
+
+def churn_risk(model: FittedVersion | None, purchases: list[datetime]) -> dict[str, Any] | None:
+    """The profile's ``churn_risk`` block under the fitted version ``model`` (the newest;
+    :func:`domain.churn_model.risk`), or None before the first fit or the first purchase."""
+    return None if model is None else risk(model, purchases)
+
+
+def with_risk(state: Mapping[str, Any], model: FittedVersion | None) -> Mapping[str, Any]:
+    """A segments profile fold with ``churn_risk`` added (for rules on ``churn_risk.*``):
+    ``{p_alive, expected_purchases, model_version}`` under ``model``; absent without a
+    model or a purchase (such a condition then matches nothing)."""
+    if model is None or not state.get("orders"):
+        return state
+    instants = [datetime.fromisoformat(at) for _, _, at in state["orders"].values()]
+    found = risk(model, instants)
+    return state if found is None else {**state, "churn_risk": found}
+
+
+def keep_fit(tx: Tx, envelope: Envelope) -> None:
+    """Keep a ``model.fitted`` event's version as the newest fit (the segments read model's
+    ``segment_churn_model``: one row)."""
+    fit = {**envelope.data, "version": envelope.version, "as_of": utc_text(envelope.occurred_at)}
+    tx.execute(
+        "INSERT INTO {segment_churn_model} (scope, fit) VALUES ('churn', ?) "
+        "ON CONFLICT (scope) DO UPDATE SET fit = excluded.fit",
+        (orjson.dumps(fit).decode(),),
+    )
+
+
+def load_fit(tx: Tx) -> FittedVersion | None:
+    """The newest fit kept by :func:`keep_fit`, or None before the first."""
+    row = tx.fetchone("SELECT fit FROM {segment_churn_model} WHERE scope = 'churn'")
+    if row is None:
+        return None
+    fit = orjson.loads(row[0])
+    at = datetime.fromisoformat(fit["as_of"])
+    return FittedVersion.of(fit, int(fit["version"]), at, "", at)
