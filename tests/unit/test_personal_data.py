@@ -26,7 +26,7 @@ def _story(service: CommandService, ctx: Context) -> UUID:
             name=PII[0],
             email=PII[1],
             phone=PII[2],
-            attributes={"address": PII[3], "segment": "b2c"},
+            attributes={"address": PII[3], "segment": "b2c-retail-households"},
         ),
         ctx,
     )
@@ -59,7 +59,8 @@ def test_personal_fields_are_stored_and_published_only_as_ciphertext(
     cid = _story(service, ctx)
     stored = _stored_bytes(store)
     assert all(value.encode() not in stored for value in PII)
-    assert b"12.5" in stored and b"b2c" not in stored  # facts stay clear; attributes are sealed
+    # facts stay clear; attributes are sealed
+    assert b"12.5" in stored and b"b2c-retail-households" not in stored
     sealed = StoreFeed(store).read_sealed(0, 100)
     published = b"".join(e.to_bytes() for e in sealed)
     assert all(value.encode() not in published for value in PII)
