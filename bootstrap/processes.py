@@ -34,7 +34,7 @@ from consumers.relay import DEFAULT_NAME, Relay
 from consumers.segment_publisher import MembershipPublisher
 from consumers.segment_refresh import refresh_segments
 from consumers.status import pipeline_report
-from infra import kafka
+from infra import kafka, resilience
 from infra.metrics import register_projection_collector
 from infra.runtime import settle_heap
 from infra.tamper_evidence import seals
@@ -113,6 +113,7 @@ def _topics(services: Services) -> tuple[str, kafka.Topics]:
     kafka.ensure_topics(
         settings.kafka_bootstrap, topics.all(), settings.kafka_partitions, settings.kafka_limits
     )
+    resilience.mark(resilience.KAFKA, up=True)
     return settings.kafka_bootstrap, topics
 
 

@@ -22,6 +22,7 @@ from commands.service import CommandService, Context, Outcome
 from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
 from domain.text_policy import check_key
+from infra.resilience import Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -112,14 +113,12 @@ class CommandIngest:
         )
 
     def run(self) -> None:
+        """Execute commands until :meth:`stop`; a failed batch is polled again after a
+        backoff, and an outage of the store or the broker is waited out
+        (:class:`~infra.resilience.Supervisor`)."""
         self.consumer.subscribe([self.commands_topic])
         try:
-            while not self.stopping.is_set():
-                try:
-                    self.poll_once()
-                except Exception:
-                    log.exception("ingest.batch_failed")
-                    self.stopping.wait(1.0)
+            Supervisor("ingest", self.stopping).run(self.poll_once)
         finally:
             self.consumer.close()
 

@@ -20,6 +20,7 @@ those are published again after it on re-drive; consumers heal such a gap from t
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import replace
@@ -37,6 +38,7 @@ from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.parking import Parked, ParkingLot, describe, table_schema
 from infra.readstore import ReadStore
+from infra.resilience import Supervisor
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
@@ -112,6 +114,8 @@ class Relay:
         self.stopping = threading.Event()
         self._acknowledged: int | None = None
         self._held: set[str] | None = None
+        self._listener: psycopg.Connection[tuple[object, ...]] | None = None
+        self._redrive_at: float | None = None  # None: all parked customers, now
         ensure_relay_tables(checkpoints)
 
     def position(self) -> int:
@@ -237,31 +241,42 @@ class Relay:
         return again
 
     def run(self) -> None:
-        """Publish until :meth:`stop`; errors back off and retry, never skip. Parked
-        customers are all retried at start (the limit may have been raised), then when due."""
-        listener = self._listen()
-        backoff = self.poll_interval
-        due_only, next_redrive = False, 0.0
+        """Publish until :meth:`stop`; errors back off and retry, never skip, and an outage
+        of the store or the broker is waited out (:class:`~infra.resilience.Supervisor`).
+        Parked customers are all retried at start (the limit may have been raised), then
+        when due."""
+        self._redrive_at = None
         try:
-            while not self.stopping.is_set():
-                try:
-                    published = self.catch_up(stop=self.stopping)
-                    if published:
-                        log.info("relay.published", count=published, position=self._acknowledged)
-                    if time.monotonic() >= next_redrive:
-                        self._held = None  # re-read: rows may have been removed by hand
-                        self.redrive(due_only=due_only)
-                        due_only, next_redrive = True, time.monotonic() + self.redrive_interval
-                    backoff = self.poll_interval
-                except Exception:
-                    log.exception("relay.batch_failed")
-                    self._acknowledged = None  # re-read the checkpoint on the next attempt
-                    self._held = None  # and the parked customers
-                    backoff = min(backoff * 2, 30.0)
-                self._wait(listener, min(backoff, self.redrive_interval) if self._held else backoff)
+            Supervisor("relay", self.stopping, recover=self._forget).run(self._step)
         finally:
-            if listener is not None:
-                listener.close()
+            self._forget()
+
+    def _step(self) -> None:
+        """Publish what is new, re-drive the parked customers that are due, then wait for a
+        notification (or the poll interval)."""
+        if self._listener is None:
+            self._listener = self._listen()
+        published = self.catch_up(stop=self.stopping)
+        if published:
+            log.info("relay.published", count=published, position=self._acknowledged)
+        if self._redrive_at is None or time.monotonic() >= self._redrive_at:
+            self._held = None  # re-read: rows may have been removed by hand
+            self.redrive(due_only=self._redrive_at is not None)
+            self._redrive_at = time.monotonic() + self.redrive_interval
+        timeout = (
+            min(self.poll_interval, self.redrive_interval) if self._held else self.poll_interval
+        )
+        self._wait(self._listener, timeout)
+
+    def _forget(self) -> None:
+        """After a failure: close the listening connection and re-read the checkpoint and
+        the parked customers on the next attempt."""
+        self._acknowledged = None
+        self._held = None
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                self._listener.close()
+            self._listener = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -270,7 +285,9 @@ class Relay:
         channel = self.feed.store.backend.notify_channel
         if channel is None:
             return None  # SQLite: polling only
-        connection = psycopg.connect(self.feed.store.database_url, autocommit=True)
+        connection = psycopg.connect(
+            self.feed.store.database_url, autocommit=True, connect_timeout=10
+        )
         connection.execute(f'LISTEN "{channel}"')
         connection.execute(f'LISTEN "{CHANNEL}"')
         return connection

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 Row = tuple[Any, ...]
@@ -108,15 +107,6 @@ class Tx:
 
 
 _SAVEPOINTS = itertools.count(1)
-
-
-def transient(error: BaseException) -> bool:
-    """A database error worth retrying as it is (lost connection, lock timeout, deadlock,
-    serialisation failure, a busy SQLite file), as opposed to one caused by the data."""
-    if isinstance(error, psycopg.OperationalError):
-        return True
-    text = str(error).lower()
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 class _Names(dict[str, str]):
@@ -236,13 +226,26 @@ class SQLiteReadStore(ReadStore):
 
 
 class PostgresReadStore(ReadStore):
-    """PostgreSQL through a psycopg 3 connection pool."""
+    """PostgreSQL through a psycopg 3 connection pool of one to ``pool_size`` connections.
+
+    Outages: a connection is checked before it is handed out (one left over from before a
+    server restart is replaced, never used); a caller waits at most ``timeout`` seconds for
+    one, then gets ``PoolTimeout`` (transient, :mod:`infra.resilience`); a reconnection is
+    tried for as long, then started afresh by the next caller, so the pool is back within a
+    second or two of the server."""
 
     dialect = "postgres"
 
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, *, timeout: float = 3.0) -> None:
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=True, kwargs={"autocommit": False}
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=True,
+            kwargs={"autocommit": False},
+            check=ConnectionPool.check_connection,
+            timeout=timeout,
+            reconnect_timeout=timeout,
         )
 
     @contextmanager
@@ -266,14 +269,15 @@ class PostgresReadStore(ReadStore):
         self.pool.close()
 
 
-def open_read_store(database_url: str, *, pool_size: int = 5) -> ReadStore:
-    """The read store for a database URL (the same database as the event store by default)."""
+def open_read_store(database_url: str, *, pool_size: int = 5, timeout: float = 3.0) -> ReadStore:
+    """The read store for a database URL (the same database as the event store by default);
+    PostgreSQL: at most ``pool_size`` connections, waited for at most ``timeout`` seconds."""
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
         return SQLiteReadStore(unquote(database_url.removeprefix("sqlite:///")))
     if parts.scheme == "memory":
         return SQLiteReadStore(":memory:")
     if parts.scheme in ("postgresql", "postgres"):
-        return PostgresReadStore(database_url, pool_size=pool_size)
+        return PostgresReadStore(database_url, pool_size=pool_size, timeout=timeout)
     msg = f"unsupported read store URL scheme {parts.scheme!r}"
     raise ValueError(msg)
