@@ -20,7 +20,6 @@ those are published again after it on re-drive; consumers heal such a gap from t
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from dataclasses import replace
@@ -36,6 +35,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from infra.notifications import Listener
 from infra.parking import Parked, ParkingLot, describe, table_schema
 from infra.readstore import ReadStore
 from infra.resilience import Supervisor
@@ -114,7 +114,10 @@ class Relay:
         self.stopping = threading.Event()
         self._acknowledged: int | None = None
         self._held: set[str] | None = None
-        self._listener: psycopg.Connection[tuple[object, ...]] | None = None
+        channel = feed.store.backend.notify_channel  # None (SQLite): polling only
+        self._listener = (
+            None if channel is None else Listener(feed.store.database_url, [channel, CHANNEL])
+        )
         self._redrive_at: float | None = None  # None: all parked customers, now
         ensure_relay_tables(checkpoints)
 
@@ -254,8 +257,8 @@ class Relay:
     def _step(self) -> None:
         """Publish what is new, re-drive the parked customers that are due, then wait for a
         notification (or the poll interval)."""
-        if self._listener is None:
-            self._listener = self._listen()
+        if self._listener is not None:
+            self._listener.open()  # before reading: a write meanwhile wakes the wait
         published = self.catch_up(stop=self.stopping)
         if published:
             log.info("relay.published", count=published, position=self._acknowledged)
@@ -266,7 +269,10 @@ class Relay:
         timeout = (
             min(self.poll_interval, self.redrive_interval) if self._held else self.poll_interval
         )
-        self._wait(self._listener, timeout)
+        if self._listener is None:
+            self.stopping.wait(timeout)
+        else:
+            self._listener.wait(timeout)
 
     def _forget(self) -> None:
         """After a failure: close the listening connection and re-read the checkpoint and
@@ -274,29 +280,7 @@ class Relay:
         self._acknowledged = None
         self._held = None
         if self._listener is not None:
-            with contextlib.suppress(Exception):
-                self._listener.close()
-            self._listener = None
+            self._listener.close()
 
     def stop(self) -> None:
         self.stopping.set()
-
-    def _listen(self) -> psycopg.Connection[tuple[object, ...]] | None:
-        channel = self.feed.store.backend.notify_channel
-        if channel is None:
-            return None  # SQLite: polling only
-        connection = psycopg.connect(
-            self.feed.store.database_url, autocommit=True, connect_timeout=10
-        )
-        connection.execute(f'LISTEN "{channel}"')
-        connection.execute(f'LISTEN "{CHANNEL}"')
-        return connection
-
-    def _wait(
-        self, listener: psycopg.Connection[tuple[object, ...]] | None, timeout: float
-    ) -> None:
-        if listener is None:
-            self.stopping.wait(timeout)
-            return
-        for _ in listener.notifies(timeout=timeout, stop_after=1):
-            break

@@ -144,7 +144,8 @@ class Supervisor:
     """Runs the steps of one loop (``name``: what it is, e.g. ``relay``) until ``stopping``
     is set; an attempt that fails is tried again after a backoff, ``recover`` (if given) runs
     before each new attempt to drop what the failure may have broken (a listening
-    connection, cached positions). Fatal errors propagate; nothing else does."""
+    connection, cached positions). Fatal errors propagate; nothing else does, unless
+    ``only_transient`` (start-up: a defect or a bad setting there is not retried)."""
 
     def __init__(
         self,
@@ -153,12 +154,21 @@ class Supervisor:
         *,
         recover: Callable[[], object] | None = None,
         backoff: Backoff | None = None,
+        only_transient: bool = False,
     ) -> None:
         self.name = name
         self.stopping = stopping
         self.recover = recover
-        self.backoff = backoff or configured()
         self._down: str | None = None  # the dependency whose outage the current call waits out
+        retried = transient if only_transient else (lambda error: not fatal(error))
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(retried),
+            wait=(backoff or configured()).wait(),
+            stop=lambda _: self.stopping.is_set(),
+            sleep=self._sleep,
+            before_sleep=self._failed,
+            reraise=True,
+        )
 
     def run(self, step: Callable[[], object]) -> None:
         """Call ``step`` again and again until ``stopping`` is set."""
@@ -171,21 +181,13 @@ class Supervisor:
     def call(self, step: Callable[[], T]) -> T:
         """``step()``'s result, after as many attempts as it takes; raises :class:`Stopped`
         when ``stopping`` is set before one succeeded, and fatal errors as they are."""
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda error: not fatal(error)),
-            wait=self.backoff.wait(),
-            stop=lambda _: self.stopping.is_set(),
-            sleep=self._sleep,
-            before_sleep=self._failed,
-            reraise=True,
-        )
         started = time.monotonic()
         try:
-            for attempt in retrying:
+            for attempt in self._retrying:
                 with attempt:
                     result = step()
         except Exception as error:
-            if fatal(error):
+            if not self.stopping.is_set():  # fatal, or not retried at all
                 log.error("process.fatal", process=self.name, error=repr(error))
                 raise
             raise Stopped from error
