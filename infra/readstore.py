@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 Row = tuple[Any, ...]
@@ -225,11 +227,39 @@ class SQLiteReadStore(ReadStore):
             self._shared.close()
 
 
+class StaleCheck:
+    """The check every PostgreSQL pool of the process runs on a connection before handing it
+    out (psycopg_pool's ``check_connection``, which costs one round trip). When one turns
+    out broken, the server went away since it was last used — after a restart every idle
+    connection of every pool is — so all watched pools are checked at once
+    (``ConnectionPool.check()``: the broken ones are replaced): a caller meets one stale
+    connection, not each in turn with psycopg_pool's growing pauses in between (which took
+    longer than a request waits for a connection)."""
+
+    def __init__(self) -> None:
+        self._pools: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
+
+    def watch(self, pool: ConnectionPool[Any]) -> None:
+        self._pools.add(pool)
+
+    def __call__(self, connection: psycopg.Connection[Any]) -> None:
+        try:
+            ConnectionPool.check_connection(connection)
+        except Exception:
+            for pool in list(self._pools):
+                if not pool.closed:
+                    pool.check()
+            raise
+
+
+STALE_CHECK = StaleCheck()
+
+
 class PostgresReadStore(ReadStore):
     """PostgreSQL through a psycopg 3 connection pool of one to ``pool_size`` connections.
 
     Outages: a connection is checked before it is handed out (one left over from before a
-    server restart is replaced, never used); a caller waits at most ``timeout`` seconds for
+    server restart is replaced, never used: :class:`StaleCheck`); a caller waits at most ``timeout`` seconds for
     one, then gets ``PoolTimeout`` (transient, :mod:`infra.resilience`); a reconnection is
     tried for as long, then started afresh by the next caller, so the pool is back within a
     second or two of the server."""
@@ -243,10 +273,11 @@ class PostgresReadStore(ReadStore):
             max_size=pool_size,
             open=True,
             kwargs={"autocommit": False},
-            check=ConnectionPool.check_connection,
+            check=STALE_CHECK,
             timeout=timeout,
             reconnect_timeout=timeout,
         )
+        STALE_CHECK.watch(self.pool)
 
     @contextmanager
     def transaction(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:

@@ -48,8 +48,10 @@ def store_environment(
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_POOL_SIZE": str(pool_size),
-            "POSTGRES_MAX_OVERFLOW": "0",
+            # one connection kept open, up to ``pool_size`` on demand (eventsourcing: min_size
+            # is the pool size, max_size the pool size plus the overflow)
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": str(pool_size - 1),
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_CONNECT_TIMEOUT": str(math.ceil(timeout)),  # whole seconds only
             POOL_TIMEOUT: str(timeout),

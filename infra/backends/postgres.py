@@ -39,6 +39,7 @@ from infra.backends import POOL_TIMEOUT
 from infra.backends.base import Linked, Positioned, Resume, positioned_rows
 from infra.backends.sql import SqlBackend
 from infra.data_keys import KEYS_DDL, shred_in_transaction
+from infra.readstore import STALE_CHECK
 from infra.tamper_evidence.chain import HASHES_DDL, postgres_links
 
 _LINKED = (
@@ -183,10 +184,10 @@ class Factory(PostgresFactory):
     with :class:`SnapshotRecorder` for snapshots (events use the application recorder,
     ``APPLICATION_RECORDER_TOPIC``).
 
-    Its pool is made like the read store's (:class:`infra.readstore.PostgresReadStore`): it
-    opens one connection and grows to ``POSTGRES_POOL_SIZE`` on demand (eventsourcing keeps
-    them all open), a caller waits for one at most ``CLIENTELE_POOL_TIMEOUT`` seconds, and a
-    reconnection is tried for as long, then
+    Its pool is made like the read store's (:class:`infra.readstore.PostgresReadStore`): one
+    connection kept open, more on demand (:func:`infra.backends.store_environment`), a caller
+    waits for one at most ``CLIENTELE_POOL_TIMEOUT`` seconds, and a reconnection is tried for
+    as long, then
     started afresh by the next caller (psycopg_pool's default, five minutes of ever longer
     pauses, kept a pool away for half a minute after the server was back)."""
 
@@ -195,5 +196,8 @@ class Factory(PostgresFactory):
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
         pool = self.datastore.pool
-        pool.resize(1, pool.max_size)
+        # eventsourcing sets check_connection (PRE_PING); ours also checks the other pools
+        # when it finds a broken one. psycopg_pool takes ``check`` only at construction.
+        pool._check = STALE_CHECK
+        STALE_CHECK.watch(pool)
         pool.timeout = pool.reconnect_timeout = float(self.env.get(POOL_TIMEOUT) or pool.timeout)

@@ -7,7 +7,8 @@ real broker.
   seconds of its return without a stale-connection error;
 * a relay and a projection consumer keep running through a PostgreSQL stop under a write
   load, and afterwards every stored event is in the read models exactly once;
-* an idle ``clientele consume`` process does not busy-loop.
+* an idle ``clientele consume`` process does not busy-loop, and holds no more connections
+  than its pools allow.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from uuid import uuid4
 
 import psutil
+import psycopg
 import pytest
 from structlog.testing import capture_logs
 
@@ -254,6 +256,7 @@ def test_an_idle_consume_process_does_not_busy_loop(
         "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
         "CLIENTELE_KAFKA_TOPIC_PREFIX": f"idle{uuid4().hex[:6]}.",
         "CLIENTELE_ENV_FILE": "",
+        "CLIENTELE_POOL_SIZE": "2",
     }
     log = tmp_path / "consume.log"
     with log.open("ab") as sink:
@@ -273,6 +276,13 @@ def test_an_idle_consume_process_does_not_busy_loop(
         used = (after.user + after.system - before.user - before.system) / elapsed
         assert used < 0.05, f"an idle consumer used {used:.1%} of a core"
         assert "periodic.ran" not in log.read_text()  # nothing to do: nothing said at INFO
+        # Connections as documented (README): each pool at most the pool size, plus LISTEN.
+        with psycopg.connect(postgres_url) as admin:
+            (held,) = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone() or (0,)
+        assert 1 <= held <= 2 * 2 + 1, held
     finally:
         child.terminate()
         child.wait(20)
