@@ -98,10 +98,8 @@ def test_an_outage_is_waited_out_with_one_line_when_it_starts_and_one_when_it_en
     )
     with capture_logs() as logs:
         assert supervisor.call(step) == "done"
-    said = [(e["event"], e["log_level"]) for e in logs]
-    assert said.count(("outage.waiting", "warning")) == 1
-    assert said.count(("outage.still_waiting", "debug")) == 4
-    assert said[-1] == ("outage.ended", "info")
+    said = [(e["event"], e["log_level"]) for e in logs if e["log_level"] != "debug"]
+    assert said == [("outage.waiting", "warning"), ("outage.ended", "info")]
     assert logs[0]["error"] == "OperationalError: refused"
     assert logs[-1]["waited_seconds"] >= 0 and logs[-1]["attempts"] == 6
     assert len(recovered) == 5  # before each new attempt
