@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import structlog
-
 from consumers.catch_up import CatchUpProgress, CatchUpTracker
 from consumers.migrate import Wired, migrate
 from consumers.redrive import Redriven, redrive
@@ -30,8 +28,6 @@ from consumers.store_feed import StoreFeed
 from infra.readstore import ReadStore
 from infra.resilience import Stopped, Supervisor
 from projections.framework import Binding, Projector, lock_positions, positions, project
-
-log = structlog.get_logger(__name__)
 
 
 class EmbeddedRunner:

@@ -14,7 +14,6 @@ import threading
 from typing import Any
 
 import orjson
-import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
 from commands.messages import Command, parse_command
@@ -23,8 +22,6 @@ from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
 from domain.text_policy import check_key
 from infra.resilience import Supervisor
-
-log = structlog.get_logger(__name__)
 
 
 def _result(key: str, outcome: Outcome | DomainError) -> bytes:
