@@ -7,8 +7,8 @@ real broker.
   seconds of its return without a stale-connection error;
 * a relay and a projection consumer keep running through a PostgreSQL stop under a write
   load, and afterwards every stored event is in the read models exactly once;
-* an idle ``clientele consume`` process does not busy-loop, and holds no more connections
-  than its pools allow.
+* idle ``clientele consume`` and ``ingest`` processes do not busy-loop, and hold no more
+  connections than their pools allow.
 """
 
 from __future__ import annotations
@@ -247,43 +247,64 @@ def test_relay_and_consumer_wait_out_a_database_outage_under_load(
         assert ended[0]["waited_seconds"] > 0
 
 
-def test_an_idle_consume_process_does_not_busy_loop(
-    tmp_path: Path, postgres_url: str, broker: KafkaBroker
+# Readiness (joined its consumer group: idle from then on) and most connections held with a
+# pool size of 2 (README, "PostgreSQL connections per process").
+IDLE = {
+    "consume": ("consumer.assigned", 2 * 2 + 2),  # + relay tables made at start, LISTEN
+    "ingest": ("Successfully joined group", 2 * 2),
+}
+
+
+def held_connections(database_url: str) -> int:
+    with psycopg.connect(database_url) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_idle_consume_and_ingest_processes_do_not_busy_loop(
+    tmp_path: Path, postgres: PostgresCluster, broker: KafkaBroker
 ) -> None:
-    env = {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": f"idle{uuid4().hex[:6]}.",
-        "CLIENTELE_ENV_FILE": "",
-        "CLIENTELE_POOL_SIZE": "2",
-    }
-    log = tmp_path / "consume.log"
-    with log.open("ab") as sink:
-        child = subprocess.Popen(
-            [CLIENTELE, "consume"], env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
+    children: dict[str, tuple[subprocess.Popen[bytes], Path, str]] = {}
     try:
-        watched = psutil.Process(child.pid)
+        for command in IDLE:
+            database = postgres.create_database(f"idle_{command}_{uuid4().hex[:8]}")
+            env = {
+                **os.environ,
+                "CLIENTELE_DATABASE_URL": database,
+                "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "CLIENTELE_KAFKA_TOPIC_PREFIX": f"idle{uuid4().hex[:6]}.",
+                "CLIENTELE_ENV_FILE": "",
+                "CLIENTELE_POOL_SIZE": "2",
+            }
+            log = tmp_path / f"{command}.log"
+            with log.open("ab") as sink:
+                child = subprocess.Popen(
+                    [CLIENTELE, command], env=env, stdout=sink, stderr=subprocess.STDOUT
+                )
+            children[command] = (child, log, database)
         deadline = time.monotonic() + 60
-        while "consumer.assigned" not in log.read_text():  # joined its group: idle from now
-            assert child.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        for command, (child, log, _) in children.items():
+            while IDLE[command][0] not in log.read_text():
+                assert child.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
         time.sleep(1)
-        before, started = watched.cpu_times(), time.monotonic()
+        watched = {
+            command: psutil.Process(child.pid) for command, (child, _, _) in children.items()
+        }
+        before, started = {c: p.cpu_times() for c, p in watched.items()}, time.monotonic()
         time.sleep(5)
-        after, elapsed = watched.cpu_times(), time.monotonic() - started
-        used = (after.user + after.system - before.user - before.system) / elapsed
-        assert used < 0.05, f"an idle consumer used {used:.1%} of a core"
-        assert "periodic.ran" not in log.read_text()  # nothing to do: nothing said at INFO
-        # Connections as documented (README): two pools of at most the pool size, plus the
-        # connection that made the relay's tables and the log-order runner's LISTEN.
-        with psycopg.connect(postgres_url) as admin:
-            (held,) = admin.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchone() or (0,)
-        assert 1 <= held <= 2 * 2 + 2, held
+        elapsed = time.monotonic() - started
+        for command, process in watched.items():
+            after = process.cpu_times()
+            used = after.user + after.system - before[command].user - before[command].system
+            assert used / elapsed < 0.05, f"an idle {command} used {used / elapsed:.1%} of a core"
+            child, log, database = children[command]
+            assert "periodic.ran" not in log.read_text()  # nothing done: nothing said at INFO
+            assert 1 <= held_connections(database) <= IDLE[command][1], command
     finally:
-        child.terminate()
-        child.wait(20)
+        for child, _, _ in children.values():
+            child.terminate()
+            child.wait(20)
