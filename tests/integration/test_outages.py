@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -137,6 +138,30 @@ def test_api_answers_503_during_a_database_outage_and_recovers(
         for method, path, body in requests:
             answer = http.request(method, path, json=body, headers=api.headers("writer+reader"))
             assert answer.is_success, (path, answer.status_code, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind"),
+    [
+        (KeyError("a defect"), 500, "/problems/internal-error"),
+        (sqlite3.OperationalError("database is locked"), 503, "/problems/unavailable"),
+    ],
+)
+def test_an_error_no_route_expected_is_a_logged_problem_document(
+    tmp_path: Path, error: Exception, status: int, kind: str
+) -> None:
+    def fails() -> None:
+        raise error
+
+    with running_api(tmp_path) as api:
+        api.app.add_api_route("/v1/fails", fails)
+        with capture_logs() as logs:
+            answer = api.client.get("/v1/fails")
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["type"] == kind
+    assert "a defect" not in answer.text  # the traceback goes to the log, not to the client
+    assert events(logs, "http.request", path="/v1/fails", status=status)
 
 
 class WriteLoad:
