@@ -37,9 +37,10 @@ from consumers.relay_topic import TopicGuard
 from consumers.segment_publisher import MembershipPublisher
 from consumers.segment_refresh import refresh_segments
 from consumers.status import DEFAULT_GROUP, GROUP_PREFIX, pipeline_report
-from infra import kafka
+from infra import kafka, resilience
 from infra.kafka_topics import TopicInspector
 from infra.metrics import register_projection_collector
+from infra.notifications import Listener, Wakeup
 from infra.runtime import settle_heap
 from infra.tamper_evidence import seals
 from projections.registry import by_name
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
     from projections.framework import Projector
 
 MEMBERSHIP_EVERY_SECONDS = 1.0
-LOG_ORDER_POLL_SECONDS = 0.2
+# The log-order runner of `consume` is woken by the store's notifications; polling is the
+# fallback (a notification lost while reconnecting).
+LOG_ORDER_POLL_SECONDS = 2.0
 
 
 class Loop(Protocol):
@@ -117,6 +120,7 @@ def _topics(services: Services) -> tuple[str, kafka.Topics]:
     kafka.ensure_topics(
         settings.kafka_bootstrap, topics.all(), settings.kafka_partitions, settings.kafka_limits
     )
+    resilience.mark(resilience.KAFKA, up=True)
     return settings.kafka_bootstrap, topics
 
 
@@ -183,14 +187,14 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
             )
         background: list[Worker] = []
         if from_log:  # the runner retries their parked customers from the store too
-            background.append(
-                EmbeddedRunner(
-                    services.feed,
-                    services.read_store,
-                    from_log,
-                    poll_interval=LOG_ORDER_POLL_SECONDS,
-                )
+            runner = EmbeddedRunner(
+                services.feed, services.read_store, from_log, poll_interval=LOG_ORDER_POLL_SECONDS
             )
+            background.append(runner)
+            channel = services.store.backend.notify_channel
+            if channel is not None:
+                listener = Listener(services.settings.database_url, [channel])
+                background.append(Wakeup(listener, runner.wake, "log-order-wakeup"))
         if any(p.name == SegmentsProjector.name for p in from_log):
             background.append(membership_publisher(services, producer, topics.segment_membership))
         yield Process(

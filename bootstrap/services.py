@@ -26,6 +26,7 @@ from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild_by_customer import Connect
 from consumers.store_feed import StoreFeed
+from infra import resilience
 from infra.api_keys import KeyStore
 from infra.data_keys import MasterKeys
 from infra.readstore import ReadStore, open_read_store
@@ -70,7 +71,11 @@ class Services:
         """SQL access to the event store's own database (one connection, opened on first
         use): the relay's checkpoints and parked customers, hash links and seals."""
         if self._store_db is None:
-            self._store_db = open_read_store(self.settings.database_url, pool_size=1)
+            self._store_db = open_read_store(
+                self.settings.database_url,
+                pool_size=1,
+                timeout=self.settings.database_timeout_seconds,
+            )
         return self._store_db
 
     @property
@@ -106,8 +111,10 @@ def build(settings: Settings | None = None) -> Services:
     if settings is None:
         settings = get_settings()
         STORE_NOTICE(settings)
+    resilience.configure(settings.backoff)
     store = _event_store(settings, settings.pool_size)
-    read_store = open_read_store(settings.read_models_url, pool_size=settings.pool_size)
+    resilience.mark(resilience.DATABASE, up=True)  # it answered: the tables are there
+    read_store = _read_store(settings, settings.pool_size)
     commands = CommandService(
         store,
         default_region=settings.default_phone_region,
@@ -133,7 +140,14 @@ def _event_store(settings: Settings, pool_size: int) -> EventStore:
         settings.database_url,
         snapshot_interval=settings.snapshot_interval,
         pool_size=pool_size,
+        pool_timeout=settings.database_timeout_seconds,
         master_keys=MasterKeys.parse(settings.master_keys),
+    )
+
+
+def _read_store(settings: Settings, pool_size: int) -> ReadStore:
+    return open_read_store(
+        settings.read_models_url, pool_size=pool_size, timeout=settings.database_timeout_seconds
     )
 
 
@@ -142,7 +156,7 @@ def worker_connections(settings: Settings) -> Iterator[tuple[StoreFeed, ReadStor
     """The store feed and read store of ``settings``: how a rebuild's worker connects."""
     store = _event_store(settings, 1)
     try:
-        read_store = open_read_store(settings.read_models_url, pool_size=1)
+        read_store = _read_store(settings, 1)
         try:
             yield StoreFeed(store), read_store
         finally:

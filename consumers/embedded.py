@@ -21,17 +21,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import structlog
-
 from consumers.catch_up import CatchUpProgress, CatchUpTracker
 from consumers.migrate import Wired, migrate
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.readstore import ReadStore, Tx
+from infra.resilience import Stopped, Supervisor
 from projections.framework import Binding, Projector, lock_positions, positions, project
-
-log = structlog.get_logger(__name__)
 
 
 class EmbeddedRunner:
@@ -57,7 +54,6 @@ class EmbeddedRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.errors = 0
         self.tracker = CatchUpTracker("embedded_runner", self._look)
 
     def _look(self) -> tuple[int, int, int]:
@@ -135,20 +131,26 @@ class EmbeddedRunner:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        backoff = 0.0  # a backlog found at start is worked on at once
+        """Until :meth:`stop`: work, then sleep until woken or the poll interval; failures
+        back off and an outage is waited out (:class:`~infra.resilience.Supervisor`)."""
+        supervisor = Supervisor("embedded-runner", self._stop)
+        pause = 0.0  # a backlog found at start is worked on at once
         while not self._stop.is_set():
-            self._wake.wait(backoff)
+            self._wake.wait(pause)
             self._wake.clear()
             try:
-                behind = self.catch_up(100, stop=self._stop) >= 100 * self.batch_size
-                if time.monotonic() >= self._next_redrive:
-                    self._next_redrive = time.monotonic() + self.redrive_interval
-                    self.redrive_due()
-                backoff = 0.0 if behind else self.poll_interval
-            except Exception:
-                self.errors += 1
-                log.exception("embedded_runner.batch_failed", errors=self.errors)
-                backoff = min(backoff * 2, 30.0)
+                behind = supervisor.call(self._step)
+            except Stopped:
+                return
+            pause = 0.0 if behind else self.poll_interval
+
+    def _step(self) -> bool:
+        """Up to 100 batches and the due re-drives; whether a backlog remains."""
+        behind = self.catch_up(100, stop=self._stop) >= 100 * self.batch_size
+        if time.monotonic() >= self._next_redrive:
+            self._next_redrive = time.monotonic() + self.redrive_interval
+            self.redrive_due()
+        return behind
 
 
 def apply_from_store(

@@ -14,7 +14,6 @@ import threading
 from typing import Any
 
 import orjson
-import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
 from commands.messages import Command, parse_command
@@ -22,8 +21,7 @@ from commands.service import CommandService, Context, Outcome
 from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
 from domain.text_policy import check_key
-
-log = structlog.get_logger(__name__)
+from infra.resilience import Supervisor
 
 
 def _result(key: str, outcome: Outcome | DomainError) -> bytes:
@@ -112,14 +110,12 @@ class CommandIngest:
         )
 
     def run(self) -> None:
+        """Execute commands until :meth:`stop`; a failed batch is polled again after a
+        backoff, and an outage of the store or the broker is waited out
+        (:class:`~infra.resilience.Supervisor`)."""
         self.consumer.subscribe([self.commands_topic])
         try:
-            while not self.stopping.is_set():
-                try:
-                    self.poll_once()
-                except Exception:
-                    log.exception("ingest.batch_failed")
-                    self.stopping.wait(1.0)
+            Supervisor("ingest", self.stopping).run(self.poll_once)
         finally:
             self.consumer.close()
 

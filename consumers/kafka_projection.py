@@ -43,6 +43,7 @@ from infra.kafka_topics import TopicInspector, TopicState
 from infra.parking import Parked
 from infra.personal_data import PersonalData, SealBroken
 from infra.readstore import ReadStore, Tx
+from infra.resilience import Supervisor, transient
 from projections.framework import Binding, Projector, park, project
 
 log = structlog.get_logger(__name__)
@@ -56,7 +57,11 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         """Nothing to do: offsets are already stored with the data."""
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.owner.seek(list(assigned))
+        try:
+            self.owner.seek(list(assigned))
+        except Exception as error:  # the database is away: seek before the next poll instead
+            self.owner.unsought = list(assigned)
+            log.warning("consumer.seek_deferred", group=self.owner.group, error=repr(error))
 
 
 class ProjectionConsumer:
@@ -98,6 +103,9 @@ class ProjectionConsumer:
         self.applied = 0
         self._present: dict[int, int] = {}  # partition -> offset whose last record was found
         self._ends_seen: dict[int, int] = {}  # the end offsets it was found under
+        self.unsought: list[TopicPartition] = []  # assigned while the database was away
+        self._next_redrive = 0.0
+        self._next_verify = 0.0
         ensure_tables(read_store)
 
     def subscribe(self) -> None:
@@ -213,7 +221,13 @@ class ProjectionConsumer:
         )
 
     def poll_once(self, timeout_ms: int = 500) -> int:
-        """Apply one polled batch; returns the number of records handled."""
+        """Apply one polled batch; returns the number of records handled. A transient error
+        (the database is away, :mod:`infra.resilience`) propagates, and the same records are
+        polled again next time."""
+        if self.unsought:
+            assigned = self.consumer.assignment()
+            self.seek([p for p in self.unsought if p in assigned])
+            self.unsought = []
         try:
             batches = self.consumer.poll(timeout_ms=timeout_ms)
         except OffsetOutOfRangeError as error:  # below the log start, or beyond the end
@@ -222,6 +236,16 @@ class ProjectionConsumer:
         records = [record for batch in batches.values() for record in batch]
         if not records:
             return 0
+        try:
+            self._apply(records)
+        except Exception:
+            for partition, batch in batches.items():
+                self.consumer.seek(partition, batch[0].offset)
+            raise
+        self.applied += len(records)
+        return len(records)
+
+    def _apply(self, records: list[Any]) -> None:
         envelopes = self._open(records)
         try:
             with self.read_store.transaction() as tx:
@@ -229,11 +253,11 @@ class ProjectionConsumer:
                     tx, self.bindings, [e for e in envelopes if e is not None], by_position=False
                 )
                 self._store_offsets(tx, records)
-        except Exception:
+        except Exception as error:
+            if transient(error):
+                raise
             log.exception("consumer.batch_failed", group=self.group, records=len(records))
             self._one_by_one(records, envelopes)
-        self.applied += len(records)
-        return len(records)
 
     def _open(self, records: list[Any]) -> list[Envelope | None]:
         """Decode and open each record; what cannot be is dead-lettered (None in its place)."""
@@ -270,6 +294,8 @@ class ProjectionConsumer:
                         self._store_offsets(tx, [record])
                     break
                 except Exception as error:
+                    if transient(error):  # not the message's fault: never dead-lettered
+                        raise
                     if attempt == self.attempts:
                         reason = f"apply failed: {error!r}"
                         send_to_dlq(self.dlq_producer, record, reason)
@@ -307,26 +333,26 @@ class ProjectionConsumer:
         )
 
     def run(self) -> None:
-        """Consume until :meth:`stop` (SIGTERM): the batch in hand is finished, then we leave."""
+        """Consume until :meth:`stop` (SIGTERM): the batch in hand is finished, then we leave.
+        An outage of the database or the broker is waited out
+        (:class:`~infra.resilience.Supervisor`)."""
         self.subscribe()
-        next_redrive, next_verify = 0.0, time.monotonic() + self.verify_interval
+        self._next_verify = time.monotonic() + self.verify_interval
         try:
-            while not self.stopping.is_set():
-                self.poll_once()
-                if time.monotonic() >= next_redrive:
-                    next_redrive = time.monotonic() + self.redrive_interval
-                    try:
-                        self.redrive_due()
-                    except Exception:
-                        log.exception("consumer.redrive_failed", group=self.group)
-                if time.monotonic() >= next_verify:
-                    next_verify = time.monotonic() + self.verify_interval
-                    try:
-                        self.verify()
-                    except Exception:
-                        log.exception("consumer.verify_failed", group=self.group)
+            Supervisor(f"consumer {self.group}", self.stopping).run(self._step)
         finally:
             self.consumer.close()
+
+    def _step(self) -> None:
+        """Apply a polled batch; re-drive the parked customers and look at the topic when due
+        (:meth:`verify`)."""
+        self.poll_once()
+        if time.monotonic() >= self._next_redrive:
+            self._next_redrive = time.monotonic() + self.redrive_interval
+            self.redrive_due()
+        if time.monotonic() >= self._next_verify:
+            self._next_verify = time.monotonic() + self.verify_interval
+            self.verify()
 
     def stop(self) -> None:
         self.stopping.set()

@@ -35,7 +35,8 @@ import structlog
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.parking import Parked, describe
-from infra.readstore import ReadStore, transient
+from infra.readstore import ReadStore
+from infra.resilience import transient
 from projections.framework import (
     Binding,
     Projector,

@@ -47,8 +47,10 @@ from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.kafka import PartitionCountMismatch
 from infra.kafka_topics import Identity
+from infra.notifications import Listener
 from infra.parking import Parked, ParkingLot, describe, table_schema
 from infra.readstore import ReadStore, Tx, lock_schema
+from infra.resilience import Supervisor
 
 log = structlog.get_logger(__name__)
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
@@ -133,6 +135,12 @@ class Relay:
         self._acknowledged: int | None = None
         self._marks: Marks | None = None
         self._held: set[str] | None = None
+        channel = feed.store.backend.notify_channel  # None (SQLite): polling only
+        self._listener = (
+            None if channel is None else Listener(feed.store.database_url, [channel, CHANNEL])
+        )
+        self._redrive_at: float | None = None  # None: all parked customers, now
+        self._verify_at = 0.0  # when to look at the topic next (verify)
         ensure_relay_tables(checkpoints)
 
     def position(self) -> int:
@@ -333,56 +341,51 @@ class Relay:
         return again
 
     def run(self) -> None:
-        """Publish until :meth:`stop`; errors back off and retry, never skip. Parked
-        customers are all retried at start (the limit may have been raised), then when due."""
-        listener = self._listen()
-        backoff = self.poll_interval
-        due_only, next_redrive, next_verify = False, 0.0, 0.0
+        """Publish until :meth:`stop`; errors back off and retry, never skip, and an outage
+        of the store or the broker is waited out (:class:`~infra.resilience.Supervisor`); a
+        topic with another partition count than configured ends it (a configuration error).
+        Parked customers are all retried at start (the limit may have been raised), then
+        when due."""
+        self._redrive_at = None
+        self._verify_at = 0.0
         try:
-            while not self.stopping.is_set():
-                try:
-                    if time.monotonic() >= next_verify:
-                        next_verify = time.monotonic() + self.verify_interval
-                        self.verify()
-                    published = self.catch_up(stop=self.stopping)
-                    if published:
-                        log.info("relay.published", count=published, position=self._acknowledged)
-                    if time.monotonic() >= next_redrive:
-                        self._held = None  # re-read: rows may have been removed by hand
-                        self.redrive(due_only=due_only)
-                        due_only, next_redrive = True, time.monotonic() + self.redrive_interval
-                    backoff = self.poll_interval
-                except PartitionCountMismatch:
-                    raise  # a configuration error: say so and stop
-                except Exception:
-                    log.exception("relay.batch_failed")
-                    self._acknowledged = None  # re-read the checkpoint on the next attempt
-                    self._marks = None  # and what it recorded of the topic
-                    self._held = None  # and the parked customers
-                    next_verify = 0.0  # the broker may have lost the topic: look first
-                    backoff = min(backoff * 2, 30.0)
-                self._wait(listener, min(backoff, self.redrive_interval) if self._held else backoff)
+            Supervisor("relay", self.stopping, recover=self._forget).run(self._step)
         finally:
-            if listener is not None:
-                listener.close()
+            self._forget()
+
+    def _step(self) -> None:
+        """Look at the topic when due (:meth:`verify`), publish what is new, re-drive the
+        parked customers that are due, then wait for a notification (or the poll interval)."""
+        if self._listener is not None:
+            self._listener.open()  # before reading: a write meanwhile wakes the wait
+        if time.monotonic() >= self._verify_at:
+            self._verify_at = time.monotonic() + self.verify_interval
+            self.verify()
+        published = self.catch_up(stop=self.stopping)
+        if published:
+            log.info("relay.published", count=published, position=self._acknowledged)
+        if self._redrive_at is None or time.monotonic() >= self._redrive_at:
+            self._held = None  # re-read: rows may have been removed by hand
+            self.redrive(due_only=self._redrive_at is not None)
+            self._redrive_at = time.monotonic() + self.redrive_interval
+        timeout = (
+            min(self.poll_interval, self.redrive_interval) if self._held else self.poll_interval
+        )
+        if self._listener is None:
+            self.stopping.wait(timeout)
+        else:
+            self._listener.wait(timeout)
+
+    def _forget(self) -> None:
+        """After a failure: close the listening connection; on the next attempt look at the
+        topic first (the broker may have lost it), and re-read the checkpoint, what it recorded
+        of the topic and the parked customers."""
+        self._acknowledged = None
+        self._marks = None
+        self._held = None
+        self._verify_at = 0.0
+        if self._listener is not None:
+            self._listener.close()
 
     def stop(self) -> None:
         self.stopping.set()
-
-    def _listen(self) -> psycopg.Connection[tuple[object, ...]] | None:
-        channel = self.feed.store.backend.notify_channel
-        if channel is None:
-            return None  # SQLite: polling only
-        connection = psycopg.connect(self.feed.store.database_url, autocommit=True)
-        connection.execute(f'LISTEN "{channel}"')
-        connection.execute(f'LISTEN "{CHANNEL}"')
-        return connection
-
-    def _wait(
-        self, listener: psycopg.Connection[tuple[object, ...]] | None, timeout: float
-    ) -> None:
-        if listener is None:
-            self.stopping.wait(timeout)
-            return
-        for _ in listener.notifies(timeout=timeout, stop_after=1):
-            break

@@ -26,6 +26,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from infra.resilience import ConfigurationError
 from infra.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -40,7 +41,7 @@ DLQ_HEADROOM_BYTES = 16_384  # dlq.* headers: a reason of at most 2,000 bytes, o
 TOPIC_MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
-class PartitionCountMismatch(RuntimeError):
+class PartitionCountMismatch(ConfigurationError):
     """Existing topics whose partition count is not the configured one (a configuration error).
 
     ``found`` maps each such topic to its partition count; ``expected`` is the configured one.
@@ -251,9 +252,10 @@ def consumer(
         # Any record we allow fits in one fetch (brokers return at least one record anyway).
         "max_partition_fetch_bytes": limits.fetch_bytes,
         "fetch_max_bytes": max(52_428_800, limits.fetch_bytes),
-        # How long the broker may hold an empty fetch. The 500 ms default is what a new event
-        # waited for on an idle partition (tansu holds fetches the full time): p50 lag 130 ms.
-        "fetch_max_wait_ms": 20,
+        # How long the broker may hold an empty fetch: an idle consumer asks twice a second,
+        # not fifty times (20 ms cost an idle `consume` 10 % of a core). Brokers answer as
+        # soon as a record arrives (tansu too, measured: p50 7 ms at 500 ms, 4 ms at 20 ms).
+        "fetch_max_wait_ms": 500,
         # Brokers may hold a group's first join for up to the session timeout (tansu: half
         # of it); 10 s keeps joins and failover quick and is a common production value.
         "session_timeout_ms": 10_000,

@@ -9,6 +9,8 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from infra.resilience import DATABASE, mark, transient
+
 COMMANDS = Counter(
     "clientele_commands_total", "Commands executed, by type and outcome", ["command", "outcome"]
 )
@@ -27,7 +29,15 @@ class ProjectionCollector(Collector):
         self.report = report
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        report = self.report()
+        """The gauges; none while the database is away (``clientele_dependency_up`` says so,
+        and the rest of ``/metrics`` is still served)."""
+        try:
+            report = self.report()
+        except Exception as error:
+            if not transient(error):
+                raise
+            mark(DATABASE, up=False)
+            return
         label = ["projection"]
         position = GaugeMetricFamily(
             "clientele_projection_position", "Newest store position applied", labels=label

@@ -22,7 +22,8 @@ from typing import Any
 
 from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
-from infra.readstore import Tx, transient
+from infra.readstore import Tx
+from infra.resilience import transient
 
 Apply = Callable[[Tx, Sequence[Envelope]], None]
 
@@ -283,7 +284,7 @@ def apply_isolated(
     last version applied per customer and the customers to park. ``in_order`` (projections
     whose read model depends on the order across customers): the fallback goes envelope by
     envelope in feed order instead. Errors worth retrying as they are
-    (:func:`~infra.readstore.transient`), and failures of events that are not a
+    (:func:`~infra.resilience.transient`), and failures of events that are not a
     customer's, propagate."""
     if not envelopes:
         return {}, []

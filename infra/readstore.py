@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -118,15 +119,6 @@ def lock_schema(tx: Tx) -> None:
 
 
 _SAVEPOINTS = itertools.count(1)
-
-
-def transient(error: BaseException) -> bool:
-    """A database error worth retrying as it is (lost connection, lock timeout, deadlock,
-    serialisation failure, a busy SQLite file), as opposed to one caused by the data."""
-    if isinstance(error, psycopg.OperationalError):
-        return True
-    text = str(error).lower()
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 class _Names(dict[str, str]):
@@ -245,15 +237,57 @@ class SQLiteReadStore(ReadStore):
             self._shared.close()
 
 
+class StaleCheck:
+    """The check every PostgreSQL pool of the process runs on a connection before handing it
+    out (psycopg_pool's ``check_connection``, which costs one round trip). When one turns
+    out broken, the server went away since it was last used — after a restart every idle
+    connection of every pool is — so all watched pools are checked at once
+    (``ConnectionPool.check()``: the broken ones are replaced): a caller meets one stale
+    connection, not each in turn with psycopg_pool's growing pauses in between (which took
+    longer than a request waits for a connection)."""
+
+    def __init__(self) -> None:
+        self._pools: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
+
+    def watch(self, pool: ConnectionPool[Any]) -> None:
+        self._pools.add(pool)
+
+    def __call__(self, connection: psycopg.Connection[Any]) -> None:
+        try:
+            ConnectionPool.check_connection(connection)
+        except Exception:
+            for pool in list(self._pools):
+                if not pool.closed:
+                    pool.check()
+            raise
+
+
+STALE_CHECK = StaleCheck()
+
+
 class PostgresReadStore(ReadStore):
-    """PostgreSQL through a psycopg 3 connection pool."""
+    """PostgreSQL through a psycopg 3 connection pool of one to ``pool_size`` connections.
+
+    Outages: a connection is checked before it is handed out (one left over from before a
+    server restart is replaced, never used: :class:`StaleCheck`); a caller waits at most ``timeout`` seconds for
+    one, then gets ``PoolTimeout`` (transient, :mod:`infra.resilience`); a reconnection is
+    tried for as long, then started afresh by the next caller, so the pool is back within a
+    second or two of the server."""
 
     dialect = "postgres"
 
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, *, timeout: float = 3.0) -> None:
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=True, kwargs={"autocommit": False}
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=True,
+            kwargs={"autocommit": False},
+            check=STALE_CHECK,
+            timeout=timeout,
+            reconnect_timeout=timeout,
         )
+        STALE_CHECK.watch(self.pool)
 
     @contextmanager
     def transaction(self, tables: Mapping[str, str] | None = None) -> Iterator[Tx]:
@@ -276,14 +310,15 @@ class PostgresReadStore(ReadStore):
         self.pool.close()
 
 
-def open_read_store(database_url: str, *, pool_size: int = 5) -> ReadStore:
-    """The read store for a database URL (the same database as the event store by default)."""
+def open_read_store(database_url: str, *, pool_size: int = 5, timeout: float = 3.0) -> ReadStore:
+    """The read store for a database URL (the same database as the event store by default);
+    PostgreSQL: at most ``pool_size`` connections, waited for at most ``timeout`` seconds."""
     parts = urlsplit(database_url)
     if parts.scheme == "sqlite":
         return SQLiteReadStore(unquote(database_url.removeprefix("sqlite:///")))
     if parts.scheme == "memory":
         return SQLiteReadStore(":memory:")
     if parts.scheme in ("postgresql", "postgres"):
-        return PostgresReadStore(database_url, pool_size=pool_size)
+        return PostgresReadStore(database_url, pool_size=pool_size, timeout=timeout)
     msg = f"unsupported read store URL scheme {parts.scheme!r}"
     raise ValueError(msg)

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from infra.kafka import MessageLimits
+    from infra.resilience import Backoff
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/clientele.db"
 DEV_SETTINGS_FILE = Path("var/dev/clientele.env")
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
     # the earliest business time (occurred_at) a command may carry: older dates are typos
     business_time_floor: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     pool_size: int = Field(default=5, ge=1)
+    # How long a request waits for a pooled database connection before it is answered 503
+    # (and how long a pool tries one reconnection before starting afresh).
+    database_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
+    # Waiting out an outage: the first retry after about this long, doubling up to the maximum.
+    backoff_initial_seconds: float = Field(default=0.5, gt=0, le=60)
+    backoff_max_seconds: float = Field(default=5.0, gt=0, le=600)
     command_retries: int = Field(default=5, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Requests per API key, e.g. "100/second;2000/minute" (``limits`` notation); empty: none.
@@ -165,6 +172,12 @@ class Settings(BaseSettings):
             if value is not None:
                 options[name] = str(value) if isinstance(value, Path) else value
         return options
+
+    @property
+    def backoff(self) -> Backoff:
+        from infra.resilience import Backoff  # noqa: PLC0415 - light to import
+
+        return Backoff(self.backoff_initial_seconds, self.backoff_max_seconds)
 
     @property
     def read_models_url(self) -> str:

@@ -67,9 +67,10 @@ class EventStore(Application[UUID]):
         *,
         snapshot_interval: int = 0,
         pool_size: int = 5,
+        pool_timeout: float = 3.0,
         master_keys: MasterKeys | None = None,
     ):
-        env = store_environment(database_url, pool_size=pool_size)
+        env = store_environment(database_url, pool_size=pool_size, timeout=pool_timeout)
         # The snapshot table always exists (erasure deletes from it); taking them is optional.
         env["IS_SNAPSHOTTING_ENABLED"] = "y"
         self.footprints = Footprints(snapshot_interval)

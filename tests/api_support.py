@@ -29,14 +29,13 @@ class Api:
 
 
 @contextmanager
-def running_api(
-    tmp_path: Path, database_url: str | None = None, **settings_overrides: Any
-) -> Iterator[Api]:
+def running_api(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Iterator[Api]:
+    """``overrides``: further settings (``Settings`` field names)."""
     settings = Settings(
         database_url=database_url or f"sqlite:///{tmp_path / 'api.db'}",
         api_keys_file=tmp_path / "keys.json",
         default_phone_region="DE",
-        **settings_overrides,
+        **overrides,
     )
     keys = KeyStore(settings.api_keys_file)
     tokens = {role.value: keys.create(role.value, [role])[1] for role in Role}

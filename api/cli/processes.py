@@ -5,9 +5,10 @@ stops it on SIGTERM or Ctrl-C."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
@@ -26,21 +27,46 @@ BuildProcess = Callable[["Services"], AbstractContextManager["Process"]]
 
 def run_process(build_process: BuildProcess, *, needs_kafka: bool = True) -> None:
     """Build the process (of full mode, unless told it runs in both), say what it does, run it
-    until SIGTERM or Ctrl-C. A topic with another partition count than configured ends it with
-    exit 2, saying which."""
+    until SIGTERM or Ctrl-C.
+
+    Started while PostgreSQL or the broker is away, it waits for them (a transient error,
+    :mod:`infra.resilience`); any other error while starting (a bad setting) ends it, and a
+    topic with another partition count than configured ends it with exit 2, saying which."""
     from bootstrap import build
     from infra.kafka import PartitionCountMismatch
+    from infra.resilience import Stopped, Supervisor
 
     if needs_kafka:
         full_mode()
+    stopping = threading.Event()
+    running: list[Process] = []
+
+    def stop(*_: object) -> None:
+        stopping.set()
+        for process in running:
+            process.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+
+    def start() -> tuple[ExitStack, Process]:
+        with ExitStack() as stack:
+            services = stack.enter_context(build())
+            process = stack.enter_context(build_process(services))
+            return stack.pop_all(), process
+
     try:
-        with build() as services, build_process(services) as process:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: process.stop())
-            console.print(process.summary)
-            process.run()
+        opened, process = Supervisor("start-up", stopping, only_transient=True).call(start)
+    except Stopped:
+        return
     except PartitionCountMismatch as error:
         raise fail(str(error), 2) from None
+    with opened:
+        running.append(process)
+        if stopping.is_set():
+            return
+        console.print(process.summary)
+        process.run()
 
 
 relay_app = typer.Typer()  # help: the callback's docstring

@@ -5,6 +5,11 @@ hold personal data) nor any header (the API key).
 
 ``X-Correlation-Id`` is stored on every event a request causes, and query parameters reach the
 read store's SQL: both are held to the text policy (``domain.values``) before any route runs.
+
+Every request gets a problem document and an access-log line, also when a route fails: a
+dependency that does not answer (:func:`infra.resilience.dependency`: the database during an
+outage) is 503 ``/problems/unavailable`` with ``Retry-After``, anything else 500
+``/problems/internal-error`` (logged with its traceback), never the server's plain text.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
-from api.http.problems import problem
+from api.http.problems import internal_error, problem, unavailable
 from domain.errors import InvalidInput
 from domain.text_policy import Text, check_key, check_text
+from infra.resilience import dependency, mark
 
 log = structlog.get_logger("clientele.access")
 REQUEST_SECONDS = Histogram(
@@ -53,7 +59,10 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
         request.state.correlation_id = correlation_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=correlation_id)
-        response = refused or _refuse(request, max_body_bytes) or await call_next(request)
+        try:
+            response = refused or _refuse(request, max_body_bytes) or await call_next(request)
+        except Exception as error:
+            response = _failed(error)
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         elapsed = time.perf_counter() - started
@@ -69,6 +78,17 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
             ms=round(elapsed * 1000, 2),
         )
         return response
+
+
+def _failed(error: Exception) -> Response:
+    """The problem document for an error no route handled."""
+    name = dependency(error)
+    if name is None:
+        log.error("http.unhandled", exc_info=error)
+        return internal_error()
+    mark(name, up=False)
+    log.warning("http.dependency_unavailable", dependency=name, error=repr(error))
+    return unavailable(name)
 
 
 def _refuse_text(request: Request) -> Response | None:

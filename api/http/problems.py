@@ -48,8 +48,10 @@ TITLES = {
     422: "Unprocessable content",
     428: "Precondition required",
     429: "Too many requests",
+    500: "Internal server error",
     503: "Service unavailable",
 }
+RETRY_AFTER_SECONDS = 2  # a dependency's outage: how long a client waits before it retries
 
 
 def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
@@ -62,6 +64,24 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
         **extra,
     }
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def unavailable(dependency: str) -> Response:
+    """503 ``/problems/unavailable`` with ``Retry-After``: ``dependency`` (``database``,
+    ``kafka``) does not answer right now; the request did nothing and may be sent again."""
+    response = problem(
+        503,
+        "unavailable",
+        f"the {dependency} is not answering; nothing was done, retry later",
+        dependency=dependency,
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def internal_error() -> Response:
+    """500 ``/problems/internal-error``: a defect, logged with its traceback (never shown)."""
+    return problem(500, "internal-error", "an unexpected error occurred; it has been logged")
 
 
 def domain_problem(error: DomainError, *, status: int | None = None) -> Response:

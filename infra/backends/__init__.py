@@ -8,15 +8,24 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 POSTGRES_FACTORY = "infra.backends.postgres:Factory"  # eventsourcing's, with our recorders
 
 
-def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str]:
+POOL_TIMEOUT = "CLIENTELE_POOL_TIMEOUT"  # seconds, read by .postgres.Factory
+
+
+def store_environment(
+    database_url: str, *, pool_size: int = 5, timeout: float = 3.0
+) -> dict[str, str]:
     """Translate a database URL into eventsourcing's environment variables; raises
-    ``ValueError`` for a scheme other than sqlite, postgresql (postgres) or memory."""
+    ``ValueError`` for a scheme other than sqlite, postgresql (postgres) or memory.
+
+    PostgreSQL: one to ``pool_size`` connections, each checked before use (``PRE_PING``), a
+    caller waits at most ``timeout`` seconds for one (as the read store's pool does)."""
     parts = urlsplit(database_url)
     env = {"TRANSCODER_TOPIC": "infra.transcoder:OrjsonTranscoder"}
     if parts.scheme == "memory":
@@ -39,10 +48,13 @@ def store_environment(database_url: str, *, pool_size: int = 5) -> dict[str, str
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_POOL_SIZE": str(pool_size),
-            "POSTGRES_MAX_OVERFLOW": str(pool_size),
+            # one connection kept open, up to ``pool_size`` on demand (eventsourcing: min_size
+            # is the pool size, max_size the pool size plus the overflow)
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": str(pool_size - 1),
             "POSTGRES_LOCK_TIMEOUT": "10",
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": str(math.ceil(timeout)),  # whole seconds only
+            POOL_TIMEOUT: str(timeout),
             "POSTGRES_PRE_PING": "y",
             # libpq parameters of the URL's query (sslmode, sslrootcert, …): every connection
             "POSTGRES_CONNECTION_OPTIONS": parts.query,

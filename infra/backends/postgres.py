@@ -36,9 +36,11 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from infra.backends import POOL_TIMEOUT
 from infra.backends.base import Linked, Positioned, Resume, positioned_rows
 from infra.backends.sql import SqlBackend
 from infra.data_keys import KEYS_DDL, shred_in_transaction
+from infra.readstore import STALE_CHECK
 from infra.tamper_evidence.chain import HASHES_DDL, postgres_links
 
 _LINKED = (
@@ -49,10 +51,24 @@ _LINKED = (
 )
 
 
+def _once(method: Any) -> Any:
+    """``method`` without eventsourcing's retry decorator (``functools.wraps`` keeps it).
+
+    eventsourcing tries its reads and writes ten times, each waiting up to the pool's
+    timeout for a connection: during an outage one call held a request or a loop for ten
+    times that. One attempt here; outages are waited out one level up, once
+    (:mod:`infra.resilience`, the API's 503 with ``Retry-After``)."""
+    return getattr(method, "__wrapped__", method)
+
+
 class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
     """Selected by :func:`infra.backends.store_environment` for ``postgresql://`` URLs."""
 
     dialect, mark, uuid_cast = "postgres", "%s", "::uuid"
+    insert_events = _once(PostgresApplicationRecorder.insert_events)
+    select_events = _once(PostgresApplicationRecorder.select_events)
+    select_notifications = _once(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = _once(PostgresApplicationRecorder.max_notification_id)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +155,9 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
 class SnapshotRecorder(PostgresAggregateRecorder):
     """The snapshot table's recorder: one plain INSERT per snapshot (module docstring)."""
 
+    insert_events = _once(PostgresAggregateRecorder.insert_events)
+    select_events = _once(PostgresAggregateRecorder.select_events)
+
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self._insert_statement = SQL(
@@ -164,7 +183,14 @@ class SnapshotRecorder(PostgresAggregateRecorder):
 class Factory(PostgresFactory):
     """``PERSISTENCE_MODULE=infra.backends.postgres:Factory``: eventsourcing's PostgreSQL factory,
     with :class:`SnapshotRecorder` for snapshots (events use the application recorder,
-    ``APPLICATION_RECORDER_TOPIC``)."""
+    ``APPLICATION_RECORDER_TOPIC``).
+
+    Its pool is made like the read store's (:class:`infra.readstore.PostgresReadStore`): one
+    connection kept open, more on demand (:func:`infra.backends.store_environment`), a caller
+    waits for one at most ``CLIENTELE_POOL_TIMEOUT`` seconds, and a reconnection is tried for
+    as long, then
+    started afresh by the next caller (psycopg_pool's default, five minutes of ever longer
+    pauses, kept a pool away for half a minute after the server was back)."""
 
     aggregate_recorder_class = SnapshotRecorder  # type: ignore[assignment]
     POSTGRES_CONNECTION_OPTIONS = "POSTGRES_CONNECTION_OPTIONS"
@@ -174,7 +200,12 @@ class Factory(PostgresFactory):
         any libpq parameter) to every connection: eventsourcing only takes host, port, user,
         password and database name."""
         super().__init__(env)
+        pool = self.datastore.pool
         options = dict(parse_qsl(self.env.get(self.POSTGRES_CONNECTION_OPTIONS) or ""))
-        kwargs = self.datastore.pool.kwargs
-        if options and isinstance(kwargs, dict):
-            kwargs.update(options)
+        if options and isinstance(pool.kwargs, dict):
+            pool.kwargs.update(options)
+        # eventsourcing sets check_connection (PRE_PING); ours also checks the other pools
+        # when it finds a broken one. psycopg_pool takes ``check`` only at construction.
+        pool._check = STALE_CHECK
+        STALE_CHECK.watch(pool)
+        pool.timeout = pool.reconnect_timeout = float(self.env.get(POOL_TIMEOUT) or pool.timeout)

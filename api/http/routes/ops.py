@@ -10,10 +10,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.http import deps
 from api.http.auth import optional
-from api.http.problems import problem
+from api.http.problems import RETRY_AFTER_SECONDS, problem
 from api.http.schemas import problems
 from consumers.status import pipeline_report
 from infra.api_keys import ApiKey, Role
+from infra.resilience import DATABASE, dependency, mark
 
 router = APIRouter(tags=["ops"])
 
@@ -32,17 +33,35 @@ def projection_report(request: Request) -> dict[str, Any]:
 def readyz(request: Request) -> dict[str, Any] | Response:
     """Ready when the event store and the read models answer: the API can serve, also while
     the read models catch up on a backlog (reads then show them as they are; X-Min-Position
-    waits for a write). ``{"status": "ready", "head", "state": "catching_up" | "live"}``."""
+    waits for a write). ``{"status": "ready", "head", "state": "catching_up" | "live",
+    "dependencies": {"database": "up"}}``; else 503 ``/problems/not-ready`` with
+    ``dependencies`` naming the one that is down, and ``Retry-After``. Each answer also sets
+    the ``clientele_dependency_up`` gauge."""
     try:
         report = projection_report(request)
     except Exception as error:
-        return problem(503, "not-ready", f"{type(error).__name__}: {error}")
-    return {"status": "ready", "head": report["head"], "state": report["state"]}
+        name = dependency(error)
+        if name is None:
+            return problem(503, "not-ready", f"{type(error).__name__}: {error}")
+        mark(name, up=False)
+        response = problem(
+            503, "not-ready", f"the {name} is not answering", dependencies={name: "down"}
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    mark(DATABASE, up=True)
+    return {
+        "status": "ready",
+        "head": report["head"],
+        "state": report["state"],
+        "dependencies": {DATABASE: "up"},
+    }
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics() -> Response:
-    """Prometheus metrics: request latency, command outcomes, projection positions and lag."""
+    """Prometheus metrics: request latency, command outcomes, projection positions and lag,
+    and ``clientele_dependency_up{dependency}`` (1 up, 0 down, as last seen)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
