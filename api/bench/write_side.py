@@ -13,6 +13,7 @@ from uuid import UUID
 
 import psycopg
 from kafka import KafkaProducer
+from kafka.partitioner import DefaultPartitioner
 from psycopg import sql
 
 from api.bench import workload
@@ -205,9 +206,10 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
 def _raw_produce(
     bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
 ) -> float:
-    """Seconds for kafka-python (same producer settings) to send and get acks for ``messages``."""
+    """Seconds for kafka-python (same producer settings, its own default partitioner) to send
+    and get acks for ``messages``."""
     kafka.ensure_topics(bootstrap, [topic], 12)
-    producer: KafkaProducer = kafka.producer(bootstrap)
+    producer: KafkaProducer = kafka.producer(bootstrap, partitioner=DefaultPartitioner())
     try:
         producer.partitions_for(topic)
         started = time.perf_counter()
