@@ -50,7 +50,7 @@ _LINKED = (
 class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
     """Selected by :func:`infra.backends.store_environment` for ``postgresql://`` URLs."""
 
-    dialect, mark, uuid_cast = "postgres", "%s", "::uuid"
+    dialect, mark, uuid_cast, position = "postgres", "%s", "::uuid", "notification_id"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
