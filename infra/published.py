@@ -37,7 +37,7 @@ from eventsourcing.utils import get_topic
 
 from domain.event_base import META_FIELDS
 from domain.events import EVENT_CLASSES
-from infra.envelope import SCHEMA_VERSION, SEALED, Envelope, _json_default, event_id
+from infra.envelope import SCHEMA_VERSION, SEALED, Envelope, _json_default, event_id_text
 
 SCHEMA_VERSION_HEADER = str(SCHEMA_VERSION).encode()
 _SKIPPED = META_FIELDS | {SEALED, "class_version"}  # not in ``data``
@@ -107,7 +107,7 @@ class LeanEncoder:
         key = str(customer_id)
         version = stored.originator_version
         document = {
-            "id": str(event_id(customer_id, version)),
+            "id": event_id_text(key, version),
             "type": kind[0],
             "schema_version": SCHEMA_VERSION,
             "customer_id": key,
