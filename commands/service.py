@@ -224,7 +224,8 @@ class CommandService:
             positions = {id(r.domain_event): r.notification.id for r in recordings}
             if recordings and self.on_commit is not None:
                 self.on_commit(max(positions.values()))
-            outcomes = [self._outcome(plan, positions) for plan in plans]
+            known = self.store.positions_of(_unrecorded(plans, positions))  # replays, no-ops
+            outcomes = [self._outcome(plan, positions, known) for plan in plans]
             for command, outcome in zip(commands, outcomes, strict=True):
                 label = outcome.problem.code if outcome.problem else outcome.status
                 COMMANDS.labels(command.NAME, label).inc()
@@ -264,12 +265,18 @@ class CommandService:
         existing = isinstance(command, RegisterCustomer) and not events
         return _Planned(customer_id, version, events, refs, existing=existing)
 
-    def _outcome(self, plan: _Planned | DomainError, positions: dict[int, int]) -> Outcome:
+    def _outcome(
+        self,
+        plan: _Planned | DomainError,
+        positions: dict[int, int],
+        known: dict[tuple[UUID, int], int],
+    ) -> Outcome:
+        """``positions``: of the events just recorded (by ``id``); ``known``: of the refs of
+        plans that recorded none (:func:`_unrecorded`)."""
         if isinstance(plan, DomainError):
             return Outcome("rejected", problem=plan)
-        refs = plan.refs or [(plan.customer_id, plan.version)]
         recorded = [positions[id(e)] for e in plan.events if id(e) in positions]
-        looked_up = [] if recorded else [self.store.position_of(*ref) for ref in refs]
+        looked_up = [] if recorded else [known.get(ref) for ref in _refs(plan)]
         found = [p for p in recorded + looked_up if p is not None]
         return Outcome(
             "accepted",
@@ -289,6 +296,21 @@ class _Submitted:
     items: list[tuple[Command, Context]]
     outcomes: list[Outcome] | None = None
     error: BaseException | None = None
+
+
+def _refs(plan: _Planned) -> list[tuple[UUID, int]]:
+    """The (customer, version) pairs whose positions answer for ``plan``."""
+    return plan.refs or [(plan.customer_id, plan.version)]
+
+
+def _unrecorded(
+    plans: Sequence[_Planned | DomainError], positions: dict[int, int]
+) -> Iterator[tuple[UUID, int]]:
+    """The refs of the accepted plans that recorded nothing (idempotent replays, no-ops): their
+    positions are looked up together, one query per 500, not one per command."""
+    for plan in plans:
+        if isinstance(plan, _Planned) and not any(id(e) in positions for e in plan.events):
+            yield from _refs(plan)
 
 
 def _culprit(plans: Sequence[_Planned | DomainError], error: EventTooLarge) -> int:

@@ -44,11 +44,11 @@ from kafka.producer.future import FutureRecordMetadata
 
 from consumers.relay_topic import MARKS, Marks, TopicGuard, losses, read_marks
 from consumers.store_feed import StoreFeed
-from infra.envelope import Envelope
 from infra.kafka import PartitionCountMismatch
 from infra.kafka_topics import Identity
 from infra.notifications import Listener
 from infra.parking import Parked, ParkingLot, describe, table_schema
+from infra.published import Published
 from infra.readstore import ReadStore, Tx, lock_schema
 from infra.resilience import Supervisor
 
@@ -60,7 +60,7 @@ DEFAULT_NAME = "customer-events"
 TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 ACK_TIMEOUT = 30.0  # seconds a batch may wait for the broker before the relay looks at it
 CHANNEL = "clientele_relay_redrive"  # NOTIFY here: relays retry their parked customers
-Sent = list[tuple[Envelope, int, FutureRecordMetadata]]  # envelope, value bytes, ack
+Sent = list[tuple[Published, int, FutureRecordMetadata]]  # event, value bytes, ack
 
 
 def checkpoint(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> int:
@@ -165,17 +165,17 @@ class Relay:
         total = 0
         if self._acknowledged is None:  # we are the only writer of our checkpoint
             self._acknowledged = self.position()
-        envelopes = self.feed.read_sealed(self._acknowledged, self.batch_size)
+        envelopes = self.feed.read_published(self._acknowledged, self.batch_size)
         while envelopes and not (stop is not None and stop.is_set()):
             sent, parked = self._send(envelopes, self.held())
             reached = envelopes[-1].position
             full = len(envelopes) == self.batch_size
-            envelopes = self.feed.read_sealed(reached, self.batch_size) if full else []
+            envelopes = self.feed.read_published(reached, self.batch_size) if full else []
             self._confirm(sent, parked, reached)
             total += len(sent)
         return total
 
-    def _send(self, envelopes: list[Envelope], held: set[str]) -> tuple[Sent, dict[str, Parked]]:
+    def _send(self, envelopes: list[Published], held: set[str]) -> tuple[Sent, dict[str, Parked]]:
         """Send in order, skipping customers in ``held``; one refused as too large joins it."""
         sent: Sent = []
         parked: dict[str, Parked] = {}
@@ -183,7 +183,7 @@ class Relay:
             key = e.customer_key
             if key in held:
                 continue  # waits behind its parked event
-            value = e.to_bytes()
+            value = e.value
             try:
                 future = self.producer.send(
                     self.topic, key=key.encode(), value=value, headers=e.kafka_headers()
@@ -314,8 +314,8 @@ class Relay:
         others = self.held() - {customer}
         after, published = row.version - 1, 0
         while True:
-            envelopes = self.feed.customer_events(
-                UUID(customer), after, self.batch_size, until=until, sealed=True
+            envelopes = self.feed.customer_published(
+                UUID(customer), after, self.batch_size, until=until
             )
             sent, parked = self._send(envelopes, others)
             self._acks(sent, parked, others)

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
+from eventsourcing.persistence import Notification
+
 from domain.event_base import LoggedEvent
 from infra import feed_queries
+from infra.backends.base import Chain
 from infra.envelope import Envelope
 from infra.feed_queries import Linked, Resume
+from infra.published import LeanEncoder, Published
 from infra.store import CUSTOMER_TOPICS, FEED_TOPICS, EventStore
 
 
@@ -23,6 +27,7 @@ class StoreFeed:
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
+        self.lean = LeanEncoder(store.personal_mapper)
 
     def read(self, after: int, limit: int) -> list[Envelope]:
         """What read models are fed: customer and segment events, personal data opened."""
@@ -32,6 +37,11 @@ class StoreFeed:
     def read_sealed(self, after: int, limit: int) -> list[Envelope]:
         """Customer envelopes as published: personal data stays encrypted in ``sealed``."""
         return self._envelopes(feed_queries.in_log_order(self.store, after, limit))
+
+    def read_published(self, after: int, limit: int) -> list[Published]:
+        """What :meth:`read_sealed` reads, as the relay sends it: envelope bytes made straight
+        from the stored bytes (:mod:`infra.published`), the long way only for upcast events."""
+        return self._published(feed_queries.in_log_order(self.store, after, limit))
 
     def read_by_customer(
         self, after: Resume, limit: int, until: int, before: UUID | None = None
@@ -49,10 +59,22 @@ class StoreFeed:
         limit: int,
         *,
         until: int | None = None,
-        sealed: bool = False,
     ) -> list[Envelope]:
-        """One customer's envelopes after ``after_version``, in version order, at positions
-        ``<= until`` (default: all); opened unless ``sealed``. For re-driving a parked customer."""
+        """One customer's opened envelopes after ``after_version``, in version order, at
+        positions ``<= until`` (default: all)."""
+        envelopes = self._envelopes(self._customer(customer_id, after_version, limit, until))
+        return self.store.personal.open_envelopes(envelopes)
+
+    def customer_published(
+        self, customer_id: UUID, after_version: int, limit: int, *, until: int | None = None
+    ) -> list[Published]:
+        """:meth:`customer_events` as the relay sends them (personal data sealed): for
+        re-driving a parked customer."""
+        return self._published(self._customer(customer_id, after_version, limit, until))
+
+    def _customer(
+        self, customer_id: UUID, after_version: int, limit: int, until: int | None
+    ) -> list[Linked]:
         last = (1 << 128) - 1
         before = UUID(int=customer_id.int + 1) if customer_id.int < last else None
         linked = feed_queries.by_customer(
@@ -62,17 +84,23 @@ class StoreFeed:
             self.head() if until is None else until,
             before,
         )
-        mine = [link for link in linked if link[0].originator_id == customer_id]
-        envelopes = self._envelopes(mine)
-        return envelopes if sealed else self.store.personal.open_envelopes(envelopes)
+        return [link for link in linked if link[0].originator_id == customer_id]
 
     def _envelopes(self, linked: Sequence[Linked]) -> list[Envelope]:
-        envelopes = []
-        for notification, chain in linked:
-            event = self.store.personal_mapper.to_sealed_event(notification)
-            assert isinstance(event, LoggedEvent)
-            envelopes.append(Envelope.from_event(event, notification.id, chain))
-        return envelopes
+        return [self._envelope(notification, chain) for notification, chain in linked]
+
+    def _envelope(self, notification: Notification, chain: Chain | None) -> Envelope:
+        event = self.store.personal_mapper.to_sealed_event(notification)
+        assert isinstance(event, LoggedEvent)
+        return Envelope.from_event(event, notification.id, chain)
+
+    def _published(self, linked: Sequence[Linked]) -> list[Published]:
+        encode = self.lean.encode
+        return [
+            encode(notification, notification.id, chain)
+            or Published.of(self._envelope(notification, chain))
+            for notification, chain in linked
+        ]
 
     def head(self) -> int:
         """Position of the newest notification (customer event or index row)."""

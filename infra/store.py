@@ -11,7 +11,7 @@ The store's notification log is the single global order of events (the outbox).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -239,6 +239,12 @@ class EventStore(Application[UUID]):
         """Global position of one aggregate event, or None if it is not stored."""
         rows = self.backend.positioned(aggregate_id, version)
         return rows[0][0] if rows else None
+
+    def positions_of(self, refs: Iterable[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+        """Global positions of many (aggregate id, version) events, absent ones left out: a
+        query per 500, where :meth:`position_of` is one per event."""
+        wanted = list(refs)
+        return self.backend.positions(wanted) if wanted else {}
 
     def history(self, customer_id: UUID) -> list[tuple[int, CustomerEvent]]:
         """A customer's events with their global positions, oldest first."""

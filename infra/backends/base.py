@@ -25,6 +25,7 @@ Resume = tuple[UUID, int]  # (customer id, version) of the last event read
 START: Resume = (UUID(int=0), 0)
 Latest = tuple[dict[UUID, StoredEvent], dict[UUID, list[StoredEvent]]]  # snapshots, newer events
 Positioned = list[tuple[int, StoredEvent]]  # (position, stored event)
+Ref = tuple[UUID, int]  # (aggregate id, version) of one stored event
 
 
 class StoreBackend(ABC):
@@ -59,6 +60,11 @@ class StoreBackend(ABC):
     @abstractmethod
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
         """(position, stored event) of one aggregate's events (or of one version), in order."""
+
+    @abstractmethod
+    def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        """Global positions of the stored events among ``refs`` (absent ones left out), in a
+        query per 500."""
 
     @abstractmethod
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:

@@ -22,6 +22,7 @@ from infra.backends.base import (
     Latest,
     Linked,
     Positioned,
+    Ref,
     Resume,
     StoreBackend,
     as_uuid,
@@ -98,6 +99,12 @@ class MemoryRecorder(StoreBackend, POPOApplicationRecorder):
             and (version is None or n.originator_version == version)
         ]
         return positioned_rows(aggregate_id, rows)
+
+    def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        wanted = set(refs)
+        everything = self.select_notifications(None, self.max_notification_id() or 0)
+        found = {(as_uuid(n.originator_id), n.originator_version): n.id for n in everything}
+        return {ref: position for ref, position in found.items() if ref in wanted}
 
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
         """Through the recorders' own queries, aggregate by aggregate."""

@@ -64,7 +64,7 @@ def _once(method: Any) -> Any:
 class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
     """Selected by :func:`infra.backends.store_environment` for ``postgresql://`` URLs."""
 
-    dialect, mark, uuid_cast = "postgres", "%s", "::uuid"
+    dialect, mark, uuid_cast, position = "postgres", "%s", "::uuid", "notification_id"
     insert_events = _once(PostgresApplicationRecorder.insert_events)
     select_events = _once(PostgresApplicationRecorder.select_events)
     select_notifications = _once(PostgresApplicationRecorder.select_notifications)

@@ -14,8 +14,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-from infra.backends.base import Latest, Linked, StoreBackend, as_uuid, stored_rows
+from infra.backends.base import Latest, Linked, Ref, StoreBackend, as_uuid, stored_rows
 from infra.data_keys import DataKeys, MasterKeys, SqlDataKeys
+
+CHUNK = 500  # (id, version) pairs per query
 
 
 class SqlBackend(StoreBackend):
@@ -24,6 +26,7 @@ class SqlBackend(StoreBackend):
     dialect: str  # "postgres" | "sqlite"
     mark: str  # placeholder
     uuid_cast: str  # how a placeholder becomes a UUID ("" where ids are text)
+    position: str  # the events' position column
     events_table_name: str
     datastore: Any
 
@@ -64,6 +67,28 @@ class SqlBackend(StoreBackend):
         rows = self._rows(statement, params)
         return int(rows[0]["n"]) if rows else 0
 
+    def _pairs(self, count: int) -> str:
+        """``count`` placeholders of (id, version) rows for a ``VALUES`` list."""
+        mark, cast = self.mark, self.uuid_cast
+        return ",".join([f"({mark}{cast}, {mark}{'::bigint' if cast else ''})"] * count)
+
+    def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:
+        unique = list(dict.fromkeys(refs))
+        found: dict[Ref, int] = {}
+        for start in range(0, len(unique), CHUNK):
+            chunk = unique[start : start + CHUNK]
+            rows = self._rows(
+                f"WITH w(id, v) AS (VALUES {self._pairs(len(chunk))}) "
+                f"SELECT e.originator_id, e.originator_version, e.{self.position} AS position "
+                f"FROM {self.events_table_name} e "
+                "JOIN w ON e.originator_id = w.id AND e.originator_version = w.v",
+                [value for i, version in chunk for value in (self.id_param(i), version)],
+            )
+            for row in rows:
+                ref = (as_uuid(row["originator_id"]), int(row["originator_version"]))
+                found[ref] = int(row["position"])
+        return found
+
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
         """Two queries (:mod:`infra.bulk_load`)."""
         mark, cast, key = self.mark, self.uuid_cast, self.id_param
@@ -81,9 +106,7 @@ class SqlBackend(StoreBackend):
             )
             snapshots = {as_uuid(row.originator_id): row for row in stored_rows(rows)}
         since = {i: s.originator_version for i, s in snapshots.items()} | versions
-        pairs = ",".join(
-            [f"({mark}{cast}, {mark}{'::bigint' if cast else ''})"] * len(aggregate_ids)
-        )
+        pairs = self._pairs(len(aggregate_ids))
         events: dict[UUID, list[StoredEvent]] = {}
         rows = self._rows(
             f"WITH w(id, v) AS (VALUES {pairs}) "

@@ -30,7 +30,7 @@ class ChainedSQLiteRecorder(SqlBackend, SQLiteApplicationRecorder):
     """SQLite recorder that writes hash links with the events, and shreds the keys of the
     customers they erase (one transaction)."""
 
-    dialect, mark, uuid_cast = "sqlite", "?", ""
+    dialect, mark, uuid_cast, position = "sqlite", "?", "", "rowid"
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), HASHES_DDL, KEYS_DDL["sqlite"]]

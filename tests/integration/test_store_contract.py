@@ -91,6 +91,8 @@ class TestStore:
             (2, "customer.tagged"),
         ]
         assert [p for p, _ in history] == [store.position_of(cid, 1), tagged.position]
+        refs = [(cid, 2), (cid, 99), (cid, 1), (cid, 2)]
+        assert store.positions_of(refs) == {(cid, 1): history[0][0], (cid, 2): tagged.position}
         customer = store.customer(cid)
         assert (customer.email, customer.tags, customer.version) == ("ann@example.com", ["vip"], 2)
         self.assert_log_has_no_gaps(store)

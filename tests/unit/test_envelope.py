@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from uuid import UUID
 
 import jsonschema
@@ -12,7 +13,7 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from domain.events import EVENT_CLASSES, EVENT_TYPES
-from infra.envelope import SCHEMA_PATH, Envelope, EnvelopeError, event_id
+from infra.envelope import SCHEMA_PATH, Envelope, EnvelopeError, event_id, event_id_text
 from infra.envelope_schema import render
 from infra.store import EventStore
 
@@ -115,3 +116,10 @@ def test_envelope_fields_follow_the_contract(
 def test_malformed_envelopes_are_rejected_specifically(raw: bytes) -> None:
     with pytest.raises(EnvelopeError):
         Envelope.from_bytes(raw)
+
+
+def test_event_id_text_is_the_event_ids_text() -> None:
+    rng = random.Random(5)
+    for version in [1, 2, 9, 10, 99, 1000, 2**40, *range(3, 2000)]:
+        customer = UUID(int=rng.getrandbits(128), version=4)
+        assert event_id_text(str(customer), version) == str(event_id(customer, version))
