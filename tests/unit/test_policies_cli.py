@@ -109,7 +109,7 @@ def test_load_show_simulate_then_sweep(database: str, tmp_path: Path) -> None:
             '{"lifecycle": {"churned": {"gap_multiple": 1, "min_days": 90, "max_days": 365}}}',
             "lifecycle.churned.gap_multiple: must be greater",
         ),
-        ("p.json", '{"loyalty": {}}', "name: unknown policy 'loyalty'"),
+        ("p.json", '{"nope": {}}', "name: unknown policy 'nope'"),
         ("p.json", "[]", "must map policy names to documents"),
         ("missing.json", None, "cannot read"),
     ],
