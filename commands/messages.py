@@ -282,7 +282,7 @@ class ChangeTier(Command):
     LATER = frozenset({"customer_ref", "occurred_at", "reason", "spend"})
     tier: str
     reason: str | None = None
-    spend: dict[str, Amount] | None = None
+    spend: dict[str, str] | None = None
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {

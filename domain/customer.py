@@ -394,15 +394,15 @@ class Customer(Aggregate):
             self.trigger_event(ev.PointsExpired, points=expiring, reason=reason, **meta.fields())
 
     def revoke_points(self, meta: Meta, points: int, order_id: str, reason: str | None) -> None:
-        """Take back the ``points`` refunded order ``order_id`` earned, at most the balance
-        (never below zero; nothing is recorded at a zero balance)."""
+        """Take back the ``points`` refunded order ``order_id`` earned: at most the balance
+        (never below zero). What was taken is recorded, 0 included (the points were spent):
+        the order is then taken back once and for all."""
         self.require_live()
         _check_points(points)
         taking = min(points, self.points)
-        if taking:
-            self.trigger_event(
-                ev.PointsRevoked, points=taking, order_id=order_id, reason=reason, **meta.fields()
-            )
+        self.trigger_event(
+            ev.PointsRevoked, points=taking, order_id=order_id, reason=reason, **meta.fields()
+        )
 
     def change_tier(
         self,
