@@ -20,6 +20,7 @@ from commands.policies import PolicyService
 from commands.service import CommandService, Context
 from consumers.loyalty_policy import LoyaltyRunner
 from domain.errors import InvalidTransition
+from domain.events import TierChanged
 from domain.points import Ledger
 from infra.readstore import open_read_store
 from infra.store import EventStore
@@ -86,8 +87,8 @@ def points_events(store: EventStore, customer: UUID) -> list[tuple[str, Any, Any
     for _, e in store.history(customer):
         kind = e.TYPE.removeprefix("customer.")
         if kind.removeprefix("points_") in kinds or kind == "tier_changed":
-            value = getattr(e, "points", None) if kind != "tier_changed" else e.tier
-            found.append((kind, value, e.reason, e.actor, (e.occurred_at - T0) / DAY))
+            value = getattr(e, "tier" if kind == "tier_changed" else "points")
+            found.append((kind, value, e.data()["reason"], e.actor, (e.occurred_at - T0) / DAY))
     return found
 
 
@@ -123,7 +124,7 @@ def test_points_are_earned_once_per_order_and_tiers_follow_spend(
     assert (customer.points, customer.tier) == (165, "silver")
     lots = ledger(store, ada).lots
     assert (lots[0].order_id, lots[0].expires_at) == (first, T0 + 91 * DAY)
-    tier_event = [e for _, e in store.history(ada) if e.TYPE == "customer.tier_changed"][-1]
+    tier_event = [e for _, e in store.history(ada) if isinstance(e, TierChanged)][-1]
     assert tier_event.spend == {"EUR": "103.33"}
 
 
