@@ -112,6 +112,7 @@ class LifecycleRunner:
     :attr:`reacts_to`, :meth:`simulate` and :meth:`_commands`."""
 
     name = POLICY_NAME
+    decides = "lifecycle stages"
     actor = ACTOR
     reacts_to = REACTS_TO
 

@@ -86,6 +86,7 @@ class LoyaltyRunner(LifecycleRunner):
     """Decides points and tiers for the customers in ``store`` by ``commands``."""
 
     name = POLICY_NAME
+    decides = "loyalty points and tiers"
     actor = f"clientele:policy-{POLICY_NAME}"
     reacts_to = REACTS_TO
 

@@ -127,6 +127,6 @@ def test_load_refuses_bad_files_naming_the_field(
 
 def test_simulate_needs_a_policy_and_a_zone(database: str) -> None:
     none = runner.invoke(app, ["policies", "simulate"])
-    assert none.exit_code == 2 and "no lifecycle policy is defined" in none.output
+    assert none.exit_code == 2 and "no policy is defined" in none.output
     naive = runner.invoke(app, ["policies", "simulate", "--at", "2026-01-01T00:00:00"])
     assert naive.exit_code == 2 and "time zone" in naive.output
