@@ -17,6 +17,7 @@ from domain import events as ev
 from domain.errors import (
     CustomerErased,
     CustomerMerged,
+    InsufficientPoints,
     InvalidInput,
     InvalidTransition,
     LimitExceeded,
@@ -383,7 +384,7 @@ class Customer(Aggregate):
         self._require_not_churned("redeem points of")
         _check_points(points)
         if points > self.points:
-            raise InvalidTransition(f"cannot redeem {points} points, balance is {self.points}")
+            raise InsufficientPoints(self.id, points, self.points)
         self.trigger_event(ev.PointsRedeemed, points=points, reason=reason, **meta.fields())
 
     def expire_points(self, meta: Meta, points: int, reason: str | None) -> None:
