@@ -11,7 +11,8 @@ be recorded, each folded into the ledger before the next is decided:
 * ``revoke`` for every refunded order that earned and was not taken back yet (rule
   ``refund_takes_back_points``): the points it earned, of which the aggregate takes at most
   the balance (recording what it took, 0 included, so the order counts as taken back);
-* ``expire`` for every lot whose expiry is due, its remaining points (rule ``lot_expired``);
+* ``expire`` for every lot whose expiry is due, its remaining points (rule ``lot_expired``,
+  under the version in force at the expiry; the expiry itself was fixed when the lot was earned);
 * ``tier`` for every tier change due (:func:`domain.loyalty.tier_decisions`) under the version
   in force at ``at``.
 
