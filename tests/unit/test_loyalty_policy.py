@@ -221,7 +221,7 @@ def test_the_plan_earns_under_the_version_at_each_purchase_and_expires_fifo() ->
         ("earn", 30, 1, 1),
         ("tier", "bronze", 2, 10),  # the tier rules start with the version in force at T
         ("earn", 60, 2, 12),
-        ("expire", 30, 1, 31),
+        ("expire", 30, 2, 31),  # the version in force at the expiry
         ("expire", 60, 2, 42),
     ]
     assert steps[0].reason == "policy loyalty v1, rule earn_per_purchase"
