@@ -13,6 +13,7 @@ run every 120 days only: the decisions must not depend on how often they run.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -229,8 +230,8 @@ def test_months_of_purchases_match_the_independent_model(
             if kind in got:
                 got[kind] += event.data()["points"]
             elif event.TYPE == "customer.tier_changed":
-                day = (event.occurred_at - T0 - 10 / 24 * DAY) / DAY
-                got_tiers.append((event.data()["tier"], round(day)))
+                offset = (event.occurred_at - T0 - 10 / 24 * DAY) / DAY
+                got_tiers.append((event.data()["tier"], round(offset)))
                 assert event.data()["reason"].startswith("policy loyalty v1, rule tier_")
         want = {k: getattr(expected, k) for k in got}
         assert got == want, (cid, person)
@@ -243,7 +244,7 @@ def test_months_of_purchases_match_the_independent_model(
     assert all(value > 100 for value in totals.values()), totals
 
 
-def _execute(service: CommandService, commands: list[m.Command]) -> None:
+def _execute(service: CommandService, commands: Sequence[m.Command]) -> None:
     for start in range(0, len(commands), 1000):
         outcomes = service.execute_batch(commands[start : start + 1000], CTX)
         assert [o.problem for o in outcomes if o.problem] == []
