@@ -61,7 +61,7 @@ def generate(rng: random.Random) -> list[Person]:
     people = []
     for _ in range(CUSTOMERS):
         person = Person()
-        for day in sorted(rng.sample(range(DAYS), rng.randint(0, 7))):
+        for day in sorted(rng.sample(range(DAYS), rng.randint(0, 5))):
             amount = Decimal(rng.randint(500, 40_000)) / 100
             currency = "USD" if rng.random() < 0.15 else "EUR"
             order = f"o-{day}"
