@@ -105,6 +105,8 @@ def test_a_refund_takes_the_order_out_and_its_points_back(api: Api) -> None:
     cid = customer_with_points(api)
     writer = api.headers("writer")
     url = f"/v1/customers/{cid}/refunds"
+    before = api.client.get(f"/v1/customers/{cid}/rfm", headers=api.headers("reader")).json()
+    assert before["frequency"] == 1
     unknown = api.client.post(url, json={"order_id": "nope"}, headers=writer)
     assert unknown.status_code == 422 and unknown.json()["field"] == "order_id"
     body = {"order_id": "o-2", "reason": "returned", "occurred_at": at(4)}
@@ -118,6 +120,11 @@ def test_a_refund_takes_the_order_out_and_its_points_back(api: Api) -> None:
         headers=api.headers("reader", **{"X-Min-Position": str(_head(api))}),
     ).json()
     assert profile["purchases"]["count"] == 1 and profile["points"] == 20
+    rfm = api.client.get(
+        f"/v1/customers/{cid}/rfm",
+        headers=api.headers("reader", **{"X-Min-Position": str(_head(api))}),
+    ).json()
+    assert (rfm["frequency"], rfm["monetary"]) == (0, "0.00")  # the day-2 order is gone
 
 
 def _head(api: Api) -> int:
