@@ -111,8 +111,13 @@ def test_points_are_earned_once_per_order_and_tiers_follow_spend(
     buy(service, ada, 2, "70.00")  # 105 points; spend 103.33 -> silver
     buy(service, ada, 3, "10", "USD")  # 10 points; USD spend does not count for tiers
     react(runner)
+    head = store.head()
+    assert runner.checkpoints is not None
+    with runner.checkpoints.transaction() as tx:  # every purchase delivered again
+        tx.execute("DELETE FROM policy_checkpoints WHERE name = ?", ("loyalty",))
     react(runner)
     assert runner.sweep(T0 + 4 * DAY).recorded == 0  # nothing new: all decided on reaction
+    assert store.head() == head
     assert points_events(store, ada) == [
         ("points_earned", 50, rule("earn_per_purchase"), ACTOR, 1),
         ("tier_changed", "bronze", rule("tier_qualified"), ACTOR, 1),
