@@ -30,6 +30,7 @@ from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.lifecycle_policy import LifecycleRunner
+from consumers.loyalty_policy import LoyaltyRunner
 from consumers.migrate import migrate
 from consumers.periodic import Every
 from consumers.relay import DEFAULT_NAME, Relay
@@ -293,22 +294,55 @@ def model_fitter(services: Services) -> ModelFitter:
     return ModelFitter(services.read_store, services.models, on_commit=wake)
 
 
+def loyalty_runner(services: Services) -> LoyaltyRunner:
+    """The loyalty policy's process manager on ``services`` (docs/adr/0010), alike."""
+    return LoyaltyRunner(
+        services.store,
+        services.commands,
+        services.policies,
+        services.store_db,
+        sweep_seconds=services.settings.policy_sweep_seconds,
+    )
+
+
+def policy_runners(services: Services) -> list[LifecycleRunner]:
+    """Every policy's process manager, in the order sweeps run them."""
+    return [lifecycle_runner(services), loyalty_runner(services)]
+
+
+class InThread:
+    """A :class:`Loop` run as a :class:`Worker`: in a thread of its own until stopped."""
+
+    def __init__(self, loop: Loop, name: str) -> None:
+        self.loop = loop
+        self._thread = threading.Thread(target=loop.run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self._thread.join(30)
+
+
 @contextmanager
 def policy_runner(services: Services) -> Iterator[Process]:
-    """The policy runner, alike in embedded and full mode: reacts to purchases in the store's
-    log and sweeps as of now every ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008); fits
-    the churn model every ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009)."""
-    runner = lifecycle_runner(services)
+    """The policy runner, alike in embedded and full mode: each policy's process manager reacts
+    to the events it follows in the store's log and sweeps as of now every
+    ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008, 0010): the first in the foreground, the
+    others in threads of their own; the churn model is fitted every
+    ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009)."""
+    first, *others = policy_runners(services)
+    deciding = "; ".join(f"{r.decides} from position {r.position()}" for r in [first, *others])
     every = services.settings.model_fit_seconds
     fits: list[Worker] = (
         [Every(every, model_fitter(services).fit_now, "churn-model-fit")] if every else []
     )
     yield Process(
-        f"deciding lifecycle stages from position {runner.position()}, sweeping every "
-        f"{services.settings.policy_sweep_seconds:g} s"
-        + (f", fitting the churn model every {every:g} s" if every else ""),
-        runner,
-        fits,
+        f"deciding {deciding}; sweeping every {services.settings.policy_sweep_seconds:g} s"
+        + (f"; fitting the churn model every {every:g} s" if every else ""),
+        first,
+        [*(InThread(runner, f"policy-{runner.name}") for runner in others), *fits],
     )
 
 

@@ -231,6 +231,15 @@ def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
     return customer.id
 
 
+@handles(m.RefundPurchase)
+def refund_purchase(command: m.RefundPurchase, env: Env) -> UUID:
+    order_id = tp.normalise_identifier("order_id", command.order_id, max_length=100)
+    reason = _code("reason", command.reason)
+    customer, meta = _target(command, env)
+    customer.refund_purchase(meta, order_id=order_id, reason=reason)
+    return customer.id
+
+
 @handles(m.RecordFeedback)
 def record_feedback(command: m.RecordFeedback, env: Env) -> UUID:
     nps = v.check_score("nps", command.nps, 0, 10)
@@ -326,13 +335,12 @@ def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
 
 
 _POINTS = {
-    m.EarnPoints: Customer.earn_points,
     m.RedeemPoints: Customer.redeem_points,
     m.ExpirePoints: Customer.expire_points,
 }
 
 
-def points(command: m.EarnPoints | m.RedeemPoints | m.ExpirePoints, env: Env) -> UUID:
+def points(command: m.RedeemPoints | m.ExpirePoints, env: Env) -> UUID:
     v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
     reason = _code("reason", command.reason)
     customer, meta = _target(command, env)
@@ -344,9 +352,47 @@ for _points_command in _POINTS:
     HANDLERS[_points_command] = points
 
 
+def _order(command: m.EarnPoints | m.RevokePoints) -> str | None:
+    if command.order_id is None:
+        return None
+    return tp.normalise_identifier("order_id", command.order_id, max_length=100)
+
+
+@handles(m.EarnPoints)
+def earn_points(command: m.EarnPoints, env: Env) -> UUID:
+    v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
+    reason = _code("reason", command.reason)
+    expires_at = None
+    if command.expires_at is not None:
+        expires_at = v.parse_timestamp("expires_at", command.expires_at)
+    customer, meta = _target(command, env)
+    customer.earn_points(
+        meta, command.points, reason, order_id=_order(command), expires_at=expires_at
+    )
+    return customer.id
+
+
+@handles(m.RevokePoints)
+def revoke_points(command: m.RevokePoints, env: Env) -> UUID:
+    v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
+    reason = _code("reason", command.reason)
+    order_id = _order(command)
+    assert order_id is not None
+    customer, meta = _target(command, env)
+    customer.revoke_points(meta, command.points, order_id, reason)
+    return customer.id
+
+
 @handles(m.ChangeTier)
 def change_tier(command: m.ChangeTier, env: Env) -> UUID:
     tier = v.normalise_tag(command.tier, "tier")
+    reason = _code("reason", command.reason)
+    spend = None
+    if command.spend is not None:
+        spend = {
+            v.normalise_currency(currency): str(v.parse_amount(amount))
+            for currency, amount in command.spend.items()
+        }
     customer, meta = _target(command, env)
-    customer.change_tier(meta, tier)
+    customer.change_tier(meta, tier, reason, spend)
     return customer.id

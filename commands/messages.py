@@ -172,6 +172,16 @@ class RecordPurchase(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RefundPurchase(Command):
+    """A recorded order refunded or cancelled: it stops counting as a purchase (and the
+    loyalty policy takes back its points)."""
+
+    NAME = "refund"
+    order_id: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecordFeedback(Command):
     NAME = "feedback"
     nps: Integer | None = None
@@ -229,9 +239,15 @@ class EraseCustomer(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class EarnPoints(Command):
+    """A lot of points; ``order_id`` names the purchase that earned them, ``expires_at`` when
+    they expire (default: never)."""
+
     NAME = "earn_points"
+    LATER = frozenset({"customer_ref", "occurred_at", "order_id", "expires_at"})
     points: Integer
     reason: str | None = None
+    order_id: str | None = None
+    expires_at: Moment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,9 +265,24 @@ class ExpirePoints(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RevokePoints(Command):
+    """Take back the points refunded order ``order_id`` earned (at most the balance)."""
+
+    NAME = "revoke_points"
+    points: Integer
+    order_id: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChangeTier(Command):
+    """``spend`` (currency -> decimal string) is the spend that decided an automatic change."""
+
     NAME = "tier"
+    LATER = frozenset({"customer_ref", "occurred_at", "reason", "spend"})
     tier: str
+    reason: str | None = None
+    spend: dict[str, str] | None = None
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {
@@ -263,6 +294,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         TagCustomer,
         UntagCustomer,
         RecordPurchase,
+        RefundPurchase,
         RecordFeedback,
         SetConsent,
         ChangeLifecycleStage,
@@ -274,6 +306,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         EarnPoints,
         RedeemPoints,
         ExpirePoints,
+        RevokePoints,
         ChangeTier,
     )
 }

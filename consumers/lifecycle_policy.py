@@ -109,7 +109,14 @@ class SweepReport:
 
 
 class LifecycleRunner:
-    """Decides lifecycle stages for the customers in ``store`` by ``commands``."""
+    """Decides lifecycle stages for the customers in ``store`` by ``commands``. Another
+    policy's runner (:mod:`consumers.loyalty_policy`) overrides :attr:`name`, :attr:`actor`,
+    :attr:`reacts_to`, :meth:`simulate` and :meth:`_commands`."""
+
+    name = POLICY_NAME
+    decides = "lifecycle stages"
+    actor = ACTOR
+    reacts_to = REACTS_TO
 
     def __init__(
         self,
@@ -171,7 +178,7 @@ class LifecycleRunner:
             after = rows[-1][0].id
 
     def policy(self) -> Policy | None:
-        return self.policies.get(POLICY_NAME)
+        return self.policies.get(self.name)
 
     def model(self, policy: Policy) -> ChurnModel | None:
         """The churn model, when some version of ``policy`` uses ``at_risk.p_alive_below``."""
@@ -204,7 +211,7 @@ class LifecycleRunner:
         policy = self.policy()
         if policy is None:
             return report
-        context = Context(actor=ACTOR, correlation_id=f"policy-sweep:{report.at}")
+        context = Context(actor=self.actor, correlation_id=f"policy-sweep:{report.at}")
         batch: list[m.Command] = []
         model = self.model(policy)
         for customer_id in self.customers():
@@ -216,7 +223,7 @@ class LifecycleRunner:
             if on_customer is not None:
                 on_customer(1)
         self._send(batch, report, context)
-        log.info("policy.swept", policy=POLICY_NAME, **vars(report) | {"problems": None})
+        log.info("policy.swept", policy=self.name, **vars(report) | {"problems": None})
         return report
 
     def _commands(
@@ -248,7 +255,7 @@ class LifecycleRunner:
         with self.checkpoints.transaction() as tx:
             tx.raw(CHECKPOINTS)
             row = tx.fetchone(
-                "SELECT position FROM policy_checkpoints WHERE name = ?", (POLICY_NAME,)
+                "SELECT position FROM policy_checkpoints WHERE name = ?", (self.name,)
             )
         return 0 if row is None else int(row[0])
 
@@ -256,7 +263,7 @@ class LifecycleRunner:
         """React to the next batch of purchases (and merges, reactivations) after the
         checkpoint, each as of its own business time; returns how many were read."""
         assert self.checkpoints is not None, "reacting needs a checkpoint store"
-        rows = self.store.backend.in_log_order(REACTS_TO, self.position(), self.batch_size)
+        rows = self.store.backend.in_log_order(self.reacts_to, self.position(), self.batch_size)
         policy = self.policy()
         report = SweepReport("react")
         if policy is not None:
@@ -265,7 +272,7 @@ class LifecycleRunner:
                 event = self.store.mapper.to_domain_event(notification)
                 assert isinstance(event, ev.CustomerEvent)
                 cause = str(event_id(event.originator_id, event.originator_version))
-                context = Context(actor=ACTOR, causation_id=cause)
+                context = Context(actor=self.actor, causation_id=cause)
                 commands = self._commands(event.originator_id, event.occurred_at, policy, model)
                 self._send(commands, report, context)
         if rows:
@@ -274,10 +281,10 @@ class LifecycleRunner:
                     "INSERT INTO policy_checkpoints (name, position, updated_at) "
                     "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                     "position = excluded.position, updated_at = excluded.updated_at",
-                    (POLICY_NAME, rows[-1][0].id, utc_text(datetime.now(UTC))),
+                    (self.name, rows[-1][0].id, utc_text(datetime.now(UTC))),
                 )
         if report.decisions:
-            log.info("policy.reacted", policy=POLICY_NAME, **vars(report) | {"problems": None})
+            log.info("policy.reacted", policy=self.name, **vars(report) | {"problems": None})
         return len(rows)
 
     def run(self) -> None:
@@ -293,7 +300,7 @@ class LifecycleRunner:
                     self.sweep()
                     next_sweep = time.monotonic() + self.sweep_seconds
             except Exception:
-                log.exception("policy.run_failed", policy=POLICY_NAME)
+                log.exception("policy.run_failed", policy=self.name)
             self._stop.wait(self.poll_interval)
 
     def stop(self) -> None:

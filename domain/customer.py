@@ -17,6 +17,7 @@ from domain import events as ev
 from domain.errors import (
     CustomerErased,
     CustomerMerged,
+    InsufficientPoints,
     InvalidInput,
     InvalidTransition,
     LimitExceeded,
@@ -34,13 +35,14 @@ class Customer(Aggregate):
 
     ``registered_at`` is the registration's business time: no event of the customer may be
     dated before it (:meth:`trigger_event`). Version 2 (issue 14) added it and
-    ``external_ids``; snapshots of version 1 are upcast on load.
+    ``external_ids``, version 3 (issue 18) ``refunded`` (refunded orders, by order id, out of
+    ``purchases``); older snapshots are upcast on load.
     """
 
     PERSONAL: ClassVar[dict[str, Personal]] = {**ev.Registered.PERSONAL, "absorbed": Personal.MAP}
     """What a snapshot seals: the profile's personal fields (as registered) and, per absorbed
     duplicate, the email/phone a merge moved (:class:`domain.events.DuplicateAbsorbed`)."""
-    class_version = 2
+    class_version = 3
 
     name: str | None
     email: str | None
@@ -56,6 +58,7 @@ class Customer(Aggregate):
     status_before_merge: str | None
     churn_reason: str | None
     purchases: dict[str, dict[str, Any]]
+    refunded: dict[str, dict[str, Any]]
     contacts_count: int
     last_contact_at: datetime | None
     nps: int | None
@@ -117,6 +120,7 @@ class Customer(Aggregate):
         self.status_before_merge = None
         self.churn_reason = None
         self.purchases = {}
+        self.refunded = {}
         self.contacts_count = 0
         self.last_contact_at = None
         self.nps = None
@@ -132,6 +136,11 @@ class Customer(Aggregate):
         the registration happened when it was recorded (its business time was then "now")."""
         state.setdefault("external_ids", {})
         state.setdefault("registered_at", state["_created_on"])
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """Snapshots taken before refunds existed: none refunded."""
+        state.setdefault("refunded", {})
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """Every event after the registration: never dated before it (README, "Business
@@ -250,7 +259,7 @@ class Customer(Aggregate):
         them ``new``.
         """
         self.require_live()
-        known = self.purchases.get(order_id)
+        known = self.purchases.get(order_id) or self.refunded.get(order_id)
         if known is not None:
             if known["amount"] == amount and known["currency"] == currency:
                 return False
@@ -270,6 +279,28 @@ class Customer(Aggregate):
             self.trigger_event(ev.Reactivated, reason="purchase", **meta.fields())
         elif self.lifecycle_stage == LifecycleStage.PROSPECT:
             self._change_stage(meta, LifecycleStage.NEW, "first_purchase")
+        return True
+
+    def refund_purchase(self, meta: Meta, *, order_id: str, reason: str | None) -> bool:
+        """Refund (or cancel) a recorded order: it stops counting as a purchase. An order
+        already refunded is a no-op (returns False); an unknown one is :class:`InvalidInput`
+        naming ``order_id``."""
+        self.require_live()
+        if order_id in self.refunded:
+            return False
+        order = self.purchases.get(order_id)
+        if order is None:
+            raise InvalidInput("order_id", f"no order {order_id!r} was recorded for {self.id}")
+        if self.registered_at <= meta.occurred_at < order["occurred_at"]:
+            raise InvalidInput("occurred_at", f"is before order {order_id} was placed")
+        self.trigger_event(
+            ev.PurchaseRefunded,
+            order_id=order_id,
+            amount=order["amount"],
+            currency=order["currency"],
+            reason=reason,
+            **meta.fields(),
+        )
         return True
 
     def record_feedback(
@@ -326,16 +357,34 @@ class Customer(Aggregate):
             raise InvalidTransition(f"customer {self.id} is not churned")
         self.trigger_event(ev.Reactivated, reason=reason, **meta.fields())
 
-    def earn_points(self, meta: Meta, points: int, reason: str | None) -> None:
+    def earn_points(
+        self,
+        meta: Meta,
+        points: int,
+        reason: str | None,
+        *,
+        order_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """A lot of ``points`` (earned by ``order_id``, expiring at ``expires_at``)."""
         self.require_live()
         _check_points(points)
-        self.trigger_event(ev.PointsEarned, points=points, reason=reason, **meta.fields())
+        if expires_at is not None and expires_at <= meta.occurred_at:
+            raise InvalidInput("expires_at", "must be after the points are earned")
+        self.trigger_event(
+            ev.PointsEarned,
+            points=points,
+            reason=reason,
+            order_id=order_id,
+            expires_at=expires_at,
+            **meta.fields(),
+        )
 
     def redeem_points(self, meta: Meta, points: int, reason: str | None) -> None:
         self._require_not_churned("redeem points of")
         _check_points(points)
         if points > self.points:
-            raise InvalidTransition(f"cannot redeem {points} points, balance is {self.points}")
+            raise InsufficientPoints(self.id, points, self.points)
         self.trigger_event(ev.PointsRedeemed, points=points, reason=reason, **meta.fields())
 
     def expire_points(self, meta: Meta, points: int, reason: str | None) -> None:
@@ -345,11 +394,37 @@ class Customer(Aggregate):
         if expiring:
             self.trigger_event(ev.PointsExpired, points=expiring, reason=reason, **meta.fields())
 
-    def change_tier(self, meta: Meta, tier: str) -> bool:
+    def revoke_points(self, meta: Meta, points: int, order_id: str, reason: str | None) -> None:
+        """Take back the ``points`` refunded order ``order_id`` earned: at most the balance
+        (never below zero). What was taken is recorded, 0 included (the points were spent):
+        the order is then taken back once and for all."""
+        self.require_live()
+        _check_points(points)
+        taking = min(points, self.points)
+        self.trigger_event(
+            ev.PointsRevoked, points=taking, order_id=order_id, reason=reason, **meta.fields()
+        )
+
+    def change_tier(
+        self,
+        meta: Meta,
+        tier: str,
+        reason: str | None = None,
+        spend: dict[str, str] | None = None,
+    ) -> bool:
+        """Move to ``tier`` (with the ``spend`` that decided it, for an automatic change);
+        False when already there."""
         self.require_live()
         if tier == self.tier:
             return False
-        self.trigger_event(ev.TierChanged, tier=tier, previous_tier=self.tier, **meta.fields())
+        self.trigger_event(
+            ev.TierChanged,
+            tier=tier,
+            previous_tier=self.tier,
+            reason=reason,
+            spend=spend,
+            **meta.fields(),
+        )
         return True
 
     # ------------------------------------------------------------------- reads

@@ -86,6 +86,20 @@ class InvalidTransition(DomainError):
     code = "invalid-transition"
 
 
+class InsufficientPoints(InvalidTransition):
+    """A redemption asks for more points than the customer holds."""
+
+    code = "insufficient-points"
+
+    def __init__(self, customer_id: UUID, requested: int, balance: int) -> None:
+        super().__init__(
+            f"cannot redeem {requested} points, balance is {balance}",
+            customer_id=str(customer_id),
+            requested=requested,
+            balance=balance,
+        )
+
+
 class PurchaseConflict(DomainError):
     """The order id was already recorded with a different amount or currency."""
 

@@ -9,6 +9,7 @@ module: their topics (``domain.events:Registered``…) are stored with every eve
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -142,6 +143,21 @@ class PurchaseRecorded(CustomerEvent):
             "currency": self.currency,
             "occurred_at": self.occurred_at,
         }
+
+
+class PurchaseRefunded(CustomerEvent):
+    """A recorded order was refunded or cancelled: it no longer counts as a purchase (its
+    ``amount`` and ``currency`` are the order's, repeated for consumers)."""
+
+    TYPE = "customer.purchase_refunded"
+    order_id: str
+    amount: Decimal
+    currency: str
+    reason: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        order = aggregate.purchases.pop(self.order_id)
+        aggregate.refunded[self.order_id] = {**order, "refunded_at": self.occurred_at}
 
 
 class FeedbackRecorded(CustomerEvent):
@@ -336,9 +352,20 @@ class Erased(CustomerEvent):
 
 
 class PointsEarned(CustomerEvent):
+    """A lot of points (:mod:`domain.points`). Version 2 added ``order_id`` (the purchase
+    that earned them) and ``expires_at`` (None: never); v1 events are upcast to neither."""
+
     TYPE = "customer.points_earned"
+    class_version = 2
     points: int
     reason: str | None
+    order_id: str | None
+    expires_at: datetime | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("order_id", None)
+        state.setdefault("expires_at", None)
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.points += self.points
@@ -359,10 +386,28 @@ class PointsExpired(PointsRedeemed):
     TYPE = "customer.points_expired"
 
 
+class PointsRevoked(PointsRedeemed):
+    """Points an order earned, taken back because it was refunded (at most the balance)."""
+
+    TYPE = "customer.points_revoked"
+    order_id: str
+
+
 class TierChanged(CustomerEvent):
+    """Version 2 added ``reason`` and ``spend`` (the spend per currency that decided an
+    automatic change; None for a manual one); v1 events are upcast to neither."""
+
     TYPE = "customer.tier_changed"
+    class_version = 2
     tier: str
     previous_tier: str | None
+    reason: str | None
+    spend: dict[str, str] | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("reason", None)
+        state.setdefault("spend", None)
 
     def apply(self, aggregate: Customer) -> None:
         aggregate.tier = self.tier
@@ -375,6 +420,7 @@ EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     Tagged,
     Untagged,
     PurchaseRecorded,
+    PurchaseRefunded,
     FeedbackRecorded,
     ConsentGranted,
     ConsentWithdrawn,
@@ -388,6 +434,7 @@ EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     PointsEarned,
     PointsRedeemed,
     PointsExpired,
+    PointsRevoked,
     TierChanged,
 )
 EVENT_TYPES: dict[str, type[CustomerEvent]] = {cls.TYPE: cls for cls in EVENT_CLASSES}

@@ -28,11 +28,12 @@ from pydantic import BaseModel, ValidationError
 from domain.errors import InvalidInput
 from domain.event_base import LoggedEvent, Meta
 from domain.lifecycle import LifecyclePolicy
+from domain.loyalty import LoyaltyPolicy
 from domain.values import check_aware
 
 NAMESPACE = UUID("0b9a7f0e-64f4-5c1d-8a2e-5f3c9d2b7e11")
-KINDS: dict[str, type[BaseModel]] = {"lifecycle": LifecyclePolicy}
-"""Policy name → the model its document must satisfy (later: churn, loyalty, care)."""
+KINDS: dict[str, type[BaseModel]] = {"lifecycle": LifecyclePolicy, "loyalty": LoyaltyPolicy}
+"""Policy name → the model its document must satisfy (later: churn, care)."""
 POLICY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 

@@ -108,6 +108,7 @@ class AnalyticsProjector(Projector):
             "customer.unmerged",
             "customer.erased",
             "customer.purchase_recorded",
+            "customer.purchase_refunded",
             "customer.duplicate_absorbed",
             "customer.feedback_recorded",
         }
@@ -194,12 +195,16 @@ def _fold(changes: _Changes, key: str, state: _Customer, e: Envelope) -> None:
 
 
 def _facts(changes: _Changes, key: str, e: Envelope) -> None:
-    """Feedback scores; purchases recorded, absorbed by a merge or given back by an unmerge."""
+    """Feedback scores; purchases recorded, absorbed by a merge, given back by an unmerge or
+    refunded."""
     data = e.data
     if e.type == "customer.feedback_recorded":
         if data["nps"] is not None or data["csat"] is not None:
             row = (key, e.version, data["nps"], data["csat"], utc(e.occurred_at))
             changes.feedback.append(row)
+        return
+    if e.type == "customer.purchase_refunded":
+        changes.purchases[key, data["order_id"]] = None
         return
     if e.type == "customer.purchase_recorded":
         purchases = {data["order_id"]: {**data, "occurred_at": e.occurred_at.isoformat()}}

@@ -121,6 +121,11 @@ def _purchase(state: dict[str, Any], e: Envelope) -> None:
     _add_orders(state, {e.data["order_id"]: purchase})
 
 
+def _refunded(state: dict[str, Any], e: Envelope) -> None:
+    state["orders"].pop(e.data["order_id"], None)
+    state["purchases"] = summarise_orders(state["orders"])
+
+
 def _feedback(state: dict[str, Any], e: Envelope) -> None:
     for score in ("nps", "csat"):
         if e.data[score] is not None:
@@ -172,6 +177,7 @@ _APPLY: dict[str, Any] = {
     "customer.tagged": lambda s, e: s["tags"].append(e.data["tag"]),
     "customer.untagged": lambda s, e: s.update(tags=[t for t in s["tags"] if t != e.data["tag"]]),
     "customer.purchase_recorded": _purchase,
+    "customer.purchase_refunded": _refunded,
     "customer.feedback_recorded": _feedback,
     "customer.consent_granted": _consent(True),
     "customer.consent_withdrawn": _consent(False),
@@ -185,6 +191,7 @@ _APPLY: dict[str, Any] = {
     "customer.points_earned": lambda s, e: s.update(points=s["points"] + e.data["points"]),
     "customer.points_redeemed": lambda s, e: s.update(points=s["points"] - e.data["points"]),
     "customer.points_expired": lambda s, e: s.update(points=s["points"] - e.data["points"]),
+    "customer.points_revoked": lambda s, e: s.update(points=s["points"] - e.data["points"]),
     "customer.tier_changed": lambda s, e: s.update(tier=e.data["tier"]),
 }
 

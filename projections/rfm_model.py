@@ -63,6 +63,7 @@ SCHEMA = (
 CHANGES = frozenset(
     {
         "customer.purchase_recorded",
+        "customer.purchase_refunded",
         "customer.duplicate_absorbed",
         "customer.unmerged",
         "customer.merged_into",

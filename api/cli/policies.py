@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -112,60 +113,80 @@ def simulate(
     at: At = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """List the stage changes a sweep as of --at would make, changing nothing (--at may be in
-    the future: "who would be at risk by the end of the month?").
+    """List the changes a sweep as of --at would make (lifecycle stages; loyalty points and
+    tiers), changing nothing (--at may be in the future: "who would be at risk by the end of
+    the month?").
 
     Example: clientele policies simulate --at 2026-12-31T23:59:59Z
     """
     from bootstrap import build
-    from bootstrap.processes import lifecycle_runner
+    from bootstrap.processes import policy_runners
 
     when = _aware(at)
     with build() as services:
-        runner = lifecycle_runner(services)
-        if runner.policy() is None:
-            raise fail("no lifecycle policy is defined (clientele policies load FILE)", 2)
-        count = 0
-        for planned in runner.simulate(when):
-            count += 1
-            view = planned.view()
-            if as_json:
-                console.print_json(json.dumps(view), indent=None)
-            else:
-                console.print(
-                    f"{view['customer_id']}  {view['from']} → {view['to']}  at {view['at']}  "
-                    f"(rule {view['rule']}, policy v{view['policy_version']})",
-                    soft_wrap=True,
-                )
+        runners = [r for r in policy_runners(services) if r.policy() is not None]
+        if not runners:
+            raise fail("no policy is defined (clientele policies load FILE)", 2)
+        counts = {}
+        for runner in runners:
+            counts[runner.name] = 0
+            for planned in runner.simulate(when):
+                counts[runner.name] += 1
+                view = planned.view()
+                if as_json:
+                    console.print_json(json.dumps(view), indent=None)
+                else:
+                    console.print(_line(view), soft_wrap=True)
     if not as_json:
-        console.print(f"{count} stage changes would be made as of {when.isoformat()}")
+        for name, count in counts.items():
+            what = "stage changes" if name == "lifecycle" else f"{name} steps"
+            console.print(f"{count} {what} would be made as of {when.isoformat()}")
+
+
+def _line(view: dict[str, Any]) -> str:
+    """One planned change in words."""
+    change = (
+        f"{view['from']} → {view['to']}"
+        if view.get("kind", "tier") == "tier"
+        else f"{view['kind']} {view['points']} points"
+    )
+    return (
+        f"{view['customer_id']}  {change}  at {view['at']}  "
+        f"(rule {view['rule']}, policy v{view['policy_version']})"
+    )
 
 
 @policies_app.command("sweep")
 def sweep(at: At = None) -> None:
-    """Decide every customer's stage as of --at (now or earlier) and record the changes. Safe to
-    re-run and to run beside another sweep: a decision is never recorded twice.
+    """Decide as of --at (now or earlier) for every customer and record the changes: lifecycle
+    stages, then loyalty points and tiers. Safe to re-run and to run beside another sweep: a
+    decision is never recorded twice.
 
     Example: clientele policies sweep
     """
     from bootstrap import build
-    from bootstrap.processes import lifecycle_runner
+    from bootstrap.processes import policy_runners
     from domain.errors import InvalidInput
 
     when = _aware(at)
     with build() as services, progress_bar() as bar:
-        runner = lifecycle_runner(services)
-        task = bar.add_task("sweeping customers", total=_customer_count(services))
-        try:
-            report = runner.sweep(when, lambda n: bar.advance(task, n))
-        except InvalidInput as error:
-            raise fail(f"--{error.field}: {error.reason}", 2) from None
-    console.print(
-        f"{report.customers} customers as of {report.at}: {report.recorded} stage changes "
-        f"recorded, {report.replayed} already recorded, {report.rejected} rejected"
-    )
-    for problem in report.problems[:10]:
-        console.print(f"  rejected: {problem['message']}", soft_wrap=True)
+        reports = []
+        for runner in policy_runners(services):
+            if runner.policy() is None:
+                continue
+            task = bar.add_task(f"{runner.name}: sweeping", total=_customer_count(services))
+            try:
+                reports.append((runner.name, runner.sweep(when, partial(bar.advance, task))))
+            except InvalidInput as error:
+                raise fail(f"--{error.field}: {error.reason}", 2) from None
+    for name, report in reports:
+        what = "stage changes" if name == "lifecycle" else f"{name} steps"
+        console.print(
+            f"{report.customers} customers as of {report.at}: {report.recorded} {what} "
+            f"recorded, {report.replayed} already recorded, {report.rejected} rejected"
+        )
+        for problem in report.problems[:10]:
+            console.print(f"  rejected: {problem['message']}", soft_wrap=True)
 
 
 def _customer_count(services: Services) -> int | None:

@@ -23,6 +23,7 @@ STATUS_BY_CODE = {
     "gone-erased": 410,
     "gone-merged": 410,
     "invalid-transition": 409,
+    "insufficient-points": 409,
     "purchase-conflict": 409,
     "email-taken": 409,
     "external-id-taken": 409,

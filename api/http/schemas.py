@@ -109,6 +109,20 @@ class PurchaseRequest(Body):
     items: list[PurchaseItem] = Field(default_factory=list, max_length=500)
 
 
+class RefundRequest(Body):
+    model_config = _example(order_id="A-1001", reason="returned")
+    order_id: str = Field(max_length=200)
+    reason: str | None = Field(default=None, max_length=1000)
+    occurred_at: BusinessTime = None
+
+
+class RedeemRequest(Body):
+    model_config = _example(points=50, reason="voucher")
+    points: Integer = Field(ge=1)
+    reason: str | None = Field(default=None, max_length=1000)
+    occurred_at: BusinessTime = None
+
+
 class FeedbackRequest(Body):
     model_config = _example(nps=9, csat=5, comment="Quick and friendly")
     nps: Integer | None = Field(default=None, ge=0, le=10)
@@ -334,6 +348,14 @@ BATCH_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
     "expire_points": (
         "Expire loyalty points",
         {"customer_id": EXAMPLE_ID, "points": 20, "reason": "yearly-expiry"},
+    ),
+    "revoke_points": (
+        "Take back the points a refunded order earned (at most the balance)",
+        {"customer_id": EXAMPLE_ID, "points": 120, "order_id": "A-1001"},
+    ),
+    "refund": (
+        "Refund (or cancel) a recorded order: it stops counting as a purchase",
+        {"customer_id": EXAMPLE_ID, "order_id": "A-1001", "reason": "returned"},
     ),
     "tier": ("Set the loyalty tier", {"customer_id": EXAMPLE_ID, "tier": "gold"}),
 }

@@ -175,6 +175,7 @@ class History:
         self.kafka = KafkaLike(self.feed, self.read_stores[1], projectors, batch_size)
         self.ids: list[UUID] = []
         self.merges: list[tuple[UUID, UUID]] = []
+        self.orders: list[tuple[UUID, str]] = []  # (who recorded it, order id)
         self.now = datetime.now(UTC)
 
     def who(self, index: int) -> UUID:
@@ -201,6 +202,11 @@ class History:
                 currency="EUR",
                 occurred_at=self.now - timedelta(days=ago),
             )
+        if kind == "refund":  # an order recorded earlier (its holder may have merged since)
+            if not self.orders:
+                return None
+            holder, order_id = self.orders[args[0] % len(self.orders)]
+            return m.RefundPurchase(customer_id=holder, order_id=order_id)
         customer = self.who(args[0])
         if kind == "external":  # take, move or drop an external id (a taken one is refused)
             held = {"shop": SHOP_IDS[args[1]] if args[1] < len(SHOP_IDS) else None}
@@ -316,6 +322,10 @@ class History:
                 event("a command by external id reached its customer")
             if isinstance(command, m.MergeCustomers):
                 self.merges.append((outcome.customer_id, command.duplicate_id))
+            if isinstance(command, m.RecordPurchase):
+                self.orders.append((outcome.customer_id, command.order_id))
+            if isinstance(command, m.RefundPurchase):
+                event("a refund took a recorded order out")
 
     def redrive(self) -> None:
         """What ``clientele projections redrive`` does, for both live feeds."""

@@ -3,7 +3,7 @@
 Hypothesis writes random histories of commands — registrations (back-dated, with external
 ids: registering a held one finds its holder), profile updates (external ids taken, moved,
 dropped), tags, purchases (back-dated; some addressed by external id, which a merge makes
-answer for its survivor), contacts, feedback (back-dated out of order), consent grants and withdrawals, churn and
+answer for its survivor), refunds of recorded orders, contacts, feedback (back-dated out of order), consent grants and withdrawals, churn and
 reactivation, erasures, merges, unmerges, segment (re)definitions with purposes and
 time-relative or RFM rules, and refreshes — and lets the live feeds run a little in between:
 
@@ -86,6 +86,7 @@ STEPS: st.SearchStrategy[Step] = st.one_of(
     st.tuples(st.just("update"), person, st.sampled_from(["name", "email", "city", "no-city"])),
     st.tuples(st.sampled_from(["tag", "untag"]), person, st.sampled_from(TAGS)),
     st.tuples(st.just("buy"), person, days, st.sampled_from(["5", "20.50", "60"]), st.booleans()),
+    st.tuples(st.just("refund"), st.integers(0, 20)),
     st.tuples(st.just("contact"), person, days),
     st.tuples(st.just("external"), person, st.integers(0, len(SHOP_IDS))),
     st.tuples(st.just("ref-buy"), st.integers(0, len(SHOP_IDS) - 1), days),

@@ -42,6 +42,14 @@ COMMANDS: dict[str, tuple[list[Build], Build]] = {  # kind -> (set-up commands, 
             customer_id=c, order_id="o1", amount="5", currency="EUR", occurred_at=t
         ),
     ),
+    "refund": (
+        [
+            lambda c, _, t: m.RecordPurchase(
+                customer_id=c, order_id="o1", amount="5", currency="EUR", occurred_at=t
+            )
+        ],
+        lambda c, _, t: m.RefundPurchase(customer_id=c, order_id="o1", occurred_at=t),
+    ),
     "feedback": ([], lambda c, _, t: m.RecordFeedback(customer_id=c, nps=9, occurred_at=t)),
     "consent": (
         [],
@@ -72,6 +80,10 @@ COMMANDS: dict[str, tuple[list[Build], Build]] = {  # kind -> (set-up commands, 
     "expire_points": (
         [lambda c, _, t: m.EarnPoints(customer_id=c, points=5, occurred_at=t)],
         lambda c, _, t: m.ExpirePoints(customer_id=c, points=5, occurred_at=t),
+    ),
+    "revoke_points": (
+        [lambda c, _, t: m.EarnPoints(customer_id=c, points=5, order_id="o1", occurred_at=t)],
+        lambda c, _, t: m.RevokePoints(customer_id=c, points=5, order_id="o1", occurred_at=t),
     ),
     "tier": ([], lambda c, _, t: m.ChangeTier(customer_id=c, tier="gold", occurred_at=t)),
 }

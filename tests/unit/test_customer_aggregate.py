@@ -220,6 +220,9 @@ def test_points_are_positive_integers(method: str, points: Any) -> None:
 def test_a_tier_change_names_the_previous_tier_once() -> None:
     gold: Command = lambda c: c.change_tier(meta(), "gold")  # noqa: E731
     assert when(given(), gold) == [
-        ("customer.tier_changed", {"tier": "gold", "previous_tier": None})
+        (
+            "customer.tier_changed",
+            {"tier": "gold", "previous_tier": None, "reason": None, "spend": None},
+        )
     ]
     assert when(given(gold), gold) == []

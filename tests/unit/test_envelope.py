@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from uuid import UUID
 
 import jsonschema
@@ -47,6 +48,12 @@ def all_event_types_story(service: CommandService, ctx: Context) -> list[UUID]:
         m.RedeemPoints(customer_id=ann, points=3),
         m.ExpirePoints(customer_id=ann, points=2),
         m.ChangeTier(customer_id=ann, tier="gold"),
+        m.RecordPurchase(customer_id=ann, order_id="o-2", amount="5", currency="EUR"),
+        m.EarnPoints(
+            customer_id=ann, points=5, order_id="o-2", expires_at=datetime(2999, 1, 1, tzinfo=UTC)
+        ),
+        m.RefundPurchase(customer_id=ann, order_id="o-2", reason="returned"),
+        m.RevokePoints(customer_id=ann, points=5, order_id="o-2"),
         m.ChurnCustomer(customer_id=ann, reason="price"),
         m.ReactivateCustomer(customer_id=ann),
         m.MergeCustomers(customer_id=ann, duplicate_id=bob),

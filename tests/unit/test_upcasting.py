@@ -20,8 +20,17 @@ from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from domain.customer import Customer
-from domain.events import DuplicateAbsorbed, Erased, ProfileUpdated, Registered, Unmerged
+from domain.events import (
+    DuplicateAbsorbed,
+    Erased,
+    PointsEarned,
+    ProfileUpdated,
+    Registered,
+    TierChanged,
+    Unmerged,
+)
 from infra.store import EventStore
+from projections.loyalty import loyalty_view
 from tests.unit.merge_support import folded
 
 
@@ -193,4 +202,57 @@ def test_v1_merge_and_erasure_events_still_load_and_fold(
     assert old.customer(top).email == "dee@example.com"
     moved = [e for _, e in old.history(top) if isinstance(e, DuplicateAbsorbed)]
     assert [(e.email, e.data_owner) for e in moved] == [("dee@example.com", str(survivor))]
+    old.close()
+
+
+def test_loyalty_events_and_snapshots_from_before_lots_and_refunds_load(store: EventStore) -> None:
+    """``points_earned`` v1 (no ``order_id``/``expires_at``: a lot that never expires),
+    ``tier_changed`` v1 (no ``reason``/``spend``) and a v2 snapshot (no ``refunded``) load;
+    the customer then takes a refund."""
+    service = CommandService(store)
+    ctx = Context(actor="t")
+    cid = service.execute(m.RegisterCustomer(name="Old"), ctx).customer_id
+    assert cid is not None
+    for command in (
+        m.EarnPoints(customer_id=cid, points=7),
+        m.ChangeTier(customer_id=cid, tier="gold"),
+        m.RecordPurchase(customer_id=cid, order_id="o-1", amount="5", currency="EUR"),
+    ):
+        service.execute(command, ctx)
+    old = EventStore("memory://", snapshot_interval=1)
+    old.personal.keys = store.personal.keys
+    for n in store.notifications(0, 1000):
+        state = orjson.loads(n.state)
+        if n.topic in (get_topic(PointsEarned), get_topic(TierChanged)):
+            state.pop("class_version")
+            for key in ("order_id", "expires_at", "reason", "spend"):
+                state.pop(key, None)
+        old.recorder.insert_events(
+            [StoredEvent(n.originator_id, n.originator_version, n.topic, orjson.dumps(state))]
+        )
+    view = loyalty_view(old.customer_events(cid))
+    assert view["lots"][0]["order_id"] is None and view["lots"][0]["expires_at"] is None
+    assert view["tier"] == {
+        "name": "gold",
+        "since": view["tier"]["since"],
+        "reason": None,
+        "spend": None,
+    }
+    loaded = old.customer(cid)
+    snapshot = Snapshot.take(loaded)
+    state = {k: v for k, v in snapshot.state.items() if k != "refunded"}
+    state["class_version"] = 2
+    assert old.snapshots is not None
+    v2 = Snapshot(
+        originator_id=cid,
+        originator_version=loaded.version,
+        timestamp=snapshot.timestamp,
+        topic=snapshot.topic,
+        state=state,
+    )
+    old.snapshots.recorder.insert_events([old.mapper.to_stored_event(v2)])
+    from_snapshot: object = old.repository.get(cid)
+    assert isinstance(from_snapshot, Customer) and from_snapshot.refunded == {}
+    CommandService(old).execute(m.RefundPurchase(customer_id=cid, order_id="o-1"), ctx)
+    assert list(old.customer(cid).refunded) == ["o-1"] and old.customer(cid).purchases == {}
     old.close()

@@ -23,6 +23,7 @@ from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile_fold
 from projections.churn import churn_risk, customer_purchases
+from projections.loyalty import loyalty_view
 from projections.profiles import final_survivor, find_by_external, search_profiles
 
 router = APIRouter(prefix="/v1", tags=["read"], dependencies=[require(Role.READER)])
@@ -111,6 +112,18 @@ def get_customer_by_external_id(system: str, external_id: str, request: Request)
     response = json_response(privacy(request)(live), live["version"])
     response.headers["Content-Location"] = f"/v1/customers/{customer_id}"
     return response
+
+
+@router.get("/customers/{customer_id}/loyalty", responses=s.CUSTOMER_READ)
+def get_loyalty(customer_id: UUID, request: Request) -> Response:
+    """Points and tier (ETag = version): the balance, the lots still holding points with their
+    expiry, what was earned, redeemed, expired and taken back, and the tier with the rule,
+    policy version and spend per currency that decided it (:mod:`projections.loyalty`: a fold
+    of the customer's events, no wall clock). Erased or merged → 410."""
+    store = deps.services(request).store
+    store.customer(customer_id).require_live()
+    view = loyalty_view(store.customer_events(customer_id))
+    return json_response(view, view["version"])
 
 
 @router.get("/customers", response_model=s.Page, responses=s.LIST_READ)

@@ -187,6 +187,28 @@ def record_purchase(body: s.PurchaseRequest, write: CustomerWrite) -> s.WriteRes
 
 
 @router.post(
+    "/customers/{customer_id}/refunds", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
+)
+def refund_purchase(body: s.RefundRequest, write: CustomerWrite) -> s.WriteResult:
+    """Refund (or cancel) a recorded order: it stops counting as a purchase, and the loyalty
+    policy takes back its points. The same refund again is a no-op; an order never recorded
+    is a 422 naming ``order_id``."""
+    return write(m.RefundPurchase, **body.model_dump())
+
+
+@router.post(
+    "/customers/{customer_id}/points:redeem",
+    response_model=s.WriteResult,
+    responses=s.CUSTOMER_WRITE,
+)
+def redeem_points(body: s.RedeemRequest, write: CustomerWrite) -> s.WriteResult:
+    """Spend points, oldest lots first. More than the balance is a 409
+    (``/problems/insufficient-points``, with ``balance`` and ``requested``): the balance never
+    falls below zero."""
+    return write(m.RedeemPoints, **body.model_dump())
+
+
+@router.post(
     "/customers/{customer_id}/feedback", response_model=s.WriteResult, responses=s.CUSTOMER_WRITE
 )
 def record_feedback(body: s.FeedbackRequest, write: CustomerWrite) -> s.WriteResult:
