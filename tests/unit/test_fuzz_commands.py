@@ -1,0 +1,91 @@
+"""Fuzzing the command-topic parser as the ingest process uses it (:func:`read_command`, then the
+service's batch path): any record value becomes a command, a refusal naming its field, or an
+:class:`UndecodableCommand` (dead-lettered), never another exception; every refusal and outcome
+is publishable as a result."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from commands.messages import COMMAND_TYPES, PROFILE_FIELDS, Command
+from commands.service import CommandService, Context
+from consumers.ingest import UndecodableCommand, read_command
+from domain.errors import DomainError, InvalidInput
+from tests.fuzz_support import JSON_VALUES, fuzz, json_bytes
+
+COORDINATES = "kafka:customer.commands:0:7"
+FIELDS = sorted(
+    {f.name for cls in COMMAND_TYPES.values() for f in dataclasses.fields(cls)} | PROFILE_FIELDS
+)
+PLAUSIBLE = st.sampled_from(
+    [
+        "0b6e1d2c-55f7-4c1e-9a65-3f2b9c4a7d11",
+        "2024-05-01T10:00:00+02:00",
+        "2024-05-01T10:00:00",
+        "12.50",
+        "-1",
+        "EUR",
+        "ada@example.com",
+        "+4915112345678",
+        {"system": "shop", "id": "00042"},
+        {"shop": "00042"},
+        [{"sku": "a", "quantity": 1}],
+        2**53,
+        2**64,
+        "x" * 10_000,
+    ]
+)
+DOCS = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(COMMAND_TYPES)) | JSON_VALUES},
+    optional={name: PLAUSIBLE | JSON_VALUES for name in FIELDS},
+)
+
+
+def _read(value: bytes | None) -> tuple[str, Command | DomainError] | None:
+    try:
+        key, item = read_command(value, COORDINATES)
+    except UndecodableCommand:
+        return None
+    assert isinstance(key, str) and isinstance(item, (Command, DomainError)), item
+    if isinstance(item, InvalidInput):
+        assert item.field, item
+    if isinstance(item, DomainError):
+        orjson.dumps({"idempotency_key": key, "problem": item.to_dict()})  # its result
+    return key, item
+
+
+@fuzz(150)
+@given(raw=st.binary(max_size=200))
+@example(raw=None)  # a tombstone
+@example(raw=b"\xff{}")
+@example(raw=b'{"type": "tag", "tag": "\\udc00"}')  # an unpaired surrogate escape
+@example(raw=b"[]")
+def test_arbitrary_bytes_are_read_or_dead_lettered(raw: bytes | None) -> None:
+    _read(raw)
+
+
+@fuzz(400)
+@given(doc=DOCS, cut=st.none() | st.integers(min_value=0))
+@example(doc={"type": "register", "name": "Ada", "idempotency_key": ["k"]}, cut=None)
+@example(doc={"type": "register", "name": "Ada", "idempotency_key": 7}, cut=None)
+@example(doc={"type": "earn_points", "points": 2**64}, cut=None)
+@example(doc={"type": "purchase", "amount": 12.5, "order_id": "o", "currency": "EUR"}, cut=None)
+def test_command_documents_are_commands_or_refusals_naming_a_field(
+    service: CommandService, ctx: Context, doc: dict[str, Any], cut: int | None
+) -> None:
+    raw = json_bytes(doc)
+    read = _read(raw if cut is None else raw[: cut % (len(raw) + 1)])
+    if read is not None and isinstance(read[1], Command):  # what ingest runs next
+        [outcome] = service.execute_batch([read[1]], ctx)
+        orjson.dumps({"idempotency_key": read[0]} | outcome.to_dict())
+
+
+def test_a_refused_idempotency_key_keys_the_result_by_coordinates() -> None:
+    key, item = read_command(b'{"type": "tag", "idempotency_key": ["k"]}', COORDINATES)
+    assert key == COORDINATES and isinstance(item, InvalidInput)
+    assert item.field == "idempotency_key"
