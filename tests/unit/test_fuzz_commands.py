@@ -109,6 +109,7 @@ def _read(
 @example(raw=b"\xff{}")
 @example(raw=b'{"type": "tag", "tag": "\\udc00"}')  # an unpaired surrogate escape
 @example(raw=b"[]")
+@example(raw=b'{"type": "register", "name": "' + b"x" * 2_000_000 + b'"}')  # oversized
 def test_arbitrary_bytes_are_read_or_dead_lettered(raw: bytes | None) -> None:
     _read(raw)
 
