@@ -33,6 +33,30 @@ def _result(key: str, outcome: Outcome | DomainError) -> bytes:
     return orjson.dumps(body)
 
 
+class UndecodableCommand(ValueError):
+    """Record bytes that are not a JSON object: dead-lettered, no result."""
+
+
+def read_command(value: bytes | None, coordinates: str) -> tuple[str, Command | DomainError]:
+    """(idempotency key, the command or the :class:`DomainError` refusing it) of one record's
+    value. The key is the command's own ``idempotency_key``, else the record's ``coordinates``
+    (also when the key itself is refused). :class:`UndecodableCommand` if ``value`` is no JSON
+    object (invalid UTF-8, unpaired surrogate escapes, no value at all)."""
+    try:
+        doc = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError as error:
+        raise UndecodableCommand(str(error)) from None
+    if not isinstance(doc, dict):
+        raise UndecodableCommand("a command must be a JSON object")
+    key = coordinates
+    try:
+        if doc.get("idempotency_key") is not None:
+            key = check_key("idempotency_key", doc["idempotency_key"])
+        return key, parse_command({**doc, "idempotency_key": key})
+    except DomainError as error:  # its result is keyed by the message's coordinates
+        return key, error
+
+
 class CommandIngest:
     """Consumes commands and publishes one result per command."""
 
@@ -69,20 +93,11 @@ class CommandIngest:
     def _handle(self, records: list[Any]) -> None:
         parsed: list[tuple[Any, str, Command | DomainError]] = []
         for record in records:
+            coordinates = f"kafka:{record.topic}:{record.partition}:{record.offset}"
             try:
-                doc = orjson.loads(record.value)
-                if not isinstance(doc, dict):
-                    raise ValueError("a command must be a JSON object")
-            except (ValueError, TypeError) as error:  # TypeError: no value (a tombstone)
+                parsed.append((record, *read_command(record.value, coordinates)))
+            except UndecodableCommand as error:
                 send_to_dlq(self.producer, record, f"undecodable command: {error}")
-                continue
-            key = f"kafka:{record.topic}:{record.partition}:{record.offset}"
-            try:
-                if doc.get("idempotency_key") is not None:
-                    key = check_key("idempotency_key", doc["idempotency_key"])
-                parsed.append((record, key, parse_command({**doc, "idempotency_key": key})))
-            except DomainError as error:  # its result is keyed by the message's coordinates
-                parsed.append((record, key, error))
         runnable = [c for _, _, c in parsed if isinstance(c, Command)]
         outcomes = iter(self.service.execute_batch(runnable, self._context(records)))
         sent = []

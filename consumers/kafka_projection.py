@@ -261,25 +261,13 @@ class ProjectionConsumer:
 
     def _open(self, records: list[Any]) -> list[Envelope | None]:
         """Decode and open each record; what cannot be is dead-lettered (None in its place)."""
-        decoded: list[Envelope | Exception] = []
-        for record in records:
-            try:
-                decoded.append(Envelope.from_bytes(record.value))
-            except EnvelopeError as error:
-                decoded.append(error)
-        self.personal.keys.preload(
-            e.customer_id.hex for e in decoded if isinstance(e, Envelope) and e.sealed
-        )
         opened: list[Envelope | None] = []
-        for record, item in zip(records, decoded, strict=True):
-            problem = item
+        items = open_values([record.value for record in records], self.personal)
+        for record, item in zip(records, items, strict=True):
             if isinstance(item, Envelope):
-                try:
-                    opened.append(self.personal.open_envelope(item))
-                    continue
-                except SealBroken as error:
-                    problem = error
-            send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {problem}")
+                opened.append(item)
+                continue
+            send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {item}")
             opened.append(None)
         return opened
 
@@ -356,3 +344,31 @@ class ProjectionConsumer:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+POISON = (EnvelopeError, SealBroken)
+"""What :func:`open_values` finds in a poison record: it is dead-lettered, never applied."""
+
+
+def open_values(
+    values: Sequence[bytes | None], personal: PersonalData
+) -> list[Envelope | EnvelopeError | SealBroken]:
+    """Each record value as an opened :class:`Envelope`, or the :data:`POISON` error saying why
+    it is not one (not JSON, not an envelope, sealed data that does not open). Raises only
+    when the key store cannot be read (the batch is then retried)."""
+    decoded: list[Envelope | EnvelopeError | SealBroken] = []
+    for value in values:
+        try:
+            decoded.append(Envelope.from_bytes(value))
+        except EnvelopeError as error:
+            decoded.append(error)
+    personal.keys.preload(
+        e.customer_id.hex for e in decoded if isinstance(e, Envelope) and e.sealed
+    )
+    opened: list[Envelope | EnvelopeError | SealBroken] = []
+    for item in decoded:
+        try:
+            opened.append(personal.open_envelope(item) if isinstance(item, Envelope) else item)
+        except SealBroken as error:
+            opened.append(error)
+    return opened

@@ -158,8 +158,11 @@ class Envelope:
         ]
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> Envelope:
-        """Decode and check an envelope; anything malformed is an :class:`EnvelopeError`."""
+    def from_bytes(cls, raw: bytes | None) -> Envelope:
+        """Decode and check an envelope; anything malformed (no value at all included) is an
+        :class:`EnvelopeError`."""
+        if raw is None:
+            raise EnvelopeError("no value (a tombstone)")
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -170,37 +173,59 @@ class Envelope:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Envelope:
+        """Check ``doc`` against the envelope schema's types (strictly: no ``"1"`` for 1,
+        no ``true`` for an integer, no time without an offset); :class:`EnvelopeError` if not."""
         try:
             kind = doc["type"]
             if kind not in EVENT_TYPES:
                 raise EnvelopeError(f"unknown event type {kind!r}")
             if not isinstance(doc["data"], dict):
                 raise EnvelopeError("data must be an object")
-            version, position = doc["version"], doc["position"]
-            if not isinstance(version, int) or not isinstance(position, int):
-                raise EnvelopeError("version and position must be integers")
-            customer_id = UUID(doc["customer_id"])
-            UUID(doc["id"])  # well-formed; the value is derived from (customer_id, version)
+            if _integer(doc["schema_version"], "schema_version") != SCHEMA_VERSION:
+                raise EnvelopeError(f"schema_version must be {SCHEMA_VERSION}")
+            customer_id = UUID(_text(doc["customer_id"], "customer_id"))
+            UUID(
+                _text(doc["id"], "id")
+            )  # well-formed; the value is derived from (customer_id, version)
             return cls(
                 type=kind,
-                schema_version=int(doc["schema_version"]),
+                schema_version=SCHEMA_VERSION,
                 customer_id=customer_id,
-                version=version,
-                position=position,
-                occurred_at=datetime.fromisoformat(doc["occurred_at"]),
-                recorded_at=datetime.fromisoformat(doc["recorded_at"]),
-                actor=str(doc["actor"]),
-                correlation_id=str(doc["correlation_id"]),
-                causation_id=doc.get("causation_id"),
+                version=_integer(doc["version"], "version"),
+                position=_integer(doc["position"], "position"),
+                occurred_at=_moment(doc["occurred_at"], "occurred_at"),
+                recorded_at=_moment(doc["recorded_at"], "recorded_at"),
+                actor=_text(doc["actor"], "actor"),
+                correlation_id=_text(doc["correlation_id"], "correlation_id"),
+                causation_id=_optional_text(doc.get("causation_id"), "causation_id"),
                 data=doc["data"],
-                prev_hash=doc.get("prev_hash"),
-                hash=doc.get("hash"),
+                prev_hash=_optional_text(doc.get("prev_hash"), "prev_hash"),
+                hash=_optional_text(doc.get("hash"), "hash"),
                 sealed=_optional_text(doc.get("sealed"), "sealed"),
             )
         except EnvelopeError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EnvelopeError(f"malformed envelope: {error!r}") from None
+
+
+def _integer(value: Any, name: str) -> int:
+    if type(value) is not int or value < 1:
+        raise EnvelopeError(f"{name} must be a positive integer")
+    return value
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise EnvelopeError(f"{name} must be a string")
+    return value
+
+
+def _moment(value: Any, name: str) -> datetime:
+    moment = datetime.fromisoformat(_text(value, name))
+    if moment.utcoffset() is None:
+        raise EnvelopeError(f"{name} must be a date-time with an offset")
+    return moment
 
 
 def _optional_text(value: Any, name: str) -> str | None:

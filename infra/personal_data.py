@@ -166,7 +166,12 @@ def envelope_key_owner(envelope: Envelope) -> UUID:
     """Whose key seals an envelope's personal data (see :func:`domain.personal.key_owner`)."""
     field = EVENT_TYPES[envelope.type].KEY_OWNER
     owner = envelope.data.get(field) if field else None
-    return UUID(owner) if isinstance(owner, str) else envelope.customer_id
+    if not isinstance(owner, str):
+        return envelope.customer_id
+    try:
+        return UUID(owner)
+    except ValueError:  # only a forged or damaged envelope names no customer here
+        raise SealBroken(f"{field} {owner!r} of a sealed envelope is not a customer id") from None
 
 
 class PersonalDataMapper(Mapper[UUID]):
