@@ -151,11 +151,8 @@ class LifecycleRunner:
         in_force = policy.in_force(at)
         if in_force is None:
             return 0, []
-        events = list(self.store.customer_events(customer_id))
-        customer: Any = None
-        for event in events:
-            customer = event.mutate(customer)
-        if not isinstance(customer, Customer):
+        customer, events = self.customer(customer_id)
+        if customer is None:
             return 0, []
         facts = facts_of(customer.status, customer.lifecycle_stage, customer.purchases, events)
         document = LifecyclePolicy.model_validate(in_force.document)
@@ -165,6 +162,14 @@ class LifecycleRunner:
             planned.append(Planned(customer_id, facts.stage, decision, in_force.version))
             facts = facts.after(decision)
         return customer.version, planned
+
+    def customer(self, customer_id: UUID) -> tuple[Customer | None, list[ev.CustomerEvent]]:
+        """The customer folded from their events (None if there is none), and the events."""
+        events = list(self.store.customer_events(customer_id))
+        customer: Any = None
+        for event in events:
+            customer = event.mutate(customer)
+        return (customer if isinstance(customer, Customer) else None), events
 
     def customers(self) -> Iterator[UUID]:
         """Every customer ever registered, in registration order."""

@@ -24,6 +24,7 @@ from eventsourcing.utils import get_topic
 from commands import messages as m
 from consumers.lifecycle_policy import LifecycleRunner
 from domain import events as ev
+from domain.churn_model import ChurnModel
 from domain.customer import Customer
 from domain.loyalty import POLICY_NAME, LoyaltyPolicy
 from domain.loyalty_plan import Member, Step, Version, ledger_of, plan
@@ -98,11 +99,8 @@ class LoyaltyRunner(LifecycleRunner):
         """(the customer's version, the steps due for them by ``at``)."""
         if policy.in_force(at) is None:
             return 0, []
-        events = list(self.store.customer_events(customer_id))
-        customer: Any = None
-        for event in events:
-            customer = event.mutate(customer)
-        if not isinstance(customer, Customer):
+        customer, events = self.customer(customer_id)
+        if customer is None:
             return 0, []
         versions = self._versions(policy)
         found = plan(member_of(customer, events), ledger_of(events), versions, at)
