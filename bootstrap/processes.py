@@ -44,6 +44,7 @@ from infra.metrics import register_projection_collector
 from infra.notifications import Listener, Wakeup
 from infra.runtime import settle_heap
 from infra.tamper_evidence import seals
+from infra.threads import ThreadWorker
 from projections.registry import by_name
 from projections.segments import SegmentsProjector
 
@@ -310,19 +311,19 @@ def policy_runners(services: Services) -> list[LifecycleRunner]:
     return [lifecycle_runner(services), loyalty_runner(services)]
 
 
-class InThread:
+class InThread(ThreadWorker):
     """A :class:`Loop` run as a :class:`Worker`: in a thread of its own until stopped."""
 
     def __init__(self, loop: Loop, name: str) -> None:
-        self.loop = loop
-        self._thread = threading.Thread(target=loop.run, name=name, daemon=True)
+        super().__init__(name)
+        self.inner = loop
 
-    def start(self) -> None:
-        self._thread.start()
+    def loop(self) -> None:
+        self.inner.run()
 
-    def stop(self) -> None:
-        self.loop.stop()
-        self._thread.join(30)
+    def stop(self, timeout: float = 30.0) -> None:
+        self.inner.stop()
+        super().stop(timeout)
 
 
 @contextmanager

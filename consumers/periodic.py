@@ -7,37 +7,27 @@ succeeds, and an outage is waited out (:class:`~infra.resilience.Supervisor`).""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import structlog
 
 from infra.resilience import Stopped, Supervisor
+from infra.threads import ThreadWorker
 
 log = structlog.get_logger(__name__)
 
 
-class Every:
+class Every(ThreadWorker):
     """Runs ``task`` every ``seconds`` in a daemon thread until stopped."""
 
     def __init__(self, seconds: float, task: Callable[[], object], name: str) -> None:
+        super().__init__(name)
         self.seconds = seconds
         self.task = task
-        self.name = name
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        supervisor = Supervisor(self.name, self._stop)
-        while not self._stop.wait(self.seconds):
+    def loop(self) -> None:
+        supervisor = Supervisor(self.name, self.stopping)
+        while not self.stopping.wait(self.seconds):
             try:
                 result = supervisor.call(self.task)
             except Stopped:

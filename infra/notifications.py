@@ -9,12 +9,12 @@ A :class:`Listener` holds one connection of its own (beside the pools), opened o
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Sequence
 
 import psycopg
 
 from infra.resilience import Supervisor
+from infra.threads import ThreadWorker
 
 
 class Listener:
@@ -49,30 +49,23 @@ class Listener:
             self._connection = None
 
 
-class Wakeup:
+class Wakeup(ThreadWorker):
     """Calls ``wake`` after each notification ``listener`` receives, in a thread of its own
     (a ``bootstrap.processes.Worker``): what lets a follower of the log poll seldom and
     still start at once after a write. Outages are waited out
     (:class:`~infra.resilience.Supervisor`)."""
 
     def __init__(self, listener: Listener, wake: Callable[[], object], name: str) -> None:
+        super().__init__(name)
         self.listener = listener
         self.wake = wake
-        self.name = name
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().stop(timeout)
         self.listener.close()
 
-    def _loop(self) -> None:
-        Supervisor(self.name, self._stop, recover=self.listener.close).run(self._step)
+    def loop(self) -> None:
+        Supervisor(self.name, self.stopping, recover=self.listener.close).run(self._step)
 
     def _step(self) -> None:
         if self.listener.wait(timeout=1.0):  # a second at most: stop() is noticed
