@@ -71,7 +71,7 @@ unit: install
 	$(VENV)/bin/pytest tests/unit -q
 
 test: install pg-binaries lint audit
-	$(VENV)/bin/pytest -q -n 2 --durations=30
+	$(VENV)/bin/pytest -q -n 3 --durations=30
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -38,6 +38,7 @@ from projections.framework import Binding, project
 pytestmark = pytest.mark.integration
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 BATCHES, PER_BATCH = 7, 300
+PARTITIONS = 3  # the processes are told (CLIENTELE_KAFKA_PARTITIONS): they refuse another count
 PROJECTOR_MODULES = (audit_history, profiles, segments)  # those that serialise customers' states
 CTX = Context(actor="history")
 
@@ -101,11 +102,12 @@ def test_batches_of_purchases_on_one_growing_customer_cost_the_same(
     broker: KafkaBroker, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prefix = f"h{uuid4().hex[:8]}."
-    kafka.ensure_topics(broker.bootstrap, kafka.Topics(prefix).all(), partitions=3)
+    kafka.ensure_topics(broker.bootstrap, kafka.Topics(prefix).all(), partitions=PARTITIONS)
     settings = Settings(
         database_url=postgres_url,
         kafka_bootstrap=broker.bootstrap,
         kafka_topic_prefix=prefix,
+        kafka_partitions=PARTITIONS,
         api_keys_file=tmp_path / "keys.json",
     )
     _, token = KeyStore(settings.api_keys_file).create("buyer", [Role.ADMIN], pii=True)
@@ -115,6 +117,7 @@ def test_batches_of_purchases_on_one_growing_customer_cost_the_same(
         "CLIENTELE_DATABASE_URL": postgres_url,
         "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
         "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
+        "CLIENTELE_KAFKA_PARTITIONS": str(PARTITIONS),
         "CLIENTELE_LOG_LEVEL": "WARNING",
     }
     services = build(settings)
