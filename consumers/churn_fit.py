@@ -105,7 +105,13 @@ class ModelFitter:
         return recorded
 
     def fit_now(self) -> int:
-        """The periodic fit (as of now, the latest horizon); returns the version recorded."""
+        """The periodic fit (as of now, the latest horizon); returns the version recorded, or
+        0 when the base cannot be fitted yet or the ``models`` extra is missing (a warning; the
+        next period tries again — these are not failures to retry at once)."""
         latest = self.models.latest()
         horizon = latest.horizon_days if latest else DEFAULT_HORIZON_DAYS
-        return self.fit(horizon_days=horizon).version.version
+        try:
+            return self.fit(horizon_days=horizon).version.version
+        except (CannotFit, ModelsExtraMissing) as error:
+            log.warning("model.fit_skipped", reason=str(error))
+            return 0

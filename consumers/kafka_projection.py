@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import OffsetOutOfRangeError
+from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from consumers.consumer_offsets import ensure_tables, losses, remember, reset, stored
 from consumers.dead_letters import send_to_dlq
@@ -233,6 +233,10 @@ class ProjectionConsumer:
         except OffsetOutOfRangeError as error:  # below the log start, or beyond the end
             self._out_of_range(error)
             return 0
+        except NoOffsetForPartitionError:
+            if not self.unsought:
+                raise
+            return 0  # assigned while the database was away: the next poll seeks first
         records = [record for batch in batches.values() for record in batch]
         if not records:
             return 0

@@ -46,6 +46,7 @@ from domain.policy import Policy
 from domain.values import LifecycleStage, utc_text
 from infra.envelope import event_id
 from infra.readstore import ReadStore
+from infra.resilience import Supervisor
 from infra.store import EventStore
 
 log = structlog.get_logger(__name__)
@@ -139,6 +140,7 @@ class LifecycleRunner:
         self.poll_interval = poll_interval
         self.sweep_seconds = sweep_seconds
         self._stop = threading.Event()
+        self._next_sweep = 0.0
 
     # ------------------------------------------------------------------ deciding
 
@@ -294,19 +296,18 @@ class LifecycleRunner:
 
     def run(self) -> None:
         """React as events come (polling every ``poll_interval`` seconds) and sweep as of now
-        every ``sweep_seconds``, until :meth:`stop`."""
-        self._stop.clear()
-        next_sweep = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                while self.react_once() >= self.batch_size and not self._stop.is_set():
-                    pass
-                if time.monotonic() >= next_sweep:
-                    self.sweep()
-                    next_sweep = time.monotonic() + self.sweep_seconds
-            except Exception:
-                log.exception("policy.run_failed", policy=self.name)
-            self._stop.wait(self.poll_interval)
+        every ``sweep_seconds``, until :meth:`stop`; an outage is waited out and a failing
+        step retried with backoff (:class:`~infra.resilience.Supervisor`)."""
+        self._next_sweep = time.monotonic()
+        Supervisor(f"policy {self.name}", self._stop).run(self._step)
+
+    def _step(self) -> None:
+        while self.react_once() >= self.batch_size and not self._stop.is_set():
+            pass
+        if time.monotonic() >= self._next_sweep:
+            self.sweep()
+            self._next_sweep = time.monotonic() + self.sweep_seconds
+        self._stop.wait(self.poll_interval)
 
     def stop(self) -> None:
         self._stop.set()

@@ -29,8 +29,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner import DefaultPartitioner, murmur2
 
-from infra.resilience import ConfigurationError
-from infra.settings import get_settings
+from infra.settings import ConfigurationError, get_settings
 
 log = structlog.get_logger(__name__)
 

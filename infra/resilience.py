@@ -38,6 +38,8 @@ from kafka.errors import (
 )
 from prometheus_client import Gauge
 
+from infra.settings import ConfigurationError
+
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
@@ -49,10 +51,6 @@ DEPENDENCY_UP = Gauge(
     "1 while the dependency answers this process, 0 during an outage it waits out",
     ["dependency"],
 )
-
-
-class ConfigurationError(RuntimeError):
-    """Only a change of configuration can fix this: a process that meets it exits."""
 
 
 _DATABASE_ERRORS = (

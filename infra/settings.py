@@ -205,8 +205,9 @@ def settings_file() -> Path | None:
 
 
 class ConfigurationError(Exception):
-    """The configured settings are refused; the message names each setting and why (never
-    its value: it may be a secret)."""
+    """Only a change of configuration can fix this: settings refused at start, or what a
+    running process met (a process exits on it, :mod:`infra.resilience`). The message names
+    each setting and why (never its value: it may be a secret)."""
 
 
 @lru_cache(maxsize=1)

@@ -57,16 +57,16 @@ def run_process(build_process: BuildProcess, *, needs_kafka: bool = True) -> Non
 
     try:
         opened, process = Supervisor("start-up", stopping, only_transient=True).call(start)
+        with opened:
+            running.append(process)
+            if stopping.is_set():
+                return
+            console.print(process.summary)
+            process.run()
     except Stopped:
         return
-    except PartitionCountMismatch as error:
+    except PartitionCountMismatch as error:  # at start, or found by a running process
         raise fail(str(error), 2) from None
-    with opened:
-        running.append(process)
-        if stopping.is_set():
-            return
-        console.print(process.summary)
-        process.run()
 
 
 relay_app = typer.Typer()  # help: the callback's docstring

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from structlog.testing import capture_logs
+
 from bootstrap import Services, build
 from bootstrap.processes import lifecycle_runner, model_fitter, policy_runner
 from commands import messages as m
@@ -167,3 +169,19 @@ def test_the_policy_process_fits_the_model_on_its_schedule(
     assert not thread.is_alive()
     assert (found.customers, found.horizon_days) == (40, 90)
     assert found.actor == "clientele:model-churn"
+
+
+def test_the_periodic_fit_of_a_base_too_small_skips_with_a_warning(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A new install has no base to fit: the daily fit says so and waits for its next period
+    (it raised, and the supervisor retried it every few seconds, re-reading the base)."""
+    settings = Settings(database_url=database_url, api_keys_file=tmp_path / "keys.json")
+    with build(settings) as services, capture_logs() as logs:
+        migrate(services)
+        register_with(services, [NOW - 3 * DAY])
+        assert services.runner is not None
+        services.runner.catch_up()
+        assert model_fitter(services).fit_now() == 0
+        assert services.models.latest() is None
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["model.fit_skipped"]

@@ -24,13 +24,13 @@ from infra.resilience import (
     DATABASE,
     KAFKA,
     Backoff,
-    ConfigurationError,
     Stopped,
     Supervisor,
     dependency,
     fatal,
     transient,
 )
+from infra.settings import ConfigurationError
 
 QUICK = Backoff(initial=0.001, maximum=0.01)
 

@@ -8,8 +8,17 @@ backwards — and the look-alikes that are no loss.
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import cast
 
+import pytest
+import typer
+
+from api.cli.processes import run_process
+from bootstrap import Services
+from bootstrap.processes import Process
 from consumers.consumer_offsets import Stored, losses
 from consumers.relay_topic import Marks
 from consumers.relay_topic import losses as relay_losses
@@ -95,3 +104,30 @@ def test_a_partition_count_mismatch_names_topic_found_and_expected() -> None:
     text = str(error)
     assert "topic 'p.customer.commands' has 6; topic 'p.customer.events' has 4" in text
     assert "partitions, expected 12 (CLIENTELE_KAFKA_PARTITIONS)" in text
+
+
+def test_a_process_that_finds_the_mismatch_while_running_exits_2_saying_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only start-up was covered: a mismatch the relay's periodic look finds (the Supervisor
+    ends the loop: a configuration error) escaped as a traceback with exit 1."""
+    monkeypatch.setenv("CLIENTELE_DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("CLIENTELE_API_KEYS_FILE", str(tmp_path / "keys.json"))
+
+    class FindsTheMismatch:
+        summary = "a process that meets a recreated topic"
+
+        def run(self) -> None:
+            raise PartitionCountMismatch({"p.customer.events": 4}, 12)
+
+        def stop(self) -> None:
+            """Nothing runs in the background."""
+
+    @contextmanager
+    def build_process(_: Services) -> Iterator[Process]:
+        yield cast(Process, FindsTheMismatch())
+
+    with pytest.raises(typer.Exit) as ended:
+        run_process(build_process, needs_kafka=False)
+    assert ended.value.exit_code == 2
+    assert "topic 'p.customer.events' has 4 partitions, expected 12" in capsys.readouterr().err
