@@ -111,7 +111,7 @@ def _code(field: str, value: object, max_length: int = MAX_CODE_LENGTH) -> str |
 
 
 def _optional(value: Any, normalise: Callable[[Any], str]) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not tp.trim(value)):
         return None
     return normalise(value)
 

@@ -94,6 +94,14 @@ def check_text(field: str, value: str, kind: Text) -> str:
     return value
 
 
+def trim(value: str) -> str:
+    """``value`` without surrounding spaces (U+0020 only). ``str.strip()`` also drops what the
+    policy refuses (tabs and line breaks, U+001C-U+001F, U+0085, other spaces) and so would
+    accept, silently changed, text that must be refused: parsers that ignore surrounding spaces
+    trim with this."""
+    return value.strip(" ")
+
+
 def normalise_text(
     field: str, value: object, *, kind: Text, max_length: int = MAX_TEXT_LENGTH
 ) -> str | None:

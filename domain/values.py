@@ -24,7 +24,7 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from domain.errors import InvalidInput
-from domain.text_policy import Text, check_text
+from domain.text_policy import Text, check_text, trim
 
 MAX_TAG_LENGTH = 64
 MAX_TAGS_PER_CUSTOMER = 200
@@ -93,7 +93,7 @@ def parse_enum(enum: type[E], field: str, value: object) -> E:
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be one of {allowed}")
     try:
-        return enum(value.strip().lower())
+        return enum(trim(value).lower())
     except ValueError:
         raise InvalidInput(field, f"must be one of {allowed}, got {value!r}") from None
 
@@ -117,7 +117,7 @@ def normalise_email(value: object) -> str:
         raise InvalidInput("email", "must be a string")
     check_text("email", value, Text.LINE)
     try:
-        checked = validate_email(value.strip(), check_deliverability=False)
+        checked = validate_email(trim(value), check_deliverability=False)
     except EmailNotValidError as error:
         raise InvalidInput("email", str(error)) from None
     return checked.normalized.lower()
@@ -132,7 +132,7 @@ def normalise_phone(value: object, default_region: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput("phone", "must be a string")
     check_text("phone", value, Text.LINE)
-    if not _PHONE.match(value.strip()):
+    if not _PHONE.match(trim(value)):
         raise InvalidInput("phone", "may hold only digits, spaces and + ( ) . - /")
     try:
         parsed = phonenumbers.parse(value, default_region.upper())
@@ -171,7 +171,7 @@ def normalise_tag(value: object, field: str = "tag") -> str:
 
 def normalise_currency(value: object) -> str:
     """An ISO-4217 alphabetic code, upper-cased."""
-    code = value.strip().upper() if isinstance(value, str) else ""
+    code = trim(value).upper() if isinstance(value, str) else ""
     if len(code) != 3 or not code.isascii() or pycountry.currencies.get(alpha_3=code) is None:
         raise InvalidInput("currency", f"{value!r} is not an ISO-4217 currency code")
     return code
@@ -191,7 +191,7 @@ def parse_amount(value: object) -> Decimal:
     elif isinstance(value, str):
         if len(value) > MAX_AMOUNT_TEXT:
             raise InvalidInput("amount", f"must be at most {MAX_AMOUNT_TEXT} characters")
-        text = value.strip()
+        text = trim(value)
     else:
         raise InvalidInput("amount", "must be a decimal string such as '12.50', not a number")
     match = _AMOUNT.match(text)
@@ -261,7 +261,7 @@ def parse_timestamp(field: str, value: object) -> datetime:
     if isinstance(value, datetime):
         moment = check_aware(field, value)
     elif isinstance(value, str):
-        match = _RFC3339.match(value.strip())
+        match = _RFC3339.match(trim(value))
         if match is None:
             raise InvalidInput(field, f"must be {_TIMESTAMP}")
         if match.group(2) == "-00:00":
@@ -271,7 +271,7 @@ def parse_timestamp(field: str, value: object) -> datetime:
         if match.group(1) is not None and len(match.group(1)) > 6:
             raise InvalidInput(field, "must have at most 6 fractional digits (microseconds)")
         try:
-            moment = datetime.fromisoformat(value.strip().upper())
+            moment = datetime.fromisoformat(trim(value).upper())
         except ValueError:
             raise InvalidInput(field, f"is not a valid date-time: {value!r}") from None
     else:

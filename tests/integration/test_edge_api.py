@@ -124,6 +124,41 @@ def test_text_no_backend_stores_is_refused_in_every_field_alike(
     assert all(r["status"] == "rejected" for r in batch.json()["results"])
 
 
+EDGE_SPACES = ["\x1f", "\x1c", "\x85", "\t", "\u2028", "\u3000"]
+
+
+@pytest.mark.parametrize("char", EDGE_SPACES, ids=[f"U+{ord(c):04X}" for c in EDGE_SPACES])
+def test_what_python_strips_but_the_policy_refuses_is_refused_not_trimmed(
+    api: Api, char: str
+) -> None:
+    """An email of U+001F alone was stored as no email (201): ``str.strip()`` counts U+001C-
+    U+001F, U+0085, tabs, line breaks and other spaces as whitespace. Every value a parser
+    trims is refused instead, never silently changed; only U+0020 is trimmed."""
+    cid = register(api)["customer_id"]
+    base = f"/v1/customers/{cid}"
+    purchase = {"order_id": f"o-{ord(char)}", "amount": "1.50", "currency": "EUR"}
+    for method, path, body, field in [
+        ("POST", "/v1/customers", {"name": "A", "email": char}, "email"),
+        ("POST", "/v1/customers", {"name": "A", "email": f"a@example.com{char}"}, "email"),
+        ("POST", "/v1/customers", {"name": "A", "phone": char}, "phone"),
+        ("POST", "/v1/customers", {"name": "A", "phone": f"+49 30 1234567{char}"}, "phone"),
+        ("POST", f"{base}/purchases", {**purchase, "currency": f"EUR{char}"}, "currency"),
+        ("POST", f"{base}/purchases", {**purchase, "amount": f"1.50{char}"}, "amount"),
+        (
+            "POST",
+            f"{base}/purchases",
+            {**purchase, "occurred_at": f"2026-01-02T03:04:05Z{char}"},
+            "occurred_at",
+        ),
+        ("POST", f"{base}/lifecycle", {"stage": f"loyal{char}"}, "stage"),
+    ]:
+        response = send(api, method, path, body)
+        assert response.status_code == 422, (field, repr(char), response.text)
+        assert response.json()["field"] == field, (repr(char), response.text)
+    for spaced in [" ada@example.com ", "  "]:  # U+0020 is still trimmed; blank is no email
+        assert send(api, "POST", "/v1/customers", {"name": "A", "email": spaced}).is_success
+
+
 def test_text_every_backend_stores_is_kept_exactly(api: Api) -> None:
     for text in KEPT:
         written = register(api, name=text, attributes={"note": f"{text}\r\nline 2"})

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.errors import InvalidInput
+from domain.text_policy import trim
 from domain.values import ATTRIBUTE_KEY, parse_timestamp
 
 IGNORED = "-"
@@ -189,7 +190,7 @@ _LOCAL = re.compile(
 
 def read_moment(value: str, where: tzinfo, field: str = "occurred_at") -> datetime:
     """An instant in UTC from a date, a local time (read in ``where``) or an RFC 3339 time."""
-    text = value.strip()
+    text = trim(value)
     local = _LOCAL.match(text)
     if local is None:
         if re.search(r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$", text):

@@ -28,6 +28,7 @@ import orjson
 
 from api.cli.importing.fields import Naming
 from domain.errors import InvalidInput
+from domain.text_policy import trim
 
 Format = Literal["csv", "jsonl"]
 FORMATS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -92,7 +93,7 @@ def _flatten(doc: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return value is None or (isinstance(value, str) and not trim(value))
 
 
 @dataclass
