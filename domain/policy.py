@@ -25,6 +25,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 from pydantic import BaseModel, ValidationError
 
+from domain.care import CarePolicy
 from domain.errors import InvalidInput
 from domain.event_base import LoggedEvent, Meta
 from domain.lifecycle import LifecyclePolicy
@@ -32,8 +33,12 @@ from domain.loyalty import LoyaltyPolicy
 from domain.values import check_aware
 
 NAMESPACE = UUID("0b9a7f0e-64f4-5c1d-8a2e-5f3c9d2b7e11")
-KINDS: dict[str, type[BaseModel]] = {"lifecycle": LifecyclePolicy, "loyalty": LoyaltyPolicy}
-"""Policy name → the model its document must satisfy (later: churn, care)."""
+KINDS: dict[str, type[BaseModel]] = {
+    "lifecycle": LifecyclePolicy,
+    "loyalty": LoyaltyPolicy,
+    "care": CarePolicy,
+}
+"""Policy name → the model its document must satisfy."""
 POLICY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
