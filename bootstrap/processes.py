@@ -326,32 +326,39 @@ class InThread(ThreadWorker):
         super().stop(timeout)
 
 
-@contextmanager
-def policy_runner(services: Services) -> Iterator[Process]:
-    """The policy runner, alike in embedded and full mode: each policy's process manager reacts
-    to the events it follows in the store's log and sweeps as of now every
-    ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008, 0010): the first in the foreground, the
-    others in threads of their own; the churn model is fitted every
-    ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009)."""
-    first, *others = policy_runners(services)
-    deciding = "; ".join(f"{r.decides} from position {r.position()}" for r in [first, *others])
+def policy_parts(services: Services) -> tuple[str, list[LifecycleRunner], list[Worker]]:
+    """(what they do, each policy's process manager, the churn model's periodic fit) of the
+    policy runner: each runner reacts to the events it follows in the store's log and sweeps
+    as of now every ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008, 0010, 0011); the model
+    is fitted every ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009)."""
+    runners = policy_runners(services)
+    deciding = "; ".join(f"{r.decides} from position {r.position()}" for r in runners)
     every = services.settings.model_fit_seconds
     fits: list[Worker] = (
         [Every(every, model_fitter(services).fit_now, "churn-model-fit")] if every else []
     )
-    yield Process(
+    summary = (
         f"deciding {deciding}; sweeping every {services.settings.policy_sweep_seconds:g} s"
-        + (f"; fitting the churn model every {every:g} s" if every else ""),
-        first,
-        [*(InThread(runner, f"policy-{runner.name}") for runner in others), *fits],
+        + (f"; fitting the churn model every {every:g} s" if every else "")
     )
+    return summary, runners, fits
+
+
+@contextmanager
+def policy_runner(services: Services) -> Iterator[Process]:
+    """The policy runner (``clientele policies run``), alike in embedded and full mode
+    (:func:`policy_parts`): the first policy's process manager in the foreground, the others
+    and the model fit in threads of their own."""
+    summary, (first, *others), fits = policy_parts(services)
+    yield Process(summary, first, [*(InThread(r, f"policy-{r.name}") for r in others), *fits])
 
 
 @contextmanager
 def api_background(services: Services) -> Iterator[None]:
     """What ``serve`` runs beside the HTTP API: migrate, the embedded runner (a backlog is
     caught up in the background: the API answers at once), the periodic segment refresh and
-    seals, and the pipeline gauges for Prometheus."""
+    seals, the pipeline gauges for Prometheus and, when ``CLIENTELE_POLICIES_IN_SERVE`` (by
+    default in embedded mode), the policy runner (:func:`policy_parts`), each part in a thread of its own."""
     settings = services.settings
     migrate(services)
     if services.runner is not None:
@@ -368,12 +375,25 @@ def api_background(services: Services) -> Iterator[None]:
         lambda: seals.seal(services.store_db, settings.seal_key.encode()),
         "audit-seal",
     )
+    in_serve = (
+        services.embedded if settings.policies_in_serve is None else settings.policies_in_serve
+    )
+    policies: list[Worker] = []
+    if in_serve:
+        _, runners, fits = policy_parts(services)
+        policies = [*(InThread(r, f"policy-{r.name}") for r in runners), *fits]
     refresher.start()
     sealer.start()
-    settle_heap()
+    started: list[Worker] = []
     try:
+        for worker in policies:
+            worker.start()
+            started.append(worker)
+        settle_heap()
         yield
     finally:
+        for worker in started:
+            worker.stop()
         sealer.stop()
         refresher.stop()
         REGISTRY.unregister(collector)

@@ -210,7 +210,10 @@ class LifecycleRunner:
         self, at: datetime | None = None, on_customer: Callable[[int], None] | None = None
     ) -> SweepReport:
         """Decide for every customer as of business time ``at`` (default: now; at most the
-        accepted clock skew ahead) and send the decisions, a batch of customers at a time."""
+        accepted clock skew ahead) and send the decisions, a batch of customers at a time; the
+        progress is logged every ``batch_size`` customers (``policy.sweep_progress``) and told
+        to ``on_customer``. An interrupted sweep is resumed by running it again: what it
+        recorded is found recorded (the stage moved, the keys replay), the rest is sent."""
         moment = at or datetime.now(UTC)
         if moment > datetime.now(UTC) + MAX_CLOCK_SKEW:
             raise InvalidInput("at", "is in the future: simulate it instead")
@@ -229,6 +232,13 @@ class LifecycleRunner:
                 batch = []
             if on_customer is not None:
                 on_customer(1)
+            if report.customers % self.batch_size == 0:
+                log.info(
+                    "policy.sweep_progress",
+                    policy=self.name,
+                    customers=report.customers,
+                    recorded=report.recorded,
+                )
         self._send(batch, report, context)
         log.info("policy.swept", policy=self.name, **vars(report) | {"problems": None})
         return report

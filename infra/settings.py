@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     master_keys: str = DEV_MASTER_KEYS
     seal_seconds: float = Field(default=3600.0, ge=1.0)
     policy_sweep_seconds: float = Field(default=3600.0, ge=1.0)
+    # the policy runner inside `serve`; unset: in embedded mode only (full mode: `policies run`)
+    policies_in_serve: bool | None = None
     model_fit_seconds: float = Field(default=86400.0, ge=0.0)  # 0: the policy runner never fits
     rebuild_workers: int = Field(default=0, ge=0)  # processes per rebuild; 0: one per core, up to 8
     log_level: str = "INFO"

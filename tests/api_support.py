@@ -30,12 +30,14 @@ class Api:
 
 @contextmanager
 def running_api(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Iterator[Api]:
-    """``overrides``: further settings (``Settings`` field names)."""
+    """``overrides``: further settings (``Settings`` field names). The policy runner does not
+    run inside this API unless ``policies_in_serve=True``: tests drive sweeps at the business
+    times they choose."""
     settings = Settings(
         database_url=database_url or f"sqlite:///{tmp_path / 'api.db'}",
         api_keys_file=tmp_path / "keys.json",
         default_phone_region="DE",
-        **overrides,
+        **({"policies_in_serve": False} | overrides),
     )
     keys = KeyStore(settings.api_keys_file)
     tokens = {role.value: keys.create(role.value, [role])[1] for role in Role}
