@@ -40,7 +40,7 @@ from commands.service import CommandService, Context
 from domain import events as ev
 from domain.churn_model import ChurnModel
 from domain.customer import Customer
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, VersionConflict
 from domain.lifecycle import POLICY_NAME, Decision, LifecyclePolicy, facts_of, settle
 from domain.policy import Policy
 from domain.values import LifecycleStage, utc_text
@@ -50,6 +50,7 @@ from infra.resilience import Supervisor
 from infra.store import EventStore
 
 log = structlog.get_logger(__name__)
+RETRIES = 3
 ACTOR = f"clientele:policy-{POLICY_NAME}"
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS policy_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
@@ -222,24 +223,23 @@ class LifecycleRunner:
         if policy is None:
             return report
         context = Context(actor=self.actor, correlation_id=f"policy-sweep:{report.at}")
-        batch: list[m.Command] = []
         model = self.model(policy)
+        chunk: list[UUID] = []
         for customer_id in self.customers():
             report.customers += 1
-            batch += self._commands(customer_id, moment, policy, model)
-            if len(batch) >= self.batch_size:
-                self._send(batch, report, context)
-                batch = []
-            if on_customer is not None:
-                on_customer(1)
-            if report.customers % self.batch_size == 0:
+            chunk.append(customer_id)
+            if len(chunk) >= self.batch_size:
+                self._decide(chunk, moment, policy, model, report=report, context=context)
+                chunk = []
                 log.info(
                     "policy.sweep_progress",
                     policy=self.name,
                     customers=report.customers,
                     recorded=report.recorded,
                 )
-        self._send(batch, report, context)
+            if on_customer is not None:
+                on_customer(1)
+        self._decide(chunk, moment, policy, model, report=report, context=context)
         log.info("policy.swept", policy=self.name, **vars(report) | {"problems": None})
         return report
 
@@ -249,19 +249,44 @@ class LifecycleRunner:
         version, planned = self.plan(customer_id, at, policy, model)
         return [p.command(version + index) for index, p in enumerate(planned)]
 
-    def _send(self, batch: list[m.Command], report: SweepReport, context: Context) -> None:
-        if not batch:
-            return
-        outcomes = self.commands.execute_batch(batch, context)
-        for outcome in outcomes:
-            report.decisions += 1
-            if outcome.problem is not None:
-                report.rejected += 1
-                report.problems.append(outcome.problem.to_dict())
-            elif outcome.replayed:
-                report.replayed += 1
-            else:
-                report.recorded += 1
+    def _decide(
+        self,
+        customers: list[UUID],
+        at: datetime,
+        policy: Policy,
+        model: ChurnModel | None,
+        *,
+        report: SweepReport,
+        context: Context,
+    ) -> None:
+        """Send the decisions due by ``at`` for ``customers`` in one batch. A customer whose
+        decision a concurrent change refused (the expected version moved: another runner, a
+        person, a purchase) is decided again from their new facts, up to :data:`RETRIES`
+        times, so a reaction is not left for the next sweep."""
+        pending = customers
+        for attempt in range(RETRIES + 1):
+            batch = [c for cid in pending for c in self._commands(cid, at, policy, model)]
+            if not batch:
+                return
+            pending = []
+            for command, outcome in zip(
+                batch, self.commands.execute_batch(batch, context), strict=True
+            ):
+                conflicted = command.customer_id
+                if isinstance(outcome.problem, VersionConflict) and attempt < RETRIES:
+                    if conflicted is not None and conflicted not in pending:
+                        pending.append(conflicted)
+                    continue
+                report.decisions += 1
+                if outcome.problem is not None:
+                    report.rejected += 1
+                    report.problems.append(outcome.problem.to_dict())
+                elif outcome.replayed:
+                    report.replayed += 1
+                else:
+                    report.recorded += 1
+            if not pending:
+                return
 
     # ------------------------------------------------------------------ reacting
 
@@ -290,8 +315,14 @@ class LifecycleRunner:
                 assert isinstance(event, ev.CustomerEvent)
                 cause = str(event_id(event.originator_id, event.originator_version))
                 context = Context(actor=self.actor, causation_id=cause)
-                commands = self._commands(event.originator_id, event.occurred_at, policy, model)
-                self._send(commands, report, context)
+                self._decide(
+                    [event.originator_id],
+                    event.occurred_at,
+                    policy,
+                    model,
+                    report=report,
+                    context=context,
+                )
         if rows:
             with self.checkpoints.transaction() as tx:
                 tx.execute(

@@ -91,6 +91,8 @@ class Sizes:
     import_purchases: int
     analytics_customers: int
     analytics_requests: int  # per kind of read and repeat
+    policy_customers: int
+    policy_lag_samples: int
 
 
 @dataclass

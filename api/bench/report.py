@@ -215,6 +215,34 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     if "analytics" in s:
         rows += _analytics_rows(s["analytics"])
+    if "policy_sweep" in s:
+        rows += _policy_rows(s["policy_sweep"], s["policy_lag"])
+    return rows
+
+
+def _policy_rows(
+    sweep: dict[str, Any], lag: dict[str, Any]
+) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for name, x in sweep["policies"].items():
+        rows.append(
+            (
+                f"{name} sweep, {x['customers']:,} customers (customers/s)",
+                f"{_n(x['customers_per_s'])} ({x['recorded']:,} decisions recorded)",
+                f"again, nothing due: {_n(x['again_customers_per_s'])}",
+                "",
+                "",
+            )
+        )
+    rows.append(
+        (
+            "decision lag: purchase → stage change in the store",
+            f"p50 {_n(lag['p50_ms'])} / p99 {_n(lag['p99_ms'])} ms",
+            f"{lag['samples']} purchases; runner polls every {lag['poll_interval_s']} s",
+            "",
+            "",
+        )
+    )
     return rows
 
 

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from commands import messages as m
@@ -141,3 +142,46 @@ def test_serve_sweeps_and_reacts_in_the_background(tmp_path: Path) -> None:
         assert wait_for(("customer.lifecycle_stage_changed", "active"), jo) == [
             ("customer.lifecycle_stage_changed", "active")
         ]
+
+
+def test_a_decision_refused_by_a_concurrent_change_is_decided_again_at_once(
+    store: EventStore, service: CommandService, database_url: str
+) -> None:
+    """A reaction whose expected version another writer moved (here: a tag recorded between
+    the plan and the send) is planned and sent again in the same step, not left for the
+    next sweep (hours later)."""
+    policies = PolicyService(store)
+    policies.define("lifecycle", {}, Context(actor="ops"), effective_at=T0)
+
+    class Racing(LifecycleRunner):
+        raced = 0
+
+        def _commands(self, *args: Any) -> list[m.Command]:
+            commands = super()._commands(*args)
+            if commands and not self.raced:
+                self.raced += 1
+                tag = m.TagCustomer(customer_id=commands[0].customer_id, tag="raced")
+                assert service.execute(tag, CLERK).problem is None
+            return commands
+
+    outcome = service.execute(m.RegisterCustomer(name="Rae", occurred_at=T0), CLERK)
+    rae = outcome.customer_id
+    assert rae is not None
+    for day in (1, 5):
+        purchase = m.RecordPurchase(
+            customer_id=rae,
+            order_id=f"o{day}",
+            amount="5.00",
+            currency="EUR",
+            occurred_at=T0 + day * DAY,
+        )
+        assert service.execute(purchase, CLERK).problem is None
+    checkpoints = open_read_store(database_url, pool_size=1)
+    try:
+        runner = Racing(store, service, policies, checkpoints)
+        report = runner.sweep(T0 + 10 * DAY)
+    finally:
+        checkpoints.close()
+    assert runner.raced == 1
+    assert (report.recorded, report.rejected) == (1, 0), report.problems
+    assert automatic(store, rae) == [("customer.lifecycle_stage_changed", "active")]
