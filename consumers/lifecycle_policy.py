@@ -142,6 +142,7 @@ class LifecycleRunner:
         self.sweep_seconds = sweep_seconds
         self._stop = threading.Event()
         self._next_sweep = 0.0
+        self._documents: dict[int, LifecyclePolicy] = {}
 
     # ------------------------------------------------------------------ deciding
 
@@ -158,13 +159,19 @@ class LifecycleRunner:
         if customer is None:
             return 0, []
         facts = facts_of(customer.status, customer.lifecycle_stage, customer.purchases, events)
-        document = LifecyclePolicy.model_validate(in_force.document)
+        document = self._document(in_force.version, in_force.document)
         planned = []
         fitted = None if model is None else model.in_force(at)
         for decision in settle(facts, document, in_force.effective_at, at, fitted):
             planned.append(Planned(customer_id, facts.stage, decision, in_force.version))
             facts = facts.after(decision)
         return customer.version, planned
+
+    def _document(self, version: int, document: dict[str, Any]) -> LifecyclePolicy:
+        """The version's document parsed (once per version: a sweep asks per customer)."""
+        if (parsed := self._documents.get(version)) is None:
+            parsed = self._documents[version] = LifecyclePolicy.model_validate(document)
+        return parsed
 
     def customer(self, customer_id: UUID) -> tuple[Customer | None, list[ev.CustomerEvent]]:
         """The customer folded from their events (None if there is none), and the events."""
