@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import REGISTRY
@@ -334,14 +335,24 @@ def policy_parts(services: Services) -> tuple[str, list[LifecycleRunner], list[W
     runners = policy_runners(services)
     deciding = "; ".join(f"{r.decides} from position {r.position()}" for r in runners)
     every = services.settings.model_fit_seconds
-    fits: list[Worker] = (
+    beside: list[Worker] = (
         [Every(every, model_fitter(services).fit_now, "churn-model-fit")] if every else []
     )
+    channel = services.store.backend.notify_channel
+    if channel is not None:  # PostgreSQL: woken by every write, whoever made it
+        listener = Listener(services.settings.database_url, [channel])
+        beside.append(Wakeup(listener, partial(wake_all, runners), "policy-wakeup"))
     summary = (
         f"deciding {deciding}; sweeping every {services.settings.policy_sweep_seconds:g} s"
         + (f"; fitting the churn model every {every:g} s" if every else "")
     )
-    return summary, runners, fits
+    return summary, runners, beside
+
+
+def wake_all(runners: list[LifecycleRunner], *_: object) -> None:
+    """Wake every policy runner (after a write was noticed)."""
+    for runner in runners:
+        runner.wake()
 
 
 @contextmanager
@@ -349,8 +360,8 @@ def policy_runner(services: Services) -> Iterator[Process]:
     """The policy runner (``clientele policies run``), alike in embedded and full mode
     (:func:`policy_parts`): the first policy's process manager in the foreground, the others
     and the model fit in threads of their own."""
-    summary, (first, *others), fits = policy_parts(services)
-    yield Process(summary, first, [*(InThread(r, f"policy-{r.name}") for r in others), *fits])
+    summary, (first, *others), beside = policy_parts(services)
+    yield Process(summary, first, [*(InThread(r, f"policy-{r.name}") for r in others), *beside])
 
 
 @contextmanager
@@ -380,8 +391,16 @@ def api_background(services: Services) -> Iterator[None]:
     )
     policies: list[Worker] = []
     if in_serve:
-        _, runners, fits = policy_parts(services)
-        policies = [*(InThread(r, f"policy-{r.name}") for r in runners), *fits]
+        _, runners, beside = policy_parts(services)
+        policies = [*(InThread(r, f"policy-{r.name}") for r in runners), *beside]
+        woken = services.commands.on_commit
+
+        def wake(position: int) -> None:  # embedded: the API's own writes wake them
+            if woken is not None:
+                woken(position)
+            wake_all(runners)
+
+        services.commands.on_commit = wake
     refresher.start()
     sealer.start()
     started: list[Worker] = []

@@ -22,7 +22,6 @@ carry the purchase's event id as ``causation_id``; a sweep's, ``policy-sweep:<T>
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ from domain.policy import Policy
 from domain.values import LifecycleStage, utc_text
 from infra.envelope import event_id
 from infra.readstore import ReadStore
-from infra.resilience import Supervisor
+from infra.resilience import Stopped, Supervisor
 from infra.store import EventStore
 
 log = structlog.get_logger(__name__)
@@ -141,7 +140,7 @@ class LifecycleRunner:
         self.poll_interval = poll_interval
         self.sweep_seconds = sweep_seconds
         self._stop = threading.Event()
-        self._next_sweep = 0.0
+        self._wake = threading.Event()
         self._documents: dict[int, LifecyclePolicy] = {}
 
     # ------------------------------------------------------------------ deciding
@@ -343,19 +342,41 @@ class LifecycleRunner:
         return len(rows)
 
     def run(self) -> None:
-        """React as events come (polling every ``poll_interval`` seconds) and sweep as of now
-        every ``sweep_seconds``, until :meth:`stop`; an outage is waited out and a failing
-        step retried with backoff (:class:`~infra.resilience.Supervisor`)."""
-        self._next_sweep = time.monotonic()
-        Supervisor(f"policy {self.name}", self._stop).run(self._step)
+        """React as events come (woken by :meth:`wake`, else polling every ``poll_interval``
+        seconds) and, in a thread of its own, sweep as of now at start and every
+        ``sweep_seconds``, until :meth:`stop`: a sweep over a large base takes minutes and
+        must not hold reactions back (the two may decide for one customer at once: the
+        expected version and the idempotency key settle it). An outage is waited out and a
+        failing step retried with backoff (:class:`~infra.resilience.Supervisor`)."""
+        sweeper = threading.Thread(
+            target=self._sweep_loop, name=f"policy-{self.name}-sweep", daemon=True
+        )
+        sweeper.start()
+        try:
+            Supervisor(f"policy {self.name}", self._stop).run(self._react)
+        finally:
+            self._stop.set()
+            sweeper.join(30)
 
-    def _step(self) -> None:
+    def _react(self) -> None:
         while self.react_once() >= self.batch_size and not self._stop.is_set():
             pass
-        if time.monotonic() >= self._next_sweep:
-            self.sweep()
-            self._next_sweep = time.monotonic() + self.sweep_seconds
-        self._stop.wait(self.poll_interval)
+        self._wake.wait(self.poll_interval)
+        self._wake.clear()
+
+    def _sweep_loop(self) -> None:
+        supervisor = Supervisor(f"policy {self.name} sweep", self._stop)
+        while not self._stop.is_set():
+            try:
+                supervisor.call(self.sweep)
+            except Stopped:
+                return
+            self._stop.wait(self.sweep_seconds)
+
+    def wake(self) -> None:
+        """React now (called after a write is noticed)."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
