@@ -330,16 +330,24 @@ class LifecycleRunner:
                     context=context,
                 )
         if rows:
-            with self.checkpoints.transaction() as tx:
-                tx.execute(
-                    "INSERT INTO policy_checkpoints (name, position, updated_at) "
-                    "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "position = excluded.position, updated_at = excluded.updated_at",
-                    (self.name, rows[-1][0].id, utc_text(datetime.now(UTC))),
-                )
+            self.advance_to(rows[-1][0].id)
         if report.decisions:
             log.info("policy.reacted", policy=self.name, **vars(report) | {"problems": None})
         return len(rows)
+
+    def advance_to(self, position: int) -> None:
+        """Move the checkpoint to ``position``: the events up to it count as reacted to (what
+        a completed sweep as of a later time makes redundant, e.g. on a base loaded before
+        the runner first ran)."""
+        assert self.checkpoints is not None, "reacting needs a checkpoint store"
+        with self.checkpoints.transaction() as tx:
+            tx.raw(CHECKPOINTS)
+            tx.execute(
+                "INSERT INTO policy_checkpoints (name, position, updated_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "position = excluded.position, updated_at = excluded.updated_at",
+                (self.name, position, utc_text(datetime.now(UTC))),
+            )
 
     def run(self) -> None:
         """React as events come (woken by :meth:`wake`, else polling every ``poll_interval``
