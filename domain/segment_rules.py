@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from domain.care import REASONS
 from domain.errors import InvalidInput
 from domain.text_policy import Text, check_text
 from domain.values import (
@@ -56,6 +57,7 @@ _OPS: dict[str, frozenset[str]] = {
     "number": _EQUALITY | _ORDERS.keys(),
     "attribute": _EQUALITY | _ORDERS.keys(),
     "time": frozenset({"before", "after", "exists"}),
+    "reasons": frozenset({"contains", "in"}),
 }
 _FIELDS = {
     "tags": "tags",
@@ -66,6 +68,7 @@ _FIELDS = {
     **dict.fromkeys(("created_at", "purchases.first_at", "purchases.last_at"), "time"),
     "contacts.last_at": "time",
     **dict.fromkeys(("churn_risk.p_alive", "churn_risk.expected_purchases"), "number"),
+    "care.reasons": "reasons",
 }
 _ENUMS = {"lifecycle_stage": LifecycleStage, "status": Status}
 _RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
@@ -167,6 +170,10 @@ def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
         return normalise_tag(value, path)
     if kind == "enum":
         return parse_enum(_ENUMS[field], path, value).value
+    if kind == "reasons":
+        if value not in REASONS:
+            raise InvalidInput(path, f"must be one of {', '.join(REASONS)}")
+        return value
     if kind == "consent" or (kind == "attribute" and isinstance(value, bool)):
         if not isinstance(value, bool) or op in _ORDERS:
             raise InvalidInput(path, "must be true or false (and only with eq, ne, in)")
@@ -230,11 +237,17 @@ def conditions(rule: Rule) -> Iterator[Rule]:
 
 
 def is_time_relative(rule: Rule) -> bool:
-    """True if time alone can change the rule's outcome (windows, relative times)."""
-    return any(
+    """True if time alone can change the rule's outcome (windows, relative times, care
+    reasons: a follow-up falls due, a birthday comes near)."""
+    return uses_care(rule) or any(
         "within" in c or (c["op"] in ("before", "after") and _RELATIVE.match(c["value"]))
         for c in conditions(rule)
     )
+
+
+def uses_care(rule: Rule) -> bool:
+    """True if the rule reads ``care.*`` (the care agenda's reasons, under the care policy)."""
+    return any(c["field"].startswith("care.") for c in conditions(rule))
 
 
 def uses_rfm(rule: Rule) -> bool:

@@ -13,9 +13,9 @@ back) and has no items.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -99,13 +99,26 @@ _APPLY: dict[str, Any] = {
     "customer.tier_changed": lambda s, e: s.update(tier=e.data["tier"]),
 }
 ERASED = "customer.erased"
+REGISTERED = "customer.registered"
+
+
+def fold(state: dict[str, Any] | None, envelope: Envelope) -> dict[str, Any] | None:
+    """The care facts after ``envelope`` (None: no customer, or erased); in place."""
+    if envelope.type == ERASED or (state is None and envelope.type != REGISTERED):
+        return None
+    apply = _APPLY.get(envelope.type)
+    if state is None:
+        state = {}
+    if apply is not None:
+        apply(state, envelope)
+    return state
 
 
 class CareProjector(Projector):
     """Keeps each customer's care facts (``care_customers``); see the module docstring."""
 
     name = "care"
-    handles = frozenset({*_APPLY, ERASED})
+    handles = frozenset({*_APPLY, ERASED})  # registration included
     tables = ("care_customers",)
     schema = (
         """CREATE TABLE IF NOT EXISTS {care_customers} (
@@ -118,14 +131,11 @@ class CareProjector(Projector):
         erased: set[str] = set()
         for envelope in envelopes:
             customer = envelope.customer_key
-            if envelope.type == ERASED:
-                states.pop(customer, None)
+            state = fold(states.pop(customer, None), envelope)
+            if state is not None:
+                states[customer] = state
+            elif envelope.type == ERASED:
                 erased.add(customer)
-                continue
-            state = states.get(customer)
-            if state is None and envelope.type != "customer.registered":
-                continue  # after an erasure, or an event type nothing here depends on
-            _APPLY[envelope.type](states.setdefault(customer, {}), envelope)
         tx.executemany(
             "DELETE FROM {care_customers} WHERE customer_id = ?", [(c,) for c in sorted(erased)]
         )
@@ -254,3 +264,17 @@ def agenda(
                     return page, encode_cursor(last.customer_id, last.item.reason)
                 page.append(Entry(customer, facts, item))
     return page, None
+
+
+def with_care(
+    state: Mapping[str, Any], policy: CarePolicy | None, now: datetime
+) -> Mapping[str, Any]:
+    """A segments profile fold with ``care.reasons`` added (for rules on it): the reasons the
+    customer is on the care agenda of ``now``'s day under ``policy`` (the default before the
+    first version; ``follow_up.by_segment`` does not apply here: segments cannot depend on
+    their own memberships). Unchanged without care facts."""
+    facts = state.get("care_facts")
+    if facts is None:
+        return state
+    found = items(facts_of(facts), policy or CarePolicy(), now.astimezone(UTC).date())
+    return {**state, "care": {"reasons": [item.reason for item in found]}}

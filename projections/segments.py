@@ -35,7 +35,9 @@ from typing import Any
 
 import orjson
 
-from domain import churn_model, segment
+from domain import churn_model, policy, segment
+from domain.care import POLICY_NAME as CARE
+from domain.care import CarePolicy
 from domain.churn_model import FittedVersion
 from domain.events import EVENT_TYPES
 from domain.segment_rules import (
@@ -43,6 +45,7 @@ from domain.segment_rules import (
     Rule,
     is_time_relative,
     matches,
+    uses_care,
     uses_churn_risk,
     uses_rfm,
 )
@@ -50,6 +53,8 @@ from domain.values import check_aware, utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections import profile_fold, rfm
+from projections.care import fold as fold_care
+from projections.care import with_care
 from projections.churn import FITS_SCHEMA, keep_fit, load_fit, with_risk
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
@@ -59,7 +64,10 @@ Member = tuple[str, str]  # (segment id, customer id)
 Cursor = tuple[int, str, str]  # (position, segment id, customer id) of a change
 START: Cursor = (0, "", "")
 SEGMENT_EVENTS = frozenset(segment.EVENT_TYPES)
-OWN_EVENTS = SEGMENT_EVENTS | churn_model.EVENT_TYPES  # not customer events: applied one by one
+POLICY_EVENTS = frozenset(cls.TYPE for cls in policy.EVENT_CLASSES)
+# not customer events: applied one by one
+OWN_EVENTS = SEGMENT_EVENTS | churn_model.EVENT_TYPES | POLICY_EVENTS
+CareVersions = list[tuple[datetime, CarePolicy]]  # (effective at, document), oldest first
 VIEW = ("segment_id", "name", "rule", "purpose", "version", "created_at", "updated_at")
 
 
@@ -82,7 +90,7 @@ class SegmentsProjector(Projector):
     """Keeps segment definitions, membership and its history; see the module docstring."""
 
     name = "segments"
-    schema_version = 4  # 4: churn_risk fields from the churn model's fits
+    schema_version = 5  # 4: churn_risk fields from the churn model's fits; 5: care.reasons
     log_order = True
     handles = frozenset(EVENT_TYPES) | OWN_EVENTS
     tables = (
@@ -92,6 +100,7 @@ class SegmentsProjector(Projector):
         "segment_changes",
         "segment_rfm",
         "segment_churn_model",
+        "segment_care_policy",
     )
     schema = (
         """CREATE TABLE IF NOT EXISTS {segment_definitions} (
@@ -112,6 +121,8 @@ class SegmentsProjector(Projector):
         "CREATE INDEX IF NOT EXISTS {segment_changes}_customer_idx ON {segment_changes} (customer_id)",
         "CREATE TABLE IF NOT EXISTS {segment_rfm} (customer_id TEXT PRIMARY KEY, scores TEXT NOT NULL)",
         FITS_SCHEMA,
+        """CREATE TABLE IF NOT EXISTS {segment_care_policy} (
+            version INTEGER PRIMARY KEY, effective_at TEXT NOT NULL, document TEXT NOT NULL)""",
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -128,6 +139,8 @@ class SegmentsProjector(Projector):
                 _refresh(tx, envelope)
             elif envelope.type in churn_model.EVENT_TYPES:
                 _model_fitted(tx, envelope)
+            elif envelope.type in POLICY_EVENTS:
+                _policy_changed(tx, envelope)
             else:
                 _decide_all(tx, [_define(tx, envelope)], envelope.recorded_at, envelope.position)
         _customer_events(tx, run)
@@ -141,13 +154,15 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     states = _load_states(tx, ids)
     scores = _load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
-    ledger = _Ledger(_load_members(tx, ids), scores, model)
+    care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
+    ledger = _Ledger(_load_members(tx, ids), scores, model, care)
     for envelope in envelopes:
         customer = envelope.customer_key
         if (state := states.get(customer)) is None:
             state = states[customer] = profile_fold.empty(envelope.customer_id)
         if not profile_fold.apply(state, envelope):
             continue  # already folded: deciding again at an older "now" could flip back
+        state["care_facts"] = fold_care(state.get("care_facts"), envelope)
         if envelope.type == "customer.erased":
             ledger.erase(definitions, customer, envelope.recorded_at, envelope.position)
             continue
@@ -209,6 +224,34 @@ def _model_fitted(tx: Tx, envelope: Envelope) -> None:
         _decide_all(tx, due, envelope.occurred_at, envelope.position)
 
 
+def _policy_changed(tx: Tx, envelope: Envelope) -> None:
+    """Keep a version of the ``care`` policy (other policies concern no segment), then
+    decide the segments that read ``care.*`` for everyone at the event's ``recorded_at``."""
+    if envelope.data["name"] != CARE:
+        return
+    tx.execute(
+        "INSERT INTO {segment_care_policy} (version, effective_at, document) VALUES (?, ?, ?) "
+        "ON CONFLICT (version) DO NOTHING",
+        (
+            envelope.version,
+            utc_text(envelope.occurred_at),
+            orjson.dumps(envelope.data["document"]).decode(),
+        ),
+    )
+    due = [d for d in _load_definitions(tx) if uses_care(d.rule)]
+    if due:
+        _decide_all(tx, due, envelope.recorded_at, envelope.position)
+
+
+def _care_versions(tx: Tx) -> CareVersions:
+    """The care policy's versions kept by :func:`_policy_changed`, oldest first."""
+    rows = tx.fetchall("SELECT effective_at, document FROM {segment_care_policy} ORDER BY version")
+    return [
+        (datetime.fromisoformat(at), CarePolicy.model_validate(orjson.loads(document)))
+        for at, document in rows
+    ]
+
+
 def _purchases(tx: Tx, currency: str) -> Iterator[tuple[str, datetime, Decimal]]:
     """``(customer, occurred_at, amount)`` of live customers' purchases in ``currency``."""
     for rows in _all_states(tx):
@@ -228,11 +271,13 @@ class _Ledger:
         members: dict[Member, tuple[str, int]],
         scores: Mapping[str, Mapping[str, Any]],
         model: FittedVersion | None = None,
+        care: CareVersions | None = None,
     ) -> None:
         self.before = dict(members)
         self.members = members
         self.scores = scores
         self.model = model
+        self.care = care or []
         self.changes: list[tuple[int, str, str, str, str]] = []
         self.erased: list[str] = []
 
@@ -247,6 +292,9 @@ class _Ledger:
         key = (definition.segment_id, customer)
         if uses_churn_risk(definition.rule):
             state = with_risk(state, self.model)
+        if uses_care(definition.rule):
+            in_force = [doc for since, doc in self.care if since <= now]
+            state = with_care(state, in_force[-1] if in_force else None, now)
         wanted = matches(definition.rule, definition.purpose, state, now, self.scores.get(customer))
         if wanted == (key in self.members):
             return
@@ -341,10 +389,11 @@ def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, positi
     """Decide ``definitions`` for every customer at ``now``, as caused by ``position``."""
     with_scores = any(uses_rfm(d.rule) for d in definitions)
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
+    care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
     for rows in _all_states(tx):
         ids = [customer for customer, _ in rows]
         scores = _load_scores(tx, ids) if with_scores else {}
-        ledger = _Ledger(_load_members(tx, ids), scores, model)
+        ledger = _Ledger(_load_members(tx, ids), scores, model, care)
         for customer, state in rows:
             for definition in definitions:
                 ledger.decide(definition, customer, state, now, position)

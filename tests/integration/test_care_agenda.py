@@ -190,3 +190,45 @@ def test_the_care_read_model_equals_a_rebuild(api: Api) -> None:
     )
     assert result.events > 0 and result.differences == []
     assert date.fromisoformat(on(0)) < date.fromisoformat(on(1))
+
+
+def members(api: Api, segment: str) -> set[str]:
+    answer = api.client.get(
+        f"/v1/segments/{segment}/members",
+        headers=api.headers("reader", **{"X-Min-Position": str(LAST.get(id(api), 0))}),
+    )
+    assert answer.status_code == 200, answer.text
+    return {item["customer_id"] for item in answer.json()["items"]}
+
+
+def test_care_reasons_are_segment_fields_under_the_policy_in_force(api: Api) -> None:
+    now = datetime.now(UTC)
+    for segment, reason in (("complainers", "complaint"), ("overdue", "follow_up")):
+        rule = {"field": "care.reasons", "op": "contains", "value": reason}
+        write(api, "PUT", f"/v1/segments/{segment}", {"name": segment, "rule": rule}, "admin")
+    body = {"name": "Kim", "occurred_at": (now - 100 * DAY).isoformat()}
+    kim: str = write(api, "POST", "/v1/customers", body)["customer_id"]
+    assert members(api, "overdue") == {kim}  # 100 days without contact; the default is 90
+    assert members(api, "complainers") == set()
+    complaint = {"channel": "email", "direction": "inbound", "kind": "complaint"}
+    write(api, "POST", f"/v1/customers/{kim}/contacts", complaint)
+    assert members(api, "complainers") == {kim} and members(api, "overdue") == set()
+    answer = {"channel": "phone", "direction": "outbound", "kind": "care"}
+    write(api, "POST", f"/v1/customers/{kim}/contacts", answer)
+    assert members(api, "complainers") == set()
+
+    ann: str = write(api, "POST", "/v1/customers", body | {"name": "Ann"})["customer_id"]
+    assert members(api, "overdue") == {ann}
+    document = {"document": {"follow_up": {"default_days": 200}}, "effective_at": now.isoformat()}
+    defined = write(api, "PUT", "/v1/policies/care", document, "admin")
+    assert defined["version"] == 1
+    LAST[id(api)] = _head(api)  # the policy's position: segments follow it
+    assert members(api, "overdue") == set()  # decided again under the new version
+    bad = {"name": "x", "rule": {"field": "care.reasons", "op": "contains", "value": "gossip"}}
+    refused = api.client.put("/v1/segments/bad", json=bad, headers=api.headers("admin"))
+    assert refused.status_code == 422 and refused.json()["field"] == "rule.value"
+
+
+def _head(api: Api) -> int:
+    head: int = api.app.state.services.store.head()
+    return head
