@@ -162,6 +162,7 @@ ROUTE_ROLE = {
     ("GET", "/v1/customers"): "reader",
     ("GET", "/projections"): "public",
     ("GET", "/v1/segments"): "reader",
+    ("GET", "/v1/care/agenda"): "reader",
     ("PUT", "/v1/segments/{segment_id}"): "admin",
     ("POST", "/v1/segments/{segment_id}"): "admin",
     ("GET", "/v1/segments/{segment_id}/members"): "reader",

@@ -166,6 +166,8 @@ def test_pages_add_up_to_the_whole_agenda(api: Api) -> None:
     ("params", "field"),
     [
         ({"date": "2026-02-30"}, "query.date"),
+        ({"date": "0001-01-01"}, "date"),
+        ({"date": "9999-12-31"}, "date"),
         ({"reason": "gossip"}, "query.reason"),
         ({"limit": 0}, "query.limit"),
         ({"cursor": "bm90LWEtY3Vyc29y"}, "cursor"),

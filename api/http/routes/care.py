@@ -18,6 +18,7 @@ from infra.api_keys import Role
 from projections import care
 
 router = APIRouter(prefix="/v1", tags=["care"], dependencies=[require(Role.READER)])
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 12, 31)  # occasions look a year ahead
 Reason = Literal["follow_up", "birthday", "anniversary", "complaint", "at_risk"]
 
 
@@ -50,6 +51,8 @@ def care_agenda(
     deps.wait_for_position(request, ["care", "segments"])
     services = deps.services(request)
     on = day or datetime.now(UTC).date()
+    if not FIRST_DAY <= on <= LAST_DAY:
+        raise InvalidInput("date", f"must be from {FIRST_DAY} to {LAST_DAY}")
     stored = services.policies.get(POLICY_NAME)
     end = start_of(on + timedelta(days=1)) - timedelta(microseconds=1)
     in_force = None if stored is None else stored.in_force(end)
