@@ -52,8 +52,8 @@ QUICK = Sizes(
     import_purchases=2_500,
     analytics_customers=1_000,
     analytics_requests=60,
-    policy_customers=2_000,
-    policy_lag_samples=20,
+    policy_customers=500,
+    policy_lag_samples=10,
 )
 FULL = Sizes(
     repeats=3,

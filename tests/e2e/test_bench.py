@@ -27,6 +27,7 @@ REQUIRED = {
     "growing_customer": {"ratio", "first_to_last", "visible_ratio", "last_ack_ms"},
     "cli_start": {"help_ms", "trivial_ms"},
     "analytics": {"p99_ms", "customers", "target_p99_ms"},
+    "policy_lag": {"p50_ms", "p99_ms", "samples"},
 }
 
 
