@@ -1,7 +1,10 @@
 """The live stack: ``serve``, ``relay`` and ``consume`` processes on fresh PostgreSQL + tansu.
 
 Measures end-to-end lag at a fixed offered load, GET latencies, time travel, and the RSS of the
-API and consumer processes over the whole run.
+API and consumer processes over the whole run. GET profile load comes from wrk
+(:mod:`api.bench.wrk`): at a fixed rate for the latency target, then as fast as answered
+against a bare ASGI app (:mod:`api.bench.bare_asgi`) that reads the same row and sends the
+same bytes under the same server settings, alternating, for the throughput ratio.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from api.bench import workload
 from api.bench.harness import RssSampler, Sizes, Stack, summary, wait_for
 from api.bench.http import Pool, closed_loop, open_loop
 from api.bench.write_side import serve
+from api.bench.wrk import get_load, wrk_binary
 from bootstrap import build
 from commands.service import Context
 from consumers.migrate import migrate
@@ -82,6 +86,7 @@ def _profiles(database_url: str) -> int:
 
 def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Start the processes, then e2e lag, reads, time travel; RSS sampled throughout."""
+    wrk_binary()  # fail before setting up anything when the load generator is missing
     settings = stack.settings(stack.database("live"), "live.")
     stack.topics("live.", 12)
     rng = random.Random(13)
@@ -96,6 +101,7 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     relay = stack.spawn(settings, "relay", "relay")
     consumer = stack.spawn(settings, "consume", "consume")
     port, api = serve(stack, settings)
+    bare = serve(stack, settings, "bare-asgi", "-m", "api.bench.bare_asgi")[0]
     token = stack.api_key()
     say("live: waiting for the consumer to join its group and catch up …")
 
@@ -109,14 +115,23 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     # Every path once at full rate first: RSS growth is then about leaks, not about the
     # thread pool, caches and allocator arenas filling on first use.
     asyncio.run(_warm_up(port=port, token=token, ids=ids, sizes=sizes))
+    asyncio.run(_same_bytes(port, bare, token, ids[:50]))
     sampler = RssSampler({"api": api.pid, "consumer": consumer.pid, "relay": relay.pid})
     sampler.start()
     try:
         result = asyncio.run(
-            _measure(settings.database_url, port=port, token=token, ids=ids, sizes=sizes, say=say)
+            _measure(
+                settings.database_url,
+                port=port,
+                token=token,
+                ids=ids,
+                sizes=sizes,
+                say=say,
+            )
         )
     finally:
         sampler.stop()
+    result["read_throughput"] = _throughput(port, bare, token=token, ids=ids, sizes=sizes, say=say)
     memory = sampler.report()
     memory["target_growth_pct"] = 10.0
     result["memory"] = memory
@@ -136,7 +151,7 @@ async def _measure(
         say(
             f"e2e lag at {e2e['offered_per_s']}/s: p50 {e2e['p50_ms']:.1f} ms, p99 {e2e['p99_ms']:.1f} ms"
         )
-        reads = await _reads(pool, ids, sizes, rng)
+        reads = await _reads(pool, ids, sizes, rng, port=port, token=token)
         say(
             f"reads at {sizes.reads_per_s}/s: p50 {reads['p50_ms']:.1f} ms, p99 {reads['p99_ms']:.1f} ms"
         )
@@ -214,16 +229,20 @@ async def _e2e(
     }
 
 
-async def _reads(pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random) -> dict[str, Any]:
-    """GET profile at a fixed rate; then segment-member pages at fixed concurrency."""
-
-    def profile() -> tuple[str, str, bytes]:
-        return "GET", f"/v1/customers/{rng.choice(ids)}", b""
-
-    latencies, failures, achieved = await open_loop(
-        pool, profile, sizes.reads_per_s, sizes.reads_seconds
+async def _reads(
+    pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random, *, port: int, token: str
+) -> dict[str, Any]:
+    """GET profile at a fixed rate (wrk); then segment-member pages at fixed concurrency."""
+    loaded = await asyncio.to_thread(
+        get_load,
+        port,
+        token,
+        _profile_paths(ids),
+        seconds=sizes.reads_seconds,
+        connections=sizes.read_concurrency,
+        rate=sizes.reads_per_s,
     )
-    result = summary([x * 1000 for x in latencies])
+    result, failures, achieved = loaded["latency_ms"], loaded["failures"], loaded["requests_per_s"]
     cursors = [""]
     while len(cursors) < 20:
         status, body = await pool.request(
@@ -248,6 +267,7 @@ async def _reads(pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random) 
         "p99_ms": result["p99"],
         "latency_ms": result,
         "failures": failures,
+        "generator": "wrk",
         "target_p99_ms": 10.0,
         "segment_pages": {
             "concurrency": sizes.read_concurrency,
@@ -256,6 +276,63 @@ async def _reads(pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random) 
             "p99_ms": paged["p99"],
             "latency_ms": paged,
             "failures": page_failures,
+        },
+    }
+
+
+def _profile_paths(ids: list[UUID]) -> list[str]:
+    return [f"/v1/customers/{customer}" for customer in ids]
+
+
+async def _same_bytes(port: int, bare: int, token: str, ids: list[UUID]) -> None:
+    """The bare ASGI app answers GET profile with the API's bytes, or RuntimeError."""
+    async with Pool(port, token, 1) as api, Pool(bare, token, 1) as baseline:
+        for path in _profile_paths(ids):
+            ours, theirs = await api.request("GET", path), await baseline.request("GET", path)
+            if ours != theirs:
+                raise RuntimeError(f"bare ASGI baseline differs on {path}: {ours!r} {theirs!r}")
+
+
+def _throughput(
+    port: int, bare: int, *, token: str, ids: list[UUID], sizes: Sizes, say: Say
+) -> dict[str, Any]:
+    """GET profile as fast as answered, ``read_concurrency`` connections, on the API and on
+    the bare ASGI app, alternating ``repeats`` times: medians and the ratio API ÷ bare."""
+    paths = _profile_paths(ids)
+    runs: dict[str, list[dict[str, Any]]] = {"api": [], "bare": []}
+    for repeat in range(sizes.repeats):
+        for name, target in (("api", port), ("bare", bare)):
+            runs[name].append(
+                get_load(
+                    target,
+                    token,
+                    paths,
+                    seconds=sizes.throughput_seconds,
+                    connections=sizes.read_concurrency,
+                )
+            )
+        api, baseline = runs["api"][-1], runs["bare"][-1]
+        say(
+            f"GET profile {repeat + 1}/{sizes.repeats}: {api['requests_per_s']:,.0f}/s, "
+            f"bare ASGI {baseline['requests_per_s']:,.0f}/s"
+        )
+    rates = [r["requests_per_s"] for r in runs["api"]]
+    baselines = [r["requests_per_s"] for r in runs["bare"]]
+    ratios = [ours / theirs for ours, theirs in zip(rates, baselines, strict=True)]
+    return {
+        "requests_per_s": summary(rates)["median"],
+        "baseline_requests_per_s": summary(baselines)["median"],
+        "ratio": summary(ratios)["median"],
+        "target_ratio": 0.5,
+        "connections": sizes.read_concurrency,
+        "p99_ms": summary([r["latency_ms"]["p99"] for r in runs["api"]])["median"],
+        "baseline_p99_ms": summary([r["latency_ms"]["p99"] for r in runs["bare"]])["median"],
+        "failures": sum(r["failures"] for r in runs["api"] + runs["bare"]),
+        "generator": "wrk",
+        "repeats": {
+            "requests_per_s": summary(rates),
+            "baseline_requests_per_s": summary(baselines),
+            "ratio": summary(ratios),
         },
     }
 
