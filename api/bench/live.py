@@ -36,6 +36,7 @@ Say = Callable[[str], None]
 PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario
 SEGMENT = "bench-t1"
 POLL_S = 0.002  # how often the lag watcher looks (its resolution)
+BASELINES = ("bare", "fastapi")  # GET profile baselines (api.bench.bare_asgi)
 
 
 @dataclass
@@ -101,7 +102,10 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     relay = stack.spawn(settings, "relay", "relay")
     consumer = stack.spawn(settings, "consume", "consume")
     port, api = serve(stack, settings)
-    bare = serve(stack, settings, "bare-asgi", "-m", "api.bench.bare_asgi")[0]
+    targets = {"api": (port, api.pid)}
+    for kind in BASELINES:
+        baseline_port, child = serve(stack, settings, kind, "-m", "api.bench.bare_asgi", kind)
+        targets[kind] = (baseline_port, child.pid)
     token = stack.api_key()
     say("live: waiting for the consumer to join its group and catch up …")
 
@@ -115,7 +119,8 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     # Every path once at full rate first: RSS growth is then about leaks, not about the
     # thread pool, caches and allocator arenas filling on first use.
     asyncio.run(_warm_up(port=port, token=token, ids=ids, sizes=sizes))
-    asyncio.run(_same_bytes(port, bare, token, ids[:50]))
+    for kind in BASELINES:
+        asyncio.run(_same_bytes(port, targets[kind][0], token, ids[:50]))
     sampler = RssSampler({"api": api.pid, "consumer": consumer.pid, "relay": relay.pid})
     sampler.start()
     try:
@@ -131,7 +136,7 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         )
     finally:
         sampler.stop()
-    result["read_throughput"] = _throughput(port, bare, token=token, ids=ids, sizes=sizes, say=say)
+    result["read_throughput"] = _throughput(targets, token=token, ids=ids, sizes=sizes, say=say)
     memory = sampler.report()
     memory["target_growth_pct"] = 10.0
     result["memory"] = memory
@@ -294,46 +299,56 @@ async def _same_bytes(port: int, bare: int, token: str, ids: list[UUID]) -> None
 
 
 def _throughput(
-    port: int, bare: int, *, token: str, ids: list[UUID], sizes: Sizes, say: Say
+    targets: dict[str, tuple[int, int]], *, token: str, ids: list[UUID], sizes: Sizes, say: Say
 ) -> dict[str, Any]:
-    """GET profile as fast as answered, ``read_concurrency`` connections, on the API and on
-    the bare ASGI app, alternating ``repeats`` times: medians and the ratio API ÷ bare."""
+    """GET profile as fast as answered, ``read_concurrency`` connections, on each of
+    ``targets`` (name → (port, pid): the API, then the baselines) in turn, ``repeats`` times;
+    medians, the CPU of each server process per request, and the ratio API ÷ bare."""
     paths = _profile_paths(ids)
-    runs: dict[str, list[dict[str, Any]]] = {"api": [], "bare": []}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     for repeat in range(sizes.repeats):
-        for name, target in (("api", port), ("bare", bare)):
-            runs[name].append(
-                get_load(
-                    target,
-                    token,
-                    paths,
-                    seconds=sizes.throughput_seconds,
-                    connections=sizes.read_concurrency,
-                )
+        for name, (port, pid) in targets.items():
+            process = psutil.Process(pid)
+            cpu = sum(process.cpu_times()[:2])
+            loaded = get_load(
+                port,
+                token,
+                paths,
+                seconds=sizes.throughput_seconds,
+                connections=sizes.read_concurrency,
             )
-        api, baseline = runs["api"][-1], runs["bare"][-1]
+            cpu = sum(process.cpu_times()[:2]) - cpu
+            loaded["cpu_us_per_request"] = 1e6 * cpu / max(1, loaded["latency_ms"]["n"])
+            runs[name].append(loaded)
         say(
-            f"GET profile {repeat + 1}/{sizes.repeats}: {api['requests_per_s']:,.0f}/s, "
-            f"bare ASGI {baseline['requests_per_s']:,.0f}/s"
+            f"GET profile {repeat + 1}/{sizes.repeats}: "
+            + ", ".join(f"{name} {r[-1]['requests_per_s']:,.0f}/s" for name, r in runs.items())
         )
-    rates = [r["requests_per_s"] for r in runs["api"]]
-    baselines = [r["requests_per_s"] for r in runs["bare"]]
-    ratios = [ours / theirs for ours, theirs in zip(rates, baselines, strict=True)]
+    ratios = [
+        ours["requests_per_s"] / bare["requests_per_s"]
+        for ours, bare in zip(runs["api"], runs["bare"], strict=True)
+    ]
+
+    def medians(name: str) -> dict[str, Any]:
+        rates = summary([r["requests_per_s"] for r in runs[name]])
+        return {
+            "requests_per_s": rates["median"],
+            "cpu_us_per_request": summary([r["cpu_us_per_request"] for r in runs[name]])["median"],
+            "p99_ms": summary([r["latency_ms"]["p99"] for r in runs[name]])["median"],
+            "failures": sum(r["failures"] for r in runs[name]),
+            "repeats": {"requests_per_s": rates},
+        }
+
+    ours, bare = medians("api"), medians("bare")
     return {
-        "requests_per_s": summary(rates)["median"],
-        "baseline_requests_per_s": summary(baselines)["median"],
+        **ours,
+        "baseline_requests_per_s": bare["requests_per_s"],
         "ratio": summary(ratios)["median"],
         "target_ratio": 0.5,
         "connections": sizes.read_concurrency,
-        "p99_ms": summary([r["latency_ms"]["p99"] for r in runs["api"]])["median"],
-        "baseline_p99_ms": summary([r["latency_ms"]["p99"] for r in runs["bare"]])["median"],
-        "failures": sum(r["failures"] for r in runs["api"] + runs["bare"]),
         "generator": "wrk",
-        "repeats": {
-            "requests_per_s": summary(rates),
-            "baseline_requests_per_s": summary(baselines),
-            "ratio": summary(ratios),
-        },
+        "baselines": {name: medians(name) for name in BASELINES},
+        "ratios": summary(ratios),
     }
 
 

@@ -175,7 +175,9 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             (
                 f"GET profile, as fast as answered, {x['connections']} connections (req/s)",
                 _n(x["requests_per_s"]),
-                f"bare ASGI, same row and bytes: {_n(x['baseline_requests_per_s'])}",
+                f"bare ASGI, same row and bytes: {_n(x['baseline_requests_per_s'])}; "
+                f"CPU per request {_n(x['cpu_us_per_request'])} vs "
+                f"{_n(x['baselines']['bare']['cpu_us_per_request'])} µs",
                 f"{x['ratio']:.3f}",
                 x["target"],
             )
