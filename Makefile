@@ -11,8 +11,9 @@ STAMP := $(VENV)/.synced
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?= --help
+BENCH ?=
 
-.PHONY: help install pg-binaries run cli test lint audit unit clean
+.PHONY: help install pg-binaries bench-tools bench run cli test lint audit unit clean
 
 help:
 	@echo "make run   - install and start clientele on the embedded default (SQLite, no servers)"
@@ -20,6 +21,7 @@ help:
 	@echo "make cli ARGS=\"projections status\" - run a clientele command (= .venv/bin/clientele ...)"
 	@echo "make test  - install, start throwaway PostgreSQL + Kafka-protocol broker, run everything"
 	@echo "make audit - check the locked dependencies against known vulnerabilities (pip-audit)"
+	@echo "make bench - install the load generator (wrk), run clientele bench (BENCH=\"--quick --json\")"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -37,6 +39,17 @@ pg-binaries:
 		echo "installing Debian's postgresql package for its server binaries"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
+
+# wrk, the compiled HTTP load generator of the bench's GET scenarios (Debian's package).
+bench-tools:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		echo "installing Debian's wrk package (the bench's HTTP load generator)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+		|| { echo "could not install wrk: install it yourself (apt-get install -y wrk)"; exit 1; }; \
+	fi
+
+bench: install bench-tools
+	$(VENV)/bin/clientele bench $(BENCH)
 
 run: install
 	$(VENV)/bin/clientele migrate
@@ -70,7 +83,7 @@ audit: install
 unit: install
 	$(VENV)/bin/pytest tests/unit -q
 
-test: install pg-binaries lint audit
+test: install pg-binaries bench-tools lint audit
 	$(VENV)/bin/pytest -q -n 3 --durations=30
 
 clean:

@@ -83,6 +83,7 @@ class Sizes:
     reads_seconds: float
     reads_per_s: int
     read_concurrency: int
+    throughput_seconds: float  # each closed-loop run of GET profile and of the bare ASGI app
     travel_events: int
     travel_requests: int
     growth_batches: int
@@ -134,11 +135,15 @@ class Stack:
 
     def spawn(self, settings: Settings, name: str, *args: str) -> subprocess.Popen[bytes]:
         """``clientele ARGS`` as a child process in this stack's environment (stopped on exit)."""
+        return self.spawn_python(settings, name, "-c", "from api.cli import app; app()", *args)
+
+    def spawn_python(self, settings: Settings, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """``python ARGS`` as a child process in this stack's environment (stopped on exit)."""
         env = {**os.environ, **env_of(settings)}
         log_file = self.root / f"{name}.log"
         with log_file.open("ab") as sink:
             child = subprocess.Popen(
-                [sys.executable, "-c", "from api.cli import app; app()", *args],
+                [sys.executable, *args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,

@@ -1,7 +1,10 @@
 """The live stack: ``serve``, ``relay`` and ``consume`` processes on fresh PostgreSQL + tansu.
 
 Measures end-to-end lag at a fixed offered load, GET latencies, time travel, and the RSS of the
-API and consumer processes over the whole run.
+API and consumer processes over the whole run. GET profile load comes from wrk
+(:mod:`api.bench.wrk`): at a fixed rate for the latency target, then as fast as answered
+against a bare ASGI app (:mod:`api.bench.bare_asgi`) that reads the same row and sends the
+same bytes under the same server settings, alternating, for the throughput ratio.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from api.bench import workload
 from api.bench.harness import RssSampler, Sizes, Stack, summary, wait_for
 from api.bench.http import Pool, closed_loop, open_loop
 from api.bench.write_side import serve
+from api.bench.wrk import get_load, wrk_binary
 from bootstrap import build
 from commands.service import Context
 from consumers.migrate import migrate
@@ -32,6 +36,7 @@ Say = Callable[[str], None]
 PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario
 SEGMENT = "bench-t1"
 POLL_S = 0.002  # how often the lag watcher looks (its resolution)
+BASELINES = ("bare", "fastapi")  # GET profile baselines (api.bench.bare_asgi)
 
 
 @dataclass
@@ -82,6 +87,7 @@ def _profiles(database_url: str) -> int:
 
 def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Start the processes, then e2e lag, reads, time travel; RSS sampled throughout."""
+    wrk_binary()  # fail before setting up anything when the load generator is missing
     settings = stack.settings(stack.database("live"), "live.")
     stack.topics("live.", 12)
     rng = random.Random(13)
@@ -96,6 +102,10 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     relay = stack.spawn(settings, "relay", "relay")
     consumer = stack.spawn(settings, "consume", "consume")
     port, api = serve(stack, settings)
+    targets = {"api": (port, api.pid)}
+    for kind in BASELINES:
+        baseline_port, child = serve(stack, settings, kind, "-m", "api.bench.bare_asgi", kind)
+        targets[kind] = (baseline_port, child.pid)
     token = stack.api_key()
     say("live: waiting for the consumer to join its group and catch up …")
 
@@ -109,14 +119,24 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     # Every path once at full rate first: RSS growth is then about leaks, not about the
     # thread pool, caches and allocator arenas filling on first use.
     asyncio.run(_warm_up(port=port, token=token, ids=ids, sizes=sizes))
+    for kind in BASELINES:
+        asyncio.run(_same_bytes(port, targets[kind][0], token, ids[:50]))
     sampler = RssSampler({"api": api.pid, "consumer": consumer.pid, "relay": relay.pid})
     sampler.start()
     try:
         result = asyncio.run(
-            _measure(settings.database_url, port=port, token=token, ids=ids, sizes=sizes, say=say)
+            _measure(
+                settings.database_url,
+                port=port,
+                token=token,
+                ids=ids,
+                sizes=sizes,
+                say=say,
+            )
         )
     finally:
         sampler.stop()
+    result["read_throughput"] = _throughput(targets, token=token, ids=ids, sizes=sizes, say=say)
     memory = sampler.report()
     memory["target_growth_pct"] = 10.0
     result["memory"] = memory
@@ -136,12 +156,14 @@ async def _measure(
         say(
             f"e2e lag at {e2e['offered_per_s']}/s: p50 {e2e['p50_ms']:.1f} ms, p99 {e2e['p99_ms']:.1f} ms"
         )
-        reads = await _reads(pool, ids, sizes, rng)
-        say(
-            f"reads at {sizes.reads_per_s}/s: p50 {reads['p50_ms']:.1f} ms, p99 {reads['p99_ms']:.1f} ms"
-        )
+    # wrk's own connections, while this pool's would sit idle past the server's keep-alive
+    reads = await _reads(ids, sizes, rng, port=port, token=token)
+    say(
+        f"reads at {sizes.reads_per_s}/s: p50 {reads['p50_ms']:.1f} ms, p99 {reads['p99_ms']:.1f} ms"
+    )
+    async with Pool(port, token, 1) as pool:
         travel = await _time_travel(pool, ids[0], sizes)
-        say(f"time travel ({sizes.travel_events} events): p99 {travel['p99_ms']:.1f} ms")
+    say(f"time travel ({sizes.travel_events} events): p99 {travel['p99_ms']:.1f} ms")
     return {"e2e_lag": e2e, "reads": reads, "time_travel": travel}
 
 
@@ -214,32 +236,41 @@ async def _e2e(
     }
 
 
-async def _reads(pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random) -> dict[str, Any]:
-    """GET profile at a fixed rate; then segment-member pages at fixed concurrency."""
-
-    def profile() -> tuple[str, str, bytes]:
-        return "GET", f"/v1/customers/{rng.choice(ids)}", b""
-
-    latencies, failures, achieved = await open_loop(
-        pool, profile, sizes.reads_per_s, sizes.reads_seconds
+async def _reads(
+    ids: list[UUID], sizes: Sizes, rng: random.Random, *, port: int, token: str
+) -> dict[str, Any]:
+    """GET profile at a fixed rate (wrk); then segment-member pages at fixed concurrency."""
+    loaded = await asyncio.to_thread(
+        get_load,
+        port,
+        token,
+        _profile_paths(ids),
+        seconds=sizes.reads_seconds,
+        connections=sizes.read_concurrency,
+        rate=sizes.reads_per_s,
     )
-    result = summary([x * 1000 for x in latencies])
-    cursors = [""]
-    while len(cursors) < 20:
-        status, body = await pool.request(
-            "GET", f"/v1/segments/{SEGMENT}/members?limit=50&cursor={cursors[-1]}"
+    result, failures, achieved = loaded["latency_ms"], loaded["failures"], loaded["requests_per_s"]
+    async with Pool(port, token, sizes.read_concurrency) as pool:
+        cursors = [""]
+        while len(cursors) < 20:
+            status, body = await pool.request(
+                "GET", f"/v1/segments/{SEGMENT}/members?limit=50&cursor={cursors[-1]}"
+            )
+            following = orjson.loads(body).get("next_cursor") if status == 200 else None
+            if not following:
+                break
+            cursors.append(following)
+
+        def page() -> tuple[str, str, bytes]:
+            return (
+                "GET",
+                f"/v1/segments/{SEGMENT}/members?limit=50&cursor={rng.choice(cursors)}",
+                b"",
+            )
+
+        pages, seconds, page_failures = await closed_loop(
+            pool, page, int(sizes.reads_per_s * sizes.reads_seconds / 2), sizes.read_concurrency
         )
-        following = orjson.loads(body).get("next_cursor") if status == 200 else None
-        if not following:
-            break
-        cursors.append(following)
-
-    def page() -> tuple[str, str, bytes]:
-        return "GET", f"/v1/segments/{SEGMENT}/members?limit=50&cursor={rng.choice(cursors)}", b""
-
-    pages, seconds, page_failures = await closed_loop(
-        pool, page, int(sizes.reads_per_s * sizes.reads_seconds / 2), sizes.read_concurrency
-    )
     paged = summary([x * 1000 for x in pages])
     return {
         "offered_per_s": sizes.reads_per_s,
@@ -248,6 +279,7 @@ async def _reads(pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random) 
         "p99_ms": result["p99"],
         "latency_ms": result,
         "failures": failures,
+        "generator": "wrk",
         "target_p99_ms": 10.0,
         "segment_pages": {
             "concurrency": sizes.read_concurrency,
@@ -257,6 +289,73 @@ async def _reads(pool: Pool, ids: list[UUID], sizes: Sizes, rng: random.Random) 
             "latency_ms": paged,
             "failures": page_failures,
         },
+    }
+
+
+def _profile_paths(ids: list[UUID]) -> list[str]:
+    return [f"/v1/customers/{customer}" for customer in ids]
+
+
+async def _same_bytes(port: int, bare: int, token: str, ids: list[UUID]) -> None:
+    """The bare ASGI app answers GET profile with the API's bytes, or RuntimeError."""
+    async with Pool(port, token, 1) as api, Pool(bare, token, 1) as baseline:
+        for path in _profile_paths(ids):
+            ours, theirs = await api.request("GET", path), await baseline.request("GET", path)
+            if ours != theirs:
+                raise RuntimeError(f"bare ASGI baseline differs on {path}: {ours!r} {theirs!r}")
+
+
+def _throughput(
+    targets: dict[str, tuple[int, int]], *, token: str, ids: list[UUID], sizes: Sizes, say: Say
+) -> dict[str, Any]:
+    """GET profile as fast as answered, ``read_concurrency`` connections, on each of
+    ``targets`` (name → (port, pid): the API, then the baselines) in turn, ``repeats`` times;
+    medians, the CPU of each server process per request, and the ratio API ÷ bare."""
+    paths = _profile_paths(ids)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    for repeat in range(sizes.repeats):
+        for name, (port, pid) in targets.items():
+            process = psutil.Process(pid)
+            cpu = sum(process.cpu_times()[:2])
+            loaded = get_load(
+                port,
+                token,
+                paths,
+                seconds=sizes.throughput_seconds,
+                connections=sizes.read_concurrency,
+            )
+            cpu = sum(process.cpu_times()[:2]) - cpu
+            loaded["cpu_us_per_request"] = 1e6 * cpu / max(1, loaded["latency_ms"]["n"])
+            runs[name].append(loaded)
+        say(
+            f"GET profile {repeat + 1}/{sizes.repeats}: "
+            + ", ".join(f"{name} {r[-1]['requests_per_s']:,.0f}/s" for name, r in runs.items())
+        )
+    ratios = [
+        ours["requests_per_s"] / bare["requests_per_s"]
+        for ours, bare in zip(runs["api"], runs["bare"], strict=True)
+    ]
+
+    def medians(name: str) -> dict[str, Any]:
+        rates = summary([r["requests_per_s"] for r in runs[name]])
+        return {
+            "requests_per_s": rates["median"],
+            "cpu_us_per_request": summary([r["cpu_us_per_request"] for r in runs[name]])["median"],
+            "p99_ms": summary([r["latency_ms"]["p99"] for r in runs[name]])["median"],
+            "failures": sum(r["failures"] for r in runs[name]),
+            "repeats": {"requests_per_s": rates},
+        }
+
+    ours, bare = medians("api"), medians("bare")
+    return {
+        **ours,
+        "baseline_requests_per_s": bare["requests_per_s"],
+        "ratio": summary(ratios)["median"],
+        "target_ratio": 0.5,
+        "connections": sizes.read_concurrency,
+        "generator": "wrk",
+        "baselines": {name: medians(name) for name in BASELINES},
+        "ratios": summary(ratios),
     }
 
 

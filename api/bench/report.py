@@ -20,6 +20,11 @@ TARGETS: dict[str, Check] = {
     "e2e_lag": ("p99_ms", "p99 ≤ 100 ms", lambda s: s["p99_ms"] <= 100),
     "rebuild": ("events_per_s", "≥ 25,000 events/s", lambda s: s["events_per_s"] >= 25_000),
     "reads": ("p99_ms", "p99 ≤ 10 ms at 500/s", lambda s: s["p99_ms"] <= 10),
+    "read_throughput": (
+        "ratio",
+        "≥ 0.5 x bare ASGI",
+        lambda s: s["ratio"] >= s["target_ratio"],
+    ),
     "time_travel": ("p99_ms", "p99 ≤ 20 ms", lambda s: s["p99_ms"] <= 20),
     "memory": ("growth_pct", "growth ≤ 10 %", lambda s: s["growth_pct"] <= 10),
     "analytics": ("p99_ms", "p99 ≤ 50 ms", lambda s: s["p99_ms"] <= s["target_p99_ms"]),
@@ -162,6 +167,19 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{_n(p['pages_per_s'])} pages/s",
                 "",
                 "",
+            )
+        )
+    if "read_throughput" in s:
+        x = s["read_throughput"]
+        rows.append(
+            (
+                f"GET profile, as fast as answered, {x['connections']} connections (req/s)",
+                _n(x["requests_per_s"]),
+                f"bare ASGI, same row and bytes: {_n(x['baseline_requests_per_s'])}; "
+                f"CPU per request {_n(x['cpu_us_per_request'])} vs "
+                f"{_n(x['baselines']['bare']['cpu_us_per_request'])} µs",
+                f"{x['ratio']:.3f}",
+                x["target"],
             )
         )
     if "time_travel" in s:

@@ -177,15 +177,19 @@ def http_writes(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
 
 
 def serve(
-    stack: Stack, settings: Settings, name: str = "serve"
+    stack: Stack, settings: Settings, name: str = "serve", *python: str
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    """Start ``clientele serve`` on a free port and wait until it is ready: (port, process)."""
+    """Start ``clientele serve`` (or ``python PYTHON... PORT``) on a free port and wait until
+    it is ready: (port, process)."""
     port = free_port()
-    child = stack.spawn(settings, name, "serve", "--port", str(port))
+    if python:
+        child = stack.spawn_python(settings, name, *python, str(port))
+    else:
+        child = stack.spawn(settings, name, "serve", "--port", str(port))
 
     def ready() -> bool:
         if child.poll() is not None:
-            raise RuntimeError(f"clientele serve exited:\n{stack.log_tail(name)}")
+            raise RuntimeError(f"{name} exited:\n{stack.log_tail(name)}")
         return port_open(port)
 
     wait_for(ready, 60, "clientele serve")

@@ -42,7 +42,7 @@ def _authenticate(request: Request, authorization: str | None) -> ApiKey:
 def require(role: Role) -> Any:
     """A dependency admitting keys with ``role`` (admin admits everything)."""
 
-    def check(
+    async def check(  # no I/O but a stat of the key file: no thread hop
         request: Request,
         authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
     ) -> ApiKey:
@@ -60,7 +60,7 @@ def optional() -> Any:
     """A dependency for open routes that show more to a key: None without ``Authorization``,
     else the key (401 when it is bad: a caller who sends credentials learns they failed)."""
 
-    def check(
+    async def check(  # no I/O but a stat of the key file: no thread hop
         request: Request,
         authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
     ) -> ApiKey | None:

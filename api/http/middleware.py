@@ -15,12 +15,12 @@ outage) is 503 ``/problems/unavailable`` with ``Retry-After``, anything else 500
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
 import structlog
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.problems import internal_error, problem, unavailable
 from domain.errors import InvalidInput
@@ -45,12 +45,25 @@ LOGGED_PATH_PARAMS = ("customer_id", "segment_id")
 
 def install(app: FastAPI, *, max_body_bytes: int) -> None:
     """Add the edge checks and the access log/metrics to ``app``."""
+    app.add_middleware(Edge, max_body_bytes=max_body_bytes)
 
-    @app.middleware("http")
-    async def edge(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+class Edge:
+    """The edge as a plain ASGI middleware (no per-request task, stream or response wrapper,
+    which Starlette's ``BaseHTTPMiddleware`` adds): the checks, the ids bound for the logs and
+    sent back as ``X-Request-Id`` / ``X-Correlation-Id``, the problem document for a failed
+    route, one access-log line and the latency histogram."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
+        request = Request(scope)
         request_id = str(uuid4())
         refused = _refuse_text(request)
         correlation_id = (
@@ -59,25 +72,41 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
         request.state.correlation_id = correlation_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=correlation_id)
-        try:
-            response = refused or _refuse(request, max_body_bytes) or await call_next(request)
-        except Exception as error:
-            response = _failed(error)
-        route = request.scope.get("route")
+        ids = [
+            (b"x-request-id", request_id.encode()),
+            (b"x-correlation-id", correlation_id.encode()),
+        ]
+        status = 0
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), *ids]}
+            await send(message)
+
+        response = refused or _refuse(request, self.max_body_bytes)
+        if response is None:
+            try:
+                await self.app(scope, receive, send_with_ids)
+            except Exception as error:
+                if status:  # the answer has begun: nothing else can be sent on it
+                    raise
+                response = _failed(error)
+        if response is not None:
+            await response(scope, receive, send_with_ids)
+        route = scope.get("route")
         template = getattr(route, "path", "unmatched")
         elapsed = time.perf_counter() - started
-        REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(elapsed)
-        response.headers["X-Request-Id"] = request_id
-        response.headers["X-Correlation-Id"] = correlation_id
+        REQUEST_SECONDS.labels(request.method, template, str(status)).observe(elapsed)
         log.info(
             "http.request",
             method=request.method,
             route=template,
             **{k: v for k, v in request.path_params.items() if k in LOGGED_PATH_PARAMS},
-            status=response.status_code,
+            status=status,
             ms=round(elapsed * 1000, 2),
         )
-        return response
 
 
 def _failed(error: Exception) -> Response:

@@ -22,6 +22,7 @@ REQUIRED = {
     "e2e_lag": {"offered_per_s", "p50_ms", "p99_ms"},
     "rebuild": {"events_per_s"},
     "reads": {"p50_ms", "p99_ms"},
+    "read_throughput": {"requests_per_s", "baseline_requests_per_s", "ratio"},
     "time_travel": {"p99_ms"},
     "memory": {"peak_rss_mb", "growth_pct"},
     "growing_customer": {"ratio", "first_to_last", "visible_ratio", "last_ack_ms"},

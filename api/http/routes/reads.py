@@ -22,7 +22,7 @@ from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile_fold
-from projections.churn import churn_risk, customer_purchases
+from projections.churn import churn_risk, customer_purchases, load_fit
 from projections.loyalty import loyalty_view
 from projections.profiles import final_survivor, find_by_external, search_profiles
 
@@ -76,7 +76,8 @@ def get_customer(
     ] = None,
 ) -> Response:
     """A customer's profile (ETag = version). Erased → 410; merged → 410 naming the final
-    survivor of its merge chain. ``as_of``, ``known_at`` and ``version`` fold the store
+    survivor of its merge chain. One read-store snapshot: the profile row, the newest churn
+    fit and (only when there is a fit) the purchases for ``churn_risk``. ``as_of``, ``known_at`` and ``version`` fold the store
     (README, "Business time": which events a view folds, in which order)."""
     if as_of is not None or known_at is not None or version is not None:
         for name, moment in (("as_of", as_of), ("known_at", known_at)):
@@ -84,12 +85,12 @@ def get_customer(
                 check_aware(name, moment)
         document = _travel(request, customer_id, as_of, known_at, version)
         return json_response(privacy(request)(document), document["version"])
-    deps.wait_for_position(request, ["profiles", "analytics"], customer_id)
-    services = deps.services(request)
-    model = services.models.latest()
-    with services.read_store.snapshot() as tx:
+    deps.wait_for_position(request, ["profiles", "analytics", "segments"], customer_id)
+    with deps.services(request).read_store.snapshot() as tx:
         live = live_profile(tx, customer_id)
-        live["churn_risk"] = churn_risk(model, customer_purchases(tx, customer_id))
+        model = load_fit(tx)  # the newest fit, as the segments read model follows it
+        purchases = [] if model is None else customer_purchases(tx, customer_id)
+        live["churn_risk"] = churn_risk(model, purchases)
     return json_response(privacy(request)(live), live["version"])
 
 
