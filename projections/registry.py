@@ -10,11 +10,18 @@ from projections.analytics import AnalyticsProjector
 from projections.audit_history import AuditHistoryProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
+from projections.recommendations import RecommendationsProjector
 from projections.segments import SegmentsProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProfilesProjector(), AuditHistoryProjector(), AnalyticsProjector(), SegmentsProjector()]
+    return [
+        ProfilesProjector(),
+        AuditHistoryProjector(),
+        AnalyticsProjector(),
+        RecommendationsProjector(),
+        SegmentsProjector(),
+    ]
 
 
 def by_name(name: str) -> Projector:
