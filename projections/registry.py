@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from projections.analytics import AnalyticsProjector
 from projections.audit_history import AuditHistoryProjector
+from projections.customer_value import ValueProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
 from projections.recommendations import RecommendationsProjector
@@ -20,6 +21,7 @@ def all_projectors() -> list[Projector]:
         AuditHistoryProjector(),
         AnalyticsProjector(),
         RecommendationsProjector(),
+        ValueProjector(),
         SegmentsProjector(),
     ]
 

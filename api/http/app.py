@@ -21,6 +21,7 @@ from api.http.routes import (
     reads,
     recommendations,
     segments,
+    value,
     writes,
 )
 from api.http.schemas import document_batch_commands
@@ -109,6 +110,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         analytics.router,
         analytics.customers_router,
         recommendations.router,
+        value.router,
         audit.router,
         audit.history_router,
         ops.router,
