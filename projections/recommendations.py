@@ -53,7 +53,7 @@ class _State:
 class RecommendationsProjector(Projector):
     """Keeps co-purchase counts from purchases, refunds, merges, consent and erasure."""
 
-    name = "recommendations"
+    name = "recommend"
     tables = ("recs_customers", "recs_orders", "recs_items", "recs_pairs", "recs_totals")
     schema = (
         """CREATE TABLE IF NOT EXISTS {recs_customers} (

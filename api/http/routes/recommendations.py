@@ -35,7 +35,7 @@ def customer_recommendations(
     ``personalised: false``, ``reason: "no-profiling-consent"`` and no items (likewise
     ``"no-items-bought"`` before a purchase with a ``sku``). 404 unknown, 410 erased or
     merged, like the profile."""
-    deps.wait_for_position(request, ["profiles", "recommendations"], customer_id)
+    deps.wait_for_position(request, ["profiles", "recommend"], customer_id)
     with deps.services(request).read_store.snapshot() as tx:
         live_profile(tx, customer_id)
         answer = recommendations.for_customer(tx, str(customer_id), limit)
