@@ -94,6 +94,31 @@ def value(orders: Iterable[Order], fit: FittedVersion | None, currency: str) -> 
     )
 
 
+def predicted_by_currency(
+    orders: Iterable[tuple[str, Decimal, datetime]], fit: FittedVersion
+) -> dict[str, Decimal]:
+    """The predicted value (module docstring) of ``(currency, amount, occurred_at)`` orders in
+    each currency that has one under ``fit``."""
+    by_currency: dict[str, list[Order]] = defaultdict(list)
+    for currency, amount, at in orders:
+        by_currency[currency].append(Order(amount, None, at))
+    found = {}
+    for currency, held in sorted(by_currency.items()):
+        v = value(held, fit, currency)
+        if v is not None and v.predicted is not None:
+            found[currency] = v.predicted
+    return found
+
+
+def decile_cuts(values: Iterable[int]) -> tuple[int, ...]:
+    """The nine decile cuts of ``values``: the values at the 1-based positions
+    ``ceil(k N / 10)``, k = 1..9, of their ascending order (empty when there are none). A value
+    is in decile 1 + the number of cuts strictly below it; ``high_value`` is decile 10."""
+    ordered = sorted(values)
+    n = len(ordered)
+    return tuple(ordered[(k * n + 9) // 10 - 1] for k in range(1, 10)) if n else ()
+
+
 def _monetary(orders: Sequence[Order]) -> Decimal:
     """Mean spend of the repeat purchase days (UTC days; 0 without a repeat day), to cents
     like the RFM ``monetary`` the spend model was fitted on."""

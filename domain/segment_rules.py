@@ -53,6 +53,7 @@ _OPS: dict[str, frozenset[str]] = {
     "text": _EQUALITY,
     "enum": _EQUALITY,
     "consent": frozenset({"eq", "ne"}),
+    "flag": frozenset({"eq", "ne"}),
     "number": _EQUALITY | _ORDERS.keys(),
     "attribute": _EQUALITY | _ORDERS.keys(),
     "time": frozenset({"before", "after", "exists"}),
@@ -66,6 +67,7 @@ _FIELDS = {
     **dict.fromkeys(("created_at", "purchases.first_at", "purchases.last_at"), "time"),
     "contacts.last_at": "time",
     **dict.fromkeys(("churn_risk.p_alive", "churn_risk.expected_purchases"), "number"),
+    "value.high_value": "flag",
 }
 _ENUMS = {"lifecycle_stage": LifecycleStage, "status": Status}
 _RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
@@ -167,7 +169,7 @@ def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
         return normalise_tag(value, path)
     if kind == "enum":
         return parse_enum(_ENUMS[field], path, value).value
-    if kind == "consent" or (kind == "attribute" and isinstance(value, bool)):
+    if kind in ("consent", "flag") or (kind == "attribute" and isinstance(value, bool)):
         if not isinstance(value, bool) or op in _ORDERS:
             raise InvalidInput(path, "must be true or false (and only with eq, ne, in)")
         return value
@@ -243,8 +245,9 @@ def uses_rfm(rule: Rule) -> bool:
 
 
 def uses_churn_risk(rule: Rule) -> bool:
-    """True if the rule reads the churn model's ``churn_risk.*`` (decided again at each fit)."""
-    return any(c["field"].startswith("churn_risk.") for c in conditions(rule))
+    """True if the rule reads the churn model: ``churn_risk.*`` or ``value.*`` (decided again
+    at each fit)."""
+    return any(c["field"].startswith(("churn_risk.", "value.")) for c in conditions(rule))
 
 
 # --------------------------------------------------------------------------- evaluation

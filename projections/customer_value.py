@@ -35,7 +35,7 @@ import orjson
 
 from domain import churn_model
 from domain.churn_model import FittedVersion
-from domain.customer_value import Order, Value, order_cost, value
+from domain.customer_value import Order, Value, decile_cuts, order_cost, value
 from domain.values import utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
@@ -325,11 +325,8 @@ def distribution(tx: Tx, currency: str, by: str) -> Distribution:
         f"WHERE currency = ? AND {column} IS NOT NULL ORDER BY {column}",
         (currency,),
     )
-    values = [int(r[0]) for r in rows]
-    n = len(values)
-    cuts = (
-        tuple(values[(k * n + DECILES - 1) // DECILES - 1] for k in range(1, DECILES)) if n else ()
-    )
+    cuts = decile_cuts(int(r[0]) for r in rows)
+    n = len(rows)
     groups: dict[int, list[int]] = {d: [0, 0, 0] for d in range(1, DECILES + 1)}
     for key, historical, predicted in rows:
         group = groups[decile_of(int(key), cuts)]

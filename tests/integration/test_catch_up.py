@@ -98,11 +98,7 @@ def test_projections_status_reports_the_exact_backlog_then_catch_up_clears_it(
 def _rows(table: str) -> list[list[str]]:
     """(position, lag, state) of each projection in ``projections status``'s table."""
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
-    return [
-        row[1:4]
-        for row in cells
-        if row and row[0] in {p.name for p in all_projectors()}
-    ]
+    return [row[1:4] for row in cells if row and row[0] in {p.name for p in all_projectors()}]
 
 
 def test_the_api_answers_while_the_read_models_catch_up(tmp_path: Path) -> None:

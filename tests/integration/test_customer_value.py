@@ -2,7 +2,8 @@
 where every item's cost is known, else revenue) before any fit; ``models fit`` records the spend
 model per currency beside BG/NBD; ``GET /v1/analytics/value`` then lists every live customer's
 predicted 12-month value as recomputed here from the test's own ledger, in order, paged, with
-deciles; refunds, a merge and an erasure shape it; the read model equals its rebuild."""
+deciles; a segment on ``value.high_value`` holds exactly the top decile; refunds, a merge and
+an erasure shape it; the read models equal their rebuilds."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from domain.btyd import expected_purchases
 from domain.churn_model import summary_of
 from domain.gamma_gamma import expected_spend
 from projections.customer_value import ValueProjector
-from tests.api_support import Api
+from projections.segments import SegmentsProjector
+from tests.api_support import Api, send
 from tests.churn_support import simulate
 
 DAY = timedelta(days=1)
@@ -154,10 +156,20 @@ def test_value_before_and_after_a_fit_equals_the_ledger_and_a_rebuild(api: Api) 
     assert 0 < len(top) <= len(items) // 10 + 1
     assert sum(d["customers"] for d in last["deciles"]) == len(items)
 
-    projector = ValueProjector()
-    assert (
-        rebuild(services.feed, services.read_store, projector, verify_only=True).differences == []
-    )
+    # the segment field: the same top decile, decided from the segments read model's own folds
+    rule = {"field": "value.high_value", "op": "eq", "value": True}
+    defined = send(api, "PUT", "/v1/segments/high-value", {"name": "High value", "rule": rule})
+    assert defined.status_code in (200, 201), defined.text
+    position = defined.json()["position"]
+    members = api.client.get(
+        "/v1/segments/high-value/members?limit=1000",
+        headers=api.headers("reader", **{"X-Min-Position": str(position)}),
+    ).json()["items"]
+    assert {m["customer_id"] for m in members} == {i["customer_id"] for i in top}
+
+    for projector in (ValueProjector(), SegmentsProjector()):
+        verified = rebuild(services.feed, services.read_store, projector, verify_only=True)
+        assert verified.differences == [], projector.name
 
 
 def test_bad_questions_are_refused_naming_the_field(api: Api) -> None:
