@@ -71,16 +71,18 @@ def with_risk(
     """A segments profile fold with ``churn_risk`` added (for rules on ``churn_risk.*``):
     ``{p_alive, expected_purchases, model_version}`` under ``model``, and ``value:
     {high_value}`` (for ``value.high_value``: the predicted value in some currency is above
-    that currency's top-decile cut at the fit, ``cuts`` in cents); absent without a model or a
-    purchase (such a condition then matches nothing)."""
+    that currency's top-decile cut at the fit, ``cuts`` in cents; absent without cuts); absent
+    without a model or a purchase (such a condition then matches nothing)."""
     if model is None or not state.get("orders"):
         return state
     instants = [datetime.fromisoformat(at) for _, _, at in state["orders"].values()]
     found = risk(model, instants)
     if found is None:
         return state
-    predicted = predicted_by_currency(_orders(state), model) if cuts else {}
-    high = any(int(v.scaleb(2)) > cuts[c] for c, v in predicted.items() if cuts and c in cuts)
+    if not cuts:
+        return {**state, "churn_risk": found}
+    predicted = predicted_by_currency(_orders(state), model)
+    high = any(int(v.scaleb(2)) > cuts[c] for c, v in predicted.items() if c in cuts)
     return {**state, "churn_risk": found, "value": {"high_value": high}}
 
 
