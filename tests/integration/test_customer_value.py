@@ -7,6 +7,7 @@ an erasure shape it; the read models equal their rebuilds."""
 
 from __future__ import annotations
 
+import base64
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,6 +23,7 @@ from domain.btyd import expected_purchases
 from domain.churn_model import summary_of
 from domain.gamma_gamma import expected_spend
 from projections.customer_value import ValueProjector
+from projections.profiles import encode_cursor
 from projections.segments import SegmentsProjector
 from tests.api_support import Api, send
 from tests.churn_support import simulate
@@ -97,6 +99,11 @@ def _pages(api: Api, **params: Any) -> tuple[list[dict[str, Any]], dict[str, Any
         if (cursor := body["next_cursor"]) is None:
             return items, body
     raise AssertionError("paging did not end")
+
+
+def _cursor(text: str) -> str:
+    """A cursor as the API encodes them (base64url JSON), of any JSON."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def _historical(orders: dict[str, tuple[Decimal, Decimal | None, datetime]]) -> str:
@@ -179,6 +186,10 @@ def test_bad_questions_are_refused_naming_the_field(api: Api) -> None:
         ({"by": "future"}, "by"),
         ({"limit": 0}, "limit"),
         ({"cursor": "bm9wZQ"}, "cursor"),
+        ({"cursor": _cursor('["EUR", "predicted", 1000000000000000000000000, "x"]')}, "cursor"),
+        ({"cursor": encode_cursor("EUR", "predicted", True, "x")}, "cursor"),
+        ({"cursor": encode_cursor("EUR", "soon", 1, "x")}, "cursor"),
+        ({"cursor": encode_cursor("EUR", "historical", 1, "x"), "by": "predicted"}, "cursor"),
     ):
         got = api.client.get("/v1/analytics/value", params=params, headers=reader)
         assert got.status_code == 422, (params, got.text)

@@ -78,10 +78,15 @@ def _currency(known: dict[str, int], currency: str | None) -> str | None:
     return next(iter(known), None)
 
 
+def _cents(value: object) -> bool:
+    """A cursor's key: an integer a BIGINT column can be compared with."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
 def _resume(cursor: str, currency: str | None, by: str) -> tuple[str, str, tuple[int, str]]:
     try:
         code, kept_by, cents, after = decode_cursor(cursor)
-        if not (isinstance(code, str) and isinstance(cents, int) and isinstance(after, str)):
+        if not (isinstance(code, str) and isinstance(after, str) and _cents(cents)):
             raise ValueError("malformed cursor")
         if kept_by not in customer_value.ORDERS:
             raise ValueError("malformed cursor")
