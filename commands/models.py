@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError
 
 from commands.service import Context
 from domain.btyd import Fit
-from domain.churn_model import MODEL_ID, ChurnModel, FittedVersion
+from domain.churn_model import MODEL_ID, ChurnModel, FittedVersion, Spend
 from domain.errors import ConcurrentWrite, DomainError
 from domain.event_base import Meta
 from infra.store import EventStore
@@ -73,16 +73,23 @@ class ModelService:
         return model.versions[version - 1]
 
     def record(
-        self, fit: Fit, *, horizon_days: int, as_of: datetime, context: Context
+        self,
+        fit: Fit,
+        *,
+        horizon_days: int,
+        as_of: datetime,
+        context: Context,
+        spend: Spend | None = None,
     ) -> RecordedFit:
-        """Record ``fit``, made on the base as of ``as_of``, as the model's next version."""
+        """Record ``fit``, made on the base as of ``as_of``, as the model's next version, with
+        the ``spend`` models fitted beside it (by currency)."""
         meta = Meta(context.actor, context.correlation_id, context.causation_id, as_of)
         for _ in range(self.retries + 1):
             model = self.get()
             if model is None:
-                model = ChurnModel.first(fit, horizon_days, meta)
+                model = ChurnModel.first(fit, horizon_days, meta, spend or {})
             else:
-                model.refit(fit, horizon_days, meta)
+                model.refit(fit, horizon_days, meta, spend or {})
             try:
                 recordings = self.store.save(model)
             except IntegrityError:

@@ -4,15 +4,18 @@ A :class:`ChurnModel` is an aggregate with a fixed id (one model: ``churn``), on
 ``model.fitted`` event per fit (version 1, 2, …) holding the parameters ``r``, ``alpha``, ``a``,
 ``b`` (time unit: days), the instant the base was summarised at (``as_of``, business time: the
 event's ``occurred_at``), how many customers it was fitted on, its log-likelihood and the
-horizon ``horizon_days`` of "expected purchases in the next N days". A customer's churn risk is
-a pure function of a fitted version and their purchase instants (:func:`risk`), so every read
-model computes it from events alone.
+horizon ``horizon_days`` of "expected purchases in the next N days", and (version 2 of the
+event) the Gamma-Gamma spend model fitted beside it per currency (``spend``: ``{currency: {p, q,
+gamma, customers, log_likelihood}}``, :mod:`domain.gamma_gamma`; empty when none could be
+fitted). A customer's churn risk is a pure function of a fitted version and their purchase
+instants (:func:`risk`), their value of that and their spend (:mod:`domain.customer_value`),
+so every read model computes them from events alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID, uuid5
@@ -22,6 +25,7 @@ from eventsourcing.domain import Aggregate
 from domain.btyd import Fit, Parameters, Summary, expected_purchases, p_alive
 from domain.errors import InvalidInput
 from domain.event_base import LoggedEvent, Meta
+from domain.gamma_gamma import SpendParameters
 from domain.values import check_aware, utc_text
 
 MODEL_NAME = "churn"
@@ -43,7 +47,8 @@ def check_horizon(days: object) -> int:
 @dataclass(frozen=True)
 class FittedVersion:
     """One fit: ``version``, ``parameters``, ``as_of``, ``customers``, ``log_likelihood``,
-    ``horizon_days``, who asked (``actor``) and when it was recorded."""
+    ``horizon_days``, who asked (``actor``), when it was recorded, and the ``spend`` model
+    per currency (``{currency: {p, q, gamma, customers, log_likelihood}}``)."""
 
     version: int
     parameters: Parameters
@@ -53,6 +58,12 @@ class FittedVersion:
     horizon_days: int
     actor: str
     recorded_at: datetime
+    spend: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def spend_parameters(self, currency: str) -> SpendParameters | None:
+        """The spend model fitted for ``currency``, or None if there is none."""
+        found = self.spend.get(currency)
+        return None if found is None else SpendParameters(found["p"], found["q"], found["gamma"])
 
     def view(self) -> dict[str, Any]:
         """The public shape (``clientele models show``)."""
@@ -67,6 +78,7 @@ class FittedVersion:
             "customers": self.customers,
             "log_likelihood": self.log_likelihood,
             "horizon_days": self.horizon_days,
+            "spend": {"method": "gamma-gamma", "currencies": self.spend},
             "actor": self.actor,
             "recorded_at": utc_text(self.recorded_at),
         }
@@ -86,6 +98,7 @@ class FittedVersion:
             int(data["horizon_days"]),
             actor,
             recorded,
+            dict(data.get("spend") or {}),
         )
 
 
@@ -98,7 +111,10 @@ class ChurnModel(Aggregate):
         """State is set by the events' ``apply``."""
 
     class Fitted(LoggedEvent):
+        """Version 2 added ``spend`` (upcast: none fitted)."""
+
         TYPE: ClassVar[str] = "model.fitted"
+        class_version = 2
         r: float
         alpha: float
         a: float
@@ -106,6 +122,11 @@ class ChurnModel(Aggregate):
         customers: int
         log_likelihood: float
         horizon_days: int
+        spend: dict[str, dict[str, Any]]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("spend", {})
 
         def apply(self, aggregate: Any) -> None:
             if not hasattr(aggregate, "versions"):
@@ -123,13 +144,14 @@ class ChurnModel(Aggregate):
         pass
 
     @classmethod
-    def first(cls, fit: Fit, horizon_days: int, meta: Meta) -> ChurnModel:
+    def first(cls, fit: Fit, horizon_days: int, meta: Meta, spend: Spend) -> ChurnModel:
         """The model's first fitted version; ``meta.occurred_at`` is the fit's ``as_of``."""
-        return cls._create(cls.FirstFitted, id=MODEL_ID, **_fields(fit, horizon_days, meta))
+        fields = _fields(fit, horizon_days, meta, spend)
+        return cls._create(cls.FirstFitted, id=MODEL_ID, **fields)
 
-    def refit(self, fit: Fit, horizon_days: int, meta: Meta) -> None:
+    def refit(self, fit: Fit, horizon_days: int, meta: Meta, spend: Spend) -> None:
         """A new fitted version."""
-        self.trigger_event(self.Fitted, **_fields(fit, horizon_days, meta))
+        self.trigger_event(self.Fitted, **_fields(fit, horizon_days, meta, spend))
 
     def in_force(self, at: datetime) -> FittedVersion | None:
         """The newest version fitted as of ``at`` or before (None before the first)."""
@@ -137,10 +159,12 @@ class ChurnModel(Aggregate):
         return max(found, key=lambda v: (v.as_of, v.version)) if found else None
 
 
-FITTED_FIELDS = ("r", "alpha", "a", "b", "customers", "log_likelihood", "horizon_days")
+FITTED_FIELDS = ("r", "alpha", "a", "b", "customers", "log_likelihood", "horizon_days", "spend")
+Spend = dict[str, dict[str, Any]]
+"""Spend models by currency: ``{currency: {p, q, gamma, customers, log_likelihood}}``."""
 
 
-def _fields(fit: Fit, horizon_days: int, meta: Meta) -> dict[str, Any]:
+def _fields(fit: Fit, horizon_days: int, meta: Meta, spend: Spend) -> dict[str, Any]:
     check_aware("as_of", meta.occurred_at)
     p = fit.parameters
     return {
@@ -151,6 +175,7 @@ def _fields(fit: Fit, horizon_days: int, meta: Meta) -> dict[str, Any]:
         "customers": fit.customers,
         "log_likelihood": float(fit.log_likelihood),
         "horizon_days": check_horizon(horizon_days),
+        "spend": {c: dict(sorted(spend[c].items())) for c in sorted(spend)},
         **meta.fields(),
     }
 

@@ -6,13 +6,15 @@ number they hold, however deeply nested; bounds keep one command's payload small
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from decimal import Decimal
 from typing import Any
 
 from domain.errors import InvalidInput
 from domain.text_policy import Text, check_text, normalise_identifier, normalise_text
-from domain.values import ATTRIBUTE_KEY, check_number, check_score
+from domain.values import ATTRIBUTE_KEY, check_number, parse_amount
 
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTE_TEXT = 1000
@@ -21,6 +23,8 @@ MAX_ITEM_KEYS = 50
 MAX_ITEM_DEPTH = 3
 MAX_ITEM_TEXT = 1000
 MAX_ITEMS_TEXT = 100_000
+MAX_ITEM_LABEL = 100
+MAX_QUANTITY = 1_000_000
 ITEM_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
@@ -54,9 +58,10 @@ def normalise_items(value: object) -> list[dict[str, Any]]:
     """Purchase line items: up to 500 objects of JSON values, nested at most 3 levels deep.
 
     Keys are ``[A-Za-z][A-Za-z0-9_]{0,63}`` (at most 50 per object); strings are free text of
-    at most 1,000 characters (100,000 in all), NFC; numbers as in attributes. ``sku`` is an
-    identifier of at most 100 characters and ``quantity`` an integer from 0 to 1,000,000.
-    Object keys are stored sorted (one canonical form whatever order they came in)."""
+    at most 1,000 characters (100,000 in all), NFC; numbers as in attributes. Object keys are
+    stored sorted (one canonical form whatever order they came in). Recognised keys, each
+    optional (``null`` is as absent) and checked where present, :class:`InvalidInput` naming
+    ``items[i].<key>`` otherwise (:func:`recognised`)."""
     if not isinstance(value, list):
         raise InvalidInput("items", "must be a list of objects")
     if len(value) > MAX_ITEMS:
@@ -67,11 +72,51 @@ def normalise_items(value: object) -> list[dict[str, Any]]:
         where = f"items[{index}]"
         if not isinstance(item, dict):
             raise InvalidInput(where, "must be an object")
-        if item.get("sku") is not None:
-            normalise_identifier(f"{where}.sku", item["sku"], max_length=100)
-        check_score(f"{where}.quantity", item.get("quantity"), 0, 1_000_000)
-        items.append(_json_value(where, item, 1, budget))
+        cleaned = _json_value(where, item, 1, budget)
+        items.append(dict(sorted({**cleaned, **recognised(where, item)}.items())))
     return items
+
+
+def recognised(where: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The recognised keys of one line item in their canonical form (absent ones left out):
+
+    * ``sku``, ``category``: identifiers (no control characters), trimmed, NFC, 1 to 100
+      characters;
+    * ``quantity``: a JSON number > 0 and at most 1,000,000 (``1.5`` kg is a quantity);
+    * ``unit_price``, ``unit_cost``: money per unit, as ``amount`` of a purchase (digits with
+      at most 4 decimal places, below 10^12), sent as a decimal string or a JSON number and
+      stored as the decimal string (``"7.50"``; the number ``7.5`` becomes ``"7.5"``)."""
+    found: dict[str, Any] = {}
+    for key in ("sku", "category"):
+        if item.get(key) is not None:
+            found[key] = normalise_identifier(
+                f"{where}.{key}", item[key], max_length=MAX_ITEM_LABEL
+            )
+    quantity = item.get("quantity")
+    if quantity is not None:
+        if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+            raise InvalidInput(f"{where}.quantity", "must be a number")
+        check_number(f"{where}.quantity", quantity)
+        if not 0 < quantity <= MAX_QUANTITY:
+            raise InvalidInput(f"{where}.quantity", f"must be > 0 and at most {MAX_QUANTITY}")
+        found["quantity"] = quantity
+    for key in ("unit_price", "unit_cost"):
+        if item.get(key) is not None:
+            found[key] = _money(f"{where}.{key}", item[key])
+    return found
+
+
+def _money(field: str, value: object) -> str:
+    if isinstance(value, bool):
+        raise InvalidInput(field, "must be a decimal string such as '12.50' or a number")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(field, "must be finite")
+        value = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    try:
+        return str(parse_amount(value))
+    except InvalidInput as error:
+        raise InvalidInput(field, error.reason) from None
 
 
 def _json_value(where: str, value: object, depth: int, budget: list[int]) -> Any:

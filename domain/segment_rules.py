@@ -54,6 +54,7 @@ _OPS: dict[str, frozenset[str]] = {
     "text": _EQUALITY,
     "enum": _EQUALITY,
     "consent": frozenset({"eq", "ne"}),
+    "flag": frozenset({"eq", "ne"}),
     "number": _EQUALITY | _ORDERS.keys(),
     "attribute": _EQUALITY | _ORDERS.keys(),
     "time": frozenset({"before", "after", "exists"}),
@@ -69,6 +70,7 @@ _FIELDS = {
     "contacts.last_at": "time",
     **dict.fromkeys(("churn_risk.p_alive", "churn_risk.expected_purchases"), "number"),
     "care.reasons": "reasons",
+    "value.high_value": "flag",
 }
 _ENUMS = {"lifecycle_stage": LifecycleStage, "status": Status}
 _RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
@@ -174,7 +176,7 @@ def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
         if value not in REASONS:
             raise InvalidInput(path, f"must be one of {', '.join(REASONS)}")
         return value
-    if kind == "consent" or (kind == "attribute" and isinstance(value, bool)):
+    if kind in ("consent", "flag") or (kind == "attribute" and isinstance(value, bool)):
         if not isinstance(value, bool) or op in _ORDERS:
             raise InvalidInput(path, "must be true or false (and only with eq, ne, in)")
         return value
@@ -256,8 +258,9 @@ def uses_rfm(rule: Rule) -> bool:
 
 
 def uses_churn_risk(rule: Rule) -> bool:
-    """True if the rule reads the churn model's ``churn_risk.*`` (decided again at each fit)."""
-    return any(c["field"].startswith("churn_risk.") for c in conditions(rule))
+    """True if the rule reads the churn model: ``churn_risk.*`` or ``value.*`` (decided again
+    at each fit)."""
+    return any(c["field"].startswith(("churn_risk.", "value.")) for c in conditions(rule))
 
 
 # --------------------------------------------------------------------------- evaluation

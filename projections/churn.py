@@ -8,14 +8,16 @@ purchases (the same rows the fit summarises), the segments read model from its p
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import orjson
 
 from domain.churn_model import FittedVersion, risk
+from domain.customer_value import decile_cuts, predicted_by_currency
 from domain.segment_rules import MEMBER_STATUSES
 from domain.values import utc_text
 from infra.envelope import Envelope
@@ -63,15 +65,56 @@ def churn_risk(model: FittedVersion | None, purchases: list[datetime]) -> dict[s
     return None if model is None else risk(model, purchases)
 
 
-def with_risk(state: Mapping[str, Any], model: FittedVersion | None) -> Mapping[str, Any]:
+def with_risk(
+    state: Mapping[str, Any], model: FittedVersion | None, cuts: Mapping[str, int] | None = None
+) -> Mapping[str, Any]:
     """A segments profile fold with ``churn_risk`` added (for rules on ``churn_risk.*``):
-    ``{p_alive, expected_purchases, model_version}`` under ``model``; absent without a
-    model or a purchase (such a condition then matches nothing)."""
+    ``{p_alive, expected_purchases, model_version}`` under ``model``, and ``value:
+    {high_value}`` (for ``value.high_value``: the predicted value in some currency is above
+    that currency's top-decile cut at the fit, ``cuts`` in cents; absent without cuts); absent
+    without a model or a purchase (such a condition then matches nothing)."""
     if model is None or not state.get("orders"):
         return state
     instants = [datetime.fromisoformat(at) for _, _, at in state["orders"].values()]
     found = risk(model, instants)
-    return state if found is None else {**state, "churn_risk": found}
+    if found is None:
+        return state
+    if not cuts:
+        return {**state, "churn_risk": found}
+    predicted = predicted_by_currency(_orders(state), model)
+    high = any(int(v.scaleb(2)) > cuts[c] for c, v in predicted.items() if c in cuts)
+    return {**state, "churn_risk": found, "value": {"high_value": high}}
+
+
+def _orders(state: Mapping[str, Any]) -> list[tuple[str, Decimal, datetime]]:
+    return [(c, Decimal(a), datetime.fromisoformat(at)) for c, a, at in state["orders"].values()]
+
+
+def value_cuts(model: FittedVersion, states: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Per currency, the top-decile cut (cents) of the live customers' predicted values under
+    ``model`` (:func:`domain.customer_value.decile_cuts`): what ``value.high_value`` compares
+    with until the next fit."""
+    values: dict[str, list[int]] = {}
+    for state in states:
+        if state.get("status") in MEMBER_STATUSES and state.get("orders"):
+            for currency, v in predicted_by_currency(_orders(state), model).items():
+                values.setdefault(currency, []).append(int(v.scaleb(2)))
+    return {c: decile_cuts(v)[-1] for c, v in sorted(values.items())}
+
+
+def keep_value_cuts(tx: Tx, cuts: Mapping[str, int]) -> None:
+    """Keep ``cuts`` beside the newest fit (:func:`keep_fit` first)."""
+    tx.execute(
+        "INSERT INTO {segment_churn_model} (scope, fit) VALUES ('value_cuts', ?) "
+        "ON CONFLICT (scope) DO UPDATE SET fit = excluded.fit",
+        (orjson.dumps(dict(cuts)).decode(),),
+    )
+
+
+def load_value_cuts(tx: Tx) -> dict[str, int]:
+    """The cuts kept by :func:`keep_value_cuts` (empty before the first fit)."""
+    row = tx.fetchone("SELECT fit FROM {segment_churn_model} WHERE scope = 'value_cuts'")
+    return {} if row is None else {c: int(v) for c, v in orjson.loads(row[0]).items()}
 
 
 def keep_fit(tx: Tx, envelope: Envelope) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from projections.analytics import AnalyticsProjector
 from projections.audit_history import AuditHistoryProjector
 from projections.care import CareProjector
+from projections.customer_value import ValueProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
+from projections.recommendations import RecommendationsProjector
 from projections.segments import SegmentsProjector
 
 
@@ -20,6 +22,8 @@ def all_projectors() -> list[Projector]:
         AuditHistoryProjector(),
         AnalyticsProjector(),
         CareProjector(),
+        RecommendationsProjector(),
+        ValueProjector(),
         SegmentsProjector(),
     ]
 

@@ -55,7 +55,15 @@ from infra.readstore import Tx
 from projections import profile_fold, rfm
 from projections.care import fold as fold_care
 from projections.care import with_care
-from projections.churn import FITS_SCHEMA, keep_fit, load_fit, with_risk
+from projections.churn import (
+    FITS_SCHEMA,
+    keep_fit,
+    keep_value_cuts,
+    load_fit,
+    load_value_cuts,
+    value_cuts,
+    with_risk,
+)
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 
@@ -90,7 +98,9 @@ class SegmentsProjector(Projector):
     """Keeps segment definitions, membership and its history; see the module docstring."""
 
     name = "segments"
-    schema_version = 5  # 4: churn_risk fields from the churn model's fits; 5: care.reasons
+    schema_version = (
+        6  # 4: churn_risk fields from the churn model's fits; 5: care.reasons; 6: value.high_value
+    )
     log_order = True
     handles = frozenset(EVENT_TYPES) | OWN_EVENTS
     tables = (
@@ -155,7 +165,8 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     scores = _load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
-    ledger = _Ledger(_load_members(tx, ids), scores, model, care)
+    cuts = load_value_cuts(tx) if model else {}
+    ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts)
     for envelope in envelopes:
         customer = envelope.customer_key
         if (state := states.get(customer)) is None:
@@ -219,6 +230,12 @@ def _model_fitted(tx: Tx, envelope: Envelope) -> None:
     """Keep the newest fit of the churn model, then decide the segments that read
     ``churn_risk.*`` for everyone at the fit's ``as_of``."""
     keep_fit(tx, envelope)
+    model = load_fit(tx)
+    assert model is not None
+    cuts = (
+        value_cuts(model, (s for rows in _all_states(tx) for _, s in rows)) if model.spend else {}
+    )
+    keep_value_cuts(tx, cuts)
     due = [d for d in _load_definitions(tx) if uses_churn_risk(d.rule)]
     if due:
         _decide_all(tx, due, envelope.occurred_at, envelope.position)
@@ -272,12 +289,14 @@ class _Ledger:
         scores: Mapping[str, Mapping[str, Any]],
         model: FittedVersion | None = None,
         care: CareVersions | None = None,
+        cuts: Mapping[str, int] | None = None,
     ) -> None:
         self.before = dict(members)
         self.members = members
         self.scores = scores
         self.model = model
         self.care = care or []
+        self.cuts = cuts or {}
         self.changes: list[tuple[int, str, str, str, str]] = []
         self.erased: list[str] = []
 
@@ -291,7 +310,7 @@ class _Ledger:
     ) -> None:
         key = (definition.segment_id, customer)
         if uses_churn_risk(definition.rule):
-            state = with_risk(state, self.model)
+            state = with_risk(state, self.model, self.cuts)
         if uses_care(definition.rule):
             in_force = [doc for since, doc in self.care if since <= now]
             state = with_care(state, in_force[-1] if in_force else None, now)
@@ -390,10 +409,11 @@ def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, positi
     with_scores = any(uses_rfm(d.rule) for d in definitions)
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
+    cuts = load_value_cuts(tx) if model else {}
     for rows in _all_states(tx):
         ids = [customer for customer, _ in rows]
         scores = _load_scores(tx, ids) if with_scores else {}
-        ledger = _Ledger(_load_members(tx, ids), scores, model, care)
+        ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts)
         for customer, state in rows:
             for definition in definitions:
                 ledger.decide(definition, customer, state, now, position)

@@ -13,7 +13,18 @@ from api.http import deps, middleware, problems
 from api.http.auth import AuthFailed
 from api.http.preconditions import PreconditionFailed
 from api.http.rate_limit import KeyRateLimiter, RateLimited
-from api.http.routes import analytics, audit, care, ops, policies, reads, segments, writes
+from api.http.routes import (
+    analytics,
+    audit,
+    care,
+    ops,
+    policies,
+    reads,
+    recommendations,
+    segments,
+    value,
+    writes,
+)
 from api.http.schemas import document_batch_commands
 from bootstrap import Services, build
 from bootstrap.processes import api_background
@@ -100,6 +111,8 @@ def create_app(services: Services | None = None) -> FastAPI:
         care.router,
         analytics.router,
         analytics.customers_router,
+        recommendations.router,
+        value.router,
         audit.router,
         audit.history_router,
         ops.router,

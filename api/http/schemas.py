@@ -93,9 +93,15 @@ class ContactRequest(Body):
 
 
 class PurchaseItem(BaseModel):
+    """A line item: free JSON keys, and the recognised ones checked by the domain
+    (:func:`domain.payloads.recognised`, errors name ``items[i].<key>``)."""
+
     model_config = ConfigDict(extra="allow")
     sku: str | None = Field(default=None, max_length=100)
-    quantity: Integer | None = Field(default=None, ge=0, le=1_000_000)
+    category: str | None = Field(default=None, max_length=100)
+    quantity: Any = Field(default=None, description="a number > 0, at most 1,000,000")
+    unit_price: Any = Field(default=None, description="money per unit: '7.50' (or a number)")
+    unit_cost: Any = Field(default=None, description="cost per unit, for margins: '3.10'")
 
 
 class PurchaseRequest(Body):

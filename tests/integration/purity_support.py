@@ -35,7 +35,13 @@ NAMES = ["Ada", "Bob", "Chloé", "Dan"]
 EMAILS = ["ada@example.com", "bob@example.com", "chloe@example.com", None]
 TAGS = ["vip", "gold", "newsletter"]
 SHOP_IDS = ["s0", "s1", "s2", "s3", "s4"]  # external ids; registering a held one finds its holder
-PURPOSES = [None, "email_marketing", "sms_marketing"]
+PURPOSES = [None, "email_marketing", "sms_marketing", "profiling"]
+ITEMS: list[list[dict[str, Any]]] = [  # line items by order number: recommendations and value
+    [{"sku": "tea", "unit_cost": "1.00"}],
+    [{"sku": "tea"}, {"sku": "mug", "quantity": 2, "unit_cost": "0.50"}],
+    [{"sku": "honey", "unit_cost": "2.00"}, {"sku": "mug", "unit_cost": "0.50"}],
+    [],
+]
 RULES: list[dict[str, Any]] = [
     {"field": "tags", "op": "contains", "value": "vip"},
     {"field": "email", "op": "exists", "value": True},  # personal: gone after an erasure
@@ -200,6 +206,7 @@ class History:
                 order_id=f"r{number}",
                 amount="7",
                 currency="EUR",
+                items=ITEMS[number % len(ITEMS)],
                 occurred_at=self.now - timedelta(days=ago),
             )
         if kind == "refund":  # an order recorded earlier (its holder may have merged since)
@@ -229,6 +236,7 @@ class History:
                 order_id=f"o{number}",
                 amount=amount,
                 currency="EUR" if euros else "USD",
+                items=ITEMS[number % len(ITEMS)],
                 occurred_at=self.now - timedelta(days=ago),
             )
         if kind == "contact":
@@ -288,6 +296,7 @@ class History:
                 order_id=f"o{number}-{n}",
                 amount="20.50",
                 currency="EUR",
+                items=ITEMS[(number + n) % len(ITEMS)],
                 occurred_at=self.now - timedelta(days=n),
             )
             for n in range(count)

@@ -173,6 +173,8 @@ ROUTE_ROLE = {
     ("GET", "/v1/customers/{customer_id}/rfm"): "reader",
     ("GET", "/v1/analytics/churn"): "reader",
     ("GET", "/v1/analytics/satisfaction"): "reader",
+    ("GET", "/v1/analytics/value"): "reader",
+    ("GET", "/v1/customers/{customer_id}/recommendations"): "reader",
     ("GET", "/v1/audit/verify"): "auditor",
     ("GET", "/v1/audit/events"): "auditor",
     ("GET", "/v1/audit/export"): "auditor",

@@ -75,6 +75,13 @@ def not_an_integer(value: object) -> bool:
     return isinstance(value, bool | str | float) or (isinstance(value, int) and value > 2**53)
 
 
+def not_a_quantity(value: object) -> bool:
+    """A line item's quantity: a JSON number > 0 and at most 1,000,000 (or absent)."""
+    if value is None:
+        return False
+    return isinstance(value, bool | str) or not 0 < value <= 1_000_000  # type: ignore[operator]
+
+
 def one_of(values: list[Any]) -> Any:
     return lambda value: any(value == v and type(value) is type(v) for v in values)
 
@@ -179,7 +186,7 @@ CASES: list[tuple[str, str, st.SearchStrategy[Any], Any]] = [
             max_size=2,
         ),
         lambda items: any(
-            isinstance(item, dict) and not_an_integer(item.get("quantity")) for item in items
+            isinstance(item, dict) and not_a_quantity(item.get("quantity")) for item in items
         ),
     ),
     ("feedback", "nps", INTEGERS, not_an_integer),

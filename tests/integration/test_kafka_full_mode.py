@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -24,6 +25,7 @@ from commands.segments import SegmentService
 from commands.service import CommandService, Context
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
+from domain.events import EVENT_TYPES
 from infra import kafka
 from infra.local_services import KafkaBroker
 from infra.readstore import ReadStore, open_read_store
@@ -51,9 +53,13 @@ def wait_until_converged(
     store: EventStore, read_store: ReadStore, procs: list[Proc], timeout: float = 240
 ) -> None:
     """Every projection has applied every event it is fed (sum of per-aggregate versions):
-    customer events, and for segments (fed from the store's log) segment events too."""
-    customers, everything = customer_event_count(store), len(StoreFeed(store).read(0, 10**7))
-    expected = {p.name: everything if p.log_order else customers for p in all_projectors()}
+    customer events, and the other events of the store's log it handles (segments')."""
+    customers, fed = customer_event_count(store), StoreFeed(store).read(0, 10**7)
+    others = Counter(e.type for e in fed if e.type not in EVENT_TYPES)
+    expected = {
+        p.name: customers + sum(n for t, n in others.items() if p.handles and t in p.handles)
+        for p in all_projectors()
+    }
     deadline = time.monotonic() + timeout
     applied: dict[str, int] = {}
     while time.monotonic() < deadline:
