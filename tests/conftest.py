@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import os
 
+from hypothesis import settings
+
 os.environ["CLIENTELE_ENV_FILE"] = ""
 # The tests run PostgreSQL and the broker as a development setup: the secrets keep their public
 # development defaults (tests of the refusal outside development unset this themselves).
 os.environ["CLIENTELE_ENV"] = "dev"
+
+# Property tests check behaviour, not speed (speed lives in `clientele bench`): a per-example
+# deadline only measures how busy the shared box is, so the suite's profile has none.
+settings.register_profile("clientele", deadline=None)
+settings.load_profile("clientele")
