@@ -6,7 +6,7 @@ command never leaves half of its events behind.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
@@ -17,10 +17,12 @@ from domain import events as ev
 from domain.errors import (
     CustomerErased,
     CustomerMerged,
+    FrequencyCapped,
     InsufficientPoints,
     InvalidInput,
     InvalidTransition,
     LimitExceeded,
+    NoConsent,
     PurchaseConflict,
 )
 from domain.event_base import Meta
@@ -36,13 +38,14 @@ class Customer(Aggregate):
     ``registered_at`` is the registration's business time: no event of the customer may be
     dated before it (:meth:`trigger_event`). Version 2 (issue 14) added it and
     ``external_ids``, version 3 (issue 18) ``refunded`` (refunded orders, by order id, out of
-    ``purchases``); older snapshots are upcast on load.
+    ``purchases``), version 4 (issue 19) ``campaigns`` (campaign id -> ``{group, at}``); older
+    snapshots are upcast on load.
     """
 
     PERSONAL: ClassVar[dict[str, Personal]] = {**ev.Registered.PERSONAL, "absorbed": Personal.MAP}
     """What a snapshot seals: the profile's personal fields (as registered) and, per absorbed
     duplicate, the email/phone a merge moved (:class:`domain.events.DuplicateAbsorbed`)."""
-    class_version = 3
+    class_version = 4
 
     name: str | None
     email: str | None
@@ -67,6 +70,7 @@ class Customer(Aggregate):
     absorbed: dict[str, dict[str, Any]]
     points: int
     tier: str | None
+    campaigns: dict[str, dict[str, str]]
 
     def __init__(self) -> None:
         """State is set by :meth:`initialise`, called from the Registered event."""
@@ -129,6 +133,7 @@ class Customer(Aggregate):
         self.absorbed = {}
         self.points = 0
         self.tier = None
+        self.campaigns = {}
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -141,6 +146,11 @@ class Customer(Aggregate):
     def upcast_v2_v3(state: dict[str, Any]) -> None:
         """Snapshots taken before refunds existed: none refunded."""
         state.setdefault("refunded", {})
+
+    @staticmethod
+    def upcast_v3_v4(state: dict[str, Any]) -> None:
+        """Snapshots taken before campaigns existed: in none."""
+        state.setdefault("campaigns", {})
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """Every event after the registration: never dated before it (README, "Business
@@ -423,6 +433,57 @@ class Customer(Aggregate):
             previous_tier=self.tier,
             reason=reason,
             spend=spend,
+            **meta.fields(),
+        )
+        return True
+
+    def target(
+        self,
+        meta: Meta,
+        *,
+        campaign_id: str,
+        group: str,
+        purpose: str,
+        channel: str,
+        cap: tuple[int, timedelta],
+        rfm_group: str | None,
+    ) -> bool:
+        """Put the customer in a campaign's ``group``; False when already in it.
+
+        Refused (nothing recorded) for an erased or merged customer, without consent for
+        ``purpose`` (:class:`NoConsent`), or when the customer already had ``cap[0]``
+        treatment touches in the ``cap[1]`` before ``meta.occurred_at``
+        (:class:`FrequencyCapped`; control members are not contacted, so they use no touch).
+        Both groups are refused alike, so treatment and control are drawn from one eligible
+        audience. Deciding on the aggregate makes the cap race-safe: two launches writing the
+        same customer conflict on its version and the second decides again.
+        """
+        self.require_live()
+        if campaign_id in self.campaigns:
+            return False
+        if not self.consents.get(purpose):
+            raise NoConsent(f"customer {self.id} has not consented to {purpose}", purpose=purpose)
+        limit, window = cap
+        since = meta.occurred_at - window
+        touches = sum(
+            1
+            for touch in self.campaigns.values()
+            if touch["group"] == "treatment" and datetime.fromisoformat(touch["at"]) > since
+        )
+        if touches >= limit:
+            raise FrequencyCapped(
+                f"customer {self.id} had {touches} marketing touches in the cap window",
+                touches=touches,
+                limit=limit,
+            )
+        self.trigger_event(
+            ev.CampaignTargeted,
+            campaign_id=campaign_id,
+            group=group,
+            purpose=purpose,
+            channel=channel,
+            lifecycle_stage=self.lifecycle_stage,
+            rfm_group=rfm_group,
             **meta.fields(),
         )
         return True

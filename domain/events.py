@@ -413,6 +413,27 @@ class TierChanged(CustomerEvent):
         aggregate.tier = self.tier
 
 
+class CampaignTargeted(CustomerEvent):
+    """The customer is in a campaign's audience (:mod:`domain.campaign`), in ``group``
+    (``treatment`` or ``control``), under consent for ``purpose``; ``lifecycle_stage`` and
+    ``rfm_group`` are the customer's at that moment (the results' breakdown: decided before
+    exposure, so the groups compare like with like). Its ``occurred_at`` is the exposure."""
+
+    TYPE = "customer.campaign_targeted"
+    campaign_id: str
+    group: str
+    purpose: str
+    channel: str
+    lifecycle_stage: str
+    rfm_group: str | None
+
+    def apply(self, aggregate: Customer) -> None:
+        aggregate.campaigns = {
+            **aggregate.campaigns,
+            self.campaign_id: {"group": self.group, "at": self.occurred_at.isoformat()},
+        }
+
+
 EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     Registered,
     ProfileUpdated,
@@ -436,6 +457,7 @@ EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     PointsExpired,
     PointsRevoked,
     TierChanged,
+    CampaignTargeted,
 )
 EVENT_TYPES: dict[str, type[CustomerEvent]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
 for _cls in EVENT_CLASSES:
