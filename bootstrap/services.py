@@ -25,7 +25,7 @@ from commands.policies import PolicyService
 from commands.segments import SegmentService
 from commands.service import CommandService
 from consumers.campaign_launch import CampaignLauncher
-from consumers.embedded import EmbeddedRunner
+from consumers.embedded import EmbeddedRunner, catch_up_read_models
 from consumers.rebuild_by_customer import Connect
 from consumers.store_feed import StoreFeed
 from infra import resilience
@@ -74,13 +74,12 @@ class Services:
         cap = FrequencyCap(
             self.settings.campaign_max_touches, self.settings.campaign_cap_window_days
         )
-        runner = self.runner
         return CampaignLauncher(
             self.campaigns,
             self.commands,
             self.read_store,
             cap,
-            catch_up=None if runner is None else runner.catch_up,
+            catch_up=None if self.runner is None else partial(catch_up_read_models, self),
         )
 
     @property

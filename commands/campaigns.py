@@ -99,12 +99,14 @@ class CampaignService:
             return []
         return [self.get(UUID(i)) for i in reversed(directory.campaign_ids)]
 
-    def create(self, document: object, context: Context) -> tuple[Campaign, int]:
+    def create(
+        self, document: object, context: Context, *, assignment_key: str | None = None
+    ) -> tuple[Campaign, int]:
         """A new draft campaign (:func:`domain.campaign.parse_spec` checks ``document``) and
-        the position of its event."""
+        the position of its event (``assignment_key``: :meth:`Campaign.create`)."""
         for _ in range(self.retries + 1):
             meta = _meta(context)
-            campaign = Campaign.create(document, meta)
+            campaign = Campaign.create(document, meta, assignment_key)
             try:
                 directory: Any = self.store.repository.get(CampaignDirectory.ID)
             except AggregateNotFoundError:

@@ -107,6 +107,8 @@ class CampaignLauncher:
             assert campaign.outcome is not None
             return campaign.outcome
         segment_id = campaign.spec["audience"]["segment"]
+        if self.catch_up is not None:
+            self.catch_up()
         with self.read_store.snapshot() as tx:
             if get_definition(tx, segment_id) is None:
                 raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
