@@ -1,0 +1,93 @@
+"""``clientele campaigns``: create from a JSON file (errors name the field), launch with
+progress, results as JSON, export the audience as CSV or JSONL; an erased customer leaves the
+export but keeps counting in the results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+from bootstrap import build
+from commands import messages as m
+from commands.service import Context
+from infra.settings import get_settings
+
+runner = CliRunner()
+SPEC: dict[str, Any] = {
+    "name": "Spring sale",
+    "purpose": "email_marketing",
+    "channel": "email",
+    "audience": {"segment": "everyone"},
+    "control_fraction": "0.3",
+}
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
+    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def base(count: int) -> list[str]:
+    ctx = Context(actor="test")
+    with build() as services:
+        ids = []
+        for index in range(count):
+            cid = services.commands.execute(m.RegisterCustomer(name=f"C{index}"), ctx).customer_id
+            consent = m.SetConsent(customer_id=cid, purpose="email_marketing", granted=True)
+            services.commands.execute(consent, ctx)
+            ids.append(str(cid))
+        rule = {"field": "status", "op": "eq", "value": "active"}
+        services.segments.define("everyone", "Everyone", rule, None, ctx)
+    return ids
+
+
+def test_create_launch_results_export(database: str, tmp_path: Path) -> None:
+    ids = base(20)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SPEC, "channel": "fax"}))
+    refused = runner.invoke(app, ["campaigns", "create", str(bad)])
+    assert refused.exit_code == 2 and "channel" in refused.output
+    good = tmp_path / "spring.json"
+    good.write_text(json.dumps(SPEC))
+    created = runner.invoke(app, ["campaigns", "create", str(good)])
+    assert created.exit_code == 0, created.output
+    campaign_id = json.loads(created.stdout)["campaign_id"]
+
+    launched = runner.invoke(app, ["campaigns", "launch", campaign_id])
+    assert launched.exit_code == 0, launched.output
+    counts = json.loads(launched.stdout[launched.stdout.index("{") :])
+    assert counts["audience"] == 20 and counts["treatment"] + counts["control"] == 20
+
+    exported = runner.invoke(app, ["campaigns", "export", campaign_id, "--group", "all"])
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert sorted(r["customer_id"] for r in rows) == sorted(ids)
+    treated = [r["customer_id"] for r in rows if r["group"] == "treatment"]
+    assert len(treated) == counts["treatment"]
+
+    with build() as services:
+        erase = m.EraseCustomer(customer_id=UUID(treated[0]))
+        services.commands.execute(erase, Context(actor="t"))
+    out = tmp_path / "audience.jsonl"
+    runner.invoke(app, ["campaigns", "export", campaign_id, "--format", "jsonl", "-o", str(out)])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {line["customer_id"] for line in lines} == set(treated[1:])
+
+    results = runner.invoke(app, ["campaigns", "results", campaign_id])
+    assert results.exit_code == 0, results.output
+    assert json.loads(results.stdout)["groups"]["treatment"]["size"] == counts["treatment"]
+    missing = runner.invoke(app, ["campaigns", "results", "not-an-id"])
+    assert missing.exit_code == 2 and "UUID" in missing.output
