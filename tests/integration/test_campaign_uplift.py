@@ -196,7 +196,10 @@ def test_the_interval_contains_the_true_uplift_and_equals_an_independent_computa
 
 def test_results_as_of_before_the_launch_are_empty(experiment: dict[str, Any]) -> None:
     before = experiment["before"]
-    assert before["groups"][TREATMENT]["size"] == 0 and before["uplift"]["conversion"]["p_value"] is None
+    assert (
+        before["groups"][TREATMENT]["size"] == 0
+        and before["uplift"]["conversion"]["p_value"] is None
+    )
 
 
 def test_an_a_a_campaign_finds_no_effect(experiment: dict[str, Any]) -> None:
