@@ -244,7 +244,7 @@ class History:
                 customer_id=customer,
                 campaign_id=f"c{args[1]}",
                 group="treatment" if args[2] else "control",
-                purpose=PURPOSES[1],
+                purpose="email_marketing",
                 channel="email",
                 max_touches=2,
                 window_days=30,
