@@ -8,11 +8,12 @@
    id.
 3. Each member is sent a :class:`commands.campaigns.TargetForCampaign` in batches of
    ``batch_size`` (one group-committed store transaction each), with the group from the
-   campaign's keyed hash, the launch's business time as exposure and an idempotency key per
-   (campaign, customer): a resumed or concurrent launch of the same campaign records nobody
-   twice. The customer aggregate refuses the ineligible (no consent, erased, merged, over the
-   frequency cap, race-safe: :meth:`domain.customer.Customer.target`); they are counted by
-   reason. Progress is reported per batch.
+   campaign's keyed hash and the launch's business time as exposure. A customer already in
+   the campaign is accepted with nothing recorded (the aggregate knows its campaigns), so a
+   resumed or concurrent launch of the same campaign records nobody twice, with no
+   idempotency records to write. The customer aggregate refuses the ineligible (no consent,
+   erased, merged, over the frequency cap, race-safe: :meth:`domain.customer.Customer.target`);
+   they are counted by reason. Progress is reported per batch.
 4. ``campaign.launched`` records ``{position, audience, treatment, control, excluded}``.
 """
 
@@ -196,7 +197,6 @@ class CampaignLauncher:
                 max_touches=cap["max_touches"],
                 window_days=cap["window_days"],
                 rfm_group=rfm.get(member),
-                idempotency_key=f"campaign:{campaign.id}:{member}",
                 occurred_at=campaign.launch_time,
             )
             for member in members

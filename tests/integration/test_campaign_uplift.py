@@ -71,11 +71,10 @@ def experiment(services: Services) -> dict[str, Any]:
     ids = [uuid4() for _ in range(CUSTOMERS)]
     base: list[m.Command] = []
     for index, cid in enumerate(ids):
-        base.append(m.RegisterCustomer(customer_id=cid, name=f"C{index}"))
+        stage = "active" if index % 3 == 0 else "prospect"
+        base.append(m.RegisterCustomer(customer_id=cid, name=f"C{index}", lifecycle_stage=stage))
         if index % 10:  # one in ten never consented: left out of both groups
             base.append(m.SetConsent(customer_id=cid, purpose="email_marketing", granted=True))
-        if index % 3 == 0:
-            base.append(m.ChangeLifecycleStage(customer_id=cid, stage="active"))
     run(services, base)
     rule = {"field": "status", "op": "eq", "value": "active"}
     services.segments.define("everyone", "Everyone", rule, None, CTX)
