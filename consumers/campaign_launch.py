@@ -32,12 +32,12 @@ from commands.campaigns import CampaignService, FrequencyCap, TargetForCampaign
 from commands.service import CommandService, Context
 from domain.campaign import CONTROL, TREATMENT, Campaign, CampaignStatus
 from domain.errors import DomainError, InvalidInput
+from domain.segment import Segment
 from infra import feed_queries
 from infra.metrics import CAMPAIGN_TARGETED
 from infra.readstore import ReadStore
 from infra.store import FEED_TOPICS, EventStore
 from projections.framework import positions
-from projections.segments import get_definition
 
 log = structlog.get_logger(__name__)
 
@@ -108,11 +108,8 @@ class CampaignLauncher:
             assert campaign.outcome is not None
             return campaign.outcome
         segment_id = campaign.spec["audience"]["segment"]
-        if self.catch_up is not None:
-            self.catch_up()
-        with self.read_store.snapshot() as tx:
-            if get_definition(tx, segment_id) is None:
-                raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
+        if self.store.position_of(Segment.id_for(segment_id), 1) is None:  # the store decides
+            raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
         position = self.store.head()
         campaign, _ = self.campaigns.change(
             campaign_id, context, lambda c, meta: c.start_launch(position, self.cap.view(), meta)
@@ -143,6 +140,8 @@ class CampaignLauncher:
     def _reach(self, position: int) -> None:
         """Wait until the segments read model has applied every fed event up to ``position``."""
         deadline = time.monotonic() + self.wait_seconds
+        if self.catch_up is not None:  # embedded: tables made, read models fed, here and now
+            self.catch_up()
         while True:
             at = positions(self.read_store).get("segments", 0)
             following = feed_queries.in_log_order(self.store, at, 1, FEED_TOPICS)

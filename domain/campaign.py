@@ -53,6 +53,20 @@ class Channel(StrEnum):
     POST = "post"
 
 
+class Outcome(StrEnum):
+    """What a sending service reports back about one message."""
+
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+    COMPLAINED = "complained"
+
+
+OUTCOMES = tuple(o.value for o in Outcome)
+
+
 class CampaignStatus(StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"

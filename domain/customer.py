@@ -16,6 +16,7 @@ from eventsourcing.domain import Aggregate
 from domain import events as ev
 from domain.errors import (
     CustomerErased,
+    ChannelInvalid,
     CustomerMerged,
     FrequencyCapped,
     InsufficientPoints,
@@ -38,7 +39,8 @@ class Customer(Aggregate):
     ``registered_at`` is the registration's business time: no event of the customer may be
     dated before it (:meth:`trigger_event`). Version 2 (issue 14) added it and
     ``external_ids``, version 3 (issue 18) ``refunded`` (refunded orders, by order id, out of
-    ``purchases``), version 4 (issue 19) ``campaigns`` (campaign id -> ``{group, at}``); older
+    ``purchases``), version 4 (issue 19) ``campaigns`` (campaign id -> ``{group, at, purpose, channel}``) and
+    ``invalid_channels`` (hard-bounced); older
     snapshots are upcast on load.
     """
 
@@ -71,6 +73,7 @@ class Customer(Aggregate):
     points: int
     tier: str | None
     campaigns: dict[str, dict[str, str]]
+    invalid_channels: list[str]
 
     def __init__(self) -> None:
         """State is set by :meth:`initialise`, called from the Registered event."""
@@ -134,6 +137,7 @@ class Customer(Aggregate):
         self.points = 0
         self.tier = None
         self.campaigns = {}
+        self.invalid_channels = []
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -149,8 +153,9 @@ class Customer(Aggregate):
 
     @staticmethod
     def upcast_v3_v4(state: dict[str, Any]) -> None:
-        """Snapshots taken before campaigns existed: in none."""
+        """Snapshots taken before campaigns existed: in none, no channel invalid."""
         state.setdefault("campaigns", {})
+        state.setdefault("invalid_channels", [])
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """Every event after the registration: never dated before it (README, "Business
@@ -451,7 +456,8 @@ class Customer(Aggregate):
         """Put the customer in a campaign's ``group``; False when already in it.
 
         Refused (nothing recorded) for an erased or merged customer, without consent for
-        ``purpose`` (:class:`NoConsent`), or when the customer already had ``cap[0]``
+        ``purpose`` (:class:`NoConsent`), on a hard-bounced ``channel`` (:class:`ChannelInvalid`),
+        or when the customer already had ``cap[0]``
         treatment touches in the ``cap[1]`` before ``meta.occurred_at``
         (:class:`FrequencyCapped`; control members are not contacted, so they use no touch).
         Both groups are refused alike, so treatment and control are drawn from one eligible
@@ -463,6 +469,8 @@ class Customer(Aggregate):
             return False
         if not self.consents.get(purpose):
             raise NoConsent(f"customer {self.id} has not consented to {purpose}", purpose=purpose)
+        if channel in self.invalid_channels:
+            raise ChannelInvalid(f"customer {self.id}: {channel} hard-bounced", channel=channel)
         limit, window = cap
         since = meta.occurred_at - window
         touches = sum(
@@ -487,6 +495,30 @@ class Customer(Aggregate):
             **meta.fields(),
         )
         return True
+
+    def record_campaign_outcome(
+        self, meta: Meta, *, campaign_id: str, outcome: str, hard: bool
+    ) -> None:
+        """A sending service's report on the campaign's message. An ``unsubscribed`` withdraws
+        the consent the campaign relied on (source ``campaign:<id>``), in the same command; a
+        ``hard`` bounce (bounced only) makes the channel invalid. Refused for a campaign the
+        customer is not in the treatment of."""
+        self.require_live()
+        touch = self.campaigns.get(campaign_id)
+        if touch is None or touch["group"] != "treatment":
+            raise InvalidInput("campaign_id", f"customer {self.id} was sent nothing by it")
+        if hard and outcome != "bounced":
+            raise InvalidInput("hard", "only a bounce can be hard")
+        self.trigger_event(
+            ev.CampaignOutcomeRecorded,
+            campaign_id=campaign_id,
+            outcome=outcome,
+            channel=touch["channel"],
+            hard=hard,
+            **meta.fields(),
+        )
+        if outcome == "unsubscribed":
+            self.set_consent(meta, touch["purpose"], False, f"campaign:{campaign_id}")
 
     # ------------------------------------------------------------------- reads
 

@@ -223,3 +223,9 @@ class FrequencyCapped(DomainError):
     """The customer has had as many marketing touches in the window as the cap allows."""
 
     code = "frequency-capped"
+
+
+class ChannelInvalid(DomainError):
+    """The campaign's channel hard-bounced for the customer (a launch leaves them out)."""
+
+    code = "channel-invalid"

@@ -430,8 +430,30 @@ class CampaignTargeted(CustomerEvent):
     def apply(self, aggregate: Customer) -> None:
         aggregate.campaigns = {
             **aggregate.campaigns,
-            self.campaign_id: {"group": self.group, "at": self.occurred_at.isoformat()},
+            self.campaign_id: {
+                "group": self.group,
+                "at": self.occurred_at.isoformat(),
+                "purpose": self.purpose,
+                "channel": self.channel,
+            },
         }
+
+
+class CampaignOutcomeRecorded(CustomerEvent):
+    """A sending service reported what became of a campaign's message to the customer:
+    ``outcome`` is delivered, bounced, opened, clicked, unsubscribed or complained; ``hard``
+    marks a hard bounce, which makes the ``channel`` invalid for the customer (later launches
+    leave them out) until their contact details change."""
+
+    TYPE = "customer.campaign_outcome_recorded"
+    campaign_id: str
+    outcome: str
+    channel: str
+    hard: bool
+
+    def apply(self, aggregate: Customer) -> None:
+        if self.hard:
+            aggregate.invalid_channels = sorted({*aggregate.invalid_channels, self.channel})
 
 
 EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
@@ -458,6 +480,7 @@ EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (
     PointsRevoked,
     TierChanged,
     CampaignTargeted,
+    CampaignOutcomeRecorded,
 )
 EVENT_TYPES: dict[str, type[CustomerEvent]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
 for _cls in EVENT_CLASSES:

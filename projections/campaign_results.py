@@ -10,6 +10,7 @@ Shape (``GET /v1/campaigns/{id}/results``)::
      "uplift": {"conversion": {absolute, ci95, relative, relative_ci95, z, p_value,
                                significant},
                 "revenue_per_customer": {difference, ci95, p_value, significant}},
+     "engagement": {outcome: {"members", "rate"}},  (rate: of the treatment group)
      "incremental": {"conversions", "revenue"}, "cost", "roi",
      "breakdown": {"rfm_group"|"lifecycle_stage": {key: {"groups", "uplift"}}},
      "method": "..."}
@@ -28,10 +29,10 @@ from decimal import Decimal
 from typing import Any
 
 from domain import uplift
-from domain.campaign import CONTROL, TREATMENT
+from domain.campaign import CONTROL, OUTCOMES, TREATMENT
 from domain.values import utc_text
 from infra.readstore import Tx
-from projections.campaigns import Member, members_as_of
+from projections.campaigns import Member, members_as_of, outcomes
 
 METHOD = (
     "conversion: two-sided pooled two-proportion z-test, unpooled Wald 95 % interval, "
@@ -60,6 +61,14 @@ def report(tx: Tx, campaign: dict[str, Any], as_of: datetime | None = None) -> d
         if cost is not None and Decimal(cost["amount"]) > 0 and difference is not None:
             spent = Decimal(cost["amount"])
             roi = float((Decimal(repr(difference)) * n_t - spent) / spent)
+    reported = outcomes(tx, campaign["campaign_id"])
+    engagement = {
+        name: {
+            "members": reported.get(name, 0),
+            "rate": reported.get(name, 0) / n_t if n_t else None,
+        }
+        for name in OUTCOMES
+    }
     return {
         "campaign_id": campaign["campaign_id"],
         "as_of": None if as_of is None else utc_text(as_of),
@@ -67,6 +76,7 @@ def report(tx: Tx, campaign: dict[str, Any], as_of: datetime | None = None) -> d
         "launch": campaign["counts"],
         "conversion": conversion,
         **whole,
+        "engagement": engagement,
         "incremental": incremental,
         "cost": cost,
         "roi": roi,

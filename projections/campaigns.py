@@ -5,6 +5,8 @@
 * ``customer.purchase_recorded`` of a customer who is a member of some campaign adds a row to
   ``campaign_purchases`` (amount, currency, business time, line-item categories and skus);
   ``customer.purchase_refunded`` removes it (a refunded order never converts);
+* ``customer.campaign_outcome_recorded`` adds ``(campaign, customer, outcome)`` to
+  ``campaign_outcomes`` (delivery and engagement: each outcome counts a member once);
 * ``customer.erased`` marks the customer's memberships ``erased``: they leave audiences and
   exports, but their rows keep counting in results (sizes, conversions, revenue), which hold
   no personal data, so published results do not change.
@@ -31,15 +33,22 @@ from infra.readstore import Tx
 from projections.framework import Projector
 
 TARGETED = "customer.campaign_targeted"
+OUTCOME = "customer.campaign_outcome_recorded"
 
 
 class CampaignsProjector(Projector):
     """Keeps ``campaign_members`` and ``campaign_purchases``; see the module docstring."""
 
     name = "campaigns"
-    tables = ("campaign_members", "campaign_purchases")
+    tables = ("campaign_members", "campaign_purchases", "campaign_outcomes")
     handles = frozenset(
-        {TARGETED, "customer.purchase_recorded", "customer.purchase_refunded", "customer.erased"}
+        {
+            TARGETED,
+            OUTCOME,
+            "customer.purchase_recorded",
+            "customer.purchase_refunded",
+            "customer.erased",
+        }
     )
     schema = (
         """CREATE TABLE IF NOT EXISTS {campaign_members} (
@@ -52,6 +61,9 @@ class CampaignsProjector(Projector):
             customer_id TEXT NOT NULL, order_id TEXT NOT NULL, occurred_at TEXT NOT NULL,
             amount TEXT NOT NULL, currency TEXT NOT NULL, categories TEXT NOT NULL,
             skus TEXT NOT NULL, PRIMARY KEY (customer_id, order_id))""",
+        """CREATE TABLE IF NOT EXISTS {campaign_outcomes} (
+            campaign_id TEXT NOT NULL, customer_id TEXT NOT NULL, outcome TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, customer_id, outcome))""",
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -99,6 +111,12 @@ class CampaignsProjector(Projector):
                         _labels(items, "category"),
                         _labels(items, "sku"),
                     ),
+                )
+            elif e.type == OUTCOME:
+                tx.execute(
+                    "INSERT INTO {campaign_outcomes} (campaign_id, customer_id, outcome) "
+                    "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (e.data["campaign_id"], key, e.data["outcome"]),
                 )
             elif e.type == "customer.purchase_refunded":
                 tx.execute(
@@ -195,3 +213,12 @@ def audience(
         (campaign_id, after, *groups, limit),
     )
     return [(str(c), str(g)) for c, g in rows]
+
+
+def outcomes(tx: Tx, campaign_id: str) -> dict[str, int]:
+    """Members with each reported outcome (``{"delivered": 812, …}``)."""
+    rows = tx.fetchall(
+        "SELECT outcome, COUNT(*) FROM {campaign_outcomes} WHERE campaign_id = ? GROUP BY outcome",
+        (campaign_id,),
+    )
+    return {str(outcome): int(count) for outcome, count in rows}

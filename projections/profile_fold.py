@@ -194,6 +194,7 @@ _APPLY: dict[str, Any] = {
     "customer.points_revoked": lambda s, e: s.update(points=s["points"] - e.data["points"]),
     "customer.tier_changed": lambda s, e: s.update(tier=e.data["tier"]),
     "customer.campaign_targeted": lambda _s, _e: None,  # the campaigns read model keeps it
+    "customer.campaign_outcome_recorded": lambda _s, _e: None,  # ditto
 }
 
 

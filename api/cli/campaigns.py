@@ -93,6 +93,27 @@ def launch(campaign_id: CampaignId) -> None:
     console.print_json(json.dumps(counts))
 
 
+@campaigns_app.command("dispatch")
+def dispatch(campaign_id: CampaignId) -> None:
+    """Publish a launched campaign's treatment members to the campaign.dispatch topic (full
+    mode), consent checked again now; print {sent, skipped}.
+
+    Example: clientele campaigns dispatch 3f0c…
+    """
+    from bootstrap import build
+    from bootstrap.processes import NeedsKafka, campaign_dispatcher
+    from domain.errors import DomainError
+
+    with build() as services:
+        target = _get(services.campaigns, campaign_id).id
+        try:
+            with campaign_dispatcher(services) as dispatcher:
+                counts = dispatcher.dispatch(target)
+        except (DomainError, NeedsKafka) as error:
+            raise fail(str(error), 2) from None
+    console.print_json(json.dumps(counts))
+
+
 @campaigns_app.command("results")
 def results(
     campaign_id: CampaignId,

@@ -190,3 +190,36 @@ def test_a_snapshot_from_before_campaigns_is_upcast() -> None:
     state: dict[str, Any] = {"refunded": {}}
     Customer.upcast_v3_v4(state)
     assert state["campaigns"] == {}
+
+
+def test_outcomes_withdraw_consent_invalidate_the_channel_and_are_checked(
+    service: CommandService, ctx: Context
+) -> None:
+    cid = service.execute(m.RegisterCustomer(name="A"), ctx).customer_id
+    assert cid is not None
+    service.execute(m.SetConsent(customer_id=cid, purpose="email_marketing", granted=True), ctx)
+    service.execute(_target(cid, "c1"), ctx)
+    service.execute(_target(cid, "c2", CONTROL), ctx)
+
+    def report(**fields: Any) -> str:
+        try:
+            command = m.parse_command(
+                {"type": "campaign_outcome", "customer_id": str(cid), **fields}
+            )
+        except InvalidInput as error:  # refused while parsing, as the batch route does
+            return error.field
+        outcome = service.execute_batch([command], ctx)[0]
+        return outcome.problem.to_dict().get("field", "") if outcome.problem else "accepted"
+
+    assert report(campaign_id="c1", outcome="sent") == "outcome"
+    assert report(campaign_id="c1", outcome="opened", hard=True) == "hard"
+    assert report(campaign_id="c1", outcome="opened", hard="yes") == "hard"
+    assert report(campaign_id="c2", outcome="opened") == "campaign_id"  # control: sent nothing
+    assert report(campaign_id="c9", outcome="opened") == "campaign_id"
+    assert report(campaign_id="c1", outcome="bounced", hard=True) == "accepted"
+    assert report(campaign_id="c1", outcome="unsubscribed") == "accepted"
+    customer = service.store.customer(cid)
+    assert customer.invalid_channels == ["email"] and customer.consents["email_marketing"] is False
+    service.execute(m.SetConsent(customer_id=cid, purpose="email_marketing", granted=True), ctx)
+    refused = service.execute_batch([_target(cid, "c3")], ctx)[0]
+    assert refused.problem is not None and refused.problem.code == "channel-invalid"

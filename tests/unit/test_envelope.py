@@ -52,6 +52,7 @@ def all_event_types_story(service: CommandService, ctx: Context) -> list[UUID]:
             max_touches=3,
             window_days=30,
         ),
+        m.RecordCampaignOutcome(customer_id=ann, campaign_id="c1", outcome="opened"),
         m.SetConsent(customer_id=ann, purpose="email_marketing", granted=False),
         m.ChangeLifecycleStage(customer_id=ann, stage="loyal", reason="manual"),
         m.EarnPoints(customer_id=ann, points=10),
