@@ -81,7 +81,9 @@ class CampaignDispatcher:
         now = datetime.now(UTC).isoformat()
         while True:
             with self.read_store.snapshot() as tx:
-                page = audience(tx, str(campaign_id), group=TREATMENT, after=after, limit=self.batch_size)
+                page = audience(
+                    tx, str(campaign_id), group=TREATMENT, after=after, limit=self.batch_size
+                )
             if not page:
                 break
             loaded: Any = load_many(self.campaigns.store, [UUID(c) for c, _ in page])

@@ -15,8 +15,8 @@ from eventsourcing.domain import Aggregate
 
 from domain import events as ev
 from domain.errors import (
-    CustomerErased,
     ChannelInvalid,
+    CustomerErased,
     CustomerMerged,
     FrequencyCapped,
     InsufficientPoints,
