@@ -91,6 +91,7 @@ class Sizes:
     import_purchases: int
     analytics_customers: int
     analytics_requests: int  # per kind of read and repeat
+    campaign_customers: int  # base (and audience) of the campaign launch
 
 
 @dataclass

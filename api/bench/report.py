@@ -215,6 +215,17 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     if "analytics" in s:
         rows += _analytics_rows(s["analytics"])
+    if "campaign_launch" in s:
+        x = s["campaign_launch"]
+        rows.append(
+            (
+                f"campaign launch, {x['customers']:,}-customer base (audience members/s)",
+                _n(x["members_per_s"]),
+                f"batch path, a tag each {_n(x['baseline_commands_per_s'])}",
+                f"{x['ratio']:.3f}",
+                "",
+            )
+        )
     return rows
 
 
