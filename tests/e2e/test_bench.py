@@ -27,6 +27,7 @@ REQUIRED = {
     "growing_customer": {"ratio", "first_to_last", "visible_ratio", "last_ack_ms"},
     "cli_start": {"help_ms", "trivial_ms"},
     "analytics": {"p99_ms", "customers", "target_p99_ms"},
+    "campaign_launch": {"members_per_s", "baseline_commands_per_s", "ratio"},
 }
 
 

@@ -128,3 +128,32 @@ def test_launch_targets_the_eligible_and_results_count_them(api: Api) -> None:
     assert all(m["customer_id"] in willing for m in members["items"])
     assert unwilling not in {m["customer_id"] for m in members["items"]}
     assert outsider not in {m["customer_id"] for m in members["items"]}
+
+
+def test_an_erased_member_leaves_the_audience_and_keeps_counting(api: Api) -> None:
+    admin, marketer, writer = api.headers("admin"), api.headers("marketer"), api.headers("writer")
+    members = [customer(api, consent=True) for _ in range(8)]
+    rule = {"field": "tags", "op": "contains", "value": "vip"}
+    api.client.put("/v1/segments/vips", json={"name": "VIPs", "rule": rule}, headers=admin)
+    campaign = create(api, control_fraction="0.2")["campaign_id"]
+    api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer)
+    page = api.client.get(f"/v1/campaigns/{campaign}/audience", headers=marketer).json()["items"]
+    buyer = page[0]["customer_id"]
+    bought = api.client.post(
+        f"/v1/customers/{buyer}/purchases",
+        json={"order_id": "1", "amount": "30", "currency": "EUR"},
+        headers=writer,
+    ).json()["position"]
+    reader = api.headers("reader", **{"X-Min-Position": str(bought)})
+    before = api.client.get(f"/v1/campaigns/{campaign}/results", headers=reader).json()
+    assert before["groups"]["treatment"]["conversions"] == 1
+    erased = api.client.delete(f"/v1/customers/{buyer}", headers=admin).json()["position"]
+    after_erasure = api.headers("reader", **{"X-Min-Position": str(erased)})
+    after = api.client.get(f"/v1/campaigns/{campaign}/results", headers=after_erasure).json()
+    assert after["groups"] == before["groups"] and after["uplift"] == before["uplift"]
+    audience = api.client.get(
+        f"/v1/campaigns/{campaign}/audience?group=treatment",
+        headers=api.headers("marketer", **{"X-Min-Position": str(erased)}),
+    ).json()["items"]
+    assert buyer not in {m["customer_id"] for m in audience}
+    assert len(audience) == len(page) - 1 and set(members) >= {m["customer_id"] for m in audience}
