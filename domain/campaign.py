@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from domain.errors import DomainError, InvalidInput
 from domain.event_base import LoggedEvent, Meta
 from domain.segment import SEGMENT_ID
+from domain.text_policy import Text, normalise_text
 from domain.values import ConsentPurpose, check_aware, normalise_currency, parse_amount, utc_text
 
 TREATMENT, CONTROL = "treatment", "control"
@@ -98,6 +99,19 @@ def _decimal_text(value: object) -> str:
     return format(amount.normalize(), "f")  # one form: "0.1", never "0.10"
 
 
+def _text(kind: Text, max_length: int, *, required: bool = False) -> Any:
+    """A pydantic ``before`` validator applying the text policy (:mod:`domain.text_policy`):
+    checked, NFC, trimmed; empty is None (refused when ``required``)."""
+
+    def validate(value: object) -> str | None:
+        text = _checked(lambda: normalise_text("value", value, kind=kind, max_length=max_length))
+        if text is None and required:
+            raise ValueError("is required")
+        return text
+
+    return validate
+
+
 class Audience(BaseModel):
     """Who the campaign is for: the members of a segment (``{"segment": "vips"}``)."""
 
@@ -114,8 +128,10 @@ class Conversion(BaseModel):
     window_days: int = Field(default=30, ge=1, le=MAX_WINDOW_DAYS, strict=True)
     currency: str = "EUR"
     min_amount: str | None = None
-    category: str | None = Field(default=None, min_length=1, max_length=100)
-    sku: str | None = Field(default=None, min_length=1, max_length=100)
+    category: str | None = None
+    sku: str | None = None
+
+    _labels = field_validator("category", "sku", mode="before")(_text(Text.IDENTIFIER, 100))
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -152,15 +168,18 @@ class CampaignSpec(BaseModel):
     ``[0.01, 0.99]`` (the share of the eligible audience held out as control)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(min_length=1, max_length=200)
+    name: str
     purpose: ConsentPurpose
     channel: Channel
     audience: Audience
-    content_ref: str | None = Field(default=None, max_length=500)
+    content_ref: str | None = None
     scheduled_at: datetime | None = None
     control_fraction: str = "0.1"
     conversion: Conversion = Conversion()
     cost: Cost | None = None
+
+    _name = field_validator("name", mode="before")(_text(Text.LINE, 200, required=True))
+    _content_ref = field_validator("content_ref", mode="before")(_text(Text.IDENTIFIER, 500))
 
     @field_validator("control_fraction", mode="before")
     @classmethod
@@ -328,7 +347,8 @@ class Campaign(Aggregate):
 
     def cancel(self, reason: str | None, meta: Meta) -> None:
         self._require("cancel", CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
-        self.trigger_event(self.Cancelled, reason=reason, **meta.fields())
+        text = normalise_text("reason", reason, kind=Text.LINE, max_length=500)
+        self.trigger_event(self.Cancelled, reason=text, **meta.fields())
 
     def start_launch(self, position: int, frequency_cap: dict[str, int], meta: Meta) -> bool:
         """Freeze the audience at ``position``; False when already launching (a resumed

@@ -48,6 +48,7 @@ def meta(at: datetime = T0) -> Meta:
 def test_the_spec_is_stored_in_canonical_form() -> None:
     spec = parse_spec({**SPEC, "cost": {"amount": "100.50", "currency": "eur"}})
     assert parse_spec({**SPEC, "control_fraction": "0.10"})["control_fraction"] == "0.1"
+    assert parse_spec({**SPEC, "name": " Spring "})["name"] == "Spring"
     assert spec["control_fraction"] == "0.1" and spec["conversion"] == {
         "window_days": 30,
         "currency": "EUR",
@@ -74,6 +75,11 @@ def test_the_spec_is_stored_in_canonical_form() -> None:
         ({"cost": {"amount": "10", "currency": "USD"}}, "cost.currency"),
         ({"scheduled_at": "2026-01-01T00:00:00"}, "scheduled_at"),
         ({"name": ""}, "name"),
+        ({"name": "  "}, "name"),
+        ({"name": "a\x00b"}, "name"),
+        ({"name": 7}, "name"),
+        ({"content_ref": "two\nlines"}, "content_ref"),
+        ({"conversion": {"category": "tea\u202e"}}, "conversion.category"),
         ({"surprise": 1}, "surprise"),
     ],
 )
