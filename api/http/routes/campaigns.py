@@ -65,7 +65,7 @@ def create_campaign(body: Spec, request: Request) -> Response:
     return _written(campaign, position, 201)
 
 
-@router.get("/campaigns", dependencies=READ, responses=problems(*AUTH))
+@router.get("/campaigns", dependencies=READ, responses=problems(*AUTH, 422))
 def list_campaigns(request: Request) -> Response:
     """Every campaign, newest first."""
     items = [c.view() for c in deps.services(request).campaigns.list()]
@@ -156,7 +156,7 @@ def launch_campaign(campaign_id: UUID, request: Request) -> Response:
 @router.post(
     "/campaigns/{campaign_id}/complete",
     dependencies=WRITE,
-    responses=problems(*AUTH, 404, 409),
+    responses=problems(*AUTH, 404, 409, 422),
 )
 def complete_campaign(campaign_id: UUID, request: Request) -> Response:
     """Mark a launched campaign completed (its results go on being computed as asked)."""
