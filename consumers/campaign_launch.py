@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -136,6 +137,20 @@ class CampaignLauncher:
             return finished.outcome
         log.info("campaign launched", campaign_id=str(campaign_id), **counts)
         return counts
+
+    def launch_due(self, now: datetime, context: Context) -> dict[str, dict[str, Any]]:
+        """Launch every scheduled campaign whose ``scheduled_at`` is at or before ``now``
+        (and resume every launch that stopped); ``{campaign_id: counts}``."""
+        due = [
+            c.id
+            for c in self.campaigns.list()
+            if c.status == CampaignStatus.LAUNCHING
+            or (
+                c.status == CampaignStatus.SCHEDULED
+                and datetime.fromisoformat(c.spec["scheduled_at"]) <= now
+            )
+        ]
+        return {str(campaign_id): self.launch(campaign_id, context) for campaign_id in due}
 
     def _reach(self, position: int) -> None:
         """Wait until the segments read model has applied every fed event up to ``position``."""

@@ -93,6 +93,29 @@ def launch(campaign_id: CampaignId) -> None:
     console.print_json(json.dumps(counts))
 
 
+@campaigns_app.command("launch-due")
+def launch_due() -> None:
+    """Launch every scheduled campaign whose time has come, and resume stopped launches (run
+    it from cron or a timer); print {campaign_id: counts}.
+
+    Example: clientele campaigns launch-due
+    """
+    from datetime import UTC
+
+    from bootstrap import build
+    from commands.service import Context
+    from domain.errors import DomainError
+
+    with build() as services:
+        try:
+            launched = services.launcher.launch_due(
+                datetime.now(UTC), Context(actor="clientele:campaigns-launch-due")
+            )
+        except DomainError as error:
+            raise fail(error.message, 2) from None
+    console.print_json(json.dumps(launched))
+
+
 @campaigns_app.command("dispatch")
 def dispatch(campaign_id: CampaignId) -> None:
     """Publish a launched campaign's treatment members to the campaign.dispatch topic (full

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -91,3 +92,25 @@ def test_create_launch_results_export(database: str, tmp_path: Path) -> None:
     assert json.loads(results.stdout)["groups"]["treatment"]["size"] == counts["treatment"]
     missing = runner.invoke(app, ["campaigns", "results", "not-an-id"])
     assert missing.exit_code == 2 and "UUID" in missing.output
+
+
+def test_launch_due_launches_scheduled_campaigns_whose_time_has_come(
+    database: str, tmp_path: Path
+) -> None:
+    base(3)
+    ctx = Context(actor="test")
+    with build() as services:
+        due, _ = services.campaigns.create({**SPEC, "scheduled_at": "2020-01-01T00:00:00Z"}, ctx)
+        services.campaigns.change(
+            due.id, ctx, lambda c, meta: c.schedule(datetime(2020, 1, 1, tzinfo=UTC), meta)
+        )
+        later, _ = services.campaigns.create(SPEC, ctx)
+        services.campaigns.change(
+            later.id, ctx, lambda c, meta: c.schedule(datetime(2999, 1, 1, tzinfo=UTC), meta)
+        )
+    done = runner.invoke(app, ["campaigns", "launch-due"])
+    assert done.exit_code == 0, done.output
+    launched = json.loads(done.stdout[done.stdout.index("{") :])
+    assert list(launched) == [str(due.id)] and launched[str(due.id)]["audience"] == 3
+    with build() as services:
+        assert services.campaigns.get(later.id).status == "scheduled"
