@@ -20,6 +20,7 @@ from api.cli import app
 from bootstrap import build
 from commands import messages as m
 from commands.service import Context
+from consumers.campaign_launch import LaunchProgress
 from infra.settings import get_settings
 
 runner = CliRunner()
@@ -114,3 +115,32 @@ def test_launch_due_launches_scheduled_campaigns_whose_time_has_come(
     assert list(launched) == [str(due.id)] and launched[str(due.id)]["audience"] == 3
     with build() as services:
         assert services.campaigns.get(later.id).status == "scheduled"
+
+
+def test_a_stopped_launch_resumes_at_its_position_and_targets_nobody_twice(database: str) -> None:
+    ids = base(12)
+    ctx = Context(actor="test")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_batch(progress: LaunchProgress) -> None:
+        raise Stop(progress.done)
+
+    with build() as services:
+        campaign, _ = services.campaigns.create(SPEC, ctx)
+        launcher = services.launcher
+        launcher.batch_size = 5
+        with pytest.raises(Stop):
+            launcher.launch(campaign.id, ctx, stop_after_first_batch)
+        stopped = services.campaigns.get(campaign.id)
+        assert stopped.status == "launching" and stopped.launch is not None
+        services.commands.execute(m.RegisterCustomer(name="Late"), ctx)  # after the position
+        counts = launcher.launch(campaign.id, ctx)
+        assert counts["position"] == stopped.launch["position"] and counts["audience"] == 12
+        assert counts["treatment"] + counts["control"] == 12
+        for cid in ids:
+            events = [
+                e for e in services.store.customer_events(UUID(cid)) if e.TYPE.endswith("targeted")
+            ]
+            assert len(events) == 1
