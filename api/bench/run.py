@@ -52,7 +52,7 @@ QUICK = Sizes(
     import_purchases=2_500,
     analytics_customers=1_000,
     analytics_requests=60,
-    campaign_customers=1_000,
+    campaign_customers=300,
 )
 FULL = Sizes(
     repeats=3,
