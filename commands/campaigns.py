@@ -18,7 +18,8 @@ from eventsourcing.persistence import IntegrityError
 from commands import messages as m
 from commands.handlers import Env, _target, handles
 from commands.service import Context
-from domain.campaign import CONTROL, TREATMENT, Campaign, CampaignDirectory, Channel
+from domain.campaign import CONTROL, TREATMENT, Campaign, Channel
+from domain.campaign_directory import CampaignDirectory
 from domain.errors import ConcurrentWrite, DomainError, InvalidInput
 from domain.event_base import Meta
 from domain.values import ConsentPurpose, parse_enum
