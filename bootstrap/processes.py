@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from prometheus_client import REGISTRY
 
 from bootstrap.services import Services
+from consumers.campaign_dispatch import CampaignDispatcher
 from consumers.churn_fit import ModelFitter
 from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
@@ -418,3 +419,17 @@ def api_background(services: Services) -> Iterator[None]:
         REGISTRY.unregister(collector)
         if services.runner is not None:
             services.runner.stop()
+
+
+@contextmanager
+def campaign_dispatcher(services: Services) -> Iterator[CampaignDispatcher]:
+    """Publishes launched campaigns to ``campaign.dispatch`` (:mod:`consumers.campaign_dispatch`);
+    full mode only (:class:`NeedsKafka`)."""
+    bootstrap, topics = _topics(services)
+    producer = kafka.producer(bootstrap, services.settings.kafka_limits)
+    try:
+        yield CampaignDispatcher(
+            services.campaigns, services.read_store, producer, topics.campaign_dispatch
+        )
+    finally:
+        producer.close(10)

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 
+from commands.campaigns import CampaignService, FrequencyCap
 from commands.models import ModelService
 from commands.policies import PolicyService
 from commands.segments import SegmentService
 from commands.service import CommandService
-from consumers.embedded import EmbeddedRunner
+from consumers.campaign_launch import CampaignLauncher
+from consumers.embedded import EmbeddedRunner, catch_up_read_models
 from consumers.rebuild_by_customer import Connect
 from consumers.store_feed import StoreFeed
 from infra import resilience
@@ -60,6 +62,25 @@ class Services:
     def models(self) -> ModelService:
         """The churn model's fitted versions (read from and recorded in the store)."""
         return ModelService(self.store, retries=self.settings.command_retries)
+
+    @property
+    def campaigns(self) -> CampaignService:
+        """Campaigns (read from and recorded in the store)."""
+        return CampaignService(self.store, retries=self.settings.command_retries)
+
+    @property
+    def launcher(self) -> CampaignLauncher:
+        """Launches campaigns; in embedded mode it brings the read models up to date itself."""
+        cap = FrequencyCap(
+            self.settings.campaign_max_touches, self.settings.campaign_cap_window_days
+        )
+        return CampaignLauncher(
+            self.campaigns,
+            self.commands,
+            self.read_store,
+            cap,
+            catch_up=None if self.runner is None else partial(catch_up_read_models, self),
+        )
 
     @property
     def embedded(self) -> bool:

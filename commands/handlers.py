@@ -20,6 +20,7 @@ from commands.external_ids import move_ids, registered_before, registration_ids,
 from commands.unit_of_work import UnitOfWork
 from domain import text_policy as tp
 from domain import values as v
+from domain.campaign import Outcome
 from domain.customer import Customer
 from domain.errors import (
     CustomerExists,
@@ -395,4 +396,14 @@ def change_tier(command: m.ChangeTier, env: Env) -> UUID:
         }
     customer, meta = _target(command, env)
     customer.change_tier(meta, tier, reason, spend)
+    return customer.id
+
+
+@handles(m.RecordCampaignOutcome)
+def record_campaign_outcome(command: m.RecordCampaignOutcome, env: Env) -> UUID:
+    campaign_id = tp.normalise_identifier("campaign_id", command.campaign_id, max_length=100)
+    outcome = v.parse_enum(Outcome, "outcome", command.outcome)
+    hard = v.check_flag("hard", command.hard)
+    customer, meta = _target(command, env)
+    customer.record_campaign_outcome(meta, campaign_id=campaign_id, outcome=outcome, hard=hard)
     return customer.id

@@ -285,6 +285,17 @@ class ChangeTier(Command):
     spend: dict[str, str] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordCampaignOutcome(Command):
+    """A sending service's report on a campaign message: ``outcome`` is one of
+    :data:`domain.campaign.OUTCOMES`; ``hard`` only with ``bounced``."""
+
+    NAME = "campaign_outcome"
+    campaign_id: str
+    outcome: str
+    hard: Flag = False
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.NAME: cls
     for cls in (
@@ -308,6 +319,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ExpirePoints,
         RevokePoints,
         ChangeTier,
+        RecordCampaignOutcome,
     )
 }
 _ADAPTERS = {name: TypeAdapter(cls) for name, cls in COMMAND_TYPES.items()}

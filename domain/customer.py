@@ -6,7 +6,7 @@ command never leaves half of its events behind.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
@@ -15,12 +15,15 @@ from eventsourcing.domain import Aggregate
 
 from domain import events as ev
 from domain.errors import (
+    ChannelInvalid,
     CustomerErased,
     CustomerMerged,
+    FrequencyCapped,
     InsufficientPoints,
     InvalidInput,
     InvalidTransition,
     LimitExceeded,
+    NoConsent,
     PurchaseConflict,
 )
 from domain.event_base import Meta
@@ -36,13 +39,15 @@ class Customer(Aggregate):
     ``registered_at`` is the registration's business time: no event of the customer may be
     dated before it (:meth:`trigger_event`). Version 2 (issue 14) added it and
     ``external_ids``, version 3 (issue 18) ``refunded`` (refunded orders, by order id, out of
-    ``purchases``); older snapshots are upcast on load.
+    ``purchases``), version 4 (issue 19) ``campaigns`` (campaign id -> ``{group, at, purpose, channel}``) and
+    ``invalid_channels`` (hard-bounced); older
+    snapshots are upcast on load.
     """
 
     PERSONAL: ClassVar[dict[str, Personal]] = {**ev.Registered.PERSONAL, "absorbed": Personal.MAP}
     """What a snapshot seals: the profile's personal fields (as registered) and, per absorbed
     duplicate, the email/phone a merge moved (:class:`domain.events.DuplicateAbsorbed`)."""
-    class_version = 3
+    class_version = 4
 
     name: str | None
     email: str | None
@@ -67,6 +72,8 @@ class Customer(Aggregate):
     absorbed: dict[str, dict[str, Any]]
     points: int
     tier: str | None
+    campaigns: dict[str, dict[str, str]]
+    invalid_channels: list[str]
 
     def __init__(self) -> None:
         """State is set by :meth:`initialise`, called from the Registered event."""
@@ -129,6 +136,8 @@ class Customer(Aggregate):
         self.absorbed = {}
         self.points = 0
         self.tier = None
+        self.campaigns = {}
+        self.invalid_channels = []
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -141,6 +150,12 @@ class Customer(Aggregate):
     def upcast_v2_v3(state: dict[str, Any]) -> None:
         """Snapshots taken before refunds existed: none refunded."""
         state.setdefault("refunded", {})
+
+    @staticmethod
+    def upcast_v3_v4(state: dict[str, Any]) -> None:
+        """Snapshots taken before campaigns existed: in none, no channel invalid."""
+        state.setdefault("campaigns", {})
+        state.setdefault("invalid_channels", [])
 
     def trigger_event(self, event_class: type[Any], **kwargs: Any) -> None:
         """Every event after the registration: never dated before it (README, "Business
@@ -426,6 +441,84 @@ class Customer(Aggregate):
             **meta.fields(),
         )
         return True
+
+    def target(
+        self,
+        meta: Meta,
+        *,
+        campaign_id: str,
+        group: str,
+        purpose: str,
+        channel: str,
+        cap: tuple[int, timedelta],
+        rfm_group: str | None,
+    ) -> bool:
+        """Put the customer in a campaign's ``group``; False when already in it.
+
+        Refused (nothing recorded) for an erased or merged customer, without consent for
+        ``purpose`` (:class:`NoConsent`), on a hard-bounced ``channel`` (:class:`ChannelInvalid`),
+        or when the customer already had ``cap[0]``
+        treatment touches in the ``cap[1]`` before ``meta.occurred_at``
+        (:class:`FrequencyCapped`; control members are not contacted, so they use no touch).
+        Both groups are refused alike, so treatment and control are drawn from one eligible
+        audience. Deciding on the aggregate makes the cap race-safe: two launches writing the
+        same customer conflict on its version and the second decides again.
+        """
+        self.require_live()
+        if campaign_id in self.campaigns:
+            return False
+        if not self.consents.get(purpose):
+            raise NoConsent(f"customer {self.id} has not consented to {purpose}", purpose=purpose)
+        if channel in self.invalid_channels:
+            raise ChannelInvalid(f"customer {self.id}: {channel} hard-bounced", channel=channel)
+        limit, window = cap
+        since = meta.occurred_at - window
+        touches = sum(
+            1
+            for touch in self.campaigns.values()
+            if touch["group"] == "treatment" and datetime.fromisoformat(touch["at"]) > since
+        )
+        if touches >= limit:
+            raise FrequencyCapped(
+                f"customer {self.id} had {touches} marketing touches in the cap window",
+                touches=touches,
+                limit=limit,
+            )
+        self.trigger_event(
+            ev.CampaignTargeted,
+            campaign_id=campaign_id,
+            group=group,
+            purpose=purpose,
+            channel=channel,
+            lifecycle_stage=self.lifecycle_stage,
+            rfm_group=rfm_group,
+            **meta.fields(),
+        )
+        return True
+
+    def record_campaign_outcome(
+        self, meta: Meta, *, campaign_id: str, outcome: str, hard: bool
+    ) -> None:
+        """A sending service's report on the campaign's message. An ``unsubscribed`` withdraws
+        the consent the campaign relied on (source ``campaign:<id>``), in the same command; a
+        ``hard`` bounce (bounced only) makes the channel invalid. Refused for a campaign the
+        customer is not in the treatment of."""
+        self.require_live()
+        touch = self.campaigns.get(campaign_id)
+        if touch is None or touch["group"] != "treatment":
+            raise InvalidInput("campaign_id", f"customer {self.id} was sent nothing by it")
+        if hard and outcome != "bounced":
+            raise InvalidInput("hard", "only a bounce can be hard")
+        self.trigger_event(
+            ev.CampaignOutcomeRecorded,
+            campaign_id=campaign_id,
+            outcome=outcome,
+            channel=touch["channel"],
+            hard=hard,
+            **meta.fields(),
+        )
+        if outcome == "unsubscribed":
+            self.set_consent(meta, touch["purpose"], False, f"campaign:{campaign_id}")
 
     # ------------------------------------------------------------------- reads
 

@@ -211,3 +211,21 @@ class EventTooLarge(DomainError):
         )
         self.customer_id = customer_id
         self.version = version
+
+
+class NoConsent(DomainError):
+    """The customer has not consented to the purpose (a campaign leaves them out)."""
+
+    code = "no-consent"
+
+
+class FrequencyCapped(DomainError):
+    """The customer has had as many marketing touches in the window as the cap allows."""
+
+    code = "frequency-capped"
+
+
+class ChannelInvalid(DomainError):
+    """The campaign's channel hard-bounced for the customer (a launch leaves them out)."""
+
+    code = "channel-invalid"

@@ -27,6 +27,7 @@ class Role(StrEnum):
     WRITER = "writer"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    MARKETER = "marketer"  # campaigns: write them, read their results and audiences
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ def _json_type(hint: Any) -> dict[str, Any]:
     simple: dict[Any, dict[str, Any]] = {
         str: {"type": "string"},
         int: {"type": "integer"},
+        bool: {"type": "boolean"},
         Decimal: {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
         datetime: {"type": "string", "format": "date-time"},
     }

@@ -37,6 +37,7 @@ EVENTS = "customer.events"
 COMMANDS = "customer.commands"
 COMMAND_RESULTS = "customer.command-results"
 SEGMENT_MEMBERSHIP = "customer.segment-membership"
+CAMPAIGN_DISPATCH = "campaign.dispatch"
 DLQ_SUFFIX = ".dlq"
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576  # Kafka's own default for producers and brokers
 DLQ_HEADROOM_BYTES = 16_384  # dlq.* headers: a reason of at most 2,000 bytes, origin, time
@@ -107,11 +108,21 @@ class Topics:
     def segment_membership(self) -> str:
         return self.name(SEGMENT_MEMBERSHIP)
 
+    @property
+    def campaign_dispatch(self) -> str:
+        return self.name(CAMPAIGN_DISPATCH)
+
     def dlq(self, topic: str) -> str:
         return topic + DLQ_SUFFIX
 
     def all(self) -> list[str]:
-        main = [self.events, self.commands, self.command_results, self.segment_membership]
+        main = [
+            self.events,
+            self.commands,
+            self.command_results,
+            self.segment_membership,
+            self.campaign_dispatch,
+        ]
         return main + [self.dlq(t) for t in (self.events, self.commands)]
 
 

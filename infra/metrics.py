@@ -14,6 +14,11 @@ from infra.resilience import DATABASE, mark, transient
 COMMANDS = Counter(
     "clientele_commands_total", "Commands executed, by type and outcome", ["command", "outcome"]
 )
+CAMPAIGN_TARGETED = Counter(
+    "clientele_campaign_members_total",
+    "Audience members decided by campaign launches: treatment, control or excluded:<reason>",
+    ["group"],
+)
 
 
 def _oldest_age(parked: dict[str, Any]) -> float:

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     backoff_initial_seconds: float = Field(default=0.5, gt=0, le=60)
     backoff_max_seconds: float = Field(default=5.0, gt=0, le=600)
     command_retries: int = Field(default=5, ge=0)
+    # Campaign frequency cap: at most this many treatment touches per customer in any window
+    # of this many days, across campaigns (issue 19).
+    campaign_max_touches: int = Field(default=3, ge=1, le=1000)
+    campaign_cap_window_days: int = Field(default=30, ge=1, le=3650)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Requests per API key, e.g. "100/second;2000/minute" (``limits`` notation); empty: none.
     rate_limit: str = ""

@@ -193,6 +193,8 @@ _APPLY: dict[str, Any] = {
     "customer.points_expired": lambda s, e: s.update(points=s["points"] - e.data["points"]),
     "customer.points_revoked": lambda s, e: s.update(points=s["points"] - e.data["points"]),
     "customer.tier_changed": lambda s, e: s.update(tier=e.data["tier"]),
+    "customer.campaign_targeted": lambda _s, _e: None,  # the campaigns read model keeps it
+    "customer.campaign_outcome_recorded": lambda _s, _e: None,  # ditto
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from projections.analytics import AnalyticsProjector
 from projections.audit_history import AuditHistoryProjector
+from projections.campaigns import CampaignsProjector
 from projections.care import CareProjector
 from projections.customer_value import ValueProjector
 from projections.framework import Projector
@@ -22,6 +23,7 @@ def all_projectors() -> list[Projector]:
         AuditHistoryProjector(),
         AnalyticsProjector(),
         CareProjector(),
+        CampaignsProjector(),
         RecommendationsProjector(),
         ValueProjector(),
         SegmentsProjector(),

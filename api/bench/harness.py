@@ -94,6 +94,7 @@ class Sizes:
     analytics_requests: int  # per kind of read and repeat
     policy_customers: int
     policy_lag_samples: int
+    campaign_customers: int  # base (and audience) of the campaign launch
 
 
 @dataclass

@@ -235,7 +235,19 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         rows += _analytics_rows(s["analytics"])
     if "policy_sweep" in s:
         rows += _policy_rows(s["policy_sweep"], s["policy_lag"])
+    if "campaign_launch" in s:
+        rows.append(_campaign_row(s["campaign_launch"]))
     return rows
+
+
+def _campaign_row(x: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (
+        f"campaign launch, {x['customers']:,}-customer base (audience members/s)",
+        _n(x["members_per_s"]),
+        f"batch path, a tag each {_n(x['baseline_commands_per_s'])}",
+        f"{x['ratio']:.3f}",
+        "",
+    )
 
 
 def _policy_rows(

@@ -13,6 +13,7 @@ import structlog
 
 from api.bench import (
     analytics,
+    campaigns,
     cli_start,
     growth,
     imports,
@@ -55,6 +56,7 @@ QUICK = Sizes(
     analytics_requests=60,
     policy_customers=500,
     policy_lag_samples=10,
+    campaign_customers=300,
 )
 FULL = Sizes(
     repeats=3,
@@ -82,6 +84,7 @@ FULL = Sizes(
     analytics_requests=400,
     policy_customers=50_000,
     policy_lag_samples=200,
+    campaign_customers=100_000,
 )
 GROUPS = (
     "ingest",
@@ -93,6 +96,7 @@ GROUPS = (
     "cli",
     "analytics",
     "policies",
+    "campaigns",
 )
 
 
@@ -147,6 +151,11 @@ def _policies(sizes: Sizes, say: Say) -> dict[str, Any]:
         return policies.run(stack, sizes, say)
 
 
+def _campaigns(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return {"campaign_launch": campaigns.run(stack, sizes, say)}
+
+
 RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "ingest": _ingest,
     "import": _import,
@@ -157,6 +166,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "cli": cli_start.run,
     "analytics": _analytics,
     "policies": _policies,
+    "campaigns": _campaigns,
 }
 
 

@@ -13,6 +13,7 @@ import typer
 
 from api.cli.audit import audit_app
 from api.cli.bench import bench
+from api.cli.campaigns import campaigns_app
 from api.cli.consumers import consumers_app
 from api.cli.dev import dev_app
 from api.cli.dlq import dlq_app
@@ -39,6 +40,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(projections_app, name="projections")
 app.add_typer(segments_app, name="segments")
 app.add_typer(policies_app, name="policies")
+app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("erase")(erase)

@@ -29,7 +29,8 @@ def _store() -> KeyStore:
 def create(
     name: Annotated[str, typer.Argument(help="Who or what uses the key.")],
     role: Annotated[
-        list[Role], typer.Option("--role", help="writer, reader, auditor or admin (repeatable).")
+        list[Role],
+        typer.Option("--role", help="writer, reader, auditor, marketer or admin (repeatable)."),
     ],
     pii: Annotated[bool, typer.Option("--pii", help="May see unmasked personal data.")] = False,
 ) -> None:

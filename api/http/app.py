@@ -16,6 +16,7 @@ from api.http.rate_limit import KeyRateLimiter, RateLimited
 from api.http.routes import (
     analytics,
     audit,
+    campaigns,
     care,
     ops,
     policies,
@@ -108,6 +109,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         reads.router,
         segments.router,
         policies.router,
+        campaigns.router,
         care.router,
         analytics.router,
         analytics.customers_router,

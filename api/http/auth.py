@@ -39,16 +39,17 @@ def _authenticate(request: Request, authorization: str | None) -> ApiKey:
     return key
 
 
-def require(role: Role) -> Any:
-    """A dependency admitting keys with ``role`` (admin admits everything)."""
+def require(*roles: Role) -> Any:
+    """A dependency admitting keys with one of ``roles`` (admin admits everything)."""
 
     async def check(  # no I/O but a stat of the key file: no thread hop
         request: Request,
         authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
     ) -> ApiKey:
         key = _authenticate(request, authorization)
-        if not key.allows(role):
-            raise AuthFailed(403, "forbidden", f"this route needs the {role.value} role")
+        if not any(key.allows(role) for role in roles):
+            named = " or ".join(role.value for role in roles)
+            raise AuthFailed(403, "forbidden", f"this route needs the {named} role")
         request.state.actor = f"key:{key.name}"
         request.state.pii = key.pii or key.allows(Role.ADMIN)
         return key

@@ -34,6 +34,8 @@ STATUS_BY_CODE = {
     "idempotency-key-reused": 422,
     "limit-exceeded": 422,
     "event-too-large": 422,
+    "not-caught-up": 503,
+    "models-extra-missing": 501,
 }
 TITLES = {
     400: "Bad request",
@@ -50,6 +52,7 @@ TITLES = {
     428: "Precondition required",
     429: "Too many requests",
     500: "Internal server error",
+    501: "Not implemented",
     503: "Service unavailable",
 }
 RETRY_AFTER_SECONDS = 2  # a dependency's outage: how long a client waits before it retries

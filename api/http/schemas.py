@@ -331,6 +331,16 @@ BATCH_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "churn": ("Mark as churned", {"customer_id": EXAMPLE_ID, "reason": "moved-abroad"}),
     "reactivate": ("Reactivate a churned customer", {"customer_id": EXAMPLE_ID}),
+    "campaign_outcome": (
+        "Report what became of a campaign message (unsubscribed withdraws the consent; a hard "
+        "bounce makes the channel invalid)",
+        {
+            "customer_id": EXAMPLE_ID,
+            "campaign_id": "5f8e2a1c-3b4d-4e6f-8a9b-0c1d2e3f4a5b",
+            "outcome": "bounced",
+            "hard": True,
+        },
+    ),
     "merge": (
         "Merge duplicate_id into customer_id (the survivor)",
         {"customer_id": EXAMPLE_ID, "duplicate_id": "9b1d7c4e-6f5a-4e3b-8c2d-1a0f9e8d7c6b"},

@@ -29,6 +29,7 @@ REQUIRED = {
     "cli_start": {"help_ms", "trivial_ms"},
     "analytics": {"p99_ms", "customers", "target_p99_ms"},
     "policy_lag": {"p50_ms", "p99_ms", "samples"},
+    "campaign_launch": {"members_per_s", "baseline_commands_per_s", "ratio"},
 }
 
 

@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from hypothesis import event
 
 from commands import messages as m
+from commands.campaigns import TargetForCampaign
 from commands.segments import SegmentService
 from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
@@ -246,6 +247,16 @@ class History:
             )
         if kind == "consent":
             return m.SetConsent(customer_id=customer, purpose=args[1], granted=args[2])
+        if kind == "target":  # a campaign launch's command (refused without consent, capped)
+            return TargetForCampaign(
+                customer_id=customer,
+                campaign_id=f"c{args[1]}",
+                group="treatment" if args[2] else "control",
+                purpose="email_marketing",
+                channel="email",
+                max_touches=2,
+                window_days=30,
+            )
         if kind == "feedback":  # dated back, out of order
             when = self.now - timedelta(days=args[1] * 3)
             return m.RecordFeedback(customer_id=customer, nps=args[1], occurred_at=when)

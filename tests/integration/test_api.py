@@ -135,7 +135,8 @@ def test_min_position_not_reached_is_503_with_retry_after(api: Api) -> None:
 
 # ------------------------------------------------------------------ role x route matrix
 
-# Every route the app serves, with the role it admits ("public": anyone, no key needed).
+# Every route the app serves, with the role it admits ("public": anyone, no key needed;
+# "a|b": either role).
 # The list of routes comes from the app itself (`served_routes`), so a route added later
 # fails the matrix until its expectation is declared here.
 ROUTE_ROLE = {
@@ -180,6 +181,16 @@ ROUTE_ROLE = {
     ("GET", "/v1/audit/export"): "auditor",
     ("GET", "/v1/customers/{customer_id}/history"): "auditor",
     ("GET", "/v1/customers/{customer_id}/consents/history"): "auditor",
+    ("POST", "/v1/campaigns"): "marketer",
+    ("GET", "/v1/campaigns"): "marketer|reader",
+    ("GET", "/v1/campaigns/{campaign_id}"): "marketer|reader",
+    ("PATCH", "/v1/campaigns/{campaign_id}"): "marketer",
+    ("POST", "/v1/campaigns/{campaign_id}/schedule"): "marketer",
+    ("POST", "/v1/campaigns/{campaign_id}/cancel"): "marketer",
+    ("POST", "/v1/campaigns/{campaign_id}/launch"): "marketer",
+    ("POST", "/v1/campaigns/{campaign_id}/complete"): "marketer",
+    ("GET", "/v1/campaigns/{campaign_id}/results"): "marketer|reader",
+    ("GET", "/v1/campaigns/{campaign_id}/audience"): "marketer",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
@@ -189,7 +200,7 @@ ROUTE_ROLE = {
     ("GET", "/redoc"): "public",
     ("GET", "/static-offline-docs/{file}"): "public",
 }
-ROLES = ["reader", "writer", "auditor", "admin"]
+ROLES = ["reader", "writer", "auditor", "marketer", "admin"]
 # A value for each path parameter of a route (a new parameter needs one here).
 SAMPLES = {
     "tag": "vip",
@@ -199,6 +210,7 @@ SAMPLES = {
     "external_id": "00042",
     "name": "lifecycle",
     "file": "swagger-ui.css",
+    "campaign_id": "00000000-0000-4000-8000-000000000000",
 }
 
 
@@ -257,7 +269,7 @@ def test_every_route_admits_exactly_its_roles(api: Api) -> None:
         assert bogus.status_code == 401, (method, path)
         for role in ROLES:
             answer = api.client.request(method, url, json={}, headers=api.headers(role))
-            allowed = role == needed or role == "admin"
+            allowed = role in needed.split("|") or role == "admin"
             if allowed:
                 assert answer.status_code not in (401, 403), (method, path, role, answer.text)
             else:

@@ -3,7 +3,7 @@
 Hypothesis writes random histories of commands — registrations (back-dated, with external
 ids: registering a held one finds its holder), profile updates (external ids taken, moved,
 dropped), tags, purchases (back-dated; some addressed by external id, which a merge makes
-answer for its survivor), refunds of recorded orders, contacts, feedback (back-dated out of order), consent grants and withdrawals, churn and
+answer for its survivor), refunds of recorded orders, campaign targeting, contacts, feedback (back-dated out of order), consent grants and withdrawals, churn and
 reactivation, erasures, merges, unmerges, segment (re)definitions with purposes and
 time-relative or RFM rules, and refreshes — and lets the live feeds run a little in between:
 
@@ -91,6 +91,7 @@ STEPS: st.SearchStrategy[Step] = st.one_of(
     st.tuples(st.just("external"), person, st.integers(0, len(SHOP_IDS))),
     st.tuples(st.just("ref-buy"), st.integers(0, len(SHOP_IDS) - 1), days),
     st.tuples(st.just("consent"), person, st.sampled_from(PURPOSES[1:]), st.booleans()),
+    st.tuples(st.just("target"), person, st.integers(0, 3), st.booleans()),
     st.tuples(st.just("feedback"), person, st.integers(0, 10)),
     st.tuples(st.sampled_from(["churn", "reactivate"]), person),
     st.tuples(st.just("erase"), person),

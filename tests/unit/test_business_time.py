@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 
 from commands import messages as m
+from commands.campaigns import TargetForCampaign
 from commands.service import CommandService, Context
 from domain import errors
 from domain.events import CustomerEvent
@@ -86,6 +87,26 @@ COMMANDS: dict[str, tuple[list[Build], Build]] = {  # kind -> (set-up commands, 
         lambda c, _, t: m.RevokePoints(customer_id=c, points=5, order_id="o1", occurred_at=t),
     ),
     "tier": ([], lambda c, _, t: m.ChangeTier(customer_id=c, tier="gold", occurred_at=t)),
+    "campaign_outcome": (
+        [
+            lambda c, _, t: m.SetConsent(
+                customer_id=c, purpose="email_marketing", granted=True, occurred_at=t
+            ),
+            lambda c, _, t: TargetForCampaign(
+                customer_id=c,
+                campaign_id="c1",
+                group="treatment",
+                purpose="email_marketing",
+                channel="email",
+                max_touches=3,
+                window_days=30,
+                occurred_at=t,
+            ),
+        ],
+        lambda c, _, t: m.RecordCampaignOutcome(
+            customer_id=c, campaign_id="c1", outcome="opened", occurred_at=t
+        ),
+    ),
 }
 
 

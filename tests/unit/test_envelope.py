@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from commands import messages as m
+from commands.campaigns import TargetForCampaign
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
 from domain.events import EVENT_CLASSES, EVENT_TYPES
@@ -42,6 +43,16 @@ def all_event_types_story(service: CommandService, ctx: Context) -> list[UUID]:
         ),
         m.RecordFeedback(customer_id=ann, nps=9, csat=5, comment="great"),
         m.SetConsent(customer_id=ann, purpose="email_marketing", granted=True, source="web"),
+        TargetForCampaign(
+            customer_id=ann,
+            campaign_id="c1",
+            group="treatment",
+            purpose="email_marketing",
+            channel="email",
+            max_touches=3,
+            window_days=30,
+        ),
+        m.RecordCampaignOutcome(customer_id=ann, campaign_id="c1", outcome="opened"),
         m.SetConsent(customer_id=ann, purpose="email_marketing", granted=False),
         m.ChangeLifecycleStage(customer_id=ann, stage="loyal", reason="manual"),
         m.EarnPoints(customer_id=ann, points=10),

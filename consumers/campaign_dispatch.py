@@ -1,0 +1,117 @@
+"""Dispatch: publish a launched campaign's treatment members to ``campaign.dispatch``.
+
+Members are paged from the campaigns read model by customer id (erased customers are gone
+from it), and each is checked again on the customer aggregate at dispatch time: a customer
+who withdrew consent for the campaign's purpose since the launch, was erased or merged, or
+whose channel hard-bounced gets no message (counted by reason). A message is keyed by
+customer id and carries ``{message_id, campaign_id, customer_id, channel, purpose, group,
+content_ref, dispatched_at}``: no contact details (a sender with the ``pii`` scope reads them
+from ``GET /v1/customers/{id}``, so personal data stays under the encryption rules). The
+``message_id`` is derived from (campaign, customer), so a sender drops the duplicates a
+re-run produces (delivery is at-least-once). Senders report outcomes back as
+``campaign_outcome`` commands (batch route or command topic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+import orjson
+import structlog
+from kafka import KafkaProducer
+
+from commands.campaigns import CampaignService
+from domain.campaign import TREATMENT, CampaignStatus, InvalidCampaignTransition
+from domain.customer import Customer
+from infra.bulk_load import load_many
+from infra.readstore import ReadStore
+from projections.campaigns import audience
+
+log = structlog.get_logger(__name__)
+MESSAGES = UUID("a4e1f7c2-0b3d-4c5e-9f81-2d6a7b8c9e0f")
+
+
+def skip_reason(customer: Customer | None, purpose: str, channel: str) -> str | None:
+    """Why ``customer`` gets no message now (None: send)."""
+    if customer is None or not customer.is_live:
+        return "gone"
+    if not customer.consents.get(purpose):
+        return "no-consent"
+    if channel in customer.invalid_channels:
+        return "channel-invalid"
+    return None
+
+
+class CampaignDispatcher:
+    """Publishes campaigns of ``campaigns`` to ``topic`` through ``producer``."""
+
+    def __init__(
+        self,
+        campaigns: CampaignService,
+        read_store: ReadStore,
+        producer: KafkaProducer,
+        topic: str,
+        *,
+        batch_size: int = 500,
+    ) -> None:
+        self.campaigns = campaigns
+        self.read_store = read_store
+        self.producer = producer
+        self.topic = topic
+        self.batch_size = batch_size
+
+    def dispatch(
+        self, campaign_id: UUID, on_progress: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        """Send every eligible treatment member; ``{"sent", "skipped": {reason: n}}``. Only a
+        launched campaign is dispatched (409 otherwise)."""
+        campaign = self.campaigns.get(campaign_id)
+        if campaign.status != CampaignStatus.LAUNCHED:
+            raise InvalidCampaignTransition(
+                f"cannot dispatch a {campaign.status} campaign",
+                campaign_id=str(campaign_id),
+                campaign_status=campaign.status,
+            )
+        spec = campaign.spec
+        purpose, channel = spec["purpose"], spec["channel"]
+        sent, skipped, after = 0, dict[str, int](), ""
+        now = datetime.now(UTC).isoformat()
+        while True:
+            with self.read_store.snapshot() as tx:
+                page = audience(
+                    tx, str(campaign_id), group=TREATMENT, after=after, limit=self.batch_size
+                )
+            if not page:
+                break
+            loaded: Any = load_many(self.campaigns.store, [UUID(c) for c, _ in page])
+            for customer_id, _ in page:
+                reason = skip_reason(loaded.get(UUID(customer_id)), purpose, channel)
+                if reason is not None:
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    continue
+                message = {
+                    "message_id": str(uuid5(MESSAGES, f"{campaign_id}:{customer_id}")),
+                    "campaign_id": str(campaign_id),
+                    "customer_id": customer_id,
+                    "channel": channel,
+                    "purpose": purpose,
+                    "group": TREATMENT,
+                    "content_ref": spec["content_ref"],
+                    "dispatched_at": now,
+                }
+                self.producer.send(
+                    self.topic,
+                    key=customer_id.encode(),
+                    value=orjson.dumps(message),
+                    headers=[("type", b"campaign.dispatch")],
+                )
+                sent += 1
+            self.producer.flush()
+            after = page[-1][0]
+            if on_progress is not None:
+                on_progress(sent + sum(skipped.values()))
+        log.info("campaign dispatched", campaign_id=str(campaign_id), sent=sent, skipped=skipped)
+        return {"sent": sent, "skipped": dict(sorted(skipped.items()))}

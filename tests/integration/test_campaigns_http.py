@@ -1,0 +1,159 @@
+"""Campaigns over HTTP (embedded mode): define, edit under If-Match, schedule, cancel, launch on
+a segment (consent, erasure and the frequency cap decide who is in), results, audience."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api_support import Api, running_api
+
+SPEC: dict[str, Any] = {
+    "name": "Spring sale",
+    "purpose": "email_marketing",
+    "channel": "email",
+    "audience": {"segment": "vips"},
+    "control_fraction": "0.5",
+    "conversion": {"window_days": 14},
+    "cost": {"amount": "10", "currency": "EUR"},
+}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    with running_api(tmp_path, campaign_max_touches=1) as running:
+        yield running
+
+
+def customer(api: Api, *, consent: bool, vip: bool = True) -> str:
+    writer = api.headers("writer")
+    cid = api.client.post("/v1/customers", json={"name": "C"}, headers=writer).json()["customer_id"]
+    if vip:
+        api.client.put(f"/v1/customers/{cid}/tags/vip", headers=writer)
+    if consent:
+        api.client.put(
+            f"/v1/customers/{cid}/consents/email_marketing", json={"granted": True}, headers=writer
+        )
+    return str(cid)
+
+
+def create(api: Api, **changes: Any) -> dict[str, Any]:
+    made = api.client.post(
+        "/v1/campaigns", json={**SPEC, **changes}, headers=api.headers("marketer")
+    )
+    assert made.status_code == 201, made.text
+    body: dict[str, Any] = made.json()
+    return body
+
+
+def test_define_edit_schedule_cancel(api: Api) -> None:
+    marketer = api.headers("marketer")
+    made = create(api)
+    cid = made["campaign_id"]
+    assert made["status"] == "draft" and made["conversion"]["currency"] == "EUR"
+    bad = api.client.post(
+        "/v1/campaigns", json={**SPEC, "conversion": {"window_days": "7"}}, headers=marketer
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "conversion.window_days"
+    unconditional = api.client.patch(f"/v1/campaigns/{cid}", json={"name": "X"}, headers=marketer)
+    assert unconditional.status_code == 428
+    stale = api.client.patch(
+        f"/v1/campaigns/{cid}", json={"name": "X"}, headers={**marketer, "If-Match": '"7"'}
+    )
+    assert stale.status_code == 412
+    edited = api.client.patch(
+        f"/v1/campaigns/{cid}", json={"name": "X"}, headers={**marketer, "If-Match": '"1"'}
+    )
+    assert edited.status_code == 200 and edited.json()["name"] == "X"
+    assert edited.headers["etag"] == '"2"'
+    scheduled = api.client.post(
+        f"/v1/campaigns/{cid}/schedule", json={"at": "2030-01-01T09:00:00+01:00"}, headers=marketer
+    )
+    assert scheduled.json()["status"] == "scheduled"
+    assert scheduled.json()["scheduled_at"] == "2030-01-01T08:00:00.000000+00:00"
+    cancelled = api.client.post(f"/v1/campaigns/{cid}/cancel", json={}, headers=marketer)
+    assert cancelled.json()["status"] == "cancelled"
+    again = api.client.post(f"/v1/campaigns/{cid}/cancel", json={}, headers=marketer)
+    assert again.status_code == 409 and again.json()["type"] == "/problems/invalid-transition"
+    listed = api.client.get("/v1/campaigns", headers=api.headers("reader")).json()["items"]
+    assert [c["campaign_id"] for c in listed] == [cid]
+    missing = api.client.get("/v1/campaigns/00000000-0000-4000-8000-000000000000", headers=marketer)
+    assert missing.status_code == 404 and missing.json()["type"] == "/problems/not-found"
+
+
+def test_launch_targets_the_eligible_and_results_count_them(api: Api) -> None:
+    admin, marketer = api.headers("admin"), api.headers("marketer")
+    willing = [customer(api, consent=True) for _ in range(12)]
+    unwilling = customer(api, consent=False)
+    outsider = customer(api, consent=True, vip=False)
+    erased = customer(api, consent=True)
+    api.client.delete(f"/v1/customers/{erased}", headers=admin)
+    rule = {"field": "tags", "op": "contains", "value": "vip"}
+    assert api.client.put(
+        "/v1/segments/vips", json={"name": "VIPs", "rule": rule}, headers=admin
+    ).is_success
+    unknown = create(api, audience={"segment": "nobody"})
+    refused = api.client.post(f"/v1/campaigns/{unknown['campaign_id']}/launch", headers=marketer)
+    assert refused.status_code == 422 and refused.json()["field"] == "audience.segment"
+
+    first = create(api)["campaign_id"]
+    counts = api.client.post(f"/v1/campaigns/{first}/launch", headers=marketer).json()
+    assert counts["audience"] == 13  # the erased customer left the segment
+    assert counts["treatment"] + counts["control"] == 12
+    assert counts["excluded"] == {"no-consent": 1}
+    again = api.client.post(f"/v1/campaigns/{first}/launch", headers=marketer).json()
+    assert again == counts  # launched: the recorded counts
+    edit = api.client.patch(
+        f"/v1/campaigns/{first}", json={"name": "Late"}, headers={**marketer, "If-Match": '"3"'}
+    )
+    assert edit.status_code == 409
+
+    # the cap is one treatment touch: the first campaign's treatment members are out now
+    second = create(api)["campaign_id"]
+    later = api.client.post(f"/v1/campaigns/{second}/launch", headers=marketer).json()
+    assert later["excluded"].get("frequency-capped") == counts["treatment"]
+
+    reader = api.headers("reader")
+    results = api.client.get(f"/v1/campaigns/{first}/results", headers=reader).json()
+    groups = results["groups"]
+    assert groups["treatment"]["size"] == counts["treatment"]
+    assert groups["control"]["size"] == counts["control"]
+    assert results["uplift"]["conversion"]["absolute"] == 0.0
+    members = api.client.get(
+        f"/v1/campaigns/{first}/audience?group=treatment&limit=5", headers=marketer
+    ).json()
+    assert all(m["customer_id"] in willing for m in members["items"])
+    assert unwilling not in {m["customer_id"] for m in members["items"]}
+    assert outsider not in {m["customer_id"] for m in members["items"]}
+
+
+def test_an_erased_member_leaves_the_audience_and_keeps_counting(api: Api) -> None:
+    admin, marketer, writer = api.headers("admin"), api.headers("marketer"), api.headers("writer")
+    members = [customer(api, consent=True) for _ in range(8)]
+    rule = {"field": "tags", "op": "contains", "value": "vip"}
+    api.client.put("/v1/segments/vips", json={"name": "VIPs", "rule": rule}, headers=admin)
+    campaign = create(api, control_fraction="0.2")["campaign_id"]
+    api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer)
+    page = api.client.get(f"/v1/campaigns/{campaign}/audience", headers=marketer).json()["items"]
+    buyer = page[0]["customer_id"]
+    bought = api.client.post(
+        f"/v1/customers/{buyer}/purchases",
+        json={"order_id": "1", "amount": "30", "currency": "EUR"},
+        headers=writer,
+    ).json()["position"]
+    reader = api.headers("reader", **{"X-Min-Position": str(bought)})
+    before = api.client.get(f"/v1/campaigns/{campaign}/results", headers=reader).json()
+    assert before["groups"]["treatment"]["conversions"] == 1
+    erased = api.client.delete(f"/v1/customers/{buyer}", headers=admin).json()["position"]
+    after_erasure = api.headers("reader", **{"X-Min-Position": str(erased)})
+    after = api.client.get(f"/v1/campaigns/{campaign}/results", headers=after_erasure).json()
+    assert after["groups"] == before["groups"] and after["uplift"] == before["uplift"]
+    audience = api.client.get(
+        f"/v1/campaigns/{campaign}/audience?group=treatment",
+        headers=api.headers("marketer", **{"X-Min-Position": str(erased)}),
+    ).json()["items"]
+    assert buyer not in {m["customer_id"] for m in audience}
+    assert len(audience) == len(page) - 1 and set(members) >= {m["customer_id"] for m in audience}
