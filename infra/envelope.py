@@ -21,6 +21,7 @@ import orjson
 
 from domain.event_base import LoggedEvent
 from domain.events import EVENT_TYPES
+from infra.json_values import NotJsonObject, json_object
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "event-envelope.schema.json"
@@ -161,14 +162,10 @@ class Envelope:
     def from_bytes(cls, raw: bytes | None) -> Envelope:
         """Decode and check an envelope; anything malformed (no value at all included) is an
         :class:`EnvelopeError`."""
-        if raw is None:
-            raise EnvelopeError("no value (a tombstone)")
         try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            raise EnvelopeError(f"not JSON: {error}") from None
-        if not isinstance(doc, dict):
-            raise EnvelopeError("envelope must be a JSON object")
+            doc = json_object(raw, "an envelope")
+        except NotJsonObject as error:  # the specific reason: encoding, truncation, type
+            raise EnvelopeError(str(error)) from None
         return cls.from_dict(doc)
 
     @classmethod

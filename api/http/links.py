@@ -1,0 +1,160 @@
+"""OpenAPI links (``responses.<status>.links``): which operation may follow which, and where its
+ids come from, so clients and stateful testers (schemathesis) can walk real sequences such as
+register → update → purchase → refund → profile → history → erase.
+
+Documentation only: links add to the served document, they change no path, parameter or shape.
+:func:`document_links` resolves each ``(method, path)`` below to the target's ``operationId``
+and refuses a link to an operation or parameter the document does not have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Operation = tuple[str, str]
+"""``(METHOD, path)`` as served, e.g. ``("GET", "/v1/customers/{customer_id}")``."""
+
+CUSTOMER = "/v1/customers/{customer_id}"
+REGISTER: Operation = ("POST", "/v1/customers")
+BATCH: Operation = ("POST", "/v1/commands:batch")
+GET: Operation = ("GET", CUSTOMER)
+UPDATE: Operation = ("PATCH", CUSTOMER)
+ERASE: Operation = ("DELETE", CUSTOMER)
+CONTACT: Operation = ("POST", f"{CUSTOMER}/contacts")
+TAG: Operation = ("PUT", f"{CUSTOMER}/tags/{{tag}}")
+UNTAG: Operation = ("DELETE", f"{CUSTOMER}/tags/{{tag}}")
+PURCHASE: Operation = ("POST", f"{CUSTOMER}/purchases")
+REFUND: Operation = ("POST", f"{CUSTOMER}/refunds")
+REDEEM: Operation = ("POST", f"{CUSTOMER}/points:redeem")
+FEEDBACK: Operation = ("POST", f"{CUSTOMER}/feedback")
+CONSENT: Operation = ("PUT", f"{CUSTOMER}/consents/{{purpose}}")
+LIFECYCLE: Operation = ("POST", f"{CUSTOMER}/lifecycle")
+CHURN: Operation = ("POST", f"{CUSTOMER}/churn")
+REACTIVATE: Operation = ("POST", f"{CUSTOMER}/reactivate")
+MERGE: Operation = ("POST", f"{CUSTOMER}/merge")
+UNMERGE: Operation = ("POST", f"{CUSTOMER}/unmerge")
+LOYALTY: Operation = ("GET", f"{CUSTOMER}/loyalty")
+RFM: Operation = ("GET", f"{CUSTOMER}/rfm")
+HISTORY: Operation = ("GET", f"{CUSTOMER}/history")
+CONSENT_HISTORY: Operation = ("GET", f"{CUSTOMER}/consents/history")
+SEGMENT = "/v1/segments/{segment_id}"
+PUT_SEGMENT: Operation = ("PUT", SEGMENT)
+POST_SEGMENT: Operation = ("POST", SEGMENT)
+MEMBERS: Operation = ("GET", f"{SEGMENT}/members")
+POLICY = "/v1/policies/{name}"
+GET_POLICY: Operation = ("GET", POLICY)
+PUT_POLICY: Operation = ("PUT", POLICY)
+
+STARTS: tuple[Operation, ...] = (REGISTER, BATCH, PUT_SEGMENT, PUT_POLICY)
+"""Operations that create what the links pass on: where a walk through the API starts."""
+
+WRITTEN_ID = "$response.body#/customer_id"
+"""Every write answers ``{customer_id, version, position}`` with ``ETag: "<version>"``."""
+WRITTEN = {"path.customer_id": WRITTEN_ID}
+WRITTEN_VERSION = {**WRITTEN, "header.if-match": "$response.header.ETag"}
+SAME_CUSTOMER = {"path.customer_id": "$request.path.customer_id"}
+
+CUSTOMER_WRITES = (
+    CONTACT,
+    TAG,
+    PURCHASE,
+    FEEDBACK,
+    CONSENT,
+    LIFECYCLE,
+    CHURN,
+    REACTIVATE,
+    REDEEM,
+    MERGE,
+    UNMERGE,
+)
+CUSTOMER_READS = (GET, HISTORY, LOYALTY, RFM, CONSENT_HISTORY)
+
+LINKS: dict[tuple[Operation, str], dict[Operation, dict[str, str]]] = {
+    (REGISTER, status): {
+        **{op: WRITTEN for op in (*CUSTOMER_WRITES, *CUSTOMER_READS)},
+        UPDATE: WRITTEN_VERSION,
+        ERASE: WRITTEN_VERSION,
+    }
+    for status in ("201", "200")
+}
+"""``(source operation, status) -> {target operation: {parameter: runtime expression}}``."""
+LINKS |= {
+    (UPDATE, "200"): {GET: WRITTEN, HISTORY: WRITTEN, PURCHASE: WRITTEN, ERASE: WRITTEN_VERSION},
+    (CONTACT, "200"): {GET: WRITTEN, UPDATE: WRITTEN_VERSION},
+    (TAG, "200"): {UNTAG: {**WRITTEN, "path.tag": "$request.path.tag"}, GET: WRITTEN},
+    (UNTAG, "200"): {GET: WRITTEN},
+    (PURCHASE, "200"): {
+        REFUND: {**WRITTEN, "body.order_id": "$request.body#/order_id"},
+        GET: WRITTEN,
+        LOYALTY: WRITTEN,
+        RFM: WRITTEN,
+    },
+    (REFUND, "200"): {GET: WRITTEN, HISTORY: WRITTEN},
+    (REDEEM, "200"): {LOYALTY: WRITTEN},
+    (FEEDBACK, "200"): {GET: WRITTEN},
+    (CONSENT, "200"): {CONSENT_HISTORY: WRITTEN, GET: WRITTEN},
+    (LIFECYCLE, "200"): {GET: WRITTEN},
+    (CHURN, "200"): {REACTIVATE: WRITTEN, GET: WRITTEN},
+    (REACTIVATE, "200"): {GET: WRITTEN},
+    (MERGE, "200"): {
+        UNMERGE: {**WRITTEN, "body.duplicate_id": "$request.body#/duplicate_id"},
+        GET: WRITTEN,
+    },
+    (UNMERGE, "200"): {GET: WRITTEN},
+    (ERASE, "200"): {GET: WRITTEN, HISTORY: WRITTEN},
+    (BATCH, "200"): {
+        GET: {"path.customer_id": "$response.body#/results/0/customer_id"},
+        HISTORY: {"path.customer_id": "$response.body#/results/0/customer_id"},
+    },
+    (PUT_SEGMENT, "200"): {
+        MEMBERS: {"path.segment_id": "$request.path.segment_id"},
+        POST_SEGMENT: {"path.segment_id": "$request.path.segment_id"},
+    },
+    (POST_SEGMENT, "200"): {MEMBERS: {"path.segment_id": "$request.path.segment_id"}},
+    (PUT_POLICY, "200"): {
+        GET_POLICY: {"path.name": "$request.path.name"},
+        PUT_POLICY: {"path.name": "$request.path.name", "header.if-match": "$response.header.ETag"},
+    },
+    (GET_POLICY, "200"): {
+        PUT_POLICY: {"path.name": "$request.path.name", "header.if-match": "$response.header.ETag"}
+    },
+    (GET, "200"): {UPDATE: {**SAME_CUSTOMER, "header.if-match": "$response.header.ETag"}},
+}
+
+
+def _link_name(method: str, path: str) -> str:
+    """``PATCH /v1/customers/{customer_id}/tags/{tag}`` -> ``PatchCustomersTags``."""
+    words = [w for w in path.split("/")[2:] if w and not w.startswith("{")]
+    camel = "".join(part.capitalize() for w in words for part in w.replace(":", "_").split("_"))
+    return method.capitalize() + camel
+
+
+def _parameter_names(operation: dict[str, Any]) -> set[str]:
+    return {f"{p['in']}.{p['name']}" for p in operation.get("parameters", [])}
+
+
+def document_links(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Add :data:`LINKS` to ``openapi`` (in place, also returned).
+
+    Raises ``KeyError`` naming a link whose source, status, target or path/header parameter
+    the document lacks (a renamed route must take its links along)."""
+    paths = openapi["paths"]
+    for ((method, path), status), targets in LINKS.items():
+        response = paths[path][method.lower()]["responses"][status]
+        links = response.setdefault("links", {})
+        for (target_method, target_path), parameters in targets.items():
+            target = paths[target_path][target_method.lower()]
+            known = _parameter_names(target)
+            for name in parameters:
+                location = name.split(".", 1)[0]
+                if location != "body" and name not in known:
+                    raise KeyError(f"{target_method} {target_path} has no parameter {name}")
+            link: dict[str, Any] = {
+                "operationId": target["operationId"],
+                "parameters": {k: v for k, v in parameters.items() if not k.startswith("body.")},
+            }
+            body = {k[5:]: v for k, v in parameters.items() if k.startswith("body.")}
+            if body:
+                link["requestBody"] = body
+            links[_link_name(target_method, target_path)] = link
+    return openapi
