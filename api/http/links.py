@@ -71,20 +71,25 @@ CUSTOMER_READS = (GET, HISTORY, LOYALTY, RFM, CONSENT_HISTORY)
 
 LINKS: dict[tuple[Operation, str], dict[Operation, dict[str, str]]] = {
     (REGISTER, status): {
-        **{op: WRITTEN for op in (*CUSTOMER_WRITES, *CUSTOMER_READS)},
-        UPDATE: WRITTEN_VERSION,
-        ERASE: WRITTEN_VERSION,
+        **{op: WRITTEN_VERSION for op in (*CUSTOMER_WRITES, UPDATE, ERASE)},
+        **{op: WRITTEN for op in CUSTOMER_READS},
     }
     for status in ("201", "200")
 }
-"""``(source operation, status) -> {target operation: {parameter: runtime expression}}``."""
+"""``(source operation, status) -> {target operation: {parameter: runtime expression}}``.
+Writes that follow a write send its ``ETag`` as ``If-Match`` (the version it left)."""
 LINKS |= {
-    (UPDATE, "200"): {GET: WRITTEN, HISTORY: WRITTEN, PURCHASE: WRITTEN, ERASE: WRITTEN_VERSION},
+    (UPDATE, "200"): {
+        GET: WRITTEN,
+        HISTORY: WRITTEN,
+        PURCHASE: WRITTEN_VERSION,
+        ERASE: WRITTEN_VERSION,
+    },
     (CONTACT, "200"): {GET: WRITTEN, UPDATE: WRITTEN_VERSION},
-    (TAG, "200"): {UNTAG: {**WRITTEN, "path.tag": "$request.path.tag"}, GET: WRITTEN},
+    (TAG, "200"): {UNTAG: {**WRITTEN_VERSION, "path.tag": "$request.path.tag"}, GET: WRITTEN},
     (UNTAG, "200"): {GET: WRITTEN},
     (PURCHASE, "200"): {
-        REFUND: {**WRITTEN, "body.order_id": "$request.body#/order_id"},
+        REFUND: {**WRITTEN_VERSION, "body.order_id": "$request.body#/order_id"},
         GET: WRITTEN,
         LOYALTY: WRITTEN,
         RFM: WRITTEN,
@@ -94,10 +99,10 @@ LINKS |= {
     (FEEDBACK, "200"): {GET: WRITTEN},
     (CONSENT, "200"): {CONSENT_HISTORY: WRITTEN, GET: WRITTEN},
     (LIFECYCLE, "200"): {GET: WRITTEN},
-    (CHURN, "200"): {REACTIVATE: WRITTEN, GET: WRITTEN},
+    (CHURN, "200"): {REACTIVATE: WRITTEN_VERSION, GET: WRITTEN},
     (REACTIVATE, "200"): {GET: WRITTEN},
     (MERGE, "200"): {
-        UNMERGE: {**WRITTEN, "body.duplicate_id": "$request.body#/duplicate_id"},
+        UNMERGE: {**WRITTEN_VERSION, "body.duplicate_id": "$request.body#/duplicate_id"},
         GET: WRITTEN,
     },
     (UNMERGE, "200"): {GET: WRITTEN},
