@@ -153,9 +153,10 @@ def test_bad_messages_on_both_inbound_topics_are_dead_lettered_and_the_rest_flow
         assert len(outcomes) == len(good) + len(typed), procs[0].log.read_text()[-3000:]
         for n in range(len(good)):
             assert outcomes[f"good-{n}"]["status"] == "accepted", outcomes[f"good-{n}"]
-        for key, field in typed.items():
-            assert outcomes[key]["status"] == "rejected", outcomes[key]
-            assert outcomes[key]["problem"]["field"] == field, (key, outcomes[key])
+        for idempotency_key, field in typed.items():
+            refused = outcomes[idempotency_key]
+            assert refused["status"] == "rejected", refused
+            assert refused["problem"]["field"] == field, (idempotency_key, refused)
         letters = read_topic(broker.bootstrap, topics.dlq(topics.commands), len(dead), 60)
         reasons = {r.key: dict(r.headers)["dlq.reason"].decode() for r in letters}
         assert len(letters) == len(dead) and reasons.keys() == dead.keys()
