@@ -47,6 +47,8 @@ PUT_POLICY: Operation = ("PUT", POLICY)
 
 STARTS: tuple[Operation, ...] = (REGISTER, BATCH, PUT_SEGMENT, PUT_POLICY)
 """Operations that create what the links pass on: where a walk through the API starts."""
+REGISTERED = ("201", "200")
+"""A registration's answers: a new customer, or the one already holding its external id."""
 
 WRITTEN_ID = "$response.body#/customer_id"
 """Every write answers ``{customer_id, version, position}`` with ``ETag: "<version>"``."""
@@ -54,31 +56,7 @@ WRITTEN = {"path.customer_id": WRITTEN_ID}
 WRITTEN_VERSION = {**WRITTEN, "header.if-match": "$response.header.ETag"}
 SAME_CUSTOMER = {"path.customer_id": "$request.path.customer_id"}
 
-CUSTOMER_WRITES = (
-    CONTACT,
-    TAG,
-    PURCHASE,
-    FEEDBACK,
-    CONSENT,
-    LIFECYCLE,
-    CHURN,
-    REACTIVATE,
-    REDEEM,
-    MERGE,
-    UNMERGE,
-)
-CUSTOMER_READS = (GET, HISTORY, LOYALTY, RFM, CONSENT_HISTORY)
-
 LINKS: dict[tuple[Operation, str], dict[Operation, dict[str, str]]] = {
-    (REGISTER, status): {
-        **{op: WRITTEN_VERSION for op in (*CUSTOMER_WRITES, UPDATE, ERASE)},
-        **{op: WRITTEN for op in CUSTOMER_READS},
-    }
-    for status in ("201", "200")
-}
-"""``(source operation, status) -> {target operation: {parameter: runtime expression}}``.
-Writes that follow a write send its ``ETag`` as ``If-Match`` (the version it left)."""
-LINKS |= {
     (UPDATE, "200"): {
         GET: WRITTEN,
         HISTORY: WRITTEN,
@@ -125,6 +103,26 @@ LINKS |= {
     },
     (GET, "200"): {UPDATE: {**SAME_CUSTOMER, "header.if-match": "$response.header.ETag"}},
 }
+"""``(source operation, status) -> {target operation: {parameter: runtime expression}}``: what
+may follow a write or a definition. Writes that follow a write send its ``ETag`` as
+``If-Match`` (the version it left). A registration's links are :func:`registration_links`."""
+
+
+def registration_links(openapi: dict[str, Any]) -> dict[Operation, dict[str, str]]:
+    """A registration leads to every operation on one customer in ``openapi`` (new routes
+    included): its ``customer_id`` in the path, and its ``ETag`` as ``If-Match`` where the
+    operation takes one; other path parameters (a tag, a purpose) are the caller's."""
+    targets: dict[Operation, dict[str, str]] = {}
+    for path, item in openapi["paths"].items():
+        if not path.startswith(CUSTOMER):
+            continue
+        for method, operation in item.items():
+            names = _parameter_names(operation)
+            if "path.customer_id" in names:
+                targets[(method.upper(), path)] = (
+                    WRITTEN_VERSION if "header.if-match" in names else WRITTEN
+                )
+    return targets
 
 
 def _link_name(method: str, path: str) -> str:
@@ -139,12 +137,15 @@ def _parameter_names(operation: dict[str, Any]) -> set[str]:
 
 
 def document_links(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Add :data:`LINKS` to ``openapi`` (in place, also returned).
+    """Add :func:`registration_links` and :data:`LINKS` to ``openapi`` (in place, also
+    returned).
 
     Raises ``KeyError`` naming a link whose source, status, target or path/header parameter
     the document lacks (a renamed route must take its links along)."""
     paths = openapi["paths"]
-    for ((method, path), status), targets in LINKS.items():
+    registration = registration_links(openapi)
+    every = {**{(REGISTER, status): registration for status in REGISTERED}, **LINKS}
+    for ((method, path), status), targets in every.items():
         response = paths[path][method.lower()]["responses"][status]
         links = response.setdefault("links", {})
         for (target_method, target_path), parameters in targets.items():

@@ -14,19 +14,24 @@ from typing import Any
 
 from schemathesis.specs.openapi import stateful
 
-from api.http.links import LINKS, STARTS
+from api.http.links import STARTS
 
 _classify = stateful.classify_root_transitions
-LINKED = {f"{method} {path}" for targets in LINKS.values() for method, path in targets}
 FIRST = {f"{method} {path}" for method, path in STARTS}
 
 
 def classify_root_transitions(operations: Any, transitions: Any, graph: Any) -> Any:
-    """schemathesis' classification, with :data:`FIRST` as starts and what links feed not."""
+    """schemathesis' classification, with :data:`FIRST` as starts and not the operations
+    the document's own links feed (inferred links do not count)."""
     roots = _classify(operations, transitions, graph)
     known = {operation.label for operation in operations}
     assert known >= FIRST, FIRST - known  # a start the served document lacks
-    roots.reliable = (roots.reliable - LINKED) | FIRST
+    fed = {
+        label
+        for label, links in transitions.operations.items()
+        if any(not link.is_inferred for link in links.incoming)
+    }
+    roots.reliable = (roots.reliable - fed) | FIRST
     return roots
 
 

@@ -65,21 +65,31 @@ def test_a_link_to_a_missing_parameter_is_refused(openapi: dict[str, Any]) -> No
         document_links(broken)
 
 
-def test_every_operation_on_a_customer_is_reached_from_a_registration(
+def test_every_operation_on_a_customer_is_linked_from_a_registration(
     openapi: dict[str, Any],
 ) -> None:
-    reached, frontier = set(), [REGISTER]
-    while frontier:
-        source = frontier.pop()
-        for (operation, _), targets in LINKS.items():
-            if operation == source:
-                frontier += [t for t in targets if t not in reached]
-                reached |= set(targets)
-    on_customer = {
-        (method.upper(), path)
+    """New routes on a customer included: the registration's links come from the document."""
+    operations = {
+        op["operationId"]: (method.upper(), path)
         for path, item in openapi["paths"].items()
-        for method in item
-        if path.startswith("/v1/customers/{customer_id}")
+        for method, op in item.items()
     }
-    assert on_customer <= reached, sorted(on_customer - reached)
-    assert set(STARTS) <= {source for source, _ in LINKS}
+    register = openapi["paths"]["/v1/customers"]["post"]["responses"]
+    for status in ("201", "200"):
+        linked = {operations[link["operationId"]] for link in register[status]["links"].values()}
+        on_customer = {
+            (method.upper(), path)
+            for path, item in openapi["paths"].items()
+            for method in item
+            if path.startswith("/v1/customers/{customer_id}")
+        }
+        assert on_customer == linked, sorted(on_customer ^ linked)
+        for link in register[status]["links"].values():
+            method, _ = operations[link["operationId"]]
+            if method != "GET":  # every write on a customer takes If-Match
+                assert link["parameters"]["header.if-match"] == "$response.header.ETag", link
+
+
+def test_walks_start_where_things_are_created() -> None:
+    assert REGISTER in STARTS
+    assert set(STARTS) - {REGISTER} <= {source for source, _ in LINKS}
