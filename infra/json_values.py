@@ -26,9 +26,10 @@ class NotJsonObject(ValueError):
     """A value that is not one UTF-8 JSON object; ``str()`` is the specific reason."""
 
 
-def _wide_encoding(raw: bytes) -> str | None:
-    """``UTF-16``/``UTF-32`` when ``raw`` starts like JSON text in one (RFC 4627 section 3:
-    a byte order mark, or NUL bytes around the first ASCII character)."""
+def wide_encoding(raw: bytes) -> str | None:
+    """``UTF-16 …``/``UTF-32 …`` (and how it shows) when ``raw`` starts like text in one: a
+    byte order mark, or NUL bytes around a first ASCII character (RFC 4627 section 3); else
+    ``None``. Import files are told apart the same way."""
     for bom, name in BOMS:
         if raw.startswith(bom):
             return f"{name} (byte order mark {bom.hex(' ')})"
@@ -50,7 +51,7 @@ def _undecodable(raw: bytes, error: orjson.JSONDecodeError) -> str:
         return "empty: no JSON text"
     if raw.startswith(codecs.BOM_UTF8):
         return "UTF-8 byte order mark before the JSON text: send UTF-8 without one"
-    wide = _wide_encoding(raw)
+    wide = wide_encoding(raw)
     if wide is not None:
         return f"{wide}: send UTF-8"
     try:
