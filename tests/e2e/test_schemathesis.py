@@ -32,6 +32,7 @@ values = ["Ada Lovelace", "email", "phone", "inbound", "outbound", "active", "lo
 
 [phases.stateful]
 max-steps = 20
+inference = {{ algorithms = [] }}  # the document's links only: inferred ones thin them out
 
 [phases.stateful.generation]
 mode = "positive"
