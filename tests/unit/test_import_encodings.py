@@ -41,7 +41,7 @@ def test_a_utf16_or_utf32_file_is_refused_naming_its_encoding(
 ) -> None:
     path = tmp_path / f"in{suffix}"
     path.write_bytes((CSV if suffix == ".csv" else JSONL).encode(encoding))
-    assert f"is {WIDE[encoding]}" in str(_refusal(path))
+    assert f"is not UTF-8 but {WIDE[encoding]}" in str(_refusal(path))
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
@@ -74,4 +74,4 @@ def test_any_file_in_a_wide_encoding_is_refused_as_such(
     text = "\n".join([*header, *rows]) + "\n"
     path = tmp_path_factory.mktemp("wide") / f"in{suffix}"
     path.write_bytes(text.encode(encoding, "surrogatepass"))
-    assert f"is {WIDE[encoding]}" in str(_refusal(path))
+    assert f"is not UTF-8 but {WIDE[encoding]}" in str(_refusal(path))

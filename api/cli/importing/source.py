@@ -61,7 +61,7 @@ def _lines(stream: BinaryIO, digest: Any = None) -> Iterator[tuple[int, str]]:
             digest.update(raw)
         wide = wide_encoding(raw) if number == 1 else None
         if wide is not None:
-            raise InvalidInput("file", f"is {wide}: save it as UTF-8")
+            raise InvalidInput("file", f"is not UTF-8 but {wide}: save it as UTF-8")
         chunk = raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
         try:
             text = chunk.decode("utf-8")
