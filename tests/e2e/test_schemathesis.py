@@ -32,7 +32,6 @@ values = ["Ada Lovelace", "email", "phone", "inbound", "outbound", "active", "lo
 
 [phases.stateful]
 max-steps = 20
-inference = {{ algorithms = [] }}  # the document's links only: inferred ones thin them out
 
 [phases.stateful.generation]
 mode = "positive"
@@ -45,10 +44,11 @@ CHECKS = (
 )
 
 
-@pytest.mark.timeout(300 + 60 * EXAMPLES_PER_OPERATION)
-def test_openapi_contract_holds_under_generated_requests(
-    embedded_server: Server, tmp_path: Path
-) -> None:
+def _st(server: Server, tmp_path: Path, phases: str) -> tuple[str, int]:
+    """Run ``st`` with ``phases`` against ``server``; (its output, the cases it generated).
+    The stateful phase runs on its own, first: after the others, their verdicts (operations
+    that answered 404 to random ids) left it a fifth of its scenarios, and the keys and
+    emails they had used refused most registrations."""
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG.format(scenarios=8 * EXAMPLES_PER_OPERATION))
     done = subprocess.run(
@@ -57,13 +57,15 @@ def test_openapi_contract_holds_under_generated_requests(
             "--config-file",
             str(config),
             "run",
-            f"{embedded_server.base_url}/openapi.json",
+            f"{server.base_url}/openapi.json",
+            "--phases",
+            phases,
             "--checks",
             CHECKS,
             "--max-examples",
             str(EXAMPLES_PER_OPERATION),
             "--header",
-            f"Authorization: Bearer {embedded_server.tokens['admin']}",
+            f"Authorization: Bearer {server.tokens['admin']}",
             "--seed",
             "20261123",
             "--request-timeout",
@@ -74,7 +76,7 @@ def test_openapi_contract_holds_under_generated_requests(
         ],
         capture_output=True,
         text=True,
-        timeout=240 + 60 * EXAMPLES_PER_OPERATION,
+        timeout=120 + 30 * EXAMPLES_PER_OPERATION,
         check=False,
         cwd=tmp_path,
         env={
@@ -84,15 +86,26 @@ def test_openapi_contract_holds_under_generated_requests(
         },
     )
     output = done.stdout + done.stderr
-    (tmp_path / "st.log").write_text(output)
+    (tmp_path / f"st-{phases.replace(',', '-')}.log").write_text(output)
     assert done.returncode == 0, output[-6000:]
     assert "Unresolvable references" not in output, output[-3000:]  # every $ref resolves
     generated = re.search(r"(\d+) generated", output)
-    assert generated is not None and int(generated.group(1)) >= 500, output[-2000:]
-    stateful = re.search(
-        r"✅  Stateful.*?API Links:\s+(\d+) covered / (\d+) selected", output, re.S
+    assert generated is not None, output[-2000:]
+    return output, int(generated.group(1))
+
+
+@pytest.mark.timeout(300 + 60 * EXAMPLES_PER_OPERATION)
+def test_openapi_contract_holds_under_generated_requests(
+    embedded_server: Server, tmp_path: Path
+) -> None:
+    output, stateful = _st(embedded_server, tmp_path, "stateful")  # first: a fresh store
+    _, single = _st(embedded_server, tmp_path, "examples,coverage,fuzzing")
+    links = re.search(r"✅  Stateful.*?API Links:\s+(\d+) covered / (\d+) selected", output, re.S)
+    assert links is not None, output[-3000:]  # the stateful phase ran and passed
+    covered, selected = int(links.group(1)), int(links.group(2))
+    print(
+        f"schemathesis: {single + stateful} cases ({stateful} stateful), "
+        f"links {covered} covered of {selected}"
     )
-    assert stateful is not None, output[-3000:]  # the stateful phase ran and passed
-    covered, selected = int(stateful.group(1)), int(stateful.group(2))
-    print(f"schemathesis: {generated.group(1)} cases, links {covered} covered of {selected}")
-    assert covered >= 20, output[-3000:]
+    assert single + stateful >= 500 and stateful >= 200, output[-2000:]
+    assert covered >= 25, output[-3000:]
