@@ -1,11 +1,11 @@
 """schemathesis against the served OpenAPI: no 5xx, responses match the documented schema and
 status codes, for every route, with an admin key (so auth does not hide the handlers).
 
-All four phases run: first the stateful phase, which follows the document's links (:mod:`api.http.links`) from the operations that create things through those
-that use their ids (starting there: ``schemathesis_hooks``), then examples, coverage and
-fuzzing. ``CLIENTELE_SCHEMATHESIS_EXAMPLES``
-sets the examples per operation, and eight times as many stateful scenarios (CI: 15; a full
-run: 60 or more; README "Tests")."""
+All four phases run: first the stateful phase, which follows the document's links
+(:mod:`api.http.links`) from the operations that create things through those that use their
+ids (starting there: ``schemathesis_hooks``), then examples, coverage and fuzzing.
+``CLIENTELE_SCHEMATHESIS_EXAMPLES`` sets the examples per operation, and eight times as many
+stateful scenarios (CI: 15; a full run: 60 or more; README "Tests")."""
 
 from __future__ import annotations
 
