@@ -3,8 +3,9 @@
 Each polled batch runs through the group-commit batch path. Every command is idempotent: it
 carries its own ``idempotency_key`` or gets one from its Kafka coordinates, so a redelivery after
 a crash replays the recorded outcome instead of acting twice. Offsets are committed to Kafka
-only after the outcomes were acknowledged. Bytes that are not a JSON object (invalid UTF-8,
-unpaired surrogate escapes, no value at all) go to the DLQ; well-formed but invalid commands,
+only after the outcomes were acknowledged. Bytes that are not a UTF-8 JSON object (invalid or
+other encodings, truncated, another JSON type, no value at all) go to the DLQ with the specific
+reason; well-formed but invalid commands,
 an unusable ``idempotency_key`` included, get a ``rejected`` result with the problem.
 """
 
@@ -21,6 +22,7 @@ from commands.service import CommandService, Context, Outcome
 from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
 from domain.text_policy import check_key
+from infra.json_values import NotJsonObject, json_object
 from infra.resilience import Supervisor
 
 
@@ -41,13 +43,13 @@ def read_command(value: bytes | None, coordinates: str) -> tuple[str, Command | 
     """(idempotency key, the command or the :class:`DomainError` refusing it) of one record's
     value. The key is the command's own ``idempotency_key``, else the record's ``coordinates``
     (also when the key itself is refused). :class:`UndecodableCommand` if ``value`` is no JSON
-    object (invalid UTF-8, unpaired surrogate escapes, no value at all)."""
+    object, saying specifically why (:func:`infra.json_values.json_object`: no value, empty, a
+    byte order mark, UTF-16/UTF-32, invalid UTF-8, truncated, other syntax or unpaired
+    surrogate escapes, valid JSON of another type)."""
     try:
-        doc = orjson.loads(value) if value is not None else None
-    except orjson.JSONDecodeError as error:
+        doc = json_object(value, "a command")
+    except NotJsonObject as error:
         raise UndecodableCommand(str(error)) from None
-    if not isinstance(doc, dict):
-        raise UndecodableCommand("a command must be a JSON object")
     key = coordinates
     try:
         if doc.get("idempotency_key") is not None:

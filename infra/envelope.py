@@ -21,6 +21,7 @@ import orjson
 
 from domain.event_base import LoggedEvent
 from domain.events import EVENT_TYPES
+from infra.json_values import NotJsonObject, json_object
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "event-envelope.schema.json"
@@ -161,32 +162,27 @@ class Envelope:
     def from_bytes(cls, raw: bytes | None) -> Envelope:
         """Decode and check an envelope; anything malformed (no value at all included) is an
         :class:`EnvelopeError`."""
-        if raw is None:
-            raise EnvelopeError("no value (a tombstone)")
         try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            raise EnvelopeError(f"not JSON: {error}") from None
-        if not isinstance(doc, dict):
-            raise EnvelopeError("envelope must be a JSON object")
+            doc = json_object(raw, "an envelope")
+        except NotJsonObject as error:  # the specific reason: encoding, truncation, type
+            raise EnvelopeError(str(error)) from None
         return cls.from_dict(doc)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Envelope:
         """Check ``doc`` against the envelope schema's types (strictly: no ``"1"`` for 1,
-        no ``true`` for an integer, no time without an offset); :class:`EnvelopeError` if not."""
+        no ``true`` for an integer, no time without an offset); :class:`EnvelopeError` naming
+        the field if not (``<field> is missing``, ``<field> must be …``)."""
         try:
-            kind = doc["type"]
+            kind = _text(doc["type"], "type")
             if kind not in EVENT_TYPES:
                 raise EnvelopeError(f"unknown event type {kind!r}")
             if not isinstance(doc["data"], dict):
                 raise EnvelopeError("data must be an object")
             if _integer(doc["schema_version"], "schema_version") != SCHEMA_VERSION:
                 raise EnvelopeError(f"schema_version must be {SCHEMA_VERSION}")
-            customer_id = UUID(_text(doc["customer_id"], "customer_id"))
-            UUID(
-                _text(doc["id"], "id")
-            )  # well-formed; the value is derived from (customer_id, version)
+            customer_id = _uuid(doc["customer_id"], "customer_id")
+            _uuid(doc["id"], "id")  # well-formed; the value is derived from (customer_id, version)
             return cls(
                 type=kind,
                 schema_version=SCHEMA_VERSION,
@@ -203,9 +199,11 @@ class Envelope:
                 hash=_optional_text(doc.get("hash"), "hash"),
                 sealed=_optional_text(doc.get("sealed"), "sealed"),
             )
+        except KeyError as missing:
+            raise EnvelopeError(f"{missing.args[0]} is missing") from None
         except EnvelopeError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (TypeError, ValueError, AttributeError) as error:  # none known: a safety net
             raise EnvelopeError(f"malformed envelope: {error!r}") from None
 
 
@@ -222,10 +220,22 @@ def _text(value: Any, name: str) -> str:
 
 
 def _moment(value: Any, name: str) -> datetime:
-    moment = datetime.fromisoformat(_text(value, name))
-    if moment.utcoffset() is None:
+    text = _text(value, name)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
         raise EnvelopeError(f"{name} must be a date-time with an offset")
     return moment
+
+
+def _uuid(value: Any, name: str) -> UUID:
+    text = _text(value, name)
+    try:
+        return UUID(text)
+    except ValueError:
+        raise EnvelopeError(f"{name} must be a UUID") from None
 
 
 def _optional_text(value: Any, name: str) -> str | None:

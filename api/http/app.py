@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from api.http import deps, middleware, problems
 from api.http.auth import AuthFailed
+from api.http.links import document_links
 from api.http.preconditions import PreconditionFailed
 from api.http.rate_limit import KeyRateLimiter, RateLimited
 from api.http.routes import (
@@ -51,9 +52,10 @@ def create_app(services: Services | None = None) -> FastAPI:
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        """The generated document, with one schema per batch command type (once)."""
+        """The generated document, with one schema per batch command type and the links
+        between operations (once)."""
         if app.openapi_schema is None:
-            app.openapi_schema = document_batch_commands(default_openapi())
+            app.openapi_schema = document_links(document_batch_commands(default_openapi()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

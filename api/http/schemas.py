@@ -390,15 +390,21 @@ def batch_examples() -> dict[str, dict[str, Any]]:
     }
 
 
+COMPONENT_REF = "#/components/schemas/{model}"
+"""Where pydantic's ``$ref`` point in the OpenAPI document."""
+
+
 def _component(name: str) -> str:
     return "BatchCommand_" + name
 
 
 def batch_command_schema(name: str) -> dict[str, Any]:
     """The JSON Schema of one batch command: ``type`` fixed to ``name`` plus the fields of
-    its message (``update`` takes the profile fields at the top level, like ``PATCH``)."""
+    its message (``update`` takes the profile fields at the top level, like ``PATCH``).
+    Shared definitions are under ``$defs`` and referred to as OpenAPI components
+    (``#/components/schemas/<name>``), where :func:`document_batch_commands` puts them."""
     cls = COMMAND_TYPES[name]
-    schema = TypeAdapter(cls).json_schema()
+    schema = TypeAdapter(cls).json_schema(ref_template=COMPONENT_REF)
     if cls is UpdateProfile:
         profile = UpdateProfileRequest.model_json_schema()["properties"]
         schema["properties"].pop("changes")
@@ -421,7 +427,10 @@ def document_batch_commands(openapi: dict[str, Any]) -> dict[str, Any]:
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     refs = {name: f"#/components/schemas/{_component(name)}" for name in COMMAND_TYPES}
     for name in COMMAND_TYPES:
-        schemas[_component(name)] = batch_command_schema(name)
+        schema = batch_command_schema(name)
+        for shared, definition in schema.pop("$defs", {}).items():  # e.g. CustomerRef
+            schemas.setdefault(shared, definition)
+        schemas[_component(name)] = schema
     items = {
         "oneOf": [{"$ref": ref} for ref in refs.values()],
         "discriminator": {"propertyName": "type", "mapping": refs},

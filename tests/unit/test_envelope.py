@@ -136,6 +136,38 @@ def test_malformed_envelopes_are_rejected_specifically(raw: bytes) -> None:
         Envelope.from_bytes(raw)
 
 
+FIELD_REASONS = [
+    ("occurred_at", "yesterday", "occurred_at must be a date-time with an offset"),
+    ("recorded_at", "2024-05-01T10:00:00", "recorded_at must be a date-time with an offset"),
+    ("recorded_at", 1714557600, "recorded_at must be a string"),
+    ("customer_id", "not-a-uuid", "customer_id must be a UUID"),
+    ("id", "", "id must be a UUID"),
+    ("type", ["customer.tagged"], "type must be a string"),
+    ("type", 7, "type must be a string"),
+    ("version", "7", "version must be a positive integer"),
+    ("position", True, "position must be a positive integer"),
+    ("data", [], "data must be an object"),
+    ("actor", None, "actor must be a string"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "reason"), FIELD_REASONS)
+def test_a_bad_envelope_field_is_named_in_the_reason(
+    service: CommandService, store: EventStore, ctx: Context, name: str, value: object, reason: str
+) -> None:
+    """Not a Python exception's repr (``malformed envelope: ValueError("Invalid isoformat
+    string: 'yesterday'")``): the DLQ reason names the field and what it must be."""
+    service.execute(m.RegisterCustomer(name="Ann"), ctx)
+    doc = json.loads(envelopes(store)[0].to_bytes())
+    with pytest.raises(EnvelopeError) as refused:
+        Envelope.from_bytes(json.dumps({**doc, name: value}).encode())
+    assert str(refused.value) == reason
+    del doc[name]
+    with pytest.raises(EnvelopeError) as refused:
+        Envelope.from_bytes(json.dumps(doc).encode())
+    assert str(refused.value) == f"{name} is missing"
+
+
 def test_event_id_text_is_the_event_ids_text() -> None:
     rng = random.Random(5)
     for version in [1, 2, 9, 10, 99, 1000, 2**40, *range(3, 2000)]:

@@ -2,7 +2,7 @@
 
 :func:`open_source` reads the file once, line by line (never whole into memory), and refuses
 it (:class:`InvalidInput` on ``file``, ``header`` or ``--map``: nothing is imported) unless it
-is UTF-8 (a BOM is fine) without NUL bytes and
+is UTF-8 (a BOM is fine; UTF-16 and UTF-32 are refused as such) without NUL bytes and
 
 * CSV: parses as CSV, and its header names each field of the kind once (see
   :mod:`api.cli.importing.fields`), with the kind's required fields;
@@ -29,6 +29,7 @@ import orjson
 from api.cli.importing.fields import Naming
 from domain.errors import InvalidInput
 from domain.text_policy import trim
+from infra.json_values import wide_encoding
 
 Format = Literal["csv", "jsonl"]
 FORMATS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -58,6 +59,9 @@ def _lines(stream: BinaryIO, digest: Any = None) -> Iterator[tuple[int, str]]:
     for number, raw in enumerate(stream, start=1):
         if digest is not None:
             digest.update(raw)
+        wide = wide_encoding(raw) if number == 1 else None
+        if wide is not None:
+            raise InvalidInput("file", f"is not UTF-8 but {wide}: save it as UTF-8")
         chunk = raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
         try:
             text = chunk.decode("utf-8")
