@@ -14,6 +14,7 @@ re-run produces (delivery is at-least-once). Senders report outcomes back as
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +25,12 @@ import structlog
 from kafka import KafkaProducer
 
 from commands.campaigns import CampaignService
+from consumers.campaign_launch import AudienceNotReady
 from domain.campaign import TREATMENT, CampaignStatus, InvalidCampaignTransition
 from domain.customer import Customer
 from infra.bulk_load import load_many
 from infra.readstore import ReadStore
-from projections.campaigns import audience
+from projections.campaigns import audience, member_count
 
 log = structlog.get_logger(__name__)
 MESSAGES = UUID("a4e1f7c2-0b3d-4c5e-9f81-2d6a7b8c9e0f")
@@ -56,12 +58,14 @@ class CampaignDispatcher:
         topic: str,
         *,
         batch_size: int = 500,
+        wait_seconds: float = 60.0,
     ) -> None:
         self.campaigns = campaigns
         self.read_store = read_store
         self.producer = producer
         self.topic = topic
         self.batch_size = batch_size
+        self.wait_seconds = wait_seconds
 
     def dispatch(
         self, campaign_id: UUID, on_progress: Callable[[int], None] | None = None
@@ -75,6 +79,9 @@ class CampaignDispatcher:
                 campaign_id=str(campaign_id),
                 campaign_status=campaign.status,
             )
+        counts = campaign.outcome
+        assert counts is not None  # recorded by campaign.launched
+        self._await_members(campaign_id, counts["treatment"] + counts["control"])
         spec = campaign.spec
         purpose, channel = spec["purpose"], spec["channel"]
         sent, skipped, after = 0, dict[str, int](), ""
@@ -115,3 +122,22 @@ class CampaignDispatcher:
                 on_progress(sent + sum(skipped.values()))
         log.info("campaign dispatched", campaign_id=str(campaign_id), sent=sent, skipped=skipped)
         return {"sent": sent, "skipped": dict(sorted(skipped.items()))}
+
+    def _await_members(self, campaign_id: UUID, expected: int) -> None:
+        """Wait until the campaigns read model holds all ``expected`` members of the launch:
+        in full mode it is fed from Kafka and may still be applying the targeting events, and
+        paging a partial audience would leave members without their message."""
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            with self.read_store.snapshot() as tx:
+                held = member_count(tx, str(campaign_id))
+            if held >= expected:
+                return
+            if time.monotonic() > deadline:
+                raise AudienceNotReady(
+                    f"the campaigns read model holds {held} of the launch's {expected} members",
+                    campaign_id=str(campaign_id),
+                    held=held,
+                    expected=expected,
+                )
+            time.sleep(0.2)

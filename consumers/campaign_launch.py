@@ -44,7 +44,8 @@ log = structlog.get_logger(__name__)
 
 
 class AudienceNotReady(DomainError):
-    """The segments read model has not reached the launch position in time (503)."""
+    """A read model has not reached what a launch (segments) or a dispatch (campaigns) needs
+    in time (503)."""
 
     code = "not-caught-up"
 

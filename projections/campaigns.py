@@ -215,6 +215,15 @@ def audience(
     return [(str(c), str(g)) for c, g in rows]
 
 
+def member_count(tx: Tx, campaign_id: str) -> int:
+    """Members of ``campaign_id`` held so far, erased ones included: equal to the launch's
+    treatment plus control once this read model has applied the whole launch."""
+    row = tx.fetchone(
+        "SELECT COUNT(*) FROM {campaign_members} WHERE campaign_id = ?", (campaign_id,)
+    )
+    return int(row[0]) if row is not None else 0
+
+
 def outcomes(tx: Tx, campaign_id: str) -> dict[str, int]:
     """Members with each reported outcome (``{"delivered": 812, …}``)."""
     rows = tx.fetchall(
