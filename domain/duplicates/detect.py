@@ -1,0 +1,54 @@
+"""Finding the probable duplicates of a base: blocking, then the model on each candidate pair."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from domain.duplicates.blocking import candidate_pairs
+from domain.duplicates.model import Match, MatchModel
+from domain.duplicates.records import MatchRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A probable duplicate pair; ``first < second`` (customer ids), so a pair has one name."""
+
+    first: str
+    second: str
+    match: Match
+
+    @property
+    def pair_id(self) -> str:
+        return pair_id(self.first, self.second)
+
+
+def pair_id(a: str, b: str) -> str:
+    """The id of the pair of customers ``a`` and ``b`` (either order): ``"<lower>~<higher>"``."""
+    low, high = sorted((a, b))
+    return f"{low}~{high}"
+
+
+def find_candidates(
+    records: Sequence[MatchRecord],
+    model: MatchModel,
+    min_probability: float,
+    changed: Iterable[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Candidate]:
+    """Every candidate pair scoring at least ``min_probability``; with ``changed`` (customer
+    ids) only pairs with at least one of them. ``progress`` is told the number of pairs compared,
+    every 10,000."""
+    found: list[Candidate] = []
+    compared = 0
+    for i, j in candidate_pairs(records, changed):
+        match = model.score(records[i], records[j])
+        compared += 1
+        if progress is not None and compared % 10_000 == 0:
+            progress(10_000)
+        if match.probability >= min_probability:
+            low, high = sorted((records[i].customer_id, records[j].customer_id))
+            found.append(Candidate(low, high, match))
+    if progress is not None:
+        progress(compared % 10_000)
+    return found
