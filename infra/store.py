@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from domain import churn_model, segment
+from domain import churn_model, duplicate_review, segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.events import EVENT_CLASSES, CustomerEvent, Erased
@@ -47,7 +47,8 @@ APP_NAME = "Clientele"
 CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]  # published on customer.events
 SEGMENT_TOPICS = [get_topic(cls) for cls in segment.EVENT_CLASSES]  # never published
 MODEL_TOPICS = [get_topic(cls) for cls in churn_model.EVENT_CLASSES]  # never published
-FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS]  # what read models are fed
+REVIEW_TOPICS = [get_topic(cls) for cls in duplicate_review.EVENT_CLASSES]  # never published
+FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS, *REVIEW_TOPICS]  # read models' feed
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 from projections.analytics import AnalyticsProjector
 from projections.audit_history import AuditHistoryProjector
+from projections.duplicates import DuplicatesProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
 from projections.segments import SegmentsProjector
 
 
 def all_projectors() -> list[Projector]:
-    return [ProfilesProjector(), AuditHistoryProjector(), AnalyticsProjector(), SegmentsProjector()]
+    return [
+        ProfilesProjector(),
+        AuditHistoryProjector(),
+        AnalyticsProjector(),
+        DuplicatesProjector(),
+        SegmentsProjector(),
+    ]
 
 
 def by_name(name: str) -> Projector:

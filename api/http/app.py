@@ -13,7 +13,7 @@ from api.http import deps, middleware, problems
 from api.http.auth import AuthFailed
 from api.http.preconditions import PreconditionFailed
 from api.http.rate_limit import KeyRateLimiter, RateLimited
-from api.http.routes import analytics, audit, ops, policies, reads, segments, writes
+from api.http.routes import analytics, audit, duplicates, ops, policies, reads, segments, writes
 from api.http.schemas import document_batch_commands
 from bootstrap import Services, build
 from bootstrap.processes import api_background
@@ -96,6 +96,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         writes.router,
         reads.router,
         segments.router,
+        duplicates.router,
         policies.router,
         analytics.router,
         analytics.customers_router,

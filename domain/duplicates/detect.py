@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import orjson
 
 from domain.duplicates.blocking import candidate_pairs
 from domain.duplicates.model import Match, MatchModel
@@ -17,6 +20,7 @@ class Candidate:
     first: str
     second: str
     match: Match
+    fingerprint: str
 
     @property
     def pair_id(self) -> str:
@@ -27,6 +31,18 @@ def pair_id(a: str, b: str) -> str:
     """The id of the pair of customers ``a`` and ``b`` (either order): ``"<lower>~<higher>"``."""
     low, high = sorted((a, b))
     return f"{low}~{high}"
+
+
+def fingerprint(a: MatchRecord, b: MatchRecord) -> str:
+    """A digest of what was compared of both records (either order): it changes when any
+    compared field of either changes, and only then."""
+    parts = sorted(
+        orjson.dumps(
+            [r.customer_id, r.name, r.email, r.phone, r.address, r.city, sorted(r.external_ids)]
+        )
+        for r in (a, b)
+    )
+    return hashlib.sha256(b"\n".join(parts)).hexdigest()[:32]
 
 
 def find_candidates(
@@ -48,7 +64,7 @@ def find_candidates(
             progress(10_000)
         if match.probability >= min_probability:
             low, high = sorted((records[i].customer_id, records[j].customer_id))
-            found.append(Candidate(low, high, match))
+            found.append(Candidate(low, high, match, fingerprint(records[i], records[j])))
     if progress is not None:
         progress(compared % 10_000)
     return found

@@ -7,8 +7,9 @@ plus the weights of its fields (a missing field weighs 0), and its match probabi
 ``2**w / (1 + 2**w)``.
 
 - ``u`` is estimated from the base itself, as splink's ``estimate_u_using_random_sampling``
-  does: the levels of a seeded random sample of pairs, Laplace-smoothed so a level never seen
-  among random pairs (two strangers with the same phone) still has a finite weight.
+  does: the levels of a seeded random sample of pairs, smoothed towards :data:`DEFAULT_U`
+  (:data:`PRIOR_PAIRS`), so a level never seen among random pairs (two strangers with the same
+  phone) keeps a finite weight and a small base gets sensible ones.
 - ``m`` are the stated priors in :data:`M_PROBABILITIES` (how often a real duplicate keeps a
   field exactly, as an alias, with a typo, …).
 - the prior is :data:`DUPLICATE_RATE` / (n - 1) per pair of a base of n customers: about one
@@ -33,6 +34,9 @@ from domain.duplicates.records import MatchRecord
 DEFAULT_THRESHOLD = 0.9
 DUPLICATE_RATE = 0.05
 U_SAMPLE_PAIRS = 100_000
+PRIOR_PAIRS = 10_000
+"""Weight of :data:`DEFAULT_U` in an estimate, in sampled pairs: a small base leans on it, a
+large one on its own sample; a level never seen among random pairs keeps a finite weight."""
 M_PROBABILITIES: dict[str, dict[str, float]] = {
     "name": {
         "exact": 0.55,
@@ -112,7 +116,7 @@ class MatchModel:
         if len(records) < 2:
             return cls.default(len(records))
         rng = random.Random(seed)
-        counts = {name: dict.fromkeys(levels, 1) for name, levels in LEVELS.items()}
+        counts = {name: dict.fromkeys(levels, 0) for name, levels in LEVELS.items()}
         sampled = dict.fromkeys(LEVELS, 0)
         n = len(records)
         for _ in range(min(U_SAMPLE_PAIRS, n * (n - 1) // 2)):
@@ -124,10 +128,11 @@ class MatchModel:
                     sampled[name] += 1
         u = {
             name: {
-                level: count / (sampled[name] + len(levels))
+                level: (count + PRIOR_PAIRS * DEFAULT_U[name][level])
+                / (sampled[name] + PRIOR_PAIRS)
                 for level, count in counts[name].items()
             }
-            for name, levels in LEVELS.items()
+            for name in LEVELS
         }
         return cls(u, n)
 

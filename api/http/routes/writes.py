@@ -21,6 +21,7 @@ from commands import messages as m
 from domain.errors import CustomerNotFound, DomainError, VersionConflict
 from domain.text_policy import check_key
 from infra.api_keys import Role
+from projections import duplicate_candidates
 
 router = APIRouter(prefix="/v1", tags=["write"], dependencies=[require(Role.WRITER)])
 ADMIN = [require(Role.ADMIN)]
@@ -139,6 +140,15 @@ def register_customer(body: s.RegisterCustomerRequest, write: NewCustomerWrite) 
     write.response.headers["Location"] = f"/v1/customers/{result.customer_id}"
     if result.existing:
         write.response.status_code = 200
+    else:
+        svc = deps.services(write.request)
+        customer = svc.store.customer(UUID(result.customer_id))
+        result.possible_duplicates = [
+            s.PossibleDuplicate(**found)
+            for found in duplicate_candidates.check(
+                svc.read_store, result.customer_id, vars(customer)
+            )
+        ]
     return result
 
 
