@@ -12,8 +12,11 @@ plus the weights of its fields (a missing field weighs 0), and its match probabi
   phone) keeps a finite weight and a small base gets sensible ones.
 - ``m`` are the stated priors in :data:`M_PROBABILITIES` (how often a real duplicate keeps a
   field exactly, as an alias, with a typo, …).
-- the prior is :data:`DUPLICATE_RATE` / (n - 1) per pair of a base of n customers: about one
-  customer in twenty has a duplicate somewhere in the base.
+- the prior is :data:`DUPLICATE_RATE` / (n - 1) per pair of a base of n customers (n at least
+  :data:`MIN_POPULATION`): about one customer in twenty has a duplicate somewhere in the base.
+- a first name that is neither the same, a typo, a nickname nor an initial is strong evidence
+  of two people (``m`` 1e-6): a household shares a last name, an address and a landline, and
+  those agreements are not independent of each other as the model assumes.
 
 The probability is calibrated in the sense that matters for the threshold: on a generated base
 with planted duplicates (tests/unit/test_duplicate_accuracy.py) pairs above
@@ -34,6 +37,9 @@ from domain.duplicates.records import MatchRecord
 DEFAULT_THRESHOLD = 0.9
 DUPLICATE_RATE = 0.05
 U_SAMPLE_PAIRS = 100_000
+MIN_POPULATION = 1_000
+"""The prior is taken for a base of at least this many customers: in a base of two, one shared
+phone and address would otherwise outweigh two different first names (a household)."""
 PRIOR_PAIRS = 10_000
 """Weight of :data:`DEFAULT_U` in an estimate, in sampled pairs: a small base leans on it, a
 large one on its own sample; a level never seen among random pairs keeps a finite weight."""
@@ -44,7 +50,7 @@ M_PROBABILITIES: dict[str, dict[str, float]] = {
         "nickname": 0.08,
         "typo": 0.22,
         "initial": 0.04,
-        "same_last_other_first": 1e-5,
+        "same_last_other_first": 1e-6,
         "other": 1e-4,
     },
     "email": {"exact": 0.5, "alias": 0.15, "typo": 0.05, "different": 0.3},
@@ -65,8 +71,8 @@ DEFAULT_U: dict[str, dict[str, float]] = {
         "other": 0.996,
     },
     "email": {"exact": 1e-5, "alias": 1e-5, "typo": 1e-5, "different": 0.99997},
-    "phone": {"exact": 1e-5, "typo": 1e-4, "different": 0.9999},
-    "address": {"exact": 1e-5, "similar": 1e-4, "same_city": 0.05, "different": 0.95},
+    "phone": {"exact": 5e-5, "typo": 1e-4, "different": 0.99985},
+    "address": {"exact": 1e-4, "similar": 1e-3, "same_city": 0.05, "different": 0.9489},
     "external_id": {"same_id": 1e-5, "conflict": 0.99999},
 }
 
@@ -82,7 +88,7 @@ class Match:
 
 
 def _prior_bits(population: int) -> float:
-    return math.log2(DUPLICATE_RATE / max(population - 1, 1))
+    return math.log2(DUPLICATE_RATE / max(population - 1, MIN_POPULATION))
 
 
 @dataclass(frozen=True)
