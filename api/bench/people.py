@@ -480,7 +480,13 @@ def _duplicate(original: dict[str, Any], kind: str, maker: _Maker) -> dict[str, 
             )
         )
         copy["email"] = None
-    elif kind == "two_systems":
+    elif kind == "two_systems":  # both systems keep the postal address (an ERP, a web shop)
+        if not original["attributes"].get("address"):
+            original["attributes"] = {
+                "address": f"{rng.randint(1, 200)} {rng.choice(STREETS).title()} Street",
+                "city": rng.choice(CITIES).title(),
+            }
+            copy["attributes"] = dict(original["attributes"])
         copy["name"] = (
             f"{first[0].upper()}. {last.title()}" if rng.random() < 0.3 else original["name"]
         )
@@ -493,6 +499,11 @@ def _duplicate(original: dict[str, Any], kind: str, maker: _Maker) -> dict[str, 
             copy["phone"] = None
         else:
             copy["email"] = None
+    if copy["email"] is not None and email_key(copy["email"]) == email_key(original["email"] or ""):
+        if kind != "provider_alias":  # a live customer's email is taken: the copy has none
+            copy["email"] = None  # or another one (registration refuses a taken email)
+            if rng.random() < 0.5:
+                copy["email"] = maker.email(first, last)
     if kind != "phone_format" and copy["phone"] and rng.random() < 0.5:
         copy["phone"] = "0" + copy["phone"][3:]  # the same phone as typed in a national form
     if copy["phone"]:
