@@ -3,7 +3,7 @@
 A scan (:func:`scan`) reads the live records of the duplicates read model
 (:mod:`projections.duplicates`), estimates the match model's ``u`` from them, compares the
 candidate pairs (all of them on the first or a ``full`` scan, otherwise only pairs with a
-record changed since the last scan) and keeps the pairs scoring at least
+record changed since the last scan, scored with the model that scan estimated) and keeps the pairs scoring at least
 :data:`KEEP_PROBABILITY` in ``duplicate_candidates`` with their evidence and fingerprint.
 ``duplicate_scans`` remembers the position the scan read at and the model it used.
 
@@ -105,7 +105,10 @@ def scan(
         }
     since = 0 if full or last is None else last[0]
     changed = None if since == 0 else {cid for cid, p in positions.items() if p > since}
-    model = MatchModel.estimate(records)
+    # A full scan estimates the model afresh; an incremental one keeps the last scan's (so its
+    # pairs are scored as those it keeps), for the base's size now.
+    model = MatchModel.estimate(records) if last is None or changed is None else last[1]
+    model = model.with_population(len(records))
     found = find_candidates(records, model, KEEP_PROBABILITY, changed, progress)
     with read_store.transaction() as tx:
         if changed is None:

@@ -91,6 +91,7 @@ class Sizes:
     import_purchases: int
     analytics_customers: int
     analytics_requests: int  # per kind of read and repeat
+    duplicate_customers: int = 100_000  # the base a full duplicates scan reads
 
 
 @dataclass

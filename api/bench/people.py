@@ -19,280 +19,38 @@ import phonenumbers
 from domain.duplicates.records import email_key
 from domain.values import normalise_email, normalise_name, normalise_phone
 
-FIRST = [
-    "james",
-    "john",
-    "robert",
-    "michael",
-    "william",
-    "david",
-    "richard",
-    "joseph",
-    "thomas",
-    "charles",
-    "christopher",
-    "daniel",
-    "matthew",
-    "anthony",
-    "mark",
-    "donald",
-    "steven",
-    "paul",
-    "andrew",
-    "joshua",
-    "kenneth",
-    "kevin",
-    "brian",
-    "george",
-    "timothy",
-    "ronald",
-    "edward",
-    "jason",
-    "jeffrey",
-    "ryan",
-    "jacob",
-    "gary",
-    "nicholas",
-    "eric",
-    "jonathan",
-    "stephen",
-    "larry",
-    "justin",
-    "scott",
-    "brandon",
-    "benjamin",
-    "samuel",
-    "gregory",
-    "alexander",
-    "patrick",
-    "frank",
-    "raymond",
-    "jack",
-    "dennis",
-    "jerry",
-    "mary",
-    "patricia",
-    "jennifer",
-    "linda",
-    "elizabeth",
-    "barbara",
-    "susan",
-    "jessica",
-    "sarah",
-    "karen",
-    "lisa",
-    "nancy",
-    "betty",
-    "margaret",
-    "sandra",
-    "ashley",
-    "kimberly",
-    "emily",
-    "donna",
-    "michelle",
-    "carol",
-    "amanda",
-    "dorothy",
-    "melissa",
-    "deborah",
-    "stephanie",
-    "rebecca",
-    "sharon",
-    "laura",
-    "cynthia",
-    "kathleen",
-    "amy",
-    "angela",
-    "shirley",
-    "anna",
-    "brenda",
-    "pamela",
-    "emma",
-    "nicole",
-    "helen",
-    "samantha",
-    "katherine",
-    "christine",
-    "debra",
-    "rachel",
-    "carolyn",
-    "janet",
-    "catherine",
-    "maria",
-    "heather",
-    "diane",
-    "ruth",
-    "julie",
-    "olivia",
-    "joyce",
-    "virginia",
-    "victoria",
-    "kelly",
-    "lauren",
-    "christina",
-    "joan",
-    "evelyn",
-    "zoë",
-    "josé",
-    "łukasz",
-    "søren",
-    "björn",
-    "françois",
-    "jürgen",
-    "małgorzata",
-    "ines",
-    "noémie",
-]
-LAST = [
-    "smith",
-    "johnson",
-    "williams",
-    "brown",
-    "jones",
-    "garcia",
-    "miller",
-    "davis",
-    "rodriguez",
-    "martinez",
-    "hernandez",
-    "lopez",
-    "gonzalez",
-    "wilson",
-    "anderson",
-    "thomas",
-    "taylor",
-    "moore",
-    "jackson",
-    "martin",
-    "lee",
-    "perez",
-    "thompson",
-    "white",
-    "harris",
-    "sanchez",
-    "clark",
-    "ramirez",
-    "lewis",
-    "robinson",
-    "walker",
-    "young",
-    "allen",
-    "king",
-    "wright",
-    "scott",
-    "torres",
-    "nguyen",
-    "hill",
-    "flores",
-    "green",
-    "adams",
-    "nelson",
-    "baker",
-    "hall",
-    "rivera",
-    "campbell",
-    "mitchell",
-    "carter",
-    "roberts",
-    "gomez",
-    "phillips",
-    "evans",
-    "turner",
-    "diaz",
-    "parker",
-    "cruz",
-    "edwards",
-    "collins",
-    "reyes",
-    "stewart",
-    "morris",
-    "morales",
-    "murphy",
-    "cook",
-    "rogers",
-    "gutierrez",
-    "ortiz",
-    "morgan",
-    "cooper",
-    "peterson",
-    "bailey",
-    "reed",
-    "kelly",
-    "howard",
-    "ramos",
-    "kim",
-    "cox",
-    "ward",
-    "richardson",
-    "watson",
-    "brooks",
-    "chavez",
-    "wood",
-    "james",
-    "bennett",
-    "gray",
-    "mendoza",
-    "ruiz",
-    "hughes",
-    "price",
-    "alvarez",
-    "castillo",
-    "sanders",
-    "patel",
-    "myers",
-    "long",
-    "ross",
-    "foster",
-    "jimenez",
-    "powell",
-    "jenkins",
-    "perry",
-    "russell",
-    "sullivan",
-    "bell",
-    "coleman",
-    "butler",
-    "henderson",
-    "barnes",
-    "gonzales",
-    "fisher",
-    "vasquez",
-    "simmons",
-    "romero",
-    "jordan",
-    "patterson",
-    "alexander",
-    "hamilton",
-    "graham",
-    "reynolds",
-    "griffin",
-    "wallace",
-    "moreno",
-    "west",
-    "cole",
-    "hayes",
-    "bryant",
-    "herrera",
-    "gibson",
-    "ellis",
-    "tran",
-    "medina",
-    "aguilar",
-    "stevens",
-    "murray",
-    "ford",
-    "castro",
-    "marshall",
-    "owens",
-    "müller",
-    "schröder",
-    "nowak",
-    "kowalski",
-    "dubois",
-    "lefèvre",
-    "øvergård",
-    "søndergaard",
-]
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+FIRST = _words(
+    "james john robert michael william david richard joseph thomas charles christopher daniel "
+    "matthew anthony mark donald steven paul andrew joshua kenneth kevin brian george timothy "
+    "ronald edward jason jeffrey ryan jacob gary nicholas eric jonathan stephen larry justin "
+    "scott brandon benjamin samuel gregory alexander patrick frank raymond jack dennis jerry "
+    "mary patricia jennifer linda elizabeth barbara susan jessica sarah karen lisa nancy "
+    "betty margaret sandra ashley kimberly emily donna michelle carol amanda dorothy melissa "
+    "deborah stephanie rebecca sharon laura cynthia kathleen amy angela shirley anna brenda "
+    "pamela emma nicole helen samantha katherine christine debra rachel carolyn janet "
+    "catherine maria heather diane ruth julie olivia joyce virginia victoria kelly lauren "
+    "christina joan evelyn zoë josé łukasz søren björn françois jürgen małgorzata ines noémie"
+)
+LAST = _words(
+    "smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez "
+    "lopez gonzalez wilson anderson thomas taylor moore jackson martin lee perez thompson "
+    "white harris sanchez clark ramirez lewis robinson walker young allen king wright scott "
+    "torres nguyen hill flores green adams nelson baker hall rivera campbell mitchell carter "
+    "roberts gomez phillips evans turner diaz parker cruz edwards collins reyes stewart "
+    "morris morales murphy cook rogers gutierrez ortiz morgan cooper peterson bailey reed "
+    "kelly howard ramos kim cox ward richardson watson brooks chavez wood james bennett gray "
+    "mendoza ruiz hughes price alvarez castillo sanders patel myers long ross foster jimenez "
+    "powell jenkins perry russell sullivan bell coleman butler henderson barnes gonzales "
+    "fisher vasquez simmons romero jordan patterson alexander hamilton graham reynolds "
+    "griffin wallace moreno west cole hayes bryant herrera gibson ellis tran medina aguilar "
+    "stevens murray ford castro marshall owens müller schröder nowak kowalski dubois lefèvre "
+    "øvergård søndergaard"
+)
 NICKNAMES = {
     "robert": "bob",
     "william": "bill",
@@ -315,43 +73,9 @@ NICKNAMES = {
     "alexander": "alex",
     "victoria": "vicky",
 }
-STREETS = [
-    "high",
-    "church",
-    "station",
-    "park",
-    "victoria",
-    "green",
-    "manor",
-    "mill",
-    "school",
-    "queen",
-    "king",
-    "london",
-]
-CITIES = [
-    "london",
-    "leeds",
-    "bristol",
-    "york",
-    "bath",
-    "oxford",
-    "cambridge",
-    "leicester",
-    "derby",
-    "norwich",
-    "exeter",
-]
+STREETS = _words("high church station park victoria green manor mill school queen king london")
+CITIES = _words("london leeds bristol york bath oxford cambridge leicester derby norwich exeter")
 DOMAINS = ("gmail.com", "outlook.com", "yahoo.co.uk", "btinternet.com", "hotmail.com", "web.de")
-KINDS = (
-    "typo",
-    "swapped",
-    "nickname",
-    "other_email_same_phone",
-    "provider_alias",
-    "phone_format",
-    "two_systems",
-)
 REGION = "GB"
 
 
@@ -435,75 +159,95 @@ class _Maker:
         return profile
 
 
-def _duplicate(original: dict[str, Any], kind: str, maker: _Maker) -> dict[str, Any]:
+Person = dict[str, Any]
+
+
+def _typo_kind(_original: Person, copy: Person, first: str, last: str, maker: _Maker) -> None:
+    if maker.rng.random() < 0.5:
+        first = _typo(first, maker.rng)
+    else:
+        last = _typo(last, maker.rng)
+    copy["name"] = f"{first.title()} {last.title()}"
+
+
+def _swapped(_original: Person, copy: Person, first: str, last: str, maker: _Maker) -> None:
+    copy["name"] = f"{last.upper()} {first.title()}"
+    copy["email"] = None if maker.rng.random() < 0.5 else copy["email"]
+
+
+def _nickname(original: Person, copy: Person, first: str, last: str, maker: _Maker) -> None:
+    if first not in NICKNAMES:  # make the original one of the people known by a nickname
+        first = maker.rng.choice(sorted(NICKNAMES))
+        original["name"] = normalise_name(f"{first.title()} {last.title()}")
+    copy["name"] = f"{NICKNAMES[first].title()} {last.title()}"
+
+
+def _other_email(original: Person, copy: Person, first: str, last: str, maker: _Maker) -> None:
+    copy["email"] = maker.email(first, last)
+    copy["phone"] = original["phone"] = copy["phone"] or _mobile(maker.rng)
+
+
+def _provider_alias(original: Person, copy: Person, first: str, last: str, maker: _Maker) -> None:
+    rng = maker.rng
+    if not (original["email"] or "").endswith("@gmail.com"):
+        original["email"] = maker.email(first, last, "gmail.com")
+    local = original["email"].partition("@")[0]
+    dotted = ".".join(local.replace(".", "")) if rng.random() < 0.3 else local.replace(".", "")
+    tagged = f"{dotted}+{rng.choice(('shop', 'news', 'promo'))}"
+    copy["email"] = normalise_email(f"{tagged}@{rng.choice(('gmail.com', 'googlemail.com'))}")
+    copy["phone"] = None
+
+
+def _phone_format(original: Person, copy: Person, _first: str, _last: str, maker: _Maker) -> None:
+    phone = original["phone"] = original["phone"] or _mobile(maker.rng)
+    national = "0" + phone[3:]
+    forms = (
+        f"{national[:5]} {national[5:]}",
+        f"+44 (0){phone[3:7]} {phone[7:]}",
+        f"0044-{phone[3:]}",
+    )
+    copy["phone"] = maker.rng.choice(forms)
+    copy["email"] = None
+
+
+def _two_systems(original: Person, copy: Person, first: str, last: str, maker: _Maker) -> None:
+    """Both systems keep the postal address (an ERP and a web shop, say), in their own form."""
+    rng = maker.rng
+    if not original["attributes"].get("address"):
+        original["attributes"] = {
+            "address": f"{rng.randint(1, 200)} {rng.choice(STREETS).title()} Street",
+            "city": rng.choice(CITIES).title(),
+        }
+    address = original["attributes"]["address"].replace("Street", "St.").upper()
+    copy["attributes"] = {**original["attributes"], "address": address}
+    if rng.random() < 0.3:
+        copy["name"] = f"{first[0].upper()}. {last.title()}"
+    copy["external_ids"] = {"shop": f"S{rng.randint(0, 10**9)}"}
+    copy["phone" if rng.random() < 0.5 else "email"] = None
+
+
+KINDS = {
+    "typo": _typo_kind,
+    "swapped": _swapped,
+    "nickname": _nickname,
+    "other_email_same_phone": _other_email,
+    "provider_alias": _provider_alias,
+    "phone_format": _phone_format,
+    "two_systems": _two_systems,
+}
+
+
+def _duplicate(original: Person, kind: str, maker: _Maker) -> Person:
+    """A new record of the person ``original``, of ``kind`` (both may change)."""
     rng = maker.rng
     first, *_, last = original["name"].lower().split()
-    copy: dict[str, Any] = {
-        **original,
-        "attributes": dict(original["attributes"]),
-        "external_ids": {},
-    }
-    if kind == "typo":
-        if rng.random() < 0.5:
-            first = _typo(first, rng)
-        else:
-            last = _typo(last, rng)
-        copy["name"] = f"{first.title()} {last.title()}"
-    elif kind == "swapped":
-        copy["name"] = f"{last.upper()} {first.title()}"
-        copy["email"] = None if rng.random() < 0.5 else copy["email"]
-    elif kind == "nickname":
-        if first not in NICKNAMES:  # make the original one of the people known by a nickname
-            first = rng.choice(sorted(NICKNAMES))
-            original["name"] = normalise_name(f"{first.title()} {last.title()}")
-        copy["name"] = f"{NICKNAMES[first].title()} {last.title()}"
-    elif kind == "other_email_same_phone":
-        copy["email"] = maker.email(first, last)
-        copy["phone"] = copy["phone"] or _mobile(rng)
-        original["phone"] = copy["phone"]
-    elif kind == "provider_alias":
-        if not (original["email"] or "").endswith("@gmail.com"):
-            original["email"] = maker.email(first, last, "gmail.com")
-        local = original["email"].partition("@")[0]
-        dotted = ".".join(local.replace(".", "")) if rng.random() < 0.3 else local.replace(".", "")
-        tagged = f"{dotted}+{rng.choice(('shop', 'news', 'promo'))}"
-        copy["email"] = normalise_email(f"{tagged}@{rng.choice(('gmail.com', 'googlemail.com'))}")
-        copy["phone"] = None
-    elif kind == "phone_format":
-        phone = original["phone"] = original["phone"] or _mobile(rng)
-        national = "0" + phone[3:]
-        copy["phone"] = rng.choice(
-            (
-                f"{national[:5]} {national[5:]}",
-                f"+44 (0){phone[3:7]} {phone[7:]}",
-                f"0044-{phone[3:]}",
-            )
-        )
-        copy["email"] = None
-    elif kind == "two_systems":  # both systems keep the postal address (an ERP, a web shop)
-        if not original["attributes"].get("address"):
-            original["attributes"] = {
-                "address": f"{rng.randint(1, 200)} {rng.choice(STREETS).title()} Street",
-                "city": rng.choice(CITIES).title(),
-            }
-            copy["attributes"] = dict(original["attributes"])
-        copy["name"] = (
-            f"{first[0].upper()}. {last.title()}" if rng.random() < 0.3 else original["name"]
-        )
-        copy["external_ids"] = {"shop": f"S{rng.randint(0, 10**9)}"}
-        if copy["attributes"].get("address"):
-            copy["attributes"]["address"] = (
-                copy["attributes"]["address"].replace("Street", "St.").upper()
-            )
-        if rng.random() < 0.5:
-            copy["phone"] = None
-        else:
-            copy["email"] = None
-    if copy["email"] is not None and email_key(copy["email"]) == email_key(original["email"] or ""):
-        if kind != "provider_alias":  # a live customer's email is taken: the copy has none
-            copy["email"] = None  # or another one (registration refuses a taken email)
-            if rng.random() < 0.5:
-                copy["email"] = maker.email(first, last)
+    copy: Person = {**original, "attributes": dict(original["attributes"]), "external_ids": {}}
+    KINDS[kind](original, copy, first, last, maker)
+    taken = copy["email"] is not None and email_key(copy["email"]) == email_key(
+        original["email"] or ""
+    )
+    if taken and kind != "provider_alias":  # registration refuses a live customer's email:
+        copy["email"] = maker.email(first, last) if rng.random() < 0.5 else None  # another, none
     if kind != "phone_format" and copy["phone"] and rng.random() < 0.5:
         copy["phone"] = "0" + copy["phone"][3:]  # the same phone as typed in a national form
     if copy["phone"]:
@@ -540,7 +284,7 @@ def generate(people: int, duplicates: int, seed: int = 20, households: float = 0
                 base.profiles[mid] = member
                 ids.append(mid)
     for k, original_id in enumerate(rng.sample(ids, duplicates)):
-        kind = KINDS[k % len(KINDS)]
+        kind = list(KINDS)[k % len(KINDS)]
         copy_id = maker.customer_id()
         base.profiles[copy_id] = _duplicate(base.profiles[original_id], kind, maker)
         base.duplicates[frozenset({original_id, copy_id})] = kind

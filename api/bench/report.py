@@ -23,6 +23,11 @@ TARGETS: dict[str, Check] = {
     "time_travel": ("p99_ms", "p99 ≤ 20 ms", lambda s: s["p99_ms"] <= 20),
     "memory": ("growth_pct", "growth ≤ 10 %", lambda s: s["growth_pct"] <= 10),
     "analytics": ("p99_ms", "p99 ≤ 50 ms", lambda s: s["p99_ms"] <= s["target_p99_ms"]),
+    "duplicates": (
+        "seconds",
+        "full scan of 100k ≤ 120 s; precision ≥ 0.95, recall ≥ 0.90",
+        lambda s: s["seconds"] <= 120 and s["precision"] >= 0.95 and s["recall"] >= 0.90,
+    ),
     "growing_customer": (
         "ratio",
         "last ≤ 1.25 x fresh customer's batch",
@@ -215,6 +220,19 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     if "analytics" in s:
         rows += _analytics_rows(s["analytics"])
+    if "duplicates" in s:
+        x = s["duplicates"]
+        rows.append(
+            (
+                f"duplicates scan, {x['customers']:,} customers (full / incremental s)",
+                f"{_n(x['seconds'], 1)} / {_n(x['incremental_seconds'], 1)} s; "
+                f"peak RSS {_n(x['rss_peak_mb'])} MB (+{_n(x['rss_growth_mb'])})",
+                f"precision {x['precision']} recall {x['recall']} "
+                f"({x['planted']} planted, {x['candidates']} kept)",
+                "",
+                x["target"],
+            )
+        )
     return rows
 
 

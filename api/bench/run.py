@@ -11,7 +11,17 @@ from typing import Any
 
 import structlog
 
-from api.bench import analytics, cli_start, growth, imports, live, read_side, workload, write_side
+from api.bench import (
+    analytics,
+    cli_start,
+    duplicates,
+    growth,
+    imports,
+    live,
+    read_side,
+    workload,
+    write_side,
+)
 from api.bench.harness import Sizes, machine, throwaway
 from bootstrap import build
 from consumers.migrate import migrate
@@ -42,6 +52,7 @@ QUICK = Sizes(
     import_purchases=2_500,
     analytics_customers=1_000,
     analytics_requests=60,
+    duplicate_customers=5_000,
 )
 FULL = Sizes(
     repeats=3,
@@ -66,8 +77,19 @@ FULL = Sizes(
     import_purchases=100_000,
     analytics_customers=25_000,
     analytics_requests=400,
+    duplicate_customers=100_000,
 )
-GROUPS = ("ingest", "import", "relay", "rebuild", "live", "growth", "cli", "analytics")
+GROUPS = (
+    "ingest",
+    "import",
+    "relay",
+    "rebuild",
+    "live",
+    "growth",
+    "cli",
+    "analytics",
+    "duplicates",
+)
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -116,6 +138,11 @@ def _analytics(sizes: Sizes, say: Say) -> dict[str, Any]:
         return {"analytics": analytics.run(stack, sizes, say)}
 
 
+def _duplicates(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return {"duplicates": duplicates.run(stack, sizes, say)}
+
+
 RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "ingest": _ingest,
     "import": _import,
@@ -125,6 +152,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "growth": _growth,
     "cli": cli_start.run,
     "analytics": _analytics,
+    "duplicates": _duplicates,
 }
 
 
