@@ -48,7 +48,12 @@ CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]  # published on cust
 SEGMENT_TOPICS = [get_topic(cls) for cls in segment.EVENT_CLASSES]  # never published
 MODEL_TOPICS = [get_topic(cls) for cls in churn_model.EVENT_CLASSES]  # never published
 REVIEW_TOPICS = [get_topic(cls) for cls in duplicate_review.EVENT_CLASSES]  # never published
-FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS, *REVIEW_TOPICS]  # read models' feed
+FEED_TOPICS = [
+    *CUSTOMER_TOPICS,
+    *SEGMENT_TOPICS,
+    *MODEL_TOPICS,
+    *REVIEW_TOPICS,
+]  # read models' feed
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 

@@ -15,6 +15,7 @@ a dismissed pair (same fingerprint) drop out at once, before any new scan.
 from __future__ import annotations
 
 import base64
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,11 @@ import orjson
 
 from domain.duplicates.blocking import MAX_BLOCK, block_keys
 from domain.duplicates.detect import Candidate, find_candidates
-from domain.duplicates.model import DEFAULT_THRESHOLD, Match, MatchModel
+from domain.duplicates.model import DEFAULT_THRESHOLD, MatchModel
 from domain.duplicates.records import MatchRecord, match_record
 from infra.readstore import ReadStore, Tx
+from projections import framework
+from projections.duplicates import DuplicatesProjector
 from projections.framework import now_iso
 
 KEEP_PROBABILITY = 0.5
@@ -219,40 +222,76 @@ def _listed(
     ]
 
 
-def check(read_store: ReadStore, customer_id: str, profile: dict[str, Any]) -> list[dict[str, Any]]:
-    """The live customers ``profile`` (as registered: name, email, phone, attributes,
-    external_ids) probably duplicates, most probable first: ``[{customer_id, probability,
-    evidence}]`` at the default threshold, with the model of the last scan (the default
-    one before any)."""
-    new = match_record(customer_id, profile)
-    keys = sorted(block_keys(new))
-    with read_store.transaction() as tx:
-        ensure_schema(tx)
-    with read_store.snapshot() as tx:
-        others: set[str] = set()
-        for key in keys:
-            rows = tx.fetchall(
-                "SELECT customer_id FROM {duplicate_keys} WHERE key = ? LIMIT ?",
-                (key, MAX_BLOCK + 1),
+class RegistrationCheck:
+    """Compares new customers with the live base (the duplicates read model: blocking keys,
+    then the records sharing one) and with the new customers checked before them by this same
+    check (an import finds duplicates within its own file). Scores with the last scan's model
+    (the default one before any scan) at the default threshold."""
+
+    def __init__(self, read_store: ReadStore) -> None:
+        self.read_store = read_store
+        framework.ensure_schema(read_store, [DuplicatesProjector()])  # before any feed made it
+        with read_store.transaction() as tx:
+            ensure_schema(tx)
+        with read_store.snapshot() as tx:
+            row = tx.fetchone("SELECT COUNT(*) FROM {duplicate_records} WHERE live = 1")
+            last = _last_scan(tx)
+        self.population = int(row[0]) if row else 0
+        self.model = last[1] if last else MatchModel.default(self.population)
+        self.seen: dict[str, list[MatchRecord]] = defaultdict(list)
+
+    def check(self, new: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+        """For each ``(customer_id, profile)`` (name, email, phone, attributes, external_ids as
+        registered), the customers it probably duplicates, most probable first:
+        ``[{customer_id, probability, evidence}]``."""
+        records = [match_record(cid, profile) for cid, profile in new]
+        keys = [sorted(block_keys(r)) for r in records]
+        holders = self._holders(sorted({k for ks in keys for k in ks}))
+        with self.read_store.snapshot() as tx:
+            states = _states(tx, sorted({c for cids in holders.values() for c in cids}))
+        base = {cid: match_record(cid, state) for cid, state in states.items()}
+        self.population += len(records)
+        model = self.model.with_population(self.population)
+        answers = []
+        for record, record_keys in zip(records, keys, strict=True):
+            others = {
+                cid: base[cid] for k in record_keys for cid in holders.get(k, ()) if cid in base
+            }
+            others.update((r.customer_id, r) for k in record_keys for r in self.seen.get(k, ()))
+            others.pop(record.customer_id, None)
+            found = [(cid, model.score(record, other)) for cid, other in others.items()]
+            found = [(cid, m) for cid, m in found if m.probability >= DEFAULT_THRESHOLD]
+            found.sort(key=lambda item: (-item[1].probability, item[0]))
+            answers.append(
+                [
+                    {"customer_id": c, "probability": m.probability, "evidence": m.evidence}
+                    for c, m in found
+                ]
             )
-            if len(rows) <= MAX_BLOCK:
-                others.update(cid for (cid,) in rows)
-        others.discard(customer_id)
-        states = _states(tx, sorted(others))
-        population = tx.fetchone("SELECT COUNT(*) FROM {duplicate_records} WHERE live = 1")
-        last = _last_scan(tx)
-    live = int(population[0]) + 1 if population else 1
-    model = (last[1] if last else MatchModel.default(live)).with_population(live)
-    found: list[tuple[str, Match]] = []
-    for cid, state in states.items():
-        match = model.score(new, match_record(cid, state))
-        if match.probability >= DEFAULT_THRESHOLD:
-            found.append((cid, match))
-    found.sort(key=lambda item: (-item[1].probability, item[0]))
-    return [
-        {"customer_id": cid, "probability": m.probability, "evidence": m.evidence}
-        for cid, m in found
-    ]
+            for key in record_keys:
+                if len(self.seen[key]) < MAX_BLOCK:
+                    self.seen[key].append(record)
+        return answers
+
+    def _holders(self, keys: list[str]) -> dict[str, list[str]]:
+        """The live customers holding each key (keys held by more than MAX_BLOCK left out)."""
+        holders: dict[str, list[str]] = defaultdict(list)
+        with self.read_store.snapshot() as tx:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = tx.fetchall(
+                    "SELECT key, customer_id FROM {duplicate_keys} "
+                    f"WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for key, cid in rows:
+                    holders[key].append(cid)
+        return {k: cids for k, cids in holders.items() if len(cids) <= MAX_BLOCK}
+
+
+def check(read_store: ReadStore, customer_id: str, profile: dict[str, Any]) -> list[dict[str, Any]]:
+    """The live customers one new ``profile`` probably duplicates (:class:`RegistrationCheck`)."""
+    return RegistrationCheck(read_store).check([(customer_id, profile)])[0]
 
 
 def _states(tx: Tx, customers: list[str]) -> dict[str, dict[str, Any]]:
