@@ -125,23 +125,25 @@ class DuplicatesProjector(Projector):
             )
             _fold(state, e)
             positions[cid] = e.position
+        records, removed, added = [], [], []
         for cid, position in sorted(positions.items()):
             state = states[cid]
-            tx.execute(
-                "INSERT INTO {duplicate_records} (customer_id, state, live, position) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state, "
-                "live = excluded.live, position = excluded.position",
-                (cid, orjson.dumps(state).decode(), int(state["status"] not in _GONE), position),
-            )
+            live = int(state["status"] not in _GONE)
+            records.append((cid, orjson.dumps(state).decode(), live, position))
             old, new = before.get(cid, set()), _keys(cid, state)
-            tx.executemany(
-                "DELETE FROM {duplicate_keys} WHERE key = ? AND customer_id = ?",
-                [(key, cid) for key in sorted(old - new)],
-            )
-            tx.executemany(
-                "INSERT INTO {duplicate_keys} (key, customer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                [(key, cid) for key in sorted(new - old)],
-            )
+            removed += [(key, cid) for key in sorted(old - new)]
+            added += [(key, cid) for key in sorted(new - old)]
+        tx.executemany(
+            "INSERT INTO {duplicate_records} (customer_id, state, live, position) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state, "
+            "live = excluded.live, position = excluded.position",
+            records,
+        )
+        tx.executemany("DELETE FROM {duplicate_keys} WHERE key = ? AND customer_id = ?", removed)
+        tx.executemany(
+            "INSERT INTO {duplicate_keys} (key, customer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            added,
+        )
 
 
 def _keys(customer_id: str, state: dict[str, Any]) -> set[str]:
