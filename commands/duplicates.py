@@ -16,10 +16,12 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from commands.service import Context
+from commands import messages as m
+from commands.service import Context, Outcome
 from domain.duplicate_review import PairReview
 from domain.errors import ConcurrentWrite
 from domain.event_base import Meta
+from domain.values import normalise_email, normalise_name, normalise_phone
 from infra.store import EventStore
 
 
@@ -57,3 +59,29 @@ class DuplicateReviewService:
                 self.on_commit(position)
             return int(position)
         raise ConcurrentWrite(f"gave up after {self.retries + 1} conflicting attempts")
+
+
+def registered_profile(command: m.Command, outcome: Outcome, region: str) -> dict[str, Any] | None:
+    """The profile a registration recorded (name, email, phone in their stored form,
+    attributes, external ids), or None when ``command`` recorded no new customer."""
+    if not isinstance(command, m.RegisterCustomer) or not outcome.events:
+        return None
+    return {
+        "name": normalise_name(command.name),
+        "email": normalise_email(command.email) if command.email else None,
+        "phone": normalise_phone(command.phone, region) if command.phone else None,
+        "attributes": command.attributes,
+        "external_ids": command.external_ids,
+    }
+
+
+def new_customers(
+    commands: list[m.Command], outcomes: list[Outcome], region: str
+) -> dict[int, tuple[str, dict[str, Any]]]:
+    """``{index: (customer_id, profile)}`` of the commands that registered a new customer."""
+    new = {}
+    for index, (command, outcome) in enumerate(zip(commands, outcomes, strict=True)):
+        profile = registered_profile(command, outcome, region)
+        if profile is not None and outcome.customer_id is not None:
+            new[index] = (str(outcome.customer_id), profile)
+    return new

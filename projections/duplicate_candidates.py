@@ -15,6 +15,7 @@ a dismissed pair (same fingerprint) drop out at once, before any new scan.
 from __future__ import annotations
 
 import base64
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,9 +67,19 @@ class ScanResult:
     full: bool
 
 
-def ensure_schema(tx: Tx) -> None:
-    for statement in SCHEMA:
-        tx.execute(statement)
+_READY: weakref.WeakSet[ReadStore] = weakref.WeakSet()
+
+
+def ensure_schema(read_store: ReadStore) -> None:
+    """Create the duplicates read model's tables (before any feed did) and the scan's, once
+    per read store and process."""
+    if read_store in _READY:
+        return
+    framework.ensure_schema(read_store, [DuplicatesProjector()])
+    with read_store.transaction() as tx:
+        for statement in SCHEMA:
+            tx.execute(statement)
+    _READY.add(read_store)
 
 
 def _live_records(tx: Tx) -> tuple[list[MatchRecord], dict[str, int]]:
@@ -92,8 +103,7 @@ def scan(
 ) -> ScanResult:
     """Scan for duplicates (see the module docstring); ``progress`` is told how many more
     candidate pairs were compared, as it goes."""
-    with read_store.transaction() as tx:
-        ensure_schema(tx)
+    ensure_schema(read_store)
     with read_store.snapshot() as tx:
         row = tx.fetchone("SELECT position FROM projection_state WHERE name = 'duplicates'")
         position = int(row[0]) if row else 0
@@ -196,8 +206,7 @@ def candidate(read_store: ReadStore, pair_id: str) -> dict[str, Any] | None:
 def _listed(
     read_store: ReadStore, where: str, params: list[Any], limit: int
 ) -> list[dict[str, Any]]:
-    with read_store.transaction() as tx:
-        ensure_schema(tx)
+    ensure_schema(read_store)
     with read_store.snapshot() as tx:
         rows = tx.fetchall(
             "SELECT c.pair_id, c.first_id, c.second_id, c.probability, c.weight, c.evidence, "
@@ -230,14 +239,15 @@ class RegistrationCheck:
 
     def __init__(self, read_store: ReadStore) -> None:
         self.read_store = read_store
-        framework.ensure_schema(read_store, [DuplicatesProjector()])  # before any feed made it
-        with read_store.transaction() as tx:
-            ensure_schema(tx)
+        ensure_schema(read_store)
         with read_store.snapshot() as tx:
-            row = tx.fetchone("SELECT COUNT(*) FROM {duplicate_records} WHERE live = 1")
             last = _last_scan(tx)
-        self.population = int(row[0]) if row else 0
-        self.model = last[1] if last else MatchModel.default(self.population)
+            row = None
+            if last is None:
+                row = tx.fetchone("SELECT COUNT(*) FROM {duplicate_records} WHERE live = 1")
+        # the base's size for the prior: as of the last scan (no count on every registration)
+        self.model = last[1] if last else MatchModel.default(int(row[0]) if row else 0)
+        self.population = self.model.population
         self.seen: dict[str, list[MatchRecord]] = defaultdict(list)
 
     def check(self, new: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:

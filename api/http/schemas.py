@@ -206,6 +206,7 @@ class BatchItemResult(BaseModel):
     position: int | None = None
     existing: bool = False
     problem: dict[str, Any] | None = None
+    possible_duplicates: list[PossibleDuplicate] = Field(default_factory=list)
 
 
 class BatchResult(BaseModel):

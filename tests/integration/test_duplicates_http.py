@@ -95,6 +95,24 @@ def test_duplicates_from_registration_to_decision(api: Api) -> None:
     )
     assert [d["customer_id"] for d in zoe["possible_duplicates"]] == [dupe["customer_id"]]
 
+    batch = client.write(
+        "POST",
+        "/v1/commands:batch",
+        {
+            "commands": [
+                {"type": "register", "name": "Robert Smith", "phone": "+44 20 7946 0958"},
+                {"type": "tag", "customer_id": robert["customer_id"], "tag": "vip"},
+            ]
+        },
+    )["results"]
+    # a batch registration is checked too (most probable first: same name, then nickname)
+    assert [d["customer_id"] for d in batch[0]["possible_duplicates"]] == [
+        robert["customer_id"],
+        bob["customer_id"],
+    ]
+    assert batch[1]["possible_duplicates"] == []
+    client.write("DELETE", f"/v1/customers/{batch[0]['customer_id']}")
+
     first = client.scan()
     assert (first.full, first.customers) == (True, 7)
     listed = client.listed()

@@ -22,9 +22,8 @@ from api.cli.importing.fields import Naming
 from api.cli.importing.journal import Journal, Result, Tally
 from api.cli.importing.rows import Row, RowBuilder
 from api.cli.importing.source import Source
-from commands import messages as m
+from commands.duplicates import new_customers
 from commands.service import CommandService, Context, Outcome
-from domain.values import normalise_email, normalise_name, normalise_phone
 from projections.duplicate_candidates import RegistrationCheck
 
 ACTOR = "clientele:import"
@@ -107,20 +106,6 @@ def batches(plan: Plan, builder: RowBuilder, after_line: int) -> Iterator[list[R
         yield pending
 
 
-def registered(command: m.Command, outcome: Outcome, region: str) -> dict[str, Any] | None:
-    """The profile a registration recorded (values in their stored form), or None when
-    ``command`` recorded no new customer."""
-    if not isinstance(command, m.RegisterCustomer) or not outcome.events:
-        return None
-    return {
-        "name": normalise_name(command.name),
-        "email": normalise_email(command.email) if command.email else None,
-        "phone": normalise_phone(command.phone, region) if command.phone else None,
-        "attributes": command.attributes,
-        "external_ids": command.external_ids,
-    }
-
-
 def _with_duplicates(results: list[Result], found: dict[int, list[dict[str, Any]]]) -> list[Result]:
     return [
         r._replace(
@@ -151,16 +136,11 @@ def run_import(
         done = iter(outcomes)
         results = [result(row, [next(done) for _ in row.commands]) for row in batch]
         if duplicates is not None:
-            new: dict[int, tuple[str, dict[str, Any]]] = {}
-            done = iter(outcomes)
-            for index, row in enumerate(batch):
-                for command in row.commands:
-                    outcome = next(done)
-                    profile = registered(command, outcome, service.default_region)
-                    if profile is not None and outcome.customer_id is not None:
-                        new[index] = (str(outcome.customer_id), profile)
+            owner = [index for index, row in enumerate(batch) for _ in row.commands]
+            new = new_customers(commands, outcomes, service.default_region)
             checked = duplicates.check(list(new.values()))
-            results = _with_duplicates(results, dict(zip(new, checked, strict=True)))
+            found = {owner[i]: dupes for i, dupes in zip(new, checked, strict=True)}
+            results = _with_duplicates(results, found)
         journal.record(results, batch[-1].line)
         on_progress(len(batch))
     return journal.tally
