@@ -7,8 +7,8 @@ office phone, a placeholder email) carries no information and is skipped whole.
 
 Keys: the email key (provider aliases folded), the phone, each external id, the sorted name
 tokens (any order of the same words), and first-name/last-name keys that survive a typo in one
-of the two (``last|first initial`` and ``first|last initial``, both orders, with the canonical
-names of a nickname), and the address with its city.
+of the two (``last|first two letters`` and ``first|last two letters``, both orders, with the
+canonical names of a nickname), and the address with its city.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def block_keys(record: MatchRecord) -> set[str]:
         (record.last, record.first, canonical_first_names(record.last)),
     ):
         if first and last:
-            keys.add(f"l:{last}|{first[0]}")
-            keys.update(f"f:{name}|{last[0]}" for name in names)
+            keys.add(f"l:{last}|{first[:2]}")
+            keys.update(f"f:{name}|{last[:2]}" for name in names)
     if record.address:
         keys.add(f"a:{record.address}|{record.city or ''}")
     return keys
