@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from domain.duplicates.blocking import MAX_BLOCK, block_keys
+from domain.duplicates.blocking import MAX_BLOCK, exact_keys
 from domain.duplicates.detect import Candidate, find_candidates
 from domain.duplicates.model import DEFAULT_THRESHOLD, MatchModel
 from domain.duplicates.records import MatchRecord, match_record
@@ -232,10 +232,13 @@ def _listed(
 
 
 class RegistrationCheck:
-    """Compares new customers with the live base (the duplicates read model: blocking keys,
-    then the records sharing one) and with the new customers checked before them by this same
-    check (an import finds duplicates within its own file). Scores with the last scan's model
-    (the default one before any scan) at the default threshold."""
+    """Compares new customers with the live base (the duplicates read model: the records
+    sharing an exact key, :func:`domain.duplicates.blocking.exact_keys`) and with the new
+    customers checked before them by this same check (an import finds duplicates within its
+    own file). Scores with the last scan's model (the default one before any scan) at the
+    default threshold. A duplicate sharing no exact key (a typo in the name and nothing else
+    in common but the address's spelling) is left to the next scan, which also blocks on
+    typo-tolerant name keys: a registration stays a few index lookups."""
 
     def __init__(self, read_store: ReadStore) -> None:
         self.read_store = read_store
@@ -255,7 +258,7 @@ class RegistrationCheck:
         registered), the customers it probably duplicates, most probable first:
         ``[{customer_id, probability, evidence}]``."""
         records = [match_record(cid, profile) for cid, profile in new]
-        keys = [sorted(block_keys(r)) for r in records]
+        keys = [sorted(exact_keys(r)) for r in records]
         holders = self._holders(sorted({k for ks in keys for k in ks}))
         with self.read_store.snapshot() as tx:
             states = _states(tx, sorted({c for cids in holders.values() for c in cids}))

@@ -3,7 +3,7 @@
 ``duplicate_records`` keeps, per customer, the fields duplicate detection reads (name,
 email, phone, address/city/postal code, external ids), whether the customer is live (not
 merged away, not erased) and the position of its newest change; ``duplicate_keys`` indexes the
-live ones by blocking key (:func:`domain.duplicates.blocking.block_keys`), so a registration is
+live ones by blocking key (:func:`domain.duplicates.blocking.exact_keys`), so a registration is
 checked against the base with a few index lookups. ``duplicate_dismissals`` holds the pairs a
 person decided are not duplicates, with the fingerprint of both records at that moment
 (``duplicates.dismissed``, :mod:`domain.duplicate_review`).
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import orjson
 
 from domain.duplicate_review import EVENT_TYPES as REVIEW_EVENTS
-from domain.duplicates.blocking import block_keys
+from domain.duplicates.blocking import exact_keys
 from domain.duplicates.records import MatchRecord, match_record
 from domain.events import moved_fields, patch_map
 from infra.envelope import Envelope
@@ -149,7 +149,7 @@ class DuplicatesProjector(Projector):
 def _keys(customer_id: str, state: dict[str, Any]) -> set[str]:
     if state.get("status") in _GONE or not state.get("name"):
         return set()
-    return block_keys(record_of(customer_id, state))
+    return exact_keys(record_of(customer_id, state))
 
 
 def _load(tx: Tx, customers: list[str]) -> dict[str, dict[str, Any]]:

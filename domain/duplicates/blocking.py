@@ -21,8 +21,9 @@ from domain.duplicates.records import MatchRecord, canonical_first_names
 MAX_BLOCK = 300
 
 
-def block_keys(record: MatchRecord) -> set[str]:
-    """The blocking keys of ``record``."""
+def exact_keys(record: MatchRecord) -> set[str]:
+    """The keys of values kept exactly (email mailbox, phone, external ids, the name's words in
+    any order, address): what a registration is looked up by, a few small blocks."""
     keys: set[str] = set()
     if record.email_key:
         keys.add(f"e:{record.email_key}")
@@ -31,6 +32,15 @@ def block_keys(record: MatchRecord) -> set[str]:
     keys.update(f"x:{system}:{value}" for system, value in record.external_ids)
     if record.name:
         keys.add("n:" + " ".join(sorted(record.tokens)))
+    if record.address:
+        keys.add(f"a:{record.address}|{record.city or ''}")
+    return keys
+
+
+def block_keys(record: MatchRecord) -> set[str]:
+    """All blocking keys of ``record``: :func:`exact_keys` and the name keys that survive a
+    typo in one of the two names (what a scan compares by)."""
+    keys = exact_keys(record)
     for first, last, names in (
         (record.first, record.last, record.first_names),
         (record.last, record.first, canonical_first_names(record.last)),
@@ -38,8 +48,6 @@ def block_keys(record: MatchRecord) -> set[str]:
         if first and last:
             keys.add(f"l:{last}|{first[:2]}")
             keys.update(f"f:{name}|{last[:2]}" for name in names)
-    if record.address:
-        keys.add(f"a:{record.address}|{record.city or ''}")
     return keys
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from domain.duplicates.blocking import MAX_BLOCK, candidate_pairs
+from domain.duplicates.blocking import MAX_BLOCK, block_keys, candidate_pairs, exact_keys
 from domain.duplicates.compare import compare
 from domain.duplicates.detect import find_candidates, pair_id
 from domain.duplicates.model import MatchModel
@@ -155,3 +155,11 @@ def test_the_same_base_gives_the_same_model() -> None:
     assert restored.score(people[0], people[7]) == MatchModel.estimate(people).score(
         people[0], people[7]
     )
+
+
+def test_a_registration_is_looked_up_by_exact_keys_only() -> None:
+    r = record(email="rob@x.com", phone="+442079460958", attributes={"address": "1 Mill Rd"})
+    exact = exact_keys(r)
+    assert exact < block_keys(r)
+    assert {key[:2] for key in exact} == {"e:", "p:", "n:", "a:"}
+    assert {key[:2] for key in block_keys(r) - exact} == {"l:", "f:"}
