@@ -84,7 +84,8 @@ def ensure_schema(read_store: ReadStore) -> None:
 
 def _live_records(tx: Tx) -> tuple[list[MatchRecord], dict[str, int]]:
     rows = tx.fetchall(
-        "SELECT customer_id, state, position FROM {duplicate_records} WHERE live = 1"
+        "SELECT customer_id, state, position FROM {duplicate_records} WHERE live = 1 "
+        "ORDER BY customer_id"  # the model's random sample is the same for the same base
     )
     records = [match_record(cid, orjson.loads(state)) for cid, state, _ in rows]
     return records, {cid: int(position) for cid, _, position in rows}

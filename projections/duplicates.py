@@ -20,7 +20,7 @@ import orjson
 
 from domain.duplicate_review import EVENT_TYPES as REVIEW_EVENTS
 from domain.duplicates.blocking import exact_keys
-from domain.duplicates.records import MatchRecord, match_record
+from domain.duplicates.records import match_record
 from domain.events import moved_fields, patch_map
 from infra.envelope import Envelope
 from infra.readstore import Tx
@@ -72,11 +72,6 @@ HANDLED = frozenset(
         "customer.erased",
     }
 )
-
-
-def record_of(customer_id: str, state: dict[str, Any]) -> MatchRecord:
-    """The match record of a stored state."""
-    return match_record(customer_id, state)
 
 
 class DuplicatesProjector(Projector):
@@ -149,7 +144,7 @@ class DuplicatesProjector(Projector):
 def _keys(customer_id: str, state: dict[str, Any]) -> set[str]:
     if state.get("status") in _GONE or not state.get("name"):
         return set()
-    return exact_keys(record_of(customer_id, state))
+    return exact_keys(match_record(customer_id, state))
 
 
 def _load(tx: Tx, customers: list[str]) -> dict[str, dict[str, Any]]:

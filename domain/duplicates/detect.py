@@ -58,13 +58,13 @@ def find_candidates(
     found: list[Candidate] = []
     compared = 0
     for i, j in candidate_pairs(records, changed):
-        match = model.score(records[i], records[j])
+        a, b = sorted((records[i], records[j]), key=lambda r: r.customer_id)
+        match = model.score(a, b)  # in id order: a pair scores the same however it was found
         compared += 1
         if progress is not None and compared % 10_000 == 0:
             progress(10_000)
         if match.probability >= min_probability:
-            low, high = sorted((records[i].customer_id, records[j].customer_id))
-            found.append(Candidate(low, high, match, fingerprint(records[i], records[j])))
+            found.append(Candidate(a.customer_id, b.customer_id, match, fingerprint(a, b)))
     if progress is not None:
         progress(compared % 10_000)
     return found
