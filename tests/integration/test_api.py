@@ -162,6 +162,9 @@ ROUTE_ROLE = {
     ("GET", "/v1/customers"): "reader",
     ("GET", "/projections"): "public",
     ("GET", "/v1/segments"): "reader",
+    ("GET", "/v1/duplicates"): "reader",
+    ("POST", "/v1/duplicates/{pair_id}/dismiss"): "admin",
+    ("POST", "/v1/duplicates/{pair_id}/merge"): "admin",
     ("PUT", "/v1/segments/{segment_id}"): "admin",
     ("POST", "/v1/segments/{segment_id}"): "admin",
     ("GET", "/v1/segments/{segment_id}/members"): "reader",
@@ -196,6 +199,7 @@ SAMPLES = {
     "external_id": "00042",
     "name": "lifecycle",
     "file": "swagger-ui.css",
+    "pair_id": "00000000-0000-4000-8000-000000000001~00000000-0000-4000-8000-000000000002",
 }
 
 
