@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from anyascii import anyascii
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
 
 from domain.duplicates.records import MatchRecord, canonical_first_names
@@ -47,8 +48,8 @@ def _name_level(a: MatchRecord, first: str, last: str, first_names: frozenset[st
     """The index in ``LEVELS["name"]`` of ``a`` against the name (first, last)."""
     levels = LEVELS["name"]
     last_close = last == a.last or _close(last, a.last)
-    if last_close and first != a.first and (a.first_names & first_names):
-        return levels.index("nickname")
+    if last_close and first != a.first and (first in a.first_names or a.first in first_names):
+        return levels.index("nickname")  # one is a nickname of the other in the data set
     if last_close and (first == a.first or _close(first, a.first)):
         return levels.index("typo")
     if last == a.last and first[:1] == a.first[:1] and min(len(first), len(a.first)) == 1:
@@ -95,7 +96,7 @@ def compare_email(a: MatchRecord, b: MatchRecord) -> str:
 def _one_letter_apart(a: str, b: str) -> bool:
     """One letter typed wrong and the same digits: jhon.smith for john.smith, but not
     johnsmith (another person's address where dots count) nor jsmith12 for jsmith1."""
-    letters_a, letters_b = (re.sub(r"[^a-z]", "", x) for x in (a, b))
+    letters_a, letters_b = (re.sub(r"[^a-z]", "", anyascii(x)) for x in (a, b))
     return (
         re.sub(r"[^0-9]", "", a) == re.sub(r"[^0-9]", "", b)
         and min(len(letters_a), len(letters_b)) >= 5
@@ -148,5 +149,12 @@ COMPARISONS: dict[str, Callable[[MatchRecord, MatchRecord], str]] = {
 
 
 def compare(a: MatchRecord, b: MatchRecord) -> dict[str, str]:
-    """The level of every field: ``{field: level}`` (see :data:`LEVELS`)."""
-    return {field: comparison(a, b) for field, comparison in COMPARISONS.items()}
+    """The level of every field: ``{field: level}`` (see :data:`LEVELS`).
+
+    An email one letter away from the other is a typo only when the names agree: addresses
+    spell their owners' names, so john.smith@ and joan.smith@ are two people whose names
+    differ by a letter, not one person twice (the model takes fields as independent)."""
+    levels = {field: comparison(a, b) for field, comparison in COMPARISONS.items()}
+    if levels["email"] == "typo" and levels["name"] not in ("exact", "reordered"):
+        levels["email"] = "different"
+    return levels
