@@ -80,7 +80,7 @@ def list_duplicates(
 @router.post(
     "/duplicates/{pair_id}/dismiss",
     dependencies=[require(Role.ADMIN)],
-    responses=s.problems(*s.AUTH, 404, 409, 422),
+    responses=s.problems(*s.AUTH, *s.BODY, 404, 409),
 )
 def dismiss_pair(pair_id: PairId, request: Request) -> Response:
     """Decide the pair are two people (an event in the store): it is not listed again unless
@@ -102,7 +102,7 @@ def dismiss_pair(pair_id: PairId, request: Request) -> Response:
     "/duplicates/{pair_id}/merge",
     dependencies=[require(Role.ADMIN)],
     response_model=s.WriteResult,
-    responses=s.problems(*s.AUTH, 404, 409, 410, 422),
+    responses=s.problems(*s.AUTH, *s.BODY, 404, 409, 410),
 )
 def merge_pair(
     pair_id: PairId, request: Request, body: MergePairRequest | None = None
