@@ -28,7 +28,7 @@ PairId = Annotated[
     Path(
         max_length=80,
         description="two customer ids, lower first, joined by '~' (as listed)",
-        examples=["0b4e…~7c1d…"],
+        examples=["0b4e5c1a-2f3d-4e5f-8a9b-0c1d2e3f4a5b~7c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"],
     ),
 ]
 
