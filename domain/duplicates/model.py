@@ -7,7 +7,8 @@ plus the weights of its fields (a missing field weighs 0), and its match probabi
 ``2**w / (1 + 2**w)``.
 
 - ``u`` is estimated from the base itself, as splink's ``estimate_u_using_random_sampling``
-  does: the levels of a seeded random sample of pairs, smoothed towards :data:`DEFAULT_U`
+  does: the levels of a seeded random sample of pairs (every pair of a small base), smoothed
+  towards :data:`DEFAULT_U`
   (:data:`PRIOR_PAIRS`), so a level never seen among random pairs (two strangers with the same
   phone) keeps a finite weight and a small base gets sensible ones.
 - ``m`` are the stated priors in :data:`M_PROBABILITIES` (how often a real duplicate keeps a
@@ -25,9 +26,10 @@ with planted duplicates (tests/unit/test_duplicate_accuracy.py) pairs above
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +93,17 @@ def _prior_bits(population: int) -> float:
     return math.log2(DUPLICATE_RATE / max(population - 1, MIN_POPULATION))
 
 
+def _pairs(n: int, rng: random.Random) -> Iterator[tuple[int, int]]:
+    """Every pair of ``n`` records when there are at most :data:`U_SAMPLE_PAIRS` (the same
+    records give the same model in any order), else that many drawn at random."""
+    if n * (n - 1) // 2 <= U_SAMPLE_PAIRS:
+        yield from itertools.combinations(range(n), 2)
+        return
+    for _ in range(U_SAMPLE_PAIRS):
+        i, j = rng.randrange(n), rng.randrange(n - 1)
+        yield i, j + (j >= i)
+
+
 @dataclass(frozen=True)
 class MatchModel:
     """``u[field][level]`` and the base size ``population`` the prior is taken from."""
@@ -117,17 +130,15 @@ class MatchModel:
 
     @classmethod
     def estimate(cls, records: Sequence[MatchRecord], seed: int = 0) -> MatchModel:
-        """``u`` from :data:`U_SAMPLE_PAIRS` seeded random pairs of ``records`` (deterministic:
-        the same records give the same model)."""
+        """``u`` from the pairs of ``records`` (:func:`_pairs`; deterministic: the same records
+        in the same order give the same model, in any order when the base is small)."""
         if len(records) < 2:
             return cls.default(len(records))
         rng = random.Random(seed)
         counts = {name: dict.fromkeys(levels, 0) for name, levels in LEVELS.items()}
         sampled = dict.fromkeys(LEVELS, 0)
         n = len(records)
-        for _ in range(min(U_SAMPLE_PAIRS, n * (n - 1) // 2)):
-            i, j = rng.randrange(n), rng.randrange(n - 1)
-            j += j >= i
+        for i, j in _pairs(n, rng):
             for name, level in compare(records[i], records[j]).items():
                 if level != MISSING:
                     counts[name][level] += 1
