@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from domain import churn_model, policy, segment
+from domain import churn_model, duplicate_review, policy, segment
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
 from domain.events import EVENT_CLASSES, CustomerEvent, Erased
@@ -48,8 +48,9 @@ CUSTOMER_TOPICS = [get_topic(cls) for cls in EVENT_CLASSES]  # published on cust
 SEGMENT_TOPICS = [get_topic(cls) for cls in segment.EVENT_CLASSES]  # never published
 MODEL_TOPICS = [get_topic(cls) for cls in churn_model.EVENT_CLASSES]  # never published
 POLICY_TOPICS = [get_topic(cls) for cls in policy.EVENT_CLASSES]  # never published
+REVIEW_TOPICS = [get_topic(cls) for cls in duplicate_review.EVENT_CLASSES]  # never published
 # what read models are fed (segments keep the care policy's versions)
-FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS, *POLICY_TOPICS]
+FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS, *POLICY_TOPICS, *REVIEW_TOPICS]
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 

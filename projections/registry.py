@@ -11,6 +11,7 @@ from projections.audit_history import AuditHistoryProjector
 from projections.campaigns import CampaignsProjector
 from projections.care import CareProjector
 from projections.customer_value import ValueProjector
+from projections.duplicates import DuplicatesProjector
 from projections.framework import Projector
 from projections.profiles import ProfilesProjector
 from projections.recommendations import RecommendationsProjector
@@ -26,6 +27,7 @@ def all_projectors() -> list[Projector]:
         CampaignsProjector(),
         RecommendationsProjector(),
         ValueProjector(),
+        DuplicatesProjector(),
         SegmentsProjector(),
     ]
 

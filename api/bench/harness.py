@@ -95,6 +95,7 @@ class Sizes:
     policy_customers: int
     policy_lag_samples: int
     campaign_customers: int  # base (and audience) of the campaign launch
+    duplicate_customers: int = 100_000  # the base a full duplicates scan reads
 
 
 @dataclass

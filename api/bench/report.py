@@ -28,6 +28,11 @@ TARGETS: dict[str, Check] = {
     "time_travel": ("p99_ms", "p99 ≤ 20 ms", lambda s: s["p99_ms"] <= 20),
     "memory": ("growth_pct", "growth ≤ 10 %", lambda s: s["growth_pct"] <= 10),
     "analytics": ("p99_ms", "p99 ≤ 50 ms", lambda s: s["p99_ms"] <= s["target_p99_ms"]),
+    "duplicates": (
+        "seconds",
+        "full scan of 100k ≤ 120 s; precision ≥ 0.95, recall ≥ 0.90",
+        lambda s: s["seconds"] <= 120 and s["precision"] >= 0.95 and s["recall"] >= 0.90,
+    ),
     "growing_customer": (
         "ratio",
         "last ≤ 1.25 x fresh customer's batch",
@@ -231,12 +236,18 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
             )
         )
-    if "analytics" in s:
-        rows += _analytics_rows(s["analytics"])
+    return rows + _feature_rows(s)
+
+
+def _feature_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Rows of the feature groups (analytics, policies, campaigns, duplicates) that ran."""
+    rows = _analytics_rows(s["analytics"]) if "analytics" in s else []
     if "policy_sweep" in s:
         rows += _policy_rows(s["policy_sweep"], s["policy_lag"])
     if "campaign_launch" in s:
         rows.append(_campaign_row(s["campaign_launch"]))
+    if "duplicates" in s:
+        rows.append(_duplicates_row(s["duplicates"]))
     return rows
 
 
@@ -247,6 +258,18 @@ def _campaign_row(x: dict[str, Any]) -> tuple[str, str, str, str, str]:
         f"batch path, a tag each {_n(x['baseline_commands_per_s'])}",
         f"{x['ratio']:.3f}",
         "",
+    )
+
+
+def _duplicates_row(x: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (
+        f"duplicates scan, {x['customers']:,} customers (full / incremental s)",
+        f"{_n(x['seconds'], 1)} / {_n(x['incremental_seconds'], 1)} s; "
+        f"peak RSS {_n(x['rss_peak_mb'])} MB (+{_n(x['rss_growth_mb'])})",
+        f"precision {x['precision']} recall {x['recall']} "
+        f"({x['planted']} planted, {x['candidates']} kept)",
+        "",
+        x["target"],
     )
 
 

@@ -15,6 +15,7 @@ from api.bench import (
     analytics,
     campaigns,
     cli_start,
+    duplicates,
     growth,
     imports,
     live,
@@ -57,6 +58,7 @@ QUICK = Sizes(
     policy_customers=500,
     policy_lag_samples=10,
     campaign_customers=300,
+    duplicate_customers=5_000,
 )
 FULL = Sizes(
     repeats=3,
@@ -85,6 +87,7 @@ FULL = Sizes(
     policy_customers=50_000,
     policy_lag_samples=200,
     campaign_customers=100_000,
+    duplicate_customers=100_000,
 )
 GROUPS = (
     "ingest",
@@ -97,6 +100,7 @@ GROUPS = (
     "analytics",
     "policies",
     "campaigns",
+    "duplicates",
 )
 
 
@@ -156,6 +160,11 @@ def _campaigns(sizes: Sizes, say: Say) -> dict[str, Any]:
         return {"campaign_launch": campaigns.run(stack, sizes, say)}
 
 
+def _duplicates(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return {"duplicates": duplicates.run(stack, sizes, say)}
+
+
 RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "ingest": _ingest,
     "import": _import,
@@ -167,6 +176,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "analytics": _analytics,
     "policies": _policies,
     "campaigns": _campaigns,
+    "duplicates": _duplicates,
 }
 
 

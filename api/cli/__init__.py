@@ -17,6 +17,7 @@ from api.cli.campaigns import campaigns_app
 from api.cli.consumers import consumers_app
 from api.cli.dev import dev_app
 from api.cli.dlq import dlq_app
+from api.cli.duplicates import duplicates_app
 from api.cli.erase import erase
 from api.cli.imports import import_app
 from api.cli.keys import keys_app
@@ -39,6 +40,7 @@ app = typer.Typer(
 app.add_typer(import_app, name="import")
 app.add_typer(projections_app, name="projections")
 app.add_typer(segments_app, name="segments")
+app.add_typer(duplicates_app, name="duplicates")
 app.add_typer(policies_app, name="policies")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(models_app, name="models")

@@ -107,6 +107,7 @@ def _import(
     from api.cli.projections import feed_with_progress
     from bootstrap import build
     from domain.errors import DomainError
+    from projections.duplicate_candidates import RegistrationCheck
 
     if not path.is_file():
         raise fail(f"{path} is not a readable file", 2)
@@ -144,6 +145,9 @@ def _import(
                     builder,
                     journal,
                     on_progress=lambda n: progress.advance(task, n),
+                    duplicates=RegistrationCheck(services.read_store)
+                    if kind.name == "customers"
+                    else None,
                 )
         except KeyboardInterrupt:
             journal.close()

@@ -179,11 +179,20 @@ class WriteResult(BaseModel):
     position: int | None
 
 
+class PossibleDuplicate(BaseModel):
+    customer_id: str
+    probability: float
+    evidence: dict[str, dict[str, Any]]
+
+
 class RegisterResult(WriteResult):
     """``existing``: a live customer already held one of the external ids; it is the outcome,
-    nothing was recorded and the other fields were not applied (200 instead of 201)."""
+    nothing was recorded and the other fields were not applied (200 instead of 201).
+    ``possible_duplicates``: live customers the new one probably duplicates (a registration
+    through ``POST /v1/customers``; see ``GET /v1/duplicates``), most probable first."""
 
     existing: bool = False
+    possible_duplicates: list[PossibleDuplicate] = Field(default_factory=list)
 
 
 class BatchRequest(Body):
@@ -203,6 +212,7 @@ class BatchItemResult(BaseModel):
     position: int | None = None
     existing: bool = False
     problem: dict[str, Any] | None = None
+    possible_duplicates: list[PossibleDuplicate] = Field(default_factory=list)
 
 
 class BatchResult(BaseModel):

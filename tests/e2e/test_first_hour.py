@@ -151,7 +151,7 @@ def test_the_readme_curl_examples_paste_and_run(embedded_server: Server, tmp_pat
     assert ran.returncode == 0, ran.stderr
     out = ran.stdout.splitlines()
     written = orjson.loads(out[0])
-    assert set(written) == {"customer_id", "version", "position", "existing"}
+    assert set(written) == {"customer_id", "version", "position", "existing", "possible_duplicates"}
     assert written["existing"] is False
     assert orjson.loads(out[1])["name"] == "Ada Lovelace"
     assert orjson.loads(out[2])["version"] == 1

@@ -164,6 +164,9 @@ ROUTE_ROLE = {
     ("GET", "/projections"): "public",
     ("GET", "/v1/segments"): "reader",
     ("GET", "/v1/care/agenda"): "reader",
+    ("GET", "/v1/duplicates"): "reader",
+    ("POST", "/v1/duplicates/{pair_id}/dismiss"): "admin",
+    ("POST", "/v1/duplicates/{pair_id}/merge"): "admin",
     ("PUT", "/v1/segments/{segment_id}"): "admin",
     ("POST", "/v1/segments/{segment_id}"): "admin",
     ("GET", "/v1/segments/{segment_id}/members"): "reader",
@@ -211,6 +214,7 @@ SAMPLES = {
     "name": "lifecycle",
     "file": "swagger-ui.css",
     "campaign_id": "00000000-0000-4000-8000-000000000000",
+    "pair_id": "00000000-0000-4000-8000-000000000001~00000000-0000-4000-8000-000000000002",
 }
 
 

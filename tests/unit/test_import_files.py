@@ -236,7 +236,7 @@ def test_the_journal_resumes_after_its_checkpoint_and_forgets_a_stale_one(tmp_pa
     checkpoint = path.with_name("r.csv.checkpoint")
     saved = checkpoint.read_bytes()
     with path.open("a") as extra:  # a batch written after the last checkpoint: dropped
-        extra.write("5,imported,c3,,,,,\n")
+        extra.write("5,imported,c3,,,,,,\n")
     again = Journal(path, identity, every=0)
     assert (again.resumed, again.after_line, again.tally.rows) == (True, 4, 3)
     assert again.tally.problems == {"validation (amount)": 1}
@@ -244,10 +244,10 @@ def test_the_journal_resumes_after_its_checkpoint_and_forgets_a_stale_one(tmp_pa
     again.finish()
     assert not checkpoint.exists()
     assert path.read_text().splitlines()[1:] == [
-        "2,imported,c1,,,,,",
-        "3,rejected,,,,,validation,",
-        "4,imported,c2,,,,,",
-        "5,unchanged,c3,,,,,",
+        "2,imported,c1,,,,,,",
+        "3,rejected,,,,,validation,,",
+        "4,imported,c2,,,,,,",
+        "5,unchanged,c3,,,,,,",
     ]
     checkpoint.write_bytes(saved)
     other = Journal(path, {**identity, "file": "def"})  # another file: start over

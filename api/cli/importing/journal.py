@@ -1,10 +1,14 @@
 """The result file of an import, and the checkpoint that lets an interrupted one resume.
 
 The **result file** (CSV, UTF-8) has one row per data row of the input, in input order:
-``line, outcome, customer_id, system, external_id, order_id, code, problem`` — ``outcome`` is
-``imported`` (something was recorded), ``unchanged`` (all of it was there already: a second
-import, or a row a crashed run had sent) or ``rejected`` (nothing of the row was recorded;
-``code`` and ``problem`` say why, e.g. ``validation`` / ``amount: must be …``).
+``line, outcome, customer_id, system, external_id, order_id, code, problem,
+possible_duplicates`` — ``outcome`` is ``imported`` (something was recorded), ``unchanged`` (all
+of it was there already: a second import, or a row a crashed run had sent) or ``rejected``
+(nothing of the row was recorded; ``code`` and ``problem`` say why, e.g. ``validation`` /
+``amount: must be …``). ``possible_duplicates`` (customer imports): the live customers, or
+customers registered earlier in the same file, the new customer probably duplicates, as
+``customer_id:probability`` separated by spaces, most probable first (it was registered all the
+same: ``GET /v1/duplicates`` lists the pair once scanned).
 
 The **checkpoint** (``RESULT.checkpoint``, JSON) is written after committed batches, at most
 once a second (a file replaced per batch cost as much as 5 µs a row), and when an import
@@ -27,7 +31,17 @@ from typing import Any, NamedTuple, TextIO
 
 import orjson
 
-COLUMNS = ("line", "outcome", "customer_id", "system", "external_id", "order_id", "code", "problem")
+COLUMNS = (
+    "line",
+    "outcome",
+    "customer_id",
+    "system",
+    "external_id",
+    "order_id",
+    "code",
+    "problem",
+    "possible_duplicates",
+)
 WRITTEN = len(COLUMNS)
 EXAMPLES = 5
 
@@ -43,6 +57,7 @@ class Result(NamedTuple):
     order_id: str = ""
     code: str = ""
     problem: str = ""
+    possible_duplicates: str = ""
     field: str = ""
 
 

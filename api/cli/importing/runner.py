@@ -22,7 +22,9 @@ from api.cli.importing.fields import Naming
 from api.cli.importing.journal import Journal, Result, Tally
 from api.cli.importing.rows import Row, RowBuilder
 from api.cli.importing.source import Source
+from commands.duplicates import new_customers
 from commands.service import CommandService, Context, Outcome
+from projections.duplicate_candidates import RegistrationCheck
 
 ACTOR = "clientele:import"
 
@@ -85,7 +87,7 @@ def result(row: Row, outcomes: Sequence[Outcome]) -> Result:
         row.order_id or "",
         problem.code if problem is not None else "",
         problem.message if problem is not None else "",
-        str(problem.details.get("field", "")) if problem is not None else "",
+        field=str(problem.details.get("field", "")) if problem is not None else "",
     )
 
 
@@ -104,6 +106,17 @@ def batches(plan: Plan, builder: RowBuilder, after_line: int) -> Iterator[list[R
         yield pending
 
 
+def _with_duplicates(results: list[Result], found: dict[int, list[dict[str, Any]]]) -> list[Result]:
+    return [
+        r._replace(
+            possible_duplicates=" ".join(
+                f"{d['customer_id']}:{d['probability']:.3f}" for d in found.get(i, ())
+            )
+        )
+        for i, r in enumerate(results)
+    ]
+
+
 def run_import(
     service: CommandService,
     plan: Plan,
@@ -111,13 +124,23 @@ def run_import(
     journal: Journal,
     *,
     on_progress: Callable[[int], None] = lambda _: None,
+    duplicates: RegistrationCheck | None = None,
 ) -> Tally:
-    """Import every row after the journal's checkpoint; returns the tally of the whole file."""
+    """Import every row after the journal's checkpoint; returns the tally of the whole file.
+    With ``duplicates``, each new customer is checked (the result file's
+    ``possible_duplicates``)."""
     context = Context(actor=ACTOR, correlation_id=f"import-{plan.source.digest[:16]}")
     for batch in batches(plan, builder, journal.after_line):
         commands = [command for row in batch for command in row.commands]
-        outcomes = iter(service.execute_batch(commands, context) if commands else ())
-        results = [result(row, [next(outcomes) for _ in row.commands]) for row in batch]
+        outcomes = service.execute_batch(commands, context) if commands else []
+        done = iter(outcomes)
+        results = [result(row, [next(done) for _ in row.commands]) for row in batch]
+        if duplicates is not None:
+            owner = [index for index, row in enumerate(batch) for _ in row.commands]
+            new = new_customers(commands, outcomes, service.default_region)
+            checked = duplicates.check(list(new.values()))
+            found = {owner[i]: dupes for i, dupes in zip(new, checked, strict=True)}
+            results = _with_duplicates(results, found)
         journal.record(results, batch[-1].line)
         on_progress(len(batch))
     return journal.tally

@@ -18,9 +18,11 @@ from api.http.preconditions import (
     if_match_header,
 )
 from commands import messages as m
+from commands.duplicates import new_customers
 from domain.errors import CustomerNotFound, DomainError, VersionConflict
 from domain.text_policy import check_key
 from infra.api_keys import Role
+from projections import duplicate_candidates
 
 router = APIRouter(prefix="/v1", tags=["write"], dependencies=[require(Role.WRITER)])
 ADMIN = [require(Role.ADMIN)]
@@ -139,6 +141,15 @@ def register_customer(body: s.RegisterCustomerRequest, write: NewCustomerWrite) 
     write.response.headers["Location"] = f"/v1/customers/{result.customer_id}"
     if result.existing:
         write.response.status_code = 200
+    else:
+        svc = deps.services(write.request)
+        customer = svc.store.customer(UUID(result.customer_id))
+        result.possible_duplicates = [
+            s.PossibleDuplicate(**found)
+            for found in duplicate_candidates.check(
+                svc.read_store, result.customer_id, vars(customer)
+            )
+        ]
     return result
 
 
@@ -305,11 +316,18 @@ def batch(
             parsed.append(error)
     valid = [c for c in parsed if isinstance(c, m.Command)]
     svc = deps.services(request)
-    outcomes = iter(svc.commands.execute_batch(valid, deps.context(request, deps.actor(request))))
-    results = [
-        {"status": "rejected", "problem": p.to_dict()}
-        if isinstance(p, DomainError)
-        else next(outcomes).to_dict()
-        for p in parsed
-    ]
+    outcomes = svc.commands.execute_batch(valid, deps.context(request, deps.actor(request)))
+    new = new_customers(valid, outcomes, svc.commands.default_region)
+    found = {}
+    if new:
+        check = duplicate_candidates.RegistrationCheck(svc.read_store)
+        found = dict(zip(new, check.check(list(new.values())), strict=True))
+    done = iter(enumerate(outcomes))
+    results = []
+    for p in parsed:
+        if isinstance(p, DomainError):
+            results.append({"status": "rejected", "problem": p.to_dict()})
+            continue
+        index, outcome = next(done)
+        results.append(outcome.to_dict() | {"possible_duplicates": found.get(index, [])})
     return s.BatchResult.model_validate({"results": results})
