@@ -296,6 +296,7 @@ class Relay:
         with self.checkpoints.transaction() as tx:
             self._checkpoint(tx, 0)
         self._acknowledged = 0
+        guard.repair_others()
         log.warning(
             "relay.republishing",
             relay=self.name,

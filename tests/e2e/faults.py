@@ -281,7 +281,8 @@ class Harness:
             )
             try:
                 topic = self._topic("results")
-                partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+                numbers = reader.partitions_for_topic(topic) or set()
+                partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
                 reader.assign(partitions)
                 ends = reader.end_offsets(partitions)
                 for tp in partitions:
@@ -524,7 +525,9 @@ class Harness:
         published: set[tuple[str, str, str, int]] = set()
         reader = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, enable_auto_commit=False)
         try:
-            partitions = [TopicPartition(self._topic("membership"), p) for p in range(PARTITIONS)]
+            topic = self._topic("membership")
+            numbers = reader.partitions_for_topic(topic) or set()
+            partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
             reader.assign(partitions)
             reader.seek_to_beginning(*partitions)
             deadline = time.monotonic() + 60
