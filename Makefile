@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?= --help
 
-.PHONY: help install pg-binaries run cli test lint audit unit clean
+.PHONY: help install pg-binaries run cli test lint audit unit reliability clean
 
 help:
 	@echo "make run   - install and start clientele on the embedded default (SQLite, no servers)"
@@ -20,6 +20,7 @@ help:
 	@echo "make cli ARGS=\"projections status\" - run a clientele command (= .venv/bin/clientele ...)"
 	@echo "make test  - install, start throwaway PostgreSQL + Kafka-protocol broker, run everything"
 	@echo "make audit - check the locked dependencies against known vulnerabilities (pip-audit)"
+	@echo "make reliability - fault injection (>= 100 kills under load), figures to RELIABILITY.md"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -72,6 +73,13 @@ unit: install
 
 test: install pg-binaries lint audit
 	$(VENV)/bin/pytest -q -n 3 --durations=30
+
+# Fault injection on full mode (tests/e2e/faults.py): SIGKILL and restart of every process,
+# the broker and PostgreSQL under load, then nothing lost or doubled; writes RELIABILITY.md.
+INJECTIONS ?= 100
+SEED ?= 17
+reliability: install pg-binaries
+	$(VENV)/bin/python -m tests.e2e.faults --injections $(INJECTIONS) --seed $(SEED) --report RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -56,6 +56,10 @@ DRAIN_SECONDS = 180.0  # lag back to 0 after the load stops (the stated bound)
 SEGMENT_RULE = {"field": "tags", "op": "contains", "value": "vip"}
 
 
+class NotRecovered(AssertionError):
+    """The system did not work again within the bound after an injection."""
+
+
 @dataclass
 class Ledger:
     """Every command sent: marker -> (how, body); and those acknowledged (marker ->
@@ -118,6 +122,7 @@ class Harness:
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
         self._count = 0
         self.errors: list[str] = []  # what failed in a load thread
+        self.unrecovered: list[str] = []  # injections not recovered from within the bound
         self._results_read: dict[int, int] = {}  # partition -> next offset to read
 
     # -- the stack -------------------------------------------------------------------------
@@ -428,7 +433,7 @@ class Harness:
     def _check_deadline(self, deadline: float, what: str) -> None:
         self._assert_alive()
         if time.monotonic() > deadline:
-            raise AssertionError(f"not recovered: {what} (logs in {self.home})")
+            raise NotRecovered(f"{what} within {RECOVER_SECONDS:.0f} s (logs in {self.home})")
 
     def run(self, injections: int, *, pause: tuple[float, float] = (1.0, 4.0)) -> None:
         """``injections`` injections under load, every kind at least once (when there are
@@ -439,9 +444,23 @@ class Harness:
         with self.load():
             for kind in kinds:
                 time.sleep(self.rng.uniform(*pause))
-                self.recovered.append(self.inject(kind))
+                try:
+                    self.recovered.append(self.inject(kind))
+                except NotRecovered as error:  # counted as a failure; then restart them all
+                    self.unrecovered.append(f"after killing {kind}: {error}")
+                    print(f"{kind}: NOT RECOVERED ({error}); restarting", file=sys.stderr)
+                    self.restart_all()
+                    continue
                 print(f"{kind} recovered in {self.recovered[-1]:.1f} s", file=sys.stderr)
         self.settle()
+
+    def restart_all(self) -> None:
+        """What an operator (or an orchestrator's liveness probe) would do: restart every
+        process; the run still fails (:attr:`unrecovered`)."""
+        for proc in self.procs.values():
+            proc.terminate()
+            proc.start()
+        self.probe(RECOVER_SECONDS)
 
     def settle(self) -> None:
         """Resend every command without a known outcome (same key) until all have one."""
@@ -518,6 +537,7 @@ class Harness:
             "membership_missing": sorted(recorded - published)[:5],
             "membership_recorded": len(recorded),
             "stuck": status,
+            "unrecovered": list(self.unrecovered),
             "drain_seconds": drain_seconds,
         }
 
@@ -565,9 +585,10 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
 
 
-def report(harness: Harness, verdict: dict[str, Any], command: str, wall: float) -> str:
-    """``RELIABILITY.md``: the figures of one run and the command that produced them."""
-    recovered = harness.recovered
+def report(harness: Harness, verdict: dict[str, Any] | None, command: str, wall: float) -> str:
+    """``RELIABILITY.md``: the figures of one run and the command that produced them
+    (``verdict`` None: the run stopped before its checks)."""
+    recovered = harness.recovered or [float("nan")]
     lines = [
         "# Reliability: fault injection on full mode",
         "",
@@ -583,21 +604,31 @@ def report(harness: Harness, verdict: dict[str, Any], command: str, wall: float)
         "",
         "| figure | value |",
         "|---|---|",
-        f"| commands acknowledged | {verdict['acknowledged']} "
-        f"({verdict['by_surface']['http']} HTTP, {verdict['by_surface']['kafka']} command topic) |",
-        f"| lost | {len(verdict['lost'])} |",
-        f"| duplicated | {len(verdict['duplicated'])} |",
-        f"| read models differing from a rebuild | {len(verdict['unrebuilt'])} |",
-        f"| membership changes recorded / missing from the topic | "
-        f"{verdict['membership_recorded']} / {len(verdict['membership_missing'])} |",
-        f"| consumer groups stuck | {len(verdict['stuck'])} |",
+        f"| injections not recovered from within {RECOVER_SECONDS:.0f} s | "
+        f"{len(harness.unrecovered)} |",
         f"| time to recover p50 / p99 / max (s) | {percentile(recovered, 0.5):.1f} / "
         f"{percentile(recovered, 0.99):.1f} / {max(recovered):.1f} |",
-        f"| lag back to 0 after the load stopped (s; bound {DRAIN_SECONDS:.0f}) | "
-        f"{verdict['drain_seconds']:.1f} |",
+    ]
+    if verdict is not None:
+        surfaces = verdict["by_surface"]
+        lines += [
+            f"| commands acknowledged | {verdict['acknowledged']} "
+            f"({surfaces['http']} HTTP, {surfaces['kafka']} command topic) |",
+            f"| lost | {len(verdict['lost'])} |",
+            f"| duplicated | {len(verdict['duplicated'])} |",
+            f"| read models differing from a rebuild | {len(verdict['unrebuilt'])} |",
+            f"| membership changes recorded / missing from the topic | "
+            f"{verdict['membership_recorded']} / {len(verdict['membership_missing'])} |",
+            f"| consumer groups stuck | {len(verdict['stuck'])} |",
+            f"| lag back to 0 after the load stopped (s; bound {DRAIN_SECONDS:.0f}) | "
+            f"{verdict['drain_seconds']:.1f} |",
+        ]
+    lines += [
         "",
         "Time to recover: from the restart of what was killed until a new HTTP write is read "
         "back through `X-Min-Position` and a new command on `customer.commands` is answered.",
+        "",
+        *(f"- not recovered {line}" for line in harness.unrecovered),
         "",
     ]
     return "\n".join(lines)
@@ -611,6 +642,7 @@ def failures(verdict: dict[str, Any]) -> list[str]:
         "read models differ from a rebuild": verdict["unrebuilt"],
         "membership changes missing from the topic": verdict["membership_missing"],
         "stuck consumer groups": verdict["stuck"],
+        "injections not recovered from without a restart": verdict["unrecovered"],
     }
     return [f"{what}: {found}" for what, found in checks.items() if found]
 
@@ -639,8 +671,15 @@ def main(argv: list[str] | None = None) -> int:
     command = f"make reliability INJECTIONS={args.injections} SEED={args.seed}"
     started = time.monotonic()
     with harness(args.seed) as running:
-        running.run(args.injections)
-        verdict = running.verdict()
+        try:
+            running.run(args.injections)
+            verdict = running.verdict()
+        except AssertionError as error:  # the run could not finish: say how far it got
+            text = report(running, None, command, time.monotonic() - started)
+            text += f"\n**The run stopped:** {error}\n"
+            args.report.write_text(text)
+            print(text)
+            return 1
     text = report(running, verdict, command, time.monotonic() - started)
     problems = failures(verdict)
     if problems:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -336,4 +339,62 @@ def test_a_republish_keeps_the_events_before_a_parked_customers_parked_one(
         publisher.producer.close(timeout=5)
         inspector.close()
         checkpoints.close()
+        store.close()
+
+
+def test_a_broker_stopped_under_load_and_resumed_with_its_topics_loses_nothing(
+    own_broker: KafkaBroker, postgres_url: str, tmp_path: Path
+) -> None:
+    """The broker stops answering for 15 s (SIGSTOP: its connections hang, as in a network
+    partition) while commands are written, then resumes with every topic (SIGCONT; tansu
+    cannot restart without losing them: its storage is memory). Nothing lost or doubled, no
+    republish, read models equal a rebuild, no consumer stuck; nobody restarts anything."""
+    prefix = f"pause{uuid4().hex[:6]}."
+    env = full_mode_env(postgres_url, own_broker, prefix)
+    store = EventStore(postgres_url)
+    service = CommandService(store, index_key="k")
+    read_store = open_read_store(postgres_url)
+    ensure_schema(read_store, all_projectors())
+    relay = Proc(["relay"], env, tmp_path / "relay.log")
+    consumer = Proc(["consume"], env, tmp_path / "consume.log")
+    relay.start()
+    consumer.start()
+    stopping = threading.Event()
+    written: list[UUID] = []
+
+    def load() -> None:
+        while not stopping.wait(0.2):
+            written.extend(register(service, 5, "paused"))
+
+    writer = threading.Thread(target=load, name="write-load", daemon=True)
+    pid = int(own_broker.pid_file.read_text().split()[0])
+    try:
+        written.extend(register(service, 20, "before"))
+        wait_until_converged(store, read_store, [relay, consumer], timeout=180)
+        writer.start()
+        time.sleep(2)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(15)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(3)
+        stopping.set()
+        writer.join(30)
+        wait_until_converged(store, read_store, [relay, consumer], timeout=180)
+        for projector in all_projectors():
+            result = rebuild(StoreFeed(store), read_store, projector, verify_only=True)
+            assert result.differences == [], projector.name
+        parked, profiles = parked_and_profiles(read_store)
+        assert parked == 0 and {str(c) for c in written} <= profiles
+        code, group = group_status(env)
+        assert code == 0 and group["stuck"] is False and group["lag"] == 0, group
+        assert "relay.topic_lost" not in relay.log.read_text()  # it kept its topics
+        assert "consumer.topic_lost" not in consumer.log.read_text()
+    finally:
+        stopping.set()
+        os.kill(pid, signal.SIGCONT)
+        relay.terminate()
+        consumer.terminate()
+        read_store.close()
         store.close()
