@@ -76,10 +76,13 @@ test: install pg-binaries lint audit
 
 # Fault injection on full mode (tests/e2e/faults.py): SIGKILL and restart of every process,
 # the broker and PostgreSQL under load, then nothing lost or doubled; writes RELIABILITY.md.
+# MINUTES=n: no new injection after n minutes (a shorter run; RELIABILITY.md says so).
 INJECTIONS ?= 100
 SEED ?= 17
+MINUTES ?=
 reliability: install pg-binaries
-	$(VENV)/bin/python -m tests.e2e.faults --injections $(INJECTIONS) --seed $(SEED) --report RELIABILITY.md
+	$(VENV)/bin/python -m tests.e2e.faults --injections $(INJECTIONS) --seed $(SEED) \
+		$(if $(MINUTES),--minutes $(MINUTES)) --report RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis

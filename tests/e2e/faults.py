@@ -435,14 +435,24 @@ class Harness:
         if time.monotonic() > deadline:
             raise NotRecovered(f"{what} within {RECOVER_SECONDS:.0f} s (logs in {self.home})")
 
-    def run(self, injections: int, *, pause: tuple[float, float] = (1.0, 4.0)) -> None:
+    def run(
+        self,
+        injections: int,
+        *,
+        pause: tuple[float, float] = (1.0, 4.0),
+        minutes: float | None = None,
+    ) -> None:
         """``injections`` injections under load, every kind at least once (when there are
-        enough), in a seeded random order; then the outcome of every command is learnt."""
+        enough), in a seeded random order (no new one after ``minutes``, if given); then the
+        outcome of every command is learnt."""
+        budget = None if minutes is None else time.monotonic() + minutes * 60
         kinds = list(KINDS) if injections >= len(KINDS) else []
         kinds += [self.rng.choice(KINDS) for _ in range(injections - len(kinds))]
         self.rng.shuffle(kinds)
         with self.load():
             for kind in kinds:
+                if budget is not None and time.monotonic() > budget:
+                    break
                 time.sleep(self.rng.uniform(*pause))
                 try:
                     self.recovered.append(self.inject(kind))
@@ -666,13 +676,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--injections", type=int, default=100)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--report", type=Path, default=Path("RELIABILITY.md"))
+    parser.add_argument("--minutes", type=float, help="no new injection after this time")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what it started, then go
     command = f"make reliability INJECTIONS={args.injections} SEED={args.seed}"
+    if args.minutes is not None:
+        command += f" MINUTES={args.minutes:g}"
     started = time.monotonic()
     with harness(args.seed) as running:
         try:
-            running.run(args.injections)
+            running.run(args.injections, minutes=args.minutes)
             verdict = running.verdict()
         except AssertionError as error:  # the run could not finish: say how far it got
             text = report(running, None, command, time.monotonic() - started)
