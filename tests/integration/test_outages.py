@@ -5,8 +5,9 @@ real broker.
 * the API answers problem+json 503 with ``Retry-After`` while the database is down, logs
   each such request, reports it in ``/readyz`` and ``/metrics``, and serves again within
   seconds of its return without a stale-connection error;
-* a relay and a projection consumer keep running through a PostgreSQL stop under a write
-  load, and afterwards every stored event is in the read models exactly once;
+* a relay and a projection consumer keep running through a PostgreSQL stop of 10 s and of
+  60 s under a write load, and afterwards every stored event is in the read models exactly
+  once and every read model equals a rebuild;
 * idle ``clientele consume`` and ``ingest`` processes do not busy-loop, and hold no more
   connections than their pools allow.
 """
