@@ -679,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, help="no new injection after this time")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what it started, then go
+    os.environ |= {"CLIENTELE_ENV": "dev", "CLIENTELE_ENV_FILE": ""}  # as the tests run it
     command = f"make reliability INJECTIONS={args.injections} SEED={args.seed}"
     if args.minutes is not None:
         command += f" MINUTES={args.minutes:g}"
@@ -687,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             running.run(args.injections, minutes=args.minutes)
             verdict = running.verdict()
-        except AssertionError as error:  # the run could not finish: say how far it got
+        except Exception as error:  # the run could not finish: say how far it got
             text = report(running, None, command, time.monotonic() - started)
             text += f"\n**The run stopped:** {error}\n"
             args.report.write_text(text)
