@@ -13,7 +13,7 @@ PORT ?= 8000
 ARGS ?= --help
 BENCH ?=
 
-.PHONY: help install pg-binaries bench-tools bench run cli test lint audit unit clean
+.PHONY: help install pg-binaries bench-tools bench run cli test lint audit unit reliability clean
 
 help:
 	@echo "make run   - install and start clientele on the embedded default (SQLite, no servers)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test  - install, start throwaway PostgreSQL + Kafka-protocol broker, run everything"
 	@echo "make audit - check the locked dependencies against known vulnerabilities (pip-audit)"
 	@echo "make bench - install the load generator (wrk), run clientele bench (BENCH=\"--quick --json\")"
+	@echo "make reliability - fault injection (>= 100 kills under load), figures to RELIABILITY.md"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -85,6 +86,16 @@ unit: install
 
 test: install pg-binaries bench-tools lint audit
 	$(VENV)/bin/pytest -q -n 3 --durations=30
+
+# Fault injection on full mode (tests/e2e/faults.py): SIGKILL and restart of every process,
+# the broker and PostgreSQL under load, then nothing lost or doubled; writes RELIABILITY.md.
+# MINUTES=n: no new injection after n minutes (a shorter run; RELIABILITY.md says so).
+INJECTIONS ?= 100
+SEED ?= 17
+MINUTES ?=
+reliability: install pg-binaries
+	$(VENV)/bin/python -m tests.e2e.faults --injections $(INJECTIONS) --seed $(SEED) \
+		$(if $(MINUTES),--minutes $(MINUTES)) --report RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache .hypothesis

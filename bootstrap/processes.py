@@ -143,7 +143,11 @@ def relay(services: Services) -> Iterator[Process]:
     publisher = None
     try:
         guard = TopicGuard(
-            inspector, settings.kafka_partitions, limits, lambda: kafka.producer(bootstrap, limits)
+            inspector,
+            settings.kafka_partitions,
+            limits,
+            lambda: kafka.producer(bootstrap, limits),
+            others=tuple(t for t in topics.all() if t != topics.events),
         )
         publisher = relay_publisher(services, guard.new_producer(), topics.events, guard=guard)
         publisher.verify()
@@ -200,7 +204,11 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
                 listener = Listener(services.settings.database_url, [channel])
                 background.append(Wakeup(listener, runner.wake, "log-order-wakeup"))
         if any(p.name == SegmentsProjector.name for p in from_log):
-            background.append(membership_publisher(services, producer, topics.segment_membership))
+            background.append(
+                membership_publisher(
+                    services, producer, topics.segment_membership, inspector=inspector
+                )
+            )
         yield Process(
             f"consuming {topics.events} as {group} into "
             f"{', '.join(p.name for p in from_topic)}; following the store's log into "
@@ -253,9 +261,16 @@ def projection_worker(
     )
 
 
-def membership_publisher(services: Services, producer: KafkaProducer, topic: str) -> Every:
-    """Publishes segment membership changes to ``topic`` every second (not started)."""
-    outbox = MembershipPublisher(services.read_store, producer, topic)
+def membership_publisher(
+    services: Services,
+    producer: KafkaProducer,
+    topic: str,
+    *,
+    inspector: TopicInspector | None = None,
+) -> Every:
+    """Publishes segment membership changes to ``topic`` every second (not started); with
+    ``inspector`` it publishes them all again when the broker lost the topic."""
+    outbox = MembershipPublisher(services.read_store, producer, topic, inspector=inspector)
     return Every(MEMBERSHIP_EVERY_SECONDS, outbox.publish_all, "segment-membership")
 
 

@@ -10,7 +10,8 @@ No single envelope stops it. One the producer refuses as too large (above
 ``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``), or the broker rejects as such, parks its customer in
 ``relay_parked`` (beside ``relay_checkpoints``: position, version, size, reason), written in the
 same transaction as the checkpoint that passes it. That customer's later events wait behind it
-(never published out of order); every other customer flows. Parked customers are re-driven at
+(never published out of order), its earlier ones do not (a republish after a topic loss sends
+them again); every other customer flows. Parked customers are re-driven at
 start, when due (backoff 1 s doubling to 5 min) and on ``clientele relay redrive``: their events
 up to the checkpoint are published in order, and if all went through the customer flows again.
 Re-drives run in the relay's own loop between batches, so it stays the topic's only publisher.
@@ -134,7 +135,7 @@ class Relay:
         self.stopping = threading.Event()
         self._acknowledged: int | None = None
         self._marks: Marks | None = None
-        self._held: set[str] | None = None
+        self._held: dict[str, int] | None = None
         channel = feed.store.backend.notify_channel  # None (SQLite): polling only
         self._listener = (
             None if channel is None else Listener(feed.store.database_url, [channel, CHANNEL])
@@ -150,11 +151,14 @@ class Relay:
         """Customer events recorded but not yet acknowledged by the broker."""
         return self.feed.pending(self.position(), customers_only=True)
 
-    def held(self) -> set[str]:
-        """Customers parked now (their events wait)."""
+    def held(self) -> dict[str, int]:
+        """Customers parked now, each with the version it is parked at: that event and the
+        later ones wait; the earlier ones (published before, or again after a topic loss)
+        flow."""
         if self._held is None:
             with self.checkpoints.transaction() as tx:
-                self._held = {p.customer_id for p in self.lot.listing(tx, limit=1 << 62)}
+                listing = self.lot.listing(tx, limit=1 << 62)
+            self._held = {p.customer_id: p.version for p in listing}
         return self._held
 
     def catch_up(self, *, stop: threading.Event | None = None) -> int:
@@ -175,13 +179,16 @@ class Relay:
             total += len(sent)
         return total
 
-    def _send(self, envelopes: list[Published], held: set[str]) -> tuple[Sent, dict[str, Parked]]:
-        """Send in order, skipping customers in ``held``; one refused as too large joins it."""
+    def _send(
+        self, envelopes: list[Published], held: dict[str, int]
+    ) -> tuple[Sent, dict[str, Parked]]:
+        """Send in order, skipping the events ``held`` back (a customer's, from the version it
+        is parked at); one refused as too large is held from its version on."""
         sent: Sent = []
         parked: dict[str, Parked] = {}
         for e in envelopes:
             key = e.customer_key
-            if key in held:
+            if e.version >= held.get(key, e.version + 1):
                 continue  # waits behind its parked event
             value = e.value
             try:
@@ -190,12 +197,12 @@ class Relay:
                 )
             except TOO_LARGE as error:
                 parked[key] = Parked(key, e.version, e.position, describe(error), len(value))
-                held.add(key)
+                held[key] = e.version
                 continue
             sent.append((e, len(value), future))
         return sent, parked
 
-    def _acks(self, sent: Sent, parked: dict[str, Parked], held: set[str]) -> None:
+    def _acks(self, sent: Sent, parked: dict[str, Parked], held: dict[str, int]) -> None:
         """Wait for the broker's acks of ``sent``; a record it refused as too large parks
         its customer (at its earliest refused version); any other failure raises."""
         self.producer.flush(timeout=ACK_TIMEOUT)
@@ -210,7 +217,7 @@ class Relay:
                 if key not in parked or parked[key].version > envelope.version:
                     reason = f"refused by the broker: {describe(error)}"
                     parked[key] = Parked(key, envelope.version, envelope.position, reason, size)
-                held.add(key)
+                held[key] = min(held.get(key, envelope.version), envelope.version)
         marks = self.marks()
         for partition, offset in firsts.items():
             # a lower bound of the end: some brokers (tansu) report a partition's end as its
@@ -289,6 +296,7 @@ class Relay:
         with self.checkpoints.transaction() as tx:
             self._checkpoint(tx, 0)
         self._acknowledged = 0
+        guard.repair_others()
         log.warning(
             "relay.republishing",
             relay=self.name,
@@ -311,7 +319,7 @@ class Relay:
 
     def _redrive_one(self, row: Parked) -> Parked | None:
         customer, until = row.customer_id, self._acknowledged
-        others = self.held() - {customer}
+        others = {key: version for key, version in self.held().items() if key != customer}
         after, published = row.version - 1, 0
         while True:
             envelopes = self.feed.customer_published(
@@ -328,7 +336,7 @@ class Relay:
         with self.checkpoints.transaction() as tx:
             self.lot.release(tx, customer)
             self.marks().write(tx, self.name)
-        self.held().discard(customer)
+        self.held().pop(customer, None)
         log.info("relay.redriven", relay=self.name, customer_id=customer, published=published)
         return None
 

@@ -119,3 +119,18 @@ class TopicGuard:
     partitions: int
     limits: MessageLimits
     new_producer: Callable[[], KafkaProducer]
+    others: tuple[str, ...] = ()  # the other topics of ours: repaired with this one
+
+    def repair_others(self) -> list[str]:
+        """After the broker lost this topic it lost the others too, and may have brought them
+        back auto-created with its default partition count when a client asked for them:
+        create the missing ones and recreate those with another count (what they held is
+        gone already; a command sent meanwhile gets no result and is sent again). Returns
+        the topics it made."""
+        made = []
+        for topic in self.others:
+            state = self.inspector.state(topic)
+            if not state.exists or state.partitions != self.partitions:
+                self.inspector.recreate(topic, self.partitions, self.limits)
+                made.append(topic)
+        return made

@@ -6,15 +6,28 @@ sends them keyed by customer id, and moves the checkpoint only after the broker 
 them. The checkpoint is a change's key (position of the event that caused it, segment,
 customer): changes are written in log order, and a rebuild reproduces the same keys, so it
 stays valid across rebuilds. At-least-once; per-customer order follows the log.
+
+Given a :class:`~infra.kafka_topics.TopicInspector` it also notices, like the relay
+(:mod:`consumers.relay_topic`), that the broker lost what it acknowledged (the topic gone,
+recreated, offsets gone backwards): it logs ``membership.topic_lost`` and publishes every
+change again from the beginning of ``segment_changes``.
 """
 
 from __future__ import annotations
 
+import time
+
 import orjson
+import structlog
 from kafka import KafkaProducer
 
+from consumers.relay_topic import MARKS, Marks, losses, read_marks
+from infra.kafka_topics import Identity, TopicInspector
 from infra.readstore import ReadStore
 from projections import segments
+
+log = structlog.get_logger(__name__)
+VERIFY_SECONDS = 5.0  # how often it looks at its topic
 
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS membership_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL, segment_id TEXT NOT NULL,
@@ -26,16 +39,50 @@ RETIRED = "DROP TABLE IF EXISTS publisher_checkpoints"
 
 class MembershipPublisher:
     def __init__(
-        self, read_store: ReadStore, producer: KafkaProducer, topic: str, *, batch_size: int = 1000
+        self,
+        read_store: ReadStore,
+        producer: KafkaProducer,
+        topic: str,
+        *,
+        batch_size: int = 1000,
+        inspector: TopicInspector | None = None,
     ) -> None:
         self.read_store = read_store
         self.producer = producer
         self.topic = topic
         self.batch_size = batch_size
         self.name = f"segment-membership:{topic}"
+        self.inspector = inspector
+        self._verify_at = 0.0
         with read_store.transaction() as tx:
             tx.raw(CHECKPOINTS)
             tx.raw(RETIRED)
+            tx.raw(MARKS)
+
+    def marks(self) -> Marks:
+        """What it recorded of its topic (identity, acknowledged ends)."""
+        return read_marks(self.read_store, self.name) or Marks(self.topic)
+
+    def verify(self) -> bool:
+        """Look at the topic; if it lost what was acknowledged, start publishing over from
+        the first change. Returns whether it did."""
+        if self.inspector is None:
+            return False
+        state = self.inspector.state(self.topic)
+        recorded = read_marks(self.read_store, self.name)
+        identity = Identity(state.cluster_id, state.topic_id)
+        reasons = losses(recorded, state)
+        if not reasons and recorded is not None and recorded.identity == identity:
+            return False
+        marks = recorded if recorded is not None and not reasons else Marks(self.topic)
+        marks.identity = identity
+        with self.read_store.transaction() as tx:
+            if reasons:
+                tx.execute("DELETE FROM membership_checkpoints WHERE name = ?", (self.name,))
+            marks.write(tx, self.name)
+        if reasons:
+            log.warning("membership.topic_lost", topic=self.topic, reasons=reasons)
+        return bool(reasons)
 
     def checkpoint(self) -> segments.Cursor:
         with self.read_store.transaction() as tx:
@@ -59,10 +106,19 @@ class MembershipPublisher:
             for change in pending
         ]
         self.producer.flush()
+        firsts: dict[int, int] = {}  # partition -> first offset acknowledged now
         for future in sent:
-            future.get(timeout=30)
+            metadata = future.get(timeout=30)
+            firsts[metadata.partition] = min(
+                firsts.get(metadata.partition, metadata.offset), metadata.offset
+            )
+        marks = self.marks()
+        for partition, offset in firsts.items():  # a lower bound of the end, as the relay's
+            marks.acknowledged(partition, offset)
         last = pending[-1]
         with self.read_store.transaction() as tx:
+            if self.inspector is not None:
+                marks.write(tx, self.name)
             tx.execute(
                 "INSERT INTO membership_checkpoints (name, position, segment_id, customer_id) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET position = "
@@ -73,6 +129,10 @@ class MembershipPublisher:
         return len(pending)
 
     def publish_all(self) -> int:
+        """Look at the topic when due (:meth:`verify`), then send every pending change."""
+        if time.monotonic() >= self._verify_at:
+            self.verify()
+            self._verify_at = time.monotonic() + VERIFY_SECONDS
         total = 0
         while (count := self.publish_once()) > 0:
             total += count

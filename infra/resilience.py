@@ -62,6 +62,15 @@ _DATABASE_ERRORS = (
 _FATAL = (ConfigurationError, AuthorizationError, SaslAuthenticationFailedError)
 
 
+class Waiting(Exception):
+    """Raised by what cannot serve yet because it still waits out ``dependency``'s outage
+    (e.g. the API's start-up): :func:`dependency` names it, so callers answer "unavailable"."""
+
+    def __init__(self, dependency: str, detail: str) -> None:
+        super().__init__(detail)
+        self.dependency = dependency
+
+
 def _causes(error: BaseException) -> list[BaseException]:
     """``error`` and the errors it was raised from (``__cause__``/``__context__``), bounded."""
     chain: list[BaseException] = []
@@ -78,6 +87,8 @@ def dependency(error: BaseException) -> str | None:
     for cause in _causes(error):
         if isinstance(cause, _FATAL):
             return None
+        if isinstance(cause, Waiting):
+            return cause.dependency
         if isinstance(cause, _DATABASE_ERRORS):
             return DATABASE
         if isinstance(cause, sqlite3.OperationalError):

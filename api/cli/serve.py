@@ -19,6 +19,8 @@ def serve(
     any backlog in the background (see GET /projections).
 
     Exit code 1 with a one-line error when the address cannot be bound (port in use, …).
+    Started while the database is away, it listens at once and answers 503 (GET /readyz
+    too) until the database answers; exit code 3 when starting fails for another reason.
 
     Example: clientele serve --port 8080
     """
@@ -30,8 +32,14 @@ def serve(
 
     from api.http.app import create_app
 
-    config = uvicorn.Config(create_app(), log_config=None, access_log=False)
-    uvicorn.Server(config).run(sockets=[listening])
+    app = create_app()
+    config = uvicorn.Config(app, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    app.state.stop_server = lambda: setattr(server, "should_exit", True)
+    server.run(sockets=[listening])
+    startup = getattr(app.state, "startup", None)
+    if startup is not None and startup.fatal is not None:
+        raise fail(f"could not start: {startup.fatal}", 3)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -29,7 +29,8 @@ from api.http.routes import (
     writes,
 )
 from api.http.schemas import document_batch_commands
-from bootstrap import Services, build
+from api.http.startup import Startup
+from bootstrap import Services
 from bootstrap.processes import api_background
 from infra.settings import get_settings
 
@@ -39,7 +40,11 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with services or build() as svc, api_background(svc):
+        if services is None:  # a database away at start is waited for (api.http.startup)
+            with Startup(app.state.stop_server).running() as app.state.startup:
+                yield
+            return
+        with services as svc, api_background(svc):
             app.state.services = svc
             yield
 
@@ -60,6 +65,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.state.stop_server = lambda: None  # `serve` sets it: what a fatal start-up error calls
     problems.install(app)
     middleware.install(
         app, max_body_bytes=(services.settings if services else get_settings()).max_body_bytes

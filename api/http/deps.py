@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 
 from fastapi import Request
 
+from api.http.startup import Startup
 from bootstrap import Services
 from commands.service import Context
 from consumers.status import behind, held_customers, only_held_behind
@@ -40,6 +41,11 @@ class CustomerParked(Exception):
 
 
 def services(request: Request) -> Services:
+    """The app's services; :class:`infra.resilience.Waiting` (a 503) while ``serve`` still
+    waits for its database to open them (:mod:`api.http.startup`)."""
+    startup: Startup | None = getattr(request.app.state, "startup", None)
+    if startup is not None:
+        return startup.services()
     result: Services = request.app.state.services
     return result
 

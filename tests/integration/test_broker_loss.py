@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from kafka.admin import NewTopic
 from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.rebuild import rebuild
-from consumers.relay import Relay
+from consumers.relay import Relay, parking_lot
 from consumers.relay_topic import TopicGuard
 from consumers.store_feed import StoreFeed
 from infra import kafka
@@ -278,5 +281,120 @@ def test_consumers_status_and_reset_through_the_command_line(
     finally:
         producer.close(timeout=5)
         checkpoints.close()
+        read_store.close()
+        store.close()
+
+
+def parked_at(checkpoints: ReadStore) -> dict[str, int]:
+    with checkpoints.transaction() as tx:
+        return {p.customer_id: p.version for p in parking_lot().listing(tx)}
+
+
+def test_a_republish_keeps_the_events_before_a_parked_customers_parked_one(
+    own_broker: KafkaBroker, postgres_url: str
+) -> None:
+    """A customer parked at version 3 (too large) had versions 1-2 published; the broker loses
+    the topic: the republish from the store sends them again (only version 3 on waits)."""
+    prefix = f"held{uuid4().hex[:6]}."
+    topics = kafka.Topics(prefix)
+    limits = kafka.MessageLimits(message_bytes=20_000)
+    kafka.ensure_topics(own_broker.bootstrap, topics.all(), PARTITIONS, limits)
+    store = EventStore(postgres_url)
+    service = CommandService(store, index_key="k")
+    checkpoints = open_read_store(postgres_url)
+    inspector = TopicInspector(own_broker.bootstrap)
+    guard = TopicGuard(
+        inspector, PARTITIONS, limits, lambda: kafka.producer(own_broker.bootstrap, limits)
+    )
+    publisher = Relay(
+        StoreFeed(store), guard.new_producer(), topics.events, checkpoints, guard=guard
+    )
+    admin = KafkaAdminClient(bootstrap_servers=own_broker.bootstrap)
+    try:
+        publisher.verify()
+        (big,) = register(service, 1, "big")  # versions 1 and 2
+        long_text = {f"note_{i:02d}": "x" * 900 for i in range(40)}  # ~36 kB: refused
+        service.execute(m.UpdateProfile(customer_id=big, changes={"attributes": long_text}), CTX)
+        others = register(service, 3, "small")
+        publisher.catch_up()
+        assert parked_at(checkpoints) == {str(big): 3}
+
+        def versions_on_topic(expect: int) -> dict[str, list[int]]:
+            found: dict[str, list[int]] = {}
+            for record in read_topic(own_broker.bootstrap, topics.events, expect, timeout=20):
+                envelope = orjson.loads(record.value)
+                found.setdefault(envelope["customer_id"], []).append(envelope["version"])
+            return found
+
+        assert versions_on_topic(8)[str(big)] == [1, 2]
+        admin.delete_topics([topics.events])  # the broker loses the topic
+        assert publisher.verify() is True
+        publisher.catch_up()
+        republished = versions_on_topic(8)
+        assert republished.get(str(big)) == [1, 2]  # before the fix: nothing of Big's
+        assert all(republished[str(c)] == [1, 2] for c in others)
+        assert parked_at(checkpoints) == {str(big): 3}  # version 3 waits for a redrive
+    finally:
+        admin.close()
+        publisher.producer.close(timeout=5)
+        inspector.close()
+        checkpoints.close()
+        store.close()
+
+
+def test_a_broker_stopped_under_load_and_resumed_with_its_topics_loses_nothing(
+    own_broker: KafkaBroker, postgres_url: str, tmp_path: Path
+) -> None:
+    """The broker stops answering for 15 s (SIGSTOP: its connections hang, as in a network
+    partition) while commands are written, then resumes with every topic (SIGCONT; tansu
+    cannot restart without losing them: its storage is memory). Nothing lost or doubled, no
+    republish, read models equal a rebuild, no consumer stuck; nobody restarts anything."""
+    prefix = f"pause{uuid4().hex[:6]}."
+    env = full_mode_env(postgres_url, own_broker, prefix)
+    store = EventStore(postgres_url)
+    service = CommandService(store, index_key="k")
+    read_store = open_read_store(postgres_url)
+    ensure_schema(read_store, all_projectors())
+    relay = Proc(["relay"], env, tmp_path / "relay.log")
+    consumer = Proc(["consume"], env, tmp_path / "consume.log")
+    relay.start()
+    consumer.start()
+    stopping = threading.Event()
+    written: list[UUID] = []
+
+    def load() -> None:
+        while not stopping.wait(0.2):
+            written.extend(register(service, 5, "paused"))
+
+    writer = threading.Thread(target=load, name="write-load", daemon=True)
+    pid = int(own_broker.pid_file.read_text().split()[0])
+    try:
+        written.extend(register(service, 20, "before"))
+        wait_until_converged(store, read_store, [relay, consumer], timeout=180)
+        writer.start()
+        time.sleep(2)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(15)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(3)
+        stopping.set()
+        writer.join(30)
+        wait_until_converged(store, read_store, [relay, consumer], timeout=180)
+        for projector in all_projectors():
+            result = rebuild(StoreFeed(store), read_store, projector, verify_only=True)
+            assert result.differences == [], projector.name
+        parked, profiles = parked_and_profiles(read_store)
+        assert parked == 0 and {str(c) for c in written} <= profiles
+        code, group = group_status(env)
+        assert code == 0 and group["stuck"] is False and group["lag"] == 0, group
+        assert "relay.topic_lost" not in relay.log.read_text()  # it kept its topics
+        assert "consumer.topic_lost" not in consumer.log.read_text()
+    finally:
+        stopping.set()
+        os.kill(pid, signal.SIGCONT)
+        relay.terminate()
+        consumer.terminate()
         read_store.close()
         store.close()
