@@ -14,10 +14,11 @@ from consumers.consumer_offsets import groups, losses, stored
 from consumers.embedded import EmbeddedRunner
 from consumers.relay import checkpoint, parked_summary, parking_lot
 from consumers.store_feed import StoreFeed
+from infra import feed_queries
 from infra.kafka_topics import TopicInspector
 from infra.parking import Parked
 from infra.readstore import ReadStore
-from infra.store import EventStore
+from infra.store import FEED_TOPICS, EventStore
 from projections.framework import Binding, Projector, positions
 from projections.registry import by_name
 
@@ -106,9 +107,9 @@ def behind(svc: Pipeline, names: Iterable[str], wanted: int) -> dict[str, int]:
     """The projections among ``names`` that have not yet everything they are fed up to
     position ``wanted``: name -> position reached.
 
-    A projection fed from ``customer.events`` never sees segment events (their positions come
-    from segment writes): it has reached a recorded ``wanted`` once no customer event lies in
-    between.
+    A projection is never fed some of the store's events (one fed from ``customer.events``
+    sees no segment events; none sees a campaign's own events): it has reached a recorded
+    ``wanted`` once no event it is fed lies in between.
     """
     at = positions(svc.read_store)
     in_log_order = {p.name for p in svc.projectors if p.log_order}
@@ -117,12 +118,22 @@ def behind(svc: Pipeline, names: Iterable[str], wanted: int) -> dict[str, int]:
         position = at.get(name, 0)
         if position >= wanted:
             continue
-        if name not in in_log_order and wanted <= svc.store.head():
-            following = svc.store.customer_notifications(position, 1)
-            if not following or following[0].id > wanted:
+        if wanted <= svc.store.head():
+            following = _next_fed(svc, name in in_log_order, position)
+            if following is None or following > wanted:
                 continue
         result[name] = position
     return result
+
+
+def _next_fed(svc: Pipeline, log_order: bool, after: int) -> int | None:
+    """The position of the first event after ``after`` that a projection is fed (None: none
+    yet): from the store's log (:data:`FEED_TOPICS`) in log order, else customer events."""
+    if log_order:
+        linked = feed_queries.in_log_order(svc.store, after, 1, FEED_TOPICS)
+        return linked[0][0].id if linked else None
+    following = svc.store.customer_notifications(after, 1)
+    return following[0].id if following else None
 
 
 def held_customers(

@@ -90,7 +90,10 @@ def test_serve_answers_while_the_read_models_catch_up(home: dict[str, str], tmp_
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     with process(home, log, "serve", "--port", str(port)) as child:
+        # serve listens at once (healthz) and opens its services in the background; readyz
+        # answers 200 as soon as they answer, while the read models still catch up
         _wait(f"{base}/healthz", child, log)
+        _wait(f"{base}/readyz", child, log)
         ready = httpx.get(f"{base}/readyz", timeout=10)
         status = httpx.get(f"{base}/projections", timeout=10).json()
         read = httpx.get(f"{base}/v1/customers", headers=auth, timeout=10)
