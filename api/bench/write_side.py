@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import random
 import subprocess
@@ -190,10 +191,24 @@ def serve(
     def ready() -> bool:
         if child.poll() is not None:
             raise RuntimeError(f"{name} exited:\n{stack.log_tail(name)}")
-        return port_open(port)
+        # serve listens at once and opens its services in the background: ready once
+        # /readyz answers 200 (a baseline script has no /readyz: listening is ready)
+        return port_open(port) and (bool(python) or _ready(port))
 
     wait_for(ready, 60, "clientele serve")
     return port, child
+
+
+def _ready(port: int) -> bool:
+    """Whether ``GET /readyz`` on ``port`` answers 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dict[str, Any], str]:
