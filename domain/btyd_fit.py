@@ -11,7 +11,7 @@ L-BFGS-B, then polished by Nelder-Mead from there.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -60,12 +60,27 @@ def fit(summaries: Iterable[Summary]) -> Fit:
     x, t_x, big_t, weight = rows.T
     scale = max(float(big_t.max()), 1.0)  # alpha's start in the data's time unit
 
+    start = np.log(np.array([1.0, scale / 10, 1.0, 1.0]))
+    found = maximise_likelihood(
+        lambda theta: _total(theta, x, t_x, big_t, weight) / customers, start
+    )
+    if isinstance(found, str):
+        raise FitError(found)
+    r, alpha, a, b = (float(v) for v in np.exp(found))
+    return Fit(Parameters(r, alpha, a, b), _total(found, x, t_x, big_t, weight), customers)
+
+
+def maximise_likelihood(total: Callable[[Array], float], start: Array) -> Array | str:
+    """The log-parameters (each within e^±12) that maximise ``total``, a log-likelihood (best
+    per customer, so the tolerances do not depend on the base's size), from ``start``:
+    L-BFGS-B, then Nelder-Mead from its answer, the better of the two; or why no finite
+    likelihood was found (a message). Shared by the BG/NBD and Gamma-Gamma fits."""
+
     def objective(theta: Array) -> float:
-        value = -_total(theta, x, t_x, big_t, weight) / customers
+        value = -total(theta)
         return value if np.isfinite(value) else 1e300
 
-    start = np.log(np.array([1.0, scale / 10, 1.0, 1.0]))
-    first = minimize(objective, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
+    first = minimize(objective, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * len(start))
     best = minimize(
         objective,
         first.x,
@@ -74,7 +89,5 @@ def fit(summaries: Iterable[Summary]) -> Fit:
     )
     chosen = best if best.fun <= first.fun else first
     if not np.isfinite(chosen.fun) or chosen.fun >= 1e299:
-        raise FitError(f"the optimiser found no finite likelihood: {chosen.message}")
-    r, alpha, a, b = (float(v) for v in np.exp(chosen.x))
-    total = _total(chosen.x, x, t_x, big_t, weight)
-    return Fit(Parameters(r, alpha, a, b), total, customers)
+        return f"the optimiser found no finite likelihood: {chosen.message}"
+    return np.asarray(chosen.x, dtype=np.float64)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import minimize
 from scipy.special import gammaln
 
+from domain.btyd_fit import maximise_likelihood
 from domain.gamma_gamma import SpendParameters
 
 Array = NDArray[np.float64]
@@ -65,20 +65,9 @@ def fit(customers: Iterable[tuple[int, float]]) -> SpendFit:
     x, m, weight = rows.T
     mean = float(np.average(m, weights=weight))
 
-    def objective(theta: Array) -> float:
-        value = -_total(theta, x, m, weight) / n
-        return value if np.isfinite(value) else 1e300
-
     start = np.log(np.array([1.0, 2.0, mean]))
-    first = minimize(objective, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 3)
-    best = minimize(
-        objective,
-        first.x,
-        method="Nelder-Mead",
-        options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 20_000, "maxfev": 40_000},
-    )
-    chosen = best if best.fun <= first.fun else first
-    if not np.isfinite(chosen.fun) or chosen.fun >= 1e299:
-        raise SpendFitError(f"the optimiser found no finite likelihood: {chosen.message}")
-    p, q, gamma = (float(v) for v in np.exp(chosen.x))
-    return SpendFit(SpendParameters(p, q, gamma), _total(chosen.x, x, m, weight), n)
+    found = maximise_likelihood(lambda theta: _total(theta, x, m, weight) / n, start)
+    if isinstance(found, str):
+        raise SpendFitError(found)
+    p, q, gamma = (float(v) for v in np.exp(found))
+    return SpendFit(SpendParameters(p, q, gamma), _total(found, x, m, weight), n)

@@ -26,7 +26,7 @@ with ten groups: equal values, equal deciles). ``high_value`` = decile 10.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -40,6 +40,7 @@ from domain.values import utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections.framework import Projector
+from projections.order_book import OrderBook
 
 CHUNK = 500
 DECILES = 10
@@ -49,11 +50,8 @@ SCORE_COLUMNS = (
 )
 
 
-@dataclass
-class _State:
-    live: bool = False
-    orders: dict[str, tuple[str, str, str | None, str]] = field(default_factory=dict)
-    # order id -> (currency, amount, cost, occurred_at)
+_Row = tuple[str, str, str | None, str]  # (currency, amount, cost, occurred_at)
+_State = OrderBook[_Row]
 
 
 class ValueProjector(Projector):
@@ -114,34 +112,18 @@ class ValueProjector(Projector):
                     cost = theirs[order_id][2] if order_id in theirs else None
                     state.orders[order_id] = (p["currency"], str(p["amount"]), cost, at)
             else:
-                _fold(state, e)
+                state.fold(e, _order_row)
         _save(tx, states, load_fit(tx))
 
 
-def _fold(state: _State, e: Envelope) -> None:
-    data = e.data
-    if e.type == "customer.registered":
-        state.live = True
-    elif e.type == "customer.purchase_recorded":
-        cost = order_cost(data.get("items") or [])
-        state.orders[data["order_id"]] = (
-            data["currency"],
-            str(data["amount"]),
-            None if cost is None else str(cost),
-            utc_text(e.occurred_at),
-        )
-    elif e.type == "customer.purchase_refunded":
-        state.orders.pop(data["order_id"], None)
-    elif e.type == "customer.merged_into":
-        state.live = False
-    elif e.type == "customer.unmerged":
-        if data["role"] == "duplicate":
-            state.live = True
-        for order_id in data["purchases"]:
-            state.orders.pop(order_id, None)
-    elif e.type == "customer.erased":
-        state.live = False
-        state.orders.clear()
+def _order_row(e: Envelope) -> _Row:
+    cost = order_cost(e.data.get("items") or [])
+    return (
+        e.data["currency"],
+        str(e.data["amount"]),
+        None if cost is None else str(cost),
+        utc_text(e.occurred_at),
+    )
 
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _State]:

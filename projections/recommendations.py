@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,16 +32,17 @@ from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections.counts import add_counts
 from projections.framework import Projector
+from projections.order_book import OrderBook
 
 CHUNK = 500
 PROFILING = ConsentPurpose.PROFILING.value
 
 
 @dataclass
-class _State:
-    live: bool = False
+class _State(OrderBook[list[str]]):
+    """Orders kept as their sorted skus, and the profiling consent."""
+
     consent: bool = False
-    orders: dict[str, list[str]] = field(default_factory=dict)
 
     def contributes(self) -> frozenset[str]:
         """The skus this customer adds to the counts (none unless live with consent)."""
@@ -115,28 +116,17 @@ class RecommendationsProjector(Projector):
 
 
 def _fold(state: _State, e: Envelope) -> None:
-    data = e.data
-    if e.type == "customer.registered":
-        state.live = True
-    elif e.type in ("customer.consent_granted", "customer.consent_withdrawn"):
-        if data["purpose"] == PROFILING:
+    if e.type in ("customer.consent_granted", "customer.consent_withdrawn"):
+        if e.data["purpose"] == PROFILING:
             state.consent = e.type == "customer.consent_granted"
-    elif e.type == "customer.purchase_recorded":
-        skus = sorted({i["sku"] for i in data.get("items") or [] if i.get("sku") is not None})
-        if skus:
-            state.orders[data["order_id"]] = skus
-    elif e.type == "customer.purchase_refunded":
-        state.orders.pop(data["order_id"], None)
-    elif e.type == "customer.merged_into":
-        state.live = False
-    elif e.type == "customer.unmerged":
-        if data["role"] == "duplicate":
-            state.live = True
-        for order_id in data["purchases"]:
-            state.orders.pop(order_id, None)
-    elif e.type == "customer.erased":
-        state.live = False
-        state.orders.clear()
+    else:
+        state.fold(e, _skus)
+
+
+def _skus(e: Envelope) -> list[str] | None:
+    """The order's sorted skus (None: no item names one, so it adds nothing)."""
+    items = e.data.get("items") or []
+    return sorted({i["sku"] for i in items if i.get("sku") is not None}) or None
 
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _State]:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -18,8 +19,9 @@ from api.http.responses import json_response
 from api.http.schemas import AUTH, BODY, problems
 from commands.campaigns import CampaignVersionConflict
 from commands.messages import Moment
-from domain.campaign import CONTROL, TREATMENT
+from domain.campaign import CONTROL, TREATMENT, Campaign
 from domain.errors import InvalidInput
+from domain.event_base import Meta
 from domain.values import check_aware
 from infra.api_keys import Role
 from projections import campaign_results, campaigns
@@ -55,6 +57,16 @@ def _written(campaign: Any, position: int, status: int = 200) -> Response:
     response = json_response({**campaign.view(), "position": position}, campaign.version)
     response.status_code = status
     return response
+
+
+def _change(
+    request: Request, campaign_id: UUID, decide: Callable[[Campaign, Meta], object]
+) -> Response:
+    """Apply ``decide(campaign, meta)`` to the campaign as the caller; the written view."""
+    campaign, position = deps.services(request).campaigns.change(
+        campaign_id, deps.context(request, deps.actor(request)), decide
+    )
+    return _written(campaign, position)
 
 
 @router.post("/campaigns", dependencies=WRITE, responses=problems(*AUTH, *BODY), status_code=201)
@@ -116,12 +128,7 @@ def update_campaign(
 )
 def schedule_campaign(campaign_id: UUID, body: ScheduleRequest, request: Request) -> Response:
     """Schedule a draft (or re-schedule a scheduled) campaign."""
-    campaign, position = deps.services(request).campaigns.change(
-        campaign_id,
-        deps.context(request, deps.actor(request)),
-        lambda c, meta: c.schedule(body.at, meta),
-    )
-    return _written(campaign, position)
+    return _change(request, campaign_id, lambda c, meta: c.schedule(body.at, meta))
 
 
 @router.post(
@@ -131,12 +138,7 @@ def schedule_campaign(campaign_id: UUID, body: ScheduleRequest, request: Request
 )
 def cancel_campaign(campaign_id: UUID, body: CancelRequest, request: Request) -> Response:
     """Cancel a campaign that has not started its launch (409 after)."""
-    campaign, position = deps.services(request).campaigns.change(
-        campaign_id,
-        deps.context(request, deps.actor(request)),
-        lambda c, meta: c.cancel(body.reason, meta),
-    )
-    return _written(campaign, position)
+    return _change(request, campaign_id, lambda c, meta: c.cancel(body.reason, meta))
 
 
 @router.post(
@@ -160,10 +162,7 @@ def launch_campaign(campaign_id: UUID, request: Request) -> Response:
 )
 def complete_campaign(campaign_id: UUID, request: Request) -> Response:
     """Mark a launched campaign completed (its results go on being computed as asked)."""
-    campaign, position = deps.services(request).campaigns.change(
-        campaign_id, deps.context(request, deps.actor(request)), lambda c, meta: c.complete(meta)
-    )
-    return _written(campaign, position)
+    return _change(request, campaign_id, lambda c, meta: c.complete(meta))
 
 
 @router.get(
