@@ -21,6 +21,7 @@ from commands.service import CommandService, Context, Outcome
 from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
 from domain.text_policy import check_key
+from infra.kafka_group import GroupConsumer
 from infra.resilience import Supervisor
 
 
@@ -62,7 +63,7 @@ class CommandIngest:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: KafkaConsumer | GroupConsumer,
         producer: KafkaProducer,
         service: CommandService,
         *,
