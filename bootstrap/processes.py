@@ -179,10 +179,7 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
         worker = None
         if from_topic:
             # out of range is the broker having lost records: caught up from the store
-            # and a topic recreated with more partitions is seen (and rebalanced) within 5 s
-            consumer = group_consumer(
-                bootstrap, group, limits, auto_offset_reset="none", metadata_max_age_ms=5000
-            )
+            consumer = group_consumer(bootstrap, group, limits, auto_offset_reset="none")
             worker = projection_worker(
                 services,
                 consumer,

@@ -36,6 +36,7 @@ STALL_SECONDS = 60.0
 """How long a member may go unheard by its group before it is rebuilt (broker restarts and
 rebalances on tansu take seconds; the fault-injection bound is 180 s)."""
 CLOSE_TIMEOUT_MS = 5_000
+METADATA_MAX_AGE_MS = 5_000
 
 
 def last_heard(consumer: KafkaConsumer) -> float | None:
@@ -59,9 +60,13 @@ def group_consumer(
     **overrides: object,
 ) -> GroupConsumer:
     """A member of ``group`` made as :func:`infra.kafka.consumer` makes one, rebuilt when it
-    is stuck outside its group (:class:`GroupConsumer`)."""
+    is stuck outside its group (:class:`GroupConsumer`). It refreshes its metadata every
+    :data:`METADATA_MAX_AGE_MS`: a topic the broker lost and the relay recreated with another
+    partition count is rebalanced onto within seconds, not after kafka-python's 5 minutes (till
+    then records on the partitions it does not know go unread)."""
+    settings: dict[str, object] = {"metadata_max_age_ms": METADATA_MAX_AGE_MS, **overrides}
     return GroupConsumer(
-        lambda: consumer(bootstrap, group, limits, **overrides), group, stall_seconds=stall_seconds
+        lambda: consumer(bootstrap, group, limits, **settings), group, stall_seconds=stall_seconds
     )
 
 
