@@ -41,6 +41,7 @@ from consumers.segment_publisher import MembershipPublisher
 from consumers.segment_refresh import refresh_segments
 from consumers.status import DEFAULT_GROUP, GROUP_PREFIX, pipeline_report
 from infra import kafka, resilience
+from infra.kafka_group import GroupConsumer, group_consumer
 from infra.kafka_topics import TopicInspector
 from infra.metrics import register_projection_collector
 from infra.notifications import Listener, Wakeup
@@ -180,10 +181,7 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
         worker = None
         if from_topic:
             # out of range is the broker having lost records: caught up from the store
-            # and a topic recreated with more partitions is seen (and rebalanced) within 5 s
-            consumer = kafka.consumer(
-                bootstrap, group, limits, auto_offset_reset="none", metadata_max_age_ms=5000
-            )
+            consumer = group_consumer(bootstrap, group, limits, auto_offset_reset="none")
             worker = projection_worker(
                 services,
                 consumer,
@@ -237,7 +235,7 @@ def relay_publisher(
 
 def projection_worker(
     services: Services,
-    consumer: KafkaConsumer,
+    consumer: KafkaConsumer | GroupConsumer,
     producer: KafkaProducer,
     *,
     topic: str,
@@ -282,7 +280,7 @@ def command_ingest(services: Services) -> Iterator[Process]:
     producer = kafka.producer(bootstrap, limits, dlq=True)
     try:
         worker = CommandIngest(
-            kafka.consumer(bootstrap, "clientele-ingest", limits),
+            group_consumer(bootstrap, "clientele-ingest", limits),
             producer,
             services.commands,
             commands_topic=topics.commands,

@@ -23,6 +23,7 @@ from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
 from domain.text_policy import check_key
 from infra.json_values import NotJsonObject, json_object
+from infra.kafka_group import GroupConsumer
 from infra.resilience import Supervisor
 
 
@@ -64,7 +65,7 @@ class CommandIngest:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: KafkaConsumer | GroupConsumer,
         producer: KafkaProducer,
         service: CommandService,
         *,

@@ -39,6 +39,7 @@ from consumers.dead_letters import send_to_dlq
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope, EnvelopeError
+from infra.kafka_group import GroupConsumer
 from infra.kafka_topics import TopicInspector, TopicState
 from infra.parking import Parked
 from infra.personal_data import PersonalData, SealBroken
@@ -47,6 +48,7 @@ from infra.resilience import Supervisor, transient
 from projections.framework import Binding, Projector, park, project
 
 log = structlog.get_logger(__name__)
+CALL_TIMEOUT_MS = 30_000  # kafka-python waits without bound for a coordinator unless told
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -69,7 +71,7 @@ class ProjectionConsumer:
 
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: KafkaConsumer | GroupConsumer,
         dlq_producer: KafkaProducer,
         *,
         topic: str,
@@ -154,7 +156,10 @@ class ProjectionConsumer:
         if state.end_offsets != self._ends_seen:  # what was found may have gone since
             self._present.clear()
             self._ends_seen = state.end_offsets
-        positions = {tp.partition: int(self.consumer.position(tp)) for tp in assigned}
+        positions = {
+            tp.partition: int(self.consumer.position(tp, timeout_ms=CALL_TIMEOUT_MS))
+            for tp in assigned
+        }
         with self.read_store.transaction() as tx:
             mine = stored(tx, self.group, self.topic)
         reasons = losses(mine, state, positions, positions, missing=self._missing)
@@ -188,7 +193,7 @@ class ProjectionConsumer:
         """The topic now: from the inspector, else only the assigned partitions' end offsets."""
         if self.inspector is not None:
             return self.inspector.state(self.topic)
-        ends = self.consumer.end_offsets(partitions)
+        ends = self.consumer.end_offsets(partitions, timeout_ms=CALL_TIMEOUT_MS)
         return TopicState(self.topic, None, None, {tp.partition: o for tp, o in ends.items()})
 
     def _reset(self, partitions: list[int], state: TopicState, reasons: list[str]) -> None:

@@ -12,13 +12,6 @@ from tests.e2e.faults import KINDS, failures, harness
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(
-    reason="known defect, not fixed yet: after a broker kill a kafka-python 3.0.12 consumer of "
-    "`consume` or `ingest` sometimes blocks for good in ensure_coordinator_ready (the "
-    "FindCoordinator future never completes), so that injection is not recovered from "
-    "without a restart; see RELIABILITY.md",
-    strict=False,
-)
 def test_every_kind_of_fault_under_load_loses_and_doubles_nothing() -> None:
     with harness(seed=17) as running:
         running.run(len(KINDS), pause=(0.5, 2.0))

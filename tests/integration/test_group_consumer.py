@@ -1,0 +1,143 @@
+"""A consumer-group member stuck outside its group is rebuilt and consumes again (issue 17:
+after a broker kill, kafka-python 3.0.12's coordinator lookup could stay pending for good, and
+`ingest` or `consume` never consumed again without a restart).
+
+This module starts its own broker, so it can SIGKILL and restart it (tansu with memory storage
+loses every topic) without disturbing other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.future import Future
+
+from infra import kafka
+from infra.kafka_group import GroupConsumer, group_consumer
+from infra.local_services import KafkaBroker, free_port
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 3
+# A replaced member that could not leave holds the next join up to the session timeout (10 s)
+STALL_SECONDS = 25.0
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[KafkaBroker]:
+    """A broker of this module only: a test kills and restarts it."""
+    root = Path(tempfile.mkdtemp(prefix="clientele-group-broker-"))
+    server = KafkaBroker(root, free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def send(broker: KafkaBroker, topic: str, value: bytes) -> None:
+    """One record on ``topic`` (a producer of its own: the broker may have restarted)."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    try:
+        producer.send(topic, key=value, value=value).get(timeout=10)
+    finally:
+        producer.close(timeout=5)
+
+
+def consumes(
+    member: KafkaConsumer | GroupConsumer, broker: KafkaBroker, topic: str, within: float = 60
+) -> bool:
+    """Whether ``member`` receives a record sent now within ``within`` s (one every 5 s)."""
+    deadline, next_send, tag = time.monotonic() + within, 0.0, uuid4().hex.encode()
+    while time.monotonic() < deadline:
+        if time.monotonic() >= next_send:
+            next_send = time.monotonic() + 5
+            try:
+                send(broker, topic, tag)
+            except Exception:  # the broker is still coming back: try again
+                next_send = time.monotonic() + 1
+        batches: dict[Any, list[Any]] = member.poll(timeout_ms=500)
+        if any(r.value == tag for rs in batches.values() for r in rs):
+            return True
+    return False
+
+
+def lose_coordinator(member: KafkaConsumer) -> None:
+    """Put ``member`` in the state issue 17 found it in: the coordinator marked dead and its
+    lookup (FindCoordinator) pending on a future that never completes."""
+    coordinator = member._coordinator  # kafka-python's own state, as found
+    with coordinator._lock:
+        coordinator._find_coordinator_future = Future()
+        coordinator.coordinator_dead("issue 17: the broker was killed")
+
+
+def member(broker: KafkaBroker, topic: str, group: str) -> GroupConsumer:
+    made = group_consumer(broker.bootstrap, group, stall_seconds=STALL_SECONDS)
+    made.subscribe([topic])
+    return made
+
+
+def test_a_member_whose_coordinator_lookup_never_completes_is_rebuilt(
+    own_broker: KafkaBroker,
+) -> None:
+    topic, group = f"stuck-{uuid4().hex[:8]}", f"g-{uuid4().hex[:8]}"
+    kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
+    watched = member(own_broker, topic, group)
+    try:
+        assert consumes(watched, own_broker, topic)
+        assert watched.rebuilds == 0  # a live member is left alone
+        stuck = watched.consumer
+        lose_coordinator(stuck)
+        assert consumes(watched, own_broker, topic, within=3 * STALL_SECONDS)
+        assert watched.rebuilds == 1 and watched.consumer is not stuck
+    finally:
+        watched.close(timeout_ms=5000)
+
+
+def test_without_the_watch_such_a_member_consumes_nothing(own_broker: KafkaBroker) -> None:
+    """The failure the watch repairs: the same state leaves a plain consumer idle for good."""
+    topic, group = f"plain-{uuid4().hex[:8]}", f"g-{uuid4().hex[:8]}"
+    kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
+    plain = kafka.consumer(own_broker.bootstrap, group)
+    plain.subscribe([topic])
+    try:
+        assert consumes(plain, own_broker, topic)
+        lose_coordinator(plain)
+        assert not consumes(plain, own_broker, topic, within=1.5 * STALL_SECONDS)
+    finally:
+        plain.close(timeout_ms=5000)
+
+
+def test_members_consume_again_after_broker_kills(own_broker: KafkaBroker) -> None:
+    """SIGKILL the broker (all topics lost), restart it, recreate the topic with its configured
+    partition count (after tansu auto-created it with 4): the member consumes again, each time."""
+    topic, group = f"killed-{uuid4().hex[:8]}", f"g-{uuid4().hex[:8]}"
+    kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
+    watched = member(own_broker, topic, group)
+    try:
+        assert consumes(watched, own_broker, topic)
+        for _ in range(3):
+            process = own_broker._process  # the broker this module started
+            assert process is not None
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+            watched.poll(timeout_ms=500)  # it notices the broker is gone
+            own_broker.start()
+            send(own_broker, topic, b"auto-created")  # tansu creates it: 4 partitions
+            admin = kafka.admin_client(own_broker.bootstrap)
+            try:
+                admin.delete_topics([topic])
+            finally:
+                admin.close()
+            kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
+            assert consumes(watched, own_broker, topic)
+    finally:
+        watched.close(timeout_ms=5000)
