@@ -1,12 +1,15 @@
-"""Unit tests run on eventsourcing's in-memory recorder: no servers, real domain and service."""
+"""Unit tests run on eventsourcing's in-memory recorder: no servers, real domain and service;
+the CLI tests get one SQLite database each (:func:`database`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from commands.service import CommandService, Context
+from infra.settings import get_settings
 from infra.store import EventStore
 
 
@@ -25,3 +28,14 @@ def service(store: EventStore) -> CommandService:
 @pytest.fixture
 def ctx() -> Context:
     return Context(actor="unit-test", correlation_id="corr-1")
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``CLIENTELE_DATABASE_URL`` of a fresh SQLite file (plain-text logs) for this test."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
+    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from bootstrap import build
 from commands import messages as m
 from commands.service import Context
 from consumers.campaign_launch import LaunchProgress
-from infra.settings import get_settings
 
 runner = CliRunner()
 SPEC: dict[str, Any] = {
@@ -31,16 +29,6 @@ SPEC: dict[str, Any] = {
     "audience": {"segment": "everyone"},
     "control_fraction": "0.3",
 }
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
-    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 def base(count: int) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,6 @@ COMMANDS = [
     ["policies", "sweep"],
     ["policies", "run"],
 ]
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
-    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 def test_help_lists_commands_and_every_command_has_help() -> None:

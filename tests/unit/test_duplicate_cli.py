@@ -5,27 +5,14 @@ the probable duplicates of each new customer (in the base and earlier in the sam
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
-from infra.settings import get_settings
 
 runner = CliRunner()
 HEADER = "external_id,name,email,phone,address,city\n"
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'dupes.db'}"
-    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
-    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 def imported(path: Path, rows: str, system: str) -> list[dict[str, str]]:

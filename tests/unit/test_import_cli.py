@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +14,9 @@ from typer.testing import CliRunner, Result
 from api.cli import app
 from api.cli.importing.sample import Sample, write_sample
 from commands.service import CommandService, Outcome
-from infra.settings import get_settings
 from infra.store import EventStore
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'import.db'}"
-    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
-    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 @pytest.fixture

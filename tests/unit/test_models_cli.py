@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,21 +15,10 @@ from api.cli import app
 from bootstrap import build
 from commands import messages as m
 from commands.service import Context
-from infra.settings import get_settings
 from tests.churn_support import simulate
 
 runner = CliRunner()
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'models.db'}"
-    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
-    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 def base(n: int) -> None:

@@ -4,7 +4,6 @@ file's field), show, simulate (lists what would change, changes nothing) and swe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from api.cli import app
 from bootstrap import build
 from commands import messages as m
 from commands.service import Context
-from infra.settings import get_settings
 
 runner = CliRunner()
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=200)
@@ -30,16 +28,6 @@ gap_multiple = 4
 min_days = 40
 max_days = 120
 """
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("CLIENTELE_DATABASE_URL", url)
-    monkeypatch.setenv("CLIENTELE_LOG_JSON", "false")
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 def buyer(days: tuple[int, ...]) -> str:
