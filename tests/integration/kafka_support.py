@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,20 @@ from infra.envelope import Envelope
 from infra.local_services import KafkaBroker
 
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
+
+
+def full_mode_env(database_url: str, bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of a full-mode process (relay, consume, ingest, …): the database, the
+    broker at ``bootstrap``, topics under ``prefix``, warnings and worse logged; ``extra``
+    adds or overrides variables (``CLIENTELE_KAFKA_PARTITIONS="12"``)."""
+    return {
+        **os.environ,
+        "CLIENTELE_DATABASE_URL": database_url,
+        "CLIENTELE_KAFKA_BOOTSTRAP": bootstrap,
+        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
+        "CLIENTELE_LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 class Proc:

@@ -38,7 +38,7 @@ from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.registry import all_projectors
-from tests.integration.kafka_support import CLIENTELE, Proc, read_topic
+from tests.integration.kafka_support import CLIENTELE, Proc, full_mode_env, read_topic
 from tests.integration.test_kafka_full_mode import customer_event_count, wait_until_converged
 
 pytestmark = pytest.mark.integration
@@ -55,17 +55,6 @@ def own_broker() -> Iterator[KafkaBroker]:
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
-
-
-def full_mode_env(postgres_url: str, broker: KafkaBroker, prefix: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
-        "CLIENTELE_KAFKA_PARTITIONS": str(PARTITIONS),
-        "CLIENTELE_LOG_LEVEL": "WARNING",
-    }
 
 
 def register(service: CommandService, count: int, tag: str) -> list[UUID]:
@@ -93,7 +82,9 @@ def test_broker_restart_loses_topics_and_everything_heals_from_the_store(
 ) -> None:
     prefix = f"loss{uuid4().hex[:6]}."
     topics = kafka.Topics(prefix)
-    env = full_mode_env(postgres_url, own_broker, prefix)
+    env = full_mode_env(
+        postgres_url, own_broker.bootstrap, prefix, CLIENTELE_KAFKA_PARTITIONS=str(PARTITIONS)
+    )
     store = EventStore(postgres_url)
     service = CommandService(store, index_key="k")
     read_store = open_read_store(postgres_url)
@@ -152,7 +143,9 @@ def test_a_topic_recreated_with_another_partition_count_is_refused_or_repaired(
 ) -> None:
     prefix = f"parts{uuid4().hex[:6]}."
     topics = kafka.Topics(prefix)
-    env = full_mode_env(postgres_url, own_broker, prefix)
+    env = full_mode_env(
+        postgres_url, own_broker.bootstrap, prefix, CLIENTELE_KAFKA_PARTITIONS=str(PARTITIONS)
+    )
     admin = KafkaAdminClient(bootstrap_servers=own_broker.bootstrap)
     try:
         # Never used: another partition count is a configuration error, named clearly.
@@ -230,7 +223,9 @@ def test_consumers_status_and_reset_through_the_command_line(
 ) -> None:
     prefix = f"cli{uuid4().hex[:6]}."
     topics = kafka.Topics(prefix)
-    env = full_mode_env(postgres_url, own_broker, prefix)
+    env = full_mode_env(
+        postgres_url, own_broker.bootstrap, prefix, CLIENTELE_KAFKA_PARTITIONS=str(PARTITIONS)
+    )
     kafka.ensure_topics(own_broker.bootstrap, topics.all(), PARTITIONS)
     store = EventStore(postgres_url)
     read_store = open_read_store(postgres_url)
@@ -350,7 +345,9 @@ def test_a_broker_stopped_under_load_and_resumed_with_its_topics_loses_nothing(
     cannot restart without losing them: its storage is memory). Nothing lost or doubled, no
     republish, read models equal a rebuild, no consumer stuck; nobody restarts anything."""
     prefix = f"pause{uuid4().hex[:6]}."
-    env = full_mode_env(postgres_url, own_broker, prefix)
+    env = full_mode_env(
+        postgres_url, own_broker.bootstrap, prefix, CLIENTELE_KAFKA_PARTITIONS=str(PARTITIONS)
+    )
     store = EventStore(postgres_url)
     service = CommandService(store, index_key="k")
     read_store = open_read_store(postgres_url)

@@ -8,7 +8,6 @@ the next launch."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from projections import campaign_results
 from projections.framework import ensure_schema
 from projections.profiles import get_profile
 from projections.registry import all_projectors
-from tests.integration.kafka_support import CLIENTELE, Proc, read_topic
+from tests.integration.kafka_support import CLIENTELE, Proc, full_mode_env, read_topic
 
 CTX = Context(actor="full-mode-test")
 SPEC: dict[str, Any] = {
@@ -69,14 +68,7 @@ def test_launch_dispatch_outcomes_results(
     prefix = f"c{uuid4().hex[:8]}."
     topics = kafka.Topics(prefix)
     kafka.ensure_topics(broker.bootstrap, topics.all(), partitions=12)
-    env = {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
-        "CLIENTELE_LOG_LEVEL": "WARNING",
-        "CLIENTELE_CAMPAIGN_MAX_TOUCHES": "5",
-    }
+    env = full_mode_env(postgres_url, broker.bootstrap, prefix, CLIENTELE_CAMPAIGN_MAX_TOUCHES="5")
     store = EventStore(postgres_url)
     read_models = open_read_store(postgres_url)
     ensure_schema(read_models, all_projectors())

@@ -8,7 +8,6 @@ and what each projector serialises per batch as the customer's history grows.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from infra.local_services import KafkaBroker
 from infra.settings import Settings
 from projections import audit_history, profiles, segments
 from projections.framework import Binding, project
+from tests.integration.kafka_support import full_mode_env
 
 pytestmark = pytest.mark.integration
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
@@ -112,14 +112,9 @@ def test_batches_of_purchases_on_one_growing_customer_cost_the_same(
     )
     _, token = KeyStore(settings.api_keys_file).create("buyer", [Role.ADMIN], pii=True)
     headers = {"Authorization": f"Bearer {token}"}
-    env = {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
-        "CLIENTELE_KAFKA_PARTITIONS": str(PARTITIONS),
-        "CLIENTELE_LOG_LEVEL": "WARNING",
-    }
+    env = full_mode_env(
+        postgres_url, broker.bootstrap, prefix, CLIENTELE_KAFKA_PARTITIONS=str(PARTITIONS)
+    )
     services = build(settings)
     migrate(services)
     counted = Counted(services, monkeypatch)

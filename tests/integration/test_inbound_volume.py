@@ -12,7 +12,6 @@ flows on; nothing of a refused message is stored, and the read models equal a re
 from __future__ import annotations
 
 import codecs
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from infra.readstore import open_read_store
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.registry import all_projectors
-from tests.integration.kafka_support import Proc, read_topic
+from tests.integration.kafka_support import Proc, full_mode_env, read_topic
 from tests.integration.test_kafka_full_mode import customer_event_count, wait_until_converged
 
 pytestmark = pytest.mark.integration
@@ -94,14 +93,13 @@ def test_bad_messages_on_both_inbound_topics_are_dead_lettered_and_the_rest_flow
     topics = kafka.Topics(prefix)
     limits = kafka.MessageLimits(LIMIT)
     kafka.ensure_topics(broker.bootstrap, topics.all(), 12, limits)
-    env = {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
-        "CLIENTELE_KAFKA_MAX_MESSAGE_BYTES": str(LIMIT),
-        "CLIENTELE_LOG_LEVEL": "ERROR",
-    }
+    env = full_mode_env(
+        postgres_url,
+        broker.bootstrap,
+        prefix,
+        CLIENTELE_KAFKA_MAX_MESSAGE_BYTES=str(LIMIT),
+        CLIENTELE_LOG_LEVEL="ERROR",
+    )
     read_store = open_read_store(postgres_url)
     ensure_schema(read_store, all_projectors())
     procs = [Proc([name], env, tmp_path / f"{name}.log") for name in ("ingest", "relay", "consume")]

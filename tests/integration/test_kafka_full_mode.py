@@ -7,7 +7,6 @@ then checks that nothing is missing and nothing was applied twice.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import time
@@ -35,6 +34,7 @@ from tests.integration.kafka_support import (
     CLIENTELE,
     Proc,
     assert_topic_keeps_per_customer_order,
+    full_mode_env,
     read_topic,
 )
 
@@ -127,13 +127,7 @@ def test_burst_with_sigkills_converges_exactly(
     prefix = f"t{uuid4().hex[:8]}."
     topics = kafka.Topics(prefix)
     kafka.ensure_topics(broker.bootstrap, topics.all(), partitions=12)
-    env = {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
-        "CLIENTELE_LOG_LEVEL": "WARNING",
-    }
+    env = full_mode_env(postgres_url, broker.bootstrap, prefix)
     relay = Proc(["relay"], env, tmp_path / "relay.log")
     consumer = Proc(["consume"], env, tmp_path / "consume.log")
     second = Proc(["consume"], env, tmp_path / "consume-2.log")
@@ -238,13 +232,7 @@ def test_ingest_executes_commands_once_and_dead_letters_malformed_ones(
     prefix = f"i{uuid4().hex[:8]}."
     topics = kafka.Topics(prefix)
     kafka.ensure_topics(broker.bootstrap, topics.all(), partitions=12)
-    env = {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
-        "CLIENTELE_LOG_LEVEL": "WARNING",
-    }
+    env = full_mode_env(postgres_url, broker.bootstrap, prefix)
     ingest = Proc(["ingest"], env, tmp_path / "ingest.log")
     ingest.start()
     try:
@@ -336,13 +324,7 @@ def test_ingest_refuses_unstorable_commands_and_keeps_going(
     prefix = f"t{uuid4().hex[:8]}."
     topics = kafka.Topics(prefix)
     kafka.ensure_topics(broker.bootstrap, topics.all(), partitions=12)
-    env = {
-        **os.environ,
-        "CLIENTELE_DATABASE_URL": postgres_url,
-        "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CLIENTELE_KAFKA_TOPIC_PREFIX": prefix,
-        "CLIENTELE_LOG_LEVEL": "WARNING",
-    }
+    env = full_mode_env(postgres_url, broker.bootstrap, prefix)
     ingest = Proc(["ingest"], env, tmp_path / "ingest.log")
     ingest.start()
     try:
