@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import permutations
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from consumers.rebuild import rebuild
 from projections.recommendations import RecommendationsProjector
@@ -41,7 +41,10 @@ def _batch(api: Api, commands: list[dict[str, Any]]) -> int:
 
 
 def _load(api: Api, rng: random.Random) -> tuple[dict[str, Person], int]:
-    people = {c: Person(c) for c in (str(uuid4()) for _ in range(40))}
+    # ids from the seeded generator: which customers get refunds, merges and the erasure (the
+    # first ids in sorted order) is then the same on every run, and so is the number checked
+    ids = (str(UUID(int=rng.getrandbits(128), version=4)) for _ in range(40))
+    people = {c: Person(c) for c in ids}
     commands: list[dict[str, Any]] = [
         {"type": "register", "customer_id": c, "name": f"P {c[:4]}"} for c in people
     ]
@@ -160,7 +163,8 @@ def test_recommendations_equal_an_independent_co_occurrence_and_a_rebuild(api: A
         assert body["owned"] == sorted(set().union(*person.orders.values()))
         assert not {i["sku"] for i in body["items"]} & set(body["owned"])
         checked += bool(expected)
-    assert checked >= 15
+    consenting = sum(1 for p in people.values() if p.live and p.consent)
+    assert checked > consenting // 2  # most answers had items to compare, not only empty lists
     services = api.app.state.services
     projector = RecommendationsProjector()
     assert (
