@@ -10,7 +10,8 @@ Shape (``GET /v1/campaigns/{id}/results``)::
      "uplift": {"conversion": {absolute, ci95, relative, relative_ci95, z, p_value,
                                significant},
                 "revenue_per_customer": {difference, ci95, p_value, significant}},
-     "engagement": {outcome: {"members", "rate"}},  (rate: of the treatment group)
+     "engagement": {outcome: {"members", "rate"}},  (members reporting it by ``as_of``;
+                                                     rate: of the treatment group)
      "incremental": {"conversions", "revenue"}, "cost", "roi",
      "breakdown": {"rfm_group"|"lifecycle_stage": {key: {"groups", "uplift"}}},
      "method": "..."}
@@ -61,7 +62,7 @@ def report(tx: Tx, campaign: dict[str, Any], as_of: datetime | None = None) -> d
         if cost is not None and Decimal(cost["amount"]) > 0 and difference is not None:
             spent = Decimal(cost["amount"])
             roi = float((Decimal(repr(difference)) * n_t - spent) / spent)
-    reported = outcomes(tx, campaign["campaign_id"])
+    reported = outcomes(tx, campaign["campaign_id"], as_of)
     engagement = {
         name: {
             "members": reported.get(name, 0),

@@ -6,10 +6,15 @@
   ``campaign_purchases`` (amount, currency, business time, line-item categories and skus);
   ``customer.purchase_refunded`` removes it (a refunded order never converts);
 * ``customer.campaign_outcome_recorded`` adds ``(campaign, customer, outcome)`` to
-  ``campaign_outcomes`` (delivery and engagement: each outcome counts a member once);
+  ``campaign_outcomes`` with the earliest business time it was reported at (delivery and
+  engagement: each outcome counts a member once, from that time on);
 * ``customer.erased`` marks the customer's memberships ``erased``: they leave audiences and
   exports, but their rows keep counting in results (sizes, conversions, revenue), which hold
-  no personal data, so published results do not change.
+  no personal data, so published results do not change;
+* ``customer.merged_into`` marks a merged duplicate's memberships ``merged``: they leave
+  audiences and exports (the survivor is the person now) and keep counting in results;
+  ``customer.unmerged`` on the duplicate's side clears the mark, so the member is back as it
+  was (same group, exposure and breakdown keys).
 
 Results are computed when asked (:func:`results`), as of any business time, from these rows
 and the campaign's conversion definition: every row is a function of one customer's events in
@@ -40,6 +45,7 @@ class CampaignsProjector(Projector):
     """Keeps ``campaign_members`` and ``campaign_purchases``; see the module docstring."""
 
     name = "campaigns"
+    schema_version = 2  # 2: members' ``merged`` mark, outcomes' business time
     tables = ("campaign_members", "campaign_purchases", "campaign_outcomes")
     handles = frozenset(
         {
@@ -48,13 +54,15 @@ class CampaignsProjector(Projector):
             "customer.purchase_recorded",
             "customer.purchase_refunded",
             "customer.erased",
+            "customer.merged_into",
+            "customer.unmerged",
         }
     )
     schema = (
         """CREATE TABLE IF NOT EXISTS {campaign_members} (
             campaign_id TEXT NOT NULL, customer_id TEXT NOT NULL, grp TEXT NOT NULL,
             exposed_at TEXT NOT NULL, lifecycle_stage TEXT NOT NULL, rfm_group TEXT,
-            erased INTEGER NOT NULL, position BIGINT NOT NULL,
+            erased INTEGER NOT NULL, merged INTEGER NOT NULL, position BIGINT NOT NULL,
             PRIMARY KEY (campaign_id, customer_id))""",
         "CREATE INDEX IF NOT EXISTS {campaign_members}_customer_idx ON {campaign_members} (customer_id)",
         """CREATE TABLE IF NOT EXISTS {campaign_purchases} (
@@ -63,7 +71,7 @@ class CampaignsProjector(Projector):
             skus TEXT NOT NULL, PRIMARY KEY (customer_id, order_id))""",
         """CREATE TABLE IF NOT EXISTS {campaign_outcomes} (
             campaign_id TEXT NOT NULL, customer_id TEXT NOT NULL, outcome TEXT NOT NULL,
-            PRIMARY KEY (campaign_id, customer_id, outcome))""",
+            occurred_at TEXT NOT NULL, PRIMARY KEY (campaign_id, customer_id, outcome))""",
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -84,7 +92,7 @@ class CampaignsProjector(Projector):
                 d = e.data
                 tx.execute(
                     "INSERT INTO {campaign_members} (campaign_id, customer_id, grp, exposed_at, "
-                    "lifecycle_stage, rfm_group, erased, position) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                    "lifecycle_stage, rfm_group, erased, merged, position) VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)",
                     (
                         d["campaign_id"],
                         key,
@@ -114,17 +122,24 @@ class CampaignsProjector(Projector):
                 )
             elif e.type == OUTCOME:
                 tx.execute(
-                    "INSERT INTO {campaign_outcomes} (campaign_id, customer_id, outcome) "
-                    "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    (e.data["campaign_id"], key, e.data["outcome"]),
+                    "INSERT INTO {campaign_outcomes} (campaign_id, customer_id, outcome, "
+                    "occurred_at) VALUES (?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id, "
+                    "outcome) DO UPDATE SET occurred_at = excluded.occurred_at "
+                    "WHERE excluded.occurred_at < {campaign_outcomes}.occurred_at",
+                    (e.data["campaign_id"], key, e.data["outcome"], utc_text(e.occurred_at)),
                 )
             elif e.type == "customer.purchase_refunded":
                 tx.execute(
                     "DELETE FROM {campaign_purchases} WHERE customer_id = ? AND order_id = ?",
                     (key, e.data["order_id"]),
                 )
-            else:  # erased
+            elif e.type == "customer.erased":
                 tx.execute("UPDATE {campaign_members} SET erased = 1 WHERE customer_id = ?", (key,))
+            elif e.type == "customer.merged_into" or e.data.get("role") == "duplicate":
+                merged = int(e.type == "customer.merged_into")
+                tx.execute(
+                    "UPDATE {campaign_members} SET merged = ? WHERE customer_id = ?", (merged, key)
+                )
 
 
 def _labels(items: list[dict[str, Any]], key: str) -> str:
@@ -203,11 +218,13 @@ def _qualifies(conversion: dict[str, Any], amount: Decimal, categories: str, sku
 def audience(
     tx: Tx, campaign_id: str, *, group: str | None = TREATMENT, after: str = "", limit: int = 100
 ) -> list[tuple[str, str]]:
-    """``(customer_id, group)`` of live (not erased) members after the customer id ``after``,
-    by customer id (one group, or both when ``group`` is None)."""
+    """``(customer_id, group)`` of live members (neither erased nor merged into another
+    customer) after the customer id ``after``, by customer id (one group, or both when
+    ``group`` is None)."""
     groups = (TREATMENT, CONTROL) if group is None else (group,)
     rows = tx.fetchall(
         "SELECT customer_id, grp FROM {campaign_members} WHERE campaign_id = ? AND erased = 0 "
+        "AND merged = 0 "
         f"AND customer_id > ? AND grp IN ({', '.join('?' * len(groups))}) "
         "ORDER BY customer_id LIMIT ?",
         (campaign_id, after, *groups, limit),
@@ -224,10 +241,12 @@ def member_count(tx: Tx, campaign_id: str) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def outcomes(tx: Tx, campaign_id: str) -> dict[str, int]:
-    """Members with each reported outcome (``{"delivered": 812, …}``)."""
+def outcomes(tx: Tx, campaign_id: str, as_of: datetime | None = None) -> dict[str, int]:
+    """Members with each outcome reported (business time) at or before ``as_of`` (ever, when
+    None): ``{"delivered": 812, …}``."""
     rows = tx.fetchall(
-        "SELECT outcome, COUNT(*) FROM {campaign_outcomes} WHERE campaign_id = ? GROUP BY outcome",
-        (campaign_id,),
+        "SELECT outcome, COUNT(*) FROM {campaign_outcomes} WHERE campaign_id = ? "
+        "AND occurred_at <= ? GROUP BY outcome",
+        (campaign_id, "9999" if as_of is None else utc_text(as_of)),
     )
     return {str(outcome): int(count) for outcome, count in rows}
