@@ -139,9 +139,16 @@ class CampaignLauncher:
         log.info("campaign launched", campaign_id=str(campaign_id), **counts)
         return counts
 
-    def launch_due(self, now: datetime, context: Context) -> dict[str, dict[str, Any]]:
+    def launch_due(
+        self,
+        now: datetime,
+        context: Context,
+        *,
+        on_refused: Callable[[str, DomainError], None] | None = None,
+    ) -> dict[str, dict[str, Any]]:
         """Launch every scheduled campaign whose ``scheduled_at`` is at or before ``now``
-        (and resume every launch that stopped); ``{campaign_id: counts}``."""
+        (and resume every launch that stopped); ``{campaign_id: counts}``. A campaign whose
+        launch is refused raises, or with ``on_refused`` is reported to it and left out."""
         due = [
             c.id
             for c in self.campaigns.list()
@@ -151,7 +158,15 @@ class CampaignLauncher:
                 and datetime.fromisoformat(c.spec["scheduled_at"]) <= now
             )
         ]
-        return {str(campaign_id): self.launch(campaign_id, context) for campaign_id in due}
+        launched = {}
+        for campaign_id in due:
+            try:
+                launched[str(campaign_id)] = self.launch(campaign_id, context)
+            except DomainError as error:
+                if on_refused is None:
+                    raise
+                on_refused(str(campaign_id), error)
+        return launched
 
     def _reach(self, position: int) -> None:
         """Wait until the segments read model has applied every fed event up to ``position``."""

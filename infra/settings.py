@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     # the policy runner inside `serve`; unset: in embedded mode only (full mode: `policies run`)
     policies_in_serve: bool | None = None
     model_fit_seconds: float = Field(default=86400.0, ge=0.0)  # 0: the policy runner never fits
+    # how often the policy runner launches the campaigns whose time has come; 0: never
+    campaign_schedule_seconds: float = Field(default=30.0, ge=0.0)
     rebuild_workers: int = Field(default=0, ge=0)  # processes per rebuild; 0: one per core, up to 8
     log_level: str = "INFO"
     log_json: bool = True

@@ -57,7 +57,9 @@ class Client:
         cid = str(self.write("writer", "POST", "/v1/customers", {"name": "C"})["customer_id"])
         if vip:
             self.write("writer", "PUT", f"/v1/customers/{cid}/tags/vip")
-        self.write("writer", "PUT", f"/v1/customers/{cid}/consents/email_marketing", {"granted": True})
+        self.write(
+            "writer", "PUT", f"/v1/customers/{cid}/consents/email_marketing", {"granted": True}
+        )
         return cid
 
     def audience(self, campaign: str) -> dict[str, str]:
@@ -175,7 +177,5 @@ def test_engagement_counts_outcomes_reported_by_as_of(api: Api) -> None:
         engagement = client.read(f"/v1/campaigns/{campaign}/results{query}", "reader")["engagement"]
         counted = {name: found["members"] for name, found in engagement.items() if found["members"]}
         assert counted == expected(limit), limit
-        assert all(
-            found["rate"] == found["members"] / size for found in engagement.values()
-        )
+        assert all(found["rate"] == found["members"] / size for found in engagement.values())
     verify_rebuild(api)
