@@ -77,6 +77,7 @@ class Services:
         return CampaignLauncher(
             self.campaigns,
             self.commands,
+            self.segments,
             self.read_store,
             cap,
             catch_up=None if self.runner is None else partial(catch_up_read_models, self),

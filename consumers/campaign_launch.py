@@ -3,6 +3,9 @@
 1. ``campaign.launch_started`` records the store position ``P`` (the store's head) and the frequency cap in force; a launch that stopped half-way is resumed with
    the same ``P`` and cap (``launching`` campaigns only), so a resumed launch targets exactly
    the audience the first attempt would have.
+   An inline-rule audience is first defined as the segment ``campaign-<id>``
+   (:mod:`domain.campaign_audience`; unchanged on resume, so nothing more is recorded), before
+   ``P`` is taken: from here on both kinds of audience are one segment.
 2. Once the segments read model has applied every event it is fed up to ``P``, the audience is the
    segment's members at ``P`` (its change history, :mod:`projections.segments`), by customer
    id.
@@ -30,8 +33,10 @@ import orjson
 import structlog
 
 from commands.campaigns import CampaignService, FrequencyCap, TargetForCampaign
+from commands.segments import SegmentService
 from commands.service import CommandService, Context
 from domain.campaign import CONTROL, TREATMENT, Campaign, CampaignStatus
+from domain.campaign_audience import segment_of
 from domain.errors import DomainError, InvalidInput
 from domain.segment import Segment
 from infra import feed_queries
@@ -73,14 +78,16 @@ class LaunchProgress:
 
 
 class CampaignLauncher:
-    """Launches campaigns of ``campaigns`` by sending target commands through ``commands``.
-    ``catch_up`` (embedded mode) brings the read models up to the store now; without it the
-    launcher waits up to ``wait_seconds`` for the consumers."""
+    """Launches campaigns of ``campaigns`` by sending target commands through ``commands``
+    (inline-rule audiences are defined through ``segments``). ``catch_up`` (embedded mode)
+    brings the read models up to the store now; without it the launcher waits up to
+    ``wait_seconds`` for the consumers."""
 
     def __init__(
         self,
         campaigns: CampaignService,
         commands: CommandService,
+        segments: SegmentService,
         read_store: ReadStore,
         cap: FrequencyCap,
         *,
@@ -90,6 +97,7 @@ class CampaignLauncher:
     ) -> None:
         self.campaigns = campaigns
         self.commands = commands
+        self.segments = segments
         self.store: EventStore = campaigns.store
         self.read_store = read_store
         self.cap = cap
@@ -109,8 +117,12 @@ class CampaignLauncher:
         if campaign.status in (CampaignStatus.LAUNCHED, CampaignStatus.COMPLETED):
             assert campaign.outcome is not None
             return campaign.outcome
-        segment_id = campaign.spec["audience"]["segment"]
-        if self.store.position_of(Segment.id_for(segment_id), 1) is None:  # the store decides
+        audience = campaign.spec["audience"]
+        segment_id = segment_of(campaign.id, audience)
+        if "rule" in audience:
+            name = f"Audience of campaign {campaign.id}"
+            self.segments.define(segment_id, name, audience["rule"], None, context)
+        elif self.store.position_of(Segment.id_for(segment_id), 1) is None:  # the store decides
             raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
         position = self.store.head()
         campaign, _ = self.campaigns.change(

@@ -1,4 +1,5 @@
-"""Campaigns: targeted marketing on a segment, with a randomised holdout control group.
+"""Campaigns: targeted marketing on a segment or an inline rule, with a randomised holdout
+control group.
 
 A :class:`Campaign` is an aggregate (a random id) holding one :class:`CampaignSpec` in
 canonical form and a lifecycle, each step an event::
@@ -9,7 +10,8 @@ canonical form and a lifecycle, each step an event::
 
 The spec may be edited (``campaign.updated``) only before the launch starts. The launch
 freezes the audience at one store position (``campaign.launch_started``): its members are the
-segment's members at that position; each is then targeted by a ``customer.campaign_targeted``
+segment's members at that position (an inline rule is a segment of its own:
+:mod:`domain.campaign_audience`); each is then targeted by a ``customer.campaign_targeted``
 event on the customer (:meth:`domain.customer.Customer.target`), which refuses customers
 without consent for the campaign's purpose, erased or merged customers and customers over the
 frequency cap. ``campaign.launched`` records the counts.
@@ -35,9 +37,9 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from domain.campaign_audience import Audience, canonical
 from domain.errors import DomainError, InvalidInput
 from domain.event_base import LoggedEvent, Meta
-from domain.segment import SEGMENT_ID
 from domain.text_policy import Text, normalise_text
 from domain.values import ConsentPurpose, check_aware, normalise_currency, parse_amount, utc_text
 
@@ -110,13 +112,6 @@ def _text(kind: Text, max_length: int, *, required: bool = False) -> Any:
         return text
 
     return validate
-
-
-class Audience(BaseModel):
-    """Who the campaign is for: the members of a segment (``{"segment": "vips"}``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    segment: str = Field(pattern=SEGMENT_ID.pattern)
 
 
 class Conversion(BaseModel):
@@ -217,6 +212,7 @@ def parse_spec(document: object) -> dict[str, Any]:
     if problem is not None:
         raise InvalidInput(*problem)
     dumped: dict[str, Any] = spec.model_dump(mode="json")
+    dumped["audience"] = canonical(spec.audience)
     if spec.scheduled_at is not None:
         dumped["scheduled_at"] = utc_text(spec.scheduled_at)
     return dumped

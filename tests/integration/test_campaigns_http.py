@@ -157,3 +157,41 @@ def test_an_erased_member_leaves_the_audience_and_keeps_counting(api: Api) -> No
     ).json()["items"]
     assert buyer not in {m["customer_id"] for m in audience}
     assert len(audience) == len(page) - 1 and set(members) >= {m["customer_id"] for m in audience}
+
+
+def test_an_inline_rule_audience_launches_like_a_segment(api: Api) -> None:
+    marketer = api.headers("marketer")
+    vips = {customer(api, consent=True) for _ in range(6)}
+    unwilling = customer(api, consent=False)
+    others = {customer(api, consent=True, vip=False) for _ in range(3)}
+    for rule, field in [
+        ({"field": "shoe_size", "op": "eq", "value": 1}, "audience.rule.field"),
+        ({"all": [{"field": "tags", "op": "gte", "value": "vip"}]}, "audience.rule.all[0].op"),
+        ([], "audience.rule"),
+    ]:
+        bad = api.client.post(
+            "/v1/campaigns", json={**SPEC, "audience": {"rule": rule}}, headers=marketer
+        )
+        assert bad.status_code == 422 and bad.json()["field"] == field, bad.text
+    both = {"segment": "vips", "rule": {"field": "tags", "op": "contains", "value": "vip"}}
+    bad = api.client.post("/v1/campaigns", json={**SPEC, "audience": both}, headers=marketer)
+    assert bad.status_code == 422 and bad.json()["field"] == "audience"
+
+    rule = {"field": "tags", "op": "contains", "value": " VIP "}
+    made = create(api, audience={"rule": rule})
+    assert made["audience"] == {"rule": {"field": "tags", "op": "contains", "value": "vip"}}
+    campaign = made["campaign_id"]
+    counts = api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer).json()
+    assert counts["audience"] == 7 and counts["excluded"] == {"no-consent": 1}
+    again = api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer).json()
+    assert again == counts
+    members: set[str] = set()
+    for group in ("treatment", "control"):
+        page = api.client.get(
+            f"/v1/campaigns/{campaign}/audience?group={group}&limit=100", headers=marketer
+        ).json()
+        members |= {m["customer_id"] for m in page["items"]}
+    assert members == vips and unwilling not in members and not members & others
+    segments = api.client.get("/v1/segments", headers=api.headers("reader")).json()["items"]
+    inline = [s for s in segments if s["segment_id"] == f"campaign-{campaign}"]
+    assert [s["rule"] for s in inline] == [made["audience"]["rule"]]  # its history is kept

@@ -19,6 +19,7 @@ from commands.campaigns import (
     TargetForCampaign,
 )
 from commands.service import CommandService, Context
+from domain import segment_rules
 from domain.campaign import (
     CONTROL,
     TREATMENT,
@@ -27,6 +28,7 @@ from domain.campaign import (
     assign,
     parse_spec,
 )
+from domain.campaign_audience import segment_of
 from domain.customer import Customer
 from domain.errors import InvalidInput
 from domain.event_base import Meta
@@ -65,7 +67,32 @@ def test_the_spec_is_stored_in_canonical_form() -> None:
         ({"purpose": "spam"}, "purpose"),
         ({"channel": "fax"}, "channel"),
         ({"audience": {"segment": "Not A Slug"}}, "audience.segment"),
-        ({"audience": {"rule": {}}}, "audience.segment"),
+        ({"audience": {}}, "audience"),
+        (
+            {
+                "audience": {
+                    "segment": "vips",
+                    "rule": {"field": "tags", "op": "contains", "value": "a"},
+                }
+            },
+            "audience",
+        ),
+        ({"audience": {"rule": []}}, "audience.rule"),
+        ({"audience": {"rule": {}}}, "audience.rule.field"),
+        (
+            {"audience": {"rule": {"field": "shoe_size", "op": "eq", "value": 1}}},
+            "audience.rule.field",
+        ),
+        (
+            {"audience": {"rule": {"all": [{"field": "tags", "op": "gte", "value": "a"}]}}},
+            "audience.rule.all[0].op",
+        ),
+        (
+            {"audience": {"rule": {"field": "purchases.count", "op": "gte", "value": "many"}}},
+            "audience.rule.value",
+        ),
+        ({"audience": {"rule": {"any": []}}}, "audience.rule.any"),
+        ({"audience": {"surprise": 1}}, "audience.surprise"),
         ({"control_fraction": "0"}, "control_fraction"),
         ({"control_fraction": 0.1}, "control_fraction"),
         ({"conversion": {"window_days": "7"}}, "conversion.window_days"),
@@ -87,6 +114,16 @@ def test_a_bad_spec_names_its_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput) as refused:
         parse_spec({**SPEC, **change})
     assert refused.value.field == field
+
+
+def test_an_inline_rule_is_stored_in_the_segments_normal_form() -> None:
+    rule = {"all": [{"field": "tags", "op": "contains", "value": " VIP "}]}
+    spec = parse_spec({**SPEC, "audience": {"rule": rule}})
+    assert spec["audience"] == {"rule": segment_rules.parse(rule)}
+    assert parse_spec(SPEC)["audience"] == {"segment": "vips"}
+    campaign = Campaign.create({**SPEC, "audience": {"rule": rule}}, meta())
+    assert segment_of(campaign.id, campaign.spec["audience"]) == f"campaign-{campaign.id}"
+    assert segment_of(campaign.id, {"segment": "vips"}) == "vips"
 
 
 def test_lifecycle_and_edits_refused_after_the_launch_starts() -> None:
