@@ -1,8 +1,8 @@
 """Dispatch: publish a launched campaign's treatment members to ``campaign.dispatch``.
 
-Members are paged from the campaigns read model by customer id (erased customers are gone
-from it), and each is checked again on the customer aggregate at dispatch time: a customer
-who withdrew consent for the campaign's purpose since the launch, was erased or merged, or
+Members are paged from the campaigns read model by customer id (erased and merged customers
+are gone from it), and each is checked again on the customer aggregate at dispatch time: a
+customer who withdrew consent for the campaign's purpose since the launch, was erased or merged, or
 whose channel hard-bounced gets no message (counted by reason). A message is keyed by
 customer id and carries ``{message_id, campaign_id, customer_id, channel, purpose, group,
 content_ref, dispatched_at}``: no contact details (a sender with the ``pii`` scope reads them

@@ -95,8 +95,9 @@ def launch(campaign_id: CampaignId) -> None:
 
 @campaigns_app.command("launch-due")
 def launch_due() -> None:
-    """Launch every scheduled campaign whose time has come, and resume stopped launches (run
-    it from cron or a timer); print {campaign_id: counts}.
+    """Launch every scheduled campaign whose time has come, and resume stopped launches (the
+    policy runner does this by itself every CLIENTELE_CAMPAIGN_SCHEDULE_SECONDS); print
+    {campaign_id: counts}.
 
     Example: clientele campaigns launch-due
     """
@@ -177,7 +178,8 @@ def export(
         str, typer.Option(help="treatment (who to send to), control, or all.")
     ] = "treatment",
 ) -> None:
-    """Export the audience (live members; erased customers left out): customer_id, group.
+    """Export the audience (live members; erased or merged customers left out): customer_id,
+    group.
 
     Example: clientele campaigns export 3f0c… --format jsonl -o audience.jsonl
     """

@@ -198,7 +198,8 @@ def campaign_audience(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    """Live members (erased customers left out) ``{customer_id, group}`` by customer id."""
+    """Live members (erased and merged customers left out) ``{customer_id, group}`` by
+    customer id."""
     svc = deps.services(request)
     svc.campaigns.get(campaign_id)
     deps.wait_for_position(request, ["campaigns"])
