@@ -2,9 +2,9 @@
 
 Members are paged from the campaigns read model by customer id (erased and merged customers
 are gone from it), and each is checked again on the customer aggregate at dispatch time: a
-customer who withdrew consent for the campaign's purpose since the launch, was erased or merged, or
-whose channel hard-bounced gets no message (counted by reason). A message is keyed by
-customer id and carries ``{message_id, campaign_id, customer_id, channel, purpose, group,
+customer who withdrew consent for the campaign's purpose since the launch, was erased or
+merged, or whose channel hard-bounced gets no message (counted by reason). A message is keyed
+by customer id and carries ``{message_id, campaign_id, customer_id, channel, purpose, group,
 content_ref, dispatched_at}``: no contact details (a sender with the ``pii`` scope reads them
 from ``GET /v1/customers/{id}``, so personal data stays under the encryption rules). The
 ``message_id`` is derived from (campaign, customer), so a sender drops the duplicates a

@@ -4,13 +4,15 @@ segments read model; a consent withdrawn after the launch stops that customer's 
 ``clientele campaigns dispatch`` publishes to ``campaign.dispatch``, read here by a separate
 consumer as a sending service would; outcomes come back on the command topic; the results
 count them, the unsubscribe withdrew the consent and the hard bounce keeps the customer out of
-the next launch."""
+the next launch, which the policy runner (``clientele policies run``) starts by itself at the
+campaign's scheduled time."""
 
 from __future__ import annotations
 
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -133,8 +135,15 @@ def test_launch_dispatch_outcomes_results(
             profile = get_profile(tx, unsubscribed)
         assert profile is not None and profile["consents"]["email_marketing"] is False
 
+        # the second is scheduled: the policy runner's periodic task launches it, no one asks
         second, _ = campaigns.create({**SPEC, "name": "Again"}, CTX)
-        again = clientele(env, "campaigns", "launch", str(second.id))
+        campaigns.change(second.id, CTX, lambda c, meta: c.schedule(datetime.now(UTC), meta))
+        schedule = {**env, "CLIENTELE_CAMPAIGN_SCHEDULE_SECONDS": "0.5"}
+        processes.append(Proc(["policies", "run"], schedule, tmp_path / "policies.log"))
+        processes[-1].start()
+        until(lambda: campaigns.get(second.id).status == "launched", timeout=120)
+        again = campaigns.get(second.id).outcome
+        assert again is not None
         assert again["excluded"] == {"channel-invalid": 1, "no-consent": 2}
     finally:
         for process in processes:
