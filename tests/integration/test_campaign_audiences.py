@@ -107,6 +107,13 @@ def test_merges_unmerges_and_erasures_in_audiences_exports_and_results(api: Api)
     results = f"/v1/campaigns/{campaign}/results"
     before = client.read(results, "reader")
     duplicate, erased = sorted(everyone)[:2]
+    history = client.read(f"/v1/customers/{duplicate}/history?limit=1000", "auditor")["items"]
+    touched = [h["data"] for h in history if h["type"] == "customer.campaign_targeted"]
+    assert [(t["campaign_id"], t["group"], t["purpose"]) for t in touched] == [
+        (campaign, everyone[duplicate], "email_marketing")
+    ]  # who was targeted, in which group, under which consent
+    metrics = api.client.get("/metrics").text
+    assert 'clientele_campaign_members_total{group="treatment"}' in metrics
     survivor = client.customer(vip=False)  # outside the campaign
 
     client.write("admin", "POST", f"/v1/customers/{survivor}/merge", {"duplicate_id": duplicate})
