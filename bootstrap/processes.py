@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY
 
 from bootstrap.services import Services
 from consumers.campaign_dispatch import CampaignDispatcher
-from consumers.campaign_schedule import CampaignScheduler
+from consumers.campaign_schedule import scheduled_launches
 from consumers.churn_fit import ModelFitter
 from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
@@ -346,8 +346,7 @@ def policy_parts(services: Services) -> tuple[str, list[LifecycleRunner], list[W
     """(what they do, each policy's process manager, the churn model's periodic fit) of the
     policy runner: each runner reacts to the events it follows in the store's log and sweeps
     as of now every ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008, 0010, 0011); the model
-    is fitted every ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009); scheduled
-    campaigns are launched every ``CLIENTELE_CAMPAIGN_SCHEDULE_SECONDS`` (0: never; 0014)."""
+    is fitted every ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009)."""
     runners = policy_runners(services)
     deciding = "; ".join(f"{r.decides} from position {r.position()}" for r in runners)
     every = services.settings.model_fit_seconds
@@ -355,8 +354,7 @@ def policy_parts(services: Services) -> tuple[str, list[LifecycleRunner], list[W
         [Every(every, model_fitter(services).fit_now, "churn-model-fit")] if every else []
     )
     launching = services.settings.campaign_schedule_seconds  # scheduled campaigns (ADR 0014)
-    if launching:
-        beside.append(Every(launching, CampaignScheduler(services.launcher).tick, "campaigns"))
+    beside += scheduled_launches(services.launcher, launching)
     channel = services.store.backend.notify_channel
     if channel is not None:  # PostgreSQL: woken by every write, whoever made it
         listener = Listener(services.settings.database_url, [channel])

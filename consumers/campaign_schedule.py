@@ -25,6 +25,7 @@ import structlog
 
 from commands.service import Context
 from consumers.campaign_launch import CampaignLauncher
+from consumers.periodic import Every
 from domain.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -54,3 +55,9 @@ class CampaignScheduler:
 
 def _refused(campaign_id: str, error: DomainError) -> None:
     log.warning("campaign.launch_deferred", campaign_id=campaign_id, problem=str(error))
+
+
+def scheduled_launches(launcher: CampaignLauncher, seconds: float) -> list[Every]:
+    """The periodic task of the policy runner: a :class:`CampaignScheduler` on the wall
+    clock every ``seconds`` (none when 0)."""
+    return [Every(seconds, CampaignScheduler(launcher).tick, "campaigns")] if seconds else []
