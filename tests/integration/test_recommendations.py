@@ -43,8 +43,8 @@ def _batch(api: Api, commands: list[dict[str, Any]]) -> int:
 def _load(api: Api, rng: random.Random) -> tuple[dict[str, Person], int]:
     # ids from the seeded generator: which customers get refunds, merges and the erasure (the
     # first ids in sorted order) is then the same on every run, and so is the number checked
-    ids = (str(UUID(int=rng.getrandbits(128), version=4)) for _ in range(40))
-    people = {c: Person(c) for c in ids}
+    drawn = (str(UUID(int=rng.getrandbits(128), version=4)) for _ in range(40))
+    people = {c: Person(c) for c in drawn}
     commands: list[dict[str, Any]] = [
         {"type": "register", "customer_id": c, "name": f"P {c[:4]}"} for c in people
     ]
