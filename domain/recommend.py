@@ -105,3 +105,25 @@ def recommend(
         ranked.append(Recommendation(sku, score, tuple(strongest)))
     ranked.sort(key=lambda r: (-r.score, r.sku))
     return ranked[:limit]
+
+
+def rank_all(baskets: Mapping[str, Collection[str]], limit: int) -> dict[str, list[str]]:
+    """The top ``limit`` skus (by :func:`recommend`) of every customer with a non-empty basket,
+    when ``baskets`` (customer → the skus they hold) are all the contributing customers': the
+    counts are computed from ``baskets`` themselves. Customers nothing is recommended to are
+    left out."""
+    counts: Counter[str] = Counter()
+    together: Counter[tuple[str, str]] = Counter()
+    for basket in baskets.values():
+        counts.update(set(basket))
+        together.update(permutations(sorted(set(basket)), 2))
+    paired: dict[str, list[tuple[str, str, int]]] = {}
+    for (i, j), n in together.items():
+        paired.setdefault(i, []).append((i, j, n))
+    ranked = {}
+    for customer, basket in sorted(baskets.items()):
+        pairs = [row for sku in set(basket) for row in paired.get(sku, ())]
+        top = [r.sku for r in recommend(basket, pairs, counts, limit)]
+        if top:
+            ranked[customer] = top
+    return ranked

@@ -120,10 +120,10 @@ def _fold(state: _State, e: Envelope) -> None:
         if e.data["purpose"] == PROFILING:
             state.consent = e.type == "customer.consent_granted"
     else:
-        state.fold(e, _skus)
+        state.fold(e, order_skus)
 
 
-def _skus(e: Envelope) -> list[str] | None:
+def order_skus(e: Envelope) -> list[str] | None:
     """The order's sorted skus (None: no item names one, so it adds nothing)."""
     items = e.data.get("items") or []
     return sorted({i["sku"] for i in items if i.get("sku") is not None}) or None

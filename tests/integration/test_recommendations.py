@@ -1,6 +1,8 @@
 """``GET /v1/customers/{id}/recommendations`` equals a co-occurrence computation done here, from
 the test's own ledger of what each customer holds, on SQLite and PostgreSQL; live equals a
-rebuild. Refunds, merges (and an unmerge), an erasure and profiling consent all shape it."""
+rebuild. Refunds, merges (and an unmerge), an erasure and profiling consent all shape it. The
+segment field ``recommendations.top3`` holds exactly the customers whose independent top 3
+names the item, changes at refreshes when co-purchases change, and equals a rebuild."""
 
 from __future__ import annotations
 
@@ -8,15 +10,20 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import permutations
 from typing import Any
 from uuid import UUID, uuid4
 
+from commands.service import Context
 from consumers.rebuild import rebuild
+from projections import segments
 from projections.recommendations import RecommendationsProjector
+from projections.segments import SegmentsProjector
 from tests.api_support import Api
 
 SKUS = [f"sku-{n:02d}" for n in range(14)]
+CTX = Context(actor="recommendations-test")
 
 
 @dataclass
@@ -43,8 +50,8 @@ def _batch(api: Api, commands: list[dict[str, Any]]) -> int:
 def _load(api: Api, rng: random.Random) -> tuple[dict[str, Person], int]:
     # ids from the seeded generator: which customers get refunds, merges and the erasure (the
     # first ids in sorted order) is then the same on every run, and so is the number checked
-    ids = (str(UUID(int=rng.getrandbits(128), version=4)) for _ in range(40))
-    people = {c: Person(c) for c in ids}
+    drawn = (str(UUID(int=rng.getrandbits(128), version=4)) for _ in range(40))
+    people = {c: Person(c) for c in drawn}
     commands: list[dict[str, Any]] = [
         {"type": "register", "customer_id": c, "name": f"P {c[:4]}"} for c in people
     ]
@@ -188,3 +195,116 @@ def test_the_limit_is_checked(api: Api) -> None:
         f"/v1/customers/{uuid4()}/recommendations", headers=api.headers("reader")
     )
     assert unknown.status_code == 404
+
+
+def _buy_more(api: Api, people: dict[str, Person], rng: random.Random) -> int:
+    """A second wave of orders from live customers: co-purchases that move some top 3s."""
+    commands: list[dict[str, Any]] = []
+    buyers = sorted(c for c, p in people.items() if p.live)
+    for n, customer in enumerate(rng.sample(buyers, 12)):
+        skus = rng.sample(SKUS[6:], 3)
+        people[customer].orders[f"w-{n}"] = set(skus)
+        commands.append(
+            {
+                "type": "purchase",
+                "customer_id": customer,
+                "order_id": f"w-{n}",
+                "amount": "5.00",
+                "currency": "EUR",
+                "items": [{"sku": s} for s in skus],
+            }
+        )
+    return _batch(api, commands)
+
+
+def _top3_holders(people: dict[str, Person]) -> dict[str, set[str]]:
+    """For every sku, the live customers with profiling consent whose independent top 3
+    names it."""
+    holders: dict[str, set[str]] = {sku: set() for sku in SKUS}
+    for person in people.values():
+        if person.live and person.consent and person.orders:
+            for item in independent(people, person.id, 3):
+                holders[item["sku"]].add(person.id)
+    return holders
+
+
+def test_top3_segment_field_follows_the_independent_computation(api: Api) -> None:
+    people, _ = _load(api, random.Random(20))
+    services = api.app.state.services
+
+    def members(sku: str, position: int) -> set[str]:
+        got = api.client.get(
+            f"/v1/segments/top3-{sku}/members?limit=1000",
+            headers=api.headers("reader", **{"X-Min-Position": str(position)}),
+        )
+        assert got.status_code == 200, got.text
+        return {m["customer_id"] for m in got.json()["items"]}
+
+    position = 0
+    for sku in SKUS:  # one segment per item; each is ranked and decided at its definition
+        rule = {"field": "recommendations.top3", "op": "contains", "value": f" {sku} "}
+        position = max(position, _put(api, f"top3-{sku}", {"name": sku, "rule": rule}))
+    before = _top3_holders(people)
+    assert sum(map(len, before.values())) > 20  # most consenting buyers have a top 3
+    for sku in SKUS:
+        assert members(sku, position) == before[sku], sku
+    # consistent with the customer's own answer
+    reader = api.headers("reader", **{"X-Min-Position": str(position)})
+    for customer in set().union(*before.values()):
+        got = api.client.get(f"/v1/customers/{customer}/recommendations?limit=3", headers=reader)
+        top = {i["sku"] for i in got.json()["items"]}
+        assert top == {sku for sku in SKUS if customer in before[sku]}
+
+    # new co-purchases change nothing until the next refresh ranks again
+    bought = _buy_more(api, people, random.Random(7))
+    assert all(members(sku, bought) == before[sku] for sku in SKUS)
+    refreshed = services.segments.refresh(datetime.now(UTC), CTX)
+    after = _top3_holders(people)
+    assert after != before
+    for sku in SKUS:
+        assert members(sku, refreshed) == after[sku], sku
+    with services.read_store.snapshot() as tx:
+        flips = {
+            (c["segment_id"], c["customer_id"], c["change"])
+            for c in segments.changes(tx)
+            if c["position"] == refreshed
+        }
+    expected = {
+        (f"top3-{sku}", c, "entered" if c in after[sku] else "exited")
+        for sku in SKUS
+        for c in before[sku] ^ after[sku]
+    }
+    assert flips == expected
+
+    # no profiling consent: out at once, whatever the last ranking said
+    (leaver, skus) = next((c, [s for s in SKUS if c in after[s]]) for c in sorted(after[SKUS[6]]))
+    withdrawn = _batch(
+        api, [{"type": "consent", "customer_id": leaver, "purpose": "profiling", "granted": False}]
+    )
+    for sku in skus:
+        assert members(sku, withdrawn) == after[sku] - {leaver}
+
+    projector = SegmentsProjector()
+    assert (
+        rebuild(services.feed, services.read_store, projector, verify_only=True).differences == []
+    )
+
+
+def test_the_top3_field_takes_an_item_label(api: Api) -> None:
+    for value in (["sku-1"], "", "a\u202eb"):
+        rule = {"field": "recommendations.top3", "op": "contains", "value": value}
+        got = api.client.put(
+            "/v1/segments/bad", json={"name": "bad", "rule": rule}, headers=api.headers("admin")
+        )
+        assert (got.status_code, got.json().get("field")) == (422, "rule.value"), got.text
+    rule = {"field": "recommendations.top3", "op": "eq", "value": "sku-1"}
+    got = api.client.put(
+        "/v1/segments/bad", json={"name": "bad", "rule": rule}, headers=api.headers("admin")
+    )
+    assert (got.status_code, got.json().get("field")) == (422, "rule.op"), got.text
+
+
+def _put(api: Api, segment_id: str, body: dict[str, Any]) -> int:
+    answer = api.client.put(f"/v1/segments/{segment_id}", json=body, headers=api.headers("admin"))
+    assert answer.status_code in (200, 201), answer.text
+    return int(answer.json()["position"])
