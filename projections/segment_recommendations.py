@@ -4,21 +4,23 @@ A top 3 depends on every contributing customer's purchases (ADR 0012), so, like 
 the segments read model decides it from its own folds at recorded moments, never per event
 (reading the ``recommend`` read model would break a segments-only rebuild):
 
-* each customer's fold (``segment_state``) keeps ``order_skus``, the skus of their own orders
-  (order id → sorted skus, as :func:`projections.recommendations.order_skus` makes them); a
+* each customer's fold (``segment_state``) keeps ``order_items``, the items of their own orders
+  (order id → sorted ``[sku, category]``, as :func:`projections.recommendations.order_items`
+  makes them); a
   refund removes the order, an erasure all of them (a merged duplicate's stay: the survivor
   holds those orders);
 * when segments reading ``recommendations.*`` are decided for everyone (their definition, a
   ``segments.refreshed``, and any other decision for everyone that includes them),
   :func:`keep_top3` ranks every contributing customer's recommendations from the baskets of
-  all of them (:func:`domain.recommend.rank_all`, the same counts and scores as ``GET
-  /v1/customers/{id}/recommendations``) and keeps the top 3 in ``segment_recs``;
+  all of them (:func:`domain.recommend.rank_all`, the same counts, scores and category
+  fallback as ``GET /v1/customers/{id}/recommendations``) and keeps the top 3 in
+  ``segment_recs``;
 * between those moments a customer's events use the kept top 3 (:func:`with_top3`); without
   the ``profiling`` consent, or not live, a customer has no ``recommendations`` at all, so
   such a condition never matches them (a withdrawal takes them out at once).
 
-A basket is the skus of the orders a live customer holds: their own, and those a merge moved
-to them (found in the merged duplicates' ``order_skus``, through chains of merges).
+A basket is the items of the orders a live customer holds: their own, and those a merge moved
+to them (found in the merged duplicates' ``order_items``, through chains of merges).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from domain.recommend import rank_all
 from domain.segment_rules import MEMBER_STATUSES
 from infra.envelope import Envelope
 from infra.readstore import Tx
-from projections.recommendations import PROFILING, order_skus
+from projections.recommendations import PROFILING, order_items
 
 TOP = 3
 TABLE = "segment_recs"
@@ -43,14 +45,14 @@ CHUNK = 500
 
 
 def fold_skus(state: dict[str, Any], e: Envelope) -> None:
-    """Keep ``state["order_skus"]`` up to date with ``e`` (already folded into ``state``)."""
-    kept: dict[str, list[str]] = state.setdefault("order_skus", {})
+    """Keep ``state["order_items"]`` up to date with ``e`` (already folded into ``state``)."""
+    kept: dict[str, list[list[str | None]]] = state.setdefault("order_items", {})
     if e.type == "customer.purchase_recorded":
-        skus = order_skus(e)
-        if skus is None:
+        items = order_items(e)
+        if items is None:
             kept.pop(e.data["order_id"], None)
         else:
-            kept[e.data["order_id"]] = skus
+            kept[e.data["order_id"]] = items
     elif e.type == "customer.purchase_refunded":
         kept.pop(e.data["order_id"], None)
     elif e.type == "customer.erased" and state.get("merged_into") is None:
@@ -64,29 +66,34 @@ def contributes(state: Mapping[str, Any]) -> bool:
     )
 
 
-def baskets(states: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, frozenset[str]]:
-    """The skus each contributing customer holds (see the module docstring)."""
-    own: dict[str, Mapping[str, list[str]]] = {}
+Item = tuple[str, str | None]  # (sku, category)
+
+
+def baskets(states: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, frozenset[Item]]:
+    """The items each contributing customer holds (see the module docstring)."""
+    own: dict[str, Mapping[str, list[list[str | None]]]] = {}
     absorbed: dict[str, list[str]] = {}
     holding: dict[str, list[str]] = {}
     for customer, state in states:
-        own[customer] = state.get("order_skus", {})
+        own[customer] = state.get("order_items", {})
         if state.get("merged_into"):
             absorbed.setdefault(state["merged_into"], []).append(customer)
         if contributes(state):
             holding[customer] = list(state.get("orders", {}))
 
-    def skus(customer: str, order: str, seen: frozenset[str]) -> list[str]:
+    def items(customer: str, order: str, seen: frozenset[str]) -> list[list[str | None]]:
         if order in own.get(customer, {}):
             return own[customer][order]
         for duplicate in absorbed.get(customer, ()):
-            if duplicate not in seen and (found := skus(duplicate, order, seen | {duplicate})):
+            if duplicate not in seen and (found := items(duplicate, order, seen | {duplicate})):
                 return found
         return []
 
     found = {}
     for customer, orders in holding.items():
-        basket = frozenset(s for o in orders for s in skus(customer, o, frozenset({customer})))
+        basket = frozenset(
+            (str(i[0]), i[1]) for o in orders for i in items(customer, o, frozenset({customer}))
+        )
         if basket:
             found[customer] = basket
     return found
