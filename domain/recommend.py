@@ -26,6 +26,7 @@ change adds and removes (:func:`pair_deltas`), in any order.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
@@ -170,7 +171,7 @@ def rank_all(
     answer ranks them (:func:`recommend`, else :func:`by_category`), when ``baskets``
     (customer → the ``(sku, category)`` items they hold) are all the contributing customers':
     the counts are computed from ``baskets`` themselves. Customers nothing is recommended to
-    are left out."""
+    are left out. Each item's cosines are computed once, and equal baskets are ranked once."""
     counts: Counter[str] = Counter()
     together: Counter[tuple[str, str]] = Counter()
     in_category: Counter[tuple[str, str]] = Counter()
@@ -181,19 +182,40 @@ def rank_all(
         together.update(permutations(skus, 2))
         in_category.update({(c, sku) for sku, c in basket if c is not None})
         sizes.update(labels(basket))
-    paired: dict[str, list[tuple[str, str, int]]] = {}
+    similar: dict[str, list[tuple[str, float]]] = {}
     for (i, j), n in together.items():
-        paired.setdefault(i, []).append((i, j, n))
+        similar.setdefault(i, []).append((j, cosine(n, counts[i], counts[j])))
     popular: dict[str, list[tuple[str, str, int]]] = {}
     for (c, sku), n in in_category.items():
         popular.setdefault(c, []).append((c, sku, n))
-    ranked = {}
+    ranked: dict[str, list[str]] = {}
+    done: dict[frozenset[tuple[str, str | None]], list[str]] = {}
     for customer, basket in sorted(baskets.items()):
-        owned = {sku for sku, _ in basket}
-        pairs = [row for sku in owned for row in paired.get(sku, ())]
-        top = recommend(owned, pairs, counts, limit) or by_category(
-            owned, [row for c in labels(basket) for row in popular[c]], sizes, limit
-        )
-        if top:
-            ranked[customer] = [r.sku for r in top]
+        key = frozenset(basket)
+        if key not in done:
+            done[key] = _top(key, similar, popular, sizes, limit)
+        if done[key]:
+            ranked[customer] = done[key]
     return ranked
+
+
+def _top(
+    basket: frozenset[tuple[str, str | None]],
+    similar: Mapping[str, list[tuple[str, float]]],
+    popular: Mapping[str, list[tuple[str, str, int]]],
+    sizes: Mapping[str, int],
+    limit: int,
+) -> list[str]:
+    """:func:`recommend` (else :func:`by_category`) for one basket, skus only: the same sums
+    (``fsum`` is exact whatever the order) and the same ordering."""
+    owned = {sku for sku, _ in basket}
+    behind: dict[str, list[float]] = {}
+    for i in owned:
+        for j, value in similar.get(i, ()):
+            if j not in owned:
+                behind.setdefault(j, []).append(value)
+    if behind:
+        best = heapq.nsmallest(limit, ((-math.fsum(v), j) for j, v in behind.items()))
+        return [j for _, j in best]
+    rows = [row for c in labels(basket) for row in popular[c]]
+    return [r.sku for r in by_category(owned, rows, sizes, limit)]
