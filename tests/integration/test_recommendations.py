@@ -207,6 +207,8 @@ def test_recommendations_equal_an_independent_co_occurrence_and_a_rebuild(api: A
     assert {bases[p.id] for p in people.values() if SOLO[0] in set().union(*p.orders.values())} == {
         "category"
     }
+    listed = {p["name"] for p in api.client.get("/projections").json()["projections"]}
+    assert {"recommend", "value", "duplicates"} <= listed  # issue 20 item 4
     services = api.app.state.services
     projector = RecommendationsProjector()
     assert (
