@@ -286,6 +286,7 @@ def command_ingest(services: Services) -> Iterator[Process]:
             services.commands,
             commands_topic=topics.commands,
             results_topic=topics.command_results,
+            read_store=services.read_store,
         )
         yield Process(f"executing commands from {topics.commands}", worker)
     finally:

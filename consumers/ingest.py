@@ -7,6 +7,9 @@ only after the outcomes were acknowledged. Bytes that are not a UTF-8 JSON objec
 other encodings, truncated, another JSON type, no value at all) go to the DLQ with the specific
 reason; well-formed but invalid commands,
 an unusable ``idempotency_key`` included, get a ``rejected`` result with the problem.
+A registration is checked for duplicates as on every other edge (HTTP, batch, import): an
+accepted result carries ``possible_duplicates`` (:class:`~projections.duplicate_candidates.
+RegistrationCheck`, which also lists the pairs it found in the duplicates read model).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
+from commands.duplicates import new_customers
 from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
 from consumers.dead_letters import send_to_dlq
@@ -24,15 +28,21 @@ from domain.errors import DomainError
 from domain.text_policy import check_key
 from infra.json_values import NotJsonObject, json_object
 from infra.kafka_group import GroupConsumer
+from infra.readstore import ReadStore
 from infra.resilience import Supervisor
+from projections.duplicate_candidates import RegistrationCheck
 
 
-def _result(key: str, outcome: Outcome | DomainError) -> bytes:
+def _result(
+    key: str, outcome: Outcome | DomainError, duplicates: list[dict[str, Any]] | None
+) -> bytes:
     body: dict[str, Any] = {"idempotency_key": key}
     if isinstance(outcome, DomainError):
         body |= {"status": "rejected", "problem": outcome.to_dict()}
     else:
         body |= outcome.to_dict()
+        if duplicates is not None:
+            body["possible_duplicates"] = duplicates
     return orjson.dumps(body)
 
 
@@ -61,7 +71,9 @@ def read_command(value: bytes | None, coordinates: str) -> tuple[str, Command | 
 
 
 class CommandIngest:
-    """Consumes commands and publishes one result per command."""
+    """Consumes commands and publishes one result per command; with a ``read_store`` (the
+    duplicates read model's), accepted results carry ``possible_duplicates`` (``[{customer_id,
+    probability, evidence}]``, empty unless the command registered a new customer)."""
 
     def __init__(
         self,
@@ -71,8 +83,10 @@ class CommandIngest:
         *,
         commands_topic: str,
         results_topic: str,
+        read_store: ReadStore | None = None,
     ) -> None:
         self.consumer = consumer
+        self.read_store = read_store
         self.producer = producer
         self.service = service
         self.commands_topic = commands_topic
@@ -102,22 +116,38 @@ class CommandIngest:
             except UndecodableCommand as error:
                 send_to_dlq(self.producer, record, f"undecodable command: {error}")
         runnable = [c for _, _, c in parsed if isinstance(c, Command)]
-        outcomes = iter(self.service.execute_batch(runnable, self._context(records)))
+        executed = self.service.execute_batch(runnable, self._context(records))
+        found = self._duplicates(runnable, executed)
+        outcomes = iter(enumerate(executed))
         sent = []
         for record, key, item in parsed:
-            outcome = item if isinstance(item, DomainError) else next(outcomes)
+            index, outcome = (-1, item) if isinstance(item, DomainError) else next(outcomes)
             correlation = dict(record.headers or []).get("correlation_id", key.encode())
+            duplicates = None if found is None else found.get(index, [])
             sent.append(
                 self.producer.send(
                     self.results_topic,
                     key=key.encode(),
-                    value=_result(key, outcome),
+                    value=_result(key, outcome, duplicates),
                     headers=[("correlation_id", correlation)],
                 )
             )
         self.producer.flush()
         for future in sent:
             future.get(timeout=30)
+
+    def _duplicates(
+        self, commands: list[Command], outcomes: list[Outcome]
+    ) -> dict[int, list[dict[str, Any]]] | None:
+        """``{index: possible duplicates}`` of the commands that registered a new customer
+        (None: no check configured)."""
+        if self.read_store is None:
+            return None
+        new = new_customers(commands, outcomes, self.service.default_region)
+        if not new:
+            return {}
+        check = RegistrationCheck(self.read_store)
+        return dict(zip(new, check.check(list(new.values())), strict=True))
 
     def _context(self, records: list[Any]) -> Context:
         first = records[0]

@@ -21,7 +21,8 @@ from typing import Any
 
 from domain.care import REASONS
 from domain.errors import InvalidInput
-from domain.text_policy import Text, check_text
+from domain.payloads import MAX_ITEM_LABEL
+from domain.text_policy import Text, check_text, normalise_identifier
 from domain.values import (
     ATTRIBUTE_KEY,
     ConsentPurpose,
@@ -59,6 +60,7 @@ _OPS: dict[str, frozenset[str]] = {
     "attribute": _EQUALITY | _ORDERS.keys(),
     "time": frozenset({"before", "after", "exists"}),
     "reasons": frozenset({"contains", "in"}),
+    "items": frozenset({"contains", "in"}),
 }
 _FIELDS = {
     "tags": "tags",
@@ -71,6 +73,7 @@ _FIELDS = {
     **dict.fromkeys(("churn_risk.p_alive", "churn_risk.expected_purchases"), "number"),
     "care.reasons": "reasons",
     "value.high_value": "flag",
+    "recommendations.top3": "items",
 }
 _ENUMS = {"lifecycle_stage": LifecycleStage, "status": Status}
 _RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
@@ -172,6 +175,8 @@ def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
         return normalise_tag(value, path)
     if kind == "enum":
         return parse_enum(_ENUMS[field], path, value).value
+    if kind == "items":
+        return normalise_identifier(path, value, max_length=MAX_ITEM_LABEL)
     if kind == "reasons":
         if value not in REASONS:
             raise InvalidInput(path, f"must be one of {', '.join(REASONS)}")
@@ -255,6 +260,11 @@ def uses_care(rule: Rule) -> bool:
 def uses_rfm(rule: Rule) -> bool:
     """True if the rule reads RFM scores (decided at refreshes over all customers, not per event)."""
     return any(c["field"].startswith("rfm.") for c in conditions(rule))
+
+
+def uses_recommendations(rule: Rule) -> bool:
+    """True if the rule reads ``recommendations.*`` (ranked over all customers at refreshes)."""
+    return any(c["field"].startswith("recommendations.") for c in conditions(rule))
 
 
 def uses_churn_risk(rule: Rule) -> bool:

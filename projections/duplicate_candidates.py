@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from domain.duplicates.blocking import MAX_BLOCK, exact_keys
-from domain.duplicates.detect import Candidate, find_candidates
+from domain.duplicates.detect import Candidate, find_candidates, fingerprint
 from domain.duplicates.model import DEFAULT_THRESHOLD, MatchModel
 from domain.duplicates.records import MatchRecord, match_record
 from infra.readstore import ReadStore, Tx
@@ -136,13 +136,7 @@ def scan(
                     f"DELETE FROM duplicate_candidates WHERE first_id IN ({marks}) OR second_id IN ({marks})",
                     [*chunk, *chunk],
                 )
-        tx.executemany(
-            "INSERT INTO duplicate_candidates (pair_id, first_id, second_id, probability, weight, "
-            "evidence, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id) DO UPDATE SET "
-            "probability = excluded.probability, weight = excluded.weight, "
-            "evidence = excluded.evidence, fingerprint = excluded.fingerprint",
-            [_row(c) for c in found],
-        )
+        _keep(tx, found)
         tx.execute(
             "INSERT INTO duplicate_scans (scope, position, model, customers, scanned_at) "
             "VALUES ('scan', ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET position = excluded.position, "
@@ -151,6 +145,16 @@ def scan(
         )
     compared = len(records) if changed is None else len(changed)
     return ScanResult(position, len(records), compared, len(found), changed is None)
+
+
+def _keep(tx: Tx, found: list[Candidate]) -> None:
+    tx.executemany(
+        "INSERT INTO duplicate_candidates (pair_id, first_id, second_id, probability, weight, "
+        "evidence, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pair_id) DO UPDATE SET "
+        "probability = excluded.probability, weight = excluded.weight, "
+        "evidence = excluded.evidence, fingerprint = excluded.fingerprint",
+        [_row(c) for c in found],
+    )
 
 
 def _row(c: Candidate) -> tuple[Any, ...]:
@@ -239,7 +243,9 @@ class RegistrationCheck:
     own file). Scores with the last scan's model (the default one before any scan) at the
     default threshold. A duplicate sharing no exact key (a typo in the name and nothing else
     in common but the address's spelling) is left to the next scan, which also blocks on
-    typo-tolerant name keys: a registration stays a few index lookups."""
+    typo-tolerant name keys: a registration stays a few index lookups. The pairs it finds are
+    kept in ``duplicate_candidates`` at once (listed as soon as the read model has both
+    customers; the next scan compares the new customer again, as one changed since)."""
 
     def __init__(self, read_store: ReadStore) -> None:
         self.read_store = read_store
@@ -267,6 +273,7 @@ class RegistrationCheck:
         self.population += len(records)
         model = self.model.with_population(self.population)
         answers = []
+        kept: list[Candidate] = []
         for record, record_keys in zip(records, keys, strict=True):
             others = {
                 cid: base[cid] for k in record_keys for cid in holders.get(k, ()) if cid in base
@@ -276,6 +283,9 @@ class RegistrationCheck:
             found = [(cid, model.score(record, other)) for cid, other in others.items()]
             found = [(cid, m) for cid, m in found if m.probability >= DEFAULT_THRESHOLD]
             found.sort(key=lambda item: (-item[1].probability, item[0]))
+            for cid, m in found:
+                low, high = sorted((record, others[cid]), key=lambda r: r.customer_id)
+                kept.append(Candidate(low.customer_id, high.customer_id, m, fingerprint(low, high)))
             answers.append(
                 [
                     {"customer_id": c, "probability": m.probability, "evidence": m.evidence}
@@ -285,6 +295,9 @@ class RegistrationCheck:
             for key in record_keys:
                 if len(self.seen[key]) < MAX_BLOCK:
                     self.seen[key].append(record)
+        if kept:
+            with self.read_store.transaction() as tx:
+                _keep(tx, kept)
         return answers
 
     def _holders(self, keys: list[str]) -> dict[str, list[str]]:

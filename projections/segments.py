@@ -47,6 +47,7 @@ from domain.segment_rules import (
     matches,
     uses_care,
     uses_churn_risk,
+    uses_recommendations,
     uses_rfm,
 )
 from domain.values import check_aware, utc_text
@@ -66,6 +67,8 @@ from projections.churn import (
 )
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
+from projections.segment_recommendations import SCHEMA as RECS_SCHEMA
+from projections.segment_recommendations import fold_skus, keep_top3, load_top3, with_top3
 
 CHUNK = 500
 Member = tuple[str, str]  # (segment id, customer id)
@@ -98,9 +101,9 @@ class SegmentsProjector(Projector):
     """Keeps segment definitions, membership and its history; see the module docstring."""
 
     name = "segments"
-    schema_version = (
-        6  # 4: churn_risk fields from the churn model's fits; 5: care.reasons; 6: value.high_value
-    )
+    # 4: churn_risk fields from the churn model's fits; 5: care.reasons; 6: value.high_value;
+    # 7: recommendations.top3
+    schema_version = 7
     log_order = True
     handles = frozenset(EVENT_TYPES) | OWN_EVENTS
     tables = (
@@ -111,6 +114,7 @@ class SegmentsProjector(Projector):
         "segment_rfm",
         "segment_churn_model",
         "segment_care_policy",
+        "segment_recs",
     )
     schema = (
         """CREATE TABLE IF NOT EXISTS {segment_definitions} (
@@ -133,6 +137,7 @@ class SegmentsProjector(Projector):
         FITS_SCHEMA,
         """CREATE TABLE IF NOT EXISTS {segment_care_policy} (
             version INTEGER PRIMARY KEY, effective_at TEXT NOT NULL, document TEXT NOT NULL)""",
+        RECS_SCHEMA,
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
@@ -166,7 +171,8 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
     cuts = load_value_cuts(tx) if model else {}
-    ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts)
+    top3 = load_top3(tx, ids) if any(uses_recommendations(d.rule) for d in definitions) else {}
+    ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts, top3=top3)
     for envelope in envelopes:
         customer = envelope.customer_key
         if (state := states.get(customer)) is None:
@@ -174,6 +180,7 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
         if not profile_fold.apply(state, envelope):
             continue  # already folded: deciding again at an older "now" could flip back
         state["care_facts"] = fold_care(state.get("care_facts"), envelope)
+        fold_skus(state, envelope)
         if envelope.type == "customer.erased":
             ledger.erase(definitions, customer, envelope.recorded_at, envelope.position)
             continue
@@ -211,7 +218,11 @@ def _define(tx: Tx, envelope: Envelope) -> Definition:
 
 def _refresh(tx: Tx, envelope: Envelope) -> None:
     """Rank RFM (if a segment reads it), then decide time-relative and RFM segments."""
-    due = [d for d in _load_definitions(tx) if is_time_relative(d.rule) or uses_rfm(d.rule)]
+    due = [
+        d
+        for d in _load_definitions(tx)
+        if is_time_relative(d.rule) or uses_rfm(d.rule) or uses_recommendations(d.rule)
+    ]
     if any(uses_rfm(d.rule) for d in due):
         scores = rfm.scores(_purchases(tx, envelope.data["currency"]), envelope.occurred_at)
         tx.execute("DELETE FROM {segment_rfm}")
@@ -290,6 +301,8 @@ class _Ledger:
         model: FittedVersion | None = None,
         care: CareVersions | None = None,
         cuts: Mapping[str, int] | None = None,
+        *,
+        top3: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.before = dict(members)
         self.members = members
@@ -297,6 +310,7 @@ class _Ledger:
         self.model = model
         self.care = care or []
         self.cuts = cuts or {}
+        self.top3 = top3 or {}
         self.changes: list[tuple[int, str, str, str, str]] = []
         self.erased: list[str] = []
 
@@ -314,6 +328,8 @@ class _Ledger:
         if uses_care(definition.rule):
             in_force = [doc for since, doc in self.care if since <= now]
             state = with_care(state, in_force[-1] if in_force else None, now)
+        if uses_recommendations(definition.rule):
+            state = with_top3(state, self.top3.get(customer))
         wanted = matches(definition.rule, definition.purpose, state, now, self.scores.get(customer))
         if wanted == (key in self.members):
             return
@@ -410,10 +426,14 @@ def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, positi
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
     cuts = load_value_cuts(tx) if model else {}
+    ranked = any(uses_recommendations(d.rule) for d in definitions)
+    if ranked:
+        keep_top3(tx, _all_states(tx))
     for rows in _all_states(tx):
         ids = [customer for customer, _ in rows]
         scores = _load_scores(tx, ids) if with_scores else {}
-        ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts)
+        top3 = load_top3(tx, ids) if ranked else {}
+        ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts, top3=top3)
         for customer, state in rows:
             for definition in definitions:
                 ledger.decide(definition, customer, state, now, position)

@@ -28,8 +28,10 @@ def customer_recommendations(
 ) -> Response:
     """Items (``sku``) the customer has not bought, ranked by their cosine similarity to what
     they bought (co-purchases across customers; README, "Recommendations"):
-    ``{customer_id, personalised, reason, owned: [sku], items: [{sku, score, evidence:
-    [{because, together, cosine}]}], model: {measure, customers}}``.
+    ``{customer_id, personalised, reason, owned: [sku], basis, items: [{sku, score, evidence:
+    [{because, together, cosine}]}], model: {measure, customers}}``. When their items have no
+    co-purchase evidence, the category fallback: ``basis: "category"``, the items most bought
+    in the categories of theirs, ``evidence: [{category, customers, share}]``.
 
     Without the customer's ``profiling`` consent nothing personal is computed: 200 with
     ``personalised: false``, ``reason: "no-profiling-consent"`` and no items (likewise
