@@ -111,6 +111,16 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     f"≥ {x['plain_save_target_ratio']:g} x plain save",
                 )
             )
+            w = x["writers"]
+            rows.append(
+                (
+                    f"  … {w['processes']} writer processes routed by customer",
+                    _n(w["events_per_s"]),
+                    f"raw COPY {_n(x['baseline_events_per_s'])}",
+                    f"{w['ratio']:.3f}",
+                    f"{_n(w['cpu_us_per_row'])} µs CPU per row",
+                )
+            )
             rows.append(("ingest, naive (1 tx/command)", _n(x["naive_events_per_s"]), "", "", ""))
             r = x["registrations"]
             rows.append(
