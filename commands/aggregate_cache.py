@@ -97,7 +97,10 @@ class AggregateCache:
 
     def watch(self, store: EventStore) -> None:
         """Drop the customers erased in ``store`` since the last call, by any writer, and the
-        holders of copies of their data: two small queries (the log's head, its erasures)."""
+        holders of copies of their data: two small queries (the log's head, its erasures);
+        none when the cache is off."""
+        if self.budget_bytes <= 0:
+            return
         head = store.head()
         after, self._watched = self._watched, head
         if after is None or not self._kept:
