@@ -201,6 +201,7 @@ class CommandService:
         refused: dict[int, DomainError] = {}
         attempt = 0
         while attempt <= self.retries:
+            self.cache.watch(self.store)  # erased elsewhere: out of the cache before any load
             uow = UnitOfWork(self.store, self.index_key, self.cache)
             uow.prefetch(_targets(uow, commands))
             uow.prefetch(_holders(uow, commands))  # customers named by external id: one query

@@ -3,8 +3,8 @@
 Every aggregate is loaded at most once per unit; everything pending is saved by one
 ``EventStore.save`` call, i.e. one database transaction (group commit). A savepoint lets a
 batch undo one failed command's in-memory changes without touching the others. With an
-:class:`~commands.aggregate_cache.AggregateCache`, large customers come from it (brought up to
-date) and go back to it after a successful commit.
+:class:`~commands.aggregate_cache.AggregateCache`, customers come from it (checked and brought
+up to date) and go back to it after a successful commit.
 """
 
 from __future__ import annotations

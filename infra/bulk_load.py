@@ -14,11 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+import structlog
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
 
 from domain.customer import Customer
 from infra.store import EventStore
 
+log = structlog.get_logger(__name__)
 CHUNK = 500
 
 
@@ -30,19 +33,31 @@ def load_many(
     """The stored aggregates among ``aggregate_ids`` (absent ones are left out).
 
     ``known`` aggregates are taken over (mutated in place) and fast-forwarded by their events
-    newer than their version; the others are folded from their newest snapshot.
+    newer than their version, once the store is seen to hold that version: one whose version
+    the store does not hold (a restored or rewritten store) is dropped and loaded afresh. The
+    others are folded from their newest snapshot.
     """
-    known = known or {}
+    known = dict(known or {})
     found: dict[UUID, Aggregate] = {}
     unique = list(dict.fromkeys(aggregate_ids))
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]
-        versions = {i: known[i].version for i in chunk if i in known}
+        # from the known version itself: its row proves the store holds what we hold
+        versions = {i: known[i].version - 1 for i in chunk if i in known}
         snapshots, events = store.backend.latest(chunk, versions)  # two queries on SQL
+        unheld = [i for i in versions if not _holds(events.get(i), versions[i] + 1)]
+        for aggregate_id in unheld:
+            del known[aggregate_id], versions[aggregate_id]
+        if unheld:
+            log.warning("store.cache_unheld", customers=len(unheld))
+            cold_snapshots, cold_events = store.backend.latest(unheld, {})
+            snapshots, events = snapshots | cold_snapshots, events | cold_events
         store.data_keys.preload(i.hex for i in [*snapshots, *events])
         for aggregate_id in chunk:
             snapshot, newer = snapshots.get(aggregate_id), events.get(aggregate_id, [])
             aggregate: Any = known.get(aggregate_id)
+            if aggregate is not None:
+                newer = newer[1:]  # the known version itself
             for row in [snapshot, *newer] if snapshot is not None else newer:
                 aggregate = store.mapper.to_domain_event(row).mutate(aggregate)  # type: ignore[attr-defined]
             if aggregate is None:
@@ -54,3 +69,8 @@ def load_many(
                 else:
                     store.footprints.loaded(aggregate_id, snapshot, newer)
     return found
+
+
+def _holds(rows: Sequence[StoredEvent] | None, version: int) -> bool:
+    """Whether ``rows`` (an aggregate's events from some version on) start at ``version``."""
+    return rows is not None and bool(rows) and rows[0].originator_version == version

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     api_keys_file: Path = Path("./var/api-keys.json")
     default_phone_region: str = Field(default="US", min_length=2, max_length=2)
     snapshot_interval: int = Field(default=50, ge=0)
-    aggregate_cache_mb: int = Field(default=64, ge=0)  # large customers kept between commands
+    aggregate_cache_mb: int = Field(default=64, ge=0)  # customers kept between commands
     index_key: str = DEV_INDEX_KEY
     # the earliest business time (occurred_at) a command may carry: older dates are typos
     business_time_floor: datetime = datetime(1970, 1, 1, tzinfo=UTC)

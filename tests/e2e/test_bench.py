@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 REQUIRED = {
-    "ingest": {"events_per_s", "baseline_events_per_s", "ratio"},
+    "ingest": {"events_per_s", "baseline_events_per_s", "ratio", "plain_save_ratio", "writers"},
     "import": {"ratio", "rows"},
     "relay": {"events_per_s", "baseline_events_per_s", "ratio"},
     "projections": {"events_per_s", "baseline_events_per_s", "ratio"},

@@ -141,7 +141,6 @@ class CustomerLifeMachine(RuleBasedStateMachine):
         super().__init__()
         self.store = EventStore("memory://", snapshot_interval=4)
         self.service = CommandService(self.store, default_region="DE", index_key="k")
-        self.service.cache.min_bytes = 0  # keep every customer between commands
         self.elsewhere = CommandService(self.store, default_region="DE", index_key="k")
         self.ctx = Context(actor="hypothesis")
         self.known: set[UUID] = set()
