@@ -74,6 +74,11 @@ class AsyncReads:
             row = await cursor.fetchone()
         return None if row is None else tuple(row)
 
+    def stats(self) -> dict[str, int]:
+        """The pool's counters (psycopg_pool's ``get_stats``: ``requests_num``,
+        ``connections_num``, …); empty before the first read."""
+        return {} if self._pool is None else self._pool.get_stats()
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
