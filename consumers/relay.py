@@ -2,21 +2,22 @@
 
 It follows the log from its checkpoint (woken by PostgreSQL LISTEN/NOTIFY, with catch-up reads
 and a polling fallback), publishes each envelope keyed by customer id through an idempotent
-``acks=all`` producer, and moves its checkpoint only after the broker acknowledged the whole
-batch. A crash replays at most one batch: at-least-once, per-customer order preserved (one key,
-one partition, ordered sends). Consumers are idempotent on (customer, version).
+``acks=all`` producer with two batches in flight, and moves its checkpoint only after the
+broker acknowledged the batch and all before it. A crash replays at most two batches:
+at-least-once, per-customer order preserved (one key, one partition, ordered sends).
+Consumers are idempotent on (customer, version).
 
-No single envelope stops it. One the producer refuses as too large (above
-``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``), or the broker rejects as such, parks its customer in
-``relay_parked`` (beside ``relay_checkpoints``: position, version, size, reason), written in the
-same transaction as the checkpoint that passes it. That customer's later events wait behind it
-(never published out of order), its earlier ones do not (a republish after a topic loss sends
-them again); every other customer flows. Parked customers are re-driven at
-start, when due (backoff 1 s doubling to 5 min) and on ``clientele relay redrive``: their events
-up to the checkpoint are published in order, and if all went through the customer flows again.
-Re-drives run in the relay's own loop between batches, so it stays the topic's only publisher.
-(If a broker refuses a record while later ones of the same customer were already in flight,
-those are published again after it on re-drive; consumers heal such a gap from the store.)
+No single envelope stops it. One refused as too large (above
+``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``, by the producer or the broker) parks its customer in
+``relay_parked`` (position, version, size, reason), written in the same transaction as the
+checkpoint that passes it. That customer's later events wait behind it (never published out
+of order), its earlier ones do not (a republish after a topic loss sends them again); every
+other customer flows. Parked customers are re-driven at start, when due (backoff 1 s doubling
+to 5 min) and on ``clientele relay redrive``: their events up to the checkpoint are published
+in order, and if all went through the customer flows again. Re-drives run in the relay's own
+loop between batches, so it stays the topic's only publisher. (If a broker refuses a record
+while later ones of the same customer were in flight, those are published again after it on
+re-drive; consumers heal such a gap from the store.)
 
 The store is the source of truth, the topic a transport that may lose what it acknowledged.
 With its checkpoint the relay records the topic's identity and acknowledged end offsets
@@ -153,8 +154,7 @@ class Relay:
 
     def held(self) -> dict[str, int]:
         """Customers parked now, each with the version it is parked at: that event and the
-        later ones wait; the earlier ones (published before, or again after a topic loss)
-        flow."""
+        later ones wait; the earlier ones (published before, or after a topic loss) flow."""
         if self._held is None:
             with self.checkpoints.transaction() as tx:
                 listing = self.lot.listing(tx, limit=1 << 62)
@@ -162,21 +162,26 @@ class Relay:
         return self._held
 
     def catch_up(self, *, stop: threading.Event | None = None) -> int:
-        """Publish everything recorded so far. While the broker acknowledges one batch, the
-        next is already read from the store; each checkpoint still waits for its acks.
-        ``stop``: leave after the batch in hand once it is set (:meth:`run` passes its own; a
-        caller's catch-up goes on to the head even after :meth:`stop`)."""
+        """Publish everything recorded so far, two batches in flight: batch N is sent before
+        N-1's acks are awaited, N+1 read while N's come in; each checkpoint waits for the acks
+        of its batch and all before. ``stop``: leave after the batch in hand once set
+        (:meth:`run` passes its own; a caller's catch-up goes on to the head after a stop)."""
         total = 0
         if self._acknowledged is None:  # we are the only writer of our checkpoint
             self._acknowledged = self.position()
         envelopes = self.feed.read_published(self._acknowledged, self.batch_size)
+        previous: tuple[Sent, dict[str, Parked], int] | None = None  # sent, unconfirmed
         while envelopes and not (stop is not None and stop.is_set()):
             sent, parked = self._send(envelopes, self.held())
             reached = envelopes[-1].position
             full = len(envelopes) == self.batch_size
+            if previous is not None:
+                self._confirm(*previous)
+            previous = (sent, parked, reached)
             envelopes = self.feed.read_published(reached, self.batch_size) if full else []
-            self._confirm(sent, parked, reached)
             total += len(sent)
+        if previous is not None:  # the last batch's acks
+            self._confirm(*previous)
         return total
 
     def _send(
@@ -205,11 +210,10 @@ class Relay:
     def _acks(self, sent: Sent, parked: dict[str, Parked], held: dict[str, int]) -> None:
         """Wait for the broker's acks of ``sent``; a record it refused as too large parks
         its customer (at its earliest refused version); any other failure raises."""
-        self.producer.flush(timeout=ACK_TIMEOUT)
-        firsts: dict[int, int] = {}  # partition -> first offset acknowledged in this flush
+        firsts: dict[int, int] = {}  # partition -> first offset acknowledged in this batch
         for envelope, size, future in sent:
             try:
-                metadata = future.get(timeout=ACK_TIMEOUT)
+                metadata = future.get(timeout=ACK_TIMEOUT)  # no flush: the next batch flies on
                 first = firsts.get(metadata.partition, metadata.offset)
                 firsts[metadata.partition] = min(first, metadata.offset)
             except TOO_LARGE as error:
@@ -218,11 +222,10 @@ class Relay:
                     reason = f"refused by the broker: {describe(error)}"
                     parked[key] = Parked(key, envelope.version, envelope.position, reason, size)
                 held[key] = min(held.get(key, envelope.version), envelope.version)
-        marks = self.marks()
         for partition, offset in firsts.items():
             # a lower bound of the end: some brokers (tansu) report a partition's end as its
             # last batch's first offset + 1, and a batch is kept or lost whole
-            marks.acknowledged(partition, offset)
+            self.marks().acknowledged(partition, offset)
 
     def _confirm(self, sent: Sent, parked: dict[str, Parked], reached: int) -> None:
         """Wait for the acks of ``sent``, then record ``parked`` and checkpoint ``reached``."""
@@ -352,8 +355,7 @@ class Relay:
         """Publish until :meth:`stop`; errors back off and retry, never skip, and an outage
         of the store or the broker is waited out (:class:`~infra.resilience.Supervisor`); a
         topic with another partition count than configured ends it (a configuration error).
-        Parked customers are all retried at start (the limit may have been raised), then
-        when due."""
+        Parked customers are all retried at start (the limit may have risen), then when due."""
         self._redrive_at = None
         self._verify_at = 0.0
         try:
@@ -385,9 +387,8 @@ class Relay:
             self._listener.wait(timeout)
 
     def _forget(self) -> None:
-        """After a failure: close the listening connection; on the next attempt look at the
-        topic first (the broker may have lost it), and re-read the checkpoint, what it recorded
-        of the topic and the parked customers."""
+        """After a failure: close the listening connection; next time look at the topic first
+        (the broker may have lost it), re-read the checkpoint, the marks and the parked ones."""
         self._acknowledged = None
         self._marks = None
         self._held = None

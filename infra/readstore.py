@@ -132,6 +132,12 @@ def _render(statement: str, dialect: str, tables: tuple[tuple[str, str], ...]) -
     return rendered.replace("?", "%s") if dialect == "postgres" else rendered
 
 
+def render_sql(statement: str, dialect: str, tables: Mapping[str, str] | None = None) -> str:
+    """A read-store statement (``{table}`` names through ``tables``, ``?`` placeholders) in
+    ``dialect``'s SQL, as a :class:`Tx` runs it."""
+    return _render(statement, dialect, tuple(sorted((tables or {}).items())))
+
+
 class ReadStore(ABC):
     """A database for read models, with transactions and table-name mapping."""
 

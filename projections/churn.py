@@ -131,8 +131,11 @@ def keep_fit(tx: Tx, envelope: Envelope) -> None:
 def load_fit(tx: Tx) -> FittedVersion | None:
     """The newest fit kept by :func:`keep_fit`, or None before the first."""
     row = tx.fetchone("SELECT fit FROM {segment_churn_model} WHERE scope = 'churn'")
-    if row is None:
-        return None
-    fit = orjson.loads(row[0])
+    return None if row is None else fit_from(row[0])
+
+
+def fit_from(text: str) -> FittedVersion:
+    """A fit as :func:`keep_fit` stored it (JSON text)."""
+    fit = orjson.loads(text)
     at = datetime.fromisoformat(fit["as_of"])
     return FittedVersion.of(fit, int(fit["version"]), at, "", at)

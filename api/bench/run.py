@@ -21,6 +21,7 @@ from api.bench import (
     live,
     policies,
     read_side,
+    read_throughput,
     workload,
     write_side,
 )
@@ -102,6 +103,8 @@ GROUPS = (
     "campaigns",
     "duplicates",
 )
+ON_REQUEST = ("read_throughput",)
+"""Groups run only when named by ``--only`` (``read_throughput`` is also part of ``live``)."""
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -140,6 +143,11 @@ def _live(sizes: Sizes, say: Say) -> dict[str, Any]:
         return live.run(stack, sizes, say)
 
 
+def _read_throughput(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return read_throughput.run(stack, sizes, say)
+
+
 def _growth(sizes: Sizes, say: Say) -> dict[str, Any]:
     with throwaway(broker=True) as stack:
         return growth.run(stack, sizes, say)
@@ -171,6 +179,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "relay": _relay,
     "rebuild": _rebuild,
     "live": _live,
+    "read_throughput": _read_throughput,
     "growth": _growth,
     "cli": cli_start.run,
     "analytics": _analytics,

@@ -43,7 +43,7 @@ def bench(
     """
     try:
         from api.bench import report as reporting
-        from api.bench.run import GROUPS, run
+        from api.bench.run import GROUPS, ON_REQUEST, run
     except ModuleNotFoundError as error:
         if error.name not in OPTIONAL:
             raise
@@ -54,9 +54,10 @@ def bench(
         ) from None
 
     groups = tuple(only or GROUPS)
-    unknown = sorted(set(groups) - set(GROUPS))
+    unknown = sorted(set(groups) - set(GROUPS) - set(ON_REQUEST))
     if unknown:
-        console.print(f"[red]error:[/] unknown groups {unknown}; known: {', '.join(GROUPS)}")
+        known = ", ".join(GROUPS + ON_REQUEST)
+        console.print(f"[red]error:[/] unknown groups {unknown}; known: {known}")
         raise typer.Exit(2)
     signal.signal(signal.SIGTERM, _interrupt)
     result = run(quick=quick, groups=groups, say=lambda text: console.print(text, highlight=False))

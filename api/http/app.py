@@ -40,13 +40,18 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if services is None:  # a database away at start is waited for (api.http.startup)
-            with Startup(app.state.stop_server).running() as app.state.startup:
+        try:
+            if services is None:  # a database away at start is waited for (api.http.startup)
+                with Startup(app.state.stop_server).running() as app.state.startup:
+                    yield
+                return
+            with services as svc, api_background(svc):
+                app.state.services = svc
                 yield
-            return
-        with services as svc, api_background(svc):
-            app.state.services = svc
-            yield
+        finally:  # the async read pool (deps.async_reads), if a read opened it
+            if (reads := getattr(app.state, "async_reads", None)) is not None:
+                app.state.async_reads = None
+                await reads.close()
 
     app = FastAPIOffline(  # /docs and /redoc from the package's own files: no CDN, work offline
         title="clientele",

@@ -12,6 +12,7 @@ from bootstrap import Services
 from commands.service import Context
 from consumers.status import behind, held_customers, only_held_behind
 from domain.errors import InvalidInput
+from infra.async_reads import AsyncReads
 from infra.parking import Parked
 
 MAX_WAIT_SECONDS = 2.0
@@ -48,6 +49,24 @@ def services(request: Request) -> Services:
         return startup.services()
     result: Services = request.app.state.services
     return result
+
+
+def async_reads(request: Request) -> AsyncReads | None:
+    """The app's asynchronous read pool (:mod:`infra.async_reads`) when its read models are
+    on PostgreSQL, else None; made by the first call, closed with the app (``create_app``)."""
+    svc = services(request)
+    if svc.read_store.dialect != "postgres":
+        return None
+    reads: AsyncReads | None = getattr(request.app.state, "async_reads", None)
+    if reads is None:
+        settings = svc.settings
+        reads = AsyncReads(
+            settings.read_models_url,
+            settings.pool_size,
+            timeout=settings.database_timeout_seconds,
+        )
+        request.app.state.async_reads = reads
+    return reads
 
 
 def actor(request: Request) -> str:

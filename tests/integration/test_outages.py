@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,46 @@ def test_api_answers_503_during_a_database_outage_and_recovers(
         for method, path, body, _ in requests:
             answer = http.request(method, path, json=body, headers=api.headers("writer+reader"))
             assert answer.is_success, (path, answer.status_code, answer.text)
+
+
+def test_async_profile_reads_answer_503_during_an_outage_and_recover(
+    tmp_path: Path, cluster: PostgresCluster, database: str
+) -> None:
+    """GET profile's async pool (:mod:`infra.async_reads`), warmed with connections that all
+    go stale: 503 with ``Retry-After`` within the pool timeout while the database is down,
+    then answers again, and after a restart no request meets a stale connection."""
+    with running_api(tmp_path, database, database_timeout_seconds=1.0) as api:
+        who = api.headers("writer+reader")
+        created = api.client.post("/v1/customers", json={"name": "Ada"}, headers=who)
+        path = f"/v1/customers/{created.json()['customer_id']}"
+        position = {"X-Min-Position": str(created.json()["position"])}
+        assert api.client.get(path, headers=api.headers("reader", **position)).is_success
+
+        def warm() -> None:  # concurrent reads: the async pool holds several connections
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(lambda _: api.client.get(path, headers=who), range(32)))
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+
+        warm()
+        assert api.app.state.async_reads.stats()["connections_num"] >= 1
+        cluster.stop()
+        for _ in range(3):
+            asked = time.monotonic()
+            answer = api.client.get(path, headers=who)
+            assert answer.status_code == 503, answer.text
+            assert time.monotonic() - asked < 3
+            assert answer.headers["content-type"] == PROBLEM
+            assert answer.json()["dependency"] == "database"
+            assert int(answer.headers["retry-after"]) > 0
+        cluster.start()
+        back = time.monotonic()
+        while api.client.get(path, headers=who).status_code != 200:
+            assert time.monotonic() - back < 10, "the async reads did not come back"
+            time.sleep(0.2)
+        warm()
+        cluster.stop()  # a restart no request sees: every pooled connection is stale after it
+        cluster.start()
+        warm()
 
 
 @pytest.mark.parametrize(
