@@ -6,6 +6,9 @@ The batch command path prefetches every aggregate its commands name with this, s
 caller already holds (``known``, at some version) are brought up to date instead: only their
 newer events are read and applied, so what a load reads does not grow with their history.
 Every customer loaded leaves its footprint (:mod:`infra.snapshots`) with the store.
+
+Whole histories of many customers (:func:`histories`: what the policy sweeps decide from) are
+read the same way, one query per 500 customers, with their data keys preloaded alongside.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.customer import Customer
+from domain.events import CustomerEvent
 from infra.store import EventStore
 
 CHUNK = 500
@@ -53,4 +57,20 @@ def load_many(
                     store.footprints.extend(aggregate_id, newer)
                 else:
                     store.footprints.loaded(aggregate_id, snapshot, newer)
+    return found
+
+
+def histories(store: EventStore, customer_ids: Sequence[UUID]) -> dict[UUID, list[CustomerEvent]]:
+    """Every event of each customer among ``customer_ids``, oldest first (absent customers are
+    left out): one query per 500 customers, and one for their data keys, however long their
+    histories; no snapshot is read (what is decided from the events needs all of them)."""
+    found: dict[UUID, list[CustomerEvent]] = {}
+    unique = list(dict.fromkeys(customer_ids))
+    for start in range(0, len(unique), CHUNK):
+        chunk = unique[start : start + CHUNK]
+        _, rows = store.backend.latest(chunk, dict.fromkeys(chunk, 0))  # all after version 0
+        store.data_keys.preload(i.hex for i in rows)
+        for customer_id, stored in rows.items():
+            events = [store.mapper.to_domain_event(row) for row in stored]
+            found[customer_id] = [e for e in events if isinstance(e, CustomerEvent)]
     return found
