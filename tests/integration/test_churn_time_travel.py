@@ -39,7 +39,7 @@ def closed_form_p_alive(p: Parameters, x: int, t_x: float, t: float) -> float:
     """BG/NBD P(alive | x, t_x, T), eq. (11) of Fader, Hardie and Lee (2005)."""
     if x == 0:
         return 1.0
-    odds = (p.a / (p.b + x - 1)) * ((p.alpha + t) / (p.alpha + t_x)) ** (p.r + x)
+    odds: float = (p.a / (p.b + x - 1)) * ((p.alpha + t) / (p.alpha + t_x)) ** (p.r + x)
     return 1.0 / (1.0 + odds)
 
 
