@@ -174,18 +174,15 @@ class LifecycleRunner:
             parsed = self._documents[version] = LifecyclePolicy.model_validate(document)
         return parsed
 
-    def histories(self, customer_ids: list[UUID]) -> dict[UUID, History]:
+    def histories(self, customer_ids: list[UUID]) -> Iterator[History]:
         """The customers among ``customer_ids`` folded from their events, with the events:
         one read per 500 customers (:func:`infra.bulk_load.histories`), never one each."""
-        found = {}
-        loaded = histories(self.store, customer_ids)
-        for customer_id in customer_ids:
+        for _, events in histories(self.store, customer_ids):
             customer: Any = None
-            for event in (events := loaded.get(customer_id, [])):
+            for event in events:
                 customer = event.mutate(customer)
             if isinstance(customer, Customer):
-                found[customer_id] = (customer, events)
-        return found
+                yield customer, events
 
     def pages(self) -> Iterator[list[UUID]]:
         """Every customer ever registered, in registration order, ``batch_size`` at a time."""
@@ -216,7 +213,7 @@ class LifecycleRunner:
             return
         model = self.model(policy)
         for page in self.pages():
-            for history in self.histories(page).values():
+            for history in self.histories(page):
                 yield from self.decisions(history, at, policy, model)[1]
 
     def decisions(
@@ -281,7 +278,7 @@ class LifecycleRunner:
         pending = customers
         for attempt in range(RETRIES + 1):
             found = self.histories(pending)  # one read for the batch
-            batch = [c for h in found.values() for c in self._commands(h, at, policy, model)]
+            batch = [c for h in found for c in self._commands(h, at, policy, model)]
             if not batch:
                 return
             pending = []

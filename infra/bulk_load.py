@@ -13,7 +13,7 @@ read the same way, one query per 500 customers, with their data keys preloaded a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -60,17 +60,20 @@ def load_many(
     return found
 
 
-def histories(store: EventStore, customer_ids: Sequence[UUID]) -> dict[UUID, list[CustomerEvent]]:
-    """Every event of each customer among ``customer_ids``, oldest first (absent customers are
-    left out): one query per 500 customers, and one for their data keys, however long their
-    histories; no snapshot is read (what is decided from the events needs all of them)."""
-    found: dict[UUID, list[CustomerEvent]] = {}
+def histories(
+    store: EventStore, customer_ids: Sequence[UUID]
+) -> Iterator[tuple[UUID, list[CustomerEvent]]]:
+    """(customer id, every event of theirs, oldest first) for each customer among
+    ``customer_ids`` in their order (absent ones left out): one query per 500 customers and
+    one for their data keys, however long their histories; no snapshot is read (what is
+    decided from the events needs all of them). Each customer's events are decoded as they
+    are reached, so a batch's decoded events are not all held at once."""
     unique = list(dict.fromkeys(customer_ids))
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]
         _, rows = store.backend.latest(chunk, dict.fromkeys(chunk, 0))  # all after version 0
         store.data_keys.preload(i.hex for i in rows)
-        for customer_id, stored in rows.items():
-            events = [store.mapper.to_domain_event(row) for row in stored]
-            found[customer_id] = [e for e in events if isinstance(e, CustomerEvent)]
-    return found
+        for customer_id in chunk:
+            if (stored := rows.pop(customer_id, None)) is not None:
+                events = [store.mapper.to_domain_event(row) for row in stored]
+                yield customer_id, [e for e in events if isinstance(e, CustomerEvent)]

@@ -164,7 +164,7 @@ def test_two_sweeps_deciding_at_once_record_each_change_once(
     buy(service, bea, 1, 5)
     policy = runner.policy()
     assert policy is not None
-    history = runner.histories([bea])[bea]
+    history = next(runner.histories([bea]))
     version, first = runner.plan(history, T0 + 300 * DAY, policy)
     _, second = runner.plan(history, T0 + 300 * DAY, policy)  # both before either sends
     assert first == second and len(first) == 3  # active, at risk, churned
