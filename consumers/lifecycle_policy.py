@@ -9,6 +9,8 @@ time, and decides by sending ordinary commands through the command side.
 * **simulating**: :meth:`LifecycleRunner.simulate` lists what a sweep would change, changing
   nothing.
 
+A batch of customers' histories is one query (:func:`infra.bulk_load.histories`).
+
 Decisions are :func:`domain.lifecycle.settle` of facts folded from the customer's events and
 the policy version in force at the decision's business time: a pure function of the event log
 and ``T``. Each is sent as ``lifecycle`` (or ``churn``) dated at its decision point, with the
@@ -43,6 +45,7 @@ from domain.errors import InvalidInput, VersionConflict
 from domain.lifecycle import POLICY_NAME, Decision, LifecyclePolicy, facts_of, settle
 from domain.policy import Policy
 from domain.values import LifecycleStage, utc_text
+from infra.bulk_load import histories
 from infra.envelope import event_id
 from infra.readstore import ReadStore
 from infra.resilience import Stopped, Supervisor
@@ -54,6 +57,7 @@ ACTOR = f"clientele:policy-{POLICY_NAME}"
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS policy_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
 REGISTERED = [get_topic(ev.Registered)]
+History = tuple[Customer, list[ev.CustomerEvent]]  # a customer's state and events, oldest first
 REACTS_TO = [
     get_topic(cls)
     for cls in (ev.PurchaseRecorded, ev.Reactivated, ev.DuplicateAbsorbed, ev.Unmerged)
@@ -112,7 +116,7 @@ class SweepReport:
 class LifecycleRunner:
     """Decides lifecycle stages for the customers in ``store`` by ``commands``. Another
     policy's runner (:mod:`consumers.loyalty_policy`) overrides :attr:`name`, :attr:`actor`,
-    :attr:`reacts_to`, :meth:`simulate` and :meth:`_commands`."""
+    :attr:`reacts_to` and :meth:`decisions`."""
 
     name = POLICY_NAME
     decides = "lifecycle stages"
@@ -146,7 +150,7 @@ class LifecycleRunner:
     # ------------------------------------------------------------------ deciding
 
     def plan(
-        self, customer_id: UUID, at: datetime, policy: Policy, model: ChurnModel | None = None
+        self, history: History, at: datetime, policy: Policy, model: ChurnModel | None = None
     ) -> tuple[int, list[Planned]]:
         """(the customer's version, the decisions due for them by ``at``) under the version of
         ``policy`` in force at ``at`` (none before its first version) and the churn ``model``'s
@@ -154,15 +158,13 @@ class LifecycleRunner:
         in_force = policy.in_force(at)
         if in_force is None:
             return 0, []
-        customer, events = self.customer(customer_id)
-        if customer is None:
-            return 0, []
+        customer, events = history
         facts = facts_of(customer.status, customer.lifecycle_stage, customer.purchases, events)
         document = self._document(in_force.version, in_force.document)
         planned = []
         fitted = None if model is None else model.in_force(at)
         for decision in settle(facts, document, in_force.effective_at, at, fitted):
-            planned.append(Planned(customer_id, facts.stage, decision, in_force.version))
+            planned.append(Planned(customer.id, facts.stage, decision, in_force.version))
             facts = facts.after(decision)
         return customer.version, planned
 
@@ -172,21 +174,23 @@ class LifecycleRunner:
             parsed = self._documents[version] = LifecyclePolicy.model_validate(document)
         return parsed
 
-    def customer(self, customer_id: UUID) -> tuple[Customer | None, list[ev.CustomerEvent]]:
-        """The customer folded from their events (None if there is none), and the events."""
-        events = list(self.store.customer_events(customer_id))
-        customer: Any = None
-        for event in events:
-            customer = event.mutate(customer)
-        return (customer if isinstance(customer, Customer) else None), events
+    def histories(self, customer_ids: list[UUID]) -> Iterator[History]:
+        """The customers among ``customer_ids`` folded from their events, with the events:
+        one read per 500 customers (:func:`infra.bulk_load.histories`), never one each."""
+        for _, events in histories(self.store, customer_ids):
+            customer: Any = None
+            for event in events:
+                customer = event.mutate(customer)
+            if isinstance(customer, Customer):
+                yield customer, events
 
-    def customers(self) -> Iterator[UUID]:
-        """Every customer ever registered, in registration order."""
+    def pages(self) -> Iterator[list[UUID]]:
+        """Every customer ever registered, in registration order, ``batch_size`` at a time."""
         after = 0
         while True:
             rows = self.store.backend.in_log_order(REGISTERED, after, self.batch_size)
-            for notification, _ in rows:
-                yield UUID(str(notification.originator_id))
+            if rows:
+                yield [UUID(str(notification.originator_id)) for notification, _ in rows]
             if len(rows) < self.batch_size:
                 return
             after = rows[-1][0].id
@@ -202,14 +206,21 @@ class LifecycleRunner:
             return None
         return self.models.get()
 
-    def simulate(self, at: datetime) -> Iterator[Planned]:
+    def simulate(self, at: datetime) -> Iterator[Any]:
         """What a sweep at ``at`` would change; nothing is recorded."""
         policy = self.policy()
         if policy is None:
             return
         model = self.model(policy)
-        for customer_id in self.customers():
-            yield from self.plan(customer_id, at, policy, model)[1]
+        for page in self.pages():
+            for history in self.histories(page):
+                yield from self.decisions(history, at, policy, model)[1]
+
+    def decisions(
+        self, history: History, at: datetime, policy: Policy, model: ChurnModel | None
+    ) -> tuple[int, list[Any]]:
+        """(the customer's version, what this policy decides for them by ``at``)."""
+        return self.plan(history, at, policy, model)
 
     # ------------------------------------------------------------------- sending
 
@@ -230,29 +241,24 @@ class LifecycleRunner:
             return report
         context = Context(actor=self.actor, correlation_id=f"policy-sweep:{report.at}")
         model = self.model(policy)
-        chunk: list[UUID] = []
-        for customer_id in self.customers():
-            report.customers += 1
-            chunk.append(customer_id)
-            if len(chunk) >= self.batch_size:
-                self._decide(chunk, moment, policy, model, report=report, context=context)
-                chunk = []
-                log.info(
-                    "policy.sweep_progress",
-                    policy=self.name,
-                    customers=report.customers,
-                    recorded=report.recorded,
-                )
+        for page in self.pages():
+            report.customers += len(page)
+            self._decide(page, moment, policy, model, report=report, context=context)
+            log.info(
+                "policy.sweep_progress",
+                policy=self.name,
+                customers=report.customers,
+                recorded=report.recorded,
+            )
             if on_customer is not None:
-                on_customer(1)
-        self._decide(chunk, moment, policy, model, report=report, context=context)
+                on_customer(len(page))
         log.info("policy.swept", policy=self.name, **vars(report) | {"problems": None})
         return report
 
     def _commands(
-        self, customer_id: UUID, at: datetime, policy: Policy, model: ChurnModel | None
+        self, history: History, at: datetime, policy: Policy, model: ChurnModel | None
     ) -> list[m.Command]:
-        version, planned = self.plan(customer_id, at, policy, model)
+        version, planned = self.decisions(history, at, policy, model)
         return [p.command(version + index) for index, p in enumerate(planned)]
 
     def _decide(
@@ -271,7 +277,8 @@ class LifecycleRunner:
         times, so a reaction is not left for the next sweep."""
         pending = customers
         for attempt in range(RETRIES + 1):
-            batch = [c for cid in pending for c in self._commands(cid, at, policy, model)]
+            found = self.histories(pending)  # one read for the batch
+            batch = [c for h in found for c in self._commands(h, at, policy, model)]
             if not batch:
                 return
             pending = []

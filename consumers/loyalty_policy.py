@@ -13,7 +13,6 @@ redelivered event never record a step twice; its reason names the rule and polic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from commands import messages as m
-from consumers.lifecycle_policy import LifecycleRunner
+from consumers.lifecycle_policy import History, LifecycleRunner
 from domain import events as ev
 from domain.churn_model import ChurnModel
 from domain.customer import Customer
@@ -95,16 +94,14 @@ class LoyaltyRunner(LifecycleRunner):
         super().__init__(*args, **kwargs)
         self._parsed: dict[int, Version] = {}
 
-    def steps(self, customer_id: UUID, at: datetime, policy: Policy) -> tuple[int, list[Planned]]:
+    def steps(self, history: History, at: datetime, policy: Policy) -> tuple[int, list[Planned]]:
         """(the customer's version, the steps due for them by ``at``)."""
         if policy.in_force(at) is None:
             return 0, []
-        customer, events = self.customer(customer_id)
-        if customer is None:
-            return 0, []
+        customer, events = history
         versions = self._versions(policy)
         found = plan(member_of(customer, events), ledger_of(events), versions, at)
-        return customer.version, [Planned(customer_id, step) for step in found]
+        return customer.version, [Planned(customer.id, step) for step in found]
 
     def _versions(self, policy: Policy) -> list[Version]:
         """The policy's versions with their documents parsed (once per version)."""
@@ -115,17 +112,8 @@ class LoyaltyRunner(LifecycleRunner):
             )
         return [parsed[v.version] for v in policy.versions]
 
-    def simulate(self, at: datetime) -> Iterator[Planned]:  # type: ignore[override]
-        """What a sweep at ``at`` would do; nothing is recorded."""
-        policy = self.policy()
-        if policy is None:
-            return
-        for customer_id in self.customers():
-            yield from self.steps(customer_id, at, policy)[1]
-
-    def _commands(
-        self, customer_id: UUID, at: datetime, policy: Policy, model: ChurnModel | None
-    ) -> list[m.Command]:
+    def decisions(
+        self, history: History, at: datetime, policy: Policy, model: ChurnModel | None
+    ) -> tuple[int, list[Any]]:
         del model  # points and tiers use no churn model
-        version, planned = self.steps(customer_id, at, policy)
-        return [p.command(version + index) for index, p in enumerate(planned)]
+        return self.steps(history, at, policy)

@@ -153,9 +153,14 @@ class ChurnModel(Aggregate):
         """A new fitted version."""
         self.trigger_event(self.Fitted, **_fields(fit, horizon_days, meta, spend))
 
-    def in_force(self, at: datetime) -> FittedVersion | None:
-        """The newest version fitted as of ``at`` or before (None before the first)."""
-        found = [v for v in self.versions if v.as_of <= at]
+    def in_force(self, at: datetime, known_at: datetime | None = None) -> FittedVersion | None:
+        """The newest version fitted as of ``at`` or before (None before the first), among
+        those recorded by ``known_at`` (when given: what was known then)."""
+        found = [
+            v
+            for v in self.versions
+            if v.as_of <= at and (known_at is None or v.recorded_at <= known_at)
+        ]
         return max(found, key=lambda v: (v.as_of, v.version)) if found else None
 
 
@@ -205,18 +210,22 @@ def summary_of(purchases: Iterable[datetime], as_of: datetime) -> Summary | None
     return Summary(len(days) - 1, days[-1] - days[0], end - days[0])
 
 
-def risk(model: FittedVersion, purchases: Iterable[datetime]) -> dict[str, Any] | None:
+def risk(
+    model: FittedVersion, purchases: Iterable[datetime], at: datetime | None = None
+) -> dict[str, Any] | None:
     """A customer's churn risk under ``model``: ``{model_version, as_of, p_alive,
-    expected_purchases, horizon_days, frequency, recency, T}``, evaluated at the later of the
-    model's ``as_of`` and the customer's last purchase (a purchase after the fit counts at
-    once); probabilities and expectations as decimal strings (6 places; the expectation null
-    in the rare case its series does not converge). None without any purchase."""
+    expected_purchases, horizon_days, frequency, recency, T}``, evaluated at ``at`` (time
+    travel: the purchases up to then count), by default at the later of the model's ``as_of``
+    and the customer's last purchase (a purchase after the fit counts at once); probabilities
+    and expectations as decimal strings (6 places; the expectation null in the rare case its
+    series does not converge). None without any purchase (by ``at``)."""
     bought = list(purchases)
     if not bought:
         return None
-    at = max(model.as_of, *bought)
+    at = max(model.as_of, *bought) if at is None else at
     summary = summary_of(bought, at)
-    assert summary is not None
+    if summary is None:
+        return None
     try:
         expected: float | None = expected_purchases(model.parameters, summary, model.horizon_days)
     except ArithmeticError:  # a series that would not converge: said as unknown, not a failure

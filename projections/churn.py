@@ -16,7 +16,7 @@ from uuid import UUID
 
 import orjson
 
-from domain.churn_model import FittedVersion, risk
+from domain.churn_model import ChurnModel, FittedVersion, risk
 from domain.customer_value import decile_cuts, predicted_by_currency
 from domain.segment_rules import MEMBER_STATUSES
 from domain.values import utc_text
@@ -63,6 +63,23 @@ def churn_risk(model: FittedVersion | None, purchases: list[datetime]) -> dict[s
     """The profile's ``churn_risk`` block under the fitted version ``model`` (the newest;
     :func:`domain.churn_model.risk`), or None before the first fit or the first purchase."""
     return None if model is None else risk(model, purchases)
+
+
+def risk_in_view(
+    model: ChurnModel | None,
+    state: Mapping[str, Any],
+    at: datetime,
+    known_at: datetime | None = None,
+) -> dict[str, Any] | None:
+    """The ``churn_risk`` block of a time-travel view (a profile fold ``state`` of the events
+    that had happened by business time ``at``; :func:`projections.profile_fold.travel`): the
+    customer's purchases in the view under the model version in force at ``at`` (the newest
+    fitted as of then, among those recorded by ``known_at``), evaluated at ``at``; None before
+    that version or without a purchase. A pure function of the log and ``at``."""
+    fitted = None if model is None else model.in_force(at, known_at)
+    if fitted is None or not state.get("orders"):
+        return None
+    return risk(fitted, [datetime.fromisoformat(o) for _, _, o in state["orders"].values()], at)
 
 
 def with_risk(

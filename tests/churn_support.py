@@ -13,10 +13,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Simulated:
     """One customer: purchase times (days since their first purchase, the first is 0) within
-    an observation of ``T`` days."""
+    an observation of ``T`` days, and whether they were still alive at ``T`` (the truth the
+    model's P(alive) estimates)."""
 
     purchases: tuple[float, ...]
     T: float
+    alive: bool = True
 
     @property
     def frequency(self) -> int:
@@ -38,10 +40,11 @@ def simulate(
         rate = rng.gammavariate(r, 1 / alpha)
         drop = rng.betavariate(a, b)
         observed = rng.uniform(*days)
-        times = [0.0]
+        times, alive = [0.0], True
         while (nxt := times[-1] + rng.expovariate(rate)) <= observed:
             times.append(nxt)
             if rng.random() < drop:  # drops out right after a repeat purchase
+                alive = False
                 break
-        base.append(Simulated(tuple(times), observed))
+        base.append(Simulated(tuple(times), observed, alive))
     return base

@@ -33,7 +33,9 @@ def replay(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print envelopes as JSON lines.")] = False,
 ) -> None:
-    """Print a customer's timeline as an auditor reads it, in the order it was recorded.
+    """Print a customer's timeline as an auditor reads it, in the order it was recorded, and
+    (without --json) their churn risk as of the view's moment (--as-of, else --until, else the
+    last event's business time) under the churn model version in force then.
 
     Example: clientele replay 3f2b8c9e-1d2a-4b5c-8d9e-0f1a2b3c4d5e --until 2026-01-31T23:59:59Z
     """
@@ -42,10 +44,12 @@ def replay(
             raise fail(f"{name} needs a time zone, e.g. 2026-01-31T23:59:59Z", 2)
     from bootstrap import build
     from projections import profile_fold
+    from projections.churn import risk_in_view
 
     with build() as services:
         envelopes = _whole_history(services.feed, customer_id)
         timeline = list(profile_fold.in_view(envelopes, as_of=as_of, known_at=until))
+        model = services.models.get()
     if not timeline:
         by_then = " by then" if until or as_of else ""
         raise fail(f"customer {customer_id} has no events{by_then}")
@@ -69,6 +73,19 @@ def replay(
             ", ".join(f"{k}={v}" for k, v in envelope.data.items()),
         )
     console.print(table)
+    state = profile_fold.travel(customer_id, timeline)
+    moment = as_of or until or timeline[-1].occurred_at
+    risk = None if state is None else risk_in_view(model, state, moment, until)
+    if risk is None:
+        console.print(
+            f"churn risk as of {moment.isoformat()}: none (no fit in force, or no purchase)"
+        )
+    else:
+        console.print(
+            f"churn risk as of {risk['as_of']} (model churn v{risk['model_version']}): "
+            f"p_alive {risk['p_alive']}, expected purchases in {risk['horizon_days']} days "
+            f"{risk['expected_purchases']}"
+        )
 
 
 def _whole_history(feed: StoreFeed, customer_id: UUID, page: int = 1000) -> list[Envelope]:

@@ -78,16 +78,17 @@ def as_uuid(value: Any) -> UUID:
 
 
 def stored_rows(rows: Iterable[Any]) -> list[StoredEvent]:
-    """Stored events from rows with ``originator_id, originator_version, topic, state``."""
-    return [
-        StoredEvent(
-            originator_id=as_uuid(row["originator_id"]),
-            originator_version=int(row["originator_version"]),
-            topic=row["topic"],
-            state=bytes(row["state"]),
-        )
-        for row in rows
-    ]
+    """Stored events from rows with ``originator_id, originator_version, topic, state`` (each
+    distinct id parsed once: a batch holds many events of each customer)."""
+    ids: dict[Any, UUID] = {}
+    stored = []
+    for row in rows:
+        raw = row["originator_id"]
+        if (originator_id := ids.get(raw)) is None:
+            originator_id = ids[raw] = as_uuid(raw)
+        version, topic, state = int(row["originator_version"]), row["topic"], bytes(row["state"])
+        stored.append(StoredEvent(originator_id, version, topic, state))
+    return stored
 
 
 def positioned_rows(aggregate_id: UUID, rows: Iterable[Sequence[Any]]) -> Positioned:

@@ -164,8 +164,9 @@ def test_two_sweeps_deciding_at_once_record_each_change_once(
     buy(service, bea, 1, 5)
     policy = runner.policy()
     assert policy is not None
-    version, first = runner.plan(bea, T0 + 300 * DAY, policy)
-    _, second = runner.plan(bea, T0 + 300 * DAY, policy)  # both before either sends
+    history = next(runner.histories([bea]))
+    version, first = runner.plan(history, T0 + 300 * DAY, policy)
+    _, second = runner.plan(history, T0 + 300 * DAY, policy)  # both before either sends
     assert first == second and len(first) == 3  # active, at risk, churned
     for planned in (first, second):
         commands = [p.command(version + i) for i, p in enumerate(planned)]

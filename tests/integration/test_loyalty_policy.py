@@ -190,7 +190,7 @@ def test_lots_expire_fifo_at_their_age_by_the_sweep(
     assert runner.sweep(T0 + 150 * DAY).recorded == 0
 
 
-def test_two_sweeps_at_once_record_each_step_once(
+def test_two_sweeps_at_once_then_redelivery_record_each_step_once(
     store: EventStore, service: CommandService, policies: PolicyService, database_url: str
 ) -> None:
     people = [register(service, f"P{i}") for i in range(6)]
@@ -204,6 +204,14 @@ def test_two_sweeps_at_once_record_each_step_once(
     for thread in threads:
         thread.join(60)
     runners[0].sweep(T0 + 200 * DAY)  # whatever a conflict left undecided
+    # redelivery: every purchase reacted to, then the checkpoint lost and all reacted to again
+    while runners[0].react_once():
+        pass
+    with checkpoints.transaction() as tx:
+        tx.execute("UPDATE policy_checkpoints SET position = 0 WHERE name = ?", ("loyalty",))
+    while runners[1].react_once():
+        pass
+    assert runners[1].sweep(T0 + 200 * DAY).recorded == 0  # nothing left, nothing twice
     checkpoints.close()
     for i, person in enumerate(people):
         kinds = [e[0] for e in points_events(store, person)]

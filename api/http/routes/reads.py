@@ -23,7 +23,7 @@ from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
 from projections import profile_fold, profile_reads
-from projections.churn import churn_risk, customer_purchases, load_fit
+from projections.churn import churn_risk, customer_purchases, load_fit, risk_in_view
 from projections.loyalty import loyalty_view
 from projections.profiles import final_survivor, find_by_external, search_profiles
 
@@ -38,15 +38,21 @@ def _travel(
     version: int | None,
 ) -> dict[str, Any]:
     """The profile in a bitemporal view (:func:`projections.profile_fold.travel`), folded from the
-    store with the same code as the live one."""
-    history = deps.services(request).store.history(customer_id)
+    store with the same code as the live one, with its ``churn_risk`` as of the view's moment
+    (``as_of``, else ``known_at``, else the business time of ``version``'s event) under the
+    model version in force then (:func:`projections.churn.risk_in_view`)."""
+    services = deps.services(request)
+    history = services.store.history(customer_id)
     envelopes = (Envelope.from_event(event, position) for position, event in history)
     state = profile_fold.travel(
         customer_id, envelopes, as_of=as_of, known_at=known_at, version=version
     )
     if state is None:
         raise CustomerNotFound(customer_id)
-    return profile_fold.render(state)
+    moment = as_of or known_at or history[min(version or 1, len(history)) - 1][1].occurred_at
+    document = profile_fold.render(state)
+    document["churn_risk"] = risk_in_view(services.models.get(), state, moment, known_at)
+    return document
 
 
 AsOf = Annotated[
