@@ -295,8 +295,8 @@ def producer(
 
 
 class FlushTimedOut(KafkaTimeoutError):  # type: ignore[misc]
-    """A flush did not complete in time: the producer was renewed and the records it held
-    failed unacknowledged, so the caller sends its batch again. Retriable (a
+    """A flush did not complete in time: the producer was dropped (the next send makes a new
+    one) and the records it held failed unacknowledged, so the caller sends its batch again. Retriable (a
     :class:`KafkaTimeoutError`), so :mod:`infra.resilience` waits it out as a Kafka outage."""
 
 
@@ -320,6 +320,7 @@ class RenewingProducer:
         self._make = make
         self._lock = threading.Lock()
         self._producer = make()
+        self._dropped = False  # the producer was closed after a failed flush: make a new one
         self.flush_timeout = flush_timeout
 
     def _broken(self) -> BaseException | None:
@@ -331,19 +332,23 @@ class RenewingProducer:
         return error
 
     def _current(self) -> KafkaProducer:
-        if self._broken() is None:
+        if not self._dropped and self._broken() is None:
             return self._producer
         with self._lock:  # another thread may have renewed it meanwhile
-            if (error := self._broken()) is not None:
-                self._replace(self._producer, f"fatal producer error: {error!r}")
+            if not self._dropped and (error := self._broken()) is not None:
+                self._drop(self._producer, f"fatal producer error: {error!r}")
+            if self._dropped:
+                self._producer = self._make()  # may wait for the broker (bounded by the client)
+                self._dropped = False
             return self._producer
 
-    def _replace(self, broken: KafkaProducer, reason: str) -> None:
-        """Put a new producer in ``broken``'s place (the caller holds the lock)."""
-        self._producer = self._make()
+    def _drop(self, broken: KafkaProducer, reason: str) -> None:
+        """Close ``broken`` (failing what it still holds) so the next use makes a new producer,
+        never waiting for the broker here (the caller holds the lock)."""
+        self._dropped = True
         log.warning("kafka.producer_renewed", reason=reason)
         try:
-            broken.close(timeout=0)  # fails what it still holds
+            broken.close(timeout=0)
         except Exception:  # it is broken: closing it is best effort
             log.debug("kafka.broken_producer_close_failed", exc_info=True)
 
@@ -352,9 +357,8 @@ class RenewingProducer:
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait up to ``timeout`` seconds (None: :attr:`flush_timeout`) until every record
-        sent so far is acknowledged or failed; raises :class:`FlushTimedOut` if not done,
-        after renewing the producer (if a new one cannot be made now, the old one stays and
-        keeps its records: the next flush waits for them again)."""
+        sent so far is acknowledged or failed; raises :class:`FlushTimedOut` if not done, after
+        dropping the producer (the next send makes a new one)."""
         current = self._current()
         seconds = self.flush_timeout if timeout is None else timeout
         try:
@@ -362,11 +366,8 @@ class RenewingProducer:
         except KafkaTimeoutError as error:
             reason = f"flush not done within {seconds} s"
             with self._lock:
-                if self._producer is current:  # not renewed by another thread meanwhile
-                    try:
-                        self._replace(current, reason)
-                    except Exception as failed:  # the broker may still be away
-                        log.debug("kafka.producer_renewal_failed", error=repr(failed))
+                if self._producer is current and not self._dropped:  # not renewed meanwhile
+                    self._drop(current, reason)
             raise FlushTimedOut(f"{reason} (broker unavailable?)") from error
 
     def close(self, timeout: float | None = None) -> None:
