@@ -269,11 +269,17 @@ class KeyHashPartitioner(DefaultPartitioner):  # type: ignore[misc]
 
 
 def producer(
-    bootstrap: str, limits: MessageLimits | None = None, *, dlq: bool = False, **overrides: object
+    bootstrap: str,
+    limits: MessageLimits | None = None,
+    *,
+    dlq: bool = False,
+    flush_timeout: float = FLUSH_TIMEOUT_SECONDS,
+    **overrides: object,
 ) -> KafkaProducer:
     """Idempotent, acks=all, per-key order preserved, batching under load, partitions by key
     as the Java client does (:class:`KeyHashPartitioner`); records above the limit (the DLQ
-    limit with ``dlq``) are refused with ``MessageSizeTooLargeError``."""
+    limit with ``dlq``) are refused with ``MessageSizeTooLargeError``; a flush waits at most
+    ``flush_timeout`` seconds unless told otherwise (:class:`RenewingProducer`)."""
     limits = limits or MessageLimits()
     largest = limits.dlq_bytes if dlq else limits.message_bytes
     settings: dict[str, object] = {
@@ -291,7 +297,7 @@ def producer(
         "partitioner": KeyHashPartitioner(),
     }
     settings.update(overrides)
-    return RenewingProducer(lambda: KafkaProducer(**settings))
+    return RenewingProducer(lambda: KafkaProducer(**settings), flush_timeout)
 
 
 class FlushTimedOut(KafkaTimeoutError):  # type: ignore[misc]

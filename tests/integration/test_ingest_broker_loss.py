@@ -30,6 +30,7 @@ from infra.kafka_group import group_consumer
 from infra.kafka_topics import TopicInspector
 from infra.local_services import KafkaBroker, free_port
 from infra.readstore import ReadStore, open_read_store
+from infra.resilience import transient
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.registry import all_projectors
@@ -61,8 +62,7 @@ class Running:
         self.store = EventStore(postgres_url)
         self.read_store: ReadStore = open_read_store(postgres_url)
         ensure_schema(self.read_store, all_projectors())
-        self.producer = kafka.producer(self.bootstrap, dlq=True)
-        self.producer.flush_timeout = flush_timeout
+        self.producer = kafka.producer(self.bootstrap, dlq=True, flush_timeout=flush_timeout)
         self.ingest = CommandIngest(
             group_consumer(self.bootstrap, f"ingest-{uuid4().hex[:6]}", stall_seconds=15),
             self.producer,
@@ -188,3 +188,40 @@ def test_a_flush_the_broker_cannot_complete_is_bounded_and_the_batch_retried(
     finally:
         os.kill(pid, signal.SIGCONT)
         running.close()
+
+
+def test_every_producer_flush_is_bounded_and_a_resend_after_the_outage_lands(
+    own_broker: KafkaBroker,
+) -> None:
+    """The kind behind the ingest's flush: what the relay, the membership publisher and the
+    campaign dispatcher flush through. A frozen broker costs one bounded, transient error."""
+    topic = f"flush{uuid4().hex[:6]}"
+    kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
+    pid = int(own_broker.pid_file.read_text().split()[0])
+    producer = kafka.producer(own_broker.bootstrap, flush_timeout=1.5)
+    try:
+        producer.send(topic, key=b"k", value=b"warm").get(timeout=20)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            for i in range(3):
+                producer.send(topic, key=b"k", value=f"v{i}".encode())
+            with (
+                structlog.testing.capture_logs() as logs,
+                pytest.raises(kafka.FlushTimedOut) as timed_out,
+            ):
+                producer.flush()
+            assert time.monotonic() - started < 5  # before the fix: until the broker is back
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert transient(timed_out.value)  # the supervisor waits it out, never exits
+        assert [e["reason"] for e in logs if e["event"] == "kafka.producer_renewed"] == [
+            "flush not done within 1.5 s"
+        ]
+        for i in range(3):  # the caller sends its batch again: a fresh producer takes it
+            producer.send(topic, key=b"k", value=f"v{i}".encode())
+        producer.flush(timeout=30)
+        values = [r.value for r in read_topic(own_broker.bootstrap, topic, 4, timeout=15)]
+        assert {b"warm", b"v0", b"v1", b"v2"} <= set(values)
+    finally:
+        producer.close(timeout=5)
