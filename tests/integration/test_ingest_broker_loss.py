@@ -169,7 +169,7 @@ def test_a_flush_the_broker_cannot_complete_is_bounded_and_the_batch_retried(
         running.publish(registrations("warm", 1, keyed=True))
         assert len(running.results(1)) == 1
         head = running.store.head()
-        running.producer.flush = freeze_then_flush  # type: ignore[method-assign]
+        running.producer.flush = freeze_then_flush
         with structlog.testing.capture_logs() as logs:
             running.publish(registrations("b", 3, keyed=False) + registrations("b", 3, True))
             renewed_at = None
