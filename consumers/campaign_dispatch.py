@@ -140,7 +140,7 @@ class CampaignDispatcher:
             )
             for message in messages
         ]
-        self.producer.flush()  # bounded (infra.kafka.RenewingProducer)
+        self.producer.flush()  # bounded (infra.kafka_producer.RenewingProducer)
         for future in futures:
             future.get(timeout=ACK_TIMEOUT_SECONDS)
 

@@ -18,7 +18,7 @@ positions counted in the old instance, so records before them would be skipped) 
 assigned partitions are read again from the beginning of the new instance, logged as
 ``ingest.topic_recreated``. Coordinate keys carry the instance's epoch
 (:mod:`consumers.command_topic`), so a new command never collides with an old one at the same
-coordinates. A flush of the results is bounded (:meth:`infra.kafka.RenewingProducer.flush`):
+coordinates. A flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`):
 one that times out renews the producer, and the batch is polled and handled again after a
 backoff (its commands replay their recorded outcomes; results may be published twice).
 """

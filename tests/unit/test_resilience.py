@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from psycopg_pool import PoolTimeout
 from structlog.testing import capture_logs
 
-from infra.kafka import FlushTimedOut
+from infra.kafka_producer import FlushTimedOut
 from infra.resilience import (
     DATABASE,
     KAFKA,
