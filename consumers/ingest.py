@@ -10,6 +10,17 @@ an unusable ``idempotency_key`` included, get a ``rejected`` result with the pro
 A registration is checked for duplicates as on every other edge (HTTP, batch, import): an
 accepted result carries ``possible_duplicates`` (:class:`~projections.duplicate_candidates.
 RegistrationCheck`, which also lists the pairs it found in the duplicates read model).
+
+The broker may lose the topic (restarted without its data, topic recreated): the ingest
+compares the topic id in its consumer's cluster metadata (refreshed every few seconds and
+after a reconnect) before each batch; when it changed, the batch just polled is dropped (its
+positions counted in the old instance, so records before them would be skipped) and the
+assigned partitions are read again from the beginning of the new instance, logged as
+``ingest.topic_recreated``. Coordinate keys carry the instance's epoch
+(:mod:`consumers.command_topic`), so a new command never collides with an old one at the same
+coordinates. A flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`):
+one that times out renews the producer, and the batch is polled and handled again after a
+backoff (its commands replay their recorded outcomes; results may be published twice).
 """
 
 from __future__ import annotations
@@ -18,11 +29,13 @@ import threading
 from typing import Any
 
 import orjson
+import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
 from commands.duplicates import new_customers
 from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
+from consumers.command_topic import TopicInstances
 from consumers.dead_letters import send_to_dlq
 from domain.errors import DomainError
 from domain.text_policy import check_key
@@ -31,6 +44,8 @@ from infra.kafka_group import GroupConsumer
 from infra.readstore import ReadStore
 from infra.resilience import Supervisor
 from projections.duplicate_candidates import RegistrationCheck
+
+log = structlog.get_logger(__name__)
 
 
 def _result(
@@ -92,9 +107,13 @@ class CommandIngest:
         self.commands_topic = commands_topic
         self.results_topic = results_topic
         self.stopping = threading.Event()
+        self.instances = TopicInstances(read_store, commands_topic)
+        self.topic_id: str | None = None  # the instance of the commands topic being read
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         batches = self.consumer.poll(timeout_ms=timeout_ms)
+        if self._recreated():
+            return 0
         records = [record for batch in batches.values() for record in batch]
         if not records:
             return 0
@@ -107,10 +126,41 @@ class CommandIngest:
         self.consumer.commit()
         return len(records)
 
+    def _metadata_topic_id(self) -> str | None:
+        """The commands topic's id in the consumer's cluster metadata (None: not known)."""
+        # kafka-python keeps the metadata in its (private) client; GroupConsumer forwards it
+        cluster = getattr(getattr(self.consumer, "_client", None), "cluster", None)
+        found = None if cluster is None else cluster.topic_id(self.commands_topic)
+        return None if found is None else str(found)
+
+    def _recreated(self) -> bool:
+        """Whether the commands topic is another instance than the one read so far; if so,
+        the assigned partitions are read again from the new instance's beginning."""
+        found = self._metadata_topic_id()
+        if found is None or found == self.topic_id:
+            return False
+        before, self.topic_id = self.topic_id, found
+        if before is None:  # the first instance this process reads
+            return False
+        assigned = list(self.consumer.assignment())
+        self.consumer.seek_to_beginning(*assigned)
+        log.warning(
+            "ingest.topic_recreated",
+            topic=self.commands_topic,
+            topic_id=found,
+            previous_topic_id=before,
+            epoch=self.instances.epoch(found),
+            partitions=sorted(tp.partition for tp in assigned),
+        )
+        return True
+
+    def _coordinates(self, record: Any) -> str:
+        return self.instances.coordinates(self.topic_id, record.partition, record.offset)
+
     def _handle(self, records: list[Any]) -> None:
         parsed: list[tuple[Any, str, Command | DomainError]] = []
         for record in records:
-            coordinates = f"kafka:{record.topic}:{record.partition}:{record.offset}"
+            coordinates = self._coordinates(record)
             try:
                 parsed.append((record, *read_command(record.value, coordinates)))
             except UndecodableCommand as error:
@@ -132,7 +182,7 @@ class CommandIngest:
                     headers=[("correlation_id", correlation)],
                 )
             )
-        self.producer.flush()
+        self.producer.flush()  # bounded: raises (retried) if the broker does not ack in time
         for future in sent:
             future.get(timeout=30)
 
@@ -150,12 +200,8 @@ class CommandIngest:
         return dict(zip(new, check.check(list(new.values())), strict=True))
 
     def _context(self, records: list[Any]) -> Context:
-        first = records[0]
-        return Context(
-            actor="kafka:customer.commands",
-            correlation_id=f"kafka:{first.topic}:{first.partition}:{first.offset}",
-            causation_id=f"kafka:{first.topic}:{first.partition}:{first.offset}",
-        )
+        first = self._coordinates(records[0])
+        return Context(actor="kafka:customer.commands", correlation_id=first, causation_id=first)
 
     def run(self) -> None:
         """Execute commands until :meth:`stop`; a failed batch is polled again after a

@@ -5,7 +5,9 @@ describes), so there is no dual write: this publisher reads changes after its ch
 sends them keyed by customer id, and moves the checkpoint only after the broker acknowledged
 them. The checkpoint is a change's key (position of the event that caused it, segment,
 customer): changes are written in log order, and a rebuild reproduces the same keys, so it
-stays valid across rebuilds. At-least-once; per-customer order follows the log.
+stays valid across rebuilds. At-least-once; per-customer order follows the log. The flush is
+bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`): one that times out raises before the
+checkpoint moves, so the same changes are sent again on the next attempt.
 
 Given a :class:`~infra.kafka_topics.TopicInspector` it also notices, like the relay
 (:mod:`consumers.relay_topic`), that the broker lost what it acknowledged (the topic gone,

@@ -18,8 +18,7 @@ original plus headers, so DLQ topics and producers allow :data:`DLQ_HEADROOM_BYT
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -30,6 +29,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner import DefaultPartitioner, murmur2
 
+from infra.kafka_producer import FLUSH_TIMEOUT_SECONDS, RenewingProducer
 from infra.settings import ConfigurationError, get_settings
 
 log = structlog.get_logger(__name__)
@@ -266,11 +266,17 @@ class KeyHashPartitioner(DefaultPartitioner):  # type: ignore[misc]
 
 
 def producer(
-    bootstrap: str, limits: MessageLimits | None = None, *, dlq: bool = False, **overrides: object
+    bootstrap: str,
+    limits: MessageLimits | None = None,
+    *,
+    dlq: bool = False,
+    flush_timeout: float = FLUSH_TIMEOUT_SECONDS,
+    **overrides: object,
 ) -> KafkaProducer:
     """Idempotent, acks=all, per-key order preserved, batching under load, partitions by key
     as the Java client does (:class:`KeyHashPartitioner`); records above the limit (the DLQ
-    limit with ``dlq``) are refused with ``MessageSizeTooLargeError``."""
+    limit with ``dlq``) are refused with ``MessageSizeTooLargeError``; a flush waits at most
+    ``flush_timeout`` seconds unless told otherwise (:class:`RenewingProducer`)."""
     limits = limits or MessageLimits()
     largest = limits.dlq_bytes if dlq else limits.message_bytes
     settings: dict[str, object] = {
@@ -288,57 +294,7 @@ def producer(
         "partitioner": KeyHashPartitioner(),
     }
     settings.update(overrides)
-    return RenewingProducer(lambda: KafkaProducer(**settings))
-
-
-class RenewingProducer:
-    """A :class:`KafkaProducer` that replaces itself once it is broken for good.
-
-    An idempotent producer whose broker lost its state (restarted without its data) gets an
-    error to its ``InitProducerId`` request that kafka-python treats as fatal: from then on
-    every send fails, forever. Before each send or flush this one looks whether its producer
-    is in that state and, if so, closes it and makes a new one (a new producer id; logged as
-    ``kafka.producer_renewed``). Records the broken one held were never acknowledged, so their
-    senders retry them. Everything else is the wrapped producer's (safe from many threads).
-    """
-
-    def __init__(self, make: Callable[[], KafkaProducer]) -> None:
-        self._make = make
-        self._lock = threading.Lock()
-        self._producer = make()
-
-    def _broken(self) -> BaseException | None:
-        # kafka-python keeps the idempotence state in its (private) transaction manager
-        manager = getattr(self._producer, "_transaction_manager", None)
-        if manager is None or not manager.has_fatal_error():
-            return None
-        error: BaseException = manager.last_error
-        return error
-
-    def _current(self) -> KafkaProducer:
-        if self._broken() is None:
-            return self._producer
-        with self._lock:  # another thread may have renewed it meanwhile
-            if (error := self._broken()) is not None:
-                log.warning("kafka.producer_renewed", error=repr(error))
-                broken, self._producer = self._producer, self._make()
-                try:
-                    broken.close(timeout=0)
-                except Exception:  # it is broken: closing it is best effort
-                    log.debug("kafka.broken_producer_close_failed", exc_info=True)
-            return self._producer
-
-    def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
-        return self._current().send(topic, *args, **kwargs)
-
-    def flush(self, timeout: float | None = None) -> None:
-        self._current().flush(timeout=timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        self._producer.close(timeout=timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._producer, name)
+    return RenewingProducer(lambda: KafkaProducer(**settings), flush_timeout)
 
 
 def consumer(

@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from psycopg_pool import PoolTimeout
 from structlog.testing import capture_logs
 
+from infra.kafka_producer import FlushTimedOut
 from infra.resilience import (
     DATABASE,
     KAFKA,
@@ -56,6 +57,7 @@ def wrapped(error: Exception) -> Exception:
         (sqlite3.OperationalError("database is locked"), DATABASE),
         (KafkaConnectionError("no broker"), KAFKA),
         (KafkaTimeoutError("metadata"), KAFKA),
+        (FlushTimedOut("flush not done within 30.0 s"), KAFKA),  # the batch is retried
         (ConnectionResetError(), "network"),
         (wrapped(psycopg.OperationalError("gone")), DATABASE),
         (sqlite3.OperationalError("no such table: x"), None),
