@@ -97,7 +97,9 @@ def test_a_member_whose_coordinator_lookup_never_completes_is_rebuilt(
         stuck = watched.consumer
         lose_coordinator(stuck)
         assert consumes(watched, own_broker, topic, within=3 * STALL_SECONDS)
-        assert watched.rebuilds == 1 and watched.consumer is not stuck
+        # at least one: under load the new member's first join may itself outlast the
+        # stall bound and be rebuilt again, as it would be in production
+        assert watched.rebuilds >= 1 and watched.consumer is not stuck
     finally:
         watched.close(timeout_ms=5000)
 
