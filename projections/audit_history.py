@@ -157,9 +157,10 @@ class AuditHistoryProjector(Projector):
                 )
             )
         tx.insert("audit_events", COLUMNS, rows)  # new versions only: the framework checked
-        tx.executemany(
-            "INSERT INTO {audit_state} (customer_id, state) VALUES (?, ?) "
-            "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state",
+        tx.upsert(
+            "audit_state",
+            ("customer_id",),
+            ("customer_id", "state"),
             [(k, orjson.dumps(states[k]).decode()) for k in sorted(touched)],
         )
         for key in erased:

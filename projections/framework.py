@@ -254,9 +254,10 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
     applied, failed = apply_isolated(
         scoped, partial(apply_handled, projector), accepted, in_order=projector.log_order
     )
-    scoped.executemany(
-        f"INSERT INTO {{{projector.versions_table}}} (customer_id, version) VALUES (?, ?) "
-        "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version",
+    scoped.upsert(
+        projector.versions_table,
+        ("customer_id",),
+        ("customer_id", "version"),
         sorted(applied.items()),
     )
     if gaps or failed:

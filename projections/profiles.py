@@ -62,16 +62,7 @@ class ProfilesProjector(Projector):
             if (state := states.get(envelope.customer_id)) is None:
                 state = states[envelope.customer_id] = profile_fold.empty(envelope.customer_id)
             profile_fold.apply(state, envelope)
-        tx.executemany(
-            "INSERT INTO {profiles} (customer_id, state, name_key, email, phone, lifecycle_stage, "
-            "status, version, position, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
-            "state = excluded.state, name_key = excluded.name_key, email = excluded.email, "
-            "phone = excluded.phone, lifecycle_stage = excluded.lifecycle_stage, "
-            "status = excluded.status, version = excluded.version, "
-            "position = excluded.position, updated_at = excluded.updated_at",
-            [_row(cid, state) for cid, state in states.items()],
-        )
+        tx.upsert("profiles", ("customer_id",), _COLUMNS, [_row(c, s) for c, s in states.items()])
         for index, (table, columns, rows) in enumerate(
             (("profile_tags", ("tag",), _tags), ("profile_external_ids", _EXTERNAL, _external))
         ):
@@ -82,16 +73,25 @@ class ProfilesProjector(Projector):
                 key = str(customer_id)
                 removed += [(*row, key) for row in sorted(old - new)]
                 added += [(*row, key) for row in sorted(new - old)]
-            where = " AND ".join(f"{column} = ?" for column in (*columns, "customer_id"))
-            tx.executemany(f"DELETE FROM {{{table}}} WHERE {where}", removed)
-            tx.executemany(
-                f"INSERT INTO {{{table}}} ({', '.join(columns)}, customer_id) "
-                f"VALUES ({', '.join('?' * (len(columns) + 1))}) ON CONFLICT DO NOTHING",
-                added,
-            )
+            keys = (*columns, "customer_id")
+            tx.delete(table, keys, removed)
+            tx.upsert(table, keys, keys, added, replace=False)
 
 
 _EXTERNAL = ("system", "external_id")
+_COLUMNS = (
+    "customer_id",
+    "state",
+    "name_key",
+    "email",
+    "phone",
+    "lifecycle_stage",
+    "status",
+    "version",
+    "position",
+    "created_at",
+    "updated_at",
+)
 
 
 def _tags(state: dict[str, Any]) -> set[tuple[str, ...]]:
