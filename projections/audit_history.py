@@ -87,37 +87,6 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     return dict(sorted(changed.items()))
 
 
-_SAME_FIELDS: dict[str, tuple[str, ...]] = {
-    "customer.contacted": ("contacts",),
-    "customer.tagged": ("tags",),
-    "customer.untagged": ("tags",),
-    "customer.purchase_recorded": ("purchases",),
-    "customer.purchase_refunded": ("purchases",),
-    "customer.feedback_recorded": ("feedback",),
-    "customer.consent_granted": ("consents",),
-    "customer.consent_withdrawn": ("consents",),
-    "customer.lifecycle_stage_changed": ("lifecycle_stage",),
-    "customer.churned": ("status", "lifecycle_stage"),
-    "customer.reactivated": ("status", "lifecycle_stage"),
-    "customer.merged_into": ("status", "merged_into"),
-    "customer.points_earned": ("points",),
-    "customer.points_redeemed": ("points",),
-    "customer.points_expired": ("points",),
-    "customer.points_revoked": ("points",),
-    "customer.tier_changed": ("tier",),
-    "customer.campaign_targeted": (),
-    "customer.campaign_outcome_recorded": (),
-}
-
-
-def changed_fields(envelope: Envelope) -> tuple[str, ...] | None:
-    """The audited profile fields :func:`profile_fold.fold` may change for ``envelope``
-    (bookkeeping aside); None: any (registrations, merges, unmerges, erasures, unknown types)."""
-    if envelope.type == "customer.profile_updated":
-        return (*envelope.data["changes"], "attributes", "external_ids")
-    return _SAME_FIELDS.get(envelope.type)
-
-
 def blank(document: Any) -> Any:
     """Personal values (of every event's personal fields, and of the profile fields of the
     same names) replaced by null, recursively (keys and structure stay)."""
@@ -162,7 +131,7 @@ class AuditHistoryProjector(Projector):
                 state = states[key] = profile_fold.empty(e.customer_id)
             # a deep copy of what diff compares (the fold works in place): only the fields
             # the event can change, so an event costs what it touches, not the whole profile
-            fields = changed_fields(e)
+            fields = profile_fold.changed_fields(e)
             seen = state if fields is None else {k: state[k] for k in fields if k in state}
             before = orjson.loads(
                 orjson.dumps({k: v for k, v in seen.items() if k not in NOT_AUDITED})

@@ -57,7 +57,8 @@ class ProfilesProjector(Projector):
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = load_states(tx, {e.customer_id for e in envelopes})
-        before = {cid: (_tags(state), _external(state)) for cid, state in states.items()}
+        indexed = _reindexed(envelopes)
+        before = {c: (_tags(s), _external(s)) for c, s in states.items() if c in indexed}
         for envelope in envelopes:
             if (state := states.get(envelope.customer_id)) is None:
                 state = states[envelope.customer_id] = profile_fold.empty(envelope.customer_id)
@@ -67,15 +68,26 @@ class ProfilesProjector(Projector):
             (("profile_tags", ("tag",), _tags), ("profile_external_ids", _EXTERNAL, _external))
         ):
             removed, added = [], []
-            for customer_id, state in states.items():
+            for customer_id in indexed:
                 old = before.get(customer_id, (set(), set()))[index]
-                new = rows(state)
+                new = rows(states[customer_id])
                 key = str(customer_id)
                 removed += [(*row, key) for row in sorted(old - new)]
                 added += [(*row, key) for row in sorted(new - old)]
             keys = (*columns, "customer_id")
             tx.delete(table, keys, removed)
             tx.upsert(table, keys, keys, added, replace=False)
+
+
+def _reindexed(envelopes: Sequence[Envelope]) -> list[UUID]:
+    """The customers whose tags or external ids some of ``envelopes`` may change (in order of
+    first appearance): only their index rows are compared and rewritten."""
+    found: dict[UUID, None] = {}
+    for envelope in envelopes:
+        fields = profile_fold.changed_fields(envelope)
+        if fields is None or "tags" in fields or "external_ids" in fields:
+            found[envelope.customer_id] = None
+    return list(found)
 
 
 _EXTERNAL = ("system", "external_id")

@@ -1,5 +1,5 @@
-"""The audit diff compares only the fields an event can change
-(:func:`projections.audit_history.changed_fields`): over a varied generated store, every
+"""The audit diff compares, and the profiles' tag and external-id rows are rewritten for,
+only the fields an event can change (:func:`projections.profile_fold.changed_fields`): over a varied generated store, every
 event's diff equals the diff of the whole profile before and after it, and every field an
 event changed is one it names."""
 
@@ -11,7 +11,7 @@ from typing import Any
 from consumers.store_feed import StoreFeed
 from infra.store import EventStore
 from projections import profile_fold
-from projections.audit_history import NOT_AUDITED, changed_fields, diff
+from projections.audit_history import NOT_AUDITED, diff
 from tests.published_support import generated_store
 
 
@@ -25,7 +25,7 @@ def test_the_fields_named_hold_every_change_of_every_event() -> None:
         before = copy.deepcopy(state)
         profile_fold.apply(state, envelope)
         whole = diff(before, state)
-        fields = changed_fields(envelope)
+        fields = profile_fold.changed_fields(envelope)
         if fields is None:
             continue
         named += 1
