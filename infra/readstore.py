@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from infra.sql_arrays import array_casts, column_arrays
+
 Row = tuple[Any, ...]
 LIKE_ESCAPE = "ESCAPE '\\'"
 """Follows every ``LIKE ?`` whose pattern comes from :func:`like_prefix` (both dialects)."""
@@ -84,7 +86,7 @@ class Tx:
     ) -> None:
         """Insert ``rows`` (``columns`` in order, the ``key`` columns among them); a row whose
         key is there already replaces the other columns (``replace=False``: is left alone).
-        No two rows may share a key.
+        No two rows may share a key; a column whose values are all None is sent as text.
 
         PostgreSQL gets ONE statement for the whole set (each column as an array, unnested):
         per-row statements cost the client more than the server's work.
@@ -103,9 +105,9 @@ class Tx:
             marks = ", ".join("?" * len(columns))
             self.executemany(f"INSERT INTO {{{table}}} ({names}) VALUES ({marks}) {conflict}", rows)
             return
-        arrays = _arrays(rows)
+        arrays = column_arrays(rows)
         self.execute(
-            f"INSERT INTO {{{table}}} ({names}) SELECT * FROM unnest({_casts(arrays)}) {conflict}",
+            f"INSERT INTO {{{table}}} ({names}) SELECT * FROM unnest({array_casts(arrays)}) {conflict}",
             arrays,
         )
 
@@ -118,10 +120,10 @@ class Tx:
             where = " AND ".join(f"{c} = ?" for c in columns)
             self.executemany(f"DELETE FROM {{{table}}} WHERE {where}", rows)
             return
-        arrays = _arrays(rows)
+        arrays = column_arrays(rows)
         match = " AND ".join(f"t.{c} = d.{c}" for c in columns)
         self.execute(
-            f"DELETE FROM {{{table}}} AS t USING unnest({_casts(arrays)}) "
+            f"DELETE FROM {{{table}}} AS t USING unnest({array_casts(arrays)}) "
             f"AS d ({', '.join(columns)}) WHERE {match}",
             arrays,
         )
@@ -172,28 +174,6 @@ def lock_schema(tx: Tx) -> None:
 
 
 _SAVEPOINTS = itertools.count(1)
-
-
-def _arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """``rows`` as one list per column."""
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
-def _casts(arrays: Sequence[Sequence[Any]]) -> str:
-    """``%b::type[]`` per column array (sent in binary: psycopg's text form of an array costs
-    ~30 times more), the type read from its first non-null value."""
-    return ", ".join(f"%b::{_array_type(column)}" for column in arrays)
-
-
-def _array_type(column: Sequence[Any]) -> str:
-    sample = next((value for value in column if value is not None), None)
-    if isinstance(sample, bool):
-        return "boolean[]"
-    if isinstance(sample, int):
-        return "bigint[]"
-    if isinstance(sample, float):
-        return "double precision[]"
-    return "text[]"
 
 
 class _Names(dict[str, str]):

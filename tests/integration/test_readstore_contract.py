@@ -154,6 +154,12 @@ class TestReadStore:
             assert rows(tx) == [("a", 1, "new", "y"), ("b", 1, None, None)]
             tx.upsert("kept", ("k", "n"), ("k", "n", "note"), [("b", 1, odd)])
             assert rows(tx)[-1] == ("b", 1, None, odd)
+        if read_store.dialect == "postgres":  # refused as psycopg refuses it row by row
+            with (
+                pytest.raises(psycopg.DataError, match="NUL"),
+                read_store.transaction({"kept": "kept_shadow"}) as tx,
+            ):
+                tx.upsert("kept", ("k", "n"), ("k", "n", "note"), [("c", 1, "a\x00b")])
 
     def test_search_and_paging(
         self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
