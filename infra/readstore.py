@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from infra.sql_arrays import array_casts, column_arrays
+from infra.sql_arrays import array_casts, array_type, column_arrays
 
 Row = tuple[Any, ...]
 LIKE_ESCAPE = "ESCAPE '\\'"
@@ -127,6 +127,13 @@ class Tx:
             f"AS d ({', '.join(columns)}) WHERE {match}",
             arrays,
         )
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition that ``column`` equals one of ``values``, and its parameters. PostgreSQL
+        gets one binary array: a list of hundreds of ``?`` costs the client ~5 times the CPU."""
+        if self.dialect == "postgres":
+            return f"{column} = ANY(%b::{array_type(values)})", [list(values)]
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -21,10 +21,11 @@ def column_arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
 def array_casts(arrays: Sequence[Sequence[Any]]) -> str:
     """``%b::type[]`` per column array (sent in binary: psycopg's text form of an array costs
     ~30 times more), the type read from its first non-null value."""
-    return ", ".join(f"%b::{_array_type(column)}" for column in arrays)
+    return ", ".join(f"%b::{array_type(column)}" for column in arrays)
 
 
-def _array_type(column: Sequence[Any]) -> str:
+def array_type(column: Sequence[Any]) -> str:
+    """The PostgreSQL array type for ``column``'s values (text unless they are numbers)."""
     sample = next((value for value in column if value is not None), None)
     if isinstance(sample, bool):
         return "boolean[]"

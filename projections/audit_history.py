@@ -175,11 +175,8 @@ class AuditHistoryProjector(Projector):
 def _load(tx: Tx, ids: list[str]) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = tx.fetchall(
-            f"SELECT customer_id, state FROM {{audit_state}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        )
+        among, params = tx.any_of("customer_id", ids[start : start + 500])
+        rows = tx.fetchall(f"SELECT customer_id, state FROM {{audit_state}} WHERE {among}", params)
         states.update({c: orjson.loads(s) for c, s in rows})
     return states
 

@@ -190,12 +190,10 @@ def versions(tx: Tx, projector: Projector, customers: Sequence[str]) -> dict[str
     """The last version ``projector`` applied for each of ``customers`` (absent: none yet)."""
     seen: dict[str, int] = {}
     for start in range(0, len(customers), 500):
-        chunk = customers[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+        among, params = tx.any_of("customer_id", customers[start : start + 500])
         rows = tx.fetchall(
-            f"SELECT customer_id, version FROM {{{projector.versions_table}}} "
-            f"WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, version FROM {{{projector.versions_table}}} WHERE {among}",
+            params,
         )
         seen.update({customer: int(version) for customer, version in rows})
     return seen

@@ -136,11 +136,8 @@ def load_states(tx: Tx, customer_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
     states: dict[UUID, dict[str, Any]] = {}
     ids = sorted(str(c) for c in customer_ids)
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = tx.fetchall(
-            f"SELECT customer_id, state FROM {{profiles}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        )
+        among, params = tx.any_of("customer_id", ids[start : start + 500])
+        rows = tx.fetchall(f"SELECT customer_id, state FROM {{profiles}} WHERE {among}", params)
         states.update({UUID(cid): orjson.loads(state) for cid, state in rows})
     return states
 
