@@ -111,8 +111,8 @@ class ParkingLot:
         """Which of ``customer_ids`` are parked, with the version each is held at."""
         found: dict[str, int] = {}
         for start in range(0, len(customer_ids), CHUNK):
-            chunk = customer_ids[start : start + CHUNK]
-            where, params = self._where(f"customer_id IN ({','.join('?' * len(chunk))})")
+            among, chunk = tx.any_of("customer_id", customer_ids[start : start + CHUNK])
+            where, params = self._where(among)
             rows = tx.fetchall(
                 f"SELECT customer_id, version FROM {self.table} WHERE {where}", [*params, *chunk]
             )

@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from infra.sql_arrays import array_casts, array_type, column_arrays
+
 Row = tuple[Any, ...]
 LIKE_ESCAPE = "ESCAPE '\\'"
 """Follows every ``LIKE ?`` whose pattern comes from :func:`like_prefix` (both dialects)."""
@@ -72,6 +74,66 @@ class Tx:
         with self._cursor.copy(self.sql(f"COPY {target} FROM STDIN")) as copy:
             for row in rows:
                 copy.write_row(row)
+
+    def upsert(
+        self,
+        table: str,
+        key: Sequence[str],
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        replace: bool = True,
+    ) -> None:
+        """Insert ``rows`` (``columns`` in order, the ``key`` columns among them); a row whose
+        key is there already replaces the other columns (``replace=False``: is left alone).
+        No two rows may share a key; a column whose values are all None is sent as text.
+
+        PostgreSQL gets ONE statement for the whole set (each column as an array, unnested):
+        per-row statements cost the client more than the server's work.
+        """
+        if not rows:
+            return
+        names = ", ".join(columns)
+        kept = [c for c in columns if c not in key]
+        action = (
+            f"UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in kept)}"
+            if replace and kept
+            else "NOTHING"
+        )
+        conflict = f"ON CONFLICT ({', '.join(key)}) DO {action}"
+        if self.dialect != "postgres":
+            marks = ", ".join("?" * len(columns))
+            self.executemany(f"INSERT INTO {{{table}}} ({names}) VALUES ({marks}) {conflict}", rows)
+            return
+        arrays = column_arrays(rows)
+        self.execute(
+            f"INSERT INTO {{{table}}} ({names}) SELECT * FROM unnest({array_casts(arrays)}) {conflict}",
+            arrays,
+        )
+
+    def delete(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Delete the rows of ``table`` whose ``columns`` equal one of ``rows`` (one statement
+        on PostgreSQL, as :meth:`upsert`)."""
+        if not rows:
+            return
+        if self.dialect != "postgres":
+            where = " AND ".join(f"{c} = ?" for c in columns)
+            self.executemany(f"DELETE FROM {{{table}}} WHERE {where}", rows)
+            return
+        arrays = column_arrays(rows)
+        match = " AND ".join(f"t.{c} = d.{c}" for c in columns)
+        self.execute(
+            f"DELETE FROM {{{table}}} AS t USING unnest({array_casts(arrays)}) "
+            f"AS d ({', '.join(columns)}) WHERE {match}",
+            arrays,
+        )
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition that ``column`` equals one of ``values``, and its parameters. PostgreSQL
+        gets one binary array: a list of hundreds of ``?`` costs the client ~5 times the CPU."""
+        if self.dialect == "postgres":
+            return f"{column} = ANY(%b::{array_type(values)})", [list(values)]
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

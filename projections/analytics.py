@@ -127,25 +127,25 @@ class AnalyticsProjector(Projector):
                 state.version = e.version
                 if e.type in rfm_model.CHANGES:
                     rfm_events.append(e)
-        tx.executemany(
-            "INSERT INTO {analytics_customers} (customer_id, version, stage, status) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
-            "version = excluded.version, stage = excluded.stage, status = excluded.status",
+        tx.upsert(
+            "analytics_customers",
+            ("customer_id",),
+            ("customer_id", "version", "stage", "status"),
             [(k, s.version, s.stage, s.status) for k, s in sorted(customers.items())],
         )
         after = {k: (s.stage, s.status) for k, s in customers.items()}
         lifecycle_model.update(tx, before, after, changes.stages)
         # stages and feedback are rows of new versions only (the framework checked)
         tx.insert("analytics_stages", STAGE_COLUMNS, changes.stages)
-        tx.executemany(
-            "DELETE FROM {analytics_purchases} WHERE customer_id = ? AND order_id = ?",
+        tx.delete(
+            "analytics_purchases",
+            ("customer_id", "order_id"),
             sorted(k for k, row in changes.purchases.items() if row is None),
         )
-        tx.executemany(
-            "INSERT INTO {analytics_purchases} (customer_id, order_id, amount, currency, "
-            "occurred_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id, order_id) DO UPDATE "
-            "SET amount = excluded.amount, currency = excluded.currency, "
-            "occurred_at = excluded.occurred_at",
+        tx.upsert(
+            "analytics_purchases",
+            ("customer_id", "order_id"),
+            ("customer_id", "order_id", "amount", "currency", "occurred_at"),
             [(*k, *row) for k, row in sorted(changes.purchases.items()) if row is not None],
         )
         tx.insert("analytics_feedback", FEEDBACK_COLUMNS, changes.feedback)

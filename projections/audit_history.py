@@ -129,14 +129,17 @@ class AuditHistoryProjector(Projector):
             key = e.customer_key
             if (state := states.get(key)) is None:
                 state = states[key] = profile_fold.empty(e.customer_id)
-            # a deep copy of what diff compares (the fold works in place): copying the order
-            # book too made every event cost the customer's whole purchase history
+            # a deep copy of what diff compares (the fold works in place): only the fields
+            # the event can change, so an event costs what it touches, not the whole profile
+            fields = profile_fold.changed_fields(e)
+            seen = state if fields is None else {k: state[k] for k in fields if k in state}
             before = orjson.loads(
-                orjson.dumps({k: v for k, v in state.items() if k not in NOT_AUDITED})
+                orjson.dumps({k: v for k, v in seen.items() if k not in NOT_AUDITED})
             )
             if not profile_fold.apply(state, e):
                 continue  # redelivered: already recorded
-            change = diff(before, state)
+            after = state if fields is None else {k: state[k] for k in fields if k in state}
+            change = diff(before, after)
             if e.type == "customer.erased":
                 erased.append(key)
                 copies += [(key, holder) for holder in e.data.get("copies_at", [])]
@@ -157,9 +160,10 @@ class AuditHistoryProjector(Projector):
                 )
             )
         tx.insert("audit_events", COLUMNS, rows)  # new versions only: the framework checked
-        tx.executemany(
-            "INSERT INTO {audit_state} (customer_id, state) VALUES (?, ?) "
-            "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state",
+        tx.upsert(
+            "audit_state",
+            ("customer_id",),
+            ("customer_id", "state"),
             [(k, orjson.dumps(states[k]).decode()) for k in sorted(touched)],
         )
         for key in erased:
@@ -171,11 +175,8 @@ class AuditHistoryProjector(Projector):
 def _load(tx: Tx, ids: list[str]) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = tx.fetchall(
-            f"SELECT customer_id, state FROM {{audit_state}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        )
+        among, params = tx.any_of("customer_id", ids[start : start + 500])
+        rows = tx.fetchall(f"SELECT customer_id, state FROM {{audit_state}} WHERE {among}", params)
         states.update({c: orjson.loads(s) for c, s in rows})
     return states
 

@@ -136,13 +136,11 @@ class CareProjector(Projector):
                 states[customer] = state
             elif envelope.type == ERASED:
                 erased.add(customer)
-        tx.executemany(
-            "DELETE FROM {care_customers} WHERE customer_id = ?", [(c,) for c in sorted(erased)]
-        )
-        tx.executemany(
-            "INSERT INTO {care_customers} (customer_id, status, state) VALUES (?, ?, ?) "
-            "ON CONFLICT (customer_id) DO UPDATE SET status = excluded.status, "
-            "state = excluded.state",
+        tx.delete("care_customers", ("customer_id",), [(c,) for c in sorted(erased)])
+        tx.upsert(
+            "care_customers",
+            ("customer_id",),
+            ("customer_id", "status", "state"),
             [(c, s["status"], orjson.dumps(s).decode()) for c, s in sorted(states.items())],
         )
 

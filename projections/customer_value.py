@@ -183,9 +183,10 @@ def _save(tx: Tx, states: dict[str, _State], fit: FittedVersion | None) -> None:
     ids = sorted(states)
     if not ids:
         return
-    tx.executemany(
-        "INSERT INTO {value_customers} (customer_id, live) VALUES (?, ?) "
-        "ON CONFLICT (customer_id) DO UPDATE SET live = excluded.live",
+    tx.upsert(
+        "value_customers",
+        ("customer_id",),
+        ("customer_id", "live"),
         [(c, int(states[c].live)) for c in ids],
     )
     _delete(tx, "value_orders", ids)

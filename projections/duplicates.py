@@ -128,16 +128,15 @@ class DuplicatesProjector(Projector):
             old, new = before.get(cid, set()), _keys(cid, state)
             removed += [(key, cid) for key in sorted(old - new)]
             added += [(key, cid) for key in sorted(new - old)]
-        tx.executemany(
-            "INSERT INTO {duplicate_records} (customer_id, state, live, position) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state, "
-            "live = excluded.live, position = excluded.position",
+        tx.upsert(
+            "duplicate_records",
+            ("customer_id",),
+            ("customer_id", "state", "live", "position"),
             records,
         )
-        tx.executemany("DELETE FROM {duplicate_keys} WHERE key = ? AND customer_id = ?", removed)
-        tx.executemany(
-            "INSERT INTO {duplicate_keys} (key, customer_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            added,
+        tx.delete("duplicate_keys", ("key", "customer_id"), removed)
+        tx.upsert(
+            "duplicate_keys", ("key", "customer_id"), ("key", "customer_id"), added, replace=False
         )
 
 

@@ -190,12 +190,10 @@ def versions(tx: Tx, projector: Projector, customers: Sequence[str]) -> dict[str
     """The last version ``projector`` applied for each of ``customers`` (absent: none yet)."""
     seen: dict[str, int] = {}
     for start in range(0, len(customers), 500):
-        chunk = customers[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+        among, params = tx.any_of("customer_id", customers[start : start + 500])
         rows = tx.fetchall(
-            f"SELECT customer_id, version FROM {{{projector.versions_table}}} "
-            f"WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, version FROM {{{projector.versions_table}}} WHERE {among}",
+            params,
         )
         seen.update({customer: int(version) for customer, version in rows})
     return seen
@@ -254,9 +252,10 @@ def _apply_one(tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: i
     applied, failed = apply_isolated(
         scoped, partial(apply_handled, projector), accepted, in_order=projector.log_order
     )
-    scoped.executemany(
-        f"INSERT INTO {{{projector.versions_table}}} (customer_id, version) VALUES (?, ?) "
-        "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version",
+    scoped.upsert(
+        projector.versions_table,
+        ("customer_id",),
+        ("customer_id", "version"),
         sorted(applied.items()),
     )
     if gaps or failed:

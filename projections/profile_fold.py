@@ -198,6 +198,38 @@ _APPLY: dict[str, Any] = {
 }
 
 
+_SAME_FIELDS: dict[str, tuple[str, ...]] = {
+    "customer.contacted": ("contacts",),
+    "customer.tagged": ("tags",),
+    "customer.untagged": ("tags",),
+    "customer.purchase_recorded": ("purchases",),
+    "customer.purchase_refunded": ("purchases",),
+    "customer.feedback_recorded": ("feedback",),
+    "customer.consent_granted": ("consents",),
+    "customer.consent_withdrawn": ("consents",),
+    "customer.lifecycle_stage_changed": ("lifecycle_stage",),
+    "customer.churned": ("status", "lifecycle_stage"),
+    "customer.reactivated": ("status", "lifecycle_stage"),
+    "customer.merged_into": ("status", "merged_into"),
+    "customer.points_earned": ("points",),
+    "customer.points_redeemed": ("points",),
+    "customer.points_expired": ("points",),
+    "customer.points_revoked": ("points",),
+    "customer.tier_changed": ("tier",),
+    "customer.campaign_targeted": (),
+    "customer.campaign_outcome_recorded": (),
+}
+
+
+def changed_fields(envelope: Envelope) -> tuple[str, ...] | None:
+    """The top-level profile fields :func:`fold` may change for ``envelope`` (its version,
+    position and time aside, and the order book of purchases); None: any (registrations,
+    merges, unmerges, erasures, unknown types). Lets a batch copy and compare only those."""
+    if envelope.type == "customer.profile_updated":
+        return (*envelope.data["changes"], "attributes", "external_ids")
+    return _SAME_FIELDS.get(envelope.type)
+
+
 def apply(state: dict[str, Any], envelope: Envelope) -> bool:
     """Fold one envelope into ``state`` (in place). Idempotent on (customer, version).
 

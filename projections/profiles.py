@@ -57,41 +57,53 @@ class ProfilesProjector(Projector):
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = load_states(tx, {e.customer_id for e in envelopes})
-        before = {cid: (_tags(state), _external(state)) for cid, state in states.items()}
+        indexed = _reindexed(envelopes)
+        before = {c: (_tags(s), _external(s)) for c, s in states.items() if c in indexed}
         for envelope in envelopes:
             if (state := states.get(envelope.customer_id)) is None:
                 state = states[envelope.customer_id] = profile_fold.empty(envelope.customer_id)
             profile_fold.apply(state, envelope)
-        tx.executemany(
-            "INSERT INTO {profiles} (customer_id, state, name_key, email, phone, lifecycle_stage, "
-            "status, version, position, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
-            "state = excluded.state, name_key = excluded.name_key, email = excluded.email, "
-            "phone = excluded.phone, lifecycle_stage = excluded.lifecycle_stage, "
-            "status = excluded.status, version = excluded.version, "
-            "position = excluded.position, updated_at = excluded.updated_at",
-            [_row(cid, state) for cid, state in states.items()],
-        )
+        tx.upsert("profiles", ("customer_id",), _COLUMNS, [_row(c, s) for c, s in states.items()])
         for index, (table, columns, rows) in enumerate(
             (("profile_tags", ("tag",), _tags), ("profile_external_ids", _EXTERNAL, _external))
         ):
             removed, added = [], []
-            for customer_id, state in states.items():
+            for customer_id in indexed:
                 old = before.get(customer_id, (set(), set()))[index]
-                new = rows(state)
+                new = rows(states[customer_id])
                 key = str(customer_id)
                 removed += [(*row, key) for row in sorted(old - new)]
                 added += [(*row, key) for row in sorted(new - old)]
-            where = " AND ".join(f"{column} = ?" for column in (*columns, "customer_id"))
-            tx.executemany(f"DELETE FROM {{{table}}} WHERE {where}", removed)
-            tx.executemany(
-                f"INSERT INTO {{{table}}} ({', '.join(columns)}, customer_id) "
-                f"VALUES ({', '.join('?' * (len(columns) + 1))}) ON CONFLICT DO NOTHING",
-                added,
-            )
+            keys = (*columns, "customer_id")
+            tx.delete(table, keys, removed)
+            tx.upsert(table, keys, keys, added, replace=False)
+
+
+def _reindexed(envelopes: Sequence[Envelope]) -> list[UUID]:
+    """The customers whose tags or external ids some of ``envelopes`` may change (in order of
+    first appearance): only their index rows are compared and rewritten."""
+    found: dict[UUID, None] = {}
+    for envelope in envelopes:
+        fields = profile_fold.changed_fields(envelope)
+        if fields is None or "tags" in fields or "external_ids" in fields:
+            found[envelope.customer_id] = None
+    return list(found)
 
 
 _EXTERNAL = ("system", "external_id")
+_COLUMNS = (
+    "customer_id",
+    "state",
+    "name_key",
+    "email",
+    "phone",
+    "lifecycle_stage",
+    "status",
+    "version",
+    "position",
+    "created_at",
+    "updated_at",
+)
 
 
 def _tags(state: dict[str, Any]) -> set[tuple[str, ...]]:
@@ -124,11 +136,8 @@ def load_states(tx: Tx, customer_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
     states: dict[UUID, dict[str, Any]] = {}
     ids = sorted(str(c) for c in customer_ids)
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = tx.fetchall(
-            f"SELECT customer_id, state FROM {{profiles}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        )
+        among, params = tx.any_of("customer_id", ids[start : start + 500])
+        rows = tx.fetchall(f"SELECT customer_id, state FROM {{profiles}} WHERE {among}", params)
         states.update({UUID(cid): orjson.loads(state) for cid, state in rows})
     return states
 

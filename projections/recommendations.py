@@ -195,9 +195,10 @@ def _load(tx: Tx, ids: list[str]) -> dict[str, _State]:
 
 def _save(tx: Tx, states: dict[str, _State]) -> None:
     ids = sorted(states)
-    tx.executemany(
-        "INSERT INTO {recs_customers} (customer_id, live, consent) VALUES (?, ?, ?) "
-        "ON CONFLICT (customer_id) DO UPDATE SET live = excluded.live, consent = excluded.consent",
+    tx.upsert(
+        "recs_customers",
+        ("customer_id",),
+        ("customer_id", "live", "consent"),
         [(c, int(states[c].live), int(states[c].consent)) for c in ids],
     )
     for start in range(0, len(ids), CHUNK):

@@ -17,7 +17,7 @@ from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
-from infra.readstore import ReadStore, open_read_store
+from infra.readstore import ReadStore, Tx, open_read_store
 from infra.store import EventStore
 from projections import profile_fold
 from projections.framework import Binding, ensure_schema, lock_positions, positions, project
@@ -130,6 +130,36 @@ class TestReadStore:
                 (2,),
                 (2**40,),
             ]
+
+    def test_upsert_and_delete_change_sets_of_rows_under_mapped_names(
+        self, read_store: ReadStore
+    ) -> None:
+        def rows(tx: Tx) -> list[tuple[Any, ...]]:
+            return tx.fetchall("SELECT k, n, body, note FROM kept_shadow ORDER BY k, n")
+
+        odd = 'tab\tnew\nline back\\slash "quoted" 数据 \\N {x}'
+        with read_store.transaction({"kept": "kept_shadow"}) as tx:
+            tx.execute(
+                "CREATE TABLE {kept} (k TEXT NOT NULL, n BIGINT NOT NULL, body TEXT, "
+                "note TEXT, PRIMARY KEY (k, n))"
+            )
+            columns = ("k", "n", "body", "note")
+            tx.upsert("kept", ("k", "n"), columns, [("a", 1, odd, None), ("a", 2**40, "", "x")])
+            tx.upsert("kept", ("k", "n"), columns, [("a", 1, "new", "y"), ("b", 1, None, None)])
+            tx.upsert("kept", ("k", "n"), columns, [("b", 1, "ignored", None)], replace=False)
+            tx.upsert("kept", ("k", "n"), columns, [])
+            assert rows(tx) == [("a", 1, "new", "y"), ("a", 2**40, "", "x"), ("b", 1, None, None)]
+            tx.delete("kept", ("k", "n"), [("a", 2**40), ("b", 2), ("c", 1)])
+            tx.delete("kept", ("k",), [])
+            assert rows(tx) == [("a", 1, "new", "y"), ("b", 1, None, None)]
+            tx.upsert("kept", ("k", "n"), ("k", "n", "note"), [("b", 1, odd)])
+            assert rows(tx)[-1] == ("b", 1, None, odd)
+        if read_store.dialect == "postgres":  # refused as psycopg refuses it row by row
+            with (
+                pytest.raises(psycopg.DataError, match="NUL"),
+                read_store.transaction({"kept": "kept_shadow"}) as tx,
+            ):
+                tx.upsert("kept", ("k", "n"), ("k", "n", "note"), [("c", 1, "a\x00b")])
 
     def test_search_and_paging(
         self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
