@@ -31,7 +31,7 @@ from api.http.routes import (
 )
 from api.http.startup import Startup
 from bootstrap import Services
-from bootstrap.processes import api_background
+from bootstrap.api_background import api_background
 from infra.settings import get_settings
 
 
