@@ -39,10 +39,10 @@ from domain.care import POLICY_NAME as CARE
 from domain.care import CarePolicy
 from domain.churn_model import FittedVersion
 from domain.events import EVENT_TYPES
+from domain.segment_evaluation import matches
 from domain.segment_rules import (
     MEMBER_STATUSES,
     is_time_relative,
-    matches,
     uses_care,
     uses_churn_risk,
     uses_rfm,
