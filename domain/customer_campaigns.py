@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from domain import events as ev
+from domain import campaign_events as ev
 from domain.errors import ChannelInvalid, FrequencyCapped, InvalidInput, NoConsent
 from domain.event_base import Meta
 

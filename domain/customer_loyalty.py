@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from domain import events as ev
+from domain import loyalty_events as ev
 from domain.errors import InsufficientPoints, InvalidInput
 from domain.event_base import Meta
 
