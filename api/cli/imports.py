@@ -106,6 +106,7 @@ def _import(
     from api.cli.importing.source import open_source
     from api.cli.projections import feed_with_progress
     from bootstrap import build
+    from commands.aggregate_cache import AggregateCache
     from domain.errors import DomainError
     from projections.duplicate_candidates import RegistrationCheck
 
@@ -125,6 +126,11 @@ def _import(
     journal = _open_journal(path, result_path, plan.identity(), restart=restart)
     builder = RowBuilder(kind, source.digest, system=system, zone=where)
     with build() as services:
+        # A file names the same customers again and again (a purchase each): keep every one
+        # between batches, not only the large ones, so each is folded from the store once.
+        services.commands.cache = AggregateCache(
+            services.settings.aggregate_cache_mb * 2**20, min_bytes=0
+        )
         try:
             with Progress(
                 TextColumn("{task.description}"),
