@@ -87,14 +87,14 @@ unit: install
 test: install pg-binaries bench-tools lint audit
 	$(VENV)/bin/pytest -q -n 3 --durations=30
 
-# Fault injection on full mode (tests/e2e/faults.py): SIGKILL and restart of every process,
+# Fault injection on full mode (tests/e2e/faults.py, run by tests/e2e/reliability.py): SIGKILL and restart of every process,
 # the broker and PostgreSQL under load, then nothing lost or doubled; writes RELIABILITY.md.
 # MINUTES=n: no new injection after n minutes (a shorter run; RELIABILITY.md says so).
 INJECTIONS ?= 100
 SEED ?= 17
 MINUTES ?=
 reliability: install pg-binaries
-	$(VENV)/bin/python -m tests.e2e.faults --injections $(INJECTIONS) --seed $(SEED) \
+	$(VENV)/bin/python -m tests.e2e.reliability --injections $(INJECTIONS) --seed $(SEED) \
 		$(if $(MINUTES),--minutes $(MINUTES)) --report RELIABILITY.md
 
 clean:

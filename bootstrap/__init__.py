@@ -2,8 +2,9 @@
 
 :mod:`bootstrap.services` builds what a process works with (:class:`Services`, a context
 manager); :mod:`bootstrap.processes` builds each long-running process (relay, projection
-consumers, command ingest, membership publisher, the API's background work) for embedded and
-full mode alike. Entry points (``api.http``, ``api.cli``, ``api.bench``) only parse, call what
+consumers, command ingest, membership publisher, campaign dispatcher) for embedded and full
+mode alike, :mod:`bootstrap.policy_processes` the policy runner and
+:mod:`bootstrap.api_background` what ``serve`` runs beside the API. Entry points (``api.http``, ``api.cli``, ``api.bench``) only parse, call what
 was built here, and render.
 """
 

@@ -10,8 +10,9 @@ closes it on exit; the CLI command that runs it only says what it does and waits
         process.run()  # until process.stop() (SIGTERM)
 
 A new process (a policy runner, a campaign dispatcher) is one builder here and one command in
-``api.cli``. The API's own background work (embedded runner, segment refresh, seals, metrics)
-is :func:`api_background`.
+``api.cli``. The policy runner is built in :mod:`bootstrap.policy_processes`; the API's own
+background work (embedded runner, segment refresh, seals, metrics) in
+:mod:`bootstrap.api_background`.
 """
 
 from __future__ import annotations
@@ -20,34 +21,24 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Protocol
-
-from prometheus_client import REGISTRY
 
 from bootstrap.services import Services
 from consumers.campaign_dispatch import CampaignDispatcher
-from consumers.campaign_schedule import scheduled_launches
-from consumers.churn_fit import ModelFitter
 from consumers.embedded import EmbeddedRunner
 from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
-from consumers.lifecycle_policy import LifecycleRunner
-from consumers.loyalty_policy import LoyaltyRunner
 from consumers.migrate import migrate
 from consumers.periodic import Every
 from consumers.relay import DEFAULT_NAME, Relay
 from consumers.relay_topic import TopicGuard
 from consumers.segment_publisher import MembershipPublisher
-from consumers.segment_refresh import refresh_segments
-from consumers.status import DEFAULT_GROUP, GROUP_PREFIX, pipeline_report
+from consumers.status import DEFAULT_GROUP, GROUP_PREFIX
 from infra import kafka, resilience
 from infra.kafka_group import GroupConsumer, group_consumer
 from infra.kafka_topics import TopicInspector
-from infra.metrics import register_projection_collector
 from infra.notifications import Listener, Wakeup
 from infra.runtime import settle_heap
-from infra.tamper_evidence import seals
 from infra.threads import ThreadWorker
 from projections.registry import by_name
 from projections.segments import SegmentsProjector
@@ -293,41 +284,6 @@ def command_ingest(services: Services) -> Iterator[Process]:
         producer.close(timeout=10)
 
 
-def lifecycle_runner(services: Services) -> LifecycleRunner:
-    """The lifecycle policy's process manager on ``services`` (sweeps and simulations by hand;
-    :func:`policy_runner` runs it), its checkpoint beside the event store."""
-    return LifecycleRunner(
-        services.store,
-        services.commands,
-        services.policies,
-        services.store_db,
-        models=services.models,
-        sweep_seconds=services.settings.policy_sweep_seconds,
-    )
-
-
-def model_fitter(services: Services) -> ModelFitter:
-    """Fits the churn model on the analytics read model and records it in the store."""
-    wake = services.runner.wake if services.runner is not None else None
-    return ModelFitter(services.read_store, services.models, on_commit=wake)
-
-
-def loyalty_runner(services: Services) -> LoyaltyRunner:
-    """The loyalty policy's process manager on ``services`` (docs/adr/0010), alike."""
-    return LoyaltyRunner(
-        services.store,
-        services.commands,
-        services.policies,
-        services.store_db,
-        sweep_seconds=services.settings.policy_sweep_seconds,
-    )
-
-
-def policy_runners(services: Services) -> list[LifecycleRunner]:
-    """Every policy's process manager, in the order sweeps run them."""
-    return [lifecycle_runner(services), loyalty_runner(services)]
-
-
 class InThread(ThreadWorker):
     """A :class:`Loop` run as a :class:`Worker`: in a thread of its own until stopped."""
 
@@ -341,102 +297,6 @@ class InThread(ThreadWorker):
     def stop(self, timeout: float = 30.0) -> None:
         self.inner.stop()
         super().stop(timeout)
-
-
-def policy_parts(services: Services) -> tuple[str, list[LifecycleRunner], list[Worker]]:
-    """(what they do, each policy's process manager, the churn model's periodic fit) of the
-    policy runner: each runner reacts to the events it follows in the store's log and sweeps
-    as of now every ``CLIENTELE_POLICY_SWEEP_SECONDS`` (docs/adr/0008, 0010, 0011); the model
-    is fitted every ``CLIENTELE_MODEL_FIT_SECONDS`` (0: never; docs/adr/0009)."""
-    runners = policy_runners(services)
-    deciding = "; ".join(f"{r.decides} from position {r.position()}" for r in runners)
-    every = services.settings.model_fit_seconds
-    beside: list[Worker] = (
-        [Every(every, model_fitter(services).fit_now, "churn-model-fit")] if every else []
-    )
-    launching = services.settings.campaign_schedule_seconds  # scheduled campaigns (ADR 0014)
-    beside += scheduled_launches(services.launcher, launching)
-    channel = services.store.backend.notify_channel
-    if channel is not None:  # PostgreSQL: woken by every write, whoever made it
-        listener = Listener(services.settings.database_url, [channel])
-        beside.append(Wakeup(listener, partial(wake_all, runners), "policy-wakeup"))
-    summary = (
-        f"deciding {deciding}; sweeping every {services.settings.policy_sweep_seconds:g} s"
-        + (f"; fitting the churn model every {every:g} s" if every else "")
-        + (f"; launching scheduled campaigns every {launching:g} s" if launching else "")
-    )
-    return summary, runners, beside
-
-
-def wake_all(runners: list[LifecycleRunner], *_: object) -> None:
-    """Wake every policy runner (after a write was noticed)."""
-    for runner in runners:
-        runner.wake()
-
-
-@contextmanager
-def policy_runner(services: Services) -> Iterator[Process]:
-    """The policy runner (``clientele policies run``), alike in embedded and full mode
-    (:func:`policy_parts`): the first policy's process manager in the foreground, the others
-    and the model fit in threads of their own."""
-    summary, (first, *others), beside = policy_parts(services)
-    yield Process(summary, first, [*(InThread(r, f"policy-{r.name}") for r in others), *beside])
-
-
-@contextmanager
-def api_background(services: Services) -> Iterator[None]:
-    """What ``serve`` runs beside the HTTP API: migrate, the embedded runner (a backlog is
-    caught up in the background: the API answers at once), the periodic segment refresh and
-    seals, the pipeline gauges for Prometheus and, when ``CLIENTELE_POLICIES_IN_SERVE`` (by
-    default in embedded mode), the policy runner (:func:`policy_parts`), each part in a thread of its own."""
-    settings = services.settings
-    migrate(services)
-    if services.runner is not None:
-        services.runner.start()
-    collector = register_projection_collector(lambda: pipeline_report(services))
-    every = settings.segment_refresh_seconds
-    refresher = Every(
-        every,
-        lambda: refresh_segments(services.segments, services.read_store, every=every),
-        "segments-refresh",
-    )
-    sealer = Every(
-        settings.seal_seconds,
-        lambda: seals.seal(services.store_db, settings.seal_key.encode()),
-        "audit-seal",
-    )
-    in_serve = (
-        services.embedded if settings.policies_in_serve is None else settings.policies_in_serve
-    )
-    policies: list[Worker] = []
-    if in_serve:
-        _, runners, beside = policy_parts(services)
-        policies = [*(InThread(r, f"policy-{r.name}") for r in runners), *beside]
-        woken = services.commands.on_commit
-
-        def wake(position: int) -> None:  # embedded: the API's own writes wake them
-            if woken is not None:
-                woken(position)
-            wake_all(runners)
-
-        services.commands.on_commit = wake
-    refresher.start()
-    sealer.start()
-    started: list[Worker] = []
-    try:
-        for worker in policies:
-            worker.start()
-            started.append(worker)
-        settle_heap()
-        yield
-    finally:
-        for worker in started:
-            worker.stop()
-        sealer.stop()
-        refresher.stop()
-        REGISTRY.unregister(collector)
-        if services.runner is not None:
-            services.runner.stop()
 
 
 @contextmanager

@@ -16,7 +16,8 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from commands import messages as m
-from commands.handlers import Env, _target, handles
+from commands.handler_context import Env, addressed
+from commands.handlers import handles
 from commands.service import Context
 from domain.campaign import CONTROL, TREATMENT, Campaign, Channel
 from domain.campaign_directory import CampaignDirectory
@@ -62,7 +63,7 @@ def target(command: TargetForCampaign, env: Env) -> UUID:
         raise InvalidInput("group", f"must be {TREATMENT} or {CONTROL}")
     purpose = parse_enum(ConsentPurpose, "purpose", command.purpose)
     channel = parse_enum(Channel, "channel", command.channel)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.target(
         meta,
         campaign_id=command.campaign_id,

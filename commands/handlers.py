@@ -3,21 +3,20 @@ keep the email and external-id indexes in step. Each returns the id of the custo
 outcome is about.
 
 A command names its customer by ``customer_id`` or by ``customer_ref`` (one of their external
-ids), resolved here against the store's index inside the unit of work, never a read model: an
-id held by a merged customer names the FINAL survivor of its merge chain, who answers for it.
+ids), resolved against the store's index inside the unit of work
+(:func:`commands.handler_context.addressed`), never a read model: an id held by a merged
+customer names the FINAL survivor of its merge chain, who answers for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from commands import messages as m
-from commands.external_ids import move_ids, registered_before, registration_ids, resolve_ref
-from commands.unit_of_work import UnitOfWork
+from commands.external_ids import move_ids, registered_before, registration_ids
+from commands.handler_context import Env, addressed, code, optional
 from domain import text_policy as tp
 from domain import values as v
 from domain.campaign import Outcome
@@ -26,53 +25,11 @@ from domain.errors import (
     CustomerExists,
     EmailTaken,
     InvalidInput,
-    VersionConflict,
 )
 from domain.event_base import Meta
 from domain.external_ids import normalise_external_ids
-from domain.merging import PURCHASES_PER_PART, erase, merge, unmerge
+from domain.merging import erase, merge, unmerge
 from domain.payloads import normalise_attributes, normalise_items
-
-MAX_CLOCK_SKEW = timedelta(minutes=5)
-MAX_CODE_LENGTH = 1000
-DEFAULT_BUSINESS_TIME_FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Env:
-    """What a handler needs besides the unit of work: ``meta`` at the store's now, and the
-    earliest business time accepted (``CLIENTELE_BUSINESS_TIME_FLOOR``)."""
-
-    uow: UnitOfWork
-    meta: Meta
-    default_region: str
-    floor: datetime = DEFAULT_BUSINESS_TIME_FLOOR
-    merge_part_size: int = PURCHASES_PER_PART
-
-    def business_time(self, occurred_at: datetime | None) -> datetime | None:
-        """The caller's business time in UTC, or None (now): at most :data:`MAX_CLOCK_SKEW`
-        ahead of the store's clock, and not before the floor."""
-        if occurred_at is None:
-            return None
-        when = v.parse_timestamp("occurred_at", occurred_at)
-        if when > self.meta.occurred_at + MAX_CLOCK_SKEW:
-            raise InvalidInput("occurred_at", "is in the future (beyond 5 minutes of clock skew)")
-        if when < self.floor:
-            raise InvalidInput(
-                "occurred_at",
-                f"is before {self.floor.isoformat()}, the earliest business time accepted "
-                "(CLIENTELE_BUSINESS_TIME_FLOOR)",
-            )
-        return when
-
-    def at(self, when: datetime | None, *customers: Customer) -> Meta:
-        """Meta for events at business time ``when``; without one, now — or the latest
-        registration of ``customers`` if one was dated ahead of the store's clock (within the
-        skew), since no event may precede its customer's registration."""
-        if when is None:
-            when = max([self.meta.occurred_at, *(c.registered_at for c in customers)])
-        return replace(self.meta, occurred_at=when)
-
 
 C = TypeVar("C", bound=m.Command)
 Handler = Callable[[Any, Env], UUID]
@@ -89,45 +46,17 @@ def handles(
     return register
 
 
-def _target(command: m.Command, env: Env) -> tuple[Customer, Meta]:
-    """The addressed customer (expected version checked, if given) and the meta of the events
-    the command records on it."""
-    when = env.business_time(command.occurred_at)
-    if command.customer_ref is not None:
-        if command.customer_id is not None:
-            raise InvalidInput("customer_ref", "give customer_id or customer_ref, not both")
-        customer = resolve_ref(env.uow, command.customer_ref)
-    elif command.customer_id is None:
-        raise InvalidInput("customer_id", "is required (or customer_ref)")
-    else:
-        customer = env.uow.customer(command.customer_id)
-    if command.expected_version is not None and command.expected_version != customer.version:
-        raise VersionConflict(customer.id, command.expected_version, customer.version)
-    return customer, env.at(when, customer)
-
-
-def _code(field: str, value: object, max_length: int = MAX_CODE_LENGTH) -> str | None:
-    """An optional short code (sources, reasons): identifier text, stored in the clear."""
-    return tp.normalise_text(field, value, kind=tp.Text.IDENTIFIER, max_length=max_length)
-
-
-def _optional(value: Any, normalise: Callable[[Any], str]) -> str | None:
-    if value is None or (isinstance(value, str) and not tp.trim(value)):
-        return None
-    return normalise(value)
-
-
 @handles(m.RegisterCustomer)
 def register(command: m.RegisterCustomer, env: Env) -> UUID:
     """A new customer, or the live customer already holding one of its external ids
     (idempotent: nothing is recorded, the other fields are not applied)."""
     name = v.normalise_name(command.name)
-    email = _optional(command.email, v.normalise_email)
-    phone = _optional(command.phone, lambda p: v.normalise_phone(p, env.default_region))
+    email = optional(command.email, v.normalise_email)
+    phone = optional(command.phone, lambda p: v.normalise_phone(p, env.default_region))
     given = normalise_attributes(command.attributes)
     attributes = {key: value for key, value in given.items() if value is not None}
     stage = v.parse_enum(v.LifecycleStage, "lifecycle_stage", command.lifecycle_stage)
-    source = _code("source", command.source, 100)
+    source = code("source", command.source, 100)
     external_ids = registration_ids(command)
     when = env.business_time(command.occurred_at)
     existing = registered_before(env.uow, external_ids, command.customer_id)
@@ -167,13 +96,13 @@ def update_profile(command: m.UpdateProfile, env: Env) -> UUID:
     if "name" in command.changes:
         changes["name"] = v.normalise_name(command.changes["name"])
     if "email" in command.changes:
-        changes["email"] = _optional(command.changes["email"], v.normalise_email)
+        changes["email"] = optional(command.changes["email"], v.normalise_email)
     if "phone" in command.changes:
         raw = command.changes["phone"]
-        changes["phone"] = _optional(raw, lambda p: v.normalise_phone(p, env.default_region))
+        changes["phone"] = optional(raw, lambda p: v.normalise_phone(p, env.default_region))
     attributes = normalise_attributes(command.changes.get("attributes", {}))
     external_ids = normalise_external_ids(command.changes.get("external_ids", {}), patch=True)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     old_email, old_ids = customer.email, dict(customer.external_ids)
     if not customer.update_profile(meta, changes, attributes, external_ids):
         return customer.id
@@ -192,7 +121,7 @@ def record_contact(command: m.RecordContact, env: Env) -> UUID:
     channel = v.parse_enum(v.Channel, "channel", command.channel)
     direction = v.parse_enum(v.Direction, "direction", command.direction)
     kind = v.parse_enum(v.ContactKind, "kind", command.kind)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.record_contact(
         meta,
         channel=channel.value,
@@ -208,7 +137,7 @@ def record_contact(command: m.RecordContact, env: Env) -> UUID:
 @handles(m.TagCustomer)
 def tag(command: m.TagCustomer, env: Env) -> UUID:
     normalised = v.normalise_tag(command.tag)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.tag(meta, normalised)
     return customer.id
 
@@ -216,7 +145,7 @@ def tag(command: m.TagCustomer, env: Env) -> UUID:
 @handles(m.UntagCustomer)
 def untag(command: m.UntagCustomer, env: Env) -> UUID:
     normalised = v.normalise_tag(command.tag)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.untag(meta, normalised)
     return customer.id
 
@@ -227,7 +156,7 @@ def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
     items = normalise_items(command.items)
     amount = v.parse_amount(command.amount)
     currency = v.normalise_currency(command.currency)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.record_purchase(meta, order_id=order_id, amount=amount, currency=currency, items=items)
     return customer.id
 
@@ -235,8 +164,8 @@ def record_purchase(command: m.RecordPurchase, env: Env) -> UUID:
 @handles(m.RefundPurchase)
 def refund_purchase(command: m.RefundPurchase, env: Env) -> UUID:
     order_id = tp.normalise_identifier("order_id", command.order_id, max_length=100)
-    reason = _code("reason", command.reason)
-    customer, meta = _target(command, env)
+    reason = code("reason", command.reason)
+    customer, meta = addressed(command, env)
     customer.refund_purchase(meta, order_id=order_id, reason=reason)
     return customer.id
 
@@ -246,7 +175,7 @@ def record_feedback(command: m.RecordFeedback, env: Env) -> UUID:
     nps = v.check_score("nps", command.nps, 0, 10)
     csat = v.check_score("csat", command.csat, 1, 5)
     comment = tp.normalise_text("comment", command.comment, kind=tp.Text.MULTILINE)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.record_feedback(meta, nps=nps, csat=csat, comment=comment)
     return customer.id
 
@@ -255,8 +184,8 @@ def record_feedback(command: m.RecordFeedback, env: Env) -> UUID:
 def set_consent(command: m.SetConsent, env: Env) -> UUID:
     purpose = v.parse_enum(v.ConsentPurpose, "purpose", command.purpose)
     granted = v.check_flag("granted", command.granted)
-    source = _code("source", command.source, 100)
-    customer, meta = _target(command, env)
+    source = code("source", command.source, 100)
+    customer, meta = addressed(command, env)
     customer.set_consent(meta, purpose.value, granted, source)
     return customer.id
 
@@ -264,22 +193,22 @@ def set_consent(command: m.SetConsent, env: Env) -> UUID:
 @handles(m.ChangeLifecycleStage)
 def change_stage(command: m.ChangeLifecycleStage, env: Env) -> UUID:
     stage = v.parse_enum(v.LifecycleStage, "stage", command.stage)
-    customer, meta = _target(command, env)
-    customer.change_stage(meta, stage, _code("reason", command.reason))
+    customer, meta = addressed(command, env)
+    customer.change_stage(meta, stage, code("reason", command.reason))
     return customer.id
 
 
 @handles(m.ChurnCustomer)
 def churn(command: m.ChurnCustomer, env: Env) -> UUID:
-    customer, meta = _target(command, env)
-    customer.churn(meta, _code("reason", command.reason))
+    customer, meta = addressed(command, env)
+    customer.churn(meta, code("reason", command.reason))
     return customer.id
 
 
 @handles(m.ReactivateCustomer)
 def reactivate(command: m.ReactivateCustomer, env: Env) -> UUID:
-    customer, meta = _target(command, env)
-    customer.reactivate(meta, _code("reason", command.reason))
+    customer, meta = addressed(command, env)
+    customer.reactivate(meta, code("reason", command.reason))
     return customer.id
 
 
@@ -287,7 +216,7 @@ def _pair(
     command: m.MergeCustomers | m.UnmergeCustomers, env: Env
 ) -> tuple[Customer, Customer, Meta]:
     """Survivor, duplicate, and the meta of what the command records on both."""
-    survivor, _ = _target(command, env)
+    survivor, _ = addressed(command, env)
     duplicate = env.uow.customer(command.duplicate_id)
     return survivor, duplicate, env.at(env.business_time(command.occurred_at), survivor, duplicate)
 
@@ -325,9 +254,9 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
 def erase_customer(command: m.EraseCustomer, env: Env) -> UUID:
     """Erase the person; their email and every external id they (and the duplicates merged
     into them) held are released."""
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     email = customer.email
-    reason = _code("reason", command.reason)
+    reason = code("reason", command.reason)
     for person, held in erase(customer, env.uow.customer, env.uow.copies_of, meta, reason):
         move_ids(env.uow, person.id, held, {})
     if email is not None:
@@ -343,8 +272,8 @@ _POINTS = {
 
 def points(command: m.RedeemPoints | m.ExpirePoints, env: Env) -> UUID:
     v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
-    reason = _code("reason", command.reason)
-    customer, meta = _target(command, env)
+    reason = code("reason", command.reason)
+    customer, meta = addressed(command, env)
     _POINTS[type(command)](customer, meta, command.points, reason)
     return customer.id
 
@@ -362,11 +291,11 @@ def _order(command: m.EarnPoints | m.RevokePoints) -> str | None:
 @handles(m.EarnPoints)
 def earn_points(command: m.EarnPoints, env: Env) -> UUID:
     v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
-    reason = _code("reason", command.reason)
+    reason = code("reason", command.reason)
     expires_at = None
     if command.expires_at is not None:
         expires_at = v.parse_timestamp("expires_at", command.expires_at)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.earn_points(
         meta, command.points, reason, order_id=_order(command), expires_at=expires_at
     )
@@ -376,10 +305,10 @@ def earn_points(command: m.EarnPoints, env: Env) -> UUID:
 @handles(m.RevokePoints)
 def revoke_points(command: m.RevokePoints, env: Env) -> UUID:
     v.check_score("points", command.points, 1, v.MAX_SAFE_INTEGER)
-    reason = _code("reason", command.reason)
+    reason = code("reason", command.reason)
     order_id = _order(command)
     assert order_id is not None
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.revoke_points(meta, command.points, order_id, reason)
     return customer.id
 
@@ -387,14 +316,14 @@ def revoke_points(command: m.RevokePoints, env: Env) -> UUID:
 @handles(m.ChangeTier)
 def change_tier(command: m.ChangeTier, env: Env) -> UUID:
     tier = v.normalise_tag(command.tier, "tier")
-    reason = _code("reason", command.reason)
+    reason = code("reason", command.reason)
     spend = None
     if command.spend is not None:
         spend = {
             v.normalise_currency(currency): str(v.parse_amount(amount))
             for currency, amount in command.spend.items()
         }
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.change_tier(meta, tier, reason, spend)
     return customer.id
 
@@ -404,6 +333,6 @@ def record_campaign_outcome(command: m.RecordCampaignOutcome, env: Env) -> UUID:
     campaign_id = tp.normalise_identifier("campaign_id", command.campaign_id, max_length=100)
     outcome = v.parse_enum(Outcome, "outcome", command.outcome)
     hard = v.check_flag("hard", command.hard)
-    customer, meta = _target(command, env)
+    customer, meta = addressed(command, env)
     customer.record_campaign_outcome(meta, campaign_id=campaign_id, outcome=outcome, hard=hard)
     return customer.id

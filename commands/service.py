@@ -31,7 +31,8 @@ import structlog
 from eventsourcing.persistence import IntegrityError
 
 from commands.aggregate_cache import AggregateCache
-from commands.handlers import DEFAULT_BUSINESS_TIME_FLOOR, HANDLERS, Env
+from commands.handler_context import DEFAULT_BUSINESS_TIME_FLOOR, Env
+from commands.handlers import HANDLERS
 from commands.messages import Command, RegisterCustomer
 from commands.unit_of_work import UnitOfWork
 from domain.errors import ConcurrentWrite, CustomerMerged, DomainError, EventTooLarge

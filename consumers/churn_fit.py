@@ -19,7 +19,7 @@ from types import ModuleType
 
 import structlog
 
-from commands.handlers import MAX_CLOCK_SKEW
+from commands.handler_context import MAX_CLOCK_SKEW
 from commands.models import ModelService, RecordedFit
 from commands.service import Context
 from domain.btyd import Summary

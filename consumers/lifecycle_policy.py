@@ -34,7 +34,7 @@ import structlog
 from eventsourcing.utils import get_topic
 
 from commands import messages as m
-from commands.handlers import MAX_CLOCK_SKEW
+from commands.handler_context import MAX_CLOCK_SKEW
 from commands.models import ModelService
 from commands.policies import PolicyService
 from commands.service import CommandService, Context

@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 from consumers.relay_topic import MARKS, Marks, losses, read_marks
 from infra.kafka_topics import Identity, TopicInspector
 from infra.readstore import ReadStore
-from projections import segments
+from projections import segment_queries
 
 log = structlog.get_logger(__name__)
 VERIFY_SECONDS = 5.0  # how often it looks at its topic
@@ -86,19 +86,19 @@ class MembershipPublisher:
             log.warning("membership.topic_lost", topic=self.topic, reasons=reasons)
         return bool(reasons)
 
-    def checkpoint(self) -> segments.Cursor:
+    def checkpoint(self) -> segment_queries.Cursor:
         with self.read_store.transaction() as tx:
             row = tx.fetchone(
                 "SELECT position, segment_id, customer_id FROM membership_checkpoints "
                 "WHERE name = ?",
                 (self.name,),
             )
-        return segments.START if row is None else (int(row[0]), str(row[1]), str(row[2]))
+        return segment_queries.START if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
     def publish_once(self) -> int:
         """Send the next changes and move the checkpoint; returns how many were sent."""
         with self.read_store.transaction() as tx:
-            pending = segments.changes(tx, after=self.checkpoint(), limit=self.batch_size)
+            pending = segment_queries.changes(tx, after=self.checkpoint(), limit=self.batch_size)
         if not pending:
             return 0
         sent = [

@@ -11,7 +11,7 @@ from commands.segments import SegmentService
 from commands.service import Context
 from domain.segment_rules import is_time_relative, uses_recommendations, uses_rfm
 from infra.readstore import ReadStore
-from projections import segments
+from projections import segment_queries
 
 
 def refresh_segments(
@@ -31,7 +31,7 @@ def refresh_segments(
     moment = at or datetime.now(UTC)
     if every is not None:
         with read_store.transaction() as tx:
-            rules = [d["rule"] for d in segments.list_definitions(tx)]
+            rules = [d["rule"] for d in segment_queries.list_definitions(tx)]
         if not any(is_time_relative(r) or uses_rfm(r) or uses_recommendations(r) for r in rules):
             return None
         moment = datetime.fromtimestamp(moment.timestamp() // every * every, UTC)

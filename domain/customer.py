@@ -6,7 +6,7 @@ command never leaves half of its events behind.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
@@ -14,16 +14,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain import events as ev
+from domain.customer_campaigns import CampaignDecisions
+from domain.customer_loyalty import LoyaltyDecisions
 from domain.errors import (
-    ChannelInvalid,
     CustomerErased,
     CustomerMerged,
-    FrequencyCapped,
-    InsufficientPoints,
     InvalidInput,
     InvalidTransition,
     LimitExceeded,
-    NoConsent,
     PurchaseConflict,
 )
 from domain.event_base import Meta
@@ -32,9 +30,10 @@ from domain.personal import Personal
 from domain.values import MAX_TAGS_PER_CUSTOMER, LifecycleStage, Status
 
 
-class Customer(Aggregate):
+class Customer(LoyaltyDecisions, CampaignDecisions, Aggregate):
     """A customer record: profile, external ids, contacts, purchases, feedback, consents, tags,
-    lifecycle.
+    lifecycle; its loyalty decisions are in :mod:`domain.customer_loyalty`, its campaign
+    decisions in :mod:`domain.customer_campaigns`.
 
     ``registered_at`` is the registration's business time: no event of the customer may be
     dated before it (:meth:`trigger_event`). Version 2 (issue 14) added it and
@@ -372,154 +371,6 @@ class Customer(Aggregate):
             raise InvalidTransition(f"customer {self.id} is not churned")
         self.trigger_event(ev.Reactivated, reason=reason, **meta.fields())
 
-    def earn_points(
-        self,
-        meta: Meta,
-        points: int,
-        reason: str | None,
-        *,
-        order_id: str | None = None,
-        expires_at: datetime | None = None,
-    ) -> None:
-        """A lot of ``points`` (earned by ``order_id``, expiring at ``expires_at``)."""
-        self.require_live()
-        _check_points(points)
-        if expires_at is not None and expires_at <= meta.occurred_at:
-            raise InvalidInput("expires_at", "must be after the points are earned")
-        self.trigger_event(
-            ev.PointsEarned,
-            points=points,
-            reason=reason,
-            order_id=order_id,
-            expires_at=expires_at,
-            **meta.fields(),
-        )
-
-    def redeem_points(self, meta: Meta, points: int, reason: str | None) -> None:
-        self._require_not_churned("redeem points of")
-        _check_points(points)
-        if points > self.points:
-            raise InsufficientPoints(self.id, points, self.points)
-        self.trigger_event(ev.PointsRedeemed, points=points, reason=reason, **meta.fields())
-
-    def expire_points(self, meta: Meta, points: int, reason: str | None) -> None:
-        self.require_live()
-        _check_points(points)
-        expiring = min(points, self.points)
-        if expiring:
-            self.trigger_event(ev.PointsExpired, points=expiring, reason=reason, **meta.fields())
-
-    def revoke_points(self, meta: Meta, points: int, order_id: str, reason: str | None) -> None:
-        """Take back the ``points`` refunded order ``order_id`` earned: at most the balance
-        (never below zero). What was taken is recorded, 0 included (the points were spent):
-        the order is then taken back once and for all."""
-        self.require_live()
-        _check_points(points)
-        taking = min(points, self.points)
-        self.trigger_event(
-            ev.PointsRevoked, points=taking, order_id=order_id, reason=reason, **meta.fields()
-        )
-
-    def change_tier(
-        self,
-        meta: Meta,
-        tier: str,
-        reason: str | None = None,
-        spend: dict[str, str] | None = None,
-    ) -> bool:
-        """Move to ``tier`` (with the ``spend`` that decided it, for an automatic change);
-        False when already there."""
-        self.require_live()
-        if tier == self.tier:
-            return False
-        self.trigger_event(
-            ev.TierChanged,
-            tier=tier,
-            previous_tier=self.tier,
-            reason=reason,
-            spend=spend,
-            **meta.fields(),
-        )
-        return True
-
-    def target(
-        self,
-        meta: Meta,
-        *,
-        campaign_id: str,
-        group: str,
-        purpose: str,
-        channel: str,
-        cap: tuple[int, timedelta],
-        rfm_group: str | None,
-    ) -> bool:
-        """Put the customer in a campaign's ``group``; False when already in it.
-
-        Refused (nothing recorded) for an erased or merged customer, without consent for
-        ``purpose`` (:class:`NoConsent`), on a hard-bounced ``channel`` (:class:`ChannelInvalid`),
-        or when the customer already had ``cap[0]``
-        treatment touches in the ``cap[1]`` before ``meta.occurred_at``
-        (:class:`FrequencyCapped`; control members are not contacted, so they use no touch).
-        Both groups are refused alike, so treatment and control are drawn from one eligible
-        audience. Deciding on the aggregate makes the cap race-safe: two launches writing the
-        same customer conflict on its version and the second decides again.
-        """
-        self.require_live()
-        if campaign_id in self.campaigns:
-            return False
-        if not self.consents.get(purpose):
-            raise NoConsent(f"customer {self.id} has not consented to {purpose}", purpose=purpose)
-        if channel in self.invalid_channels:
-            raise ChannelInvalid(f"customer {self.id}: {channel} hard-bounced", channel=channel)
-        limit, window = cap
-        since = meta.occurred_at - window
-        touches = sum(
-            1
-            for touch in self.campaigns.values()
-            if touch["group"] == "treatment" and datetime.fromisoformat(touch["at"]) > since
-        )
-        if touches >= limit:
-            raise FrequencyCapped(
-                f"customer {self.id} had {touches} marketing touches in the cap window",
-                touches=touches,
-                limit=limit,
-            )
-        self.trigger_event(
-            ev.CampaignTargeted,
-            campaign_id=campaign_id,
-            group=group,
-            purpose=purpose,
-            channel=channel,
-            lifecycle_stage=self.lifecycle_stage,
-            rfm_group=rfm_group,
-            **meta.fields(),
-        )
-        return True
-
-    def record_campaign_outcome(
-        self, meta: Meta, *, campaign_id: str, outcome: str, hard: bool
-    ) -> None:
-        """A sending service's report on the campaign's message. An ``unsubscribed`` withdraws
-        the consent the campaign relied on (source ``campaign:<id>``), in the same command; a
-        ``hard`` bounce (bounced only) makes the channel invalid. Refused for a campaign the
-        customer is not in the treatment of."""
-        self.require_live()
-        touch = self.campaigns.get(campaign_id)
-        if touch is None or touch["group"] != "treatment":
-            raise InvalidInput("campaign_id", f"customer {self.id} was sent nothing by it")
-        if hard and outcome != "bounced":
-            raise InvalidInput("hard", "only a bounce can be hard")
-        self.trigger_event(
-            ev.CampaignOutcomeRecorded,
-            campaign_id=campaign_id,
-            outcome=outcome,
-            channel=touch["channel"],
-            hard=hard,
-            **meta.fields(),
-        )
-        if outcome == "unsubscribed":
-            self.set_consent(meta, touch["purpose"], False, f"campaign:{campaign_id}")
-
     # ------------------------------------------------------------------- reads
 
     def purchase_totals(self) -> dict[str, Decimal]:
@@ -529,8 +380,3 @@ class Customer(Aggregate):
             currency = purchase["currency"]
             totals[currency] = totals.get(currency, Decimal(0)) + purchase["amount"]
         return totals
-
-
-def _check_points(points: int) -> None:
-    if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
-        raise InvalidInput("points", "must be a positive integer")

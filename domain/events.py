@@ -2,20 +2,30 @@
 
 Every event carries who caused it, why and when (:class:`domain.event_base.LoggedEvent`).
 Each class has a dotted ``TYPE`` from the Kafka contract and a ``class_version`` for upcasting;
-its personal fields carry a :class:`domain.personal.Personal` marker. The classes stay in this
-module: their topics (``domain.events:Registered``…) are stored with every event.
+its personal fields carry a :class:`domain.personal.Personal` marker. Every event is stored
+with its topic, ``domain.events:<class>``, so every class is reachable here: most are defined
+here, the loyalty and campaign events in :mod:`domain.loyalty_events` and
+:mod:`domain.campaign_events` (their ``TOPIC`` keeps the ``domain.events:`` topic, resolved
+through the imports here); the base class is :mod:`domain.customer_event`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.event_base import LoggedEvent
+from domain.campaign_events import CampaignOutcomeRecorded, CampaignTargeted
+from domain.customer_event import CustomerEvent
+from domain.loyalty_events import (
+    PointsEarned,
+    PointsExpired,
+    PointsRedeemed,
+    PointsRevoked,
+    TierChanged,
+)
 from domain.personal import Personal, personal_fields, redacted
 from domain.values import LifecycleStage, Status
 
@@ -23,22 +33,17 @@ if TYPE_CHECKING:
     from domain.customer import Customer
 
 
-class CustomerEvent(LoggedEvent):
-    """Base of every customer event.
-
-    Fields holding personal data are annotated with their :class:`domain.personal.Personal`
-    shape; ``PERSONAL`` (``{field: shape}``) is derived from those markers: the fields are
-    stored encrypted with the customer's own key, and read as
-    :func:`domain.personal.redacted` once the customer is erased. An event whose personal data
-    belongs to another person names, in its field ``KEY_OWNER``, whose key seals it (see
-    :func:`key_owner`), so erasing that person reaches this copy too.
-    """
-
-    PERSONAL: ClassVar[dict[str, Personal]] = {}
-    KEY_OWNER: ClassVar[str | None] = None
-
-    def apply(self, aggregate: Customer) -> None:  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
+# The imported classes are exported: stored events name them ``domain.events:<class>``.
+__all__ = [
+    "CampaignOutcomeRecorded",
+    "CampaignTargeted",
+    "CustomerEvent",
+    "PointsEarned",
+    "PointsExpired",
+    "PointsRedeemed",
+    "PointsRevoked",
+    "TierChanged",
+]
 
 
 class Registered(CustomerEvent, Aggregate.Created):
@@ -349,111 +354,6 @@ class Erased(CustomerEvent):
         aggregate.status = Status.ERASED.value
         for field, shape in aggregate.PERSONAL.items():
             setattr(aggregate, field, redacted(shape))
-
-
-class PointsEarned(CustomerEvent):
-    """A lot of points (:mod:`domain.points`). Version 2 added ``order_id`` (the purchase
-    that earned them) and ``expires_at`` (None: never); v1 events are upcast to neither."""
-
-    TYPE = "customer.points_earned"
-    class_version = 2
-    points: int
-    reason: str | None
-    order_id: str | None
-    expires_at: datetime | None
-
-    @staticmethod
-    def upcast_v1_v2(state: dict[str, Any]) -> None:
-        state.setdefault("order_id", None)
-        state.setdefault("expires_at", None)
-
-    def apply(self, aggregate: Customer) -> None:
-        aggregate.points += self.points
-
-
-class PointsRedeemed(CustomerEvent):
-    TYPE = "customer.points_redeemed"
-    points: int
-    reason: str | None
-
-    def apply(self, aggregate: Customer) -> None:
-        aggregate.points -= self.points
-
-
-class PointsExpired(PointsRedeemed):
-    """Points lost to expiry: the balance falls exactly as for a redemption."""
-
-    TYPE = "customer.points_expired"
-
-
-class PointsRevoked(PointsRedeemed):
-    """Points an order earned, taken back because it was refunded (at most the balance)."""
-
-    TYPE = "customer.points_revoked"
-    order_id: str
-
-
-class TierChanged(CustomerEvent):
-    """Version 2 added ``reason`` and ``spend`` (the spend per currency that decided an
-    automatic change; None for a manual one); v1 events are upcast to neither."""
-
-    TYPE = "customer.tier_changed"
-    class_version = 2
-    tier: str
-    previous_tier: str | None
-    reason: str | None
-    spend: dict[str, str] | None
-
-    @staticmethod
-    def upcast_v1_v2(state: dict[str, Any]) -> None:
-        state.setdefault("reason", None)
-        state.setdefault("spend", None)
-
-    def apply(self, aggregate: Customer) -> None:
-        aggregate.tier = self.tier
-
-
-class CampaignTargeted(CustomerEvent):
-    """The customer is in a campaign's audience (:mod:`domain.campaign`), in ``group``
-    (``treatment`` or ``control``), under consent for ``purpose``; ``lifecycle_stage`` and
-    ``rfm_group`` are the customer's at that moment (the results' breakdown: decided before
-    exposure, so the groups compare like with like). Its ``occurred_at`` is the exposure."""
-
-    TYPE = "customer.campaign_targeted"
-    campaign_id: str
-    group: str
-    purpose: str
-    channel: str
-    lifecycle_stage: str
-    rfm_group: str | None
-
-    def apply(self, aggregate: Customer) -> None:
-        aggregate.campaigns = {
-            **aggregate.campaigns,
-            self.campaign_id: {
-                "group": self.group,
-                "at": self.occurred_at.isoformat(),
-                "purpose": self.purpose,
-                "channel": self.channel,
-            },
-        }
-
-
-class CampaignOutcomeRecorded(CustomerEvent):
-    """A sending service reported what became of a campaign's message to the customer:
-    ``outcome`` is delivered, bounced, opened, clicked, unsubscribed or complained; ``hard``
-    marks a hard bounce, which makes the ``channel`` invalid for the customer (later launches
-    leave them out) until their contact details change."""
-
-    TYPE = "customer.campaign_outcome_recorded"
-    campaign_id: str
-    outcome: str
-    channel: str
-    hard: bool
-
-    def apply(self, aggregate: Customer) -> None:
-        if self.hard:
-            aggregate.invalid_channels = sorted({*aggregate.invalid_channels, self.channel})
 
 
 EVENT_CLASSES: tuple[type[CustomerEvent], ...] = (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from domain.events import CustomerEvent
+    from domain.customer_event import CustomerEvent
 
 
 class Personal(Enum):

@@ -2,8 +2,9 @@
 
 A rule is ``{"all": [rule, …]}``, ``{"any": [rule, …]}``, ``{"not": rule}`` or a condition
 ``{"field", "op", "value", "within"?}``. :func:`parse` validates a rule once (errors name the
-exact path, e.g. ``rule.all[2].op``) and returns its normal form; :func:`evaluate` decides a
-parsed rule for one profile state at a given ``now``.
+exact path, e.g. ``rule.all[2].op``) and returns its normal form;
+:func:`domain.segment_evaluation.evaluate` decides a parsed rule for one profile state at a
+given ``now``.
 
 Missing values: a condition on a missing value is false for every op except ``exists`` (so
 ``ne`` needs a value too); ``not`` is plain negation. Counts and totals are never missing (0),
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -44,7 +45,7 @@ MAX_SPAN = timedelta(days=36_525)
 MEMBER_STATUSES = frozenset({Status.ACTIVE.value, Status.CHURNED.value})
 
 _EQUALITY = frozenset({"eq", "ne", "in", "exists"})
-_ORDERS: dict[str, Callable[[int, int], bool]] = {
+ORDERS: dict[str, Callable[[int, int], bool]] = {
     "gt": operator.gt,
     "gte": operator.ge,
     "lt": operator.lt,
@@ -56,8 +57,8 @@ _OPS: dict[str, frozenset[str]] = {
     "enum": _EQUALITY,
     "consent": frozenset({"eq", "ne"}),
     "flag": frozenset({"eq", "ne"}),
-    "number": _EQUALITY | _ORDERS.keys(),
-    "attribute": _EQUALITY | _ORDERS.keys(),
+    "number": _EQUALITY | ORDERS.keys(),
+    "attribute": _EQUALITY | ORDERS.keys(),
     "time": frozenset({"before", "after", "exists"}),
     "reasons": frozenset({"contains", "in"}),
     "items": frozenset({"contains", "in"}),
@@ -76,10 +77,10 @@ _FIELDS = {
     "recommendations.top3": "items",
 }
 _ENUMS = {"lifecycle_stage": LifecycleStage, "status": Status}
-_RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
-_WINDOW = re.compile(r"^(?P<n>\d{1,6})(?P<unit>[hdw])$")
+RELATIVE = re.compile(r"^(?P<sign>[+-])(?P<n>\d{1,6})(?P<unit>[hdw])$")
+WINDOW = re.compile(r"^(?P<n>\d{1,6})(?P<unit>[hdw])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-_TOTAL = "purchases.total."
+TOTAL = "purchases.total."
 
 
 # --------------------------------------------------------------------------- validation
@@ -131,11 +132,11 @@ def _condition(node: dict[str, Any], path: str, count: list[int]) -> Rule:
     value = _value(kind, field, op, node["value"], f"{path}.value")
     checked: Rule = {"field": field, "op": op, "value": value}
     if "within" in node:
-        if field != "purchases.count" and not field.startswith(_TOTAL):
+        if field != "purchases.count" and not field.startswith(TOTAL):
             raise InvalidInput(
                 f"{path}.within", "only purchases.count and purchases.total.<CUR> take a window"
             )
-        _span(_WINDOW, node["within"], f"{path}.within", 'a duration such as "90d", "12h", "2w"')
+        span(WINDOW, node["within"], f"{path}.within", 'a duration such as "90d", "12h", "2w"')
         checked["within"] = node["within"]
     return checked
 
@@ -150,9 +151,9 @@ def _field(field: object, path: str) -> tuple[str, str]:
         return f"consents.{parse_enum(ConsentPurpose, path, tail).value}", "consent"
     if head == "attributes" and ATTRIBUTE_KEY.match(tail):
         return field, "attribute"
-    if field.startswith(_TOTAL):
+    if field.startswith(TOTAL):
         try:
-            return _TOTAL + normalise_currency(field.removeprefix(_TOTAL)), "number"
+            return TOTAL + normalise_currency(field.removeprefix(TOTAL)), "number"
         except InvalidInput as error:
             raise InvalidInput(path, error.reason) from None
     raise InvalidInput(path, f"unknown field {field!r}")
@@ -182,7 +183,7 @@ def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
             raise InvalidInput(path, f"must be one of {', '.join(REASONS)}")
         return value
     if kind in ("consent", "flag") or (kind == "attribute" and isinstance(value, bool)):
-        if not isinstance(value, bool) or op in _ORDERS:
+        if not isinstance(value, bool) or op in ORDERS:
             raise InvalidInput(path, "must be true or false (and only with eq, ne, in)")
         return value
     if isinstance(value, str) and len(value) > MAX_TEXT:
@@ -192,32 +193,32 @@ def _scalar(kind: str, field: str, op: str, value: object, path: str) -> Any:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         check_number(path, value)
     if kind == "time":
-        if isinstance(value, str) and _RELATIVE.match(value):
-            _span(_RELATIVE, value, path, 'relative like "-30d"')
+        if isinstance(value, str) and RELATIVE.match(value):
+            span(RELATIVE, value, path, 'relative like "-30d"')
         elif not isinstance(value, str) or _absolute(value) is None:
             raise InvalidInput(path, 'must be an RFC 3339 time with offset, or like "-30d"')
         return value
     if kind == "text" and isinstance(value, str):
         return value
-    if kind == "number" and _number(value) is not None:
+    if kind == "number" and as_number(value) is not None:
         return value
-    if kind == "attribute" and (isinstance(value, str) or _number(value) is not None):
+    if kind == "attribute" and (isinstance(value, str) or as_number(value) is not None):
         return value
     expected = {"text": "a string", "number": 'a number or a decimal string like "12.50"'}
     raise InvalidInput(path, f"must be {expected.get(kind, 'a string, number or boolean')}")
 
 
-def _span(pattern: re.Pattern[str], value: object, path: str, expected: str) -> timedelta:
+def span(pattern: re.Pattern[str], value: object, path: str, expected: str) -> timedelta:
     match = pattern.match(value) if isinstance(value, str) else None
     if match is None:
         raise InvalidInput(path, f"must be {expected}")
-    span = _duration(match)
-    if not timedelta(0) < span <= MAX_SPAN:
+    length = duration(match)
+    if not timedelta(0) < length <= MAX_SPAN:
         raise InvalidInput(path, "must be more than zero and at most 100 years")
-    return span
+    return length
 
 
-def _duration(match: re.Match[str]) -> timedelta:
+def duration(match: re.Match[str]) -> timedelta:
     return int(match["n"]) * _UNITS[match["unit"]]
 
 
@@ -247,7 +248,7 @@ def is_time_relative(rule: Rule) -> bool:
     """True if time alone can change the rule's outcome (windows, relative times, care
     reasons: a follow-up falls due, a birthday comes near)."""
     return uses_care(rule) or any(
-        "within" in c or (c["op"] in ("before", "after") and _RELATIVE.match(c["value"]))
+        "within" in c or (c["op"] in ("before", "after") and RELATIVE.match(c["value"]))
         for c in conditions(rule)
     )
 
@@ -273,123 +274,8 @@ def uses_churn_risk(rule: Rule) -> bool:
     return any(c["field"].startswith(("churn_risk.", "value.")) for c in conditions(rule))
 
 
-# --------------------------------------------------------------------------- evaluation
-
-
-def admits(state: Mapping[str, Any], purpose: str | None) -> bool:
-    """The gate before any rule: a live customer (active or churned) who consented to ``purpose``."""
-    if state.get("status") not in MEMBER_STATUSES:
-        return False
-    return purpose is None or state.get("consents", {}).get(purpose) is True
-
-
-def matches(
-    rule: Rule,
-    purpose: str | None,
-    state: Mapping[str, Any],
-    now: datetime,
-    rfm: Mapping[str, Any] | None = None,
-) -> bool:
-    """Segment membership: :func:`admits`, then :func:`evaluate`."""
-    return admits(state, purpose) and evaluate(rule, state, now, rfm)
-
-
-def evaluate(
-    rule: Rule, state: Mapping[str, Any], now: datetime, rfm: Mapping[str, Any] | None = None
-) -> bool:
-    """Decide a parsed rule for one profile state; relative times count back from ``now``."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    if "all" in rule:
-        return all(evaluate(r, state, now, rfm) for r in rule["all"])
-    if "any" in rule:
-        return any(evaluate(r, state, now, rfm) for r in rule["any"])
-    if "not" in rule:
-        return not evaluate(rule["not"], state, now, rfm)
-    return _test(rule, _lookup(rule, state, now, rfm), now)
-
-
-def _lookup(
-    condition: Rule, state: Mapping[str, Any], now: datetime, rfm: Mapping[str, Any] | None
-) -> Any:
-    field: str = condition["field"]
-    if field.startswith("rfm."):
-        score = (rfm or {}).get(field.removeprefix("rfm."))
-        return score if field == "rfm.group" else _number(score)
-    if "status" not in state:
-        return None  # not registered
-    if field.startswith("consents."):
-        return state.get("consents", {}).get(field.removeprefix("consents."), False)
-    if "within" in condition:
-        start = now - _span(_WINDOW, condition["within"], "within", "a duration")
-        return _window(state.get("orders", {}), field, start, now)
-    if field.startswith(_TOTAL):
-        totals = state.get("purchases", {}).get("total", {})
-        return _number(totals.get(field.removeprefix(_TOTAL), "0"))
-    value: Any = state
-    for part in field.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
-
-
-def _window(orders: Mapping[str, list[str]], field: str, start: datetime, end: datetime) -> Any:
-    """Count or total of the orders that occurred in ``(start, end]``."""
-    inside = []
-    for currency, amount, occurred_at in orders.values():
-        when = _instant(occurred_at)
-        if when is not None and start < when <= end:
-            inside.append((currency, amount))
-    if field == "purchases.count":
-        return len(inside)
-    wanted = field.removeprefix(_TOTAL)
-    return sum((_number(a) or Decimal(0) for c, a in inside if c == wanted), Decimal(0))
-
-
-def _test(condition: Rule, actual: Any, now: datetime) -> bool:
-    op, value = condition["op"], condition["value"]
-    if op == "exists":
-        return (actual is not None) is value
-    if actual is None:
-        return False
-    if op == "contains":
-        return value in actual
-    if op == "in":
-        if isinstance(actual, list):
-            return any(v in actual for v in value)
-        return any(_equal(actual, v) for v in value)
-    if op in ("eq", "ne"):
-        return _equal(actual, value) is (op == "eq")
-    if op in ("before", "after"):
-        when, limit = _instant(actual), _moment(value, now)
-        if when is None:
-            return False
-        return when < limit if op == "before" else when > limit
-    order = _compare(actual, value)
-    return order is not None and _ORDERS[op](order, 0)
-
-
-def _equal(actual: Any, value: Any) -> bool:
-    """Booleans equal only booleans; numbers by value (unless both are strings); else ==."""
-    if isinstance(actual, bool) or isinstance(value, bool):
-        return actual is value
-    if not (isinstance(actual, str) and isinstance(value, str)):
-        left, right = _number(actual), _number(value)
-        if left is not None and right is not None:
-            return left == right
-    return bool(actual == value)
-
-
-def _compare(actual: Any, value: Any) -> int | None:
-    """-1, 0 or 1 for two numbers (decimal strings included) or two strings; else None."""
-    left, right = _number(actual), _number(value)
-    if left is not None and right is not None:
-        return (left > right) - (left < right)
-    if isinstance(actual, str) and isinstance(value, str):
-        return (actual > value) - (actual < value)
-    return None
-
-
-def _number(value: Any) -> Decimal | None:
+def as_number(value: Any) -> Decimal | None:
+    """A finite number given as int, float or decimal string; None for anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         return None
     try:
@@ -397,22 +283,3 @@ def _number(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
-
-
-def _instant(value: Any) -> datetime | None:
-    """A stored timestamp as an aware datetime (naive ones are UTC); junk is None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _moment(value: str, now: datetime) -> datetime:
-    """A parsed rule's time: relative to ``now`` ("-30d") or absolute."""
-    relative = _RELATIVE.match(value)
-    if relative is None:
-        return datetime.fromisoformat(value)
-    return now + _duration(relative) * (1 if relative["sign"] == "+" else -1)

@@ -28,7 +28,6 @@ it is also the membership publisher's cursor, which therefore survives rebuilds.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -40,17 +39,16 @@ from domain.care import POLICY_NAME as CARE
 from domain.care import CarePolicy
 from domain.churn_model import FittedVersion
 from domain.events import EVENT_TYPES
+from domain.segment_evaluation import matches
 from domain.segment_rules import (
     MEMBER_STATUSES,
-    Rule,
     is_time_relative,
-    matches,
     uses_care,
     uses_churn_risk,
     uses_recommendations,
     uses_rfm,
 )
-from domain.values import check_aware, utc_text
+from domain.values import utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections import profile_fold, rfm
@@ -66,35 +64,17 @@ from projections.churn import (
     with_risk,
 )
 from projections.framework import Projector
-from projections.profiles import decode_cursor, encode_cursor
+from projections.segment_queries import Definition, load_definitions
 from projections.segment_recommendations import SCHEMA as RECS_SCHEMA
 from projections.segment_recommendations import fold_skus, keep_top3, load_top3, with_top3
 
 CHUNK = 500
 Member = tuple[str, str]  # (segment id, customer id)
-Cursor = tuple[int, str, str]  # (position, segment id, customer id) of a change
-START: Cursor = (0, "", "")
 SEGMENT_EVENTS = frozenset(segment.EVENT_TYPES)
 POLICY_EVENTS = frozenset(cls.TYPE for cls in policy.EVENT_CLASSES)
 # not customer events: applied one by one
 OWN_EVENTS = SEGMENT_EVENTS | churn_model.EVENT_TYPES | POLICY_EVENTS
 CareVersions = list[tuple[datetime, CarePolicy]]  # (effective at, document), oldest first
-VIEW = ("segment_id", "name", "rule", "purpose", "version", "created_at", "updated_at")
-
-
-@dataclass(frozen=True)
-class Definition:
-    segment_id: str
-    name: str
-    rule: Rule
-    purpose: str | None
-    version: int
-    created_at: str
-    updated_at: str
-
-    def view(self) -> dict[str, Any]:
-        """The public shape: ``{segment_id, name, rule, purpose, version, created_at, updated_at}``."""
-        return {key: getattr(self, key) for key in VIEW}
 
 
 class SegmentsProjector(Projector):
@@ -164,7 +144,7 @@ class SegmentsProjector(Projector):
 def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     if not envelopes:
         return
-    definitions = _load_definitions(tx)
+    definitions = load_definitions(tx)
     ids = sorted({e.customer_key for e in envelopes})
     states = _load_states(tx, ids)
     scores = _load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
@@ -213,14 +193,14 @@ def _define(tx: Tx, envelope: Envelope) -> Definition:
             envelope.position,
         ),
     )
-    return _load_definitions(tx, data["segment_id"])[0]
+    return load_definitions(tx, data["segment_id"])[0]
 
 
 def _refresh(tx: Tx, envelope: Envelope) -> None:
     """Rank RFM (if a segment reads it), then decide time-relative and RFM segments."""
     due = [
         d
-        for d in _load_definitions(tx)
+        for d in load_definitions(tx)
         if is_time_relative(d.rule) or uses_rfm(d.rule) or uses_recommendations(d.rule)
     ]
     if any(uses_rfm(d.rule) for d in due):
@@ -247,7 +227,7 @@ def _model_fitted(tx: Tx, envelope: Envelope) -> None:
         value_cuts(model, (s for rows in _all_states(tx) for _, s in rows)) if model.spend else {}
     )
     keep_value_cuts(tx, cuts)
-    due = [d for d in _load_definitions(tx) if uses_churn_risk(d.rule)]
+    due = [d for d in load_definitions(tx) if uses_churn_risk(d.rule)]
     if due:
         _decide_all(tx, due, envelope.occurred_at, envelope.position)
 
@@ -266,7 +246,7 @@ def _policy_changed(tx: Tx, envelope: Envelope) -> None:
             orjson.dumps(envelope.data["document"]).decode(),
         ),
     )
-    due = [d for d in _load_definitions(tx) if uses_care(d.rule)]
+    due = [d for d in load_definitions(tx) if uses_care(d.rule)]
     if due:
         _decide_all(tx, due, envelope.recorded_at, envelope.position)
 
@@ -410,16 +390,6 @@ def _load_scores(tx: Tx, customer_ids: Sequence[str]) -> dict[str, dict[str, Any
     return {c: orjson.loads(scores) for c, scores in _by_customer(tx, select, customer_ids)}
 
 
-def _load_definitions(tx: Tx, segment_id: str | None = None) -> list[Definition]:
-    where, params = ("WHERE segment_id = ?", [segment_id]) if segment_id else ("", [])
-    rows = tx.fetchall(
-        "SELECT segment_id, name, rule, purpose, version, created_at, updated_at "
-        f"FROM {{segment_definitions}} {where} ORDER BY segment_id",
-        params,
-    )
-    return [Definition(s, n, orjson.loads(r), p, int(v), c, u) for s, n, r, p, v, c, u in rows]
-
-
 def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, position: int) -> None:
     """Decide ``definitions`` for every customer at ``now``, as caused by ``position``."""
     with_scores = any(uses_rfm(d.rule) for d in definitions)
@@ -438,75 +408,3 @@ def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, positi
             for definition in definitions:
                 ledger.decide(definition, customer, state, now, position)
         ledger.write(tx)
-
-
-# --------------------------------------------------------------------------- queries
-
-
-def list_definitions(tx: Tx) -> list[dict[str, Any]]:
-    """Every segment definition, by id."""
-    return [d.view() for d in _load_definitions(tx)]
-
-
-def get_definition(tx: Tx, segment_id: str) -> dict[str, Any] | None:
-    found = _load_definitions(tx, segment_id)
-    return found[0].view() if found else None
-
-
-def members(
-    tx: Tx,
-    segment_id: str,
-    *,
-    cursor: str | None = None,
-    limit: int = 50,
-    as_of: datetime | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Members ``{customer_id, since, position}`` by customer id; ``as_of`` reads the history.
-
-    Membership as of T is the latest change (in log order) recorded at or before T.
-    """
-    after = ""
-    if cursor:
-        (after,) = decode_cursor(cursor)
-    if as_of is None:
-        rows = tx.fetchall(
-            "SELECT customer_id, since, position FROM {segment_members} "
-            "WHERE segment_id = ? AND customer_id > ? ORDER BY customer_id LIMIT ?",
-            (segment_id, str(after), limit + 1),
-        )
-    else:
-        rows = tx.fetchall(
-            "SELECT c.customer_id, c.at, c.position FROM {segment_changes} c "
-            "WHERE c.segment_id = ? AND c.customer_id > ? AND c.change = 'entered' "
-            "AND c.position = (SELECT MAX(d.position) FROM {segment_changes} d WHERE d.segment_id "
-            "= c.segment_id AND d.customer_id = c.customer_id AND d.at <= ?) "
-            "ORDER BY c.customer_id LIMIT ?",
-            (segment_id, str(after), utc_text(check_aware("as_of", as_of)), limit + 1),
-        )
-    items = [{"customer_id": c, "since": s, "position": p} for c, s, p in rows[:limit]]
-    return items, encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
-
-
-def changes(
-    tx: Tx, segment_id: str | None = None, after: Cursor = START, limit: int = 1000
-) -> list[dict[str, Any]]:
-    """Membership changes ``{position, segment_id, customer_id, change, at}`` after the cursor
-    ``after``, in log order (one segment, or all)."""
-    where = "(position, segment_id, customer_id) > (?, ?, ?)"
-    params: list[Any] = list(after)
-    if segment_id is not None:
-        where += " AND segment_id = ?"
-        params.append(segment_id)
-    rows = tx.fetchall(
-        "SELECT position, segment_id, customer_id, change, at FROM {segment_changes} "
-        f"WHERE {where} ORDER BY position, segment_id, customer_id LIMIT ?",
-        [*params, limit],
-    )
-    keys = ("position", "segment_id", "customer_id", "change", "at")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
-def changes_at(tx: Tx, position: int) -> int:
-    """How many membership changes the event at ``position`` caused."""
-    row = tx.fetchone("SELECT COUNT(*) FROM {segment_changes} WHERE position = ?", (position,))
-    return int(row[0]) if row else 0

@@ -30,7 +30,7 @@ from uuid import UUID
 from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary
 from bootstrap import Services, build
-from bootstrap.processes import policy_runner, policy_runners
+from bootstrap.policy_processes import policy_runner, policy_runners
 from commands import messages as m
 from commands.service import Context
 from consumers.migrate import migrate

@@ -33,7 +33,7 @@ def fit(
     Example: clientele models fit --horizon-days 30
     """
     from bootstrap import build
-    from bootstrap.processes import model_fitter
+    from bootstrap.policy_processes import model_fitter
     from commands.service import Context
     from consumers.migrate import migrate
     from domain.errors import DomainError, InvalidInput

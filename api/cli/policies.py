@@ -120,7 +120,7 @@ def simulate(
     Example: clientele policies simulate --at 2026-12-31T23:59:59Z
     """
     from bootstrap import build
-    from bootstrap.processes import policy_runners
+    from bootstrap.policy_processes import policy_runners
 
     when = _aware(at)
     with build() as services:
@@ -165,7 +165,7 @@ def sweep(at: At = None) -> None:
     Example: clientele policies sweep
     """
     from bootstrap import build
-    from bootstrap.processes import policy_runners
+    from bootstrap.policy_processes import policy_runners
     from domain.errors import InvalidInput
 
     when = _aware(at)
@@ -203,6 +203,6 @@ def run() -> None:
     Example: clientele policies run
     """
     from api.cli.processes import run_process
-    from bootstrap import processes
+    from bootstrap import policy_processes
 
-    run_process(processes.policy_runner, needs_kafka=False)
+    run_process(policy_processes.policy_runner, needs_kafka=False)

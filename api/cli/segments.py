@@ -31,7 +31,7 @@ def segments_refresh(
     from bootstrap import build
     from consumers.migrate import migrate
     from consumers.segment_refresh import refresh_segments
-    from projections import segments
+    from projections import segment_queries
 
     with build() as services:
         migrate(services)
@@ -40,5 +40,5 @@ def segments_refresh(
         if services.runner is not None and position is not None:
             services.runner.catch_up()
             with services.read_store.transaction() as tx:
-                count = segments.changes_at(tx, position)
+                count = segment_queries.changes_at(tx, position)
             console.print(f"{count} membership changes recorded")

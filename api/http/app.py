@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from api.http import deps, middleware, problems
 from api.http.auth import AuthFailed
+from api.http.batch_docs import document_batch_commands
 from api.http.links import document_links
 from api.http.preconditions import PreconditionFailed
 from api.http.rate_limit import KeyRateLimiter, RateLimited
@@ -28,10 +29,9 @@ from api.http.routes import (
     value,
     writes,
 )
-from api.http.schemas import document_batch_commands
 from api.http.startup import Startup
 from bootstrap import Services
-from bootstrap.processes import api_background
+from bootstrap.api_background import api_background
 from infra.settings import get_settings
 
 

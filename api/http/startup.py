@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bootstrap import build
-from bootstrap.processes import api_background
+from bootstrap.api_background import api_background
 from infra.resilience import DATABASE, Stopped, Supervisor, Waiting, dependency
 
 if TYPE_CHECKING:

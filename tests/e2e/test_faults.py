@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.faults import KINDS, failures, harness
+from tests.e2e.faults import KINDS, harness
+from tests.e2e.faults_verdict import failures, verdict_of
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def test_every_kind_of_fault_under_load_loses_and_doubles_nothing() -> None:
     with harness(seed=17) as running:
         running.run(len(KINDS), pause=(0.5, 2.0))
-        verdict = running.verdict()
+        verdict = verdict_of(running)
     assert set(running.injected) == set(KINDS)
     assert verdict["acknowledged"] > 50, verdict
     assert verdict["by_surface"]["http"] > 0 and verdict["by_surface"]["kafka"] > 0, verdict

@@ -24,7 +24,8 @@ from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.profiles import ProfilesProjector
-from projections.segments import SegmentsProjector, changes, members
+from projections.segment_queries import changes, members
+from projections.segments import SegmentsProjector
 
 CTX = Context(actor="segments-contract")
 TABLES = SegmentsProjector.tables

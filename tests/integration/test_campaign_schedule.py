@@ -15,7 +15,7 @@ from uuid import UUID
 
 import pytest
 
-from bootstrap.processes import policy_runner
+from bootstrap.policy_processes import policy_runner
 from bootstrap.services import build
 from commands import messages as m
 from commands.service import Context

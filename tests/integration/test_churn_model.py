@@ -17,7 +17,7 @@ from uuid import UUID
 from structlog.testing import capture_logs
 
 from bootstrap import Services, build
-from bootstrap.processes import lifecycle_runner, model_fitter, policy_runner
+from bootstrap.policy_processes import lifecycle_runner, model_fitter, policy_runner
 from commands import messages as m
 from commands.service import Context
 from consumers.migrate import migrate

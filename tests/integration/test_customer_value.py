@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from bootstrap import Services
-from bootstrap.processes import model_fitter
+from bootstrap.policy_processes import model_fitter
 from commands import messages as m
 from commands.service import Context
 from consumers.rebuild import rebuild

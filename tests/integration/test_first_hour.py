@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from api.http.schemas import BATCH_COMMANDS, batch_example
+from api.http.batch_docs import BATCH_COMMANDS, batch_example
 from commands.messages import COMMAND_TYPES, parse_command
 from tests.api_support import Api, running_api
 

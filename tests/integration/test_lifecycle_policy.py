@@ -17,7 +17,7 @@ from uuid import UUID
 import pytest
 
 from bootstrap import build
-from bootstrap.processes import policy_runner
+from bootstrap.policy_processes import policy_runner
 from commands import messages as m
 from commands.policies import PolicyService
 from commands.service import CommandService, Context

@@ -56,8 +56,8 @@ from infra import kafka
 from infra.local_services import KafkaBroker, PostgresCluster
 from projections.framework import Projector
 from projections.registry import all_projectors
+from tests.integration.purity_feeds import PARTITIONS
 from tests.integration.purity_support import (
-    PARTITIONS,
     PURPOSES,
     RULES,
     SHOP_IDS,

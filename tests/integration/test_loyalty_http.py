@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bootstrap.processes import loyalty_runner
+from bootstrap.policy_processes import loyalty_runner
 from tests.api_support import Api, running_api
 
 PROBLEM = "application/problem+json"

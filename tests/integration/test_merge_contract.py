@@ -35,7 +35,8 @@ from projections import audit_history, profile_fold
 from projections.analytics import AnalyticsProjector
 from projections.framework import Binding, Projector, ensure_schema, project
 from projections.profiles import ProfilesProjector, get_profile
-from projections.segments import SegmentsProjector, members
+from projections.segment_queries import members
+from projections.segments import SegmentsProjector
 
 CTX = Context(actor="merge-contract")
 NEWSLETTER = {"field": "tags", "op": "contains", "value": "newsletter"}

@@ -36,7 +36,8 @@ from projections.audit_history import AuditHistoryProjector
 from projections.framework import Binding, Projector, park, positions, project
 from projections.profiles import ProfilesProjector, get_profile
 from projections.registry import all_projectors
-from projections.segments import SegmentsProjector, changes
+from projections.segment_queries import changes
+from projections.segments import SegmentsProjector
 from tests.integration.parking_support import (
     CTX,
     NulSafeProfiles,

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import pytest
 
-from bootstrap.processes import lifecycle_runner
+from bootstrap.policy_processes import lifecycle_runner
 from tests.api_support import Api, running_api
 
 PROBLEM = "application/problem+json"

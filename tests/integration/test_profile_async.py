@@ -14,7 +14,7 @@ from uuid import uuid4
 import pytest
 
 from bootstrap import Services
-from bootstrap.processes import model_fitter
+from bootstrap.policy_processes import model_fitter
 from commands.service import Context
 from infra.async_reads import AsyncReads
 from tests.api_support import running_api

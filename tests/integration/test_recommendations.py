@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 
 from commands.service import Context
 from consumers.rebuild import rebuild
-from projections import segments
+from projections import segment_queries
 from projections.recommendations import RecommendationsProjector
 from projections.segments import SegmentsProjector
 from tests.api_support import Api
@@ -303,7 +303,7 @@ def test_top3_segment_field_follows_the_independent_computation(api: Api) -> Non
     with services.read_store.snapshot() as tx:
         flips = {
             (c["segment_id"], c["customer_id"], c["change"])
-            for c in segments.changes(tx)
+            for c in segment_queries.changes(tx)
             if c["position"] == refreshed
         }
     expected = {

@@ -32,7 +32,8 @@ from infra.readstore import ReadStore
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.profiles import ProfilesProjector
-from projections.segments import SegmentsProjector, changes
+from projections.segment_queries import changes
+from projections.segments import SegmentsProjector
 from tests.integration.segments_support import CTX, SPENDERS, VIP, SegmentsContract
 from tests.integration.workers import worker_connect
 

@@ -20,7 +20,8 @@ from domain.errors import InvalidInput
 from infra.readstore import ReadStore
 from infra.store import EventStore
 from projections.framework import Binding, project
-from projections.segments import SegmentsProjector, changes, changes_at, get_definition, members
+from projections.segment_queries import changes, changes_at, get_definition, members
+from projections.segments import SegmentsProjector
 from tests.integration.segments_support import (
     CTX,
     EVERYONE,

@@ -20,7 +20,7 @@ print("api.bench.harness" in sys.modules)
 
 SERVE_IMPORTS = """
 import sys
-import api.http.app, api.cli, bootstrap.processes
+import api.http.app, api.cli, bootstrap.processes, bootstrap.policy_processes
 print(" ".join(sorted(m for m in ("psutil", "httpx", "api.bench") if m in sys.modules)))
 """
 

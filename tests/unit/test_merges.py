@@ -23,7 +23,8 @@ from consumers.store_feed import StoreFeed
 from domain import errors
 from domain.events import DuplicateAbsorbed, Erased
 from domain.merging import MERGE_SOURCE_PREFIX
-from domain.segment_rules import matches, parse
+from domain.segment_evaluation import matches
+from domain.segment_rules import parse
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.store import EventStore

@@ -12,7 +12,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from domain.errors import InvalidInput
-from domain.segment_rules import MAX_DEPTH, Rule, evaluate, parse
+from domain.segment_evaluation import evaluate
+from domain.segment_rules import MAX_DEPTH, Rule, parse
 from domain.text_policy import Text, text_problem
 from domain.values import ConsentPurpose, LifecycleStage, Status
 from projections import profile_fold

@@ -12,14 +12,12 @@ import pytest
 from commands import messages as m
 from commands.service import CommandService, Context
 from domain.errors import InvalidInput
+from domain.segment_evaluation import admits, evaluate, matches
 from domain.segment_rules import (
     MAX_CONDITIONS,
     MAX_DEPTH,
     Rule,
-    admits,
-    evaluate,
     is_time_relative,
-    matches,
     parse,
     parse_purpose,
     uses_rfm,

@@ -14,7 +14,7 @@ from api.http.responses import json_response
 from api.http.schemas import AUTH, problems
 from domain.errors import DomainError, InvalidInput
 from infra.api_keys import Role
-from projections import segments
+from projections import segment_queries
 
 router = APIRouter(prefix="/v1", tags=["segments"])
 
@@ -54,7 +54,7 @@ def list_segments(request: Request) -> Response:
     """Every segment definition."""
     deps.wait_for_position(request, ["segments"])
     with deps.services(request).read_store.snapshot() as tx:
-        items = segments.list_definitions(tx)
+        items = segment_queries.list_definitions(tx)
     return json_response({"items": items, "next_cursor": None})
 
 
@@ -104,10 +104,10 @@ def segment_members(
     """Customer ids in the segment (paged), now or as of a past instant."""
     deps.wait_for_position(request, ["segments"])
     with deps.services(request).read_store.snapshot() as tx:
-        if segments.get_definition(tx, segment_id) is None:
+        if segment_queries.get_definition(tx, segment_id) is None:
             raise SegmentNotFound(f"no segment {segment_id!r}", segment_id=segment_id)
         try:
-            items, next_cursor = segments.members(
+            items, next_cursor = segment_queries.members(
                 tx, segment_id, cursor=cursor, limit=limit, as_of=as_of
             )
         except ValueError:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from api.http import deps
 from api.http import schemas as s
 from api.http.auth import require
+from api.http.batch_docs import batch_examples
 from api.http.preconditions import (
     IfMatch,
     IfMatchHeader,
@@ -299,7 +300,7 @@ def erase(write: CustomerWrite, body: s.ReasonRequest | None = None) -> s.WriteR
 
 @router.post("/commands:batch", response_model=s.BatchResult, responses=s.BATCH)
 def batch(
-    body: Annotated[s.BatchRequest, Body(openapi_examples=s.batch_examples())],
+    body: Annotated[s.BatchRequest, Body(openapi_examples=batch_examples())],
     request: Request,
 ) -> s.BatchResult:
     """Up to 1,000 commands in one store transaction; one outcome per command, in order.
