@@ -35,13 +35,13 @@ from domain.segment_rules import MEMBER_STATUSES
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections.recommendations import PROFILING, order_items
+from projections.segment_rows import by_customer
 
 TOP = 3
 TABLE = "segment_recs"
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {segment_recs} (customer_id TEXT PRIMARY KEY, top3 TEXT NOT NULL)"
 )
-CHUNK = 500
 
 
 def fold_skus(state: dict[str, Any], e: Envelope) -> None:
@@ -113,15 +113,8 @@ def keep_top3(tx: Tx, states: Iterator[list[tuple[str, dict[str, Any]]]]) -> Non
 
 def load_top3(tx: Tx, customer_ids: Sequence[str]) -> dict[str, list[str]]:
     """The kept top 3 of some customers (absent: nothing recommended at the last ranking)."""
-    found: dict[str, list[str]] = {}
-    for start in range(0, len(customer_ids), CHUNK):
-        chunk = customer_ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = tx.fetchall(
-            f"SELECT customer_id, top3 FROM {{segment_recs}} WHERE customer_id IN ({marks})", chunk
-        )
-        found.update((c, orjson.loads(top)) for c, top in rows)
-    return found
+    select = "SELECT customer_id, top3 FROM {segment_recs}"
+    return {c: orjson.loads(top) for c, top in by_customer(tx, select, customer_ids)}
 
 
 def with_top3(state: Mapping[str, Any], top3: Sequence[str] | None) -> Mapping[str, Any]:

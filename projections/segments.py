@@ -67,9 +67,8 @@ from projections.framework import Projector
 from projections.segment_queries import Definition, load_definitions
 from projections.segment_recommendations import SCHEMA as RECS_SCHEMA
 from projections.segment_recommendations import fold_skus, keep_top3, load_top3, with_top3
+from projections.segment_rows import Member, all_states, load_members, load_scores, load_states
 
-CHUNK = 500
-Member = tuple[str, str]  # (segment id, customer id)
 SEGMENT_EVENTS = frozenset(segment.EVENT_TYPES)
 POLICY_EVENTS = frozenset(cls.TYPE for cls in policy.EVENT_CLASSES)
 # not customer events: applied one by one
@@ -146,13 +145,13 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
         return
     definitions = load_definitions(tx)
     ids = sorted({e.customer_key for e in envelopes})
-    states = _load_states(tx, ids)
-    scores = _load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
+    states = load_states(tx, ids)
+    scores = load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
     cuts = load_value_cuts(tx) if model else {}
     top3 = load_top3(tx, ids) if any(uses_recommendations(d.rule) for d in definitions) else {}
-    ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts, top3=top3)
+    ledger = _Ledger(load_members(tx, ids), scores, model, care, cuts, top3=top3)
     for envelope in envelopes:
         customer = envelope.customer_key
         if (state := states.get(customer)) is None:
@@ -223,9 +222,7 @@ def _model_fitted(tx: Tx, envelope: Envelope) -> None:
     keep_fit(tx, envelope)
     model = load_fit(tx)
     assert model is not None
-    cuts = (
-        value_cuts(model, (s for rows in _all_states(tx) for _, s in rows)) if model.spend else {}
-    )
+    cuts = value_cuts(model, (s for rows in all_states(tx) for _, s in rows)) if model.spend else {}
     keep_value_cuts(tx, cuts)
     due = [d for d in load_definitions(tx) if uses_churn_risk(d.rule)]
     if due:
@@ -262,7 +259,7 @@ def _care_versions(tx: Tx) -> CareVersions:
 
 def _purchases(tx: Tx, currency: str) -> Iterator[tuple[str, datetime, Decimal]]:
     """``(customer, occurred_at, amount)`` of live customers' purchases in ``currency``."""
-    for rows in _all_states(tx):
+    for rows in all_states(tx):
         for customer, state in rows:
             if state.get("status") not in MEMBER_STATUSES:
                 continue
@@ -353,43 +350,6 @@ class _Ledger:
 # --------------------------------------------------------------------------- loading
 
 
-def _by_customer(tx: Tx, select: str, customer_ids: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Rows of ``select`` (a query without WHERE) for some customers, in chunks."""
-    rows = []
-    for start in range(0, len(customer_ids), CHUNK):
-        chunk = customer_ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows += tx.fetchall(f"{select} WHERE customer_id IN ({marks})", chunk)
-    return rows
-
-
-def _load_states(tx: Tx, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    select = "SELECT customer_id, state FROM {segment_state}"
-    return {c: orjson.loads(state) for c, state in _by_customer(tx, select, customer_ids)}
-
-
-def _all_states(tx: Tx) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """Every customer's profile fold, in chunks by customer id."""
-    after = ""
-    while rows := tx.fetchall(
-        "SELECT customer_id, state FROM {segment_state} WHERE customer_id > ? "
-        "ORDER BY customer_id LIMIT ?",
-        (after, CHUNK),
-    ):
-        yield [(customer, orjson.loads(state)) for customer, state in rows]
-        after = rows[-1][0]
-
-
-def _load_members(tx: Tx, customer_ids: Sequence[str]) -> dict[Member, tuple[str, int]]:
-    select = "SELECT segment_id, customer_id, since, position FROM {segment_members}"
-    return {(s, c): (since, p) for s, c, since, p in _by_customer(tx, select, customer_ids)}
-
-
-def _load_scores(tx: Tx, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    select = "SELECT customer_id, scores FROM {segment_rfm}"
-    return {c: orjson.loads(scores) for c, scores in _by_customer(tx, select, customer_ids)}
-
-
 def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, position: int) -> None:
     """Decide ``definitions`` for every customer at ``now``, as caused by ``position``."""
     with_scores = any(uses_rfm(d.rule) for d in definitions)
@@ -398,12 +358,12 @@ def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, positi
     cuts = load_value_cuts(tx) if model else {}
     ranked = any(uses_recommendations(d.rule) for d in definitions)
     if ranked:
-        keep_top3(tx, _all_states(tx))
-    for rows in _all_states(tx):
+        keep_top3(tx, all_states(tx))
+    for rows in all_states(tx):
         ids = [customer for customer, _ in rows]
-        scores = _load_scores(tx, ids) if with_scores else {}
+        scores = load_scores(tx, ids) if with_scores else {}
         top3 = load_top3(tx, ids) if ranked else {}
-        ledger = _Ledger(_load_members(tx, ids), scores, model, care, cuts, top3=top3)
+        ledger = _Ledger(load_members(tx, ids), scores, model, care, cuts, top3=top3)
         for customer, state in rows:
             for definition in definitions:
                 ledger.decide(definition, customer, state, now, position)
