@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from api.bench.wrk import get_load, wrk_binary
 from bootstrap import build
 from commands.service import Context
 from consumers.migrate import migrate
+from infra.settings import Settings
 
 Say = Callable[[str], None]
 PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario
@@ -79,7 +81,21 @@ class Visibility:
                     self.pending = [w for w in self.pending if w not in done]
 
 
-def _profiles(database_url: str) -> int:
+def serve_with_baselines(
+    stack: Stack, settings: Settings
+) -> tuple[int, subprocess.Popen[bytes], dict[str, tuple[int, int]]]:
+    """Start ``serve`` and each GET-profile baseline of :data:`BASELINES` on ``settings``:
+    (the API's port, its process, ``{name: (port, pid)}`` of the API and the baselines)."""
+    port, api = serve(stack, settings)
+    targets = {"api": (port, api.pid)}
+    for kind in BASELINES:
+        baseline_port, child = serve(stack, settings, kind, "-m", "api.bench.bare_asgi", kind)
+        targets[kind] = (baseline_port, child.pid)
+    return port, api, targets
+
+
+def profiles_stored(database_url: str) -> int:
+    """How many profiles the read model holds now."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()
     return int(row[0]) if row else 0
@@ -101,11 +117,7 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         services.segments.define(SEGMENT, "Tagged t1", rule, None, Context(actor="bench"))
     relay = stack.spawn(settings, "relay", "relay")
     consumer = stack.spawn(settings, "consume", "consume")
-    port, api = serve(stack, settings)
-    targets = {"api": (port, api.pid)}
-    for kind in BASELINES:
-        baseline_port, child = serve(stack, settings, kind, "-m", "api.bench.bare_asgi", kind)
-        targets[kind] = (baseline_port, child.pid)
+    port, api, targets = serve_with_baselines(stack, settings)
     token = stack.api_key()
     say("live: waiting for the consumer to join its group and catch up …")
 
@@ -113,14 +125,14 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         for name, child in (("relay", relay), ("consume", consumer)):
             if child.poll() is not None:
                 raise RuntimeError(f"clientele {name} exited:\n{stack.log_tail(name)}")
-        return _profiles(settings.database_url) >= len(ids)
+        return profiles_stored(settings.database_url) >= len(ids)
 
     wait_for(caught_up, 180, "consumer catch-up", every=0.2)
     # Every path once at full rate first: RSS growth is then about leaks, not about the
     # thread pool, caches and allocator arenas filling on first use.
     asyncio.run(_warm_up(port=port, token=token, ids=ids, sizes=sizes))
     for kind in BASELINES:
-        asyncio.run(_same_bytes(port, targets[kind][0], token, ids[:50]))
+        asyncio.run(same_bytes(port, targets[kind][0], token, ids[:50]))
     sampler = RssSampler({"api": api.pid, "consumer": consumer.pid, "relay": relay.pid})
     sampler.start()
     try:
@@ -136,7 +148,7 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         )
     finally:
         sampler.stop()
-    result["read_throughput"] = _throughput(targets, token=token, ids=ids, sizes=sizes, say=say)
+    result["read_throughput"] = throughput(targets, token=token, ids=ids, sizes=sizes, say=say)
     memory = sampler.report()
     memory["target_growth_pct"] = 10.0
     result["memory"] = memory
@@ -296,7 +308,7 @@ def _profile_paths(ids: list[UUID]) -> list[str]:
     return [f"/v1/customers/{customer}" for customer in ids]
 
 
-async def _same_bytes(port: int, bare: int, token: str, ids: list[UUID]) -> None:
+async def same_bytes(port: int, bare: int, token: str, ids: list[UUID]) -> None:
     """The bare ASGI app answers GET profile with the API's bytes, or RuntimeError."""
     async with Pool(port, token, 1) as api, Pool(bare, token, 1) as baseline:
         for path in _profile_paths(ids):
@@ -305,7 +317,7 @@ async def _same_bytes(port: int, bare: int, token: str, ids: list[UUID]) -> None
                 raise RuntimeError(f"bare ASGI baseline differs on {path}: {ours!r} {theirs!r}")
 
 
-def _throughput(
+def throughput(
     targets: dict[str, tuple[int, int]], *, token: str, ids: list[UUID], sizes: Sizes, say: Say
 ) -> dict[str, Any]:
     """GET profile as fast as answered, ``read_concurrency`` connections, on each of

@@ -18,8 +18,7 @@ from typing import Any
 
 from api.bench import workload
 from api.bench.harness import Sizes, Stack, wait_for
-from api.bench.live import BASELINES, _profiles, _same_bytes, _throughput
-from api.bench.write_side import serve
+from api.bench.live import BASELINES, profiles_stored, same_bytes, serve_with_baselines, throughput
 from api.bench.wrk import wrk_binary
 from bootstrap import build
 from consumers.migrate import migrate
@@ -34,14 +33,10 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     with build(settings) as services:
         migrate(services)
         ids = workload.seed(services.commands, sizes.customers, sizes.customers, random.Random(13))
-    port, api = serve(stack, settings)
-    targets = {"api": (port, api.pid)}
-    for kind in BASELINES:
-        baseline_port, child = serve(stack, settings, kind, "-m", "api.bench.bare_asgi", kind)
-        targets[kind] = (baseline_port, child.pid)
+    port, _, targets = serve_with_baselines(stack, settings)
     token = stack.api_key()
     say(f"read throughput: waiting for {len(ids):,} profiles …")
-    wait_for(lambda: _profiles(settings.database_url) >= len(ids), 180, "profiles", every=0.2)
+    wait_for(lambda: profiles_stored(settings.database_url) >= len(ids), 180, "profiles", every=0.2)
     for kind in BASELINES:
-        asyncio.run(_same_bytes(port, targets[kind][0], token, ids[:50]))
-    return {"read_throughput": _throughput(targets, token=token, ids=ids, sizes=sizes, say=say)}
+        asyncio.run(same_bytes(port, targets[kind][0], token, ids[:50]))
+    return {"read_throughput": throughput(targets, token=token, ids=ids, sizes=sizes, say=say)}
