@@ -10,9 +10,11 @@ commit and hands them to the next unit of work, which brings them up to date
 
 * **A checked cache: events stay the truth.** Before a kept customer is used, the store is
   asked for its events from the kept version on, in the same query as the other loads: the
-  kept version must be stored (else the customer is dropped and loaded afresh), and every newer
-  event (another process's write, an erasure) is applied first. The store's version check
-  still refuses a write built on an old state, and the unit is retried on fresh state.
+  event stored at the kept version must be the very one the customer was kept at (same digest
+  of its stored bytes, kept with the customer; else, as after a restore and new writes, the
+  customer is dropped and loaded afresh), and every newer event (another process's write, an
+  erasure) is applied first. The store's version check still refuses a write built on an old
+  state, and the unit is retried on fresh state.
 * **Ownership, not sharing.** :meth:`take` removes what it returns; a unit of work owns its
   aggregates until :meth:`keep` returns them after its commit. A unit that fails (a rejected
   write, a conflict, an error) returns nothing, so no half-applied state is ever reused and
@@ -23,9 +25,10 @@ commit and hands them to the next unit of work, which brings them up to date
 * **Personal data.** A kept customer holds what its events hold, in clear, as during a unit of
   work. An erased customer is never kept, and :meth:`watch` drops, at the start of every unit,
   the customers erased by ANY writer since its last call, with the holders of copies of their
-  data (``Erased.copies_at``): an erased person's data outlives its erasure in no cache, even
-  one of another process. Whatever else changes how a customer's stored events read without an
-  event of its own must go through :meth:`drop`.
+  data (``Erased.copies_at``), after forgetting their data keys and footprints whatever the
+  budget (:meth:`infra.store.EventStore.forget_erased`): an erased person's data outlives its
+  erasure in no cache, even one of another process. Whatever else changes how a customer's
+  stored events read without an event of its own must go through :meth:`drop`.
 """
 
 from __future__ import annotations
@@ -34,17 +37,12 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from domain.customer import Customer
-from domain.events import Erased
 from domain.values import Status
 from infra.snapshots import Footprints
 from infra.store import EventStore
 
 ENTRY_BYTES = 2048  # a kept customer's objects beyond its stored bytes (measured: ~1.5 kB)
-WATCH_PAGE = 1000  # erasures read per query
-ERASED_TOPICS = [get_topic(Erased)]
 
 
 class AggregateCache:
@@ -52,9 +50,8 @@ class AggregateCache:
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
-        self._kept: OrderedDict[UUID, tuple[Customer, int]] = OrderedDict()
+        self._kept: OrderedDict[UUID, tuple[Customer, bytes, int]] = OrderedDict()
         self._bytes = 0
-        self._watched: int | None = None  # log position up to which erasures were looked for
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -64,14 +61,16 @@ class AggregateCache:
         """Bytes counted for the customers kept (stored bytes plus ``ENTRY_BYTES`` each)."""
         return self._bytes
 
-    def take(self, customer_ids: Iterable[UUID]) -> dict[UUID, Customer]:
-        """Remove and return the kept customers among ``customer_ids``."""
+    def take(self, customer_ids: Iterable[UUID]) -> dict[UUID, tuple[Customer, bytes]]:
+        """Remove and return the kept customers among ``customer_ids``, each with the digest of
+        its version's stored event (:func:`infra.snapshots.row_digest`, for
+        :func:`infra.bulk_load.load_many` to check that the store still holds that event)."""
         taken = {}
         for customer_id in customer_ids:
             entry = self._kept.pop(customer_id, None)
             if entry is not None:
-                taken[customer_id] = entry[0]
-                self._bytes -= entry[1]
+                taken[customer_id] = (entry[0], entry[1])
+                self._bytes -= entry[2]
         return taken
 
     def keep(self, customers: Iterable[Customer], footprints: Footprints) -> None:
@@ -79,16 +78,20 @@ class AggregateCache:
         evict the least recently used beyond the budget."""
         for customer in customers:
             footprint = footprints.get(customer.id)
-            if footprint is None or footprint.version != customer.version:
-                continue  # size unknown (an erasure, a forgotten footprint): not worth a guess
+            if (
+                footprint is None
+                or footprint.version != customer.version
+                or footprint.digest is None
+            ):
+                continue  # size or event unknown (an erasure, a forgotten footprint): no guess
             size = footprint.load_bytes + ENTRY_BYTES
             if size > self.budget_bytes or customer.status == Status.ERASED:
                 continue
             self.drop([customer.id])
-            self._kept[customer.id] = (customer, size)
+            self._kept[customer.id] = (customer, footprint.digest, size)
             self._bytes += size
         while self._bytes > self.budget_bytes:
-            _, (_, size) = self._kept.popitem(last=False)
+            _, (_, _, size) = self._kept.popitem(last=False)
             self._bytes -= size
 
     def drop(self, customer_ids: Iterable[UUID]) -> None:
@@ -96,23 +99,9 @@ class AggregateCache:
         self.take(customer_ids)
 
     def watch(self, store: EventStore) -> None:
-        """Drop the customers erased in ``store`` since the last call, by any writer, and the
-        holders of copies of their data: two small queries (the log's head, its erasures);
-        none when the cache is off."""
-        if self.budget_bytes <= 0:
-            return
-        head = store.head()
-        after, self._watched = self._watched, head
-        if after is None or not self._kept:
-            return  # nothing kept now was loaded before ``head`` was read
-        while after < head:
-            page = store.recorder.select_notifications(
-                after, WATCH_PAGE, stop=head, topics=ERASED_TOPICS, inclusive_of_start=False
-            )
-            for notification in page:
-                erased = store.mapper.to_domain_event(notification)
-                assert isinstance(erased, Erased)
-                self.drop([erased.originator_id, *(UUID(c) for c in erased.copies_at)])
-            if len(page) < WATCH_PAGE:
-                break
-            after = page[-1].id
+        """Forget what the customers erased in ``store`` since the last look, by any writer,
+        leave in this process (their data keys and footprints: :meth:`EventStore.forget_erased`,
+        even with the cache off or empty), then drop them and the holders of copies of their
+        data from the cache: two small queries."""
+        for erased in store.forget_erased():
+            self.drop([erased.originator_id, *(UUID(c) for c in erased.copies_at)])

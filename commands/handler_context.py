@@ -82,6 +82,9 @@ def code(field: str, value: object, max_length: int = MAX_CODE_LENGTH) -> str | 
 
 
 def optional(value: Any, normalise: Callable[[Any], str]) -> str | None:
+    """``normalise(value)`` (its canonical text), or None when ``value`` is None or text that
+    is empty once surrounding spaces are trimmed (:func:`domain.text_policy.trim`); raises
+    what ``normalise`` raises for a value it refuses."""
     if value is None or (isinstance(value, str) and not tp.trim(value)):
         return None
     return normalise(value)

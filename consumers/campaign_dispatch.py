@@ -101,6 +101,7 @@ class CampaignDispatcher:
                 )
             if not page:
                 break
+            self.campaigns.store.forget_erased()  # no key shredded elsewhere opens a copy
             loaded: Any = load_many(self.campaigns.store, [UUID(c) for c, _ in page])
             messages: list[dict[str, Any]] = []
             for customer_id, _ in page:

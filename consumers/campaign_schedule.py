@@ -33,6 +33,7 @@ ACTOR = "clientele:campaign-scheduler"
 
 
 def wall_clock() -> datetime:
+    """The current time, timezone-aware UTC: the scheduler's default clock."""
     return datetime.now(UTC)
 
 

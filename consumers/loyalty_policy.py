@@ -115,5 +115,7 @@ class LoyaltyRunner(LifecycleRunner):
     def decisions(
         self, history: History, at: datetime, policy: Policy, model: ChurnModel | None
     ) -> tuple[int, list[Any]]:
+        """(the customer's version, the steps due for them by ``at``) as :meth:`steps`: the
+        sweep's decision hook; 0 and no steps when no policy version is in force."""
         del model  # points and tiers use no churn model
         return self.steps(history, at, policy)

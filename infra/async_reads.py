@@ -80,6 +80,7 @@ class AsyncReads:
         return {} if self._pool is None else self._pool.get_stats()
 
     async def close(self) -> None:
+        """Close the pool and its connections (idempotent); a later read opens a new pool."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -4,7 +4,8 @@ aggregates per two queries, instead of two queries per aggregate (the repository
 The batch command path prefetches every aggregate its commands name with this, so a batch of
 500 commands costs a handful of reads before its single write transaction. Aggregates the
 caller already holds (``known``, at some version) are brought up to date instead: only their
-newer events are read and applied, so what a load reads does not grow with their history.
+newer events are read and applied, so what a load reads does not grow with their history;
+each comes with the digest of its version's stored event, checked against the store's.
 Every customer loaded leaves its footprint (:mod:`infra.snapshots`) with the store.
 
 Whole histories of many customers (:func:`histories`: what the policy sweeps decide from) are
@@ -23,35 +24,40 @@ from eventsourcing.persistence import StoredEvent
 
 from domain.customer import Customer
 from domain.events import CustomerEvent
+from infra.snapshots import row_digest
 from infra.store import EventStore
 
 log = structlog.get_logger(__name__)
 CHUNK = 500
+Known = tuple[Aggregate, bytes]  # an aggregate, the digest of its version's stored event
 
 
 def load_many(
     store: EventStore,
     aggregate_ids: Sequence[UUID],
-    known: Mapping[UUID, Aggregate] | None = None,
+    known: Mapping[UUID, Known] | None = None,
 ) -> dict[UUID, Aggregate]:
     """The stored aggregates among ``aggregate_ids`` (absent ones are left out).
 
-    ``known`` aggregates are taken over (mutated in place) and fast-forwarded by their events
-    newer than their version, once the store is seen to hold that version: one whose version
-    the store does not hold (a restored or rewritten store) is dropped and loaded afresh. The
-    others are folded from their newest snapshot.
+    ``known`` aggregates, each with the :func:`~infra.snapshots.row_digest` of the event at its
+    version, are taken over (mutated in place) and fast-forwarded by their events newer than
+    their version, once the store is seen to hold that very event (the row the same query
+    returns has that digest): one whose event the store does not hold (a store restored to an
+    earlier version, maybe written again up to it) is dropped and loaded afresh. The others
+    are folded from their newest snapshot.
     """
-    known = dict(known or {})
+    digests = {i: digest for i, (_, digest) in (known or {}).items()}
+    held = {i: aggregate for i, (aggregate, _) in (known or {}).items()}
     found: dict[UUID, Aggregate] = {}
     unique = list(dict.fromkeys(aggregate_ids))
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]
-        # from the known version itself: its row proves the store holds what we hold
-        versions = {i: known[i].version - 1 for i in chunk if i in known}
+        # from the known version itself: its row proves the store holds what we hold (digest)
+        versions = {i: held[i].version - 1 for i in chunk if i in held}
         snapshots, events = store.backend.latest(chunk, versions)  # two queries on SQL
-        unheld = [i for i in versions if not _holds(events.get(i), versions[i] + 1)]
+        unheld = [i for i in versions if not _holds(events.get(i), versions[i] + 1, digests[i])]
         for aggregate_id in unheld:
-            del known[aggregate_id], versions[aggregate_id]
+            del held[aggregate_id], versions[aggregate_id]
         if unheld:
             log.warning("store.cache_unheld", customers=len(unheld))
             cold_snapshots, cold_events = store.backend.latest(unheld, {})
@@ -59,7 +65,7 @@ def load_many(
         store.data_keys.preload(i.hex for i in [*snapshots, *events])
         for aggregate_id in chunk:
             snapshot, newer = snapshots.get(aggregate_id), events.get(aggregate_id, [])
-            aggregate: Any = known.get(aggregate_id)
+            aggregate: Any = held.get(aggregate_id)
             if aggregate is not None:
                 newer = newer[1:]  # the known version itself
             for row in [snapshot, *newer] if snapshot is not None else newer:
@@ -75,9 +81,15 @@ def load_many(
     return found
 
 
-def _holds(rows: Sequence[StoredEvent] | None, version: int) -> bool:
-    """Whether ``rows`` (an aggregate's events from some version on) start at ``version``."""
-    return rows is not None and bool(rows) and rows[0].originator_version == version
+def _holds(rows: Sequence[StoredEvent] | None, version: int, digest: bytes) -> bool:
+    """Whether ``rows`` (an aggregate's events from some version on) start with the event
+    stored at ``version`` whose bytes have ``digest`` (:func:`~infra.snapshots.row_digest`)."""
+    return (
+        rows is not None
+        and bool(rows)
+        and rows[0].originator_version == version
+        and row_digest(rows[0]) == digest
+    )
 
 
 def histories(
@@ -88,6 +100,7 @@ def histories(
     one for their data keys, however long their histories; no snapshot is read (what is
     decided from the events needs all of them). Each customer's events are decoded as they
     are reached, so a batch's decoded events are not all held at once."""
+    store.forget_erased()  # no key shredded elsewhere opens a copy of the erased person's data
     unique = list(dict.fromkeys(customer_ids))
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]

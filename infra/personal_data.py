@@ -32,7 +32,7 @@ from eventsourcing.utils import get_topic
 from domain.customer import Customer
 from domain.errors import EventTooLarge
 from domain.event_base import MAX_EVENT_BYTES
-from domain.events import EVENT_TYPES, CustomerEvent
+from domain.events import EVENT_TYPES, CustomerEvent, Erased
 from domain.personal import Personal, key_owner, redacted
 from infra.data_keys import NONCE_BYTES, DataKeys
 from infra.envelope import SEALED, Envelope, plain
@@ -142,7 +142,11 @@ class PersonalData:
         return values
 
     def open_envelope(self, envelope: Envelope) -> Envelope:
-        """The envelope with its personal fields in ``data`` (for trusted consumers)."""
+        """The envelope with its personal fields in ``data`` (for trusted consumers). An
+        erasure's makes this process forget the erased person's data key (shredded with it):
+        what the log holds after it reads as redacted, whoever erased them."""
+        if envelope.type == Erased.TYPE:
+            self.keys.forget([envelope.customer_id.hex])
         if envelope.sealed is None:
             return envelope
         fields = EVENT_TYPES[envelope.type].PERSONAL

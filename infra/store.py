@@ -11,6 +11,7 @@ The store's notification log is the single global order of events (the outbox).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,8 @@ POLICY_TOPICS = [get_topic(cls) for cls in policy.EVENT_CLASSES]  # never publis
 REVIEW_TOPICS = [get_topic(cls) for cls in duplicate_review.EVENT_CLASSES]  # never published
 # what read models are fed (segments keep the care policy's versions)
 FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS, *POLICY_TOPICS, *REVIEW_TOPICS]
+ERASED_TOPICS = [get_topic(Erased)]
+ERASED_PAGE = 1000  # erasures read per query by :meth:`EventStore.forget_erased`
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 
@@ -91,11 +94,38 @@ class EventStore(Application[UUID]):
         self.personal.keys = self.backend.data_keys(
             master_keys or MasterKeys.parse(DEV_MASTER_KEYS)
         )
+        self._erasures_seen = self.head()  # nothing is cached yet: older erasures are moot
+        self._erasures_lock = threading.Lock()
 
     @property
     def data_keys(self) -> DataKeys:
         """Customers' data keys (create, read, shred, rotate)."""
         return self.personal.keys
+
+    def forget_erased(self) -> list[Erased]:
+        """Forget the data keys and footprints of the customers erased since the last call (by
+        ANY process: the one that erases forgets at once) and return those erasures, oldest
+        first: two small queries (the log's head, its erasures after the last look). Every
+        long-lived reader of the store calls it before opening events, so no key shredded
+        elsewhere decrypts a copy of the erased person's data from this process's cache."""
+        head = self.head()
+        with self._erasures_lock:  # readers' threads share the store
+            after, self._erasures_seen = self._erasures_seen, max(head, self._erasures_seen)
+        erased: list[Erased] = []
+        while after < head:
+            page = self.recorder.select_notifications(
+                after, ERASED_PAGE, stop=head, topics=ERASED_TOPICS, inclusive_of_start=False
+            )
+            for notification in page:
+                event = self.mapper.to_domain_event(notification)
+                assert isinstance(event, Erased)
+                erased.append(event)
+            if len(page) < ERASED_PAGE:
+                break
+            after = page[-1].id
+        self.data_keys.forget(e.originator_id.hex for e in erased)
+        self.footprints.forget(e.originator_id for e in erased)
+        return erased
 
     def construct_mapper(self) -> Mapper[UUID]:
         self.personal_mapper = PersonalDataMapper(self.construct_transcoder(), self.personal)
@@ -185,6 +215,7 @@ class EventStore(Application[UUID]):
 
     def customer(self, customer_id: UUID, *, version: int | None = None) -> Customer:
         """Load a customer (optionally as of a version); raise :class:`CustomerNotFound`."""
+        self.forget_erased()
         try:
             customer: Any = self.repository.get(customer_id, version=version)
         except AggregateNotFoundError:
@@ -196,6 +227,7 @@ class EventStore(Application[UUID]):
     def customer_as_of(self, customer_id: UUID, when: datetime) -> Customer:
         """Fold a customer's events recorded at or before ``when`` (what we knew then),
         starting from the newest snapshot whose last event was recorded by then."""
+        self.forget_erased()
         customer: Any = None
         after: int | None = None
         for snapshot in self.snapshots.get(customer_id, desc=True) if self.snapshots else ():
@@ -212,6 +244,7 @@ class EventStore(Application[UUID]):
 
     def customer_events(self, customer_id: UUID) -> Iterator[CustomerEvent]:
         """Every stored event of a customer, oldest first."""
+        self.forget_erased()
         for event in self.events.get(customer_id):
             assert isinstance(event, CustomerEvent)
             yield event
@@ -251,6 +284,7 @@ class EventStore(Application[UUID]):
 
     def history(self, customer_id: UUID) -> list[tuple[int, CustomerEvent]]:
         """A customer's events with their global positions, oldest first."""
+        self.forget_erased()
         history = []
         for position, stored in self.backend.positioned(customer_id, None):
             event = self.mapper.to_domain_event(stored)

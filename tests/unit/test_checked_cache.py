@@ -15,7 +15,9 @@ from eventsourcing.persistence import StoredEvent
 
 from commands import messages as m
 from commands.service import CommandService, Context
+from consumers.store_feed import StoreFeed
 from domain.customer import Customer
+from domain.events import DuplicateAbsorbed
 from infra.store import EventStore
 
 CTX = Context(actor="cache-test")
@@ -118,4 +120,103 @@ def test_a_kept_version_the_store_does_not_hold_is_loaded_afresh(tmp_path: Path)
     assert isinstance(customer, Customer) and customer.tags == ["a", "c"]
     versions = [e.originator_version for e in store.stored_events(customer_id)]
     assert versions == list(range(1, kept + 1))
+    store.close()
+
+
+PHONE = "+4930901820"
+
+
+@pytest.fixture
+def two_writers(tmp_path: Path) -> Iterator[tuple[EventStore, EventStore]]:
+    """Two processes on one store (each with its own data-key cache)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    here, elsewhere = EventStore(url), EventStore(url)
+    yield here, elsewhere
+    here.close()
+    elsewhere.close()
+
+
+def copy_erased_elsewhere(service: CommandService, elsewhere: EventStore) -> tuple[UUID, UUID]:
+    """(survivor, duplicate): the survivor's stream holds the duplicate's phone sealed with
+    the duplicate's key, which ``service``'s process holds (it wrote the phone); then another
+    writer erases the duplicate, shredding the key. Returns once the erasure is stored."""
+    survivor, duplicate = register(service), register(service)
+    service.execute(m.UpdateProfile(customer_id=duplicate, changes={"phone": PHONE}), CTX)
+    service.execute(m.MergeCustomers(customer_id=survivor, duplicate_id=duplicate), CTX)
+    service.execute(m.UnmergeCustomers(customer_id=survivor, duplicate_id=duplicate), CTX)
+    assert absorbed_phone(service.store, survivor) == PHONE
+    CommandService(elsewhere, index_key="k").execute(m.EraseCustomer(customer_id=duplicate), CTX)
+    return survivor, duplicate
+
+
+def absorbed_phone(store: EventStore, survivor: UUID) -> Any:
+    """The duplicate's phone in the survivor's copy, opened with the process's key cache."""
+    [copy] = [r for r in store.stored_events(survivor) if "DuplicateAbsorbed" in r.topic]
+    return store.mapper.to_domain_event(copy).phone  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 64 * 2**20])
+def test_another_writers_erasure_forgets_the_erased_persons_data_key(
+    two_writers: tuple[EventStore, EventStore], cache_bytes: int
+) -> None:
+    """Writer A's next unit forgets the key shredded by writer B first, cache on or off: else
+    the survivor's copy of the erased person's phone still opens with A's cached key."""
+    store, elsewhere = two_writers
+    service = CommandService(store, index_key="k", cache_bytes=cache_bytes)
+    other = register(service)
+    survivor, duplicate = copy_erased_elsewhere(service, elsewhere)
+    service.execute(m.TagCustomer(customer_id=other, tag="unrelated"), CTX)
+    assert absorbed_phone(store, survivor) is None
+    assert store.footprints.get(duplicate) is None
+
+
+@pytest.mark.parametrize("reader", ["history", "feed"])
+def test_readers_forget_a_key_shredded_by_another_writer(
+    two_writers: tuple[EventStore, EventStore], reader: str
+) -> None:
+    """The same for the other long-lived readers: the store's reads (the API's history) and
+    the feed read models are fed from (the erasure's envelope forgets the key)."""
+    store, elsewhere = two_writers
+    survivor, _ = copy_erased_elsewhere(CommandService(store, index_key="k"), elsewhere)
+    if reader == "history":
+        absorbed = [e for _, e in store.history(survivor) if isinstance(e, DuplicateAbsorbed)]
+        assert [e.phone for e in absorbed] == [None]
+    else:
+        feed = StoreFeed(store)
+        [sealed] = [e for e in feed.read_sealed(0, 1000) if e.type == DuplicateAbsorbed.TYPE]
+        feed.read(0, 1000)  # the whole log, the erasure included (after the copy: it opens)
+        assert store.personal.open_envelope(sealed).data.get("phone") is None
+
+
+def test_a_store_rewritten_to_the_kept_version_with_other_events_is_loaded_afresh(
+    tmp_path: Path,
+) -> None:
+    """A restore to an earlier version, then new writes (another writer's) reaching the kept
+    version again: the version is stored, but not the event the customer was kept at. Its kept
+    state ("b") must not be used; the customer is loaded from the store ("x")."""
+    path = tmp_path / "store.db"
+    store = EventStore(f"sqlite:///{path}")
+    service = CommandService(store, index_key="k")
+    customer_id = register(service)
+    service.execute(m.TagCustomer(customer_id=customer_id, tag="a"), CTX)
+    service.execute(m.TagCustomer(customer_id=customer_id, tag="b"), CTX)
+    kept = store.customer(customer_id).version
+    with sqlite3.connect(path) as db:  # the restore: the newest event is gone
+        for table in (store.events_table, "event_hashes"):
+            db.execute(
+                f"DELETE FROM {table} WHERE originator_id = ? AND originator_version = ?",
+                (customer_id.hex, kept),
+            )
+    other_store = EventStore(f"sqlite:///{path}")  # the other writer: writes the version again
+    CommandService(other_store, index_key="k").execute(
+        m.TagCustomer(customer_id=customer_id, tag="x"), CTX
+    )
+    other_store.close()
+    assert [e.originator_version for e in store.stored_events(customer_id)][-1] == kept
+    outcome = service.execute(m.TagCustomer(customer_id=customer_id, tag="c"), CTX)
+    assert outcome.version == kept + 1
+    customer = store.customer(customer_id)
+    assert isinstance(customer, Customer) and customer.tags == ["a", "x", "c"]
+    decided_on, _ = service.cache.take([customer_id])[customer_id]
+    assert vars(decided_on) == vars(customer)  # not ["a", "b", "c"]
     store.close()

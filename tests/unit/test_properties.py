@@ -252,7 +252,7 @@ class CustomerLifeMachine(RuleBasedStateMachine):
         kept = self.service.cache.take(self.known)
         for customer_id, customer in load_many(self.store, list(kept), kept).items():
             assert vars(customer) == vars(fold(self.store, customer_id))
-        self.service.cache.keep(kept.values(), self.store.footprints)
+        self.service.cache.keep((c for c, _ in kept.values()), self.store.footprints)
 
     def teardown(self) -> None:
         for customer_id in self.known:  # time travel to every version equals the prefix fold
