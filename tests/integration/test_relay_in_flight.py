@@ -6,22 +6,28 @@ which checkpoint stood)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from typing import Any, cast
 from uuid import uuid4
 
 import orjson
 import pytest
+import structlog
 from kafka import KafkaProducer, TopicPartition
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.producer.future import FutureProduceResult, FutureRecordMetadata
 
 from commands import messages as m
 from commands.service import CommandService, Context
+from consumers import relay as relay_module
 from consumers.relay import Relay
 from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.local_services import KafkaBroker
 from infra.readstore import open_read_store
+from infra.resilience import transient
 from infra.store import EventStore
 from tests.integration.kafka_support import assert_topic_keeps_per_customer_order, read_topic
 from tests.integration.test_kafka_full_mode import customer_event_count
@@ -171,3 +177,49 @@ def test_a_refusal_in_an_earlier_batch_keeps_the_park_at_the_lowest_version(
     versions = [orjson.loads(r.value)["version"] for r in records if r.key == key]
     # v3 and v4 flew before v2 was refused: the re-drive sends them again after it
     assert versions == [1, 3, 4, 2, 3, 4, 5], versions
+
+
+def test_an_ack_the_frozen_broker_never_sends_renews_the_producer(
+    broker: KafkaBroker, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay waits on its records' futures, not on a flush: an ack that does not come in
+    time renews the producer (the supervisor's retry sends through a new one, not the stuck
+    one) and raises a transient error; after the outage everything reaches the topic."""
+    monkeypatch.setattr(relay_module, "ACK_TIMEOUT", 2.0)
+    topics = kafka.Topics(f"ack{uuid4().hex[:6]}.")
+    kafka.ensure_topics(broker.bootstrap, topics.all(), 12)
+    store = EventStore(postgres_url)
+    checkpoints = open_read_store(postgres_url)
+    service = CommandService(store, index_key="k")
+    ctx = Context(actor="t")
+    service.execute_batch([m.RegisterCustomer(name=f"w{i}") for i in range(5)], ctx)
+    producer = kafka.producer(broker.bootstrap)
+    relay = Relay(StoreFeed(store), producer, topics.events, checkpoints, batch_size=BATCH)
+    pid = int(broker.pid_file.read_text().split()[0])
+    try:
+        assert relay.catch_up() == 5  # warm: the producer knows the topic
+        service.execute_batch([m.RegisterCustomer(name=f"c{i}") for i in range(40)], ctx)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with (
+                structlog.testing.capture_logs() as logs,
+                pytest.raises(KafkaTimeoutError) as timed_out,
+            ):
+                relay.catch_up()
+            assert time.monotonic() - started < 10  # bounded by the ack timeout
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert transient(timed_out.value)  # the supervisor waits it out, never exits
+        renewals = [e["reason"] for e in logs if e["event"] == "kafka.producer_renewed"]
+        assert renewals == ["ack not received within 2.0 s"], logs  # before: none
+        assert relay.position() <= store.head() - 40
+        relay._forget()  # what the supervisor's recovery does before the retry
+        relay.catch_up()
+        assert relay.position() == store.head()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        producer.close(timeout=10)
+        checkpoints.close()
+        store.close()
+    assert_topic_keeps_per_customer_order(broker, topics.events, 45)
