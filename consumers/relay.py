@@ -10,9 +10,10 @@ Consumers are idempotent on (customer, version).
 No single envelope stops it. One refused as too large (above
 ``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``, by the producer or the broker) parks its customer in
 ``relay_parked`` (position, version, size, reason), written in the same transaction as the
-checkpoint that passes it. That customer's later events wait behind it (never published out
-of order), its earlier ones do not (a republish after a topic loss sends them again); every
-other customer flows. Parked customers are re-driven at start, when due (backoff 1 s doubling
+checkpoint that passes it, at its lowest version held (a refusal of an earlier batch read
+later moves it back, never forward). That customer's later events wait behind it (never
+published out of order), its earlier ones do not (a republish after a topic loss sends them
+again); every other customer flows. Parked customers are re-driven at start, when due (backoff 1 s doubling
 to 5 min) and on ``clientele relay redrive``: their events up to the checkpoint are published
 in order, and if all went through the customer flows again. Re-drives run in the relay's own
 loop between batches, so it stays the topic's only publisher. (If a broker refuses a record
@@ -62,7 +63,7 @@ from infra.resilience import Supervisor
 
 log = structlog.get_logger(__name__)
 TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
-ACK_TIMEOUT = 30.0  # seconds a batch may wait for the broker before the relay looks at it
+ACK_TIMEOUT = 30.0  # seconds an ack may take; then the producer is renewed and the batch retried
 Sent = list[tuple[Published, int, FutureRecordMetadata]]  # event, value bytes, ack
 
 
