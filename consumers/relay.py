@@ -13,12 +13,13 @@ No single envelope stops it. One refused as too large (above
 checkpoint that passes it, at its lowest version held (a refusal of an earlier batch read
 later moves it back, never forward). That customer's later events wait behind it (never
 published out of order), its earlier ones do not (a republish after a topic loss sends them
-again); every other customer flows. Parked customers are re-driven at start, when due (backoff 1 s doubling
-to 5 min) and on ``clientele relay redrive``: their events up to the checkpoint are published
-in order, and if all went through the customer flows again. Re-drives run in the relay's own
-loop between batches, so it stays the topic's only publisher. (If a broker refuses a record
-while later ones of the same customer were in flight, those are published again after it on
-re-drive; consumers heal such a gap from the store.)
+again); every other customer flows. Parked customers are re-driven at start, when due
+(backoff 1 s doubling to 5 min) and on ``clientele relay redrive``: their events up to the
+checkpoint are published in order, and if all went through the customer flows again.
+Re-drives run in the relay's own loop between batches, so it stays the topic's only
+publisher. (If a broker refuses a record while later ones of the same customer were in
+flight, those are published again after it on re-drive; consumers heal such a gap from the
+store.)
 
 The store is the source of truth, the topic a transport that may lose what it acknowledged.
 With its checkpoint the relay records the topic's identity and acknowledged end offsets
