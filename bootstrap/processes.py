@@ -30,7 +30,8 @@ from consumers.ingest import CommandIngest
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.migrate import migrate
 from consumers.periodic import Every
-from consumers.relay import DEFAULT_NAME, Relay
+from consumers.relay import Relay
+from consumers.relay_tables import DEFAULT_NAME
 from consumers.relay_topic import TopicGuard
 from consumers.segment_publisher import MembershipPublisher
 from consumers.status import DEFAULT_GROUP, GROUP_PREFIX

@@ -14,7 +14,7 @@ import orjson
 from commands.segments import SegmentService
 from commands.service import Context
 from consumers.rebuild import rebuild
-from consumers.relay import ensure_relay_tables
+from consumers.relay_tables import ensure_relay_tables
 from consumers.store_feed import StoreFeed
 from infra.readstore import ReadStore
 from projections.framework import Projector, ensure_schema

@@ -10,14 +10,16 @@ Consumers are idempotent on (customer, version).
 No single envelope stops it. One refused as too large (above
 ``CLIENTELE_KAFKA_MAX_MESSAGE_BYTES``, by the producer or the broker) parks its customer in
 ``relay_parked`` (position, version, size, reason), written in the same transaction as the
-checkpoint that passes it. That customer's later events wait behind it (never published out
-of order), its earlier ones do not (a republish after a topic loss sends them again); every
-other customer flows. Parked customers are re-driven at start, when due (backoff 1 s doubling
-to 5 min) and on ``clientele relay redrive``: their events up to the checkpoint are published
-in order, and if all went through the customer flows again. Re-drives run in the relay's own
-loop between batches, so it stays the topic's only publisher. (If a broker refuses a record
-while later ones of the same customer were in flight, those are published again after it on
-re-drive; consumers heal such a gap from the store.)
+checkpoint that passes it, at its lowest version held (a refusal of an earlier batch read
+later moves it back, never forward). That customer's later events wait behind it (never
+published out of order), its earlier ones do not (a republish after a topic loss sends them
+again); every other customer flows. Parked customers are re-driven at start, when due
+(backoff 1 s doubling to 5 min) and on ``clientele relay redrive``: their events up to the
+checkpoint are published in order, and if all went through the customer flows again.
+Re-drives run in the relay's own loop between batches, so it stays the topic's only
+publisher. (If a broker refuses a record while later ones of the same customer were in
+flight, those are published again after it on re-drive; consumers heal such a gap from the
+store.)
 
 The store is the source of truth, the topic a transport that may lose what it acknowledged.
 With its checkpoint the relay records the topic's identity and acknowledged end offsets
@@ -35,73 +37,35 @@ import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
-import psycopg
 import structlog
 from kafka import KafkaProducer
-from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, RecordListTooLargeError
 from kafka.producer.future import FutureRecordMetadata
 
-from consumers.relay_topic import MARKS, Marks, TopicGuard, losses, read_marks
+from consumers.relay_tables import (
+    CHANNEL,
+    DEFAULT_NAME,
+    checkpoint,
+    ensure_relay_tables,
+    parking_lot,
+)
+from consumers.relay_topic import Marks, TopicGuard, losses, read_marks
 from consumers.store_feed import StoreFeed
 from infra.kafka import PartitionCountMismatch
+from infra.kafka_producer import RenewingProducer
 from infra.kafka_topics import Identity
 from infra.notifications import Listener
-from infra.parking import Parked, ParkingLot, describe, table_schema
+from infra.parking import Parked, describe
 from infra.published import Published
-from infra.readstore import ReadStore, Tx, lock_schema
+from infra.readstore import ReadStore, Tx
 from infra.resilience import Supervisor
 
 log = structlog.get_logger(__name__)
-CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
-    name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
-PARKED = table_schema("relay_parked", scope="name")
-DEFAULT_NAME = "customer-events"
 TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
-ACK_TIMEOUT = 30.0  # seconds a batch may wait for the broker before the relay looks at it
-CHANNEL = "clientele_relay_redrive"  # NOTIFY here: relays retry their parked customers
+ACK_TIMEOUT = 30.0  # seconds an ack may take; then the producer is renewed and the batch retried
 Sent = list[tuple[Published, int, FutureRecordMetadata]]  # event, value bytes, ack
-
-
-def checkpoint(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> int:
-    """The relay's acknowledged position (0 before its first batch or table)."""
-    with checkpoints.transaction() as tx:
-        if "relay_checkpoints" not in checkpoints.table_names(tx):
-            return 0
-        row = tx.fetchone("SELECT position FROM relay_checkpoints WHERE name = ?", (name,))
-    return 0 if row is None else int(row[0])
-
-
-def ensure_relay_tables(checkpoints: ReadStore) -> None:
-    """Create ``relay_checkpoints``, ``relay_topics`` and ``relay_parked`` (idempotent)."""
-    with checkpoints.transaction() as tx:
-        lock_schema(tx)
-        tx.raw(CHECKPOINTS)
-        tx.raw(MARKS)
-        tx.raw(PARKED)
-
-
-def parking_lot(name: str = DEFAULT_NAME) -> ParkingLot:
-    """Customers the relay called ``name`` holds back."""
-    return ParkingLot("relay_parked", ("name", name))
-
-
-def parked_summary(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> dict[str, Any]:
-    """``{"count", "oldest"}`` of the relay's parked customers (none before its table)."""
-    with checkpoints.transaction() as tx:
-        if "relay_parked" not in checkpoints.table_names(tx):
-            return {"count": 0, "oldest": None}
-        return parking_lot(name).summary(tx)
-
-
-def wake_relay(database_url: str) -> None:
-    """Wake a relay waiting on PostgreSQL LISTEN (a polling one wakes by itself)."""
-    if not database_url.startswith(("postgresql://", "postgres://")):
-        return
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(f'NOTIFY "{CHANNEL}"')
 
 
 class Relay:
@@ -209,13 +173,19 @@ class Relay:
 
     def _acks(self, sent: Sent, parked: dict[str, Parked], held: dict[str, int]) -> None:
         """Wait for the broker's acks of ``sent``; a record it refused as too large parks
-        its customer (at its earliest refused version); any other failure raises."""
+        its customer (at its earliest refused version); any other failure raises (an ack not
+        in within :data:`ACK_TIMEOUT` renews the producer first: the retry sends through a
+        new one)."""
         firsts: dict[int, int] = {}  # partition -> first offset acknowledged in this batch
         for envelope, size, future in sent:
             try:
                 metadata = future.get(timeout=ACK_TIMEOUT)  # no flush: the next batch flies on
                 first = firsts.get(metadata.partition, metadata.offset)
                 firsts[metadata.partition] = min(first, metadata.offset)
+            except KafkaTimeoutError:
+                if isinstance(self.producer, RenewingProducer):
+                    self.producer.renew(f"ack not received within {ACK_TIMEOUT} s")
+                raise
             except TOO_LARGE as error:
                 key = envelope.customer_key
                 if key not in parked or parked[key].version > envelope.version:
@@ -228,8 +198,11 @@ class Relay:
             self.marks().acknowledged(partition, offset)
 
     def _confirm(self, sent: Sent, parked: dict[str, Parked], reached: int) -> None:
-        """Wait for the acks of ``sent``, then record ``parked`` and checkpoint ``reached``."""
-        self._acks(sent, parked, self.held())
+        """Wait for the acks of ``sent``, then record ``parked`` and checkpoint ``reached``
+        (not a park behind a lower version of the customer held meanwhile: an earlier batch's)."""
+        held = self.held()
+        self._acks(sent, parked, held)
+        parked = {key: p for key, p in parked.items() if held.get(key, p.version) >= p.version}
         with self.checkpoints.transaction() as tx:
             self.lot.park(tx, parked.values())
             self._checkpoint(tx, reached)
@@ -346,6 +319,7 @@ class Relay:
     def _still_parked(self, row: Parked, refused: Parked, published: int) -> Parked:
         again = replace(refused, attempts=row.attempts + 1, parked_at=row.parked_at)
         with self.checkpoints.transaction() as tx:
+            self.lot.release(tx, row.customer_id)  # what came before ``refused`` went out
             self.lot.park(tx, [again])
             again = self.lot.listing(tx, customer_id=row.customer_id, limit=1)[0]
         log.warning("relay.redrive_failed", relay=self.name, published=published, **again.to_dict())

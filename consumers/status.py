@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from consumers.catch_up import CATCH_UP_EVENTS
 from consumers.consumer_offsets import groups, losses, stored
 from consumers.embedded import EmbeddedRunner
-from consumers.relay import checkpoint, parked_summary, parking_lot
+from consumers.relay_tables import checkpoint, parked_summary, parking_lot
 from consumers.store_feed import StoreFeed
 from infra import feed_queries
 from infra.kafka_topics import TopicInspector

@@ -32,7 +32,8 @@ class RenewingProducer:
     An idempotent producer whose broker lost its state (restarted without its data) gets an
     error to its ``InitProducerId`` request that kafka-python treats as fatal: from then on
     every send fails, forever. Before each send or flush this one looks whether its producer
-    is in that state and, if so, closes it and makes a new one (a new producer id). A flush
+    is in that state and, if so, closes it and makes a new one (a new producer id); a caller
+    whose acks time out renews it itself (:meth:`renew`). A flush
     is bounded (``flush_timeout``, :data:`FLUSH_TIMEOUT_SECONDS` by default): one that times out
     renews the producer too and raises :class:`FlushTimedOut`. A renewal is logged once as
     ``kafka.producer_renewed`` with its ``reason``. Records the replaced producer held were
@@ -79,7 +80,20 @@ class RenewingProducer:
             log.debug("kafka.broken_producer_close_failed", exc_info=True)
 
     def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`KafkaProducer.send` through the current producer (a new one first if it was
+        dropped or is broken for good): returns its ``FutureRecordMetadata``; a record above
+        ``max_request_size`` raises ``MessageSizeTooLargeError``."""
         return self._current().send(topic, *args, **kwargs)
+
+    def renew(self, reason: str) -> None:
+        """Drop the current producer now, never waiting for the broker: the records it still
+        holds fail unacknowledged and the next send makes a new one. For a caller whose acks
+        did not come in time (``future.get`` raised ``KafkaTimeoutError``): its retry then
+        goes through a fresh producer, not the stuck one. Logged as ``kafka.producer_renewed``
+        with ``reason``; safe from many threads (a producer already dropped is left alone)."""
+        with self._lock:
+            if not self._dropped:
+                self._drop(self._producer, reason)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait up to ``timeout`` seconds (None: :attr:`flush_timeout`) until every record
@@ -97,6 +111,8 @@ class RenewingProducer:
             raise FlushTimedOut(f"{reason} (broker unavailable?)") from error
 
     def close(self, timeout: float | None = None) -> None:
+        """Close the current producer, waiting up to ``timeout`` seconds (None: until done)
+        for the records it holds."""
         self._producer.close(timeout=timeout)
 
     def __getattr__(self, name: str) -> Any:

@@ -120,8 +120,10 @@ class ParkingLot:
         return found
 
     def park(self, tx: Tx, parked: Iterable[Parked], now: datetime | None = None) -> None:
-        """Record ``parked`` (``parked_at`` defaults to ``now``); the next retry is due
-        :func:`retry_delay` (of its ``attempts``) after ``now``. A row already there is replaced."""
+        r"""Record ``parked`` (``parked_at`` defaults to ``now``); the next retry is due
+        :func:`retry_delay` (of its ``attempts``) after ``now``. A row already there is replaced
+        unless it holds the customer at a lower version: a park never moves past an event still
+        held (a re-drive that got past it :meth:`release`\ s the row first)."""
         moment = now or datetime.now(UTC)
         columns = f"{self.scope[0]}, {_COLUMNS}" if self.scope else _COLUMNS
         scope = [self.scope[1]] if self.scope else []
@@ -141,11 +143,12 @@ class ParkingLot:
         ]
         conflict = f"{self.scope[0]}, customer_id" if self.scope else "customer_id"
         tx.executemany(
-            f"INSERT INTO {self.table} ({columns}) VALUES ({','.join('?' * (len(scope) + 8))}) "
+            f"INSERT INTO {self.table} AS held ({columns}) "
+            f"VALUES ({','.join('?' * (len(scope) + 8))}) "
             f"ON CONFLICT ({conflict}) DO UPDATE SET version = excluded.version, "
             "position = excluded.position, size = excluded.size, reason = excluded.reason, "
             "parked_at = excluded.parked_at, attempts = excluded.attempts, "
-            "retry_at = excluded.retry_at",
+            "retry_at = excluded.retry_at WHERE excluded.version <= held.version",
             rows,
         )
 

@@ -102,7 +102,7 @@ def relay_redrive(
     """
     from rich.table import Table
 
-    from consumers.relay import ensure_relay_tables, parking_lot, wake_relay
+    from consumers.relay_tables import ensure_relay_tables, parking_lot, wake_relay
     from infra.readstore import open_read_store
     from infra.settings import STORE_NOTICE
 

@@ -28,7 +28,8 @@ from kafka.admin import NewTopic
 from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.rebuild import rebuild
-from consumers.relay import Relay, parking_lot
+from consumers.relay import Relay
+from consumers.relay_tables import parking_lot
 from consumers.relay_topic import TopicGuard
 from consumers.store_feed import StoreFeed
 from infra import kafka

@@ -25,6 +25,7 @@ from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.redrive import redrive
+from consumers.relay_tables import ensure_relay_tables, parking_lot
 from consumers.store_feed import StoreFeed
 from infra.api_keys import KeyStore, Role
 from infra.parking import Parked
@@ -326,3 +327,21 @@ def test_a_segment_event_that_cannot_be_applied_parks_nobody(
     assert positions(read_store)["segments"] == store.head()
     verified = rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True)
     assert verified.differences == []
+
+
+def test_a_park_never_moves_past_a_lower_version_held(read_store: ReadStore) -> None:
+    """Relay and projections alike (one ParkingLot): parking a customer again at a higher
+    version keeps the lower one (its event has not gone through yet); a lower or the same
+    version replaces the row; only a release lets a re-drive move it forward."""
+    ensure_relay_tables(read_store)
+    lot = parking_lot()
+    with read_store.transaction() as tx:
+        lot.park(tx, [Parked("k", 5, 50, "refused at 5")])
+        lot.park(tx, [Parked("k", 2, 20, "refused at 2")])
+        lot.park(tx, [Parked("k", 7, 70, "refused at 7")])
+        assert [(p.version, p.reason) for p in lot.listing(tx)] == [(2, "refused at 2")]
+        lot.park(tx, [Parked("k", 2, 20, "again", attempts=1)])
+        assert [(p.version, p.attempts) for p in lot.listing(tx)] == [(2, 1)]
+        lot.release(tx, "k")
+        lot.park(tx, [Parked("k", 7, 70, "past 2 now")])
+        assert [p.version for p in lot.listing(tx)] == [7]

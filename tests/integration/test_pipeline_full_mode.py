@@ -34,7 +34,7 @@ from commands.service import CommandService
 from consumers.kafka_projection import ProjectionConsumer
 from consumers.rebuild import rebuild
 from consumers.redrive import redrive
-from consumers.relay import parking_lot
+from consumers.relay_tables import parking_lot
 from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.api_keys import KeyStore, Role

@@ -6,23 +6,30 @@ which checkpoint stood)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from typing import Any, cast
 from uuid import uuid4
 
 import orjson
 import pytest
-from kafka import KafkaProducer
-from kafka.producer.future import FutureRecordMetadata
+import structlog
+from kafka import KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.producer.future import FutureProduceResult, FutureRecordMetadata
 
 from commands import messages as m
 from commands.service import CommandService, Context
+from consumers import relay as relay_module
 from consumers.relay import Relay
 from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.local_services import KafkaBroker
 from infra.readstore import open_read_store
+from infra.resilience import transient
 from infra.store import EventStore
-from tests.integration.kafka_support import assert_topic_keeps_per_customer_order
+from tests.integration.kafka_support import assert_topic_keeps_per_customer_order, read_topic
 from tests.integration.test_kafka_full_mode import customer_event_count
 
 pytestmark = pytest.mark.integration
@@ -90,3 +97,129 @@ def test_two_batches_in_flight_checkpoint_only_after_their_acks(
         checkpoints.close()
         store.close()
     assert_topic_keeps_per_customer_order(broker, topics.events, total)
+
+
+class BrokerRefuses:
+    """The real producer, except that the broker refuses one record as too large (tansu
+    accepts records above a topic's ``max.message.bytes``): its future fails as kafka-python
+    fails a record the broker answered ``MESSAGE_TOO_LARGE``, and it never reaches the topic."""
+
+    def __init__(self, producer: KafkaProducer, key: bytes, version: int) -> None:
+        self.producer, self.key, self.version = producer, key, version
+
+    def send(self, topic: str, **record: Any) -> FutureRecordMetadata:
+        if record["key"] != self.key or orjson.loads(record["value"])["version"] != self.version:
+            return cast(FutureRecordMetadata, self.producer.send(topic, **record))
+        produced = FutureProduceResult(TopicPartition(topic, 0))
+        future = FutureRecordMetadata(produced, 0, -1, None, 0, len(record["value"]), 0)
+        produced.failure(MessageSizeTooLargeError("the broker refused it"))
+        return future
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.producer, name)
+
+
+def attributes(count: int) -> dict[str, str]:
+    return {f"note_{i:02d}": "x" * 900 for i in range(count)}  # about 1 kB each
+
+
+def test_a_refusal_in_an_earlier_batch_keeps_the_park_at_the_lowest_version(
+    broker: KafkaBroker, postgres_url: str
+) -> None:
+    """Batch 1 carries K's v2, which the broker refuses; batch 2 goes out before batch 1's
+    acks are read, with K's v3 and v4 and v5, which the producer refuses itself (above the
+    limit). K stays parked at v2 (before the fix: v5, so v2 never went out); a restarted
+    relay with the limit raised publishes v2 to v5 in order."""
+    topics = kafka.Topics(f"low{uuid4().hex[:6]}.")
+    limits = kafka.MessageLimits(60_000)
+    kafka.ensure_topics(broker.bootstrap, topics.all(), 12, limits)
+    store = EventStore(postgres_url)
+    checkpoints = open_read_store(postgres_url)
+    service = CommandService(store, index_key="k")
+    ctx = Context(actor="t")
+    (outcome,) = service.execute_batch([m.RegisterCustomer(name="K")], ctx)
+    customer = outcome.customer_id
+    assert customer is not None
+    for command in (
+        m.UpdateProfile(customer_id=customer, changes={"attributes": attributes(20)}),
+        m.RegisterCustomer(name="other"),
+        m.TagCustomer(customer_id=customer, tag="a"),
+        m.TagCustomer(customer_id=customer, tag="b"),
+        m.UpdateProfile(customer_id=customer, changes={"attributes": attributes(90)}),
+    ):
+        service.execute(command, ctx)
+    key = str(customer).encode()
+    real = kafka.producer(broker.bootstrap, limits)
+    refusing = cast(KafkaProducer, BrokerRefuses(real, key, 2))
+    relay = Relay(StoreFeed(store), refusing, topics.events, checkpoints, batch_size=3)
+    try:
+        relay.catch_up()  # batches [v1, v2, other] and [v3, v4, v5]
+        with checkpoints.transaction() as tx:
+            (held,) = relay.lot.listing(tx)
+        assert (held.customer_id, held.version) == (str(customer), 2), held
+        assert "refused by the broker" in held.reason
+        assert relay.held() == {str(customer): 2}
+    finally:
+        real.close(timeout=10)
+    raised = kafka.MessageLimits(200_000)
+    kafka.ensure_topics(broker.bootstrap, topics.all(), 12, raised)
+    producer = kafka.producer(broker.bootstrap, raised)
+    restarted = Relay(StoreFeed(store), producer, topics.events, checkpoints, batch_size=3)
+    try:
+        assert restarted.redrive(due_only=False) == []
+        with checkpoints.transaction() as tx:
+            assert restarted.lot.listing(tx) == []
+    finally:
+        producer.close(timeout=10)
+        checkpoints.close()
+        store.close()
+    records = read_topic(broker.bootstrap, topics.events, 8)
+    versions = [orjson.loads(r.value)["version"] for r in records if r.key == key]
+    # v3 and v4 flew before v2 was refused: the re-drive sends them again after it
+    assert versions == [1, 3, 4, 2, 3, 4, 5], versions
+
+
+def test_an_ack_the_frozen_broker_never_sends_renews_the_producer(
+    broker: KafkaBroker, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay waits on its records' futures, not on a flush: an ack that does not come in
+    time renews the producer (the supervisor's retry sends through a new one, not the stuck
+    one) and raises a transient error; after the outage everything reaches the topic."""
+    monkeypatch.setattr(relay_module, "ACK_TIMEOUT", 2.0)
+    topics = kafka.Topics(f"ack{uuid4().hex[:6]}.")
+    kafka.ensure_topics(broker.bootstrap, topics.all(), 12)
+    store = EventStore(postgres_url)
+    checkpoints = open_read_store(postgres_url)
+    service = CommandService(store, index_key="k")
+    ctx = Context(actor="t")
+    service.execute_batch([m.RegisterCustomer(name=f"w{i}") for i in range(5)], ctx)
+    producer = kafka.producer(broker.bootstrap)
+    relay = Relay(StoreFeed(store), producer, topics.events, checkpoints, batch_size=BATCH)
+    pid = int(broker.pid_file.read_text().split()[0])
+    try:
+        assert relay.catch_up() == 5  # warm: the producer knows the topic
+        service.execute_batch([m.RegisterCustomer(name=f"c{i}") for i in range(40)], ctx)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with (
+                structlog.testing.capture_logs() as logs,
+                pytest.raises(KafkaTimeoutError) as timed_out,
+            ):
+                relay.catch_up()
+            assert time.monotonic() - started < 10  # bounded by the ack timeout
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert transient(timed_out.value)  # the supervisor waits it out, never exits
+        renewals = [e["reason"] for e in logs if e["event"] == "kafka.producer_renewed"]
+        assert renewals == ["ack not received within 2.0 s"], logs  # before: none
+        assert relay.position() <= store.head() - 40
+        relay._forget()  # what the supervisor's recovery does before the retry
+        relay.catch_up()
+        assert relay.position() == store.head()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        producer.close(timeout=10)
+        checkpoints.close()
+        store.close()
+    assert_topic_keeps_per_customer_order(broker, topics.events, 45)
