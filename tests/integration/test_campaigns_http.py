@@ -28,6 +28,13 @@ def api(tmp_path: Path) -> Iterator[Api]:
         yield running
 
 
+def head(api: Api) -> int:
+    """The store's head: the launch answers counts, not a position, so a read of what it
+    recorded waits for the read models to reach the head (read-your-writes)."""
+    position: int = api.app.state.services.store.head()
+    return position
+
+
 def customer(api: Api, *, consent: bool, vip: bool = True) -> str:
     writer = api.headers("writer")
     cid = api.client.post("/v1/customers", json={"name": "C"}, headers=writer).json()["customer_id"]
@@ -116,7 +123,7 @@ def test_launch_targets_the_eligible_and_results_count_them(api: Api) -> None:
     later = api.client.post(f"/v1/campaigns/{second}/launch", headers=marketer).json()
     assert later["excluded"].get("frequency-capped") == counts["treatment"]
 
-    reader = api.headers("reader")
+    reader = api.headers("reader", **{"X-Min-Position": str(head(api))})
     results = api.client.get(f"/v1/campaigns/{first}/results", headers=reader).json()
     groups = results["groups"]
     assert groups["treatment"]["size"] == counts["treatment"]
@@ -137,7 +144,8 @@ def test_an_erased_member_leaves_the_audience_and_keeps_counting(api: Api) -> No
     api.client.put("/v1/segments/vips", json={"name": "VIPs", "rule": rule}, headers=admin)
     campaign = create(api, control_fraction="0.2")["campaign_id"]
     api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer)
-    page = api.client.get(f"/v1/campaigns/{campaign}/audience", headers=marketer).json()["items"]
+    launched = api.headers("marketer", **{"X-Min-Position": str(head(api))})
+    page = api.client.get(f"/v1/campaigns/{campaign}/audience", headers=launched).json()["items"]
     buyer = page[0]["customer_id"]
     bought = api.client.post(
         f"/v1/customers/{buyer}/purchases",
@@ -188,7 +196,8 @@ def test_an_inline_rule_audience_launches_like_a_segment(api: Api) -> None:
     members: set[str] = set()
     for group in ("treatment", "control"):
         page = api.client.get(
-            f"/v1/campaigns/{campaign}/audience?group={group}&limit=100", headers=marketer
+            f"/v1/campaigns/{campaign}/audience?group={group}&limit=100",
+            headers=api.headers("marketer", **{"X-Min-Position": str(head(api))}),
         ).json()
         members |= {m["customer_id"] for m in page["items"]}
     assert members == vips and unwilling not in members and not members & others

@@ -7,7 +7,7 @@ path did answer the live customers (its pool's request count)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
@@ -29,7 +29,7 @@ def test_async_and_sync_paths_answer_the_same_bytes(tmp_path: Path, postgres_url
     with running_api(tmp_path, postgres_url) as api:
         services: Services = api.app.state.services
         generated_store(services.store)
-        model_fitter(services).fit(datetime.now(UTC) - timedelta(days=1), 30, Context(actor="a"))
+        model_fitter(services).fit(datetime.now(UTC), 30, Context(actor="a"))
         assert services.runner is not None
         services.runner.catch_up()
         with services.read_store.snapshot() as tx:
