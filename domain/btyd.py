@@ -111,7 +111,9 @@ def p_alive(p: Parameters, s: Summary) -> float:
 
 
 def expected_purchases(p: Parameters, s: Summary, t: float) -> float:
-    """Expected purchases in the ``t`` days after ``T`` (``t >= 0``)."""
+    """Expected purchases in the ``t`` days after ``T`` (``t >= 0``). :class:`ArithmeticError`
+    where the closed form cannot be evaluated: ``a + b + x <= 1`` (its hypergeometric
+    function's ``c``; a degenerate fit on a small base) or a series that does not converge."""
     if t < 0:
         raise ValueError("t must be >= 0")
     if t == 0:
@@ -120,6 +122,8 @@ def expected_purchases(p: Parameters, s: Summary, t: float) -> float:
         p = replace(p, a=1 + NEAR_ONE)
     x = s.frequency
     c = p.a + p.b + x - 1
+    if c <= 0:
+        raise ArithmeticError(f"the expectation needs a + b + x > 1, not {c + 1:g}")
     z = t / (p.alpha + s.T + t)
     power = math.exp((p.r + x) * (math.log(p.alpha + s.T) - math.log(p.alpha + s.T + t)))
     bracket = 1.0 - power * hyp2f1(p.r + x, p.b + x, c, z)

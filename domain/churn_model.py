@@ -217,8 +217,8 @@ def risk(
     expected_purchases, horizon_days, frequency, recency, T}``, evaluated at ``at`` (time
     travel: the purchases up to then count), by default at the later of the model's ``as_of``
     and the customer's last purchase (a purchase after the fit counts at once); probabilities
-    and expectations as decimal strings (6 places; the expectation null in the rare case its
-    series does not converge). None without any purchase (by ``at``)."""
+    and expectations as decimal strings (6 places; the expectation null where its closed form
+    cannot be evaluated, :func:`domain.btyd.expected_purchases`). None without any purchase (by ``at``)."""
     bought = list(purchases)
     if not bought:
         return None
@@ -228,7 +228,7 @@ def risk(
         return None
     try:
         expected: float | None = expected_purchases(model.parameters, summary, model.horizon_days)
-    except ArithmeticError:  # a series that would not converge: said as unknown, not a failure
+    except ArithmeticError:  # no closed form for these parameters: said as unknown, not a failure
         expected = None
     return {
         "model": MODEL_NAME,

@@ -107,5 +107,5 @@ def test_a_sweep_reads_a_batch_of_customers_in_a_fixed_number_of_statements(
     seed(service, 10, 50)
     large = statements_per_sweep(store, service, monkeypatch)
     assert small == large, (small, large)
-    for _, deciding, idle in large:
-        assert deciding <= 10 and idle <= 5, large
+    for _, deciding, idle in large:  # with the erasure watch's two small reads
+        assert deciding <= 12 and idle <= 7, large

@@ -126,6 +126,19 @@ def test_an_expectation_whose_series_will_not_converge_reads_as_unknown() -> Non
     assert found["p_alive"] == "1.000000"
 
 
+def test_a_degenerate_fit_whose_closed_form_has_no_value_reads_as_unknown() -> None:
+    """A fit on a small base can give a + b < 1: for a one-time buyer (x = 0) the expectation's
+    hypergeometric function then has c = a + b - 1 <= 0 and no value. The risk says unknown
+    (null) with its P(alive) and never fails the read (it was a 500 on GET profile)."""
+    degenerate = FittedVersion(1, Parameters(2271.1, 9805.5, 0.3, 0.4), AT, 10, -1.0, 30, "t", AT)
+    found = risk(degenerate, [AT - timedelta(days=3)], AT)
+    assert found is not None
+    assert found["expected_purchases"] is None
+    assert found["p_alive"] == "1.000000"  # x = 0: alive by the model's assumption
+    with pytest.raises(ArithmeticError):
+        expected_purchases(degenerate.parameters, Summary(0, 0, 3), 30)
+
+
 def test_the_expectation_is_continuous_through_a_equal_to_one() -> None:
     """(a+b+x-1)/(a-1) [1 - …] is 0/0 at a = 1; the limit is taken from beside it."""
     s = Summary(2, 30.43, 38.86)
