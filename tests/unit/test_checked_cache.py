@@ -97,11 +97,10 @@ def test_a_customer_changed_elsewhere_is_decided_on_its_stored_state(store: Even
     assert "b" not in store.customer(customer_id).tags
 
 
-def test_a_kept_version_the_store_does_not_hold_is_loaded_afresh(tmp_path: Path) -> None:
-    """A store put back to an earlier state (a restore) under a running writer: the kept
-    customer is newer than the store. Writing on it would leave a gap in its versions and a
-    broken link in its chain; it is dropped and the customer loaded from the store."""
-    path = tmp_path / "store.db"
+def restored_under_a_writer(path: Path) -> tuple[EventStore, CommandService, UUID, int]:
+    """A writer keeping a customer tagged "a" then "b" (at version ``kept``), then the store
+    at ``path`` put back to before its newest event (a restore): (store, service, customer,
+    kept version)."""
     store = EventStore(f"sqlite:///{path}")
     service = CommandService(store, index_key="k")
     customer_id = register(service)
@@ -114,6 +113,15 @@ def test_a_kept_version_the_store_does_not_hold_is_loaded_afresh(tmp_path: Path)
                 f"DELETE FROM {table} WHERE originator_id = ? AND originator_version = ?",
                 (customer_id.hex, kept),
             )
+    return store, service, customer_id, kept
+
+
+def test_a_kept_version_the_store_does_not_hold_is_loaded_afresh(tmp_path: Path) -> None:
+    """A store put back to an earlier state (a restore) under a running writer: the kept
+    customer is newer than the store. Writing on it would leave a gap in its versions and a
+    broken link in its chain; it is dropped and the customer loaded from the store."""
+    path = tmp_path / "store.db"
+    store, service, customer_id, kept = restored_under_a_writer(path)
     outcome = service.execute(m.TagCustomer(customer_id=customer_id, tag="c"), CTX)
     assert outcome.version == kept  # written right after what the store holds
     customer = store.customer(customer_id)
@@ -195,18 +203,7 @@ def test_a_store_rewritten_to_the_kept_version_with_other_events_is_loaded_afres
     version again: the version is stored, but not the event the customer was kept at. Its kept
     state ("b") must not be used; the customer is loaded from the store ("x")."""
     path = tmp_path / "store.db"
-    store = EventStore(f"sqlite:///{path}")
-    service = CommandService(store, index_key="k")
-    customer_id = register(service)
-    service.execute(m.TagCustomer(customer_id=customer_id, tag="a"), CTX)
-    service.execute(m.TagCustomer(customer_id=customer_id, tag="b"), CTX)
-    kept = store.customer(customer_id).version
-    with sqlite3.connect(path) as db:  # the restore: the newest event is gone
-        for table in (store.events_table, "event_hashes"):
-            db.execute(
-                f"DELETE FROM {table} WHERE originator_id = ? AND originator_version = ?",
-                (customer_id.hex, kept),
-            )
+    store, service, customer_id, kept = restored_under_a_writer(path)
     other_store = EventStore(f"sqlite:///{path}")  # the other writer: writes the version again
     CommandService(other_store, index_key="k").execute(
         m.TagCustomer(customer_id=customer_id, tag="x"), CTX
