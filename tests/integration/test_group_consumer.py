@@ -93,13 +93,16 @@ def test_a_member_whose_coordinator_lookup_never_completes_is_rebuilt(
     watched = member(own_broker, topic, group)
     try:
         assert consumes(watched, own_broker, topic)
-        assert watched.rebuilds == 0  # a live member is left alone
+        # under load the first join may itself outlast the stall bound and be rebuilt (as it
+        # would be in production); from here on the member is in its group
+        settled = watched.rebuilds
+        assert consumes(watched, own_broker, topic)
+        assert watched.rebuilds == settled  # a live member is left alone
         stuck = watched.consumer
         lose_coordinator(stuck)
         assert consumes(watched, own_broker, topic, within=3 * STALL_SECONDS)
-        # at least one: under load the new member's first join may itself outlast the
-        # stall bound and be rebuilt again, as it would be in production
-        assert watched.rebuilds >= 1 and watched.consumer is not stuck
+        # at least one: the new member's first join may be rebuilt again, as above
+        assert watched.rebuilds > settled and watched.consumer is not stuck
     finally:
         watched.close(timeout_ms=5000)
 
