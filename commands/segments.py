@@ -1,5 +1,10 @@
 """Segment commands: define (or change) a segment, and ask for a refresh — events in the store.
 
+Users define segments through :meth:`SegmentService.define` (HTTP ``PUT|POST
+/v1/segments/{id}``), which refuses the campaign namespace (``campaign-<uuid>``,
+:class:`domain.segment.ReservedSegmentId`); those segments are the inline-rule audiences of
+campaigns, defined by the launcher alone through :meth:`SegmentService.define_audience`.
+
 Definitions and refreshes are recorded like customer events, with a position in the
 notification log, so the segments read model is decided from the log alone (see
 :mod:`domain.segment`). A concurrent writer that commits first makes the store refuse our
@@ -12,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
@@ -20,7 +26,7 @@ from eventsourcing.persistence import IntegrityError
 from commands.service import Context
 from domain.errors import ConcurrentWrite
 from domain.event_base import Meta
-from domain.segment import Refresh, Segment
+from domain.segment import Refresh, Segment, campaign_segment_id, check_user_segment_id
 from domain.values import check_aware, utc_text
 from infra.store import EventStore
 
@@ -61,8 +67,22 @@ class SegmentService:
     def define(
         self, segment_id: str, name: object, rule: object, purpose: object, context: Context
     ) -> Defined:
-        """Create or change a segment (validated: :class:`domain.errors.InvalidInput` names the
-        field); an unchanged definition records nothing (PUT is idempotent)."""
+        """Create or change a user's segment (validated: :class:`domain.errors.InvalidInput`
+        names the field; an id of the campaign namespace is refused with
+        :class:`domain.segment.ReservedSegmentId`); an unchanged definition records nothing
+        (PUT is idempotent)."""
+        return self._define(check_user_segment_id(segment_id), name, rule, purpose, context)
+
+    def define_audience(self, campaign_id: UUID, rule: object, context: Context) -> Defined:
+        """Create the segment ``campaign-<campaign_id>`` of a campaign's inline-rule audience
+        (for the launcher only: no user surface reaches it); an unchanged definition records
+        nothing."""
+        name = f"Audience of campaign {campaign_id}"
+        return self._define(campaign_segment_id(campaign_id), name, rule, None, context)
+
+    def _define(
+        self, segment_id: str, name: object, rule: object, purpose: object, context: Context
+    ) -> Defined:
         aggregate_id = Segment.id_for(segment_id)
         for _ in range(self.retries + 1):
             try:

@@ -1,11 +1,15 @@
 """Launching a campaign: freeze its audience at one store position, then target each member.
 
-1. ``campaign.launch_started`` records the store position ``P`` (the store's head) and the frequency cap in force; a launch that stopped half-way is resumed with
-   the same ``P`` and cap (``launching`` campaigns only), so a resumed launch targets exactly
-   the audience the first attempt would have.
-   An inline-rule audience is first defined as the segment ``campaign-<id>``
-   (:mod:`domain.campaign_audience`; unchanged on resume, so nothing more is recorded), before
-   ``P`` is taken: from here on both kinds of audience are one segment.
+1. ``campaign.launch_started`` records the store position ``P`` (the store's head) and the
+   frequency cap in force; a launch that stopped half-way is resumed with the same ``P`` and
+   cap (``launching`` campaigns only), so a resumed launch targets exactly the audience the
+   first attempt would have. An inline-rule audience is first defined as the segment
+   ``campaign-<id>`` (:mod:`domain.campaign_audience`), before ``P`` is taken: from here on
+   both kinds of audience are one segment. Only the launcher defines such a segment
+   (:meth:`commands.segments.SegmentService.define_audience`; users are refused the
+   namespace), and only when it starts a launch: a resumed launch defines nothing, it reads
+   the definition in force at ``P``. The start is refused (409) if the campaign's audience was
+   edited after it was read.
 2. Once the segments read model has applied every event it is fed up to ``P``, the audience is the
    segment's members at ``P`` (its change history, :mod:`projections.segments`), by customer
    id.
@@ -17,7 +21,10 @@
    idempotency records to write. The customer aggregate refuses the ineligible (no consent,
    erased, merged, over the frequency cap, race-safe: :meth:`domain.customer.Customer.target`);
    they are counted by reason. Progress is reported per batch.
-4. ``campaign.launched`` records ``{position, audience, treatment, control, excluded}``.
+4. ``campaign.launched`` records ``{position, audience, treatment, control, excluded}``. The
+   launch answers these counts with the freeze position as ``launch_position`` and, as
+   ``position``, the store position the launch reached (its ``campaign.launched``): a client
+   reads its own writes by sending that as ``X-Min-Position``.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ from commands.segments import SegmentService
 from commands.service import CommandService, Context
 from domain.campaign import CONTROL, TREATMENT, Campaign, CampaignStatus
 from domain.campaign_audience import segment_of
-from domain.errors import DomainError, InvalidInput
+from domain.errors import ConcurrentWrite, DomainError, InvalidInput
+from domain.event_base import Meta
 from domain.segment import Segment
 from infra import feed_queries
 from infra.metrics import CAMPAIGN_TARGETED
@@ -111,25 +119,30 @@ class CampaignLauncher:
         context: Context,
         on_progress: Callable[[LaunchProgress], None] | None = None,
     ) -> dict[str, Any]:
-        """Launch (or resume the launch of) a campaign; its counts. A launched campaign
-        answers its recorded counts; a cancelled or completed one is refused (409)."""
+        """Launch (or resume the launch of) a campaign; its counts and the store position the
+        launch reached (:meth:`_answer`). A launched (or completed) campaign answers its
+        recorded counts; a cancelled one is refused (409)."""
         campaign = self.campaigns.get(campaign_id)
         if campaign.status in (CampaignStatus.LAUNCHED, CampaignStatus.COMPLETED):
-            assert campaign.outcome is not None
-            return campaign.outcome
+            return self._answer(campaign)
         audience = campaign.spec["audience"]
         segment_id = segment_of(campaign.id, audience)
-        if "rule" in audience:
-            name = f"Audience of campaign {campaign.id}"
-            self.segments.define(segment_id, name, audience["rule"], None, context)
-        elif self.store.position_of(Segment.id_for(segment_id), 1) is None:  # the store decides
-            raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
+        if campaign.status != CampaignStatus.LAUNCHING:  # a resumed launch defines nothing
+            if "rule" in audience:
+                self.segments.define_audience(campaign.id, audience["rule"], context)
+            elif self.store.position_of(Segment.id_for(segment_id), 1) is None:  # the store
+                raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
         position = self.store.head()
-        campaign, _ = self.campaigns.change(
-            campaign_id, context, lambda c, meta: c.start_launch(position, self.cap.view(), meta)
-        )
+
+        def begin(c: Campaign, meta: Meta) -> bool:
+            if c.status != CampaignStatus.LAUNCHING and c.spec["audience"] != audience:
+                raise ConcurrentWrite("the campaign's audience was edited as its launch started")
+            return c.start_launch(position, self.cap.view(), meta)
+
+        campaign, _ = self.campaigns.change(campaign_id, context, begin)
         assert campaign.launch is not None
         position = campaign.launch["position"]
+        segment_id = segment_of(campaign.id, campaign.spec["audience"])  # as frozen
         self._reach(position)
         members = self._audience(segment_id, position)
         progress = LaunchProgress(str(campaign_id), position, len(members))
@@ -140,16 +153,16 @@ class CampaignLauncher:
                 on_progress(progress)
         counts = progress.counts()
         try:
-            self.campaigns.change(
+            campaign, _ = self.campaigns.change(
                 campaign_id, context, lambda c, meta: c.finish_launch(counts, meta)
             )
         except DomainError:  # a concurrent launch of the same campaign finished first
             finished = self.campaigns.get(campaign_id)
             if finished.outcome is None:
                 raise
-            return finished.outcome
+            return self._answer(finished)
         log.info("campaign launched", campaign_id=str(campaign_id), **counts)
-        return counts
+        return self._answer(campaign)
 
     def launch_due(
         self,
@@ -159,7 +172,7 @@ class CampaignLauncher:
         on_refused: Callable[[str, DomainError], None] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Launch every scheduled campaign whose ``scheduled_at`` is at or before ``now``
-        (and resume every launch that stopped); ``{campaign_id: counts}``. A campaign whose
+        (and resume every launch that stopped); ``{campaign_id: answer}``. A campaign whose
         launch is refused raises, or with ``on_refused`` is reported to it and left out."""
         due = [
             c.id
@@ -179,6 +192,24 @@ class CampaignLauncher:
                     raise
                 on_refused(str(campaign_id), error)
         return launched
+
+    def _answer(self, campaign: Campaign) -> dict[str, Any]:
+        """The launch's answer: ``{position, version, launch_position, audience, treatment,
+        control, excluded}``. ``position`` is the store position of the campaign's newest
+        event (its ``campaign.launched``, or later), which every event of the launch
+        precedes: a read sent with ``X-Min-Position`` set to it sees the whole launch.
+        ``launch_position`` is the position the audience was frozen at, ``version`` the
+        campaign's (its ``ETag``)."""
+        assert campaign.outcome is not None
+        reached = self.store.position_of(campaign.id, campaign.version)
+        assert reached is not None
+        counts = {k: v for k, v in campaign.outcome.items() if k != "position"}
+        return {
+            "position": reached,
+            "version": campaign.version,
+            "launch_position": campaign.outcome["position"],
+            **counts,
+        }
 
     def _reach(self, position: int) -> None:
         """Wait until the segments read model has applied every fed event up to ``position``."""

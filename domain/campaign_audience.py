@@ -4,8 +4,10 @@ An audience is ``{"segment": "<segment id>"}`` or ``{"rule": <rule>}``, a rule i
 language (:mod:`domain.segment_rules`, validated the same way, errors naming
 ``audience.rule.…``). Either way the launch freezes the members of one segment at one store
 position: an inline rule is the rule of the segment :func:`segment_of` names
-(``campaign-<campaign id>``), which the launcher defines before it freezes the audience, so the
-segments read model decides it from the log and keeps its history like any other segment's.
+(``campaign-<campaign id>``, :func:`domain.segment.campaign_segment_id`), which the launcher
+defines before it freezes the audience, so the segments read model decides it from the log and
+keeps its history like any other segment's. Those ids are reserved: no user may define one
+(:func:`domain.segment.check_user_segment_id`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import InvalidInput
-from domain.segment import SEGMENT_ID
+from domain.segment import SEGMENT_ID, campaign_segment_id
 from domain.segment_rules import parse
-
-INLINE_PREFIX = "campaign-"
 
 
 class Audience(BaseModel):
@@ -43,4 +43,4 @@ def canonical(audience: Audience) -> dict[str, Any]:
 def segment_of(campaign_id: UUID, audience: dict[str, Any]) -> str:
     """The id of the segment whose members at the launch position are the audience."""
     segment: str | None = audience.get("segment")
-    return f"{INLINE_PREFIX}{campaign_id}" if segment is None else segment
+    return campaign_segment_id(campaign_id) if segment is None else segment

@@ -27,7 +27,16 @@ from domain.text_policy import Text, normalise_text
 from domain.values import check_aware, normalise_currency
 
 SEGMENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+CAMPAIGN_SEGMENT_PREFIX = "campaign-"
+CAMPAIGN_SEGMENT_ID = re.compile(r"^campaign-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 NAMESPACE = UUID("5d0c54f5-3a9e-5b86-9d55-0b2c0a6f3e41")
+
+
+class ReservedSegmentId(InvalidInput):
+    """A user named a segment id of the campaign namespace (``campaign-<uuid>``): those are
+    the audiences of campaigns with an inline rule, defined by the campaign's launch only."""
+
+    code = "reserved-segment-id"
 
 
 def check_segment_id(segment_id: object) -> str:
@@ -35,6 +44,24 @@ def check_segment_id(segment_id: object) -> str:
     if not isinstance(segment_id, str) or not SEGMENT_ID.match(segment_id):
         raise InvalidInput("segment_id", f"must match {SEGMENT_ID.pattern}")
     return segment_id
+
+
+def check_user_segment_id(segment_id: object) -> str:
+    """A segment id a user may define or change: :func:`check_segment_id`, and not in the
+    campaign namespace (:class:`ReservedSegmentId`, naming ``segment_id``)."""
+    checked_id = check_segment_id(segment_id)
+    if CAMPAIGN_SEGMENT_ID.match(checked_id):
+        raise ReservedSegmentId(
+            "segment_id",
+            "campaign-<uuid> ids are reserved: they are the audiences of campaigns with an "
+            "inline rule, defined by the campaign's launch",
+        )
+    return checked_id
+
+
+def campaign_segment_id(campaign_id: UUID) -> str:
+    """The id of the segment an inline-rule audience of ``campaign_id`` is defined as."""
+    return f"{CAMPAIGN_SEGMENT_PREFIX}{campaign_id}"
 
 
 def checked(segment_id: object, name: object, rule: object, purpose: object) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from domain.errors import DomainError, displayable
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 STATUS_BY_CODE = {
     "validation": 422,
+    "reserved-segment-id": 422,
     "not-found": 404,
     "gone-erased": 410,
     "gone-merged": 410,

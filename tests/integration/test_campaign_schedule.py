@@ -86,8 +86,15 @@ def test_two_schedulers_launch_a_due_campaign_once(postgres_url: str, tmp_path: 
     assert ticks[0] == ticks[1]
     with build(settings) as services:
         launched = services.campaigns.get(due)
-        assert launched.status == "launched" and launched.outcome == ticks[0][str(due)]
+        answer = ticks[0][str(due)]
+        assert launched.status == "launched" and launched.outcome is not None
+        assert launched.outcome == {
+            **{k: v for k, v in answer.items() if k not in ("launch_position", "version")},
+            "position": answer["launch_position"],
+        }
         assert launched.version == 4  # created, scheduled, launch_started, launched: once each
+        assert answer["version"] == 4
+        assert answer["position"] == services.store.position_of(due, 4)  # the launch reached
         assert services.campaigns.get(broken.id).status == "scheduled"  # tried again next tick
         assert services.campaigns.get(later).status == "scheduled"
         counts = launched.outcome

@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
+from commands.service import Context
+from consumers.campaign_launch import LaunchProgress
+from domain.segment import Segment
 from tests.api_support import Api, running_api
 
 SPEC: dict[str, Any] = {
@@ -26,13 +30,6 @@ SPEC: dict[str, Any] = {
 def api(tmp_path: Path) -> Iterator[Api]:
     with running_api(tmp_path, campaign_max_touches=1) as running:
         yield running
-
-
-def head(api: Api) -> int:
-    """The store's head: the launch answers counts, not a position, so a read of what it
-    recorded waits for the read models to reach the head (read-your-writes)."""
-    position: int = api.app.state.services.store.head()
-    return position
 
 
 def customer(api: Api, *, consent: bool, vip: bool = True) -> str:
@@ -107,7 +104,11 @@ def test_launch_targets_the_eligible_and_results_count_them(api: Api) -> None:
     assert refused.status_code == 422 and refused.json()["field"] == "audience.segment"
 
     first = create(api)["campaign_id"]
-    counts = api.client.post(f"/v1/campaigns/{first}/launch", headers=marketer).json()
+    launched = api.client.post(f"/v1/campaigns/{first}/launch", headers=marketer)
+    counts = launched.json()
+    # the position reached: the launch's last event, after the audience was frozen
+    assert counts["position"] == api.app.state.services.store.head() > counts["launch_position"]
+    assert launched.headers["etag"] == f'"{counts["version"]}"'
     assert counts["audience"] == 13  # the erased customer left the segment
     assert counts["treatment"] + counts["control"] == 12
     assert counts["excluded"] == {"no-consent": 1}
@@ -123,7 +124,7 @@ def test_launch_targets_the_eligible_and_results_count_them(api: Api) -> None:
     later = api.client.post(f"/v1/campaigns/{second}/launch", headers=marketer).json()
     assert later["excluded"].get("frequency-capped") == counts["treatment"]
 
-    reader = api.headers("reader", **{"X-Min-Position": str(head(api))})
+    reader = api.headers("reader", **{"X-Min-Position": str(later["position"])})
     results = api.client.get(f"/v1/campaigns/{first}/results", headers=reader).json()
     groups = results["groups"]
     assert groups["treatment"]["size"] == counts["treatment"]
@@ -143,8 +144,8 @@ def test_an_erased_member_leaves_the_audience_and_keeps_counting(api: Api) -> No
     rule = {"field": "tags", "op": "contains", "value": "vip"}
     api.client.put("/v1/segments/vips", json={"name": "VIPs", "rule": rule}, headers=admin)
     campaign = create(api, control_fraction="0.2")["campaign_id"]
-    api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer)
-    launched = api.headers("marketer", **{"X-Min-Position": str(head(api))})
+    reached = api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer).json()
+    launched = api.headers("marketer", **{"X-Min-Position": str(reached["position"])})
     page = api.client.get(f"/v1/campaigns/{campaign}/audience", headers=launched).json()["items"]
     buyer = page[0]["customer_id"]
     bought = api.client.post(
@@ -197,10 +198,96 @@ def test_an_inline_rule_audience_launches_like_a_segment(api: Api) -> None:
     for group in ("treatment", "control"):
         page = api.client.get(
             f"/v1/campaigns/{campaign}/audience?group={group}&limit=100",
-            headers=api.headers("marketer", **{"X-Min-Position": str(head(api))}),
+            headers=api.headers("marketer", **{"X-Min-Position": str(counts["position"])}),
         ).json()
         members |= {m["customer_id"] for m in page["items"]}
     assert members == vips and unwilling not in members and not members & others
     segments = api.client.get("/v1/segments", headers=api.headers("reader")).json()["items"]
     inline = [s for s in segments if s["segment_id"] == f"campaign-{campaign}"]
     assert [s["rule"] for s in inline] == [made["audience"]["rule"]]  # its history is kept
+
+
+class Stop(Exception):
+    """Stops a launch after its first batch, as a crash would."""
+
+
+def stop(progress: LaunchProgress) -> None:
+    raise Stop(progress.done)
+
+
+def started_inline_launch(api: Api) -> tuple[str, set[str], dict[str, Any]]:
+    """An inline-rule campaign (vips) whose launch stopped after its first batch of two; the
+    vips and the rule."""
+    vips = {customer(api, consent=True) for _ in range(6)}
+    customer(api, consent=True, vip=False)
+    rule = {"field": "tags", "op": "contains", "value": "vip"}
+    campaign = create(api, audience={"rule": rule})["campaign_id"]
+    launcher = api.app.state.services.launcher
+    launcher.batch_size = 2
+    with pytest.raises(Stop):
+        launcher.launch(UUID(campaign), Context(actor="test"), stop)
+    return campaign, vips, rule
+
+
+def test_users_are_refused_the_campaign_segment_namespace(api: Api) -> None:
+    admin, marketer = api.headers("admin"), api.headers("marketer")
+    campaign, vips, rule = started_inline_launch(api)
+    everyone = {"name": "Everyone", "rule": {"not": rule | {"value": "nobody"}}}
+    for segment_id in (f"campaign-{campaign}", f"campaign-{uuid4()}"):  # launched or not
+        for method in ("PUT", "POST"):
+            refused = api.client.request(
+                method, f"/v1/segments/{segment_id}", json=everyone, headers=admin
+            )
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            problem = refused.json()
+            assert problem["type"] == "/problems/reserved-segment-id"
+            assert problem["field"] == "segment_id" and "reserved" in problem["detail"]
+    alike = api.client.put("/v1/segments/campaign-responders", json=everyone, headers=admin)
+    assert alike.status_code == 200, alike.text  # only campaign-<uuid> is reserved
+
+    resumed = api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer).json()
+    assert resumed["audience"] == len(vips) == resumed["treatment"] + resumed["control"]
+    reader = api.headers("reader", **{"X-Min-Position": str(resumed["position"])})
+    segments = api.client.get("/v1/segments", headers=reader).json()["items"]
+    (inline,) = [s for s in segments if s["segment_id"] == f"campaign-{campaign}"]
+    assert inline["rule"] == rule and inline["version"] == 1
+
+
+def test_a_resumed_launch_never_redefines_its_audience(api: Api) -> None:
+    services = api.app.state.services
+    campaign, vips, rule = started_inline_launch(api)
+    launch = api.client.get(f"/v1/campaigns/{campaign}", headers=api.headers("marketer"))
+    frozen_at = launch.json()["launch"]["position"]
+    # the definition changes after the launch position (only the launcher's path can now)
+    changed = services.segments.define_audience(UUID(campaign), {"not": rule}, Context(actor="t"))
+    assert changed.version == 2 and changed.position > frozen_at
+
+    resumed = api.client.post(
+        f"/v1/campaigns/{campaign}/launch", headers=api.headers("marketer")
+    ).json()
+    assert resumed["launch_position"] == frozen_at and resumed["audience"] == len(vips)
+    segment = services.store.repository.get(Segment.id_for(f"campaign-{campaign}"))
+    assert segment.version == 2 and segment.rule == {"not": rule}  # the resume defined nothing
+
+
+def test_an_audience_edited_as_the_launch_starts_is_not_launched(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services, marketer = api.app.state.services, api.headers("marketer")
+    customer(api, consent=True)
+    campaign = create(api, audience={"rule": {"field": "tags", "op": "contains", "value": "vip"}})
+    other = {"rule": {"field": "tags", "op": "contains", "value": "gold"}}
+    define = services.segments.define_audience
+
+    def edited_meanwhile(campaign_id: UUID, rule: object, context: Context) -> Any:
+        defined = define(campaign_id, rule, context)
+        services.campaigns.change(
+            campaign_id, context, lambda c, meta: c.update({**c.spec, "audience": other}, meta)
+        )
+        return defined
+
+    monkeypatch.setattr(services.segments, "define_audience", edited_meanwhile)
+    refused = api.client.post(f"/v1/campaigns/{campaign['campaign_id']}/launch", headers=marketer)
+    assert refused.status_code == 409 and refused.json()["type"] == "/problems/concurrent-write"
+    assert services.campaigns.get(UUID(campaign["campaign_id"])).status == "draft"

@@ -16,7 +16,7 @@ from api.http import deps
 from api.http.auth import require
 from api.http.preconditions import IfMatch, NoCurrentVersion, PreconditionFailed, if_match_header
 from api.http.responses import json_response
-from api.http.schemas import AUTH, BODY, problems
+from api.http.schemas import AUTH, BODY, EXAMPLE_ID, problems
 from commands.campaigns import CampaignVersionConflict
 from commands.messages import Moment
 from domain.campaign import CONTROL, TREATMENT, Campaign
@@ -141,18 +141,52 @@ def cancel_campaign(campaign_id: UUID, body: CancelRequest, request: Request) ->
     return _change(request, campaign_id, lambda c, meta: c.cancel(body.reason, meta))
 
 
+class LaunchResult(BaseModel):
+    """What a launch answers: the counts, and the store ``position`` it reached."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "campaign_id": EXAMPLE_ID,
+                    "position": 1042,
+                    "version": 3,
+                    "launch_position": 980,
+                    "audience": 120,
+                    TREATMENT: 98,
+                    CONTROL: 11,
+                    "excluded": {"no-consent": 9, "frequency-capped": 2},
+                }
+            ]
+        }
+    )
+    campaign_id: str
+    position: int = Field(
+        description="Store position of the launch's last event: send it as X-Min-Position "
+        "to read the launch's writes (results, audience, histories)"
+    )
+    version: int = Field(description="The campaign's version (also the ETag)")
+    launch_position: int = Field(description="The store position the audience was frozen at")
+    audience: int = Field(description="Members of the segment at launch_position")
+    treatment: int
+    control: int
+    excluded: dict[str, int] = Field(description="Members left out, by reason")
+
+
 @router.post(
     "/campaigns/{campaign_id}/launch",
     dependencies=WRITE,
+    response_model=LaunchResult,
     responses=problems(*AUTH, 404, 409, 422, 503),
 )
 def launch_campaign(campaign_id: UUID, request: Request) -> Response:
     """Launch now (or resume a launch that stopped): freeze the audience, target every member
-    (README, "Run a campaign"); answers the counts. Large audiences: ``clientele campaigns
-    launch`` shows progress."""
+    (README, "Run a campaign"); answers the counts and the store ``position`` reached (read
+    your writes with ``X-Min-Position``), ``ETag``: the campaign's version. Large audiences:
+    ``clientele campaigns launch`` shows progress."""
     svc = deps.services(request)
-    counts = svc.launcher.launch(campaign_id, deps.context(request, deps.actor(request)))
-    return json_response({"campaign_id": str(campaign_id), **counts})
+    answer = svc.launcher.launch(campaign_id, deps.context(request, deps.actor(request)))
+    return json_response({"campaign_id": str(campaign_id), **answer}, answer["version"])
 
 
 @router.post(

@@ -23,7 +23,15 @@ class SegmentNotFound(DomainError):
     code = "not-found"
 
 
-SegmentId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["vip-recent"])]
+SegmentId = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        examples=["vip-recent"],
+        description="`campaign-<uuid>` ids are the inline-rule audiences of campaigns: they "
+        "can be read, never defined (422 `/problems/reserved-segment-id`)",
+    ),
+]
 
 
 class SegmentRequest(BaseModel):
@@ -66,7 +74,9 @@ def list_segments(request: Request) -> Response:
 def put_segment(segment_id: SegmentId, body: SegmentRequest, request: Request) -> Response:
     """Create or change a segment (an event in the store). Membership is then decided for every
     customer by the segments read model: read it with ``X-Min-Position`` set to the
-    ``position`` answered here. An unchanged definition records nothing."""
+    ``position`` answered here. An unchanged definition records nothing. A ``campaign-<uuid>``
+    id (a campaign's inline-rule audience, defined by its launch) is refused: 422
+    ``/problems/reserved-segment-id`` naming ``segment_id``."""
     defined = deps.services(request).segments.define(
         segment_id,
         body.name,
