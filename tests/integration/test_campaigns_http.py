@@ -4,6 +4,7 @@ a segment (consent, erasure and the frequency cap decide who is in), results, au
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -12,6 +13,7 @@ import pytest
 
 from commands.service import Context
 from consumers.campaign_launch import LaunchProgress
+from domain.event_base import Meta
 from domain.segment import Segment
 from tests.api_support import Api, running_api
 
@@ -259,16 +261,19 @@ def test_a_resumed_launch_never_redefines_its_audience(api: Api) -> None:
     campaign, vips, rule = started_inline_launch(api)
     launch = api.client.get(f"/v1/campaigns/{campaign}", headers=api.headers("marketer"))
     frozen_at = launch.json()["launch"]["position"]
-    # the definition changes after the launch position (only the launcher's path can now)
-    changed = services.segments.define_audience(UUID(campaign), {"not": rule}, Context(actor="t"))
-    assert changed.version == 2 and changed.position > frozen_at
+    # the definition changes after the launch position (no user surface can any more)
+    segment = services.store.repository.get(Segment.id_for(f"campaign-{campaign}"))
+    segment.redefine(segment.name, {"not": rule}, None, Meta("t", "c", None, datetime.now(UTC)))
+    (changed,) = services.store.save(segment)
+    assert changed.notification.id > frozen_at
 
     resumed = api.client.post(
         f"/v1/campaigns/{campaign}/launch", headers=api.headers("marketer")
     ).json()
-    assert resumed["launch_position"] == frozen_at and resumed["audience"] == len(vips)
     segment = services.store.repository.get(Segment.id_for(f"campaign-{campaign}"))
     assert segment.version == 2 and segment.rule == {"not": rule}  # the resume defined nothing
+    assert resumed["audience"] == len(vips)  # the members at the frozen position
+    assert resumed["launch_position"] == frozen_at
 
 
 def test_an_audience_edited_as_the_launch_starts_is_not_launched(
@@ -278,16 +283,22 @@ def test_an_audience_edited_as_the_launch_starts_is_not_launched(
     customer(api, consent=True)
     campaign = create(api, audience={"rule": {"field": "tags", "op": "contains", "value": "vip"}})
     other = {"rule": {"field": "tags", "op": "contains", "value": "gold"}}
-    define = services.segments.define_audience
+    head, edits = services.store.head, [UUID(campaign["campaign_id"])]
 
-    def edited_meanwhile(campaign_id: UUID, rule: object, context: Context) -> Any:
-        defined = define(campaign_id, rule, context)
-        services.campaigns.change(
-            campaign_id, context, lambda c, meta: c.update({**c.spec, "audience": other}, meta)
-        )
-        return defined
+    def edited_meanwhile() -> int:  # the launcher takes the head after defining the audience
+        for campaign_id in edits:
+            services.campaigns.change(
+                campaign_id,
+                Context(actor="t"),
+                lambda c, meta: c.update({**c.spec, "audience": other}, meta),
+            )
+        edits.clear()
+        position: int = head()
+        return position
 
-    monkeypatch.setattr(services.segments, "define_audience", edited_meanwhile)
+    monkeypatch.setattr(services.store, "head", edited_meanwhile)
     refused = api.client.post(f"/v1/campaigns/{campaign['campaign_id']}/launch", headers=marketer)
     assert refused.status_code == 409 and refused.json()["type"] == "/problems/concurrent-write"
     assert services.campaigns.get(UUID(campaign["campaign_id"])).status == "draft"
+    again = api.client.post(f"/v1/campaigns/{campaign['campaign_id']}/launch", headers=marketer)
+    assert again.status_code == 200 and again.json()["audience"] == 0  # the rule as edited
