@@ -1,14 +1,26 @@
-"""The Segment and Refresh aggregates: validated definitions, idempotent changes and refreshes."""
+"""The Segment and Refresh aggregates: validated definitions, idempotent changes and refreshes;
+the campaign namespace of segment ids, defined by the launcher alone."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from uuid import UUID, uuid4
 
 import pytest
 
+from commands.segments import SegmentService
+from commands.service import Context
+from domain.campaign_audience import segment_of
 from domain.errors import InvalidInput
 from domain.event_base import Meta
-from domain.segment import Refresh, Segment
+from domain.segment import (
+    Refresh,
+    ReservedSegmentId,
+    Segment,
+    campaign_segment_id,
+    check_user_segment_id,
+)
+from infra.store import EventStore
 
 META = Meta("unit-test", "corr-1", None, datetime(2026, 5, 1, 12, tzinfo=UTC))
 VIP = {"field": "tags", "op": "contains", "value": "VIP"}
@@ -66,3 +78,29 @@ def test_a_refresh_is_one_event_per_instant_and_currency() -> None:
     naive = Meta("unit-test", "corr-4", None, datetime(2026, 5, 1, 12))
     with pytest.raises(InvalidInput, match="time zone"):
         Refresh.request(naive)
+
+
+@pytest.mark.parametrize("campaign_id", [uuid4(), UUID(int=0), UUID("F" * 32)])
+def test_the_campaign_namespace_is_the_launchers_alone(
+    store: EventStore, ctx: Context, campaign_id: UUID
+) -> None:
+    reserved = campaign_segment_id(campaign_id)
+    assert segment_of(campaign_id, {"rule": VIP}) == reserved == f"campaign-{campaign_id}"
+    segments = SegmentService(store)
+    with pytest.raises(ReservedSegmentId) as refused:
+        segments.define(reserved, "Mine", VIP, None, ctx)
+    assert isinstance(refused.value, InvalidInput) and refused.value.field == "segment_id"
+    assert refused.value.code == "reserved-segment-id"
+    assert store.head() == 0  # nothing recorded
+    defined = segments.define_audience(campaign_id, VIP, ctx)
+    assert (defined.segment_id, defined.version) == (reserved, 1)
+    with pytest.raises(ReservedSegmentId):  # nor redefined by a user once it exists
+        segments.define(reserved, "Mine", {"not": VIP}, None, ctx)
+    assert segments.define_audience(campaign_id, VIP, ctx).version == 1  # unchanged: nothing
+
+
+@pytest.mark.parametrize(
+    "segment_id", ["campaign-responders", f"campaign-{uuid4().hex}", f"xcampaign-{uuid4()}"]
+)
+def test_ids_only_like_the_campaign_namespace_stay_the_users(segment_id: str) -> None:
+    assert check_user_segment_id(segment_id) == segment_id
