@@ -4,6 +4,7 @@ the campaign namespace of segment ids, defined by the launcher alone."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
@@ -104,3 +105,14 @@ def test_the_campaign_namespace_is_the_launchers_alone(
 )
 def test_ids_only_like_the_campaign_namespace_stay_the_users(segment_id: str) -> None:
     assert check_user_segment_id(segment_id) == segment_id
+
+
+def test_only_the_launcher_defines_campaign_audiences() -> None:
+    root = Path(__file__).resolve().parents[2]
+    callers = {
+        str(path.relative_to(root))
+        for package in ("api", "bootstrap", "consumers", "commands", "projections", "infra")
+        for path in (root / package).rglob("*.py")
+        if "define_audience" in path.read_text(encoding="utf-8")
+    }
+    assert callers == {"commands/segments.py", "consumers/campaign_launch.py"}
