@@ -127,11 +127,13 @@ class CampaignLauncher:
             return self._answer(campaign)
         audience = campaign.spec["audience"]
         segment_id = segment_of(campaign.id, audience)
-        if campaign.status != CampaignStatus.LAUNCHING:  # a resumed launch defines nothing
-            if "rule" in audience:
-                self.segments.define_audience(campaign.id, audience["rule"], context)
-            elif self.store.position_of(Segment.id_for(segment_id), 1) is None:  # the store
-                raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
+        # only a start defines: a resumed launch reads what was defined before its position,
+        # and a cancelled campaign is refused by start_launch
+        starting = campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+        if starting and "rule" in audience:
+            self.segments.define_audience(campaign.id, audience["rule"], context)
+        elif starting and self.store.position_of(Segment.id_for(segment_id), 1) is None:
+            raise InvalidInput("audience.segment", f"no segment {segment_id!r}")
         position = self.store.head()
 
         def begin(c: Campaign, meta: Meta) -> bool:

@@ -27,8 +27,7 @@ from domain.text_policy import Text, normalise_text
 from domain.values import check_aware, normalise_currency
 
 SEGMENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-CAMPAIGN_SEGMENT_PREFIX = "campaign-"
-CAMPAIGN_SEGMENT_ID = re.compile(r"^campaign-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+CAMPAIGN_SEGMENT_PREFIX = "campaign-"  # + a campaign id: the segment of its inline-rule audience
 NAMESPACE = UUID("5d0c54f5-3a9e-5b86-9d55-0b2c0a6f3e41")
 
 
@@ -50,7 +49,8 @@ def check_user_segment_id(segment_id: object) -> str:
     """A segment id a user may define or change: :func:`check_segment_id`, and not in the
     campaign namespace (:class:`ReservedSegmentId`, naming ``segment_id``)."""
     checked_id = check_segment_id(segment_id)
-    if CAMPAIGN_SEGMENT_ID.match(checked_id):
+    campaign_id = checked_id.removeprefix(CAMPAIGN_SEGMENT_PREFIX)
+    if campaign_id != checked_id and _canonical_uuid(campaign_id):
         raise ReservedSegmentId(
             "segment_id",
             "campaign-<uuid> ids are reserved: they are the audiences of campaigns with an "
@@ -62,6 +62,14 @@ def check_user_segment_id(segment_id: object) -> str:
 def campaign_segment_id(campaign_id: UUID) -> str:
     """The id of the segment an inline-rule audience of ``campaign_id`` is defined as."""
     return f"{CAMPAIGN_SEGMENT_PREFIX}{campaign_id}"
+
+
+def _canonical_uuid(text: str) -> bool:
+    """Whether ``text`` is a UUID as :func:`campaign_segment_id` writes it (``str(UUID)``)."""
+    try:
+        return str(UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def checked(segment_id: object, name: object, rule: object, purpose: object) -> dict[str, Any]:

@@ -302,3 +302,13 @@ def test_an_audience_edited_as_the_launch_starts_is_not_launched(
     assert services.campaigns.get(UUID(campaign["campaign_id"])).status == "draft"
     again = api.client.post(f"/v1/campaigns/{campaign['campaign_id']}/launch", headers=marketer)
     assert again.status_code == 200 and again.json()["audience"] == 0  # the rule as edited
+
+
+def test_a_cancelled_campaign_defines_no_audience(api: Api) -> None:
+    marketer = api.headers("marketer")
+    campaign = create(api, audience={"rule": {"field": "tags", "op": "contains", "value": "vip"}})
+    cid = campaign["campaign_id"]
+    api.client.post(f"/v1/campaigns/{cid}/cancel", json={}, headers=marketer)
+    refused = api.client.post(f"/v1/campaigns/{cid}/launch", headers=marketer)
+    assert refused.status_code == 409 and refused.json()["type"] == "/problems/invalid-transition"
+    assert api.app.state.services.store.position_of(Segment.id_for(f"campaign-{cid}"), 1) is None
