@@ -111,6 +111,8 @@ def test_launch_targets_the_eligible_and_results_count_them(api: Api) -> None:
     # the position reached: the launch's last event, after the audience was frozen
     assert counts["position"] == api.app.state.services.store.head() > counts["launch_position"]
     assert launched.headers["etag"] == f'"{counts["version"]}"'
+    documented = api.client.get("/openapi.json").json()["components"]["schemas"]["LaunchResult"]
+    assert set(counts) == set(documented["properties"]) == set(documented["required"])
     assert counts["audience"] == 13  # the erased customer left the segment
     assert counts["treatment"] + counts["control"] == 12
     assert counts["excluded"] == {"no-consent": 1}
