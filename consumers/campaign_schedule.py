@@ -48,7 +48,7 @@ class CampaignScheduler:
         self.clock = clock
 
     def tick(self) -> dict[str, dict[str, Any]]:
-        """Launch what is due now: ``{campaign_id: counts}`` of the campaigns launched (or
+        """Launch what is due now: ``{campaign_id: answer}`` of the campaigns launched (or
         found launched by another scheduler) this tick; those refused are logged and left for
         the next tick."""
         return self.launcher.launch_due(self.clock(), Context(actor=ACTOR), on_refused=_refused)

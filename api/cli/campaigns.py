@@ -69,7 +69,9 @@ def create(
 @campaigns_app.command("launch")
 def launch(campaign_id: CampaignId) -> None:
     """Launch a campaign (or resume a launch that stopped): freeze its audience, target every
-    eligible member, print the counts. Shows progress.
+    eligible member, print the counts, the position the audience was frozen at
+    (launch_position) and the store position the launch reached (position: read the launch's
+    writes with X-Min-Position set to it). Shows progress.
 
     Example: clientele campaigns launch 3f0c…
     """
@@ -97,7 +99,7 @@ def launch(campaign_id: CampaignId) -> None:
 def launch_due() -> None:
     """Launch every scheduled campaign whose time has come, and resume stopped launches (the
     policy runner does this by itself every CLIENTELE_CAMPAIGN_SCHEDULE_SECONDS); print
-    {campaign_id: counts}.
+    {campaign_id: answer} (what `launch` prints).
 
     Example: clientele campaigns launch-due
     """

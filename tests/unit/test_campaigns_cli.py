@@ -61,6 +61,8 @@ def test_create_launch_results_export(database: str, tmp_path: Path) -> None:
     assert launched.exit_code == 0, launched.output
     counts = json.loads(launched.stdout[launched.stdout.index("{") :])
     assert counts["audience"] == 20 and counts["treatment"] + counts["control"] == 20
+    with build() as services:  # the position reached: the launch's last write
+        assert counts["position"] == services.store.head() > counts["launch_position"]
 
     exported = runner.invoke(app, ["campaigns", "export", campaign_id, "--group", "all"])
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
