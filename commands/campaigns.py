@@ -102,13 +102,18 @@ class CampaignService:
         return [self.get(UUID(i)) for i in reversed(directory.campaign_ids)]
 
     def create(
-        self, document: object, context: Context, *, assignment_key: str | None = None
+        self,
+        document: object,
+        context: Context,
+        *,
+        assignment_key: str | None = None,
+        campaign_id: UUID | None = None,
     ) -> tuple[Campaign, int]:
         """A new draft campaign (:func:`domain.campaign.parse_spec` checks ``document``) and
-        the position of its event (``assignment_key``: :meth:`Campaign.create`)."""
+        the position of its event (``assignment_key``, ``campaign_id``: :meth:`Campaign.create`)."""
         for _ in range(self.retries + 1):
             meta = _meta(context)
-            campaign = Campaign.create(document, meta, assignment_key)
+            campaign = Campaign.create(document, meta, assignment_key, campaign_id)
             try:
                 directory: Any = self.store.repository.get(CampaignDirectory.ID)
             except AggregateNotFoundError:

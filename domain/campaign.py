@@ -308,14 +308,25 @@ class Campaign(Aggregate):
             aggregate.status = CampaignStatus.COMPLETED.value
 
     @classmethod
-    def create(cls, document: object, meta: Meta, assignment_key: str | None = None) -> Campaign:
+    def create(
+        cls,
+        document: object,
+        meta: Meta,
+        assignment_key: str | None = None,
+        campaign_id: UUID | None = None,
+    ) -> Campaign:
         """A draft campaign (``document`` checked by :func:`parse_spec`). ``assignment_key``
-        (64 hex digits; default: random) reproduces another experiment's split."""
+        (64 hex digits; default: random) and ``campaign_id`` (default: random) together
+        reproduce another experiment's split: the group is a keyed hash of both."""
         key = secrets.token_hex(32) if assignment_key is None else assignment_key
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             raise InvalidInput("assignment_key", "must be 64 lowercase hex digits")
         return cls._create(
-            cls.Created, id=uuid4(), spec=parse_spec(document), assignment_key=key, **meta.fields()
+            cls.Created,
+            id=campaign_id or uuid4(),
+            spec=parse_spec(document),
+            assignment_key=key,
+            **meta.fields(),
         )
 
     def _require(self, step: str, *allowed: CampaignStatus) -> None:
