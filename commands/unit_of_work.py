@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
@@ -21,7 +21,7 @@ from eventsourcing.persistence import Recording
 
 from commands.aggregate_cache import AggregateCache
 from domain.customer import Customer
-from domain.errors import CustomerNotFound
+from domain.errors import CustomerNotFound, DomainError
 from domain.events import Erased
 from domain.indexes import DataCopies, IdempotencyRecord, Reservation
 from domain.values import Status
@@ -108,6 +108,19 @@ class UnitOfWork:
             self._aggregates[reservation_id] = aggregate
         assert isinstance(aggregate, Reservation)
         return aggregate
+
+    def reserve(
+        self, reservation_id: UUID, customer_id: UUID, taken: Callable[[UUID], DomainError]
+    ) -> None:
+        """Give a reservation row's value to ``customer_id`` (``taken(holder)`` is raised if
+        another holds it); a row that never existed is claimed, one event
+        (:meth:`Reservation.claim`)."""
+        aggregate = self._load(reservation_id)
+        if aggregate is None:
+            self._aggregates[reservation_id] = Reservation.claim(reservation_id, customer_id)
+            return
+        assert isinstance(aggregate, Reservation)
+        aggregate.reserve(customer_id, taken)
 
     def email_id(self, email: str) -> UUID:
         """Id of the reservation row of a normalised email."""
