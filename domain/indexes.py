@@ -50,7 +50,7 @@ class Reservation(Aggregate):
 
     class Claimed(Aggregate.Created):
         """A row opened for its first holder: one event where ``Opened`` then ``Reserved``
-        were two (a registration stores three events, not four, with their hash links)."""
+        were two (a registration with an email stores two events, not three)."""
 
         TYPE: ClassVar[str] = "index.email_claimed"
         customer_id: str
