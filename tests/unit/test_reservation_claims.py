@@ -80,9 +80,14 @@ def test_a_refused_registration_leaves_no_claim(store: EventStore) -> None:
         [
             m.RegisterCustomer(name="Ada", email="ada@example.com", lifecycle_stage="churned"),
             m.RegisterCustomer(name="Eve", email="eve@example.com"),
+            m.RegisterCustomer(name="Bob", email="bob@example.com", lifecycle_stage="churned"),
+            m.RegisterCustomer(name="Bob", email="bob@example.com"),  # the rolled-back claim
         ],
         CTX,
     )
-    assert [o.status for o in outcomes] == ["rejected", "accepted"]
+    assert [o.status for o in outcomes] == ["rejected", "accepted", "rejected", "accepted"]
     assert rows(store, uow.email_id("ada@example.com")) == []
     assert rows(store, uow.email_id("eve@example.com")) == ["Claimed"]
+    assert rows(store, uow.email_id("bob@example.com")) == ["Claimed"]
+    holder = UnitOfWork(store, KEY.encode()).email_reservation("bob@example.com").holder
+    assert holder == outcomes[3].customer_id
