@@ -68,10 +68,12 @@ def move_ids(uow: UnitOfWork, customer: UUID, old: dict[str, str], new: dict[str
         if before == after:
             continue
         if after is not None:
-            row = uow.external_reservation(system, after)
-            if row.holder not in (None, customer):
-                survivor = uow.final_survivor(uow.customer(row.holder))
+            holder = uow.external_holder(system, after)
+            if holder not in (None, customer):
+                survivor = uow.final_survivor(uow.customer(holder))
                 raise ExternalIdTaken(system, after, survivor.id)
-            row.reserve(customer, partial(ExternalIdTaken, system, after))
+            uow.reserve(
+                uow.external_id(system, after), customer, partial(ExternalIdTaken, system, after)
+            )
         if before is not None:
             uow.external_reservation(system, before).release(customer)

@@ -66,7 +66,7 @@ def register(command: m.RegisterCustomer, env: Env) -> UUID:
     if command.customer_id is not None and env.uow.exists(customer_id):
         raise CustomerExists(f"customer {customer_id} already exists", customer_id=str(customer_id))
     if email is not None:
-        env.uow.email_reservation(email).reserve(customer_id, _email_taken(email))
+        env.uow.reserve(env.uow.email_id(email), customer_id, _email_taken(email))
     move_ids(env.uow, customer_id, {}, external_ids)
     customer = Customer.register(
         customer_id,
@@ -108,8 +108,8 @@ def update_profile(command: m.UpdateProfile, env: Env) -> UUID:
         return customer.id
     if customer.email != old_email:
         if customer.email is not None:
-            reservation = env.uow.email_reservation(customer.email)
-            reservation.reserve(customer.id, _email_taken(customer.email))
+            taken = _email_taken(customer.email)
+            env.uow.reserve(env.uow.email_id(customer.email), customer.id, taken)
         if old_email is not None:
             env.uow.email_reservation(old_email).release(customer.id)
     move_ids(env.uow, customer.id, old_ids, customer.external_ids)
@@ -231,8 +231,8 @@ def merge_customers(command: m.MergeCustomers, env: Env) -> UUID:
     if duplicate.email is not None:
         env.uow.email_reservation(duplicate.email).release(duplicate.id)
         if survivor.email == duplicate.email:
-            reservation = env.uow.email_reservation(survivor.email)
-            reservation.reserve(survivor.id, _email_taken(survivor.email))
+            taken = _email_taken(survivor.email)
+            env.uow.reserve(env.uow.email_id(survivor.email), survivor.id, taken)
     return survivor.id
 
 
@@ -245,8 +245,8 @@ def unmerge_customers(command: m.UnmergeCustomers, env: Env) -> UUID:
     if survivor_email is not None and survivor.email != survivor_email:
         env.uow.email_reservation(survivor_email).release(survivor.id)
     if duplicate.email is not None:
-        reservation = env.uow.email_reservation(duplicate.email)
-        reservation.reserve(duplicate.id, _email_taken(duplicate.email))
+        taken = _email_taken(duplicate.email)
+        env.uow.reserve(env.uow.email_id(duplicate.email), duplicate.id, taken)
     return survivor.id
 
 

@@ -9,9 +9,8 @@ up to date) and go back to it after a successful commit.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
@@ -21,7 +20,7 @@ from eventsourcing.persistence import Recording
 
 from commands.aggregate_cache import AggregateCache
 from domain.customer import Customer
-from domain.errors import CustomerNotFound
+from domain.errors import CustomerNotFound, DomainError
 from domain.events import Erased
 from domain.indexes import DataCopies, IdempotencyRecord, Reservation
 from domain.values import Status
@@ -54,6 +53,7 @@ class UnitOfWork:
         self._aggregates: dict[UUID, Aggregate | None] = {}
         self._stored: set[UUID] = set()
         self._savepoint: Savepoint | None = None
+        self._reservation_ids: dict[str, UUID] = {}
 
     # ----------------------------------------------------------------- loading
 
@@ -68,7 +68,8 @@ class UnitOfWork:
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         self._touch(aggregate_id)
-        self.prefetch([aggregate_id])
+        if aggregate_id not in self._aggregates:  # most are prefetched: no call for those
+            self.prefetch([aggregate_id])
         return self._aggregates[aggregate_id]
 
     def prefetch(self, aggregate_ids: Iterable[UUID]) -> None:
@@ -98,8 +99,12 @@ class UnitOfWork:
         return self._load(aggregate_id) is not None
 
     def _reservation_id(self, value: str) -> UUID:
-        digest = hmac.new(self._index_key, value.encode(), hashlib.sha256).digest()
-        return UUID(bytes=digest[:16], version=4)
+        """The keyed digest of ``value``, once per unit (the prefetch and the handler ask)."""
+        known = self._reservation_ids.get(value)
+        if known is None:
+            digest = hmac.digest(self._index_key, value.encode(), "sha256")  # one-shot, in C
+            known = self._reservation_ids[value] = UUID(bytes=digest[:16], version=4)
+        return known
 
     def _reservation(self, reservation_id: UUID) -> Reservation:
         aggregate = self._load(reservation_id)
@@ -108,6 +113,19 @@ class UnitOfWork:
             self._aggregates[reservation_id] = aggregate
         assert isinstance(aggregate, Reservation)
         return aggregate
+
+    def reserve(
+        self, reservation_id: UUID, customer_id: UUID, taken: Callable[[UUID], DomainError]
+    ) -> None:
+        """Give a reservation row's value to ``customer_id`` (``taken(holder)`` is raised if
+        another holds it); a row that never existed is claimed, one event
+        (:meth:`Reservation.claim`)."""
+        aggregate = self._load(reservation_id)
+        if aggregate is None:
+            self._aggregates[reservation_id] = Reservation.claim(reservation_id, customer_id)
+            return
+        assert isinstance(aggregate, Reservation)
+        aggregate.reserve(customer_id, taken)
 
     def email_id(self, email: str) -> UUID:
         """Id of the reservation row of a normalised email."""

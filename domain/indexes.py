@@ -48,9 +48,24 @@ class Reservation(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.owner = None
 
+    class Claimed(Aggregate.Created):
+        """A row opened for its first holder: one event where ``Opened`` then ``Reserved``
+        were two (a registration with an email stores two events, not three)."""
+
+        TYPE: ClassVar[str] = "index.email_claimed"
+        customer_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.owner = self.customer_id
+
     @classmethod
     def open(cls, reservation_id: UUID) -> Reservation:
         return cls._create(cls.Opened, id=reservation_id)
+
+    @classmethod
+    def claim(cls, reservation_id: UUID, customer_id: UUID) -> Reservation:
+        """A new row, held by ``customer_id`` from its first event."""
+        return cls._create(cls.Claimed, id=reservation_id, customer_id=str(customer_id))
 
     @property
     def holder(self) -> UUID | None:

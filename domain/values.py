@@ -23,6 +23,7 @@ import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 
+from domain.email_syntax import plain_email
 from domain.errors import InvalidInput
 from domain.text_policy import Text, check_text, trim
 
@@ -121,8 +122,12 @@ def normalise_email(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidInput("email", "must be a string")
     check_text("email", value, Text.LINE)
+    text = trim(value)
+    plain = plain_email(text)  # the common shape, known to pass unchanged but for case
+    if plain is not None:
+        return plain
     try:
-        checked = validate_email(trim(value), check_deliverability=False)
+        checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
         raise InvalidInput("email", str(error)) from None
     return checked.normalized.lower()

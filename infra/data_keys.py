@@ -64,7 +64,8 @@ class MasterKeyMissing(DataKeyError):
     """A data key is wrapped by a master key that is not configured."""
 
 
-def _now() -> str:
+def now_text() -> str:
+    """Now, as the key rows store it (ISO 8601, UTC, microseconds)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
@@ -143,8 +144,7 @@ class DataKeys(ABC):
                 for customer in absent:
                     key_id, wrapped = self.master.wrap(customer, AESGCM.generate_key(256))
                     rows.append((customer, key_id, wrapped))
-                self._insert(rows)  # ON CONFLICT DO NOTHING: a racing writer's key wins
-                self._remember(self._load(absent))
+                self._remember(self._create(rows))  # a racing writer's key wins
         keys = {}
         for customer in wanted:
             key = self._cache.get(customer)
@@ -211,6 +211,12 @@ class DataKeys(ABC):
     @abstractmethod
     def _insert(self, rows: Sequence[Row]) -> None: ...
 
+    def _create(self, rows: Sequence[Row]) -> dict[str, Row]:
+        """Store new keys where none exists (ON CONFLICT DO NOTHING); return the rows that
+        are stored now, by customer: ours, or a racing writer's that won."""
+        self._insert(rows)
+        return self._load([row[0] for row in rows])
+
     @abstractmethod
     def _shred(self, customer_ids: Sequence[str]) -> None: ...
 
@@ -255,8 +261,8 @@ class SqlDataKeys(DataKeys):
         self.datastore = datastore
         self.mark = "%s" if dialect == "postgres" else "?"
 
-    def _rows(self, query: str, params: Sequence[Any]) -> list[Row]:
-        with self.datastore.transaction(commit=False) as cursor:
+    def _rows(self, query: str, params: Sequence[Any], *, commit: bool = False) -> list[Row]:
+        with self.datastore.transaction(commit=commit) as cursor:
             cursor.execute(query, params)
             return [
                 (r["customer_id"], r["master_key_id"], _bytes(r["wrapped"]))
@@ -281,7 +287,7 @@ class SqlDataKeys(DataKeys):
         return found
 
     def _insert(self, rows: Sequence[Row]) -> None:
-        m, created_at = self.mark, _now()
+        m, created_at = self.mark, now_text()
         self._write(
             "INSERT INTO customer_keys (customer_id, master_key_id, wrapped, created_at) "
             f"VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (customer_id) DO NOTHING",
@@ -289,7 +295,7 @@ class SqlDataKeys(DataKeys):
         )
 
     def _shred(self, customer_ids: Sequence[str]) -> None:
-        at = _now()
+        at = now_text()
         self._write(_SHRED.format(m=self.mark), [(c, at, at) for c in customer_ids])
 
     def _stale(self, current: str, limit: int) -> list[Row]:
@@ -342,7 +348,7 @@ def shred_in_transaction(
     erased, dropped = erasure_targets(stored_events)
     if not erased:
         return
-    at = _now()
+    at = now_text()
     cursor.executemany(_SHRED.format(m=mark), [(c, at, at) for c in erased])
     for customer in dropped:
         cursor.execute(

@@ -20,7 +20,7 @@ from uuid import UUID
 import psycopg
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import Snapshot
+from eventsourcing.domain import BaseAggregate, Snapshot
 from eventsourcing.persistence import (
     Mapper,
     Notification,
@@ -130,6 +130,17 @@ class EventStore(Application[UUID]):
     def construct_mapper(self) -> Mapper[UUID]:
         self.personal_mapper = PersonalDataMapper(self.construct_transcoder(), self.personal)
         return self.personal_mapper
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """eventsourcing's ``Application.save``, step for step, with the pending events of
+        aggregates collected by class (:class:`_ByClass`)."""
+        processing_event = _ByClass()
+        processing_event.collect_events(*objs, **kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # eventsourcing's deprecated hook, as it calls it
+        return recordings
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Create missing data keys for the batch in one go before the mapper needs them;
@@ -291,3 +302,19 @@ class EventStore(Application[UUID]):
             assert isinstance(event, CustomerEvent)
             history.append((position, event))
         return history
+
+
+class _ByClass(ProcessingEvent[UUID]):
+    """A ``ProcessingEvent`` that recognises eventsourcing aggregates by class. The library's
+    ``collect_events`` tests every object against two runtime ``Protocol``s, which Python 3.11
+    checks attribute by attribute: 7 % of a registration batch's CPU (two aggregates per
+    registration). Other objects take the library's path."""
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        for obj in objs:  # in the given order, as the library does
+            if isinstance(obj, BaseAggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            else:
+                super().collect_events(obj)
+        super().collect_events(**kwargs)

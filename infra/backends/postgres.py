@@ -46,8 +46,9 @@ from infra.backends.base import (
     positioned_rows,
     stored_rows,
 )
+from infra.backends.postgres_keys import PostgresDataKeys
 from infra.backends.sql import SqlBackend
-from infra.data_keys import KEYS_DDL, shred_in_transaction
+from infra.data_keys import KEYS_DDL, DataKeys, MasterKeys, shred_in_transaction
 from infra.readstore import STALE_CHECK
 from infra.tamper_evidence.chain import HASHES_DDL, postgres_links
 
@@ -117,6 +118,9 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
             "SELECT notification_id, originator_version, topic, state FROM {}.{} "
             "WHERE originator_id=%s AND originator_version=%s ORDER BY originator_version"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+
+    def data_keys(self, master: MasterKeys) -> DataKeys:
+        return PostgresDataKeys(master, self.datastore, self.dialect)
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any

@@ -8,15 +8,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from commands import messages as m
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
-from infra.data_keys import MasterKeyMissing, MasterKeys, new_master_key
+from infra.data_keys import CustomerKeyShredded, MasterKeyMissing, MasterKeys, new_master_key
 from infra.readstore import open_read_store
 from infra.store import EventStore
 from infra.tamper_evidence import seals
@@ -92,6 +93,35 @@ class TestPrivacy:
             assert other.customer(kept).name == "Person 1"
         finally:
             other.close()
+
+    def test_keys_a_racing_writer_stored_first_are_the_ones_used(self, store: EventStore) -> None:
+        """Creating keys (one statement on PostgreSQL) answers, for a customer whose key another
+        writer stored between our miss and our insert, the stored key (or its shredding), and
+        for the others the keys just stored; nothing is overwritten."""
+        won, shredded, new = (uuid4().hex for _ in range(3))
+        winner = self.open(store.database_url, OLD)
+        try:
+            theirs = winner.data_keys.for_writing([won, shredded])
+            winner.data_keys.shred([shredded])
+        finally:
+            winner.close()
+        master = store.data_keys.master
+        rows = [(c, *master.wrap(c, AESGCM.generate_key(256))) for c in (won, shredded, new)]
+        created = store.data_keys._create(
+            rows
+        )  # the step after a miss, as a racing writer meets it
+        stored = self.key_rows(store)
+        assert {c: tuple(row[1:]) for c, row in created.items()} == {
+            won: stored[won],
+            shredded: (None, None),
+            new: tuple(rows[2][1:]),
+        }
+        assert master.unwrap(won, *stored[won]) == theirs[won]
+        assert stored[new] == tuple(rows[2][1:])
+        store.data_keys.clear_cache()
+        assert store.data_keys.for_writing([won, new])[won] == theirs[won]
+        with pytest.raises(CustomerKeyShredded):
+            store.data_keys.for_writing([shredded])
 
     def test_rotation_rewraps_so_the_old_master_key_can_go(self, store: EventStore) -> None:
         ids = self.customers(store)
