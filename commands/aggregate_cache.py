@@ -52,6 +52,7 @@ class AggregateCache:
         self.budget_bytes = budget_bytes
         self._kept: OrderedDict[UUID, tuple[Customer, bytes, int]] = OrderedDict()
         self._bytes = 0
+        self._erasures_seen = 0  # no one erased at or before this position is kept
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -102,6 +103,15 @@ class AggregateCache:
         """Forget what the customers erased in ``store`` since the last look, by any writer,
         leave in this process (their data keys and footprints: :meth:`EventStore.forget_erased`,
         even with the cache off or empty), then drop them and the holders of copies of their
-        data from the cache: two small queries."""
-        for erased in store.forget_erased():
-            self.drop([erased.originator_id, *(UUID(c) for c in erased.copies_at)])
+        data from the cache: one small query, one more for the store's erasures when any, and
+        one for the cache's when it holds customers and one was erased since its last look.
+
+        The cache follows the erasures with its own position: the store's forgetting is done
+        by whichever thread looks first (a reader of the API as well), so what that look found
+        is not what this cache has yet to drop."""
+        store.forget_erased()
+        newest = store.newest_erasure
+        if self._kept and newest > self._erasures_seen:
+            for _, erased in store.erasures(self._erasures_seen, newest):
+                self.drop([erased.originator_id, *(UUID(c) for c in erased.copies_at)])
+        self._erasures_seen = max(newest, self._erasures_seen)  # an empty cache holds no one

@@ -25,10 +25,10 @@ from eventsourcing.persistence import StoredEvent
 from domain.customer import Customer
 from domain.events import CustomerEvent
 from infra.snapshots import row_digest
+from infra.sql_chunks import chunks
 from infra.store import EventStore
 
 log = structlog.get_logger(__name__)
-CHUNK = 500
 Known = tuple[Aggregate, bytes]  # an aggregate, the digest of its version's stored event
 
 
@@ -50,8 +50,7 @@ def load_many(
     held = {i: aggregate for i, (aggregate, _) in (known or {}).items()}
     found: dict[UUID, Aggregate] = {}
     unique = list(dict.fromkeys(aggregate_ids))
-    for start in range(0, len(unique), CHUNK):
-        chunk = unique[start : start + CHUNK]
+    for chunk in chunks(unique):
         # from the known version itself: its row proves the store holds what we hold (digest)
         versions = {i: held[i].version - 1 for i in chunk if i in held}
         snapshots, events = store.backend.latest(chunk, versions)  # two queries on SQL
@@ -102,8 +101,7 @@ def histories(
     are reached, so a batch's decoded events are not all held at once."""
     store.forget_erased()  # no key shredded elsewhere opens a copy of the erased person's data
     unique = list(dict.fromkeys(customer_ids))
-    for start in range(0, len(unique), CHUNK):
-        chunk = unique[start : start + CHUNK]
+    for chunk in chunks(unique):
         _, rows = store.backend.latest(chunk, dict.fromkeys(chunk, 0))  # all after version 0
         store.data_keys.preload(i.hex for i in rows)
         for customer_id in chunk:

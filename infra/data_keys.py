@@ -30,6 +30,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from domain.events import Erased
+from infra.sql_chunks import chunks
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -276,8 +277,7 @@ class SqlDataKeys(DataKeys):
 
     def _load(self, customer_ids: Sequence[str]) -> dict[str, Row]:
         found: dict[str, Row] = {}
-        for start in range(0, len(customer_ids), 500):
-            chunk = list(customer_ids[start : start + 500])
+        for chunk in chunks(customer_ids):
             marks = ",".join([self.mark] * len(chunk))
             query = (
                 "SELECT customer_id, master_key_id, wrapped FROM customer_keys "

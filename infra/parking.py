@@ -24,13 +24,13 @@ from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from infra.resilience import transient
+from infra.sql_chunks import among
 
 Apply = Callable[[Tx, Sequence[Envelope]], None]
 
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 300.0
 MAX_REASON_CHARS = 1000
-CHUNK = 500
 
 # Columns that record when and how often, not what: verify leaves them out.
 VOLATILE_COLUMNS = ("reason", "parked_at", "attempts", "retry_at")
@@ -110,9 +110,8 @@ class ParkingLot:
     def held(self, tx: Tx, customer_ids: Sequence[str]) -> dict[str, int]:
         """Which of ``customer_ids`` are parked, with the version each is held at."""
         found: dict[str, int] = {}
-        for start in range(0, len(customer_ids), CHUNK):
-            among, chunk = tx.any_of("customer_id", customer_ids[start : start + CHUNK])
-            where, params = self._where(among)
+        for condition, chunk in among(tx, "customer_id", customer_ids):
+            where, params = self._where(condition)
             rows = tx.fetchall(
                 f"SELECT customer_id, version FROM {self.table} WHERE {where}", [*params, *chunk]
             )

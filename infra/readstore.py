@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from infra.sql_arrays import array_casts, array_type, column_arrays
+from infra.sql_arrays import one_per_key, typed, unnest_rows
 
 Row = tuple[Any, ...]
 LIKE_ESCAPE = "ESCAPE '\\'"
@@ -86,13 +86,16 @@ class Tx:
     ) -> None:
         """Insert ``rows`` (``columns`` in order, the ``key`` columns among them); a row whose
         key is there already replaces the other columns (``replace=False``: is left alone).
-        No two rows may share a key; a column whose values are all None is sent as text.
+        Rows sharing a key are written as if one after the other: the last replaces the
+        earlier ones (``replace=False``: the first stays), on both backends. A column's value
+        None is NULL whatever the column's type.
 
         PostgreSQL gets ONE statement for the whole set (each column as an array, unnested):
         per-row statements cost the client more than the server's work.
         """
         if not rows:
             return
+        rows = one_per_key(columns, key, rows, last=replace)
         names = ", ".join(columns)
         kept = [c for c in columns if c not in key]
         action = (
@@ -105,34 +108,31 @@ class Tx:
             marks = ", ".join("?" * len(columns))
             self.executemany(f"INSERT INTO {{{table}}} ({names}) VALUES ({marks}) {conflict}", rows)
             return
-        arrays = column_arrays(rows)
+        select, source, params = unnest_rows(columns, rows)
         self.execute(
-            f"INSERT INTO {{{table}}} ({names}) SELECT * FROM unnest({array_casts(arrays)}) {conflict}",
-            arrays,
+            f"INSERT INTO {{{table}}} ({names}) SELECT {select} FROM {source} {conflict}", params
         )
 
     def delete(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Delete the rows of ``table`` whose ``columns`` equal one of ``rows`` (one statement
-        on PostgreSQL, as :meth:`upsert`)."""
-        if not rows:
-            return
+        on PostgreSQL, as :meth:`upsert`); None equals nothing, as in SQL."""
+        if not rows or any(all(v is None for v in c) for c in zip(*rows, strict=True)):
+            return  # a column of Nones only: no row equals one of them
         if self.dialect != "postgres":
             where = " AND ".join(f"{c} = ?" for c in columns)
             self.executemany(f"DELETE FROM {{{table}}} WHERE {where}", rows)
             return
-        arrays = column_arrays(rows)
+        _, source, params = unnest_rows(columns, rows)
         match = " AND ".join(f"t.{c} = d.{c}" for c in columns)
-        self.execute(
-            f"DELETE FROM {{{table}}} AS t USING unnest({array_casts(arrays)}) "
-            f"AS d ({', '.join(columns)}) WHERE {match}",
-            arrays,
-        )
+        self.execute(f"DELETE FROM {{{table}}} AS t USING {source} WHERE {match}", params)
 
     def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A condition that ``column`` equals one of ``values``, and its parameters. PostgreSQL
-        gets one binary array: a list of hundreds of ``?`` costs the client ~5 times the CPU."""
+        gets one binary array: a list of hundreds of ``?`` costs the client ~5 times the CPU
+        (typed by its values; by the column when it holds no value but None)."""
         if self.dialect == "postgres":
-            return f"{column} = ANY(%b::{array_type(values)})", [list(values)]
+            kind, array = typed(list(values))
+            return f"{column} = ANY(%b{'' if kind is None else f'::{kind}'})", [array]
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
     @contextmanager

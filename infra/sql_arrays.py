@@ -1,5 +1,7 @@
-"""Rows as one array per column, for PostgreSQL statements that take a whole set at once
-(``unnest``): :meth:`infra.readstore.Tx.upsert` and :meth:`~infra.readstore.Tx.delete`."""
+"""Sets of rows for the read store's set-based statements (:meth:`infra.readstore.Tx.upsert`,
+:meth:`~infra.readstore.Tx.delete`, :meth:`~infra.readstore.Tx.any_of`): one row per key, as
+if written one after the other, and, for PostgreSQL, rows as one typed array per column
+(``unnest``)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,24 @@ from typing import Any
 
 import psycopg
 
+Rows = Sequence[Sequence[Any]]
 
-def column_arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+
+def one_per_key(columns: Sequence[str], key: Sequence[str], rows: Rows, *, last: bool) -> Rows:
+    """``rows`` with one row per value of the ``key`` columns: the last of each key (``last``,
+    as upserts that replace, applied in order) or the first (as inserts that leave a row
+    alone), in the order of each key's first row. One statement cannot touch a row twice on
+    PostgreSQL ("ON CONFLICT DO UPDATE command cannot affect row a second time")."""
+    at = [columns.index(name) for name in key]
+    chosen: dict[tuple[Any, ...], Sequence[Any]] = {}
+    for row in rows:
+        row_key = tuple(row[i] for i in at)
+        if last or row_key not in chosen:
+            chosen[row_key] = row
+    return rows if len(chosen) == len(rows) else list(chosen.values())
+
+
+def column_arrays(rows: Rows) -> list[list[Any]]:
     """``rows`` as one list per column; refused as psycopg refuses a NUL in text it sends
     (the server would only name an invalid byte)."""
     arrays = [list(column) for column in zip(*rows, strict=True)]
@@ -18,19 +36,46 @@ def column_arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     return arrays
 
 
-def array_casts(arrays: Sequence[Sequence[Any]]) -> str:
-    """``%b::type[]`` per column array (sent in binary: psycopg's text form of an array costs
-    ~30 times more), the type read from its first non-null value."""
-    return ", ".join(f"%b::{array_type(column)}" for column in arrays)
-
-
-def array_type(column: Sequence[Any]) -> str:
-    """The PostgreSQL array type for ``column``'s values (text unless they are numbers)."""
+def array_type(column: Sequence[Any]) -> str | None:
+    """The PostgreSQL array type for ``column``'s values (text unless they are numbers), or
+    None when it holds no value but None (the statement's context then types it)."""
     sample = next((value for value in column if value is not None), None)
+    if sample is None:
+        return None
     if isinstance(sample, bool):
         return "boolean[]"
-    if isinstance(sample, int):
-        return "bigint[]"
-    if isinstance(sample, float):
-        return "double precision[]"
+    if isinstance(sample, int | float):
+        whole = all(isinstance(v, int) for v in column if v is not None)
+        return "bigint[]" if whole else "double precision[]"
     return "text[]"
+
+
+def typed(column: list[Any]) -> tuple[str | None, list[Any]]:
+    """(array type, values) for one column sent in binary (psycopg's text form of an array
+    costs ~30 times more); whole numbers among fractional ones are sent as floats (psycopg
+    refuses a list of mixed types)."""
+    kind = array_type(column)
+    if kind == "double precision[]":
+        return kind, [None if v is None else float(v) for v in column]
+    return kind, column
+
+
+def unnest_rows(columns: Sequence[str], rows: Rows) -> tuple[str, str, list[list[Any]]]:
+    """``(select list, source, params)`` for ``SELECT {select list} FROM {source}`` giving
+    ``rows`` back on PostgreSQL: each column one typed array, unnested as ``d.<column>``; a
+    column with no value but None is a NULL literal instead, which the statement types by its
+    target column (a bigint, timestamptz or jsonb column takes no ``text[]``)."""
+    select, names, casts, params = [], [], [], []
+    for name, column in zip(columns, column_arrays(rows), strict=True):
+        kind, values = typed(column)
+        if kind is None:
+            select.append("NULL")
+            continue
+        select.append(f"d.{name}")
+        names.append(name)
+        casts.append(f"%b::{kind}")
+        params.append(values)
+    if not names:
+        raise ValueError("no column holds a value: nothing to unnest")
+    source = f"unnest({', '.join(casts)}) AS d ({', '.join(names)})"
+    return ", ".join(select), source, params

@@ -94,7 +94,10 @@ class EventStore(Application[UUID]):
         self.personal.keys = self.backend.data_keys(
             master_keys or MasterKeys.parse(DEV_MASTER_KEYS)
         )
+        # Every erasure at or before ``_erasures_seen`` is forgotten in this process; the
+        # newest of them is at ``newest_erasure`` (where the watch began, if none since).
         self._erasures_seen = self.head()  # nothing is cached yet: older erasures are moot
+        self.newest_erasure = self._erasures_seen
         self._erasures_lock = threading.Lock()
 
     @property
@@ -102,29 +105,47 @@ class EventStore(Application[UUID]):
         """Customers' data keys (create, read, shred, rotate)."""
         return self.personal.keys
 
-    def forget_erased(self) -> list[Erased]:
+    def forget_erased(self) -> None:
         """Forget the data keys and footprints of the customers erased since the last call (by
-        ANY process: the one that erases forgets at once) and return those erasures, oldest
-        first: two small queries (the log's head, its erasures after the last look). Every
-        long-lived reader of the store calls it before opening events, so no key shredded
-        elsewhere decrypts a copy of the erased person's data from this process's cache."""
+        ANY process: the one that erases forgets at once): one small query (the log's head),
+        and one more for its erasures when the head has moved. Every long-lived reader of the
+        store calls it before opening events, so no key shredded elsewhere decrypts a copy of
+        the erased person's data from this process's cache.
+
+        Safe across threads: the erasures up to the head are marked seen only AFTER their keys
+        are forgotten, and a caller that finds the mark behind the head waits for the one
+        thread forgetting (a lock), so no thread returns while a shredded key is still held.
+        Who needs the erasures themselves reads them with :meth:`erasures` up to
+        :attr:`newest_erasure`."""
         head = self.head()
-        with self._erasures_lock:  # readers' threads share the store
-            after, self._erasures_seen = self._erasures_seen, max(head, self._erasures_seen)
-        erased: list[Erased] = []
-        while after < head:
+        if head <= self._erasures_seen:  # all forgotten already (the mark moves after)
+            return
+        with self._erasures_lock:
+            after = self._erasures_seen
+            if head <= after:  # another thread forgot them while this one waited
+                return
+            erased = self.erasures(after, head)
+            self.data_keys.forget(e.originator_id.hex for _, e in erased)
+            self.footprints.forget(e.originator_id for _, e in erased)
+            if erased:
+                self.newest_erasure = erased[-1][0]
+            self._erasures_seen = head  # last: the keys are forgotten
+
+    def erasures(self, after: int, until: int) -> list[tuple[int, Erased]]:
+        """(position, erasure) for every ``customer.erased`` with ``after`` < position <=
+        ``until``, oldest first: one query per ``ERASED_PAGE`` erasures."""
+        erased: list[tuple[int, Erased]] = []
+        while after < until:
             page = self.recorder.select_notifications(
-                after, ERASED_PAGE, stop=head, topics=ERASED_TOPICS, inclusive_of_start=False
+                after, ERASED_PAGE, stop=until, topics=ERASED_TOPICS, inclusive_of_start=False
             )
             for notification in page:
                 event = self.mapper.to_domain_event(notification)
                 assert isinstance(event, Erased)
-                erased.append(event)
+                erased.append((notification.id, event))
             if len(page) < ERASED_PAGE:
                 break
             after = page[-1].id
-        self.data_keys.forget(e.originator_id.hex for e in erased)
-        self.footprints.forget(e.originator_id for e in erased)
         return erased
 
     def construct_mapper(self) -> Mapper[UUID]:

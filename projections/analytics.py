@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from infra.envelope import Envelope
 from infra.readstore import Tx
+from infra.sql_chunks import among
 from projections import lifecycle_model, rfm_model
 from projections.framework import Projector
 
@@ -155,12 +156,10 @@ class AnalyticsProjector(Projector):
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _Customer]:
     found: dict[str, _Customer] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for condition, params in among(tx, "customer_id", ids):
         rows = tx.fetchall(
-            "SELECT customer_id, version, stage, status FROM {analytics_customers} "
-            f"WHERE customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
+            f"SELECT customer_id, version, stage, status FROM {{analytics_customers}} WHERE {condition}",
+            params,
         )
         found.update({c: _Customer(int(v), stage, status) for c, v, stage, status in rows})
     return found

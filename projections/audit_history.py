@@ -34,6 +34,7 @@ from domain.events import PERSONAL_FIELDS, DuplicateAbsorbed
 from infra.envelope import Envelope
 from infra.personal_data import shredded
 from infra.readstore import Tx
+from infra.sql_chunks import among
 from projections import profile_fold
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
@@ -174,9 +175,10 @@ class AuditHistoryProjector(Projector):
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 500):
-        among, params = tx.any_of("customer_id", ids[start : start + 500])
-        rows = tx.fetchall(f"SELECT customer_id, state FROM {{audit_state}} WHERE {among}", params)
+    for condition, params in among(tx, "customer_id", ids):
+        rows = tx.fetchall(
+            f"SELECT customer_id, state FROM {{audit_state}} WHERE {condition}", params
+        )
         states.update({c: orjson.loads(s) for c, s in rows})
     return states
 

@@ -35,6 +35,7 @@ from domain.campaign import CONTROL, TREATMENT
 from domain.values import utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
+from infra.sql_chunks import among
 from projections.framework import Projector
 
 TARGETED = "customer.campaign_targeted"
@@ -78,11 +79,9 @@ class CampaignsProjector(Projector):
         keys = sorted({e.customer_key for e in envelopes})
         members = {
             row[0]
-            for start in range(0, len(keys), 500)
+            for condition, params in among(tx, "customer_id", keys)
             for row in tx.fetchall(
-                "SELECT DISTINCT customer_id FROM {campaign_members} WHERE customer_id IN "
-                f"({', '.join('?' * len(keys[start : start + 500]))})",
-                keys[start : start + 500],
+                f"SELECT DISTINCT customer_id FROM {{campaign_members}} WHERE {condition}", params
             )
         }
         for e in envelopes:

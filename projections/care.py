@@ -25,6 +25,7 @@ from domain.events import patch_map
 from domain.values import LifecycleStage, utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
+from infra.sql_chunks import among
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor
 
@@ -147,12 +148,9 @@ class CareProjector(Projector):
 
 def _load(tx: Tx, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(customer_ids), CHUNK):
-        chunk = customer_ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+    for condition, params in among(tx, "customer_id", customer_ids):
         rows = tx.fetchall(
-            f"SELECT customer_id, state FROM {{care_customers}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, state FROM {{care_customers}} WHERE {condition}", params
         )
         found.update({customer: orjson.loads(state) for customer, state in rows})
     return found

@@ -39,10 +39,10 @@ from domain.customer_value import Order, Value, decile_cuts, order_cost, value
 from domain.values import utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
+from infra.sql_chunks import among, chunks
 from projections.framework import Projector
 from projections.order_book import OrderBook
 
-CHUNK = 500
 DECILES = 10
 SCORE_COLUMNS = (
     *("customer_id", "currency", "historical", "historical_cents", "basis", "predicted"),
@@ -128,18 +128,15 @@ def _order_row(e: Envelope) -> _Row:
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _State]:
     found = {c: _State() for c in ids}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+    for condition, params in among(tx, "customer_id", ids):
         for customer, live in tx.fetchall(
-            f"SELECT customer_id, live FROM {{value_customers}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, live FROM {{value_customers}} WHERE {condition}", params
         ):
             found[customer].live = bool(live)
         for customer, order_id, currency, amount, cost, at in tx.fetchall(
             "SELECT customer_id, order_id, currency, amount, cost, occurred_at "
-            f"FROM {{value_orders}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"FROM {{value_orders}} WHERE {condition}",
+            params,
         ):
             found[customer].orders[order_id] = (currency, amount, cost, at)
     return found
@@ -208,10 +205,8 @@ def _write_scores(tx: Tx, states: dict[str, _State], fit: FittedVersion | None) 
 
 
 def _delete(tx: Tx, table: str, ids: list[str]) -> None:
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        tx.execute(f"DELETE FROM {{{table}}} WHERE customer_id IN ({marks})", chunk)
+    for condition, params in among(tx, "customer_id", ids):
+        tx.execute(f"DELETE FROM {{{table}}} WHERE {condition}", params)
 
 
 def _rescore_everyone(tx: Tx) -> None:
@@ -220,8 +215,8 @@ def _rescore_everyone(tx: Tx) -> None:
     live = sorted(
         c for (c,) in tx.fetchall("SELECT customer_id FROM {value_customers} WHERE live = 1")
     )
-    for start in range(0, len(live), CHUNK):
-        _write_scores(tx, _load(tx, live[start : start + CHUNK]), fit)
+    for chunk in chunks(live):
+        _write_scores(tx, _load(tx, list(chunk)), fit)
 
 
 def _keep_fit(tx: Tx, envelope: Envelope) -> None:

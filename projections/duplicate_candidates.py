@@ -28,6 +28,7 @@ from domain.duplicates.detect import Candidate, find_candidates, fingerprint
 from domain.duplicates.model import DEFAULT_THRESHOLD, MatchModel
 from domain.duplicates.records import MatchRecord, match_record
 from infra.readstore import ReadStore, Tx
+from infra.sql_chunks import among, chunks
 from projections import framework
 from projections.duplicates import DuplicatesProjector
 from projections.framework import now_iso
@@ -129,12 +130,11 @@ def scan(
             tx.execute("DELETE FROM duplicate_candidates")
         else:
             stale = sorted(changed | gone)
-            for start in range(0, len(stale), 500):
-                chunk = stale[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk in chunks(stale):
+                first, params = tx.any_of("first_id", chunk)
+                second, more = tx.any_of("second_id", chunk)
                 tx.execute(
-                    f"DELETE FROM duplicate_candidates WHERE first_id IN ({marks}) OR second_id IN ({marks})",
-                    [*chunk, *chunk],
+                    f"DELETE FROM duplicate_candidates WHERE {first} OR {second}", [*params, *more]
                 )
         _keep(tx, found)
         tx.execute(
@@ -304,12 +304,9 @@ class RegistrationCheck:
         """The live customers holding each key (keys held by more than MAX_BLOCK left out)."""
         holders: dict[str, list[str]] = defaultdict(list)
         with self.read_store.snapshot() as tx:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
+            for condition, params in among(tx, "key", keys):
                 rows = tx.fetchall(
-                    "SELECT key, customer_id FROM {duplicate_keys} "
-                    f"WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
+                    f"SELECT key, customer_id FROM {{duplicate_keys}} WHERE {condition}", params
                 )
                 for key, cid in rows:
                     holders[key].append(cid)
@@ -323,12 +320,10 @@ def check(read_store: ReadStore, customer_id: str, profile: dict[str, Any]) -> l
 
 def _states(tx: Tx, customers: list[str]) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(customers), 500):
-        chunk = customers[start : start + 500]
+    for condition, params in among(tx, "customer_id", customers):
         rows = tx.fetchall(
-            "SELECT customer_id, state FROM {duplicate_records} WHERE live = 1 AND "
-            f"customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
+            f"SELECT customer_id, state FROM {{duplicate_records}} WHERE live = 1 AND {condition}",
+            params,
         )
         states.update({cid: orjson.loads(state) for cid, state in rows})
     return states

@@ -24,6 +24,7 @@ from domain.duplicates.records import match_record
 from domain.events import moved_fields, patch_map
 from infra.envelope import Envelope
 from infra.readstore import Tx
+from infra.sql_chunks import among
 from projections.framework import Projector
 
 ADDRESS_ATTRIBUTES = ("address", "city", "postal_code")
@@ -148,11 +149,9 @@ def _keys(customer_id: str, state: dict[str, Any]) -> set[str]:
 
 def _load(tx: Tx, customers: list[str]) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(customers), 500):
-        chunk = customers[start : start + 500]
+    for condition, params in among(tx, "customer_id", customers):
         rows = tx.fetchall(
-            f"SELECT customer_id, state FROM {{duplicate_records}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
+            f"SELECT customer_id, state FROM {{duplicate_records}} WHERE {condition}", params
         )
         states.update({cid: orjson.loads(state) for cid, state in rows})
     return states

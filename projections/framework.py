@@ -38,6 +38,7 @@ from infra.parking import (
     table_schema,
 )
 from infra.readstore import ReadStore, Tx
+from infra.sql_chunks import among
 
 log = structlog.get_logger(__name__)
 
@@ -189,10 +190,9 @@ def lock_positions(tx: Tx, names: Iterable[str] | None = None) -> dict[str, int]
 def versions(tx: Tx, projector: Projector, customers: Sequence[str]) -> dict[str, int]:
     """The last version ``projector`` applied for each of ``customers`` (absent: none yet)."""
     seen: dict[str, int] = {}
-    for start in range(0, len(customers), 500):
-        among, params = tx.any_of("customer_id", customers[start : start + 500])
+    for condition, params in among(tx, "customer_id", customers):
         rows = tx.fetchall(
-            f"SELECT customer_id, version FROM {{{projector.versions_table}}} WHERE {among}",
+            f"SELECT customer_id, version FROM {{{projector.versions_table}}} WHERE {condition}",
             params,
         )
         seen.update({customer: int(version) for customer, version in rows})

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from infra.readstore import Tx
+from infra.sql_chunks import among
 from projections.counts import add_counts
 
 Period = Literal["month", "quarter", "year"]
@@ -36,7 +37,6 @@ STAGE_KINDS = ("registered", "stage_changed", "churned", "reactivated")
 LIVE_STATUSES = ("active", "churned")
 History = Sequence[tuple[str, str, str]]  # (kind, at, status after), in version order
 NONE = ""  # a missing stage, in the count tables' keys
-CHUNK = 500
 
 TABLES = (
     "analytics_stage_counts",
@@ -184,12 +184,11 @@ def update(
 
 def _histories(tx: Tx, customers: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
     found: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for start in range(0, len(customers), CHUNK):
-        chunk = customers[start : start + CHUNK]
+    for condition, params in among(tx, "customer_id", customers):
         for customer, kind, at, status in tx.fetchall(
             "SELECT customer_id, kind, at, status FROM {analytics_stages} "
-            f"WHERE customer_id IN ({','.join('?' * len(chunk))}) ORDER BY customer_id, version",
-            chunk,
+            f"WHERE {condition} ORDER BY customer_id, version",
+            params,
         ):
             found[customer].append((kind, at, status))
     return found

@@ -16,6 +16,7 @@ import orjson
 
 from infra.envelope import Envelope
 from infra.readstore import LIKE_ESCAPE, Tx, like_prefix
+from infra.sql_chunks import among
 from projections import profile_fold
 from projections.framework import Projector
 
@@ -135,9 +136,8 @@ def load_states(tx: Tx, customer_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
     """Current profile states of some customers (absent ones are simply missing)."""
     states: dict[UUID, dict[str, Any]] = {}
     ids = sorted(str(c) for c in customer_ids)
-    for start in range(0, len(ids), 500):
-        among, params = tx.any_of("customer_id", ids[start : start + 500])
-        rows = tx.fetchall(f"SELECT customer_id, state FROM {{profiles}} WHERE {among}", params)
+    for condition, params in among(tx, "customer_id", ids):
+        rows = tx.fetchall(f"SELECT customer_id, state FROM {{profiles}} WHERE {condition}", params)
         states.update({UUID(cid): orjson.loads(state) for cid, state in rows})
     return states
 

@@ -39,11 +39,11 @@ from domain.recommend import (
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.readstore import Tx
+from infra.sql_chunks import among
 from projections.counts import add_counts
 from projections.framework import Projector
 from projections.order_book import OrderBook
 
-CHUNK = 500
 PROFILING = ConsentPurpose.PROFILING.value
 
 
@@ -176,18 +176,14 @@ def order_items(e: Envelope) -> list[list[str | None]] | None:
 
 def _load(tx: Tx, ids: list[str]) -> dict[str, _State]:
     found = {c: _State() for c in ids}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+    for condition, params in among(tx, "customer_id", ids):
         for customer, live, consent in tx.fetchall(
-            f"SELECT customer_id, live, consent FROM {{recs_customers}} "
-            f"WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, live, consent FROM {{recs_customers}} WHERE {condition}",
+            params,
         ):
             found[customer].live, found[customer].consent = bool(live), bool(consent)
         for customer, order_id, skus in tx.fetchall(
-            f"SELECT customer_id, order_id, skus FROM {{recs_orders}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, order_id, skus FROM {{recs_orders}} WHERE {condition}", params
         ):
             found[customer].orders[order_id] = orjson.loads(skus)
     return found
@@ -201,12 +197,8 @@ def _save(tx: Tx, states: dict[str, _State]) -> None:
         ("customer_id", "live", "consent"),
         [(c, int(states[c].live), int(states[c].consent)) for c in ids],
     )
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        tx.execute(
-            f"DELETE FROM {{recs_orders}} WHERE customer_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        )
+    for condition, params in among(tx, "customer_id", ids):
+        tx.execute(f"DELETE FROM {{recs_orders}} WHERE {condition}", params)
     rows = [
         (c, order_id, orjson.dumps(skus).decode())
         for c in ids
@@ -289,7 +281,6 @@ def for_customer(tx: Tx, customer_id: str, limit: int) -> Answer:
 def _rows(tx: Tx, select: str, column: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:
     """Rows of ``select`` (no WHERE) whose ``column`` is one of ``keys``, in chunks."""
     rows: list[tuple[Any, ...]] = []
-    for start in range(0, len(keys), CHUNK):
-        chunk = keys[start : start + CHUNK]
-        rows += tx.fetchall(f"{select} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
+    for condition, params in among(tx, column, keys):
+        rows += tx.fetchall(f"{select} WHERE {condition}", params)
     return rows

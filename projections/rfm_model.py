@@ -41,11 +41,11 @@ from weakref import WeakKeyDictionary
 
 from infra.envelope import Envelope
 from infra.readstore import ReadStore, Tx
+from infra.sql_chunks import among
 from projections import rfm
 from projections.counts import add_counts
 
 OPEN = "9999-12-31"  # ``until`` of a customer's latest purchase day
-CHUNK = 500
 TABLES = ("analytics_rfm", "analytics_rfm_values", "analytics_rfm_changes")
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {analytics_rfm} (
@@ -89,20 +89,18 @@ def update(tx: Tx, events: Sequence[Envelope], live: Mapping[str, bool]) -> None
     customers = sorted({e.customer_key for e in events})
     spend: dict[tuple[str, str], dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     values: Counter[tuple[str, str, int]] = Counter()
-    for start in range(0, len(customers), CHUNK):
-        chunk = customers[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+    for condition, params in among(tx, "customer_id", customers):
         for currency, last, frequency, cents in tx.fetchall(
             "SELECT currency, day, frequency, monetary_cents FROM {analytics_rfm} "
-            f"WHERE customer_id IN ({marks}) AND until = '{OPEN}' AND live = 1",
-            chunk,
+            f"WHERE {condition} AND until = '{OPEN}' AND live = 1",
+            params,
         ):
             values.subtract(_values(currency, last, int(frequency), int(cents)))
-        tx.execute(f"DELETE FROM {{analytics_rfm}} WHERE customer_id IN ({marks})", chunk)
+        tx.execute(f"DELETE FROM {{analytics_rfm}} WHERE {condition}", params)
         for customer, currency, at, amount in tx.fetchall(
             "SELECT customer_id, currency, occurred_at, amount FROM {analytics_purchases} "
-            f"WHERE customer_id IN ({marks})",
-            chunk,
+            f"WHERE {condition}",
+            params,
         ):
             spend[customer, currency][date.fromisoformat(at[:10])] += Decimal(amount)
     rows = []

@@ -99,9 +99,10 @@ def baskets(states: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, frozen
     return found
 
 
-def keep_top3(tx: Tx, states: Iterator[list[tuple[str, dict[str, Any]]]]) -> None:
+def keep_top3(tx: Tx, states: Iterator[list[tuple[str, dict[str, Any]]]]) -> dict[str, list[str]]:
     """Rank every contributing customer's top 3 from ``states`` (every customer's fold, in
-    chunks) and keep them in ``segment_recs`` (replacing the last ranking)."""
+    chunks), keep them in ``segment_recs`` (replacing the last ranking) and return them
+    (customer id → skus; as :func:`load_top3` would read them back)."""
     ranked = rank_all(baskets(row for rows in states for row in rows), TOP)
     tx.execute("DELETE FROM {segment_recs}")
     tx.insert(
@@ -109,6 +110,7 @@ def keep_top3(tx: Tx, states: Iterator[list[tuple[str, dict[str, Any]]]]) -> Non
         ("customer_id", "top3"),
         [(c, orjson.dumps(top).decode()) for c, top in sorted(ranked.items())],
     )
+    return ranked
 
 
 def load_top3(tx: Tx, customer_ids: Sequence[str]) -> dict[str, list[str]]:

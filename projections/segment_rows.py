@@ -1,5 +1,5 @@
 """The segments projector's per-customer rows (:mod:`projections.segments`): each customer's
-profile fold, memberships and RFM scores, read by customer id in chunks of :data:`CHUNK`."""
+profile fold, memberships and RFM scores, read by customer id in chunks (:mod:`infra.sql_chunks`)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,17 @@ from typing import Any
 import orjson
 
 from infra.readstore import Tx
+from infra.sql_chunks import among
 
-CHUNK = 500
+CHUNK = 500  # customers per page of :func:`all_states`
 Member = tuple[str, str]  # (segment id, customer id)
 
 
 def by_customer(tx: Tx, select: str, customer_ids: Sequence[str]) -> list[tuple[Any, ...]]:
     """Rows of ``select`` (a query without WHERE) for some customers, in chunks."""
     rows = []
-    for start in range(0, len(customer_ids), CHUNK):
-        chunk = customer_ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows += tx.fetchall(f"{select} WHERE customer_id IN ({marks})", chunk)
+    for condition, params in among(tx, "customer_id", customer_ids):
+        rows += tx.fetchall(f"{select} WHERE {condition}", params)
     return rows
 
 

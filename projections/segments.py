@@ -351,18 +351,24 @@ class _Ledger:
 
 
 def _decide_all(tx: Tx, definitions: Sequence[Definition], now: datetime, position: int) -> None:
-    """Decide ``definitions`` for every customer at ``now``, as caused by ``position``."""
+    """Decide ``definitions`` for every customer at ``now``, as caused by ``position``.
+
+    Every customer's fold is read once, a chunk at a time, or twice when a definition reads
+    ``recommendations.top3``: every top 3 depends on every contributing customer's basket
+    (:mod:`projections.segment_recommendations`), so all of them are ranked before anyone is
+    decided. Reading once would hold every fold in memory (GBs at a million customers, which
+    this streams in chunks of 500); the ranking is kept from the first pass (never read back
+    from ``segment_recs``), and the second reads only what the decisions read anyway."""
     with_scores = any(uses_rfm(d.rule) for d in definitions)
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
     care = _care_versions(tx) if any(uses_care(d.rule) for d in definitions) else []
     cuts = load_value_cuts(tx) if model else {}
     ranked = any(uses_recommendations(d.rule) for d in definitions)
-    if ranked:
-        keep_top3(tx, all_states(tx))
+    ranking = keep_top3(tx, all_states(tx)) if ranked else {}
     for rows in all_states(tx):
         ids = [customer for customer, _ in rows]
         scores = load_scores(tx, ids) if with_scores else {}
-        top3 = load_top3(tx, ids) if ranked else {}
+        top3 = {c: ranking[c] for c in ids if c in ranking}
         ledger = _Ledger(load_members(tx, ids), scores, model, care, cuts, top3=top3)
         for customer, state in rows:
             for definition in definitions:

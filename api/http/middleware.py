@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.http.problems import internal_error, problem, unavailable
 from domain.errors import InvalidInput
 from domain.text_policy import Text, check_key, check_text
+from infra.logging import exception_text
 from infra.resilience import dependency, mark
 
 log = structlog.get_logger("clientele.access")
@@ -113,7 +114,8 @@ def _failed(error: Exception) -> Response:
     """The problem document for an error no route handled."""
     name = dependency(error)
     if name is None:
-        log.error("http.unhandled", exc_info=error)
+        # the text, not exc_info: rendering is then bounded whatever renderer the process has
+        log.error("http.unhandled", error=type(error).__name__, exception=exception_text(error))
         return internal_error()
     mark(name, up=False)
     log.warning("http.dependency_unavailable", dependency=name, error=repr(error))

@@ -16,8 +16,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 
 from infra.backends.base import Latest, Linked, Ref, StoreBackend, as_uuid, stored_rows
 from infra.data_keys import DataKeys, MasterKeys, SqlDataKeys
-
-CHUNK = 500  # (id, version) pairs per query
+from infra.sql_chunks import chunks
 
 
 class SqlBackend(StoreBackend):
@@ -75,8 +74,7 @@ class SqlBackend(StoreBackend):
     def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:
         unique = list(dict.fromkeys(refs))
         found: dict[Ref, int] = {}
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start : start + CHUNK]
+        for chunk in chunks(unique):
             rows = self._rows(
                 f"WITH w(id, v) AS (VALUES {self._pairs(len(chunk))}) "
                 f"SELECT e.originator_id, e.originator_version, e.{self.position} AS position "

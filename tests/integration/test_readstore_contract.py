@@ -161,6 +161,56 @@ class TestReadStore:
             ):
                 tx.upsert("kept", ("k", "n"), ("k", "n", "note"), [("c", 1, "a\x00b")])
 
+    def test_upsert_keeps_the_last_row_of_a_key_and_types_columns_of_nones(
+        self, read_store: ReadStore
+    ) -> None:
+        """Two rows of one key in a batch: PostgreSQL refused the statement ("ON CONFLICT DO
+        UPDATE command cannot affect row a second time") where SQLite kept the last. A column
+        whose values were all None was sent as text[]: refused by a bigint, timestamptz or
+        jsonb column; whole numbers among fractional ones were refused by psycopg."""
+        columns = ("k", "i", "t", "j", "d")
+
+        def rows(tx: Tx) -> list[tuple[Any, ...]]:
+            return tx.fetchall("SELECT k, i, t, j, d FROM typed ORDER BY k")
+
+        with read_store.transaction() as tx:
+            tx.execute(
+                "CREATE TABLE typed (k TEXT PRIMARY KEY, i BIGINT, t TIMESTAMP WITH TIME ZONE, "
+                "j JSONB, d DOUBLE PRECISION)"
+            )
+            tx.upsert(
+                "typed", ("k",), columns, [("a", 1, None, None, 1), ("a", 2, None, None, 2.5)]
+            )
+            tx.upsert("typed", ("k",), columns, [("b", None, None, None, None)])
+            assert rows(tx) == [("a", 2, None, None, 2.5), ("b", None, None, None, None)]
+            tx.upsert(
+                "typed", ("k",), columns, [("a", None, None, None, None), ("c", 7, None, None, 3)]
+            )
+            first = [("b", 5, None, None, 1.0), ("d", 1, None, None, 1.0), ("d", 2, None, None, 2)]
+            tx.upsert("typed", ("k",), columns, first, replace=False)
+            assert rows(tx) == [
+                ("a", None, None, None, None),
+                ("b", None, None, None, None),
+                ("c", 7, None, None, 3.0),
+                ("d", 1, None, None, 1.0),
+            ]
+            cases: list[tuple[list[int | None], list[tuple[str]]]] = [
+                ([], []),
+                ([None], []),
+                ([7, None], [("c",)]),
+            ]
+            for values, found in cases:
+                condition, params = tx.any_of("i", values)
+                assert tx.fetchall(f"SELECT k FROM typed WHERE {condition}", params) == found
+            condition, params = tx.any_of("d", [1, 2.5, 3])
+            assert tx.fetchall(f"SELECT k FROM typed WHERE {condition} ORDER BY k", params) == [
+                ("c",),
+                ("d",),
+            ]
+            tx.delete("typed", ("k", "i"), [("c", None), ("d", None)])  # None equals nothing
+            tx.delete("typed", ("k", "i"), [("c", 7), ("d", None)])
+            assert [k for k, *_ in rows(tx)] == ["a", "b", "d"]
+
     def test_search_and_paging(
         self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
     ) -> None:

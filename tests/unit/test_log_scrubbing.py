@@ -52,3 +52,32 @@ def test_wire_dumps_stay_out_even_at_debug(captured: pytest.CaptureFixture[str])
     logging.getLogger("kafka.protocol.parser").debug("Recv: %r", b"ada@x.org")
     logging.getLogger("kafka.conn").info("connected")
     assert captured.readouterr().err.count("\n") == 1
+
+
+LOCAL = "Ada Lovelace, 12 Main Street"  # only ever a local variable of the failing frame
+
+
+def _fails_holding(secret: str) -> None:
+    raise RuntimeError("a defect")
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_a_logged_traceback_never_shows_local_variables(
+    capsys: pytest.CaptureFixture[str], json: bool
+) -> None:
+    """Locals may hold personal data (structlog's own default renders them: exc_info is
+    turned into plain text before either renderer, :func:`infra.logging.exception_text`)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("INFO", json=json)
+    try:
+        try:
+            _fails_holding(LOCAL)
+        except RuntimeError:
+            structlog.get_logger("test.locals").exception("failed")
+        written = capsys.readouterr().err
+    finally:
+        root.handlers[:], root.level = handlers, level
+        structlog.reset_defaults()
+    assert "RuntimeError: a defect" in written and "_fails_holding" in written
+    assert "Ada Lovelace" not in written

@@ -1,0 +1,44 @@
+"""Rows for the read store's set-based statements: one per key as if written in order, and
+PostgreSQL arrays typed by their values, or left to the statement when all None."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.sql_arrays import one_per_key, unnest_rows
+
+COLUMNS = ("k", "n", "body")
+ROWS = [("a", 1, "first"), ("b", 1, "other"), ("a", 1, "last"), ("a", 2, "kept")]
+
+
+def test_one_row_per_key_the_last_when_replacing_the_first_when_not() -> None:
+    assert one_per_key(COLUMNS, ("k", "n"), ROWS, last=True) == [
+        ("a", 1, "last"),
+        ("b", 1, "other"),
+        ("a", 2, "kept"),
+    ]
+    assert one_per_key(COLUMNS, ("k", "n"), ROWS, last=False) == [
+        ("a", 1, "first"),
+        ("b", 1, "other"),
+        ("a", 2, "kept"),
+    ]
+    distinct = ROWS[:2]
+    assert one_per_key(COLUMNS, ("k", "n"), distinct, last=True) is distinct
+
+
+def test_columns_are_typed_by_their_values_and_nulls_by_the_statement() -> None:
+    columns = ("k", "n", "ratio", "flag", "when")
+    rows = [("a", 1, 1, True, None), ("b", None, 2.5, None, None)]
+    select, source, params = unnest_rows(columns, rows)
+    assert select == "d.k, d.n, d.ratio, d.flag, NULL"
+    assert source == (
+        "unnest(%b::text[], %b::bigint[], %b::double precision[], %b::boolean[]) "
+        "AS d (k, n, ratio, flag)"
+    )
+    assert params == [["a", "b"], [1, None], [1.0, 2.5], [True, None]]
+    assert [type(v) for v in params[2]] == [float, float]  # psycopg refuses mixed lists
+
+
+def test_a_set_with_no_value_at_all_is_refused() -> None:
+    with pytest.raises(ValueError, match="no column holds a value"):
+        unnest_rows(("k",), [(None,)])
