@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 
@@ -24,6 +24,8 @@ from domain.segment import (
 from infra.store import EventStore
 
 META = Meta("unit-test", "corr-1", None, datetime(2026, 5, 1, 12, tzinfo=UTC))
+# a fixed id: parameters must be the same in every xdist worker
+SOME_ID = UUID("6fb3ba86-f731-40d3-a265-f0e4e6d22c33")
 VIP = {"field": "tags", "op": "contains", "value": "VIP"}
 
 
@@ -81,7 +83,7 @@ def test_a_refresh_is_one_event_per_instant_and_currency() -> None:
         Refresh.request(naive)
 
 
-@pytest.mark.parametrize("campaign_id", [uuid4(), UUID(int=0), UUID("F" * 32)])
+@pytest.mark.parametrize("campaign_id", [SOME_ID, UUID(int=0), UUID("F" * 32)])
 def test_the_campaign_namespace_is_the_launchers_alone(
     store: EventStore, ctx: Context, campaign_id: UUID
 ) -> None:
@@ -101,7 +103,7 @@ def test_the_campaign_namespace_is_the_launchers_alone(
 
 
 @pytest.mark.parametrize(
-    "segment_id", ["campaign-responders", f"campaign-{uuid4().hex}", f"xcampaign-{uuid4()}"]
+    "segment_id", ["campaign-responders", f"campaign-{SOME_ID.hex}", f"xcampaign-{SOME_ID}"]
 )
 def test_ids_only_like_the_campaign_namespace_stay_the_users(segment_id: str) -> None:
     assert check_user_segment_id(segment_id) == segment_id
