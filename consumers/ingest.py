@@ -18,7 +18,8 @@ positions counted in the old instance, so records before them would be skipped) 
 assigned partitions are read again from the beginning of the new instance, logged as
 ``ingest.topic_recreated``. Coordinate keys carry the instance's epoch
 (:mod:`consumers.command_topic`), so a new command never collides with an old one at the same
-coordinates. A flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`):
+coordinates. Each rebalance's assignment is logged once with where reading starts and the
+committed offsets (:mod:`consumers.ingest_assignment`). A flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`):
 one that times out renews the producer, and the batch is polled and handled again after a
 backoff (its commands replay their recorded outcomes; results may be published twice).
 """
@@ -37,6 +38,7 @@ from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
 from consumers.command_topic import TopicInstances
 from consumers.dead_letters import send_to_dlq
+from consumers.ingest_assignment import AssignmentLog
 from domain.errors import DomainError
 from domain.text_policy import check_key
 from infra.json_values import NotJsonObject, json_object
@@ -109,9 +111,11 @@ class CommandIngest:
         self.stopping = threading.Event()
         self.instances = TopicInstances(read_store, commands_topic)
         self.topic_id: str | None = None  # the instance of the commands topic being read
+        self.assignments = AssignmentLog(commands_topic)  # logs each rebalance's assignment
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         batches = self.consumer.poll(timeout_ms=timeout_ms)
+        self.assignments.polled(self.consumer, batches, self._metadata_topic_id())
         if self._recreated():
             return 0
         records = [record for batch in batches.values() for record in batch]
@@ -207,7 +211,7 @@ class CommandIngest:
         """Execute commands until :meth:`stop`; a failed batch is polled again after a
         backoff, and an outage of the store or the broker is waited out
         (:class:`~infra.resilience.Supervisor`)."""
-        self.consumer.subscribe([self.commands_topic])
+        self.consumer.subscribe([self.commands_topic], listener=self.assignments)
         try:
             Supervisor("ingest", self.stopping).run(self.poll_once)
         finally:
