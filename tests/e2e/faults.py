@@ -79,14 +79,14 @@ class Harness:
             "CLIENTELE_BACKOFF_MAX_SECONDS": "2",
             "CLIENTELE_LOG_LEVEL": "WARNING",
         }
+        info = {**self.env, "CLIENTELE_LOG_LEVEL": "INFO"}
         self.procs = {
             "api": Proc(["serve", "--port", str(self.port)], self.env, home / "api.log"),
-            "relay": Proc(["relay"], self.env, home / "relay.log"),
-            "consume": Proc(["consume"], self.env, home / "consume.log"),
-            # at INFO: each rebalance's assignment, positions and committed offsets
-            "ingest": Proc(
-                ["ingest"], {**self.env, "CLIENTELE_LOG_LEVEL": "INFO"}, home / "ingest.log"
-            ),
+            # the Kafka processes at INFO: their groups' joins and assignments (the ingest's
+            # with positions and committed offsets), the relay's topic repairs and renewals
+            "relay": Proc(["relay"], info, home / "relay.log"),
+            "consume": Proc(["consume"], info, home / "consume.log"),
+            "ingest": Proc(["ingest"], info, home / "ingest.log"),
         }
         self.load = Load(self.rng, seed, self.prefix, self.broker.bootstrap, self.port)
         self.injected: Counter[str] = Counter()
@@ -233,7 +233,8 @@ class Harness:
             for name, proc in self.procs.items()
             if proc.process is not None and proc.process.poll() is None
         }
-        state = record_state(self.home, self.broker.bootstrap, self.load.topic("commands"), pids)
+        commands = self.load.topic("commands")
+        state = record_state(self.home, self.broker.bootstrap, commands, pids, self.env)
         self.states.append(state)
         print(f"recorded {state}", file=sys.stderr)
         return state

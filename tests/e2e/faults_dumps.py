@@ -1,7 +1,9 @@
 """What the fault-injection harness (:mod:`tests.e2e.faults`) records when a run fails, so the
-failure explains itself from its kept log directory: a py-spy dump of every process and the
+failure explains itself from its kept log directory: a py-spy dump of every process, the
 command ingest's consumer group as the broker has it (members and their assignment, committed
-offsets with their metadata, beginning and end offsets per partition, the topic's id)."""
+offsets with their metadata, beginning and end offsets per partition, the topic's id), and
+what ``clientele consumers status`` and ``clientele projections status`` say (the projection
+groups' stored offsets against the topic, the relay's and read models' lag)."""
 
 from __future__ import annotations
 
@@ -94,9 +96,28 @@ def _committed(inspector: TopicInspector, group: str) -> dict[TopicPartition, An
     return found.get(group, {})
 
 
-def record_state(home: Path, bootstrap: str, commands_topic: str, pids: dict[str, int]) -> Path:
-    """Write the stacks of ``pids`` (name -> pid) and the ingest group's state on
-    ``commands_topic`` to a new ``state-<UTC time>.txt`` under ``home``; its path."""
+def cli_output(env: dict[str, str], *args: str) -> str:
+    """What ``clientele *args`` prints with ``env`` (stdout and stderr), or why nothing."""
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "clientele"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "timed out after 60 s"
+    return f"(exit {done.returncode})\n{done.stdout}{done.stderr}"
+
+
+def record_state(
+    home: Path, bootstrap: str, commands_topic: str, pids: dict[str, int], env: dict[str, str]
+) -> Path:
+    """Write the stacks of ``pids`` (name -> pid), the ingest group's state on
+    ``commands_topic`` and the pipeline's status (clientele run with ``env``) to a new
+    ``state-<UTC time>.txt`` under ``home``; its path."""
     out = home / f"state-{time.strftime('%H%M%S', time.gmtime())}.txt"
     sections = [f"# recorded {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"]
     for name, pid in pids.items():
@@ -104,5 +125,7 @@ def record_state(home: Path, bootstrap: str, commands_topic: str, pids: dict[str
     sections.append(
         f"## ingest group {INGEST_GROUP}\n{group_state(bootstrap, INGEST_GROUP, commands_topic)}"
     )
+    for command in (("consumers", "status"), ("projections", "status")):
+        sections.append(f"## clientele {' '.join(command)}\n{cli_output(env, *command)}")
     out.write_text("\n\n".join(sections) + "\n")
     return out
