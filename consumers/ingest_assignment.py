@@ -38,10 +38,11 @@ class AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         assigned, self._assigned = self._assigned, None
         partitions = []
+        failed: set[str] = set()  # lookups that failed once are not tried again (no stall)
         for tp in assigned:
             batch = batches.get(tp)
-            position = batch[0].offset if batch else _lookup(consumer.position, tp)
-            committed = _lookup(consumer.committed, tp, metadata=True)
+            position = batch[0].offset if batch else _lookup(consumer.position, tp, failed)
+            committed = _lookup(consumer.committed, tp, failed, metadata=True)
             partitions.append(
                 {
                     "partition": tp.partition,
@@ -58,10 +59,15 @@ class AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
         )
 
 
-def _lookup(call: Any, tp: Any, **kwargs: Any) -> Any:
+def _lookup(call: Any, tp: Any, failed: set[str], **kwargs: Any) -> Any:
     """``call(tp, timeout_ms=..., **kwargs)``, or the error's text if it failed (a log line
-    is no reason to stop consuming)."""
+    is no reason to stop consuming); not called again once it failed (``failed`` holds the
+    names of the calls that did)."""
+    name = getattr(call, "__name__", repr(call))
+    if name in failed:
+        return "unknown: an earlier lookup failed"
     try:
         return call(tp, timeout_ms=LOOKUP_TIMEOUT_MS, **kwargs)
     except Exception as error:  # said in the log line instead
+        failed.add(name)
         return f"unknown: {error!r}"

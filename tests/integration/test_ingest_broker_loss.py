@@ -323,7 +323,10 @@ def test_a_topic_lost_auto_created_and_repaired_again_and_again_is_read_on_every
         records = read_topic(running.bootstrap, running.topics.command_results, len(sent))
         keys = [r.key.decode() for r in records]
         assert [keys.count(key) for key in final] == [1] * len(final)  # answered once
-        assert any(e["event"] == "ingest.partitions_assigned" for e in logs)
+        # each rebalance said where the ingest reads: the last one, every partition of the 6
+        (*_, last) = [e for e in logs if e["event"] == "ingest.partitions_assigned"]
+        assert [p["partition"] for p in last["partitions"]] == list(range(6)), last
+        assert all(isinstance(p["position"], int) for p in last["partitions"]), last
     finally:
         running.close()
 
