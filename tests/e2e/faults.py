@@ -193,6 +193,7 @@ class Harness:
             self.check_deadline(deadline, "an HTTP write")
             time.sleep(0.3)
         customer, position = written["customer_id"], str(written["position"])
+        last = "none"  # the last answer to the read-back: says which stage is behind
         while True:
             with suppress(httpx.HTTPError):
                 got = self.load.http.get(
@@ -201,7 +202,8 @@ class Harness:
                 )
                 if got.status_code == 200:
                     break
-            self.check_deadline(deadline, "reading a write back")
+                last = f"{got.status_code} {got.text[:300]}"
+            self.check_deadline(deadline, f"reading a write back at {position} (last: {last})")
             time.sleep(0.3)
         kmarker = self.load.marker("kprobe")
         body = {"type": "register", "name": kmarker, "idempotency_key": kmarker}
