@@ -11,16 +11,19 @@ A registration is checked for duplicates as on every other edge (HTTP, batch, im
 accepted result carries ``possible_duplicates`` (:class:`~projections.duplicate_candidates.
 RegistrationCheck`, which also lists the pairs it found in the duplicates read model).
 
-The broker may lose the topic (restarted without its data, topic recreated): the ingest
-compares the topic id in its consumer's cluster metadata (refreshed every few seconds and
-after a reconnect) before each batch; when it changed, the batch just polled is dropped (its
-positions counted in the old instance, so records before them would be skipped) and the
-assigned partitions are read again from the beginning of the new instance, logged as
-``ingest.topic_recreated``. Coordinate keys carry the instance's epoch
-(:mod:`consumers.command_topic`), so a new command never collides with an old one at the same
-coordinates. A flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`):
-one that times out renews the producer, and the batch is polled and handled again after a
-backoff (its commands replay their recorded outcomes; results may be published twice).
+The broker may lose the topic (restarted without its data, topic recreated): the ingest compares
+the topic id in its consumer's cluster metadata (refreshed every few seconds and after a
+reconnect) before each batch; when it changed, the batch just polled is dropped (its positions
+counted in the old instance, so records before them would be skipped) and the assigned
+partitions are read again from the beginning of the new instance, logged as
+``ingest.topic_recreated`` (none may be assigned then, while the group rejoins after the broker
+lost it: partitions assigned later start at the group's committed offsets, or the beginning).
+Coordinate keys carry the instance's epoch (:mod:`consumers.command_topic`), so a new command
+never collides with an old one at the same coordinates. Each rebalance's assignment is logged
+once with where reading starts and the committed offsets (:mod:`consumers.ingest_assignment`). A
+flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`): one that
+times out renews the producer, and the batch is polled and handled again after a backoff (its
+commands replay their recorded outcomes; results may be published twice).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
 from consumers.command_topic import TopicInstances
 from consumers.dead_letters import send_to_dlq
+from consumers.ingest_assignment import AssignmentLog
 from domain.errors import DomainError
 from domain.text_policy import check_key
 from infra.json_values import NotJsonObject, json_object
@@ -109,9 +113,11 @@ class CommandIngest:
         self.stopping = threading.Event()
         self.instances = TopicInstances(read_store, commands_topic)
         self.topic_id: str | None = None  # the instance of the commands topic being read
+        self.assignments = AssignmentLog(commands_topic)  # logs each rebalance's assignment
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         batches = self.consumer.poll(timeout_ms=timeout_ms)
+        self.assignments.polled(self.consumer, batches, self._metadata_topic_id())
         if self._recreated():
             return 0
         records = [record for batch in batches.values() for record in batch]
@@ -143,7 +149,8 @@ class CommandIngest:
         if before is None:  # the first instance this process reads
             return False
         assigned = list(self.consumer.assignment())
-        self.consumer.seek_to_beginning(*assigned)
+        if assigned:  # none while the group rejoins: the next ones start at committed offsets
+            self.consumer.seek_to_beginning(*assigned)
         log.warning(
             "ingest.topic_recreated",
             topic=self.commands_topic,
@@ -207,7 +214,7 @@ class CommandIngest:
         """Execute commands until :meth:`stop`; a failed batch is polled again after a
         backoff, and an outage of the store or the broker is waited out
         (:class:`~infra.resilience.Supervisor`)."""
-        self.consumer.subscribe([self.commands_topic])
+        self.consumer.subscribe([self.commands_topic], listener=self.assignments)
         try:
             Supervisor("ingest", self.stopping).run(self.poll_once)
         finally:

@@ -23,7 +23,8 @@ from domain.text_policy import normalise_identifier
 MAX_EXTERNAL_IDS = 20
 MAX_SYSTEM_LENGTH = 64
 MAX_EXTERNAL_ID_LENGTH = 200
-_SYSTEM = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+SYSTEM_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$"  # what a system slug may be (any case)
+_SYSTEM = re.compile(SYSTEM_PATTERN)
 
 
 def normalise_system(field: str, value: object) -> str:

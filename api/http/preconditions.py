@@ -12,14 +12,19 @@ from fastapi import Header
 
 from domain.errors import DomainError, InvalidInput
 
+_TAGS = r"^[ \t]*(?:,[ \t]*)*{tag}(?:[ \t]*,[ \t]*(?:{tag})?)*[ \t]*$"  # RFC 9110 §5.6.1
+_ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 §8.8.3 (obs-text arrives as latin-1)
+_ENTITY_TAGS = re.compile(_TAGS.format(tag=_ENTITY_TAG))  # a list; empty elements allowed
+IF_MATCH_PATTERN = r"^[ \t]*\*[ \t]*$|" + _TAGS.format(tag=r'(?:W/)?"[!#-~]*"')
+"""What the OpenAPI document declares for ``If-Match``: ``*`` or a list of entity tags, their
+characters printable ASCII (a subset of what :func:`parse_if_match` accepts: obs-text too)."""
 IfMatch = Annotated[
     str | None,
-    Header(description='Expected version(s): "*", or entity tags such as "3" or "3", "4"'),
+    Header(
+        description='Expected version(s): "*", or entity tags such as "3" or "3", "4"',
+        json_schema_extra={"pattern": IF_MATCH_PATTERN},
+    ),
 ]
-_ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 §8.8.3 (obs-text arrives as latin-1)
-_ENTITY_TAGS = re.compile(  # a list; empty elements are allowed (RFC 9110 §5.6.1)
-    rf"^[ \t]*(?:,[ \t]*)*{_ENTITY_TAG}(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*[ \t]*$"
-)
 _TAG_PARTS = re.compile(r'(W/)?"([!#-~\x80-\xff]*)"')
 _VERSION = re.compile(r"[1-9][0-9]{0,17}")
 

@@ -37,6 +37,7 @@ from uuid import uuid4
 import httpx
 
 from infra.local_services import KafkaBroker, PostgresCluster, find_pg_bindir, free_port
+from tests.e2e.faults_dumps import record_state
 from tests.e2e.faults_load import Load
 from tests.integration.kafka_support import CLIENTELE, Proc
 
@@ -78,16 +79,21 @@ class Harness:
             "CLIENTELE_BACKOFF_MAX_SECONDS": "2",
             "CLIENTELE_LOG_LEVEL": "WARNING",
         }
+        info = {**self.env, "CLIENTELE_LOG_LEVEL": "INFO"}
         self.procs = {
             "api": Proc(["serve", "--port", str(self.port)], self.env, home / "api.log"),
-            "relay": Proc(["relay"], self.env, home / "relay.log"),
-            "consume": Proc(["consume"], self.env, home / "consume.log"),
-            "ingest": Proc(["ingest"], self.env, home / "ingest.log"),
+            # the Kafka processes at INFO: their groups' joins and assignments (the ingest's
+            # with positions and committed offsets), the relay's topic repairs and renewals
+            "relay": Proc(["relay"], info, home / "relay.log"),
+            "consume": Proc(["consume"], info, home / "consume.log"),
+            "ingest": Proc(["ingest"], info, home / "ingest.log"),
         }
         self.load = Load(self.rng, seed, self.prefix, self.broker.bootstrap, self.port)
         self.injected: Counter[str] = Counter()
         self.recovered: list[float] = []
         self.unrecovered: list[str] = []  # injections not recovered from within the bound
+        self.failed = False  # the run failed: its log directory is kept
+        self.states: list[Path] = []  # stacks and group state recorded at each failure
 
     # -- the stack -------------------------------------------------------------------------
 
@@ -187,6 +193,7 @@ class Harness:
             self.check_deadline(deadline, "an HTTP write")
             time.sleep(0.3)
         customer, position = written["customer_id"], str(written["position"])
+        last = "none"  # the last answer to the read-back: says which stage is behind
         while True:
             with suppress(httpx.HTTPError):
                 got = self.load.http.get(
@@ -195,7 +202,8 @@ class Harness:
                 )
                 if got.status_code == 200:
                     break
-            self.check_deadline(deadline, "reading a write back")
+                last = f"{got.status_code} {got.text[:300]}"
+            self.check_deadline(deadline, f"reading a write back at {position} (last: {last})")
             time.sleep(0.3)
         kmarker = self.load.marker("kprobe")
         body = {"type": "register", "name": kmarker, "idempotency_key": kmarker}
@@ -213,7 +221,25 @@ class Harness:
     def check_deadline(self, deadline: float, what: str) -> None:
         self._assert_alive()
         if time.monotonic() > deadline:
-            raise NotRecovered(f"{what} within {RECOVER_SECONDS:.0f} s (logs in {self.home})")
+            state = self.record_state()
+            raise NotRecovered(
+                f"{what} within {RECOVER_SECONDS:.0f} s (logs in {self.home}, {state})"
+            )
+
+    def record_state(self) -> Path:
+        """Record every live process's stacks and the ingest group's state under
+        :attr:`home` (:func:`tests.e2e.faults_dumps.record_state`) and keep the logs."""
+        self.failed = True
+        pids = {
+            name: proc.process.pid
+            for name, proc in self.procs.items()
+            if proc.process is not None and proc.process.poll() is None
+        }
+        commands = self.load.topic("commands")
+        state = record_state(self.home, self.broker.bootstrap, commands, pids, self.env)
+        self.states.append(state)
+        print(f"recorded {state}", file=sys.stderr)
+        return state
 
     def run(
         self,
@@ -275,13 +301,19 @@ class Harness:
 
 @contextmanager
 def harness(seed: int) -> Iterator[Harness]:
+    """A running :class:`Harness` in a new directory, removed afterwards unless the run failed
+    (an exception, or :attr:`Harness.failed` set: a failed check, an injection not recovered
+    from): then its logs and recorded states are kept and the path is printed."""
     home = Path(tempfile.mkdtemp(prefix="clientele-faults-"))
     home.chmod(0o755)  # PostgreSQL runs as its own user below it
+    made = Harness(home, seed)
     ok = False
     try:
-        with Harness(home, seed).running() as running:
+        with made.running() as running:
             yield running
-        ok = True
+        ok = not made.failed
     finally:
         if ok:
             shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"the run failed: its logs are kept in {home}", file=sys.stderr)

@@ -88,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             running.run(args.injections, minutes=args.minutes)
             verdict = verdict_of(running)
         except Exception as error:  # the run could not finish: say how far it got
+            running.failed = True  # its logs are kept
             text = report(running, None, command, time.monotonic() - started)
             text += f"\n**The run stopped:** {error}\n"
             args.report.write_text(text)
             print(text)
             return 1
+        problems = failures(verdict)
+        running.failed = running.failed or bool(problems)  # its logs are kept
     text = report(running, verdict, command, time.monotonic() - started)
-    problems = failures(verdict)
     if problems:
         text += "\n**Failed:** " + "; ".join(problems) + "\n"
     args.report.write_text(text)

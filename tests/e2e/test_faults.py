@@ -17,7 +17,8 @@ def test_every_kind_of_fault_under_load_loses_and_doubles_nothing() -> None:
     with harness(seed=17) as running:
         running.run(len(KINDS), pause=(0.5, 2.0))
         verdict = verdict_of(running)
-    assert set(running.injected) == set(KINDS)
-    assert verdict["acknowledged"] > 50, verdict
-    assert verdict["by_surface"]["http"] > 0 and verdict["by_surface"]["kafka"] > 0, verdict
-    assert failures(verdict) == [], verdict
+        # inside the harness: a failed check keeps its log directory
+        assert set(running.injected) == set(KINDS)
+        assert verdict["acknowledged"] > 50, verdict
+        assert verdict["by_surface"]["http"] > 0 and verdict["by_surface"]["kafka"] > 0, verdict
+        assert failures(verdict) == [], verdict

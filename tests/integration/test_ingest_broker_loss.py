@@ -8,6 +8,7 @@ and supervisor).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from uuid import uuid4
 import orjson
 import pytest
 import structlog
+from kafka.errors import UnknownTopicOrPartitionError
 
 from commands.service import CommandService
 from consumers.ingest import CommandIngest
@@ -56,10 +58,16 @@ def own_broker() -> Iterator[KafkaBroker]:
 class Running:
     """An ingest on its own thread, with what it needs; :meth:`close` stops it."""
 
-    def __init__(self, broker: KafkaBroker, postgres_url: str, flush_timeout: float) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        postgres_url: str,
+        flush_timeout: float,
+        partitions: int = PARTITIONS,
+    ) -> None:
         self.topics = kafka.Topics(f"ing{uuid4().hex[:6]}.")
         self.bootstrap = broker.bootstrap
-        kafka.ensure_topics(self.bootstrap, self.topics.all(), PARTITIONS)
+        kafka.ensure_topics(self.bootstrap, self.topics.all(), partitions)
         self.store = EventStore(postgres_url)
         self.read_store: ReadStore = open_read_store(postgres_url)
         ensure_schema(self.read_store, all_projectors())
@@ -75,11 +83,17 @@ class Running:
         self.thread = threading.Thread(target=self.ingest.run, name="ingest", daemon=True)
         self.thread.start()
 
-    def publish(self, commands: list[dict[str, Any]]) -> None:
-        sender = kafka.producer(self.bootstrap)
+    def publish(self, commands: list[dict[str, Any]], partition: int | None = None) -> None:
+        """Send ``commands`` with the same key (one partition), or to ``partition``; as a
+        client that lets the broker auto-create a missing topic (as the harness's load does)."""
+        sender = kafka.producer(self.bootstrap, allow_auto_create_topics=True)
         try:
             for command in commands:
-                sender.send(self.topics.commands, key=KEY, value=orjson.dumps(command))
+                value = orjson.dumps(command)
+                if partition is None:
+                    sender.send(self.topics.commands, key=KEY, value=value)
+                else:
+                    sender.send(self.topics.commands, value=value, partition=partition)
             sender.flush(timeout=20)
         finally:
             sender.close(timeout=5)
@@ -88,6 +102,15 @@ class Running:
         """The results on the topic by idempotency key (the last one of each)."""
         records = read_topic(self.bootstrap, self.topics.command_results, expect, timeout)
         return {r.key.decode(): orjson.loads(r.value) for r in records}
+
+    def answered(self, keys: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+        """The results of ``keys`` on the topic, once all are there (or ``timeout`` passed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.results(len(keys), timeout=5)
+            if set(keys) <= set(found) or time.monotonic() > deadline:
+                return {key: found[key] for key in keys if key in found}
+            time.sleep(0.5)
 
     def close(self) -> None:
         self.ingest.stop()
@@ -226,3 +249,119 @@ def test_every_producer_flush_is_bounded_and_a_resend_after_the_outage_lands(
         assert {b"warm", b"v0", b"v1", b"v2"} <= set(values)
     finally:
         producer.close(timeout=5)
+
+
+def keyed(tag: str, count: int) -> list[dict[str, Any]]:
+    return registrations(tag, count, keyed=True)
+
+
+def recreate_commands(running: Running, partitions: int) -> None:
+    """What the relay's topic repair does: delete the commands topic and create it again."""
+    inspector = TopicInspector(running.bootstrap)
+    try:
+        with contextlib.suppress(UnknownTopicOrPartitionError):
+            inspector.admin.delete_topics([running.topics.commands])
+        inspector.recreate(running.topics.commands, partitions, kafka.MessageLimits())
+    finally:
+        inspector.close()
+
+
+def recreate_results(running: Running, partitions: int) -> None:
+    inspector = TopicInspector(running.bootstrap)
+    try:
+        inspector.recreate(running.topics.command_results, partitions, kafka.MessageLimits())
+    finally:
+        inspector.close()
+
+
+def delete_commands(running: Running) -> None:
+    inspector = TopicInspector(running.bootstrap)
+    try:
+        inspector.admin.delete_topics([running.topics.commands])
+    finally:
+        inspector.close()
+
+
+@pytest.mark.parametrize("lose", ["delete", "restart"])
+def test_a_topic_lost_auto_created_and_repaired_again_and_again_is_read_on_every_partition(
+    own_broker: KafkaBroker, postgres_url: str, lose: str
+) -> None:
+    """The harness's drain failure (RELIABILITY.md, run 2): the commands topic lost (deleted, or
+    the broker restarted without its data: groups and their offsets gone too), auto-created by
+    a producer, then repaired with the configured 6 partitions, several times in a row with
+    commands in between; a command to every partition afterwards is answered once."""
+    running = Running(own_broker, postgres_url, flush_timeout=10, partitions=6)
+    sent: list[str] = []
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for p in range(6):  # the group has committed offsets on every partition
+                commands = keyed(f"warm{p}", 3)
+                running.publish(commands, partition=p)
+                sent += [c["idempotency_key"] for c in commands]
+            assert len(running.answered(sent, timeout=30)) == len(sent)
+            for round in range(3):
+                if lose == "delete":
+                    delete_commands(running)
+                else:
+                    own_broker.stop()
+                    own_broker.start()
+                    recreate_results(running, 6)
+                time.sleep(1)
+                running.publish(keyed(f"auto{round}", 4))  # the broker auto-creates it (4)
+                time.sleep(3)  # the ingest rebalances onto the 4 partitions and reads them
+                recreate_commands(running, 6)
+                running.publish(keyed(f"between{round}", 2))
+                time.sleep(2)
+            final: list[str] = []
+            for p in range(6):
+                commands = keyed(f"final{p}", 1)
+                running.publish(commands, partition=p)
+                final += [c["idempotency_key"] for c in commands]
+            answered = running.answered(final, timeout=60)
+        assert sorted(answered) == sorted(final), (sorted(set(final) - set(answered)), logs)
+        time.sleep(2)
+        records = read_topic(running.bootstrap, running.topics.command_results, len(sent))
+        keys = [r.key.decode() for r in records]
+        assert [keys.count(key) for key in final] == [1] * len(final)  # answered once
+        # each rebalance said where the ingest reads: the last one, every partition of the 6
+        (*_, last) = [e for e in logs if e["event"] == "ingest.partitions_assigned"]
+        assert [p["partition"] for p in last["partitions"]] == list(range(6)), last
+        assert all(isinstance(p["position"], int) for p in last["partitions"]), last
+    finally:
+        running.close()
+
+
+def test_a_new_topic_instance_seen_while_no_partition_is_assigned_is_followed(
+    own_broker: KafkaBroker, postgres_url: str
+) -> None:
+    """Run 2's ingest log: after the broker lost its groups, the consumer (between two
+    assignments) saw a new topic id with no partition assigned, and the seek to the new
+    instance's beginning raised ``ValueError: No partitions are currently assigned`` after
+    the new id was recorded: the instance counted as followed although nothing was sought."""
+    running = Running(own_broker, postgres_url, flush_timeout=10, partitions=6)
+    try:
+        running.ingest.stop()
+        running.thread.join(30)
+        topic = running.topics.commands
+        reader = group_consumer(running.bootstrap, f"ingest-{uuid4().hex[:6]}")
+        ingest = CommandIngest(
+            reader,
+            running.producer,
+            CommandService(running.store, index_key="k"),
+            commands_topic=topic,
+            results_topic=running.topics.command_results,
+        )
+        try:
+            reader.subscribe([topic])
+            assert reader.partitions_for_topic(topic)  # metadata with the topic's id
+            assert not reader.assignment()  # not joined yet: nothing assigned
+            ingest.topic_id = "an-earlier-instance"
+            with structlog.testing.capture_logs() as logs:
+                assert ingest._recreated()  # before the fix: ValueError
+            assert ingest.topic_id == ingest._metadata_topic_id()
+            (logged,) = [e for e in logs if e["event"] == "ingest.topic_recreated"]
+            assert logged["partitions"] == []
+        finally:
+            reader.close()
+    finally:
+        running.close()

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.http import deps
@@ -18,7 +18,12 @@ from domain.errors import (
     CustomerRefNotFound,
     InvalidInput,
 )
-from domain.external_ids import normalise_external_id, normalise_ref, normalise_system
+from domain.external_ids import (
+    SYSTEM_PATTERN,
+    normalise_external_id,
+    normalise_ref,
+    normalise_system,
+)
 from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
@@ -128,7 +133,11 @@ def _live_response(request: Request, customer_id: UUID) -> Response:
 
 
 @router.get("/customers/by-external/{system}/{external_id:path}", responses=s.CUSTOMER_READ)
-def get_customer_by_external_id(system: str, external_id: str, request: Request) -> Response:
+def get_customer_by_external_id(
+    system: Annotated[str, Path(json_schema_extra={"pattern": SYSTEM_PATTERN})],
+    external_id: str,
+    request: Request,
+) -> Response:
     """The customer holding an external id (``external_id`` may contain ``/``). An id held by
     a merged customer answers with the FINAL survivor of its merge chain, who answers for it
     (``Content-Location`` names the profile given); nobody → 404 naming the ref; erased → 410
@@ -176,7 +185,11 @@ def list_customers(
     ] = None,
     external_system: Annotated[
         str | None,
-        Query(max_length=64, description="holders of an external id of this system"),
+        Query(
+            max_length=64,
+            description="holders of an external id of this system",
+            json_schema_extra={"pattern": SYSTEM_PATTERN},
+        ),
     ] = None,
     external_id: Annotated[
         str | None,
