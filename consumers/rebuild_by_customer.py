@@ -2,8 +2,11 @@
 
 Read models that only need each customer's events in version order are rebuilt, up to the
 store's head, from the events grouped by customer: each customer's rows are then loaded and
-written about once, not once per batch. (Projectors marked ``log_order`` are not: they are
-replayed in log order, see :mod:`consumers.rebuild`.)
+written about once, not once per batch. Projectors marked ``log_order`` join them up to the
+first event that crosses customers (:func:`log_order_cut`: until then each customer's rows
+depend on that customer's events alone, so the order between customers cannot show); from
+there they are replayed in log order (:mod:`consumers.rebuild`). The store is read and
+decoded once for all of them.
 
 On PostgreSQL the customers can be split into ranges of ids, one per worker process, which
 replay side by side through the very same :func:`project` (its batches touch disjoint rows,
@@ -21,10 +24,15 @@ from multiprocessing import get_context
 from typing import Protocol
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from consumers.store_feed import StoreFeed
+from domain.events import EVENT_TYPES
+from infra import feed_queries
 from infra.envelope import Envelope
 from infra.feed_queries import START, Resume
 from infra.readstore import ReadStore
+from infra.store import CUSTOMER_TOPICS, FEED_TOPICS
 from projections.framework import Binding, now_iso, project
 
 Progress = Callable[[int, int], None]  # (position reached or events replayed, store head)
@@ -40,12 +48,32 @@ class Stopping(Protocol):
 
 @dataclass(frozen=True)
 class CustomerPass:
-    """One pass of a rebuild by customer: up to ``head`` into ``bindings``, whose state rows are ``state_names``."""
+    """One pass of a rebuild by customer: up to ``head`` into ``bindings``, whose state rows
+    are ``state_names``; those fed in log order only up to ``cut`` (:func:`log_order_cut`)."""
 
     bindings: Sequence[Binding]
     state_names: dict[str, str]
     head: int
     batch_size: int
+    cut: int
+
+    def until(self, binding: Binding) -> int:
+        """The last position this pass gives ``binding``."""
+        return self.cut if binding.projector.log_order else self.head
+
+
+def log_order_cut(feed: StoreFeed, bindings: Sequence[Binding], head: int) -> int:
+    """Up to which position the projections fed in log order among ``bindings`` may be
+    replayed customer by customer: just before the first event that crosses customers (any
+    fed event that is not a customer's — segment definitions, refreshes, fits, policies —
+    or a customer event type one of them ``crosses``), else ``head``."""
+    crossing = {t for b in bindings if b.projector.log_order for t in b.projector.crosses}
+    if not any(b.projector.log_order for b in bindings):
+        return head
+    topics = [get_topic(EVENT_TYPES[t]) for t in sorted(crossing)]
+    topics += [t for t in FEED_TOPICS if t not in CUSTOMER_TOPICS]
+    first = feed_queries.in_log_order(feed.store, 0, 1, topics)
+    return min(head, first[0][0].id - 1) if first else head
 
 
 def rebuild_by_customer(
@@ -57,10 +85,11 @@ def rebuild_by_customer(
     workers: int = 1,
     connect: Connect | None = None,
 ) -> int:
-    """Everything up to ``work.head`` into the shadows; returns the events applied.
+    """Everything up to ``work.head`` (``work.cut``) into the shadows; returns the events
+    applied.
 
     With ``workers > 1`` and ``connect`` (PostgreSQL only), ranges of customers are replayed
-    by that many processes. Afterwards the shadows stand at the head.
+    by that many processes. Afterwards each shadow stands at :meth:`CustomerPass.until`.
     """
     first = feed.read_by_customer(START, work.batch_size, work.head)
     events = _apply(read_store, work, first)
@@ -76,7 +105,7 @@ def rebuild_by_customer(
     with read_store.transaction() as tx:
         tx.executemany(
             "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
-            [(work.head, now_iso(), name) for name in work.state_names.values()],
+            [(work.until(b), now_iso(), work.state_names[b.projector.name]) for b in work.bindings],
         )
     return events
 
@@ -101,15 +130,22 @@ def _rebuild_range(
 
 
 def _apply(read_store: ReadStore, work: CustomerPass, envelopes: Sequence[Envelope]) -> int:
+    feeds: list[tuple[list[Binding], Sequence[Envelope]]] = [(list(work.bindings), envelopes)]
+    if any(e.position > work.cut for e in envelopes):  # past the cut: not for log order
+        early = [e for e in envelopes if e.position <= work.cut]
+        feeds = [([b for b in work.bindings if work.until(b) == work.head], envelopes)]
+        feeds.append(([b for b in work.bindings if work.until(b) < work.head], early))
     with read_store.transaction() as tx:
-        project(
-            tx,
-            work.bindings,
-            envelopes,
-            by_position=False,
-            advance=False,
-            state_names=work.state_names,
-        )
+        for bindings, fed in feeds:
+            if bindings and fed:
+                project(
+                    tx,
+                    bindings,
+                    fed,
+                    by_position=False,
+                    advance=False,
+                    state_names=work.state_names,
+                )
     return len(envelopes)
 
 

@@ -148,11 +148,9 @@ class CareProjector(Projector):
 def _load(tx: Tx, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(customer_ids), CHUNK):
-        chunk = customer_ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+        among, params = tx.any_of("customer_id", customer_ids[start : start + CHUNK])
         rows = tx.fetchall(
-            f"SELECT customer_id, state FROM {{care_customers}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, state FROM {{care_customers}} WHERE {among}", params
         )
         found.update({customer: orjson.loads(state) for customer, state in rows})
     return found
@@ -213,10 +211,9 @@ def _live(tx: Tx, after: str) -> Iterator[list[tuple[str, dict[str, Any]]]]:
 
 
 def _memberships(tx: Tx, customer_ids: Sequence[str]) -> dict[str, set[str]]:
-    marks = ",".join("?" * len(customer_ids))
+    among, params = tx.any_of("customer_id", customer_ids)
     rows = tx.fetchall(
-        f"SELECT customer_id, segment_id FROM {{segment_members}} WHERE customer_id IN ({marks})",
-        customer_ids,
+        f"SELECT customer_id, segment_id FROM {{segment_members}} WHERE {among}", params
     )
     found: dict[str, set[str]] = {}
     for customer, segment in rows:

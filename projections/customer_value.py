@@ -39,7 +39,7 @@ from domain.customer_value import Order, Value, decile_cuts, order_cost, value
 from domain.values import utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
-from projections.framework import Projector
+from projections.framework import MERGES, Projector
 from projections.order_book import OrderBook
 
 CHUNK = 500
@@ -88,10 +88,11 @@ class ValueProjector(Projector):
         }
     )
     log_order = True  # a merge reads the duplicate's orders; a fit re-scores everyone
+    crosses = MERGES
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states: dict[str, _State] = {}
-        for e in envelopes:
+        for index, e in enumerate(envelopes):
             if e.type in churn_model.EVENT_TYPES:  # everyone, under the new fit
                 _save(tx, states, load_fit(tx))
                 states = {}
@@ -99,8 +100,8 @@ class ValueProjector(Projector):
                 _rescore_everyone(tx)
                 continue
             key = e.customer_key
-            if key not in states:
-                states.update(_load(tx, [key]))
+            if key not in states:  # the first of a run: load every customer up to the next fit
+                states.update(_load(tx, _named_until_fit(envelopes, index, states)))
             state = states[key]
             if e.type == "customer.duplicate_absorbed":
                 duplicate = e.data["duplicate_id"]
@@ -116,6 +117,21 @@ class ValueProjector(Projector):
         _save(tx, states, load_fit(tx))
 
 
+def _named_until_fit(
+    envelopes: Sequence[Envelope], start: int, loaded: dict[str, _State]
+) -> list[str]:
+    """The customers (and merged duplicates) named from ``envelopes[start]`` up to the next
+    fit, not yet ``loaded``: one set-based load per run, not two queries per customer."""
+    named: set[str] = set()
+    for e in envelopes[start:]:
+        if e.type in churn_model.EVENT_TYPES:
+            break
+        named.add(e.customer_key)
+        if e.type == "customer.duplicate_absorbed":
+            named.add(e.data["duplicate_id"])
+    return sorted(named - loaded.keys())
+
+
 def _order_row(e: Envelope) -> _Row:
     cost = order_cost(e.data.get("items") or [])
     return (
@@ -129,17 +145,15 @@ def _order_row(e: Envelope) -> _Row:
 def _load(tx: Tx, ids: list[str]) -> dict[str, _State]:
     found = {c: _State() for c in ids}
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+        among, params = tx.any_of("customer_id", ids[start : start + CHUNK])
         for customer, live in tx.fetchall(
-            f"SELECT customer_id, live FROM {{value_customers}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, live FROM {{value_customers}} WHERE {among}", params
         ):
             found[customer].live = bool(live)
         for customer, order_id, currency, amount, cost, at in tx.fetchall(
             "SELECT customer_id, order_id, currency, amount, cost, occurred_at "
-            f"FROM {{value_orders}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"FROM {{value_orders}} WHERE {among}",
+            params,
         ):
             found[customer].orders[order_id] = (currency, amount, cost, at)
     return found
@@ -209,9 +223,8 @@ def _write_scores(tx: Tx, states: dict[str, _State], fit: FittedVersion | None) 
 
 def _delete(tx: Tx, table: str, ids: list[str]) -> None:
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        tx.execute(f"DELETE FROM {{{table}}} WHERE customer_id IN ({marks})", chunk)
+        among, params = tx.any_of("customer_id", ids[start : start + CHUNK])
+        tx.execute(f"DELETE FROM {{{table}}} WHERE {among}", params)
 
 
 def _rescore_everyone(tx: Tx) -> None:

@@ -40,7 +40,7 @@ from domain.values import ConsentPurpose
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from projections.counts import add_counts
-from projections.framework import Projector
+from projections.framework import MERGES, Projector
 from projections.order_book import OrderBook
 
 CHUNK = 500
@@ -110,6 +110,7 @@ class RecommendationsProjector(Projector):
         }
     )
     log_order = True  # a merge reads the duplicate's orders
+    crosses = MERGES
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = _load(tx, sorted({e.customer_key for e in envelopes}))
@@ -177,17 +178,13 @@ def order_items(e: Envelope) -> list[list[str | None]] | None:
 def _load(tx: Tx, ids: list[str]) -> dict[str, _State]:
     found = {c: _State() for c in ids}
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+        among, params = tx.any_of("customer_id", ids[start : start + CHUNK])
         for customer, live, consent in tx.fetchall(
-            f"SELECT customer_id, live, consent FROM {{recs_customers}} "
-            f"WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, live, consent FROM {{recs_customers}} WHERE {among}", params
         ):
             found[customer].live, found[customer].consent = bool(live), bool(consent)
         for customer, order_id, skus in tx.fetchall(
-            f"SELECT customer_id, order_id, skus FROM {{recs_orders}} WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, order_id, skus FROM {{recs_orders}} WHERE {among}", params
         ):
             found[customer].orders[order_id] = orjson.loads(skus)
     return found

@@ -90,19 +90,18 @@ def update(tx: Tx, events: Sequence[Envelope], live: Mapping[str, bool]) -> None
     spend: dict[tuple[str, str], dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     values: Counter[tuple[str, str, int]] = Counter()
     for start in range(0, len(customers), CHUNK):
-        chunk = customers[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
+        among, params = tx.any_of("customer_id", customers[start : start + CHUNK])
         for currency, last, frequency, cents in tx.fetchall(
             "SELECT currency, day, frequency, monetary_cents FROM {analytics_rfm} "
-            f"WHERE customer_id IN ({marks}) AND until = '{OPEN}' AND live = 1",
-            chunk,
+            f"WHERE {among} AND until = '{OPEN}' AND live = 1",
+            params,
         ):
             values.subtract(_values(currency, last, int(frequency), int(cents)))
-        tx.execute(f"DELETE FROM {{analytics_rfm}} WHERE customer_id IN ({marks})", chunk)
+        tx.execute(f"DELETE FROM {{analytics_rfm}} WHERE {among}", params)
         for customer, currency, at, amount in tx.fetchall(
             "SELECT customer_id, currency, occurred_at, amount FROM {analytics_purchases} "
-            f"WHERE customer_id IN ({marks})",
-            chunk,
+            f"WHERE {among}",
+            params,
         ):
             spend[customer, currency][date.fromisoformat(at[:10])] += Decimal(amount)
     rows = []

@@ -18,9 +18,8 @@ def by_customer(tx: Tx, select: str, customer_ids: Sequence[str]) -> list[tuple[
     """Rows of ``select`` (a query without WHERE) for some customers, in chunks."""
     rows = []
     for start in range(0, len(customer_ids), CHUNK):
-        chunk = customer_ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows += tx.fetchall(f"{select} WHERE customer_id IN ({marks})", chunk)
+        among, params = tx.any_of("customer_id", customer_ids[start : start + CHUNK])
+        rows += tx.fetchall(f"{select} WHERE {among}", params)
     return rows
 
 
