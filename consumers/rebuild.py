@@ -140,17 +140,17 @@ def rebuild_all(
                 (shadow_name, projector.schema_version, ",".join(projector.tables), now_iso()),
             )
     head = feed.head()
-    cut = log_order_cut(feed, bindings, head)
+    cuts = {p.name: log_order_cut(feed, p, head) for p in projectors}
     try:
         # Up to the head customer by customer (those in log order: up to the cut); the rest
         # (and live writes meanwhile) in log order: a shadow skips what it has (by its position).
         events, reached, counted = 0, 0, 0
-        if cut > 0 or not all(b.projector.log_order for b in bindings):
-            work = CustomerPass(bindings, state_names, head, batch_size, cut)
+        if any(cuts.values()):
+            work = CustomerPass(bindings, state_names, head, batch_size, cuts)
             events = rebuild_by_customer(
                 feed, read_store, work, progress, workers=workers, connect=connect
             )
-            counted, reached = head, cut
+            counted, reached = head, min(cuts.values())
         while True:
             envelopes = feed.read(reached, batch_size)
             if len(envelopes) < batch_size:

@@ -16,10 +16,10 @@ here, so whatever a projection sets up on first use is in place before workers s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import AbstractContextManager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Protocol
 from uuid import UUID
@@ -33,7 +33,7 @@ from infra.envelope import Envelope
 from infra.feed_queries import START, Resume
 from infra.readstore import ReadStore
 from infra.store import CUSTOMER_TOPICS, FEED_TOPICS
-from projections.framework import Binding, now_iso, project
+from projections.framework import Binding, Projector, now_iso, project
 
 Progress = Callable[[int, int], None]  # (position reached or events replayed, store head)
 # How a worker process opens its own connections (picklable, e.g. a partial of a function).
@@ -49,28 +49,28 @@ class Stopping(Protocol):
 @dataclass(frozen=True)
 class CustomerPass:
     """One pass of a rebuild by customer: up to ``head`` into ``bindings``, whose state rows
-    are ``state_names``; those fed in log order only up to ``cut`` (:func:`log_order_cut`)."""
+    are ``state_names``; those named in ``cuts`` (projection name to position, see
+    :func:`log_order_cut`) only up to their cut."""
 
     bindings: Sequence[Binding]
     state_names: dict[str, str]
     head: int
     batch_size: int
-    cut: int
+    cuts: Mapping[str, int] = field(default_factory=dict)
 
     def until(self, binding: Binding) -> int:
         """The last position this pass gives ``binding``."""
-        return self.cut if binding.projector.log_order else self.head
+        return min(self.head, self.cuts.get(binding.projector.name, self.head))
 
 
-def log_order_cut(feed: StoreFeed, bindings: Sequence[Binding], head: int) -> int:
-    """Up to which position the projections fed in log order among ``bindings`` may be
-    replayed customer by customer: just before the first event that crosses customers (any
-    fed event that is not a customer's — segment definitions, refreshes, fits, policies —
-    or a customer event type one of them ``crosses``), else ``head``."""
-    crossing = {t for b in bindings if b.projector.log_order for t in b.projector.crosses}
-    if not any(b.projector.log_order for b in bindings):
+def log_order_cut(feed: StoreFeed, projector: Projector, head: int) -> int:
+    """Up to which position ``projector`` may be replayed customer by customer: ``head``
+    unless it is fed in log order; then just before the first event that crosses customers
+    for it (any fed event that is not a customer's — segment definitions, refreshes, fits,
+    policies, reviews — or a customer event type it ``crosses``), else ``head``."""
+    if not projector.log_order:
         return head
-    topics = [get_topic(EVENT_TYPES[t]) for t in sorted(crossing)]
+    topics = [get_topic(EVENT_TYPES[t]) for t in sorted(projector.crosses)]
     topics += [t for t in FEED_TOPICS if t not in CUSTOMER_TOPICS]
     first = feed_queries.in_log_order(feed.store, 0, 1, topics)
     return min(head, first[0][0].id - 1) if first else head
@@ -131,10 +131,16 @@ def _rebuild_range(
 
 def _apply(read_store: ReadStore, work: CustomerPass, envelopes: Sequence[Envelope]) -> int:
     feeds: list[tuple[list[Binding], Sequence[Envelope]]] = [(list(work.bindings), envelopes)]
-    if any(e.position > work.cut for e in envelopes):  # past the cut: not for log order
-        early = [e for e in envelopes if e.position <= work.cut]
-        feeds = [([b for b in work.bindings if work.until(b) == work.head], envelopes)]
-        feeds.append(([b for b in work.bindings if work.until(b) < work.head], early))
+    reached = max((e.position for e in envelopes), default=0)
+    if work.bindings and reached > min(map(work.until, work.bindings)):
+        cuts = sorted({work.until(b) for b in work.bindings}, reverse=True)  # some are past a cut
+        feeds = [
+            (
+                [b for b in work.bindings if work.until(b) == cut],
+                [e for e in envelopes if e.position <= cut],
+            )
+            for cut in cuts
+        ]
     with read_store.transaction() as tx:
         for bindings, fed in feeds:
             if bindings and fed:

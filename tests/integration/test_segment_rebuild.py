@@ -297,7 +297,7 @@ class TestSegmentRebuild(SegmentsContract):
     def test_a_worker_stops_before_its_range_once_another_failed(self) -> None:
         stop = threading.Event()
         stop.set()
-        work = CustomerPass([], {}, head=10, batch_size=5, cut=10)
+        work = CustomerPass([], {}, head=10, batch_size=5)
         never = worker_connect("postgresql://nobody@127.0.0.1:1/none")  # not even tried
         with pytest.raises(RebuildStopped):
             _worker(never, work, START, None, stop)
