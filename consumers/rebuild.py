@@ -6,9 +6,9 @@ and moves the live position to where the shadow ended — ``rebuild`` — or com
 live tables, every column of every row (but the parking bookkeeping of
 :meth:`Projector.unverified`), and drops it — ``verify``.
 
-Projectors marked ``log_order`` (segments, value, recommendations) are replayed customer by
-customer with the others up to the first event that crosses customers, and from there in log
-order, exactly as they are fed live; the others customer by customer up to the head
+Projectors marked ``log_order`` (segments, value, recommendations, duplicates) are replayed
+customer by customer with the others up to the first event that crosses customers for them
+(for duplicates: any), and from there in log order, exactly as they are fed live; the others customer by customer up to the head
 (:mod:`consumers.rebuild_by_customer`), then in log order.
 """
 

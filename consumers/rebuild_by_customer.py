@@ -85,8 +85,8 @@ def rebuild_by_customer(
     workers: int = 1,
     connect: Connect | None = None,
 ) -> int:
-    """Everything up to ``work.head`` (``work.cut``) into the shadows; returns the events
-    applied.
+    """Everything up to ``work.head`` (or a projection's cut) into the shadows; returns the
+    events applied.
 
     With ``workers > 1`` and ``connect`` (PostgreSQL only), ranges of customers are replayed
     by that many processes. Afterwards each shadow stands at :meth:`CustomerPass.until`.
