@@ -6,9 +6,10 @@ and moves the live position to where the shadow ended — ``rebuild`` — or com
 live tables, every column of every row (but the parking bookkeeping of
 :meth:`Projector.unverified`), and drops it — ``verify``.
 
-Projectors marked ``log_order`` (segments) are replayed in log order from the start, exactly as
-they are fed live; the others customer by customer up to the head (:mod:`consumers.rebuild_by_customer`),
-then in log order.
+Projectors marked ``log_order`` (segments, value, recommendations, duplicates) are replayed
+customer by customer with the others up to the first event that crosses customers for them
+(for duplicates: any), and from there in log order, exactly as they are fed live; the others customer by customer up to the head
+(:mod:`consumers.rebuild_by_customer`), then in log order.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.rebuild_by_customer import Connect, CustomerPass, Progress, rebuild_by_customer
+from consumers.rebuild_by_customer import (
+    Connect,
+    CustomerPass,
+    Progress,
+    log_order_cut,
+    rebuild_by_customer,
+)
 from consumers.store_feed import StoreFeed
 from infra.readstore import ReadStore, Tx
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
@@ -133,18 +140,17 @@ def rebuild_all(
                 (shadow_name, projector.schema_version, ",".join(projector.tables), now_iso()),
             )
     head = feed.head()
-    by_customer = [b for b in bindings if not b.projector.log_order]
+    cuts = {p.name: log_order_cut(feed, p, head) for p in projectors}
     try:
-        # Up to the head customer by customer (unless in log order); the rest (and live
-        # writes meanwhile) in log order: a shadow skips what it has (by its position).
+        # Up to the head customer by customer (those in log order: up to the cut); the rest
+        # (and live writes meanwhile) in log order: a shadow skips what it has (by its position).
         events, reached, counted = 0, 0, 0
-        if by_customer:
-            names = {b.projector.name: state_names[b.projector.name] for b in by_customer}
-            work = CustomerPass(by_customer, names, head, batch_size)
+        if any(cuts.values()):
+            work = CustomerPass(bindings, state_names, head, batch_size, cuts)
             events = rebuild_by_customer(
                 feed, read_store, work, progress, workers=workers, connect=connect
             )
-            counted, reached = head, head if len(by_customer) == len(bindings) else 0
+            counted, reached = head, min(cuts.values())
         while True:
             envelopes = feed.read(reached, batch_size)
             if len(envelopes) < batch_size:

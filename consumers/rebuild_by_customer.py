@@ -2,8 +2,11 @@
 
 Read models that only need each customer's events in version order are rebuilt, up to the
 store's head, from the events grouped by customer: each customer's rows are then loaded and
-written about once, not once per batch. (Projectors marked ``log_order`` are not: they are
-replayed in log order, see :mod:`consumers.rebuild`.)
+written about once, not once per batch. Projectors marked ``log_order`` join them up to the
+first event that crosses customers (:func:`log_order_cut`: until then each customer's rows
+depend on that customer's events alone, so the order between customers cannot show); from
+there they are replayed in log order (:mod:`consumers.rebuild`). The store is read and
+decoded once for all of them.
 
 On PostgreSQL the customers can be split into ranges of ids, one per worker process, which
 replay side by side through the very same :func:`project` (its batches touch disjoint rows,
@@ -13,19 +16,24 @@ here, so whatever a projection sets up on first use is in place before workers s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import AbstractContextManager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Protocol
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from consumers.store_feed import StoreFeed
+from domain.events import EVENT_TYPES
+from infra import feed_queries
 from infra.envelope import Envelope
 from infra.feed_queries import START, Resume
 from infra.readstore import ReadStore
-from projections.framework import Binding, now_iso, project
+from infra.store import CUSTOMER_TOPICS, FEED_TOPICS
+from projections.framework import Binding, Projector, now_iso, project
 
 Progress = Callable[[int, int], None]  # (position reached or events replayed, store head)
 # How a worker process opens its own connections (picklable, e.g. a partial of a function).
@@ -40,12 +48,32 @@ class Stopping(Protocol):
 
 @dataclass(frozen=True)
 class CustomerPass:
-    """One pass of a rebuild by customer: up to ``head`` into ``bindings``, whose state rows are ``state_names``."""
+    """One pass of a rebuild by customer: up to ``head`` into ``bindings``, whose state rows
+    are ``state_names``; those named in ``cuts`` (projection name to position, see
+    :func:`log_order_cut`) only up to their cut."""
 
     bindings: Sequence[Binding]
     state_names: dict[str, str]
     head: int
     batch_size: int
+    cuts: Mapping[str, int] = field(default_factory=dict)
+
+    def until(self, binding: Binding) -> int:
+        """The last position this pass gives ``binding``."""
+        return min(self.head, self.cuts.get(binding.projector.name, self.head))
+
+
+def log_order_cut(feed: StoreFeed, projector: Projector, head: int) -> int:
+    """Up to which position ``projector`` may be replayed customer by customer: ``head``
+    unless it is fed in log order; then just before the first event that crosses customers
+    for it (any fed event that is not a customer's — segment definitions, refreshes, fits,
+    policies, reviews — or a customer event type it ``crosses``), else ``head``."""
+    if not projector.log_order:
+        return head
+    topics = [get_topic(EVENT_TYPES[t]) for t in sorted(projector.crosses)]
+    topics += [t for t in FEED_TOPICS if t not in CUSTOMER_TOPICS]
+    first = feed_queries.in_log_order(feed.store, 0, 1, topics)
+    return min(head, first[0][0].id - 1) if first else head
 
 
 def rebuild_by_customer(
@@ -57,10 +85,11 @@ def rebuild_by_customer(
     workers: int = 1,
     connect: Connect | None = None,
 ) -> int:
-    """Everything up to ``work.head`` into the shadows; returns the events applied.
+    """Everything up to ``work.head`` (or a projection's cut) into the shadows; returns the
+    events applied.
 
     With ``workers > 1`` and ``connect`` (PostgreSQL only), ranges of customers are replayed
-    by that many processes. Afterwards the shadows stand at the head.
+    by that many processes. Afterwards each shadow stands at :meth:`CustomerPass.until`.
     """
     first = feed.read_by_customer(START, work.batch_size, work.head)
     events = _apply(read_store, work, first)
@@ -76,7 +105,7 @@ def rebuild_by_customer(
     with read_store.transaction() as tx:
         tx.executemany(
             "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
-            [(work.head, now_iso(), name) for name in work.state_names.values()],
+            [(work.until(b), now_iso(), work.state_names[b.projector.name]) for b in work.bindings],
         )
     return events
 
@@ -101,15 +130,28 @@ def _rebuild_range(
 
 
 def _apply(read_store: ReadStore, work: CustomerPass, envelopes: Sequence[Envelope]) -> int:
+    feeds: list[tuple[list[Binding], Sequence[Envelope]]] = [(list(work.bindings), envelopes)]
+    reached = max((e.position for e in envelopes), default=0)
+    if work.bindings and reached > min(map(work.until, work.bindings)):
+        cuts = sorted({work.until(b) for b in work.bindings}, reverse=True)  # some are past a cut
+        feeds = [
+            (
+                [b for b in work.bindings if work.until(b) == cut],
+                [e for e in envelopes if e.position <= cut],
+            )
+            for cut in cuts
+        ]
     with read_store.transaction() as tx:
-        project(
-            tx,
-            work.bindings,
-            envelopes,
-            by_position=False,
-            advance=False,
-            state_names=work.state_names,
-        )
+        for bindings, fed in feeds:
+            if bindings and fed:
+                project(
+                    tx,
+                    bindings,
+                    fed,
+                    by_position=False,
+                    advance=False,
+                    state_names=work.state_names,
+                )
     return len(envelopes)
 
 

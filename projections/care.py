@@ -211,10 +211,9 @@ def _live(tx: Tx, after: str) -> Iterator[list[tuple[str, dict[str, Any]]]]:
 
 
 def _memberships(tx: Tx, customer_ids: Sequence[str]) -> dict[str, set[str]]:
-    marks = ",".join("?" * len(customer_ids))
+    among, params = tx.any_of("customer_id", customer_ids)
     rows = tx.fetchall(
-        f"SELECT customer_id, segment_id FROM {{segment_members}} WHERE customer_id IN ({marks})",
-        customer_ids,
+        f"SELECT customer_id, segment_id FROM {{segment_members}} WHERE {among}", params
     )
     found: dict[str, set[str]] = {}
     for customer, segment in rows:

@@ -40,7 +40,7 @@ from domain.values import utc_text
 from infra.envelope import Envelope
 from infra.readstore import Tx
 from infra.sql_chunks import among, chunks
-from projections.framework import Projector
+from projections.framework import MERGES, Projector
 from projections.order_book import OrderBook
 
 DECILES = 10
@@ -88,10 +88,11 @@ class ValueProjector(Projector):
         }
     )
     log_order = True  # a merge reads the duplicate's orders; a fit re-scores everyone
+    crosses = MERGES
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states: dict[str, _State] = {}
-        for e in envelopes:
+        for index, e in enumerate(envelopes):
             if e.type in churn_model.EVENT_TYPES:  # everyone, under the new fit
                 _save(tx, states, load_fit(tx))
                 states = {}
@@ -99,8 +100,8 @@ class ValueProjector(Projector):
                 _rescore_everyone(tx)
                 continue
             key = e.customer_key
-            if key not in states:
-                states.update(_load(tx, [key]))
+            if key not in states:  # the first of a run: load every customer up to the next fit
+                states.update(_load(tx, _named_until_fit(envelopes, index, states)))
             state = states[key]
             if e.type == "customer.duplicate_absorbed":
                 duplicate = e.data["duplicate_id"]
@@ -114,6 +115,21 @@ class ValueProjector(Projector):
             else:
                 state.fold(e, _order_row)
         _save(tx, states, load_fit(tx))
+
+
+def _named_until_fit(
+    envelopes: Sequence[Envelope], start: int, loaded: dict[str, _State]
+) -> list[str]:
+    """The customers (and merged duplicates) named from ``envelopes[start]`` up to the next
+    fit, not yet ``loaded``: one set-based load per run, not two queries per customer."""
+    named: set[str] = set()
+    for e in envelopes[start:]:
+        if e.type in churn_model.EVENT_TYPES:
+            break
+        named.add(e.customer_key)
+        if e.type == "customer.duplicate_absorbed":
+            named.add(e.data["duplicate_id"])
+    return sorted(named - loaded.keys())
 
 
 def _order_row(e: Envelope) -> _Row:

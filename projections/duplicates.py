@@ -80,6 +80,7 @@ class DuplicatesProjector(Projector):
 
     name = "duplicates"
     log_order = True  # dismissals are not customer events: fed from the store's log
+    crosses = HANDLED  # a customer's candidates are scored against others' rows
     tables = ("duplicate_records", "duplicate_keys", "duplicate_dismissals")
     handles: ClassVar[frozenset[str] | None] = HANDLED | frozenset(REVIEW_EVENTS)
     schema = (

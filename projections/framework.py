@@ -58,6 +58,9 @@ FRAMEWORK_SCHEMA = (
 )
 
 
+MERGES = frozenset({"customer.merged_into", "customer.duplicate_absorbed", "customer.unmerged"})
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -76,6 +79,11 @@ class Projector(ABC):
     # RFM ranks), so it is fed the store's log in global order in every mode (never Kafka's
     # per-partition order) and rebuilt in log order (never customer by customer).
     log_order: ClassVar[bool] = False
+    # For ``log_order`` projections: the customer event types whose handling reads or changes
+    # other customers' rows (merges). Up to the first of those, or of any event that is not
+    # a customer's (segment definitions, refreshes, fits), a rebuild may replay them customer
+    # by customer like the others (:mod:`consumers.rebuild_by_customer`).
+    crosses: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:

@@ -41,7 +41,7 @@ from infra.envelope import Envelope
 from infra.readstore import Tx
 from infra.sql_chunks import among
 from projections.counts import add_counts
-from projections.framework import Projector
+from projections.framework import MERGES, Projector
 from projections.order_book import OrderBook
 
 PROFILING = ConsentPurpose.PROFILING.value
@@ -110,6 +110,7 @@ class RecommendationsProjector(Projector):
         }
     )
     log_order = True  # a merge reads the duplicate's orders
+    crosses = MERGES
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = _load(tx, sorted({e.customer_key for e in envelopes}))

@@ -63,7 +63,7 @@ from projections.churn import (
     value_cuts,
     with_risk,
 )
-from projections.framework import Projector
+from projections.framework import MERGES, Projector
 from projections.segment_queries import Definition, load_definitions
 from projections.segment_recommendations import SCHEMA as RECS_SCHEMA
 from projections.segment_recommendations import fold_skus, keep_top3, load_top3, with_top3
@@ -84,6 +84,7 @@ class SegmentsProjector(Projector):
     # 7: recommendations.top3
     schema_version = 7
     log_order = True
+    crosses = MERGES  # (a merged duplicate's baskets count for the survivor's ranking)
     handles = frozenset(EVENT_TYPES) | OWN_EVENTS
     tables = (
         "segment_definitions",
