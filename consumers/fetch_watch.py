@@ -5,10 +5,13 @@ A consumer-group member can look healthy to its group (heartbeats answered, so
 lost its topics and the relay republished them, reliability run 3 found ``clientele consume``
 idle in ``KafkaConsumer.poll`` for minutes, logging nothing, while the topic held records past
 its positions. Whatever holds kafka-python's fetcher back (a partition never fetchable again, a
-fetch that never ends, no partition assigned at all), the sign is the same and cheap to see at
+fetch that never ends, partitions of the topic nobody was assigned), the sign is the same and cheap to see at
 each look at the topic: a partition behind the topic's end whose position has not moved for
-``stall_seconds``. A member with no partition assigned watches the group's offsets stored with
-the read models instead (another member may hold the partitions: they must move then).
+``stall_seconds``. A member with partitions assigned also watches the topic's other partitions
+through the group's offsets stored with the read models (another member may hold them: they
+must move then; a member with none is joining, which :class:`infra.kafka_group.GroupConsumer`
+watches; run 3-like repro: a member stuck with 4 of 6 partitions after the relay recreated the
+topic tansu had auto-created with 4, its rejoin never sent, partitions 4 and 5 never read).
 
 :class:`FetchWatch` only keeps the clock; the consumer decides what to do (log, then replace its
 Kafka consumer: the new member resumes from the offsets stored with the read models).
@@ -31,16 +34,15 @@ class Stall:
     seconds: float
     partitions: dict[int, tuple[int, int]]
 
-    def reason(self, *, assigned: bool) -> str:
-        """A sentence for the log and for the consumer's rebuild."""
+    def reason(self, assigned: set[int]) -> str:
+        """A sentence for the log and for the consumer's rebuild; a partition not in
+        ``assigned`` (this member's) is said to be the group's stored offset."""
         behind = ", ".join(
-            f"{p} at {position} of {end}" for p, (position, end) in sorted(self.partitions.items())
+            f"{p} at {position} of {end}"
+            + ("" if p in assigned else " (stored, not assigned here)")
+            for p, (position, end) in sorted(self.partitions.items())
         )
-        whose = "" if assigned else " (none assigned to this member: the group's stored offsets)"
-        return (
-            f"no progress for {self.seconds:.0f} s behind the topic's end{whose}: "
-            f"partition {behind}"
-        )
+        return f"no progress for {self.seconds:.0f} s behind the topic's end: partition {behind}"
 
     def to_dict(self) -> dict[str, dict[str, int]]:
         """``{partition: {"position", "end"}}`` (JSON keys are strings)."""

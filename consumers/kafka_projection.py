@@ -19,7 +19,9 @@ compares its stored offsets and their topic identity with the topic (:mod:`infra
 Offsets beyond a partition's end, a partition gone, another topic id or cluster id: it logs
 ``consumer.topic_lost`` (a warning), catches its read models up from the store and moves its
 offsets to the topic's end (:func:`consumers.consumer_offsets.reset`) — never skips ahead,
-never reads the new topic from its beginning out of order.
+never reads the new topic from its beginning out of order. At the same look, a member whose
+positions stood still behind the topic's end for ``stall_seconds`` is replaced
+(``consumer.fetch_stalled``, :mod:`consumers.fetch_watch`).
 """
 
 from __future__ import annotations
@@ -161,9 +163,12 @@ class ProjectionConsumer:
         state = self.inspector.state(self.topic)
         with self.read_store.transaction() as tx:
             mine = stored(tx, self.group, self.topic)
-        if not assigned:  # another member may hold them: the group's offsets must move then
-            self._watch(mine.offsets, state, assigned=False)
+        if not assigned:  # joining (or more members than partitions): GroupConsumer's watch
             return False
+        mine_now = {tp.partition for tp in assigned}
+        others = {  # another member may hold them: the group's offsets must move then
+            p: mine.offsets.get(p, 0) for p in range(state.partitions) if p not in mine_now
+        }
         if state.end_offsets != self._ends_seen:  # what was found may have gone since
             self._present.clear()
             self._ends_seen = state.end_offsets
@@ -173,20 +178,20 @@ class ProjectionConsumer:
         }
         reasons = losses(mine, state, positions, positions, missing=self._missing)
         if not reasons:
-            self._watch(positions, state, assigned=True)
+            self._watch({**others, **positions}, state, mine_now)
             return False
         self._reset(list(positions), state, reasons)
         for tp in assigned:
             self.consumer.seek(tp, state.end_offsets.get(tp.partition, 0))
         return True
 
-    def _watch(self, positions: dict[int, int], state: TopicState, *, assigned: bool) -> None:
+    def _watch(self, positions: dict[int, int], state: TopicState, assigned: set[int]) -> None:
         """Replace the Kafka consumer (a :class:`GroupConsumer`; else re-seek its partitions)
         if ``positions`` stood still behind the topic's end (:mod:`consumers.fetch_watch`)."""
         stall = self.watch.look(positions, state.end_offsets, time.monotonic())
         if stall is None:
             return
-        reason = stall.reason(assigned=assigned)
+        reason = stall.reason(assigned)
         log.warning(
             "consumer.fetch_stalled",
             group=self.group,
@@ -199,7 +204,7 @@ class ProjectionConsumer:
             self.consumer.rebuild(reason)
             return
         for tp in self.consumer.assignment():
-            self.consumer.seek(tp, positions.get(tp.partition, 0))
+            self.consumer.seek(tp, positions[tp.partition])
 
     def _out_of_range(self, error: OffsetOutOfRangeError) -> None:
         """The broker has no records where we are: whatever it lost or let expire is caught up

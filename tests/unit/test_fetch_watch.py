@@ -12,10 +12,10 @@ def test_a_partition_behind_its_end_that_stands_still_is_a_stall() -> None:
     stall = watch.look({0: 5, 1: 9}, {0: 8, 1: 12}, now=30)
     assert stall == Stall(30, {0: (5, 8)})
     assert stall.to_dict() == {"0": {"position": 5, "end": 8}}
-    assert stall.reason(assigned=True) == (
+    assert stall.reason({0, 1}) == (
         "no progress for 30 s behind the topic's end: partition 0 at 5 of 8"
     )
-    assert "none assigned to this member" in stall.reason(assigned=False)
+    assert stall.reason({1}).endswith("partition 0 at 5 of 8 (stored, not assigned here)")
 
 
 def test_moving_caught_up_or_past_the_reported_end_is_never_a_stall() -> None:
