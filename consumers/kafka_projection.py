@@ -19,7 +19,9 @@ compares its stored offsets and their topic identity with the topic (:mod:`infra
 Offsets beyond a partition's end, a partition gone, another topic id or cluster id: it logs
 ``consumer.topic_lost`` (a warning), catches its read models up from the store and moves its
 offsets to the topic's end (:func:`consumers.consumer_offsets.reset`) — never skips ahead,
-never reads the new topic from its beginning out of order.
+never reads the new topic from its beginning out of order. At the same look, a member whose
+positions stood still behind the topic's end for ``stall_seconds`` is replaced
+(``consumer.fetch_stalled``, :mod:`consumers.fetch_watch`).
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from consumers.consumer_offsets import ensure_tables, losses, remember, reset, stored
 from consumers.dead_letters import send_to_dlq
+from consumers.fetch_watch import STALL_SECONDS, FetchWatch
+from consumers.record_values import open_values
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
-from infra.envelope import Envelope, EnvelopeError
+from infra.envelope import Envelope
 from infra.kafka_group import GroupConsumer
 from infra.kafka_topics import TopicInspector, TopicState
 from infra.parking import Parked
-from infra.personal_data import PersonalData, SealBroken
+from infra.personal_data import PersonalData
 from infra.readstore import ReadStore, Tx
 from infra.resilience import Supervisor, transient
 from projections.framework import Binding, Projector, park, project
@@ -84,11 +88,13 @@ class ProjectionConsumer:
         redrive_interval: float = 1.0,
         inspector: TopicInspector | None = None,
         verify_interval: float = 5.0,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         """``personal`` opens the envelopes' sealed personal data through the key store;
         ``feed`` (the event store) is where parked customers are re-driven from and read
         models caught up from when the broker lost the topic; ``inspector`` looks at the topic
-        (None: only end offsets are compared, at assignment)."""
+        (None: only end offsets are compared, at assignment); ``stall_seconds``: how long a
+        partition behind the topic's end may stand still before the consumer is replaced."""
         self.consumer = consumer
         self.dlq_producer = dlq_producer
         self.topic = topic
@@ -101,6 +107,7 @@ class ProjectionConsumer:
         self.redrive_interval = redrive_interval
         self.inspector = inspector
         self.verify_interval = verify_interval
+        self.watch = FetchWatch(stall_seconds)
         self.stopping = threading.Event()
         self.applied = 0
         self._present: dict[int, int] = {}  # partition -> offset whose last record was found
@@ -148,11 +155,20 @@ class ProjectionConsumer:
 
     def verify(self) -> bool:
         """Compare the assigned partitions' positions and recorded topic identity with the
-        topic now; reset from the store if the broker lost it. Returns whether it did."""
-        assigned = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
-        if not assigned or self.inspector is None:
+        topic now; reset from the store if the broker lost it. Returns whether it did. A member
+        that makes no progress behind the topic's end is replaced (:meth:`_watch`)."""
+        if self.inspector is None:
             return False
+        assigned = sorted(self.consumer.assignment(), key=lambda tp: tp.partition)
         state = self.inspector.state(self.topic)
+        with self.read_store.transaction() as tx:
+            mine = stored(tx, self.group, self.topic)
+        if not assigned:  # joining (or more members than partitions): GroupConsumer's watch
+            return False
+        mine_now = {tp.partition for tp in assigned}
+        others = {  # another member may hold them: the group's offsets must move then
+            p: mine.offsets.get(p, 0) for p in range(state.partitions) if p not in mine_now
+        }
         if state.end_offsets != self._ends_seen:  # what was found may have gone since
             self._present.clear()
             self._ends_seen = state.end_offsets
@@ -160,15 +176,35 @@ class ProjectionConsumer:
             tp.partition: int(self.consumer.position(tp, timeout_ms=CALL_TIMEOUT_MS))
             for tp in assigned
         }
-        with self.read_store.transaction() as tx:
-            mine = stored(tx, self.group, self.topic)
         reasons = losses(mine, state, positions, positions, missing=self._missing)
         if not reasons:
+            self._watch({**others, **positions}, state, mine_now)
             return False
         self._reset(list(positions), state, reasons)
         for tp in assigned:
             self.consumer.seek(tp, state.end_offsets.get(tp.partition, 0))
         return True
+
+    def _watch(self, positions: dict[int, int], state: TopicState, assigned: set[int]) -> None:
+        """Replace the Kafka consumer (a :class:`GroupConsumer`; else re-seek its partitions)
+        if ``positions`` stood still behind the topic's end (:mod:`consumers.fetch_watch`)."""
+        stall = self.watch.look(positions, state.end_offsets, time.monotonic())
+        if stall is None:
+            return
+        reason = stall.reason(assigned)
+        log.warning(
+            "consumer.fetch_stalled",
+            group=self.group,
+            topic=self.topic,
+            reason=reason,
+            partitions=stall.to_dict(),
+        )
+        self.watch.restart()
+        if isinstance(self.consumer, GroupConsumer):
+            self.consumer.rebuild(reason)
+            return
+        for tp in self.consumer.assignment():
+            self.consumer.seek(tp, positions[tp.partition])
 
     def _out_of_range(self, error: OffsetOutOfRangeError) -> None:
         """The broker has no records where we are: whatever it lost or let expire is caught up
@@ -353,31 +389,3 @@ class ProjectionConsumer:
 
     def stop(self) -> None:
         self.stopping.set()
-
-
-POISON = (EnvelopeError, SealBroken)
-"""What :func:`open_values` finds in a poison record: it is dead-lettered, never applied."""
-
-
-def open_values(
-    values: Sequence[bytes | None], personal: PersonalData
-) -> list[Envelope | EnvelopeError | SealBroken]:
-    """Each record value as an opened :class:`Envelope`, or the :data:`POISON` error saying why
-    it is not one (not JSON, not an envelope, sealed data that does not open). Raises only
-    when the key store cannot be read (the batch is then retried)."""
-    decoded: list[Envelope | EnvelopeError | SealBroken] = []
-    for value in values:
-        try:
-            decoded.append(Envelope.from_bytes(value))
-        except EnvelopeError as error:
-            decoded.append(error)
-    personal.keys.preload(
-        e.customer_id.hex for e in decoded if isinstance(e, Envelope) and e.sealed
-    )
-    opened: list[Envelope | EnvelopeError | SealBroken] = []
-    for item in decoded:
-        try:
-            opened.append(personal.open_envelope(item) if isinstance(item, Envelope) else item)
-        except SealBroken as error:
-            opened.append(error)
-    return opened

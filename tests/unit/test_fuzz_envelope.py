@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from commands import messages as m
 from commands.service import CommandService, Context
-from consumers.kafka_projection import POISON, open_values
+from consumers.record_values import POISON, open_values
 from consumers.store_feed import StoreFeed
 from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
