@@ -16,8 +16,9 @@ customer shares (recommendations: ``recs_items``, ``recs_pairs``, ``recs_totals`
 ``recs_categories``, ``recs_category_items``; the lifecycle model's ``analytics_stage_counts``).
 Those stay right only because each change there is a commutative increment
 (:func:`projections.counts.add_counts`: in any order the same sum), and ``add_counts`` writes
-its rows in key order, so two workers lock shared rows in the same order (no deadlock). The first batch always runs here, so whatever a
-projection sets up on first use is in place before workers start.
+its rows in key order, so two workers lock shared rows in the same order (no deadlock). The
+first batch always runs here, so whatever a projection sets up on first use is in place
+before workers start.
 """
 
 from __future__ import annotations
