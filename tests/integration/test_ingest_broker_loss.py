@@ -341,11 +341,10 @@ def test_a_new_topic_instance_seen_while_no_partition_is_assigned_is_followed(
     instance's beginning raised ``ValueError: No partitions are currently assigned`` after
     the new id was recorded: the instance counted as followed although nothing was sought.
 
-    And the review's sequence: the group's committed offset on a partition is a position in
-    the old instance (10: ``poll_once`` committed after a batch of offsets 0-9 read before the
-    change), the new instance holds 15 commands there (offsets 0-14). The partitions assigned
-    after the new id was seen must be read from the new instance's beginning: before the fix
-    reading started at 10 and commands 0-9 were never executed."""
+    And the review's sequence: the group's committed offset on a partition is an old-instance
+    position (10: committed after a batch 0-9 read before the change), the new instance holds
+    15 commands there (0-14). The partitions assigned next must be read from the new
+    instance's beginning: before the fix reading started at 10, commands 0-9 never ran."""
     running = Running(own_broker, postgres_url, flush_timeout=10, partitions=6)
     try:
         running.ingest.stop()
@@ -388,8 +387,7 @@ def test_a_new_topic_instance_seen_while_no_partition_is_assigned_is_followed(
 
 
 def commit_old_position(bootstrap: str, group: str, topic: str, offset: int) -> None:
-    """Store ``offset`` as ``group``'s committed offset on ``topic``'s partition 0, as the
-    ingest's commit after a batch of the old instance leaves it."""
+    """Commit ``offset`` for ``group`` on ``topic``'s partition 0 (as after an old batch)."""
     member = kafka_python.KafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
