@@ -31,6 +31,12 @@ class CampaignNotFound(DomainError):
     code = "not-found"
 
 
+class CampaignExists(DomainError):
+    """A create named a ``campaign_id`` that is already a campaign's."""
+
+    code = "campaign-exists"
+
+
 @dataclass(frozen=True)
 class FrequencyCap:
     """At most ``max_touches`` treatment touches per customer in any ``window_days``, across
@@ -93,6 +99,13 @@ class CampaignService:
             raise CampaignNotFound(f"no campaign {campaign_id}", campaign_id=str(campaign_id))
         return found
 
+    def _exists(self, campaign_id: UUID) -> bool:
+        try:
+            self.store.repository.get(campaign_id)
+        except AggregateNotFoundError:
+            return False
+        return True
+
     def list(self) -> list[Campaign]:
         """Every campaign, newest first."""
         try:
@@ -110,7 +123,9 @@ class CampaignService:
         campaign_id: UUID | None = None,
     ) -> tuple[Campaign, int]:
         """A new draft campaign (:func:`domain.campaign.parse_spec` checks ``document``) and
-        the position of its event (``assignment_key``, ``campaign_id``: :meth:`Campaign.create`)."""
+        the position of its event (``assignment_key``, ``campaign_id``: :meth:`Campaign.create`).
+        A given ``campaign_id`` that is already a campaign's is :class:`CampaignExists` (never
+        retried); a conflict on the campaign directory alone is retried (bounded)."""
         for _ in range(self.retries + 1):
             meta = _meta(context)
             campaign = Campaign.create(document, meta, assignment_key, campaign_id)
@@ -122,6 +137,10 @@ class CampaignService:
             try:
                 recordings = self.store.save(campaign, directory)
             except IntegrityError:
+                if campaign_id is not None and self._exists(campaign_id):
+                    raise CampaignExists(
+                        f"campaign {campaign_id} exists", campaign_id=str(campaign_id)
+                    ) from None
                 continue
             return campaign, max(r.notification.id for r in recordings)
         raise ConcurrentWrite(f"gave up after {self.retries + 1} conflicting attempts")

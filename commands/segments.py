@@ -4,6 +4,8 @@ Users define segments through :meth:`SegmentService.define` (HTTP ``PUT|POST
 /v1/segments/{id}``), which refuses the campaign namespace (``campaign-<uuid>``,
 :class:`domain.segment.ReservedSegmentId`); those segments are the inline-rule audiences of
 campaigns, defined by the launcher alone through :meth:`SegmentService.define_audience`.
+The upgrade from segments schema 1 records the definitions it finds, whatever their id, through
+:meth:`SegmentService.record_legacy` (schema 1 had no reserved namespace).
 
 Definitions and refreshes are recorded like customer events, with a position in the
 notification log, so the segments read model is decided from the log alone (see
@@ -79,6 +81,14 @@ class SegmentService:
         nothing."""
         name = f"Audience of campaign {campaign_id}"
         return self._define(campaign_segment_id(campaign_id), name, rule, None, context)
+
+    def record_legacy(
+        self, segment_id: str, name: object, rule: object, purpose: object, context: Context
+    ) -> Defined:
+        """Record a definition kept by segments schema 1 (for ``clientele migrate`` only):
+        any valid id, the campaign namespace included (schema 1 had none reserved; an id that
+        is no segment id is :class:`domain.errors.InvalidInput`); idempotent as :meth:`define`."""
+        return self._define(segment_id, name, rule, purpose, context)
 
     def _define(
         self, segment_id: str, name: object, rule: object, purpose: object, context: Context

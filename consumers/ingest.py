@@ -16,8 +16,11 @@ the topic id in its consumer's cluster metadata (refreshed every few seconds and
 reconnect) before each batch; when it changed, the batch just polled is dropped (its positions
 counted in the old instance, so records before them would be skipped) and the assigned
 partitions are read again from the beginning of the new instance, logged as
-``ingest.topic_recreated`` (none may be assigned then, while the group rejoins after the broker
-lost it: partitions assigned later start at the group's committed offsets, or the beginning).
+``ingest.topic_recreated``. None may be assigned then, while the group rejoins after the broker
+lost it: the group's committed offsets may still be positions in the old instance (committed
+after a batch read before the change), so the rewind waits, and every partition of the first
+assignment after it is read from the new instance's beginning (the batch polled with that
+assignment is dropped; reading again is safe: recorded outcomes replay).
 Coordinate keys carry the instance's epoch (:mod:`consumers.command_topic`), so a new command
 never collides with an old one at the same coordinates. Each rebalance's assignment is logged
 once with where reading starts and the committed offsets (:mod:`consumers.ingest_assignment`). A
@@ -113,12 +116,13 @@ class CommandIngest:
         self.stopping = threading.Event()
         self.instances = TopicInstances(read_store, commands_topic)
         self.topic_id: str | None = None  # the instance of the commands topic being read
+        self.rewind_pending = False  # a new instance seen with nothing assigned: rewind later
         self.assignments = AssignmentLog(commands_topic)  # logs each rebalance's assignment
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         batches = self.consumer.poll(timeout_ms=timeout_ms)
         self.assignments.polled(self.consumer, batches, self._metadata_topic_id())
-        if self._recreated():
+        if self._recreated() or self._rewound():
             return 0
         records = [record for batch in batches.values() for record in batch]
         if not records:
@@ -149,14 +153,32 @@ class CommandIngest:
         if before is None:  # the first instance this process reads
             return False
         assigned = list(self.consumer.assignment())
-        if assigned:  # none while the group rejoins: the next ones start at committed offsets
+        if assigned:
             self.consumer.seek_to_beginning(*assigned)
+        self.rewind_pending = not assigned  # none while the group rejoins: see _rewound
         log.warning(
             "ingest.topic_recreated",
             topic=self.commands_topic,
             topic_id=found,
             previous_topic_id=before,
             epoch=self.instances.epoch(found),
+            partitions=sorted(tp.partition for tp in assigned),
+        )
+        return True
+
+    def _rewound(self) -> bool:
+        """Whether a rewind waiting for an assignment (:meth:`_recreated` with none) was done
+        now: every assigned partition is read again from the beginning (the batch just polled
+        started at the group's committed offsets, which may count in the old instance)."""
+        assigned = list(self.consumer.assignment()) if self.rewind_pending else []
+        if not assigned:
+            return False
+        self.consumer.seek_to_beginning(*assigned)
+        self.rewind_pending = False
+        log.warning(
+            "ingest.topic_rewound",
+            topic=self.commands_topic,
+            topic_id=self.topic_id,
             partitions=sorted(tp.partition for tp in assigned),
         )
         return True

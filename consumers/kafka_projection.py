@@ -45,6 +45,7 @@ from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.kafka_group import GroupConsumer
 from infra.kafka_topics import TopicInspector, TopicState
+from infra.logging import exception_text
 from infra.parking import Parked
 from infra.personal_data import PersonalData
 from infra.readstore import ReadStore, Tx
@@ -126,8 +127,8 @@ class ProjectionConsumer:
         numbers = [p.partition for p in partitions]
         try:
             self._check(numbers)
-        except Exception:  # never fail the rebalance: the periodic check looks again
-            log.exception("consumer.verify_failed", group=self.group)
+        except Exception as error:  # never fail the rebalance: the periodic check looks again
+            log.error("consumer.verify_failed", group=self.group, exception=exception_text(error))
         with self.read_store.transaction() as tx:
             offsets = stored(tx, self.group, self.topic).offsets
         for partition in partitions:
@@ -301,7 +302,12 @@ class ProjectionConsumer:
         except Exception as error:
             if transient(error):
                 raise
-            log.exception("consumer.batch_failed", group=self.group, records=len(records))
+            log.error(
+                "consumer.batch_failed",
+                group=self.group,
+                records=len(records),
+                exception=exception_text(error),
+            )
             self._one_by_one(records, envelopes)
 
     def _open(self, records: list[Any]) -> list[Envelope | None]:

@@ -56,8 +56,8 @@ def migrate(services: Wired) -> list[str]:
 
 def _record_legacy_segments(read_store: ReadStore, segments: SegmentService) -> None:
     """Segments schema 1 kept definitions only in the read store: record them as events
-    (define is idempotent, so an interrupted migration can run again), then drop the
-    tables of that design. The rebuild that follows decides membership from the events."""
+    (any id, ``campaign-<uuid>`` included: schema 1 reserved none; idempotent, so an
+    interrupted migration can run again), then drop the tables of that design. The rebuild that follows decides membership from the events."""
     with read_store.transaction() as tx:
         if "segment_definitions" not in read_store.table_names(tx) or "position" in (
             read_store.columns(tx, "segment_definitions")
@@ -68,7 +68,7 @@ def _record_legacy_segments(read_store: ReadStore, segments: SegmentService) -> 
         )
     context = Context(actor="clientele:migrate")
     for segment_id, name, rule, purpose in rows:
-        segments.define(segment_id, name, orjson.loads(rule), purpose, context)
+        segments.record_legacy(segment_id, name, orjson.loads(rule), purpose, context)
     with read_store.transaction() as tx:
         for table in LEGACY_SEGMENT_TABLES:
             tx.raw(f"DROP TABLE IF EXISTS {table}")

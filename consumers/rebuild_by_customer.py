@@ -9,9 +9,16 @@ there they are replayed in log order (:mod:`consumers.rebuild`). The store is re
 decoded once for all of them.
 
 On PostgreSQL the customers can be split into ranges of ids, one per worker process, which
-replay side by side through the very same :func:`project` (its batches touch disjoint rows,
-and no batch moves a position: those are set once, at the end). The first batch always runs
-here, so whatever a projection sets up on first use is in place before workers start.
+replay side by side through the very same :func:`project`; no batch moves a position (those
+are set once, at the end). Batches of different customers do not all touch disjoint rows:
+each customer's own rows are theirs alone, but some projections add into counts every
+customer shares (recommendations: ``recs_items``, ``recs_pairs``, ``recs_totals``,
+``recs_categories``, ``recs_category_items``; the lifecycle model's ``analytics_stage_counts``).
+Those stay right only because each change there is a commutative increment
+(:func:`projections.counts.add_counts`: in any order the same sum), and ``add_counts`` writes
+its rows in key order, so two workers lock shared rows in the same order (no deadlock). The
+first batch always runs here, so whatever a projection sets up on first use is in place
+before workers start.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ from consumers.store_feed import StoreFeed
 from infra.kafka import PartitionCountMismatch
 from infra.kafka_producer import RenewingProducer
 from infra.kafka_topics import Identity
+from infra.logging import exception_text
 from infra.notifications import Listener
 from infra.parking import Parked, describe
 from infra.published import Published
@@ -266,8 +267,8 @@ class Relay:
         old, self.producer = self.producer, guard.new_producer()
         try:
             old.close(timeout=1)
-        except Exception:  # its unacknowledged records are republished anyway
-            log.debug("relay.old_producer_close_failed", exc_info=True)
+        except Exception as error:  # its unacknowledged records are republished anyway
+            log.debug("relay.old_producer_close_failed", exception=exception_text(error))
         self._marks = Marks(self.topic, identity, dict(state.end_offsets))
         with self.checkpoints.transaction() as tx:
             self._checkpoint(tx, 0)

@@ -29,6 +29,7 @@ import structlog
 from kafka import KafkaConsumer
 
 from infra.kafka import MessageLimits, consumer
+from infra.logging import exception_text
 
 log = structlog.get_logger(__name__)
 
@@ -140,8 +141,8 @@ class GroupConsumer:
     def _close(consumer: KafkaConsumer) -> None:
         try:
             consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
-        except Exception:  # it is stuck: closing it is best effort
-            log.debug("kafka.stuck_consumer_close_failed", exc_info=True)
+        except Exception as error:  # it is stuck: closing it is best effort
+            log.debug("kafka.stuck_consumer_close_failed", exception=exception_text(error))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._consumer, name)

@@ -13,6 +13,8 @@ import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
+from infra.logging import exception_text
+
 log = structlog.get_logger(__name__)
 
 FLUSH_TIMEOUT_SECONDS = 30.0
@@ -76,8 +78,8 @@ class RenewingProducer:
         log.warning("kafka.producer_renewed", reason=reason)
         try:
             broken.close(timeout=0)
-        except Exception:  # it is broken: closing it is best effort
-            log.debug("kafka.broken_producer_close_failed", exc_info=True)
+        except Exception as error:  # it is broken: closing it is best effort
+            log.debug("kafka.broken_producer_close_failed", exception=exception_text(error))
 
     def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
         """:meth:`KafkaProducer.send` through the current producer (a new one first if it was

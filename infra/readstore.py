@@ -83,12 +83,14 @@ class Tx:
         rows: Sequence[Sequence[Any]],
         *,
         replace: bool = True,
+        fractional: Sequence[str] = (),
     ) -> None:
         """Insert ``rows`` (``columns`` in order, the ``key`` columns among them); a row whose
         key is there already replaces the other columns (``replace=False``: is left alone).
         Rows sharing a key are written as if one after the other: the last replaces the
         earlier ones (``replace=False``: the first stays), on both backends. A column's value
-        None is NULL whatever the column's type.
+        None is NULL whatever the column's type. Only the ``fractional`` columns (double
+        precision) may mix ints and floats (:class:`infra.sql_arrays.MixedNumbers`).
 
         PostgreSQL gets ONE statement for the whole set (each column as an array, unnested):
         per-row statements cost the client more than the server's work.
@@ -108,7 +110,7 @@ class Tx:
             marks = ", ".join("?" * len(columns))
             self.executemany(f"INSERT INTO {{{table}}} ({names}) VALUES ({marks}) {conflict}", rows)
             return
-        select, source, params = unnest_rows(columns, rows)
+        select, source, params = unnest_rows(columns, rows, fractional=fractional)
         self.execute(
             f"INSERT INTO {{{table}}} ({names}) SELECT {select} FROM {source} {conflict}", params
         )
@@ -122,7 +124,7 @@ class Tx:
             where = " AND ".join(f"{c} = ?" for c in columns)
             self.executemany(f"DELETE FROM {{{table}}} WHERE {where}", rows)
             return
-        _, source, params = unnest_rows(columns, rows)
+        _, source, params = unnest_rows(columns, rows, fractional=columns)  # compared: no rounding
         match = " AND ".join(f"t.{c} = d.{c}" for c in columns)
         self.execute(f"DELETE FROM {{{table}}} AS t USING {source} WHERE {match}", params)
 
@@ -131,7 +133,7 @@ class Tx:
         gets one binary array: a list of hundreds of ``?`` costs the client ~5 times the CPU
         (typed by its values; by the column when it holds no value but None)."""
         if self.dialect == "postgres":
-            kind, array = typed(list(values))
+            kind, array = typed(list(values), fractional=True)  # compared, never stored
             return f"{column} = ANY(%b{'' if kind is None else f'::{kind}'})", [array]
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 

@@ -38,6 +38,7 @@ from kafka.errors import (
 )
 from prometheus_client import Gauge
 
+from infra.logging import exception_text
 from infra.settings import ConfigurationError
 
 log = structlog.get_logger(__name__)
@@ -221,7 +222,7 @@ class Supervisor:
             "retry_in_seconds": round(state.upcoming_sleep, 2),
         }
         if name is None:  # not an outage: a defect or bad data, shown each time
-            log.error("process.step_failed", exc_info=error, **fields)
+            log.error("process.step_failed", exception=exception_text(error), **fields)
         elif self._down is None:
             self._down = name
             mark(name, up=False)

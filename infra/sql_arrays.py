@@ -5,7 +5,7 @@ if written one after the other, and, for PostgreSQL, rows as one typed array per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -50,24 +50,39 @@ def array_type(column: Sequence[Any]) -> str | None:
     return "text[]"
 
 
-def typed(column: list[Any]) -> tuple[str | None, list[Any]]:
+class MixedNumbers(ValueError):
+    """A column mixes whole (int) and fractional (float) numbers and its caller did not say
+    the column is fractional: sent as ``double precision[]``, a BIGINT target would round the
+    fractions silently."""
+
+
+def typed(column: list[Any], *, fractional: bool = False) -> tuple[str | None, list[Any]]:
     """(array type, values) for one column sent in binary (psycopg's text form of an array
-    costs ~30 times more); whole numbers among fractional ones are sent as floats (psycopg
-    refuses a list of mixed types)."""
+    costs ~30 times more). Whole numbers among fractional ones are sent as floats (psycopg
+    refuses a list of mixed types) only when the caller says the target column is
+    ``fractional`` (double precision); else :class:`MixedNumbers`."""
     kind = array_type(column)
-    if kind == "double precision[]":
-        return kind, [None if v is None else float(v) for v in column]
-    return kind, column
+    if kind != "double precision[]":
+        return kind, column
+    if not fractional and any(isinstance(v, int) for v in column):
+        raise MixedNumbers(
+            "a column mixes whole and fractional numbers: only a fractional column may "
+            f"(name it in fractional=...); values {column[:5]!r}..."
+        )
+    return kind, [None if v is None else float(v) for v in column]
 
 
-def unnest_rows(columns: Sequence[str], rows: Rows) -> tuple[str, str, list[list[Any]]]:
+def unnest_rows(
+    columns: Sequence[str], rows: Rows, *, fractional: Collection[str] = ()
+) -> tuple[str, str, list[list[Any]]]:
     """``(select list, source, params)`` for ``SELECT {select list} FROM {source}`` giving
     ``rows`` back on PostgreSQL: each column one typed array, unnested as ``d.<column>``; a
     column with no value but None is a NULL literal instead, which the statement types by its
-    target column (a bigint, timestamptz or jsonb column takes no ``text[]``)."""
+    target column (a bigint, timestamptz or jsonb column takes no ``text[]``). Only the
+    ``fractional`` columns may mix ints and floats (:func:`typed`, :class:`MixedNumbers`)."""
     select, names, casts, params = [], [], [], []
     for name, column in zip(columns, column_arrays(rows), strict=True):
-        kind, values = typed(column)
+        kind, values = typed(column, fractional=name in fractional)
         if kind is None:
             select.append("NULL")
             continue

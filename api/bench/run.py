@@ -28,6 +28,7 @@ from api.bench import (
 from api.bench.harness import Sizes, machine, throwaway
 from bootstrap import build
 from consumers.migrate import migrate
+from infra.logging import exception_text
 
 log = structlog.get_logger(__name__)
 Say = Callable[[str], None]
@@ -207,7 +208,7 @@ def run(*, quick: bool, groups: tuple[str, ...] = GROUPS, say: Say) -> dict[str,
         try:
             report["scenarios"] |= RUNNERS[group](sizes, say)
         except Exception as error:
-            log.exception("bench.scenario_failed", group=group)
+            log.error("bench.scenario_failed", group=group, exception=exception_text(error))
             report["errors"][group] = repr(error)
         say(f"{group} took {time.perf_counter() - group_started:.0f}s")
     report["seconds"] = round(time.perf_counter() - started, 1)

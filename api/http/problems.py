@@ -30,6 +30,7 @@ STATUS_BY_CODE = {
     "external-id-taken": 409,
     "external-id-conflict": 409,
     "customer-exists": 409,
+    "campaign-exists": 409,
     "version-conflict": 409,
     "concurrent-write": 409,
     "idempotency-key-reused": 422,

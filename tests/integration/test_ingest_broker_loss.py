@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import kafka as kafka_python
 import orjson
 import pytest
 import structlog
 from kafka.errors import UnknownTopicOrPartitionError
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from commands.service import CommandService
 from consumers.ingest import CommandIngest
@@ -337,13 +339,22 @@ def test_a_new_topic_instance_seen_while_no_partition_is_assigned_is_followed(
     """Run 2's ingest log: after the broker lost its groups, the consumer (between two
     assignments) saw a new topic id with no partition assigned, and the seek to the new
     instance's beginning raised ``ValueError: No partitions are currently assigned`` after
-    the new id was recorded: the instance counted as followed although nothing was sought."""
+    the new id was recorded: the instance counted as followed although nothing was sought.
+
+    And the review's sequence: the group's committed offset on a partition is an old-instance
+    position (10: committed after a batch 0-9 read before the change), the new instance holds
+    15 commands there (0-14). The partitions assigned next must be read from the new
+    instance's beginning: before the fix reading started at 10, commands 0-9 never ran."""
     running = Running(own_broker, postgres_url, flush_timeout=10, partitions=6)
     try:
         running.ingest.stop()
         running.thread.join(30)
         topic = running.topics.commands
-        reader = group_consumer(running.bootstrap, f"ingest-{uuid4().hex[:6]}")
+        commands = keyed("late", 15)
+        running.publish(commands, partition=0)  # the new instance's offsets 0-14
+        group = f"ingest-{uuid4().hex[:6]}"
+        commit_old_position(running.bootstrap, group, topic, offset=10)
+        reader = group_consumer(running.bootstrap, group)
         ingest = CommandIngest(
             reader,
             running.producer,
@@ -361,7 +372,29 @@ def test_a_new_topic_instance_seen_while_no_partition_is_assigned_is_followed(
             assert ingest.topic_id == ingest._metadata_topic_id()
             (logged,) = [e for e in logs if e["event"] == "ingest.topic_recreated"]
             assert logged["partitions"] == []
+            keys = [c["idempotency_key"] for c in commands]
+            handled, deadline = 0, time.monotonic() + 30
+            with structlog.testing.capture_logs() as logs:
+                while handled < len(commands) and time.monotonic() < deadline:
+                    handled += ingest.poll_once(timeout_ms=1_000)
+            assert len(accepted_customers(running.answered(keys, 10))) == 15
+            (rewound,) = [e for e in logs if e["event"] == "ingest.topic_rewound"]
+            assert rewound["partitions"] == list(range(6))
         finally:
             reader.close()
     finally:
         running.close()
+
+
+def commit_old_position(bootstrap: str, group: str, topic: str, offset: int) -> None:
+    """Commit ``offset`` for ``group`` on ``topic``'s partition 0 (as after an old batch)."""
+    member = kafka_python.KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        partition = TopicPartition(topic, 0)
+        member.assign([partition])
+        member.commit({partition: OffsetAndMetadata(offset, "", -1)})
+        assert member.committed(partition) == offset
+    finally:
+        member.close()

@@ -179,7 +179,11 @@ class TestReadStore:
                 "j JSONB, d DOUBLE PRECISION)"
             )
             tx.upsert(
-                "typed", ("k",), columns, [("a", 1, None, None, 1), ("a", 2, None, None, 2.5)]
+                "typed",
+                ("k",),
+                columns,
+                [("a", 1, None, None, 1), ("a", 2, None, None, 2.5)],
+                fractional=("d",),
             )
             tx.upsert("typed", ("k",), columns, [("b", None, None, None, None)])
             assert rows(tx) == [("a", 2, None, None, 2.5), ("b", None, None, None, None)]
@@ -187,7 +191,7 @@ class TestReadStore:
                 "typed", ("k",), columns, [("a", None, None, None, None), ("c", 7, None, None, 3)]
             )
             first = [("b", 5, None, None, 1.0), ("d", 1, None, None, 1.0), ("d", 2, None, None, 2)]
-            tx.upsert("typed", ("k",), columns, first, replace=False)
+            tx.upsert("typed", ("k",), columns, first, replace=False, fractional=("d",))
             assert rows(tx) == [
                 ("a", None, None, None, None),
                 ("b", None, None, None, None),

@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from uuid import uuid4
 
 import orjson
 import pytest
@@ -229,7 +230,9 @@ class TestSegmentRebuild(SegmentsContract):
     def test_definitions_kept_only_in_the_read_store_become_events_on_migrate(
         self, database_url: str, tmp_path: Path
     ) -> None:
-        """Schema 1 kept definitions beside the read models; migrate records them once."""
+        """Schema 1 kept definitions beside the read models; migrate records them once, a
+        ``campaign-<uuid>`` id too (schema 1 reserved no namespace: before the fix the upgrade
+        failed with ReservedSegmentId)."""
         settings = Settings(
             database_url=database_url,
             read_database_url=database_url,
@@ -240,6 +243,7 @@ class TestSegmentRebuild(SegmentsContract):
             migrate(services)
             tagged = services.commands.execute(m.RegisterCustomer(name="Vi"), CTX).customer_id
             assert tagged is not None
+            legacy = f"campaign-{uuid4()}"  # recorded first: migrate goes by segment_id
             services.commands.execute(m.TagCustomer(customer_id=tagged, tag="vip"), CTX)
             with services.read_store.transaction() as tx:  # back to schema 1's shape
                 for table in ("segment_definitions", "segment_rfm"):
@@ -249,12 +253,18 @@ class TestSegmentRebuild(SegmentsContract):
                     "INSERT INTO segment_definitions VALUES (?, ?, ?, NULL, 3, ?, ?)",
                     ("vip", "VIP", orjson.dumps(VIP).decode(), "2024-01-01", "2024-02-01"),
                 )
+                tx.raw(
+                    "INSERT INTO segment_definitions VALUES (?, ?, ?, NULL, 3, ?, ?)",
+                    (legacy, "Old", orjson.dumps(VIP).decode(), "2024-01-01", "2024-02-01"),
+                )
                 tx.raw("CREATE TABLE segment_applied (segment_id TEXT PRIMARY KEY, version INT)")
                 tx.execute(
                     "UPDATE projection_state SET schema_version = 1 WHERE name = ?", ["segments"]
                 )
             assert migrate(services) == ["segments"]
-            (defined,) = [e for e in services.feed.read(0, 100) if e.type == "segment.defined"]
+            old, defined = [e for e in services.feed.read(0, 100) if e.type == "segment.defined"]
+            assert (old.data["segment_id"], defined.data["segment_id"]) == (legacy, "vip")
+            assert self.member_ids(services.read_store, legacy) == [str(tagged)]
             assert defined.data["rule"] == {**VIP, "value": "vip"}
             assert defined.actor == "clientele:migrate"
             assert self.member_ids(services.read_store, "vip") == [str(tagged)]

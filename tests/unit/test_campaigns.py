@@ -13,6 +13,7 @@ import pytest
 
 from commands import messages as m
 from commands.campaigns import (
+    CampaignExists,
     CampaignNotFound,
     CampaignService,
     CampaignVersionConflict,
@@ -185,6 +186,28 @@ def test_the_service_creates_lists_and_guards_versions(store: EventStore) -> Non
     assert service.get(a.id).status == "cancelled" == cancelled.status
     with pytest.raises(CampaignNotFound):
         service.get(uuid4())
+
+
+def test_a_create_with_an_existing_campaign_id_says_the_campaign_exists(
+    store: EventStore,
+) -> None:
+    """At once, not retried into ConcurrentWrite; the first campaign is unchanged and the
+    directory lists it once."""
+    service = CampaignService(store)
+    ctx = Context(actor="marketer")
+    campaign_id = uuid4()
+    first, _ = service.create(SPEC, ctx, campaign_id=campaign_id)
+    head = store.head()
+    with pytest.raises(CampaignExists) as refused:
+        service.create({**SPEC, "name": "Other"}, ctx, campaign_id=campaign_id)
+    assert refused.value.to_dict() == {
+        "code": "campaign-exists",
+        "message": f"campaign {campaign_id} exists",
+        "campaign_id": str(campaign_id),
+    }
+    assert store.head() == head
+    assert service.get(campaign_id).spec["name"] == "Spring sale" == first.spec["name"]
+    assert [c.id for c in service.list()] == [campaign_id]
 
 
 def _target(customer: UUID, campaign: str, group: str = TREATMENT, **kw: Any) -> m.Command:

@@ -3,8 +3,10 @@ and standard-library records, messages, fields and exception texts alike."""
 
 from __future__ import annotations
 
+import ast
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -81,3 +83,39 @@ def test_a_logged_traceback_never_shows_local_variables(
         structlog.reset_defaults()
     assert "RuntimeError: a defect" in written and "_fails_holding" in written
     assert "Ada Lovelace" not in written
+
+
+SOURCES = ("api", "bootstrap", "commands", "consumers", "domain", "infra", "projections")
+
+
+def _traceback_calls(path: Path) -> list[str]:
+    """``path:line`` of each logging call passing ``exc_info`` or calling ``.exception(``
+    on a logger (``log``/``logger``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        on_logger = (
+            isinstance(func, ast.Attribute)
+            and func.attr == "exception"
+            and isinstance(func.value, ast.Name)
+            and func.value.id in {"log", "logger"}
+        )
+        if on_logger or any(k.arg == "exc_info" for k in node.keywords):
+            found.append(f"{path}:{node.lineno}")
+    return found
+
+
+def test_no_code_logs_a_traceback_through_exc_info() -> None:
+    """Long-running code logs ``exception=exception_text(error)``: with ``exc_info`` a
+    process without configured logging renders every frame's locals (personal data, 16-25 s
+    per error). The whole kind: every package of the project."""
+    root = Path(__file__).resolve().parents[2]
+    found = [
+        call
+        for package in SOURCES
+        for path in sorted((root / package).rglob("*.py"))
+        for call in _traceback_calls(path)
+    ]
+    assert found == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.sql_arrays import one_per_key, unnest_rows
+from infra.sql_arrays import MixedNumbers, one_per_key, typed, unnest_rows
 
 COLUMNS = ("k", "n", "body")
 ROWS = [("a", 1, "first"), ("b", 1, "other"), ("a", 1, "last"), ("a", 2, "kept")]
@@ -29,7 +29,7 @@ def test_one_row_per_key_the_last_when_replacing_the_first_when_not() -> None:
 def test_columns_are_typed_by_their_values_and_nulls_by_the_statement() -> None:
     columns = ("k", "n", "ratio", "flag", "when")
     rows = [("a", 1, 1, True, None), ("b", None, 2.5, None, None)]
-    select, source, params = unnest_rows(columns, rows)
+    select, source, params = unnest_rows(columns, rows, fractional={"ratio"})
     assert select == "d.k, d.n, d.ratio, d.flag, NULL"
     assert source == (
         "unnest(%b::text[], %b::bigint[], %b::double precision[], %b::boolean[]) "
@@ -42,3 +42,22 @@ def test_columns_are_typed_by_their_values_and_nulls_by_the_statement() -> None:
 def test_a_set_with_no_value_at_all_is_refused() -> None:
     with pytest.raises(ValueError, match="no column holds a value"):
         unnest_rows(("k",), [(None,)])
+
+
+@pytest.mark.parametrize(
+    "column",
+    [[1, 2.5], [2.5, 1], [None, 3, 0.5], [1.0, 2]],
+    ids=["int-first", "float-first", "none", "whole-float"],
+)
+def test_ints_mixed_with_floats_are_refused_unless_the_column_is_fractional(
+    column: list[object],
+) -> None:
+    """Sent as double precision[], a BIGINT target would round 2.5 silently."""
+    with pytest.raises(MixedNumbers, match="mixes whole and fractional"):
+        typed(column)
+    with pytest.raises(MixedNumbers):
+        unnest_rows(("n",), [(v,) for v in column])
+    kind, values = typed(column, fractional=True)
+    assert kind == "double precision[]" and all(type(v) is float for v in values if v is not None)
+    assert typed([0.5, None, 2.0]) == ("double precision[]", [0.5, None, 2.0])  # no int: as is
+    assert typed([1, None, 2]) == ("bigint[]", [1, None, 2])
