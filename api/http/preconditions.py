@@ -15,15 +15,11 @@ from domain.errors import DomainError, InvalidInput
 _TAGS = r"^[ \t]*(?:,[ \t]*)*{tag}(?:[ \t]*,[ \t]*(?:{tag})?)*[ \t]*$"  # RFC 9110 §5.6.1
 _ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 §8.8.3 (obs-text arrives as latin-1)
 _ENTITY_TAGS = re.compile(_TAGS.format(tag=_ENTITY_TAG))  # a list; empty elements allowed
-IF_MATCH_PATTERN = r"^[ \t]*\*[ \t]*$|" + _TAGS.format(tag=r'(?:W/)?"[!#-~]*"')
-"""What the OpenAPI document declares for ``If-Match``: ``*`` or a list of entity tags, their
-characters printable ASCII (a subset of what :func:`parse_if_match` accepts: obs-text too)."""
+# No pattern is declared for If-Match: schemathesis generated its values from one so slowly
+# (header values filtered one by one) that the stateful run took 570 s instead of 50 s.
 IfMatch = Annotated[
     str | None,
-    Header(
-        description='Expected version(s): "*", or entity tags such as "3" or "3", "4"',
-        json_schema_extra={"pattern": IF_MATCH_PATTERN},
-    ),
+    Header(description='Expected version(s): "*", or entity tags such as "3" or "3", "4"'),
 ]
 _TAG_PARTS = re.compile(r'(W/)?"([!#-~\x80-\xff]*)"')
 _VERSION = re.compile(r"[1-9][0-9]{0,17}")

@@ -1,7 +1,7 @@
 """Parameters the served OpenAPI document declares are accepted by the API: a value that
 matches a parameter's schema is never refused for its syntax (schemathesis'
-``positive_data_acceptance``: ``If-Match`` and external-id systems used to be bare strings,
-so generated values were refused with 422)."""
+``positive_data_acceptance``: external-id systems used to be bare strings, so generated
+values were refused with 422)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.http.app import create_app
-from api.http.preconditions import IF_MATCH_PATTERN, parse_if_match
 from domain.external_ids import SYSTEM_PATTERN, normalise_system
 
 # (where, name) -> the pattern the document must declare for it
 DECLARED = {
-    ("header", "if-match"): IF_MATCH_PATTERN,
     ("path", "system"): SYSTEM_PATTERN,
     ("query", "external_system"): SYSTEM_PATTERN,
 }
@@ -44,14 +42,7 @@ def test_every_such_parameter_declares_what_the_api_accepts(
         if key in DECLARED:
             found[key] += 1
             assert parameter["schema"].get("pattern") == DECLARED[key], (operation, parameter)
-    assert found[("header", "if-match")] >= 10, found  # every versioned write
     assert all(found.values()), found
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.from_regex(re.compile(IF_MATCH_PATTERN), fullmatch=True))
-def test_a_declared_if_match_is_parsed(value: str) -> None:
-    parse_if_match(value)  # raises InvalidInput (a 422) if refused
 
 
 @settings(max_examples=300, deadline=None)
