@@ -47,8 +47,13 @@ def test_conversion_by_category_or_sku(
     api.client.put("/v1/segments/vips", json={"name": "VIPs", "rule": rule}, headers=admin)
     made = create(api, control_fraction="0.2", conversion={"window_days": 14, **conversion})
     campaign = made["campaign_id"]
-    assert api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer).is_success
-    treated = api.client.get(f"/v1/campaigns/{campaign}/audience?group=treatment", headers=marketer)
+    launched = api.client.post(f"/v1/campaigns/{campaign}/launch", headers=marketer)
+    assert launched.is_success, launched.text
+    # the audience is a read model: read it at the position the launch reached
+    after_launch = api.headers("marketer", **{"X-Min-Position": str(launched.json()["position"])})
+    treated = api.client.get(
+        f"/v1/campaigns/{campaign}/audience?group=treatment", headers=after_launch
+    )
     buyers = [m["customer_id"] for m in treated.json()["items"]][: len(ITEMS)]
     assert len(buyers) == len(ITEMS)
     position = 0
