@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -14,7 +18,7 @@ from uuid import UUID
 from kafka import KafkaConsumer, TopicPartition
 
 from infra.envelope import Envelope
-from infra.local_services import KafkaBroker
+from infra.local_services import KafkaBroker, free_port
 
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 
@@ -93,3 +97,17 @@ def assert_topic_keeps_per_customer_order(broker: KafkaBroker, topic: str, total
         assert firsts == list(range(1, len(firsts) + 1)), versions
         firsts_total += len(firsts)
     assert firsts_total == total
+
+
+@contextmanager
+def private_broker(name: str) -> Iterator[KafkaBroker]:
+    """A broker of one test module only (its tests may stop, kill, freeze and restart it),
+    its data under a temporary directory named after ``name``, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=f"clientele-{name}-broker-"))
+    server = KafkaBroker(root, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

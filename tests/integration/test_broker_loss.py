@@ -8,10 +8,8 @@ deployed; nobody edits a table or restarts a process by hand.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,12 +32,18 @@ from consumers.relay_topic import TopicGuard
 from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.kafka_topics import TopicInspector
-from infra.local_services import KafkaBroker, free_port
+from infra.local_services import KafkaBroker
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.registry import all_projectors
-from tests.integration.kafka_support import CLIENTELE, Proc, full_mode_env, read_topic
+from tests.integration.kafka_support import (
+    CLIENTELE,
+    Proc,
+    full_mode_env,
+    private_broker,
+    read_topic,
+)
 from tests.integration.test_kafka_full_mode import customer_event_count, wait_until_converged
 
 pytestmark = pytest.mark.integration
@@ -50,12 +54,8 @@ PARTITIONS = 12
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[KafkaBroker]:
     """A broker of this module only: the tests stop and restart it."""
-    root = Path(tempfile.mkdtemp(prefix="clientele-lossy-broker-"))
-    server = KafkaBroker(root, free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with private_broker("lossy") as server:
+        yield server
 
 
 def register(service: CommandService, count: int, tag: str) -> list[UUID]:

@@ -8,8 +8,6 @@ without disturbing other tests. ``clientele relay`` and ``clientele consume`` ru
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,12 +23,12 @@ from consumers.relay_topic import TopicGuard
 from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.kafka_topics import TopicInspector
-from infra.local_services import KafkaBroker, free_port
+from infra.local_services import KafkaBroker
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.registry import all_projectors
-from tests.integration.kafka_support import Proc, full_mode_env
+from tests.integration.kafka_support import Proc, full_mode_env, private_broker
 from tests.integration.test_kafka_full_mode import wait_until_converged
 
 pytestmark = pytest.mark.integration
@@ -43,12 +41,8 @@ APPLIED_WITHIN_S = 60.0
 
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[KafkaBroker]:
-    root = Path(tempfile.mkdtemp(prefix="clientele-backlog-broker-"))
-    server = KafkaBroker(root, free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with private_broker("backlog") as server:
+        yield server
 
 
 def register(service: CommandService, count: int, tag: str, chunk: int = 500) -> list[UUID]:

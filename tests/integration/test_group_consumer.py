@@ -9,12 +9,9 @@ loses every topic) without disturbing other tests.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -24,7 +21,8 @@ from kafka.future import Future
 
 from infra import kafka
 from infra.kafka_group import GroupConsumer, group_consumer
-from infra.local_services import KafkaBroker, free_port
+from infra.local_services import KafkaBroker
+from tests.integration.kafka_support import private_broker
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3
@@ -35,12 +33,8 @@ STALL_SECONDS = 25.0
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[KafkaBroker]:
     """A broker of this module only: a test kills and restarts it."""
-    root = Path(tempfile.mkdtemp(prefix="clientele-group-broker-"))
-    server = KafkaBroker(root, free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with private_broker("group") as server:
+        yield server
 
 
 def send(broker: KafkaBroker, topic: str, value: bytes) -> None:

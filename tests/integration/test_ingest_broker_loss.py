@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -33,13 +30,13 @@ from infra import kafka
 from infra.kafka_group import group_consumer
 from infra.kafka_producer import FlushTimedOut
 from infra.kafka_topics import TopicInspector
-from infra.local_services import KafkaBroker, free_port
+from infra.local_services import KafkaBroker
 from infra.readstore import ReadStore, open_read_store
 from infra.resilience import transient
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.registry import all_projectors
-from tests.integration.kafka_support import read_topic
+from tests.integration.kafka_support import private_broker, read_topic
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 12
@@ -49,12 +46,8 @@ KEY = b"same-partition"  # every command on one partition: coordinates repeat ac
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[KafkaBroker]:
     """A broker of this module only: the tests restart and freeze it."""
-    root = Path(tempfile.mkdtemp(prefix="clientele-ingest-broker-"))
-    server = KafkaBroker(root, free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with private_broker("ingest") as server:
+        yield server
 
 
 class Running:
