@@ -22,7 +22,7 @@ import threading
 
 import structlog
 
-from infra.readstore import ReadStore, lock_schema
+from infra.readstore import ReadStore
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class TopicInstances:
         if self.read_store is None:
             return len(self._epochs)
         with self.read_store.transaction() as tx:
-            lock_schema(tx)  # one process at a time numbers a new instance
+            tx.lock_schema()  # one process at a time numbers a new instance
             if not self._table_made:
                 tx.raw(INSTANCES)
             row = tx.fetchone(

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from consumers.embedded import apply_from_store
 from consumers.store_feed import StoreFeed
 from infra.kafka_topics import Identity, TopicState
-from infra.readstore import ReadStore, Tx, lock_schema
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from projections.framework import Binding, Projector
 
 IDENTITIES = """CREATE TABLE IF NOT EXISTS consumer_topics (
@@ -48,7 +49,6 @@ class Stored:
 def ensure_tables(read_store: ReadStore) -> None:
     """Create ``consumer_topics`` (idempotent; ``consumer_offsets`` comes with the framework)."""
     with read_store.transaction() as tx:
-        lock_schema(tx)
         tx.raw(IDENTITIES)
 
 

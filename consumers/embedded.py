@@ -26,7 +26,8 @@ from consumers.migrate import Wired, migrate
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.resilience import Stopped, Supervisor
 from projections.framework import Binding, Projector, lock_positions, positions, project
 

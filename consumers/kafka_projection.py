@@ -48,7 +48,8 @@ from infra.kafka_topics import TopicInspector, TopicState
 from infra.logging import exception_text
 from infra.parking import Parked
 from infra.personal_data import PersonalData
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.resilience import Supervisor, transient
 from projections.framework import Binding, Projector, park, project
 

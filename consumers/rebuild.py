@@ -28,7 +28,8 @@ from consumers.rebuild_by_customer import (
     rebuild_by_customer,
 )
 from consumers.store_feed import StoreFeed
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from projections.framework import Binding, Projector, lock_positions, now_iso, project
 
 MAX_DEFAULT_WORKERS = 8

@@ -60,7 +60,8 @@ from infra.logging import exception_text
 from infra.notifications import Listener
 from infra.parking import Parked, describe
 from infra.published import Published
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.resilience import Supervisor
 
 log = structlog.get_logger(__name__)

@@ -12,7 +12,7 @@ import psycopg
 
 from consumers.relay_topic import MARKS
 from infra.parking import ParkingLot, table_schema
-from infra.readstore import ReadStore, lock_schema
+from infra.readstore import ReadStore
 
 CHECKPOINTS = """CREATE TABLE IF NOT EXISTS relay_checkpoints (
     name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
@@ -33,7 +33,6 @@ def checkpoint(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> int:
 def ensure_relay_tables(checkpoints: ReadStore) -> None:
     """Create ``relay_checkpoints``, ``relay_topics`` and ``relay_parked`` (idempotent)."""
     with checkpoints.transaction() as tx:
-        lock_schema(tx)
         tx.raw(CHECKPOINTS)
         tx.raw(MARKS)
         tx.raw(PARKED)

@@ -23,7 +23,8 @@ from kafka import KafkaProducer
 
 from infra.kafka import MessageLimits
 from infra.kafka_topics import Identity, TopicInspector, TopicState
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 
 MARKS = """CREATE TABLE IF NOT EXISTS relay_topics (
     name TEXT PRIMARY KEY, topic TEXT NOT NULL, cluster_id TEXT, topic_id TEXT,

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from infra.readstore import Row, render_sql
+from infra.read_tx import Row, render_sql
 
 
 class AsyncReads:

@@ -22,7 +22,7 @@ from typing import Any
 
 from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.resilience import transient
 from infra.sql_chunks import among
 

@@ -1,5 +1,5 @@
-"""Sets of rows for the read store's set-based statements (:meth:`infra.readstore.Tx.upsert`,
-:meth:`~infra.readstore.Tx.delete`, :meth:`~infra.readstore.Tx.any_of`): one row per key, as
+"""Sets of rows for the read store's set-based statements (:meth:`infra.read_tx.Tx.upsert`,
+:meth:`~infra.read_tx.Tx.delete`, :meth:`~infra.read_tx.Tx.any_of`): one row per key, as
 if written one after the other, and, for PostgreSQL, rows as one typed array per column
 (``unnest``)."""
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from infra.readstore import Tx
+    from infra.read_tx import Tx
 
 CHUNK = 500
 """Values per statement."""
@@ -24,7 +24,7 @@ def chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 def among(tx: Tx, column: str, values: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
     """Per chunk of ``values``, the condition that ``column`` equals one of them and its
-    parameters (:meth:`infra.readstore.Tx.any_of`), for the caller's statements on it::
+    parameters (:meth:`infra.read_tx.Tx.any_of`), for the caller's statements on it::
 
         for condition, params in among(tx, "customer_id", ids):
             rows += tx.fetchall(f"SELECT … FROM {{profiles}} WHERE {condition}", params)

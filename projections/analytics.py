@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 from projections import lifecycle_model, rfm_model
 from projections.framework import Projector

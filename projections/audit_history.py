@@ -33,7 +33,7 @@ from domain import personal
 from domain.events import PERSONAL_FIELDS, DuplicateAbsorbed
 from infra.envelope import Envelope
 from infra.personal_data import shredded
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 from projections import profile_fold
 from projections.framework import Projector

@@ -32,7 +32,7 @@ from typing import Any
 from domain import uplift
 from domain.campaign import CONTROL, OUTCOMES, TREATMENT
 from domain.values import utc_text
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from projections.campaigns import Member, members_as_of, outcomes
 
 METHOD = (

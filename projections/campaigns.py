@@ -34,7 +34,7 @@ import orjson
 from domain.campaign import CONTROL, TREATMENT
 from domain.values import utc_text
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 from projections.framework import Projector
 

@@ -24,7 +24,7 @@ from domain.care import REASONS, CarePolicy, Facts, Item, items
 from domain.events import patch_map
 from domain.values import LifecycleStage, utc_text
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 from projections.framework import Projector
 from projections.profiles import decode_cursor, encode_cursor

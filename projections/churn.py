@@ -21,7 +21,7 @@ from domain.customer_value import decile_cuts, predicted_by_currency
 from domain.segment_rules import MEMBER_STATUSES
 from domain.values import utc_text
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 
 FITS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {segment_churn_model} (scope TEXT PRIMARY KEY, fit TEXT NOT NULL)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from infra.readstore import Tx
+from infra.read_tx import Tx
 
 
 def add_counts(

@@ -38,7 +38,7 @@ from domain.churn_model import FittedVersion
 from domain.customer_value import Order, Value, decile_cuts, order_cost, value
 from domain.values import utc_text
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among, chunks
 from projections.framework import MERGES, Projector
 from projections.order_book import OrderBook

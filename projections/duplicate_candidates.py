@@ -27,7 +27,8 @@ from domain.duplicates.blocking import MAX_BLOCK, exact_keys
 from domain.duplicates.detect import Candidate, find_candidates, fingerprint
 from domain.duplicates.model import DEFAULT_THRESHOLD, MatchModel
 from domain.duplicates.records import MatchRecord, match_record
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.sql_chunks import among, chunks
 from projections import framework
 from projections.duplicates import DuplicatesProjector

@@ -23,7 +23,7 @@ from domain.duplicates.blocking import exact_keys
 from domain.duplicates.records import match_record
 from domain.events import moved_fields, patch_map
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 from projections.framework import Projector
 

@@ -37,7 +37,8 @@ from infra.parking import (
     apply_isolated,
     table_schema,
 )
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.sql_chunks import among
 
 log = structlog.get_logger(__name__)

@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 from projections.counts import add_counts
 

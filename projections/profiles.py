@@ -15,7 +15,7 @@ from uuid import UUID
 import orjson
 
 from infra.envelope import Envelope
-from infra.readstore import LIKE_ESCAPE, Tx, like_prefix
+from infra.read_tx import LIKE_ESCAPE, Tx, like_prefix
 from infra.sql_chunks import among
 from projections import profile_fold
 from projections.framework import Projector

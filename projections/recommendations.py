@@ -38,7 +38,7 @@ from domain.recommend import (
 )
 from domain.values import ConsentPurpose
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 from projections.counts import add_counts
 from projections.framework import MERGES, Projector

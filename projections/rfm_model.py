@@ -40,7 +40,8 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from infra.envelope import Envelope
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.sql_chunks import among
 from projections import rfm
 from projections.counts import add_counts

@@ -11,7 +11,7 @@ import orjson
 
 from domain.segment_rules import Rule
 from domain.values import check_aware, utc_text
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from projections.profiles import decode_cursor, encode_cursor
 
 Cursor = tuple[int, str, str]  # (position, segment id, customer id) of a change

@@ -33,7 +33,7 @@ import orjson
 from domain.recommend import rank_all
 from domain.segment_rules import MEMBER_STATUSES
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from projections.recommendations import PROFILING, order_items
 from projections.segment_rows import by_customer
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from infra.sql_chunks import among
 
 CHUNK = 500  # customers per page of :func:`all_states`

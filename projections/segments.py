@@ -50,7 +50,7 @@ from domain.segment_rules import (
 )
 from domain.values import utc_text
 from infra.envelope import Envelope
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from projections import profile_fold, rfm
 from projections.care import fold as fold_care
 from projections.care import with_care

@@ -9,7 +9,7 @@ import orjson
 from fastapi import Response
 
 from domain.errors import CustomerErased, CustomerMerged, CustomerNotFound
-from infra.readstore import Tx
+from infra.read_tx import Tx
 from projections.profiles import final_survivor, get_profile
 
 

@@ -18,7 +18,8 @@ from uuid import UUID
 
 import orjson
 
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.tamper_evidence.chain import GENESIS, link
 
 SEALS_DDL = (

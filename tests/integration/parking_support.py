@@ -15,7 +15,8 @@ from domain.customer import Customer
 from domain.event_base import Meta
 from infra.envelope import Envelope
 from infra.parking import Parked
-from infra.readstore import ReadStore, Tx, open_read_store
+from infra.read_tx import Tx
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.framework import Binding, Projector, ensure_schema
 from projections.profiles import ProfilesProjector

@@ -12,7 +12,8 @@ from consumers.embedded import EmbeddedRunner
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
 from infra.parking import Parked
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from projections.framework import Binding, Projector, park, project
 from projections.registry import all_projectors
 

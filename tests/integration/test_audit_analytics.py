@@ -27,7 +27,8 @@ from commands.service import CommandService, Context
 from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild, rebuild_all
 from consumers.store_feed import StoreFeed
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.store import EventStore
 from projections import analytics, rfm_model
 from projections.framework import Binding, project

@@ -1,6 +1,6 @@
 """A batch applies exactly what its events applied one at a time would: every read model, row
 for row, on SQLite and PostgreSQL (where rows are written one statement per table per batch,
-:meth:`infra.readstore.Tx.upsert`).
+:meth:`infra.read_tx.Tx.upsert`).
 
 The feed is a generated store (:func:`tests.published_support.generated_store`: every event
 type, merges, unmerges, erasures, business times), delivered as the live feeds deliver it:

@@ -17,7 +17,8 @@ from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
-from infra.readstore import ReadStore, Tx, open_read_store
+from infra.read_tx import Tx
+from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections import profile_fold
 from projections.framework import Binding, ensure_schema, lock_positions, positions, project

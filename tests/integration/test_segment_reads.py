@@ -13,7 +13,8 @@ from commands import messages as m
 from commands.segments import SegmentService
 from commands.service import CommandService
 from consumers.embedded import EmbeddedRunner
-from infra.readstore import ReadStore, Tx
+from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from tests.integration.segments_support import CTX, SPENDERS, SegmentsContract
 
 TOP3 = {"field": "recommendations.top3", "op": "contains", "value": "tea"}
