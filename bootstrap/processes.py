@@ -271,6 +271,7 @@ def command_ingest(services: Services) -> Iterator[Process]:
     bootstrap, topics = _topics(services)
     limits = services.settings.kafka_limits
     producer = kafka.producer(bootstrap, limits, dlq=True)
+    inspector = TopicInspector(bootstrap)
     try:
         worker = CommandIngest(
             group_consumer(bootstrap, "clientele-ingest", limits),
@@ -279,10 +280,12 @@ def command_ingest(services: Services) -> Iterator[Process]:
             commands_topic=topics.commands,
             results_topic=topics.command_results,
             read_store=services.read_store,
+            inspector=inspector,
         )
         yield Process(f"executing commands from {topics.commands}", worker)
     finally:
         producer.close(timeout=10)
+        inspector.close()
 
 
 class InThread(ThreadWorker):

@@ -36,10 +36,10 @@ class Stall:
 
     def reason(self, assigned: set[int]) -> str:
         """A sentence for the log and for the consumer's rebuild; a partition not in
-        ``assigned`` (this member's) is said to be the group's stored offset."""
+        ``assigned`` (this member's) is the group's offset (committed or stored with the data)."""
         behind = ", ".join(
             f"{p} at {position} of {end}"
-            + ("" if p in assigned else " (stored, not assigned here)")
+            + ("" if p in assigned else " (the group's offset, not assigned here)")
             for p, (position, end) in sorted(self.partitions.items())
         )
         return f"no progress for {self.seconds:.0f} s behind the topic's end: partition {behind}"

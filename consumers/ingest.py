@@ -24,6 +24,12 @@ assignment is dropped; reading again is safe: recorded outcomes replay).
 Coordinate keys carry the instance's epoch (:mod:`consumers.command_topic`), so a new command
 never collides with an old one at the same coordinates. Each rebalance's assignment is logged
 once with where reading starts and the committed offsets (:mod:`consumers.ingest_assignment`). A
+member that holds fewer partitions than the topic has and never rebalances (run 4 in CI: the
+topic auto-created with 4 partitions, repaired to 6 after a broker restart, the member kept 0 to
+3 for minutes while 4 and 5 filled up) is replaced: every ``verify_interval`` the ingest looks at
+the topic, and a partition behind its end whose offset (this member's position, else the
+group's committed offset) stood still for ``stall_seconds`` rebuilds the Kafka consumer
+(``ingest.fetch_stalled``, :mod:`consumers.fetch_watch`). A
 flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`): one that
 times out renews the producer, and the batch is polled and handled again after a backoff (its
 commands replay their recorded outcomes; results may be published twice).
@@ -32,6 +38,7 @@ commands replay their recorded outcomes; results may be published twice).
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -43,16 +50,19 @@ from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
 from consumers.command_topic import TopicInstances
 from consumers.dead_letters import send_to_dlq
+from consumers.fetch_watch import STALL_SECONDS, FetchWatch
 from consumers.ingest_assignment import AssignmentLog
 from domain.errors import DomainError
 from domain.text_policy import check_key
 from infra.json_values import NotJsonObject, json_object
 from infra.kafka_group import GroupConsumer
+from infra.kafka_topics import TopicInspector
 from infra.readstore import ReadStore
 from infra.resilience import Supervisor
 from projections.duplicate_candidates import RegistrationCheck
 
 log = structlog.get_logger(__name__)
+POSITION_TIMEOUT_MS = 2_000
 
 
 def _result(
@@ -95,7 +105,8 @@ def read_command(value: bytes | None, coordinates: str) -> tuple[str, Command | 
 class CommandIngest:
     """Consumes commands and publishes one result per command; with a ``read_store`` (the
     duplicates read model's), accepted results carry ``possible_duplicates`` (``[{customer_id,
-    probability, evidence}]``, empty unless the command registered a new customer)."""
+    probability, evidence}]``, empty unless the command registered a new customer). With an
+    ``inspector``, a member stuck behind the topic's end is replaced (module docstring)."""
 
     def __init__(
         self,
@@ -106,8 +117,15 @@ class CommandIngest:
         commands_topic: str,
         results_topic: str,
         read_store: ReadStore | None = None,
+        inspector: TopicInspector | None = None,
+        verify_interval: float = 5.0,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self.consumer = consumer
+        self.inspector = inspector
+        self.verify_interval = verify_interval
+        self.watch = FetchWatch(stall_seconds)
+        self._next_verify = 0.0
         self.read_store = read_store
         self.producer = producer
         self.service = service
@@ -125,16 +143,47 @@ class CommandIngest:
         if self._recreated() or self._rewound():
             return 0
         records = [record for batch in batches.values() for record in batch]
-        if not records:
-            return 0
-        try:
-            self._handle(records)
-        except Exception:
-            for partition, batch in batches.items():  # retry the same messages next time
-                self.consumer.seek(partition, batch[0].offset)
-            raise
-        self.consumer.commit()
+        if records:
+            try:
+                self._handle(records)
+            except Exception:
+                for partition, batch in batches.items():  # retry the same messages next time
+                    self.consumer.seek(partition, batch[0].offset)
+                self.watch.restart()  # standing still while the store is away is no stall
+                raise
+            self.consumer.commit()
+        self._verify()
         return len(records)
+
+    def _verify(self) -> None:
+        """Every ``verify_interval``: replace the Kafka consumer if a partition of the commands
+        topic stood still behind its end (module docstring). A member with nothing assigned is
+        joining, which :class:`~infra.kafka_group.GroupConsumer` watches."""
+        now = time.monotonic()
+        assigned = {tp.partition: tp for tp in self.consumer.assignment()}
+        if self.inspector is None or now < self._next_verify or not assigned:
+            return
+        self._next_verify = now + self.verify_interval
+        state = self.inspector.state(self.commands_topic)
+        group = self.consumer.config["group_id"]
+        committed = self.inspector.committed(group, self.commands_topic)
+        offsets = {p: committed.get(p, 0) for p in state.end_offsets} | {
+            p: int(self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS))
+            for p, tp in assigned.items()
+        }
+        stall = self.watch.look(offsets, state.end_offsets, now)
+        if stall is None:
+            return
+        reason = stall.reason(set(assigned))
+        log.warning(
+            "ingest.fetch_stalled",
+            topic=self.commands_topic,
+            reason=reason,
+            partitions=stall.to_dict(),
+        )
+        self.watch.restart()
+        if isinstance(self.consumer, GroupConsumer):
+            self.consumer.rebuild(reason)
 
     def _metadata_topic_id(self) -> str | None:
         """The commands topic's id in the consumer's cluster metadata (None: not known)."""

@@ -124,6 +124,16 @@ class TopicInspector:
             reader.close()
         return {tp.partition for tp in wanted} - found
 
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """``group``'s committed offsets on ``topic`` (partition -> next offset; partitions
+        with none are absent)."""
+        found = self.admin.list_group_offsets(group).get(group, {})
+        return {
+            tp.partition: int(meta.offset)
+            for tp, meta in found.items()
+            if tp.topic == topic and meta is not None and meta.offset >= 0
+        }
+
     def members(self, group: str) -> int | None:
         """How many members consumer ``group`` has now (None: the broker does not say)."""
         try:
