@@ -168,9 +168,7 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
     from_topic = [p for p in projectors if not p.log_order]
     from_log = [p for p in projectors if p.log_order]
     group = f"{GROUP_PREFIX}{projection}" if projection else DEFAULT_GROUP
-    producer = kafka.producer(bootstrap, limits, dlq=True)  # dead letters and memberships
-    inspector = TopicInspector(bootstrap)
-    try:
+    with _producer_and_inspector(bootstrap, limits) as (producer, inspector):
         worker = None
         if from_topic:
             # out of range is the broker having lost records: caught up from the store
@@ -207,9 +205,6 @@ def projection_consumer(services: Services, projection: str | None = None) -> It
             worker,
             background,
         )
-    finally:
-        producer.close(timeout=10)
-        inspector.close()
 
 
 def relay_publisher(
@@ -270,9 +265,7 @@ def command_ingest(services: Services) -> Iterator[Process]:
     """Execute commands from ``customer.commands``; outcomes to ``customer.command-results``."""
     bootstrap, topics = _topics(services)
     limits = services.settings.kafka_limits
-    producer = kafka.producer(bootstrap, limits, dlq=True)
-    inspector = TopicInspector(bootstrap)
-    try:
+    with _producer_and_inspector(bootstrap, limits) as (producer, inspector):
         worker = CommandIngest(
             group_consumer(bootstrap, "clientele-ingest", limits),
             producer,
@@ -283,9 +276,23 @@ def command_ingest(services: Services) -> Iterator[Process]:
             inspector=inspector,
         )
         yield Process(f"executing commands from {topics.commands}", worker)
+
+
+@contextmanager
+def _producer_and_inspector(
+    bootstrap: str, limits: kafka.MessageLimits
+) -> Iterator[tuple[KafkaProducer, TopicInspector]]:
+    """A producer (dead letters included) and a topic inspector, both closed afterwards (the
+    producer too when the inspector cannot be made)."""
+    producer = kafka.producer(bootstrap, limits, dlq=True)
+    try:
+        inspector = TopicInspector(bootstrap)
+        try:
+            yield producer, inspector
+        finally:
+            inspector.close()
     finally:
         producer.close(timeout=10)
-        inspector.close()
 
 
 class InThread(ThreadWorker):

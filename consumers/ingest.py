@@ -24,13 +24,8 @@ assignment is dropped; reading again is safe: recorded outcomes replay).
 Coordinate keys carry the instance's epoch (:mod:`consumers.command_topic`), so a new command
 never collides with an old one at the same coordinates. Each rebalance's assignment is logged
 once with where reading starts and the committed offsets (:mod:`consumers.ingest_assignment`). A
-member that holds fewer partitions than the topic has and never rebalances (run 4 in CI: the
-topic auto-created with 4 partitions, repaired to 6 after a broker restart, the member kept 0 to
-3 for minutes while 4 and 5 filled up) is replaced: every ``verify_interval`` the ingest looks at
-the topic, and a partition behind its end whose offset (this member's position, else the
-group's committed offset) stood still for ``stall_seconds`` rebuilds the Kafka consumer
-(``ingest.fetch_stalled``, :mod:`consumers.fetch_watch`). A
-flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`): one that
+member that holds fewer partitions than the topic has and never rebalances is replaced
+(``ingest.fetch_stalled``, :mod:`consumers.ingest_watch`). A flush of the results is bounded (:meth:`infra.kafka_producer.RenewingProducer.flush`): one that
 times out renews the producer, and the batch is polled and handled again after a backoff (its
 commands replay their recorded outcomes; results may be published twice).
 """
@@ -38,7 +33,6 @@ commands replay their recorded outcomes; results may be published twice).
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import orjson
@@ -50,8 +44,9 @@ from commands.messages import Command, parse_command
 from commands.service import CommandService, Context, Outcome
 from consumers.command_topic import TopicInstances
 from consumers.dead_letters import send_to_dlq
-from consumers.fetch_watch import STALL_SECONDS, FetchWatch
+from consumers.fetch_watch import STALL_SECONDS
 from consumers.ingest_assignment import AssignmentLog
+from consumers.ingest_watch import IngestWatch
 from domain.errors import DomainError
 from domain.text_policy import check_key
 from infra.json_values import NotJsonObject, json_object
@@ -62,7 +57,6 @@ from infra.resilience import Supervisor
 from projections.duplicate_candidates import RegistrationCheck
 
 log = structlog.get_logger(__name__)
-POSITION_TIMEOUT_MS = 2_000
 
 
 def _result(
@@ -122,10 +116,13 @@ class CommandIngest:
         stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self.consumer = consumer
-        self.inspector = inspector
-        self.verify_interval = verify_interval
-        self.watch = FetchWatch(stall_seconds)
-        self._next_verify = 0.0
+        self.watch = (
+            None
+            if inspector is None
+            else IngestWatch(
+                inspector, commands_topic, interval=verify_interval, stall_seconds=stall_seconds
+            )
+        )
         self.read_store = read_store
         self.producer = producer
         self.service = service
@@ -149,41 +146,13 @@ class CommandIngest:
             except Exception:
                 for partition, batch in batches.items():  # retry the same messages next time
                     self.consumer.seek(partition, batch[0].offset)
-                self.watch.restart()  # standing still while the store is away is no stall
+                if self.watch is not None:  # standing still while the store is away: no stall
+                    self.watch.restart()
                 raise
             self.consumer.commit()
-        self._verify()
+        if self.watch is not None:
+            self.watch.look(self.consumer)
         return len(records)
-
-    def _verify(self) -> None:
-        """Every ``verify_interval``: replace the Kafka consumer if a partition of the commands
-        topic stood still behind its end (module docstring). A member with nothing assigned is
-        joining, which :class:`~infra.kafka_group.GroupConsumer` watches."""
-        now = time.monotonic()
-        assigned = {tp.partition: tp for tp in self.consumer.assignment()}
-        if self.inspector is None or now < self._next_verify or not assigned:
-            return
-        self._next_verify = now + self.verify_interval
-        state = self.inspector.state(self.commands_topic)
-        group = self.consumer.config["group_id"]
-        committed = self.inspector.committed(group, self.commands_topic)
-        offsets = {p: committed.get(p, 0) for p in state.end_offsets} | {
-            p: int(self.consumer.position(tp, timeout_ms=POSITION_TIMEOUT_MS))
-            for p, tp in assigned.items()
-        }
-        stall = self.watch.look(offsets, state.end_offsets, now)
-        if stall is None:
-            return
-        reason = stall.reason(set(assigned))
-        log.warning(
-            "ingest.fetch_stalled",
-            topic=self.commands_topic,
-            reason=reason,
-            partitions=stall.to_dict(),
-        )
-        self.watch.restart()
-        if isinstance(self.consumer, GroupConsumer):
-            self.consumer.rebuild(reason)
 
     def _metadata_topic_id(self) -> str | None:
         """The commands topic's id in the consumer's cluster metadata (None: not known)."""

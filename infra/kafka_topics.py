@@ -134,6 +134,12 @@ class TopicInspector:
             if tp.topic == topic and meta is not None and meta.offset >= 0
         }
 
+    def beginnings(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """The first offset still held of each of ``topic``'s ``partitions``."""
+        earliest = {TopicPartition(topic, p): OffsetSpec.EARLIEST for p in partitions}
+        found = self.admin.list_partition_offsets(earliest)
+        return {tp.partition: int(offset.offset) for tp, offset in found.items()}
+
     def members(self, group: str) -> int | None:
         """How many members consumer ``group`` has now (None: the broker does not say)."""
         try:

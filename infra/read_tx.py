@@ -36,9 +36,10 @@ class _Schema:
 class Tx:
     """One read-store transaction: SQL with ``{table}`` names and ``?`` placeholders.
 
-    On PostgreSQL its first schema change (CREATE, ALTER, DROP) takes the schema lock until the
-    transaction ends (:meth:`lock_schema`): concurrent ``CREATE … IF NOT EXISTS`` of the same
-    table collide in the catalog (``pg_type_typname_nsp_index``) when processes start together.
+    On PostgreSQL its first CREATE takes the schema lock until the transaction ends
+    (:meth:`lock_schema`): concurrent ``CREATE … IF NOT EXISTS`` of the same table collide in
+    the catalog (``pg_type_typname_nsp_index``) when processes start together. ALTER and DROP
+    wait on the table's own lock instead (a rebuild's swap never queues behind start-ups).
     """
 
     def __init__(
@@ -152,8 +153,13 @@ class Tx:
         rest of the transaction stays usable. PostgreSQL needs this after any failed
         statement; on SQLite it also undoes the writes that came before the failure."""
         if self.dialect == "postgres":
-            with self._cursor.connection.transaction():
-                yield
+            locked = self._schema.locked
+            try:
+                with self._cursor.connection.transaction():
+                    yield
+            except BaseException:
+                self._schema.locked = locked  # a lock taken inside went with the savepoint
+                raise
             return
         name = f"sp{next(_SAVEPOINTS)}"
         self._cursor.execute(f"SAVEPOINT {name}")
@@ -189,20 +195,19 @@ class Tx:
             return
         from infra.store import SCHEMA_LOCK_KEY  # noqa: PLC0415 - eventsourcing: only here
 
-        self._schema.locked = True
         self._cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        self._schema.locked = True
 
     def _before(self, statement: str) -> None:
-        if self.dialect == "postgres" and not self._schema.locked and _changes_schema(statement):
+        if self.dialect == "postgres" and not self._schema.locked and _creates(statement):
             self.lock_schema()
 
 
-_SCHEMA_CHANGE = re.compile(r"\s*(CREATE|ALTER|DROP)\s", re.IGNORECASE)
+_CREATE = re.compile(r"\s*CREATE\s", re.IGNORECASE)
 
 
-@lru_cache(maxsize=4096)
-def _changes_schema(statement: str) -> bool:
-    return _SCHEMA_CHANGE.match(statement) is not None
+def _creates(statement: str) -> bool:
+    return _CREATE.match(statement) is not None
 
 
 _SAVEPOINTS = itertools.count(1)
