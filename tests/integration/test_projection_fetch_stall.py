@@ -155,4 +155,7 @@ def test_partitions_no_member_reads_are_watched_through_the_stored_offsets(
         )
     (stalled,) = [e for e in logs if e["event"] == "consumer.fetch_stalled"]
     assert set(stalled["partitions"]) == {"4", "5"}, stalled
-    assert "4 at 0 of" in stalled["reason"] and "(the group's offset, not assigned here)" in stalled["reason"]
+    assert (
+        "4 at 0 of" in stalled["reason"]
+        and "(the group's offset, not assigned here)" in stalled["reason"]
+    )
