@@ -31,9 +31,10 @@ from infra.readstore import open_read_store
 from infra.store import EventStore
 from projections import campaign_results
 from projections.framework import ensure_schema
-from projections.profiles import get_profile
+from projections.profiles import ProfilesProjector, get_profile
 from projections.registry import all_projectors
 from tests.integration.kafka_support import CLIENTELE, Proc, full_mode_env, read_topic
+from tests.integration.parking_support import version_of
 
 CTX = Context(actor="full-mode-test")
 SPEC: dict[str, Any] = {
@@ -131,6 +132,10 @@ def test_launch_dispatch_outcomes_results(
             return all(members[name] == count for name, count in expected.items())
 
         until(counted)
+        # the unsubscribe's consent withdrawal is the customer's next event (the same command):
+        # read the profile once the profiles read model applied it
+        newest = store.customer(unsubscribed).version
+        until(lambda: version_of(read_models, ProfilesProjector(), unsubscribed) >= newest)
         with read_models.snapshot() as tx:
             profile = get_profile(tx, unsubscribed)
         assert profile is not None and profile["consents"]["email_marketing"] is False

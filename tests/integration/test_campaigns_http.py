@@ -135,7 +135,8 @@ def test_launch_targets_the_eligible_and_results_count_them(api: Api) -> None:
     assert groups["control"]["size"] == counts["control"]
     assert results["uplift"]["conversion"]["absolute"] == 0.0
     members = api.client.get(
-        f"/v1/campaigns/{first}/audience?group=treatment&limit=5", headers=marketer
+        f"/v1/campaigns/{first}/audience?group=treatment&limit=5",
+        headers=api.headers("marketer", **{"X-Min-Position": str(counts["position"])}),
     ).json()
     assert all(m["customer_id"] in willing for m in members["items"])
     assert unwilling not in {m["customer_id"] for m in members["items"]}

@@ -89,7 +89,7 @@ def test_an_import_of_1997_data_can_ask_for_1998_states(api: Api) -> None:
             "rate": 0.5,
         }
     ]
-    history = api.client.get(f"{path}/history", headers=api.headers("auditor")).json()["items"]
+    history = get(api, f"{path}/history", last, who="auditor").json()["items"]
     first = history[0]
     assert first["occurred_at"].startswith("1997-01-15") and first["recorded_at"] > "2020"
 

@@ -120,9 +120,16 @@ def test_the_runner_retries_parked_customers_with_backoff(
         while not held(read_store, refusing) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert str(bob) in held(read_store, refusing)
-        time.sleep(1.5)  # retried (and refused again) after 1 s; the next wait is 2 s
-        with read_store.transaction(Binding.live(refusing).tables) as tx:
-            (row,) = refusing.parking.listing(tx)
+
+        def parked_row() -> Parked:
+            with read_store.transaction(Binding.live(refusing).tables) as tx:
+                (row,) = refusing.parking.listing(tx)
+            return row
+
+        # retried (and refused again) after 1 s, by the runner's thread; the next wait is 2 s
+        deadline = time.monotonic() + 20
+        while (row := parked_row()).attempts < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert row.attempts >= 1
         assert datetime.fromisoformat(row.retry_at) > datetime.now(UTC)
         refusing.refused.clear()

@@ -15,7 +15,9 @@ def test_a_partition_behind_its_end_that_stands_still_is_a_stall() -> None:
     assert stall.reason({0, 1}) == (
         "no progress for 30 s behind the topic's end: partition 0 at 5 of 8"
     )
-    assert stall.reason({1}).endswith("partition 0 at 5 of 8 (the group's offset, not assigned here)")
+    assert stall.reason({1}).endswith(
+        "partition 0 at 5 of 8 (the group's offset, not assigned here)"
+    )
 
 
 def test_moving_caught_up_or_past_the_reported_end_is_never_a_stall() -> None:
