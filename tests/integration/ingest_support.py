@@ -78,6 +78,15 @@ class Running:
         finally:
             sender.close(timeout=5)
 
+    def publish_to_each_partition(self, tag: str, count: int, partitions: int = 6) -> list[str]:
+        """Send ``count`` keyed registrations to each of ``partitions``; their keys."""
+        keys: list[str] = []
+        for p in range(partitions):
+            commands = keyed(f"{tag}{p}", count)
+            self.publish(commands, partition=p)
+            keys += [c["idempotency_key"] for c in commands]
+        return keys
+
     def results(self, expect: int, timeout: float = 25) -> dict[str, dict[str, Any]]:
         """The results on the topic by idempotency key (the last one of each)."""
         records = read_topic(self.bootstrap, self.topics.command_results, expect, timeout)

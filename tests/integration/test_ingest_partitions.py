@@ -45,10 +45,7 @@ def test_a_topic_lost_auto_created_and_repaired_again_and_again_is_read_on_every
     sent: list[str] = []
     try:
         with structlog.testing.capture_logs() as logs:
-            for p in range(6):  # the group has committed offsets on every partition
-                commands = keyed(f"warm{p}", 3)
-                running.publish(commands, partition=p)
-                sent += [c["idempotency_key"] for c in commands]
+            sent += running.publish_to_each_partition("warm", 3)  # committed offsets on each
             assert len(running.answered(sent, timeout=30)) == len(sent)
             for round in range(3):
                 if loss == "delete":
@@ -62,11 +59,7 @@ def test_a_topic_lost_auto_created_and_repaired_again_and_again_is_read_on_every
                 recreate_commands(running, 6)
                 running.publish(keyed(f"between{round}", 2))
                 time.sleep(2)
-            final: list[str] = []
-            for p in range(6):
-                commands = keyed(f"final{p}", 1)
-                running.publish(commands, partition=p)
-                final += [c["idempotency_key"] for c in commands]
+            final = running.publish_to_each_partition("final", 1)
             answered = running.answered(final, timeout=90)
         assert sorted(answered) == sorted(final), (sorted(set(final) - set(answered)), logs)
         time.sleep(2)
@@ -134,11 +127,7 @@ def test_a_member_that_holds_fewer_partitions_than_the_topic_has_is_replaced(
     )
     try:
         with structlog.testing.capture_logs() as logs:
-            sent: list[str] = []
-            for p in range(6):
-                commands = keyed(f"p{p}", 2)
-                running.publish(commands, partition=p)
-                sent += [c["idempotency_key"] for c in commands]
+            sent = running.publish_to_each_partition("p", 2)
             answered = running.answered(sent, timeout=90)
         assert sorted(answered) == sorted(sent), sorted(set(sent) - set(answered))
         stalls = [e for e in logs if e["event"] == "ingest.fetch_stalled"]
