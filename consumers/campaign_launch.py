@@ -30,7 +30,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,6 +50,7 @@ from domain.segment import Segment
 from infra import feed_queries
 from infra.metrics import CAMPAIGN_TARGETED
 from infra.readstore import ReadStore
+from infra.sql_chunks import chunks
 from infra.store import FEED_TOPICS, EventStore
 from projections.framework import positions
 
@@ -149,8 +150,8 @@ class CampaignLauncher:
         members = self._audience(segment_id, position)
         progress = LaunchProgress(str(campaign_id), position, len(members))
         log.info("campaign launch", campaign_id=str(campaign_id), audience=len(members))
-        for start in range(0, len(members), self.batch_size):
-            self._target(campaign, members[start : start + self.batch_size], context, progress)
+        for page in chunks(members, self.batch_size):
+            self._target(campaign, page, context, progress)
             if on_progress is not None:
                 on_progress(progress)
         counts = progress.counts()
@@ -247,7 +248,7 @@ class CampaignLauncher:
             )
         return [str(row[0]) for row in rows]
 
-    def _rfm_groups(self, customers: list[str]) -> dict[str, str]:
+    def _rfm_groups(self, customers: Sequence[str]) -> dict[str, str]:
         with self.read_store.snapshot() as tx:
             rows = tx.fetchall(
                 "SELECT customer_id, scores FROM {segment_rfm} WHERE customer_id IN "
@@ -257,7 +258,11 @@ class CampaignLauncher:
         return {str(c): str(orjson.loads(s)["group"]) for c, s in rows}
 
     def _target(
-        self, campaign: Campaign, members: list[str], context: Context, progress: LaunchProgress
+        self,
+        campaign: Campaign,
+        members: Sequence[str],
+        context: Context,
+        progress: LaunchProgress,
     ) -> None:
         assert campaign.launch is not None
         spec, cap = campaign.spec, campaign.launch["frequency_cap"]

@@ -207,6 +207,20 @@ def throwaway(*, broker: bool = False, durable: bool = False) -> Iterator[Stack]
         yield Stack(root, postgres, server, exits)
 
 
+@contextmanager
+def kept(root: Path) -> Iterator[Stack]:
+    """PostgreSQL (no broker) whose cluster stays under ``root`` between runs: created on the
+    first, started again by later ones, stopped (never removed) when the scenario ends."""
+    with ExitStack() as exits:
+        root = root.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)  # as root, PostgreSQL runs as its own user below it
+        postgres = PostgresCluster(root / "pg", free_port(), fast=True)
+        exits.callback(postgres.stop)
+        postgres.start()
+        yield Stack(root, postgres, None, exits)
+
+
 @dataclass
 class RssSampler:
     """Samples the resident set size of named processes in a background thread."""

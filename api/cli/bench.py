@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -32,6 +33,16 @@ def bench(
     only: Annotated[
         list[str] | None,
         typer.Option("--only", help="A scenario group (repeatable); a wrong name lists them."),
+    ] = None,
+    rebuild_store: Annotated[
+        Path | None,
+        typer.Option(
+            "--rebuild-store",
+            help="Keep the rebuild scenario's seeded PostgreSQL cluster in this directory: "
+            "seeded by the first run, reused by later runs of the same size (only the "
+            "rebuild is timed either way). Durability off, as the throwaway one.",
+            file_okay=False,
+        ),
     ] = None,
 ) -> None:
     """Run every benchmark scenario against fresh PostgreSQL and broker instances.
@@ -60,7 +71,12 @@ def bench(
         console.print(f"[red]error:[/] unknown groups {unknown}; known: {known}")
         raise typer.Exit(2)
     signal.signal(signal.SIGTERM, _interrupt)
-    result = run(quick=quick, groups=groups, say=lambda text: console.print(text, highlight=False))
+    result = run(
+        quick=quick,
+        groups=groups,
+        say=lambda text: console.print(text, highlight=False),
+        rebuild_store=rebuild_store,
+    )
     reporting.mark_targets(result)
     if as_json:
         sys.stdout.buffer.write(reporting.to_json(result) + b"\n")

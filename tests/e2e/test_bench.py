@@ -5,9 +5,12 @@ No timing assertions: the numbers depend on the machine; only completeness is ch
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -52,3 +55,38 @@ def test_quick_bench_emits_the_report(tmp_path: Path) -> None:
     writers = report["scenarios"]["ingest"]["writers"]  # several writer processes, by customer
     assert {"processes", "events_per_s", "ratio", "cpu_us_per_row"} <= set(writers), writers
     assert all(isinstance(writers[k], int | float) for k in ("events_per_s", "ratio")), writers
+
+
+@pytest.mark.timeout(300)
+def test_rebuild_store_is_seeded_once_and_reused(tmp_path: Path) -> None:
+    home = Path(tempfile.mkdtemp(prefix="clientele-e2e-kept-"))
+    home.chmod(0o755)  # PostgreSQL runs as its own user below it
+    try:
+        _seeded_once_and_reused(home / "kept", tmp_path)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _seeded_once_and_reused(store: Path, tmp_path: Path) -> None:
+
+    def rebuild() -> dict[str, Any]:
+        command = [CLIENTELE, "bench", "--quick", "--only", "rebuild", "--json"]
+        done = subprocess.run(
+            [*command, "--rebuild-store", str(store)],
+            capture_output=True,
+            timeout=140,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-5000:]
+        report = orjson.loads(done.stdout)
+        assert report["errors"] == {}
+        scenario: dict[str, Any] = report["scenarios"]["rebuild"]
+        return scenario
+
+    first = rebuild()
+    assert first["store"] == "seeded and kept"
+    assert (store / "pg" / "pgdata" / "PG_VERSION").exists()
+    second = rebuild()
+    assert second["store"] == "reused"
+    assert second["events"] == first["events"] > 0
