@@ -38,6 +38,7 @@ from commands.handler_context import MAX_CLOCK_SKEW
 from commands.models import ModelService
 from commands.policies import PolicyService
 from commands.service import CommandService, Context
+from consumers.policy_checkpoints import PolicyCheckpoints
 from domain import events as ev
 from domain.churn_model import ChurnModel
 from domain.customer import Customer
@@ -54,8 +55,6 @@ from infra.store import EventStore
 log = structlog.get_logger(__name__)
 RETRIES = 3
 ACTOR = f"clientele:policy-{POLICY_NAME}"
-CHECKPOINTS = """CREATE TABLE IF NOT EXISTS policy_checkpoints (
-    name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"""
 REGISTERED = [get_topic(ev.Registered)]
 History = tuple[Customer, list[ev.CustomerEvent]]  # a customer's state and events, oldest first
 REACTS_TO = [
@@ -139,6 +138,7 @@ class LifecycleRunner:
         self.commands = commands
         self.policies = policies
         self.checkpoints = checkpoints
+        self._checkpoints = None if checkpoints is None else PolicyCheckpoints(checkpoints)
         self.models = models
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -305,14 +305,7 @@ class LifecycleRunner:
 
     def position(self) -> int:
         """The checkpoint: events up to here have been reacted to."""
-        if self.checkpoints is None:
-            return 0
-        with self.checkpoints.transaction() as tx:
-            tx.raw(CHECKPOINTS)
-            row = tx.fetchone(
-                "SELECT position FROM policy_checkpoints WHERE name = ?", (self.name,)
-            )
-        return 0 if row is None else int(row[0])
+        return 0 if self._checkpoints is None else self._checkpoints.position(self.name)
 
     def react_once(self) -> int:
         """React to the next batch of purchases (and merges, reactivations) after the
@@ -346,15 +339,8 @@ class LifecycleRunner:
         """Move the checkpoint to ``position``: the events up to it count as reacted to (what
         a completed sweep as of a later time makes redundant, e.g. on a base loaded before
         the runner first ran)."""
-        assert self.checkpoints is not None, "reacting needs a checkpoint store"
-        with self.checkpoints.transaction() as tx:
-            tx.raw(CHECKPOINTS)
-            tx.execute(
-                "INSERT INTO policy_checkpoints (name, position, updated_at) "
-                "VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "position = excluded.position, updated_at = excluded.updated_at",
-                (self.name, position, utc_text(datetime.now(UTC))),
-            )
+        assert self._checkpoints is not None, "reacting needs a checkpoint store"
+        self._checkpoints.advance(self.name, position)
 
     def run(self) -> None:
         """React as events come (woken by :meth:`wake`, else polling every ``poll_interval``

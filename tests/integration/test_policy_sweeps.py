@@ -21,7 +21,7 @@ from uuid import UUID
 from commands import messages as m
 from commands.policies import PolicyService
 from commands.service import CommandService, Context
-from consumers.lifecycle_policy import ACTOR, CHECKPOINTS, LifecycleRunner
+from consumers.lifecycle_policy import ACTOR, LifecycleRunner
 from infra.readstore import open_read_store
 from infra.store import EventStore
 from tests.api_support import running_api
@@ -79,7 +79,6 @@ def test_two_sweeps_at_once_then_redelivery_record_each_stage_change_once(
         while runners[0].react_once():
             pass
         with checkpoints.transaction() as tx:
-            tx.raw(CHECKPOINTS)
             tx.execute("UPDATE policy_checkpoints SET position = 0")
         while runners[1].react_once():
             pass

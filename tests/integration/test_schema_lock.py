@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from consumers.consumer_offsets import ensure_tables
+from consumers.policy_checkpoints import PolicyCheckpoints
 from consumers.relay_tables import ensure_relay_tables
 from infra.read_tx import Tx
 from infra.readstore import ReadStore, open_read_store
@@ -130,3 +131,28 @@ def test_processes_creating_the_schema_together_all_succeed(postgres_url: str) -
     with psycopg.connect(postgres_url) as check:
         row = check.execute("SELECT count(*) FROM projection_state").fetchone()
     assert row == (len(all_projectors()),)
+
+
+def test_a_policy_runner_polls_its_checkpoint_without_the_schema_lock(
+    read_store: ReadStore, postgres_url: str
+) -> None:
+    """The lifecycle and loyalty runners read their checkpoint every second: only the first
+    read creates the table (and takes the lock); later ones go past a held lock."""
+    checkpoints = PolicyCheckpoints(read_store)
+    assert checkpoints.position("lifecycle") == 0
+    answers: list[int] = []
+
+    def poll() -> None:
+        checkpoints.advance("lifecycle", 7)
+        answers.append(checkpoints.position("lifecycle"))
+
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        polling = threading.Thread(target=poll, daemon=True)
+        polling.start()
+        polling.join(10)
+        blocked = polling.is_alive()
+        holder.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+    polling.join(10)
+    assert not blocked, "a poll after the first waited for the schema lock"
+    assert answers == [7]
