@@ -207,6 +207,11 @@ def throwaway(*, broker: bool = False, durable: bool = False) -> Iterator[Stack]
         yield Stack(root, postgres, server, exits)
 
 
+def rss_mb(pids: dict[str, int]) -> dict[str, float]:
+    """The resident set size (MB) of each named process now."""
+    return {name: round(psutil.Process(p).memory_info().rss / 2**20, 1) for name, p in pids.items()}
+
+
 @dataclass
 class RssSampler:
     """Samples the resident set size of named processes in a background thread."""
