@@ -55,13 +55,15 @@ class HotProfileReads:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             match = PROFILE_PATH.fullmatch(get_route_path(scope))
             if match is not None:
+                # what the router sets for this path: the access log and metrics name the
+                # route also when the read fails (the database away: a 503 from the edge)
+                scope["route"] = self.route
+                scope["path_params"] = {"customer_id": match[1]}
                 request = Request(scope)
                 key = admitted(request, Role.READER)
                 if key is not None:
                     answer = await reads.live_in_loop(request, UUID(match[1]))
                     if answer is not None and counts(request, key):
-                        scope["route"] = self.route
-                        scope["path_params"] = {"customer_id": match[1]}
                         self.answered += 1
                         await answer(scope, receive, send)
                         return
