@@ -207,11 +207,6 @@ def throwaway(*, broker: bool = False, durable: bool = False) -> Iterator[Stack]
         yield Stack(root, postgres, server, exits)
 
 
-def rss_mb(pids: dict[str, int]) -> dict[str, float]:
-    """The resident set size (MB) of each named process now."""
-    return {name: round(psutil.Process(p).memory_info().rss / 2**20, 1) for name, p in pids.items()}
-
-
 @dataclass
 class RssSampler:
     """Samples the resident set size of named processes in a background thread."""
@@ -263,6 +258,11 @@ class RssSampler:
             "growth_pct": max((p["growth_pct"] for p in per_process.values()), default=0.0),
             "processes": per_process,
         }
+
+
+def rss_mb(pids: dict[str, int]) -> dict[str, float]:
+    """The resident set size (MB) of each named process now."""
+    return {name: round(psutil.Process(p).memory_info().rss / 2**20, 1) for name, p in pids.items()}
 
 
 def machine() -> dict[str, Any]:
