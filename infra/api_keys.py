@@ -60,7 +60,10 @@ class KeyStore:
 
     def _load(self) -> dict[str, ApiKey]:
         with self._lock:
-            mtime = self.path.stat().st_mtime if self.path.exists() else None
+            try:  # one stat per request (it is on every authenticated request's path)
+                mtime: float | None = os.stat(self.path).st_mtime
+            except FileNotFoundError:
+                mtime = None
             if mtime != self._loaded_mtime:
                 raw = orjson.loads(self.path.read_bytes()) if mtime is not None else []
                 self._keys = {

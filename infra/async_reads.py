@@ -3,13 +3,16 @@ for the API's hottest read (GET profile, :mod:`projections.profile_reads`).
 
 A route that reads with it needs no worker thread, which is most of what a request costs in
 a sync FastAPI route (BENCHMARKS.md, "Performance round 5"). It keeps the sync pool's outage
-behaviour (:class:`infra.readstore.PostgresReadStore`): a connection is checked (one round
-trip) before it is handed out, and when one turns out broken every idle connection is checked
-at once, so one left over from before a server restart is replaced, never used; a caller
-waits at most ``timeout`` seconds for a connection, then gets ``PoolTimeout`` (an
-``OperationalError``: transient, a 503 with ``Retry-After`` at the API's edge,
-:mod:`infra.resilience`). Connections are in autocommit: each statement reads one snapshot,
-with no BEGIN/COMMIT round trips.
+behaviour (:class:`infra.readstore.PostgresReadStore`) with one round trip less per read:
+instead of checking a connection before it is handed out, a read that finds its connection
+broken (a server restart since its last use) checks every idle connection at once, so the
+other stale ones are replaced, and runs its statement once more on a fresh connection; a
+read is one statement in autocommit, so running it again is safe, and no request sees a stale
+connection. A caller waits at most ``timeout`` seconds for a connection, then gets
+``PoolTimeout`` (an ``OperationalError``: transient, a 503 with ``Retry-After`` at the API's
+edge, :mod:`infra.resilience`); so does a read whose second connection is broken too.
+Connections are in autocommit: each statement reads one snapshot, with no BEGIN/COMMIT round
+trips.
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ class AsyncReads:
                 max_size=self._pool_size,
                 open=False,
                 kwargs={"autocommit": True},
-                check=self._check,
                 timeout=self._timeout,
                 reconnect_timeout=self._timeout,
             )
@@ -55,24 +57,24 @@ class AsyncReads:
             self._pool = pool
             return pool
 
-    async def _check(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        """psycopg_pool's check (one round trip); a broken connection means the server went
-        away since it was last used, so every idle connection is checked at once."""
-        try:
-            await AsyncConnectionPool.check_connection(connection)
-        except Exception:
-            if self._pool is not None and not self._pool.closed:
-                await self._pool.check()
-            raise
-
     async def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row of one statement (read-store SQL: ``{table}`` names, ``?``
-        placeholders), or None."""
+        placeholders), or None; run once more, on another connection, when the first one
+        turns out broken."""
         pool = await self._opened()
-        async with pool.connection() as connection:
-            cursor = await connection.execute(render_sql(statement, "postgres"), params)
-            row = await cursor.fetchone()
-        return None if row is None else tuple(row)
+        sql = render_sql(statement, "postgres")
+        for attempt in range(2):
+            async with pool.connection() as connection:
+                try:
+                    cursor = await connection.execute(sql, params)
+                    row = await cursor.fetchone()
+                except psycopg.OperationalError:
+                    if attempt or not connection.broken:
+                        raise
+                    await pool.check()  # the server went away: replace every stale connection
+                    continue
+            return None if row is None else tuple(row)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def stats(self) -> dict[str, int]:
         """The pool's counters (psycopg_pool's ``get_stats``: ``requests_num``,

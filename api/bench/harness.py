@@ -274,6 +274,11 @@ class RssSampler:
         }
 
 
+def rss_mb(pids: dict[str, int]) -> dict[str, float]:
+    """The resident set size (MB) of each named process now."""
+    return {name: round(psutil.Process(p).memory_info().rss / 2**20, 1) for name, p in pids.items()}
+
+
 def machine() -> dict[str, Any]:
     """Facts about the box the numbers come from."""
     cpu = platform.processor() or platform.machine()

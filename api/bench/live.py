@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -25,20 +24,25 @@ import psutil
 import psycopg
 
 from api.bench import workload
-from api.bench.harness import RssSampler, Sizes, Stack, summary, wait_for
+from api.bench.harness import RssSampler, Sizes, Stack, rss_mb, summary, wait_for
 from api.bench.http import Pool, closed_loop, open_loop
-from api.bench.write_side import serve
+from api.bench.read_throughput import (
+    BASELINES,
+    profile_paths,
+    profiles_stored,
+    same_bytes,
+    serve_with_baselines,
+    throughput,
+)
 from api.bench.wrk import get_load, wrk_binary
 from bootstrap import build
 from commands.service import Context
 from consumers.migrate import migrate
-from infra.settings import Settings
 
 Say = Callable[[str], None]
 PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario
 SEGMENT = "bench-t1"
 POLL_S = 0.002  # how often the lag watcher looks (its resolution)
-BASELINES = ("bare", "fastapi")  # GET profile baselines (api.bench.bare_asgi)
 
 
 @dataclass
@@ -81,26 +85,6 @@ class Visibility:
                     self.pending = [w for w in self.pending if w not in done]
 
 
-def serve_with_baselines(
-    stack: Stack, settings: Settings
-) -> tuple[int, subprocess.Popen[bytes], dict[str, tuple[int, int]]]:
-    """Start ``serve`` and each GET-profile baseline of :data:`BASELINES` on ``settings``:
-    (the API's port, its process, ``{name: (port, pid)}`` of the API and the baselines)."""
-    port, api = serve(stack, settings)
-    targets = {"api": (port, api.pid)}
-    for kind in BASELINES:
-        baseline_port, child = serve(stack, settings, kind, "-m", "api.bench.bare_asgi", kind)
-        targets[kind] = (baseline_port, child.pid)
-    return port, api, targets
-
-
-def profiles_stored(database_url: str) -> int:
-    """How many profiles the read model holds now."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()
-    return int(row[0]) if row else 0
-
-
 def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """Start the processes, then e2e lag, reads, time travel; RSS sampled throughout."""
     wrk_binary()  # fail before setting up anything when the load generator is missing
@@ -128,12 +112,17 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
         return profiles_stored(settings.database_url) >= len(ids)
 
     wait_for(caught_up, 180, "consumer catch-up", every=0.2)
-    # Every path once at full rate first: RSS growth is then about leaks, not about the
-    # thread pool, caches and allocator arenas filling on first use.
+    # Every path once at full rate first, and a write to every customer: RSS growth is then
+    # about leaks, not about the thread pool, the writer's per-customer cache
+    # (CLIENTELE_AGGREGATE_CACHE_MB) and allocator arenas filling on first use. What the
+    # warm-up adds is measured and reported apart (memory.warm_up).
+    watched = {"api": api.pid, "consumer": consumer.pid, "relay": relay.pid}
+    unwarmed = rss_mb(watched)
     asyncio.run(_warm_up(port=port, token=token, ids=ids, sizes=sizes))
+    warmed = rss_mb(watched)
     for kind in BASELINES:
         asyncio.run(same_bytes(port, targets[kind][0], token, ids[:50]))
-    sampler = RssSampler({"api": api.pid, "consumer": consumer.pid, "relay": relay.pid})
+    sampler = RssSampler(watched)
     sampler.start()
     try:
         result = asyncio.run(
@@ -151,8 +140,19 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     result["read_throughput"] = throughput(targets, token=token, ids=ids, sizes=sizes, say=say)
     memory = sampler.report()
     memory["target_growth_pct"] = 10.0
+    memory["warm_up"] = {
+        name: {
+            "before_mb": unwarmed[name],
+            "after_mb": warmed[name],
+            "growth_pct": round(100 * (warmed[name] - unwarmed[name]) / unwarmed[name], 2),
+        }
+        for name in watched
+    }
     result["memory"] = memory
-    say(f"memory: peak {memory['peak_rss_mb']:.0f} MB, growth {memory['growth_pct']:.1f} %")
+    say(
+        f"memory: peak {memory['peak_rss_mb']:.0f} MB, growth {memory['growth_pct']:.1f} % "
+        f"(the API's warm-up before it: {memory['warm_up']['api']['growth_pct']:+.1f} %)"
+    )
     return result
 
 
@@ -188,12 +188,23 @@ def _write(ids: list[UUID], rng: random.Random) -> tuple[str, str, bytes]:
 
 
 async def _warm_up(*, port: int, token: str, ids: list[UUID], sizes: Sizes) -> None:
-    """Writes at the e2e rate, reads and time travel, briefly and unmeasured."""
+    """Writes at the e2e rate, one to each customer, then reads and time travel, briefly;
+    unmeasured, but the RSS it adds is reported (``run``)."""
     rng = random.Random(19)
     seconds = max(1.0, sizes.e2e_seconds / 10)
+    each = rng.sample(ids, len(ids))
 
+    def every_customer() -> tuple[str, str, bytes]:
+        if not each:
+            return _write(ids, rng)
+        batch = [each.pop() for _ in range(min(PER_REQUEST, len(each)))]
+        commands = [workload.as_json(workload.everyday(c, rng)) for c in batch]
+        return "POST", "/v1/commands:batch", orjson.dumps({"commands": commands})
+
+    per_s = sizes.e2e_per_s / PER_REQUEST
     async with Pool(port, token, sizes.read_concurrency) as pool:
-        await open_loop(pool, lambda: _write(ids, rng), sizes.e2e_per_s / PER_REQUEST, seconds)
+        await open_loop(pool, every_customer, per_s, len(ids) / PER_REQUEST / per_s)
+        await open_loop(pool, lambda: _write(ids, rng), per_s, seconds)
         await open_loop(
             pool,
             lambda: ("GET", f"/v1/customers/{rng.choice(ids)}", b""),
@@ -256,7 +267,7 @@ async def _reads(
         get_load,
         port,
         token,
-        _profile_paths(ids),
+        profile_paths(ids),
         seconds=sizes.reads_seconds,
         connections=sizes.read_concurrency,
         rate=sizes.reads_per_s,
@@ -301,73 +312,6 @@ async def _reads(
             "latency_ms": paged,
             "failures": page_failures,
         },
-    }
-
-
-def _profile_paths(ids: list[UUID]) -> list[str]:
-    return [f"/v1/customers/{customer}" for customer in ids]
-
-
-async def same_bytes(port: int, bare: int, token: str, ids: list[UUID]) -> None:
-    """The bare ASGI app answers GET profile with the API's bytes, or RuntimeError."""
-    async with Pool(port, token, 1) as api, Pool(bare, token, 1) as baseline:
-        for path in _profile_paths(ids):
-            ours, theirs = await api.request("GET", path), await baseline.request("GET", path)
-            if ours != theirs:
-                raise RuntimeError(f"bare ASGI baseline differs on {path}: {ours!r} {theirs!r}")
-
-
-def throughput(
-    targets: dict[str, tuple[int, int]], *, token: str, ids: list[UUID], sizes: Sizes, say: Say
-) -> dict[str, Any]:
-    """GET profile as fast as answered, ``read_concurrency`` connections, on each of
-    ``targets`` (name → (port, pid): the API, then the baselines) in turn, ``repeats`` times;
-    medians, the CPU of each server process per request, and the ratio API ÷ bare."""
-    paths = _profile_paths(ids)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
-    for repeat in range(sizes.repeats):
-        for name, (port, pid) in targets.items():
-            process = psutil.Process(pid)
-            cpu = sum(process.cpu_times()[:2])
-            loaded = get_load(
-                port,
-                token,
-                paths,
-                seconds=sizes.throughput_seconds,
-                connections=sizes.read_concurrency,
-            )
-            cpu = sum(process.cpu_times()[:2]) - cpu
-            loaded["cpu_us_per_request"] = 1e6 * cpu / max(1, loaded["latency_ms"]["n"])
-            runs[name].append(loaded)
-        say(
-            f"GET profile {repeat + 1}/{sizes.repeats}: "
-            + ", ".join(f"{name} {r[-1]['requests_per_s']:,.0f}/s" for name, r in runs.items())
-        )
-    ratios = [
-        ours["requests_per_s"] / bare["requests_per_s"]
-        for ours, bare in zip(runs["api"], runs["bare"], strict=True)
-    ]
-
-    def medians(name: str) -> dict[str, Any]:
-        rates = summary([r["requests_per_s"] for r in runs[name]])
-        return {
-            "requests_per_s": rates["median"],
-            "cpu_us_per_request": summary([r["cpu_us_per_request"] for r in runs[name]])["median"],
-            "p99_ms": summary([r["latency_ms"]["p99"] for r in runs[name]])["median"],
-            "failures": sum(r["failures"] for r in runs[name]),
-            "repeats": {"requests_per_s": rates},
-        }
-
-    ours, bare = medians("api"), medians("bare")
-    return {
-        **ours,
-        "baseline_requests_per_s": bare["requests_per_s"],
-        "ratio": summary(ratios)["median"],
-        "target_ratio": 0.5,
-        "connections": sizes.read_concurrency,
-        "generator": "wrk",
-        "baselines": {name: medians(name) for name in BASELINES},
-        "ratios": summary(ratios),
     }
 
 

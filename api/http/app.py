@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from api.http import deps, middleware, problems
 from api.http.auth import AuthFailed
 from api.http.batch_docs import document_batch_commands
+from api.http.hot_path import HotProfileReads
 from api.http.links import document_links
 from api.http.preconditions import PreconditionFailed
 from api.http.rate_limit import KeyRateLimiter, RateLimited
@@ -72,6 +73,7 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     app.state.stop_server = lambda: None  # `serve` sets it: what a fatal start-up error calls
     problems.install(app)
+    app.add_middleware(HotProfileReads)  # inside the edge middleware, added next
     middleware.install(
         app, max_body_bytes=(services.settings if services else get_settings()).max_body_bytes
     )

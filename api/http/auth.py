@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from api.http import deps
-from api.http.rate_limit import KeyRateLimiter
+from api.http.rate_limit import KeyRateLimiter, RateLimited
 from domain.personal import masked
 from infra.api_keys import ApiKey, Role
 from projections.profile_fold import PERSONAL
@@ -26,6 +26,14 @@ class AuthFailed(Exception):
 
 
 def _authenticate(request: Request, authorization: str | None) -> ApiKey:
+    key = _key(request, authorization)
+    limiter: KeyRateLimiter = request.app.state.rate_limiter
+    limiter.admit(key.key_id)
+    return key
+
+
+def _key(request: Request, authorization: str | None) -> ApiKey:
+    """The live key of ``authorization``, not yet counted against its rate limit."""
     if authorization is None:
         raise AuthFailed(401, "unauthenticated", "send Authorization: Bearer <api key>")
     scheme, _, token = authorization.partition(" ")
@@ -34,9 +42,16 @@ def _authenticate(request: Request, authorization: str | None) -> ApiKey:
     key = deps.services(request).keys.authenticate(token.strip())
     if key is None:
         raise AuthFailed(401, "unauthenticated", "unknown or revoked API key")
-    limiter: KeyRateLimiter = request.app.state.rate_limiter
-    limiter.admit(key.key_id)
     return key
+
+
+def _grant(request: Request, key: ApiKey, roles: tuple[Role, ...]) -> None:
+    """403 unless ``key`` has one of ``roles``; else who asks, and whether they see pii."""
+    if not any(key.allows(role) for role in roles):
+        named = " or ".join(role.value for role in roles)
+        raise AuthFailed(403, "forbidden", f"this route needs the {named} role")
+    request.state.actor = f"key:{key.name}"
+    request.state.pii = key.pii or key.allows(Role.ADMIN)
 
 
 def require(*roles: Role) -> Any:
@@ -47,14 +62,34 @@ def require(*roles: Role) -> Any:
         authorization: Annotated[str | None, Header(description="Bearer <api key>")] = None,
     ) -> ApiKey:
         key = _authenticate(request, authorization)
-        if not any(key.allows(role) for role in roles):
-            named = " or ".join(role.value for role in roles)
-            raise AuthFailed(403, "forbidden", f"this route needs the {named} role")
-        request.state.actor = f"key:{key.name}"
-        request.state.pii = key.pii or key.allows(Role.ADMIN)
+        _grant(request, key, roles)
         return key
 
     return Depends(check)
+
+
+def admitted(request: Request, *roles: Role) -> ApiKey | None:
+    """What :func:`require` would admit, without raising and without counting the request
+    against the key's rate limit (the caller :func:`counts` it once it answers): the key,
+    with ``request.state`` set as :func:`require` sets it, or None where :func:`require`
+    would refuse (it then does, on the full route)."""
+    try:
+        key = _key(request, request.headers.get("authorization"))
+        _grant(request, key, roles)
+    except AuthFailed:
+        return None
+    return key
+
+
+def counts(request: Request, key: ApiKey) -> bool:
+    """Count a request of ``key`` admitted by :func:`admitted` against its rate limit; False
+    (not counted) when the key is over a limit (the full route then answers 429)."""
+    limiter: KeyRateLimiter = request.app.state.rate_limiter
+    try:
+        limiter.admit(key.key_id)
+    except RateLimited:
+        return False
+    return True
 
 
 def optional() -> Any:

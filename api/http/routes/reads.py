@@ -102,12 +102,21 @@ async def get_customer(
         return await run_in_threadpool(
             _travel_response, request, customer_id, as_of, known_at, version
         )
-    reads = None if "x-min-position" in request.headers else deps.async_reads(request)
-    if reads is not None:
-        live = await profile_reads.live_profile(reads, customer_id)
-        if live is not None:
-            return json_response(privacy(request)(live), live["version"])
+    answer = await live_in_loop(request, customer_id)
+    if answer is not None:
+        return answer
     return await run_in_threadpool(_live_response, request, customer_id)
+
+
+async def live_in_loop(request: Request, customer_id: UUID) -> Response | None:
+    """GET profile's answer read in the event loop (:mod:`projections.profile_reads`), for an
+    admitted caller: None unless the read models are on PostgreSQL, the request has no
+    ``X-Min-Position`` and the customer is live (the sync path answers the rest)."""
+    reads = None if "x-min-position" in request.headers else deps.async_reads(request)
+    if reads is None:
+        return None
+    live = await profile_reads.live_profile(reads, customer_id)
+    return None if live is None else json_response(privacy(request)(live), live["version"])
 
 
 def _travel_response(
