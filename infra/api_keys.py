@@ -55,21 +55,28 @@ class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._loaded_mtime: float | None = None
+        self._loaded: tuple[int, int, int] | None = None  # the file's (inode, mtime ns, size)
         self._keys: dict[str, ApiKey] = {}
 
     def _load(self) -> dict[str, ApiKey]:
         with self._lock:
-            try:  # one stat per request (it is on every authenticated request's path)
-                mtime: float | None = os.stat(self.path).st_mtime
+            # one stat per request (it is on every authenticated request's path); a save
+            # replaces the file, so its inode tells two saves within one mtime tick apart
+            try:
+                found = os.stat(self.path)
+                seen: tuple[int, int, int] | None = (
+                    found.st_ino,
+                    found.st_mtime_ns,
+                    found.st_size,
+                )
             except FileNotFoundError:
-                mtime = None
-            if mtime != self._loaded_mtime:
-                raw = orjson.loads(self.path.read_bytes()) if mtime is not None else []
+                seen = None
+            if seen != self._loaded:
+                raw = orjson.loads(self.path.read_bytes()) if seen is not None else []
                 self._keys = {
                     doc["key_id"]: ApiKey(**{**doc, "roles": tuple(doc["roles"])}) for doc in raw
                 }
-                self._loaded_mtime = mtime
+                self._loaded = seen
             return self._keys
 
     def _save(self, keys: dict[str, ApiKey]) -> None:

@@ -7,7 +7,7 @@ behaviour (:class:`infra.readstore.PostgresReadStore`) with one round trip less 
 instead of checking a connection before it is handed out, a read that finds its connection
 broken (a server restart since its last use) checks every idle connection at once, so the
 other stale ones are replaced, and runs its statement once more on a fresh connection; a
-read is one statement in autocommit, so running it again is safe, and no request sees a stale
+read is one statement in a read-only autocommit session, so running it again is safe, and no request sees a stale
 connection. A caller waits at most ``timeout`` seconds for a connection, then gets
 ``PoolTimeout`` (an ``OperationalError``: transient, a 503 with ``Retry-After`` at the API's
 edge, :mod:`infra.resilience`); so does a read whose second connection is broken too.
@@ -49,7 +49,8 @@ class AsyncReads:
                 min_size=1,
                 max_size=self._pool_size,
                 open=False,
-                kwargs={"autocommit": True},
+                # read-only sessions: running a statement again is safe by construction
+                kwargs={"autocommit": True, "options": "-c default_transaction_read_only=on"},
                 timeout=self._timeout,
                 reconnect_timeout=self._timeout,
             )
@@ -63,18 +64,15 @@ class AsyncReads:
         turns out broken."""
         pool = await self._opened()
         sql = render_sql(statement, "postgres")
-        for attempt in range(2):
-            async with pool.connection() as connection:
-                try:
-                    cursor = await connection.execute(sql, params)
-                    row = await cursor.fetchone()
-                except psycopg.OperationalError:
-                    if attempt or not connection.broken:
-                        raise
-                    await pool.check()  # the server went away: replace every stale connection
-                    continue
-            return None if row is None else tuple(row)
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        async with pool.connection() as connection:
+            try:
+                return await _first_row(connection, sql, params)
+            except psycopg.OperationalError:
+                if not connection.broken:
+                    raise
+        await pool.check()  # the server went away: replace every stale connection
+        async with pool.connection() as connection:
+            return await _first_row(connection, sql, params)
 
     def stats(self) -> dict[str, int]:
         """The pool's counters (psycopg_pool's ``get_stats``: ``requests_num``,
@@ -86,3 +84,11 @@ class AsyncReads:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _first_row(
+    connection: psycopg.AsyncConnection[Any], sql: str, params: Sequence[Any]
+) -> Row | None:
+    cursor = await connection.execute(sql, params)
+    row = await cursor.fetchone()
+    return None if row is None else tuple(row)

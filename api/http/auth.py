@@ -27,8 +27,9 @@ class AuthFailed(Exception):
 
 def _authenticate(request: Request, authorization: str | None) -> ApiKey:
     key = _key(request, authorization)
-    limiter: KeyRateLimiter = request.app.state.rate_limiter
-    limiter.admit(key.key_id)
+    if getattr(request.state, "counted", None) != key.key_id:  # not yet, by :func:`counts`
+        limiter: KeyRateLimiter = request.app.state.rate_limiter
+        limiter.admit(key.key_id)
     return key
 
 
@@ -70,7 +71,7 @@ def require(*roles: Role) -> Any:
 
 def admitted(request: Request, *roles: Role) -> ApiKey | None:
     """What :func:`require` would admit, without raising and without counting the request
-    against the key's rate limit (the caller :func:`counts` it once it answers): the key,
+    against the key's rate limit (the caller :func:`counts` it before it reads): the key,
     with ``request.state`` set as :func:`require` sets it, or None where :func:`require`
     would refuse (it then does, on the full route)."""
     try:
@@ -82,13 +83,15 @@ def admitted(request: Request, *roles: Role) -> ApiKey | None:
 
 
 def counts(request: Request, key: ApiKey) -> bool:
-    """Count a request of ``key`` admitted by :func:`admitted` against its rate limit; False
-    (not counted) when the key is over a limit (the full route then answers 429)."""
+    """Count a request of ``key`` admitted by :func:`admitted` against its rate limit, before
+    any read; False (not counted) when the key is over a limit (the full route then answers
+    429). A counted request that goes on to the full route is not counted again there."""
     limiter: KeyRateLimiter = request.app.state.rate_limiter
     try:
         limiter.admit(key.key_id)
     except RateLimited:
         return False
+    request.state.counted = key.key_id
     return True
 
 

@@ -12,8 +12,9 @@ event loop (:func:`api.http.routes.reads.live_in_loop`) and the key's rate limit
 Everything else goes on to FastAPI unchanged, and so does every request this path does not
 answer 200: a missing, bad or revoked key, a key without the reader role, a key over its rate
 limit, an id that is not a lowercase hyphenated UUID, an unknown, merged or erased customer,
-SQLite read models. The full route then answers it, as it would have (nothing here counts
-against the key's rate limit unless this path answers). An error of the read itself (the
+SQLite read models. The full route then answers it, as it would have. The key's rate limit
+is counted before the read (a key over it costs no database read), once: a counted request
+that goes on is not counted again by the route. An error of the read itself (the
 database away) goes to the edge middleware as it does from the route: a 503.
 """
 
@@ -23,7 +24,6 @@ import re
 from uuid import UUID
 
 from fastapi import Request
-from starlette._utils import get_route_path
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,9 +31,14 @@ from api.http.auth import admitted, counts
 from api.http.routes import reads
 from infra.api_keys import Role
 
-PROFILE_PATH = re.compile(
-    r"/v1/customers/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-)
+CANONICAL_UUID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as the router matches it: below the app's ``root_path`` when mounted."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _profile_route() -> BaseRoute:
@@ -49,11 +54,13 @@ class HotProfileReads:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.route = _profile_route()
+        template = re.escape(getattr(self.route, "path", ""))  # "/v1/customers/{customer_id}"
+        self.path = re.compile(template.replace(re.escape("{customer_id}"), CANONICAL_UUID))
         self.answered = 0  # requests this path answered (tests check it took them)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
-            match = PROFILE_PATH.fullmatch(get_route_path(scope))
+            match = self.path.fullmatch(_route_path(scope))
             if match is not None:
                 # what the router sets for this path: the access log and metrics name the
                 # route also when the read fails (the database away: a 503 from the edge)
@@ -61,9 +68,9 @@ class HotProfileReads:
                 scope["path_params"] = {"customer_id": match[1]}
                 request = Request(scope)
                 key = admitted(request, Role.READER)
-                if key is not None:
+                if key is not None and counts(request, key):
                     answer = await reads.live_in_loop(request, UUID(match[1]))
-                    if answer is not None and counts(request, key):
+                    if answer is not None:
                         self.answered += 1
                         await answer(scope, receive, send)
                         return

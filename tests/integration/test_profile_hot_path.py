@@ -125,7 +125,9 @@ def test_each_request_counts_once_against_the_rate_limit(tmp_path: Path, postgre
             for customer in (live, merged, uuid4(), live, live, live)
         ]
         assert statuses == [200, 410, 404, 200, 200, 429], statuses
+        reads = api.app.state.async_reads.stats()["requests_num"]
         refused = api.client.get(f"/v1/customers/{live}", headers=reader)
         assert refused.status_code == 429
+        assert api.app.state.async_reads.stats()["requests_num"] == reads  # no read over the limit
         assert refused.headers["content-type"] == "application/problem+json"
         assert int(refused.headers["retry-after"]) >= 1
