@@ -7,7 +7,7 @@ dict with str keys). Tuples come back as lists.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,24 +30,30 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in an event: {value!r}")
 
 
-def _revive(value: Any) -> Any:
-    """Tagged values turned back into their types, in place (fresh ``orjson.loads`` output);
-    scalars are never visited by a call of their own, which is what makes decoding cheap."""
-    if type(value) is dict:
-        tag = value.get("_type_")
-        if tag is not None and len(value) == 2 and "_data_" in value:
-            return _DECODERS[tag](value["_data_"])
-        for key, item in value.items():
-            if type(item) in _CONTAINERS:
-                value[key] = _revive(item)
-    elif type(value) is list:
-        for index, item in enumerate(value):
-            if type(item) in _CONTAINERS:
-                value[index] = _revive(item)
-    return value
+def reviver(decoders: Mapping[str, Callable[[str], Any]]) -> Callable[[Any], Any]:
+    """``revive(value)``: the tagged values in fresh ``orjson.loads`` output ``value`` turned
+    into ``decoders[tag](text)``, in place; scalars are never visited by a call of their own,
+    which is what makes decoding cheap."""
+
+    def revive(value: Any) -> Any:
+        if type(value) is dict:
+            tag = value.get("_type_")
+            if tag is not None and len(value) == 2 and "_data_" in value:
+                return decoders[tag](value["_data_"])
+            for key, item in value.items():
+                if type(item) in _CONTAINERS:
+                    value[key] = revive(item)
+        elif type(value) is list:
+            for index, item in enumerate(value):
+                if type(item) in _CONTAINERS:
+                    value[index] = revive(item)
+        return value
+
+    return revive
 
 
 _CONTAINERS = (dict, list)
+_revive = reviver(_DECODERS)  # tagged values back as their types
 
 
 class OrjsonTranscoder(Transcoder):

@@ -33,7 +33,7 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from infra.backends import POOL_TIMEOUT
@@ -183,15 +183,15 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         return snapshots, events
 
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
+        """Rows in binary, as tuples: a customer's whole history (time travel) is one query
+        whose bytea states arrive as bytes, not as hex text parsed in Python."""
         with self.datastore.transaction(commit=False) as cursor:
+            cursor.row_factory = tuple_row
             if version is None:
-                cursor.execute(self._positioned, (aggregate_id,))
+                cursor.execute(self._positioned, (aggregate_id,), binary=True)
             else:
-                cursor.execute(self._positioned_version, (aggregate_id, version))
-            rows = [
-                (r["notification_id"], r["originator_version"], r["topic"], r["state"])
-                for r in cursor.fetchall()
-            ]
+                cursor.execute(self._positioned_version, (aggregate_id, version), binary=True)
+            rows = cursor.fetchall()
         return positioned_rows(aggregate_id, rows)
 
 

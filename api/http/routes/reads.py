@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -27,6 +28,7 @@ from domain.external_ids import (
 from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
 from infra.envelope import Envelope
+from infra.lean_history import opened_history
 from projections import profile_fold, profile_reads
 from projections.churn import churn_risk, customer_purchases, load_fit, risk_in_view
 from projections.loyalty import loyalty_view
@@ -47,14 +49,20 @@ def _travel(
     (``as_of``, else ``known_at``, else the business time of ``version``'s event) under the
     model version in force then (:func:`projections.churn.risk_in_view`)."""
     services = deps.services(request)
-    history = services.store.history(customer_id)
-    envelopes = (Envelope.from_event(event, position) for position, event in history)
+    seen: list[datetime] = []  # business time of the newest event up to ``version``
+
+    def history() -> Iterator[Envelope]:  # the store's, one envelope at a time
+        for envelope in opened_history(services.store, customer_id):
+            if version is not None and envelope.version <= version:
+                seen[:] = [envelope.occurred_at]
+            yield envelope
+
     state = profile_fold.travel(
-        customer_id, envelopes, as_of=as_of, known_at=known_at, version=version
+        customer_id, history(), as_of=as_of, known_at=known_at, version=version
     )
     if state is None:
         raise CustomerNotFound(customer_id)
-    moment = as_of or known_at or history[min(version or 1, len(history)) - 1][1].occurred_at
+    moment = as_of or known_at or seen[0]
     document = profile_fold.render(state)
     document["churn_risk"] = risk_in_view(services.models.get(), state, moment, known_at)
     return document
