@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -32,7 +33,7 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-from domain.event_base import META_FIELDS, LoggedEvent
+from domain.event_base import META_FIELDS
 from domain.events import EVENT_CLASSES, CustomerEvent
 from infra.envelope import SCHEMA_VERSION, SEALED, Envelope
 from infra.store import EventStore
@@ -61,7 +62,8 @@ def opened_history(store: EventStore, customer_id: UUID) -> Iterator[Envelope]:
         envelope = _lean(stored, position) if lean else None
         if envelope is None:  # the mapper's path
             event = mapper.to_sealed_event(stored)
-            assert isinstance(event, LoggedEvent)
+            if not isinstance(event, CustomerEvent):
+                raise TypeError(f"{stored.topic} at position {position} is no customer event")
             envelope = Envelope.from_event(event, position)
         yield personal.open_envelope(envelope)
 
@@ -71,14 +73,14 @@ def _plain_datetime(text: str) -> Any:
 
 
 # tagged values straight to their plain JSON form, as :func:`infra.envelope.plain` makes the
-# revived ones: a decimal's text (``str(Decimal(text)) == text`` for the text ``str`` made),
-# a datetime as orjson writes it
-_as_plain = reviver({"decimal": str, "datetime": _plain_datetime})
+# revived ones: a decimal's canonical text (a text that is no decimal fails, as the mapper
+# does), a datetime as orjson writes it
+_as_plain = reviver({"decimal": lambda text: str(Decimal(text)), "datetime": _plain_datetime})
 
 
 def _moment(value: Any) -> datetime:
     """A stored meta datetime (tagged by :mod:`infra.transcoder`); KeyError if it is not one."""
-    if type(value) is not dict or value.get("_type_") != "datetime":
+    if type(value) is not dict or len(value) != 2 or value.get("_type_") != "datetime":
         raise KeyError("not a tagged datetime")
     return datetime.fromisoformat(value["_data_"])
 

@@ -15,7 +15,9 @@ import orjson
 import pytest
 
 from api.http.routes.reads import _travel
+from commands import messages as m
 from commands.models import ModelService
+from commands.service import CommandService, Context
 from domain.errors import CustomerNotFound
 from infra import lean_history
 from infra.backends.base import as_uuid
@@ -62,6 +64,12 @@ def _answer(call: Any, *args: Any) -> bytes:
         return f"not found: {missing}".encode()
 
 
+def _request(store: EventStore) -> Any:
+    """What the time-travel route reads of its request: the store and the churn models."""
+    services = SimpleNamespace(store=store, models=ModelService(store))
+    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(services=services)))
+
+
 def assert_travel_as_the_long_way(store: EventStore) -> None:
     """Every customer's envelopes, and the route's answers for views in business time,
     recorded time and by version, equal the long way's byte for byte."""
@@ -69,11 +77,7 @@ def assert_travel_as_the_long_way(store: EventStore) -> None:
     assert legacy > 0  # upcast events are among the compared
     linked = store.backend.in_log_order(CUSTOMER_TOPICS, 0, 100_000)
     customers = list(dict.fromkeys(as_uuid(n.originator_id) for n, _ in linked))
-    request = SimpleNamespace(
-        app=SimpleNamespace(
-            state=SimpleNamespace(services=SimpleNamespace(store=store, models=ModelService(store)))
-        )
-    )
+    request = _request(store)
     erased = sealed = 0
     for customer in customers:
         expected = the_long_way(store, customer)
@@ -106,14 +110,30 @@ def assert_travel_as_the_long_way(store: EventStore) -> None:
     assert sum(read_long) == legacy and len(read_long) > 700
 
 
+def a_customer_with_contacts(store: EventStore) -> UUID:
+    """A customer registered with personal data and two contacts recorded: three sealed
+    events (versions 1 to 3)."""
+    service = CommandService(store, default_region="DE", index_key="k")
+    ctx = Context(actor="t")
+    customer = service.execute(m.RegisterCustomer(name="Ada", email="ada@example.com"), ctx)
+    assert customer.customer_id is not None
+    for summary in ("hi", "again"):
+        contact = m.RecordContact(
+            customer_id=customer.customer_id, channel="email", direction="inbound", summary=summary
+        )
+        service.execute(contact, ctx)
+    return customer.customer_id
+
+
 def assert_a_moved_token_is_refused(store: EventStore, database_url: str, customer: UUID) -> None:
     """A sealed token copied into another of the customer's events (the tamper the seal's
-    associated data catches) stops both paths with :class:`SealBroken`."""
+    associated data catches) stops both paths with :class:`SealBroken`; time travel too,
+    even to a view before the altered event (the whole history is opened, as before)."""
     rows = store.backend.positioned(customer, None)
     sealed = [s for _, s in rows if b'"_sealed"' in s.state]
-    assert len(sealed) >= 2
+    assert len(sealed) >= 2 and sealed[-1].originator_version > 2
     token = orjson.loads(sealed[0].state)["_sealed"]
-    victim = orjson.loads(sealed[1].state)
+    victim = orjson.loads(sealed[-1].state)
     victim["_sealed"] = token
     db = open_read_store(database_url)
     try:
@@ -122,7 +142,7 @@ def assert_a_moved_token_is_refused(store: EventStore, database_url: str, custom
             tx.execute(
                 f"UPDATE {store.events_table} SET state = ? "
                 "WHERE originator_id = ? AND originator_version = ?",
-                (orjson.dumps(victim), where, sealed[1].originator_version),
+                (orjson.dumps(victim), where, sealed[-1].originator_version),
             )
     finally:
         db.close()
@@ -130,3 +150,5 @@ def assert_a_moved_token_is_refused(store: EventStore, database_url: str, custom
         the_long_way(store, customer)
     with pytest.raises(SealBroken):
         list(opened_history(store, customer))
+    with pytest.raises(SealBroken):
+        _travel(_request(store), customer, None, None, 1)  # a view that ends well before it

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from commands import messages as m
-from commands.service import CommandService, Context
 from infra.store import EventStore
 from tests.lean_history_support import (
+    a_customer_with_contacts,
     assert_a_moved_token_is_refused,
     assert_travel_as_the_long_way,
 )
@@ -33,16 +32,6 @@ def test_a_moved_sealed_token_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'events.db'}"
     store = EventStore(url)
     try:
-        service = CommandService(store, default_region="DE", index_key="k")
-        ctx = Context(actor="t")
-        customer = service.execute(m.RegisterCustomer(name="Ada", email="ada@example.com"), ctx)
-        assert customer.customer_id is not None
-        service.execute(
-            m.RecordContact(
-                customer_id=customer.customer_id, channel="email", direction="inbound", summary="hi"
-            ),
-            ctx,
-        )
-        assert_a_moved_token_is_refused(store, url, customer.customer_id)
+        assert_a_moved_token_is_refused(store, url, a_customer_with_contacts(store))
     finally:
         store.close()
