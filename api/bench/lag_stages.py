@@ -15,7 +15,10 @@ the measured processes nothing.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,17 +47,33 @@ class Mark:
 
     def split(self, shown: list[Shown]) -> dict[str, Any]:
         """The stages of ``shown`` (:func:`stages`), from the records published since."""
-        return stages(shown, published_at(self.bootstrap, self.topic, self.since))
+        with _quiet():
+            return stages(shown, published_at(self.bootstrap, self.topic, self.since))
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """kafka-python's INFO lines (connections, metadata) stay out of the bench's output."""
+    logger = logging.getLogger("kafka")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """``topic``'s end offset per partition now."""
-    reader = kafka.consumer(bootstrap, None)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic))]
-        return {tp.partition: int(o) for tp, o in reader.end_offsets(partitions).items()}
-    finally:
-        reader.close()
+    with _quiet():
+        reader = kafka.consumer(bootstrap, None)
+        try:
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic))
+            ]
+            return {tp.partition: int(o) for tp, o in reader.end_offsets(partitions).items()}
+        finally:
+            reader.close()
 
 
 def published_at(
