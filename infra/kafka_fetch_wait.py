@@ -1,13 +1,13 @@
 """How long a consumer lets the broker hold a fetch: short while records flow, long when idle.
 
 A fetch that finds no records is held by the broker for up to ``fetch_max_wait_ms``. Kafka
-answers it as soon as a record arrives; tansu does not: it looks again only every half of the
-wait (measured on this box, one producer at 250 records/s in batches of 10 every 40 ms,
-12 partitions, record CreateTime → consumer: p50 135-140 / p99 274-323 ms at 500 ms; p50
-33-35 / p99 60-152 ms at 100 ms; p50 13-16 / p99 28-140 ms at 20 ms). A record arriving while a
-fetch is held therefore waits for the broker's next look, and with one long wait for every
-case that was most of the end-to-end lag (issue 16: e2e p99 at 250 cmd/s 70.8 ms with 20 ms,
-344 ms with 500 ms).
+answers it as soon as a record arrives; tansu does not: the lags measured fit one more look
+at half of the wait (this box, one producer at 250 records/s in batches of 10 every 40 ms,
+12 partitions, record CreateTime → consumer: p50 135-140 / p99 274-323 / max 297-368 ms at
+500 ms; p50 33-35 / max 61-219 ms at 100 ms; p50 13-16 ms at 20 ms). A record arriving while a
+fetch is held therefore waits for that look, and with one long wait for every case that was
+most of the end-to-end lag (issue 16: e2e p99 at 250 cmd/s 70.8 ms with 20 ms, 344 ms with
+500 ms; BENCHMARKS.md, "Performance round 7").
 
 A short wait costs an idle consumer a fetch round trip every few tens of milliseconds (about
 7 % of a core at 20 ms, 0.6 % at 500 ms, same measurement), so :class:`FetchWait` switches: the
@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 BUSY_FETCH_WAIT_MS = 20
-"""The fetch wait while records flow (tansu looks again every 10 ms then)."""
+"""The fetch wait while records flow (tansu's next look within about 10 ms then)."""
 IDLE_AFTER_SECONDS = 2.0
 """How long after the last polled record a consumer goes back to its configured (long) wait."""
 

@@ -19,7 +19,7 @@ offsets for projection consumers, sought on assignment). During a broker outage 
 one rebuild per ``stall_seconds`` and one warning per outage.
 
 It also lets the broker hold its fetches only briefly while records flow, and long when idle
-(:mod:`infra.kafka_fetch_wait`): tansu looks for new records only every half of the wait.
+(:mod:`infra.kafka_fetch_wait`): tansu answers a held fetch only at its next look.
 """
 
 from __future__ import annotations
