@@ -17,6 +17,9 @@ member resumes from the positions its owner keeps (Kafka's committed offsets for
 which commits after each answered batch and whose commands are idempotent; the read store's
 offsets for projection consumers, sought on assignment). During a broker outage this costs
 one rebuild per ``stall_seconds`` and one warning per outage.
+
+It also lets the broker hold its fetches only briefly while records flow, and long when idle
+(:mod:`infra.kafka_fetch_wait`): tansu answers a held fetch only at its next look.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import structlog
 from kafka import KafkaConsumer
 
 from infra.kafka import MessageLimits, consumer
+from infra.kafka_fetch_wait import FetchWait
 from infra.logging import exception_text
 
 log = structlog.get_logger(__name__)
@@ -73,7 +77,8 @@ def group_consumer(
 
 class GroupConsumer:
     """A :class:`KafkaConsumer` made by ``make`` (a member of a consumer group), replaced when
-    it went unheard for ``stall_seconds`` (module docstring). Everything but :meth:`subscribe`,
+    it went unheard for ``stall_seconds``, its fetch wait short while records flow (module
+    docstring). Everything but :meth:`subscribe`,
     :meth:`poll` and :meth:`close` is the current consumer's. Not thread-safe (one consumer
     loop owns it, as with :class:`KafkaConsumer`)."""
 
@@ -88,6 +93,7 @@ class GroupConsumer:
         self.name = name
         self.stall_seconds = stall_seconds
         self._consumer = make()
+        self.fetch_wait = FetchWait.of(self._consumer)
         self._subscription: tuple[list[str], Any] | None = None
         self._live_at = time.monotonic()  # the last time it was known live (or made)
         self._stuck = False  # rebuilt since it was last live
@@ -104,9 +110,11 @@ class GroupConsumer:
         self._consumer.subscribe(list(topics), listener=listener)
 
     def poll(self, timeout_ms: int = 0) -> dict[Any, list[Any]]:
-        """The current consumer's ``poll``; rebuilds it afterwards if it is stuck."""
+        """The current consumer's ``poll``; sets the wait of its next fetches, and rebuilds
+        it afterwards if it is stuck."""
         batches: dict[Any, list[Any]] = self._consumer.poll(timeout_ms=timeout_ms)
         now = time.monotonic()
+        self.fetch_wait.polled(self._consumer, bool(batches), now)
         heard = last_heard(self._consumer)
         if batches or (heard is not None and heard > self._live_at):
             self._live_at = now

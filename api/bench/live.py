@@ -23,7 +23,7 @@ import orjson
 import psutil
 import psycopg
 
-from api.bench import workload
+from api.bench import lag_stages, workload
 from api.bench.harness import RssSampler, Sizes, Stack, rss_mb, summary, wait_for
 from api.bench.http import Pool, closed_loop, open_loop
 from api.bench.read_throughput import (
@@ -38,6 +38,7 @@ from api.bench.wrk import get_load, wrk_binary
 from bootstrap import build
 from commands.service import Context
 from consumers.migrate import migrate
+from infra.settings import Settings
 
 Say = Callable[[str], None]
 PER_REQUEST = 10  # commands per POST /v1/commands:batch in the lag scenario
@@ -50,18 +51,21 @@ class Visibility:
     """Watches the profiles read model until each acknowledged (customer, version) shows."""
 
     database_url: str
-    pending: list[tuple[str, int, float]] = field(default_factory=list)
+    pending: list[tuple[str, int, float, float]] = field(default_factory=list)  # + wall clock
     lags: list[float] = field(default_factory=list)
+    shown: list[lag_stages.Shown] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def acknowledged(self, at: float, status: int, body: bytes) -> None:
         if status >= 400:
             return
-        results = orjson.loads(body)["results"]
+        results, wall = orjson.loads(body)["results"], time.time() - (time.perf_counter() - at)
         with self.lock:
             self.pending += [
-                (r["customer_id"], r["version"], at) for r in results if r["status"] == "accepted"
+                (r["customer_id"], r["version"], at, wall)
+                for r in results
+                if r["status"] == "accepted"
             ]
 
     def watch(self) -> None:
@@ -74,13 +78,14 @@ class Visibility:
                     continue
                 rows = conn.execute(
                     "SELECT customer_id, version FROM profiles WHERE customer_id = ANY(%s)",
-                    (sorted({customer for customer, _, _ in waiting}),),
+                    (sorted({w[0] for w in waiting}),),
                 ).fetchall()
                 seen: dict[str, int] = dict(rows)
-                now = time.perf_counter()
+                now, wall = time.perf_counter(), time.time()
                 shown = [w for w in waiting if seen.get(w[0], 0) >= w[1]]
                 with self.lock:
-                    self.lags += [now - at for _, _, at in shown]
+                    self.lags += [now - w[2] for w in shown]
+                    self.shown += [(str(c), v, ack, wall) for c, v, _, ack in shown]
                     done = set(shown)
                     self.pending = [w for w in self.pending if w not in done]
 
@@ -127,7 +132,7 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     try:
         result = asyncio.run(
             _measure(
-                settings.database_url,
+                settings,
                 port=port,
                 token=token,
                 ids=ids,
@@ -157,13 +162,13 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
 
 
 async def _measure(
-    database_url: str, *, port: int, token: str, ids: list[UUID], sizes: Sizes, say: Say
+    settings: Settings, *, port: int, token: str, ids: list[UUID], sizes: Sizes, say: Say
 ) -> dict[str, Any]:
     rng = random.Random(17)
     async with Pool(port, token, sizes.read_concurrency) as pool:
-        low = await _e2e(pool, database_url, ids, per_s=sizes.e2e_low_per_s, sizes=sizes, rng=rng)
+        low = await _e2e(pool, settings, ids, per_s=sizes.e2e_low_per_s, sizes=sizes, rng=rng)
         say(f"e2e lag at {low['offered_per_s']}/s: p99 {low['p99_ms']:.1f} ms")
-        e2e = await _e2e(pool, database_url, ids, per_s=sizes.e2e_per_s, sizes=sizes, rng=rng)
+        e2e = await _e2e(pool, settings, ids, per_s=sizes.e2e_per_s, sizes=sizes, rng=rng)
         e2e["lower_load"] = low
         say(
             f"e2e lag at {e2e['offered_per_s']}/s: p50 {e2e['p50_ms']:.1f} ms, p99 {e2e['p99_ms']:.1f} ms"
@@ -217,15 +222,17 @@ async def _warm_up(*, port: int, token: str, ids: list[UUID], sizes: Sizes) -> N
 
 async def _e2e(
     pool: Pool,
-    database_url: str,
+    settings: Settings,
     ids: list[UUID],
     *,
     per_s: int,
     sizes: Sizes,
     rng: random.Random,
 ) -> dict[str, Any]:
-    """Commands at a fixed rate (batches of ``PER_REQUEST``); lag = ack → visible in profiles."""
-    watcher = Visibility(database_url)
+    """Commands at a fixed rate (batches of ``PER_REQUEST``); lag = ack → visible in profiles,
+    split at the broker (:mod:`api.bench.lag_stages`)."""
+    mark = lag_stages.Mark.now(settings)
+    watcher = Visibility(settings.database_url)
     thread = threading.Thread(target=watcher.watch, name="visibility", daemon=True)
     thread.start()
 
@@ -245,6 +252,7 @@ async def _e2e(
         thread.join(5)
     lag = summary([x * 1000 for x in watcher.lags])
     ack = summary([x * 1000 for x in acks])
+    stages = await asyncio.to_thread(mark.split, watcher.shown)
     return {
         "offered_per_s": per_s,
         "achieved_per_s": achieved * PER_REQUEST,
@@ -255,6 +263,7 @@ async def _e2e(
         "ack_ms": ack,
         "failed_requests": failures,
         "cpu_busy_pct": busy,
+        "stages": stages,
         "target_p99_ms": 100.0,
     }
 

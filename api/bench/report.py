@@ -75,6 +75,17 @@ def _n(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _stages(stages: dict[str, Any] | None) -> str:
+    """The e2e lag's two stages (api.bench.lag_stages), p50 / p99 each; nothing if absent."""
+    if not stages:
+        return ""
+    ack, shown = stages["ack_to_published_ms"], stages["published_to_visible_ms"]
+    return (
+        f"; ack → published p50 {_n(ack['p50'], 1)} / p99 {_n(ack['p99'], 1)} ms, "
+        f"published → visible p50 {_n(shown['p50'], 1)} / p99 {_n(shown['p99'], 1)} ms"
+    )
+
+
 def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """(scenario, measured, baseline, ratio, target) rows for whatever ran."""
     rows = []
@@ -167,7 +178,7 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     f"e2e lag at {x['offered_per_s']} cmd/s (achieved {_n(x['achieved_per_s'])})",
                     f"p50 {_n(x['p50_ms'], 1)} / p99 {_n(x['p99_ms'], 1)} ms",
                     f"ack p99 {_n(x['ack_ms']['p99'], 1)} ms; "
-                    f"CPU {_n(x.get('cpu_busy_pct'))} % busy",
+                    f"CPU {_n(x.get('cpu_busy_pct'))} % busy{_stages(x.get('stages'))}",
                     "",
                     target,
                 )
