@@ -312,7 +312,8 @@ def consumer(
         "max_partition_fetch_bytes": limits.fetch_bytes,
         "fetch_max_bytes": max(52_428_800, limits.fetch_bytes),
         # How long the broker may hold an empty fetch: an idle consumer asks twice a second,
-        # not fifty times (20 ms cost an idle `consume` 10 % of a core). tansu answers a held
+        # not fifty times (20 ms throughout cost an idle consumer about 7 % of a core on this box:
+        # infra.kafka_fetch_wait). tansu answers a held
         # fetch only at its next look (about half of the wait, measured), so group members ask
         # for 20 ms while records flow (infra.kafka_fetch_wait; 500 ms throughout was most of
         # issue 16's e2e lag).

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
+log = structlog.get_logger(__name__)
 BUSY_FETCH_WAIT_MS = 20
 """The fetch wait while records flow (tansu's next look within about 10 ms then)."""
 IDLE_AFTER_SECONDS = 2.0
@@ -49,11 +52,17 @@ class FetchWait:
 
     @classmethod
     def of(cls, consumer: Any) -> FetchWait:
-        """One for ``consumer``, starting from (and going back to) its configured wait."""
-        return cls(int(consumer.config["fetch_max_wait_ms"]))
+        """One for ``consumer``, starting from (and going back to) its configured wait; a
+        client whose fetch wait cannot be changed is logged (``kafka.fetch_wait_unsupported``:
+        it keeps its configured wait, so records may wait up to half of it on tansu)."""
+        configured = int(consumer.config["fetch_max_wait_ms"])
+        if _fetcher_config(consumer) is None:
+            log.warning("kafka.fetch_wait_unsupported", configured_ms=configured)
+        return cls(configured)
 
     def polled(self, consumer: Any, records: bool, now: float) -> int:
-        """After a poll of ``consumer`` at ``now``: the wait its next fetches ask for (ms)."""
+        """After a poll of ``consumer`` at ``now``: the wait its next fetches ask for (ms; the
+        configured one for a client whose wait cannot be changed)."""
         if records:
             self._records_at = now
         busy = self._records_at is not None and now - self._records_at < self.idle_after
@@ -61,7 +70,7 @@ class FetchWait:
         if wanted != self.wait_ms or fetch_wait(consumer) != wanted:
             set_fetch_wait(consumer, wanted)
             self.wait_ms = wanted
-        return self.wait_ms
+        return fetch_wait(consumer) or self.idle_ms
 
 
 def fetch_wait(consumer: Any) -> int | None:

@@ -79,10 +79,13 @@ def _stages(stages: dict[str, Any] | None) -> str:
     """The e2e lag's two stages (api.bench.lag_stages), p50 / p99 each; nothing if absent."""
     if not stages:
         return ""
+    if "error" in stages:
+        return f"; no split at the broker ({stages['error']})"
     ack, shown = stages["ack_to_published_ms"], stages["published_to_visible_ms"]
     return (
         f"; ack → published p50 {_n(ack['p50'], 1)} / p99 {_n(ack['p99'], 1)} ms, "
-        f"published → visible p50 {_n(shown['p50'], 1)} / p99 {_n(shown['p99'], 1)} ms"
+        f"published → visible p50 {_n(shown['p50'], 1)} / p99 {_n(shown['p99'], 1)} ms "
+        f"({stages['matched']:,} of {stages['shown']:,} commands)"
     )
 
 

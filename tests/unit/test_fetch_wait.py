@@ -70,4 +70,4 @@ def test_a_client_without_the_fetcher_setting_keeps_its_wait() -> None:
     assert fetch_wait(other) is None
     set_fetch_wait(other, 20)  # nothing to set: no error, nothing changed
     assert other.config == {"fetch_max_wait_ms": 500}
-    assert FetchWait.of(other).polled(other, records=True, now=0.0) == BUSY_FETCH_WAIT_MS
+    assert FetchWait.of(other).polled(other, records=True, now=0.0) == 500  # what is in force

@@ -19,9 +19,6 @@ def test_the_two_stages_add_up_to_each_commands_lag() -> None:
     assert ack["max"] == pytest.approx(10.0)
     assert visible["min"] == pytest.approx(10.0)
     assert visible["max"] == pytest.approx(292.0)
-    for customer, version, acked, seen in shown:
-        at = published[customer, version]
-        assert (at - acked) + (seen - at) == pytest.approx(seen - acked)
 
 
 def test_commands_without_a_record_read_are_counted_not_guessed() -> None:
@@ -34,5 +31,7 @@ def test_the_report_names_both_stages_and_nothing_without_them() -> None:
     split = stages([("a", 1, 1.0, 1.1)], {("a", 1): 1.02})
     assert _stages(split) == (
         "; ack → published p50 20.0 / p99 20.0 ms, published → visible p50 80.0 / p99 80.0 ms"
+        " (1 of 1 commands)"
     )
+    assert _stages({"error": "TimeoutError()"}) == "; no split at the broker (TimeoutError())"
     assert _stages(None) == ""
