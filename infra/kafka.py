@@ -312,11 +312,10 @@ def consumer(
         "max_partition_fetch_bytes": limits.fetch_bytes,
         "fetch_max_bytes": max(52_428_800, limits.fetch_bytes),
         # How long the broker may hold an empty fetch: an idle consumer asks twice a second,
-        # not fifty times (20 ms throughout cost an idle consumer about 7 % of a core on this box:
-        # infra.kafka_fetch_wait). tansu answers a held
-        # fetch only at its next look (about half of the wait, measured), so group members ask
-        # for 20 ms while records flow (infra.kafka_fetch_wait; 500 ms throughout was most of
-        # issue 16's e2e lag).
+        # not fifty times (20 ms throughout cost an idle consumer about 7 % of a core on this
+        # box). tansu answers a held fetch only at its next look (about half of the wait,
+        # measured), so group members ask for 20 ms while records flow (infra.kafka_fetch_wait;
+        # 500 ms throughout was most of issue 16's e2e lag).
         "fetch_max_wait_ms": 500,
         # Brokers may hold a group's first join for up to the session timeout (tansu: half
         # of it); 10 s keeps joins and failover quick and is a common production value.
