@@ -103,7 +103,11 @@ class StoreFeed:
         """Through the mapper (the upcasters): events of older class versions and the rest."""
         position, key, version, topic, state, prev_hash, hash_ = row
         notification = Notification(
-            id=position, originator_id=UUID(key), originator_version=version, topic=topic, state=state
+            id=position,
+            originator_id=UUID(key),
+            originator_version=version,
+            topic=topic,
+            state=state,
         )
         chain = None if prev_hash is None or hash_ is None else (prev_hash, hash_)
         return Published.of(self._envelope(notification, chain))
