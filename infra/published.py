@@ -9,9 +9,8 @@ the envelope's own dict. :class:`LeanEncoder` goes from a stored row
 directly and lays out the envelope document itself. It parses the state with orjson and
 takes the stored texts of ``occurred_at`` and ``timestamp`` as they are: the transcoder stored
 them as ``isoformat()``, which is what the envelope writes of the revived datetimes again.
-Only when the state holds other tagged values (decimals, nested datetimes) are those revived
-with the store's transcoder (:func:`infra.transcoder.revive`), so they come out exactly as
-the mapper's do.
+Only when the state holds other tagged values (decimals, nested datetimes) are those revived,
+by the store's transcoder's own reviver, so they come out exactly as the mapper's do.
 
 The output is byte-identical to ``Envelope.from_event(mapper.to_sealed_event(row), …)
 .to_bytes()`` (``tests/unit/test_published.py`` compares both over every event type,
@@ -43,7 +42,7 @@ from domain.event_base import META_FIELDS
 from domain.events import EVENT_CLASSES
 from infra.backends.base import LogRow
 from infra.envelope import SCHEMA_VERSION, SEALED, Envelope, _json_default, event_id_text
-from infra.transcoder import revive
+from infra.transcoder import _revive
 
 SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
 _SKIPPED = META_FIELDS | {SEALED, "class_version"}  # not in ``data``
@@ -119,7 +118,7 @@ class LeanEncoder:
             return None
         data = {k: v for k, v in doc.items() if k not in _SKIPPED}
         if state.count(_TAG) > _MOMENTS:  # decimals or nested datetimes (or text that looks so)
-            data = revive(data)
+            data = _revive(data)
         document = {
             "id": event_id_text(key, version),
             "type": kind[0],

@@ -30,7 +30,7 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in an event: {value!r}")
 
 
-def revive(value: Any) -> Any:
+def _revive(value: Any) -> Any:
     """Tagged values turned back into their types, in place (fresh ``orjson.loads`` output);
     scalars are never visited by a call of their own, which is what makes decoding cheap."""
     if type(value) is dict:
@@ -39,11 +39,11 @@ def revive(value: Any) -> Any:
             return _DECODERS[tag](value["_data_"])
         for key, item in value.items():
             if type(item) in _CONTAINERS:
-                value[key] = revive(item)
+                value[key] = _revive(item)
     elif type(value) is list:
         for index, item in enumerate(value):
             if type(item) in _CONTAINERS:
-                value[index] = revive(item)
+                value[index] = _revive(item)
     return value
 
 
@@ -57,4 +57,4 @@ class OrjsonTranscoder(Transcoder):
         return orjson.dumps(obj, default=_default, option=_OPTIONS)
 
     def decode(self, data: bytes) -> Any:
-        return revive(orjson.loads(data))
+        return _revive(orjson.loads(data))
