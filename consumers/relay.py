@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
@@ -129,25 +130,31 @@ class Relay:
 
     def catch_up(self, *, stop: threading.Event | None = None) -> int:
         """Publish everything recorded so far, two batches in flight: batch N is sent before
-        N-1's acks are awaited, N+1 read while N's come in; each checkpoint waits for the acks
-        of its batch and all before. ``stop``: leave after the batch in hand once set
-        (:meth:`run` passes its own; a caller's catch-up goes on to the head after a stop)."""
+        N-1's acks are awaited, N+1 read (by a reader thread, so the store's answer is awaited
+        while N is sent) while N's come in; each checkpoint waits for the acks of its batch and
+        all before. ``stop``: leave after the batch in hand once set (:meth:`run` passes its
+        own; a caller's catch-up goes on to the head after a stop)."""
         total = 0
         if self._acknowledged is None:  # we are the only writer of our checkpoint
             self._acknowledged = self.position()
-        envelopes = self.feed.read_published(self._acknowledged, self.batch_size)
         previous: tuple[Sent, dict[str, Parked], int] | None = None  # sent, unconfirmed
-        while envelopes and not (stop is not None and stop.is_set()):
-            sent, parked = self._send(envelopes, self.held())
-            reached = envelopes[-1].position
-            full = len(envelopes) == self.batch_size
-            if previous is not None:
+        with ThreadPoolExecutor(1, thread_name_prefix="relay-read") as reader:
+            envelopes = self.feed.read_published(self._acknowledged, self.batch_size)
+            while envelopes and not (stop is not None and stop.is_set()):
+                reached = envelopes[-1].position
+                upcoming = (
+                    reader.submit(self.feed.read_published, reached, self.batch_size)
+                    if len(envelopes) == self.batch_size
+                    else None
+                )
+                sent, parked = self._send(envelopes, self.held())
+                if previous is not None:
+                    self._confirm(*previous)
+                previous = (sent, parked, reached)
+                envelopes = [] if upcoming is None else upcoming.result()
+                total += len(sent)
+            if previous is not None:  # the last batch's acks
                 self._confirm(*previous)
-            previous = (sent, parked, reached)
-            envelopes = self.feed.read_published(reached, self.batch_size) if full else []
-            total += len(sent)
-        if previous is not None:  # the last batch's acks
-            self._confirm(*previous)
         return total
 
     def _send(
@@ -157,14 +164,17 @@ class Relay:
         is parked at); one refused as too large is held from its version on."""
         sent: Sent = []
         parked: dict[str, Parked] = {}
+        producer, topic = self.producer, self.topic
+        if isinstance(producer, RenewingProducer):  # renewed if broken: once per batch
+            producer = producer.current()
         for e in envelopes:
             key = e.customer_key
             if e.version >= held.get(key, e.version + 1):
                 continue  # waits behind its parked event
             value = e.value
             try:
-                future = self.producer.send(
-                    self.topic, key=key.encode(), value=value, headers=e.kafka_headers()
+                future = producer.send(
+                    topic, key=key.encode(), value=value, headers=e.kafka_headers()
                 )
             except TOO_LARGE as error:
                 parked[key] = Parked(key, e.version, e.position, describe(error), len(value))

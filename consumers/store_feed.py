@@ -15,7 +15,7 @@ from eventsourcing.persistence import Notification
 
 from domain.event_base import LoggedEvent
 from infra import feed_queries
-from infra.backends.base import Chain
+from infra.backends.base import Chain, LogRow, log_row
 from infra.envelope import Envelope
 from infra.feed_queries import Linked, Resume
 from infra.published import LeanEncoder, Published
@@ -40,8 +40,8 @@ class StoreFeed:
 
     def read_published(self, after: int, limit: int) -> list[Published]:
         """What :meth:`read_sealed` reads, as the relay sends it: envelope bytes made straight
-        from the stored bytes (:mod:`infra.published`), the long way only for upcast events."""
-        return self._published(feed_queries.in_log_order(self.store, after, limit))
+        from the stored rows (:mod:`infra.published`), the long way only for upcast events."""
+        return self._published(self.store.backend.log_rows(CUSTOMER_TOPICS, after, limit))
 
     def read_by_customer(
         self, after: Resume, limit: int, until: int, before: UUID | None = None
@@ -70,7 +70,8 @@ class StoreFeed:
     ) -> list[Published]:
         """:meth:`customer_events` as the relay sends them (personal data sealed): for
         re-driving a parked customer."""
-        return self._published(self._customer(customer_id, after_version, limit, until))
+        linked = self._customer(customer_id, after_version, limit, until)
+        return self._published([log_row(notification, chain) for notification, chain in linked])
 
     def _customer(
         self, customer_id: UUID, after_version: int, limit: int, until: int | None
@@ -94,13 +95,22 @@ class StoreFeed:
         assert isinstance(event, LoggedEvent)
         return Envelope.from_event(event, notification.id, chain)
 
-    def _published(self, linked: Sequence[Linked]) -> list[Published]:
+    def _published(self, rows: Sequence[LogRow]) -> list[Published]:
         encode = self.lean.encode
-        return [
-            encode(notification, notification.id, chain)
-            or Published.of(self._envelope(notification, chain))
-            for notification, chain in linked
-        ]
+        return [encode(row) or self._published_the_long_way(row) for row in rows]
+
+    def _published_the_long_way(self, row: LogRow) -> Published:
+        """Through the mapper (the upcasters): events of older class versions and the rest."""
+        position, key, version, topic, state, prev_hash, hash_ = row
+        notification = Notification(
+            id=position,
+            originator_id=UUID(key),
+            originator_version=version,
+            topic=topic,
+            state=state,
+        )
+        chain = None if prev_hash is None or hash_ is None else (prev_hash, hash_)
+        return Published.of(self._envelope(notification, chain))
 
     def head(self) -> int:
         """Position of the newest notification (customer event or index row)."""

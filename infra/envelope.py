@@ -41,13 +41,15 @@ def event_id(customer_id: UUID, version: int) -> UUID:
 
 def event_id_text(customer_key: str, version: int) -> str:
     """``str(event_id(customer_id, version))`` from the customer id as text, without building
-    UUID objects (half the time): uuid5 is SHA-1 of namespace and name, its first 16 bytes
-    with the RFC 4122 version (5) and variant bits set."""
-    digest = bytearray(sha1(_NAMESPACE_BYTES + f"{customer_key}/{version}".encode()).digest())
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest[:16].hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    UUID objects (a third of the time): uuid5 is SHA-1 of namespace and name, its first 16
+    bytes with the RFC 4122 version (5) and variant (10xx) bits set, here on the hex digits:
+    digit 12 becomes 5, digit 16 keeps its low two bits under 8."""
+    h = sha1(_NAMESPACE_BYTES + f"{customer_key}/{version}".encode()).hexdigest()
+    variant = _VARIANT[h[16]]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def _json_default(value: Any) -> Any:

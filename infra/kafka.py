@@ -277,6 +277,14 @@ def producer(
     as the Java client does (:class:`KeyHashPartitioner`); records above the limit (the DLQ
     limit with ``dlq``) are refused with ``MessageSizeTooLargeError``; a flush waits at most
     ``flush_timeout`` seconds unless told otherwise (:class:`RenewingProducer`)."""
+    settings = producer_settings(bootstrap, limits, dlq=dlq, **overrides)
+    return RenewingProducer(lambda: KafkaProducer(**settings), flush_timeout)
+
+
+def producer_settings(
+    bootstrap: str, limits: MessageLimits | None = None, *, dlq: bool = False, **overrides: object
+) -> dict[str, object]:
+    """The :class:`KafkaProducer` settings :func:`producer` makes its producers with."""
     limits = limits or MessageLimits()
     largest = limits.dlq_bytes if dlq else limits.message_bytes
     settings: dict[str, object] = {
@@ -294,7 +302,7 @@ def producer(
         "partitioner": KeyHashPartitioner(),
     }
     settings.update(overrides)
-    return RenewingProducer(lambda: KafkaProducer(**settings), flush_timeout)
+    return settings
 
 
 def consumer(

@@ -81,6 +81,12 @@ class RenewingProducer:
         except Exception as error:  # it is broken: closing it is best effort
             log.debug("kafka.broken_producer_close_failed", exception=exception_text(error))
 
+    def current(self) -> KafkaProducer:
+        """The producer sends go through now (a new one first if it was dropped or is broken
+        for good): for a caller sending many records at once, looked at once for all of them
+        (one that breaks meanwhile fails their acks; the caller's retry then renews it)."""
+        return self._current()
+
     def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
         """:meth:`KafkaProducer.send` through the current producer (a new one first if it was
         dropped or is broken for good): returns its ``FutureRecordMetadata``; a record above

@@ -179,7 +179,6 @@ def assert_published_as_by_the_mapper(store: EventStore) -> None:
     assert sum(e.hash is not None for e in expected) > 700
     assert any(e.data.get("items") for e in expected)
     lean = LeanEncoder(store.personal_mapper)
-    linked = store.backend.in_log_order(CUSTOMER_TOPICS, 0, 100_000)
-    encoded = [lean.encode(n, n.id, chain) for n, chain in linked]
+    encoded = [lean.encode(row) for row in store.backend.log_rows(CUSTOMER_TOPICS, 0, 100_000)]
     assert sum(p is None for p in encoded) == legacy  # upcasting: the mapper's path
     assert len(encoded) == len(expected) > 700

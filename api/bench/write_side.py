@@ -248,7 +248,7 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
     bootstrap = stack.broker.bootstrap
     envelopes = services.feed.read_sealed(0, 10 * sizes.relay_events + 10_000)
     messages = [(str(e.customer_id).encode(), e.to_bytes(), e.kafka_headers()) for e in envelopes]
-    rates, raw, ratios, ceiling = [], [], [], []
+    rates, raw, ratios, ceiling, raw_cpu = [], [], [], [], []
     for repeat in range(sizes.repeats):
         topics = stack.topics(f"relay{repeat}.", 12)
         producer = kafka.producer(bootstrap)
@@ -261,7 +261,9 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
             ceiling.append(published / (time.process_time() - cpu))
         finally:
             producer.close(timeout=10)
-        raw.append(len(messages) / _raw_produce(bootstrap, topics.name("raw"), messages))
+        seconds, cpu = _raw_produce(bootstrap, topics.name("raw"), messages)
+        raw.append(len(messages) / seconds)
+        raw_cpu.append(cpu / len(messages))
         ratios.append(rates[-1] / raw[-1])
         say(f"relay {repeat + 1}/{sizes.repeats}: {rates[-1]:,.0f} events/s, raw {raw[-1]:,.0f}")
     result = {
@@ -270,6 +272,10 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
         "ratio": summary(ratios)["median"],
         "target_ratio": 0.8,
         "cpu_ceiling_events_per_s": summary(ceiling)["median"],
+        # CPU per event of this process, the producer's sender thread included: the relay's
+        # (store read, envelopes, send, acks, checkpoints) and the raw producer's (send, acks)
+        "cpu_us_per_event": 1e6 / summary(ceiling)["median"],
+        "baseline_cpu_us_per_event": summary(raw_cpu)["median"] * 1e6,
         "events": len(messages),
         "avg_envelope_bytes": sum(len(m[1]) for m in messages) / max(1, len(messages)),
         "repeats": {"events_per_s": summary(rates), "baseline_events_per_s": summary(raw)},
@@ -279,18 +285,19 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
 
 def _raw_produce(
     bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
-) -> float:
-    """Seconds for kafka-python (same producer settings, its own default partitioner) to send
+) -> tuple[float, float]:
+    """Seconds, and CPU seconds of this process, for a bare kafka-python producer (the relay's
+    producer settings, kafka-python's own default partitioner, none of our wrapping) to send
     and get acks for ``messages``."""
     kafka.ensure_topics(bootstrap, [topic], 12)
-    producer: KafkaProducer = kafka.producer(bootstrap, partitioner=DefaultPartitioner())
+    producer = KafkaProducer(**kafka.producer_settings(bootstrap, partitioner=DefaultPartitioner()))
     try:
         producer.partitions_for(topic)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         futures = [producer.send(topic, key=k, value=v, headers=h) for k, v, h in messages]
         producer.flush()
         for future in futures:
             future.get(timeout=30)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
     finally:
         producer.close(timeout=10)

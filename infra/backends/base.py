@@ -21,6 +21,9 @@ from infra.data_keys import DataKeys, MasterKeys
 
 Chain = tuple[str, str]  # (prev_hash, hash)
 Linked = tuple[Notification, Chain | None]
+# (position, originator id as dashed text, version, topic, state, prev_hash, hash): an event of
+# the log with its hash link as plain values, no object per event (what the relay reads)
+LogRow = tuple[int, str, int, str, bytes, str | None, str | None]
 Resume = tuple[UUID, int]  # (customer id, version) of the last event read
 START: Resume = (UUID(int=0), 0)
 Latest = tuple[dict[UUID, StoredEvent], dict[UUID, list[StoredEvent]]]  # snapshots, newer events
@@ -45,6 +48,11 @@ class StoreBackend(ABC):
     def in_log_order(self, topics: Sequence[str], after: int, limit: int) -> list[Linked]:
         """Up to ``limit`` events of ``topics`` at positions after ``after``, in log order,
         each with its hash link."""
+
+    def log_rows(self, topics: Sequence[str], after: int, limit: int) -> list[LogRow]:
+        """:meth:`in_log_order`'s events as :data:`LogRow` tuples (a backend may read them
+        without making a notification per event)."""
+        return [log_row(n, chain) for n, chain in self.in_log_order(topics, after, limit)]
 
     @abstractmethod
     def by_customer(
@@ -75,6 +83,20 @@ class StoreBackend(ABC):
 def as_uuid(value: Any) -> UUID:
     """An originator id as read from any backend (UUID, dashed or hex text)."""
     return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def log_row(notification: Notification, chain: Chain | None) -> LogRow:
+    """One linked event as a :data:`LogRow`."""
+    prev_hash, hash_ = chain if chain is not None else (None, None)
+    return (
+        notification.id,
+        str(as_uuid(notification.originator_id)),
+        notification.originator_version,
+        notification.topic,
+        notification.state,
+        prev_hash,
+        hash_,
+    )
 
 
 def stored_rows(rows: Iterable[Any]) -> list[StoredEvent]:

@@ -40,6 +40,7 @@ from infra.backends import POOL_TIMEOUT
 from infra.backends.base import (
     Latest,
     Linked,
+    LogRow,
     Positioned,
     Resume,
     as_uuid,
@@ -52,12 +53,15 @@ from infra.data_keys import KEYS_DDL, DataKeys, MasterKeys, shred_in_transaction
 from infra.readstore import STALE_CHECK
 from infra.tamper_evidence.chain import HASHES_DDL, postgres_links
 
-_LINKED = (
-    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
-    "h.prev_hash, h.hash FROM {events} e LEFT JOIN event_hashes h "
-    "ON h.originator_id = replace(e.originator_id::text, '-', '') "
+_JOINED = (
+    "e.originator_version, e.topic, e.state, h.prev_hash, h.hash FROM {events} e "
+    "LEFT JOIN event_hashes h ON h.originator_id = replace(e.originator_id::text, '-', '') "
     "AND h.originator_version = e.originator_version WHERE e.topic = ANY(%s) AND "
 )
+_LINKED = "SELECT e.notification_id, e.originator_id, " + _JOINED
+_IN_LOG_ORDER = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
+# the id as text: psycopg makes no UUID object per row, and the relay needs the text
+_LOG_ROWS = "SELECT e.notification_id, e.originator_id::text, " + _JOINED + _IN_LOG_ORDER
 
 
 def _once(method: Any) -> Any:
@@ -148,8 +152,17 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         return str(value)
 
     def in_log_order(self, topics: Sequence[str], after: int, limit: int) -> list[Linked]:
-        where = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
-        return self._linked(_LINKED + where, [list(topics), after, limit], len(topics))
+        return self._linked(_LINKED + _IN_LOG_ORDER, [list(topics), after, limit], len(topics))
+
+    def log_rows(self, topics: Sequence[str], after: int, limit: int) -> list[LogRow]:
+        """Plain tuples straight from psycopg (no dict, UUID or notification per row: a third
+        of the relay's read CPU)."""
+        statement = _LOG_ROWS.format(events=self.events_table_name)
+        with self.datastore.transaction(commit=False) as cursor:
+            rows = cursor.connection.cursor(row_factory=tuple_row)
+            rows.execute(statement, [list(topics), after, limit])
+            found: list[LogRow] = rows.fetchall()
+            return found
 
     def by_customer(
         self, topics: Sequence[str], after: Resume, limit: int, until: int, before: UUID | None

@@ -2,13 +2,15 @@
 is sent before the acks of batch N-1 are awaited, yet every checkpoint is written only after
 the broker acknowledged everything up to it, and the topic holds every event once, in order per
 customer. The producer is the real one, watched from outside (it records what was sent while
-which checkpoint stood)."""
+which checkpoint stood). Batch N+1 is read while batch N is sent (round 7)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from collections import defaultdict
 from typing import Any, cast
 from uuid import uuid4
 
@@ -26,6 +28,7 @@ from consumers.relay import Relay
 from consumers.store_feed import StoreFeed
 from infra import kafka
 from infra.local_services import KafkaBroker
+from infra.published import Published
 from infra.readstore import open_read_store
 from infra.resilience import transient
 from infra.store import EventStore
@@ -97,6 +100,64 @@ def test_two_batches_in_flight_checkpoint_only_after_their_acks(
         checkpoints.close()
         store.close()
     assert_topic_keeps_per_customer_order(broker, topics.events, total)
+
+
+class ReadsNoted(StoreFeed):
+    """The real feed; notes where each read of the relay's starts and what it returned."""
+
+    def __init__(self, store: EventStore) -> None:
+        super().__init__(store)
+        self.started: defaultdict[int, threading.Event] = defaultdict(threading.Event)
+        self.batches: list[list[int]] = []
+
+    def read_published(self, after: int, limit: int) -> list[Published]:
+        self.started[after].set()
+        found = super().read_published(after, limit)
+        self.batches.append([p.position for p in found])
+        return found
+
+
+class SendsWaitForTheNextRead:
+    """The real producer; the last record of a full batch is sent only once the read of the
+    batch after it started (or 3 s passed: noted as a miss)."""
+
+    def __init__(self, producer: KafkaProducer, feed: ReadsNoted) -> None:
+        self.producer, self.feed = producer, feed
+        self.overlapped: list[bool] = []
+
+    def send(self, topic: str, **record: Any) -> FutureRecordMetadata:
+        position = int(orjson.loads(record["value"])["position"])
+        if any(len(b) == BATCH and b[-1] == position for b in self.feed.batches):
+            self.overlapped.append(self.feed.started[position].wait(3))
+        return cast(FutureRecordMetadata, self.producer.send(topic, **record))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.producer, name)
+
+
+def test_the_next_batch_is_read_while_this_one_is_sent(
+    broker: KafkaBroker, postgres_url: str
+) -> None:
+    """The store's answer to the read of batch N+1 is awaited while batch N is sent, not after
+    (before round 7: no read started until the batch was sent, every wait missed)."""
+    topics = kafka.Topics(f"ahead{uuid4().hex[:6]}.")
+    kafka.ensure_topics(broker.bootstrap, topics.all(), 12)
+    store = EventStore(postgres_url)
+    checkpoints = open_read_store(postgres_url)
+    service = CommandService(store, index_key="k")
+    service.execute_batch([m.RegisterCustomer(name=f"c{i}") for i in range(90)], Context(actor="t"))
+    feed = ReadsNoted(store)
+    real = kafka.producer(broker.bootstrap)
+    watched = SendsWaitForTheNextRead(real, feed)
+    relay = Relay(feed, cast(KafkaProducer, watched), topics.events, checkpoints, batch_size=BATCH)
+    try:
+        assert relay.catch_up() == 90
+        assert watched.overlapped == [True, True, True]  # the full batches: 3 of 25, then 15
+    finally:
+        real.close(timeout=10)
+        checkpoints.close()
+        store.close()
+    assert_topic_keeps_per_customer_order(broker, topics.events, 90)
 
 
 class BrokerRefuses:
