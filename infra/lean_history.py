@@ -17,8 +17,8 @@ events field for field and byte for byte (``tests/unit/test_lean_history.py`` co
 and the time-travel answers they give, over a generated store with upcast, merged and erased
 customers; PostgreSQL in the integration suite). A row the lean path does not read (an event
 of an older class version, which needs its upcasters; a topic that is not a current customer
-event class; a missing meta field; a mapper with a cipher, a compressor or another transcoder)
-takes the mapper's path.
+event class; a missing meta field; a mapper with a cipher, a compressor or another transcoder:
+:mod:`infra.lean_rows`, shared with the relay's lean path) takes the mapper's path.
 """
 
 from __future__ import annotations
@@ -31,16 +31,12 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.utils import get_topic
 
-from domain.event_base import META_FIELDS
-from domain.events import EVENT_CLASSES, CustomerEvent
+from domain.events import CustomerEvent
 from infra.envelope import SCHEMA_VERSION, SEALED, Envelope
+from infra.lean_rows import lean_readable, parse
 from infra.store import EventStore
-from infra.transcoder import OrjsonTranscoder, reviver
-
-_SKIPPED = META_FIELDS | {SEALED}  # not in ``data`` (``class_version`` is popped before)
-_CLASSES: dict[str, type[CustomerEvent]] = {get_topic(c): c for c in EVENT_CLASSES}
+from infra.transcoder import reviver
 
 
 def opened_history(store: EventStore, customer_id: UUID) -> Iterator[Envelope]:
@@ -55,8 +51,7 @@ def opened_history(store: EventStore, customer_id: UUID) -> Iterator[Envelope]:
     store.forget_erased()  # keys shredded by another process are forgotten before opening
     rows = store.backend.positioned(customer_id, None)
     mapper, personal = store.personal_mapper, store.personal
-    plain_bytes = mapper.cipher is None and mapper.compressor is None
-    lean = plain_bytes and isinstance(mapper.transcoder, OrjsonTranscoder)
+    lean = lean_readable(mapper)
     personal.keys.preload([customer_id.hex])  # the usual key owner; others as they come
     for position, stored in rows:
         envelope = _lean(stored, position) if lean else None
@@ -78,40 +73,26 @@ def _plain_datetime(text: str) -> Any:
 _as_plain = reviver({"decimal": lambda text: str(Decimal(text)), "datetime": _plain_datetime})
 
 
-def _moment(value: Any) -> datetime:
-    """A stored meta datetime (tagged by :mod:`infra.transcoder`); KeyError if it is not one."""
-    if type(value) is not dict or len(value) != 2 or value.get("_type_") != "datetime":
-        raise KeyError("not a tagged datetime")
-    return datetime.fromisoformat(value["_data_"])
-
-
 def _lean(stored: StoredEvent, position: int) -> Envelope | None:
-    """The sealed envelope of ``stored``, or None when only the mapper's path reads it (an
-    event of an older class version needs its upcasters)."""
-    cls = _CLASSES.get(stored.topic)
+    """The sealed envelope of ``stored``, or None when only the mapper's path reads it
+    (:func:`infra.lean_rows.parse`: an event of an older class version needs its upcasters)."""
     customer_id = stored.originator_id
-    if cls is None or not isinstance(customer_id, UUID):
+    if not isinstance(customer_id, UUID):
         return None
-    state: dict[str, Any] = orjson.loads(stored.state)
-    if state.pop("class_version", 1) < getattr(cls, "class_version", 1):
-        return None
-    try:
-        occurred_at, recorded_at = _moment(state["occurred_at"]), _moment(state["timestamp"])
-        actor, correlation_id = state["actor"], state["correlation_id"]
-        causation_id = state["causation_id"]
-    except KeyError:
+    meta = parse(stored.topic, stored.state)
+    if meta is None:
         return None
     return Envelope(
-        type=cls.TYPE,
+        type=meta.type,
         schema_version=SCHEMA_VERSION,
         customer_id=customer_id,
         version=stored.originator_version,
         position=position,
-        occurred_at=occurred_at,
-        recorded_at=recorded_at,
-        actor=actor,
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        data=_as_plain({k: v for k, v in state.items() if k not in _SKIPPED}),
-        sealed=state.get(SEALED),
+        occurred_at=datetime.fromisoformat(meta.occurred_at),
+        recorded_at=datetime.fromisoformat(meta.recorded_at),
+        actor=meta.actor,
+        correlation_id=meta.correlation_id,
+        causation_id=meta.causation_id,
+        data=_as_plain(meta.data()),
+        sealed=meta.state.get(SEALED),
     )

@@ -24,28 +24,25 @@ sealed personal data, merges, unmerges and erasures):
 * personal data stays sealed: the token is moved from ``_sealed`` to ``sealed`` untouched.
 
 Events stored under an older ``class_version`` need their upcasters, which act on the domain
-event: those, and anything unexpected (a topic that is not a current customer event class, a
-missing meta field, a mapper with a cipher or compressor), return None and take the mapper's
-path (:meth:`consumers.store_feed.StoreFeed.read_published`).
+event: those, and anything unexpected (:mod:`infra.lean_rows`, shared with time travel's
+lean path), return None and take the mapper's path
+(:meth:`consumers.store_feed.StoreFeed.read_published`).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import Mapper
-from eventsourcing.utils import get_topic
 
-from domain.event_base import META_FIELDS
-from domain.events import EVENT_CLASSES
 from infra.backends.base import LogRow
 from infra.envelope import SCHEMA_VERSION, SEALED, Envelope, _json_default, event_id_text
+from infra.lean_rows import lean_readable, parse
 from infra.transcoder import _revive
 
 SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
-_SKIPPED = META_FIELDS | {SEALED, "class_version"}  # not in ``data``
 _TAG = b'"_type_"'  # how a tagged value (decimal, datetime) starts in a stored state
 _MOMENTS = 2  # tagged values every stored customer event has: occurred_at, timestamp
 _TYPE_HEADERS: dict[str, tuple[str, bytes]] = {}  # envelope type -> its header, made once
@@ -82,59 +79,38 @@ class Published(NamedTuple):
         return [kind, SCHEMA_VERSION_HEADER, ("correlation_id", self.correlation_id.encode())]
 
 
-def _stored_moment(value: Any) -> str:
-    """The text of a datetime as the transcoder stored it (``isoformat()``); KeyError if
-    ``value`` is not one."""
-    if type(value) is not dict or value.get("_type_") != "datetime" or len(value) != 2:
-        raise KeyError("_type_")
-    text: str = value["_data_"]
-    return text
-
-
 class LeanEncoder:
     """Envelope bytes from stored customer events, without domain objects (module docstring)."""
 
     def __init__(self, mapper: Mapper[UUID]) -> None:
-        self.enabled = mapper.cipher is None and mapper.compressor is None
-        # topic -> (envelope type, current class version)
-        self.kinds = {get_topic(c): (c.TYPE, getattr(c, "class_version", 1)) for c in EVENT_CLASSES}
+        self.enabled = lean_readable(mapper)
 
     def encode(self, row: LogRow) -> Published | None:
         """The published form of the stored event ``row``, or None when only the mapper's
-        path can make it (upcasting and the rest)."""
+        path can make it (upcasting and the rest: :mod:`infra.lean_rows`)."""
         position, key, version, topic, state, prev_hash, hash_ = row
-        kind = self.kinds.get(topic)
-        if kind is None or not self.enabled:
+        meta = parse(topic, state) if self.enabled else None
+        if meta is None:
             return None
-        doc: dict[str, Any] = orjson.loads(state)
-        if doc.get("class_version", 1) < kind[1]:
-            return None  # needs the upcasters
-        try:
-            occurred_at = _stored_moment(doc["occurred_at"])
-            recorded_at = _stored_moment(doc["timestamp"])
-            actor, correlation_id = doc["actor"], doc["correlation_id"]
-            causation_id = doc["causation_id"]
-        except KeyError:
-            return None
-        data = {k: v for k, v in doc.items() if k not in _SKIPPED}
+        data = meta.data()
         if state.count(_TAG) > _MOMENTS:  # decimals or nested datetimes (or text that looks so)
             data = _revive(data)
         document = {
             "id": event_id_text(key, version),
-            "type": kind[0],
+            "type": meta.type,
             "schema_version": SCHEMA_VERSION,
             "customer_id": key,
             "version": version,
             "position": position,
-            "occurred_at": occurred_at,
-            "recorded_at": recorded_at,
-            "actor": actor,
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
+            "occurred_at": meta.occurred_at,
+            "recorded_at": meta.recorded_at,
+            "actor": meta.actor,
+            "correlation_id": meta.correlation_id,
+            "causation_id": meta.causation_id,
             "data": data,
             "prev_hash": prev_hash,
             "hash": hash_,
-            "sealed": doc.get(SEALED),
+            "sealed": meta.state.get(SEALED),
         }
         value = orjson.dumps(document, default=_json_default)
-        return Published(key, version, position, kind[0], correlation_id, value)
+        return Published(key, version, position, meta.type, meta.correlation_id, value)

@@ -1,0 +1,84 @@
+"""What the lean read paths share: the relay's envelope bytes (:mod:`infra.published`) and time
+travel's envelopes (:mod:`infra.lean_history`) both read a stored customer event without the
+mapper, and both must refuse the same rows (they then take the mapper's path).
+
+A row is read lean when the mapper stores plain orjson (no cipher, no compressor, the store's
+own transcoder), its topic is a current customer event class, its state is of that class's
+current version (an older one needs the upcasters, which act on the domain event), and its
+meta fields are all there, the two moments tagged as the transcoder tags datetimes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import orjson
+from eventsourcing.persistence import Mapper
+from eventsourcing.utils import get_topic
+
+from domain.event_base import META_FIELDS
+from domain.events import EVENT_CLASSES
+from infra.envelope import SEALED
+from infra.transcoder import OrjsonTranscoder
+
+SKIPPED = META_FIELDS | {SEALED, "class_version"}
+"""Fields of a stored state that are not the envelope's ``data``."""
+KINDS = {get_topic(c): (c.TYPE, getattr(c, "class_version", 1)) for c in EVENT_CLASSES}
+"""Topic -> (envelope type, current class version) of every customer event class."""
+
+
+class StoredMeta(NamedTuple):
+    """A stored customer event's parsed state and envelope fields; the moments are the stored
+    ``isoformat()`` texts (``datetime.fromisoformat`` gives the datetimes back)."""
+
+    type: str
+    state: dict[str, Any]
+    occurred_at: str
+    recorded_at: str
+    actor: str
+    correlation_id: str
+    causation_id: str | None
+
+    def data(self) -> dict[str, Any]:
+        """The envelope's ``data``: the stored fields in stored order, meta fields left out
+        (tagged values as stored)."""
+        return {k: v for k, v in self.state.items() if k not in SKIPPED}
+
+
+def lean_readable(mapper: Mapper[UUID]) -> bool:
+    """Whether ``mapper``'s stored states are plain orjson of the store's transcoder."""
+    plain = mapper.cipher is None and mapper.compressor is None
+    return plain and isinstance(mapper.transcoder, OrjsonTranscoder)
+
+
+def parse(topic: str, state: bytes) -> StoredMeta | None:
+    """The stored event's :class:`StoredMeta`, or None when only the mapper's path reads it
+    (module docstring)."""
+    kind = KINDS.get(topic)
+    if kind is None:
+        return None
+    doc: dict[str, Any] = orjson.loads(state)
+    if doc.get("class_version", 1) < kind[1]:
+        return None
+    try:
+        return StoredMeta(
+            kind[0],
+            doc,
+            _stored_moment(doc["occurred_at"]),
+            _stored_moment(doc["timestamp"]),
+            doc["actor"],
+            doc["correlation_id"],
+            doc["causation_id"],
+        )
+    except KeyError:
+        return None
+
+
+def _stored_moment(value: Any) -> str:
+    """The text of a datetime as the transcoder stored it (``isoformat()``); KeyError if
+    ``value`` is not one."""
+    if type(value) is not dict or len(value) != 2 or value.get("_type_") != "datetime":
+        raise KeyError("_type_")
+    text: str = value["_data_"]
+    return text
