@@ -10,6 +10,7 @@ meta fields are all there, the two moments tagged as the transcoder tags datetim
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -77,8 +78,15 @@ def parse(topic: str, state: bytes) -> StoredMeta | None:
 
 def _stored_moment(value: Any) -> str:
     """The text of a datetime as the transcoder stored it (``isoformat()``); KeyError if
-    ``value`` is not one."""
+    ``value`` is not one, or its text is not a datetime in ``isoformat()``'s form (the
+    mapper's path then reads it, and refuses what it cannot)."""
     if type(value) is not dict or len(value) != 2 or value.get("_type_") != "datetime":
         raise KeyError("_type_")
     text: str = value["_data_"]
+    if type(text) is not str or len(text) < 19 or text[10] != "T" or text[-1] == "Z":
+        raise KeyError("_data_")
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise KeyError("_data_") from None
     return text

@@ -158,8 +158,10 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         """Plain tuples straight from psycopg (no dict, UUID or notification per row: a third
         of the relay's read CPU)."""
         statement = _LOG_ROWS.format(events=self.events_table_name)
-        with self.datastore.transaction(commit=False) as cursor:
-            rows = cursor.connection.cursor(row_factory=tuple_row)
+        with (
+            self.datastore.transaction(commit=False) as cursor,
+            cursor.connection.cursor(row_factory=tuple_row) as rows,
+        ):
             rows.execute(statement, [list(topics), after, limit])
             found: list[LogRow] = rows.fetchall()
             return found

@@ -18,7 +18,7 @@ import orjson
 import pytest
 import structlog
 from kafka import KafkaProducer, TopicPartition
-from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.producer.future import FutureProduceResult, FutureRecordMetadata
 
 from commands import messages as m
@@ -284,3 +284,52 @@ def test_an_ack_the_frozen_broker_never_sends_renews_the_producer(
         checkpoints.close()
         store.close()
     assert_topic_keeps_per_customer_order(broker, topics.events, 45)
+
+
+class FailsWhileSet:
+    """The real producer, except that while ``failing`` every record's future fails as one
+    whose connection broke (nothing reaches the topic)."""
+
+    def __init__(self, producer: KafkaProducer) -> None:
+        self.producer, self.failing = producer, True
+
+    def send(self, topic: str, **record: Any) -> FutureRecordMetadata:
+        if not self.failing:
+            return cast(FutureRecordMetadata, self.producer.send(topic, **record))
+        produced = FutureProduceResult(TopicPartition(topic, 0))
+        future = FutureRecordMetadata(produced, 0, -1, None, 0, len(record["value"]), 0)
+        produced.failure(KafkaConnectionError("the connection broke"))
+        return future
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.producer, name)
+
+
+def test_a_failed_batch_drops_the_batch_read_ahead(broker: KafkaBroker, postgres_url: str) -> None:
+    """Batch 1's acks fail after batch 2 was sent and while batch 3 is read ahead: the catch-up
+    raises, the checkpoint stays, the reader thread is gone, and the retry starts again from
+    the checkpoint (nothing read ahead is reused): every event reaches the topic once."""
+    topics = kafka.Topics(f"drop{uuid4().hex[:6]}.")
+    kafka.ensure_topics(broker.bootstrap, topics.all(), 12)
+    store = EventStore(postgres_url)
+    checkpoints = open_read_store(postgres_url)
+    service = CommandService(store, index_key="k")
+    service.execute_batch([m.RegisterCustomer(name=f"c{i}") for i in range(90)], Context(actor="t"))
+    real = kafka.producer(broker.bootstrap)
+    failing = FailsWhileSet(real)
+    feed = StoreFeed(store)
+    relay = Relay(feed, cast(KafkaProducer, failing), topics.events, checkpoints, batch_size=BATCH)
+    try:
+        with pytest.raises(KafkaConnectionError):
+            relay.catch_up()
+        assert relay.position() == 0
+        assert not [t for t in threading.enumerate() if t.name.startswith("relay-read")]
+        failing.failing = False
+        relay._forget()  # what the supervisor's recovery does before the retry
+        assert relay.catch_up() == 90
+        assert relay.position() == store.head()
+    finally:
+        real.close(timeout=10)
+        checkpoints.close()
+        store.close()
+    assert_topic_keeps_per_customer_order(broker, topics.events, 90)
