@@ -281,6 +281,12 @@ def producer(
     return RenewingProducer(lambda: KafkaProducer(**settings), flush_timeout)
 
 
+def bare_producer(bootstrap: str, partitioner: object) -> KafkaProducer:
+    """A plain kafka-python producer with :func:`producer`'s settings but ``partitioner`` and
+    none of our wrapping (no :class:`RenewingProducer`): the bench's raw-produce baseline."""
+    return KafkaProducer(**producer_settings(bootstrap, partitioner=partitioner))
+
+
 def producer_settings(
     bootstrap: str, limits: MessageLimits | None = None, *, dlq: bool = False, **overrides: object
 ) -> dict[str, object]:

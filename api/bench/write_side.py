@@ -13,7 +13,6 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from kafka import KafkaProducer
 from kafka.partitioner import DefaultPartitioner
 from psycopg import sql
 
@@ -290,7 +289,7 @@ def _raw_produce(
     producer settings, kafka-python's own default partitioner, none of our wrapping) to send
     and get acks for ``messages``."""
     kafka.ensure_topics(bootstrap, [topic], 12)
-    producer = KafkaProducer(**kafka.producer_settings(bootstrap, partitioner=DefaultPartitioner()))
+    producer = kafka.bare_producer(bootstrap, partitioner=DefaultPartitioner())
     try:
         producer.partitions_for(topic)
         started, cpu = time.perf_counter(), time.process_time()
