@@ -38,16 +38,7 @@ REQUIRED = {
 
 @pytest.mark.timeout(240)
 def test_quick_bench_emits_the_report(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [CLIENTELE, "bench", "--quick", "--json"],
-        capture_output=True,
-        timeout=230,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-5000:]
-    report = orjson.loads(done.stdout)
-    assert report["errors"] == {}
+    report = _quick_bench(tmp_path, 230)
     for scenario, keys in REQUIRED.items():
         assert keys <= set(report["scenarios"][scenario]), scenario
         for key in keys:
@@ -70,17 +61,7 @@ def test_rebuild_store_is_seeded_once_and_reused(tmp_path: Path) -> None:
 def _seeded_once_and_reused(store: Path, tmp_path: Path) -> None:
 
     def rebuild() -> dict[str, Any]:
-        command = [CLIENTELE, "bench", "--quick", "--only", "rebuild", "--json"]
-        done = subprocess.run(
-            [*command, "--rebuild-store", str(store)],
-            capture_output=True,
-            timeout=140,
-            check=False,
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0, done.stderr.decode(errors="replace")[-5000:]
-        report = orjson.loads(done.stdout)
-        assert report["errors"] == {}
+        report = _quick_bench(tmp_path, 140, "--only", "rebuild", "--rebuild-store", str(store))
         scenario: dict[str, Any] = report["scenarios"]["rebuild"]
         return scenario
 
@@ -90,3 +71,18 @@ def _seeded_once_and_reused(store: Path, tmp_path: Path) -> None:
     second = rebuild()
     assert second["store"] == "reused"
     assert second["events"] == first["events"] > 0
+
+
+def _quick_bench(cwd: Path, timeout: float, *options: str) -> dict[str, Any]:
+    """``clientele bench --quick --json [options]``'s report; it ran to the end, no errors."""
+    done = subprocess.run(
+        [CLIENTELE, "bench", "--quick", "--json", *options],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-5000:]
+    report: dict[str, Any] = orjson.loads(done.stdout)
+    assert report["errors"] == {}
+    return report

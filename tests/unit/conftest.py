@@ -20,6 +20,15 @@ def store() -> Iterator[EventStore]:
     store.close()
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    """An event store on each embedded backend: memory, then SQLite."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'events.db'}"
+    store = EventStore(url, snapshot_interval=5)
+    yield store
+    store.close()
+
+
 @pytest.fixture
 def service(store: EventStore) -> CommandService:
     return CommandService(store, default_region="DE", index_key="test-key")

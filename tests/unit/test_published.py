@@ -6,11 +6,7 @@ mapper's path (:mod:`tests.published_support`; PostgreSQL in the integration sui
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID
-
-import pytest
 
 from commands.service import CommandService, Context
 from consumers.store_feed import StoreFeed
@@ -18,14 +14,6 @@ from infra.published import Published
 from infra.store import EventStore
 from tests.published_support import assert_published_as_by_the_mapper, generated_store
 from tests.unit.test_envelope import all_event_types_story
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'events.db'}"
-    store = EventStore(url, snapshot_interval=5)
-    yield store
-    store.close()
 
 
 def test_lean_path_publishes_the_same_bytes_as_the_mapper(any_store: EventStore) -> None:
