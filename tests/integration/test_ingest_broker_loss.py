@@ -70,7 +70,9 @@ def test_commands_on_a_recreated_topic_are_all_executed_once_and_answered(
         # Same partition, offsets 0-4 again: the unkeyed ones repeat the old coordinates.
         with structlog.testing.capture_logs() as logs:
             running.publish(registrations("new", 3, keyed=False) + registrations("new", 2, True))
-            new = running.results(5)
+            # the group's rejoin on the restarted broker (tansu: up to ~20 s) and, should the
+            # member hold a stale assignment, the ingest watch's repair (30 s) come first
+            new = running.results(5, timeout=90)
         assert len(new) == 5, new  # before the fix: none (the ingest waited at offset 5)
         repeated = [key for key in new if key.startswith("kafka:")]
         assert len(repeated) == 3 and not set(repeated) & set(old)
