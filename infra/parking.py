@@ -24,7 +24,6 @@ from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
 from infra.read_tx import Tx
 from infra.resilience import transient
-from infra.sql_chunks import among
 
 Apply = Callable[[Tx, Sequence[Envelope]], None]
 
@@ -107,16 +106,11 @@ class ParkingLot:
             return condition, []
         return f"{self.scope[0]} = ? AND {condition}", [self.scope[1]]
 
-    def held(self, tx: Tx, customer_ids: Sequence[str]) -> dict[str, int]:
-        """Which of ``customer_ids`` are parked, with the version each is held at."""
-        found: dict[str, int] = {}
-        for condition, chunk in among(tx, "customer_id", customer_ids):
-            where, params = self._where(condition)
-            rows = tx.fetchall(
-                f"SELECT customer_id, version FROM {self.table} WHERE {where}", [*params, *chunk]
-            )
-            found.update({customer: int(version) for customer, version in rows})
-        return found
+    def held_select(self, condition: str) -> tuple[str, list[Any]]:
+        """``SELECT customer_id, version`` of the parked customers meeting ``condition`` (SQL
+        on ``customer_id``), and the parameters that come before the condition's own."""
+        where, params = self._where(condition)
+        return f"SELECT customer_id, version FROM {self.table} WHERE {where}", params
 
     def park(self, tx: Tx, parked: Iterable[Parked], now: datetime | None = None) -> None:
         r"""Record ``parked`` (``parked_at`` defaults to ``now``); the next retry is due

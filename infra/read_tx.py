@@ -147,6 +147,15 @@ class Tx:
             return f"{column} = ANY(%b{'' if kind is None else f'::{kind}'})", [array]
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
+    def values(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A query giving ``values`` as rows of one column (``WITH name (column) AS (…)``), and
+        its parameters: one binary array on PostgreSQL (as :meth:`any_of`), ``VALUES`` rows
+        on SQLite. ``values`` must not be empty."""
+        if self.dialect == "postgres":
+            kind, array = typed(list(values), fractional=True)
+            return f"SELECT unnest(%b{'' if kind is None else f'::{kind}'})", [array]
+        return f"VALUES {', '.join(['(?)'] * len(values))}", list(values)
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo everything done inside the block if it raises (the error propagates); the

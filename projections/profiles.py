@@ -57,22 +57,21 @@ class ProfilesProjector(Projector):
     )
 
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
-        states = load_states(tx, {e.customer_id for e in envelopes})
+        states = load_states(tx, {e.customer_key for e in envelopes})
         indexed = _reindexed(envelopes)
         before = {c: (_tags(s), _external(s)) for c, s in states.items() if c in indexed}
         for envelope in envelopes:
-            if (state := states.get(envelope.customer_id)) is None:
-                state = states[envelope.customer_id] = profile_fold.empty(envelope.customer_id)
+            if (state := states.get(envelope.customer_key)) is None:
+                state = states[envelope.customer_key] = profile_fold.empty(envelope.customer_id)
             profile_fold.apply(state, envelope)
         tx.upsert("profiles", ("customer_id",), _COLUMNS, [_row(c, s) for c, s in states.items()])
         for index, (table, columns, rows) in enumerate(
             (("profile_tags", ("tag",), _tags), ("profile_external_ids", _EXTERNAL, _external))
         ):
             removed, added = [], []
-            for customer_id in indexed:
-                old = before.get(customer_id, (set(), set()))[index]
-                new = rows(states[customer_id])
-                key = str(customer_id)
+            for key in indexed:
+                old = before.get(key, (set(), set()))[index]
+                new = rows(states[key])
                 removed += [(*row, key) for row in sorted(old - new)]
                 added += [(*row, key) for row in sorted(new - old)]
             keys = (*columns, "customer_id")
@@ -80,14 +79,14 @@ class ProfilesProjector(Projector):
             tx.upsert(table, keys, keys, added, replace=False)
 
 
-def _reindexed(envelopes: Sequence[Envelope]) -> list[UUID]:
-    """The customers whose tags or external ids some of ``envelopes`` may change (in order of
+def _reindexed(envelopes: Sequence[Envelope]) -> list[str]:
+    """The customers (ids as text) whose tags or external ids some of ``envelopes`` may change (in order of
     first appearance): only their index rows are compared and rewritten."""
-    found: dict[UUID, None] = {}
+    found: dict[str, None] = {}
     for envelope in envelopes:
         fields = profile_fold.changed_fields(envelope)
         if fields is None or "tags" in fields or "external_ids" in fields:
-            found[envelope.customer_id] = None
+            found[envelope.customer_key] = None
     return list(found)
 
 
@@ -115,10 +114,10 @@ def _external(state: dict[str, Any]) -> set[tuple[str, ...]]:
     return set(state.get("external_ids", {}).items())
 
 
-def _row(customer_id: UUID, state: dict[str, Any]) -> tuple[Any, ...]:
+def _row(customer_id: str, state: dict[str, Any]) -> tuple[Any, ...]:
     name = state.get("name")
     return (
-        str(customer_id),
+        customer_id,
         orjson.dumps(state).decode(),
         name.casefold() if name else None,
         state.get("email"),
@@ -132,13 +131,12 @@ def _row(customer_id: UUID, state: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def load_states(tx: Tx, customer_ids: set[UUID]) -> dict[UUID, dict[str, Any]]:
-    """Current profile states of some customers (absent ones are simply missing)."""
-    states: dict[UUID, dict[str, Any]] = {}
-    ids = sorted(str(c) for c in customer_ids)
-    for condition, params in among(tx, "customer_id", ids):
+def load_states(tx: Tx, customer_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Current profile states of some customers, by id as text (absent ones are missing)."""
+    states: dict[str, dict[str, Any]] = {}
+    for condition, params in among(tx, "customer_id", sorted(customer_ids)):
         rows = tx.fetchall(f"SELECT customer_id, state FROM {{profiles}} WHERE {condition}", params)
-        states.update({UUID(cid): orjson.loads(state) for cid, state in rows})
+        states.update({cid: orjson.loads(state) for cid, state in rows})
     return states
 
 

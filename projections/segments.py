@@ -166,9 +166,10 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
             continue
         for definition in definitions:
             ledger.decide(definition, customer, state, envelope.recorded_at, envelope.position)
-    tx.executemany(
-        "INSERT INTO {segment_state} (customer_id, state) VALUES (?, ?) "
-        "ON CONFLICT (customer_id) DO UPDATE SET state = excluded.state",
+    tx.upsert(
+        "segment_state",
+        ("customer_id",),
+        ("customer_id", "state"),
         [(cid, orjson.dumps(state).decode()) for cid, state in sorted(states.items())],
     )
     ledger.write(tx)
@@ -333,17 +334,10 @@ class _Ledger:
         """Store the net membership difference and the changes."""
         stale = [k for k, v in self.before.items() if self.members.get(k) != v]
         fresh = [(*k, *v) for k, v in self.members.items() if self.before.get(k) != v]
-        tx.executemany(
-            "DELETE FROM {segment_members} WHERE segment_id = ? AND customer_id = ?", sorted(stale)
-        )
-        tx.executemany(
-            "INSERT INTO {segment_members} (segment_id, customer_id, since, position) "
-            "VALUES (?, ?, ?, ?)",
-            sorted(fresh),
-        )
-        tx.executemany(
-            "DELETE FROM {segment_changes} WHERE customer_id = ?", [(c,) for c in self.erased]
-        )
+        tx.delete("segment_members", ("segment_id", "customer_id"), sorted(stale))
+        member_columns = ("segment_id", "customer_id", "since", "position")
+        tx.insert("segment_members", member_columns, sorted(fresh))
+        tx.delete("segment_changes", ("customer_id",), [(c,) for c in self.erased])
         columns = ("position", "segment_id", "customer_id", "change", "at")
         tx.insert("segment_changes", columns, sorted(self.changes))
 

@@ -17,11 +17,21 @@ from consumers.embedded import EmbeddedRunner
 from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.envelope import Envelope
+from infra.parking import Parked
 from infra.read_tx import Tx
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections import profile_fold
-from projections.framework import Binding, ensure_schema, lock_positions, positions, project
+from projections.framework import (
+    Binding,
+    bookkeeping,
+    ensure_schema,
+    lock_positions,
+    park,
+    positions,
+    project,
+    versions,
+)
 from projections.profiles import ProfilesProjector, get_profile, search_profiles
 
 CTX = Context(actor="contract")
@@ -215,6 +225,37 @@ class TestReadStore:
             tx.delete("typed", ("k", "i"), [("c", None), ("d", None)])  # None equals nothing
             tx.delete("typed", ("k", "i"), [("c", 7), ("d", None)])
             assert [k for k, *_ in rows(tx)] == ["a", "b", "d"]
+
+    def test_bookkeeping_reads_each_bindings_versions_and_parked_customers(
+        self, read_store: ReadStore
+    ) -> None:
+        """Two bindings of one projector (live tables and shadow copies), more customers than
+        one chunk: each binding gets its own tables' versions and parked customers."""
+        projector = ProfilesProjector()
+        live = Binding.live(projector)
+        shadow = Binding(projector, {t: f"{t}_shadow" for t in projector.all_tables()})
+        ids = [f"c{i:04d}" for i in range(1_100)]
+        with read_store.transaction(shadow.tables) as tx:
+            projector.create(tx)
+        for binding, step in ((live, 3), (shadow, 5)):
+            with read_store.transaction(binding.tables) as tx:
+                applied = [(c, i % 7 + 1) for i, c in enumerate(ids) if i % step == 0]
+                tx.upsert(
+                    projector.versions_table, ("customer_id",), ("customer_id", "version"), applied
+                )
+                park(
+                    tx,
+                    projector,
+                    [Parked(c, step, 10 + i, "lost") for i, c in enumerate(ids[step::97])],
+                )
+        with read_store.transaction() as tx:
+            found = bookkeeping(tx, [live, shadow], ["absent", *ids])
+            for binding, (seen, held), step in zip((live, shadow), found, (3, 5), strict=True):
+                scoped = tx.with_tables(binding.tables)
+                assert seen == versions(scoped, projector, ids)
+                assert seen == {c: i % 7 + 1 for i, c in enumerate(ids) if i % step == 0}
+                assert held == dict.fromkeys(ids[step::97], step)
+            assert bookkeeping(tx, [live, shadow], []) == [({}, {}), ({}, {})]
 
     def test_search_and_paging(
         self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
