@@ -114,21 +114,23 @@ class EventStore(Application[UUID]):
         """The log position up to which :meth:`forget_erased` has looked."""
         return self._erasures_seen
 
-    def forget_erased(self) -> None:
+    def forget_erased(self, head: int | None = None) -> None:
         """Forget the data keys and footprints of the customers erased since the last call (by
         ANY process: the one that erases forgets at once): one small query (the log's head),
         and one more for its erasures when the head has moved. Every long-lived reader of the
         store calls it before opening events, so no key shredded elsewhere decrypts a copy of
         the erased person's data from this process's cache. The same query notes the newest
         churn-model event (:attr:`newest_fit`), so a model kept in memory is known stale as
-        soon as a look has passed a newer fit.
+        soon as a look has passed a newer fit. ``head``: the log's head as the caller has just
+        read it (:meth:`StoreBackend.head_and_rows`), so the small query is not made again.
 
         Safe across threads: the erasures up to the head are marked seen only AFTER their keys
         are forgotten, and a caller that finds the mark behind the head waits for the one
         thread forgetting (a lock), so no thread returns while a shredded key is still held.
         Who needs the erasures themselves reads them with :meth:`erasures` up to
         :attr:`newest_erasure`."""
-        head = self.head()
+        if head is None:
+            head = self.head()
         if head <= self._erasures_seen:  # all forgotten already (the mark moves after)
             return
         with self._erasures_lock:
