@@ -44,7 +44,9 @@ def opened_history(store: EventStore, customer_id: UUID) -> Iterator[Envelope]:
     envelopes (personal data in ``data``; redacted once shredded); none for an unknown id.
     One envelope is made at a time, as it is asked for: a fold that drops each one keeps no
     history's worth of objects alive, so none outlives the request into the garbage
-    collector's older generations (whose full collections were the p99 of time travel).
+    collector's older generations (whose full collections were the p99 of time travel). The
+    rows come with the log's head in one exchange (:meth:`StoreBackend.head_and_rows`), and
+    the erasure watch looks up to that head before anything is opened.
 
     Raises :class:`~infra.personal_data.SealBroken` for personal data that does not decrypt
     under its key (altered or misplaced)."""
