@@ -53,6 +53,7 @@ class Services:
     policies: PolicyService
     runner: EmbeddedRunner | None = None
     _store_db: ReadStore | None = field(default=None, repr=False)
+    _models: ModelService | None = field(default=None, repr=False)
 
     @property
     def feed(self) -> StoreFeed:
@@ -60,8 +61,11 @@ class Services:
 
     @property
     def models(self) -> ModelService:
-        """The churn model's fitted versions (read from and recorded in the store)."""
-        return ModelService(self.store, retries=self.settings.command_retries)
+        """The churn model's fitted versions (read from and recorded in the store); one
+        service per process, which keeps the model it last read (:meth:`ModelService.as_seen`)."""
+        if self._models is None:
+            self._models = ModelService(self.store, retries=self.settings.command_retries)
+        return self._models
 
     @property
     def campaigns(self) -> CampaignService:

@@ -41,15 +41,31 @@ class ModelService:
     def __init__(self, store: EventStore, *, retries: int = 5) -> None:
         self.store = store
         self.retries = retries
+        self._seen: tuple[int, ChurnModel | None] | None = None  # (read after position, model)
 
     def get(self) -> ChurnModel | None:
-        """The churn model, or None if it was never fitted."""
+        """The churn model, or None if it was never fitted (read from the store)."""
         try:
             found: Any = self.store.repository.get(MODEL_ID)
         except AggregateNotFoundError:
             return None
         assert isinstance(found, ChurnModel)
         return found
+
+    def as_seen(self) -> ChurnModel | None:
+        """The churn model as of the store's last look at its log
+        (:meth:`EventStore.forget_erased`, which the caller has just run, as every reader of
+        the store does before opening events): kept between calls, read again only when that
+        look passed a model event newer than the kept copy. A fit recorded by any process is
+        used from the next look on; no clock decides. Shared by every caller: read it, never
+        change it (:meth:`record` changes its own, from :meth:`get`)."""
+        seen = self._seen
+        if seen is not None and seen[0] >= self.store.newest_fit:
+            return seen[1]
+        watched = self.store.watched  # taken before the read, which holds every fit up to it
+        model = self.get()
+        self._seen = (watched, model)
+        return model
 
     def latest(self) -> FittedVersion | None:
         """The newest fitted version (its event alone is read: for every profile read), or

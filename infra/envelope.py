@@ -69,9 +69,14 @@ def plain(values: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Envelope:
-    """One customer event as every consumer sees it."""
+    """One customer event as every consumer sees it.
+
+    Frozen, compared and printed as the dataclass it is; only its constructor is written out:
+    the generated one of a frozen dataclass sets each of the 15 fields through
+    ``object.__setattr__`` (half of its 2 µs, paid per event by every reader of the log:
+    a thousand times per time-travel request). Same parameters, same defaults."""
 
     type: str
     schema_version: int
@@ -88,6 +93,42 @@ class Envelope:
     hash: str | None = None
     sealed: str | None = None
     headers: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature, positions included
+        self,
+        type: str,
+        schema_version: int,
+        customer_id: UUID,
+        version: int,
+        position: int,
+        occurred_at: datetime,
+        recorded_at: datetime,
+        actor: str,
+        correlation_id: str,
+        causation_id: str | None,
+        data: dict[str, Any],
+        prev_hash: str | None = None,
+        hash: str | None = None,
+        sealed: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.__dict__.update(
+            type=type,
+            schema_version=schema_version,
+            customer_id=customer_id,
+            version=version,
+            position=position,
+            occurred_at=occurred_at,
+            recorded_at=recorded_at,
+            actor=actor,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            data=data,
+            prev_hash=prev_hash,
+            hash=hash,
+            sealed=sealed,
+            headers={} if headers is None else headers,
+        )
 
     @cached_property
     def id(self) -> UUID:

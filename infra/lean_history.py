@@ -44,21 +44,23 @@ def opened_history(store: EventStore, customer_id: UUID) -> Iterator[Envelope]:
     envelopes (personal data in ``data``; redacted once shredded); none for an unknown id.
     One envelope is made at a time, as it is asked for: a fold that drops each one keeps no
     history's worth of objects alive, so none outlives the request into the garbage
-    collector's older generations (whose full collections were the p99 of time travel).
+    collector's older generations (whose full collections were the p99 of time travel). The
+    rows come with the log's head in one exchange (:meth:`StoreBackend.head_and_rows`), and
+    the erasure watch looks up to that head before anything is opened.
 
     Raises :class:`~infra.personal_data.SealBroken` for personal data that does not decrypt
     under its key (altered or misplaced)."""
-    store.forget_erased()  # keys shredded by another process are forgotten before opening
-    rows = store.backend.positioned(customer_id, None)
+    head, rows = store.backend.head_and_rows(customer_id)
+    store.forget_erased(head)  # keys shredded by another process are forgotten before opening
     mapper, personal = store.personal_mapper, store.personal
     lean = lean_readable(mapper)
     personal.keys.preload([customer_id.hex])  # the usual key owner; others as they come
-    for position, stored in rows:
-        envelope = _lean(stored, position) if lean else None
+    for position, version, topic, state in rows:
+        envelope = _lean(customer_id, position, version, topic, state) if lean else None
         if envelope is None:  # the mapper's path
-            event = mapper.to_sealed_event(stored)
+            event = mapper.to_sealed_event(StoredEvent(customer_id, version, topic, state))
             if not isinstance(event, CustomerEvent):
-                raise TypeError(f"{stored.topic} at position {position} is no customer event")
+                raise TypeError(f"{topic} at position {position} is no customer event")
             envelope = Envelope.from_event(event, position)
         yield personal.open_envelope(envelope)
 
@@ -73,26 +75,25 @@ def _plain_datetime(text: str) -> Any:
 _as_plain = reviver({"decimal": lambda text: str(Decimal(text)), "datetime": _plain_datetime})
 
 
-def _lean(stored: StoredEvent, position: int) -> Envelope | None:
-    """The sealed envelope of ``stored``, or None when only the mapper's path reads it
+def _lean(
+    customer_id: UUID, position: int, version: int, topic: str, state: bytes
+) -> Envelope | None:
+    """The sealed envelope of a stored event, or None when only the mapper's path reads it
     (:func:`infra.lean_rows.parse`: an event of an older class version needs its upcasters)."""
-    customer_id = stored.originator_id
-    if not isinstance(customer_id, UUID):
-        return None
-    meta = parse(stored.topic, stored.state)
+    meta = parse(topic, state)
     if meta is None:
         return None
     return Envelope(
         type=meta.type,
         schema_version=SCHEMA_VERSION,
         customer_id=customer_id,
-        version=stored.originator_version,
+        version=version,
         position=position,
-        occurred_at=datetime.fromisoformat(meta.occurred_at),
-        recorded_at=datetime.fromisoformat(meta.recorded_at),
+        occurred_at=meta.occurred,
+        recorded_at=meta.recorded,
         actor=meta.actor,
         correlation_id=meta.correlation_id,
         causation_id=meta.causation_id,
-        data=_as_plain(meta.data()),
+        data=_as_plain(meta.data()) if meta.tagged else meta.data(),
         sealed=meta.state.get(SEALED),
     )

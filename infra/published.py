@@ -43,8 +43,6 @@ from infra.lean_rows import lean_readable, parse
 from infra.transcoder import _revive
 
 SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
-_TAG = b'"_type_"'  # how a tagged value (decimal, datetime) starts in a stored state
-_MOMENTS = 2  # tagged values every stored customer event has: occurred_at, timestamp
 _TYPE_HEADERS: dict[str, tuple[str, bytes]] = {}  # envelope type -> its header, made once
 
 
@@ -93,7 +91,7 @@ class LeanEncoder:
         if meta is None:
             return None
         data = meta.data()
-        if state.count(_TAG) > _MOMENTS:  # decimals or nested datetimes (or text that looks so)
+        if meta.tagged:  # decimals or nested datetimes (or text that looks so)
             data = _revive(data)
         document = {
             "id": event_id_text(key, version),

@@ -53,6 +53,7 @@ REVIEW_TOPICS = [get_topic(cls) for cls in duplicate_review.EVENT_CLASSES]  # ne
 # what read models are fed (segments keep the care policy's versions)
 FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS, *POLICY_TOPICS, *REVIEW_TOPICS]
 ERASED_TOPICS = [get_topic(Erased)]
+WATCHED_TOPICS = [*ERASED_TOPICS, *MODEL_TOPICS]  # what :meth:`EventStore.forget_erased` looks for
 ERASED_PAGE = 1000  # erasures read per query by :meth:`EventStore.forget_erased`
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
@@ -98,6 +99,9 @@ class EventStore(Application[UUID]):
         # newest of them is at ``newest_erasure`` (where the watch began, if none since).
         self._erasures_seen = self.head()  # nothing is cached yet: older erasures are moot
         self.newest_erasure = self._erasures_seen
+        # The position of the newest churn-model event the watch has seen (0: none since it
+        # began): a model read before then is stale (:meth:`ModelService.as_seen`).
+        self.newest_fit = 0
         self._erasures_lock = threading.Lock()
 
     @property
@@ -105,48 +109,69 @@ class EventStore(Application[UUID]):
         """Customers' data keys (create, read, shred, rotate)."""
         return self.personal.keys
 
-    def forget_erased(self) -> None:
+    @property
+    def watched(self) -> int:
+        """The log position up to which :meth:`forget_erased` has looked."""
+        return self._erasures_seen
+
+    def forget_erased(self, head: int | None = None) -> None:
         """Forget the data keys and footprints of the customers erased since the last call (by
         ANY process: the one that erases forgets at once): one small query (the log's head),
         and one more for its erasures when the head has moved. Every long-lived reader of the
         store calls it before opening events, so no key shredded elsewhere decrypts a copy of
-        the erased person's data from this process's cache.
+        the erased person's data from this process's cache. The same query notes the newest
+        churn-model event (:attr:`newest_fit`), so a model kept in memory is known stale as
+        soon as a look has passed a newer fit. ``head``: the log's head as the caller has just
+        read it (:meth:`StoreBackend.head_and_rows`), so the small query is not made again.
 
         Safe across threads: the erasures up to the head are marked seen only AFTER their keys
         are forgotten, and a caller that finds the mark behind the head waits for the one
         thread forgetting (a lock), so no thread returns while a shredded key is still held.
         Who needs the erasures themselves reads them with :meth:`erasures` up to
         :attr:`newest_erasure`."""
-        head = self.head()
+        if head is None:
+            head = self.head()
         if head <= self._erasures_seen:  # all forgotten already (the mark moves after)
             return
         with self._erasures_lock:
             after = self._erasures_seen
             if head <= after:  # another thread forgot them while this one waited
                 return
-            erased = self.erasures(after, head)
+            erased, fitted = self._watch(after, head, WATCHED_TOPICS)
             self.data_keys.forget(e.originator_id.hex for _, e in erased)
             self.footprints.forget(e.originator_id for _, e in erased)
             if erased:
                 self.newest_erasure = erased[-1][0]
-            self._erasures_seen = head  # last: the keys are forgotten
+            self.newest_fit = max(fitted, self.newest_fit)
+            self._erasures_seen = head  # last: the keys are forgotten, the fit noted
 
     def erasures(self, after: int, until: int) -> list[tuple[int, Erased]]:
         """(position, erasure) for every ``customer.erased`` with ``after`` < position <=
         ``until``, oldest first: one query per ``ERASED_PAGE`` erasures."""
+        return self._watch(after, until, ERASED_TOPICS)[0]
+
+    def _watch(
+        self, after: int, until: int, topics: list[str]
+    ) -> tuple[list[tuple[int, Erased]], int]:
+        """The erasures (:meth:`erasures`) among the events of ``topics`` with ``after`` <
+        position <= ``until``, and the position of the newest other one (0: none)."""
         erased: list[tuple[int, Erased]] = []
+        newest_other = 0
         while after < until:
             page = self.recorder.select_notifications(
-                after, ERASED_PAGE, stop=until, topics=ERASED_TOPICS, inclusive_of_start=False
+                after, ERASED_PAGE, stop=until, topics=topics, inclusive_of_start=False
             )
             for notification in page:
+                if notification.topic not in ERASED_TOPICS:
+                    newest_other = notification.id
+                    continue
                 event = self.mapper.to_domain_event(notification)
                 assert isinstance(event, Erased)
                 erased.append((notification.id, event))
             if len(page) < ERASED_PAGE:
                 break
             after = page[-1].id
-        return erased
+        return erased, newest_other
 
     def construct_mapper(self) -> Mapper[UUID]:
         self.personal_mapper = PersonalDataMapper(self.construct_transcoder(), self.personal)

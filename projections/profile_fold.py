@@ -252,6 +252,11 @@ def fold(state: dict[str, Any], envelope: Envelope) -> None:
     :func:`apply` does after its version check, and what time travel does with the events a
     view keeps (:func:`travel`), which need not be consecutive versions."""
     _APPLY[envelope.type](state, envelope)
+    _stamp(state, envelope)
+
+
+def _stamp(state: dict[str, Any], envelope: Envelope) -> None:
+    """The bookkeeping of the newest envelope folded: version, position, time recorded."""
     state["version"] = envelope.version
     state["position"] = envelope.position
     state["updated_at"] = envelope.recorded_at.isoformat()
@@ -287,11 +292,23 @@ def travel(
     version: int | None = None,
 ) -> dict[str, Any] | None:
     """The profile state of a view of ``envelopes`` (one customer's, in version order; see the
-    module docstring), or None when the view holds no registration."""
+    module docstring), or None when the view holds no registration.
+
+    The state :func:`fold` gives, key for key and in the same key order: the first envelope is
+    folded, the others only applied, and the last one's bookkeeping is stamped once at the end
+    (no event's change reads it; the first fold put its keys in their places)."""
     state = empty(customer_id)
+    last = None
     for envelope in in_view(envelopes, as_of=as_of, known_at=known_at, version=version):
-        fold(state, envelope)
-    return state if state["version"] else None
+        if last is None:
+            fold(state, envelope)
+        else:
+            _APPLY[envelope.type](state, envelope)
+        last = envelope
+    if last is None:
+        return None
+    _stamp(state, last)
+    return state
 
 
 def render(state: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ Resume = tuple[UUID, int]  # (customer id, version) of the last event read
 START: Resume = (UUID(int=0), 0)
 Latest = tuple[dict[UUID, StoredEvent], dict[UUID, list[StoredEvent]]]  # snapshots, newer events
 Positioned = list[tuple[int, StoredEvent]]  # (position, stored event)
+# (position, version, topic, state): one aggregate's stored event as plain values
+HistoryRow = tuple[int, int, str, bytes]
 Ref = tuple[UUID, int]  # (aggregate id, version) of one stored event
 
 
@@ -68,6 +70,11 @@ class StoreBackend(ABC):
     @abstractmethod
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
         """(position, stored event) of one aggregate's events (or of one version), in order."""
+
+    @abstractmethod
+    def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
+        """The log's head (0 when empty), then one aggregate's events as :data:`HistoryRow` tuples
+        in version order, read in that order on one connection (time travel's one exchange)."""
 
     @abstractmethod
     def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:

@@ -19,6 +19,7 @@ from eventsourcing.popo import POPOAggregateRecorder, POPOApplicationRecorder, P
 
 from infra.backends.base import (
     Chain,
+    HistoryRow,
     Latest,
     Linked,
     Positioned,
@@ -91,14 +92,18 @@ class MemoryRecorder(StoreBackend, POPOApplicationRecorder):
         return len(self.select_notifications(after, head, topics=topics, inclusive_of_start=False))
 
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
-        everything = self.select_notifications(None, self.max_notification_id() or 0)
+        rows = self.head_and_rows(aggregate_id)[1]
+        return positioned_rows(aggregate_id, [r for r in rows if version in (None, r[1])])
+
+    def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
+        head = self.max_notification_id() or 0
+        everything = self.select_notifications(None, head)
         rows = [
             (n.id, n.originator_version, n.topic, n.state)
             for n in everything
             if n.originator_id == aggregate_id
-            and (version is None or n.originator_version == version)
         ]
-        return positioned_rows(aggregate_id, rows)
+        return head, rows
 
     def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:
         wanted = set(refs)

@@ -38,6 +38,7 @@ from psycopg.sql import SQL, Identifier
 
 from infra.backends import POOL_TIMEOUT
 from infra.backends.base import (
+    HistoryRow,
     Latest,
     Linked,
     LogRow,
@@ -196,6 +197,22 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         for row in stored_rows(self._rows(self._events_after, params)):
             events.setdefault(as_uuid(row.originator_id), []).append(row)
         return snapshots, events
+
+    def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
+        """Both statements in one pipeline, outside a transaction (each reads its own
+        snapshot, the head's first): one checked connection and one round trip, where
+        ``head()`` then :meth:`positioned` took two of each and a transaction's two more.
+        The rows are binary tuples, as :meth:`positioned`'s."""
+        with (
+            self.datastore.get_connection() as connection,
+            connection.cursor(row_factory=tuple_row) as head,
+            connection.cursor(row_factory=tuple_row) as rows,
+        ):
+            with connection.pipeline():
+                head.execute(self.max_notification_id_statement)
+                rows.execute(self._positioned, (aggregate_id,), binary=True)
+            found = head.fetchone()
+            return (found[0] or 0) if found else 0, rows.fetchall()
 
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
         """Rows in binary, as tuples: a customer's whole history (time travel) is one query

@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from infra.backends.base import Linked, Positioned, Resume, positioned_rows
+from infra.backends.base import HistoryRow, Linked, Positioned, Resume, positioned_rows
 from infra.backends.sql import SqlBackend
 from infra.data_keys import KEYS_DDL, shred_in_transaction
 from infra.tamper_evidence.chain import HASHES_DDL, sqlite_links
@@ -65,6 +65,17 @@ class ChainedSQLiteRecorder(SqlBackend, SQLiteApplicationRecorder):
         return self._count(query, [*topics, after], len(topics))
 
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
+        with self.datastore.transaction(commit=False) as cursor:
+            return positioned_rows(aggregate_id, self._history_rows(cursor, aggregate_id, version))
+
+    def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            head = self._max_notification_id(cursor) or 0
+            return head, self._history_rows(cursor, aggregate_id, None)
+
+    def _history_rows(
+        self, cursor: SQLiteCursor, aggregate_id: UUID, version: int | None
+    ) -> list[HistoryRow]:
         query = (
             f"SELECT rowid, originator_version, topic, state FROM {self.events_table_name} "
             "WHERE originator_id=?"
@@ -72,6 +83,5 @@ class ChainedSQLiteRecorder(SqlBackend, SQLiteApplicationRecorder):
             + " ORDER BY originator_version"
         )
         params = (aggregate_id.hex,) if version is None else (aggregate_id.hex, version)
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(query, params)
-            return positioned_rows(aggregate_id, [tuple(r) for r in cursor.fetchall()])
+        cursor.execute(query, params)
+        return [(r[0], r[1], r[2], r[3]) for r in cursor.fetchall()]

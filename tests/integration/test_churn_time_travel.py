@@ -22,9 +22,12 @@ from typer.testing import CliRunner
 from api.cli import app
 from bootstrap import Services
 from commands import messages as m
+from commands.models import ModelService
 from commands.service import Context
 from domain.btyd import Fit, Parameters, Summary, expected_purchases, p_alive
+from domain.churn_model import ChurnModel
 from infra.settings import get_settings
+from infra.store import EventStore
 from tests.api_support import Api
 
 DAY = timedelta(days=1)
@@ -59,8 +62,12 @@ def expected(day: int, p: Parameters, horizon: int) -> dict[str, Any]:
     }
 
 
+def at_day(day: int) -> datetime:
+    return START + day * DAY
+
+
 def at(day: int) -> str:
-    return (START + day * DAY).isoformat()
+    return at_day(day).isoformat()
 
 
 def travel(api: Api, customer: UUID, **query: str) -> Any:
@@ -71,16 +78,14 @@ def travel(api: Api, customer: UUID, **query: str) -> Any:
     return response.json()["churn_risk"]
 
 
-def test_churn_risk_as_of_a_business_time_under_the_model_in_force_then(
-    api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    services: Services = api.app.state.services
+def ava(services: Services) -> UUID:
+    """A customer registered at START who bought on the days of BOUGHT."""
     outcome = services.commands.execute(m.RegisterCustomer(name="Ava", occurred_at=START), ANALYST)
-    ava = outcome.customer_id
-    assert ava is not None
+    customer = outcome.customer_id
+    assert customer is not None
     purchases: list[m.Command] = [
         m.RecordPurchase(
-            customer_id=ava,
+            customer_id=customer,
             order_id=f"o{d}",
             amount="12.00",
             currency="EUR",
@@ -89,13 +94,21 @@ def test_churn_risk_as_of_a_business_time_under_the_model_in_force_then(
         for d in BOUGHT
     ]
     assert [o.problem for o in services.commands.execute_batch(purchases, ANALYST)] == [None] * 5
+    return customer
+
+
+def test_churn_risk_as_of_a_business_time_under_the_model_in_force_then(
+    api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    services: Services = api.app.state.services
+    customer = ava(services)
     models = services.models
     models.record(Fit(FIRST, -1.0, 100), horizon_days=30, as_of=START + 40 * DAY, context=ANALYST)
     between = datetime.now(UTC)
     time.sleep(0.01)
     models.record(Fit(SECOND, -1.0, 100), horizon_days=90, as_of=START + 90 * DAY, context=ANALYST)
 
-    assert travel(api, ava, as_of=at(39)) is None  # no version fitted by then
+    assert travel(api, customer, as_of=at(39)) is None  # no version fitted by then
     for day, params, version, horizon in (
         (40, FIRST, 1, 30),
         (60, FIRST, 1, 30),  # before the purchase of day 75: it does not count yet
@@ -103,16 +116,16 @@ def test_churn_risk_as_of_a_business_time_under_the_model_in_force_then(
         (90, SECOND, 2, 90),
         (400, SECOND, 2, 90),
     ):
-        risk = travel(api, ava, as_of=at(day))
+        risk = travel(api, customer, as_of=at(day))
         assert risk == {
             "model": "churn",
             "model_version": version,
             "as_of": (START + day * DAY).strftime("%Y-%m-%dT%H:%M:%S.000000+00:00"),
             **expected(day, params, horizon),
         }, day
-        assert travel(api, ava, as_of=at(day)) == risk  # a pure function of the log and T
+        assert travel(api, customer, as_of=at(day)) == risk  # a pure function of the log and T
     # what was known before the second fit was recorded: the first version, even at day 400
-    known = travel(api, ava, as_of=at(400), known_at=between.isoformat())
+    known = travel(api, customer, as_of=at(400), known_at=between.isoformat())
     assert (known["model_version"], known["p_alive"]) == (1, expected(400, FIRST, 30)["p_alive"])
 
     # the same view from the command line
@@ -120,8 +133,8 @@ def test_churn_risk_as_of_a_business_time_under_the_model_in_force_then(
     monkeypatch.setenv("CLIENTELE_API_KEYS_FILE", str(tmp_path / "keys.json"))
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["replay", str(ava), "--as-of", at(60)])
-        early = CliRunner().invoke(app, ["replay", str(ava), "--as-of", at(39)])
+        result = CliRunner().invoke(app, ["replay", str(customer), "--as-of", at(60)])
+        early = CliRunner().invoke(app, ["replay", str(customer), "--as-of", at(39)])
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
@@ -130,3 +143,45 @@ def test_churn_risk_as_of_a_business_time_under_the_model_in_force_then(
     assert f"(model churn v1): p_alive {shown['p_alive']}" in line
     assert f"expected purchases in 30 days {shown['expected_purchases']}" in line
     assert "none (no fit in force, or no purchase)" in " ".join(early.output.split())
+
+
+def test_time_travel_keeps_the_model_and_sees_a_fit_recorded_elsewhere_at_once(
+    api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Time travel reads the churn model from the store once, not per request
+    (:meth:`ModelService.as_seen`), and no clock decides when it is read again: a fit recorded
+    by another process is in the very next answer (the look at the log every time travel
+    takes first passes it), and writes that are no fit leave the kept model in use."""
+    services: Services = api.app.state.services
+    customer = ava(services)
+    reads: list[int] = []
+    get = services.models.get
+
+    def counted() -> ChurnModel | None:
+        reads.append(1)
+        return get()
+
+    monkeypatch.setattr(services.models, "get", counted)
+    assert travel(api, customer, as_of=at(60)) is None  # never fitted
+    assert travel(api, customer, as_of=at(60)) is None
+    assert len(reads) == 1
+
+    elsewhere = EventStore(database_url)  # another process: its own store on the database
+    try:
+        fitting = ModelService(elsewhere)
+        fitting.record(Fit(FIRST, -1.0, 100), horizon_days=30, as_of=at_day(40), context=ANALYST)
+        first = travel(api, customer, as_of=at(60))
+        assert (first["model_version"], first["p_alive"]) == (1, expected(60, FIRST, 30)["p_alive"])
+        services.commands.execute(m.TagCustomer(customer_id=customer, tag="vip"), ANALYST)
+        assert travel(api, customer, as_of=at(60)) == first
+        assert len(reads) == 2
+
+        fitting.record(Fit(SECOND, -1.0, 100), horizon_days=90, as_of=at_day(90), context=ANALYST)
+        second = travel(api, customer, as_of=at(400))
+        assert (second["model_version"], second["p_alive"]) == (
+            2,
+            expected(400, SECOND, 90)["p_alive"],
+        )
+        assert len(reads) == 3
+    finally:
+        elsewhere.close()

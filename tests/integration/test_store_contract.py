@@ -160,6 +160,20 @@ class TestStore:
         assert sorted(loaded) == sorted([cid, other])
         assert vars(loaded[other]) == vars(store.customer(other))
 
+    def test_the_head_is_read_with_one_history(
+        self, service: CommandService, store: EventStore
+    ) -> None:
+        """``head_and_rows`` (time travel's one exchange): the log's head, and the customer's
+        rows as ``positioned`` gives them, in version order; an unknown id has none."""
+        cid = self.buyer(service)
+        assert service.execute(m.RegisterCustomer(name="Bo"), self.ctx).customer_id  # head moves
+        head, rows = store.backend.head_and_rows(cid)
+        assert head == store.head() > rows[-1][0]
+        positioned = store.backend.positioned(cid, None)
+        assert rows == [(p, e.originator_version, e.topic, e.state) for p, e in positioned]
+        assert [version for _, version, _, _ in rows] == list(range(1, 14))
+        assert store.backend.head_and_rows(uuid4()) == (head, [])
+
     @SHARED
     def test_a_reopened_store_reads_from_the_snapshots(
         self, service: CommandService, store: EventStore

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import random
 from datetime import UTC, datetime
@@ -173,3 +175,33 @@ def test_event_id_text_is_the_event_ids_text() -> None:
     for version in [1, 2, 9, 10, 99, 1000, 2**40, *range(3, 2000)]:
         customer = UUID(int=rng.getrandbits(128), version=4)
         assert event_id_text(str(customer), version) == str(event_id(customer, version))
+
+
+def test_the_written_constructor_takes_and_sets_every_field_as_the_dataclass_did() -> None:
+    """Envelope's constructor is written out (it sets the frozen fields without 15
+    ``object.__setattr__`` calls): it takes the fields' own parameters in their order with
+    their defaults (``headers``: a new dict each time), sets every field, and the dataclass's
+    behaviour stays (frozen, compared without headers, ``replace``). A field added to the class
+    but not to the constructor fails here."""
+    fields = dataclasses.fields(Envelope)
+    parameters = list(inspect.signature(Envelope).parameters.values())
+    assert [p.name for p in parameters] == [f.name for f in fields]
+    empty = inspect.Parameter.empty
+    defaults = [empty if f.default is dataclasses.MISSING else f.default for f in fields]
+    assert [p.default for p in parameters] == [*defaults[:-1], None]  # headers: a new dict
+    assert {p.kind for p in parameters} == {inspect.Parameter.POSITIONAL_OR_KEYWORD}
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    values = ("customer.tagged", 1, UUID(int=7), 3, 9, at, at, "a", "c", None, {"tag": "x"})
+    envelope = Envelope(*values, "p", "h", "s", {"k": "v"})
+    assert [getattr(envelope, f.name) for f in fields] == [*values, "p", "h", "s", {"k": "v"}]
+    assert set(vars(envelope)) == {f.name for f in fields}  # no cached property asked for yet
+    bare, other = Envelope(*values), Envelope(*values)
+    assert (bare.prev_hash, bare.hash, bare.sealed, bare.headers) == (None, None, None, {})
+    assert bare.headers is not other.headers
+    bare.headers["seen"] = "yes"
+    assert bare == other and bare != envelope  # headers are not compared
+    assert dataclasses.replace(envelope, headers={}) == envelope
+    assert dataclasses.replace(bare, version=4).version == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.version = 5  # type: ignore[misc]
+    assert bare.id == event_id(UUID(int=7), 3) and bare.customer_key == str(UUID(int=7))

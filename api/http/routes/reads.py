@@ -67,7 +67,8 @@ def _travel(
         raise CustomerNotFound(customer_id)
     moment = as_of or known_at or seen[0]
     document = profile_fold.render(state)
-    document["churn_risk"] = risk_in_view(services.models.get(), state, moment, known_at)
+    # the model as of the store's look at its log, which opened_history took first
+    document["churn_risk"] = risk_in_view(services.models.as_seen(), state, moment, known_at)
     return document
 
 
