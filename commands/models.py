@@ -52,13 +52,14 @@ class ModelService:
         assert isinstance(found, ChurnModel)
         return found
 
-    def as_seen(self) -> ChurnModel | None:
-        """The churn model as of the store's last look at its log
-        (:meth:`EventStore.forget_erased`, which the caller has just run, as every reader of
-        the store does before opening events): kept between calls, read again only when that
-        look passed a model event newer than the kept copy. A fit recorded by any process is
-        used from the next look on; no clock decides. Shared by every caller: read it, never
-        change it (:meth:`record` changes its own, from :meth:`get`)."""
+    def as_seen(self, head: int) -> ChurnModel | None:
+        """The churn model as of the store's look at its log up to at least ``head`` (a store
+        position the caller has read; :meth:`EventStore.forget_erased` looks that far first,
+        free when it already has): kept between calls, read again only when a look passed a
+        model event newer than the kept copy. A fit recorded by any process is used from the
+        next look on; no clock decides. Shared by every caller: read it, never change it
+        (:meth:`record` changes its own, from :meth:`get`)."""
+        self.store.forget_erased(head)
         seen = self._seen
         if seen is not None and seen[0] >= self.store.newest_fit:
             return seen[1]

@@ -54,7 +54,7 @@ REVIEW_TOPICS = [get_topic(cls) for cls in duplicate_review.EVENT_CLASSES]  # ne
 FEED_TOPICS = [*CUSTOMER_TOPICS, *SEGMENT_TOPICS, *MODEL_TOPICS, *POLICY_TOPICS, *REVIEW_TOPICS]
 ERASED_TOPICS = [get_topic(Erased)]
 WATCHED_TOPICS = [*ERASED_TOPICS, *MODEL_TOPICS]  # what :meth:`EventStore.forget_erased` looks for
-ERASED_PAGE = 1000  # erasures read per query by :meth:`EventStore.forget_erased`
+ERASED_PAGE = 1000  # watched events (erasures, model events) read per query by forget_erased
 SCHEMA_LOCK_KEY = 7_470_113_201  # arbitrary, constant: "clientele schema"
 
 

@@ -185,5 +185,5 @@ def assert_an_erasure_elsewhere_is_forgotten(
     monkeypatch.setattr(here, "head", no_head)
     opened = list(opened_history(here, customer))
     assert opened[-1].type == "customer.erased"
-    assert opened[0].data["name"] != "Ada" and opened[0].data["email"] != "ada@example.com"
-    assert [e.data.get("summary") for e in opened[1:3]] != ["hi", "again"]
+    assert (opened[0].data["name"], opened[0].data["email"]) == (None, None)  # redacted
+    assert [e.data["summary"] for e in opened[1:3]] == [None, None]

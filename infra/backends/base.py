@@ -73,8 +73,10 @@ class StoreBackend(ABC):
 
     @abstractmethod
     def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
-        """The log's head (0 when empty), then one aggregate's events as :data:`HistoryRow` tuples
-        in version order, read in that order on one connection (time travel's one exchange)."""
+        """The log's head (0 when empty) and one aggregate's events as :data:`HistoryRow` tuples
+        in version order, on one connection (time travel's one exchange). Every row's
+        position is at most the head (the erasure watch looks up to it before they are
+        opened)."""
 
     @abstractmethod
     def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:

@@ -20,6 +20,7 @@ reads that join the links.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -32,7 +33,7 @@ from eventsourcing.postgres import (
     PostgresFactory,
 )
 from eventsourcing.utils import Environment, EnvType
-from psycopg import Cursor
+from psycopg import Cursor, Pipeline
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -199,18 +200,22 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         return snapshots, events
 
     def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
-        """Both statements in one pipeline, outside a transaction (each reads its own
-        snapshot, the head's first): one checked connection and one round trip, where
-        ``head()`` then :meth:`positioned` took two of each and a transaction's two more.
-        The rows are binary tuples, as :meth:`positioned`'s."""
+        """Both statements in one pipeline (one implicit transaction; under READ COMMITTED
+        each statement reads its own snapshot): one checked connection and one round trip,
+        where ``head()`` then :meth:`positioned` took two of each and a transaction's two
+        more. The rows are read first: inserts commit in notification-id order (the
+        recorder's table lock), so the head read after them is at least every row's position
+        (an erasure among the rows is within the head the erasure watch looks up to). The
+        rows are binary tuples, as :meth:`positioned`'s. A libpq without pipeline mode
+        (before 14) sends the two statements one after the other."""
         with (
             self.datastore.get_connection() as connection,
-            connection.cursor(row_factory=tuple_row) as head,
             connection.cursor(row_factory=tuple_row) as rows,
+            connection.cursor(row_factory=tuple_row) as head,
         ):
-            with connection.pipeline():
-                head.execute(self.max_notification_id_statement)
+            with connection.pipeline() if Pipeline.is_supported() else nullcontext():
                 rows.execute(self._positioned, (aggregate_id,), binary=True)
+                head.execute(self.max_notification_id_statement)
             found = head.fetchone()
             return (found[0] or 0) if found else 0, rows.fetchall()
 

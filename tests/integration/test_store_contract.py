@@ -174,6 +174,39 @@ class TestStore:
         assert [version for _, version, _, _ in rows] == list(range(1, 14))
         assert store.backend.head_and_rows(uuid4()) == (head, [])
 
+    def test_no_history_row_is_past_its_head_under_concurrent_writes(
+        self, service: CommandService, store: EventStore
+    ) -> None:
+        """Events committed while ``head_and_rows`` runs are never in its rows without being
+        within its head: the erasure watch looks up to that head before the rows are opened
+        (on PostgreSQL the rows must be read before the head)."""
+        cid = self.buyer(service)
+        stop = threading.Event()
+
+        def write() -> None:
+            for i in range(2_000):  # bounded: about 2 s of writes
+                if stop.is_set():
+                    return
+                contact = m.RecordContact(
+                    customer_id=cid, channel="email", direction="inbound", summary=f"c{i}"
+                )
+                service.execute(contact, self.ctx)
+
+        writers = [threading.Thread(target=write) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        try:
+            past_head = [
+                (head, rows[-1][0])
+                for head, rows in (store.backend.head_and_rows(cid) for _ in range(1_000))
+                if rows[-1][0] > head
+            ]
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join(timeout=60)
+        assert past_head == []
+
     @SHARED
     def test_a_reopened_store_reads_from_the_snapshots(
         self, service: CommandService, store: EventStore

@@ -51,11 +51,13 @@ def _travel(
     model version in force then (:func:`projections.churn.risk_in_view`)."""
     services = deps.services(request)
     seen: list[datetime] = []  # business time of the newest event up to ``version``
+    newest = [0]  # the customer's newest store position
 
     def history() -> Iterator[Envelope]:  # the store's, one envelope at a time
         for envelope in opened_history(services.store, customer_id):
             if version is not None and envelope.version <= version:
                 seen[:] = [envelope.occurred_at]
+            newest[0] = envelope.position
             yield envelope
 
     events = history()
@@ -67,8 +69,9 @@ def _travel(
         raise CustomerNotFound(customer_id)
     moment = as_of or known_at or seen[0]
     document = profile_fold.render(state)
-    # the model as of the store's look at its log, which opened_history took first
-    document["churn_risk"] = risk_in_view(services.models.as_seen(), state, moment, known_at)
+    # the model as of the store's look at its log (opened_history looked up to the head)
+    model = services.models.as_seen(newest[0])
+    document["churn_risk"] = risk_in_view(model, state, moment, known_at)
     return document
 
 
