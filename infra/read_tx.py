@@ -150,7 +150,9 @@ class Tx:
     def values(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A query giving ``values`` as rows of one column (``WITH name (column) AS (…)``), and
         its parameters: one binary array on PostgreSQL (as :meth:`any_of`), ``VALUES`` rows
-        on SQLite. ``values`` must not be empty."""
+        on SQLite. Raises ValueError when ``values`` is empty (no query gives no rows typed)."""
+        if not values:
+            raise ValueError("Tx.values needs at least one value")
         if self.dialect == "postgres":
             kind, array = typed(list(values), fractional=True)
             return f"SELECT unnest(%b{'' if kind is None else f'::{kind}'})", [array]

@@ -217,8 +217,12 @@ Known = tuple[dict[str, int], dict[str, int]]
 def bookkeeping(tx: Tx, bindings: Sequence[Binding], customers: Sequence[str]) -> list[Known]:
     """Per binding, :func:`versions` of ``customers`` and those of them parked (with the
     version each is held at): ONE statement per chunk of customers for all bindings, instead
-    of two per binding; the ids are sent once, each binding's tables read under its names."""
+    of two per binding; the ids are sent once, each binding's tables read under its names.
+    Read once before any binding applies: ``bindings`` must not share a versions or parked
+    table (:func:`project` checks it)."""
     known: list[Known] = [({}, {}) for _ in bindings]
+    if not bindings:
+        return known
     among_batch = "customer_id IN (SELECT customer_id FROM batch)"
     for chunk in chunks(customers):
         ids, params = tx.values(chunk)
@@ -323,6 +327,9 @@ def project(
     Rows to advance are locked first, in name order like :func:`lock_positions`, so every
     writer takes its locks in one order (rows, then anything a projector locks).
     """
+    if not bindings:
+        return
+    _check_own_tables(tx, bindings)
     row_names = [(state_names or {}).get(b.projector.name, b.projector.name) for b in bindings]
     marks = ",".join("?" * len(row_names))
     lock = " FOR UPDATE" if advance and tx.dialect == "postgres" else ""
@@ -347,7 +354,19 @@ def project(
     if advanced:  # one statement for every row the batch moved
         cases = " ".join("WHEN ? THEN ?" for _ in advanced)
         tx.execute(
-            f"UPDATE projection_state SET position = CASE name {cases} END, updated_at = ? "
+            f"UPDATE projection_state SET position = CASE name {cases} ELSE position END, "
+            "updated_at = ? "
             f"WHERE name IN ({','.join('?' * len(advanced))})",
             [*(v for item in advanced.items() for v in item), now_iso(), *advanced],
         )
+
+
+def _check_own_tables(tx: Tx, bindings: Sequence[Binding]) -> None:
+    """Raise ValueError if two ``bindings`` share a versions or parked table: their
+    :func:`bookkeeping` is read once per batch, so the second would apply it again."""
+    for kind in ("versions_table", "parked_table"):
+        names = [
+            tx.with_tables(b.tables).sql(f"{{{getattr(b.projector, kind)}}}") for b in bindings
+        ]
+        if len(set(names)) != len(names):
+            raise ValueError(f"bindings share a {kind.replace('_', ' ')}: {sorted(names)}")

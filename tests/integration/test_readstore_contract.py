@@ -256,6 +256,23 @@ class TestReadStore:
                 assert seen == {c: i % 7 + 1 for i, c in enumerate(ids) if i % step == 0}
                 assert held == dict.fromkeys(ids[step::97], step)
             assert bookkeeping(tx, [live, shadow], []) == [({}, {}), ({}, {})]
+            assert bookkeeping(tx, [], ids) == []
+            with pytest.raises(ValueError, match="share a versions table"):
+                project(tx, [live, live], [])
+            with pytest.raises(ValueError, match="at least one value"):
+                tx.values([])
+
+    def test_a_batch_for_no_read_model_changes_nothing(
+        self, service: CommandService, store: EventStore, read_store: ReadStore
+    ) -> None:
+        """``project`` with no bindings (every read model filtered out) leaves every row."""
+        customer = service.execute(m.RegisterCustomer(name="Ann"), CTX).customer_id
+        assert customer is not None
+        envelopes = [Envelope.from_event(e, p) for p, e in store.history(customer)]
+        before = positions(read_store)
+        with read_store.transaction() as tx:
+            project(tx, [], envelopes)
+        assert positions(read_store) == before
 
     def test_search_and_paging(
         self, service: CommandService, read_store: ReadStore, runner: EmbeddedRunner
