@@ -88,7 +88,7 @@ class ProjectionConsumer:
         projectors: Sequence[Projector],
         personal: PersonalData,
         feed: StoreFeed,
-        relay_held: Callable[[], set[str]] | None = None,
+        relay_held: Callable[[], dict[str, int]] | None = None,
         attempts: int = 3,
         redrive_interval: float = 1.0,
         inspector: TopicInspector | None = None,
@@ -317,11 +317,9 @@ class ProjectionConsumer:
         opened: list[Envelope | None] = []
         items = open_values([record.value for record in records], self.personal)
         for record, item in zip(records, items, strict=True):
-            if isinstance(item, Envelope):
-                opened.append(item)
-                continue
-            send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {item}")
-            opened.append(None)
+            if not isinstance(item, Envelope):
+                send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {item}")
+            opened.append(item if isinstance(item, Envelope) else None)
         return opened
 
     def _one_by_one(self, records: list[Any], envelopes: list[Envelope | None]) -> None:
@@ -364,7 +362,9 @@ class ProjectionConsumer:
     def redrive_due(self) -> list[Redriven]:
         """Retry the parked customers whose backoff has passed, from the event store."""
         projectors = [b.projector for b in self.bindings]
-        return redrive(self.feed, self.read_store, projectors, due_only=True)
+        outcomes = redrive(self.feed, self.read_store, projectors, due_only=True)
+        self.watermarks.unfinished |= any(o.applied for o in outcomes)  # positions may pass
+        return outcomes
 
     def _store_offsets(self, tx: Tx, records: list[Any]) -> None:
         nexts: dict[int, int] = {}
@@ -385,7 +385,7 @@ class ProjectionConsumer:
 
     def _step(self) -> None:
         """Apply a polled batch; re-drive the parked customers and look at the topic when due
-        (:meth:`verify`); move positions on when a walk was cut short and nothing came."""
+        (:meth:`verify`); move positions on when they may pass more and nothing came."""
         if not self.poll_once() and self.watermarks.unfinished:
             with self.read_store.transaction() as tx:
                 self._project(tx, [])

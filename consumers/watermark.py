@@ -11,7 +11,7 @@ In each batch's transaction, after the batch was applied, W walks the store's lo
 it stands (positions, customers and versions only:
 :func:`infra.feed_queries.refs_in_log_order`) over the events that pass: those of the batch
 (applied or parked by it), those of customers the projection holds at that version or later,
-those of parked customers. It stops before the first that does not. Feeders and re-drives of
+those at or after the version a customer is parked at. It stops before the first that does not. Feeders and re-drives of
 one projection lock its state row first, so they take turns; the last to commit sees all that
 was applied before it, so W reaches the newest applied event as soon as nothing below it is
 missing, whichever member of the group applied what. The log is looked at in windows doubling
@@ -35,16 +35,19 @@ from projections.framework import Binding, Projector, now_iso, versions
 FIRST_WINDOW = 16  # events looked at first, then twice as many each time all passed
 PAGE = 2000  # most refs read from the store per query
 MAX_SCAN = 20_000  # events one transaction walks over at most (per projection)
+NEVER = 1 << 62  # the version a customer nobody holds back is held at
 
 
 class Watermarks:
     """Moves the positions of projections fed from Kafka (see the module docstring)."""
 
-    def __init__(self, store: EventStore, relay_held: Callable[[], set[str]] | None) -> None:
-        """``relay_held``: the customers the relay holds back (None: nobody is known to be)."""
+    def __init__(self, store: EventStore, relay_held: Callable[[], dict[str, int]] | None) -> None:
+        """``relay_held``: the customers the relay holds back, with the version each is held
+        at (None: nobody is known to be)."""
         self.store = store
-        self.relay_held = relay_held or set
-        self.unfinished = False  # a walk stopped at MAX_SCAN: more may pass without a batch
+        self.relay_held = relay_held or dict
+        # more may pass without a batch: a walk stopped at MAX_SCAN, or a re-drive applied
+        self.unfinished = False
 
     def advance(
         self,
@@ -102,7 +105,7 @@ def _walk(
     start: int,
     *,
     done: set[int],
-    relay_held: Callable[[], set[str]],
+    relay_held: Callable[[], dict[str, int]],
 ) -> tuple[int, bool]:
     """How far from ``start`` every event passes for ``projector`` (``tx`` maps its tables),
     and whether the walk stopped at :data:`MAX_SCAN` rather than at an event or the end."""
@@ -119,8 +122,8 @@ def _walk(
             passes = (
                 position in done
                 or version <= seen.get(customer, 0)
-                or customer in held
-                or customer in relay_held()
+                or version >= held.get(customer, NEVER)
+                or version >= relay_held().get(customer, NEVER)
             )
             if not passes:
                 return reached, False
