@@ -96,11 +96,11 @@ class ProjectionConsumer:
         stall_seconds: float = STALL_SECONDS,
     ) -> None:
         """``personal`` opens the envelopes' sealed personal data through the key store;
-        ``feed`` (the event store) is where parked customers are re-driven from, read models
-        caught up from when the broker lost the topic, and positions follow (their watermark,
-        :mod:`consumers.watermark`, passes customers in ``relay_held()``); ``inspector`` looks at the topic
-        (None: only end offsets are compared, at assignment); ``stall_seconds``: how long a
-        partition behind the topic's end may stand still before the consumer is replaced."""
+        ``feed`` (the event store): where parked customers are re-driven from, read models
+        caught up from when the broker lost the topic, and positions follow (watermarks:
+        :mod:`consumers.watermark`; ``relay_held``: who the relay holds back); ``inspector``
+        looks at the topic (None: only end offsets are compared, at assignment);
+        ``stall_seconds``: how long a partition behind the topic's end may stand still."""
         self.consumer = consumer
         self.dlq_producer = dlq_producer
         self.topic = topic
