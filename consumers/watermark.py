@@ -3,20 +3,21 @@
 ``customer.events`` is read partition by partition, and one partition may run ahead of
 another: the highest position a batch applied says nothing of a lower one still unread on
 another partition. So the position of a projection fed from the topic is a watermark W:
-every customer event at a store position ``<= W`` is applied, or its customer is parked (by
-the projection, or by the relay: then it is not on the topic). ``X-Min-Position`` relies on
-it (:func:`consumers.status.behind`).
+every customer event at a store position ``<= W`` is applied, or waits behind its customer's
+parked event (parked by the projection, or by the relay: not on the topic then).
+``X-Min-Position`` relies on it (:func:`consumers.status.behind`).
 
 In each batch's transaction, after the batch was applied, W walks the store's log from where
 it stands (positions, customers and versions only:
 :func:`infra.feed_queries.refs_in_log_order`) over the events that pass: those of the batch
-(applied or parked by it), those of customers the projection holds at that version or later,
-those at or after the version a customer is parked at. It stops before the first that does not. Feeders and re-drives of
-one projection lock its state row first, so they take turns; the last to commit sees all that
-was applied before it, so W reaches the newest applied event as soon as nothing below it is
-missing, whichever member of the group applied what. The log is looked at in windows doubling
-from :data:`FIRST_WINDOW` events (a batch usually stops in its first after its own), at most
-:data:`MAX_SCAN` events per transaction; the consumer goes on when idle (``unfinished``).
+(applied or parked by it), those of a customer the projection holds at that version or later,
+those at or after the version a customer is parked at. It stops before the first that does
+not. Feeders and re-drives of one projection lock its state row first, so they take turns;
+the last to commit sees all that was applied before it, so W reaches the newest applied event
+as soon as nothing below it is missing, whichever member of the group applied what. The log
+is looked at in windows doubling from :data:`FIRST_WINDOW` events (a batch usually stops in
+its first after its own), at most :data:`MAX_SCAN` events per transaction; the consumer goes
+on when idle (``unfinished``).
 """
 
 from __future__ import annotations
