@@ -298,7 +298,7 @@ class ProjectionConsumer:
     def _apply(self, records: list[Any]) -> None:
         envelopes = self._open(records)
         try:
-            with self.read_store.transaction() as tx:
+            with self.watermarks.transaction(self.read_store) as tx:
                 self._project(tx, [e for e in envelopes if e is not None])
                 self._store_offsets(tx, records)
         except Exception as error:
@@ -327,7 +327,7 @@ class ProjectionConsumer:
         for record, envelope in zip(records, envelopes, strict=True):
             for attempt in range(1, self.attempts + 1):
                 try:
-                    with self.read_store.transaction() as tx:
+                    with self.watermarks.transaction(self.read_store) as tx:
                         self._project(tx, [] if envelope is None else [envelope])
                         self._store_offsets(tx, [record])
                     break
@@ -337,7 +337,7 @@ class ProjectionConsumer:
                     if attempt == self.attempts:
                         reason = f"apply failed: {error!r}"
                         send_to_dlq(self.dlq_producer, record, reason)
-                        with self.read_store.transaction() as tx:
+                        with self.watermarks.transaction(self.read_store) as tx:
                             if envelope is not None:
                                 self._park(tx, envelope, reason)
                             self._store_offsets(tx, [record])
@@ -387,7 +387,7 @@ class ProjectionConsumer:
         """Apply a polled batch; re-drive the parked customers and look at the topic when due
         (:meth:`verify`); move positions on when they may pass more and nothing came."""
         if not self.poll_once() and self.watermarks.unfinished:
-            with self.read_store.transaction() as tx:
+            with self.watermarks.transaction(self.read_store) as tx:
                 self._project(tx, [])
         if time.monotonic() >= self._next_redrive:
             self._next_redrive = time.monotonic() + self.redrive_interval

@@ -17,19 +17,23 @@ the last to commit sees all that was applied before it, so W reaches the newest 
 as soon as nothing below it is missing, whichever member of the group applied what. The log
 is looked at in windows doubling from :data:`FIRST_WINDOW` events (a batch usually stops in
 its first after its own), at most :data:`MAX_SCAN` events per transaction; the consumer goes
-on when idle (``unfinished``).
+on when idle (``unfinished``). The positions of the batches a consumer committed pass without
+a look at the read models (:meth:`Watermarks.transaction`): once applied or parked, an event
+stays so (a re-drive applies it, a rebuild swaps in tables that hold it or park it again).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 
 from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
 from infra.feed_queries import LogRef, refs_in_log_order
 from infra.read_tx import Tx
+from infra.readstore import ReadStore
 from infra.store import EventStore
 from projections.framework import Binding, Projector, now_iso, versions
 
@@ -37,6 +41,7 @@ FIRST_WINDOW = 16  # events looked at first, then twice as many each time all pa
 PAGE = 2000  # most refs read from the store per query
 MAX_SCAN = 20_000  # events one transaction walks over at most (per projection)
 NEVER = 1 << 62  # the version a customer nobody holds back is held at
+REMEMBERED = 500_000  # most committed positions above the lowest watermark kept in memory
 
 
 class Watermarks:
@@ -49,6 +54,18 @@ class Watermarks:
         self.relay_held = relay_held or dict
         # more may pass without a batch: a walk stopped at MAX_SCAN, or a re-drive applied
         self.unfinished = False
+        self.passed: set[int] = set()  # positions of committed batches above the watermarks
+        self._staged: set[int] = set()  # those of the transaction in hand
+
+    @contextmanager
+    def transaction(self, read_store: ReadStore) -> Iterator[Tx]:
+        """A read-store transaction for batches; once it committed, the positions of the
+        batches :meth:`advance` was given in it pass later walks without a look."""
+        self._staged = set()
+        with read_store.transaction() as tx:
+            yield tx
+        if len(self.passed) < REMEMBERED:
+            self.passed |= self._staged
 
     def advance(
         self,
@@ -59,23 +76,28 @@ class Watermarks:
     ) -> None:
         """Move each binding's position (its row locked in ``tx``, at ``locked``) over the
         events that pass; ``batch``: the envelopes applied (or parked) in ``tx``."""
-        done = {e.position for e in batch if e.type in EVENT_TYPES}
+        batched = {e.position for e in batch if e.type in EVENT_TYPES}
+        self._staged |= batched
+        done = batched | self.passed
         starts = {b.projector.name: locked[b.projector.name] for b in bindings}
         log = _Log(self.store, min(starts.values(), default=0))
         relay_held = cache(self.relay_held)
         self.unfinished = False
+        reached: dict[str, int] = {}
         for binding in bindings:
             name = binding.projector.name
             scoped = tx.with_tables(binding.tables)
-            reached, more = _walk(
+            reached[name], more = _walk(
                 scoped, binding.projector, log, starts[name], done=done, relay_held=relay_held
             )
             self.unfinished |= more
-            if reached > starts[name]:
+            if reached[name] > starts[name]:
                 tx.execute(
                     "UPDATE projection_state SET position = ?, updated_at = ? WHERE name = ?",
-                    (reached, now_iso(), name),
+                    (reached[name], now_iso(), name),
                 )
+        lowest = min(reached.values(), default=0)
+        self.passed = {position for position in self.passed if position > lowest}
 
 
 class _Log:

@@ -53,7 +53,7 @@ def feed(
     parked: Sequence[Parked] = (),
 ) -> int:
     """Apply ``batch`` (parking ``parked``) as a consumer does; the position after."""
-    with read_store.transaction() as tx:
+    with marks.transaction(read_store) as tx:
         locked = lock_positions(tx, ["profiles"])
         project(tx, BINDINGS, batch, by_position=False, advance=False)
         park(tx, PROFILES, parked)
@@ -117,3 +117,14 @@ def test_a_customer_is_passed_only_from_the_version_it_is_held_at(
     marks = Watermarks(any_store, lambda: {ann[1].customer_key: 2})  # her tag, by the relay
     assert feed(read_store, marks, [*bob, *cid]) == 0  # her registration is missing, not held
     assert feed(read_store, marks, ann[:1]) == bob[1].position
+
+
+def test_a_batch_rolled_back_does_not_pass(any_store: EventStore, read_store: ReadStore) -> None:
+    events = history(any_store)
+    ann, bob = events["Ann"], events["Bob"]
+    marks = Watermarks(any_store, nobody)
+    with pytest.raises(RuntimeError), marks.transaction(read_store) as tx:
+        marks.advance(tx, BINDINGS, lock_positions(tx, ["profiles"]), bob)
+        raise RuntimeError("the batch failed after its walk")
+    assert positions(read_store)["profiles"] == 0
+    assert feed(read_store, marks, ann[:1]) == ann[0].position  # Bob's are not applied
