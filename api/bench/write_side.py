@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import os
 import random
@@ -24,9 +25,11 @@ from bootstrap.processes import relay_publisher
 from consumers.migrate import migrate
 from infra import kafka
 from infra.local_services import free_port, port_open
+from infra.runtime import settle_heap
 from infra.settings import Settings
 
 Say = Callable[[str], None]
+Message = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
 WRITERS = 2  # writer processes routed by customer: one per core of the reference box
 
 
@@ -242,27 +245,41 @@ def _ready(port: int) -> bool:
 def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dict[str, Any], str]:
     """Relay catch-up (store → topic) vs a raw producer sending the same envelope bytes.
 
+    Each repeat times both on fresh topics, in alternating order (relay first, then raw first,
+    …); the ratio is the median of the repeats' ratios (their spread under ``repeats``). Both
+    run as in a long-running process: start-up's heap (here also the baseline's messages) is
+    frozen first (:func:`~infra.runtime.settle_heap`, as every process of
+    :mod:`bootstrap.processes` does), so neither pays full collections over the bench's data.
+
     Returns the result and the topic the last repeat filled (for the projections scenario)."""
-    assert stack.broker is not None
-    bootstrap = stack.broker.bootstrap
     envelopes = services.feed.read_sealed(0, 10 * sizes.relay_events + 10_000)
     messages = [(str(e.customer_id).encode(), e.to_bytes(), e.kafka_headers()) for e in envelopes]
+    del envelopes
+    settle_heap()
+    try:
+        return _relay_repeats(stack, services, sizes, say, messages)
+    finally:
+        gc.unfreeze()
+
+
+def _relay_repeats(
+    stack: Stack, services: Services, sizes: Sizes, say: Say, messages: list[Message]
+) -> tuple[dict[str, Any], str]:
+    assert stack.broker is not None
+    bootstrap = stack.broker.bootstrap
     rates, raw, ratios, ceiling, raw_cpu = [], [], [], [], []
     for repeat in range(sizes.repeats):
         topics = stack.topics(f"relay{repeat}.", 12)
-        producer = kafka.producer(bootstrap)
-        try:
-            publisher = relay_publisher(services, producer, topics.events, f"bench-{repeat}")
-            producer.partitions_for(topics.events)  # metadata, as the raw producer gets it
-            started, cpu = time.perf_counter(), time.process_time()
-            published = publisher.catch_up()
-            rates.append(published / (time.perf_counter() - started))
-            ceiling.append(published / (time.process_time() - cpu))
-        finally:
-            producer.close(timeout=10)
-        seconds, cpu = _raw_produce(bootstrap, topics.name("raw"), messages)
-        raw.append(len(messages) / seconds)
-        raw_cpu.append(cpu / len(messages))
+        raw_first = repeat % 2 == 1
+        if raw_first:
+            raw_run = _raw_produce(bootstrap, topics.name("raw"), messages)
+        published, seconds, cpu = _relay_catch_up(services, bootstrap, topics.events, repeat)
+        rates.append(published / seconds)
+        ceiling.append(published / cpu)
+        if not raw_first:
+            raw_run = _raw_produce(bootstrap, topics.name("raw"), messages)
+        raw.append(len(messages) / raw_run[0])
+        raw_cpu.append(raw_run[1] / len(messages))
         ratios.append(rates[-1] / raw[-1])
         say(f"relay {repeat + 1}/{sizes.repeats}: {rates[-1]:,.0f} events/s, raw {raw[-1]:,.0f}")
     result = {
@@ -277,14 +294,32 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
         "baseline_cpu_us_per_event": summary(raw_cpu)["median"] * 1e6,
         "events": len(messages),
         "avg_envelope_bytes": sum(len(m[1]) for m in messages) / max(1, len(messages)),
-        "repeats": {"events_per_s": summary(rates), "baseline_events_per_s": summary(raw)},
+        "repeats": {
+            "events_per_s": summary(rates),
+            "baseline_events_per_s": summary(raw),
+            "ratio": summary(ratios),
+        },
     }
     return result, topics.events
 
 
-def _raw_produce(
-    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
-) -> tuple[float, float]:
+def _relay_catch_up(
+    services: Services, bootstrap: str, topic: str, repeat: int
+) -> tuple[int, float, float]:
+    """The relay's catch-up from the store's start to ``topic``: (events published, seconds,
+    CPU seconds of this process)."""
+    producer = kafka.producer(bootstrap)
+    try:
+        publisher = relay_publisher(services, producer, topic, f"bench-{repeat}")
+        producer.partitions_for(topic)  # metadata, as the raw producer gets it
+        started, cpu = time.perf_counter(), time.process_time()
+        published = publisher.catch_up()
+        return published, time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        producer.close(timeout=10)
+
+
+def _raw_produce(bootstrap: str, topic: str, messages: list[Message]) -> tuple[float, float]:
     """Seconds, and CPU seconds of this process, for a bare kafka-python producer (the relay's
     producer settings, kafka-python's own default partitioner, none of our wrapping) to send
     and get acks for ``messages``."""

@@ -48,6 +48,15 @@ def test_quick_bench_emits_the_report(tmp_path: Path) -> None:
     assert all(isinstance(writers[k], int | float) for k in ("events_per_s", "ratio")), writers
 
 
+@pytest.mark.timeout(200)
+def test_relay_ratio_is_the_median_of_its_repeats(tmp_path: Path) -> None:
+    relay = _quick_bench(tmp_path, 190, "--only", "relay")["scenarios"]["relay"]
+    ratios = relay["repeats"]["ratio"]  # one per repeat (--quick: one), with its spread
+    assert {"median", "p99", "min", "max", "n"} <= set(ratios), ratios
+    assert ratios["n"] == relay["repeats"]["events_per_s"]["n"] >= 1
+    assert relay["ratio"] == ratios["median"] > 0
+
+
 @pytest.mark.timeout(300)
 def test_rebuild_store_is_seeded_once_and_reused(tmp_path: Path) -> None:
     home = Path(tempfile.mkdtemp(prefix="clientele-e2e-kept-"))
