@@ -24,7 +24,6 @@ from domain.events import EVENT_TYPES
 from infra.envelope import Envelope
 from infra.read_tx import Tx
 from infra.resilience import transient
-from infra.sql_chunks import among
 
 Apply = Callable[[Tx, Sequence[Envelope]], None]
 
@@ -112,15 +111,6 @@ class ParkingLot:
         on ``customer_id``), and the parameters that come before the condition's own."""
         where, params = self._where(condition)
         return f"SELECT customer_id, version FROM {self.table} WHERE {where}", params
-
-    def held(self, tx: Tx, customer_ids: Sequence[str]) -> dict[str, int]:
-        """Which of ``customer_ids`` are parked, with the version each is held at."""
-        found: dict[str, int] = {}
-        for condition, chunk in among(tx, "customer_id", customer_ids):
-            select, params = self.held_select(condition)
-            rows = tx.fetchall(select, [*params, *chunk])
-            found.update({customer: int(version) for customer, version in rows})
-        return found
 
     def park(self, tx: Tx, parked: Iterable[Parked], now: datetime | None = None) -> None:
         r"""Record ``parked`` (``parked_at`` defaults to ``now``); the next retry is due
