@@ -21,7 +21,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from bootstrap.services import Services
@@ -32,7 +31,7 @@ from consumers.kafka_projection import ProjectionConsumer
 from consumers.migrate import migrate
 from consumers.periodic import Every
 from consumers.relay import Relay
-from consumers.relay_tables import DEFAULT_NAME, held_by_relay
+from consumers.relay_tables import DEFAULT_NAME
 from consumers.relay_topic import TopicGuard
 from consumers.segment_publisher import MembershipPublisher
 from consumers.status import DEFAULT_GROUP, GROUP_PREFIX
@@ -233,8 +232,7 @@ def projection_worker(
     inspector: TopicInspector | None = None,
 ) -> ProjectionConsumer:
     """Feeds ``projectors`` from ``topic`` through ``consumer`` (dead letters and healing
-    from the store included); offsets are kept with the read models under ``group``, and
-    positions pass the customers the relay holds back;
+    from the store included); offsets are kept with the read models under ``group``;
     ``inspector`` lets it notice that the broker lost the topic."""
     return ProjectionConsumer(
         consumer,
@@ -245,7 +243,6 @@ def projection_worker(
         projectors=projectors,
         personal=services.store.personal,
         feed=services.feed,
-        relay_held=partial(held_by_relay, services.store_db),
         inspector=inspector,
     )
 

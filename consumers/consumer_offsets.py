@@ -122,23 +122,18 @@ def record(tx: Tx, group: str, state: TopicState, offsets: dict[int, int]) -> No
     """Store ``offsets`` (partition -> next offset) of ``group`` on ``state.topic`` with the
     topic's identity; forget offsets of partitions the topic no longer has."""
     topic = state.topic
-    save(tx, group, topic, offsets)
-    remember(tx, group, state, offsets)
-    for table in ("consumer_offsets", "consumer_topics"):
-        tx.execute(
-            f"DELETE FROM {table} WHERE consumer_group = ? AND topic = ? AND partition >= ?",
-            (group, topic, state.partitions),
-        )
-
-
-def save(tx: Tx, group: str, topic: str, offsets: dict[int, int]) -> None:
-    """Store ``offsets`` (partition -> next offset) of ``group`` on ``topic``."""
     tx.executemany(
         "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
         "VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, topic, partition) "
         "DO UPDATE SET next_offset = excluded.next_offset",
         [(group, topic, p, o) for p, o in sorted(offsets.items())],
     )
+    remember(tx, group, state, offsets)
+    for table in ("consumer_offsets", "consumer_topics"):
+        tx.execute(
+            f"DELETE FROM {table} WHERE consumer_group = ? AND topic = ? AND partition >= ?",
+            (group, topic, state.partitions),
+        )
 
 
 def remember(tx: Tx, group: str, state: TopicState, partitions: Iterable[int]) -> None:

@@ -165,8 +165,8 @@ def apply_from_store(
 ) -> list[Envelope]:
     """Read up to ``limit`` fed envelopes after position ``after`` from the store and apply
     them in ``tx``: how every read model is fed from the store (the embedded runner, and
-    Kafka consumers catching up after the broker lost their topic with ``by_position=False``:
-    events above their positions may be applied already). Returns the envelopes read."""
+    Kafka consumers catching up after the broker lost their topic with ``by_position=False``,
+    as their positions are not watermarks). Returns the envelopes read."""
     envelopes = feed.read(after, limit)
     if envelopes:
         project(tx, bindings, envelopes, by_position=by_position)

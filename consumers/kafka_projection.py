@@ -1,8 +1,7 @@
 """Projection consumers: ``customer.events`` → projectors, exactly-once in effect.
 
 Each batch is applied in ONE read-store transaction together with the consumer's next offsets
-(table ``consumer_offsets``) and the positions, watermarks over all partitions
-(:mod:`consumers.watermark`); on (re)assignment the consumer seeks to the stored offsets. A
+(table ``consumer_offsets``); on (re)assignment the consumer seeks to the stored offsets. A
 crash therefore loses nothing and applies nothing twice, whatever Kafka's own commits say.
 Projectors are also idempotent on (customer, version), so rebuilds and redeliveries overlap
 harmlessly.
@@ -29,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -37,13 +36,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
-from consumers.consumer_offsets import ensure_tables, losses, remember, reset, save, stored
+from consumers.consumer_offsets import ensure_tables, losses, remember, reset, stored
 from consumers.dead_letters import send_to_dlq
 from consumers.fetch_watch import STALL_SECONDS, FetchWatch
 from consumers.record_values import open_values
 from consumers.redrive import Redriven, redrive
 from consumers.store_feed import StoreFeed
-from consumers.watermark import Watermarks
 from infra.envelope import Envelope
 from infra.kafka_group import GroupConsumer
 from infra.kafka_topics import TopicInspector, TopicState
@@ -53,7 +51,7 @@ from infra.personal_data import PersonalData
 from infra.read_tx import Tx
 from infra.readstore import ReadStore
 from infra.resilience import Supervisor, transient
-from projections.framework import Binding, Projector, lock_positions, park, project
+from projections.framework import Binding, Projector, park, project
 
 log = structlog.get_logger(__name__)
 CALL_TIMEOUT_MS = 30_000  # kafka-python waits without bound for a coordinator unless told
@@ -87,8 +85,7 @@ class ProjectionConsumer:
         read_store: ReadStore,
         projectors: Sequence[Projector],
         personal: PersonalData,
-        feed: StoreFeed,
-        relay_held: Callable[[], dict[str, int]] | None = None,
+        feed: StoreFeed | None = None,
         attempts: int = 3,
         redrive_interval: float = 1.0,
         inspector: TopicInspector | None = None,
@@ -96,11 +93,10 @@ class ProjectionConsumer:
         stall_seconds: float = STALL_SECONDS,
     ) -> None:
         """``personal`` opens the envelopes' sealed personal data through the key store;
-        ``feed`` (the event store): where parked customers are re-driven from, read models
-        caught up from when the broker lost the topic, and positions follow (watermarks:
-        :mod:`consumers.watermark`; ``relay_held``: who the relay holds back); ``inspector``
-        looks at the topic (None: only end offsets are compared, at assignment);
-        ``stall_seconds``: how long a partition behind the topic's end may stand still."""
+        ``feed`` (the event store) is where parked customers are re-driven from and read
+        models caught up from when the broker lost the topic; ``inspector`` looks at the topic
+        (None: only end offsets are compared, at assignment); ``stall_seconds``: how long a
+        partition behind the topic's end may stand still before the consumer is replaced."""
         self.consumer = consumer
         self.dlq_producer = dlq_producer
         self.topic = topic
@@ -109,7 +105,6 @@ class ProjectionConsumer:
         self.bindings = [Binding.live(p) for p in projectors]
         self.personal = personal
         self.feed = feed
-        self.watermarks = Watermarks(feed.store, relay_held)
         self.attempts = attempts
         self.redrive_interval = redrive_interval
         self.inspector = inspector
@@ -248,6 +243,8 @@ class ProjectionConsumer:
             partitions=partitions,
             found=state.to_dict(),
         )
+        if self.feed is None:
+            raise RuntimeError(f"{self.group}: no event store to catch up from")
         self._present.clear()
         projectors = [b.projector for b in self.bindings]
         applied = reset(
@@ -298,8 +295,10 @@ class ProjectionConsumer:
     def _apply(self, records: list[Any]) -> None:
         envelopes = self._open(records)
         try:
-            with self.watermarks.transaction(self.read_store) as tx:
-                self._project(tx, [e for e in envelopes if e is not None])
+            with self.read_store.transaction() as tx:
+                project(
+                    tx, self.bindings, [e for e in envelopes if e is not None], by_position=False
+                )
                 self._store_offsets(tx, records)
         except Exception as error:
             if transient(error):
@@ -317,9 +316,11 @@ class ProjectionConsumer:
         opened: list[Envelope | None] = []
         items = open_values([record.value for record in records], self.personal)
         for record, item in zip(records, items, strict=True):
-            if not isinstance(item, Envelope):
-                send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {item}")
-            opened.append(item if isinstance(item, Envelope) else None)
+            if isinstance(item, Envelope):
+                opened.append(item)
+                continue
+            send_to_dlq(self.dlq_producer, record, f"undecodable envelope: {item}")
+            opened.append(None)
         return opened
 
     def _one_by_one(self, records: list[Any], envelopes: list[Envelope | None]) -> None:
@@ -327,8 +328,9 @@ class ProjectionConsumer:
         for record, envelope in zip(records, envelopes, strict=True):
             for attempt in range(1, self.attempts + 1):
                 try:
-                    with self.watermarks.transaction(self.read_store) as tx:
-                        self._project(tx, [] if envelope is None else [envelope])
+                    with self.read_store.transaction() as tx:
+                        if envelope is not None:
+                            project(tx, self.bindings, [envelope], by_position=False)
                         self._store_offsets(tx, [record])
                     break
                 except Exception as error:
@@ -337,40 +339,38 @@ class ProjectionConsumer:
                     if attempt == self.attempts:
                         reason = f"apply failed: {error!r}"
                         send_to_dlq(self.dlq_producer, record, reason)
-                        with self.watermarks.transaction(self.read_store) as tx:
+                        with self.read_store.transaction() as tx:
                             if envelope is not None:
                                 self._park(tx, envelope, reason)
                             self._store_offsets(tx, [record])
 
-    def _project(self, tx: Tx, envelopes: list[Envelope]) -> None:
-        """Apply ``envelopes`` to every projection we feed and move their positions over
-        what now passes (:mod:`consumers.watermark`), their rows locked first."""
-        locked = lock_positions(tx, [b.projector.name for b in self.bindings])
-        if envelopes:
-            project(tx, self.bindings, envelopes, by_position=False, advance=False)
-        self.watermarks.advance(tx, self.bindings, locked, envelopes)
-
     def _park(self, tx: Tx, envelope: Envelope, reason: str) -> None:
         """Hold the customer of a dead-lettered envelope back in every projection we feed,
-        so that a re-drive from the store catches it up (positions may pass it then)."""
-        locked = lock_positions(tx, [b.projector.name for b in self.bindings])
+        so that a re-drive from the store catches it up (and nothing applies out of order)."""
         parked = Parked(envelope.customer_key, envelope.version, envelope.position, reason)
         for binding in self.bindings:
             park(tx.with_tables(binding.tables), binding.projector, [parked])
-        self.watermarks.advance(tx, self.bindings, locked, [envelope])
 
     def redrive_due(self) -> list[Redriven]:
         """Retry the parked customers whose backoff has passed, from the event store."""
+        if self.feed is None:
+            return []
         projectors = [b.projector for b in self.bindings]
-        outcomes = redrive(self.feed, self.read_store, projectors, due_only=True)
-        self.watermarks.unfinished |= any(o.applied for o in outcomes)  # positions may pass
-        return outcomes
+        return redrive(self.feed, self.read_store, projectors, due_only=True)
 
     def _store_offsets(self, tx: Tx, records: list[Any]) -> None:
         nexts: dict[int, int] = {}
         for record in records:
             nexts[record.partition] = max(nexts.get(record.partition, 0), record.offset + 1)
-        save(tx, self.group, self.topic, nexts)
+        tx.executemany(
+            "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, topic, partition) "
+            "DO UPDATE SET next_offset = excluded.next_offset",
+            [
+                (self.group, self.topic, partition, offset)
+                for partition, offset in sorted(nexts.items())
+            ],
+        )
 
     def run(self) -> None:
         """Consume until :meth:`stop` (SIGTERM): the batch in hand is finished, then we leave.
@@ -385,10 +385,8 @@ class ProjectionConsumer:
 
     def _step(self) -> None:
         """Apply a polled batch; re-drive the parked customers and look at the topic when due
-        (:meth:`verify`); move positions on when they may pass more and nothing came."""
-        if not self.poll_once() and self.watermarks.unfinished:
-            with self.watermarks.transaction(self.read_store) as tx:
-                self._project(tx, [])
+        (:meth:`verify`)."""
+        self.poll_once()
         if time.monotonic() >= self._next_redrive:
             self._next_redrive = time.monotonic() + self.redrive_interval
             self.redrive_due()

@@ -51,15 +51,6 @@ def parked_summary(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> dict[str
         return parking_lot(name).summary(tx)
 
 
-def held_by_relay(checkpoints: ReadStore, name: str = DEFAULT_NAME) -> dict[str, int]:
-    """The customers the relay called ``name`` holds back, with the version each is held at
-    (none before its table)."""
-    with checkpoints.transaction() as tx:
-        if "relay_parked" not in checkpoints.table_names(tx):
-            return {}
-        return {p.customer_id: p.version for p in parking_lot(name).listing(tx, limit=1_000_000)}
-
-
 def wake_relay(database_url: str) -> None:
     """Wake a relay waiting on PostgreSQL LISTEN (a polling one wakes by itself)."""
     if not database_url.startswith(("postgresql://", "postgres://")):

@@ -8,9 +8,7 @@ them; these are the reads the feeds make, with their defaults:
   read models' feed adds the segment events, see ``FEED_TOPICS``);
 * :func:`by_customer`: up to a position, grouped by customer in version order (rebuilds: a
   read model then loads and writes each customer's rows about once);
-* :func:`count_after`: how many events of some topics follow a position (lag, exactly);
-* :func:`refs_in_log_order`: where the events after a position are, without their data (the
-  Kafka consumers' watermark, :mod:`consumers.watermark`).
+* :func:`count_after`: how many events of some topics follow a position (lag, exactly).
 
 Index aggregates (email, idempotency) are always left out.
 """
@@ -19,19 +17,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from infra.backends.base import START, Linked, LogRef, Resume
+from infra.backends.base import START, Linked, Resume
 from infra.store import CUSTOMER_TOPICS, EventStore
 
-__all__ = [
-    "START",
-    "Linked",
-    "LogRef",
-    "Resume",
-    "by_customer",
-    "count_after",
-    "in_log_order",
-    "refs_in_log_order",
-]
+__all__ = ["START", "Linked", "Resume", "by_customer", "count_after", "in_log_order"]
 
 
 def in_log_order(
@@ -55,9 +44,3 @@ def count_after(store: EventStore, after: int, topics: list[str] = CUSTOMER_TOPI
     """Exactly how many events of ``topics`` are at positions after ``after`` (no cap: a lag
     of 94,280 is 94,280). Counts over the position index, so it costs the backlog, not the log."""
     return store.backend.count_after(topics, after)
-
-
-def refs_in_log_order(store: EventStore, after: int, limit: int) -> list[LogRef]:
-    """(position, customer id, version) of up to ``limit`` customer events after ``after``,
-    in log order."""
-    return store.backend.log_refs(CUSTOMER_TOPICS, after, limit)

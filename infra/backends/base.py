@@ -24,8 +24,6 @@ Linked = tuple[Notification, Chain | None]
 # (position, originator id as dashed text, version, topic, state, prev_hash, hash): an event of
 # the log with its hash link as plain values, no object per event (what the relay reads)
 LogRow = tuple[int, str, int, str, bytes, str | None, str | None]
-# (position, originator id as dashed text, version): where one event of the log is
-LogRef = tuple[int, str, int]
 Resume = tuple[UUID, int]  # (customer id, version) of the last event read
 START: Resume = (UUID(int=0), 0)
 Latest = tuple[dict[UUID, StoredEvent], dict[UUID, list[StoredEvent]]]  # snapshots, newer events
@@ -57,11 +55,6 @@ class StoreBackend(ABC):
         """:meth:`in_log_order`'s events as :data:`LogRow` tuples (a backend may read them
         without making a notification per event)."""
         return [log_row(n, chain) for n, chain in self.in_log_order(topics, after, limit)]
-
-    def log_refs(self, topics: Sequence[str], after: int, limit: int) -> list[LogRef]:
-        """:meth:`in_log_order`'s events as :data:`LogRef` tuples (a backend may read only
-        those columns)."""
-        return [(r[0], r[1], r[2]) for r in self.log_rows(topics, after, limit)]
 
     @abstractmethod
     def by_customer(

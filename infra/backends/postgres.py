@@ -42,7 +42,6 @@ from infra.backends.base import (
     HistoryRow,
     Latest,
     Linked,
-    LogRef,
     LogRow,
     Positioned,
     Resume,
@@ -65,10 +64,6 @@ _LINKED = "SELECT e.notification_id, e.originator_id, " + _JOINED
 _IN_LOG_ORDER = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
 # the id as text: psycopg makes no UUID object per row, and the relay needs the text
 _LOG_ROWS = "SELECT e.notification_id, e.originator_id::text, " + _JOINED + _IN_LOG_ORDER
-_LOG_REFS = (
-    "SELECT e.notification_id, e.originator_id::text, e.originator_version FROM {events} e "
-    "WHERE e.topic = ANY(%s) AND " + _IN_LOG_ORDER
-)
 
 
 def _once(method: Any) -> Any:
@@ -171,17 +166,6 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         ):
             rows.execute(statement, [list(topics), after, limit])
             found: list[LogRow] = rows.fetchall()
-            return found
-
-    def log_refs(self, topics: Sequence[str], after: int, limit: int) -> list[LogRef]:
-        """Three columns, plain tuples: no state read, no hash link joined."""
-        statement = _LOG_REFS.format(events=self.events_table_name)
-        with (
-            self.datastore.transaction(commit=False) as cursor,
-            cursor.connection.cursor(row_factory=tuple_row) as rows,
-        ):
-            rows.execute(statement, [list(topics), after, limit])
-            found: list[LogRef] = rows.fetchall()
             return found
 
     def by_customer(
