@@ -365,12 +365,12 @@ class TestSegments(SegmentsContract):
         duplicate = self.run(service, m.RegisterCustomer(name="D", email="d@example.com"))
         assert duplicate.customer_id is not None
         self.run(service, m.TagCustomer(customer_id=survivor, tag="vip"))
-        pair = {"customer_id": survivor, "duplicate_id": duplicate.customer_id}
-        self.run(service, m.MergeCustomers(**pair))
+        absorbed = duplicate.customer_id
+        self.run(service, m.MergeCustomers(customer_id=survivor, duplicate_id=absorbed))
         runner.catch_up()
         assert self.member_ids(read_store, "with-email") == [str(survivor)]
-        self.run(service, m.UnmergeCustomers(**pair))
-        erase = self.run(service, m.EraseCustomer(customer_id=duplicate.customer_id))
+        self.run(service, m.UnmergeCustomers(customer_id=survivor, duplicate_id=absorbed))
+        erase = self.run(service, m.EraseCustomer(customer_id=absorbed))
         runner.catch_up()
         with read_store.transaction() as tx:
             left = [c for c in changes(tx) if c["customer_id"] == str(survivor)]
