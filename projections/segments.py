@@ -18,7 +18,10 @@ live tables row for row:
   its ``as_of``; customer events use that fit until the next (:mod:`projections.churn`);
 * ``customer.erased`` deletes the customer's membership history and records ``exited`` for
   every segment: that history was decided partly from personal data that a rebuild can no
-  longer read, so none of it may outlive the erasure.
+  longer read, so none of it may outlive the erasure. The same goes for every customer
+  holding copies of the person's data (``copies_at``: what a merge moved onto a survivor,
+  decided from while live, read as shredded by a rebuild): their history is deleted too and
+  every segment decided afresh at the erasure, one ``entered`` or ``exited`` row each.
 
 Each flip is a row of ``segment_changes`` keyed by (position of the event that caused it,
 segment, customer), and updates ``segment_members``. The key orders changes as the log does;
@@ -73,6 +76,7 @@ SEGMENT_EVENTS = frozenset(segment.EVENT_TYPES)
 POLICY_EVENTS = frozenset(cls.TYPE for cls in policy.EVENT_CLASSES)
 # not customer events: applied one by one
 OWN_EVENTS = SEGMENT_EVENTS | churn_model.EVENT_TYPES | POLICY_EVENTS
+ERASED = "customer.erased"
 CareVersions = list[tuple[datetime, CarePolicy]]  # (effective at, document), oldest first
 
 
@@ -145,7 +149,8 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
     if not envelopes:
         return
     definitions = load_definitions(tx)
-    ids = sorted({e.customer_key for e in envelopes})
+    holders = {h for e in envelopes if e.type == ERASED for h in e.data.get("copies_at", [])}
+    ids = sorted({e.customer_key for e in envelopes} | holders)
     states = load_states(tx, ids)
     scores = load_scores(tx, ids) if any(uses_rfm(d.rule) for d in definitions) else {}
     model = load_fit(tx) if any(uses_churn_risk(d.rule) for d in definitions) else None
@@ -161,8 +166,11 @@ def _customer_events(tx: Tx, envelopes: Sequence[Envelope]) -> None:
             continue  # already folded: deciding again at an older "now" could flip back
         state["care_facts"] = fold_care(state.get("care_facts"), envelope)
         fold_skus(state, envelope)
-        if envelope.type == "customer.erased":
-            ledger.erase(definitions, customer, envelope.recorded_at, envelope.position)
+        if envelope.type == ERASED:  # its history, and that of the copies of its data
+            for key in [customer, *envelope.data.get("copies_at", [])]:
+                held = states.get(key)
+                if held is not None and (key == customer or held.get("status") != "erased"):
+                    ledger.restart(definitions, key, held, envelope.recorded_at, envelope.position)
             continue
         for definition in definitions:
             ledger.decide(definition, customer, state, envelope.recorded_at, envelope.position)
@@ -291,7 +299,7 @@ class _Ledger:
         self.cuts = cuts or {}
         self.top3 = top3 or {}
         self.changes: list[tuple[int, str, str, str, str]] = []
-        self.erased: list[str] = []
+        self.forgotten: list[str] = []
 
     def decide(
         self,
@@ -319,16 +327,25 @@ class _Ledger:
             del self.members[key]
         self.changes.append((position, *key, "entered" if wanted else "exited", at))
 
-    def erase(
-        self, definitions: Sequence[Definition], customer: str, now: datetime, position: int
+    def restart(
+        self,
+        definitions: Sequence[Definition],
+        customer: str,
+        state: Mapping[str, Any],
+        now: datetime,
+        position: int,
     ) -> None:
-        """Forget the customer's history; ``exited`` from every segment (see module docstring)."""
-        self.erased.append(customer)
+        """Forget the customer's history, then decide every segment afresh: ``entered`` or
+        ``exited``, one row each (an erased customer: ``exited`` from all; module docstring)."""
+        self.forgotten.append(customer)
         self.changes = [c for c in self.changes if c[2] != customer]
         for key in [k for k in self.members if k[1] == customer]:
             del self.members[key]
-        at = utc_text(now)
-        self.changes += [(position, d.segment_id, customer, "exited", at) for d in definitions]
+        for definition in definitions:
+            self.decide(definition, customer, state, now, position)
+            if (definition.segment_id, customer) not in self.members:
+                change = (position, definition.segment_id, customer, "exited", utc_text(now))
+                self.changes.append(change)
 
     def write(self, tx: Tx) -> None:
         """Store the net membership difference and the changes."""
@@ -337,7 +354,7 @@ class _Ledger:
         tx.delete("segment_members", ("segment_id", "customer_id"), sorted(stale))
         member_columns = ("segment_id", "customer_id", "since", "position")
         tx.insert("segment_members", member_columns, sorted(fresh))
-        tx.delete("segment_changes", ("customer_id",), [(c,) for c in self.erased])
+        tx.delete("segment_changes", ("customer_id",), [(c,) for c in self.forgotten])
         columns = ("position", "segment_id", "customer_id", "change", "at")
         tx.insert("segment_changes", columns, sorted(self.changes))
 

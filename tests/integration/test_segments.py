@@ -346,3 +346,40 @@ class TestSegments(SegmentsContract):
             rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True).differences
             == []
         )
+
+    def test_an_erasure_restarts_the_history_of_those_holding_copies(
+        self,
+        service: CommandService,
+        segments: SegmentService,
+        store: EventStore,
+        read_store: ReadStore,
+        runner: EmbeddedRunner,
+    ) -> None:
+        """A merge copied the duplicate's email onto the survivor, and live decided from it
+        (a rebuild after the duplicate's erasure reads that copy as shredded)."""
+        segments.define(
+            "with-email", "Has email", {"field": "email", "op": "exists", "value": True}, None, CTX
+        )
+        segments.define("vip", "VIP", VIP, None, CTX)
+        survivor = self.register(service, "S")
+        duplicate = self.run(service, m.RegisterCustomer(name="D", email="d@example.com"))
+        assert duplicate.customer_id is not None
+        self.run(service, m.TagCustomer(customer_id=survivor, tag="vip"))
+        absorbed = duplicate.customer_id
+        self.run(service, m.MergeCustomers(customer_id=survivor, duplicate_id=absorbed))
+        runner.catch_up()
+        assert self.member_ids(read_store, "with-email") == [str(survivor)]
+        self.run(service, m.UnmergeCustomers(customer_id=survivor, duplicate_id=absorbed))
+        erase = self.run(service, m.EraseCustomer(customer_id=absorbed))
+        runner.catch_up()
+        with read_store.transaction() as tx:
+            left = [c for c in changes(tx) if c["customer_id"] == str(survivor)]
+        assert [(c["segment_id"], c["change"], c["position"]) for c in left] == [
+            ("vip", "entered", erase.position),
+            ("with-email", "exited", erase.position),
+        ]
+        assert self.member_ids(read_store, "vip") == [str(survivor)]
+        assert (
+            rebuild(StoreFeed(store), read_store, SegmentsProjector(), verify_only=True).differences
+            == []
+        )
