@@ -12,7 +12,8 @@ checkpoint moves, so the same changes are sent again on the next attempt.
 Given a :class:`~infra.kafka_topics.TopicInspector` it also notices, like the relay
 (:mod:`consumers.relay_topic`), that the broker lost what it acknowledged (the topic gone,
 recreated, offsets gone backwards): it logs ``membership.topic_lost`` and publishes every
-change again from the beginning of ``segment_changes``.
+change again from the beginning of ``segment_changes``, then looks at the topic again before it
+publishes anything more (the topic it republished into may be replaced in between).
 """
 
 from __future__ import annotations
@@ -67,9 +68,13 @@ class MembershipPublisher:
 
     def verify(self) -> bool:
         """Look at the topic; if it lost what was acknowledged, start publishing over from
-        the first change. Returns whether it did."""
+        the first change. Returns whether it did. After a loss :meth:`publish_all` looks again
+        before it publishes more: the republish may go into a topic the broker auto-created,
+        which the relay then replaces with one of the configured partition count; looked at
+        before anything else goes into the new one, its offsets show that loss too."""
         if self.inspector is None:
             return False
+        self._verify_at = time.monotonic() + VERIFY_SECONDS
         state = self.inspector.state(self.topic)
         recorded = read_marks(self.read_store, self.name)
         identity = Identity(state.cluster_id, state.topic_id)
@@ -84,6 +89,7 @@ class MembershipPublisher:
             marks.write(tx, self.name)
         if reasons:
             log.warning("membership.topic_lost", topic=self.topic, reasons=reasons)
+            self._verify_at = 0.0
         return bool(reasons)
 
     def checkpoint(self) -> segment_queries.Cursor:
@@ -134,7 +140,6 @@ class MembershipPublisher:
         """Look at the topic when due (:meth:`verify`), then send every pending change."""
         if time.monotonic() >= self._verify_at:
             self.verify()
-            self._verify_at = time.monotonic() + VERIFY_SECONDS
         total = 0
         while (count := self.publish_once()) > 0:
             total += count
