@@ -19,6 +19,7 @@ from commands import messages as m
 from commands.segments import SegmentService
 from commands.service import CommandService, Context, Outcome
 from consumers.embedded import EmbeddedRunner
+from consumers.rebuild import rebuild
 from consumers.store_feed import StoreFeed
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
@@ -73,6 +74,12 @@ class SegmentsContract:
             customer_id=customer, order_id=order, amount=amount, currency="EUR"
         )
         return self.run(service, purchase)
+
+    def rebuild_differences(self, store: EventStore, read_store: ReadStore) -> list[str]:
+        """How the live segments tables differ from a rebuild from ``store`` (none: equal)."""
+        return rebuild(
+            StoreFeed(store), read_store, SegmentsProjector(), verify_only=True
+        ).differences
 
     def history(self, read_store: ReadStore, segment: str) -> list[tuple[str, str, int]]:
         with read_store.transaction() as tx:
