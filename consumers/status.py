@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 from typing import Any, Protocol
+from uuid import UUID
 
 from consumers.catch_up import CATCH_UP_EVENTS
 from consumers.consumer_offsets import groups, losses, stored
@@ -19,7 +20,7 @@ from infra.kafka_topics import TopicInspector
 from infra.parking import Parked
 from infra.readstore import ReadStore
 from infra.store import FEED_TOPICS, EventStore
-from projections.framework import Binding, Projector, positions
+from projections.framework import Binding, Projector, positions, versions
 from projections.registry import by_name
 
 # At most this many events are looked at to see whether only parked customers lie between
@@ -124,6 +125,30 @@ def behind(svc: Pipeline, names: Iterable[str], wanted: int) -> dict[str, int]:
                 continue
         result[name] = position
     return result
+
+
+def customer_behind(
+    svc: Pipeline, names: Iterable[str], customer_id: str, wanted: int
+) -> dict[str, int]:
+    """The projections among ``names`` fed by customer (not in log order) that have not yet
+    applied every event of ``customer_id`` up to position ``wanted``: name -> the version
+    they applied.
+
+    Their position is the highest they applied; with several Kafka partitions it can pass an
+    event of this customer still unread on another partition. A customer's events share one
+    partition, in order, so its applied version (``{name}_versions``) against the store's
+    :meth:`~infra.store.EventStore.version_at` is exact for a read of this customer.
+    """
+    by_customer = [by_name(n) for n in names if not by_name(n).log_order]
+    if not by_customer:
+        return {}
+    needed = svc.store.version_at(UUID(customer_id), wanted)
+    if needed == 0:
+        return {}
+    tables = {t: t for p in by_customer for t in Binding.live(p).tables.values()}
+    with svc.read_store.snapshot(tables) as tx:
+        applied = {p.name: versions(tx, p, [customer_id]).get(customer_id, 0) for p in by_customer}
+    return {name: version for name, version in applied.items() if version < needed}
 
 
 def _next_fed(svc: Pipeline, log_order: bool, after: int) -> int | None:

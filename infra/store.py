@@ -333,6 +333,10 @@ class EventStore(Application[UUID]):
         rows = self.backend.positioned(aggregate_id, version)
         return rows[0][0] if rows else None
 
+    def version_at(self, aggregate_id: UUID, position: int) -> int:
+        """The aggregate's newest version at positions ``<= position`` (0: none)."""
+        return self.backend.version_at(aggregate_id, position)
+
     def positions_of(self, refs: Iterable[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
         """Global positions of many (aggregate id, version) events, absent ones left out: a
         query per 500, where :meth:`position_of` is one per event."""

@@ -10,7 +10,7 @@ from fastapi import Request
 from api.http.startup import Startup
 from bootstrap import Services
 from commands.service import Context
-from consumers.status import behind, held_customers, only_held_behind
+from consumers.status import behind, customer_behind, held_customers, only_held_behind
 from domain.errors import InvalidInput
 from infra.async_reads import AsyncReads
 from infra.parking import Parked
@@ -87,6 +87,9 @@ def wait_for_position(request: Request, names: list[str], customer_id: UUID | No
     A parked customer never makes everybody wait: positions up to which only parked
     customers' events are missing count as reached. Reading a parked customer itself
     (``customer_id``) at or past its held event raises :class:`CustomerParked` at once.
+    Reading one customer also waits until its own events up to the position are applied
+    (:func:`~consumers.status.customer_behind`): with several Kafka partitions a read
+    model's position can pass one of them still unread.
     """
     raw = request.headers.get("x-min-position")
     if raw is None:
@@ -103,13 +106,20 @@ def wait_for_position(request: Request, names: list[str], customer_id: UUID | No
     deadline = time.monotonic() + MAX_WAIT_SECONDS
     while True:
         short = behind(svc, names, wanted)
-        if not short:
-            return
-        if time.monotonic() >= deadline:
+        if short and time.monotonic() >= deadline:
             reached = min(short.values())
-            if only_held_behind(svc, short, reached, wanted):
+            if not only_held_behind(svc, short, reached, wanted):
+                raise NotCaughtUp(wanted, reached)
+            short = {}
+        if not short:
+            if customer_id is None:
                 return
-            raise NotCaughtUp(wanted, reached)
+            lagging = customer_behind(svc, names, str(customer_id), wanted)
+            if not lagging:
+                return
+            if time.monotonic() >= deadline:  # reached: just before its oldest event missing
+                oldest = svc.store.position_of(customer_id, min(lagging.values()) + 1)
+                raise NotCaughtUp(wanted, (oldest or 1) - 1)
         if svc.runner is not None:
             svc.runner.wake()
         time.sleep(0.01)

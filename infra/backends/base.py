@@ -79,6 +79,11 @@ class StoreBackend(ABC):
         opened)."""
 
     @abstractmethod
+    def version_at(self, aggregate_id: UUID, position: int) -> int:
+        """The aggregate's newest version among its events at positions ``<= position`` (0:
+        none): what a read model must have applied of it to be current up to ``position``."""
+
+    @abstractmethod
     def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:
         """Global positions of the stored events among ``refs`` (absent ones left out), in a
         query per 500."""

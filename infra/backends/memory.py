@@ -105,6 +105,10 @@ class MemoryRecorder(StoreBackend, POPOApplicationRecorder):
         ]
         return head, rows
 
+    def version_at(self, aggregate_id: UUID, position: int) -> int:
+        rows = self.head_and_rows(aggregate_id)[1]
+        return max((version for at, version, _, _ in rows if at <= position), default=0)
+
     def positions(self, refs: Sequence[Ref]) -> dict[Ref, int]:
         wanted = set(refs)
         everything = self.select_notifications(None, self.max_notification_id() or 0)

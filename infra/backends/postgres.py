@@ -120,6 +120,10 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
             "SELECT notification_id, originator_version, topic, state FROM {}.{} "
             "WHERE originator_id=%s ORDER BY originator_version"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self._version_at = SQL(
+            "SELECT max(originator_version) FROM {}.{} "
+            "WHERE originator_id=%s AND notification_id <= %s"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         self._positioned_version = SQL(
             "SELECT notification_id, originator_version, topic, state FROM {}.{} "
             "WHERE originator_id=%s AND originator_version=%s ORDER BY originator_version"
@@ -218,6 +222,13 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
                 head.execute(self.max_notification_id_statement)
             found = head.fetchone()
             return (found[0] or 0) if found else 0, rows.fetchall()
+
+    def version_at(self, aggregate_id: UUID, position: int) -> int:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.row_factory = tuple_row
+            cursor.execute(self._version_at, (aggregate_id, position))
+            found = cursor.fetchone()
+        return int(found[0] or 0) if found else 0
 
     def positioned(self, aggregate_id: UUID, version: int | None) -> Positioned:
         """Rows in binary, as tuples: a customer's whole history (time travel) is one query

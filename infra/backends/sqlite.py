@@ -68,6 +68,16 @@ class ChainedSQLiteRecorder(SqlBackend, SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as cursor:
             return positioned_rows(aggregate_id, self._history_rows(cursor, aggregate_id, version))
 
+    def version_at(self, aggregate_id: UUID, position: int) -> int:
+        query = (
+            f"SELECT max(originator_version) FROM {self.events_table_name} "
+            "WHERE originator_id=? AND rowid <= ?"
+        )
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (aggregate_id.hex, position))
+            found = cursor.fetchone()
+        return int(found[0] or 0) if found else 0
+
     def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
         with self.datastore.transaction(commit=False) as cursor:
             head = self._max_notification_id(cursor) or 0

@@ -174,6 +174,26 @@ class TestStore:
         assert [version for _, version, _, _ in rows] == list(range(1, 14))
         assert store.backend.head_and_rows(uuid4()) == (head, [])
 
+    def test_version_at_is_the_newest_version_up_to_a_position(
+        self, service: CommandService, store: EventStore
+    ) -> None:
+        """``version_at``: of one customer, the newest version at or before each position
+        (other customers' events in between change nothing); 0 before its first event and
+        for an unknown id."""
+        cid = self.buyer(service)
+        other = service.execute(m.RegisterCustomer(name="Bo"), self.ctx).customer_id
+        assert other is not None
+        service.execute(m.TagCustomer(customer_id=cid, tag="late"), self.ctx)
+        history = store.backend.positioned(cid, None)
+        first = history[0][0]
+        assert store.version_at(cid, first - 1) == 0
+        for (position, event), following in zip(history, [*history[1:], None], strict=True):
+            assert store.version_at(cid, position) == event.originator_version
+            if following is not None and following[0] > position + 1:
+                assert store.version_at(cid, following[0] - 1) == event.originator_version
+        assert store.version_at(cid, store.head()) == history[-1][1].originator_version == 14
+        assert store.version_at(uuid4(), store.head()) == 0
+
     def test_no_history_row_is_past_its_head_under_concurrent_writes(
         self, service: CommandService, store: EventStore
     ) -> None:

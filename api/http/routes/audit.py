@@ -52,7 +52,7 @@ def _page(request: Request, **filters: Any) -> Response:
     for name in ("start", "end"):
         if filters.get(name) is not None:
             check_aware(name, filters[name])
-    deps.wait_for_position(request, ["audit"])
+    deps.wait_for_position(request, ["audit"], filters.get("customer_id"))
     with deps.services(request).read_store.snapshot() as tx:
         try:
             items, next_cursor = audit_history.search(tx, **filters)
@@ -122,7 +122,7 @@ def consents_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Consent decisions in order: purpose, granted, source, actor, when (the proof of consent)."""
-    deps.wait_for_position(request, ["audit"])
+    deps.wait_for_position(request, ["audit"], customer_id)
     with deps.services(request).read_store.snapshot() as tx:
         try:
             items, next_cursor = audit_history.consent_history(tx, customer_id, cursor, limit)
