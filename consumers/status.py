@@ -136,10 +136,11 @@ def customer_behind(
 
     Their position is the highest they applied; with several Kafka partitions it can pass an
     event of this customer still unread on another partition. A customer's events share one
-    partition, in order, so its applied version (``{name}_versions``) against the store's
-    :meth:`~infra.store.EventStore.version_at` is exact for a read of this customer.
+    partition, in order, so its applied version (``{name}_versions``) is compared with the
+    store's :meth:`~infra.store.EventStore.version_at`. What another customer's event changes
+    in this one's rows (an erasure blanking the copies others hold) is not covered.
     """
-    by_customer = [by_name(n) for n in names if not by_name(n).log_order]
+    by_customer = [p for p in map(by_name, names) if not p.log_order]
     if not by_customer:
         return {}
     needed = svc.store.version_at(UUID(customer_id), wanted)

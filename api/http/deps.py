@@ -117,9 +117,12 @@ def wait_for_position(request: Request, names: list[str], customer_id: UUID | No
             lagging = customer_behind(svc, names, str(customer_id), wanted)
             if not lagging:
                 return
-            if time.monotonic() >= deadline:  # reached: just before its oldest event missing
+            if time.monotonic() >= deadline:
+                held = held_customers(svc, names, str(customer_id)).get(str(customer_id))
+                if held is not None:  # parked while we waited (or at a gap past its event)
+                    raise CustomerParked(str(customer_id), *held)
                 oldest = svc.store.position_of(customer_id, min(lagging.values()) + 1)
-                raise NotCaughtUp(wanted, (oldest or 1) - 1)
+                raise NotCaughtUp(wanted, (oldest or 1) - 1)  # just before the oldest missing
         if svc.runner is not None:
             svc.runner.wake()
         time.sleep(0.01)

@@ -168,6 +168,18 @@ def get_customer_by_external_id(
     (an erasure releases the ids, so that is only while the read model catches up)."""
     ref_system, ref_id = normalise_ref(system, external_id, "customer_ref")
     deps.wait_for_position(request, ["profiles"])
+    customer_id, live = _holder(request, ref_system, ref_id)
+    if "x-min-position" in request.headers:  # then the holder's own events, and read again
+        deps.wait_for_position(request, ["profiles"], customer_id)
+        customer_id, live = _holder(request, ref_system, ref_id)
+    response = json_response(privacy(request)(live), live["version"])
+    response.headers["Content-Location"] = f"/v1/customers/{customer_id}"
+    return response
+
+
+def _holder(request: Request, ref_system: str, ref_id: str) -> tuple[UUID, dict[str, Any]]:
+    """The customer answering for an external id (a merged holder's final survivor) and its
+    live profile; raises :class:`CustomerRefNotFound` for nobody."""
     with deps.services(request).read_store.snapshot() as tx:
         found = find_by_external(tx, ref_system, ref_id)
         if found is None:
@@ -175,10 +187,7 @@ def get_customer_by_external_id(
         customer_id = UUID(found["customer_id"])
         if found["status"] == "merged":
             customer_id = final_survivor(tx, UUID(found["merged_into"]))
-        live = live_profile(tx, customer_id)
-    response = json_response(privacy(request)(live), live["version"])
-    response.headers["Content-Location"] = f"/v1/customers/{customer_id}"
-    return response
+        return customer_id, live_profile(tx, customer_id)
 
 
 @router.get("/customers/{customer_id}/loyalty", responses=s.CUSTOMER_READ)
