@@ -11,12 +11,13 @@ partition count.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic, OffsetSpec
 from kafka.errors import (
     KafkaError,
@@ -81,6 +82,8 @@ class TopicInspector:
     def __init__(self, bootstrap: str, *, request_timeout_ms: int = 15_000) -> None:
         self.bootstrap = bootstrap
         self.admin = admin_client(bootstrap, request_timeout_ms)
+        self._reader: KafkaConsumer | None = None  # :meth:`missing`'s, made on first use
+        self._reading = threading.Lock()  # a consumer is for one thread at a time
 
     def state(self, topic: str) -> TopicState:
         """``topic`` as the broker has it now (end offsets empty if it does not exist)."""
@@ -103,14 +106,28 @@ class TopicInspector:
     def missing(self, topic: str, offsets: dict[int, int], timeout: float = 2.0) -> set[int]:
         """The partitions of ``offsets`` (partition -> next offset, > 0) whose record just
         before the offset is not on ``topic``. For offsets beyond a reported end: some brokers
-        (tansu) report the end of a partition as the last batch's first offset + 1."""
+        (tansu) report the end of a partition as the last batch's first offset + 1, so a
+        caught-up consumer asks this at every look while records arrive.
+
+        One reader (no group) is kept for these looks: a new consumer per look cost 34 to 60 ms of
+        connecting and metadata, a kept one ~6 ms (BENCHMARKS.md, round 9). It is dropped
+        (and made again next time) after any error but a missing offset."""
         wanted = {TopicPartition(topic, p): o - 1 for p, o in offsets.items() if o > 0}
         if not wanted:
             return set()
-        reader = consumer(self.bootstrap, None, auto_offset_reset="none", fetch_max_wait_ms=100)
-        found: set[int] = set()
+        with self._reading:
+            return {tp.partition for tp in wanted} - self._found(wanted, timeout)
+
+    def _found(self, wanted: dict[TopicPartition, int], timeout: float) -> set[int]:
+        """The partitions of ``wanted`` whose record at the offset given is there."""
+        if self._reader is None:
+            self._reader = consumer(
+                self.bootstrap, None, auto_offset_reset="none", fetch_max_wait_ms=100
+            )
+        reader, found = self._reader, set[int]()
         try:
             reader.assign(list(wanted))
+            reader.resume(*wanted)  # paused by the last look
             for tp, offset in wanted.items():
                 reader.seek(tp, offset)
             deadline = time.monotonic() + timeout
@@ -120,9 +137,16 @@ class TopicInspector:
                         if any(r.offset == wanted[tp] for r in records):
                             found.add(tp.partition)
                         reader.pause(tp)
-        finally:
-            reader.close()
-        return {tp.partition for tp in wanted} - found
+        except BaseException:
+            self._drop_reader()
+            raise
+        return found
+
+    def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                reader.close()
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """``group``'s committed offsets on ``topic`` (partition -> next offset; partitions
@@ -171,4 +195,6 @@ class TopicInspector:
         raise RuntimeError(msg)
 
     def close(self) -> None:
+        with self._reading:
+            self._drop_reader()
         self.admin.close()
