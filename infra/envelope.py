@@ -52,7 +52,9 @@ def event_id_text(customer_key: str, version: int) -> str:
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """orjson's ``default`` for event data: a ``Decimal`` as its string; ``TypeError`` for
+    anything else orjson cannot write."""
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -65,7 +67,7 @@ def plain(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` as plain JSON types (decimals as strings, datetimes as RFC 3339)."""
     if all(type(value) in _SCALARS for value in values.values()):
         return dict(values)  # already plain: the common case, no round trip
-    loaded: dict[str, Any] = orjson.loads(orjson.dumps(values, default=_json_default))
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(values, default=json_default))
     return loaded
 
 

@@ -38,9 +38,9 @@ import orjson
 from eventsourcing.persistence import Mapper
 
 from infra.backends.base import LogRow
-from infra.envelope import SCHEMA_VERSION, SEALED, Envelope, _json_default, event_id_text
+from infra.envelope import SCHEMA_VERSION, SEALED, Envelope, event_id_text, json_default
 from infra.lean_rows import lean_readable, parse
-from infra.transcoder import _revive
+from infra.transcoder import revive_tagged
 
 SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
 _TYPE_HEADERS: dict[str, tuple[str, bytes]] = {}  # envelope type -> its header, made once
@@ -92,7 +92,7 @@ class LeanEncoder:
             return None
         data = meta.data()
         if meta.tagged:  # decimals or nested datetimes (or text that looks so)
-            data = _revive(data)
+            data = revive_tagged(data)
         document = {
             "id": event_id_text(key, version),
             "type": meta.type,
@@ -110,5 +110,5 @@ class LeanEncoder:
             "hash": hash_,
             "sealed": meta.state.get(SEALED),
         }
-        value = orjson.dumps(document, default=_json_default)
+        value = orjson.dumps(document, default=json_default)
         return Published(key, version, position, meta.type, meta.correlation_id, value)

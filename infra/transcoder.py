@@ -53,7 +53,9 @@ def reviver(decoders: Mapping[str, Callable[[str], Any]]) -> Callable[[Any], Any
 
 
 _CONTAINERS = (dict, list)
-_revive = reviver(_DECODERS)  # tagged values back as their types
+revive_tagged = reviver(_DECODERS)
+"""A decoded document with the transcoder's tagged values (decimals, datetimes, UUIDs …) back
+as their types, changed in place and returned."""
 
 
 class OrjsonTranscoder(Transcoder):
@@ -63,4 +65,4 @@ class OrjsonTranscoder(Transcoder):
         return orjson.dumps(obj, default=_default, option=_OPTIONS)
 
     def decode(self, data: bytes) -> Any:
-        return _revive(orjson.loads(data))
+        return revive_tagged(orjson.loads(data))
