@@ -5,6 +5,7 @@
   customer, and the read models applied before it are not applied twice.
 - A binding whose position is past the batch's envelopes has its versions left unread; the
   others still see exactly their own versions and parked customers.
+- Count tables take a batch's changes in one statement (``Tx.upsert(added=…)``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from infra.parking import Parked
 from infra.read_tx import Tx
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
+from projections.counts import add_counts
 from projections.framework import (
     Binding,
     Projector,
@@ -129,3 +131,27 @@ def test_a_binding_past_the_batch_is_not_looked_up_and_the_others_stay_exact(
     found = [(p.customer_id, p.version) for p in parked(read_store, behind)]
     assert sorted(found) == sorted([(waiting, 1), (gap, 2)])
     assert positions(read_store) == {"ahead": fed[-1].position, "behind": fed[-1].position}
+
+
+def test_counts_add_up_in_one_statement_and_rows_at_zero_go(read_store: ReadStore) -> None:
+    with read_store.transaction() as tx:
+        tx.execute(
+            "CREATE TABLE counted (k TEXT NOT NULL, n BIGINT NOT NULL, c BIGINT NOT NULL, PRIMARY KEY (k, n))"
+        )
+        add_counts(tx, "counted", ("k", "n"), "c", {("a", 1): 2, ("b", 1): -1, ("c", 2): 0})
+        add_counts(tx, "counted", ("k", "n"), "c", {("a", 1): -2, ("b", 1): 3, ("b", 2): 1})
+        add_counts(tx, "counted", ("k", "n"), "c", {("b", 1): -2}, signed=True)
+        add_counts(tx, "counted", ("k", "n"), "c", {("b", 2): 4, ("d", 9): -1}, signed=True)
+        add_counts(tx, "counted", ("k", "n"), "c", {("d", 9): 1}, signed=True)  # up to zero
+        assert sorted(tx.fetchall("SELECT k, n, c FROM counted")) == [("b", 2, 5)]
+        tx.upsert(
+            "counted", ("k", "n"), ("k", "n", "c"), [("e", 1, 3)], replace=False, added=("c",)
+        )
+        tx.upsert(
+            "counted", ("k", "n"), ("k", "n", "c"), [("e", 1, 4)], replace=False, added=("c",)
+        )
+        assert tx.fetchall("SELECT c FROM counted WHERE k = 'e'") == [(7,)]
+        with pytest.raises(ValueError, match="share a key"):
+            tx.upsert(
+                "counted", ("k", "n"), ("k", "n", "c"), [("e", 1, 1), ("e", 1, 2)], added=("c",)
+            )
