@@ -347,7 +347,9 @@ def project(
     # most read models have applied already (a rebuild's log-order pass, a lagging one) reads
     # no versions for them.
     busy = [index for index, todo in enumerate(fresh) if todo]
-    floor = min((floors[index] for index in busy), default=0)
+    if not busy:
+        return
+    floor = min(floors[index] for index in busy)
     customers = sorted({e.customer_key for e in envelopes if e.position > floor})
     looked_up = bookkeeping(tx, [bindings[index] for index in busy], customers)
     plans = [
