@@ -303,3 +303,34 @@ def apply_isolated(
         if failed is not None:
             parked.append(failed)
     return applied, parked
+
+
+@dataclass(frozen=True)
+class Share:
+    """One read model's part of a batch for :func:`apply_shares`: ``apply`` (its tables
+    mapped in ``tx``) of ``envelopes``, as :func:`apply_isolated` takes them."""
+
+    tx: Tx
+    apply: Apply
+    envelopes: Sequence[Envelope]
+    in_order: bool = False
+
+
+def apply_shares(tx: Tx, shares: Sequence[Share]) -> list[tuple[dict[str, int], list[Parked]]]:
+    """:func:`apply_isolated` of each share, optimistically: every share under ONE savepoint
+    (two client calls per batch, not two per read model); only if that raises (errors worth
+    retrying as they are propagate) is it undone and each share applied on its own by
+    :func:`apply_isolated`, so a read model that fails parks only its own customers and the
+    others apply theirs. Returns, per share, what :func:`apply_isolated` returns."""
+    busy = [share for share in shares if share.envelopes]
+    if len(busy) > 1:  # one share alone: apply_isolated already tries it under one savepoint
+        try:
+            with tx.savepoint():
+                for share in busy:
+                    share.apply(share.tx, share.envelopes)
+        except Exception as error:
+            if transient(error):
+                raise
+        else:
+            return [({e.customer_key: e.version for e in s.envelopes}, []) for s in shares]
+    return [apply_isolated(s.tx, s.apply, s.envelopes, in_order=s.in_order) for s in shares]

@@ -94,36 +94,42 @@ class Tx:
         *,
         replace: bool = True,
         fractional: Sequence[str] = (),
+        added: Sequence[str] = (),
     ) -> None:
         """Insert ``rows`` (``columns`` in order, the ``key`` columns among them); a row whose
-        key is there already replaces the other columns (``replace=False``: is left alone).
-        Rows sharing a key are written as if one after the other: the last replaces the
-        earlier ones (``replace=False``: the first stays), on both backends. A column's value
-        None is NULL whatever the column's type. Only the ``fractional`` columns (double
-        precision) may mix ints and floats (:class:`infra.sql_arrays.MixedNumbers`).
+        key is there already replaces the other columns (``replace=False``: is left alone),
+        but the values of the ``added`` columns are added to the row's (counts). Rows
+        sharing a key are written as if one after the other: the last replaces the earlier
+        ones (``replace=False``: the first stays), on both backends; with ``added`` columns
+        they are refused (ValueError). A column's value None is NULL whatever the column's
+        type. Only the ``fractional`` columns (double precision) may mix ints and floats
+        (:class:`infra.sql_arrays.MixedNumbers`).
 
-        PostgreSQL gets ONE statement for the whole set (each column as an array, unnested):
-        per-row statements cost the client more than the server's work.
+        PostgreSQL gets ONE statement for the whole set (each column as an array, unnested,
+        written in the order given): per-row statements cost the client more than the
+        server's work.
         """
         if not rows:
             return
-        rows = one_per_key(columns, key, rows, last=replace)
-        names = ", ".join(columns)
         kept = [c for c in columns if c not in key]
-        action = (
-            f"UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in kept)}"
-            if replace and kept
-            else "NOTHING"
-        )
+        unique = one_per_key(columns, key, rows, last=replace)
+        if added and len(unique) != len(rows):
+            raise ValueError(f"rows share a key of {table}: their {', '.join(added)} would add up")
+        names = ", ".join(columns)
+        sets = [
+            f"{c} = t.{c} + excluded.{c}" if c in added else f"{c} = excluded.{c}"
+            for c in kept
+            if replace or c in added
+        ]
+        action = f"UPDATE SET {', '.join(sets)}" if sets else "NOTHING"
         conflict = f"ON CONFLICT ({', '.join(key)}) DO {action}"
+        target = f"{{{table}}} AS t ({names})"
         if self.dialect != "postgres":
             marks = ", ".join("?" * len(columns))
-            self.executemany(f"INSERT INTO {{{table}}} ({names}) VALUES ({marks}) {conflict}", rows)
+            self.executemany(f"INSERT INTO {target} VALUES ({marks}) {conflict}", unique)
             return
-        select, source, params = unnest_rows(columns, rows, fractional=fractional)
-        self.execute(
-            f"INSERT INTO {{{table}}} ({names}) SELECT {select} FROM {source} {conflict}", params
-        )
+        select, source, params = unnest_rows(columns, unique, fractional=fractional)
+        self.execute(f"INSERT INTO {target} SELECT {select} FROM {source} {conflict}", params)
 
     def delete(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Delete the rows of ``table`` whose ``columns`` equal one of ``rows`` (one statement

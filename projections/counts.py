@@ -4,7 +4,9 @@ A batch adds, per key, the difference between its customers' contributions after
 it. Sums do not depend on the order in which customers are applied, so live and rebuilt
 tables agree — provided a row at zero is deleted whichever way it got there (a rebuild that
 never touched the key has no row). Rows are written in key order, so feeds writing side by
-side (a rebuild's workers) wait for each other but never deadlock.
+side (a rebuild's workers) wait for each other but never deadlock. A batch adds to a table in
+ONE statement on PostgreSQL (:meth:`infra.read_tx.Tx.upsert`), and deletes the rows that may
+have reached zero in one more.
 """
 
 from __future__ import annotations
@@ -28,17 +30,6 @@ def add_counts(
     fall below zero, so only a decrease makes them zero; ``signed`` values can also rise to
     it (-1, then +1 from another customer)."""
     rows = sorted((*key, delta) for key, delta in deltas.items() if delta)
-    if not rows:
-        return
-    columns = ", ".join(keys)
-    tx.executemany(
-        f"INSERT INTO {{{table}}} AS t ({columns}, {value}) "
-        f"VALUES ({', '.join('?' * (len(keys) + 1))}) ON CONFLICT ({columns}) "
-        f"DO UPDATE SET {value} = t.{value} + excluded.{value}",
-        rows,
-    )
-    where = " AND ".join(f"{k} = ?" for k in keys)
-    tx.executemany(
-        f"DELETE FROM {{{table}}} WHERE {where} AND {value} = 0",
-        [row[:-1] for row in rows if signed or row[-1] < 0],
-    )
+    tx.upsert(table, keys, (*keys, value), rows, added=(value,))
+    zeros = [(*row[:-1], 0) for row in rows if signed or row[-1] < 0]
+    tx.delete(table, (*keys, value), zeros)

@@ -7,10 +7,11 @@ projection's position (and, for Kafka feeds, the consumer offsets), so a crash a
 either applied a batch completely or not at all. Each projection also keeps the last version
 it applied per customer, which makes redelivery and overlapping feeds harmless.
 
-No single customer can stall a projection: a batch is applied under a savepoint, and if the
-projector raises, customer by customer (projections fed in log order: event by event, in
-log order); a customer whose event cannot be applied, or whose next version is missing from
-the feed, is parked for that projection (``{name}_parked``, see :mod:`infra.parking`)
+No single customer can stall a projection: a batch is applied to every projection under one
+savepoint; if a projector raises, that is undone and each projection applies the batch under
+its own, the failing one customer by customer (projections fed in log order: event by event,
+in log order). A customer whose event cannot be applied, or whose next version is missing
+from the feed, is parked for that projection (``{name}_parked``, see :mod:`infra.parking`)
 and the others commit. Its later events wait behind it until :mod:`consumers.redrive`
 re-reads them from the event store. Segment events (definitions, refreshes) concern every
 customer: they are never parked nor held back, and one that cannot be applied stops its
@@ -34,7 +35,8 @@ from infra.parking import (
     VOLATILE_COLUMNS,
     Parked,
     ParkingLot,
-    apply_isolated,
+    Share,
+    apply_shares,
     table_schema,
 )
 from infra.read_tx import Tx
@@ -262,14 +264,12 @@ def apply_handled(projector: Projector, tx: Tx, envelopes: Sequence[Envelope]) -
         projector.apply(tx, todo)
 
 
-def _apply_one(
-    tx: Tx, binding: Binding, envelopes: Sequence[Envelope], floor: int, known: Known
-) -> int:
-    projector = binding.projector
-    scoped = tx.with_tables(binding.tables)
-    fresh = [e for e in envelopes if e.position > floor]
-    if not fresh:
-        return floor
+def _accept(
+    projector: Projector, fresh: Sequence[Envelope], known: Known
+) -> tuple[list[Envelope], list[Parked]]:
+    """Of ``fresh`` (past the projection's position), the envelopes to apply (each customer's
+    next versions, in feed order) and the customers to park for a version missing from the
+    feed; ``known`` (:func:`bookkeeping`) is updated as they are accepted."""
     handles = projector.handles
     offered = [e for e in fresh if e.type in EVENT_TYPES or (handles and e.type in handles)]
     seen, held = known
@@ -290,18 +290,12 @@ def _apply_one(
             continue
         seen[customer] = envelope.version
         accepted.append(envelope)
-    applied, failed = apply_isolated(
-        scoped, partial(apply_handled, projector), accepted, in_order=projector.log_order
-    )
-    scoped.upsert(
-        projector.versions_table,
-        ("customer_id",),
-        ("customer_id", "version"),
-        sorted(applied.items()),
-    )
-    if gaps or failed:
-        park(scoped, projector, [*gaps, *failed])
-    return max(floor, *(e.position for e in fresh))
+    return accepted, gaps
+
+
+def _past(envelopes: Sequence[Envelope], floor: int, lowest: int) -> Sequence[Envelope]:
+    """``envelopes`` past position ``floor`` (``lowest``: their lowest position)."""
+    return envelopes if floor < lowest else [e for e in envelopes if e.position > floor]
 
 
 def project(
@@ -344,13 +338,49 @@ def project(
     if missing:
         msg = f"projection {missing[0]!r} has no state row; run migrate"
         raise LookupError(msg)
-    looked_up = bookkeeping(tx, bindings, sorted({e.customer_key for e in envelopes}))
+    at = [int(known[name]) for name in row_names]
+    floors = at if by_position else [0] * len(at)
+    lowest = min((e.position for e in envelopes), default=0)
+    fresh = [_past(envelopes, floor, lowest) for floor in floors]
+    # Only the bindings with an envelope past their position, and only the customers of
+    # envelopes past the lowest of those positions, are looked up: a store-fed batch that
+    # most read models have applied already (a rebuild's log-order pass, a lagging one) reads
+    # no versions for them.
+    busy = [index for index, todo in enumerate(fresh) if todo]
+    if not busy:
+        return
+    floor = min(floors[index] for index in busy)
+    customers = sorted({e.customer_key for e in envelopes if e.position > floor})
+    looked_up = bookkeeping(tx, [bindings[index] for index in busy], customers)
+    plans = [
+        (bindings[index], *_accept(bindings[index].projector, fresh[index], found))
+        for index, found in zip(busy, looked_up, strict=True)
+    ]
+    shares = [
+        Share(
+            tx.with_tables(binding.tables),
+            partial(apply_handled, binding.projector),
+            accepted,
+            binding.projector.log_order,
+        )
+        for binding, accepted, _ in plans
+    ]
+    outcomes = apply_shares(tx, shares)
+    for (binding, _, gaps), share, (applied, failed) in zip(plans, shares, outcomes, strict=True):
+        projector = binding.projector
+        share.tx.upsert(
+            projector.versions_table,
+            ("customer_id",),
+            ("customer_id", "version"),
+            sorted(applied.items()),
+        )
+        if gaps or failed:
+            park(share.tx, projector, [*gaps, *failed])
     advanced: dict[str, int] = {}
-    for binding, row_name, found in zip(bindings, row_names, looked_up, strict=True):
-        position = int(known[row_name])
-        reached = _apply_one(tx, binding, envelopes, position if by_position else 0, found)
-        if advance and reached > position:
-            advanced[row_name] = reached
+    for index in busy:
+        reached = max(e.position for e in fresh[index])
+        if advance and reached > at[index]:
+            advanced[row_names[index]] = reached
     if advanced:  # one statement for every row the batch moved
         cases = " ".join("WHEN ? THEN ?" for _ in advanced)
         tx.execute(
