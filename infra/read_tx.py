@@ -101,7 +101,8 @@ class Tx:
         but the values of the ``added`` columns are added to the row's (counts). Rows
         sharing a key are written as if one after the other: the last replaces the earlier
         ones (``replace=False``: the first stays), on both backends; with ``added`` columns
-        they are refused (ValueError). A column's value None is NULL whatever the column's
+        they are refused (ValueError), as are ``added`` columns that are keys or not among
+        ``columns``, and a None in one. A column's value None is NULL whatever the column's
         type. Only the ``fractional`` columns (double precision) may mix ints and floats
         (:class:`infra.sql_arrays.MixedNumbers`).
 
@@ -112,6 +113,11 @@ class Tx:
         if not rows:
             return
         kept = [c for c in columns if c not in key]
+        if not set(added) <= set(kept):
+            raise ValueError(f"added columns of {table} must be written, not key: {added}")
+        at = [columns.index(c) for c in added]
+        if any(row[i] is None for row in rows for i in at):
+            raise ValueError(f"a None in an added column of {table}: NULL adds up to NULL")
         unique = one_per_key(columns, key, rows, last=replace)
         if added and len(unique) != len(rows):
             raise ValueError(f"rows share a key of {table}: their {', '.join(added)} would add up")

@@ -24,10 +24,13 @@ from infra.parking import Parked
 from infra.read_tx import Tx
 from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
+from projections import framework
 from projections.counts import add_counts
 from projections.framework import (
     Binding,
+    Known,
     Projector,
+    bookkeeping,
     ensure_schema,
     park,
     positions,
@@ -89,7 +92,7 @@ class Recording(Projector):
 
 @pytest.mark.parametrize("ahead_at", ["head", "middle"])
 def test_a_binding_past_the_batch_is_not_looked_up_and_the_others_stay_exact(
-    ahead_at: str, store: EventStore, read_store: ReadStore
+    ahead_at: str, store: EventStore, read_store: ReadStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``ahead`` has applied the whole batch, or its first half; ``behind`` is at 0 with
     versions and a parked customer of its own: it skips what it applied, keeps the parked
@@ -117,7 +120,16 @@ def test_a_binding_past_the_batch_is_not_looked_up_and_the_others_stay_exact(
             key, columns = ("customer_id",), ("customer_id", "version")
             tx.upsert(projector.versions_table, key, columns, sorted(seen.items()))
         park(tx, behind, [Parked(waiting, 1, runs[waiting][0].position, "held")])
+        looked_up: list[list[str]] = []
+
+        def spied(tx: Tx, bindings: Sequence[Binding], customers: Sequence[str]) -> list[Known]:
+            looked_up.append([b.projector.name for b in bindings])
+            return bookkeeping(tx, bindings, customers)
+
+        monkeypatch.setattr(framework, "bookkeeping", spied)  # the real one, watched
         project(tx, [Binding.live(ahead), Binding.live(behind)], fed)
+
+    assert looked_up == [["behind"] if ahead_at == "head" else ["ahead", "behind"]]
 
     assert ahead.got == [(e.customer_key, e.version) for e in fed if e.position > reached]
     gap = lost.customer_key
@@ -155,3 +167,9 @@ def test_counts_add_up_in_one_statement_and_rows_at_zero_go(read_store: ReadStor
             tx.upsert(
                 "counted", ("k", "n"), ("k", "n", "c"), [("e", 1, 1), ("e", 1, 2)], added=("c",)
             )
+        for wrong in (("n",), ("x",)):  # a key column, a column not written
+            with pytest.raises(ValueError, match="must be written, not key"):
+                tx.upsert("counted", ("k", "n"), ("k", "n", "c"), [("e", 1, 1)], added=wrong)
+        with pytest.raises(ValueError, match="NULL adds up to NULL"):
+            tx.upsert("counted", ("k", "n"), ("k", "n", "c"), [("e", 1, None)], added=("c",))
+        assert tx.fetchall("SELECT c FROM counted WHERE k = 'e'") == [(7,)]
