@@ -140,6 +140,16 @@ class Envelope:
         """The customer id as text (read-model keys, Kafka keys), formatted once."""
         return str(self.customer_id)
 
+    @cached_property
+    def occurred_text(self) -> str:
+        """``occurred_at.isoformat()``, formatted once for every read model folding it."""
+        return self.occurred_at.isoformat()
+
+    @cached_property
+    def recorded_text(self) -> str:
+        """``recorded_at.isoformat()``, formatted once for every read model folding it."""
+        return self.recorded_at.isoformat()
+
     @classmethod
     def from_event(
         cls, event: LoggedEvent, position: int, chain: tuple[str, str] | None = None
