@@ -20,6 +20,7 @@ from bootstrap.processes import projection_worker
 from consumers.migrate import migrate
 from consumers.rebuild import rebuild_all, worker_count
 from infra import kafka
+from infra.runtime import settled_heap
 from projections.registry import all_projectors
 
 Say = Callable[[str], None]
@@ -73,11 +74,12 @@ def projections(
                     projectors=target.projectors,
                 )
                 worker.seek(partitions)
-                started, cpu = time.perf_counter(), time.process_time()
-                while worker.applied < expected and time.perf_counter() - started < DEADLINE_S:
-                    worker.poll_once()
-                rates.append(worker.applied / (time.perf_counter() - started))
-                ceiling.append(worker.applied / (time.process_time() - cpu))
+                with settled_heap():  # as `clientele consume` before its loop (Process.run)
+                    started, cpu = time.perf_counter(), time.process_time()
+                    while worker.applied < expected and time.perf_counter() - started < DEADLINE_S:
+                        worker.poll_once()
+                    rates.append(worker.applied / (time.perf_counter() - started))
+                    ceiling.append(worker.applied / (time.process_time() - cpu))
             finally:
                 consumer.close()
                 dlq.close(timeout=10)
@@ -122,15 +124,16 @@ def rebuild(stack: Stack, sizes: Sizes, say: Say, *, kept: bool = False) -> dict
         else:
             say(f"rebuild: reusing the kept store of {sizes.rebuild_events:,} events")
         workers = worker_count(services.settings.rebuild_workers)
-        cpu = _cpu_seconds()
-        results = rebuild_all(
-            services.feed,
-            services.read_store,
-            services.projectors,
-            workers=workers,
-            connect=services.connect_worker,
-        )
-        cpu = _cpu_seconds() - cpu
+        with settled_heap():  # as `clientele projections rebuild` (and its workers)
+            cpu = _cpu_seconds()
+            results = rebuild_all(
+                services.feed,
+                services.read_store,
+                services.projectors,
+                workers=workers,
+                connect=services.connect_worker,
+            )
+            cpu = _cpu_seconds() - cpu
     if kept and not seeded:
         _seeded_marker(stack, sizes.rebuild_events, customers).touch()
     events, seconds = results[0].events, results[0].seconds
