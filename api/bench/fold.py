@@ -5,8 +5,10 @@ events per customer) and read back as envelopes, which are pickled. Each measure
 a fresh copy (nothing cached on them yet, as in a live batch), freezes the heap
 (``gc.freeze``: the loaded envelopes are no garbage to scan), and applies them in batches of
 ``BATCH`` into a fresh read database, one transaction per batch, timing ``process_time``:
-this process's CPU (Python and the client library), not PostgreSQL's. The models alternate
-within each repeat, so a busy host inflates all of them alike.
+this process's CPU (Python and the client library), not PostgreSQL's. ``fold`` is the profile
+fold alone (:func:`projections.profile_fold.apply` into states in memory, no database): the
+part of profiles, audit and segments they share, steadier than they are on a busy host. The
+models alternate within each repeat, so a busy host inflates all of them alike.
 
 ``clientele bench --only fold`` (not part of a full run).
 """
@@ -24,12 +26,15 @@ from api.bench import workload
 from api.bench.harness import Sizes, Stack, summary
 from bootstrap import build
 from consumers.migrate import migrate
+from domain.events import EVENT_TYPES
+from projections import profile_fold
 from projections.framework import Binding, project
 
 Say = Callable[[str], None]
 BATCH = 500
-MODELS = ("profiles", "audit", "segments", "all")
-"""Read models measured, by projection name; ``all``: every read model in one binding list."""
+MODELS = ("fold", "profiles", "audit", "segments", "all")
+"""What is measured: read models by projection name; ``all``: every read model in one binding
+list; ``fold``: the profile fold alone."""
 
 
 def _envelopes(stack: Stack, sizes: Sizes, say: Say) -> tuple[str, bytes]:
@@ -47,8 +52,27 @@ def _envelopes(stack: Stack, sizes: Sizes, say: Say) -> tuple[str, bytes]:
     return url, pickle.dumps(envelopes)
 
 
+def _fold_alone(blob: bytes) -> tuple[int, float]:
+    """(events, CPU seconds) of folding the pickled customer envelopes into profile states."""
+    envelopes = [e for e in pickle.loads(blob) if e.type in EVENT_TYPES]
+    states: dict[str, dict[str, Any]] = {}
+    gc.collect()
+    gc.freeze()
+    try:
+        cpu = time.process_time()
+        for envelope in envelopes:
+            if (state := states.get(envelope.customer_key)) is None:
+                state = states[envelope.customer_key] = profile_fold.empty(envelope.customer_id)
+            profile_fold.apply(state, envelope)
+        return len(envelopes), time.process_time() - cpu
+    finally:
+        gc.unfreeze()
+
+
 def _measure(stack: Stack, store: str, blob: bytes, model: str) -> tuple[int, float]:
     """(events, CPU seconds) of applying the pickled envelopes to ``model`` in a fresh database."""
+    if model == "fold":
+        return _fold_alone(blob)
     settings = stack.settings(store).model_copy(
         update={"read_database_url": stack.database("fold_read")}
     )
@@ -73,14 +97,15 @@ def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
     """µs of this process's CPU per event for each of :data:`MODELS`, ``sizes.repeats`` times."""
     store, blob = _envelopes(stack, sizes, say)
     micros: dict[str, list[float]] = {model: [] for model in MODELS}
-    events = 0
+    events = {}
     for repeat in range(sizes.repeats):
         for model in MODELS:
-            events, seconds = _measure(stack, store, blob, model)
-            micros[model].append(seconds / events * 1e6)
+            events[model], seconds = _measure(stack, store, blob, model)
+            micros[model].append(seconds / events[model] * 1e6)
             say(f"fold {repeat + 1}/{sizes.repeats}: {model} {micros[model][-1]:.1f} µs/event")
     return {
-        "events": events,
+        "events": events["all"],
+        "customer_events": events["fold"],
         "batch": BATCH,
         "cpu_us_per_event": {model: summary(values)["median"] for model, values in micros.items()},
         "repeats": {model: summary(values) for model, values in micros.items()},
@@ -93,6 +118,12 @@ def rows(scenarios: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         return []
     x = scenarios["fold"]
     return [
-        (f"fold: {model} (µs CPU/event)", f"{micros:.1f}", f"{x['events']:,} events", "", "")
+        (
+            f"fold: {'profile fold alone' if model == 'fold' else model} (µs CPU/event)",
+            f"{micros:.1f}",
+            f"{x['customer_events' if model == 'fold' else 'events']:,} events",
+            "",
+            "",
+        )
         for model, micros in x["cpu_us_per_event"].items()
     ]
