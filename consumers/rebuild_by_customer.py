@@ -39,6 +39,7 @@ from infra import feed_queries
 from infra.envelope import Envelope
 from infra.feed_queries import START, Resume
 from infra.readstore import ReadStore
+from infra.runtime import settled_heap
 from infra.store import CUSTOMER_TOPICS, FEED_TOPICS
 from projections.framework import Binding, Projector, now_iso, project
 
@@ -208,5 +209,6 @@ def _worker(
             raise RebuildStopped("another range of this rebuild failed")
 
     check(0, 0)
-    with connect() as (feed, read_store):
+    # this process's start-up is done: the collector scans only the replay's own objects
+    with connect() as (feed, read_store), settled_heap():
         return _rebuild_range(feed, read_store, work, after, before, progress=check)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def settle_heap() -> None:
@@ -15,3 +17,15 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+@contextmanager
+def settled_heap() -> Iterator[None]:
+    """:func:`settle_heap` for one long job (a rebuild, a bench scenario) in a process that
+    goes on afterwards (a CLI command run in-process, the bench): unfrozen when it ends, so
+    what start-up built can be collected again later."""
+    settle_heap()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -206,7 +206,7 @@ def _facts(changes: _Changes, key: str, e: Envelope) -> None:
         changes.purchases[key, data["order_id"]] = None
         return
     if e.type == "customer.purchase_recorded":
-        purchases = {data["order_id"]: {**data, "occurred_at": e.occurred_at.isoformat()}}
+        purchases = {data["order_id"]: {**data, "occurred_at": e.occurred_text}}
     else:  # customer.duplicate_absorbed, or customer.unmerged on the survivor's side
         purchases = data["purchases"]
     gone = e.type == "customer.unmerged"

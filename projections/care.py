@@ -41,15 +41,15 @@ def _registered(state: dict[str, Any], e: Envelope) -> None:
         tier=None,
         attributes=dict(e.data["attributes"]),
         consents={},
-        registered_at=e.occurred_at.isoformat(),
+        registered_at=e.occurred_text,
         last_contact_at=None,
         complaint_at=None,
-        at_risk_at=e.occurred_at.isoformat() if stage == AT_RISK else None,
+        at_risk_at=e.occurred_text if stage == AT_RISK else None,
     )
 
 
 def _contacted(state: dict[str, Any], e: Envelope) -> None:
-    when = e.occurred_at.isoformat()
+    when = e.occurred_text
     last = state["last_contact_at"]
     if last is None or datetime.fromisoformat(last) <= e.occurred_at:
         state["last_contact_at"] = when

@@ -97,8 +97,8 @@ def _registered(state: dict[str, Any], e: Envelope) -> None:
         feedback={"nps": None, "csat": None},
         points=0,
         tier=None,
-        registered_at=e.occurred_at.isoformat(),
-        created_at=e.recorded_at.isoformat(),
+        registered_at=e.occurred_text,
+        created_at=e.recorded_text,
     )
 
 
@@ -111,13 +111,13 @@ def _profile_updated(state: dict[str, Any], e: Envelope) -> None:
 def _contacted(state: dict[str, Any], e: Envelope) -> None:
     contacts = state["contacts"]
     contacts["count"] += 1
-    when = e.occurred_at.isoformat()
+    when = e.occurred_text
     if contacts["last_at"] is None or when > contacts["last_at"]:
         contacts["last_at"] = when
 
 
 def _purchase(state: dict[str, Any], e: Envelope) -> None:
-    purchase = {**e.data, "occurred_at": e.occurred_at.isoformat()}
+    purchase = {**e.data, "occurred_at": e.occurred_text}
     _add_orders(state, {e.data["order_id"]: purchase})
 
 
@@ -259,7 +259,7 @@ def _stamp(state: dict[str, Any], envelope: Envelope) -> None:
     """The bookkeeping of the newest envelope folded: version, position, time recorded."""
     state["version"] = envelope.version
     state["position"] = envelope.position
-    state["updated_at"] = envelope.recorded_at.isoformat()
+    state["updated_at"] = envelope.recorded_text
 
 
 def in_view(

@@ -59,7 +59,7 @@ class ProfilesProjector(Projector):
     def apply(self, tx: Tx, envelopes: Sequence[Envelope]) -> None:
         states = load_states(tx, {e.customer_key for e in envelopes})
         indexed = _reindexed(envelopes)
-        before = {c: (_tags(s), _external(s)) for c, s in states.items() if c in indexed}
+        before = {c: (_tags(states[c]), _external(states[c])) for c in indexed if c in states}
         for envelope in envelopes:
             if (state := states.get(envelope.customer_key)) is None:
                 state = states[envelope.customer_key] = profile_fold.empty(envelope.customer_id)

@@ -96,6 +96,7 @@ class Sizes:
     policy_lag_samples: int
     campaign_customers: int  # base (and audience) of the campaign launch
     duplicate_customers: int = 100_000  # the base a full duplicates scan reads
+    fold_events: int = 20_000  # commands seeded for the read models' CPU per event (``fold``)
 
 
 @dataclass

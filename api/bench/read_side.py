@@ -20,6 +20,7 @@ from bootstrap.processes import projection_worker
 from consumers.migrate import migrate
 from consumers.rebuild import rebuild_all, worker_count
 from infra import kafka
+from infra.runtime import settled_heap
 from projections.registry import all_projectors
 
 Say = Callable[[str], None]
@@ -51,7 +52,8 @@ def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
 def projections(
     stack: Stack, services: Services, topic: str, expected: int, *, sizes: Sizes, say: Say
 ) -> dict[str, Any]:
-    """Every PostgreSQL read model fed from ``topic`` vs a consumer that only reads it."""
+    """Every PostgreSQL read model fed from ``topic`` vs a consumer that only reads it, each
+    from a settled heap (:func:`~infra.runtime.settled_heap`), as in a long-running process."""
     assert stack.broker is not None
     bootstrap = stack.broker.bootstrap
     rates, raw, ratios, ceiling = [], [], [], []
@@ -73,15 +75,17 @@ def projections(
                     projectors=target.projectors,
                 )
                 worker.seek(partitions)
-                started, cpu = time.perf_counter(), time.process_time()
-                while worker.applied < expected and time.perf_counter() - started < DEADLINE_S:
-                    worker.poll_once()
-                rates.append(worker.applied / (time.perf_counter() - started))
-                ceiling.append(worker.applied / (time.process_time() - cpu))
+                with settled_heap():  # as `clientele consume` before its loop (Process.run)
+                    started, cpu = time.perf_counter(), time.process_time()
+                    while worker.applied < expected and time.perf_counter() - started < DEADLINE_S:
+                        worker.poll_once()
+                    rates.append(worker.applied / (time.perf_counter() - started))
+                    ceiling.append(worker.applied / (time.process_time() - cpu))
             finally:
                 consumer.close()
                 dlq.close(timeout=10)
-        raw.append(expected / _raw_consume(bootstrap, topic, expected))
+        with settled_heap():  # the baseline starts from the same settled heap
+            raw.append(expected / _raw_consume(bootstrap, topic, expected))
         ratios.append(rates[-1] / raw[-1])
         say(
             f"projections {repeat + 1}/{sizes.repeats}: {rates[-1]:,.0f} events/s, raw {raw[-1]:,.0f}"
@@ -122,15 +126,16 @@ def rebuild(stack: Stack, sizes: Sizes, say: Say, *, kept: bool = False) -> dict
         else:
             say(f"rebuild: reusing the kept store of {sizes.rebuild_events:,} events")
         workers = worker_count(services.settings.rebuild_workers)
-        cpu = _cpu_seconds()
-        results = rebuild_all(
-            services.feed,
-            services.read_store,
-            services.projectors,
-            workers=workers,
-            connect=services.connect_worker,
-        )
-        cpu = _cpu_seconds() - cpu
+        with settled_heap():  # as `clientele projections rebuild` (and its workers)
+            cpu = _cpu_seconds()
+            results = rebuild_all(
+                services.feed,
+                services.read_store,
+                services.projectors,
+                workers=workers,
+                connect=services.connect_worker,
+            )
+            cpu = _cpu_seconds() - cpu
     if kept and not seeded:
         _seeded_marker(stack, sizes.rebuild_events, customers).touch()
     events, seconds = results[0].events, results[0].seconds

@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from rich.table import Table
 
+from api.bench import fold
+
 Check = tuple[str, str, Callable[[dict[str, Any]], bool]]
 
 # scenario -> (what is compared, target as text, test)
@@ -284,8 +286,10 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 
 def _feature_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """Rows of the feature groups (analytics, policies, campaigns, duplicates) that ran."""
+    """Rows of the feature groups (analytics, policies, campaigns, duplicates) and of the
+    read models' CPU per event (``fold``) that ran."""
     rows = _analytics_rows(s["analytics"]) if "analytics" in s else []
+    rows += fold.rows(s)
     if "policy_sweep" in s:
         rows += _policy_rows(s["policy_sweep"], s["policy_lag"])
     if "campaign_launch" in s:

@@ -17,6 +17,7 @@ from api.bench import (
     campaigns,
     cli_start,
     duplicates,
+    fold,
     growth,
     imports,
     live,
@@ -62,6 +63,7 @@ QUICK = Sizes(
     policy_lag_samples=10,
     campaign_customers=300,
     duplicate_customers=5_000,
+    fold_events=4_000,
 )
 FULL = Sizes(
     repeats=3,
@@ -105,8 +107,9 @@ GROUPS = (
     "campaigns",
     "duplicates",
 )
-ON_REQUEST = ("read_throughput",)
-"""Groups run only when named by ``--only`` (``read_throughput`` is also part of ``live``)."""
+ON_REQUEST = ("read_throughput", "fold")
+"""Groups run only when named by ``--only`` (``read_throughput`` is also part of ``live``;
+``fold`` measures each read model's CPU per event, for work on them)."""
 
 
 def _ingest(sizes: Sizes, say: Say) -> dict[str, Any]:
@@ -153,6 +156,11 @@ def _read_throughput(sizes: Sizes, say: Say) -> dict[str, Any]:
         return read_throughput.run(stack, sizes, say)
 
 
+def _fold(sizes: Sizes, say: Say) -> dict[str, Any]:
+    with throwaway() as stack:
+        return {"fold": fold.run(stack, sizes, say)}
+
+
 def _growth(sizes: Sizes, say: Say) -> dict[str, Any]:
     with throwaway(broker=True) as stack:
         return growth.run(stack, sizes, say)
@@ -185,6 +193,7 @@ RUNNERS: dict[str, Callable[[Sizes, Say], dict[str, Any]]] = {
     "rebuild": _rebuild,
     "live": _live,
     "read_throughput": _read_throughput,
+    "fold": _fold,
     "growth": _growth,
     "cli": cli_start.run,
     "analytics": _analytics,

@@ -146,6 +146,7 @@ def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
     from bootstrap import build
     from consumers.migrate import migrate
     from consumers.rebuild import rebuild, worker_count
+    from infra.runtime import settled_heap
     from projections.registry import by_name
 
     with build() as services:
@@ -156,7 +157,8 @@ def _rebuild(name: str, *, verify_only: bool) -> RebuildResult:
             raise fail(str(error.args[0]), 2) from None
         if verify_only and services.runner is not None:
             services.runner.catch_up()  # embedded: compare the live copy at the store's head
-        with progress_bar() as progress:
+        # start-up's heap out of the collector's way for the replay, as long-running processes do
+        with settled_heap(), progress_bar() as progress:
             task = progress.add_task(f"{'verifying' if verify_only else 'rebuilding'} {name}")
             return rebuild(
                 services.feed,

@@ -57,6 +57,14 @@ def test_relay_ratio_is_the_median_of_its_repeats(tmp_path: Path) -> None:
     assert relay["ratio"] == ratios["median"] > 0
 
 
+@pytest.mark.timeout(120)
+def test_fold_reports_each_read_models_cpu_per_event(tmp_path: Path) -> None:
+    fold = _quick_bench(tmp_path, 110, "--only", "fold")["scenarios"]["fold"]
+    assert set(fold["cpu_us_per_event"]) == {"fold", "profiles", "audit", "segments", "all"}
+    assert all(micros > 0 for micros in fold["cpu_us_per_event"].values()), fold
+    assert fold["events"] > 0 and fold["repeats"]["all"]["n"] >= 1
+
+
 @pytest.mark.timeout(300)
 def test_rebuild_store_is_seeded_once_and_reused(tmp_path: Path) -> None:
     home = Path(tempfile.mkdtemp(prefix="clientele-e2e-kept-"))

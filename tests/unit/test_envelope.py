@@ -205,3 +205,18 @@ def test_the_written_constructor_takes_and_sets_every_field_as_the_dataclass_did
     with pytest.raises(dataclasses.FrozenInstanceError):
         bare.version = 5  # type: ignore[misc]
     assert bare.id == event_id(UUID(int=7), 3) and bare.customer_key == str(UUID(int=7))
+
+
+def test_times_as_text_are_formatted_once_and_not_carried_by_a_replacement() -> None:
+    occurred = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    recorded = datetime(2026, 1, 2, 3, 4, 6, 789, tzinfo=UTC)
+    envelope = Envelope(
+        "customer.tagged", 1, UUID(int=7), 3, 9, occurred, recorded, "a", "c", None, {}
+    )
+    assert (envelope.occurred_text, envelope.recorded_text) == (
+        occurred.isoformat(),
+        recorded.isoformat(),
+    )
+    assert {"occurred_text", "recorded_text"} <= set(vars(envelope))  # kept, not formatted again
+    later = dataclasses.replace(envelope, recorded_at=recorded.replace(microsecond=0))
+    assert later.recorded_text == "2026-01-02T03:04:06+00:00"
