@@ -23,9 +23,13 @@ def settle_heap() -> None:
 def settled_heap() -> Iterator[None]:
     """:func:`settle_heap` for one long job (a rebuild, a bench scenario) in a process that
     goes on afterwards (a CLI command run in-process, the bench): unfrozen when it ends, so
-    what start-up built can be collected again later."""
+    what start-up built can be collected again later. In a process whose heap is frozen
+    already (a long-running one settled at start) it stays frozen: that freeze is not ours
+    to undo."""
+    ours = gc.get_freeze_count() == 0
     settle_heap()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if ours:
+            gc.unfreeze()

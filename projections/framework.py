@@ -334,10 +334,8 @@ def project(
             row_names,
         )
     )
-    missing = [name for name in row_names if name not in known]
-    if missing:
-        msg = f"projection {missing[0]!r} has no state row; run migrate"
-        raise LookupError(msg)
+    if missing := [name for name in row_names if name not in known]:
+        raise LookupError(f"projection {missing[0]!r} has no state row; run migrate")
     at = [int(known[name]) for name in row_names]
     floors = at if by_position else [0] * len(at)
     lowest = min((e.position for e in envelopes), default=0)
@@ -368,12 +366,8 @@ def project(
     outcomes = apply_shares(tx, shares)
     for (binding, _, gaps), share, (applied, failed) in zip(plans, shares, outcomes, strict=True):
         projector = binding.projector
-        share.tx.upsert(
-            projector.versions_table,
-            ("customer_id",),
-            ("customer_id", "version"),
-            sorted(applied.items()),
-        )
+        key, columns = ("customer_id",), ("customer_id", "version")
+        share.tx.upsert(projector.versions_table, key, columns, sorted(applied.items()))
         if gaps or failed:
             park(share.tx, projector, [*gaps, *failed])
     advanced: dict[str, int] = {}

@@ -15,7 +15,6 @@ models alternate within each repeat, so a busy host inflates all of them alike.
 
 from __future__ import annotations
 
-import gc
 import pickle
 import random
 import time
@@ -27,6 +26,7 @@ from api.bench.harness import Sizes, Stack, summary
 from bootstrap import build
 from consumers.migrate import migrate
 from domain.events import EVENT_TYPES
+from infra.runtime import settled_heap
 from projections import profile_fold
 from projections.framework import Binding, project
 
@@ -56,17 +56,13 @@ def _fold_alone(blob: bytes) -> tuple[int, float]:
     """(events, CPU seconds) of folding the pickled customer envelopes into profile states."""
     envelopes = [e for e in pickle.loads(blob) if e.type in EVENT_TYPES]
     states: dict[str, dict[str, Any]] = {}
-    gc.collect()
-    gc.freeze()
-    try:
+    with settled_heap():
         cpu = time.process_time()
         for envelope in envelopes:
             if (state := states.get(envelope.customer_key)) is None:
                 state = states[envelope.customer_key] = profile_fold.empty(envelope.customer_id)
             profile_fold.apply(state, envelope)
         return len(envelopes), time.process_time() - cpu
-    finally:
-        gc.unfreeze()
 
 
 def _measure(stack: Stack, store: str, blob: bytes, model: str) -> tuple[int, float]:
@@ -79,18 +75,16 @@ def _measure(stack: Stack, store: str, blob: bytes, model: str) -> tuple[int, fl
     with build(settings) as target:
         migrate(target)
         projectors = [p for p in target.projectors if model in ("all", p.name)]
+        if not projectors:  # else nothing would be timed
+            raise ValueError(f"no read model {model!r} to measure")
         bindings = [Binding.live(p) for p in projectors]
         envelopes = pickle.loads(blob)
-        gc.collect()
-        gc.freeze()
-        try:
+        with settled_heap():
             cpu = time.process_time()
             for start in range(0, len(envelopes), BATCH):
                 with target.read_store.transaction() as tx:
                     project(tx, bindings, envelopes[start : start + BATCH])
             return len(envelopes), time.process_time() - cpu
-        finally:
-            gc.unfreeze()
 
 
 def run(stack: Stack, sizes: Sizes, say: Say) -> dict[str, Any]:
