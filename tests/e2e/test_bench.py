@@ -63,6 +63,9 @@ def test_fold_reports_each_read_models_cpu_per_event(tmp_path: Path) -> None:
     assert set(fold["cpu_us_per_event"]) == {"fold", "profiles", "audit", "segments", "all"}
     assert all(micros > 0 for micros in fold["cpu_us_per_event"].values()), fold
     assert fold["events"] > 0 and fold["repeats"]["all"]["n"] >= 1
+    micros = fold["cpu_us_per_event"]  # each model folds and writes; all nine do more still
+    models = [micros[name] for name in ("profiles", "audit", "segments")]
+    assert micros["all"] > max(models) and min(models) > micros["fold"], micros
 
 
 @pytest.mark.timeout(300)
