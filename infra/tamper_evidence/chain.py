@@ -16,6 +16,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from infra.pg_arrays import Bigints, Texts
+
 GENESIS = "0" * 64
 DOMAIN_TAG = b"clientele.event.v1\x00"
 HASHES_DDL = (
@@ -111,11 +113,11 @@ def postgres_links(cursor: Any, stored_events: Sequence[StoredEvent]) -> None:
     field (a fixed statement, binary parameters: no per-row SQL or text rendering)."""
 
     def head(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-        cursor.execute(_PG_HEADS, ([i for i, _ in pairs], [v for _, v in pairs]))
+        cursor.execute(_PG_HEADS, (Texts([i for i, _ in pairs]), Bigints([v for _, v in pairs])))
         return {
             (row["originator_id"], int(row["originator_version"])): row["hash"]
             for row in cursor.fetchall()
         }
 
-    links = chain(stored_events, head)
-    cursor.execute(_PG_INSERT, [list(column) for column in zip(*links, strict=True)])
+    ids, versions, previous, digests = zip(*chain(stored_events, head), strict=True)
+    cursor.execute(_PG_INSERT, (Texts(ids), Bigints(versions), Texts(previous), Texts(digests)))
