@@ -192,18 +192,26 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
 
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
         """Two fixed statements with binary id and version arrays: psycopg parses each once
-        (the shared ``VALUES`` form is a new statement, parsed in Python, per batch size)."""
+        (the shared ``VALUES`` form is a new statement, parsed in Python, per batch size);
+        their rows come back in binary."""
         cold = [i for i in aggregate_ids if i not in versions]
         snapshots: dict[UUID, StoredEvent] = {}
         if cold:
-            rows = self._rows(self._latest_snapshots, [Uuids(cold)])
+            rows = self._binary_rows(self._latest_snapshots, [Uuids(cold)])
             snapshots = {as_uuid(row.originator_id): row for row in stored_rows(rows)}
         since = {i: s.originator_version for i, s in snapshots.items()} | versions
         events: dict[UUID, list[StoredEvent]] = {}
         params = [Uuids(aggregate_ids), Bigints([since.get(i, 0) for i in aggregate_ids])]
-        for row in stored_rows(self._rows(self._events_after, params)):
+        for row in stored_rows(self._binary_rows(self._events_after, params)):
             events.setdefault(as_uuid(row.originator_id), []).append(row)
         return snapshots, events
+
+    def _binary_rows(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """Rows in binary: states arrive as their bytes and ids as 16 bytes, where the text
+        form sent each state as hex for psycopg to parse back (and the server to make)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, params, binary=True)
+            return list(cursor.fetchall())
 
     def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
         """Both statements in one pipeline (one implicit transaction; under READ COMMITTED
