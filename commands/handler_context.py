@@ -56,6 +56,8 @@ class Env:
         skew), since no event may precede its customer's registration."""
         if when is None:
             when = max([self.meta.occurred_at, *(c.registered_at for c in customers)])
+        if when is self.meta.occurred_at:  # the usual case: the meta itself (it is frozen)
+            return self.meta
         return replace(self.meta, occurred_at=when)
 
 

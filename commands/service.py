@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -207,10 +208,11 @@ class CommandService:
             uow.prefetch(_targets(uow, commands))
             uow.prefetch(_holders(uow, commands))  # customers named by external id: one query
             now = self.clock()
+            envs: dict[int, Env] = {}  # one per context (a batch's commands share theirs)
             plans = [
                 refused[index]
                 if index in refused
-                else self._plan(command, self._env(uow, context, now))
+                else self._plan(command, self._env(envs, uow, context, now))
                 for index, (command, context) in enumerate(items)
             ]
             try:
@@ -228,16 +230,25 @@ class CommandService:
                 self.on_commit(max(positions.values()))
             known = self.store.positions_of(_unrecorded(plans, positions))  # replays, no-ops
             outcomes = [self._outcome(plan, positions, known) for plan in plans]
-            for command, outcome in zip(commands, outcomes, strict=True):
-                label = outcome.problem.code if outcome.problem else outcome.status
-                COMMANDS.labels(command.NAME, label).inc()
+            counted = Counter(
+                (command.NAME, outcome.problem.code if outcome.problem else outcome.status)
+                for command, outcome in zip(commands, outcomes, strict=True)
+            )
+            for labels, count in counted.items():  # one metric update per kind, not command
+                COMMANDS.labels(*labels).inc(count)
             return outcomes
         problem = ConcurrentWrite(f"gave up after {self.retries + 1} conflicting attempts")
         return [Outcome("rejected", problem=problem) for _ in commands]
 
-    def _env(self, uow: UnitOfWork, context: Context, now: datetime) -> Env:
-        meta = Meta(context.actor, context.correlation_id, context.causation_id, now)
-        return Env(uow, meta, self.default_region, self.business_time_floor, self.merge_part_size)
+    def _env(self, envs: dict[int, Env], uow: UnitOfWork, context: Context, now: datetime) -> Env:
+        """The handlers' environment for ``context`` (frozen, so shared by its commands)."""
+        env = envs.get(id(context))
+        if env is None:
+            meta = Meta(context.actor, context.correlation_id, context.causation_id, now)
+            env = envs[id(context)] = Env(
+                uow, meta, self.default_region, self.business_time_floor, self.merge_part_size
+            )
+        return env
 
     def _plan(self, command: Command, env: Env) -> _Planned | DomainError:
         uow = env.uow

@@ -68,9 +68,11 @@ class UnitOfWork:
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         self._touch(aggregate_id)
-        if aggregate_id not in self._aggregates:  # most are prefetched: no call for those
+        try:
+            return self._aggregates[aggregate_id]  # most are prefetched: no call for those
+        except KeyError:
             self.prefetch([aggregate_id])
-        return self._aggregates[aggregate_id]
+            return self._aggregates[aggregate_id]
 
     def prefetch(self, aggregate_ids: Iterable[UUID]) -> None:
         """Load many aggregates in a few queries (absent ones are remembered as absent)."""
@@ -80,8 +82,8 @@ class UnitOfWork:
         known = self._cache.take(wanted) if self._cache is not None else {}
         found = load_many(self.store, wanted, known)
         for aggregate_id in wanted:
-            self._aggregates[aggregate_id] = found.get(aggregate_id)
-            if aggregate_id in found:
+            aggregate = self._aggregates[aggregate_id] = found.get(aggregate_id)
+            if aggregate is not None:
                 self._stored.add(aggregate_id)
 
     def idempotency_id(self, key: str) -> UUID:

@@ -46,15 +46,16 @@ def load_many(
     earlier version, maybe written again up to it) is dropped and loaded afresh. The others
     are folded from their newest snapshot.
     """
-    digests = {i: digest for i, (_, digest) in (known or {}).items()}
-    held = {i: aggregate for i, (aggregate, _) in (known or {}).items()}
+    # a copy (it is taken over), made without hashing the ids again: a UUID's hash is Python
+    # code, and every lookup per aggregate showed in the writer's profile
+    held: dict[UUID, Known] = dict(known) if known else {}
     found: dict[UUID, Aggregate] = {}
     unique = list(dict.fromkeys(aggregate_ids))
     for chunk in chunks(unique):
         # from the known version itself: its row proves the store holds what we hold (digest)
-        versions = {i: held[i].version - 1 for i in chunk if i in held}
+        versions = {i: entry[0].version - 1 for i in chunk if (entry := held.get(i)) is not None}
         snapshots, events = store.backend.latest(chunk, versions)  # two queries on SQL
-        unheld = [i for i in versions if not _holds(events.get(i), versions[i] + 1, digests[i])]
+        unheld = [i for i, v in versions.items() if not _holds(events.get(i), v + 1, held[i][1])]
         for aggregate_id in unheld:
             del held[aggregate_id], versions[aggregate_id]
         if unheld:
@@ -64,16 +65,17 @@ def load_many(
         store.data_keys.preload(i.hex for i in [*snapshots, *events])
         for aggregate_id in chunk:
             snapshot, newer = snapshots.get(aggregate_id), events.get(aggregate_id, [])
-            aggregate: Any = held.get(aggregate_id)
-            if aggregate is not None:
-                newer = newer[1:]  # the known version itself
+            entry = held.get(aggregate_id)
+            aggregate: Any = None
+            if entry is not None:
+                aggregate, newer = entry[0], newer[1:]  # the known version itself
             for row in [snapshot, *newer] if snapshot is not None else newer:
                 aggregate = store.mapper.to_domain_event(row).mutate(aggregate)  # type: ignore[attr-defined]
             if aggregate is None:
                 continue
             found[aggregate_id] = aggregate
             if isinstance(aggregate, Customer):
-                if aggregate_id in versions:
+                if entry is not None:
                     store.footprints.extend(aggregate_id, newer)
                 else:
                     store.footprints.loaded(aggregate_id, snapshot, newer)

@@ -154,6 +154,12 @@ class DataKeys(ABC):
             keys[customer] = key
         return keys
 
+    def for_writing_one(self, customer_id: str) -> bytes:
+        """:meth:`for_writing` of one customer; a key already held is returned without the
+        sets and lists of the batch form (every sealed event asks, its batch's keys held)."""
+        key = self._cache.get(customer_id)
+        return key if key is not None else self.for_writing([customer_id])[customer_id]
+
     def preload(self, customer_ids: Iterable[str]) -> None:
         """Load the keys of many customers with one query per 500 (before opening a batch)."""
         missing = [c for c in set(customer_ids) if c not in self._cache]

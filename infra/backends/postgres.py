@@ -52,6 +52,7 @@ from infra.backends.base import (
 from infra.backends.postgres_keys import PostgresDataKeys
 from infra.backends.sql import SqlBackend
 from infra.data_keys import KEYS_DDL, DataKeys, MasterKeys, shred_in_transaction
+from infra.pg_arrays import Bigints, Byteas, Packed, Texts, Uuids
 from infra.readstore import STALE_CHECK
 from infra.tamper_evidence.chain import HASHES_DDL, postgres_links
 
@@ -136,7 +137,8 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
     ) -> None:
         self._lock_table(curs)
-        curs.execute(self._conflict_statement, _columns(stored_events)[:2])
+        columns = _columns(stored_events)
+        curs.execute(self._conflict_statement, columns[:2])
         clash = curs.fetchone()
         if clash is not None:
             msg = (
@@ -148,7 +150,7 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         shred_in_transaction(curs, stored_events, "%s", self.snapshots_table)  # erasures
         self._notify_channel(curs)
         # last on this cursor: eventsourcing reads the new positions from it
-        curs.execute(self._insert_columns, _columns(stored_events))
+        curs.execute(self._insert_columns, columns)
 
     @property
     def notify_channel(self) -> str | None:
@@ -190,18 +192,26 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
 
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
         """Two fixed statements with binary id and version arrays: psycopg parses each once
-        (the shared ``VALUES`` form is a new statement, parsed in Python, per batch size)."""
+        (the shared ``VALUES`` form is a new statement, parsed in Python, per batch size);
+        their rows come back in binary."""
         cold = [i for i in aggregate_ids if i not in versions]
         snapshots: dict[UUID, StoredEvent] = {}
         if cold:
-            rows = self._rows(self._latest_snapshots, [cold])
+            rows = self._binary_rows(self._latest_snapshots, [Uuids(cold)])
             snapshots = {as_uuid(row.originator_id): row for row in stored_rows(rows)}
         since = {i: s.originator_version for i, s in snapshots.items()} | versions
         events: dict[UUID, list[StoredEvent]] = {}
-        params = [list(aggregate_ids), [since.get(i, 0) for i in aggregate_ids]]
-        for row in stored_rows(self._rows(self._events_after, params)):
+        params = [Uuids(aggregate_ids), Bigints([since.get(i, 0) for i in aggregate_ids])]
+        for row in stored_rows(self._binary_rows(self._events_after, params)):
             events.setdefault(as_uuid(row.originator_id), []).append(row)
         return snapshots, events
+
+    def _binary_rows(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """Rows in binary: states arrive as their bytes and ids as 16 bytes, where the text
+        form sent each state as hex for psycopg to parse back (and the server to make)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, params, binary=True)
+            return list(cursor.fetchall())
 
     def head_and_rows(self, aggregate_id: UUID) -> tuple[int, list[HistoryRow]]:
         """Both statements in one pipeline (one implicit transaction; under READ COMMITTED
@@ -243,13 +253,14 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         return positioned_rows(aggregate_id, rows)
 
 
-def _columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
-    """The events as four column arrays (id, version, topic, state), in their order."""
+def _columns(stored_events: Sequence[StoredEvent]) -> tuple[Packed, ...]:
+    """The events as four column arrays (id, version, topic, state), in their order, each
+    packed in one go (:mod:`infra.pg_arrays`)."""
     return (
-        [e.originator_id for e in stored_events],
-        [e.originator_version for e in stored_events],
-        [e.topic for e in stored_events],
-        [e.state for e in stored_events],
+        Uuids([as_uuid(e.originator_id) for e in stored_events]),
+        Bigints([e.originator_version for e in stored_events]),
+        Texts([e.topic for e in stored_events]),
+        Byteas([e.state for e in stored_events]),
     )
 
 

@@ -16,6 +16,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from infra.pg_arrays import Bigints, Texts
+
 GENESIS = "0" * 64
 DOMAIN_TAG = b"clientele.event.v1\x00"
 HASHES_DDL = (
@@ -30,17 +32,9 @@ Link = tuple[str, int, str, str]  # (aggregate id hex, version, prev_hash, hash)
 def link(previous: str, originator_id: UUID | str, version: int, topic: str, state: bytes) -> str:
     """The hash of one stored event given the hash of the one before it."""
     identity = originator_id.bytes if isinstance(originator_id, UUID) else originator_id.encode()
-    digest = hashlib.sha256(DOMAIN_TAG)
-    for part in (
-        identity,
-        version.to_bytes(8, "big"),
-        topic.encode(),
-        b"\x00",
-        state,
-        previous.encode(),
-    ):
-        digest.update(part)
-    return digest.hexdigest()
+    # one joined buffer, one call into the hash: the same digest as feeding the parts in turn
+    parts = (DOMAIN_TAG, identity, version.to_bytes(8, "big"), topic.encode(), b"\x00")
+    return hashlib.sha256(b"".join((*parts, state, previous.encode()))).hexdigest()
 
 
 def _key(originator_id: UUID | str) -> str:
@@ -52,20 +46,20 @@ def chain(
     head: Callable[[list[tuple[str, int]]], dict[tuple[str, int], str]],
 ) -> list[Link]:
     """Links for a batch; ``head`` looks up the stored hashes of the versions just before it."""
+    keyed = sorted(
+        [(_key(e.originator_id), e.originator_version, e) for e in stored_events],
+        key=lambda item: item[:2],
+    )
     firsts: dict[str, int] = {}
-    for event in stored_events:
-        key = _key(event.originator_id)
-        firsts[key] = min(firsts.get(key, event.originator_version), event.originator_version)
+    for key, version, _ in keyed:  # in version order: the first seen is the lowest
+        firsts.setdefault(key, version)
     wanted = [(key, version - 1) for key, version in firsts.items() if version > 1]
     known = head(wanted) if wanted else {}
     previous = {key: known.get((key, version - 1), GENESIS) for key, version in firsts.items()}
     links = []
-    for event in sorted(stored_events, key=lambda e: (_key(e.originator_id), e.originator_version)):
-        key = _key(event.originator_id)
-        digest = link(
-            previous[key], event.originator_id, event.originator_version, event.topic, event.state
-        )
-        links.append((key, event.originator_version, previous[key], digest))
+    for key, version, event in keyed:
+        digest = link(previous[key], event.originator_id, version, event.topic, event.state)
+        links.append((key, version, previous[key], digest))
         previous[key] = digest
     return links
 
@@ -111,11 +105,11 @@ def postgres_links(cursor: Any, stored_events: Sequence[StoredEvent]) -> None:
     field (a fixed statement, binary parameters: no per-row SQL or text rendering)."""
 
     def head(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-        cursor.execute(_PG_HEADS, ([i for i, _ in pairs], [v for _, v in pairs]))
+        cursor.execute(_PG_HEADS, (Texts([i for i, _ in pairs]), Bigints([v for _, v in pairs])))
         return {
             (row["originator_id"], int(row["originator_version"])): row["hash"]
             for row in cursor.fetchall()
         }
 
-    links = chain(stored_events, head)
-    cursor.execute(_PG_INSERT, [list(column) for column in zip(*links, strict=True)])
+    ids, versions, previous, digests = zip(*chain(stored_events, head), strict=True)
+    cursor.execute(_PG_INSERT, (Texts(ids), Bigints(versions), Texts(previous), Texts(digests)))
