@@ -68,11 +68,9 @@ class UnitOfWork:
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         self._touch(aggregate_id)
-        try:
-            return self._aggregates[aggregate_id]  # most are prefetched: no call for those
-        except KeyError:
+        if aggregate_id not in self._aggregates:  # most are prefetched: no call for those
             self.prefetch([aggregate_id])
-            return self._aggregates[aggregate_id]
+        return self._aggregates[aggregate_id]
 
     def prefetch(self, aggregate_ids: Iterable[UUID]) -> None:
         """Load many aggregates in a few queries (absent ones are remembered as absent)."""

@@ -31,13 +31,13 @@ class Packed(list[Any]):
     ELEMENT_OID: ClassVar[int]
     ARRAY_OID: ClassVar[int]
 
-    def pack(self) -> bytes:
-        """The array's binary form (``array_send``)."""
+    def pack(self, encoding: str = "utf-8") -> bytes:
+        """The array's binary form (``array_send``); text in the connection's ``encoding``."""
         if not self:
             return _EMPTY.pack(0, 0, self.ELEMENT_OID)
-        return _HEADER.pack(1, 0, self.ELEMENT_OID, len(self), 1) + self._elements()
+        return _HEADER.pack(1, 0, self.ELEMENT_OID, len(self), 1) + self._elements(encoding)
 
-    def _elements(self) -> bytes:
+    def _elements(self, encoding: str) -> bytes:
         raise NotImplementedError
 
 
@@ -46,7 +46,7 @@ class Uuids(Packed):
 
     ELEMENT_OID, ARRAY_OID = 2950, 2951
 
-    def _elements(self) -> bytes:
+    def _elements(self, _encoding: str) -> bytes:
         return b"".join([_UUID_SIZE + value.bytes for value in self])
 
 
@@ -55,17 +55,17 @@ class Bigints(Packed):
 
     ELEMENT_OID, ARRAY_OID = 20, 1016
 
-    def _elements(self) -> bytes:
+    def _elements(self, _encoding: str) -> bytes:
         return b"".join([_BIGINT_SIZE + value.to_bytes(8, "big", signed=True) for value in self])
 
 
 class Texts(Packed):
-    """``text[]`` from ``str`` values (UTF-8)."""
+    """``text[]`` from ``str`` values (in the connection's encoding, as psycopg's own)."""
 
     ELEMENT_OID, ARRAY_OID = 25, 1009
 
-    def _elements(self) -> bytes:
-        return _lengths_and_bytes([value.encode() for value in self])
+    def _elements(self, encoding: str) -> bytes:
+        return _lengths_and_bytes([value.encode(encoding) for value in self])
 
 
 class Byteas(Packed):
@@ -73,7 +73,7 @@ class Byteas(Packed):
 
     ELEMENT_OID, ARRAY_OID = 17, 1001
 
-    def _elements(self) -> bytes:
+    def _elements(self, _encoding: str) -> bytes:
         return _lengths_and_bytes(self)
 
 
@@ -85,7 +85,8 @@ class _PackedDumper(Dumper):
     format = Format.BINARY
 
     def dump(self, obj: Packed) -> bytes:
-        return obj.pack()
+        connection = self.connection
+        return obj.pack(connection.info.encoding if connection is not None else "utf-8")
 
 
 for _cls in (Uuids, Bigints, Texts, Byteas):
