@@ -16,7 +16,10 @@ happens only after a poll that returned no records, so nothing polled is dropped
 member resumes from the positions its owner keeps (Kafka's committed offsets for ``ingest``,
 which commits after each answered batch and whose commands are idempotent; the read store's
 offsets for projection consumers, sought on assignment). During a broker outage this costs
-one rebuild per ``stall_seconds`` and one warning per outage.
+one warning per outage and a rebuild per bound; the bound is doubled (once,
+:data:`MAX_DOUBLINGS`) after a rebuild that did not make the member live again, so a join that
+takes longer than ``stall_seconds`` (tansu's first join, a replaced member that could not leave
+holding the next one for its session timeout) is not cut short again and again.
 
 It also lets the broker hold its fetches only briefly while records flow, and long when idle
 (:mod:`infra.kafka_fetch_wait`): tansu answers a held fetch only at its next look.
@@ -40,6 +43,8 @@ log = structlog.get_logger(__name__)
 STALL_SECONDS = 60.0
 """How long a member may go unheard by its group before it is rebuilt (broker restarts and
 rebalances on tansu take seconds; the fault-injection bound is 180 s)."""
+MAX_DOUBLINGS = 1
+"""Rebuilds in a row after which the bound stops doubling (at twice ``stall_seconds``)."""
 CLOSE_TIMEOUT_MS = 5_000
 METADATA_MAX_AGE_MS = 5_000
 
@@ -97,7 +102,14 @@ class GroupConsumer:
         self._subscription: tuple[list[str], Any] | None = None
         self._live_at = time.monotonic()  # the last time it was known live (or made)
         self._stuck = False  # rebuilt since it was last live
+        self._in_a_row = 0  # rebuilds since it was last live
         self.rebuilds = 0
+
+    @property
+    def stall_bound(self) -> float:
+        """Seconds the current member may go unheard: ``stall_seconds``, doubled per rebuild
+        since the member was last live, at most :data:`MAX_DOUBLINGS` times."""
+        return self.stall_seconds * float(2 ** min(self._in_a_row, MAX_DOUBLINGS))
 
     @property
     def consumer(self) -> KafkaConsumer:
@@ -118,16 +130,18 @@ class GroupConsumer:
         heard = last_heard(self._consumer)
         if batches or (heard is not None and heard > self._live_at):
             self._live_at = now
+            self._in_a_row = 0
             if self._stuck:
                 self._stuck = False
                 log.info("kafka.consumer_live_again", consumer=self.name, rebuilds=self.rebuilds)
-        elif now - self._live_at >= self.stall_seconds:
+        elif now - self._live_at >= self.stall_bound:
             self.rebuild(f"not heard by its group for {now - self._live_at:.0f} s")
         return batches
 
     def rebuild(self, reason: str) -> None:
         """Close the current consumer (bounded) and put a new, resubscribed one in its place."""
         self.rebuilds += 1
+        self._in_a_row += 1
         event = "kafka.consumer_rebuilt"
         fields = {"consumer": self.name, "reason": reason, "rebuilds": self.rebuilds}
         if self._stuck:
