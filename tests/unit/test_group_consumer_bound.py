@@ -5,25 +5,19 @@ the member live again (a join longer than the bound is not cut short for good), 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from infra.kafka_group import GroupConsumer
+from tests.unit.test_fetch_wait import Consumer
 
 
 @dataclass
-class Fetcher:
-    config: dict[str, Any] = field(default_factory=lambda: {"fetch_max_wait_ms": 500})
-
-
-@dataclass
-class Member:
+class Member(Consumer):
     """A member that never hears from its group; ``records`` makes its next poll return one."""
 
-    config: dict[str, Any] = field(default_factory=lambda: {"fetch_max_wait_ms": 500})
-    _fetcher: Fetcher = field(default_factory=Fetcher)
     records: bool = False
 
     def poll(self, timeout_ms: int = 0) -> dict[Any, list[Any]]:
