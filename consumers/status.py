@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 from typing import Any, Protocol
-from uuid import UUID
 
 from consumers.catch_up import CATCH_UP_EVENTS
 from consumers.consumer_offsets import groups, losses, stored
@@ -128,23 +127,22 @@ def behind(svc: Pipeline, names: Iterable[str], wanted: int) -> dict[str, int]:
 
 
 def customer_behind(
-    svc: Pipeline, names: Iterable[str], customer_id: str, wanted: int
+    svc: Pipeline, names: Iterable[str], customer_id: str, needed: int
 ) -> dict[str, int]:
     """The projections among ``names`` fed by customer (not in log order) that have not yet
-    applied every event of ``customer_id`` up to position ``wanted``: name -> the version
-    they applied.
+    applied version ``needed`` of ``customer_id``: name -> the version they applied.
 
-    Their position is the highest they applied; with several Kafka partitions it can pass an
-    event of this customer still unread on another partition. A customer's events share one
-    partition, in order, so its applied version (``{name}_versions``) is compared with the
-    store's :meth:`~infra.store.EventStore.version_at`. What another customer's event changes
-    in this one's rows (an erasure blanking the copies others hold) is not covered.
+    ``needed`` is the customer's version at the position a reader waits for
+    (:meth:`~infra.store.EventStore.version_at`, asked once per wait: the versions up to a
+    written event are all committed when its write is acknowledged). A projection's position
+    is the highest it applied; with several Kafka partitions it can pass an event of this
+    customer still unread on another partition. A customer's events share one partition, in
+    order, so its applied version (``{name}_versions``) is what tells. What another
+    customer's event changes in this one's rows (an erasure blanking the copies others hold)
+    is not covered.
     """
     by_customer = [p for p in map(by_name, names) if not p.log_order]
-    if not by_customer:
-        return {}
-    needed = svc.store.version_at(UUID(customer_id), wanted)
-    if needed == 0:
+    if not by_customer or needed == 0:
         return {}
     tables = {t: t for p in by_customer for t in Binding.live(p).tables.values()}
     with svc.read_store.snapshot(tables) as tx:

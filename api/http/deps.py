@@ -104,6 +104,7 @@ def wait_for_position(request: Request, names: list[str], customer_id: UUID | No
         if held is not None and held[1].position <= wanted:
             raise CustomerParked(str(customer_id), *held)
     deadline = time.monotonic() + MAX_WAIT_SECONDS
+    needed: int | None = None  # the customer's version at ``wanted``, asked once
     while True:
         short = behind(svc, names, wanted)
         if short and time.monotonic() >= deadline:
@@ -114,7 +115,9 @@ def wait_for_position(request: Request, names: list[str], customer_id: UUID | No
         if not short:
             if customer_id is None:
                 return
-            lagging = customer_behind(svc, names, str(customer_id), wanted)
+            if needed is None:
+                needed = svc.store.version_at(customer_id, wanted)
+            lagging = customer_behind(svc, names, str(customer_id), needed)
             if not lagging:
                 return
             if time.monotonic() >= deadline:
