@@ -81,13 +81,18 @@ GOLDEN: list[tuple[str, bytes]] = [
 ]
 
 
+def _event(cls: Any, version: int, **fields: Any) -> Any:
+    """One of the customer's events at ``version`` (the meta of :data:`META`)."""
+    return cls(**META, originator_version=version, **fields)
+
+
 def _story() -> list[Any]:
     """A registration (sealed), a tag (clear), a contact (sealed), a purchase (clear), and the
     customer's snapshot after them (sealed state)."""
     events: list[Any] = [
-        ev.Registered(
-            **META,
-            originator_version=1,
+        _event(
+            ev.Registered,
+            1,
             originator_topic=get_topic(Customer),
             name="Ada Lovelace",
             email="ada@example.com",
@@ -97,10 +102,10 @@ def _story() -> list[Any]:
             lifecycle_stage="prospect",
             external_ids={},
         ),
-        ev.Tagged(**META, originator_version=2, tag="vip"),
-        ev.Contacted(
-            **META,
-            originator_version=3,
+        _event(ev.Tagged, 2, tag="vip"),
+        _event(
+            ev.Contacted,
+            3,
             channel="phone",
             direction="inbound",
             kind="call",
@@ -108,9 +113,9 @@ def _story() -> list[Any]:
             summary="knows my secret",
             outcome=None,
         ),
-        ev.PurchaseRecorded(
-            **META,
-            originator_version=4,
+        _event(
+            ev.PurchaseRecorded,
+            4,
             order_id="o-1",
             amount=Decimal("12.50"),
             currency="EUR",
