@@ -48,6 +48,7 @@ from infra.backends.base import (
     as_uuid,
     positioned_rows,
     stored_rows,
+    uuid_ids,
 )
 from infra.backends.postgres_keys import PostgresDataKeys
 from infra.backends.sql import SqlBackend
@@ -194,6 +195,7 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         """Two fixed statements with binary id and version arrays: psycopg parses each once
         (the shared ``VALUES`` form is a new statement, parsed in Python, per batch size);
         their rows come back in binary."""
+        uuid_ids(aggregate_ids)
         cold = [i for i in aggregate_ids if i not in versions]
         snapshots: dict[UUID, StoredEvent] = {}
         if cold:
