@@ -45,3 +45,21 @@ def test_an_empty_batch_writes_no_links_on_postgresql(store: EventStore, databas
         postgres_links(cursor, [])
         cursor.execute("SELECT count(*) FROM event_hashes")
         assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.backends("postgres")
+def test_the_stores_connections_run_without_jit_and_keep_the_urls_options(
+    database_url: str,
+) -> None:
+    """JIT compiled the batch prefetch at every batch once the store held ~40k events
+    (:data:`infra.backends.postgres.NO_JIT`); a libpq ``options`` of the URL still applies."""
+    store = EventStore(f"{database_url}?options=-c%20statement_timeout%3D4321")
+    try:
+        with store.backend.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+            cursor.execute(
+                "SELECT current_setting('jit') AS jit, "
+                "current_setting('statement_timeout') AS statement_timeout"
+            )
+            assert cursor.fetchone() == {"jit": "off", "statement_timeout": "4321ms"}
+    finally:
+        store.close()
