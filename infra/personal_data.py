@@ -77,6 +77,11 @@ def _cipher(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
+def new_nonce() -> bytes:
+    """A fresh AES-GCM nonce for one seal (random: a key seals many tokens)."""
+    return os.urandom(NONCE_BYTES)
+
+
 def _context(customer_id: UUID, version: int, kind: str) -> bytes:
     return f"clientele.pii.v1\x00{customer_id}\x00{version}\x00{kind}".encode()
 
@@ -108,7 +113,7 @@ class PersonalData:
         for f in fields:
             doc.pop(f, None)
         key = self.keys.for_writing_one((owner or customer_id).hex)
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = new_nonce()
         ciphertext = _cipher(key).encrypt(
             nonce, self.transcoder.encode(secret), _context(customer_id, version, kind)
         )

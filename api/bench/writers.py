@@ -17,12 +17,14 @@ from typing import Any
 from api.bench import workload
 from bootstrap import build
 from commands import messages as m
+from infra.runtime import settle_heap
 from infra.settings import Settings
 
 
 def _write(settings: Settings, commands: list[m.Command], start: Event, done: Queue[Any]) -> None:
     """One writer process: ready, wait for the start, run its commands, report its CPU."""
     with build(settings) as services:
+        settle_heap()  # as a long-running writer, once started (bootstrap.processes)
         done.put("ready")
         start.wait(120)
         cpu = time.process_time()

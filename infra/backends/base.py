@@ -91,7 +91,17 @@ class StoreBackend(ABC):
     @abstractmethod
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
         """Newest snapshots of the aggregates not in ``versions``, then each aggregate's events
-        after its snapshot (or after its version in ``versions``)."""
+        after its snapshot (or after its version in ``versions``). The ids are ``uuid.UUID``s
+        (:func:`uuid_ids`: :class:`TypeError` otherwise, on every backend)."""
+
+
+def uuid_ids(aggregate_ids: Sequence[Any]) -> None:
+    """:class:`TypeError` unless every aggregate id is a ``uuid.UUID``: ids as text would
+    match nothing on one backend and fail deep inside another's parameters."""
+    for aggregate_id in aggregate_ids:
+        if not isinstance(aggregate_id, UUID):
+            kind = type(aggregate_id).__name__
+            raise TypeError(f"aggregate ids are uuid.UUID, not {kind}: {aggregate_id!r}")
 
 
 def as_uuid(value: Any) -> UUID:

@@ -28,6 +28,7 @@ from infra.backends.base import (
     StoreBackend,
     as_uuid,
     positioned_rows,
+    uuid_ids,
 )
 from infra.data_keys import DataKeys, MasterKeys, MemoryDataKeys, Row, erasure_targets
 from infra.tamper_evidence.chain import chain
@@ -117,6 +118,7 @@ class MemoryRecorder(StoreBackend, POPOApplicationRecorder):
 
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
         """Through the recorders' own queries, aggregate by aggregate."""
+        uuid_ids(aggregate_ids)
         snapshots: dict[UUID, StoredEvent] = {}
         events: dict[UUID, list[StoredEvent]] = {}
         for aggregate_id in aggregate_ids:

@@ -48,6 +48,7 @@ from infra.backends.base import (
     as_uuid,
     positioned_rows,
     stored_rows,
+    uuid_ids,
 )
 from infra.backends.postgres_keys import PostgresDataKeys
 from infra.backends.sql import SqlBackend
@@ -65,6 +66,16 @@ _LINKED = "SELECT e.notification_id, e.originator_id, " + _JOINED
 _IN_LOG_ORDER = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
 # the id as text: psycopg makes no UUID object per row, and the relay needs the text
 _LOG_ROWS = "SELECT e.notification_id, e.originator_id::text, " + _JOINED + _IN_LOG_ORDER
+
+
+NO_JIT = "-c jit=off"
+"""The store's connections run their statements without JIT compilation. The batch prefetch
+(:meth:`GaplessPostgresRecorder.latest`) probes each aggregate's events after a version the
+planner cannot see, so its estimate grows with the table: from about 40k events on (the full
+bench's size) its plan cost passed ``jit_above_cost`` and every batch compiled it, 3.5-6 ms of
+a 4.8 ms statement (``EXPLAIN ANALYZE``, pg_stat_statements' JIT times), a cost that grows
+with the store. The store's statements are short probes and pages, which JIT cannot speed
+up: it is off for all of them (a libpq ``options`` of the URL is kept, this appended)."""
 
 
 def _once(method: Any) -> Any:
@@ -194,6 +205,7 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         """Two fixed statements with binary id and version arrays: psycopg parses each once
         (the shared ``VALUES`` form is a new statement, parsed in Python, per batch size);
         their rows come back in binary."""
+        uuid_ids(aggregate_ids)
         cold = [i for i in aggregate_ids if i not in versions]
         snapshots: dict[UUID, StoredEvent] = {}
         if cold:
@@ -310,11 +322,12 @@ class Factory(PostgresFactory):
     def __init__(self, env: Environment | EnvType | None) -> None:
         """Also pass the database URL's query parameters (``?sslmode=verify-full&sslrootcert=…``,
         any libpq parameter) to every connection: eventsourcing only takes host, port, user,
-        password and database name."""
+        password and database name. Every connection runs without JIT (:data:`NO_JIT`)."""
         super().__init__(env)
         pool = self.datastore.pool
         options = dict(parse_qsl(self.env.get(self.POSTGRES_CONNECTION_OPTIONS) or ""))
-        if options and isinstance(pool.kwargs, dict):
+        options["options"] = f"{options.get('options', '')} {NO_JIT}".strip()
+        if isinstance(pool.kwargs, dict):
             pool.kwargs.update(options)
         # eventsourcing sets check_connection (PRE_PING); ours also checks the other pools
         # when it finds a broken one. psycopg_pool takes ``check`` only at construction.

@@ -14,7 +14,15 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-from infra.backends.base import Latest, Linked, Ref, StoreBackend, as_uuid, stored_rows
+from infra.backends.base import (
+    Latest,
+    Linked,
+    Ref,
+    StoreBackend,
+    as_uuid,
+    stored_rows,
+    uuid_ids,
+)
 from infra.data_keys import DataKeys, MasterKeys, SqlDataKeys
 from infra.sql_chunks import chunks
 
@@ -89,6 +97,7 @@ class SqlBackend(StoreBackend):
 
     def latest(self, aggregate_ids: Sequence[UUID], versions: dict[UUID, int]) -> Latest:
         """Two queries (:mod:`infra.bulk_load`)."""
+        uuid_ids(aggregate_ids)
         mark, cast, key = self.mark, self.uuid_cast, self.id_param
         events_table, snapshots_table = self.events_table_name, self.snapshots_table
         cold = [i for i in aggregate_ids if i not in versions]

@@ -45,7 +45,8 @@ def chain(
     stored_events: Sequence[StoredEvent],
     head: Callable[[list[tuple[str, int]]], dict[tuple[str, int], str]],
 ) -> list[Link]:
-    """Links for a batch; ``head`` looks up the stored hashes of the versions just before it."""
+    """Links for a batch; ``head`` looks up the stored hashes of the versions just before it
+    (an empty batch has no links, and ``head`` is not asked)."""
     keyed = sorted(
         [(_key(e.originator_id), e.originator_version, e) for e in stored_events],
         key=lambda item: item[:2],
@@ -102,7 +103,10 @@ _PG_INSERT = "INSERT INTO event_hashes SELECT * FROM unnest(%b::text[], %b::bigi
 def postgres_links(cursor: Any, stored_events: Sequence[StoredEvent]) -> None:
     """Write hash links for PostgreSQL (called by the recorder inside its locked transaction):
     one statement to read the heads, one to write the links, each with a column array per
-    field (a fixed statement, binary parameters: no per-row SQL or text rendering)."""
+    field (a fixed statement, binary parameters: no per-row SQL or text rendering). An empty
+    batch writes nothing and sends nothing."""
+    if not stored_events:
+        return
 
     def head(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
         cursor.execute(_PG_HEADS, (Texts([i for i, _ in pairs]), Bigints([v for _, v in pairs])))

@@ -1,16 +1,23 @@
 """The packed binary arrays (:mod:`infra.pg_arrays`) reach PostgreSQL as the very arrays
-psycopg's own element-by-element dumping sends."""
+psycopg's own element-by-element dumping sends, and the write path sends them."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 from uuid import UUID
 
 import psycopg
+import pytest
 from psycopg.adapt import PyFormat
-from psycopg.types.array import ListBinaryDumper
+from psycopg.types.array import ListBinaryDumper, ListDumper
 
+from commands import messages as m
+from commands.service import CommandService, Context
 from infra.pg_arrays import Bigints, Byteas, Packed, Texts, Uuids
+from infra.store import WATCHED_TOPICS, EventStore
+
+BATCH = 40
 
 COLUMNS: list[tuple[type[Packed], str, list[Any]]] = [
     (
@@ -50,3 +57,56 @@ def test_packed_arrays_unnest_in_order(postgres_url: str) -> None:
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[])", [Uuids(ids), Bigints(versions)]
         ).fetchall()
     assert rows == list(zip(ids, versions, strict=True))
+
+
+def test_the_write_path_sends_packed_arrays(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registrations, then everyday commands, in batches on PostgreSQL: every array that
+    grows with the batch (the events' columns and their conflict check, the hash links and
+    their heads, the prefetch's ids and versions, the data keys) goes packed; psycopg's
+    element-by-element dumpers see only the erasure watch's few topics."""
+    packed: Counter[str] = Counter()
+    listed: list[int] = []
+    pack, dumps = Packed.pack, {cls: cls.dump for cls in (ListDumper, ListBinaryDumper)}
+
+    def counted_pack(self: Packed, encoding: str = "utf-8") -> bytes:
+        packed[type(self).__name__] += len(self)
+        return pack(self, encoding)
+
+    def counted_dump(cls: type[Any]) -> Any:
+        def dump(self: Any, obj: list[Any]) -> Any:
+            listed.append(len(obj))
+            return dumps[cls](self, obj)
+
+        return dump
+
+    monkeypatch.setattr(Packed, "pack", counted_pack)
+    for cls in dumps:
+        monkeypatch.setattr(cls, "dump", counted_dump(cls))
+    store = EventStore(postgres_url)
+    try:
+        service = CommandService(store, default_region="DE", index_key="arrays")
+        ctx = Context(actor="arrays")
+        registered = [
+            m.RegisterCustomer(name=f"Customer {n}", email=f"c{n}@arrays.example")
+            for n in range(BATCH)
+        ]
+        ids = [o.customer_id for o in service.execute_batch(registered, ctx)]
+        assert all(isinstance(i, UUID) for i in ids)
+        everyday: list[m.Command] = []
+        for n, customer in enumerate(ids * 2):
+            assert customer is not None
+            everyday.append(m.TagCustomer(customer_id=customer, tag=f"t{n % 3}"))
+            everyday.append(
+                m.RecordPurchase(
+                    customer_id=customer, order_id=f"o-{n}", amount="1.50", currency="EUR"
+                )
+            )
+        outcomes = service.execute_batch(everyday, ctx)
+        assert all(o.status == "accepted" for o in outcomes)
+    finally:
+        store.close()
+    assert {"Uuids", "Bigints", "Texts", "Byteas"} <= set(packed)
+    assert packed["Byteas"] >= 2 * BATCH + len(everyday)  # every event's state, keys too
+    assert max(listed, default=0) <= len(WATCHED_TOPICS), listed
