@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import http.client
 import os
 import random
@@ -25,7 +24,7 @@ from bootstrap.processes import relay_publisher
 from consumers.migrate import migrate
 from infra import kafka
 from infra.local_services import free_port, port_open
-from infra.runtime import settle_heap, settled_heap
+from infra.runtime import settled_heap
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -252,18 +251,15 @@ def relay(stack: Stack, services: Services, sizes: Sizes, say: Say) -> tuple[dic
     Each repeat times both on fresh topics, in alternating order (relay first, then raw first,
     …); the ratio is the median of the repeats' ratios (their spread under ``repeats``). Both
     run as in a long-running process: start-up's heap (here also the baseline's messages) is
-    frozen first (:func:`~infra.runtime.settle_heap`, as every process of
+    frozen first (:func:`~infra.runtime.settled_heap`, as every process of
     :mod:`bootstrap.processes` does), so neither pays full collections over the bench's data.
 
     Returns the result and the topic the last repeat filled (for the projections scenario)."""
     envelopes = services.feed.read_sealed(0, 10 * sizes.relay_events + 10_000)
     messages = [(str(e.customer_id).encode(), e.to_bytes(), e.kafka_headers()) for e in envelopes]
     del envelopes
-    settle_heap()
-    try:
+    with settled_heap():
         return _relay_repeats(stack, services, sizes, say, messages)
-    finally:
-        gc.unfreeze()
 
 
 def _relay_repeats(

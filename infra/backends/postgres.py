@@ -19,7 +19,7 @@ reads that join the links.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 from urllib.parse import parse_qsl
@@ -68,14 +68,16 @@ _IN_LOG_ORDER = "e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
 _LOG_ROWS = "SELECT e.notification_id, e.originator_id::text, " + _JOINED + _IN_LOG_ORDER
 
 
-NO_JIT = "-c jit=off"
-"""The store's connections run their statements without JIT compilation. The batch prefetch
-(:meth:`GaplessPostgresRecorder.latest`) probes each aggregate's events after a version the
-planner cannot see, so its estimate grows with the table: from about 40k events on (the full
-bench's size) its plan cost passed ``jit_above_cost`` and every batch compiled it, 3.5-6 ms of
-a 4.8 ms statement (``EXPLAIN ANALYZE``, pg_stat_statements' JIT times), a cost that grows
-with the store. The store's statements are short probes and pages, which JIT cannot speed
-up: it is off for all of them (a libpq ``options`` of the URL is kept, this appended)."""
+NO_JIT = "SET jit = off"
+"""Run by every store connection once it opens: its statements run without JIT compilation.
+The batch prefetch (:meth:`GaplessPostgresRecorder.latest`) probes each aggregate's events
+after a version the planner cannot see, so its estimate grows with the table: from about 40k
+events on (the full bench's size) its plan cost passed ``jit_above_cost`` and every batch
+compiled it, 3.5-6 ms of a 4.8 ms statement (``EXPLAIN ANALYZE``, pg_stat_statements' JIT
+times), a cost that grows with the store. The store's statements are short probes and pages,
+which JIT cannot speed up: it is off for all of them. A session ``SET``, not a start-up
+option: a URL's or ``PGOPTIONS``' libpq ``options`` still apply, and poolers that refuse
+start-up options (PgBouncer) still connect."""
 
 
 def _once(method: Any) -> Any:
@@ -304,6 +306,18 @@ class SnapshotRecorder(PostgresAggregateRecorder):
         )
 
 
+def _without_jit(configure: Callable[[Any], None] | None) -> Callable[[Any], None]:
+    """The pool's ``configure`` (eventsourcing's: autocommit, idle timeout), then
+    :data:`NO_JIT`."""
+
+    def configured(connection: Any) -> None:
+        if configure is not None:
+            configure(connection)
+        connection.execute(NO_JIT)
+
+    return configured
+
+
 class Factory(PostgresFactory):
     """``PERSISTENCE_MODULE=infra.backends.postgres:Factory``: eventsourcing's PostgreSQL factory,
     with :class:`SnapshotRecorder` for snapshots (events use the application recorder,
@@ -326,9 +340,9 @@ class Factory(PostgresFactory):
         super().__init__(env)
         pool = self.datastore.pool
         options = dict(parse_qsl(self.env.get(self.POSTGRES_CONNECTION_OPTIONS) or ""))
-        options["options"] = f"{options.get('options', '')} {NO_JIT}".strip()
         if isinstance(pool.kwargs, dict):
             pool.kwargs.update(options)
+        pool._configure = _without_jit(pool._configure)
         # eventsourcing sets check_connection (PRE_PING); ours also checks the other pools
         # when it finds a broken one. psycopg_pool takes ``check`` only at construction.
         pool._check = STALE_CHECK

@@ -5,8 +5,9 @@
 transactions: a miss, an ``executemany`` of the new rows, and a load of them back (12 % of a
 registration batch's CPU). Here a load is one statement with one ``text[]`` parameter, and
 creating is one: the rows go in as three binary arrays, ``ON CONFLICT DO NOTHING``, and
-``RETURNING`` hands back the ones stored (all arrays packed in one go: :mod:`infra.pg_arrays`). Only customers whose key a racing writer stored first
-are loaded after it (their winner's key), as before.
+``RETURNING`` hands back the ones stored (all arrays packed in one go: :mod:`infra.pg_arrays`).
+Only customers whose key a racing writer stored first are loaded after it (their winner's
+key), as before.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ nothing found), and an empty batch has no hash links."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import UUID
 
 import psycopg
@@ -14,13 +13,6 @@ from infra.store import EventStore
 from infra.tamper_evidence.chain import chain, postgres_links
 
 ANY_BACKEND = pytest.mark.backends("memory", "sqlite", "postgres")
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[EventStore]:
-    store = EventStore(database_url)
-    yield store
-    store.close()
 
 
 @ANY_BACKEND
@@ -43,17 +35,25 @@ def test_an_empty_batch_has_no_links() -> None:
 def test_an_empty_batch_writes_no_links_on_postgresql(store: EventStore, database_url: str) -> None:
     with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
         postgres_links(cursor, [])
+        assert cursor.pgresult is None  # no statement sent
         cursor.execute("SELECT count(*) FROM event_hashes")
         assert cursor.fetchone() == (0,)
 
 
 @pytest.mark.backends("postgres")
-def test_the_stores_connections_run_without_jit_and_keep_the_urls_options(
-    database_url: str,
+@pytest.mark.parametrize("where", ["url", "environment"])
+def test_the_stores_connections_run_without_jit_and_keep_libpq_options(
+    database_url: str, where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """JIT compiled the batch prefetch at every batch once the store held ~40k events
-    (:data:`infra.backends.postgres.NO_JIT`); a libpq ``options`` of the URL still applies."""
-    store = EventStore(f"{database_url}?options=-c%20statement_timeout%3D4321")
+    (:data:`infra.backends.postgres.NO_JIT`); libpq ``options`` of the URL or of
+    ``PGOPTIONS`` still apply (a start-up option would have replaced ``PGOPTIONS``)."""
+    url = database_url
+    if where == "url":
+        url += "?options=-c%20statement_timeout%3D4321"
+    else:
+        monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=4321")
+    store = EventStore(url)
     try:
         with store.backend.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
             cursor.execute(
