@@ -27,6 +27,13 @@ from psycopg_pool import AsyncConnectionPool
 from infra.read_tx import Row, render_sql
 
 
+async def _read_only(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Read-only sessions: running a statement again is safe by construction. A session
+    ``SET``, not a start-up option, so the URL's or ``PGOPTIONS``' libpq ``options`` still
+    apply (and poolers that refuse start-up options, such as PgBouncer, still connect)."""
+    await connection.execute("SET default_transaction_read_only = on")
+
+
 class AsyncReads:
     """An asynchronous pool of one to ``pool_size`` autocommit connections to ``url``, opened
     by the first read (it must be made and used in one event loop)."""
@@ -49,8 +56,8 @@ class AsyncReads:
                 min_size=1,
                 max_size=self._pool_size,
                 open=False,
-                # read-only sessions: running a statement again is safe by construction
-                kwargs={"autocommit": True, "options": "-c default_transaction_read_only=on"},
+                kwargs={"autocommit": True},
+                configure=_read_only,
                 timeout=self._timeout,
                 reconnect_timeout=self._timeout,
             )

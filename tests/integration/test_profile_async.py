@@ -7,6 +7,7 @@ path did answer the live customers (its pool's request count)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -59,3 +60,28 @@ def test_async_and_sync_paths_answer_the_same_bytes(tmp_path: Path, postgres_url
         assert with_risk > 0
         reads: AsyncReads = api.app.state.async_reads
         assert reads.stats()["requests_num"] >= len(ids) * len(WHO)
+
+
+@pytest.mark.parametrize("where", ["url", "environment"])
+def test_async_reads_are_read_only_and_keep_libpq_options(
+    postgres_url: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-only sessions, and the URL's or ``PGOPTIONS``' libpq ``options`` still apply (a
+    start-up ``options`` of the pool's own replaced them)."""
+    url = postgres_url
+    if where == "url":
+        url += "?options=-c%20statement_timeout%3D4321"
+    else:
+        monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=4321")
+
+    async def settings() -> tuple[object, ...] | None:
+        reads = AsyncReads(url, pool_size=1)
+        try:
+            return await reads.fetchone(
+                "SELECT current_setting('default_transaction_read_only'), "
+                "current_setting('statement_timeout')"
+            )
+        finally:
+            await reads.close()
+
+    assert asyncio.run(settings()) == ("on", "4321ms")
