@@ -30,7 +30,8 @@ from infra.read_tx import Row, render_sql
 async def _read_only(connection: psycopg.AsyncConnection[Any]) -> None:
     """Read-only sessions: running a statement again is safe by construction. A session
     ``SET``, not a start-up option, so the URL's or ``PGOPTIONS``' libpq ``options`` still
-    apply (and poolers that refuse start-up options, such as PgBouncer, still connect)."""
+    apply, and a pooler that refuses start-up options (PgBouncer) still connects, in session
+    pooling (a session setting does not follow a client under transaction pooling)."""
     await connection.execute("SET default_transaction_read_only = on")
 
 

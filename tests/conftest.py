@@ -22,7 +22,7 @@ settings.load_profile("clientele")
 
 # The modules that take longest, longest first (`--durations=0` of `make test` on the 2-core box,
 # session 31). `make test` hands whole modules to its xdist workers in collection order
-# (`--dist loadscope --no-loadscope-reorder`): these start at once, side by side, instead of one
+# (`--dist loadfile --no-loadscope-reorder`): these start at once, side by side, instead of one
 # of them starting late and alone at the end of the run. Order only: a module not listed runs in
 # pytest's order after them, a stale entry does nothing.
 SLOW_FIRST = (

@@ -76,8 +76,9 @@ events on (the full bench's size) its plan cost passed ``jit_above_cost`` and ev
 compiled it, 3.5-6 ms of a 4.8 ms statement (``EXPLAIN ANALYZE``, pg_stat_statements' JIT
 times), a cost that grows with the store. The store's statements are short probes and pages,
 which JIT cannot speed up: it is off for all of them. A session ``SET``, not a start-up
-option: a URL's or ``PGOPTIONS``' libpq ``options`` still apply, and poolers that refuse
-start-up options (PgBouncer) still connect."""
+option: a URL's or ``PGOPTIONS``' libpq ``options`` still apply, and a pooler that refuses
+start-up options (PgBouncer) still connects, in session pooling (a session setting does not
+follow a client under transaction pooling)."""
 
 
 def _once(method: Any) -> Any:
@@ -314,6 +315,8 @@ def _without_jit(configure: Callable[[Any], None] | None) -> Callable[[Any], Non
         if configure is not None:
             configure(connection)
         connection.execute(NO_JIT)
+        if not connection.autocommit:  # the pool keeps only idle connections
+            connection.commit()
 
     return configured
 

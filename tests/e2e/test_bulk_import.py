@@ -96,6 +96,7 @@ def expected(sample: Path) -> tuple[dict[str, Figures], list[Purchase]]:
     assert len(figures) == CUSTOMERS and len(rows) == PURCHASES
     assert len(rows) - len(set(rows)) >= 100  # identical same-day rows: separate purchases
     assert sum(1 for row in rows if Decimal(row[2]) == 0) >= 100
+    assert max(who.count for who in figures.values()) >= 200  # a buyer with hundreds
     purchases = [
         (who, datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC), Decimal(amount))
         for who, day, amount, _currency in rows
@@ -225,12 +226,17 @@ def test_a_shop_export_comes_in_whole_once_crash_or_not(kind: str, sample: Path)
         kill_part_way(env, purchases, PURCHASES // 3)
         done = import_file(env, "purchases", purchases)
         assert done.returncode == 0, done.stderr
-        assert "resuming after line" in done.stderr
+        resumed = re.search(r"resuming after line (\d+)", done.stderr)
+        assert resumed, done.stderr
         rows = results(purchases)
         offset = 2 if first == "csv" else 1
         assert [int(row["line"]) for row in rows] == list(range(offset, PURCHASES + offset))
         outcomes = {row["outcome"] for row in rows}
         assert outcomes <= {"imported", "unchanged"}  # rows the killed run sent: unchanged
+        # killed part-way: past a third, and the resumed run had rows left to import
+        after = int(resumed.group(1))
+        assert PURCHASES // 3 <= after < PURCHASES + offset - 1
+        assert any(r["outcome"] == "imported" for r in rows if int(r["line"]) > after)
         assert len({row["order_id"] for row in rows}) == PURCHASES
         ids = {
             row["external_id"]: row["customer_id"] for row in results(sample / f"customers.{first}")
