@@ -23,6 +23,25 @@ from infra.local_services import KafkaBroker, free_port
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 
 
+def freeze(pid: int, timeout: float = 10.0) -> None:
+    """SIGSTOP ``pid`` (a broker) and wait, bounded, until every thread of it is stopped: the
+    signal takes effect asynchronously, and a request sent in between could still be answered
+    (a flush the test expects to time out would then complete). SIGCONT resumes it."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while not all(_stopped(task) for task in Path(f"/proc/{pid}/task").iterdir()):
+        assert time.monotonic() < deadline, f"process {pid} not stopped after {timeout} s"
+        time.sleep(0.005)
+
+
+def _stopped(task: Path) -> bool:
+    try:
+        state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):  # the thread ended
+        return True
+    return state in ("T", "t")
+
+
 def full_mode_env(database_url: str, bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
     """The environment of a full-mode process (relay, consume, ingest, …): the database, the
     broker at ``bootstrap``, topics under ``prefix``, warnings and worse logged; ``extra``

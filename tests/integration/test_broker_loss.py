@@ -40,6 +40,7 @@ from projections.registry import all_projectors
 from tests.integration.kafka_support import (
     CLIENTELE,
     Proc,
+    freeze,
     full_mode_env,
     private_broker,
     read_topic,
@@ -371,7 +372,7 @@ def test_a_broker_stopped_under_load_and_resumed_with_its_topics_loses_nothing(
         wait_until_converged(store, read_store, [relay, consumer], timeout=180)
         writer.start()
         time.sleep(2)
-        os.kill(pid, signal.SIGSTOP)
+        freeze(pid)
         try:
             time.sleep(15)
         finally:

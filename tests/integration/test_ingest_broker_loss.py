@@ -35,7 +35,7 @@ from tests.integration.ingest_support import (
     keyed,
     registrations,
 )
-from tests.integration.kafka_support import private_broker, read_topic
+from tests.integration.kafka_support import freeze, private_broker, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_a_flush_the_broker_cannot_complete_is_bounded_and_the_batch_retried(
     def freeze_then_flush(timeout: float | None = None) -> None:
         """The broker stops answering just before the ingest's first flush (for 8 s)."""
         if not frozen_at:
-            os.kill(pid, signal.SIGSTOP)
+            freeze(pid)
             frozen_at.append(time.monotonic())
             threading.Timer(8, os.kill, (pid, signal.SIGCONT)).start()
         real_flush(timeout)
@@ -141,7 +141,7 @@ def test_every_producer_flush_is_bounded_and_a_resend_after_the_outage_lands(
     producer = kafka.producer(own_broker.bootstrap, flush_timeout=1.5)
     try:
         producer.send(topic, key=b"k", value=b"warm").get(timeout=20)
-        os.kill(pid, signal.SIGSTOP)
+        freeze(pid)
         try:
             started = time.monotonic()
             for i in range(3):

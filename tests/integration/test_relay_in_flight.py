@@ -32,7 +32,11 @@ from infra.published import Published
 from infra.readstore import open_read_store
 from infra.resilience import transient
 from infra.store import EventStore
-from tests.integration.kafka_support import assert_topic_keeps_per_customer_order, read_topic
+from tests.integration.kafka_support import (
+    assert_topic_keeps_per_customer_order,
+    freeze,
+    read_topic,
+)
 from tests.integration.test_kafka_full_mode import customer_event_count
 
 pytestmark = pytest.mark.integration
@@ -260,7 +264,7 @@ def test_an_ack_the_frozen_broker_never_sends_renews_the_producer(
     try:
         assert relay.catch_up() == 5  # warm: the producer knows the topic
         service.execute_batch([m.RegisterCustomer(name=f"c{i}") for i in range(40)], ctx)
-        os.kill(pid, signal.SIGSTOP)
+        freeze(pid)
         try:
             started = time.monotonic()
             with (
