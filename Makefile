@@ -84,10 +84,8 @@ audit: install
 unit: install
 	$(VENV)/bin/pytest tests/unit -q
 
-# Whole modules per worker (their module fixtures start once), handed out in collection order:
-# the slowest modules first (SLOW_FIRST in tests/conftest.py), so none starts late and alone.
 test: install pg-binaries bench-tools lint audit
-	$(VENV)/bin/pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=30
+	$(VENV)/bin/pytest -q -n 3 --durations=30
 
 # Fault injection on full mode (tests/e2e/faults.py, run by tests/e2e/reliability.py): SIGKILL and restart of every process,
 # the broker and PostgreSQL under load, then nothing lost or doubled; writes RELIABILITY.md.
