@@ -138,7 +138,9 @@ def test_members_consume_again_after_broker_kills(own_broker: KafkaBroker) -> No
     kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
     watched = member(own_broker, topic, group)
     try:
-        assert consumes(watched, own_broker, topic)
+        # a first join under load may outlast the stall bound and be rebuilt (as in the test
+        # above): the same longer, bounded window
+        assert consumes(watched, own_broker, topic, within=4 * STALL_SECONDS)
         for _ in range(3):
             process = own_broker._process  # the broker this module started
             assert process is not None
