@@ -101,8 +101,7 @@ class GroupConsumer:
         self.fetch_wait = FetchWait.of(self._consumer)
         self._subscription: tuple[list[str], Any] | None = None
         self._live_at = time.monotonic()  # the last time it was known live (or made)
-        self._stuck = False  # rebuilt since it was last live
-        self._in_a_row = 0  # rebuilds since it was last live
+        self._in_a_row = 0  # rebuilds since it was last live (> 0: stuck)
         self.rebuilds = 0
 
     @property
@@ -130,10 +129,9 @@ class GroupConsumer:
         heard = last_heard(self._consumer)
         if batches or (heard is not None and heard > self._live_at):
             self._live_at = now
-            self._in_a_row = 0
-            if self._stuck:
-                self._stuck = False
+            if self._in_a_row:
                 log.info("kafka.consumer_live_again", consumer=self.name, rebuilds=self.rebuilds)
+            self._in_a_row = 0
         elif now - self._live_at >= self.stall_bound:
             self.rebuild(f"not heard by its group for {now - self._live_at:.0f} s")
         return batches
@@ -141,14 +139,13 @@ class GroupConsumer:
     def rebuild(self, reason: str) -> None:
         """Close the current consumer (bounded) and put a new, resubscribed one in its place."""
         self.rebuilds += 1
-        self._in_a_row += 1
         event = "kafka.consumer_rebuilt"
         fields = {"consumer": self.name, "reason": reason, "rebuilds": self.rebuilds}
-        if self._stuck:
+        if self._in_a_row:  # stuck already: warned at its first rebuild
             log.debug(event, **fields)
         else:
             log.warning(event, **fields)
-        self._stuck = True
+        self._in_a_row += 1
         self._close(self._consumer)
         self._consumer = self._make()
         self._live_at = time.monotonic()

@@ -343,7 +343,7 @@ class Factory(PostgresFactory):
         super().__init__(env)
         pool = self.datastore.pool
         options = dict(parse_qsl(self.env.get(self.POSTGRES_CONNECTION_OPTIONS) or ""))
-        if isinstance(pool.kwargs, dict):
+        if options and isinstance(pool.kwargs, dict):
             pool.kwargs.update(options)
         pool._configure = _without_jit(pool._configure)
         # eventsourcing sets check_connection (PRE_PING); ours also checks the other pools
