@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from infra.sql_arrays import one_per_key, typed, unnest_rows
+from infra.sql_arrays import one_per_key, refuse_undeclared_fractions, typed, unnest_rows
 
 Row = tuple[Any, ...]
 LIKE_ESCAPE = "ESCAPE '\\'"
@@ -103,8 +103,8 @@ class Tx:
         ones (``replace=False``: the first stays), on both backends; with ``added`` columns
         they are refused (ValueError), as are ``added`` columns that are keys or not among
         ``columns``, and a None in one. A column's value None is NULL whatever the column's
-        type. Only the ``fractional`` columns (double precision) may mix ints and floats
-        (:class:`infra.sql_arrays.MixedNumbers`).
+        type. Only the ``fractional`` columns (double precision) may hold floats, on both
+        backends (:class:`infra.sql_arrays.UndeclaredFractions`).
 
         PostgreSQL gets ONE statement for the whole set (each column as an array, unnested,
         written in the order given): per-row statements cost the client more than the
@@ -131,6 +131,7 @@ class Tx:
         conflict = f"ON CONFLICT ({', '.join(key)}) DO {action}"
         target = f"{{{table}}} AS t ({names})"
         if self.dialect != "postgres":
+            refuse_undeclared_fractions(columns, unique, fractional)
             marks = ", ".join("?" * len(columns))
             self.executemany(f"INSERT INTO {target} VALUES ({marks}) {conflict}", unique)
             return

@@ -50,26 +50,36 @@ def array_type(column: Sequence[Any]) -> str | None:
     return "text[]"
 
 
-class MixedNumbers(ValueError):
-    """A column mixes whole (int) and fractional (float) numbers and its caller did not say
-    the column is fractional: sent as ``double precision[]``, a BIGINT target would round the
-    fractions silently."""
+class UndeclaredFractions(ValueError):
+    """A column holds fractional (float) numbers and its caller did not say the column is
+    fractional (double precision): a BIGINT or INTEGER target would round them silently on
+    PostgreSQL (sent as ``double precision[]``) and keep them as REAL on SQLite."""
 
 
 def typed(column: list[Any], *, fractional: bool = False) -> tuple[str | None, list[Any]]:
     """(array type, values) for one column sent in binary (psycopg's text form of an array
-    costs ~30 times more). Whole numbers among fractional ones are sent as floats (psycopg
-    refuses a list of mixed types) only when the caller says the target column is
-    ``fractional`` (double precision); else :class:`MixedNumbers`."""
+    costs ~30 times more). A column holding a float is sent as ``double precision[]`` (its
+    whole numbers as floats: psycopg refuses a list of mixed types) only when the caller
+    says the target column is ``fractional``; else :class:`UndeclaredFractions`."""
     kind = array_type(column)
     if kind != "double precision[]":
         return kind, column
-    if not fractional and any(isinstance(v, int) for v in column):
-        raise MixedNumbers(
-            "a column mixes whole and fractional numbers: only a fractional column may "
-            f"(name it in fractional=...); values {column[:5]!r}..."
+    if not fractional:
+        raise UndeclaredFractions(
+            "a column holds fractional numbers but is not declared fractional (name it in "
+            f"fractional=...); values {column[:5]!r}..."
         )
     return kind, [None if v is None else float(v) for v in column]
+
+
+def refuse_undeclared_fractions(
+    columns: Sequence[str], rows: Rows, fractional: Collection[str]
+) -> None:
+    """:class:`UndeclaredFractions` when a column not named in ``fractional`` holds a float:
+    the check :func:`typed` makes on PostgreSQL, for a backend that takes rows as they are."""
+    for name, column in zip(columns, zip(*rows, strict=True), strict=True):
+        if name not in fractional and any(type(v) is float for v in column):
+            typed(list(column))
 
 
 def unnest_rows(
@@ -79,7 +89,7 @@ def unnest_rows(
     ``rows`` back on PostgreSQL: each column one typed array, unnested as ``d.<column>``; a
     column with no value but None is a NULL literal instead, which the statement types by its
     target column (a bigint, timestamptz or jsonb column takes no ``text[]``). Only the
-    ``fractional`` columns may mix ints and floats (:func:`typed`, :class:`MixedNumbers`)."""
+    ``fractional`` columns may hold floats (:func:`typed`, :class:`UndeclaredFractions`)."""
     select, names, casts, params = [], [], [], []
     for name, column in zip(columns, column_arrays(rows), strict=True):
         kind, values = typed(column, fractional=name in fractional)

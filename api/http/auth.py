@@ -34,7 +34,11 @@ def _authenticate(request: Request, authorization: str | None) -> ApiKey:
 
 
 def _key(request: Request, authorization: str | None) -> ApiKey:
-    """The live key of ``authorization``, not yet counted against its rate limit."""
+    """The live key of ``authorization``, not yet counted against its rate limit; looked up
+    once per request (the hot path's check, then the route's, share it)."""
+    known: ApiKey | None = getattr(request.state, "key", None)
+    if known is not None:
+        return known
     if authorization is None:
         raise AuthFailed(401, "unauthenticated", "send Authorization: Bearer <api key>")
     scheme, _, token = authorization.partition(" ")
@@ -43,6 +47,7 @@ def _key(request: Request, authorization: str | None) -> ApiKey:
     key = deps.services(request).keys.authenticate(token.strip())
     if key is None:
         raise AuthFailed(401, "unauthenticated", "unknown or revoked API key")
+    request.state.key = key
     return key
 
 

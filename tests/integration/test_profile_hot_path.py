@@ -14,6 +14,7 @@ from uuid import uuid4
 import pytest
 
 from api.http.hot_path import HotProfileReads
+from infra.api_keys import KeyStore
 from tests.api_support import Api, running_api, send
 
 pytestmark = pytest.mark.integration
@@ -131,3 +132,36 @@ def test_each_request_counts_once_against_the_rate_limit(tmp_path: Path, postgre
         assert api.app.state.async_reads.stats()["requests_num"] == reads  # no read over the limit
         assert refused.headers["content-type"] == "application/problem+json"
         assert int(refused.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize("read_models", ["sqlite", "postgres"])
+def test_each_request_checks_its_key_once(
+    tmp_path: Path, postgres_url: str, read_models: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite read models, or an ``X-Min-Position``, take the route: the hot path leaves the
+    key to it (it checked the key, then the route checked it again); the hot path's own
+    answers and the requests it hands on check it once too."""
+    checks: list[str] = []
+    authenticate = KeyStore.authenticate
+
+    def counted(keys: KeyStore, token: str) -> Any:
+        checks.append(f"Bearer {token}")
+        return authenticate(keys, token)
+
+    monkeypatch.setattr(KeyStore, "authenticate", counted)
+    with running_api(tmp_path, postgres_url if read_models == "postgres" else None) as api:
+        live, merged = _customers(api)
+        reader = api.headers("reader")
+        hot = _hot_path(api)
+        for customer, extra, status in [
+            (live, {}, 200),
+            (merged, {}, 410),
+            (live, {"X-Min-Position": "1"}, 200),
+        ]:
+            checks.clear()
+            before = hot.answered
+            response = api.client.get(f"/v1/customers/{customer}", headers=reader | extra)
+            assert response.status_code == status, response.text
+            assert checks == [reader["Authorization"]], (customer, extra, checks)
+            took_hot = read_models == "postgres" and status == 200 and not extra
+            assert hot.answered == before + took_hot

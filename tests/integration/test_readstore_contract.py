@@ -20,6 +20,7 @@ from infra.envelope import Envelope
 from infra.parking import Parked
 from infra.read_tx import Tx
 from infra.readstore import ReadStore, open_read_store
+from infra.sql_arrays import UndeclaredFractions
 from infra.store import EventStore
 from projections import profile_fold
 from projections.framework import (
@@ -178,7 +179,8 @@ class TestReadStore:
         """Two rows of one key in a batch: PostgreSQL refused the statement ("ON CONFLICT DO
         UPDATE command cannot affect row a second time") where SQLite kept the last. A column
         whose values were all None was sent as text[]: refused by a bigint, timestamptz or
-        jsonb column; whole numbers among fractional ones were refused by psycopg."""
+        jsonb column; whole numbers among fractional ones were refused by psycopg; fractions
+        in a column not declared fractional were rounded by a BIGINT (kept REAL by SQLite)."""
         columns = ("k", "i", "t", "j", "d")
 
         def rows(tx: Tx) -> list[tuple[Any, ...]]:
@@ -224,6 +226,12 @@ class TestReadStore:
             ]
             tx.delete("typed", ("k", "i"), [("c", None), ("d", None)])  # None equals nothing
             tx.delete("typed", ("k", "i"), [("c", 7), ("d", None)])
+            assert [k for k, *_ in rows(tx)] == ["a", "b", "d"]
+            # a float into a column not declared fractional: PostgreSQL's BIGINT would round
+            # it, SQLite's would keep a REAL; refused on both, nothing written
+            for undeclared in ([("e", 2.5, None, None, None)], [("e", 1, None, None, 0.5)]):
+                with pytest.raises(UndeclaredFractions, match="not declared fractional"):
+                    tx.upsert("typed", ("k",), columns, undeclared)
             assert [k for k, *_ in rows(tx)] == ["a", "b", "d"]
 
     def test_bookkeeping_reads_each_bindings_versions_and_parked_customers(

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from infra.sql_arrays import MixedNumbers, one_per_key, typed, unnest_rows
+from infra.sql_arrays import (
+    UndeclaredFractions,
+    one_per_key,
+    refuse_undeclared_fractions,
+    typed,
+    unnest_rows,
+)
 
 COLUMNS = ("k", "n", "body")
 ROWS = [("a", 1, "first"), ("b", 1, "other"), ("a", 1, "last"), ("a", 2, "kept")]
@@ -46,18 +52,21 @@ def test_a_set_with_no_value_at_all_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "column",
-    [[1, 2.5], [2.5, 1], [None, 3, 0.5], [1.0, 2]],
-    ids=["int-first", "float-first", "none", "whole-float"],
+    [[1, 2.5], [2.5, 1], [None, 3, 0.5], [1.0, 2], [0.5, None, 2.0], [2.5]],
+    ids=["int-first", "float-first", "none", "whole-float", "floats-only", "one-float"],
 )
-def test_ints_mixed_with_floats_are_refused_unless_the_column_is_fractional(
-    column: list[object],
-) -> None:
-    """Sent as double precision[], a BIGINT target would round 2.5 silently."""
-    with pytest.raises(MixedNumbers, match="mixes whole and fractional"):
+def test_fractions_are_refused_unless_the_column_is_fractional(column: list[object]) -> None:
+    """Sent as double precision[], a BIGINT target would round 2.5 silently, whether or not
+    the column also holds whole numbers."""
+    with pytest.raises(UndeclaredFractions, match="not declared fractional"):
         typed(column)
-    with pytest.raises(MixedNumbers):
+    with pytest.raises(UndeclaredFractions):
         unnest_rows(("n",), [(v,) for v in column])
+    with pytest.raises(UndeclaredFractions):
+        refuse_undeclared_fractions(("k", "n"), [("a", v) for v in column], ())
     kind, values = typed(column, fractional=True)
     assert kind == "double precision[]" and all(type(v) is float for v in values if v is not None)
-    assert typed([0.5, None, 2.0]) == ("double precision[]", [0.5, None, 2.0])  # no int: as is
+    refuse_undeclared_fractions(("k", "n"), [("a", v) for v in column], ("n",))
+    assert typed([0.5, None, 2.0], fractional=True) == ("double precision[]", [0.5, None, 2.0])
     assert typed([1, None, 2]) == ("bigint[]", [1, None, 2])
+    refuse_undeclared_fractions(("k", "n"), [("a", 1), ("b", None), ("c", True)], ())
