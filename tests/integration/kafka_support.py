@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from infra.envelope import Envelope
 from infra.local_services import KafkaBroker, free_port
@@ -32,6 +33,22 @@ def freeze(pid: int, timeout: float = 10.0) -> None:
     while not all(_stopped(task) for task in Path(f"/proc/{pid}/task").iterdir()):
         assert time.monotonic() < deadline, f"process {pid} not stopped after {timeout} s"
         time.sleep(0.005)
+
+
+def wait_reachable(admin: KafkaAdminClient, timeout: float = 30.0) -> None:
+    """Wait, bounded, until ``admin`` reaches its broker: a client that saw the broker go away
+    keeps its node in reconnect backoff (exponential from 50 ms, per failed attempt) after the
+    broker is back, and a request meanwhile fails at once with the retriable
+    ``NodeNotReadyError`` (0.25-0.6 s after a restart with 0.5 s down, measured)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.describe_cluster()
+            return
+        except KafkaError as error:
+            if not error.retriable or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _stopped(task: Path) -> bool:

@@ -28,7 +28,7 @@ from infra.readstore import ReadStore, open_read_store
 from infra.store import EventStore
 from projections.framework import ensure_schema
 from projections.registry import all_projectors
-from tests.integration.kafka_support import Proc, full_mode_env, private_broker
+from tests.integration.kafka_support import Proc, full_mode_env, private_broker, wait_reachable
 from tests.integration.test_kafka_full_mode import wait_until_converged
 
 pytestmark = pytest.mark.integration
@@ -135,6 +135,7 @@ def test_writes_after_a_catch_up_during_a_long_republish_are_applied(
         caught_up = consumer.log.read_text().count('"event":"consumer.caught_up_from_store"')
         own_broker.stop()  # memory storage: every topic, offset and group is gone
         own_broker.start()
+        wait_reachable(inspector.admin)  # its node is in reconnect backoff for a moment
         assert relay.verify() is True  # recreated: republish from the store's beginning
         assert relay.catch_up(stop=AfterChecks(2)) == 2 * BATCH  # a part of the history
         service.execute(m.TagCustomer(customer_id=backlog[0], tag="during"), CTX)
