@@ -29,10 +29,12 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner import DefaultPartitioner, murmur2
 
+from infra.kafka_join import keep_finished_joins
 from infra.kafka_producer import FLUSH_TIMEOUT_SECONDS, RenewingProducer
 from infra.settings import ConfigurationError, get_settings
 
 log = structlog.get_logger(__name__)
+keep_finished_joins()  # every consumer of ours: a join round done between two polls is kept
 
 EVENTS = "customer.events"
 COMMANDS = "customer.commands"

@@ -309,8 +309,12 @@ class KafkaBroker:
         return self.data_dir / "tansu.log"
 
     def start(self, timeout: float = 60.0) -> None:
-        """Idempotent: start tansu unless running, then wait until it answers ApiVersions."""
+        """Idempotent: start tansu unless running, then wait until it answers ApiVersions.
+        Raises RuntimeError if something else listens on the port: tansu binds with
+        SO_REUSEPORT, so a second one would start there and take half of the new connections."""
         if not self.is_running():
+            if port_open(self.port):
+                raise RuntimeError(f"port {self.port} is taken: tansu would share it")
             self.data_dir.mkdir(parents=True, exist_ok=True)
             listener = f"tcp://{LOOPBACK}:{self.port}"
             argv = [str(find_tansu_binary()), "broker", "--listener-url", listener]

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.future import Future
 
 from infra import kafka
@@ -158,3 +158,24 @@ def test_members_consume_again_after_broker_kills(own_broker: KafkaBroker) -> No
             assert consumes(watched, own_broker, topic)
     finally:
         watched.close(timeout_ms=5000)
+
+
+def test_a_join_that_completes_between_two_polls_is_kept(own_broker: KafkaBroker) -> None:
+    """kafka-python 3.0.12 drops a JoinGroup/SyncGroup round that completes while its caller is
+    outside ``poll`` and sends a new JoinGroup, which tansu holds for half the session timeout
+    (5 s): a member whose loop works between polls (a look at the topic every 5 s) could miss
+    round after round. The finished round is applied at the next poll (infra.kafka_join)."""
+    topic = f"between-{uuid4().hex[:8]}"
+    kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
+    plain = kafka.consumer(own_broker.bootstrap, f"g-{uuid4().hex[:8]}")
+    try:
+        plain.subscribe([topic])
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:  # its JoinGroup is sent, and held by the broker
+            plain.poll(timeout_ms=200)
+        assert not plain.assignment()  # still joining
+        time.sleep(8)  # outside poll while the round completes
+        plain.poll(timeout_ms=1_000)  # before the fix: a new JoinGroup, held for 5 s
+        assert plain.assignment() == {TopicPartition(topic, p) for p in range(PARTITIONS)}
+    finally:
+        plain.close(timeout_ms=5000)

@@ -96,13 +96,15 @@ def test_a_flush_the_broker_cannot_complete_is_bounded_and_the_batch_retried(
     pid = int(own_broker.pid_file.read_text().split()[0])
     frozen_at: list[float] = []
     real_flush = running.producer.flush
+    # cancelled at the end: firing later, it would resume the broker the next test freezes
+    resume = threading.Timer(8, os.kill, (pid, signal.SIGCONT))
 
     def freeze_then_flush(timeout: float | None = None) -> None:
         """The broker stops answering just before the ingest's first flush (for 8 s)."""
         if not frozen_at:
             freeze(pid)
             frozen_at.append(time.monotonic())
-            threading.Timer(8, os.kill, (pid, signal.SIGCONT)).start()
+            resume.start()
         real_flush(timeout)
 
     try:
@@ -126,6 +128,7 @@ def test_a_flush_the_broker_cannot_complete_is_bounded_and_the_batch_retried(
         assert len(results) == 7 and len(accepted_customers(results)) == 7
         assert running.store.head() == 7 * head  # each command executed once, none lost
     finally:
+        resume.cancel()
         os.kill(pid, signal.SIGCONT)
         running.close()
 

@@ -78,7 +78,8 @@ def wait_until_converged(
                 -3000:
             ]
         time.sleep(0.5)
-    pytest.fail(f"not converged: {applied} of {expected}")
+    tails = "".join(f"\n{proc.log}:\n{proc.log.read_text()[-3000:]}" for proc in procs)
+    pytest.fail(f"not converged: {applied} of {expected}{tails}")
 
 
 def wait_for_some_applied(read_store: ReadStore, consumer: Proc, timeout: float = 120) -> None:

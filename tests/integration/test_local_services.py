@@ -124,6 +124,17 @@ def test_broker_round_trip(broker: KafkaBroker) -> None:
     assert not broker.pid_file.exists()
 
 
+def test_a_broker_is_not_started_on_a_port_another_one_listens_on(
+    broker: KafkaBroker, workdir: Path
+) -> None:
+    """tansu binds with SO_REUSEPORT: a second one on the port would start and share it (a
+    broker restarted on a port another test's broker took meanwhile)."""
+    second = KafkaBroker(workdir / "second", broker.port)
+    with pytest.raises(RuntimeError, match=f"port {broker.port} is taken"):
+        second.start()
+    assert not second.is_running() and broker.is_running()
+
+
 def produce(bootstrap: str, topic: str) -> dict[int, list[Record]]:
     """MESSAGES keyed records (10 keys) with acks=all, idempotent; what landed where."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
