@@ -33,8 +33,9 @@ def _default(value: Any) -> Any:
 def iso_text(value: datetime) -> str:
     """``value.isoformat()``. orjson writes a UTC datetime as the same text in a third of the
     time (a snapshot of 7,000 orders: 7,000 of them; time travel: one per contact); other
-    zones (an offset in seconds is written otherwise) take ``isoformat``."""
-    if value.tzinfo is UTC:
+    zones (an offset in seconds is written otherwise) and subclasses (orjson refuses them)
+    take ``isoformat``."""
+    if type(value) is datetime and value.tzinfo is UTC:
         return orjson.dumps(value)[1:-1].decode()
     return value.isoformat()
 

@@ -30,3 +30,13 @@ def test_the_edges_of_the_calendar_and_whole_seconds() -> None:
     ):
         encoded = OrjsonTranscoder().encode([moment])
         assert encoded == b'[{"_type_":"datetime","_data_":"' + moment.isoformat().encode() + b'"}]'
+
+
+class _Moment(datetime):
+    """A datetime subclass (as libraries make them): stored as its ``isoformat()``, too."""
+
+
+def test_a_datetime_subclass_is_stored_as_its_isoformat() -> None:
+    moment = _Moment(2026, 12, 1, 6, 0, 0, 5, tzinfo=UTC)
+    encoded = OrjsonTranscoder().encode({"at": moment})
+    assert orjson.loads(encoded) == {"at": {"_type_": "datetime", "_data_": moment.isoformat()}}
