@@ -22,6 +22,7 @@ import orjson
 from domain.event_base import LoggedEvent
 from domain.events import EVENT_TYPES
 from infra.json_values import NotJsonObject, json_object
+from infra.transcoder import iso_text
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "event-envelope.schema.json"
@@ -171,12 +172,12 @@ class Envelope:
     @_Memo
     def occurred_text(self) -> str:
         """``occurred_at.isoformat()``, formatted once for every read model folding it."""
-        return self.occurred_at.isoformat()
+        return iso_text(self.occurred_at)
 
     @_Memo
     def recorded_text(self) -> str:
         """``recorded_at.isoformat()``, formatted once for every read model folding it."""
-        return self.recorded_at.isoformat()
+        return iso_text(self.recorded_at)
 
     @classmethod
     def from_event(

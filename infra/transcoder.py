@@ -8,7 +8,7 @@ dict with str keys). Tuples come back as lists.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +26,18 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return {"_type_": "decimal", "_data_": str(value)}
     if isinstance(value, datetime):
-        return {"_type_": "datetime", "_data_": value.isoformat()}
+        return {"_type_": "datetime", "_data_": iso_text(value)}
     raise TypeError(f"cannot store {type(value).__name__} in an event: {value!r}")
+
+
+def iso_text(value: datetime) -> str:
+    """``value.isoformat()``. orjson writes a UTC datetime as the same text in a third of the
+    time (a snapshot of 7,000 orders: 7,000 of them; time travel: one per contact); other
+    zones (an offset in seconds is written otherwise) and subclasses (orjson refuses them)
+    take ``isoformat``."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return orjson.dumps(value)[1:-1].decode()
+    return value.isoformat()
 
 
 def reviver(decoders: Mapping[str, Callable[[str], Any]]) -> Callable[[Any], Any]:
