@@ -310,8 +310,9 @@ class KafkaBroker:
 
     def start(self, timeout: float = 60.0) -> None:
         """Idempotent: start tansu unless running, then wait until it answers ApiVersions.
-        Raises RuntimeError if something else listens on the port: tansu binds with
-        SO_REUSEPORT, so a second one would start there and take half of the new connections."""
+        Raises RuntimeError if something else listens on the port when it looks: tansu binds
+        with SO_REUSEPORT, so a second one would start there and take half of the new
+        connections (a listener that binds between the look and tansu's bind is not seen)."""
         if not self.is_running():
             if port_open(self.port):
                 raise RuntimeError(f"port {self.port} is taken: tansu would share it")

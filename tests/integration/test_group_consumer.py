@@ -160,6 +160,24 @@ def test_members_consume_again_after_broker_kills(own_broker: KafkaBroker) -> No
         watched.close(timeout_ms=5000)
 
 
+def _round_completed_outside_poll(plain: KafkaConsumer, topic: str) -> Any:
+    """Subscribe ``plain``, poll (bounded) until its JoinGroup is out, then wait outside poll
+    (bounded) until that round has completed; its coordinator."""
+    plain.subscribe([topic])
+    coordinator: Any = plain._coordinator
+    deadline = time.monotonic() + 30
+    while coordinator._join_task is None and time.monotonic() < deadline:
+        plain.poll(timeout_ms=200)  # finds the coordinator, sends JoinGroup (held by tansu)
+    task = coordinator._join_task
+    assert task is not None, "no JoinGroup within 30 s"
+    assert not plain.assignment()  # still joining
+    deadline = time.monotonic() + 30
+    while not task.is_done and time.monotonic() < deadline:
+        time.sleep(0.05)  # outside poll while the round completes
+    assert task.succeeded(), task
+    return coordinator
+
+
 def test_a_join_that_completes_between_two_polls_is_kept(own_broker: KafkaBroker) -> None:
     """kafka-python 3.0.12 drops a JoinGroup/SyncGroup round that completes while its caller is
     outside ``poll`` and sends a new JoinGroup, which tansu holds for half the session timeout
@@ -169,13 +187,26 @@ def test_a_join_that_completes_between_two_polls_is_kept(own_broker: KafkaBroker
     kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
     plain = kafka.consumer(own_broker.bootstrap, f"g-{uuid4().hex[:8]}")
     try:
-        plain.subscribe([topic])
-        deadline = time.monotonic() + 1
-        while time.monotonic() < deadline:  # its JoinGroup is sent, and held by the broker
-            plain.poll(timeout_ms=200)
-        assert not plain.assignment()  # still joining
-        time.sleep(8)  # outside poll while the round completes
+        _round_completed_outside_poll(plain, topic)
         plain.poll(timeout_ms=1_000)  # before the fix: a new JoinGroup, held for 5 s
         assert plain.assignment() == {TopicPartition(topic, p) for p in range(PARTITIONS)}
+    finally:
+        plain.close(timeout_ms=5000)
+
+
+def test_a_round_older_than_the_session_is_sent_again(own_broker: KafkaBroker) -> None:
+    """Heartbeats are off from the JoinGroup until a round is applied: after a session timeout
+    outside poll the broker may have ended the round's generation (and given its partitions to
+    another member), so the kept round is not applied: the next poll joins again."""
+    topic = f"stale-{uuid4().hex[:8]}"
+    kafka.ensure_topics(own_broker.bootstrap, [topic], PARTITIONS)
+    plain = kafka.consumer(own_broker.bootstrap, f"g-{uuid4().hex[:8]}")
+    try:
+        coordinator = _round_completed_outside_poll(plain, topic)
+        stale = coordinator.config["session_timeout_ms"] / 1000
+        time.sleep(stale)  # the round's age now exceeds the session timeout
+        plain.poll(timeout_ms=1_000)  # a new JoinGroup, held by tansu: nothing assigned yet
+        assert not plain.assignment()
+        assert coordinator._join_task is not None and not coordinator._join_task.is_done
     finally:
         plain.close(timeout_ms=5000)
