@@ -69,13 +69,24 @@ class Tx:
         if rows:
             self._cursor.executemany(self.sql(statement), rows)
 
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Append ``rows`` the caller knows to be new (a key already there is an error).
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        fractional: Sequence[str] = (),
+    ) -> None:
+        """Append ``rows`` the caller knows to be new (a key already there is an error). Only
+        the ``fractional`` columns may hold floats, on both backends
+        (:class:`infra.sql_arrays.UndeclaredFractions`; SQLite would keep a REAL in an
+        integer column, COPY would write a text column's float as text).
 
         PostgreSQL gets them by COPY, which costs a fraction of per-row INSERTs in the client.
         """
         if not rows:
             return
+        refuse_undeclared_fractions(columns, rows, fractional)
         target = f"{{{table}}} ({', '.join(columns)})"
         if self.dialect != "postgres":
             marks = ", ".join("?" * len(columns))

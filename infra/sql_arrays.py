@@ -75,11 +75,15 @@ def typed(column: list[Any], *, fractional: bool = False) -> tuple[str | None, l
 def refuse_undeclared_fractions(
     columns: Sequence[str], rows: Rows, fractional: Collection[str]
 ) -> None:
-    """:class:`UndeclaredFractions` when a column not named in ``fractional`` holds a float:
-    the check :func:`typed` makes on PostgreSQL, for a backend that takes rows as they are."""
+    """:class:`UndeclaredFractions` when a column not named in ``fractional`` holds a float
+    (a subclass too, as numpy's): the check :func:`typed` makes on PostgreSQL, for a backend
+    that takes rows as they are."""
     for name, column in zip(columns, zip(*rows, strict=True), strict=True):
-        if name not in fractional and any(type(v) is float for v in column):
-            typed(list(column))
+        if name not in fractional and any(isinstance(v, float) for v in column):
+            raise UndeclaredFractions(
+                f"column {name} holds fractional numbers but is not declared fractional "
+                f"(name it in fractional=...); values {list(column[:5])!r}..."
+            )
 
 
 def unnest_rows(

@@ -25,6 +25,9 @@ class AuthFailed(Exception):
         self.detail = detail
 
 
+_LOOKED_UP = "clientele_api_key"  # request.state: the key (or AuthFailed) of this request
+
+
 def _authenticate(request: Request, authorization: str | None) -> ApiKey:
     key = _key(request, authorization)
     if getattr(request.state, "counted", None) != key.key_id:  # not yet, by :func:`counts`
@@ -35,10 +38,22 @@ def _authenticate(request: Request, authorization: str | None) -> ApiKey:
 
 def _key(request: Request, authorization: str | None) -> ApiKey:
     """The live key of ``authorization``, not yet counted against its rate limit; looked up
-    once per request (the hot path's check, then the route's, share it)."""
-    known: ApiKey | None = getattr(request.state, "key", None)
+    once per request: the hot path's check and the route's share its key or its failure."""
+    known: ApiKey | AuthFailed | None = getattr(request.state, _LOOKED_UP, None)
+    if isinstance(known, AuthFailed):
+        raise known
     if known is not None:
         return known
+    try:
+        key = _lookup(request, authorization)
+    except AuthFailed as failure:
+        setattr(request.state, _LOOKED_UP, failure)
+        raise
+    setattr(request.state, _LOOKED_UP, key)
+    return key
+
+
+def _lookup(request: Request, authorization: str | None) -> ApiKey:
     if authorization is None:
         raise AuthFailed(401, "unauthenticated", "send Authorization: Bearer <api key>")
     scheme, _, token = authorization.partition(" ")
@@ -47,7 +62,6 @@ def _key(request: Request, authorization: str | None) -> ApiKey:
     key = deps.services(request).keys.authenticate(token.strip())
     if key is None:
         raise AuthFailed(401, "unauthenticated", "unknown or revoked API key")
-    request.state.key = key
     return key
 
 

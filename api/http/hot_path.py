@@ -11,13 +11,12 @@ event loop (:func:`api.http.routes.reads.live_in_loop`) and the key's rate limit
 
 Everything else goes on to FastAPI unchanged, and so does every request this path does not
 answer 200: a missing, bad or revoked key, a key without the reader role, a key over its rate
-limit, an id that is not a lowercase hyphenated UUID, an unknown, merged or erased customer.
-The full route then answers it, as it would have. Where the route would not read in the event
-loop (SQLite read models, ``X-Min-Position``) this path does not check the key at all: the
-route checks it, once. The key's rate limit is counted before the read (a key over it costs
-no database read), once: a counted request that goes on is not counted again by the route. An
-error of the read itself (the database away) goes to the edge middleware as it does from the
-route: a 503.
+limit, an id that is not a lowercase hyphenated UUID, an unknown, merged or erased customer,
+SQLite read models. The full route then answers it, as it would have. The key's rate limit
+is counted before the read (a key over it costs no database read), once: a counted request
+that goes on is not counted again by the route, nor is its key looked up again (the lookup
+keeps its key, or its failure, for the request: :mod:`api.http.auth`). An error of the read
+itself (the database away) goes to the edge middleware as it does from the route: a 503.
 """
 
 from __future__ import annotations
@@ -61,29 +60,19 @@ class HotProfileReads:
         self.answered = 0  # requests this path answered (tests check it took them)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self._answered(scope, receive, send):
-            await self.app(scope, receive, send)
-
-    async def _answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if it is the hot case; False (nothing sent) to let it go on."""
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
-            return False
-        match = self.path.fullmatch(_route_path(scope))
-        if match is None:
-            return False
-        # what the router sets for this path: the access log and metrics name the route also
-        # when the read fails (the database away: a 503 from the edge)
-        scope["route"] = self.route
-        scope["path_params"] = {"customer_id": match[1]}
-        request = Request(scope)
-        if reads.loop_reads(request) is None:  # the route reads it and checks the key, once
-            return False
-        key = admitted(request, Role.READER)
-        if key is None or not counts(request, key):
-            return False
-        answer = await reads.live_in_loop(request, UUID(match[1]))
-        if answer is None:
-            return False
-        self.answered += 1
-        await answer(scope, receive, send)
-        return True
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+            match = self.path.fullmatch(_route_path(scope))
+            if match is not None:
+                # what the router sets for this path: the access log and metrics name the
+                # route also when the read fails (the database away: a 503 from the edge)
+                scope["route"] = self.route
+                scope["path_params"] = {"customer_id": match[1]}
+                request = Request(scope)
+                key = admitted(request, Role.READER)
+                if key is not None and counts(request, key):
+                    answer = await reads.live_in_loop(request, UUID(match[1]))
+                    if answer is not None:
+                        self.answered += 1
+                        await answer(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)

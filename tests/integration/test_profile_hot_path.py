@@ -135,33 +135,45 @@ def test_each_request_counts_once_against_the_rate_limit(tmp_path: Path, postgre
 
 
 @pytest.mark.parametrize("read_models", ["sqlite", "postgres"])
-def test_each_request_checks_its_key_once(
-    tmp_path: Path, postgres_url: str, read_models: str, monkeypatch: pytest.MonkeyPatch
+def test_each_request_looks_its_key_up_once(
+    tmp_path: Path,
+    read_models: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """SQLite read models, or an ``X-Min-Position``, take the route: the hot path leaves the
-    key to it (it checked the key, then the route checked it again); the hot path's own
-    answers and the requests it hands on check it once too."""
-    checks: list[str] = []
+    """A request the hot path admits and hands on (SQLite read models, an ``X-Min-Position``,
+    a merged customer) looked its key up there and again in the route: the route now takes
+    the key the hot path found, or its failure, and the rate limit counts it once."""
+    looked_up: list[str] = []
     authenticate = KeyStore.authenticate
 
     def counted(keys: KeyStore, token: str) -> Any:
-        checks.append(f"Bearer {token}")
+        looked_up.append(f"Bearer {token}")
         return authenticate(keys, token)
 
     monkeypatch.setattr(KeyStore, "authenticate", counted)
-    with running_api(tmp_path, postgres_url if read_models == "postgres" else None) as api:
-        live, merged = _customers(api)
+    url = request.getfixturevalue("postgres_url") if read_models == "postgres" else None
+    with running_api(tmp_path, url, rate_limit="6/minute") as api:
+        live, merged = _customers(api)  # as admin: admin's own key
         reader = api.headers("reader")
+        bad = {"Authorization": "Bearer clt_nope_nope"}
         hot = _hot_path(api)
-        for customer, extra, status in [
-            (live, {}, 200),
-            (merged, {}, 410),
-            (live, {"X-Min-Position": "1"}, 200),
+        for customer, headers, status in [
+            (live, reader, 200),
+            (merged, reader, 410),
+            (live, reader | {"X-Min-Position": "1"}, 200),
+            (live, bad, 401),
         ]:
-            checks.clear()
+            looked_up.clear()
             before = hot.answered
-            response = api.client.get(f"/v1/customers/{customer}", headers=reader | extra)
+            response = api.client.get(f"/v1/customers/{customer}", headers=headers)
             assert response.status_code == status, response.text
-            assert checks == [reader["Authorization"]], (customer, extra, checks)
-            took_hot = read_models == "postgres" and status == 200 and not extra
+            assert looked_up == [headers["Authorization"]], (customer, headers, looked_up)
+            took_hot = read_models == "postgres" and customer == live and headers == reader
             assert hot.answered == before + took_hot
+        # the reader's three requests above were counted once each: three more, then 429
+        statuses = [api.client.get(f"/v1/customers/{live}", headers=reader).status_code]
+        statuses += [api.client.get(f"/v1/customers/{live}", headers=reader).status_code]
+        statuses += [api.client.get(f"/v1/customers/{live}", headers=reader).status_code]
+        statuses += [api.client.get(f"/v1/customers/{live}", headers=reader).status_code]
+        assert statuses == [200, 200, 200, 429], statuses

@@ -232,7 +232,11 @@ class TestReadStore:
             for undeclared in ([("e", 2.5, None, None, None)], [("e", 1, None, None, 0.5)]):
                 with pytest.raises(UndeclaredFractions, match="not declared fractional"):
                     tx.upsert("typed", ("k",), columns, undeclared)
+                with pytest.raises(UndeclaredFractions, match="not declared fractional"):
+                    tx.insert("typed", columns, undeclared)
             assert [k for k, *_ in rows(tx)] == ["a", "b", "d"]
+            tx.insert("typed", columns, [("e", 1, None, None, 0.5)], fractional=("d",))
+            assert rows(tx)[-1] == ("e", 1, None, None, 0.5)
 
     def test_bookkeeping_reads_each_bindings_versions_and_parked_customers(
         self, read_store: ReadStore

@@ -70,3 +70,19 @@ def test_fractions_are_refused_unless_the_column_is_fractional(column: list[obje
     assert typed([0.5, None, 2.0], fractional=True) == ("double precision[]", [0.5, None, 2.0])
     assert typed([1, None, 2]) == ("bigint[]", [1, None, 2])
     refuse_undeclared_fractions(("k", "n"), [("a", 1), ("b", None), ("c", True)], ())
+
+
+class _Float64(float):
+    """A float subclass, as numpy's float64 is."""
+
+
+@pytest.mark.parametrize(
+    "column", [[True, 0.5], ["x", 0.5], [_Float64(0.5)]], ids=["bool-first", "text-first", "sub"]
+)
+def test_a_float_anywhere_in_an_undeclared_column_is_refused(column: list[object]) -> None:
+    """Whatever the column's first value, and a float subclass too (typed() types a column by
+    its first value: the check for a backend that takes rows as they are must not)."""
+    rows = [("a", value) for value in column]
+    with pytest.raises(UndeclaredFractions, match="column n holds fractional numbers"):
+        refuse_undeclared_fractions(("k", "n"), rows, ())
+    refuse_undeclared_fractions(("k", "n"), rows, ("n",))

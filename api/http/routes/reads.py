@@ -28,7 +28,6 @@ from domain.external_ids import (
 )
 from domain.values import check_aware, normalise_tag
 from infra.api_keys import Role
-from infra.async_reads import AsyncReads
 from infra.envelope import Envelope
 from infra.lean_history import opened_history
 from projections import profile_fold, profile_reads
@@ -124,17 +123,11 @@ async def get_customer(
     return await run_in_threadpool(_live_response, request, customer_id)
 
 
-def loop_reads(request: Request) -> AsyncReads | None:
-    """The pool GET profile reads with in the event loop: None when the read models are not
-    on PostgreSQL or the request has an ``X-Min-Position`` (the sync path answers it)."""
-    return None if "x-min-position" in request.headers else deps.async_reads(request)
-
-
 async def live_in_loop(request: Request, customer_id: UUID) -> Response | None:
     """GET profile's answer read in the event loop (:mod:`projections.profile_reads`), for an
-    admitted caller: None unless :func:`loop_reads` gives a pool and the customer is live (the
-    sync path answers the rest)."""
-    reads = loop_reads(request)
+    admitted caller: None unless the read models are on PostgreSQL, the request has no
+    ``X-Min-Position`` and the customer is live (the sync path answers the rest)."""
+    reads = None if "x-min-position" in request.headers else deps.async_reads(request)
     if reads is None:
         return None
     live = await profile_reads.live_profile(reads, customer_id)
