@@ -76,8 +76,8 @@ def refuse_undeclared_fractions(
     columns: Sequence[str], rows: Rows, fractional: Collection[str]
 ) -> None:
     """:class:`UndeclaredFractions` when a column not named in ``fractional`` holds a float
-    (a subclass too, as numpy's): the check :func:`typed` makes on PostgreSQL, for a backend
-    that takes rows as they are."""
+    (a subclass too, as numpy's): the check :func:`typed` makes for PostgreSQL's arrays, for
+    rows sent as they are (SQLite's statements, PostgreSQL's COPY)."""
     for name, column in zip(columns, zip(*rows, strict=True), strict=True):
         if name not in fractional and any(isinstance(v, float) for v in column):
             raise UndeclaredFractions(
