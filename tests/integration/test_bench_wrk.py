@@ -63,7 +63,6 @@ def test_a_fixed_rate_sends_as_many_requests_as_asked_and_counts_failures_apart(
     # 100 ms timer and a schedule starts as its thread is set up, so on a loaded box they run
     # past the 2 s asked for: the ceiling is the schedule over wrk's whole run, one more per
     # connection for a request due at its very start.
-    assert result["seconds"] >= 2
     assert 160 <= answered <= 100 * elapsed + 4
     assert 0.1 * answered < result["failures"] < 0.45 * answered  # the 1 path in 4 that is 404
     assert result["offered_per_s"] == 100
