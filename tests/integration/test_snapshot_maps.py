@@ -48,6 +48,7 @@ def fold(store: EventStore, customer_id: UUID, upto: int | None = None) -> Custo
 @pytest.fixture
 def stores(database_url: str) -> Iterator[tuple[EventStore, EventStore]]:
     writer, reader = (EventStore(database_url, snapshot_interval=20) for _ in range(2))
+    writer.encoded_maps.min_entries = 1  # every map kept, however small
     yield writer, reader
     writer.close()
     reader.close()

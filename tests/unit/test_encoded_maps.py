@@ -74,7 +74,7 @@ def apply(orders: dict[str, dict[str, Any]], operation: tuple[Any, ...]) -> None
 def test_a_snapshot_holds_exactly_the_bytes_of_encoding_the_whole_map(
     steps: list[tuple[Any, ...]],
 ) -> None:
-    kept, customer_id = EncodedMaps(ENCODE), uuid4()
+    kept, customer_id = EncodedMaps(ENCODE, min_entries=1), uuid4()
     orders: dict[str, dict[str, Any]] = {}
     refunded = {"r": entry(Decimal("3.10"), 5)}
     for step in steps:
@@ -93,7 +93,7 @@ def test_a_snapshot_holds_exactly_the_bytes_of_encoding_the_whole_map(
 def test_what_is_kept_stays_within_its_budget_and_leaves_with_an_erasure() -> None:
     big = {f"{n:05d}": entry(Decimal("12.50"), n) for n in range(100)}
     one = len(ENCODE(big)) + ENTRY_OVERHEAD * len(big)  # what keeping it counts
-    kept = EncodedMaps(ENCODE, budget=2 * one + 100)
+    kept = EncodedMaps(ENCODE, min_entries=50, budget=2 * one + 100)
     first, second, third = uuid4(), uuid4(), uuid4()
     for customer_id in (first, second):
         kept.substitute(customer_id, {"purchases": dict(big)})
@@ -107,6 +107,9 @@ def test_what_is_kept_stays_within_its_budget_and_leaves_with_an_erasure() -> No
     huge = {f"{n:05d}": entry(Decimal("12.50"), n) for n in range(300)}
     kept.substitute(first, {"purchases": huge})  # larger than the budget: not kept
     assert len(kept) == 0
+    state: dict[str, Any] = {"purchases": {"one": entry(Decimal("1.00"), 0)}}
+    kept.substitute(first, state)  # too small to be worth keeping
+    assert len(kept) == 0 and type(state["purchases"]) is dict
 
 
 # ------------------------------------------------------- the store's snapshots
@@ -115,6 +118,7 @@ def test_what_is_kept_stays_within_its_budget_and_leaves_with_an_erasure() -> No
 @pytest.fixture
 def growing() -> Iterator[tuple[EventStore, CommandService]]:
     store = EventStore("memory://", snapshot_interval=50)
+    store.encoded_maps.min_entries = 1  # every map kept, however small
     yield store, CommandService(store, index_key="k")
     store.close()
 
@@ -193,6 +197,7 @@ def test_a_load_from_snapshots_is_the_fold_of_every_event(steps: list[str]) -> N
     erasure drops what the copies' holders kept: snapshots taken in between still load as the
     fold, and the newest one holds the fold at its version."""
     store = EventStore("memory://", snapshot_interval=10)
+    store.encoded_maps.min_entries = 1  # every map kept, however small
     service = CommandService(store, index_key="k")
     survivor, next_order = register(service), 0
     duplicate: UUID | None = None
