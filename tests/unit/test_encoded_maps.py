@@ -38,6 +38,7 @@ operations = st.lists(
         st.tuples(st.just("pop"), st.integers(0, 50)),
         st.tuples(st.just("replace"), st.integers(0, 50), amounts),  # an equal, new entry
         st.tuples(st.just("move"), st.integers(0, 50)),  # taken out, then in again (last)
+        st.tuples(st.just("rename"), order_ids),  # the last entry, under another key
         st.tuples(st.just("reload")),  # every entry a new object, as after a load
         st.tuples(st.just("save")),  # a save without a snapshot
         st.tuples(st.just("snapshot")),
@@ -55,6 +56,8 @@ def apply(orders: dict[str, dict[str, Any]], operation: tuple[Any, ...]) -> None
     keys = list(orders)
     if kind == "add":
         orders[args[0]] = entry(args[1], args[2])
+    elif kind == "rename" and keys and args[0] not in orders:
+        orders[args[0]] = orders.pop(keys[-1])
     elif kind == "reload":
         fresh = orjson.loads(ENCODE(orders))
         orders.clear()
