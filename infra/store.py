@@ -119,12 +119,13 @@ class EventStore(Application[UUID]):
     def forget_erased(self, head: int | None = None) -> None:
         """Forget the data keys, footprints and kept snapshot maps of the customers erased
         since the last call (by ANY process: the one that erases forgets at once): one small
-        query (the log's head), and one more for its erasures when the head has moved. Every long-lived reader of the
-        store calls it before opening events, so no key shredded elsewhere decrypts a copy of
-        the erased person's data from this process's cache. The same query notes the newest
-        churn-model event (:attr:`newest_fit`), so a model kept in memory is known stale as
-        soon as a look has passed a newer fit. ``head``: the log's head as the caller has just
-        read it (:meth:`StoreBackend.head_and_rows`), so the small query is not made again.
+        query (the log's head), and one more for its erasures when the head has moved. Every
+        long-lived reader of the store calls it before opening events, so no key shredded
+        elsewhere decrypts a copy of the erased person's data from this process's cache. The
+        same query notes the newest churn-model event (:attr:`newest_fit`), so a model kept in
+        memory is known stale as soon as a look has passed a newer fit. ``head``: the log's
+        head as the caller has just read it (:meth:`StoreBackend.head_and_rows`), so the small
+        query is not made again.
 
         Safe across threads: the erasures up to the head are marked seen only AFTER their keys
         are forgotten, and a caller that finds the mark behind the head waits for the one
