@@ -45,7 +45,10 @@ from domain.customer import Customer
 GROWING_MAPS = ("purchases", "refunded", "campaigns")
 """The Customer fields whose entries accumulate with the history (order or campaign id -> entry)."""
 assert not set(GROWING_MAPS) & set(Customer.PERSONAL), "sealed fields must be encoded afresh"
-ENTRY_OVERHEAD = 16  # bytes counted per kept entry (two list slots) against the budget
+ENTRY_OVERHEAD = 500
+"""Bytes counted per kept entry beyond its encoding: its objects (an order's key, dict, decimal
+and datetime: ~485 bytes), which the kept lists hold alive once the aggregate is gone, and two
+list slots."""
 
 
 class _Kept:
@@ -90,7 +93,7 @@ class EncodedMaps:
         encode: Callable[[Any], bytes],
         *,
         min_entries: int = 200,
-        budget: int = 32 * 1024 * 1024,
+        budget: int = 64 * 1024 * 1024,
     ) -> None:
         self._encode = encode
         self.min_entries = min_entries
