@@ -38,6 +38,7 @@ from domain.personal import key_owner
 from infra.backends import POSTGRES_FACTORY, store_environment
 from infra.backends.base import StoreBackend
 from infra.data_keys import DataKeys, MasterKeys
+from infra.encoded_maps import EncodedMaps
 from infra.personal_data import PersonalData, PersonalDataMapper, has_personal_data
 from infra.settings import DEV_MASTER_KEYS
 from infra.snapshots import Footprints
@@ -92,6 +93,7 @@ class EventStore(Application[UUID]):
         self.backend: StoreBackend = self.recorder
         if env.get("CREATE_TABLE") == "n":
             self._create_tables_exclusively()
+        self.encoded_maps = EncodedMaps(self.mapper.transcoder.encode)
         self.personal.keys = self.backend.data_keys(
             master_keys or MasterKeys.parse(DEV_MASTER_KEYS)
         )
@@ -115,14 +117,15 @@ class EventStore(Application[UUID]):
         return self._erasures_seen
 
     def forget_erased(self, head: int | None = None) -> None:
-        """Forget the data keys and footprints of the customers erased since the last call (by
-        ANY process: the one that erases forgets at once): one small query (the log's head),
-        and one more for its erasures when the head has moved. Every long-lived reader of the
-        store calls it before opening events, so no key shredded elsewhere decrypts a copy of
-        the erased person's data from this process's cache. The same query notes the newest
-        churn-model event (:attr:`newest_fit`), so a model kept in memory is known stale as
-        soon as a look has passed a newer fit. ``head``: the log's head as the caller has just
-        read it (:meth:`StoreBackend.head_and_rows`), so the small query is not made again.
+        """Forget the data keys, footprints and kept snapshot maps of the customers erased
+        since the last call (by ANY process: the one that erases forgets at once): one small
+        query (the log's head), and one more for its erasures when the head has moved. Every
+        long-lived reader of the store calls it before opening events, so no key shredded
+        elsewhere decrypts a copy of the erased person's data from this process's cache. The
+        same query notes the newest churn-model event (:attr:`newest_fit`), so a model kept in
+        memory is known stale as soon as a look has passed a newer fit. ``head``: the log's
+        head as the caller has just read it (:meth:`StoreBackend.head_and_rows`), so the small
+        query is not made again.
 
         Safe across threads: the erasures up to the head are marked seen only AFTER their keys
         are forgotten, and a caller that finds the mark behind the head waits for the one
@@ -140,6 +143,7 @@ class EventStore(Application[UUID]):
             erased, fitted = self._watch(after, head, WATCHED_TOPICS)
             self.data_keys.forget(e.originator_id.hex for _, e in erased)
             self.footprints.forget(e.originator_id for _, e in erased)
+            self.encoded_maps.forget(e.originator_id for _, e in erased)
             if erased:
                 self.newest_erasure = erased[-1][0]
             self.newest_fit = max(fitted, self.newest_fit)
@@ -212,6 +216,7 @@ class EventStore(Application[UUID]):
                 if isinstance(event, Erased):
                     erased.append(event.originator_id)
         self.footprints.forget(erased)
+        self.encoded_maps.forget(erased)
         for customer_id, rows in stored.items():
             if customer_id in erased:
                 continue
@@ -227,23 +232,30 @@ class EventStore(Application[UUID]):
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshot the customers just saved that are due (:mod:`infra.snapshots`), from the
-        saved aggregates themselves: at most one snapshot per customer and save. A snapshot
-        that cannot be stored is logged and skipped: the save has committed, and a command
-        must not fail for a cache of its history."""
+        saved aggregates themselves: at most one snapshot per customer and save, its growing
+        maps encoded once (:mod:`infra.encoded_maps`). A snapshot that cannot be stored is
+        logged and skipped: the save has committed, and a command must not fail for a cache of
+        its history."""
         if self.snapshots is None:
             return
         for aggregate in processing_event.aggregates.values():
-            if isinstance(aggregate, Customer) and self.footprints.due(aggregate.id):
-                stored = self.mapper.to_stored_event(Snapshot.take(aggregate))
-                try:
-                    self.snapshots.recorder.insert_events([stored])
-                except PersistenceError as error:  # the events are committed: only a cache lost
-                    log.warning(
-                        "store.snapshot_failed", customer_id=str(aggregate.id), error=repr(error)
-                    )
-                    self.footprints.forget([aggregate.id])
-                    continue
-                self.footprints.snapshotted(aggregate.id, aggregate.version, len(stored.state))
+            if not isinstance(aggregate, Customer):
+                continue
+            if not self.footprints.due(aggregate.id):
+                self.encoded_maps.follow(aggregate.id, vars(aggregate))
+                continue
+            snapshot = Snapshot.take(aggregate)
+            self.encoded_maps.substitute(aggregate.id, snapshot.state)
+            stored = self.mapper.to_stored_event(snapshot)
+            try:
+                self.snapshots.recorder.insert_events([stored])
+            except PersistenceError as error:  # the events are committed: only a cache lost
+                log.warning(
+                    "store.snapshot_failed", customer_id=str(aggregate.id), error=repr(error)
+                )
+                self.footprints.forget([aggregate.id])
+                continue
+            self.footprints.snapshotted(aggregate.id, aggregate.version, len(stored.state))
 
     def newest_snapshot(self, aggregate_id: UUID) -> StoredEvent | None:
         """The stored form of an aggregate's newest snapshot, if it has one."""
