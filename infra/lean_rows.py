@@ -11,8 +11,7 @@ exactly ``isoformat()``'s text of a UTC datetime (so a reader may take the store
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -33,11 +32,6 @@ KINDS = {get_topic(c): (c.TYPE, getattr(c, "class_version", 1)) for c in EVENT_C
 """Topic -> (envelope type, current class version) of every customer event class."""
 _TAG = b'"_type_"'  # how a tagged value (decimal, datetime) starts in a stored state
 _MOMENTS = 2  # tagged values every stored customer event has: occurred_at, timestamp
-_ISO_UTC = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?\+00:00"
-)
-"""Exactly the texts ``isoformat()`` makes of an aware UTC datetime: microseconds only when
-not zero, always six digits; no other offset, separator or precision."""
 
 
 class StoredMeta(NamedTuple):
@@ -108,16 +102,33 @@ def parse(topic: str, state: bytes) -> StoredMeta | None:
 
 
 def _stored_moment(value: Any) -> tuple[str, datetime]:
-    """The text and datetime the transcoder stored as ``value`` (tagged, in ``isoformat()``'s
-    text of a UTC datetime); KeyError if ``value`` is not one, or its text is not exactly
-    ``isoformat()``'s (:data:`_ISO_UTC`: the mapper's path then reads it, and normalises or
-    refuses what it cannot), so the stored text may stand for the datetime's text."""
+    """The text and datetime the transcoder stored as ``value`` (tagged, ``isoformat()``'s text
+    of a UTC datetime); KeyError if ``value`` is not one, or its text is not exactly
+    ``isoformat()``'s (the mapper's path then reads it, and normalises or refuses what it
+    cannot), so the stored text may stand for the datetime's text.
+
+    Exactly: a text ``datetime.fromisoformat`` reads as UTC is ``isoformat()``'s when it is
+    ``YYYY-MM-DDTHH:MM:SS+00:00`` (no microseconds) or ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``
+    (microseconds not zero): its length and separators say which of the forms the parser
+    took (not a week date, a basic format, a comma, an offset with seconds or ``-00:00``)."""
     if type(value) is not dict or len(value) != 2 or value.get("_type_") != "datetime":
         raise KeyError("_type_")
     text = value["_data_"]
-    if type(text) is not str or _ISO_UTC.fullmatch(text) is None:
-        raise KeyError("_data_")
     try:
-        return text, datetime.fromisoformat(text)
-    except ValueError:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
         raise KeyError("_data_") from None
+    fraction = moment.microsecond != 0
+    if (
+        moment.tzinfo is not UTC
+        or len(text) != (32 if fraction else 25)
+        or text[4] != "-"
+        or text[7] != "-"
+        or text[10] != "T"
+        or text[13] != ":"
+        or text[16] != ":"
+        or text[19] != ("." if fraction else "+")
+        or text[-6] != "+"
+    ):
+        raise KeyError("_data_")
+    return text, moment

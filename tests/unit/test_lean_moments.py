@@ -44,6 +44,10 @@ def _state(occurred_at: str) -> bytes:
         "2026-W48-1T12:00:00+00:00",  # a week date
         "2026-11-30T12:00+00:00:00",  # no seconds, an offset with seconds
         "20261130T120000+00:00",  # the basic format
+        "2026-11-30T12:00:00-00:00",  # UTC, but not as isoformat() writes it
+        "2026-11-30T12:00:00.123456Z",
+        "2026-11-30T12:00:00.123+00:00:00",  # isoformat()'s length, an offset with seconds
+        "2026-11-30T12:00:00.1+00:00:00.0",
     ],
 )
 def test_a_moment_not_in_isoformats_text_is_left_to_the_mapper(occurred_at: str) -> None:
