@@ -6,8 +6,10 @@ of one customer. The long way builds, per event, the domain event (eventsourcing
 revives tagged decimals and datetimes), then an :class:`~infra.envelope.Envelope` from it: the
 event object, its ``data()``, :func:`~infra.envelope.plain` turning the revived values back
 into text, and the envelope. :func:`opened_history` parses each stored state once with orjson,
-turns the tagged values of ``data`` straight into the text ``plain`` would make of them (and
-the two meta datetimes into datetimes), and lays out the envelope itself. Personal data is then
+takes the meta fields out of it (what is left is ``data``: no copy), turns the tagged values of
+``data`` straight into the text ``plain`` would make of them, parses the two moments into
+datetimes and keeps their stored texts as the envelope's (exactly ``isoformat()``'s, checked:
+the fold reads them, and formats none again), and lays out the envelope itself. Personal data is then
 opened with :meth:`infra.personal_data.PersonalData.open_envelope`: a sealed token that does
 not decrypt under its key is still :class:`~infra.personal_data.SealBroken`, and a shredded
 key still reads as redacted. Envelopes are made one at a time, as the fold asks for them.

@@ -171,9 +171,14 @@ def untouched(connection: psycopg.Connection[Any]) -> bool:
     pgconn = connection.pgconn
     if pgconn.status != ConnStatus.OK or pgconn.transaction_status != TransactionStatus.IDLE:
         return False
+    if not _CAN_POLL:  # no poll(2) (Windows): every connection gets the round trip
+        return False
     poller = select.poll()
     poller.register(pgconn.socket, select.POLLIN)
     return not poller.poll(0)
+
+
+_CAN_POLL = hasattr(select, "poll")
 
 
 STALE_CHECK = StaleCheck()
