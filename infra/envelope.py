@@ -159,6 +159,64 @@ class Envelope:
             headers={} if headers is None else headers,
         )
 
+    @classmethod
+    def stored(  # noqa: PLR0917 - one per field an envelope read from the store has
+        cls,
+        type: str,
+        customer_id: UUID,
+        version: int,
+        position: int,
+        occurred_at: datetime,
+        recorded_at: datetime,
+        occurred_text: str,
+        recorded_text: str,
+        actor: str,
+        correlation_id: str,
+        causation_id: str | None,
+        data: dict[str, Any],
+        sealed: str | None,
+    ) -> Envelope:
+        """An envelope read from a stored event whose moments' texts are at hand:
+        ``occurred_text`` and ``recorded_text`` MUST be exactly ``isoformat()`` of
+        ``occurred_at`` and ``recorded_at`` (:mod:`infra.lean_rows` checks the stored texts
+        are); they are kept as :attr:`occurred_text` and :attr:`recorded_text`, which are then
+        not formatted again. Equal to the envelope the constructor makes of the same fields
+        (no chain, no headers). One dictionary, set once: a time-travel request makes a
+        thousand."""
+        envelope = object.__new__(cls)
+        object.__setattr__(
+            envelope,
+            "__dict__",
+            {
+                "type": type,
+                "schema_version": SCHEMA_VERSION,
+                "customer_id": customer_id,
+                "version": version,
+                "position": position,
+                "occurred_at": occurred_at,
+                "recorded_at": recorded_at,
+                "actor": actor,
+                "correlation_id": correlation_id,
+                "causation_id": causation_id,
+                "data": data,
+                "prev_hash": None,
+                "hash": None,
+                "sealed": sealed,
+                "headers": {},
+                "occurred_text": occurred_text,
+                "recorded_text": recorded_text,
+            },
+        )
+        return envelope
+
+    def opened(self, data: dict[str, Any]) -> Envelope:
+        """This envelope with its personal data opened into ``data`` (``sealed`` None): what
+        ``dataclasses.replace(self, data=data, sealed=None)`` makes, with the texts and ids
+        formatted so far kept (they do not depend on either field)."""
+        envelope = object.__new__(type(self))
+        object.__setattr__(envelope, "__dict__", {**self.__dict__, "data": data, "sealed": None})
+        return envelope
+
     @_Memo
     def id(self) -> UUID:
         """The event's id, derived from (customer id, version) when first asked for."""

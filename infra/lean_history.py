@@ -6,8 +6,10 @@ of one customer. The long way builds, per event, the domain event (eventsourcing
 revives tagged decimals and datetimes), then an :class:`~infra.envelope.Envelope` from it: the
 event object, its ``data()``, :func:`~infra.envelope.plain` turning the revived values back
 into text, and the envelope. :func:`opened_history` parses each stored state once with orjson,
-turns the tagged values of ``data`` straight into the text ``plain`` would make of them (and
-the two meta datetimes into datetimes), and lays out the envelope itself. Personal data is then
+takes the meta fields out of it (what is left is ``data``: no copy), turns the tagged values of
+``data`` straight into the text ``plain`` would make of them, parses the two moments into
+datetimes and keeps their stored texts as the envelope's (exactly ``isoformat()``'s, checked:
+the fold reads them, and formats none again), and lays out the envelope itself. Personal data is then
 opened with :meth:`infra.personal_data.PersonalData.open_envelope`: a sealed token that does
 not decrypt under its key is still :class:`~infra.personal_data.SealBroken`, and a shredded
 key still reads as redacted. Envelopes are made one at a time, as the fold asks for them.
@@ -33,36 +35,54 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 
 from domain.events import CustomerEvent
-from infra.envelope import SCHEMA_VERSION, SEALED, Envelope
+from infra.backends.base import HistoryRow
+from infra.envelope import Envelope
 from infra.lean_rows import lean_readable, parse
 from infra.store import EventStore
 from infra.transcoder import reviver
 
 
-def opened_history(store: EventStore, customer_id: UUID) -> Iterator[Envelope]:
+class History:
+    """One customer's stored rows, opened as envelopes one at a time as they are iterated
+    (:func:`opened_history`)."""
+
+    def __init__(self, store: EventStore, customer_id: UUID, rows: list[HistoryRow]) -> None:
+        self.store, self.customer_id, self.rows = store, customer_id, rows
+
+    @property
+    def newest(self) -> int:
+        """The store position of the customer's newest event (0: none)."""
+        return self.rows[-1][0] if self.rows else 0
+
+    def __iter__(self) -> Iterator[Envelope]:
+        customer_id, mapper = self.customer_id, self.store.personal_mapper
+        open_envelope = self.store.personal.open_envelope
+        lean = lean_readable(mapper)
+        for position, version, topic, state in self.rows:
+            envelope = _lean(customer_id, position, version, topic, state) if lean else None
+            if envelope is None:  # the mapper's path
+                event = mapper.to_sealed_event(StoredEvent(customer_id, version, topic, state))
+                if not isinstance(event, CustomerEvent):
+                    raise TypeError(f"{topic} at position {position} is no customer event")
+                envelope = Envelope.from_event(event, position)
+            yield open_envelope(envelope)
+
+
+def opened_history(store: EventStore, customer_id: UUID) -> History:
     """Every event of ``customer_id`` with its global position, oldest first, as opened
     envelopes (personal data in ``data``; redacted once shredded); none for an unknown id.
     One envelope is made at a time, as it is asked for: a fold that drops each one keeps no
     history's worth of objects alive, so none outlives the request into the garbage
     collector's older generations (whose full collections were the p99 of time travel). The
     rows come with the log's head in one exchange (:meth:`StoreBackend.head_and_rows`), and
-    the erasure watch looks up to that head before anything is opened.
+    the erasure watch looks up to that head here, before anything is opened.
 
-    Raises :class:`~infra.personal_data.SealBroken` for personal data that does not decrypt
-    under its key (altered or misplaced)."""
+    Iterating raises :class:`~infra.personal_data.SealBroken` for personal data that does not
+    decrypt under its key (altered or misplaced)."""
     head, rows = store.backend.head_and_rows(customer_id)
     store.forget_erased(head)  # keys shredded by another process are forgotten before opening
-    mapper, personal = store.personal_mapper, store.personal
-    lean = lean_readable(mapper)
-    personal.keys.preload([customer_id.hex])  # the usual key owner; others as they come
-    for position, version, topic, state in rows:
-        envelope = _lean(customer_id, position, version, topic, state) if lean else None
-        if envelope is None:  # the mapper's path
-            event = mapper.to_sealed_event(StoredEvent(customer_id, version, topic, state))
-            if not isinstance(event, CustomerEvent):
-                raise TypeError(f"{topic} at position {position} is no customer event")
-            envelope = Envelope.from_event(event, position)
-        yield personal.open_envelope(envelope)
+    store.personal.keys.preload([customer_id.hex])  # the usual key owner; others as they come
+    return History(store, customer_id, rows)
 
 
 def _plain_datetime(text: str) -> Any:
@@ -79,21 +99,25 @@ def _lean(
     customer_id: UUID, position: int, version: int, topic: str, state: bytes
 ) -> Envelope | None:
     """The sealed envelope of a stored event, or None when only the mapper's path reads it
-    (:func:`infra.lean_rows.parse`: an event of an older class version needs its upcasters)."""
+    (:func:`infra.lean_rows.parse`: an event of an older class version needs its upcasters).
+    Its ``data`` is the parsed state itself less the meta fields, and it keeps the stored
+    texts of its moments (exactly their ``isoformat()``: :func:`infra.lean_rows.parse`), which
+    the fold reads."""
     meta = parse(topic, state)
     if meta is None:
         return None
-    return Envelope(
-        type=meta.type,
-        schema_version=SCHEMA_VERSION,
-        customer_id=customer_id,
-        version=version,
-        position=position,
-        occurred_at=meta.occurred,
-        recorded_at=meta.recorded,
-        actor=meta.actor,
-        correlation_id=meta.correlation_id,
-        causation_id=meta.causation_id,
-        data=_as_plain(meta.data()) if meta.tagged else meta.data(),
-        sealed=meta.state.get(SEALED),
+    return Envelope.stored(
+        meta.type,
+        customer_id,
+        version,
+        position,
+        meta.occurred,
+        meta.recorded,
+        meta.occurred_at,
+        meta.recorded_at,
+        meta.actor,
+        meta.correlation_id,
+        meta.causation_id,
+        _as_plain(meta.fields) if meta.tagged else meta.fields,
+        meta.sealed,
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any, TypeGuard
 from uuid import UUID
@@ -163,7 +162,7 @@ class PersonalData:
             envelope.type,
             owner=envelope_key_owner(envelope),
         )
-        return replace(envelope, data={**envelope.data, **plain(values)}, sealed=None)
+        return envelope.opened({**envelope.data, **plain(values)})
 
     def open_envelopes(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         """Open a batch (the keys are fetched together)."""

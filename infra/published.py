@@ -38,7 +38,7 @@ import orjson
 from eventsourcing.persistence import Mapper
 
 from infra.backends.base import LogRow
-from infra.envelope import SCHEMA_VERSION, SEALED, Envelope, event_id_text, json_default
+from infra.envelope import SCHEMA_VERSION, Envelope, event_id_text, json_default
 from infra.lean_rows import lean_readable, parse
 from infra.transcoder import revive_tagged
 
@@ -108,7 +108,7 @@ class LeanEncoder:
             "data": data,
             "prev_hash": prev_hash,
             "hash": hash_,
-            "sealed": meta.state.get(SEALED),
+            "sealed": meta.sealed,
         }
         value = orjson.dumps(document, default=json_default)
         return Published(key, version, position, meta.type, meta.correlation_id, value)

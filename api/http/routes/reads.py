@@ -50,19 +50,18 @@ def _travel(
     (``as_of``, else ``known_at``, else the business time of ``version``'s event) under the
     model version in force then (:func:`projections.churn.risk_in_view`)."""
     services = deps.services(request)
-    seen: list[datetime] = []  # business time of the newest event up to ``version``
-    newest = [0]  # the customer's newest store position
-
-    def history() -> Iterator[Envelope]:  # the store's, one envelope at a time
-        for envelope in opened_history(services.store, customer_id):
-            if version is not None and envelope.version <= version:
-                seen[:] = [envelope.occurred_at]
-            newest[0] = envelope.position
-            yield envelope
-
-    events = history()
+    history = opened_history(services.store, customer_id)
+    events = iter(history)
+    seen: list[datetime] = []  # a view by version alone notes its moment here
+    viewed = events
+    if as_of is None and known_at is None and version is not None:
+        viewed = _noting_business_time(events, version, seen)
     state = profile_fold.travel(
-        customer_id, events, as_of=as_of, known_at=known_at, version=version
+        customer_id,
+        viewed,
+        as_of=as_of,
+        known_at=known_at,
+        version=version,
     )
     deque(events, maxlen=0)  # the rest is opened too: a broken seal after the view still fails
     if state is None:
@@ -70,9 +69,20 @@ def _travel(
     moment = as_of or known_at or seen[0]
     document = profile_fold.render(state)
     # the model as of the store's look at its log (opened_history looked up to the head)
-    model = services.models.as_seen(newest[0])
+    model = services.models.as_seen(history.newest)
     document["churn_risk"] = risk_in_view(model, state, moment, known_at)
     return document
+
+
+def _noting_business_time(
+    events: Iterator[Envelope], version: int, seen: list[datetime]
+) -> Iterator[Envelope]:
+    """``events`` as they come; ``seen`` holds the business time of the newest one up to
+    ``version`` (one item)."""
+    for envelope in events:
+        if envelope.version <= version:
+            seen[:] = [envelope.occurred_at]
+        yield envelope
 
 
 AsOf = Annotated[
