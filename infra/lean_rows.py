@@ -35,8 +35,9 @@ _MOMENTS = 2  # tagged values every stored customer event has: occurred_at, time
 
 
 class StoredMeta(NamedTuple):
-    """A stored customer event's envelope fields: ``fields`` is the parsed state itself with
-    the meta fields taken out (no copy), the moments are both their stored texts
+    """A stored customer event's envelope fields: ``fields`` is the envelope's ``data``, the
+    parsed state itself with the meta fields and the sealed token taken out (no copy; stored
+    order, tagged values as stored), the moments are both their stored texts
     (``occurred_at``, ``recorded_at``: exactly ``isoformat()`` of ``occurred``, ``recorded``,
     the datetimes an envelope holds), and the sealed token is apart."""
 
@@ -53,12 +54,6 @@ class StoredMeta(NamedTuple):
     tagged: bool
     """Whether ``fields`` may hold tagged values (decimals, nested datetimes, or text that
     looks so): if not, its values are plain already and need no reviving walk."""
-
-    def data(self) -> dict[str, Any]:
-        """The envelope's ``data``: the stored fields in stored order, meta fields left out
-        (tagged values as stored). Not a copy: :func:`parse` took the meta fields out of the
-        state it parsed, which nothing else holds."""
-        return self.fields
 
 
 def lean_readable(mapper: Mapper[UUID]) -> bool:
@@ -128,7 +123,7 @@ def _stored_moment(value: Any) -> tuple[str, datetime]:
         or text[13] != ":"
         or text[16] != ":"
         or text[19] != ("." if fraction else "+")
-        or text[-6] != "+"
+        or text[-6:] != "+00:00"
     ):
         raise KeyError("_data_")
     return text, moment

@@ -90,7 +90,7 @@ class LeanEncoder:
         meta = parse(topic, state) if self.enabled else None
         if meta is None:
             return None
-        data = meta.data()
+        data = meta.fields
         if meta.tagged:  # decimals or nested datetimes (or text that looks so)
             data = revive_tagged(data)
         document = {

@@ -8,7 +8,6 @@ with the very same projector code.
 
 from __future__ import annotations
 
-import select
 import sqlite3
 import threading
 import weakref
@@ -20,7 +19,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from infra.read_tx import Tx
@@ -133,14 +131,12 @@ class SQLiteReadStore(ReadStore):
 
 class StaleCheck:
     """The check every PostgreSQL pool of the process runs on a connection before handing it
-    out. A connection on which nothing has arrived since it was last used is handed out as
-    it is (:func:`untouched`: one poll of its socket, no round trip); any other is checked
-    with a round trip (psycopg_pool's ``check_connection``). When one turns out broken, the
-    server went away since it was last used — after a restart every idle connection of every
-    pool is — so all watched pools are checked at once (``ConnectionPool.check()``, round
-    trips: the broken ones are replaced): a caller meets one stale connection, not each in
-    turn with psycopg_pool's growing pauses in between (which took longer than a request
-    waits for a connection)."""
+    out (psycopg_pool's ``check_connection``, which costs one round trip). When one turns
+    out broken, the server went away since it was last used — after a restart every idle
+    connection of every pool is — so all watched pools are checked at once
+    (``ConnectionPool.check()``: the broken ones are replaced): a caller meets one stale
+    connection, not each in turn with psycopg_pool's growing pauses in between (which took
+    longer than a request waits for a connection)."""
 
     def __init__(self) -> None:
         self._pools: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
@@ -149,8 +145,6 @@ class StaleCheck:
         self._pools.add(pool)
 
     def __call__(self, connection: psycopg.Connection[Any]) -> None:
-        if untouched(connection):
-            return
         try:
             ConnectionPool.check_connection(connection)
         except Exception:
@@ -158,27 +152,6 @@ class StaleCheck:
                 if not pool.closed:
                     pool.check()
             raise
-
-
-def untouched(connection: psycopg.Connection[Any]) -> bool:
-    """Whether ``connection`` is open, idle, and nothing has arrived on its socket since it was
-    last used. A server that ends a session (a restart, ``pg_terminate_backend``, an idle
-    timeout) sends an error and closes the socket, so the socket turns readable: such a
-    connection is not untouched, and neither is one with a notice or anything else pending.
-    A poll of the socket, no round trip to the server (the round trip was one per request)."""
-    if connection.closed:
-        return False
-    pgconn = connection.pgconn
-    if pgconn.status != ConnStatus.OK or pgconn.transaction_status != TransactionStatus.IDLE:
-        return False
-    if not _CAN_POLL:  # no poll(2) (Windows): every connection gets the round trip
-        return False
-    poller = select.poll()
-    poller.register(pgconn.socket, select.POLLIN)
-    return not poller.poll(0)
-
-
-_CAN_POLL = hasattr(select, "poll")
 
 
 STALE_CHECK = StaleCheck()

@@ -45,6 +45,8 @@ def _state(occurred_at: str) -> bytes:
         "2026-11-30T12:00+00:00:00",  # no seconds, an offset with seconds
         "20261130T120000+00:00",  # the basic format
         "2026-11-30T12:00:00-00:00",  # UTC, but not as isoformat() writes it
+        "2026-11-30T12:00:00+00,00",  # UTC to the parser, another offset separator
+        "2026-11-30T12:00:00.123456+00.00",  # the same, with microseconds
         "2026-11-30T12:00:00.123456Z",
         "2026-11-30T12:00:00.123+00:00:00",  # isoformat()'s length, an offset with seconds
         "2026-11-30T12:00:00.1+00:00:00.0",

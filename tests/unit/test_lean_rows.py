@@ -33,7 +33,7 @@ def test_a_current_event_is_read_with_its_stored_texts() -> None:
     meta = parse(TOPIC, _state())
     assert meta is not None
     assert (meta.type, meta.occurred_at, meta.recorded_at) == (TYPE, MOMENT, MOMENT)
-    assert meta.data() == {"name": "Ada"}
+    assert meta.fields == {"name": "Ada"}
 
 
 @pytest.mark.parametrize(
