@@ -334,8 +334,9 @@ def consumer(
         # 500 ms throughout was most of issue 16's e2e lag).
         "fetch_max_wait_ms": 500,
         # Brokers may hold a group's first join for up to the session timeout (tansu: half
-        # of it); 10 s keeps joins and failover quick and is a common production value.
-        "session_timeout_ms": 10_000,
+        # of it); the default 10 s keeps joins and failover quick and is a common production
+        # value (CLIENTELE_KAFKA_SESSION_TIMEOUT_MS).
+        "session_timeout_ms": get_settings().kafka_session_timeout_ms,
         "heartbeat_interval_ms": 1_000,
         "max_poll_interval_ms": 300_000,
         "allow_auto_create_topics": False,

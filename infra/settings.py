@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=12, ge=1, le=256)
     # The largest record on our topics (producers, topic max.message.bytes, consumer fetches).
     kafka_max_message_bytes: int = Field(default=1_048_576, ge=4096, le=104_857_600)
+    # How long a group member may go unheard before the broker ends its membership: how soon a
+    # killed member's partitions move on, and how long a broker may hold a first join (tansu:
+    # half of it). Heartbeats go every second, so at least 3 s.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
     # TLS and SASL for every Kafka client (see KAFKA_CLIENT_OPTIONS and README, Security).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
     kafka_sasl_mechanism: (

@@ -13,6 +13,10 @@ os.environ["CLIENTELE_ENV_FILE"] = ""
 # The tests run PostgreSQL and the broker as a development setup: the secrets keep their public
 # development defaults (tests of the refusal outside development unset this themselves).
 os.environ["CLIENTELE_ENV"] = "dev"
+# Consumer-group sessions of 6 s instead of production's 10 s (tests and the processes they
+# start): tansu holds each group's first join for half of it, and a killed member's partitions
+# move on after it; both are waited out by every test that starts or kills a member.
+os.environ["CLIENTELE_KAFKA_SESSION_TIMEOUT_MS"] = "6000"
 
 # Property tests check behaviour, not speed (speed lives in `clientele bench`): a per-example
 # deadline only measures how busy the shared box is, so the suite's profile has none.

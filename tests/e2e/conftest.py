@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from infra.local_services import KafkaBroker, PostgresCluster, free_port
+from tests.integration.kafka_support import TEARDOWN_GRACE
 
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
 
@@ -81,7 +82,7 @@ def served(mode: str) -> Iterator[Server]:
             postgres.start()
             stack.callback(postgres.stop)
             broker.start()
-            stack.callback(broker.stop)
+            stack.callback(broker.stop, TEARDOWN_GRACE)
             env |= {
                 "CLIENTELE_DATABASE_URL": postgres.url,
                 "CLIENTELE_KAFKA_BOOTSTRAP": broker.bootstrap,

@@ -26,6 +26,7 @@ from commands.service import CommandService
 from infra.local_services import KafkaBroker, PostgresCluster, free_port
 from infra.store import EventStore
 from tests.api_support import Api, running_api
+from tests.integration.kafka_support import TEARDOWN_GRACE
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +112,7 @@ def broker() -> Iterator[KafkaBroker]:
     server = KafkaBroker(root, free_port())
     server.start()
     yield server
-    server.stop()
+    server.stop(timeout=TEARDOWN_GRACE)
     shutil.rmtree(root, ignore_errors=True)
 
 

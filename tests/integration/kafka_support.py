@@ -22,6 +22,10 @@ from infra.envelope import Envelope
 from infra.local_services import KafkaBroker, free_port
 
 CLIENTELE = str(Path(sys.executable).parent / "clientele")
+TEARDOWN_GRACE = 1.0
+"""Seconds a test's broker gets to stop once its tests are done, then SIGKILL: tansu waits up
+to 5 s for connected clients to go away (measured: 0.05 s idle, 5.05 s with one consumer
+connected), and nothing is checked after it (memory storage: nothing to keep)."""
 
 
 def freeze(pid: int, timeout: float = 10.0) -> None:
@@ -147,5 +151,5 @@ def private_broker(name: str) -> Iterator[KafkaBroker]:
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(timeout=TEARDOWN_GRACE)
         shutil.rmtree(root, ignore_errors=True)

@@ -1,5 +1,6 @@
-"""TLS/SASL options reach every Kafka client; libpq options in the database URL (``sslmode``,
-``application_name``, …) reach every PostgreSQL connection. Real broker, real PostgreSQL."""
+"""TLS/SASL options reach every Kafka client, and the session timeout every group member;
+libpq options in the database URL (``sslmode``, ``application_name``, …) reach every PostgreSQL
+connection. Real broker, real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from eventsourcing.persistence import OperationalError
 from commands import messages as m
 from commands.service import CommandService, Context
 from infra import kafka
+from infra.kafka_group import group_consumer
 from infra.local_services import KafkaBroker
 from infra.settings import get_settings
 from infra.store import EventStore
@@ -56,6 +58,21 @@ def test_kafka_options_reach_admin_producer_and_consumer(
     finally:
         producer.close(timeout=5)
         reader.close()
+
+
+def test_the_session_timeout_of_group_members_is_the_settings(
+    broker: KafkaBroker, configure: pytest.MonkeyPatch
+) -> None:
+    """CLIENTELE_KAFKA_SESSION_TIMEOUT_MS (the tests set 6 s, tests/conftest.py); unset, 10 s."""
+    configure.delenv("CLIENTELE_KAFKA_SESSION_TIMEOUT_MS")
+    member = group_consumer(broker.bootstrap, f"g-{uuid4().hex[:8]}")
+    assert member.consumer.config["session_timeout_ms"] == 10_000
+    member.close()
+    get_settings.cache_clear()
+    configure.setenv("CLIENTELE_KAFKA_SESSION_TIMEOUT_MS", "4000")
+    member = group_consumer(broker.bootstrap, f"g-{uuid4().hex[:8]}")
+    assert member.consumer.config["session_timeout_ms"] == 4_000
+    member.close()
 
 
 def test_every_client_is_made_in_infra_kafka_from_the_one_config(
