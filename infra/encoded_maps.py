@@ -9,7 +9,8 @@ encoded entries with the entries they encode: each save encodes the entries it a
 (:meth:`EncodedMaps.follow`, O(entries added)), and a snapshot gets an ``orjson.Fragment`` of
 the kept bytes (:meth:`EncodedMaps.substitute`). So every order is encoded once, by the batch
 that recorded it, and the snapshot's bytes are exactly those of encoding the whole map: the
-stored form does not change (no version tag, nothing to upcast; the golden stored forms pin
+stored form does not change (no version tag, nothing to upcast;
+``tests/unit/test_encoded_maps.py::test_the_store_writes_the_bytes_of_a_whole_encoding`` pins
 it).
 
 Why the kept bytes are right: a snapshot uses them only after checking, whole, that the map's
@@ -18,9 +19,11 @@ objects encoded (identity, not equality: ``Decimal("12.5")`` equals ``Decimal("1
 is stored differently). Entries are replaced, never changed in place (every fold builds a new
 one: :mod:`domain.events`), so an identical entry encodes to the same bytes. Anything else (a
 refund or an unmerge took an order out, the customer was loaded afresh from the store) fails
-the check, and the snapshot encodes the map whole, as before. None of these maps is personal
-data (they are stored in clear, beside the sealed token; asserted below), so the kept bytes
-hold no personal data; the store still drops an erased customer's (:meth:`EncodedMaps.forget`).
+the check, and the snapshot encodes the map whole, as before. A limitation: any refund or
+unmerge that takes an entry out of ``purchases`` drops its kept copy, so the next snapshot
+encodes every order again (removal is not supported: the gain is for maps that only grow).
+None of these maps is personal data (they are stored in clear, beside the sealed token;
+checked below), so the kept bytes hold no personal data; the store still drops an erased customer's (:meth:`EncodedMaps.forget`).
 
 The check and the splice are O(entries) in C, once per snapshot (list and identity
 comparisons, one copy of the bytes: about 0.5 ms at 7,000 orders), where the encoding was
@@ -44,7 +47,8 @@ from domain.customer import Customer
 
 GROWING_MAPS = ("purchases", "refunded", "campaigns")
 """The Customer fields whose entries accumulate with the history (order or campaign id -> entry)."""
-assert not set(GROWING_MAPS) & set(Customer.PERSONAL), "sealed fields must be encoded afresh"
+if set(GROWING_MAPS) & set(Customer.PERSONAL):  # not an assert: it must hold under -O too
+    raise ImportError("sealed fields must be encoded afresh, never kept")
 ENTRY_OVERHEAD = 500
 """Bytes counted per kept entry beyond its encoding: its objects (an order's key, dict, decimal
 and datetime: ~485 bytes), which the kept lists hold alive once the aggregate is gone, and two
@@ -100,6 +104,7 @@ class EncodedMaps:
         self.budget = budget
         self._kept: OrderedDict[UUID, dict[str, _Kept]] = OrderedDict()
         self._size = 0
+        self._forgets = 0  # forget() calls that dropped ids: a keep taken before one is refused
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -110,21 +115,21 @@ class EncodedMaps:
         ``vars``) with its encoded form, built on what is kept for the customer when the map
         starts with exactly the kept entries (checked here, whole), else encoded whole; keep
         the encodings for the next snapshot."""
-        kept = self._take(customer_id)
+        kept, stamp = self._take(customer_id)
         fresh = {}
         for field in GROWING_MAPS:
             value = state.get(field)
-            if type(value) is dict and value and len(value) >= self.min_entries:
+            if isinstance(value, dict) and value and len(value) >= self.min_entries:
                 fresh[field] = self._checked(kept.get(field), value)
                 state[field] = orjson.Fragment(fresh[field].encoded())
-        self._keep(customer_id, fresh)
+        self._keep(customer_id, fresh, stamp)
 
     def follow(self, customer_id: UUID, state: dict[str, Any]) -> None:
         """After a save without a snapshot: encode the entries a kept customer's maps gained
         (their last ones; each entry is encoded once, by the save that recorded it, not again
         by the next snapshot). O(entries added): what they follow is checked by the next
         :meth:`substitute`. A map that shrank is dropped (the next snapshot encodes it whole)."""
-        kept = self._take(customer_id)
+        kept, stamp = self._take(customer_id)
         fresh = {}
         for field, before in kept.items():
             value = state.get(field)
@@ -137,12 +142,18 @@ class EncodedMaps:
                     [k for k, _ in tail], [e for _, e in tail], self._encode(dict(tail))[1:-1]
                 )
             fresh[field] = before
-        self._keep(customer_id, fresh)
+        self._keep(customer_id, fresh, stamp)
 
     def forget(self, customer_ids: Iterable[UUID]) -> None:
-        """Drop what is kept for these customers (erased: their snapshots are gone)."""
-        for customer_id in customer_ids:
-            self._take(customer_id)
+        """Drop what is kept for these customers (erased: their snapshots are gone), and
+        refuse what a save that began before keeps (:meth:`_keep`): it may hold theirs."""
+        dropped = list(customer_ids)
+        if not dropped:
+            return
+        with self._lock:
+            self._forgets += 1
+            for customer_id in dropped:
+                self._size -= _size(self._kept.pop(customer_id, {}))
 
     def _checked(self, kept: _Kept | None, mapping: dict[str, Any]) -> _Kept:
         """``mapping``'s encoding: ``kept`` (with the entries it lacks added) when the mapping
@@ -162,21 +173,26 @@ class EncodedMaps:
             kept.add(keys[count:], entries[count:], self._encode(added)[1:-1])
         return kept
 
-    def _take(self, customer_id: UUID) -> dict[str, _Kept]:
+    def _take(self, customer_id: UUID) -> tuple[dict[str, _Kept], int]:
+        """What is kept for the customer (taken out: a save owns it until :meth:`_keep`), and
+        the count of forgets so far (the stamp :meth:`_keep` checks)."""
         with self._lock:
-            kept = self._kept.pop(customer_id, None)
-            if kept is None:
-                return {}
+            kept = self._kept.pop(customer_id, {})
             self._size -= _size(kept)
-            return kept
+            return kept, self._forgets
 
-    def _keep(self, customer_id: UUID, kept: dict[str, _Kept]) -> None:
+    def _keep(self, customer_id: UUID, kept: dict[str, _Kept], stamp: int) -> None:
+        """Keep ``kept`` for the customer unless an erasure came since :meth:`_take` gave
+        ``stamp`` (rare: the next snapshot then encodes whole). Another save of the same
+        customer may have kept its own meanwhile: replaced, its size subtracted."""
         size = _size(kept)
         if not kept or size > self.budget:
             return
         with self._lock:
+            if stamp != self._forgets:
+                return
+            self._size += size - _size(self._kept.pop(customer_id, {}))
             self._kept[customer_id] = kept
-            self._size += size
             while self._size > self.budget:
                 self._size -= _size(self._kept.popitem(last=False)[1])
 

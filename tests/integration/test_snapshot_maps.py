@@ -1,7 +1,8 @@
 """Snapshots that reuse the encoded orders of the one before (:mod:`infra.encoded_maps`) load,
 on SQLite and PostgreSQL, as the fold of every event: a generated history of purchase batches,
 refunds, a merge, an unmerge, an erasure and reloads, checked after every step by another
-store (another process's view: no customer in memory, every load a cache miss).
+store (another process's view: no customer in memory, every load a cache miss); and an
+erasure forgets the erased customer's kept maps in both stores.
 """
 
 from __future__ import annotations
@@ -105,15 +106,16 @@ def test_snapshots_built_on_kept_orders_load_as_the_fold(
 ) -> None:
     writer, reader = stores
     history, draw = History(writer), random.Random(seed)
-    reused = 0
-    extends = writer.encoded_maps.substitute
+    spliced = 0
+    checked = writer.encoded_maps._checked
 
-    def substitute(customer_id: UUID, state: dict[str, Any]) -> None:
-        nonlocal reused
-        reused += len(writer.encoded_maps) > 0  # kept bytes there to build on
-        extends(customer_id, state)
+    def splicing(kept: Any, mapping: dict[str, Any]) -> Any:
+        nonlocal spliced
+        encoding = checked(kept, mapping)
+        spliced += kept is not None and encoding is kept  # built on the kept bytes
+        return encoding
 
-    writer.encoded_maps.substitute = substitute  # type: ignore[method-assign]
+    writer.encoded_maps._checked = splicing  # type: ignore[method-assign]
     for step in [draw.choice(STEPS) for _ in range(40)]:
         history.step(step)
         cold = reader.customer(history.survivor)
@@ -123,4 +125,33 @@ def test_snapshots_built_on_kept_orders_load_as_the_fold(
     assert isinstance(newest, Snapshot), "the history is long enough to be snapshotted"
     version = newest.originator_version
     assert vars(newest.mutate(None)) == vars(fold(reader, history.survivor, version))
-    assert reused >= 3
+    assert spliced >= 3
+
+
+def test_an_erased_customer_is_forgotten_here_and_by_another_store(
+    stores: tuple[EventStore, EventStore],
+) -> None:
+    """The store that erases forgets the customer's kept maps at once, another store at its
+    next ``forget_erased``; what each keeps for its other customer stays."""
+    writer, reader = stores
+    reader.encoded_maps.min_entries = 1
+    here, there = History(writer), History(reader)
+    erased = here.register("Erased")
+    for history, customer_id, batches in (
+        (here, here.survivor, 2),  # snapshotted (and kept) by the 2nd batch
+        (here, erased, 2),
+        (there, there.survivor, 2),
+        (there, erased, 4),  # loaded there: due once the events since outweigh the snapshot
+    ):
+        for _ in range(batches):
+            history.buy(customer_id, 30)
+    assert len(writer.encoded_maps) == len(reader.encoded_maps) == 2
+    here.service.cache.drop([erased])  # the reader has saved it since
+    here.service.execute(m.EraseCustomer(customer_id=erased), CTX)
+    assert len(writer.encoded_maps) == 1
+    assert len(reader.encoded_maps) == 2  # it has not looked yet
+    reader.forget_erased()
+    assert len(reader.encoded_maps) == 1
+    for store, history in ((writer, here), (reader, there)):  # the one left: the survivor's
+        store.encoded_maps.forget([history.survivor])
+        assert len(store.encoded_maps) == 0
