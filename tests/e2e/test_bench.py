@@ -5,7 +5,10 @@ No timing assertions: the numbers depend on the machine; only completeness is ch
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,15 +97,30 @@ def _seeded_once_and_reused(store: Path, tmp_path: Path) -> None:
 
 
 def _quick_bench(cwd: Path, timeout: float, *options: str) -> dict[str, Any]:
-    """``clientele bench --quick --json [options]``'s report; it ran to the end, no errors."""
-    done = subprocess.run(
+    """``clientele bench --quick --json [options]``'s report; it ran to the end, no errors.
+
+    Past ``timeout`` the bench is interrupted (SIGINT: it stops the servers it started, as on
+    Ctrl-C), then its whole process group is killed: a bench killed alone left its PostgreSQL
+    cluster and ``serve`` running on the box for the rest of the suite."""
+    bench = subprocess.Popen(
         [CLIENTELE, "bench", "--quick", "--json", *options],
-        capture_output=True,
-        timeout=timeout,
-        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         cwd=cwd,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-5000:]
-    report: dict[str, Any] = orjson.loads(done.stdout)
+    try:
+        stdout, stderr = bench.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        bench.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = bench.communicate(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the group may have ended
+                os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait()
+        pytest.fail(f"the bench ran past {timeout} s: {stderr.decode(errors='replace')[-5000:]}")
+    assert bench.returncode == 0, stderr.decode(errors="replace")[-5000:]
+    report: dict[str, Any] = orjson.loads(stdout)
     assert report["errors"] == {}
     return report
