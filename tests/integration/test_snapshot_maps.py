@@ -17,8 +17,8 @@ from eventsourcing.domain import Snapshot
 
 from commands import messages as m
 from commands.service import CommandService, Context
-from domain.customer import Customer
 from infra.store import EventStore
+from tests.unit.test_properties import fold
 
 pytestmark = pytest.mark.backends("sqlite", "postgres")
 CTX = Context(actor="snapshot-maps")
@@ -34,16 +34,6 @@ def purchases(customer_id: UUID, start: int, count: int) -> list[m.Command]:
         m.RecordPurchase(customer_id=customer_id, order_id=order(n), amount="12.50", currency="EUR")
         for n in range(start, start + count)
     ]
-
-
-def fold(store: EventStore, customer_id: UUID, upto: int | None = None) -> Customer:
-    aggregate: Any = None
-    for event in store.customer_events(customer_id):
-        if upto is not None and event.originator_version > upto:
-            break
-        aggregate = event.mutate(aggregate)
-    assert isinstance(aggregate, Customer)
-    return aggregate
 
 
 @pytest.fixture

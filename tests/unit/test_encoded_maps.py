@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from commands import messages as m
 from commands.service import CommandService, Context
-from domain.customer import Customer
 from infra import personal_data, transcoder
 from infra.data_keys import NONCE_BYTES
 from infra.encoded_maps import ENTRY_OVERHEAD, EncodedMaps
 from infra.store import EventStore
 from infra.transcoder import OrjsonTranscoder
+from tests.unit.test_properties import fold
 
 CTX = Context(actor="encoded-maps")
 ENCODE = OrjsonTranscoder().encode
@@ -192,16 +192,6 @@ def register(service: CommandService, name: str = "Big Buyer") -> UUID:
     customer_id = uuid4()
     service.execute(m.RegisterCustomer(customer_id=customer_id, name=name), CTX)
     return customer_id
-
-
-def fold(store: EventStore, customer_id: UUID, upto: int | None = None) -> Customer:
-    aggregate: Any = None
-    for event in store.customer_events(customer_id):
-        if upto is not None and event.originator_version > upto:
-            break
-        aggregate = event.mutate(aggregate)
-    assert isinstance(aggregate, Customer)
-    return aggregate
 
 
 def test_each_order_is_encoded_once_however_many_snapshots_follow(

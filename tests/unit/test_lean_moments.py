@@ -13,25 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from infra.lean_history import opened_history
-from infra.lean_rows import KINDS, parse
+from infra.lean_rows import parse
 from infra.store import EventStore
 from tests.lean_history_support import a_customer_with_contacts
-
-TOPIC, (_, VERSION) = next(iter(KINDS.items()))
-MOMENT = "2026-11-30T12:00:00.123456+00:00"
-
-
-def _state(occurred_at: str) -> bytes:
-    return orjson.dumps(
-        {
-            "occurred_at": {"_type_": "datetime", "_data_": occurred_at},
-            "timestamp": {"_type_": "datetime", "_data_": MOMENT},
-            "actor": "t",
-            "correlation_id": "c",
-            "causation_id": None,
-            "class_version": VERSION,
-        }
-    )
+from tests.unit.test_lean_rows import TOPIC, _state
 
 
 @pytest.mark.parametrize(
