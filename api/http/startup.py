@@ -12,7 +12,6 @@ throughout: the process is alive.
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,6 +22,7 @@ import structlog
 from bootstrap import build
 from bootstrap.api_background import api_background
 from infra.resilience import DATABASE, Stopped, Supervisor, Waiting, dependency
+from infra.runtime import settle_heap
 
 if TYPE_CHECKING:
     from bootstrap import Services
@@ -88,15 +88,3 @@ class Startup:
             self._thread.join(JOIN_SECONDS)
             self._services = None
             self._opened.close()
-
-
-def settle_heap() -> None:
-    """Move what start-up built (modules, the app, the open services: ~10^5 objects that live
-    as long as the process) out of the garbage collector's reach (``gc.freeze``), after one
-    collection of what start-up left behind. Each full collection then walks only what
-    requests made since: a request or batch that holds a thousand events promotes them to the
-    oldest generation, which triggered a full collection every few batches, each 55-65 ms of
-    CPU (BENCHMARKS.md, "Performance round 7"): a p99 of time travel, and of any batch it hit;
-    frozen, 1-4 ms."""
-    gc.collect()
-    gc.freeze()
