@@ -50,6 +50,7 @@ from infra.backends.base import (
     stored_rows,
     uuid_ids,
 )
+from infra.backends.event_statistics import EventStatistics
 from infra.backends.postgres_keys import PostgresDataKeys
 from infra.backends.sql import SqlBackend
 from infra.data_keys import KEYS_DDL, DataKeys, MasterKeys, shred_in_transaction
@@ -102,6 +103,7 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.statistics = EventStatistics(self.datastore.schema, self.events_table_name)
         table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
         self._conflict_statement = SQL(
             "SELECT originator_id, originator_version FROM {}.{} "
@@ -163,6 +165,7 @@ class GaplessPostgresRecorder(SqlBackend, PostgresApplicationRecorder):
         postgres_links(curs, stored_events)  # hash links, under the same lock and transaction
         shred_in_transaction(curs, stored_events, "%s", self.snapshots_table)  # erasures
         self._notify_channel(curs)
+        self.statistics.inserted(curs, len(stored_events))  # autovacuum cannot: our lock
         # last on this cursor: eventsourcing reads the new positions from it
         curs.execute(self._insert_columns, columns)
 
