@@ -13,7 +13,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Literal
 from structlog.testing import capture_logs
 
 from infra.backends import event_statistics
@@ -57,8 +57,25 @@ def _write_until_analyzed(store: EventStore, url: str) -> int:
     return written
 
 
+def _counts_once_flushed(url: str, written: int) -> tuple[int, int]:
+    """(rows inserted, rows changed since the last analyze) once the writer's backend has
+    reported all ``written`` inserts (PostgreSQL flushes them within seconds when idle)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT n_tup_ins, n_mod_since_analyze FROM pg_stat_user_tables "
+                "WHERE relname = 'clientele_events'"
+            ).fetchone()
+        assert row is not None
+        if row[0] >= written or time.monotonic() > deadline:
+            return int(row[0]), int(row[1])
+        time.sleep(0.5)
+
+
 def test_writers_give_the_events_table_statistics(store: EventStore, postgres_url: str) -> None:
     written = _write_until_analyzed(store, postgres_url)
+    inserted, changed = _counts_once_flushed(postgres_url, written)
     store.recorder.insert_events(_batch(8000))  # the planner's choices matter at some size
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         columns = {
@@ -76,8 +93,10 @@ def test_writers_give_the_events_table_statistics(store: EventStore, postgres_ur
             ).fetchall()
         )
     assert written <= 3000  # the first analyze comes after ~1,000 changed rows
+    # an analyze of the whole table restarts the count that decides the next one (a column
+    # list would not: ours and autovacuum's would then find it due forever)
+    assert inserted == written and changed < written
     assert {"notification_id", "topic", "originator_id"} <= columns
-    assert "state" not in columns  # left out: large, and never filtered on
     # the feed's page at the head: an ordered walk of the position index that stops at its
     # limit, not a scan and sort of the table (what it was without statistics)
     assert "clientele_events_notification_id_idx" in plan, plan
@@ -87,7 +106,7 @@ def test_writers_give_the_events_table_statistics(store: EventStore, postgres_ur
 def test_a_failing_analyze_does_not_fail_the_write(
     store: EventStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(event_statistics, "COLUMNS", Identifier("no_such_column"))
+    monkeypatch.setattr(event_statistics, "TARGET", Literal(0))  # outside 1-10,000: refused
     with capture_logs() as logs:
         written = 0
         deadline = time.monotonic() + DEADLINE
