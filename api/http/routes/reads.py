@@ -120,12 +120,9 @@ async def get_customer(
     A live customer on PostgreSQL, asked for without time travel or ``X-Min-Position``, is
     read in the event loop with one statement (:mod:`projections.profile_reads`); everything
     else takes the sync path in a worker thread. Both answer the same bytes."""
-    if as_of is not None or known_at is not None or version is not None:
-        for name, moment in (("as_of", as_of), ("known_at", known_at)):
-            if moment is not None:
-                check_aware(name, moment)
+    if travels(as_of, known_at, version):
         return await run_in_threadpool(
-            _travel_response, request, customer_id, as_of, known_at, version
+            travel_response, request, customer_id, as_of, known_at, version
         )
     answer = await live_in_loop(request, customer_id)
     if answer is not None:
@@ -144,13 +141,24 @@ async def live_in_loop(request: Request, customer_id: UUID) -> Response | None:
     return None if live is None else json_response(privacy(request)(live), live["version"])
 
 
-def _travel_response(
+def travels(as_of: datetime | None, known_at: datetime | None, version: int | None) -> bool:
+    """Whether GET profile's query asks for a view in time; :class:`InvalidInput` (422) for a
+    moment without an offset."""
+    for name, moment in (("as_of", as_of), ("known_at", known_at)):
+        if moment is not None:
+            check_aware(name, moment)
+    return as_of is not None or known_at is not None or version is not None
+
+
+def travel_response(
     request: Request,
     customer_id: UUID,
     as_of: datetime | None,
     known_at: datetime | None,
     version: int | None,
 ) -> Response:
+    """The time-travel answer of an admitted caller (run in a worker thread: it reads the
+    store); :class:`CustomerNotFound` when the view holds no registration."""
     document = _travel(request, customer_id, as_of, known_at, version)
     return json_response(privacy(request)(document), document["version"])
 
