@@ -147,3 +147,27 @@ def test_each_time_travel_counts_once_against_the_rate_limit(
         ]
         assert statuses == [200, 404, 422, 200, 200, 200, 200, 429], statuses
         assert hot.answered == 5
+
+
+def test_a_moment_past_the_edge_of_utc_is_compared_as_it_is(tmp_path: Path) -> None:
+    """The view compares ``as_of`` and ``known_at`` in UTC (:func:`api.http.routes.reads._utc`);
+    a moment UTC cannot hold (year 1 before, year 9999 after its offset) still answers."""
+    with running_api(tmp_path) as api:
+        live = send(api, "POST", "/v1/customers", {"name": "Ada"}).json()["customer_id"]
+        reader = api.headers("reader")
+        early, late = "0001-01-01T00:30:00%2B01:00", "9999-12-31T23:30:00-01:00"
+        answers = {
+            query: api.client.get(f"/v1/customers/{live}?{query}", headers=reader).status_code
+            for query in (
+                f"as_of={early}",
+                f"as_of={late}",
+                f"known_at={early}",
+                f"known_at={late}",
+            )
+        }
+        assert answers == {
+            f"as_of={early}": 404,
+            f"as_of={late}": 200,
+            f"known_at={early}": 404,
+            f"known_at={late}": 200,
+        }, answers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -59,8 +59,8 @@ def _travel(
     state = profile_fold.travel(
         customer_id,
         viewed,
-        as_of=as_of,
-        known_at=known_at,
+        as_of=_utc(as_of),
+        known_at=_utc(known_at),
         version=version,
     )
     deque(events, maxlen=0)  # the rest is opened too: a broken seal after the view still fails
@@ -72,6 +72,18 @@ def _travel(
     model = services.models.as_seen(history.newest)
     document["churn_risk"] = risk_in_view(model, state, moment, known_at)
     return document
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as the same instant in UTC, the zone of every event's times, which the view
+    compares it with: a datetime of another tzinfo object (pydantic's ``TzInfo(0)`` for a
+    ``Z``) is compared through two ``utcoffset()`` calls each time, one of the costs of time
+    travel per event. A moment UTC cannot hold (year 1 or 9999 and an offset past the edge)
+    is compared as it is."""
+    try:
+        return None if moment is None else moment.astimezone(UTC)
+    except OverflowError:
+        return moment
 
 
 def _noting_business_time(
