@@ -34,12 +34,14 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import StoredEvent
 
-from domain.events import CustomerEvent
+from domain.events import CustomerEvent, Erased
 from infra.backends.base import HistoryRow
 from infra.envelope import Envelope
 from infra.lean_rows import lean_readable, parse
 from infra.store import EventStore
 from infra.transcoder import reviver
+
+ERASED = Erased.TYPE
 
 
 class History:
@@ -65,7 +67,9 @@ class History:
                 if not isinstance(event, CustomerEvent):
                     raise TypeError(f"{topic} at position {position} is no customer event")
                 envelope = Envelope.from_event(event, position)
-            yield open_envelope(envelope)
+            if envelope.sealed is not None or envelope.type == ERASED:
+                envelope = open_envelope(envelope)  # it returns the others as they are
+            yield envelope
 
 
 def opened_history(store: EventStore, customer_id: UUID) -> History:
@@ -106,18 +110,31 @@ def _lean(
     meta = parse(topic, state)
     if meta is None:
         return None
+    (
+        kind,
+        fields,
+        sealed,
+        occurred_at,
+        recorded_at,
+        actor,
+        correlation,
+        causation,
+        occurred,
+        recorded,
+        tagged,
+    ) = meta  # unpacked at once: a field read by name is a property call
     return Envelope.stored(
-        meta.type,
+        kind,
         customer_id,
         version,
         position,
-        meta.occurred,
-        meta.recorded,
-        meta.occurred_at,
-        meta.recorded_at,
-        meta.actor,
-        meta.correlation_id,
-        meta.causation_id,
-        _as_plain(meta.fields) if meta.tagged else meta.fields,
-        meta.sealed,
+        occurred,
+        recorded,
+        occurred_at,
+        recorded_at,
+        actor,
+        correlation,
+        causation,
+        _as_plain(fields) if tagged else fields,
+        sealed,
     )

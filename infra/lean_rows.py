@@ -81,7 +81,7 @@ def parse(topic: str, state: bytes) -> StoredMeta | None:
         return None
     for key in _DROPPED:
         doc.pop(key, None)
-    return StoredMeta(
+    fields = (
         kind[0],
         doc,
         doc.pop(SEALED, None),
@@ -94,6 +94,13 @@ def parse(topic: str, state: bytes) -> StoredMeta | None:
         recorded,
         state.count(_TAG) > _MOMENTS,
     )
+    return _meta(StoredMeta, fields)  # the tuple as is: a NamedTuple's __new__ is Python
+
+
+_meta = tuple.__new__
+_SEPARATORS = {True: "--T::.", False: "--T::+"}
+"""``text[4:20:3]`` of ``isoformat()``'s text of a UTC datetime, with and without a fraction:
+the separators at 4, 7, 10, 13, 16 and 19 (``YYYY-MM-DDTHH:MM:SS`` then ``.`` or ``+``)."""
 
 
 def _stored_moment(value: Any) -> tuple[str, datetime]:
@@ -117,12 +124,7 @@ def _stored_moment(value: Any) -> tuple[str, datetime]:
     if (
         moment.tzinfo is not UTC
         or len(text) != (32 if fraction else 25)
-        or text[4] != "-"
-        or text[7] != "-"
-        or text[10] != "T"
-        or text[13] != ":"
-        or text[16] != ":"
-        or text[19] != ("." if fraction else "+")
+        or text[4:20:3] != _SEPARATORS[fraction]
         or text[-6:] != "+00:00"
     ):
         raise KeyError("_data_")

@@ -146,9 +146,10 @@ class PersonalData:
         return values
 
     def open_envelope(self, envelope: Envelope) -> Envelope:
-        """The envelope with its personal fields in ``data`` (for trusted consumers). An
-        erasure's makes this process forget the erased person's data key (shredded with it):
-        what the log holds after it reads as redacted, whoever erased them."""
+        """The envelope with its personal fields in ``data`` (for trusted consumers); one with
+        nothing sealed that is no erasure is returned as it is. An erasure's makes this process
+        forget the erased person's data key (shredded with it): what the log holds after it
+        reads as redacted, whoever erased them."""
         if envelope.type == Erased.TYPE:
             self.keys.forget([envelope.customer_id.hex])
         if envelope.sealed is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -59,8 +59,8 @@ def _travel(
     state = profile_fold.travel(
         customer_id,
         viewed,
-        as_of=as_of,
-        known_at=known_at,
+        as_of=_utc(as_of),
+        known_at=_utc(known_at),
         version=version,
     )
     deque(events, maxlen=0)  # the rest is opened too: a broken seal after the view still fails
@@ -72,6 +72,18 @@ def _travel(
     model = services.models.as_seen(history.newest)
     document["churn_risk"] = risk_in_view(model, state, moment, known_at)
     return document
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as the same instant in UTC, the zone of every event's times, which the view
+    compares it with: a datetime of another tzinfo object (pydantic's ``TzInfo(0)`` for a
+    ``Z``) is compared through two ``utcoffset()`` calls each time, one of the costs of time
+    travel per event. A moment UTC cannot hold (year 1 or 9999 and an offset past the edge)
+    is compared as it is."""
+    try:
+        return None if moment is None else moment.astimezone(UTC)
+    except OverflowError:
+        return moment
 
 
 def _noting_business_time(
@@ -120,12 +132,9 @@ async def get_customer(
     A live customer on PostgreSQL, asked for without time travel or ``X-Min-Position``, is
     read in the event loop with one statement (:mod:`projections.profile_reads`); everything
     else takes the sync path in a worker thread. Both answer the same bytes."""
-    if as_of is not None or known_at is not None or version is not None:
-        for name, moment in (("as_of", as_of), ("known_at", known_at)):
-            if moment is not None:
-                check_aware(name, moment)
+    if travels(as_of, known_at, version):
         return await run_in_threadpool(
-            _travel_response, request, customer_id, as_of, known_at, version
+            travel_response, request, customer_id, as_of, known_at, version
         )
     answer = await live_in_loop(request, customer_id)
     if answer is not None:
@@ -144,13 +153,24 @@ async def live_in_loop(request: Request, customer_id: UUID) -> Response | None:
     return None if live is None else json_response(privacy(request)(live), live["version"])
 
 
-def _travel_response(
+def travels(as_of: datetime | None, known_at: datetime | None, version: int | None) -> bool:
+    """Whether GET profile's query asks for a view in time; :class:`InvalidInput` (422) for a
+    moment without an offset."""
+    for name, moment in (("as_of", as_of), ("known_at", known_at)):
+        if moment is not None:
+            check_aware(name, moment)
+    return as_of is not None or known_at is not None or version is not None
+
+
+def travel_response(
     request: Request,
     customer_id: UUID,
     as_of: datetime | None,
     known_at: datetime | None,
     version: int | None,
 ) -> Response:
+    """The time-travel answer of an admitted caller (run in a worker thread: it reads the
+    store); :class:`CustomerNotFound` when the view holds no registration."""
     document = _travel(request, customer_id, as_of, known_at, version)
     return json_response(privacy(request)(document), document["version"])
 
