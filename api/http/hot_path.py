@@ -19,13 +19,15 @@ worker thread, as the route runs it (:func:`~api.http.routes.reads.travel_respon
 Everything else goes on to FastAPI unchanged, and so does every request this path does not
 answer 200: a missing, bad or revoked key, a key without the reader role, a key over its rate
 limit, an id that is not a lowercase hyphenated UUID, an unknown, merged or erased customer,
-SQLite read models (live reads only), a query the route refuses or ignores (no view in time),
-a view that holds no registration (any domain error of the fold). The full route then answers
-it, as it would have. The key's rate limit
-is counted before the read (a key over it costs no database read), once: a counted request
-that goes on is not counted again by the route, nor is its key looked up again (the lookup
-keeps its key, or its failure, for the request: :mod:`api.http.auth`). An error of the read
-itself (the database away) goes to the edge middleware as it does from the route: a 503.
+SQLite read models (live reads only), a query the route refuses or ignores (no view in time).
+The full route then answers it, as it would have. One exception: a view in time whose fold
+raises a domain error (no registration by then: 404) is answered here by the app's own
+handler (:func:`~api.http.problems.domain_problem`, the same bytes), not folded a second time
+by the route. The key's rate limit is counted before the read (a key over it costs no
+database read), once: a counted request that goes on is not counted again by the route, nor is
+its key looked up again (the lookup keeps its key, or its failure, for the request:
+:mod:`api.http.auth`). An error of the read itself (the database away) goes to the edge
+middleware as it does from the route: a 503.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.http.auth import admitted, counts
+from api.http.problems import domain_problem
 from api.http.routes import reads
 from domain.errors import DomainError
 from infra.api_keys import Role
@@ -116,8 +119,8 @@ class HotProfileReads:
             return None
         try:
             return await run_in_threadpool(reads.travel_response, request, customer_id, *view)
-        except DomainError:  # no registration in the view: the route raises it again
-            return None
+        except DomainError as error:  # no registration in the view: the app's own answer
+            return domain_problem(error)  # (falling through would fold the history again)
 
 
 def _counted(request: Request) -> bool:

@@ -34,6 +34,8 @@ def test_a_current_event_is_read_with_its_stored_texts() -> None:
     assert meta is not None
     assert (meta.type, meta.occurred_at, meta.recorded_at) == (TYPE, MOMENT, MOMENT)
     assert meta.fields == {"name": "Ada"}
+    # built as a bare tuple (no NamedTuple check): a field added to StoredMeta must be parsed
+    assert len(meta) == len(type(meta)._fields)
 
 
 @pytest.mark.parametrize(
