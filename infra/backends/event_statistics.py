@@ -4,8 +4,9 @@ Every write takes eventsourcing's gapless ``LOCK TABLE … IN EXCLUSIVE MODE`` o
 table. That lock conflicts with the one ``ANALYZE`` needs, and autovacuum never waits for a
 lock: while writes keep coming it logs ``skipping analyze of "clientele_events" --- lock not
 available`` and the table keeps no statistics at all (its ``VACUUM`` is skipped the same way
-whenever a writer holds the lock, and got through only between writes). Without statistics the planner falls back to fixed guesses (a third of the rows for
-``notification_id > $2``, 0.5 % per topic) and plans the feed's pages
+whenever a writer holds the lock, and got through only between writes). Without statistics
+the planner falls back to fixed guesses (a third of the rows for ``notification_id > $2``,
+0.5 % per topic) and plans the feed's pages
 (``… WHERE topic = ANY($1) AND notification_id > $2 ORDER BY notification_id LIMIT $3``, read
 by the relay and the consumers every few seconds even when idle) as a parallel sequential scan
 of the whole table: 75-140 ms each at 57,000 events, on both cores at once, and growing with
