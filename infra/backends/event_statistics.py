@@ -50,12 +50,14 @@ planner needs only the topics' frequencies and a coarse histogram of positions, 
 analyze holds up every other writer: ~20-110 ms up to 500,000 events instead of ~100-350 ms
 (BENCHMARKS.md, round 13). Every column: PostgreSQL restarts ``n_mod_since_analyze``, which
 decides the next one (ours and autovacuum's), only after an analyze of the whole table."""
-_CHECK = (
+CHECK = (
     "SELECT s.n_mod_since_analyze AS changed, greatest(c.reltuples, 0) AS rows, "
     "pg_has_role(c.relowner, 'USAGE') AS owner "
     "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
     "WHERE s.schemaname = %s AND s.relname = %s"
 )
+"""What a writer asks the server when its own share is reached: a maintenance read of the
+writer's, once per :data:`THRESHOLD` or more events written, whatever the commands."""
 
 
 class EventStatistics:
@@ -81,7 +83,7 @@ class EventStatistics:
         started = time.perf_counter()
         try:  # a savepoint; in pipeline mode its end syncs, so a failure shows here
             with curs.connection.transaction():
-                curs.execute(_CHECK, self._names)
+                curs.execute(CHECK, self._names)
                 row = curs.fetchone()
                 row = row or {"changed": 0, "rows": 0.0, "owner": True}
                 changed, rows = int(row["changed"]), float(row["rows"])
