@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.http.app import create_app
+from api.http.hot_path import HotProfileReads
 from bootstrap import build
 from infra.api_keys import KeyStore, Role
 from infra.settings import Settings
@@ -58,3 +59,23 @@ def send(api: Api, method: str, path: str, body: Any = None, **headers: str) -> 
         content=None if body is None else json.dumps(body).encode(),
         headers=api.headers("admin", **extra, **headers),
     )
+
+
+OWN_IDS = ("x-request-id", "x-correlation-id")
+"""Headers each response names its own request by: left out when two answers are compared."""
+
+
+def hot_path(api: Api) -> HotProfileReads:
+    """The app's hot-path middleware (its stack is built by the first request)."""
+    layer: Any = api.app.middleware_stack
+    while not isinstance(layer, HotProfileReads):
+        layer = layer.app
+    return layer
+
+
+def answer(api: Api, path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    """GET ``path``: (status, body, headers but :data:`OWN_IDS`, which it must carry)."""
+    response = api.client.get(path, headers=headers)
+    assert set(OWN_IDS) <= set(response.headers), response.headers
+    kept = {k: v for k, v in response.headers.items() if k not in OWN_IDS}
+    return response.status_code, response.content, kept

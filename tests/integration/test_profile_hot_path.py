@@ -13,22 +13,12 @@ from uuid import uuid4
 
 import pytest
 
-from api.http.hot_path import HotProfileReads
 from infra.api_keys import KeyStore
-from tests.api_support import Api, running_api, send
+from tests.api_support import Api, answer, hot_path, running_api, send
 
 pytestmark = pytest.mark.integration
 
 WHO = ("reader", "reader+pii", "admin", "writer+reader", "auditor")
-OWN_IDS = ("x-request-id", "x-correlation-id")
-
-
-def _hot_path(api: Api) -> HotProfileReads:
-    """The app's hot-path middleware (its stack is built by the first request)."""
-    layer: Any = api.app.middleware_stack
-    while not isinstance(layer, HotProfileReads):
-        layer = layer.app
-    return layer
 
 
 def _customers(api: Api) -> tuple[str, str]:
@@ -44,17 +34,10 @@ def _customers(api: Api) -> tuple[str, str]:
     return survivor, duplicate
 
 
-def _answer(api: Api, path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-    response = api.client.get(path, headers=headers)
-    kept = {k: v for k, v in response.headers.items() if k not in OWN_IDS}
-    assert set(OWN_IDS) <= set(response.headers), response.headers
-    return response.status_code, response.content, kept
-
-
 def test_the_hot_path_answers_what_the_route_answers(tmp_path: Path, postgres_url: str) -> None:
     with running_api(tmp_path, postgres_url) as api:
         live, merged = _customers(api)
-        hot = _hot_path(api)
+        hot = hot_path(api)
         cases = [
             (f"/v1/customers/{customer}", api.headers(who))
             for customer in (live, merged, uuid4(), live.upper())
@@ -71,18 +54,18 @@ def test_the_hot_path_answers_what_the_route_answers(tmp_path: Path, postgres_ur
         for path, headers in cases:
             before = hot.answered
             # a query parameter the route ignores takes FastAPI's route, not the hot path
-            via_route = _answer(api, f"{path}?unused=1", headers)
+            via_route = answer(api, f"{path}?unused=1", headers)
             assert hot.answered == before
-            via_hot = _answer(api, path, headers)
+            via_hot = answer(api, path, headers)
             assert via_hot == via_route, (path, headers)
             answered["hot" if hot.answered > before else "route"] += 1
             if hot.answered > before:
                 assert via_hot[0] == 200
         # the live customer, by each role that reads; everything else went to the route
         assert answered == {"hot": 4, "route": len(cases) - 4}, answered
-        status, body, _ = _answer(api, f"/v1/customers/{live}", api.headers("reader"))
+        status, body, _ = answer(api, f"/v1/customers/{live}", api.headers("reader"))
         assert status == 200 and b"zoe@example.com" not in body  # masked without pii
-        status, body, _ = _answer(api, f"/v1/customers/{live}", api.headers("reader+pii"))
+        status, body, _ = answer(api, f"/v1/customers/{live}", api.headers("reader+pii"))
         assert status == 200 and b"zoe@example.com" in body
 
 
@@ -100,14 +83,14 @@ def test_hot_answers_are_logged_and_measured_under_the_route(
             )
 
         before = served()
-        answered = _hot_path(api).answered
+        answered = hot_path(api).answered
         capsys.readouterr()
         for _ in range(3):
             assert (
                 api.client.get(f"/v1/customers/{live}", headers=api.headers("reader")).status_code
                 == 200
             )
-        assert _hot_path(api).answered == answered + 3
+        assert hot_path(api).answered == answered + 3
         assert served() == before + 3
         logged = capsys.readouterr()
         lines = [line for line in (logged.out + logged.err).splitlines() if "http.request" in line]
@@ -157,7 +140,7 @@ def test_each_request_looks_its_key_up_once(
         live, merged = _customers(api)  # as admin: admin's own key
         reader = api.headers("reader")
         bad = {"Authorization": "Bearer clt_nope_nope"}
-        hot = _hot_path(api)
+        hot = hot_path(api)
         for customer, headers, status in [
             (live, reader, 200),
             (merged, reader, 410),

@@ -11,12 +11,10 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from api.http.hot_path import HotProfileReads
-from tests.api_support import Api, running_api, send
+from tests.api_support import Api, answer, hot_path, running_api, send
 
 pytestmark = pytest.mark.integration
 
-OWN_IDS = ("x-request-id", "x-correlation-id")
 WHO = ("reader", "reader+pii", "admin", "auditor", "writer")
 QUERIES = (
     "as_of=2099-01-01T00:00:00Z",
@@ -43,13 +41,6 @@ QUERIES = (
 )
 
 
-def _hot_path(api: Api) -> HotProfileReads:
-    layer: Any = api.app.middleware_stack
-    while not isinstance(layer, HotProfileReads):
-        layer = layer.app
-    return layer
-
-
 def _customers(api: Api) -> dict[str, str]:
     """A live customer with personal data and contacts, one merged into it, one erased."""
     ids = {}
@@ -69,13 +60,6 @@ def _customers(api: Api) -> dict[str, str]:
     return ids
 
 
-def _answer(api: Api, path: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-    response = api.client.get(path, headers=headers)
-    assert set(OWN_IDS) <= set(response.headers), response.headers
-    kept = {k: v for k, v in response.headers.items() if k not in OWN_IDS}
-    return response.status_code, response.content, kept
-
-
 async def _to_the_route(_request: Any, _customer_id: UUID) -> None:
     return None
 
@@ -87,7 +71,7 @@ def test_the_hot_path_answers_time_travel_as_the_route_does(
     url = request.getfixturevalue("postgres_url") if database == "postgres" else None
     with running_api(tmp_path, url) as api:
         customers = _customers(api)
-        hot = _hot_path(api)
+        hot = hot_path(api)
         cases = [
             (f"/v1/customers/{customer}?{query}", api.headers(who))
             for customer in customers.values()
@@ -105,9 +89,9 @@ def test_the_hot_path_answers_time_travel_as_the_route_does(
             before = hot.answered
             with monkeypatch.context() as only_route:
                 only_route.setattr(hot, "_travel", _to_the_route, raising=False)
-                via_route = _answer(api, path, headers)
+                via_route = answer(api, path, headers)
             assert hot.answered == before
-            via_hot = _answer(api, path, headers)
+            via_hot = answer(api, path, headers)
             assert via_hot == via_route, (path, headers)
             if hot.answered > before:
                 hot_statuses.append(via_hot[0])
@@ -117,9 +101,9 @@ def test_the_hot_path_answers_time_travel_as_the_route_does(
         # registration (404, folded once); nothing else did
         assert set(hot_statuses) == {200, 404}, hot_statuses
         assert hot_statuses.count(200) > 50
-        status, body, _ = _answer(api, f"/v1/customers/{live}?version=1", api.headers("reader"))
+        status, body, _ = answer(api, f"/v1/customers/{live}?version=1", api.headers("reader"))
         assert status == 200 and b"zoe@example.com" not in body  # masked without pii
-        status, body, _ = _answer(api, f"/v1/customers/{live}?version=1", api.headers("admin"))
+        status, body, _ = answer(api, f"/v1/customers/{live}?version=1", api.headers("admin"))
         assert status == 200 and b"zoe@example.com" in body
 
 
@@ -132,7 +116,7 @@ def test_each_time_travel_counts_once_against_the_rate_limit(
         contact = {"channel": "email", "direction": "inbound"}
         assert send(api, "POST", f"/v1/customers/{live}/contacts", contact).status_code == 200
         reader = api.headers("reader")
-        hot = _hot_path(api)
+        hot = hot_path(api)
         statuses = [
             api.client.get(f"/v1/customers/{live}?{query}", headers=reader).status_code
             for query in (
