@@ -9,7 +9,7 @@ the planner falls back to fixed guesses (a third of the rows for ``notification_
 0.5 % per topic) and plans the feed's pages
 (``… WHERE topic = ANY($1) AND notification_id > $2 ORDER BY notification_id LIMIT $3``, read
 by the relay and the consumers every few seconds even when idle) as a parallel sequential scan
-of the whole table: 75-140 ms each at 57,000 events, on both cores at once, and growing with
+of the whole table: 59-187 ms each at 57,000 events, on both cores at once, and growing with
 the store. With statistics the same page is an ordered index scan that stops at its limit:
 0.04 ms at the head (BENCHMARKS.md, "Performance round 13 (issue 16): the idle feed's polls").
 
