@@ -38,6 +38,7 @@ from domain.events import EVENT_TYPES
 from infra import feed_queries
 from infra.envelope import Envelope
 from infra.feed_queries import START, Resume
+from infra.logging import for_spawned_process
 from infra.readstore import ReadStore
 from infra.runtime import settled_heap
 from infra.store import CUSTOMER_TOPICS, FEED_TOPICS
@@ -181,7 +182,12 @@ def _in_workers(
 ) -> int:
     events = 0
     context = get_context("spawn")  # not fork: the parent holds connection pools and threads
-    with context.Manager() as manager, ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
+    with (
+        context.Manager() as manager,
+        ProcessPoolExecutor(
+            len(ranges), mp_context=context, initializer=for_spawned_process()
+        ) as pool,
+    ):
         stop = manager.Event()
         futures = [pool.submit(_worker, connect, work, *bounds, stop) for bounds in ranges]
         try:

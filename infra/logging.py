@@ -12,6 +12,7 @@ and receive at DEBUG (:data:`WIRE_LOGGERS`) stay at INFO.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -36,6 +37,8 @@ SCRUBBED = (
 # Libraries whose DEBUG lines dump protocol bytes (kafka-python: every request and response,
 # records included): never below INFO, whatever CLIENTELE_LOG_LEVEL says.
 WIRE_LOGGERS = ("kafka",)
+
+_configured: dict[str, Any] = {}  # this process's configure_logging arguments, once called
 
 
 def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -85,7 +88,9 @@ class _Stderr:
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
-    """Configure structlog and the stdlib root logger once per process."""
+    """Configure structlog and the stdlib root logger once per process (and, through
+    :func:`for_spawned_process`, the processes it spawns)."""
+    _configured.update(level=level, json=json)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -120,3 +125,13 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root.setLevel(level.upper())
     for name in WIRE_LOGGERS:  # their DEBUG lines are the bytes on the wire: message contents
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+
+
+def for_spawned_process() -> functools.partial[None]:
+    """This process's logging configuration as a picklable callable, for a process it spawns
+    to call first (a pool's ``initializer``, or a ``Process`` target's first step).
+
+    A "spawn" child is a fresh interpreter: unconfigured, structlog prints plain text to
+    stdout, past :func:`scrub`, into whatever reads this process's stdout (``clientele bench
+    --json``'s JSON). Before this process configured logging, the child gets the defaults."""
+    return functools.partial(configure_logging, **_configured)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -17,12 +18,20 @@ from typing import Any
 from api.bench import workload
 from bootstrap import build
 from commands import messages as m
+from infra.logging import for_spawned_process
 from infra.runtime import settle_heap
 from infra.settings import Settings
 
 
-def _write(settings: Settings, commands: list[m.Command], start: Event, done: Queue[Any]) -> None:
+def _write(
+    configure_logging: Callable[[], None],
+    settings: Settings,
+    commands: list[m.Command],
+    start: Event,
+    done: Queue[Any],
+) -> None:
     """One writer process: ready, wait for the start, run its commands, report its CPU."""
+    configure_logging()  # its lines go where the bench's go (stderr), never into --json
     with build(settings) as services:
         settle_heap()  # as a long-running writer, once started (bootstrap.processes)
         done.put("ready")
@@ -42,7 +51,8 @@ def routed(settings: Settings, commands: list[m.Command], processes: int) -> tup
         assert command.customer_id is not None
         shares[command.customer_id.int % processes].append(command)
     writers = [
-        spawn.Process(target=_write, args=(settings, share, start, done)) for share in shares
+        spawn.Process(target=_write, args=(for_spawned_process(), settings, share, start, done))
+        for share in shares
     ]
     for writer in writers:
         writer.start()
