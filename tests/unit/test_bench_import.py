@@ -29,6 +29,7 @@ def test_the_batch_path_and_the_import_both_send_from_a_settled_heap(
         return real(self, commands, context)
 
     monkeypatch.setattr(CommandService, "execute_batch", watched)
+    gc.unfreeze()  # whatever an earlier test in this process settled (an app's start-up)
 
     def settings(side: str) -> Settings:
         return Settings(database_url=f"sqlite:///{tmp_path / side}.db", log_json=True)
