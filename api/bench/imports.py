@@ -12,6 +12,12 @@ rows). Per repeat and backend, on fresh databases:
   check each file whole, stream it, build the commands, send them, write the result file and
   the checkpoint.
 
+Both run from a settled heap (:func:`~infra.runtime.settled_heap`): the batch path's from before
+its clock, with its prebuilt commands — an input no writer holds — frozen as in the ingest
+scenario; the import's as ``run_import`` settles it. Left in the collector's sight, those
+~320k command objects made the baseline's full collections rarer (14 against the import's 39
+at full size), a help no caller of the batch path has (BENCHMARKS.md, round 14).
+
 Rows per second count input rows (customers + purchases). The ratio import ÷ batch path is taken
 per repeat (the two run back to back, alternating which goes first) and its median reported.
 """
@@ -36,6 +42,7 @@ from bootstrap import Services, build
 from commands.messages import Command
 from commands.service import Context
 from consumers.migrate import migrate
+from infra.runtime import settled_heap
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -85,7 +92,7 @@ def _batch_path(settings: Settings, sample: Sample) -> float:
     """Seconds to send the import's commands, built beforehand, through the batch path."""
     context = Context(actor="bench")
     batches = _commands(sample)  # freed before the import runs: it holds no such heap
-    with _fresh(settings) as services:
+    with _fresh(settings) as services, settled_heap():
         started = time.perf_counter()
         for batch in batches:
             services.commands.execute_batch(batch, context)

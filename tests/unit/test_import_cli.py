@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,6 +118,26 @@ def interrupt_after(monkeypatch: pytest.MonkeyPatch, batches: int, error: BaseEx
         return real(self, commands, context)
 
     monkeypatch.setattr(CommandService, "execute_batch", flaky)
+
+
+def test_rows_are_sent_from_a_settled_heap_which_the_import_unsettles_when_done(
+    database: str, sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long job: start-up's objects are out of the collector's sight while rows are sent
+    (its full collections scan what the import holds), and back in it afterwards."""
+    frozen: list[int] = []
+    real = CommandService.execute_batch
+
+    def watched(self: CommandService, commands: Sequence[Any], context: Any) -> list[Outcome]:
+        frozen.append(gc.get_freeze_count())
+        return real(self, commands, context)
+
+    monkeypatch.setattr(CommandService, "execute_batch", watched)
+    gc.unfreeze()  # whatever an earlier test in this process settled (an app's start-up)
+    assert customers(sample.customers_csv).exit_code == 0
+    assert purchases(sample.purchases_csv, "--batch-size", "100").exit_code == 0
+    assert len(frozen) == 4 and min(frozen) > 10_000  # the CLI's modules, the store, …
+    assert gc.get_freeze_count() == 0
 
 
 @pytest.mark.parametrize("keep_checkpoint", [True, False])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
 import pytest
 
+from api.cli.importing import rows
 from api.cli.importing.fields import CUSTOMERS, PURCHASES, REF_ID, REF_SYSTEM, zone
 from api.cli.importing.rows import IMPORT_NAMESPACE, Row, RowBuilder
 from commands import messages as m
@@ -50,6 +53,40 @@ def test_identical_rows_stay_distinct_purchases_and_a_reimport_derives_the_same_
 def test_the_derived_id_reads_canonical_values(same: dict[str, Any]) -> None:
     base = purchase(occurred_at="1997-01-01") if "occurred_at" in same else purchase()
     assert order_ids(purchases(), [base]) == order_ids(purchases(), [same])
+
+
+def test_derived_ids_are_those_earlier_versions_derived() -> None:
+    """A re-import after an upgrade must find the purchases a former version recorded."""
+    builder = purchases("Europe/Berlin")
+    given = [purchase(occurred_at="1997-01-31"), purchase(occurred_at="1997-01-31"), purchase()]
+    assert order_ids(builder, given) == [  # as of the first release of derived ids
+        "auto-3f2d0d694a3bcd5b136199acc9095da6",
+        "auto-0ed2274b22e75ee2949753d85dc62a2e",
+        "auto-51edc0940d9ae60a78811a6472b0dee7",
+    ]
+
+
+def test_each_distinct_date_and_currency_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exports repeat them on every row: they are read (and checked) once each."""
+    read: Counter[str] = Counter()
+
+    def counted(name: str) -> Callable[..., Any]:
+        real = getattr(rows, name)
+
+        def call(*args: Any) -> Any:
+            read[name] += 1
+            return real(*args)
+
+        return call
+
+    for name in ("read_moment", "normalise_currency"):
+        monkeypatch.setattr(rows, name, counted(name))
+    builder = purchases()
+    order_ids(builder, [purchase(str(n), occurred_at="1997-01-01") for n in range(5)])
+    assert read == {"normalise_currency": 1, "read_moment": 1}
+    bad = builder.build(9, purchase(currency="EURO", occurred_at="1997-01-01"))
+    again = builder.build(10, purchase(currency="EURO", occurred_at="1997-01-01"))
+    assert bad.problem is not None and again.problem is not None  # a refusal is never kept
 
 
 def test_the_derived_id_changes_with_what_makes_another_purchase() -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid5
 
 from api.cli.importing.fields import CUSTOMERS, REF_ID, REF_SYSTEM, Kind, read_moment
@@ -37,8 +37,9 @@ from domain.values import MAX_TAGS_PER_CUSTOMER, normalise_currency, normalise_t
 
 IMPORT_NAMESPACE = UUID("a4d3c1f2-6b7e-5f80-9c1d-2e3f4a5b6c7d")
 EXTERNAL_IDS, ATTRIBUTES = "external_ids.", "attributes."
-MOMENTS_KEPT = 10_000
+KEPT = 10_000  # distinct dates (and currencies) read once each
 Ref = tuple[str, str]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -116,16 +117,32 @@ class Occurrences:
 
 
 def derived_order_id(
-    who: str, occurred_at: datetime | None, amount: Decimal, currency: str, seen: Occurrences
+    who: str, moment: str, amount: Decimal, currency: str, seen: Occurrences
 ) -> str:
-    """The order id of a row without one (see the module docstring)."""
-    moment = occurred_at.isoformat() if occurred_at is not None else ""
+    """The order id of a row without one (see the module docstring); ``moment``: the instant's
+    ISO text (:attr:`Moment.text`), empty without one."""
     key = f"{who}\x1f{moment}\x1f{format(amount.normalize(), 'f')}\x1f{currency}".encode()
     digest = hashlib.sha256(key).digest()
     occurrence = seen.next(digest)
     if occurrence > 1:
         digest = hashlib.sha256(digest + occurrence.to_bytes(8, "big")).digest()
     return "auto-" + digest[:16].hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A date or time of the file, read: the instant, and its ISO text for derived ids."""
+
+    at: datetime
+    text: str
+
+
+def _keep(kept: dict[Any, Any], key: object, value: T) -> T:
+    """Remember ``value`` for ``key``, forgetting everything once ``KEPT`` are held."""
+    if len(kept) >= KEPT:
+        kept.clear()
+    kept[key] = value
+    return value
 
 
 class RowBuilder:
@@ -136,7 +153,8 @@ class RowBuilder:
         self.system = system
         self.zone = zone
         self.occurrences = Occurrences()
-        self._moments: dict[str, datetime] = {}  # exports repeat dates: read each once
+        self._moments: dict[str, Moment] = {}  # exports repeat dates: read each once
+        self._currencies: dict[str, str] = {}  # and currencies
         self._build: Callable[[int, Values, Ref | None], Row] = (
             self._customer if kind is CUSTOMERS else self._purchase
         )
@@ -160,16 +178,23 @@ class RowBuilder:
             raise InvalidInput(REF_SYSTEM, "is required with an external id (or --system)")
         return normalise_ref(system, external_id, "customer_ref")
 
-    def _moment(self, values: Values) -> datetime | None:
+    def _moment(self, values: Values) -> Moment | None:
         text = _text(values, "occurred_at")
         if text is None:
             return None
         moment = self._moments.get(text)
         if moment is None:
-            if len(self._moments) >= MOMENTS_KEPT:
-                self._moments.clear()
-            moment = self._moments[text] = read_moment(text, self.zone)
+            at = read_moment(text, self.zone)
+            moment = _keep(self._moments, text, Moment(at, at.isoformat()))
         return moment
+
+    def _currency(self, value: object) -> str:
+        """:func:`normalise_currency`, once per distinct text."""
+        code = self._currencies.get(value) if isinstance(value, str) else None
+        if code is None:
+            code = normalise_currency(value)
+            _keep(self._currencies, value, code)
+        return code
 
     def _customer(self, line: int, values: Values, ref: Ref | None) -> Row:
         external = dict([ref]) if ref else {}
@@ -181,7 +206,8 @@ class RowBuilder:
                 attributes[name.removeprefix(ATTRIBUTES)] = value
         ref = ref or next(iter(external.items()), None)
         customer_id = _uuid(values)
-        occurred_at = self._moment(values)
+        moment = self._moment(values)
+        occurred_at = moment.at if moment is not None else None
         tags = _tags(values.get("tags"))
         keys: list[str | None] = [None] * (1 + len(tags))
         if not external:  # no natural key: the row's own, as earlier imports derived it
@@ -213,18 +239,19 @@ class RowBuilder:
         if customer_id is None and ref is None:
             raise InvalidInput("customer_id", "is required (or external_id / customer_ref.id)")
         amount, currency = _present(values, "amount"), _present(values, "currency")
-        occurred_at = self._moment(values)
+        moment = self._moment(values)
         order_id = _text(values, "order_id")
         if order_id is None:  # derived from canonical values (the handler checks them anyway)
-            amount, currency = parse_amount(amount), normalise_currency(currency)
+            amount, currency = parse_amount(amount), self._currency(currency)
             who = f"id:{customer_id}" if ref is None else f"ref:{ref[0]}\x1f{ref[1]}"
-            order_id = derived_order_id(who, occurred_at, amount, currency, self.occurrences)
+            at = moment.text if moment is not None else ""
+            order_id = derived_order_id(who, at, amount, currency, self.occurrences)
         purchase = m.RecordPurchase(
             **_target(customer_id, ref),
             order_id=order_id,
             amount=amount,
             currency=currency,
-            occurred_at=occurred_at,
+            occurred_at=moment.at if moment is not None else None,
         )
         return Row(line, (purchase,), customer_id, ref, order_id)
 

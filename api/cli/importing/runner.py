@@ -9,6 +9,11 @@ that was already recorded.
 Rows are read and built in the same thread that sends them: a reader thread building the next
 batch meanwhile was slower (BENCHMARKS.md, "Bulk import"), as it holds the GIL whenever SQLite
 or psycopg let go of it.
+
+An import is one long job, run from a settled heap (:func:`~infra.runtime.settled_heap`, as a
+rebuild): what start-up built (modules, the store, the services) is out of the collector's
+sight while rows are sent, so its full collections — one every few batches, as the import
+allocates — scan what the import holds, not the whole process (BENCHMARKS.md, round 14).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from api.cli.importing.rows import Row, RowBuilder
 from api.cli.importing.source import Source
 from commands.duplicates import new_customers
 from commands.service import CommandService, Context, Outcome
+from infra.runtime import settled_heap
 from projections.duplicate_candidates import RegistrationCheck
 
 ACTOR = "clientele:import"
@@ -130,17 +136,29 @@ def run_import(
     With ``duplicates``, each new customer is checked (the result file's
     ``possible_duplicates``)."""
     context = Context(actor=ACTOR, correlation_id=f"import-{plan.source.digest[:16]}")
-    for batch in batches(plan, builder, journal.after_line):
-        commands = [command for row in batch for command in row.commands]
-        outcomes = service.execute_batch(commands, context) if commands else []
-        done = iter(outcomes)
-        results = [result(row, [next(done) for _ in row.commands]) for row in batch]
-        if duplicates is not None:
-            owner = [index for index, row in enumerate(batch) for _ in row.commands]
-            new = new_customers(commands, outcomes, service.default_region)
-            checked = duplicates.check(list(new.values()))
-            found = {owner[i]: dupes for i, dupes in zip(new, checked, strict=True)}
-            results = _with_duplicates(results, found)
-        journal.record(results, batch[-1].line)
-        on_progress(len(batch))
+    with settled_heap():
+        for batch in batches(plan, builder, journal.after_line):
+            _send(service, context, batch, journal, duplicates)
+            on_progress(len(batch))
     return journal.tally
+
+
+def _send(
+    service: CommandService,
+    context: Context,
+    batch: list[Row],
+    journal: Journal,
+    duplicates: RegistrationCheck | None,
+) -> None:
+    """One batch through the batch path, its results to the journal."""
+    commands = [command for row in batch for command in row.commands]
+    outcomes = service.execute_batch(commands, context) if commands else []
+    done = iter(outcomes)
+    results = [result(row, [next(done) for _ in row.commands]) for row in batch]
+    if duplicates is not None:
+        owner = [index for index, row in enumerate(batch) for _ in row.commands]
+        new = new_customers(commands, outcomes, service.default_region)
+        checked = duplicates.check(list(new.values()))
+        found = {owner[i]: dupes for i, dupes in zip(new, checked, strict=True)}
+        results = _with_duplicates(results, found)
+    journal.record(results, batch[-1].line)
