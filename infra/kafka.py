@@ -324,12 +324,9 @@ def consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 2000,
-        # Any record we allow fits in one fetch (brokers return at least one record anyway),
-        # and one fetch holds no more: a consumer seconds behind buffers one fetch of its
-        # backlog, not all of it (kafka-python's 50 MB default: +12 MB of RSS at a
-        # 6,000-event backlog against +5 MB; issue 16's memory target).
+        # Any record we allow fits in one fetch (brokers return at least one record anyway).
         "max_partition_fetch_bytes": limits.fetch_bytes,
-        "fetch_max_bytes": limits.fetch_bytes,
+        "fetch_max_bytes": max(52_428_800, limits.fetch_bytes),
         # How long the broker may hold an empty fetch: an idle consumer asks twice a second,
         # not fifty times (20 ms throughout cost an idle consumer about 7 % of a core on this
         # box). tansu answers a held fetch only at its next look (about half of the wait,
