@@ -12,11 +12,12 @@ rows). Per repeat and backend, on fresh databases:
   check each file whole, stream it, build the commands, send them, write the result file and
   the checkpoint.
 
-Both run from a settled heap (:func:`~infra.runtime.settled_heap`): the batch path's from before
-its clock, with its prebuilt commands — an input no writer holds — frozen as in the ingest
-scenario; the import's as ``run_import`` settles it. Left in the collector's sight, those
-~320k command objects made the baseline's full collections rarer (14 against the import's 39
-at full size), a help no caller of the batch path has (BENCHMARKS.md, round 14).
+Both send each file from a settled heap (:func:`~infra.runtime.settled_heap`), as
+``run_import`` settles it. The batch path's prebuilt commands, an input no writer holds, are
+frozen as in the ingest scenario: left in the collector's sight, those ~320k objects made the
+baseline's full collections rarer (14 against the import's 39 at full size), a help no caller
+of the batch path has (BENCHMARKS.md, round 14). On both sides the customers the first file
+left in the writer's cache are frozen while the second file is sent.
 
 Rows per second count input rows (customers + purchases). The ratio import ÷ batch path is taken
 per repeat (the two run back to back, alternating which goes first) and its median reported.
@@ -66,10 +67,11 @@ def _builder(plan: Plan) -> RowBuilder:
     return RowBuilder(plan.naming.kind, plan.source.digest, system=SYSTEM, zone=zone("UTC"))
 
 
-def _commands(sample: Sample) -> list[list[Command]]:
-    """The import's commands, file by file, in batches of the import's size."""
-    batches: list[list[Command]] = []
+def _commands(sample: Sample) -> list[list[list[Command]]]:
+    """The import's commands: per file, in batches of the import's size."""
+    files: list[list[list[Command]]] = []
     for plan in _plans(sample):
+        batches: list[list[Command]] = []
         pending: list[Command] = []
         for row in rows(plan, _builder(plan)):
             pending.extend(row.commands)
@@ -78,7 +80,8 @@ def _commands(sample: Sample) -> list[list[Command]]:
                 pending = []
         if pending:
             batches.append(pending)
-    return batches
+        files.append(batches)
+    return files
 
 
 @contextmanager
@@ -91,11 +94,13 @@ def _fresh(settings: Settings) -> Iterator[Services]:
 def _batch_path(settings: Settings, sample: Sample) -> float:
     """Seconds to send the import's commands, built beforehand, through the batch path."""
     context = Context(actor="bench")
-    batches = _commands(sample)  # freed before the import runs: it holds no such heap
-    with _fresh(settings) as services, settled_heap():
+    files = _commands(sample)  # freed before the import runs: it holds no such heap
+    with _fresh(settings) as services:
         started = time.perf_counter()
-        for batch in batches:
-            services.commands.execute_batch(batch, context)
+        for batches in files:  # settled per file, as run_import settles each file it sends
+            with settled_heap():
+                for batch in batches:
+                    services.commands.execute_batch(batch, context)
         return time.perf_counter() - started
 
 

@@ -86,7 +86,8 @@ def test_each_distinct_date_and_currency_is_read_once(monkeypatch: pytest.Monkey
     assert read == {"normalise_currency": 1, "read_moment": 1}
     bad = builder.build(9, purchase(currency="EURO", occurred_at="1997-01-01"))
     again = builder.build(10, purchase(currency="EURO", occurred_at="1997-01-01"))
-    assert bad.problem is not None and again.problem is not None  # a refusal is never kept
+    assert bad.problem is not None and again.problem is not None
+    assert read["normalise_currency"] == 3  # a refusal is never kept: read again, refused again
 
 
 def test_the_derived_id_changes_with_what_makes_another_purchase() -> None:

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
 import structlog
 
+from infra import logging as infra_logging
 from infra.logging import configure_logging, for_spawned_process
+
+
+@pytest.fixture(autouse=True)
+def _restored_logging() -> Iterator[None]:
+    """This process's logging as it was before the test (root handlers, level, structlog)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config, spawned = structlog.get_config(), for_spawned_process().keywords
+    yield
+    root.handlers[:], root.level = handlers, level
+    structlog.configure(**config)
+    infra_logging._configured.clear()  # what later spawned children are configured with
+    infra_logging._configured.update(spawned)
 
 
 def _child(configure: Callable[[], None]) -> None:
@@ -35,8 +50,4 @@ def test_a_spawned_process_logs_json_on_stderr_only(capfd: pytest.CaptureFixture
 
 def test_the_child_gets_the_parents_level_and_renderer() -> None:
     configure_logging("ERROR", json=False)
-    try:
-        configure = for_spawned_process()
-        assert configure.keywords == {"level": "ERROR", "json": False}
-    finally:
-        configure_logging("INFO", json=True)
+    assert for_spawned_process().keywords == {"level": "ERROR", "json": False}
