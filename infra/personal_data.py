@@ -171,6 +171,12 @@ class PersonalData:
         return [self.open_envelope(e) for e in envelopes]
 
 
+def needs_opening(envelope: Envelope) -> bool:
+    """Whether :meth:`PersonalData.open_envelope` does anything with ``envelope``: it holds
+    sealed data, or it is an erasure (whose opening forgets the erased person's key)."""
+    return envelope.sealed is not None or envelope.type == Erased.TYPE
+
+
 def envelope_key_owner(envelope: Envelope) -> UUID:
     """Whose key seals an envelope's personal data (see :func:`domain.personal.key_owner`)."""
     field = EVENT_TYPES[envelope.type].KEY_OWNER

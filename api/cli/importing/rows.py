@@ -190,10 +190,11 @@ class RowBuilder:
 
     def _currency(self, value: object) -> str:
         """:func:`normalise_currency`, once per distinct text."""
-        code = self._currencies.get(value) if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return normalise_currency(value)
+        code = self._currencies.get(value)
         if code is None:
-            code = normalise_currency(value)
-            _keep(self._currencies, value, code)
+            code = _keep(self._currencies, value, normalise_currency(value))
         return code
 
     def _customer(self, line: int, values: Values, ref: Ref | None) -> Row:
