@@ -324,12 +324,12 @@ def consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 2000,
-        # Any record we allow fits in one fetch (brokers return at least one record anyway),
-        # and one fetch brings at most two partitions' worth: a consumer seconds behind buffers
-        # about one fetch of its backlog (kafka-python's 50 MB default buffered up to every
-        # partition's 1 MB: +24 MB of RSS at a 30,000-event backlog against +9 MB; issue 16's
-        # memory target). kafka-python sends the next fetch from the poll that opens the last
-        # buffered one, so the application's work on that poll's records covers the round trip.
+        # Any record we allow fits in one partition's share of a fetch, and a fetch brings at
+        # most two record limits per broker: a consumer catching up buffers about one fetch of
+        # its backlog, not every partition's limit (kafka-python's 50 MB default: +24 MB of RSS
+        # at a 30,000-event backlog against +9 MB; BENCHMARKS.md, round 15). kafka-python keeps
+        # one fetch in flight per broker and sends the next from the poll that opens the last
+        # buffered one, so the work on that poll's records covers the round trip.
         "max_partition_fetch_bytes": limits.fetch_bytes,
         "fetch_max_bytes": 2 * limits.fetch_bytes,
         # How long the broker may hold an empty fetch: an idle consumer asks twice a second,
