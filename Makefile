@@ -81,11 +81,17 @@ audit: install
 	$(UV) tool run $(PIP_AUDIT) --requirement var/requirements-audit.txt --require-hashes \
 		--disable-pip --progress-spinner off $(AUDIT_IGNORE) $(AUDIT_FLAGS)
 
+# The tests write bytecode caches whatever the caller's environment says: with
+# PYTHONDONTWRITEBYTECODE set (uv installs no .pyc either), each pytest worker and each clientele
+# process the tests start compiled every module it imports again (measured: collection 23 -> 7 s
+# per worker; a full-mode process's imports 4.0 -> 1.9 s of CPU).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest
+
 unit: install
-	$(VENV)/bin/pytest tests/unit -q
+	$(PYTEST) tests/unit -q
 
 test: install pg-binaries bench-tools lint audit
-	$(VENV)/bin/pytest -q -n 3 --durations=30
+	$(PYTEST) -q -n 3 --durations=30
 
 # Fault injection on full mode (tests/e2e/faults.py, run by tests/e2e/reliability.py): SIGKILL and restart of every process,
 # the broker and PostgreSQL under load, then nothing lost or doubled; writes RELIABILITY.md.
