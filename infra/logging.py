@@ -39,6 +39,11 @@ SCRUBBED = (
 WIRE_LOGGERS = ("kafka",)
 
 _configured: dict[str, Any] = {}  # this process's configure_logging arguments, once called
+# Each logger is bound to the configuration once, on first use (structlog's
+# ``cache_logger_on_first_use``), saving the lookup on every line. A process that configures
+# logging again later and expects its loggers to follow (the test suite: CLI commands run
+# in-process, then ``structlog.testing.capture_logs``) turns this off first.
+CACHE_LOGGERS = True
 
 
 def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -106,7 +111,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(

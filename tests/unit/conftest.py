@@ -3,14 +3,31 @@ the CLI tests get one SQLite database each (:func:`database`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from commands.service import CommandService, Context
+from infra import logging as infra_logging
 from infra.settings import get_settings
 from infra.store import EventStore
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """This process's logging as it was before the test: root handlers and level, structlog's
+    configuration, and what spawned children are configured with."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config, spawned = structlog.get_config(), dict(infra_logging._configured)
+    yield
+    root.handlers[:], root.level = handlers, level
+    structlog.configure(**config)
+    infra_logging._configured.clear()
+    infra_logging._configured.update(spawned)
 
 
 @pytest.fixture

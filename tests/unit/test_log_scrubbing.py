@@ -22,12 +22,11 @@ ROW = "new row violates check constraint\nDETAIL:  Failing row contains (42, Ada
 
 
 @pytest.fixture
-def captured(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def captured(
+    capsys: pytest.CaptureFixture[str], restored_logging: None
+) -> Iterator[pytest.CaptureFixture[str]]:
     configure_logging("DEBUG", json=True)
     yield capsys
-    root.handlers[:], root.level = handlers, level
 
 
 def test_tokens_emails_and_database_row_values_are_scrubbed(
@@ -63,24 +62,19 @@ def _fails_holding(secret: str) -> None:
     raise RuntimeError("a defect")
 
 
+@pytest.mark.usefixtures("restored_logging")
 @pytest.mark.parametrize("json", [True, False])
 def test_a_logged_traceback_never_shows_local_variables(
     capsys: pytest.CaptureFixture[str], json: bool
 ) -> None:
     """Locals may hold personal data (structlog's own default renders them: exc_info is
     turned into plain text before either renderer, :func:`infra.logging.exception_text`)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     configure_logging("INFO", json=json)
     try:
-        try:
-            _fails_holding(LOCAL)
-        except RuntimeError:
-            structlog.get_logger("test.locals").exception("failed")
-        written = capsys.readouterr().err
-    finally:
-        root.handlers[:], root.level = handlers, level
-        structlog.reset_defaults()
+        _fails_holding(LOCAL)
+    except RuntimeError:
+        structlog.get_logger("test.locals").exception("failed")
+    written = capsys.readouterr().err
     assert "RuntimeError: a defect" in written and "_fails_holding" in written
     assert "Ada Lovelace" not in written
 

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import orjson
 import pytest
 import structlog
 
-from infra import logging as infra_logging
 from infra.logging import configure_logging, for_spawned_process
 
-
-@pytest.fixture(autouse=True)
-def _restored_logging() -> Iterator[None]:
-    """This process's logging as it was before the test (root handlers, level, structlog)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config, spawned = structlog.get_config(), for_spawned_process().keywords
-    yield
-    root.handlers[:], root.level = handlers, level
-    structlog.configure(**config)
-    infra_logging._configured.clear()  # what later spawned children are configured with
-    infra_logging._configured.update(spawned)
+pytestmark = pytest.mark.usefixtures("restored_logging")
 
 
 def _child(configure: Callable[[], None]) -> None:

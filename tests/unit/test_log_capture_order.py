@@ -1,0 +1,28 @@
+"""Tests see the lines of loggers first used after a CLI command ran in-process: the command
+configures logging, and a logger cached under that configuration would keep its processors
+and escape capture_logs once structlog is configured anew (tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
+
+from api.cli import app
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_logger_first_used_after_a_command_is_still_captured(tmp_path: Path) -> None:
+    before = structlog.get_config()
+    missing = CliRunner().invoke(app, ["import", "customers", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2, missing.output  # the command ran: logging is configured
+    assert structlog.get_config()["logger_factory"].__class__ is structlog.stdlib.LoggerFactory
+    logger = structlog.get_logger("tests.after_a_command")  # as a module's ``log`` is made
+    logger.info("first.use")  # outside any capture, under the command's configuration
+    structlog.configure(**before)  # as a later test's fixture puts its logging back
+    with capture_logs() as captured:
+        logger.warning("inside.capture")
+    assert [line["event"] for line in captured] == ["inside.capture"]
