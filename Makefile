@@ -90,13 +90,8 @@ PYTEST := env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest
 unit: install
 	$(PYTEST) tests/unit -q
 
-# worksteal: a worker that runs out of tests takes the second half of the longest queue. The
-# default (load) gives each worker a first block of 155 tests and never takes any back; the
-# first one holds every e2e test and the slow broker-loss and campaign modules, so the run could
-# not end before that one worker got through them all. The e2e tests still run one after
-# another at the head of that worker's queue (stealing takes from a queue's end).
 test: install pg-binaries bench-tools lint audit
-	$(PYTEST) -q -n 3 --dist worksteal --durations=30
+	$(PYTEST) -q -n 3 --durations=30
 
 # Fault injection on full mode (tests/e2e/faults.py, run by tests/e2e/reliability.py): SIGKILL and restart of every process,
 # the broker and PostgreSQL under load, then nothing lost or doubled; writes RELIABILITY.md.
