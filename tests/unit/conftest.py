@@ -18,13 +18,16 @@ from infra.store import EventStore
 
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
-    """This process's logging as it was before the test: root handlers and level, structlog's
-    configuration, and what spawned children are configured with."""
+    """This process's logging as it was before the test: root handlers and level, the wire
+    loggers' levels, structlog's configuration, and what spawned children are configured with."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    wire = {name: logging.getLogger(name).level for name in infra_logging.WIRE_LOGGERS}
     config, spawned = structlog.get_config(), dict(infra_logging._configured)
     yield
     root.handlers[:], root.level = handlers, level
+    for name, wire_level in wire.items():
+        logging.getLogger(name).setLevel(wire_level)
     structlog.configure(**config)
     infra_logging._configured.clear()
     infra_logging._configured.update(spawned)
